@@ -1,0 +1,129 @@
+# Makefile — builds libsockit, the sockit command and the examples; installs
+# the Debian packages the build and the tests need (SPEC §2).
+#
+#   make            build/sockit, build/libsockit.{a,so}, build/examples/*
+#   make run        install what is missing, build, run the demo services
+#   make test       install what is missing, build with ASan+UBSan, run all tests
+#   make install PREFIX=/usr/local
+
+CC       ?= cc
+PREFIX   ?= /usr/local
+BUILD    ?= build
+SAN      ?= 0
+
+WARN     := -Wall -Wextra -Wpedantic -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes
+CFLAGS   ?= -O2 -g
+CFLAGS   += -std=c11 -D_GNU_SOURCE -fPIC -fvisibility=hidden $(WARN) -Iinclude -Isrc
+LDLIBS   += -lpthread
+ifeq ($(SAN),1)
+CFLAGS   += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+LDFLAGS  += -fsanitize=address,undefined
+endif
+
+LIB_SRC  := $(wildcard src/*.c)
+CLI_SRC  := $(wildcard cli/*.c) $(wildcard services/*.c)
+EX_SRC   := $(wildcard examples/*.c)
+UNIT_SRC := $(wildcard tests/unit/*.c)
+
+LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
+CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/obj/%.o)
+EX_BIN   := $(EX_SRC:examples/%.c=$(BUILD)/examples/%)
+UNIT_OBJ := $(UNIT_SRC:%.c=$(BUILD)/obj/%.o)
+
+# Debian packages: what building needs, and what the tests drive sockit with.
+BUILD_PKGS := gcc make libc6-dev pkg-config
+TEST_PKGS  := libcriterion-dev python3 netcat-openbsd socat procps util-linux iproute2
+
+.PHONY: all run test deps deps-test install uninstall clean unit integration check-symbols
+
+all: $(BUILD)/sockit $(BUILD)/libsockit.a $(BUILD)/libsockit.so $(EX_BIN)
+
+$(BUILD)/obj/%.o: %.c include/sockit.h $(wildcard src/*.h cli/*.h services/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -DSOCKIT_BUILDING -c $< -o $@
+
+$(BUILD)/libsockit.a: $(LIB_OBJ)
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+
+$(BUILD)/libsockit.so: $(LIB_OBJ)
+	$(CC) -shared -Wl,-soname,libsockit.so.0 $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/sockit: $(CLI_OBJ) $(BUILD)/libsockit.a
+	$(CC) $(LDFLAGS) -o $@ $(CLI_OBJ) $(BUILD)/libsockit.a $(LDLIBS)
+
+# Examples use only the public header, as a user's program would.
+$(BUILD)/examples/%: examples/%.c include/sockit.h $(BUILD)/libsockit.a
+	@mkdir -p $(dir $@)
+	$(CC) $(filter-out -Isrc,$(CFLAGS)) $(LDFLAGS) -o $@ $< $(BUILD)/libsockit.a $(LDLIBS)
+
+$(BUILD)/unit-tests: $(UNIT_OBJ) $(BUILD)/libsockit.a
+	$(CC) $(LDFLAGS) -o $@ $(UNIT_OBJ) $(BUILD)/libsockit.a -lcriterion $(LDLIBS)
+
+# --- set-up ---------------------------------------------------------------
+# Installs the missing packages of a list; as non-root prints the exact line.
+define install_pkgs
+	@missing=""; for p in $(1); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" != 0 ]; then \
+	    echo "sockit needs these Debian packages; run as root:"; \
+	    echo "  apt-get update && apt-get install -y$$missing"; exit 1; \
+	  fi; \
+	  echo "installing Debian packages:$$missing"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends$$missing) \
+	    || { echo "apt-get install failed for:$$missing"; exit 1; }; \
+	fi
+endef
+
+deps:
+	$(call install_pkgs,$(BUILD_PKGS))
+
+deps-test: deps
+	$(call install_pkgs,$(TEST_PKGS))
+
+run: deps
+	$(MAKE) all
+	$(BUILD)/sockit serve
+
+# --- tests ----------------------------------------------------------------
+test: deps-test
+	$(MAKE) BUILD=build/san SAN=1 all build/san/unit-tests
+	$(MAKE) BUILD=build/san check-symbols
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 build/san/unit-tests --jobs=2
+	SOCKIT_BUILD=build/san ASAN_OPTIONS=detect_leaks=1 python3 tests/integration/run.py
+
+unit: $(BUILD)/unit-tests
+	$(BUILD)/unit-tests
+
+integration: all
+	SOCKIT_BUILD=$(BUILD) python3 tests/integration/run.py
+
+# Every exported symbol of the shared library carries the sk_ prefix.
+check-symbols: $(BUILD)/libsockit.so
+	@bad=$$(nm -D --defined-only $(BUILD)/libsockit.so | awk '$$2 ~ /^[TDBR]$$/ {print $$3}' | grep -v '^sk_' || true); \
+	if [ -n "$$bad" ]; then echo "exported symbols without the sk_ prefix:"; echo "$$bad"; exit 1; fi; \
+	echo "check-symbols: every exported symbol has the sk_ prefix"
+
+# --- install --------------------------------------------------------------
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/pkgconfig \
+	  $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/share/man/man1
+	install -m 0755 $(BUILD)/sockit $(DESTDIR)$(PREFIX)/bin/sockit
+	install -m 0644 $(BUILD)/libsockit.a $(DESTDIR)$(PREFIX)/lib/libsockit.a
+	install -m 0755 $(BUILD)/libsockit.so $(DESTDIR)$(PREFIX)/lib/libsockit.so.0
+	ln -sf libsockit.so.0 $(DESTDIR)$(PREFIX)/lib/libsockit.so
+	install -m 0644 include/sockit.h $(DESTDIR)$(PREFIX)/include/sockit.h
+	install -m 0644 docs/sockit.1 $(DESTDIR)$(PREFIX)/share/man/man1/sockit.1
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|'$$(sed -n 's/#define SK_VERSION "\(.*\)"/\1/p' include/sockit.h)'|g' \
+	  sockit.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/sockit.pc
+
+uninstall:
+	rm -f $(DESTDIR)$(PREFIX)/bin/sockit $(DESTDIR)$(PREFIX)/lib/libsockit.a \
+	  $(DESTDIR)$(PREFIX)/lib/libsockit.so $(DESTDIR)$(PREFIX)/lib/libsockit.so.0 \
+	  $(DESTDIR)$(PREFIX)/include/sockit.h $(DESTDIR)$(PREFIX)/share/man/man1/sockit.1 \
+	  $(DESTDIR)$(PREFIX)/lib/pkgconfig/sockit.pc
+
+clean:
+	rm -rf build

@@ -1,0 +1,459 @@
+/* sockit.h — the whole public API of libsockit: event loop, addresses,
+ * framing, stream connections, servers, datagrams and a blocking client.
+ *
+ * Conventions that hold for every function below:
+ *  - Functions that can fail return 0 (or a non-negative count) on success and
+ *    a negative errno-style code on failure (-EINVAL, -ECONNREFUSED, ...).
+ *    sk_strerror() turns a code into text. Callers never read errno after a
+ *    sockit call.
+ *  - Ownership moves only on success: a function that fails leaves every
+ *    argument as it was and allocates nothing the caller must free.
+ *  - Every descriptor the library creates is close-on-exec and non-blocking
+ *    (blocking client helpers use poll() with deadlines, not blocking fds).
+ *  - The library never changes signal dispositions; it sends with
+ *    MSG_NOSIGNAL so SIGPIPE is never raised by it. sk_signal_new() blocks the
+ *    signals it watches in the calling thread's mask (signalfd needs that).
+ *  - A loop and everything attached to it belong to one thread. The only
+ *    functions safe to call from another thread are sk_async_send() and
+ *    sk_loop_stop().
+ */
+#ifndef SOCKIT_H
+#define SOCKIT_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(SOCKIT_BUILDING)
+#define SK_API __attribute__((visibility("default")))
+#else
+#define SK_API
+#endif
+
+#define SK_VERSION "0.1.0"
+
+/* ------------------------------------------------------------------ errors */
+
+/* Returns a static, human-readable description of a negative sockit/errno
+ * code (or of 0, "success"). Never returns NULL. Thread-safe. */
+SK_API const char *sk_strerror(int code);
+
+/* ------------------------------------------------------------------ logging */
+
+enum sk_log_level { SK_LOG_ERROR = 0, SK_LOG_WARN, SK_LOG_INFO, SK_LOG_DEBUG };
+
+/* Receives every message the library itself wants to report (EMFILE back-off,
+ * refused connections, ...). msg has no trailing newline. */
+typedef void (*sk_log_fn)(enum sk_log_level level, const char *msg, void *ud);
+
+/* Installs the process-wide log sink (NULL: library messages are dropped,
+ * the default) and the most verbose level delivered. Call before starting
+ * loops; not synchronised with running loops. */
+SK_API void sk_set_log(sk_log_fn fn, enum sk_log_level max_level, void *ud);
+
+/* printf-style message through the installed sink; used by the library and
+ * available to applications so that everything shares one sink. */
+SK_API void sk_log(enum sk_log_level level, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* ---------------------------------------------------------------- event loop */
+
+typedef struct sk_loop sk_loop;
+typedef struct sk_timer sk_timer;
+typedef struct sk_io sk_io;
+typedef struct sk_signal sk_signal;
+typedef struct sk_async sk_async;
+
+/* Creates an event loop (epoll + eventfd wake-up). *out is set on success;
+ * free it with sk_loop_free() after sk_loop_run() has returned. */
+SK_API int sk_loop_new(sk_loop **out);
+
+/* Runs until sk_loop_stop() is called, or until nothing is left that could
+ * produce an event (no io watchers, timers, servers, connections, asyncs or
+ * signal watchers). Returns 0, or a negative code if epoll itself failed. */
+SK_API int sk_loop_run(sk_loop *loop);
+
+/* Makes sk_loop_run() return after the current iteration. Safe from any
+ * thread and from any callback. */
+SK_API void sk_loop_stop(sk_loop *loop);
+
+/* Frees a loop. Every handle still attached (timers, io, signals, asyncs,
+ * servers, connections, datagram endpoints) is closed first without calling
+ * its callbacks. Must not be called while sk_loop_run() is running. */
+SK_API void sk_loop_free(sk_loop *loop);
+
+/* Monotonic time in milliseconds, cached at the start of each iteration. */
+SK_API uint64_t sk_loop_now(const sk_loop *loop);
+
+/* Bytes of connection input and output buffers held by all loops of the
+ * process, and the budget above which a connection that needs more buffer
+ * fails with -ENOBUFS (0 = unlimited, the default). The count is global
+ * (shared by worker threads) so a budget bounds the whole process. */
+SK_API size_t sk_mem_in_use(void);
+SK_API void sk_mem_set_budget(size_t bytes);
+
+/* Timers: monotonic, kept in a binary heap; timers due at the same time run
+ * in the order they were started. */
+typedef void (*sk_timer_cb)(sk_timer *t, void *ud);
+
+/* Creates a stopped timer. Free with sk_timer_free(); a timer may free itself
+ * from its own callback. */
+SK_API int sk_timer_new(sk_loop *loop, sk_timer_cb cb, void *ud, sk_timer **out);
+
+/* (Re)starts the timer: first call after delay_ms, then every repeat_ms if
+ * repeat_ms > 0. Restarting a running timer moves it. */
+SK_API void sk_timer_start(sk_timer *t, uint64_t delay_ms, uint64_t repeat_ms);
+SK_API void sk_timer_stop(sk_timer *t);
+SK_API int sk_timer_active(const sk_timer *t);
+SK_API void sk_timer_free(sk_timer *t);
+
+/* Watches any descriptor the caller owns (pipes, stdin, ...). events is a
+ * mask of SK_READABLE | SK_WRITABLE. The callback receives the ready mask
+ * (SK_ERROR is set on EPOLLERR/EPOLLHUP together with SK_READABLE). If the
+ * descriptor cannot be watched with epoll (a regular file), sk_io_new returns
+ * -EPERM and the caller should read it directly. The descriptor is not
+ * closed by sk_io_free(). */
+enum { SK_READABLE = 1, SK_WRITABLE = 2, SK_ERROR = 4 };
+typedef void (*sk_io_cb)(sk_io *io, int fd, int ready, void *ud);
+SK_API int sk_io_new(sk_loop *loop, int fd, int events, sk_io_cb cb, void *ud, sk_io **out);
+SK_API int sk_io_set_events(sk_io *io, int events);
+SK_API void sk_io_free(sk_io *io);
+
+/* Delivers the given signals through a signalfd. The signals are blocked in
+ * the calling thread's mask (threads created afterwards inherit the block);
+ * dispositions are left alone. The callback receives the signal number.
+ * sk_signal_free() closes the signalfd but leaves the signals blocked. */
+typedef void (*sk_signal_cb)(sk_signal *s, int signo, void *ud);
+SK_API int sk_signal_new(sk_loop *loop, const int *signals, int count, sk_signal_cb cb,
+                         void *ud, sk_signal **out);
+SK_API void sk_signal_free(sk_signal *s);
+
+/* A cross-thread wake-up: sk_async_send() from any thread makes cb run once
+ * on the loop's thread (several sends before it runs coalesce into one). */
+typedef void (*sk_async_cb)(sk_async *a, void *ud);
+SK_API int sk_async_new(sk_loop *loop, sk_async_cb cb, void *ud, sk_async **out);
+SK_API void sk_async_send(sk_async *a);
+SK_API void sk_async_free(sk_async *a);
+
+/* ---------------------------------------------------------------- addresses */
+
+enum sk_addr_kind {
+    SK_ADDR_TCP = 1,  /* HOST:PORT, tcp://HOST:PORT */
+    SK_ADDR_UDP,      /* udp://HOST:PORT */
+    SK_ADDR_UNIX,     /* unix:PATH, unix:@NAME (abstract) */
+    SK_ADDR_UNIXGRAM, /* unixgram:PATH, unixgram:@NAME */
+    SK_ADDR_TLS       /* tls://HOST:PORT (parsed; transport in a later release) */
+};
+
+#define SK_ADDR_HOST_MAX 256
+#define SK_ADDR_PATH_MAX 108 /* sizeof(sockaddr_un.sun_path) */
+
+/* A parsed address. For network kinds host is the name or literal (without
+ * brackets for IPv6) and port is 0..65535; for Unix kinds path holds the
+ * file name or, when abstract is set, the abstract name without the '@'. */
+typedef struct sk_addr {
+    enum sk_addr_kind kind;
+    char host[SK_ADDR_HOST_MAX];
+    uint16_t port;
+    char path[SK_ADDR_PATH_MAX];
+    int abstract;
+} sk_addr;
+
+/* Parses one of the SPEC §3 forms. On failure returns -EINVAL and, if err is
+ * not NULL, writes one sentence naming the bad part into err. */
+SK_API int sk_addr_parse(const char *text, sk_addr *out, char *err, size_t errlen);
+
+/* Formats a parsed address back to its canonical text form. Returns the
+ * length written (truncated to buflen-1 like snprintf). */
+SK_API int sk_addr_format(const sk_addr *addr, char *buf, size_t buflen);
+
+/* Resolves a network address (getaddrinfo; numeric literals are not looked
+ * up) or builds a sockaddr_un. passive != 0 resolves for bind (an empty or
+ * "*" host means every address). Fills up to max entries of out/outlen and
+ * returns how many (>= 1), or a negative code with err naming the failure. */
+SK_API int sk_addr_resolve(const sk_addr *addr, int passive, struct sockaddr_storage *out,
+                           socklen_t *outlen, int max, char *err, size_t errlen);
+
+/* Writes "1.2.3.4:5", "[::1]:5", "unix:PATH", "unix:@NAME" or "unix:(unnamed)"
+ * for a socket address. Returns buf. */
+SK_API char *sk_sockaddr_format(const struct sockaddr *sa, socklen_t len, char *buf,
+                                size_t buflen);
+
+/* ------------------------------------------------------------------ framing */
+
+enum sk_framing {
+    SK_FRAMING_RAW = 0, /* bytes as they come */
+    SK_FRAMING_LINE,    /* '\n'-terminated lines; a '\r' before it is dropped */
+    SK_FRAMING_FRAME    /* 4-byte big-endian length N, then N bytes */
+};
+
+#define SK_DEFAULT_MAX_LINE (64u * 1024u)
+#define SK_DEFAULT_MAX_FRAME (16u * 1024u * 1024u)
+#define SK_FRAME_HEADER 4
+
+/* Parses "raw", "line" or "frame". Returns 0 or -EINVAL. */
+SK_API int sk_framing_parse(const char *name, enum sk_framing *out);
+SK_API const char *sk_framing_name(enum sk_framing framing);
+
+/* An incremental decoder. It holds no buffer, only how far it has scanned,
+ * so a line dribbled one byte at a time is scanned once, not once per byte. */
+typedef struct sk_decoder {
+    enum sk_framing framing;
+    size_t max;     /* max payload (frame) or line length without "\n" */
+    size_t scanned; /* internal: bytes of the current line already searched */
+} sk_decoder;
+
+/* One decoded message: payload = buf + offset, length len; consumed is how
+ * many bytes of buf the message occupied (header or newline included). */
+typedef struct sk_msg {
+    size_t offset;
+    size_t len;
+    size_t consumed;
+} sk_msg;
+
+/* max 0 selects the framing's default maximum. */
+SK_API void sk_decoder_init(sk_decoder *d, enum sk_framing framing, size_t max);
+
+/* Looks for the next complete message at the start of buf[0..len).
+ * Returns 1 and fills *msg when one is complete; 0 when more bytes are needed
+ * (for line/frame: *need, if not NULL, receives the total buffer length known
+ * to be required, or 0 if unknown); -EMSGSIZE when the declared frame length
+ * or the line exceeds max. After a message is returned the caller drops
+ * msg->consumed bytes from the front and calls again. Raw framing returns all
+ * of buf (if len > 0) as one message. */
+SK_API int sk_decoder_next(sk_decoder *d, const uint8_t *buf, size_t len, sk_msg *msg,
+                           size_t *need);
+
+/* Writes the 4-byte big-endian header for a payload of len bytes. */
+SK_API void sk_frame_header(uint8_t out[SK_FRAME_HEADER], uint32_t len);
+
+/* --------------------------------------------------------- stream connections */
+
+typedef struct sk_conn sk_conn;
+
+/* Callbacks of a stream connection. Every callback may call sk_conn_close(),
+ * sk_conn_abort() or sk_conn_fail() on its connection: closing is deferred
+ * until the callback returns, so the pointer stays valid until on_close. */
+typedef struct sk_conn_callbacks {
+    /* The connection is established (accepted or connected). */
+    void (*on_open)(sk_conn *c);
+    /* One message: a raw chunk, a line without its "\n" (and "\r"), or a frame
+     * payload. data is valid only during the call. */
+    void (*on_message)(sk_conn *c, const uint8_t *data, size_t len);
+    /* Queued output fell below the low-water mark after being above the
+     * high-water mark (reading has resumed). */
+    void (*on_drain)(sk_conn *c);
+    /* The peer shut down its write side (read returned 0). NULL means: finish
+     * sending what is queued, then close — what echo-style services want. */
+    void (*on_eof)(sk_conn *c);
+    /* A protocol error (oversize frame or line, ...) was detected; err is the
+     * code and sk_conn_reason() the text. The callback may queue a reply that
+     * explains it; the connection then closes lingering (see sk_conn_fail). */
+    void (*on_error)(sk_conn *c, int err);
+    /* Called exactly once when the connection is gone. err is 0 for an
+     * orderly close and a negative code otherwise (sk_conn_reason() has the
+     * text). The connection is freed right after this returns. */
+    void (*on_close)(sk_conn *c, int err);
+} sk_conn_callbacks;
+
+/* Limits and behaviour of a stream connection. Zero fields take defaults. */
+typedef struct sk_stream_opts {
+    enum sk_framing framing;
+    size_t max_line;          /* default SK_DEFAULT_MAX_LINE */
+    size_t max_frame;         /* default SK_DEFAULT_MAX_FRAME */
+    size_t out_high_water;    /* reading pauses above this; default 1 MiB */
+    size_t out_low_water;     /* reading resumes at or below; default high/4 */
+    uint32_t idle_timeout_ms; /* no bytes either way for this long; 0 = none */
+    uint32_t frame_timeout_ms;/* a started frame/line must complete; 0 = none */
+    uint32_t linger_ms;       /* lingering close after a protocol error; default 2000 */
+} sk_stream_opts;
+
+/* Fills opts with the defaults above. */
+SK_API void sk_stream_opts_init(sk_stream_opts *opts);
+
+/* Queues bytes for sending exactly as given (no framing). The bytes are
+ * copied; they go out in one write/writev per connection at the end of the
+ * current loop iteration. Returns 0, -EPIPE if the connection is closing, or
+ * -ENOBUFS if the memory budget is exhausted. */
+SK_API int sk_conn_send(sk_conn *c, const void *data, size_t len);
+
+/* Queues one message in the connection's framing: frame → header + payload;
+ * line → payload + "\n"; raw → payload. Same returns as sk_conn_send, plus
+ * -EMSGSIZE for a frame larger than UINT32_MAX. */
+SK_API int sk_conn_send_msg(sk_conn *c, const void *data, size_t len);
+
+/* Queues several buffers as one message (gathered), in the connection's
+ * framing. */
+SK_API int sk_conn_send_msgv(sk_conn *c, const struct iovec *iov, int iovcnt);
+
+/* Bytes queued and not yet accepted by the kernel. */
+SK_API size_t sk_conn_queued(const sk_conn *c);
+
+/* Graceful close: stop reading, send what is queued, shut down the write
+ * side, close. on_close runs with err 0 (unless sending fails). */
+SK_API void sk_conn_close(sk_conn *c);
+
+/* Immediate close: drop queued output and close (the peer may see a reset
+ * if it had unread data). on_close runs with err (use -ECONNABORTED if you
+ * have no better code). */
+SK_API void sk_conn_abort(sk_conn *c, int err);
+
+/* Protocol-error close: records reason (copied) and err, stops decoding
+ * input, sends what is queued (e.g. an error message), shuts down the write
+ * side, and keeps reading and discarding until the peer closes or linger_ms
+ * passes — so the peer receives the reason instead of a reset. */
+SK_API void sk_conn_fail(sk_conn *c, int err, const char *reason);
+
+/* Half-close: after queued output is sent, shut down the write side; keep
+ * reading. */
+SK_API void sk_conn_shutdown(sk_conn *c);
+
+/* Stops or resumes reading from the peer (backpressure from the application,
+ * e.g. when another sink is full). Independent of the automatic pause at the
+ * high-water mark. */
+SK_API void sk_conn_pause(sk_conn *c);
+SK_API void sk_conn_resume(sk_conn *c);
+
+SK_API void sk_conn_set_data(sk_conn *c, void *ud);
+SK_API void *sk_conn_data(const sk_conn *c);
+SK_API sk_loop *sk_conn_loop(const sk_conn *c);
+SK_API int sk_conn_fd(const sk_conn *c);
+SK_API enum sk_framing sk_conn_framing(const sk_conn *c);
+/* The peer as text ("127.0.0.1:4242", "[::1]:4242", "unix:..."). */
+SK_API const char *sk_conn_peer(const sk_conn *c);
+/* The reason recorded for the close (empty string if none). */
+SK_API const char *sk_conn_reason(const sk_conn *c);
+SK_API uint64_t sk_conn_bytes_in(const sk_conn *c);
+SK_API uint64_t sk_conn_bytes_out(const sk_conn *c);
+
+/* Connects asynchronously to a stream address (tcp or unix); on_open runs
+ * when connected, on_close with the error if connecting fails. timeout_ms 0
+ * means no connect deadline. */
+SK_API int sk_conn_connect(sk_loop *loop, const sk_addr *addr, const sk_stream_opts *opts,
+                           const sk_conn_callbacks *cbs, void *ud, uint32_t timeout_ms,
+                           sk_conn **out);
+
+/* Adopts a connected stream descriptor (made non-blocking and close-on-exec
+ * here). On success the connection owns fd; on_open runs on the next loop
+ * iteration. */
+SK_API int sk_conn_adopt(sk_loop *loop, int fd, const sk_stream_opts *opts,
+                         const sk_conn_callbacks *cbs, void *ud, sk_conn **out);
+
+/* ------------------------------------------------------------------ servers */
+
+typedef struct sk_server sk_server;
+
+typedef struct sk_server_opts {
+    sk_stream_opts stream;     /* applied to every accepted connection */
+    sk_conn_callbacks cbs;     /* copied for every accepted connection */
+    void *ud;                  /* sk_conn_data() of each accepted connection */
+    unsigned max_conns;        /* 0 = unlimited; excess peers are closed at once */
+    int backlog;               /* 0 = 511 */
+    int reuseport;             /* set SO_REUSEPORT (TCP workers share a port) */
+    int listen_fd;             /* >= 0: adopt this listening socket (not owned
+                                  unless the call succeeds); -1: create one */
+} sk_server_opts;
+
+SK_API void sk_server_opts_init(sk_server_opts *opts);
+
+/* Creates the listening socket for a tcp or unix address and starts
+ * accepting on loop. A stale unix socket file is replaced only if nobody is
+ * listening on it; the file is removed when the server is freed (if it was
+ * created by this server). Accepting uses accept4 with a reserve descriptor:
+ * on EMFILE/ENFILE the pending peer is shed, accepting pauses ~100 ms, and
+ * the condition is logged at most once a second. err (may be NULL) receives
+ * a sentence on failure. */
+SK_API int sk_server_listen(sk_loop *loop, const sk_addr *addr, const sk_server_opts *opts,
+                            sk_server **out, char *err, size_t errlen);
+
+/* The listening descriptor (to share with sk_server_opts.listen_fd in other
+ * loops) and the bound port (useful with port 0). */
+SK_API int sk_server_fd(const sk_server *srv);
+SK_API int sk_server_port(const sk_server *srv);
+SK_API unsigned sk_server_conn_count(const sk_server *srv);
+
+/* Graceful drain: stop accepting (the listening socket is closed here if this
+ * server owns it), let open connections finish, abort those still open after
+ * timeout_ms, then call done (may be NULL) once no connection is left. */
+typedef void (*sk_server_drained_cb)(sk_server *srv, void *ud);
+SK_API void sk_server_drain(sk_server *srv, uint32_t timeout_ms, sk_server_drained_cb done,
+                            void *ud);
+
+/* Closes the listener and aborts every connection (on_close runs for each). */
+SK_API void sk_server_free(sk_server *srv);
+
+/* ---------------------------------------------------------------- datagrams */
+
+typedef struct sk_dgram sk_dgram;
+
+/* One datagram received; peer is valid only during the call. */
+typedef void (*sk_dgram_cb)(sk_dgram *d, const uint8_t *data, size_t len,
+                            const struct sockaddr *peer, socklen_t peerlen, void *ud);
+
+#define SK_DGRAM_MAX 65507 /* the largest UDP payload over IPv4 */
+
+/* Binds a udp:// or unixgram: address (bind != 0) or connects a client
+ * endpoint to it (bind == 0; for unixgram the client autobinds an abstract
+ * name so that replies can reach it). Receives with recvmmsg in batches;
+ * datagrams larger than SK_DGRAM_MAX are detected (MSG_TRUNC) and dropped
+ * with a logged warning. A unixgram path created by binding is removed when
+ * the endpoint is freed. */
+SK_API int sk_dgram_open(sk_loop *loop, const sk_addr *addr, int bind, sk_dgram_cb cb, void *ud,
+                         sk_dgram **out, char *err, size_t errlen);
+
+/* Queues one datagram for peer (NULL peer: the connected address). Queued
+ * datagrams leave together with sendmmsg at the end of the receive batch (or
+ * of the loop iteration). When the socket buffer is full the datagram is
+ * dropped and counted — datagrams are lossy by nature; the queue never grows
+ * without bound. Returns 0, -EMSGSIZE or -ENOBUFS (queue full, dropped). */
+SK_API int sk_dgram_send(sk_dgram *d, const void *data, size_t len, const struct sockaddr *peer,
+                         socklen_t peerlen);
+SK_API int sk_dgram_fd(const sk_dgram *d);
+SK_API int sk_dgram_port(const sk_dgram *d);
+SK_API uint64_t sk_dgram_dropped(const sk_dgram *d);
+SK_API void sk_dgram_free(sk_dgram *d);
+
+/* ------------------------------------------------------------ blocking client */
+
+/* A small blocking client for tools and tests. Each call takes a timeout in
+ * milliseconds (-1: wait forever) that bounds the whole call; on expiry it
+ * returns -ETIMEDOUT. The descriptors are non-blocking underneath and every
+ * wait goes through poll(), so a timeout is never missed. */
+
+/* Connects to a tcp or unix stream address, trying every resolved address in
+ * turn. Returns the connected descriptor (>= 0, close-on-exec, non-blocking,
+ * TCP_NODELAY) or a negative code with err naming the failure. */
+SK_API int sk_dial(const sk_addr *addr, int timeout_ms, char *err, size_t errlen);
+
+/* Sends all len bytes. Returns 0 or a negative code. */
+SK_API int sk_send_all(int fd, const void *buf, size_t len, int timeout_ms);
+
+/* Receives exactly len bytes. Returns 0, -ECONNRESET if the peer closed
+ * before len bytes arrived (what the seed clients' single recv() got wrong),
+ * or another negative code. */
+SK_API int sk_recv_exact(int fd, void *buf, size_t len, int timeout_ms);
+
+/* Receives whatever is available (at least 1 byte). Returns the count, 0 at
+ * end of stream, or a negative code. */
+SK_API ssize_t sk_recv_some(int fd, void *buf, size_t cap, int timeout_ms);
+
+/* Sends one frame: 4-byte big-endian length, then the payload. */
+SK_API int sk_send_frame(int fd, const void *buf, size_t len, int timeout_ms);
+
+/* Receives one frame into buf (capacity cap). Returns the payload length,
+ * -EMSGSIZE if the declared length exceeds cap (the stream is then out of
+ * step and should be closed), -ENODATA if the stream ended cleanly before
+ * the first header byte, -ECONNRESET if it ended inside a frame. A 0-length
+ * frame returns 0. */
+SK_API ssize_t sk_recv_frame(int fd, void *buf, size_t cap, int timeout_ms);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* SOCKIT_H */
