@@ -82,9 +82,11 @@ SK_API int sk_loop_run(sk_loop *loop);
  * thread and from any callback. */
 SK_API void sk_loop_stop(sk_loop *loop);
 
-/* Frees a loop. Every handle still attached (timers, io, signals, asyncs,
- * servers, connections, datagram endpoints) is closed first without calling
- * its callbacks. Must not be called while sk_loop_run() is running. */
+/* Frees a loop. Every handle still attached (io, signals, asyncs, servers,
+ * connections, datagram endpoints) is closed and freed first without calling
+ * its callbacks; timers are stopped but stay the caller's to free with
+ * sk_timer_free() (safe after the loop is gone). Must not be called while
+ * sk_loop_run() is running. */
 SK_API void sk_loop_free(sk_loop *loop);
 
 /* Monotonic time in milliseconds, cached at the start of each iteration. */
@@ -169,7 +171,8 @@ typedef struct sk_addr {
 SK_API int sk_addr_parse(const char *text, sk_addr *out, char *err, size_t errlen);
 
 /* Formats a parsed address back to its canonical text form. Returns the
- * length written (truncated to buflen-1 like snprintf). */
+ * length of the whole text, like snprintf; the output is truncated to
+ * buflen-1 bytes and always terminated. */
 SK_API int sk_addr_format(const sk_addr *addr, char *buf, size_t buflen);
 
 /* Resolves a network address (getaddrinfo; numeric literals are not looked
@@ -286,6 +289,15 @@ SK_API int sk_conn_send(sk_conn *c, const void *data, size_t len);
  * line → payload + "\n"; raw → payload. Same returns as sk_conn_send, plus
  * -EMSGSIZE for a frame larger than UINT32_MAX. */
 SK_API int sk_conn_send_msg(sk_conn *c, const void *data, size_t len);
+
+/* Reserves room for one message of len bytes in the output queue, writes its
+ * framing (frame header now, "\n" after the payload for line framing) and
+ * returns where the len payload bytes go; the caller fills them before
+ * making any other call on this connection. Lets a service transform input
+ * straight into the output queue without a copy. Returns NULL (with *err set
+ * when err is not NULL) if the connection is closing or the memory budget is
+ * exhausted. */
+SK_API void *sk_conn_prepare_msg(sk_conn *c, size_t len, int *err);
 
 /* Queues several buffers as one message (gathered), in the connection's
  * framing. */

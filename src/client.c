@@ -1,0 +1,357 @@
+/* client.c — the blocking client API (sk_dial, sk_send_all, sk_recv_*,
+ * sk_*_frame) for tools and tests. Descriptors stay non-blocking; every wait
+ * is a poll() bounded by one absolute CLOCK_MONOTONIC deadline per call, so a
+ * timeout covers the whole call however many syscalls it takes. It is not
+ * part of the event loop and never touches signal dispositions. */
+#include "sockit.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <time.h>
+#include <unistd.h>
+
+/* How many resolved addresses sk_dial tries; a name with more is unusual. */
+#define DIAL_MAX_ADDRS 16
+
+/* A Unix listener with a full backlog makes a non-blocking connect fail with
+ * EAGAIN and gives nothing to poll on, so sk_dial retries it this often
+ * until the deadline (a blocking connect would have waited the same way). */
+#define UNIX_BACKLOG_RETRY_MS 10
+
+#define NO_DEADLINE UINT64_MAX
+
+/* Writes a formatted sentence into err (if the caller gave one). */
+static void __attribute__((format(printf, 3, 4)))
+set_err(char *err, size_t errlen, const char *fmt, ...)
+{
+    if (err == NULL || errlen == 0)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}
+
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* The absolute deadline of a call; any negative timeout means none. */
+static uint64_t deadline_after(int timeout_ms)
+{
+    if (timeout_ms < 0)
+        return NO_DEADLINE;
+    return now_ns() + (uint64_t)timeout_ms * 1000000u;
+}
+
+/* Milliseconds left for poll(): -1 without a deadline, 0 once it has
+ * passed. Rounded up, so that poll never returns a hair early and leaves us
+ * spinning on a zero timeout before the deadline. */
+static int remaining_ms(uint64_t deadline)
+{
+    if (deadline == NO_DEADLINE)
+        return -1;
+    uint64_t now = now_ns();
+    if (now >= deadline)
+        return 0;
+    uint64_t ms = (deadline - now + 999999u) / 1000000u;
+    return ms > INT_MAX ? INT_MAX : (int)ms;
+}
+
+/* Waits until fd reports one of events (or an error/hangup, which the
+ * caller's next syscall will turn into a code). Returns 0, -ETIMEDOUT once
+ * the deadline has passed, or another negative code. */
+static int wait_fd(int fd, short events, uint64_t deadline)
+{
+    for (;;) {
+        int ms = remaining_ms(deadline);
+        if (ms == 0)
+            return -ETIMEDOUT;
+        struct pollfd p = {.fd = fd, .events = events};
+        int n = poll(&p, 1, ms);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue; /* the loop recomputes what is left */
+            return -errno;
+        }
+        if (n == 0)
+            continue; /* timed out, or woke early: the check above decides */
+        if (p.revents & POLLNVAL)
+            return -EBADF;
+        return 0;
+    }
+}
+
+/* Sleeps up to ms, cut short by the deadline. Returns -ETIMEDOUT if the
+ * deadline has already passed. */
+static int nap(int ms, uint64_t deadline)
+{
+    int left = remaining_ms(deadline);
+    if (left == 0)
+        return -ETIMEDOUT;
+    if (left > 0 && left < ms)
+        ms = left;
+    poll(NULL, 0, ms); /* EINTR only shortens the nap; the caller retries */
+    return 0;
+}
+
+/* Sends all of iov (modified as it goes). MSG_DONTWAIT makes every call
+ * non-blocking even if the caller handed us a blocking descriptor, so the
+ * deadline is always honoured; MSG_NOSIGNAL keeps SIGPIPE away. */
+static int sendv_until(int fd, struct iovec *iov, int iovcnt, uint64_t deadline)
+{
+    while (iovcnt > 0 && iov[0].iov_len == 0) {
+        iov++;
+        iovcnt--;
+    }
+    while (iovcnt > 0) {
+        struct msghdr mh = {.msg_iov = iov, .msg_iovlen = (size_t)iovcnt};
+        ssize_t n = sendmsg(fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK) {
+                int rc = wait_fd(fd, POLLOUT, deadline);
+                if (rc < 0)
+                    return rc;
+                continue;
+            }
+            return -errno;
+        }
+        /* A short write: drop what went out, resume inside the iovec. */
+        size_t done = (size_t)n;
+        while (iovcnt > 0 && done >= iov[0].iov_len) {
+            done -= iov[0].iov_len;
+            iov++;
+            iovcnt--;
+        }
+        if (iovcnt > 0) {
+            iov[0].iov_base = (char *)iov[0].iov_base + done;
+            iov[0].iov_len -= done;
+        }
+    }
+    return 0;
+}
+
+/* Receives exactly len bytes; *got counts what arrived (also on failure).
+ * Returns 0, 1 at end of stream before len bytes, or a negative code. */
+static int recv_until(int fd, void *buf, size_t len, uint64_t deadline, size_t *got)
+{
+    char *p = buf;
+    *got = 0;
+    while (*got < len) {
+        ssize_t n = recv(fd, p + *got, len - *got, MSG_DONTWAIT);
+        if (n > 0) {
+            *got += (size_t)n;
+        } else if (n == 0) {
+            return 1;
+        } else if (errno == EINTR) {
+            continue;
+        } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
+            int rc = wait_fd(fd, POLLIN, deadline);
+            if (rc < 0)
+                return rc;
+        } else {
+            return -errno;
+        }
+    }
+    return 0;
+}
+
+/* Connects one socket to one address before the deadline. Returns the
+ * descriptor or a negative code; *what says which step failed. */
+static int dial_one(const struct sockaddr_storage *sa, socklen_t salen, uint64_t deadline,
+                    const char **what)
+{
+    int fd, rc, soerr = 0, family = sa->ss_family;
+    socklen_t slen = sizeof soerr;
+
+    *what = "socket for";
+    fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    if (family == AF_INET || family == AF_INET6) {
+        /* Request/reply tools send small messages; Nagle would hold each
+         * one back for the previous reply's ACK. Failure here is harmless. */
+        int one = 1;
+        (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    }
+
+    *what = "connect to";
+    for (;;) {
+        if (connect(fd, (const struct sockaddr *)sa, salen) == 0)
+            return fd;
+        /* EINTR on connect does not abort it: the kernel goes on connecting
+         * in the background exactly as for EINPROGRESS, and a second connect
+         * would fail with EALREADY. So both are waited for the same way. */
+        if (errno == EINPROGRESS || errno == EINTR)
+            break;
+        if (errno == EAGAIN && family == AF_UNIX) {
+            rc = nap(UNIX_BACKLOG_RETRY_MS, deadline);
+            if (rc < 0)
+                goto fail;
+            continue;
+        }
+        rc = -errno;
+        goto fail;
+    }
+
+    rc = wait_fd(fd, POLLOUT, deadline);
+    if (rc < 0)
+        goto fail;
+    if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &slen) < 0) {
+        rc = -errno;
+        goto fail;
+    }
+    if (soerr != 0) {
+        rc = -soerr;
+        goto fail;
+    }
+    return fd;
+
+fail:
+    close(fd);
+    return rc;
+}
+
+int sk_dial(const sk_addr *addr, int timeout_ms, char *err, size_t errlen)
+{
+    struct sockaddr_storage sas[DIAL_MAX_ADDRS];
+    socklen_t lens[DIAL_MAX_ADDRS];
+    char text[SK_ADDR_HOST_MAX + 64];
+    uint64_t deadline = deadline_after(timeout_ms);
+    int n, rc = -ECONNREFUSED;
+
+    if (addr == NULL) {
+        set_err(err, errlen, "sk_dial: no address");
+        return -EINVAL;
+    }
+    if (addr->kind != SK_ADDR_TCP && addr->kind != SK_ADDR_UNIX) {
+        sk_addr_format(addr, text, sizeof text);
+        /* tls:// is refused rather than dialed as plain TCP: sending
+         * cleartext to a TLS port would fail in a confusing way later. A TLS
+         * client that wants the TCP connection dials a copy with kind TCP. */
+        set_err(err, errlen, "cannot dial \"%s\": not a tcp or unix stream address", text);
+        return addr->kind == SK_ADDR_TLS ? -EPROTONOSUPPORT : -EINVAL;
+    }
+
+    n = sk_addr_resolve(addr, 0, sas, lens, DIAL_MAX_ADDRS, err, errlen);
+    if (n < 0)
+        return n;
+
+    for (int i = 0; i < n; i++) {
+        const char *what;
+        int fd = dial_one(&sas[i], lens[i], deadline, &what);
+        if (fd >= 0)
+            return fd;
+        rc = fd;
+        sk_sockaddr_format((const struct sockaddr *)&sas[i], lens[i], text, sizeof text);
+        if (rc == -ETIMEDOUT && remaining_ms(deadline) == 0) {
+            /* Our deadline covers the whole call, not each address, so
+             * there is no time left to try the others. (A kernel SYN
+             * timeout without a deadline falls through to the next.) */
+            set_err(err, errlen, "%s %s: timed out after %d ms", what, text, timeout_ms);
+            return rc;
+        }
+        char eb[128];
+        set_err(err, errlen, "%s %s: %s", what, text, strerror_r(-rc, eb, sizeof eb));
+    }
+    return rc;
+}
+
+int sk_send_all(int fd, const void *buf, size_t len, int timeout_ms)
+{
+    if (buf == NULL && len > 0)
+        return -EINVAL;
+    struct iovec iov = {.iov_base = (void *)(uintptr_t)buf, .iov_len = len};
+    return sendv_until(fd, &iov, 1, deadline_after(timeout_ms));
+}
+
+int sk_recv_exact(int fd, void *buf, size_t len, int timeout_ms)
+{
+    size_t got;
+    if (buf == NULL && len > 0)
+        return -EINVAL;
+    int rc = recv_until(fd, buf, len, deadline_after(timeout_ms), &got);
+    return rc == 1 ? -ECONNRESET : rc;
+}
+
+ssize_t sk_recv_some(int fd, void *buf, size_t cap, int timeout_ms)
+{
+    uint64_t deadline = deadline_after(timeout_ms);
+    /* cap 0 would make "0 bytes" mean both "nothing read" and "end of
+     * stream". */
+    if (buf == NULL || cap == 0)
+        return -EINVAL;
+    for (;;) {
+        ssize_t n = recv(fd, buf, cap, MSG_DONTWAIT);
+        if (n >= 0)
+            return n;
+        if (errno == EINTR)
+            continue;
+        if (errno != EAGAIN && errno != EWOULDBLOCK)
+            return -errno;
+        int rc = wait_fd(fd, POLLIN, deadline);
+        if (rc < 0)
+            return rc;
+    }
+}
+
+int sk_send_frame(int fd, const void *buf, size_t len, int timeout_ms)
+{
+    uint8_t hdr[SK_FRAME_HEADER];
+    if (buf == NULL && len > 0)
+        return -EINVAL;
+    if (len > UINT32_MAX)
+        return -EMSGSIZE;
+    hdr[0] = (uint8_t)(len >> 24);
+    hdr[1] = (uint8_t)(len >> 16);
+    hdr[2] = (uint8_t)(len >> 8);
+    hdr[3] = (uint8_t)len;
+    /* Header and payload in one sendmsg: two sends would put a small
+     * segment on the wire ahead of the payload (TCP_NODELAY is set). */
+    struct iovec iov[2] = {
+        {.iov_base = hdr, .iov_len = sizeof hdr},
+        {.iov_base = (void *)(uintptr_t)buf, .iov_len = len},
+    };
+    return sendv_until(fd, iov, 2, deadline_after(timeout_ms));
+}
+
+ssize_t sk_recv_frame(int fd, void *buf, size_t cap, int timeout_ms)
+{
+    uint64_t deadline = deadline_after(timeout_ms);
+    uint8_t hdr[SK_FRAME_HEADER];
+    size_t got;
+    int rc;
+
+    if (buf == NULL && cap > 0)
+        return -EINVAL;
+    rc = recv_until(fd, hdr, sizeof hdr, deadline, &got);
+    if (rc == 1)
+        return got == 0 ? -ENODATA : -ECONNRESET;
+    if (rc < 0)
+        return rc;
+    uint32_t len = (uint32_t)hdr[0] << 24 | (uint32_t)hdr[1] << 16 | (uint32_t)hdr[2] << 8 |
+                   (uint32_t)hdr[3];
+    /* Check the declared length before reading a byte of the body; the
+     * payload is left unread, so the stream is out of step after this. */
+    if (len > cap)
+        return -EMSGSIZE;
+    rc = recv_until(fd, buf, len, deadline, &got);
+    if (rc == 1)
+        return -ECONNRESET;
+    if (rc < 0)
+        return rc;
+    return (ssize_t)len;
+}

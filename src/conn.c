@@ -1,0 +1,961 @@
+/* conn.c — stream connections: where bytes enter (read into the loop's shared
+ * buffer), become messages (the decoder), and leave (one send per connection
+ * per loop iteration). Also backpressure, half-close, timeouts and the three
+ * ways to close (graceful, lingering on protocol errors, abort). */
+#include <errno.h>
+#include <stdarg.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+enum {
+    F_CONNECTING = 1u << 0,  /* non-blocking connect in progress */
+    F_OPEN_PENDING = 1u << 1,/* on_open due on the next iteration (adopted) */
+    F_PAUSED_USER = 1u << 2, /* sk_conn_pause() */
+    F_PAUSED_HW = 1u << 3,   /* output over the high-water mark */
+    F_EOF = 1u << 4,         /* the peer shut down its write side */
+    F_CLOSING = 1u << 5,     /* close requested: flush, then shut down */
+    F_SHUT_PENDING = 1u << 6,/* sk_conn_shutdown(): shut down once flushed */
+    F_SHUT_DONE = 1u << 7,
+    F_LINGER = 1u << 8,      /* write side shut; discarding input until EOF */
+    F_DEAD = 1u << 9,        /* on the close list; no more callbacks but on_close */
+    F_WANT_OUT = 1u << 10,   /* the kernel buffer was full: EPOLLOUT armed */
+    F_IN_FLUSH = 1u << 11,
+    F_IN_PENDING = 1u << 12,
+    F_CONNECTED_CB = 1u << 13,/* on_open has run: on_close is owed */
+    F_IN_CLOSE = 1u << 14     /* on loop->close_head */
+};
+
+struct sk_conn {
+    sk_watch w;
+    sk_loop *loop;
+    struct sk_server *srv;
+    const sk_conn_callbacks *cbs;
+    const sk_stream_opts *opts;
+    void *owned_cfg; /* cbs/opts copy for adopted and connecting connections */
+    void *ud;
+    sk_buf in, out;
+    sk_decoder dec;
+    sk_timer timer;
+    uint64_t last_active;
+    uint64_t frame_start; /* when the buffered partial message began, or 0 */
+    uint64_t bytes_in, bytes_out;
+    uint32_t flags;
+    int err;
+    char *reason;
+    char *peer;
+    sk_conn *prev, *next;         /* loop->conns */
+    sk_conn *srv_prev, *srv_next; /* the server's connections */
+    sk_conn *flush_next, *pending_next, *close_next;
+};
+
+typedef struct owned_cfg {
+    sk_conn_callbacks cbs;
+    sk_stream_opts opts;
+} owned_cfg;
+
+static void conn_event(sk_watch *w, uint32_t events);
+static void conn_timer(sk_timer *t, void *ud);
+static void finalize(sk_conn *c);
+static void start_close(sk_conn *c);
+
+/* ------------------------------------------------------------ helpers */
+
+static void set_reason(sk_conn *c, int err, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void set_reason(sk_conn *c, int err, const char *fmt, ...)
+{
+    if (c->reason != NULL)
+        return; /* the first reason is the real one */
+    c->err = err;
+    char text[200];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof text, fmt, ap);
+    va_end(ap);
+    c->reason = strdup(text);
+}
+
+static bool reading_allowed(const sk_conn *c)
+{
+    if (c->flags & F_LINGER)
+        return true;
+    return !(c->flags & (F_CONNECTING | F_PAUSED_USER | F_PAUSED_HW | F_EOF | F_CLOSING | F_DEAD));
+}
+
+static bool decoding_allowed(const sk_conn *c)
+{
+    return !(c->flags & (F_PAUSED_USER | F_PAUSED_HW | F_CLOSING | F_DEAD | F_CONNECTING));
+}
+
+static void update_events(sk_conn *c)
+{
+    if (c->flags & F_DEAD)
+        return;
+    uint32_t ev = 0;
+    if (c->flags & F_CONNECTING)
+        ev = EPOLLOUT;
+    else {
+        if (reading_allowed(c))
+            ev |= EPOLLIN;
+        if (c->flags & F_WANT_OUT)
+            ev |= EPOLLOUT;
+    }
+    int err = sk__watch_set(c->loop, &c->w, ev);
+    if (err < 0) {
+        set_reason(c, err, "epoll: %s", sk_strerror(err));
+        finalize(c);
+    }
+}
+
+static void schedule_flush(sk_conn *c)
+{
+    if (c->flags & F_IN_FLUSH)
+        return;
+    c->flags |= F_IN_FLUSH;
+    c->flush_next = c->loop->flush_head;
+    c->loop->flush_head = c;
+}
+
+static void schedule_pending(sk_conn *c)
+{
+    if (c->flags & F_IN_PENDING)
+        return;
+    c->flags |= F_IN_PENDING;
+    c->pending_next = c->loop->pending_head;
+    c->loop->pending_head = c;
+}
+
+static size_t max_for(const sk_stream_opts *o)
+{
+    return o->framing == SK_FRAMING_LINE ? o->max_line : o->max_frame;
+}
+
+/* Arms the connection's one timer for the earliest of its deadlines. The
+ * idle deadline moves with every byte, but the timer is only moved when it
+ * fires (it then re-arms for the real deadline): no heap work per read. */
+static void arm_timer(sk_conn *c)
+{
+    const sk_stream_opts *o = c->opts;
+    uint64_t deadline = UINT64_MAX;
+    if (o->idle_timeout_ms)
+        deadline = c->last_active + o->idle_timeout_ms;
+    if (o->frame_timeout_ms && c->frame_start) {
+        uint64_t d = c->frame_start + o->frame_timeout_ms;
+        if (d < deadline)
+            deadline = d;
+    }
+    if (deadline == UINT64_MAX) {
+        sk_timer_stop(&c->timer);
+        return;
+    }
+    uint64_t now = c->loop->now;
+    sk_timer_start(&c->timer, deadline > now ? deadline - now : 0, 0);
+}
+
+/* -------------------------------------------------------------- input */
+
+static void protocol_error(sk_conn *c, int err, const uint8_t *buf, size_t len)
+{
+    if (c->opts->framing == SK_FRAMING_FRAME && len >= SK_FRAME_HEADER) {
+        uint32_t n = (uint32_t)buf[0] << 24 | (uint32_t)buf[1] << 16 | (uint32_t)buf[2] << 8 | buf[3];
+        set_reason(c, err, "frame too large (%u > max %zu)", n, c->opts->max_frame);
+    } else if (c->opts->framing == SK_FRAMING_LINE) {
+        set_reason(c, err, "line too long (max %zu)", c->opts->max_line);
+    } else {
+        set_reason(c, err, "protocol error: %s", sk_strerror(err));
+    }
+    if (c->cbs->on_error)
+        c->cbs->on_error(c, err);
+    sk_conn_fail(c, err, NULL);
+}
+
+/* Decodes and delivers every complete message at the front of buf; returns
+ * how many bytes were consumed. Stops early when the connection pauses or
+ * closes; what is left stays buffered. */
+static size_t process_input(sk_conn *c, const uint8_t *buf, size_t len)
+{
+    size_t off = 0;
+    while (decoding_allowed(c) && off < len) {
+        sk_msg m;
+        int r = sk_decoder_next(&c->dec, buf + off, len - off, &m, NULL);
+        if (r == 0)
+            break;
+        if (r < 0) {
+            protocol_error(c, r, buf + off, len - off);
+            return len;
+        }
+        c->cbs->on_message(c, buf + off + m.offset, m.len);
+        off += m.consumed;
+    }
+    if (c->opts->framing != SK_FRAMING_RAW && off < len) {
+        if (c->frame_start == 0) {
+            c->frame_start = c->loop->now;
+            if (c->opts->frame_timeout_ms) {
+                uint64_t d = c->frame_start + c->opts->frame_timeout_ms;
+                if (!sk_timer_active(&c->timer) || c->timer.deadline > d)
+                    arm_timer(c);
+            }
+        }
+    } else {
+        c->frame_start = 0;
+    }
+    return off;
+}
+
+static void on_peer_eof(sk_conn *c)
+{
+    c->flags |= F_EOF;
+    if (c->flags & F_LINGER) {
+        finalize(c);
+        return;
+    }
+    update_events(c);
+    if (c->cbs->on_eof) {
+        c->cbs->on_eof(c);
+    } else {
+        if (c->in.len > 0 && c->opts->framing != SK_FRAMING_RAW)
+            set_reason(c, 0, "peer closed mid-message (%zu bytes dropped)", c->in.len);
+        else
+            set_reason(c, 0, "peer closed");
+        sk_conn_close(c);
+    }
+}
+
+static void read_error(sk_conn *c, int err)
+{
+    if (err == -ECONNRESET)
+        set_reason(c, err, "connection reset");
+    else
+        set_reason(c, err, "read: %s", sk_strerror(err));
+    finalize(c);
+}
+
+/* Lingering: the write side is shut; read and throw away until the peer
+ * closes, so that our close does not turn into a reset that would destroy
+ * the reason we sent. */
+static void discard_input(sk_conn *c)
+{
+    for (int i = 0; i < SK_READS_PER_EVENT; i++) {
+        ssize_t n = recv(c->w.fd, c->loop->rbuf, SK_READ_CHUNK, 0);
+        if (n > 0)
+            continue;
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return;
+        finalize(c);
+        return;
+    }
+}
+
+static void do_read(sk_conn *c)
+{
+    if (c->flags & F_LINGER) {
+        discard_input(c);
+        return;
+    }
+    sk_loop *loop = c->loop;
+    for (int i = 0; i < SK_READS_PER_EVENT && reading_allowed(c); i++) {
+        bool into_in = c->in.len > 0;
+        uint8_t *dst = loop->rbuf;
+        size_t cap = SK_READ_CHUNK;
+        if (into_in) {
+            /* A partial message is buffered: append to it. The buffer grows
+             * with what arrives, never from a declared length. */
+            int err = sk__buf_reserve(loop, &c->in, SK_READ_CHUNK);
+            if (err < 0) {
+                set_reason(c, err, "input buffer: %s", sk_strerror(err));
+                sk_conn_fail(c, err, NULL);
+                return;
+            }
+            dst = c->in.data + c->in.off + c->in.len;
+            cap = c->in.cap - c->in.off - c->in.len;
+        }
+        ssize_t n = recv(c->w.fd, dst, cap, 0);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno != EAGAIN && errno != EWOULDBLOCK)
+                read_error(c, -errno);
+            return;
+        }
+        if (n == 0) {
+            on_peer_eof(c);
+            return;
+        }
+        c->bytes_in += (uint64_t)n;
+        c->last_active = loop->now;
+        if (into_in) {
+            c->in.len += (size_t)n;
+            size_t used = process_input(c, c->in.data + c->in.off, c->in.len);
+            if (c->flags & F_DEAD)
+                return;
+            sk__buf_consume(loop, &c->in, used);
+        } else {
+            size_t used = process_input(c, dst, (size_t)n);
+            if (c->flags & F_DEAD)
+                return;
+            size_t left = (size_t)n - used;
+            if (left > 0 && !(c->flags & F_CLOSING)) {
+                int err = sk__buf_reserve(loop, &c->in, left);
+                if (err < 0) {
+                    set_reason(c, err, "input buffer: %s", sk_strerror(err));
+                    sk_conn_fail(c, err, NULL);
+                    return;
+                }
+                memcpy(c->in.data + c->in.off, dst + used, left);
+                c->in.len = left;
+            }
+        }
+        /* A short read means the socket is drained: the next read would only
+         * say EAGAIN, and level-triggered epoll wakes us when more comes. */
+        if ((size_t)n < cap)
+            return;
+    }
+}
+
+/* ------------------------------------------------------------- output */
+
+static void resume_after_drain(sk_conn *c)
+{
+    c->flags &= ~F_PAUSED_HW;
+    update_events(c);
+    if (c->in.len > 0)
+        schedule_pending(c);
+    if (c->cbs->on_drain)
+        c->cbs->on_drain(c);
+}
+
+static void write_out(sk_conn *c)
+{
+    while (c->out.len > 0) {
+        ssize_t n = send(c->w.fd, c->out.data + c->out.off, c->out.len, MSG_NOSIGNAL);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK) {
+                if (!(c->flags & F_WANT_OUT)) {
+                    c->flags |= F_WANT_OUT;
+                    update_events(c);
+                }
+                break;
+            }
+            int err = -errno;
+            if (err == -EPIPE || err == -ECONNRESET)
+                set_reason(c, err, "connection reset");
+            else
+                set_reason(c, err, "write: %s", sk_strerror(err));
+            finalize(c);
+            return;
+        }
+        size_t sent = (size_t)n;
+        bool partial = sent < c->out.len;
+        c->bytes_out += sent;
+        c->last_active = c->loop->now;
+        sk__buf_consume(c->loop, &c->out, sent);
+        if (partial) {
+            /* The kernel took less than offered: its buffer is full, so a
+             * retry now would only return EAGAIN. Wait for EPOLLOUT. */
+            if (!(c->flags & F_WANT_OUT)) {
+                c->flags |= F_WANT_OUT;
+                update_events(c);
+            }
+            break;
+        }
+    }
+    if (c->flags & F_DEAD)
+        return;
+    if ((c->flags & F_PAUSED_HW) && c->out.len <= c->opts->out_low_water)
+        resume_after_drain(c);
+    if (c->out.len > 0)
+        return;
+    if (c->flags & F_WANT_OUT) {
+        c->flags &= ~F_WANT_OUT;
+        update_events(c);
+    }
+    if ((c->flags & F_SHUT_PENDING) && !(c->flags & F_SHUT_DONE)) {
+        c->flags |= F_SHUT_DONE;
+        shutdown(c->w.fd, SHUT_WR);
+    }
+    if (c->flags & F_CLOSING)
+        start_close(c);
+}
+
+void sk__conns_flush(sk_loop *loop)
+{
+    while (loop->flush_head) {
+        sk_conn *c = loop->flush_head;
+        loop->flush_head = c->flush_next;
+        c->flags &= ~F_IN_FLUSH;
+        if (!(c->flags & (F_DEAD | F_CONNECTING | F_LINGER)))
+            write_out(c);
+    }
+}
+
+void sk__conns_process_pending(sk_loop *loop)
+{
+    while (loop->pending_head) {
+        sk_conn *c = loop->pending_head;
+        loop->pending_head = c->pending_next;
+        c->flags &= ~F_IN_PENDING;
+        if (c->flags & F_DEAD)
+            continue;
+        if (c->flags & F_OPEN_PENDING) {
+            c->flags &= ~F_OPEN_PENDING;
+            c->flags |= F_CONNECTED_CB;
+            update_events(c);
+            if (c->cbs->on_open)
+                c->cbs->on_open(c);
+        }
+        if (c->in.len > 0 && decoding_allowed(c)) {
+            size_t used = process_input(c, c->in.data + c->in.off, c->in.len);
+            if (!(c->flags & F_DEAD))
+                sk__buf_consume(loop, &c->in, used);
+        }
+    }
+}
+
+static int queue_reserve(sk_conn *c, size_t total)
+{
+    if (c->flags & (F_DEAD | F_CLOSING | F_SHUT_PENDING))
+        return -EPIPE;
+    int err = sk__buf_reserve(c->loop, &c->out, total);
+    if (err < 0) {
+        set_reason(c, err, "output buffer: %s", sk_strerror(err));
+        sk_conn_abort(c, err);
+    }
+    return err;
+}
+
+static void queued(sk_conn *c)
+{
+    if (!(c->flags & F_WANT_OUT))
+        schedule_flush(c);
+    if (!(c->flags & F_PAUSED_HW) && c->out.len > c->opts->out_high_water) {
+        c->flags |= F_PAUSED_HW;
+        update_events(c);
+    }
+}
+
+int sk_conn_send(sk_conn *c, const void *data, size_t len)
+{
+    if (len == 0)
+        return (c->flags & (F_DEAD | F_CLOSING)) ? -EPIPE : 0;
+    int err = queue_reserve(c, len);
+    if (err < 0)
+        return err;
+    memcpy(c->out.data + c->out.off + c->out.len, data, len);
+    c->out.len += len;
+    queued(c);
+    return 0;
+}
+
+int sk_conn_send_msgv(sk_conn *c, const struct iovec *iov, int iovcnt)
+{
+    size_t len = 0;
+    for (int i = 0; i < iovcnt; i++)
+        len += iov[i].iov_len;
+    int err = 0;
+    uint8_t *p = sk_conn_prepare_msg(c, len, &err);
+    if (p == NULL)
+        return err;
+    for (int i = 0; i < iovcnt; i++) {
+        if (iov[i].iov_len) /* memcpy from NULL is undefined even for 0 bytes */
+            memcpy(p, iov[i].iov_base, iov[i].iov_len);
+        p += iov[i].iov_len;
+    }
+    return 0;
+}
+
+int sk_conn_send_msg(sk_conn *c, const void *data, size_t len)
+{
+    struct iovec iov = {.iov_base = (void *)(uintptr_t)data, .iov_len = len};
+    return sk_conn_send_msgv(c, &iov, 1);
+}
+
+void *sk_conn_prepare_msg(sk_conn *c, size_t len, int *errp)
+{
+    enum sk_framing f = c->opts->framing;
+    if (f == SK_FRAMING_FRAME && len > UINT32_MAX) {
+        if (errp)
+            *errp = -EMSGSIZE;
+        return NULL;
+    }
+    size_t extra = f == SK_FRAMING_FRAME ? SK_FRAME_HEADER : (f == SK_FRAMING_LINE ? 1 : 0);
+    int err = queue_reserve(c, len + extra);
+    if (err < 0) {
+        if (errp)
+            *errp = err;
+        return NULL;
+    }
+    uint8_t *p = c->out.data + c->out.off + c->out.len;
+    if (f == SK_FRAMING_FRAME) {
+        sk_frame_header(p, (uint32_t)len);
+        p += SK_FRAME_HEADER;
+    } else if (f == SK_FRAMING_LINE) {
+        p[len] = '\n';
+    }
+    c->out.len += len + extra;
+    queued(c);
+    return p;
+}
+
+size_t sk_conn_queued(const sk_conn *c) { return c->out.len; }
+
+/* -------------------------------------------------------------- close */
+
+/* Output is flushed and a close was asked for: shut down our side, then
+ * either close at once (the peer already finished) or linger. */
+static void start_close(sk_conn *c)
+{
+    if (c->flags & (F_DEAD | F_LINGER))
+        return;
+    if (c->flags & F_EOF) {
+        finalize(c);
+        return;
+    }
+    if (shutdown(c->w.fd, SHUT_WR) < 0) {
+        finalize(c);
+        return;
+    }
+    c->flags |= F_LINGER | F_SHUT_DONE;
+    sk__buf_release(c->loop, &c->in);
+    update_events(c);
+    sk_timer_start(&c->timer, c->opts->linger_ms, 0);
+}
+
+void sk_conn_close(sk_conn *c)
+{
+    if (c->flags & (F_DEAD | F_CLOSING))
+        return;
+    c->flags |= F_CLOSING;
+    if (c->flags & F_CONNECTING) {
+        finalize(c);
+        return;
+    }
+    update_events(c);
+    if (c->out.len == 0)
+        start_close(c);
+    else if (!(c->flags & F_WANT_OUT))
+        schedule_flush(c);
+}
+
+void sk_conn_fail(sk_conn *c, int err, const char *reason)
+{
+    if (reason != NULL)
+        set_reason(c, err, "%s", reason);
+    else if (c->reason == NULL)
+        set_reason(c, err, "%s", sk_strerror(err));
+    sk_conn_close(c);
+}
+
+void sk_conn_abort(sk_conn *c, int err)
+{
+    if (c->flags & F_DEAD)
+        return;
+    set_reason(c, err, "%s", err ? sk_strerror(err) : "closed");
+    finalize(c);
+}
+
+void sk_conn_shutdown(sk_conn *c)
+{
+    if (c->flags & (F_DEAD | F_CLOSING | F_SHUT_PENDING))
+        return;
+    c->flags |= F_SHUT_PENDING;
+    if (c->out.len == 0) {
+        c->flags |= F_SHUT_DONE;
+        shutdown(c->w.fd, SHUT_WR);
+    }
+}
+
+/* Schedules the final close: no more events, on_close after the current
+ * batch of callbacks. */
+static void finalize(sk_conn *c)
+{
+    if (c->flags & F_DEAD)
+        return;
+    c->flags |= F_DEAD | F_IN_CLOSE;
+    sk__watch_del(c->loop, &c->w);
+    sk_timer_stop(&c->timer);
+    c->close_next = c->loop->close_head;
+    c->loop->close_head = c;
+}
+
+/* Removes c from a singly linked work list; only used when a connection is
+ * destroyed outside the normal end-of-iteration path (server or loop free),
+ * so the linear walk is not on any hot path. */
+#define UNLINK_WORK(headp, field)                                              \
+    do {                                                                       \
+        for (sk_conn **pp = (headp); *pp; pp = &(*pp)->field)                  \
+            if (*pp == c) {                                                    \
+                *pp = c->field;                                                \
+                break;                                                         \
+            }                                                                  \
+    } while (0)
+
+void sk__conn_destroy(sk_conn *c, bool call_close_cb)
+{
+    sk_loop *loop = c->loop;
+    if (c->flags & F_IN_FLUSH)
+        UNLINK_WORK(&loop->flush_head, flush_next);
+    if (c->flags & F_IN_PENDING)
+        UNLINK_WORK(&loop->pending_head, pending_next);
+    if (c->flags & F_IN_CLOSE)
+        UNLINK_WORK(&loop->close_head, close_next);
+    c->flags &= ~(F_IN_FLUSH | F_IN_PENDING | F_IN_CLOSE);
+    if (call_close_cb && (c->flags & F_CONNECTED_CB) && c->cbs->on_close)
+        c->cbs->on_close(c, c->err);
+    else if (call_close_cb && (c->flags & F_CONNECTING) && c->cbs->on_close)
+        c->cbs->on_close(c, c->err ? c->err : -ECONNABORTED);
+    sk__watch_del(loop, &c->w);
+    sk_timer_stop(&c->timer);
+    if (c->srv)
+        sk__server_conn_gone(c->srv, c);
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        loop->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    loop->refs--;
+    close(c->w.fd);
+    sk__buf_release(loop, &c->in);
+    sk__buf_release(loop, &c->out);
+    free(c->reason);
+    free(c->peer);
+    free(c->owned_cfg);
+    free(c);
+}
+
+void sk__conns_finalize(sk_loop *loop)
+{
+    while (loop->close_head) {
+        sk_conn *c = loop->close_head;
+        loop->close_head = c->close_next;
+        c->flags &= ~F_IN_CLOSE;
+        sk__conn_destroy(c, true);
+    }
+}
+
+/* ------------------------------------------------------------- events */
+
+static void connect_done(sk_conn *c)
+{
+    int soerr = 0;
+    socklen_t len = sizeof soerr;
+    if (getsockopt(c->w.fd, SOL_SOCKET, SO_ERROR, &soerr, &len) < 0)
+        soerr = errno;
+    if (soerr == EINPROGRESS || soerr == EALREADY)
+        return;
+    if (soerr != 0) {
+        set_reason(c, -soerr, "connect: %s", sk_strerror(-soerr));
+        finalize(c);
+        return;
+    }
+    c->flags &= ~F_CONNECTING;
+    c->flags |= F_CONNECTED_CB;
+    c->last_active = c->loop->now;
+    arm_timer(c);
+    update_events(c);
+    if (c->cbs->on_open)
+        c->cbs->on_open(c);
+    if (c->out.len > 0 && !(c->flags & F_DEAD))
+        schedule_flush(c);
+}
+
+static void conn_event(sk_watch *w, uint32_t events)
+{
+    sk_conn *c = SK_CONTAINER_OF(w, sk_conn, w);
+    if (c->flags & F_CONNECTING) {
+        connect_done(c);
+        return;
+    }
+    if ((events & EPOLLOUT) && (c->flags & F_WANT_OUT))
+        write_out(c);
+    if (c->flags & F_DEAD)
+        return;
+    if ((events & (EPOLLIN | EPOLLERR | EPOLLHUP)) && reading_allowed(c))
+        do_read(c);
+    else if ((events & (EPOLLERR | EPOLLHUP)) && !(c->flags & F_WANT_OUT))
+        read_error(c, -ECONNRESET);
+}
+
+static void conn_timer(sk_timer *t, void *ud)
+{
+    (void)t;
+    sk_conn *c = ud;
+    if (c->flags & F_DEAD)
+        return;
+    uint64_t now = c->loop->now;
+    const sk_stream_opts *o = c->opts;
+    if (c->flags & F_CONNECTING) {
+        set_reason(c, -ETIMEDOUT, "connect timed out");
+        finalize(c);
+        return;
+    }
+    if (c->flags & F_LINGER) {
+        finalize(c);
+        return;
+    }
+    if (c->flags & F_CLOSING) {
+        /* Still flushing a close: bound it like lingering. */
+        set_reason(c, -ETIMEDOUT, "close timed out with %zu bytes unsent", c->out.len);
+        finalize(c);
+        return;
+    }
+    if (o->frame_timeout_ms && c->frame_start && now - c->frame_start >= o->frame_timeout_ms) {
+        set_reason(c, -ETIMEDOUT, "frame timeout");
+        sk_conn_fail(c, -ETIMEDOUT, NULL);
+        return;
+    }
+    if (o->idle_timeout_ms && now - c->last_active >= o->idle_timeout_ms) {
+        set_reason(c, -ETIMEDOUT, "idle timeout");
+        sk_conn_fail(c, -ETIMEDOUT, NULL);
+        return;
+    }
+    arm_timer(c);
+}
+
+/* ------------------------------------------------------------- create */
+
+void sk_stream_opts_init(sk_stream_opts *o)
+{
+    memset(o, 0, sizeof *o);
+    o->framing = SK_FRAMING_RAW;
+    o->max_line = SK_DEFAULT_MAX_LINE;
+    o->max_frame = SK_DEFAULT_MAX_FRAME;
+    o->out_high_water = 1024u * 1024u;
+    o->out_low_water = o->out_high_water / 4;
+    o->linger_ms = 2000;
+}
+
+static void normalise_opts(sk_stream_opts *o)
+{
+    if (o->max_line == 0)
+        o->max_line = SK_DEFAULT_MAX_LINE;
+    if (o->max_frame == 0)
+        o->max_frame = SK_DEFAULT_MAX_FRAME;
+    if (o->out_high_water == 0)
+        o->out_high_water = 1024u * 1024u;
+    if (o->out_low_water == 0 || o->out_low_water > o->out_high_water)
+        o->out_low_water = o->out_high_water / 4;
+    if (o->linger_ms == 0)
+        o->linger_ms = 2000;
+}
+
+void sk__stream_opts_normalise(sk_stream_opts *o) { normalise_opts(o); }
+
+int sk__conn_create(sk_loop *loop, int fd, const sk_stream_opts *opts,
+                    const sk_conn_callbacks *cbs, void *ud, struct sk_server *srv,
+                    bool connecting, sk_conn **out)
+{
+    sk_conn *c = calloc(1, sizeof *c);
+    if (c == NULL)
+        return -ENOMEM;
+    c->w.fd = fd;
+    c->w.on_event = conn_event;
+    c->loop = loop;
+    c->srv = srv;
+    c->cbs = cbs;
+    c->opts = opts;
+    c->ud = ud;
+    c->last_active = loop->now;
+    sk_decoder_init(&c->dec, opts->framing, max_for(opts));
+    sk__timer_init(&c->timer, loop, conn_timer, c);
+    if (connecting)
+        c->flags |= F_CONNECTING;
+    int err = 0;
+    if (connecting || srv == NULL) {
+        /* Connecting: wait for writability. Adopted: on_open runs on the next
+         * iteration, and reading starts then. */
+        err = connecting ? sk__watch_set(loop, &c->w, EPOLLOUT) : 0;
+    } else {
+        err = sk__watch_set(loop, &c->w, EPOLLIN);
+    }
+    if (err < 0) {
+        free(c);
+        return err;
+    }
+    if (fd >= 0) {
+        int one = 1;
+        /* Ignored for Unix sockets, where it fails harmlessly. */
+        (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    }
+    c->next = loop->conns;
+    if (loop->conns)
+        loop->conns->prev = c;
+    loop->conns = c;
+    loop->refs++;
+    if (srv != NULL && !connecting) {
+        c->flags |= F_CONNECTED_CB;
+        arm_timer(c);
+    } else if (!connecting) {
+        c->flags |= F_OPEN_PENDING;
+        arm_timer(c);
+        schedule_pending(c);
+    } else {
+        arm_timer(c);
+    }
+    *out = c;
+    return 0;
+}
+
+static owned_cfg *copy_cfg(const sk_stream_opts *opts, const sk_conn_callbacks *cbs)
+{
+    owned_cfg *cfg = malloc(sizeof *cfg);
+    if (cfg == NULL)
+        return NULL;
+    cfg->cbs = *cbs;
+    if (opts)
+        cfg->opts = *opts;
+    else
+        sk_stream_opts_init(&cfg->opts);
+    normalise_opts(&cfg->opts);
+    return cfg;
+}
+
+int sk_conn_adopt(sk_loop *loop, int fd, const sk_stream_opts *opts,
+                  const sk_conn_callbacks *cbs, void *ud, sk_conn **out)
+{
+    if (sk__set_nonblock_cloexec(fd) < 0)
+        return -errno;
+    owned_cfg *cfg = copy_cfg(opts, cbs);
+    if (cfg == NULL)
+        return -ENOMEM;
+    int err = sk__conn_create(loop, fd, &cfg->opts, &cfg->cbs, ud, NULL, false, out);
+    if (err < 0) {
+        free(cfg);
+        return err;
+    }
+    (*out)->owned_cfg = cfg;
+    return 0;
+}
+
+int sk_conn_connect(sk_loop *loop, const sk_addr *addr, const sk_stream_opts *opts,
+                    const sk_conn_callbacks *cbs, void *ud, uint32_t timeout_ms, sk_conn **out)
+{
+    if (addr->kind != SK_ADDR_TCP && addr->kind != SK_ADDR_UNIX)
+        return -EPROTONOSUPPORT;
+    struct sockaddr_storage ss[8];
+    socklen_t sl[8];
+    int n = sk_addr_resolve(addr, 0, ss, sl, 8, NULL, 0);
+    if (n < 0)
+        return n;
+    int err = -ECONNREFUSED;
+    /* Immediate failures move on to the next address; a connect that is in
+     * progress is committed to (its failure reaches on_close). */
+    for (int i = 0; i < n; i++) {
+        int fd = socket(ss[i].ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (fd < 0) {
+            err = -errno;
+            continue;
+        }
+        if (connect(fd, (struct sockaddr *)&ss[i], sl[i]) < 0 && errno != EINPROGRESS) {
+            err = -errno;
+            close(fd);
+            continue;
+        }
+        owned_cfg *cfg = copy_cfg(opts, cbs);
+        if (cfg == NULL) {
+            close(fd);
+            return -ENOMEM;
+        }
+        err = sk__conn_create(loop, fd, &cfg->opts, &cfg->cbs, ud, NULL, true, out);
+        if (err < 0) {
+            free(cfg);
+            close(fd);
+            return err;
+        }
+        (*out)->owned_cfg = cfg;
+        if (timeout_ms)
+            sk_timer_start(&(*out)->timer, timeout_ms, 0);
+        return 0;
+    }
+    return err;
+}
+
+/* ---------------------------------------------------------- accessors */
+
+void sk_conn_pause(sk_conn *c)
+{
+    if (c->flags & (F_DEAD | F_PAUSED_USER))
+        return;
+    c->flags |= F_PAUSED_USER;
+    update_events(c);
+}
+
+void sk_conn_resume(sk_conn *c)
+{
+    if ((c->flags & F_DEAD) || !(c->flags & F_PAUSED_USER))
+        return;
+    c->flags &= ~F_PAUSED_USER;
+    update_events(c);
+    if (c->in.len > 0)
+        schedule_pending(c);
+}
+
+void sk_conn_set_data(sk_conn *c, void *ud) { c->ud = ud; }
+void *sk_conn_data(const sk_conn *c) { return c->ud; }
+sk_loop *sk_conn_loop(const sk_conn *c) { return c->loop; }
+int sk_conn_fd(const sk_conn *c) { return c->w.fd; }
+enum sk_framing sk_conn_framing(const sk_conn *c) { return c->opts->framing; }
+const char *sk_conn_reason(const sk_conn *c) { return c->reason ? c->reason : ""; }
+uint64_t sk_conn_bytes_in(const sk_conn *c) { return c->bytes_in; }
+uint64_t sk_conn_bytes_out(const sk_conn *c) { return c->bytes_out; }
+sk_conn *sk__conn_srv_next(sk_conn *c) { return c->srv_next; }
+
+const char *sk_conn_peer(const sk_conn *c)
+{
+    sk_conn *m = (sk_conn *)(uintptr_t)c; /* the text is computed once, lazily */
+    if (m->peer)
+        return m->peer;
+    char text[160];
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    if (getpeername(c->w.fd, (struct sockaddr *)&ss, &len) < 0) {
+        snprintf(text, sizeof text, "(unknown peer)");
+    } else if (ss.ss_family == AF_UNIX && len <= offsetof(struct sockaddr_un, sun_path)) {
+        /* Unix clients are usually unnamed: the process id says more. */
+        struct ucred cred;
+        socklen_t cl = sizeof cred;
+        if (getsockopt(c->w.fd, SOL_SOCKET, SO_PEERCRED, &cred, &cl) == 0)
+            snprintf(text, sizeof text, "unix:pid=%d", (int)cred.pid);
+        else
+            snprintf(text, sizeof text, "unix:(unnamed)");
+    } else {
+        sk_sockaddr_format((struct sockaddr *)&ss, len, text, sizeof text);
+    }
+    m->peer = strdup(text);
+    return m->peer ? m->peer : "(unknown peer)";
+}
+
+/* Server bookkeeping lives here because the list pointers are private. */
+void sk__conn_link_srv(sk_conn *c, sk_conn **head)
+{
+    c->srv_prev = NULL;
+    c->srv_next = *head;
+    if (*head)
+        (*head)->srv_prev = c;
+    *head = c;
+}
+
+void sk__conn_unlink_srv(sk_conn *c, sk_conn **head)
+{
+    if (c->srv_prev)
+        c->srv_prev->srv_next = c->srv_next;
+    else
+        *head = c->srv_next;
+    if (c->srv_next)
+        c->srv_next->srv_prev = c->srv_prev;
+    c->srv_prev = c->srv_next = NULL;
+}

@@ -1,0 +1,347 @@
+/* dgram.c — datagram endpoints (udp://, unixgram:): receive in batches with
+ * recvmmsg, send queued replies in batches with sendmmsg, drop truncated
+ * datagrams, never queue without bound. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+/* Datagrams per recvmmsg call, and batches per readiness event. */
+#define RX_BATCH 16
+#define RX_ROUNDS 4
+/* One byte more than the largest datagram we accept, so that a datagram one
+ * byte too large is seen as such and not silently delivered. */
+#define RX_SLOT (SK_DGRAM_MAX + 1)
+/* Replies waiting for the next sendmmsg: a fixed number and a fixed arena,
+ * so a flood of requests cannot make the queue grow. */
+#define TX_SLOTS 32
+#define TX_ARENA (256u * 1024u)
+
+struct sk_dgram {
+    sk_watch w;
+    sk_loop *loop;
+    sk_dgram_cb cb;
+    void *ud;
+    bool connected;
+    bool in_flush;
+    int port;
+    uint64_t dropped, truncated, last_trunc_log;
+    char unix_path[SK_ADDR_PATH_MAX + 1];
+    dev_t unix_dev;
+    ino_t unix_ino;
+    uint8_t *rx;
+    struct mmsghdr rmsg[RX_BATCH];
+    struct iovec riov[RX_BATCH];
+    struct sockaddr_storage raddr[RX_BATCH];
+    uint8_t *tx;
+    size_t tx_used;
+    int ntx;
+    struct mmsghdr smsg[TX_SLOTS];
+    struct iovec siov[TX_SLOTS];
+    struct sockaddr_storage saddr[TX_SLOTS];
+    struct sk_dgram *prev, *next, *flush_next;
+};
+
+static void dgram_flush(sk_dgram *d)
+{
+    int done = 0;
+    while (done < d->ntx) {
+        int n = sendmmsg(d->w.fd, d->smsg + done, (unsigned)(d->ntx - done), MSG_DONTWAIT);
+        if (n > 0) {
+            done += n;
+            continue;
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS)) {
+            /* The socket buffer is full: datagrams are lossy, so drop the
+             * rest rather than hold them (and their memory) for later. */
+            d->dropped += (uint64_t)(d->ntx - done);
+            break;
+        }
+        /* This one datagram failed (e.g. ECONNREFUSED from an earlier ICMP
+         * error, or a peer whose unixgram socket is gone): skip it. */
+        d->dropped++;
+        done++;
+    }
+    d->ntx = 0;
+    d->tx_used = 0;
+}
+
+static void schedule_flush(sk_dgram *d)
+{
+    if (d->in_flush)
+        return;
+    d->in_flush = true;
+    d->flush_next = d->loop->dgram_flush;
+    d->loop->dgram_flush = d;
+}
+
+void sk__dgrams_flush(sk_loop *loop)
+{
+    while (loop->dgram_flush) {
+        sk_dgram *d = loop->dgram_flush;
+        loop->dgram_flush = d->flush_next;
+        d->in_flush = false;
+        if (d->ntx > 0)
+            dgram_flush(d);
+    }
+}
+
+int sk_dgram_send(sk_dgram *d, const void *data, size_t len, const struct sockaddr *peer,
+                  socklen_t peerlen)
+{
+    if (len > SK_DGRAM_MAX)
+        return -EMSGSIZE;
+    if (peer != NULL && peerlen > sizeof(struct sockaddr_storage))
+        return -EINVAL;
+    if (d->ntx == TX_SLOTS || d->tx_used + len > TX_ARENA)
+        dgram_flush(d);
+    if (d->tx == NULL) {
+        d->tx = malloc(TX_ARENA);
+        if (d->tx == NULL)
+            return -ENOMEM;
+    }
+    int i = d->ntx++;
+    uint8_t *p = d->tx + d->tx_used;
+    if (len)
+        memcpy(p, data, len);
+    d->tx_used += len;
+    d->siov[i].iov_base = p;
+    d->siov[i].iov_len = len;
+    memset(&d->smsg[i], 0, sizeof d->smsg[i]);
+    d->smsg[i].msg_hdr.msg_iov = &d->siov[i];
+    d->smsg[i].msg_hdr.msg_iovlen = 1;
+    if (peer != NULL) {
+        memcpy(&d->saddr[i], peer, peerlen);
+        d->smsg[i].msg_hdr.msg_name = &d->saddr[i];
+        d->smsg[i].msg_hdr.msg_namelen = peerlen;
+    }
+    schedule_flush(d);
+    return 0;
+}
+
+static void dgram_event(sk_watch *w, uint32_t events)
+{
+    (void)events;
+    sk_dgram *d = SK_CONTAINER_OF(w, sk_dgram, w);
+    for (int round = 0; round < RX_ROUNDS; round++) {
+        for (int i = 0; i < RX_BATCH; i++) {
+            d->riov[i].iov_base = d->rx + (size_t)i * RX_SLOT;
+            d->riov[i].iov_len = RX_SLOT;
+            memset(&d->rmsg[i].msg_hdr, 0, sizeof d->rmsg[i].msg_hdr);
+            d->rmsg[i].msg_hdr.msg_iov = &d->riov[i];
+            d->rmsg[i].msg_hdr.msg_iovlen = 1;
+            d->rmsg[i].msg_hdr.msg_name = &d->raddr[i];
+            d->rmsg[i].msg_hdr.msg_namelen = sizeof d->raddr[i];
+        }
+        int n = recvmmsg(w->fd, d->rmsg, RX_BATCH, MSG_DONTWAIT, NULL);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            /* EAGAIN: drained. ECONNREFUSED on a connected endpoint reports
+             * an earlier ICMP error: nothing to deliver. */
+            break;
+        }
+        for (int i = 0; i < n && d->w.events != 0; i++) {
+            struct msghdr *h = &d->rmsg[i].msg_hdr;
+            size_t len = d->rmsg[i].msg_len;
+            if ((h->msg_flags & MSG_TRUNC) || len > SK_DGRAM_MAX) {
+                d->truncated++;
+                if (sk__log_due(&d->last_trunc_log, d->loop->now, 1000)) {
+                    char peer[160];
+                    sk_log(SK_LOG_WARN, "dropped a datagram from %s larger than %d bytes "
+                           "(%llu so far)", sk_sockaddr_format(h->msg_name, h->msg_namelen,
+                                                             peer, sizeof peer),
+                           SK_DGRAM_MAX, (unsigned long long)d->truncated);
+                }
+                continue;
+            }
+            d->cb(d, d->rx + (size_t)i * RX_SLOT, len, h->msg_name, h->msg_namelen, d->ud);
+        }
+        if (n < RX_BATCH || d->w.events == 0)
+            break;
+    }
+    if (d->ntx > 0 && d->w.events != 0)
+        dgram_flush(d);
+}
+
+static int bind_or_connect(sk_dgram *d, const sk_addr *addr, int do_bind, char *err, size_t errlen)
+{
+    struct sockaddr_storage ss[8];
+    socklen_t sl[8];
+    int n = sk_addr_resolve(addr, do_bind, ss, sl, 8, err, errlen);
+    if (n < 0)
+        return n;
+    char text[200];
+    int rc = -EADDRNOTAVAIL;
+    for (int i = 0; i < n; i++) {
+        int fd = socket(ss[i].ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (fd < 0) {
+            rc = -errno;
+            snprintf(err, errlen, "socket: %s", strerror(errno));
+            continue;
+        }
+        int r;
+        if (do_bind) {
+            if (addr->kind == SK_ADDR_UNIXGRAM && !addr->abstract) {
+                /* A datagram socket file cannot be probed for a listener the
+                 * way a stream one can; replace it only if it is a socket. */
+                struct stat st;
+                if (lstat(addr->path, &st) == 0) {
+                    if (!S_ISSOCK(st.st_mode)) {
+                        snprintf(err, errlen, "%s exists and is not a socket", addr->path);
+                        close(fd);
+                        return -EADDRINUSE;
+                    }
+                    unlink(addr->path);
+                }
+            }
+            r = bind(fd, (struct sockaddr *)&ss[i], sl[i]);
+        } else {
+            r = 0;
+            if (addr->kind == SK_ADDR_UNIXGRAM) {
+                /* Autobind an abstract name so the server can answer us. */
+                struct sockaddr_un me = {.sun_family = AF_UNIX};
+                r = bind(fd, (struct sockaddr *)&me, sizeof(sa_family_t));
+            }
+            if (r == 0)
+                r = connect(fd, (struct sockaddr *)&ss[i], sl[i]);
+        }
+        if (r < 0) {
+            rc = -errno;
+            snprintf(err, errlen, "cannot %s %s: %s", do_bind ? "bind" : "connect to",
+                     sk_sockaddr_format((struct sockaddr *)&ss[i], sl[i], text, sizeof text),
+                     strerror(errno));
+            close(fd);
+            continue;
+        }
+        d->w.fd = fd;
+        return 0;
+    }
+    return rc;
+}
+
+int sk_dgram_open(sk_loop *loop, const sk_addr *addr, int do_bind, sk_dgram_cb cb, void *ud,
+                  sk_dgram **out, char *err, size_t errlen)
+{
+    char dummy[8];
+    if (err == NULL) {
+        err = dummy;
+        errlen = sizeof dummy;
+    }
+    err[0] = '\0';
+    if (addr->kind != SK_ADDR_UDP && addr->kind != SK_ADDR_UNIXGRAM) {
+        snprintf(err, errlen, "not a datagram address (use udp://HOST:PORT or unixgram:PATH)");
+        return -EPROTONOSUPPORT;
+    }
+    sk_dgram *d = calloc(1, sizeof *d);
+    if (d == NULL)
+        return -ENOMEM;
+    d->rx = malloc((size_t)RX_BATCH * RX_SLOT);
+    if (d->rx == NULL) {
+        free(d);
+        return -ENOMEM;
+    }
+    d->loop = loop;
+    d->cb = cb;
+    d->ud = ud;
+    d->connected = !do_bind;
+    d->w.fd = -1;
+    d->w.on_event = dgram_event;
+    int rc = bind_or_connect(d, addr, do_bind, err, errlen);
+    if (rc < 0)
+        goto fail;
+    rc = sk__watch_set(loop, &d->w, EPOLLIN);
+    if (rc < 0) {
+        snprintf(err, errlen, "epoll: %s", sk_strerror(rc));
+        goto fail;
+    }
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    if (getsockname(d->w.fd, (struct sockaddr *)&ss, &sl) == 0) {
+        if (ss.ss_family == AF_INET)
+            d->port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+        else if (ss.ss_family == AF_INET6)
+            d->port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+    }
+    if (do_bind && addr->kind == SK_ADDR_UNIXGRAM && !addr->abstract) {
+        struct stat st;
+        if (stat(addr->path, &st) == 0) {
+            snprintf(d->unix_path, sizeof d->unix_path, "%s", addr->path);
+            d->unix_dev = st.st_dev;
+            d->unix_ino = st.st_ino;
+        }
+    }
+    d->next = loop->dgrams;
+    if (loop->dgrams)
+        loop->dgrams->prev = d;
+    loop->dgrams = d;
+    loop->refs++;
+    *out = d;
+    return 0;
+fail:
+    if (d->w.fd >= 0)
+        close(d->w.fd);
+    free(d->rx);
+    free(d);
+    return rc;
+}
+
+int sk_dgram_fd(const sk_dgram *d) { return d->w.fd; }
+int sk_dgram_port(const sk_dgram *d) { return d->port; }
+uint64_t sk_dgram_dropped(const sk_dgram *d) { return d->dropped + d->truncated; }
+
+static void dgram_destroy(sk_watch *w)
+{
+    sk_dgram *d = SK_CONTAINER_OF(w, sk_dgram, w);
+    close(d->w.fd);
+    free(d->rx);
+    free(d->tx);
+    free(d);
+}
+
+void sk_dgram_free(sk_dgram *d)
+{
+    if (d == NULL)
+        return;
+    sk_loop *loop = d->loop;
+    if (d->ntx > 0)
+        dgram_flush(d);
+    if (d->in_flush) {
+        for (sk_dgram **pp = &loop->dgram_flush; *pp; pp = &(*pp)->flush_next)
+            if (*pp == d) {
+                *pp = d->flush_next;
+                break;
+            }
+        d->in_flush = false;
+    }
+    if (d->unix_path[0]) {
+        struct stat st;
+        if (stat(d->unix_path, &st) == 0 && st.st_dev == d->unix_dev && st.st_ino == d->unix_ino)
+            unlink(d->unix_path);
+    }
+    if (d->prev)
+        d->prev->next = d->next;
+    else
+        loop->dgrams = d->next;
+    if (d->next)
+        d->next->prev = d->prev;
+    loop->refs--;
+    d->w.destroy = dgram_destroy;
+    sk__watch_dispose(loop, &d->w);
+}
+
+void sk__dgrams_free_all(sk_loop *loop)
+{
+    while (loop->dgrams)
+        sk_dgram_free(loop->dgrams);
+}

@@ -1,0 +1,165 @@
+/* internal.h — structures shared by the library's own files; not installed.
+ * The public API is include/sockit.h; nothing here is exported. */
+#ifndef SOCKIT_INTERNAL_H
+#define SOCKIT_INTERNAL_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "sockit.h"
+
+#define SK_CONTAINER_OF(ptr, type, member) ((type *)(void *)((char *)(ptr) - offsetof(type, member)))
+
+/* Reads go into a per-loop buffer of this size: large enough that a 4 KiB
+ * frame workload is served by few syscalls (libevent's 4 KiB reads lose 3-6x
+ * there), small enough to stay in L2. */
+#define SK_READ_CHUNK (64u * 1024u)
+/* Reads per readable event before giving other connections a turn. */
+#define SK_READS_PER_EVENT 8
+/* Pooled buffers per loop: enough for the connections active in one
+ * iteration of a busy loop without hoarding memory for idle ones. */
+#define SK_POOL_MAX 64
+/* Peers accepted per readiness event on a listener, for fairness. */
+#define SK_ACCEPTS_PER_EVENT 64
+
+/* ---- epoll seam (epoll.c) ---- */
+
+/* Everything registered with epoll starts with this; the loop calls
+ * on_event with the epoll event mask. */
+typedef struct sk_watch {
+    int fd;
+    uint32_t events; /* currently registered mask (0 = not registered) */
+    void (*on_event)(struct sk_watch *w, uint32_t events);
+    /* Handles freed from inside a callback are parked here and destroyed
+     * after the batch of events, so a later event of the same batch never
+     * points at freed memory. */
+    struct sk_watch *garbage_next;
+    void (*destroy)(struct sk_watch *w);
+} sk_watch;
+
+/* Parks w for destruction after the current batch of callbacks. */
+void sk__watch_dispose(sk_loop *loop, sk_watch *w);
+void sk__garbage_collect(sk_loop *loop);
+
+int sk__epoll_create(void);
+int sk__watch_set(sk_loop *loop, sk_watch *w, uint32_t events);
+void sk__watch_del(sk_loop *loop, sk_watch *w);
+
+/* ---- timers (timer.c) ---- */
+
+struct sk_timer {
+    sk_loop *loop;
+    sk_timer_cb cb;
+    void *ud;
+    uint64_t deadline;
+    uint64_t repeat;
+    uint64_t seq;   /* start order: the tiebreak for equal deadlines */
+    size_t index;   /* position in the heap, SIZE_MAX when stopped */
+    bool internal;  /* embedded in another handle: does not keep the loop alive */
+};
+
+void sk__timer_init(sk_timer *t, sk_loop *loop, sk_timer_cb cb, void *ud);
+/* Runs due timers; returns how many ran. */
+int sk__timers_run(sk_loop *loop);
+/* Milliseconds until the earliest deadline, or -1 if none. */
+int sk__timers_timeout(sk_loop *loop);
+void sk__timers_free(sk_loop *loop);
+
+/* ---- buffers (buf.c) ---- */
+
+/* A byte buffer with a read offset: data[off, off+len) is live. */
+typedef struct sk_buf {
+    uint8_t *data;
+    size_t off;
+    size_t len;
+    size_t cap;
+} sk_buf;
+
+/* Makes room for at least `more` bytes after the live data; may compact or
+ * grow (never beyond what is asked plus doubling). Takes a pooled buffer when
+ * empty. Returns 0 or -ENOBUFS (memory budget) / -ENOMEM. */
+int sk__buf_reserve(sk_loop *loop, sk_buf *b, size_t more);
+/* Drops n bytes from the front; releases the storage to the pool when the
+ * buffer becomes empty so idle connections hold no buffer. */
+void sk__buf_consume(sk_loop *loop, sk_buf *b, size_t n);
+void sk__buf_release(sk_loop *loop, sk_buf *b);
+void sk__pool_free(sk_loop *loop);
+/* Global accounting behind sk_mem_in_use / sk_mem_set_budget. */
+bool sk__mem_charge(size_t bytes);
+void sk__mem_uncharge(size_t bytes);
+
+/* ---- the loop (loop.c) ---- */
+
+typedef struct sk_pool_buf {
+    struct sk_pool_buf *next;
+} sk_pool_buf;
+
+struct sk_loop {
+    int epfd;
+    sk_watch wake;          /* eventfd: sk_async_send and sk_loop_stop */
+    atomic_bool stop;
+    atomic_bool wake_pending;
+    uint64_t now;
+    unsigned refs;          /* handles that keep sk_loop_run going */
+
+    sk_timer **heap;
+    size_t heap_len, heap_cap;
+    uint64_t timer_seq;
+
+    uint8_t *rbuf;          /* shared read buffer, SK_READ_CHUNK bytes */
+    sk_pool_buf *pool;      /* free SK_READ_CHUNK-sized buffers */
+    unsigned pool_len;
+
+    sk_conn *conns;         /* every connection of this loop (for sk_loop_free) */
+    sk_conn *flush_head;    /* connections with output to write this iteration */
+    sk_conn *pending_head;  /* connections with buffered input to decode */
+    sk_conn *close_head;    /* connections to finalise after callbacks */
+    struct sk_dgram *dgram_flush; /* datagram endpoints with queued sends */
+    struct sk_dgram *dgrams;
+    struct sk_server *servers;
+    struct sk_async *asyncs;
+    struct sk_io *ios;
+    sk_watch *garbage;
+    struct sk_signal *signals;
+};
+
+uint64_t sk__now_ms(void);
+void sk__loop_wake(sk_loop *loop);
+
+/* ---- connections (conn.c) ---- */
+
+/* Creates a connection on an open, connected, non-blocking stream fd.
+ * opts and cbs must outlive the connection (server-owned) unless own_cfg. */
+int sk__conn_create(sk_loop *loop, int fd, const sk_stream_opts *opts,
+                    const sk_conn_callbacks *cbs, void *ud, struct sk_server *srv,
+                    bool connecting, sk_conn **out);
+void sk__conns_flush(sk_loop *loop);
+void sk__conns_process_pending(sk_loop *loop);
+void sk__conns_finalize(sk_loop *loop);
+/* Closes without callbacks (sk_loop_free). */
+void sk__conn_destroy(sk_conn *c, bool call_close_cb);
+sk_conn *sk__conn_srv_next(sk_conn *c);
+void sk__conn_link_srv(sk_conn *c, sk_conn **head);
+void sk__conn_unlink_srv(sk_conn *c, sk_conn **head);
+void sk__stream_opts_normalise(sk_stream_opts *o);
+
+/* ---- servers (server.c) ---- */
+void sk__server_conn_gone(struct sk_server *srv, sk_conn *c);
+void sk__servers_free_all(sk_loop *loop);
+
+/* ---- datagrams (dgram.c) ---- */
+void sk__dgrams_flush(sk_loop *loop);
+void sk__dgrams_free_all(sk_loop *loop);
+
+/* ---- io / signal / async (handles.c) ---- */
+void sk__handles_free_all(sk_loop *loop);
+void sk__asyncs_dispatch(sk_loop *loop);
+
+/* ---- misc ---- */
+int sk__set_nonblock_cloexec(int fd);
+/* Rate-limited logging: logs when at least interval_ms passed since *last. */
+bool sk__log_due(uint64_t *last, uint64_t now, uint64_t interval_ms);
+
+#endif

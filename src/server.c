@@ -1,0 +1,416 @@
+/* server.c — listening sockets: bind (with the stale Unix socket check),
+ * accept4 with the reserve-descriptor policy for EMFILE, --max-conns, and
+ * graceful drain. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+/* How long accepting pauses after running out of descriptors: long enough
+ * not to spin, short enough that service resumes promptly (nginx and libuv
+ * do the same). */
+#define ACCEPT_BACKOFF_MS 100
+/* Resource problems are logged at most this often per server. */
+#define LOG_INTERVAL_MS 1000
+/* After the drain deadline, connections get this long to finish closing
+ * before they are aborted. */
+#define DRAIN_GRACE_MS 1000
+
+struct sk_server {
+    sk_watch w;
+    sk_loop *loop;
+    sk_server_opts opts;
+    bool owns_fd;
+    bool draining;
+    int reserve_fd;
+    int port;
+    char unix_path[SK_ADDR_PATH_MAX + 1]; /* to remove at exit, if we made it */
+    dev_t unix_dev;
+    ino_t unix_ino;
+    sk_conn *conns;
+    unsigned nconns;
+    sk_timer backoff;      /* re-enables accepting after EMFILE */
+    sk_timer drain_timer;
+    int drain_stage;
+    sk_server_drained_cb drained_cb;
+    void *drained_ud;
+    uint64_t last_emfile_log, last_maxconn_log;
+    uint64_t shed;
+    struct sk_server *prev, *next;
+};
+
+void sk_server_opts_init(sk_server_opts *o)
+{
+    memset(o, 0, sizeof *o);
+    sk_stream_opts_init(&o->stream);
+    o->backlog = 511;
+    o->listen_fd = -1;
+}
+
+static void accept_enable(sk_server *srv, bool on)
+{
+    if (srv->w.fd < 0)
+        return;
+    if (sk__watch_set(srv->loop, &srv->w, on ? EPOLLIN : 0) < 0)
+        sk_log(SK_LOG_ERROR, "cannot watch the listening socket: %s", strerror(errno));
+}
+
+static void on_backoff(sk_timer *t, void *ud)
+{
+    (void)t;
+    sk_server *srv = ud;
+    if (srv->reserve_fd < 0)
+        srv->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (!srv->draining)
+        accept_enable(srv, true);
+}
+
+/* Out of descriptors: use the reserve to accept and close the pending peer
+ * (so it is told at once instead of hanging in the backlog), then pause
+ * accepting for a moment. Level-triggered epoll would otherwise report the
+ * listener ready again immediately: a busy loop. */
+static void out_of_descriptors(sk_server *srv, int err)
+{
+    if (srv->reserve_fd >= 0) {
+        close(srv->reserve_fd);
+        srv->reserve_fd = -1;
+        int fd = accept4(srv->w.fd, NULL, NULL, SOCK_CLOEXEC);
+        if (fd >= 0) {
+            close(fd);
+            srv->shed++;
+        }
+        srv->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    }
+    accept_enable(srv, false);
+    sk_timer_start(&srv->backoff, ACCEPT_BACKOFF_MS, 0);
+    if (sk__log_due(&srv->last_emfile_log, srv->loop->now, LOG_INTERVAL_MS))
+        sk_log(SK_LOG_WARN, "out of descriptors (%s): shedding new connections (%llu so far), "
+               "retrying in %d ms", strerror(-err), (unsigned long long)srv->shed,
+               ACCEPT_BACKOFF_MS);
+}
+
+static void accept_event(sk_watch *w, uint32_t events)
+{
+    (void)events;
+    sk_server *srv = SK_CONTAINER_OF(w, sk_server, w);
+    for (int i = 0; i < SK_ACCEPTS_PER_EVENT && !srv->draining; i++) {
+        int fd = accept4(w->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            int err = errno;
+            if (err == EAGAIN || err == EWOULDBLOCK)
+                return;
+            if (err == EINTR || err == ECONNABORTED || err == EPROTO)
+                continue;
+            if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
+                out_of_descriptors(srv, -err);
+                return;
+            }
+            sk_log(SK_LOG_ERROR, "accept: %s", strerror(err));
+            accept_enable(srv, false);
+            sk_timer_start(&srv->backoff, ACCEPT_BACKOFF_MS, 0);
+            return;
+        }
+        if (srv->opts.max_conns && srv->nconns >= srv->opts.max_conns) {
+            /* Refused cleanly: the peer sees an orderly close at once. */
+            close(fd);
+            srv->shed++;
+            if (sk__log_due(&srv->last_maxconn_log, srv->loop->now, LOG_INTERVAL_MS))
+                sk_log(SK_LOG_WARN, "max-conns (%u) reached: refusing new connections",
+                       srv->opts.max_conns);
+            continue;
+        }
+        sk_conn *c;
+        int err = sk__conn_create(srv->loop, fd, &srv->opts.stream, &srv->opts.cbs, srv->opts.ud,
+                                  srv, false, &c);
+        if (err < 0) {
+            close(fd);
+            sk_log(SK_LOG_ERROR, "cannot set up a connection: %s", sk_strerror(err));
+            continue;
+        }
+        sk__conn_link_srv(c, &srv->conns);
+        srv->nconns++;
+        if (srv->opts.cbs.on_open)
+            srv->opts.cbs.on_open(c);
+    }
+}
+
+/* A socket file already at path: replace it only if nobody answers there. */
+static int clear_stale_unix(const char *path, char *err, size_t errlen)
+{
+    struct stat st;
+    if (lstat(path, &st) < 0)
+        return errno == ENOENT ? 0 : -errno;
+    if (!S_ISSOCK(st.st_mode)) {
+        snprintf(err, errlen, "%s exists and is not a socket", path);
+        return -EADDRINUSE;
+    }
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    struct sockaddr_un sun = {.sun_family = AF_UNIX};
+    memcpy(sun.sun_path, path, strlen(path));
+    int r = connect(fd, (struct sockaddr *)&sun, sizeof sun);
+    int cerr = errno;
+    close(fd);
+    if (r == 0 || cerr == EAGAIN) {
+        snprintf(err, errlen, "unix:%s is in use: another server is listening there", path);
+        return -EADDRINUSE;
+    }
+    if (cerr != ECONNREFUSED) {
+        snprintf(err, errlen, "cannot check the existing socket %s: %s", path, strerror(cerr));
+        return -cerr;
+    }
+    if (unlink(path) < 0 && errno != ENOENT) {
+        snprintf(err, errlen, "cannot remove the stale socket %s: %s", path, strerror(errno));
+        return -errno;
+    }
+    return 0;
+}
+
+static int open_listener(sk_server *srv, const sk_addr *addr, char *err, size_t errlen)
+{
+    struct sockaddr_storage ss[8];
+    socklen_t sl[8];
+    int n = sk_addr_resolve(addr, 1, ss, sl, 8, err, errlen);
+    if (n < 0)
+        return n;
+    if (addr->kind == SK_ADDR_UNIX && !addr->abstract) {
+        int e = clear_stale_unix(addr->path, err, errlen);
+        if (e < 0)
+            return e;
+    }
+    char text[200];
+    int rc = -EADDRNOTAVAIL;
+    for (int i = 0; i < n; i++) {
+        int fd = socket(ss[i].ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (fd < 0) {
+            rc = -errno;
+            snprintf(err, errlen, "socket: %s", strerror(errno));
+            continue;
+        }
+        int one = 1;
+        if (ss[i].ss_family != AF_UNIX) {
+            setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+            if (srv->opts.reuseport)
+                setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+        }
+        if (bind(fd, (struct sockaddr *)&ss[i], sl[i]) < 0 ||
+            listen(fd, srv->opts.backlog > 0 ? srv->opts.backlog : 511) < 0) {
+            rc = -errno;
+            snprintf(err, errlen, "cannot listen on %s: %s",
+                     sk_sockaddr_format((struct sockaddr *)&ss[i], sl[i], text, sizeof text),
+                     strerror(errno));
+            close(fd);
+            continue;
+        }
+        srv->w.fd = fd;
+        srv->owns_fd = true;
+        if (addr->kind == SK_ADDR_UNIX && !addr->abstract) {
+            struct stat st;
+            if (stat(addr->path, &st) == 0) {
+                snprintf(srv->unix_path, sizeof srv->unix_path, "%s", addr->path);
+                srv->unix_dev = st.st_dev;
+                srv->unix_ino = st.st_ino;
+            }
+        }
+        return 0;
+    }
+    return rc;
+}
+
+int sk_server_listen(sk_loop *loop, const sk_addr *addr, const sk_server_opts *opts,
+                     sk_server **out, char *err, size_t errlen)
+{
+    char dummy[8];
+    if (err == NULL) {
+        err = dummy;
+        errlen = sizeof dummy;
+    }
+    err[0] = '\0';
+    if (addr->kind != SK_ADDR_TCP && addr->kind != SK_ADDR_UNIX) {
+        snprintf(err, errlen, "not a stream address (use HOST:PORT or unix:PATH)");
+        return -EPROTONOSUPPORT;
+    }
+    sk_server *srv = calloc(1, sizeof *srv);
+    if (srv == NULL)
+        return -ENOMEM;
+    srv->loop = loop;
+    srv->opts = *opts;
+    sk__stream_opts_normalise(&srv->opts.stream);
+    srv->w.fd = -1;
+    srv->w.on_event = accept_event;
+    srv->reserve_fd = -1;
+    sk__timer_init(&srv->backoff, loop, on_backoff, srv);
+    int rc;
+    if (opts->listen_fd >= 0) {
+        srv->w.fd = opts->listen_fd;
+        srv->owns_fd = false;
+        rc = 0;
+    } else {
+        rc = open_listener(srv, addr, err, errlen);
+    }
+    if (rc < 0)
+        goto fail;
+    srv->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (srv->reserve_fd < 0) {
+        rc = -errno;
+        snprintf(err, errlen, "cannot open the reserve descriptor: %s", strerror(errno));
+        goto fail;
+    }
+    /* Workers sharing one listening socket (Unix) each wake on it; only one
+     * of them is woken per connection with EPOLLEXCLUSIVE. */
+    struct epoll_event ev = {.events = EPOLLIN | (opts->listen_fd >= 0 ? EPOLLEXCLUSIVE : 0),
+                             .data.ptr = &srv->w};
+    if (epoll_ctl(loop->epfd, EPOLL_CTL_ADD, srv->w.fd, &ev) < 0) {
+        rc = -errno;
+        snprintf(err, errlen, "epoll: %s", strerror(errno));
+        goto fail;
+    }
+    srv->w.events = EPOLLIN;
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    if (getsockname(srv->w.fd, (struct sockaddr *)&ss, &sl) == 0) {
+        if (ss.ss_family == AF_INET)
+            srv->port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+        else if (ss.ss_family == AF_INET6)
+            srv->port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+    }
+    srv->next = loop->servers;
+    if (loop->servers)
+        loop->servers->prev = srv;
+    loop->servers = srv;
+    loop->refs++;
+    *out = srv;
+    return 0;
+fail:
+    if (srv->reserve_fd >= 0)
+        close(srv->reserve_fd);
+    if (srv->owns_fd && srv->w.fd >= 0) {
+        close(srv->w.fd);
+        if (srv->unix_path[0])
+            unlink(srv->unix_path);
+    }
+    free(srv);
+    return rc;
+}
+
+int sk_server_fd(const sk_server *srv) { return srv->w.fd; }
+int sk_server_port(const sk_server *srv) { return srv->port; }
+unsigned sk_server_conn_count(const sk_server *srv) { return srv->nconns; }
+
+/* Closes the listening socket (if ours) and removes the Unix socket file if
+ * it is still the one we created. */
+static void close_listener(sk_server *srv)
+{
+    if (srv->w.fd < 0)
+        return;
+    sk__watch_del(srv->loop, &srv->w);
+    if (!srv->owns_fd) {
+        /* A shared listener: only this loop's interest goes away. */
+        srv->w.fd = -1;
+        return;
+    }
+    close(srv->w.fd);
+    srv->w.fd = -1;
+    if (srv->unix_path[0]) {
+        struct stat st;
+        if (stat(srv->unix_path, &st) == 0 && st.st_dev == srv->unix_dev && st.st_ino == srv->unix_ino)
+            unlink(srv->unix_path);
+        srv->unix_path[0] = '\0';
+    }
+}
+
+static void drain_check(sk_server *srv)
+{
+    if (!srv->draining || srv->nconns > 0 || srv->drain_stage == 3)
+        return;
+    srv->drain_stage = 3;
+    sk_timer_stop(&srv->drain_timer);
+    if (srv->drained_cb)
+        srv->drained_cb(srv, srv->drained_ud);
+}
+
+static void on_drain_timer(sk_timer *t, void *ud)
+{
+    (void)t;
+    sk_server *srv = ud;
+    if (srv->drain_stage == 1) {
+        /* Deadline: ask every connection to close gracefully... */
+        srv->drain_stage = 2;
+        for (sk_conn *c = srv->conns; c; c = sk__conn_srv_next(c))
+            sk_conn_fail(c, -ESHUTDOWN, "server shutting down");
+        sk_timer_start(&srv->drain_timer, DRAIN_GRACE_MS, 0);
+    } else if (srv->drain_stage == 2) {
+        /* ...and abort whatever still has not finished. */
+        for (sk_conn *c = srv->conns; c; c = sk__conn_srv_next(c))
+            sk_conn_abort(c, -ESHUTDOWN);
+    }
+}
+
+void sk_server_drain(sk_server *srv, uint32_t timeout_ms, sk_server_drained_cb done, void *ud)
+{
+    if (srv->draining)
+        return;
+    srv->draining = true;
+    srv->drained_cb = done;
+    srv->drained_ud = ud;
+    sk_timer_stop(&srv->backoff);
+    close_listener(srv);
+    sk__timer_init(&srv->drain_timer, srv->loop, on_drain_timer, srv);
+    srv->drain_timer.internal = false; /* keeps the loop alive while draining */
+    srv->drain_stage = 1;
+    sk_timer_start(&srv->drain_timer, timeout_ms, 0);
+    drain_check(srv);
+}
+
+void sk__server_conn_gone(sk_server *srv, sk_conn *c)
+{
+    sk__conn_unlink_srv(c, &srv->conns);
+    srv->nconns--;
+    drain_check(srv);
+}
+
+void sk_server_free(sk_server *srv)
+{
+    if (srv == NULL)
+        return;
+    sk_loop *loop = srv->loop;
+    srv->drained_cb = NULL;
+    srv->draining = true;
+    srv->drain_stage = 3;
+    while (srv->conns)
+        sk__conn_destroy(srv->conns, true);
+    close_listener(srv);
+    sk_timer_stop(&srv->backoff);
+    if (srv->drain_timer.loop)
+        sk_timer_stop(&srv->drain_timer);
+    if (srv->reserve_fd >= 0)
+        close(srv->reserve_fd);
+    if (srv->prev)
+        srv->prev->next = srv->next;
+    else
+        loop->servers = srv->next;
+    if (srv->next)
+        srv->next->prev = srv->prev;
+    loop->refs--;
+    free(srv);
+}
+
+void sk__servers_free_all(sk_loop *loop)
+{
+    while (loop->servers) {
+        sk_server *srv = loop->servers;
+        while (srv->conns)
+            sk__conn_destroy(srv->conns, false);
+        sk_server_free(srv);
+    }
+}
