@@ -1,0 +1,536 @@
+/* connect.c — `sockit connect`: the seed's interactive client on a terminal
+ * (prompt, `q` quits), an nc-like pipe otherwise, frames or lines when asked,
+ * and one datagram per line for udp:// and unixgram:. */
+#include <errno.h>
+#include <getopt.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli.h"
+
+/* Bytes waiting to go to the socket: when full, stdin is not read, so a
+ * server that stops reading slows us down instead of growing our memory. */
+#define OUT_MAX (256u * 1024u)
+#define CHUNK (64u * 1024u)
+
+typedef struct connect_cfg {
+    enum sk_framing framing;
+    int timeout_ms;      /* connect and reply waits; -1: none given */
+    size_t max_frame;
+} connect_cfg;
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: sockit connect ADDR [--framing raw|line|frame] [--timeout SEC]\n"
+            "\n"
+            "On a terminal: type a line to send it, empty lines are not sent, 'q' or Ctrl-D quits;\n"
+            "whatever the server sends is printed. Otherwise works like nc: stdin goes to the\n"
+            "socket, the socket to stdout; at the end of stdin the sending side is shut down and\n"
+            "the reply is still read until the server closes.\n"
+            "  --framing line    each input line is sent as a line; each line received is printed\n"
+            "  --framing frame   each input line is sent as one frame (4-byte big-endian length);\n"
+            "                    each frame received is printed on its own line\n"
+            "  --timeout SEC     bounds connecting (default 10) and each wait for a reply;\n"
+            "                    for udp:// and unixgram: a reply missing after SEC (default 5)\n"
+            "                    is reported and the exit code is 1\n"
+            "  --max-frame BYTES largest frame accepted from the server (default 16M)\n"
+            "Exit codes: 0 ok, 1 connection refused / timed out / no reply, 2 usage.\n");
+}
+
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static int write_stdout(const void *data, size_t len)
+{
+    const char *p = data;
+    while (len > 0) {
+        ssize_t n = write(STDOUT_FILENO, p, len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return -1;
+        p += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+/* A growable byte buffer for the client side, bounded by its users. */
+typedef struct bytes {
+    uint8_t *data;
+    size_t len, cap;
+} bytes;
+
+static int bytes_add(bytes *b, const void *data, size_t len)
+{
+    if (b->len + len > b->cap) {
+        size_t cap = b->cap ? b->cap : 4096;
+        while (cap < b->len + len)
+            cap *= 2;
+        uint8_t *p = realloc(b->data, cap);
+        if (p == NULL)
+            return -1;
+        b->data = p;
+        b->cap = cap;
+    }
+    if (len)
+        memcpy(b->data + b->len, data, len);
+    b->len += len;
+    return 0;
+}
+
+static void bytes_drop(bytes *b, size_t n)
+{
+    memmove(b->data, b->data + n, b->len - n);
+    b->len -= n;
+}
+
+/* ------------------------------------------------------------ streams */
+
+typedef struct stream_client {
+    const connect_cfg *cfg;
+    int fd;
+    bool interactive;
+    bool stdin_open, shut_sent, peer_open;
+    bool awaiting;      /* sent something, nothing back yet (for --timeout) */
+    uint64_t last_rx;
+    bytes out;          /* encoded, waiting for the socket */
+    bytes line;         /* stdin bytes not yet forming a whole line */
+    bytes in;           /* socket bytes not yet forming a whole message */
+    sk_decoder dec;
+    bool quit;
+} stream_client;
+
+static void prompt(stream_client *sc)
+{
+    if (sc->interactive && sc->stdin_open && !sc->quit)
+        write_stdout("> ", 2);
+}
+
+static int queue_message(stream_client *sc, const uint8_t *data, size_t len)
+{
+    if (sc->cfg->framing == SK_FRAMING_FRAME) {
+        if (len > UINT32_MAX)
+            return -1;
+        uint8_t hdr[SK_FRAME_HEADER];
+        sk_frame_header(hdr, (uint32_t)len);
+        if (bytes_add(&sc->out, hdr, sizeof hdr) < 0)
+            return -1;
+        return bytes_add(&sc->out, data, len);
+    }
+    if (bytes_add(&sc->out, data, len) < 0)
+        return -1;
+    return bytes_add(&sc->out, "\n", 1);
+}
+
+/* One complete input line (without "\n"). Returns -1 to quit. */
+static int input_line(stream_client *sc, uint8_t *data, size_t len)
+{
+    if (len > 0 && data[len - 1] == '\r')
+        len--;
+    if (sc->interactive) {
+        if (len == 0) {
+            prompt(sc);
+            return 0; /* empty lines are not sent */
+        }
+        if (len == 1 && data[0] == 'q') {
+            sc->quit = true;
+            return -1;
+        }
+    }
+    if (queue_message(sc, data, len) < 0) {
+        cli_err("out of memory");
+        return -1;
+    }
+    sc->awaiting = true;
+    return 0;
+}
+
+static int read_stdin(stream_client *sc)
+{
+    uint8_t buf[CHUNK];
+    ssize_t n = read(STDIN_FILENO, buf, sizeof buf);
+    if (n < 0)
+        return errno == EINTR || errno == EAGAIN ? 0 : -1;
+    if (n == 0) {
+        sc->stdin_open = false;
+        /* A last line without "\n" is still a message. */
+        if (sc->line.len > 0 && !sc->interactive && sc->cfg->framing != SK_FRAMING_RAW)
+            if (queue_message(sc, sc->line.data, sc->line.len) < 0)
+                return -1;
+        if (sc->line.len > 0 && sc->interactive)
+            input_line(sc, sc->line.data, sc->line.len);
+        sc->line.len = 0;
+        if (sc->interactive)
+            sc->quit = true;
+        return 0;
+    }
+    if (!sc->interactive && sc->cfg->framing == SK_FRAMING_RAW) {
+        sc->awaiting = true;
+        return bytes_add(&sc->out, buf, (size_t)n);
+    }
+    if (bytes_add(&sc->line, buf, (size_t)n) < 0)
+        return -1;
+    size_t start = 0;
+    for (;;) {
+        uint8_t *nl = memchr(sc->line.data + start, '\n', sc->line.len - start);
+        if (nl == NULL)
+            break;
+        size_t end = (size_t)(nl - sc->line.data);
+        if (input_line(sc, sc->line.data + start, end - start) < 0) {
+            sc->line.len = 0;
+            return 0;
+        }
+        start = end + 1;
+    }
+    bytes_drop(&sc->line, start);
+    if (sc->line.len > sc->cfg->max_frame) {
+        cli_err("input line longer than %zu bytes", sc->cfg->max_frame);
+        return -1;
+    }
+    return 0;
+}
+
+static int read_socket(stream_client *sc)
+{
+    uint8_t buf[CHUNK];
+    ssize_t n = recv(sc->fd, buf, sizeof buf, 0);
+    if (n < 0) {
+        if (errno == EINTR || errno == EAGAIN)
+            return 0;
+        cli_err("receive: %s", strerror(errno));
+        return -1;
+    }
+    sc->last_rx = now_ms();
+    if (n == 0) {
+        sc->peer_open = false;
+        if (sc->in.len > 0)
+            cli_err("connection closed in the middle of a message (%zu bytes dropped)", sc->in.len);
+        else if (sc->interactive)
+            cli_err("connection closed by the server");
+        return 0;
+    }
+    sc->awaiting = false;
+    if (sc->cfg->framing == SK_FRAMING_RAW) {
+        if (sc->interactive && write_stdout("\r", 1) < 0)
+            return -1;
+        if (write_stdout(buf, (size_t)n) < 0)
+            return -1;
+        if (sc->interactive && buf[n - 1] != '\n')
+            write_stdout("\n", 1);
+        prompt(sc);
+        return 0;
+    }
+    if (bytes_add(&sc->in, buf, (size_t)n) < 0)
+        return -1;
+    size_t off = 0;
+    bool printed = false;
+    for (;;) {
+        sk_msg m;
+        int r = sk_decoder_next(&sc->dec, sc->in.data + off, sc->in.len - off, &m, NULL);
+        if (r < 0) {
+            cli_err("the server sent a %s larger than %zu bytes",
+                    sc->cfg->framing == SK_FRAMING_FRAME ? "frame" : "line", sc->dec.max);
+            return -1;
+        }
+        if (r == 0)
+            break;
+        if (sc->interactive && !printed)
+            write_stdout("\r", 1);
+        if (write_stdout(sc->in.data + off + m.offset, m.len) < 0 || write_stdout("\n", 1) < 0)
+            return -1;
+        printed = true;
+        off += m.consumed;
+    }
+    bytes_drop(&sc->in, off);
+    if (printed)
+        prompt(sc);
+    return 0;
+}
+
+static int write_socket(stream_client *sc)
+{
+    ssize_t n = send(sc->fd, sc->out.data, sc->out.len, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (n < 0) {
+        if (errno == EINTR || errno == EAGAIN)
+            return 0;
+        cli_err("send: %s", strerror(errno));
+        return -1;
+    }
+    bytes_drop(&sc->out, (size_t)n);
+    return 0;
+}
+
+static int run_stream(const connect_cfg *cfg, const sk_addr *addr)
+{
+    char err[300];
+    int fd = sk_dial(addr, cfg->timeout_ms >= 0 ? cfg->timeout_ms : 10000, err, sizeof err);
+    if (fd < 0) {
+        cli_err("%s", err);
+        return EXIT_RUNTIME;
+    }
+    stream_client sc = {.cfg = cfg, .fd = fd, .stdin_open = true, .peer_open = true};
+    sc.interactive = isatty(STDIN_FILENO);
+    sc.last_rx = now_ms();
+    sk_decoder_init(&sc.dec, cfg->framing, cfg->framing == SK_FRAMING_FRAME ? cfg->max_frame : 0);
+    /* stdin as a regular file cannot be polled; it is always readable. */
+    struct stat st;
+    bool stdin_file = fstat(STDIN_FILENO, &st) == 0 && S_ISREG(st.st_mode);
+    if (sc.interactive) {
+        char text[400];
+        sk_addr_format(addr, text, sizeof text);
+        fprintf(stderr, "connected to %s (%s framing); type q to quit\n", text,
+                sk_framing_name(cfg->framing));
+        prompt(&sc);
+    }
+    int status = EXIT_OK;
+    while (sc.peer_open && !sc.quit) {
+        if (!sc.stdin_open && sc.out.len == 0 && !sc.shut_sent) {
+            /* Half-close: the server sees our end of input and still sends
+             * every reply it owes. */
+            shutdown(fd, SHUT_WR);
+            sc.shut_sent = true;
+        }
+        struct pollfd p[2] = {{.fd = fd, .events = POLLIN}, {.fd = -1}};
+        if (sc.out.len > 0)
+            p[0].events |= POLLOUT;
+        bool want_stdin = sc.stdin_open && sc.out.len < OUT_MAX;
+        if (want_stdin && !stdin_file)
+            p[1] = (struct pollfd){.fd = STDIN_FILENO, .events = POLLIN};
+        int wait = -1;
+        if (want_stdin && stdin_file)
+            wait = 0;
+        else if (cfg->timeout_ms >= 0 && (sc.awaiting || !sc.stdin_open) && !sc.interactive) {
+            uint64_t deadline = sc.last_rx + (uint64_t)cfg->timeout_ms, now = now_ms();
+            if (now >= deadline && sc.out.len == 0) {
+                cli_err("no reply within %.1f s", cfg->timeout_ms / 1000.0);
+                status = EXIT_RUNTIME;
+                break;
+            }
+            wait = (int)(deadline > now ? deadline - now : 0);
+        }
+        int n = poll(p, 2, wait);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            cli_err("poll: %s", strerror(errno));
+            status = EXIT_RUNTIME;
+            break;
+        }
+        if (p[0].revents & (POLLIN | POLLHUP | POLLERR)) {
+            if (read_socket(&sc) < 0) {
+                status = EXIT_RUNTIME;
+                break;
+            }
+        }
+        if ((p[0].revents & POLLOUT) && sc.out.len > 0 && write_socket(&sc) < 0) {
+            status = EXIT_RUNTIME;
+            break;
+        }
+        if (want_stdin && (stdin_file || (p[1].revents & (POLLIN | POLLHUP | POLLERR)))) {
+            if (read_stdin(&sc) < 0) {
+                status = EXIT_RUNTIME;
+                break;
+            }
+        }
+    }
+    if (sc.interactive && sc.quit)
+        write_stdout("\n", 1);
+    close(fd);
+    free(sc.out.data);
+    free(sc.line.data);
+    free(sc.in.data);
+    return status;
+}
+
+/* ---------------------------------------------------------- datagrams */
+
+static int dgram_socket(const sk_addr *addr)
+{
+    struct sockaddr_storage ss[4];
+    socklen_t sl[4];
+    char err[300];
+    int n = sk_addr_resolve(addr, 0, ss, sl, 4, err, sizeof err);
+    if (n < 0) {
+        cli_err("%s", err);
+        return -1;
+    }
+    int fd = socket(ss[0].ss_family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        cli_err("socket: %s", strerror(errno));
+        return -1;
+    }
+    if (addr->kind == SK_ADDR_UNIXGRAM) {
+        /* Autobind an abstract name: a reply needs an address to go to. */
+        struct sockaddr_un me = {.sun_family = AF_UNIX};
+        if (bind(fd, (struct sockaddr *)&me, sizeof(sa_family_t)) < 0) {
+            cli_err("bind: %s", strerror(errno));
+            close(fd);
+            return -1;
+        }
+    }
+    if (connect(fd, (struct sockaddr *)&ss[0], sl[0]) < 0) {
+        char text[200];
+        cli_err("cannot reach %s: %s", sk_sockaddr_format((struct sockaddr *)&ss[0], sl[0], text, sizeof text),
+                strerror(errno));
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+/* Sends one datagram and waits for its reply. Returns 0 if a reply came. */
+static int dgram_exchange(int fd, const uint8_t *data, size_t len, int timeout_ms, uint8_t *reply)
+{
+    if (len > SK_DGRAM_MAX) {
+        cli_err("line of %zu bytes is larger than a datagram (max %d)", len, SK_DGRAM_MAX);
+        return -1;
+    }
+    if (send(fd, data, len, 0) < 0) {
+        cli_err("send: %s", strerror(errno));
+        return -1;
+    }
+    uint64_t deadline = now_ms() + (uint64_t)timeout_ms;
+    for (;;) {
+        uint64_t now = now_ms();
+        if (now >= deadline) {
+            cli_err("no reply within %.1f s", timeout_ms / 1000.0);
+            return -1;
+        }
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        int n = poll(&p, 1, (int)(deadline - now));
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            continue;
+        ssize_t r = recv(fd, reply, SK_DGRAM_MAX + 1, MSG_DONTWAIT | MSG_TRUNC);
+        if (r < 0) {
+            if (errno == EAGAIN || errno == EINTR)
+                continue;
+            cli_err("no reply: %s", strerror(errno));
+            return -1;
+        }
+        if (r > SK_DGRAM_MAX) {
+            cli_err("dropped a reply larger than %d bytes", SK_DGRAM_MAX);
+            continue;
+        }
+        write_stdout(reply, (size_t)r);
+        write_stdout("\n", 1);
+        return 0;
+    }
+}
+
+static int run_dgram(const connect_cfg *cfg, const sk_addr *addr)
+{
+    int fd = dgram_socket(addr);
+    if (fd < 0)
+        return EXIT_RUNTIME;
+    bool interactive = isatty(STDIN_FILENO);
+    int timeout = cfg->timeout_ms >= 0 ? cfg->timeout_ms : 5000;
+    uint8_t *reply = malloc(SK_DGRAM_MAX + 1);
+    bytes line = {0};
+    int status = EXIT_OK;
+    if (reply == NULL) {
+        close(fd);
+        return EXIT_RUNTIME;
+    }
+    FILE *in = stdin;
+    char *buf = NULL;
+    size_t cap = 0;
+    for (;;) {
+        if (interactive)
+            write_stdout("> ", 2);
+        ssize_t n = getline(&buf, &cap, in);
+        if (n < 0)
+            break;
+        if (n > 0 && buf[n - 1] == '\n')
+            n--;
+        if (n > 0 && buf[n - 1] == '\r')
+            n--;
+        if (interactive && n == 0)
+            continue;
+        if (interactive && n == 1 && buf[0] == 'q')
+            break;
+        if (dgram_exchange(fd, (uint8_t *)buf, (size_t)n, timeout, reply) < 0)
+            status = EXIT_RUNTIME;
+    }
+    free(buf);
+    free(line.data);
+    free(reply);
+    close(fd);
+    return status;
+}
+
+int cmd_connect(int argc, char **argv)
+{
+    connect_cfg cfg = {.framing = SK_FRAMING_RAW, .timeout_ms = -1, .max_frame = SK_DEFAULT_MAX_FRAME};
+    static const struct option longopts[] = {
+        {"framing", required_argument, NULL, 'f'},
+        {"timeout", required_argument, NULL, 't'},
+        {"max-frame", required_argument, NULL, 'm'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    opterr = 0;
+    optind = 1;
+    int ch;
+    while ((ch = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
+        uint32_t ms;
+        switch (ch) {
+        case 'h': usage(stdout); return EXIT_OK;
+        case 'f':
+            if (sk_framing_parse(optarg, &cfg.framing) < 0) {
+                cli_err("bad value \"%s\" for --framing (raw, line or frame)", optarg);
+                return EXIT_USAGE;
+            }
+            break;
+        case 't':
+            if (cli_parse_seconds(optarg, &ms) < 0 || ms == 0) {
+                cli_err("bad value \"%s\" for --timeout (seconds, > 0)", optarg);
+                return EXIT_USAGE;
+            }
+            cfg.timeout_ms = (int)ms;
+            break;
+        case 'm':
+            if (cli_parse_size(optarg, &cfg.max_frame) < 0 || cfg.max_frame > UINT32_MAX) {
+                cli_err("bad value \"%s\" for --max-frame", optarg);
+                return EXIT_USAGE;
+            }
+            break;
+        case ':': cli_err("option %s needs a value", argv[optind - 1]); return EXIT_USAGE;
+        default:
+            cli_err("unknown option \"%s\" (try: sockit connect --help)", argv[optind - 1]);
+            return EXIT_USAGE;
+        }
+    }
+    if (argc - optind != 1) {
+        cli_err(argc - optind == 0 ? "connect needs an address (try: sockit connect --help)"
+                                   : "connect takes one address");
+        return EXIT_USAGE;
+    }
+    sk_addr addr;
+    char err[300];
+    if (sk_addr_parse(argv[optind], &addr, err, sizeof err) < 0) {
+        cli_err("bad address: %s", err);
+        return EXIT_USAGE;
+    }
+    if (addr.kind == SK_ADDR_TLS) {
+        cli_err("%s: tls:// is not available yet in this version of sockit", argv[optind]);
+        return EXIT_USAGE;
+    }
+    if (addr.kind == SK_ADDR_UDP || addr.kind == SK_ADDR_UNIXGRAM)
+        return run_dgram(&cfg, &addr);
+    return run_stream(&cfg, &addr);
+}

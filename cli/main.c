@@ -1,0 +1,44 @@
+/* main.c — the sockit command: dispatches to serve, connect and version. */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: sockit COMMAND [ARGS]\n"
+            "\n"
+            "commands:\n"
+            "  serve [SERVICE[=ADDR] ...]   run services (echo, upper, greet); no service: the demo set\n"
+            "  connect ADDR                 talk to a server: interactive on a terminal, like nc otherwise\n"
+            "  version                      print the version\n"
+            "\n"
+            "ADDR: HOST:PORT, tcp://HOST:PORT, [IPv6]:PORT, udp://HOST:PORT, unix:PATH, unix:@NAME,\n"
+            "      unixgram:PATH\n"
+            "Run 'sockit COMMAND --help' for a command's options. Exit codes: 0 ok, 1 runtime\n"
+            "failure, 2 usage error.\n");
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return EXIT_USAGE;
+    }
+    const char *cmd = argv[1];
+    if (strcmp(cmd, "-h") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "help") == 0) {
+        usage(stdout);
+        return EXIT_OK;
+    }
+    if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
+        printf("sockit %s\n", SK_VERSION);
+        return EXIT_OK;
+    }
+    if (strcmp(cmd, "serve") == 0)
+        return cmd_serve(argc - 1, argv + 1);
+    if (strcmp(cmd, "connect") == 0)
+        return cmd_connect(argc - 1, argv + 1);
+    cli_err("unknown command \"%s\" (try: sockit --help)", cmd);
+    return EXIT_USAGE;
+}

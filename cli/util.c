@@ -1,0 +1,97 @@
+/* util.c — option value parsing and the stderr log sink of the command. */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli.h"
+
+void cli_err(const char *fmt, ...)
+{
+    char line[1024];
+    int n = snprintf(line, sizeof line, "sockit: ");
+    va_list ap;
+    va_start(ap, fmt);
+    n += vsnprintf(line + n, sizeof line - (size_t)n - 1, fmt, ap);
+    va_end(ap);
+    if (n > (int)sizeof line - 2)
+        n = (int)sizeof line - 2;
+    line[n++] = '\n';
+    /* One write per line: atomic on pipes, so worker threads never mix. */
+    ssize_t w = write(STDERR_FILENO, line, (size_t)n);
+    (void)w;
+}
+
+static void log_sink(enum sk_log_level level, const char *msg, void *ud)
+{
+    (void)level;
+    (void)ud;
+    cli_err("%s", msg);
+}
+
+void cli_log_to_stderr(enum sk_log_level level) { sk_set_log(log_sink, level, NULL); }
+
+int cli_parse_size(const char *text, size_t *out)
+{
+    if (text == NULL || *text < '0' || *text > '9')
+        return -1;
+    errno = 0;
+    char *end;
+    unsigned long long v = strtoull(text, &end, 10);
+    if (errno != 0)
+        return -1;
+    unsigned long long mul = 1;
+    if (*end == 'K' || *end == 'k')
+        mul = 1024ull, end++;
+    else if (*end == 'M' || *end == 'm')
+        mul = 1024ull * 1024ull, end++;
+    else if (*end == 'G' || *end == 'g')
+        mul = 1024ull * 1024ull * 1024ull, end++;
+    if (*end == 'i' || *end == 'B') /* accept KiB, MB, ... */
+        end++;
+    if (*end == 'B')
+        end++;
+    if (*end != '\0' || (v != 0 && mul > UINT64_MAX / v) || v * mul > SIZE_MAX)
+        return -1;
+    *out = (size_t)(v * mul);
+    return 0;
+}
+
+int cli_parse_seconds(const char *text, uint32_t *out_ms)
+{
+    if (text == NULL || ((*text < '0' || *text > '9') && *text != '.'))
+        return -1;
+    char *end;
+    errno = 0;
+    double v = strtod(text, &end);
+    if (errno != 0 || *end != '\0' || v < 0 || v > 86400.0)
+        return -1;
+    *out_ms = (uint32_t)(v * 1000.0 + 0.5);
+    return 0;
+}
+
+int cli_parse_uint(const char *text, unsigned min, unsigned max, unsigned *out)
+{
+    if (text == NULL || *text < '0' || *text > '9')
+        return -1;
+    char *end;
+    errno = 0;
+    unsigned long v = strtoul(text, &end, 10);
+    if (errno != 0 || *end != '\0' || v < min || v > max)
+        return -1;
+    *out = (unsigned)v;
+    return 0;
+}
+
+int cli_parse_log_level(const char *text, enum sk_log_level *out)
+{
+    static const char *const names[] = {"error", "warn", "info", "debug"};
+    for (int i = 0; i < 4; i++)
+        if (strcmp(text, names[i]) == 0) {
+            *out = (enum sk_log_level)i;
+            return 0;
+        }
+    return -1;
+}
