@@ -332,16 +332,25 @@ static void fill_server_opts(const serve_state *st, listener *l, sk_server_opts 
     o->backlog = (int)cfg->backlog;
     o->reuseport = cfg->workers > 1;
     o->ud = &l->ctx;
+    o->log_name = cfg->quiet ? NULL : l->svc->name;
     l->svc->stream(&o->cbs);
 }
 
-static void print_listening(const listener *l, int port)
+/* The readiness line: the address actually bound (a host name resolved,
+ * port 0 replaced by the kernel's choice), in the form ADDR accepts. */
+static void print_listening(const listener *l, int fd)
 {
-    sk_addr shown = l->addr;
-    if (shown.kind == SK_ADDR_TCP || shown.kind == SK_ADDR_UDP)
-        shown.port = (uint16_t)port;
     char text[400];
-    sk_addr_format(&shown, text, sizeof text);
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    if ((l->addr.kind == SK_ADDR_TCP || l->addr.kind == SK_ADDR_UDP) &&
+        getsockname(fd, (struct sockaddr *)&ss, &sl) == 0) {
+        char bound[300];
+        sk_sockaddr_format((struct sockaddr *)&ss, sl, bound, sizeof bound);
+        snprintf(text, sizeof text, "%s%s", l->addr.kind == SK_ADDR_UDP ? "udp://" : "", bound);
+    } else {
+        sk_addr_format(&l->addr, text, sizeof text);
+    }
     sk_log(SK_LOG_ERROR, "%s listening on %s", l->svc->name, text);
 }
 
@@ -360,7 +369,7 @@ static int open_listener(serve_state *st, int i)
             cli_err("%s: %s", l->svc->name, err[0] ? err : sk_strerror(rc));
             return -1;
         }
-        print_listening(l, sk_dgram_port(st->ws[0].dgrams[i]));
+        print_listening(l, sk_dgram_fd(st->ws[0].dgrams[i]));
         return 0;
     }
     sk_server_opts o;
@@ -390,7 +399,7 @@ static int open_listener(serve_state *st, int i)
             return -1;
         }
     }
-    print_listening(l, sk_server_port(st->ws[0].servers[i]));
+    print_listening(l, sk_server_fd(st->ws[0].servers[i]));
     return 0;
 }
 

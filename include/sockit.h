@@ -365,10 +365,15 @@ typedef struct sk_server_opts {
     sk_conn_callbacks cbs;     /* copied for every accepted connection */
     void *ud;                  /* sk_conn_data() of each accepted connection */
     unsigned max_conns;        /* 0 = unlimited; excess peers are closed at once */
+    const char *log_name;      /* if set, each refused peer is logged (INFO) as
+                                  "<log_name> close <peer> in=0 out=0
+                                  reason=max-conns reached" */
     int backlog;               /* 0 = 511 */
     int reuseport;             /* set SO_REUSEPORT (TCP workers share a port) */
-    int listen_fd;             /* >= 0: adopt this listening socket (not owned
-                                  unless the call succeeds); -1: create one */
+    int listen_fd;             /* >= 0: adopt this listening socket, owned by
+                                  the server once the call succeeds (workers
+                                  sharing one socket each pass a dup()); -1:
+                                  create one */
 } sk_server_opts;
 
 SK_API void sk_server_opts_init(sk_server_opts *opts);

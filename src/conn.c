@@ -170,7 +170,7 @@ static void protocol_error(sk_conn *c, int err, const uint8_t *buf, size_t len)
         uint32_t n = (uint32_t)buf[0] << 24 | (uint32_t)buf[1] << 16 | (uint32_t)buf[2] << 8 | buf[3];
         set_reason(c, err, "frame too large (%u > max %zu)", n, c->opts->max_frame);
     } else if (c->opts->framing == SK_FRAMING_LINE) {
-        set_reason(c, err, "line too long (max %zu)", c->opts->max_line);
+        set_reason(c, err, "line too long (max %zu bytes)", c->opts->max_line);
     } else {
         set_reason(c, err, "protocol error: %s", sk_strerror(err));
     }
@@ -719,8 +719,11 @@ static void conn_timer(sk_timer *t, void *ud)
         return;
     }
     if (o->idle_timeout_ms && now - c->last_active >= o->idle_timeout_ms) {
+        /* Nothing moved either way for the whole timeout: there is neither
+         * output of ours in flight nor input to discard, so a plain close is
+         * an orderly FIN and lingering would only hold the slot longer. */
         set_reason(c, -ETIMEDOUT, "idle timeout");
-        sk_conn_fail(c, -ETIMEDOUT, NULL);
+        finalize(c);
         return;
     }
     arm_timer(c);

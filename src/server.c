@@ -103,7 +103,9 @@ static void accept_event(sk_watch *w, uint32_t events)
     (void)events;
     sk_server *srv = SK_CONTAINER_OF(w, sk_server, w);
     for (int i = 0; i < SK_ACCEPTS_PER_EVENT && !srv->draining; i++) {
-        int fd = accept4(w->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        struct sockaddr_storage peer;
+        socklen_t peerlen = sizeof peer;
+        int fd = accept4(w->fd, (struct sockaddr *)&peer, &peerlen, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
             int err = errno;
             if (err == EAGAIN || err == EWOULDBLOCK)
@@ -123,6 +125,12 @@ static void accept_event(sk_watch *w, uint32_t events)
             /* Refused cleanly: the peer sees an orderly close at once. */
             close(fd);
             srv->shed++;
+            if (srv->opts.log_name) {
+                char text[160];
+                sk_log(SK_LOG_INFO, "%s close %s in=0 out=0 reason=max-conns reached",
+                       srv->opts.log_name,
+                       sk_sockaddr_format((struct sockaddr *)&peer, peerlen, text, sizeof text));
+            }
             if (sk__log_due(&srv->last_maxconn_log, srv->loop->now, LOG_INTERVAL_MS))
                 sk_log(SK_LOG_WARN, "max-conns (%u) reached: refusing new connections",
                        srv->opts.max_conns);
@@ -162,7 +170,7 @@ static int clear_stale_unix(const char *path, char *err, size_t errlen)
     int cerr = errno;
     close(fd);
     if (r == 0 || cerr == EAGAIN) {
-        snprintf(err, errlen, "unix:%s is in use: another server is listening there", path);
+        snprintf(err, errlen, "unix:%s: address already in use (a server is listening there)", path);
         return -EADDRINUSE;
     }
     if (cerr != ECONNREFUSED) {
@@ -253,8 +261,8 @@ int sk_server_listen(sk_loop *loop, const sk_addr *addr, const sk_server_opts *o
     int rc;
     if (opts->listen_fd >= 0) {
         srv->w.fd = opts->listen_fd;
-        srv->owns_fd = false;
-        rc = 0;
+        srv->owns_fd = false; /* becomes ours only once the call succeeds */
+        rc = sk__set_nonblock_cloexec(srv->w.fd) < 0 ? -errno : 0;
     } else {
         rc = open_listener(srv, addr, err, errlen);
     }
@@ -276,6 +284,7 @@ int sk_server_listen(sk_loop *loop, const sk_addr *addr, const sk_server_opts *o
         goto fail;
     }
     srv->w.events = EPOLLIN;
+    srv->owns_fd = true;
     struct sockaddr_storage ss;
     socklen_t sl = sizeof ss;
     if (getsockname(srv->w.fd, (struct sockaddr *)&ss, &sl) == 0) {
@@ -314,11 +323,6 @@ static void close_listener(sk_server *srv)
     if (srv->w.fd < 0)
         return;
     sk__watch_del(srv->loop, &srv->w);
-    if (!srv->owns_fd) {
-        /* A shared listener: only this loop's interest goes away. */
-        srv->w.fd = -1;
-        return;
-    }
     close(srv->w.fd);
     srv->w.fd = -1;
     if (srv->unix_path[0]) {
