@@ -11,6 +11,9 @@
 
 enum { EXIT_OK = 0, EXIT_RUNTIME = 1, EXIT_USAGE = 2 };
 
+/* How the command was invoked (argv[0]), for hints that can be pasted. */
+extern const char *cli_prog;
+
 /* Prints "sockit: " + the message + "\n" on stderr in one write, so lines
  * from several threads never interleave. */
 void cli_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

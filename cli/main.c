@@ -20,8 +20,11 @@ static void usage(FILE *out)
             "failure, 2 usage error.\n");
 }
 
+const char *cli_prog = "sockit";
+
 int main(int argc, char **argv)
 {
+    cli_prog = argv[0];
     if (argc < 2) {
         usage(stderr);
         return EXIT_USAGE;

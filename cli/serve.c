@@ -58,12 +58,14 @@ typedef struct serve_state {
     int nws;
     sk_signal *sig;
     int signals_seen;
+    bool demo_set;
 } serve_state;
 
-static const char *const demo[][2] = {
-    {"echo", "127.0.0.1:9000"},
-    {"upper", "127.0.0.1:9001"},
-    {"greet", "127.0.0.1:9002"},
+/* The demo set (SPEC §5.0) and how to talk to each, printed at start. */
+static const char *const demo[][3] = {
+    {"echo", "127.0.0.1:9000", "connect 127.0.0.1:9000   (or: nc 127.0.0.1 9000)"},
+    {"upper", "127.0.0.1:9001", "connect 127.0.0.1:9001   (or: nc 127.0.0.1 9001)"},
+    {"greet", "127.0.0.1:9002", "connect 127.0.0.1:9002   (or: nc 127.0.0.1 9002)"},
 };
 
 static void usage(FILE *out)
@@ -215,6 +217,7 @@ static int parse_args(serve_state *st, int argc, char **argv)
     int npos = argc - optind;
     char **pos = argv + optind;
     if (npos == 0) {
+        st->demo_set = true;
         for (size_t i = 0; i < sizeof demo / sizeof demo[0]; i++)
             if (add_listener(st, demo[i][0], demo[i][1]) < 0)
                 return -1;
@@ -450,6 +453,11 @@ int cmd_serve(int argc, char **argv)
     for (int i = 0; i < st->nls; i++)
         if (open_listener(st, i) < 0)
             goto out;
+    if (st->demo_set) {
+        for (size_t i = 0; i < sizeof demo / sizeof demo[0]; i++)
+            sk_log(SK_LOG_ERROR, "try %-6s %s %s", demo[i][0], cli_prog, demo[i][2]);
+        sk_log(SK_LOG_ERROR, "Ctrl-C stops the server");
+    }
     for (int w = 1; w < st->nws; w++) {
         if (pthread_create(&st->ws[w].thread, NULL, worker_main, &st->ws[w]) != 0) {
             cli_err("cannot start worker %d", w);
