@@ -8,6 +8,7 @@
  *    sockit call.
  *  - Ownership moves only on success: a function that fails leaves every
  *    argument as it was and allocates nothing the caller must free.
+ *  - Every *_free function accepts NULL and does nothing then.
  *  - Every descriptor the library creates is close-on-exec and non-blocking
  *    (blocking client helpers use poll() with deadlines, not blocking fds).
  *  - The library never changes signal dispositions; it sends with
@@ -259,7 +260,10 @@ typedef struct sk_conn_callbacks {
      * explains it; the connection then closes lingering (see sk_conn_fail). */
     void (*on_error)(sk_conn *c, int err);
     /* Called exactly once when the connection is gone. err is 0 for an
-     * orderly close and a negative code otherwise (sk_conn_reason() has the
+     * orderly close and a negative code otherwise: -ETIMEDOUT for the idle
+     * and frame timeouts, -EMSGSIZE for an oversize frame or line,
+     * -ECONNRESET for a reset, -ESHUTDOWN when a draining server closes it,
+     * -ENOBUFS when the memory budget is exhausted (sk_conn_reason() has the
      * text). The connection is freed right after this returns. */
     void (*on_close)(sk_conn *c, int err);
 } sk_conn_callbacks;
@@ -394,9 +398,11 @@ SK_API int sk_server_fd(const sk_server *srv);
 SK_API int sk_server_port(const sk_server *srv);
 SK_API unsigned sk_server_conn_count(const sk_server *srv);
 
-/* Graceful drain: stop accepting (the listening socket is closed here if this
- * server owns it), let open connections finish, abort those still open after
- * timeout_ms, then call done (may be NULL) once no connection is left. */
+/* Graceful drain: stop accepting (the listening socket is closed), let open
+ * connections finish; at timeout_ms ask those still open to close (queued
+ * output is flushed, on_close gets -ESHUTDOWN), abort any left one second
+ * later, then call done (may be NULL) once no connection is left — so done
+ * runs at most timeout_ms + 1 s after the call. */
 typedef void (*sk_server_drained_cb)(sk_server *srv, void *ud);
 SK_API void sk_server_drain(sk_server *srv, uint32_t timeout_ms, sk_server_drained_cb done,
                             void *ud);

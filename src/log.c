@@ -1,5 +1,6 @@
 /* log.c — error texts (sk_strerror) and the process-wide log sink. */
 #include <errno.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -14,6 +15,9 @@ const char *sk_strerror(int code)
 {
     if (code == 0)
         return "success";
+    /* Negating INT_MIN would overflow; no errno is anywhere near it. */
+    if (code == INT_MIN)
+        return "unknown error";
     if (code > 0)
         code = -code;
     /* Texts for the codes the library gives a specific meaning to. */

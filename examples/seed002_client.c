@@ -1,0 +1,93 @@
+/* seed002_client — seed 002 ("学习python_day7", 改进版 upper-case echo) on libsockit.
+ *
+ * Sends each line read from stdin and prints the server's upper-cased
+ * answer. Empty lines are not sent; the end of stdin (Ctrl-D) quits. The
+ * ">>:" prompt appears only on a terminal, so a pipe can drive it.
+ * Usage: seed002_client [ADDR]   (default 127.0.0.1:8080, as in the seed)
+ *
+ * Bugs of the seed fixed here: one recv(1024) per message, so an answer
+ * longer than 1024 bytes (or split by TCP) was printed in pieces and every
+ * later answer was off by one — the "粘包" problem the seed describes; the
+ * end of input raised EOFError; the waits had no bound; and it printed
+ * b'...' reprs. Here each message is one line, read whole.
+ */
+#include <sockit.h>
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define TIMEOUT_MS 5000 /* connect, each send, each reply: a silent server is reported */
+
+static uint8_t in[SK_DEFAULT_MAX_LINE + 2]; /* received bytes not yet returned */
+static size_t inlen;
+
+/* Receives the next line into line (NUL-terminated, without "\r\n").
+ * Returns its length, or a negative code: -ECONNRESET if the server closed. */
+static int recv_line(int fd, char *line, size_t cap)
+{
+    sk_decoder dec;
+    sk_msg m;
+    int rc;
+
+    sk_decoder_init(&dec, SK_FRAMING_LINE, cap - 1);
+    while ((rc = sk_decoder_next(&dec, in, inlen, &m, NULL)) == 0) {
+        ssize_t n = inlen < sizeof in ? sk_recv_some(fd, in + inlen, sizeof in - inlen, TIMEOUT_MS)
+                                      : -EMSGSIZE;
+        if (n <= 0)
+            return n == 0 ? -ECONNRESET : (int)n;
+        inlen += (size_t)n;
+    }
+    if (rc < 0)
+        return rc;
+    memcpy(line, in + m.offset, m.len);
+    line[m.len] = '\0';
+    memmove(in, in + m.consumed, inlen - m.consumed);
+    inlen -= m.consumed;
+    return (int)m.len;
+}
+
+int main(int argc, char **argv)
+{
+    static char reply[SK_DEFAULT_MAX_LINE + 1];
+    const char *text = argc > 1 ? argv[1] : "127.0.0.1:8080";
+    char err[256] = "", *line = NULL;
+    size_t cap = 0;
+    ssize_t len;
+    sk_addr addr;
+    int fd, rc = 0, tty = isatty(STDIN_FILENO);
+
+    if (argc > 2 || sk_addr_parse(text, &addr, err, sizeof err) < 0) {
+        fprintf(stderr, "seed002_client: %s\n", argc > 2 ? "usage: seed002_client [ADDR]" : err);
+        return 2;
+    }
+    if ((fd = sk_dial(&addr, TIMEOUT_MS, err, sizeof err)) < 0) {
+        fprintf(stderr, "seed002_client: %s\n", err[0] ? err : sk_strerror(fd));
+        return 1;
+    }
+    for (;;) {
+        if (tty) {
+            fputs(">>:", stdout); /* the seed's input() prompt */
+            fflush(stdout);
+        }
+        if ((len = getline(&line, &cap, stdin)) < 0)
+            break;
+        while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
+            len--;
+        if (len == 0)
+            continue; /* nothing to send, so no answer to wait for */
+        line[len] = '\n';
+        if ((rc = sk_send_all(fd, line, (size_t)len + 1, TIMEOUT_MS)) < 0 ||
+            (rc = recv_line(fd, reply, sizeof reply)) < 0)
+            break;
+        puts(reply);
+    }
+    if (rc < 0)
+        fprintf(stderr, "seed002_client: %s\n",
+                rc == -ECONNRESET ? "the server closed the connection" : sk_strerror(rc));
+    free(line);
+    close(fd);
+    return rc < 0 ? 1 : 0;
+}
