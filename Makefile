@@ -91,6 +91,7 @@ run: deps
 test: deps-test
 	$(MAKE) BUILD=build/san SAN=1 all build/san/unit-tests
 	$(MAKE) BUILD=build/san check-symbols
+	sh tests/install_check.sh
 	ASAN_OPTIONS=detect_leaks=1 LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp build/san/unit-tests --jobs=2
 	SOCKIT_BUILD=build/san ASAN_OPTIONS=detect_leaks=1 python3 tests/integration/run.py
 
