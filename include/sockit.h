@@ -410,6 +410,19 @@ SK_API void sk_server_drain(sk_server *srv, uint32_t timeout_ms, sk_server_drain
 /* Closes the listener and aborts every connection (on_close runs for each). */
 SK_API void sk_server_free(sk_server *srv);
 
+/* The whole life of a simple server in one call: parses addr (SPEC §3 text),
+ * creates a loop, listens with opts, calls on_ready (may be NULL) with the
+ * address actually bound ("127.0.0.1:40123" when given port 0), runs until
+ * SIGINT or SIGTERM, then drains for up to drain_ms (a second signal stops at
+ * once) and frees everything. SIGINT and SIGTERM are blocked in the calling
+ * thread while it runs (signalfd) and unblocked again before it returns.
+ * Returns 0 after a clean stop; -EINVAL for a bad address (err names the bad
+ * part); another negative code if the server could not start or the loop
+ * failed (err says why). */
+typedef void (*sk_ready_cb)(const char *bound, void *ud);
+SK_API int sk_serve(const char *addr, const sk_server_opts *opts, uint32_t drain_ms,
+                    sk_ready_cb on_ready, void *ud, char *err, size_t errlen);
+
 /* ---------------------------------------------------------------- datagrams */
 
 typedef struct sk_dgram sk_dgram;
