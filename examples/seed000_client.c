@@ -22,37 +22,42 @@
 
 #define TIMEOUT_MS 5000 /* connect, each send, each reply: a silent server is reported */
 
-static uint8_t in[SK_DEFAULT_MAX_LINE + 2]; /* received bytes not yet returned */
-static size_t inlen;
+#define LINE_MAX_BYTES SK_DEFAULT_MAX_LINE /* the longest reply: what servers accept */
 
-/* Receives the next line into line (NUL-terminated, without "\r\n").
- * Returns its length, or a negative code: -ECONNRESET if the server closed. */
-static int recv_line(int fd, char *line, size_t cap)
+/* Receives the next line from fd and points *line at it, without its "\r\n"
+ * and NUL-terminated, valid until the next call. Returns its length, or a
+ * negative code: -ECONNRESET if the server closed first, -EMSGSIZE if the
+ * line is longer than LINE_MAX_BYTES, -ETIMEDOUT after TIMEOUT_MS. */
+static int recv_line(int fd, const char **line)
 {
+    static uint8_t buf[LINE_MAX_BYTES + 2]; /* the longest line and its "\r\n" */
+    static size_t len, used;                /* bytes held; bytes of them returned last time */
     sk_decoder dec;
     sk_msg m;
     int rc;
 
-    sk_decoder_init(&dec, SK_FRAMING_LINE, cap - 1);
-    while ((rc = sk_decoder_next(&dec, in, inlen, &m, NULL)) == 0) {
-        ssize_t n = inlen < sizeof in ? sk_recv_some(fd, in + inlen, sizeof in - inlen, TIMEOUT_MS)
-                                      : -EMSGSIZE;
+    len -= used; /* drop the line returned last time, keep what followed it */
+    memmove(buf, buf + used, len);
+    used = 0;
+    /* The decoder says -EMSGSIZE before buf is full, so there is always room. */
+    sk_decoder_init(&dec, SK_FRAMING_LINE, LINE_MAX_BYTES);
+    while ((rc = sk_decoder_next(&dec, buf, len, &m, NULL)) == 0) {
+        ssize_t n = sk_recv_some(fd, buf + len, sizeof buf - len, TIMEOUT_MS);
         if (n <= 0)
             return n == 0 ? -ECONNRESET : (int)n;
-        inlen += (size_t)n;
+        len += (size_t)n;
     }
     if (rc < 0)
         return rc;
-    memcpy(line, in + m.offset, m.len);
-    line[m.len] = '\0';
-    memmove(in, in + m.consumed, inlen - m.consumed);
-    inlen -= m.consumed;
+    used = m.consumed;
+    buf[m.offset + m.len] = '\0'; /* over the "\r" or "\n" */
+    *line = (const char *)buf + m.offset;
     return (int)m.len;
 }
 
 int main(int argc, char **argv)
 {
-    static char reply[SK_DEFAULT_MAX_LINE + 1];
+    const char *reply = NULL;
     const char *text = argc > 1 ? argv[1] : "127.0.0.1:9999";
     char err[256] = "", *line = NULL;
     size_t cap = 0;
@@ -68,7 +73,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "seed000_client: %s\n", err[0] ? err : sk_strerror(fd));
         return 1;
     }
-    if ((rc = recv_line(fd, reply, sizeof reply)) >= 0)
+    if ((rc = recv_line(fd, &reply)) >= 0)
         puts(reply); /* the greeting */
     while (rc >= 0) {
         if (tty) {
@@ -86,7 +91,7 @@ int main(int argc, char **argv)
             break;
         if (len == 1 && line[0] == 'q')
             break; /* "q" tells the server we are done */
-        if ((rc = recv_line(fd, reply, sizeof reply)) >= 0)
+        if ((rc = recv_line(fd, &reply)) >= 0)
             puts(reply);
     }
     if (rc < 0)

@@ -19,31 +19,36 @@
 
 #define TIMEOUT_MS 5000 /* connect, send and reply: a silent server is reported */
 
-static uint8_t in[1024 + 2]; /* received bytes not yet returned; the answer is short */
-static size_t inlen;
+#define LINE_MAX_BYTES 1024 /* the answer is short; the seed read 1024 bytes */
 
-/* Receives the next line into line (NUL-terminated, without "\r\n").
- * Returns its length, or a negative code: -ECONNRESET if the server closed. */
-static int recv_line(int fd, char *line, size_t cap)
+/* Receives the next line from fd and points *line at it, without its "\r\n"
+ * and NUL-terminated, valid until the next call. Returns its length, or a
+ * negative code: -ECONNRESET if the server closed first, -EMSGSIZE if the
+ * line is longer than LINE_MAX_BYTES, -ETIMEDOUT after TIMEOUT_MS. */
+static int recv_line(int fd, const char **line)
 {
+    static uint8_t buf[LINE_MAX_BYTES + 2]; /* the longest line and its "\r\n" */
+    static size_t len, used;                /* bytes held; bytes of them returned last time */
     sk_decoder dec;
     sk_msg m;
     int rc;
 
-    sk_decoder_init(&dec, SK_FRAMING_LINE, cap - 1);
-    while ((rc = sk_decoder_next(&dec, in, inlen, &m, NULL)) == 0) {
-        ssize_t n = inlen < sizeof in ? sk_recv_some(fd, in + inlen, sizeof in - inlen, TIMEOUT_MS)
-                                      : -EMSGSIZE;
+    len -= used; /* drop the line returned last time, keep what followed it */
+    memmove(buf, buf + used, len);
+    used = 0;
+    /* The decoder says -EMSGSIZE before buf is full, so there is always room. */
+    sk_decoder_init(&dec, SK_FRAMING_LINE, LINE_MAX_BYTES);
+    while ((rc = sk_decoder_next(&dec, buf, len, &m, NULL)) == 0) {
+        ssize_t n = sk_recv_some(fd, buf + len, sizeof buf - len, TIMEOUT_MS);
         if (n <= 0)
             return n == 0 ? -ECONNRESET : (int)n;
-        inlen += (size_t)n;
+        len += (size_t)n;
     }
     if (rc < 0)
         return rc;
-    memcpy(line, in + m.offset, m.len);
-    line[m.len] = '\0';
-    memmove(in, in + m.consumed, inlen - m.consumed);
-    inlen -= m.consumed;
+    used = m.consumed;
+    buf[m.offset + m.len] = '\0'; /* over the "\r" or "\n" */
+    *line = (const char *)buf + m.offset;
     return (int)m.len;
 }
 
@@ -51,7 +56,8 @@ int main(int argc, char **argv)
 {
     static const char hello[] = "Hello Server\n";
     const char *text = argc > 1 ? argv[1] : "127.0.0.1:8080";
-    char err[256] = "", reply[1024 + 1];
+    char err[256] = "";
+    const char *reply = NULL;
     sk_addr addr;
     int fd, rc;
 
@@ -64,7 +70,7 @@ int main(int argc, char **argv)
         return 1;
     }
     if ((rc = sk_send_all(fd, hello, sizeof hello - 1, TIMEOUT_MS)) == 0 &&
-        (rc = recv_line(fd, reply, sizeof reply)) >= 0)
+        (rc = recv_line(fd, &reply)) >= 0)
         printf("Received: %s\n", reply);
     else
         fprintf(stderr, "seed001_client: %s\n",

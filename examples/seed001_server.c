@@ -13,7 +13,7 @@
  */
 #include <sockit.h>
 
-#include <signal.h>
+#include <errno.h>
 #include <stdio.h>
 
 #define DRAIN_MS 2000 /* after SIGINT/SIGTERM, how long open sessions may go on */
@@ -27,69 +27,31 @@ static void on_message(sk_conn *c, const uint8_t *data, size_t len)
     sk_conn_close(c); /* sends the reply first, then closes */
 }
 
-/* Shutting down: the first signal drains (no new clients, open sessions get
- * DRAIN_MS to finish); a second one stops at once. */
-struct app {
-    sk_loop *loop;
-    sk_server *srv;
-    int stopping;
-};
-
-static void on_drained(sk_server *srv, void *ud)
+static void on_ready(const char *bound, void *ud)
 {
-    (void)srv;
-    sk_loop_stop(((struct app *)ud)->loop);
+    (void)ud;
+    fprintf(stderr, "listening on %s\n", bound); /* the tests wait for this line */
 }
 
-static void on_signal(sk_signal *s, int signo, void *ud)
-{
-    struct app *app = ud;
-    (void)s;
-    (void)signo;
-    if (app->stopping++)
-        sk_loop_stop(app->loop);
-    else
-        sk_server_drain(app->srv, DRAIN_MS, on_drained, app);
-}
-
+/* sk_serve runs the server until SIGINT/SIGTERM, then drains: no new clients,
+ * open sessions get DRAIN_MS to finish; a second signal stops at once. */
 int main(int argc, char **argv)
 {
-    static const int sigs[] = {SIGINT, SIGTERM};
-    const char *text = argc > 1 ? argv[1] : "127.0.0.1:8080";
-    struct app app = {0};
-    sk_signal *sig = NULL;
     sk_server_opts opts;
-    sk_addr addr;
-    char err[256] = "", where[300];
+    char err[256];
     int rc;
 
-    if (argc > 2 || sk_addr_parse(text, &addr, err, sizeof err) < 0) {
-        fprintf(stderr, "seed001_server: %s\n", err[0] ? err : "usage: seed001_server [ADDR]");
+    if (argc > 2) {
+        fprintf(stderr, "seed001_server: usage: seed001_server [ADDR]\n");
         return 2;
     }
     setvbuf(stdout, NULL, _IOLBF, 0); /* one line per event, even into a pipe */
     sk_server_opts_init(&opts);
     opts.stream.framing = SK_FRAMING_LINE;
     opts.cbs.on_message = on_message;
-
-    if ((rc = sk_loop_new(&app.loop)) < 0 ||
-        (rc = sk_signal_new(app.loop, sigs, 2, on_signal, &app, &sig)) < 0 ||
-        (rc = sk_server_listen(app.loop, &addr, &opts, &app.srv, err, sizeof err)) < 0) {
-        fprintf(stderr, "seed001_server: %s\n", err[0] ? err : sk_strerror(rc));
-        goto out;
-    }
-    if (addr.kind == SK_ADDR_TCP)
-        addr.port = (uint16_t)sk_server_port(app.srv); /* the real one when given 0 */
-    sk_addr_format(&addr, where, sizeof where);
-    fprintf(stderr, "listening on %s\n", where);
-    if ((rc = sk_loop_run(app.loop)) < 0)
-        fprintf(stderr, "seed001_server: %s\n", sk_strerror(rc));
-out:
-    if (app.srv)
-        sk_server_free(app.srv);
-    if (sig)
-        sk_signal_free(sig);
-    if (app.loop)
-        sk_loop_free(app.loop);
-    return rc < 0 ? 1 : 0;
+    rc = sk_serve(argc > 1 ? argv[1] : "127.0.0.1:8080", &opts, DRAIN_MS, on_ready, NULL, err,
+                  sizeof err);
+    if (rc < 0)
+        fprintf(stderr, "seed001_server: %s\n", err);
+    return rc == -EINVAL ? 2 : rc < 0 ? 1 : 0; /* -EINVAL: a bad address */
 }

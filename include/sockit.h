@@ -286,7 +286,8 @@ SK_API void sk_stream_opts_init(sk_stream_opts *opts);
 /* Queues bytes for sending exactly as given (no framing). The bytes are
  * copied; they go out in one write/writev per connection at the end of the
  * current loop iteration. Returns 0, -EPIPE if the connection is closing, or
- * -ENOBUFS if the memory budget is exhausted. */
+ * -ENOBUFS if the memory budget is exhausted — the connection is then
+ * already aborted (on_close follows), so callers need do nothing more. */
 SK_API int sk_conn_send(sk_conn *c, const void *data, size_t len);
 
 /* Queues one message in the connection's framing: frame → header + payload;
@@ -389,6 +390,8 @@ SK_API void sk_server_opts_init(sk_server_opts *opts);
  * on EMFILE/ENFILE the pending peer is shed, accepting pauses ~100 ms, and
  * the condition is logged at most once a second. err (may be NULL) receives
  * a sentence on failure. */
+/* opts may be NULL for the defaults of sk_server_opts_init (then every
+ * callback is NULL: a server that accepts and discards). */
 SK_API int sk_server_listen(sk_loop *loop, const sk_addr *addr, const sk_server_opts *opts,
                             sk_server **out, char *err, size_t errlen);
 
@@ -407,15 +410,19 @@ typedef void (*sk_server_drained_cb)(sk_server *srv, void *ud);
 SK_API void sk_server_drain(sk_server *srv, uint32_t timeout_ms, sk_server_drained_cb done,
                             void *ud);
 
-/* Closes the listener and aborts every connection (on_close runs for each). */
+/* Closes the listener and aborts every connection (on_close runs for each,
+ * with -ECONNABORTED unless the connection already had a reason). Must not be
+ * called from a callback of one of its own connections. */
 SK_API void sk_server_free(sk_server *srv);
 
 /* The whole life of a simple server in one call: parses addr (SPEC §3 text),
- * creates a loop, listens with opts, calls on_ready (may be NULL) with the
+ * creates a loop, listens with opts (NULL: defaults), calls on_ready (may be NULL) with the
  * address actually bound ("127.0.0.1:40123" when given port 0), runs until
  * SIGINT or SIGTERM, then drains for up to drain_ms (a second signal stops at
- * once) and frees everything. SIGINT and SIGTERM are blocked in the calling
- * thread while it runs (signalfd) and unblocked again before it returns.
+ * once; connections still open then get on_close with -ECONNABORTED) and
+ * frees everything. SIGINT and SIGTERM are blocked in the calling thread
+ * while it runs (signalfd); any still pending at the end are consumed, and
+ * the caller's mask is restored before it returns.
  * Returns 0 after a clean stop; -EINVAL for a bad address (err names the bad
  * part); another negative code if the server could not start or the loop
  * failed (err says why). */
@@ -487,6 +494,24 @@ SK_API int sk_send_frame(int fd, const void *buf, size_t len, int timeout_ms);
  * the first header byte, -ECONNRESET if it ended inside a frame. A 0-length
  * frame returns 0. */
 SK_API ssize_t sk_recv_frame(int fd, void *buf, size_t cap, int timeout_ms);
+
+/* Reads lines from a stream for a blocking client, keeping the bytes that
+ * arrive after a line for the next call. buf is the caller's storage (the
+ * longest line plus 2 bytes); nothing is allocated. */
+typedef struct sk_line_reader {
+    int fd;
+    uint8_t *buf;
+    size_t cap, len, used;
+} sk_line_reader;
+
+SK_API void sk_line_reader_init(sk_line_reader *r, int fd, void *buf, size_t cap);
+
+/* Receives one line. Returns its length; *line points at it inside the
+ * reader's buffer, without "\n" (and a "\r" before it), NUL-terminated and
+ * valid until the next call. -ENODATA: clean end of stream before a line;
+ * -ECONNRESET: end inside a line; -EMSGSIZE: longer than cap - 2 (the stream
+ * is then out of step); -ETIMEDOUT; -EINVAL if cap < 3. */
+SK_API ssize_t sk_recv_line(sk_line_reader *r, const char **line, int timeout_ms);
 
 #ifdef __cplusplus
 }

@@ -355,3 +355,49 @@ ssize_t sk_recv_frame(int fd, void *buf, size_t cap, int timeout_ms)
         return rc;
     return (ssize_t)len;
 }
+
+void sk_line_reader_init(sk_line_reader *r, int fd, void *buf, size_t cap)
+{
+    r->fd = fd;
+    r->buf = buf;
+    r->cap = cap;
+    r->len = 0;
+    r->used = 0;
+}
+
+ssize_t sk_recv_line(sk_line_reader *r, const char **line, int timeout_ms)
+{
+    uint64_t deadline = deadline_after(timeout_ms);
+    if (r->cap < 3)
+        return -EINVAL;
+    /* Drop the line returned last time; keep what came after it. */
+    if (r->used > 0) {
+        memmove(r->buf, r->buf + r->used, r->len - r->used);
+        r->len -= r->used;
+        r->used = 0;
+    }
+    size_t scanned = 0;
+    for (;;) {
+        uint8_t *nl = memchr(r->buf + scanned, '\n', r->len - scanned);
+        if (nl != NULL) {
+            size_t end = (size_t)(nl - r->buf);
+            r->used = end + 1;
+            if (end > 0 && r->buf[end - 1] == '\r')
+                end--;
+            r->buf[end] = '\0';
+            *line = (const char *)r->buf;
+            return (ssize_t)end;
+        }
+        scanned = r->len;
+        /* The last byte is kept for the terminating NUL. */
+        if (r->len >= r->cap - 1)
+            return -EMSGSIZE;
+        ssize_t n = sk_recv_some(r->fd, r->buf + r->len, r->cap - 1 - r->len,
+                                 remaining_ms(deadline));
+        if (n < 0)
+            return n;
+        if (n == 0)
+            return r->len == 0 ? -ENODATA : -ECONNRESET;
+        r->len += (size_t)n;
+    }
+}

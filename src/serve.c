@@ -1,6 +1,7 @@
 /* serve.c — sk_serve(): one server from address text to a drained stop, for
  * programs that want a server and not the plumbing around it. */
 #include <errno.h>
+#include <time.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -30,8 +31,9 @@ static void on_signal(sk_signal *s, int signo, void *ud)
         sk_loop_stop(run->loop);
         return;
     }
-    sk_log(SK_LOG_INFO, "%s: draining connections", strsignal(signo));
     sk_server_drain(run->srv, run->drain_ms, on_drained, run);
+    sk_log(SK_LOG_INFO, "%s: draining connections (no longer accepting)",
+           signo == SIGINT ? "SIGINT" : "SIGTERM");
 }
 
 int sk_serve(const char *addr_text, const sk_server_opts *opts, uint32_t drain_ms,
@@ -82,6 +84,17 @@ out:
     sk_server_free(run.srv);
     sk_signal_free(sig);
     sk_loop_free(run.loop);
+    /* A signal that came after the loop stopped is ours (we were stopping
+     * anyway): consume it rather than let it kill the caller on unblock. */
+    sigset_t ours;
+    sigemptyset(&ours);
+    if (!sigismember(&old, SIGINT)) /* the caller's own blocked ones stay */
+        sigaddset(&ours, SIGINT);
+    if (!sigismember(&old, SIGTERM))
+        sigaddset(&ours, SIGTERM);
+    const struct timespec zero = {0, 0};
+    while (sigtimedwait(&ours, NULL, &zero) > 0) {
+    }
     /* The mask goes back to what the caller had: a signal that arrives from
      * now on (or arrived after the loop stopped) gets the caller's
      * disposition, as if sk_serve had never run. */

@@ -248,6 +248,11 @@ int sk_server_listen(sk_loop *loop, const sk_addr *addr, const sk_server_opts *o
         snprintf(err, errlen, "not a stream address (use HOST:PORT or unix:PATH)");
         return -EPROTONOSUPPORT;
     }
+    sk_server_opts defaults;
+    if (opts == NULL) {
+        sk_server_opts_init(&defaults);
+        opts = &defaults;
+    }
     sk_server *srv = calloc(1, sizeof *srv);
     if (srv == NULL)
         return -ENOMEM;
@@ -391,8 +396,11 @@ void sk_server_free(sk_server *srv)
     srv->drained_cb = NULL;
     srv->draining = true;
     srv->drain_stage = 3;
-    while (srv->conns)
-        sk__conn_destroy(srv->conns, true);
+    while (srv->conns) {
+        sk_conn *c = srv->conns;
+        sk_conn_abort(c, -ECONNABORTED); /* records the reason if none yet */
+        sk__conn_destroy(c, true);
+    }
     close_listener(srv);
     sk_timer_stop(&srv->backoff);
     if (srv->drain_timer.loop)
