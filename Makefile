@@ -14,7 +14,10 @@ SAN      ?= 0
 WARN     := -Wall -Wextra -Wpedantic -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes
 CFLAGS   ?= -O2 -g
 CFLAGS   += -std=c11 -D_GNU_SOURCE -fPIC -fvisibility=hidden $(WARN) -Iinclude -Isrc
-LDLIBS   += -lpthread
+# libcrypto: HMAC-SHA256 and SHA-256 for the exec and files protocols;
+# libedit: line editing in the chat client (BSD-licensed readline API).
+LDLIBS   += -lcrypto -lpthread
+CLI_LIBS := -ledit
 ifeq ($(SAN),1)
 CFLAGS   += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 LDFLAGS  += -fsanitize=address,undefined
@@ -31,7 +34,7 @@ EX_BIN   := $(EX_SRC:examples/%.c=$(BUILD)/examples/%)
 UNIT_OBJ := $(UNIT_SRC:%.c=$(BUILD)/obj/%.o)
 
 # Debian packages: what building needs, and what the tests drive sockit with.
-BUILD_PKGS := gcc make libc6-dev pkg-config
+BUILD_PKGS := gcc make libc6-dev pkg-config libssl-dev libedit-dev
 TEST_PKGS  := libcriterion-dev python3 netcat-openbsd socat procps util-linux iproute2
 
 .PHONY: all run test deps deps-test install uninstall clean unit integration check-symbols
@@ -50,7 +53,7 @@ $(BUILD)/libsockit.so: $(LIB_OBJ)
 	$(CC) -shared -Wl,-soname,libsockit.so.0 $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/sockit: $(CLI_OBJ) $(BUILD)/libsockit.a
-	$(CC) $(LDFLAGS) -o $@ $(CLI_OBJ) $(BUILD)/libsockit.a $(LDLIBS)
+	$(CC) $(LDFLAGS) -o $@ $(CLI_OBJ) $(BUILD)/libsockit.a $(CLI_LIBS) $(LDLIBS)
 
 # Examples use only the public header, as a user's program would.
 $(BUILD)/examples/%: examples/%.c include/sockit.h $(BUILD)/libsockit.a
