@@ -52,6 +52,14 @@ struct sk_conn {
     int err;
     char *reason;
     char *peer;
+    /* The peer's address as accept() gave it, so a peer that resets at once
+     * is still named in the logs (getpeername fails after a reset). Only
+     * inet peers: Unix peers are named by their pid. */
+    union {
+        struct sockaddr sa;
+        struct sockaddr_in in4;
+        struct sockaddr_in6 in6;
+    } peer_addr;
     sk_conn *prev, *next;         /* loop->conns */
     sk_conn *srv_prev, *srv_next; /* the server's connections */
     sk_conn *flush_next, *pending_next, *close_next;
@@ -758,6 +766,14 @@ static void normalise_opts(sk_stream_opts *o)
 
 void sk__stream_opts_normalise(sk_stream_opts *o) { normalise_opts(o); }
 
+void sk__conn_set_peer(sk_conn *c, const struct sockaddr *sa, socklen_t len)
+{
+    if ((sa->sa_family == AF_INET && len >= sizeof c->peer_addr.in4) ||
+        (sa->sa_family == AF_INET6 && len >= sizeof c->peer_addr.in6))
+        memcpy(&c->peer_addr, sa, sa->sa_family == AF_INET ? sizeof c->peer_addr.in4
+                                                          : sizeof c->peer_addr.in6);
+}
+
 int sk__conn_create(sk_loop *loop, int fd, const sk_stream_opts *opts,
                     const sk_conn_callbacks *cbs, void *ud, struct sk_server *srv,
                     bool connecting, sk_conn **out)
@@ -925,7 +941,15 @@ const char *sk_conn_peer(const sk_conn *c)
     char text[160];
     struct sockaddr_storage ss;
     socklen_t len = sizeof ss;
-    if (getpeername(c->w.fd, (struct sockaddr *)&ss, &len) < 0) {
+    bool known = false;
+    if (c->peer_addr.sa.sa_family == AF_INET || c->peer_addr.sa.sa_family == AF_INET6) {
+        len = c->peer_addr.sa.sa_family == AF_INET ? sizeof c->peer_addr.in4 : sizeof c->peer_addr.in6;
+        memcpy(&ss, &c->peer_addr, len);
+        known = true;
+    } else {
+        known = getpeername(c->w.fd, (struct sockaddr *)&ss, &len) == 0;
+    }
+    if (!known) {
         snprintf(text, sizeof text, "(unknown peer)");
     } else if (ss.ss_family == AF_UNIX && len <= offsetof(struct sockaddr_un, sun_path)) {
         /* Unix clients are usually unnamed: the process id says more. */

@@ -7,6 +7,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 
 #include "sockit.h"
 
@@ -135,6 +136,8 @@ void sk__loop_wake(sk_loop *loop);
 int sk__conn_create(sk_loop *loop, int fd, const sk_stream_opts *opts,
                     const sk_conn_callbacks *cbs, void *ud, struct sk_server *srv,
                     bool connecting, sk_conn **out);
+/* Records the address accept() returned, for sk_conn_peer(). */
+void sk__conn_set_peer(sk_conn *c, const struct sockaddr *sa, socklen_t len);
 void sk__conns_flush(sk_loop *loop);
 void sk__conns_process_pending(sk_loop *loop);
 void sk__conns_finalize(sk_loop *loop);

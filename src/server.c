@@ -144,6 +144,7 @@ static void accept_event(sk_watch *w, uint32_t events)
             sk_log(SK_LOG_ERROR, "cannot set up a connection: %s", sk_strerror(err));
             continue;
         }
+        sk__conn_set_peer(c, (struct sockaddr *)&peer, peerlen);
         sk__conn_link_srv(c, &srv->conns);
         srv->nconns++;
         if (srv->opts.cbs.on_open)
