@@ -336,6 +336,18 @@ SK_API void sk_conn_shutdown(sk_conn *c);
 SK_API void sk_conn_pause(sk_conn *c);
 SK_API void sk_conn_resume(sk_conn *c);
 
+/* Sets a one-off deadline ms from now (0 clears it): if it passes, the
+ * connection fails (lingering close) with -ETIMEDOUT and reason, which must
+ * be a string that outlives the connection (a literal). For protocol
+ * handshakes and authentication, which must finish in bounded time however
+ * the peer trickles its bytes. */
+SK_API void sk_conn_set_deadline(sk_conn *c, uint32_t ms, const char *reason);
+
+/* Changes the largest message this connection accepts from now on (0: back
+ * to the max_frame / max_line of its options), e.g. small frames until a
+ * peer has authenticated. */
+SK_API void sk_conn_set_max_msg(sk_conn *c, size_t max);
+
 SK_API void sk_conn_set_data(sk_conn *c, void *ud);
 SK_API void *sk_conn_data(const sk_conn *c);
 SK_API sk_loop *sk_conn_loop(const sk_conn *c);

@@ -47,6 +47,8 @@ struct sk_conn {
     sk_timer timer;
     uint64_t last_active;
     uint64_t frame_start; /* when the buffered partial message began, or 0 */
+    uint64_t deadline;    /* sk_conn_set_deadline(), or 0 */
+    const char *deadline_reason;
     uint64_t bytes_in, bytes_out;
     uint32_t flags;
     int err;
@@ -162,6 +164,8 @@ static void arm_timer(sk_conn *c)
         if (d < deadline)
             deadline = d;
     }
+    if (c->deadline && c->deadline < deadline)
+        deadline = c->deadline;
     if (deadline == UINT64_MAX) {
         sk_timer_stop(&c->timer);
         return;
@@ -176,9 +180,9 @@ static void protocol_error(sk_conn *c, int err, const uint8_t *buf, size_t len)
 {
     if (c->opts->framing == SK_FRAMING_FRAME && len >= SK_FRAME_HEADER) {
         uint32_t n = (uint32_t)buf[0] << 24 | (uint32_t)buf[1] << 16 | (uint32_t)buf[2] << 8 | buf[3];
-        set_reason(c, err, "frame too large (%u > max %zu)", n, c->opts->max_frame);
+        set_reason(c, err, "frame too large (%u > max %zu)", n, c->dec.max);
     } else if (c->opts->framing == SK_FRAMING_LINE) {
-        set_reason(c, err, "line too long (max %zu bytes)", c->opts->max_line);
+        set_reason(c, err, "line too long (max %zu bytes)", c->dec.max);
     } else {
         set_reason(c, err, "protocol error: %s", sk_strerror(err));
     }
@@ -721,6 +725,11 @@ static void conn_timer(sk_timer *t, void *ud)
         finalize(c);
         return;
     }
+    if (c->deadline && now >= c->deadline) {
+        set_reason(c, -ETIMEDOUT, "%s", c->deadline_reason);
+        sk_conn_fail(c, -ETIMEDOUT, NULL);
+        return;
+    }
     if (o->frame_timeout_ms && c->frame_start && now - c->frame_start >= o->frame_timeout_ms) {
         set_reason(c, -ETIMEDOUT, "frame timeout");
         sk_conn_fail(c, -ETIMEDOUT, NULL);
@@ -921,6 +930,21 @@ void sk_conn_resume(sk_conn *c)
     update_events(c);
     if (c->in.len > 0)
         schedule_pending(c);
+}
+
+void sk_conn_set_deadline(sk_conn *c, uint32_t ms, const char *reason)
+{
+    if (c->flags & F_DEAD)
+        return;
+    c->deadline = ms ? c->loop->now + ms : 0;
+    c->deadline_reason = reason ? reason : "deadline passed";
+    if (!(c->flags & (F_LINGER | F_CONNECTING)))
+        arm_timer(c);
+}
+
+void sk_conn_set_max_msg(sk_conn *c, size_t max)
+{
+    c->dec.max = max ? max : max_for(c->opts);
 }
 
 void sk_conn_set_data(sk_conn *c, void *ud) { c->ud = ud; }
