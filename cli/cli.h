@@ -31,5 +31,6 @@ void cli_log_to_stderr(enum sk_log_level level);
 
 int cmd_serve(int argc, char **argv);
 int cmd_connect(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
 
 #endif

@@ -12,6 +12,7 @@ static void usage(FILE *out)
             "commands:\n"
             "  serve [SERVICE[=ADDR] ...]   run services (echo, upper, greet); no service: the demo set\n"
             "  connect ADDR                 talk to a server: interactive on a terminal, like nc otherwise\n"
+            "  bench ADDR                   load a server and measure it, verifying every reply\n"
             "  version                      print the version\n"
             "\n"
             "ADDR: HOST:PORT, tcp://HOST:PORT, [IPv6]:PORT, udp://HOST:PORT, unix:PATH, unix:@NAME,\n"
@@ -42,6 +43,8 @@ int main(int argc, char **argv)
         return cmd_serve(argc - 1, argv + 1);
     if (strcmp(cmd, "connect") == 0)
         return cmd_connect(argc - 1, argv + 1);
+    if (strcmp(cmd, "bench") == 0)
+        return cmd_bench(argc - 1, argv + 1);
     cli_err("unknown command \"%s\" (try: sockit --help)", cmd);
     return EXIT_USAGE;
 }

@@ -367,6 +367,13 @@ SK_API int sk_conn_connect(sk_loop *loop, const sk_addr *addr, const sk_stream_o
                            const sk_conn_callbacks *cbs, void *ud, uint32_t timeout_ms,
                            sk_conn **out);
 
+/* Like sk_conn_connect, on a stream socket the caller made (bound to a
+ * source address, options set, ...): starts a non-blocking connect to sa.
+ * On success the connection owns fd; on failure fd stays the caller's. */
+SK_API int sk_conn_connect_fd(sk_loop *loop, int fd, const struct sockaddr *sa, socklen_t salen,
+                              const sk_stream_opts *opts, const sk_conn_callbacks *cbs, void *ud,
+                              uint32_t timeout_ms, sk_conn **out);
+
 /* Adopts a connected stream descriptor (made non-blocking and close-on-exec
  * here). On success the connection owns fd; on_open runs on the next loop
  * iteration. */

@@ -869,6 +869,33 @@ int sk_conn_adopt(sk_loop *loop, int fd, const sk_stream_opts *opts,
     return 0;
 }
 
+int sk_conn_connect_fd(sk_loop *loop, int fd, const struct sockaddr *sa, socklen_t salen,
+                       const sk_stream_opts *opts, const sk_conn_callbacks *cbs, void *ud,
+                       uint32_t timeout_ms, sk_conn **out)
+{
+    if (sk__set_nonblock_cloexec(fd) < 0)
+        return -errno;
+    while (connect(fd, sa, salen) < 0) {
+        if (errno == EINTR)
+            continue; /* the connect goes on in the background; EALREADY next */
+        if (errno == EINPROGRESS || errno == EALREADY)
+            break;
+        return -errno;
+    }
+    owned_cfg *cfg = copy_cfg(opts, cbs);
+    if (cfg == NULL)
+        return -ENOMEM;
+    int err = sk__conn_create(loop, fd, &cfg->opts, &cfg->cbs, ud, NULL, true, out);
+    if (err < 0) {
+        free(cfg);
+        return err;
+    }
+    (*out)->owned_cfg = cfg;
+    if (timeout_ms)
+        sk_timer_start(&(*out)->timer, timeout_ms, 0);
+    return 0;
+}
+
 int sk_conn_connect(sk_loop *loop, const sk_addr *addr, const sk_stream_opts *opts,
                     const sk_conn_callbacks *cbs, void *ud, uint32_t timeout_ms, sk_conn **out)
 {
@@ -888,26 +915,13 @@ int sk_conn_connect(sk_loop *loop, const sk_addr *addr, const sk_stream_opts *op
             err = -errno;
             continue;
         }
-        if (connect(fd, (struct sockaddr *)&ss[i], sl[i]) < 0 && errno != EINPROGRESS) {
-            err = -errno;
-            close(fd);
-            continue;
-        }
-        owned_cfg *cfg = copy_cfg(opts, cbs);
-        if (cfg == NULL) {
-            close(fd);
-            return -ENOMEM;
-        }
-        err = sk__conn_create(loop, fd, &cfg->opts, &cfg->cbs, ud, NULL, true, out);
-        if (err < 0) {
-            free(cfg);
-            close(fd);
+        err = sk_conn_connect_fd(loop, fd, (struct sockaddr *)&ss[i], sl[i], opts, cbs, ud,
+                                 timeout_ms, out);
+        if (err == 0)
+            return 0;
+        close(fd);
+        if (err == -ENOMEM)
             return err;
-        }
-        (*out)->owned_cfg = cfg;
-        if (timeout_ms)
-            sk_timer_start(&(*out)->timer, timeout_ms, 0);
-        return 0;
     }
     return err;
 }
