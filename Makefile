@@ -35,9 +35,11 @@ UNIT_OBJ := $(UNIT_SRC:%.c=$(BUILD)/obj/%.o)
 
 # Debian packages: what building needs, and what the tests drive sockit with.
 BUILD_PKGS := gcc make libc6-dev pkg-config libssl-dev libedit-dev
-TEST_PKGS  := libcriterion-dev python3 netcat-openbsd socat procps util-linux iproute2
+TEST_PKGS  := libcriterion-dev python3 netcat-openbsd socat procps util-linux iproute2 \
+              clang libclang-rt-14-dev
 
-.PHONY: all run test deps deps-test install uninstall clean unit integration check-symbols
+.PHONY: all run test deps deps-test install uninstall clean unit integration check-symbols \
+        fuzz fuzz-smoke
 
 all: $(BUILD)/sockit $(BUILD)/libsockit.a $(BUILD)/libsockit.so $(EX_BIN)
 
@@ -95,6 +97,7 @@ test: deps-test
 	$(MAKE) BUILD=build/san SAN=1 all build/san/unit-tests
 	$(MAKE) BUILD=build/san check-symbols
 	sh tests/install_check.sh
+	$(MAKE) fuzz-smoke
 	ASAN_OPTIONS=detect_leaks=1 LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp build/san/unit-tests --jobs=2
 	SOCKIT_BUILD=build/san ASAN_OPTIONS=detect_leaks=1 python3 tests/integration/run.py
 
@@ -109,6 +112,40 @@ check-symbols: $(BUILD)/libsockit.so
 	@bad=$$(nm -D --defined-only $(BUILD)/libsockit.so | awk '$$2 ~ /^[TDBR]$$/ {print $$3}' | grep -v '^sk_' || true); \
 	if [ -n "$$bad" ]; then echo "exported symbols without the sk_ prefix:"; echo "$$bad"; exit 1; fi; \
 	echo "check-symbols: every exported symbol has the sk_ prefix"
+
+# --- fuzzing (libFuzzer, clang) -------------------------------------------
+# Every parser has a target in fuzz/ with a seed corpus in fuzz/corpus/NAME/
+# (crashing inputs found later are kept there as regression cases).
+FUZZ_CC     := clang
+FUZZ_CFLAGS := -g -O1 -std=c11 -D_GNU_SOURCE -Iinclude -Isrc -DSOCKIT_BUILDING \
+               -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined
+FUZZ_SRC    := $(wildcard fuzz/fuzz_*.c)
+FUZZ_BIN    := $(FUZZ_SRC:fuzz/%.c=build/fuzz/%)
+FUZZ_OBJ    := $(LIB_SRC:%.c=build/fuzz/obj/%.o) build/fuzz/obj/cli/util.o
+FUZZ_SECONDS ?= 60
+.SECONDARY: $(FUZZ_OBJ)
+
+build/fuzz/obj/%.o: %.c include/sockit.h $(wildcard src/*.h cli/*.h)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -c $< -o $@
+
+build/fuzz/fuzz_%: fuzz/fuzz_%.c $(FUZZ_OBJ)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $< $(FUZZ_OBJ) $(LDLIBS)
+
+# `make fuzz` runs every target for FUZZ_SECONDS on a scratch copy of its corpus.
+fuzz: deps-test $(FUZZ_BIN)
+	@for t in $(FUZZ_BIN); do n=$${t#build/fuzz/fuzz_}; mkdir -p build/fuzz/corpus/$$n; \
+	  echo "fuzzing $$n for $(FUZZ_SECONDS) s"; \
+	  $$t -max_total_time=$(FUZZ_SECONDS) -artifact_prefix=build/fuzz/$$n- -print_final_stats=1 \
+	    build/fuzz/corpus/$$n fuzz/corpus/$$n 2>&1 | tail -3 || exit 1; done
+
+# The short run of `make test`: every kept input once, then a few seconds each.
+fuzz-smoke: $(FUZZ_BIN)
+	@for t in $(FUZZ_BIN); do n=$${t#build/fuzz/fuzz_}; \
+	  $$t -runs=0 fuzz/corpus/$$n >/dev/null 2>&1 || { echo "fuzz $$n: a corpus input fails"; $$t -runs=0 fuzz/corpus/$$n; exit 1; }; \
+	  $$t -max_total_time=3 -artifact_prefix=build/fuzz/$$n- fuzz/corpus/$$n >build/fuzz/$$n.log 2>&1 \
+	    || { tail -30 build/fuzz/$$n.log; exit 1; }; \
+	  echo "fuzz $$n: $$(grep -o 'Done [0-9]* runs' build/fuzz/$$n.log), no crash"; done
 
 # --- install --------------------------------------------------------------
 install: all
