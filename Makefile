@@ -13,13 +13,15 @@ SAN      ?= 0
 
 WARN     := -Wall -Wextra -Wpedantic -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes
 CFLAGS   ?= -O2 -g
-CFLAGS   += -std=c11 -D_GNU_SOURCE -fPIC -fvisibility=hidden $(WARN) -Iinclude -Isrc
+# `override` keeps the flags the build needs even when CFLAGS is given on
+# the command line (make CFLAGS=-O0).
+override CFLAGS += -std=c11 -D_GNU_SOURCE -fPIC -fvisibility=hidden $(WARN) -Iinclude -Isrc
 # libcrypto: HMAC-SHA256 and SHA-256 for the exec and files protocols;
 # libedit: line editing in the chat client (BSD-licensed readline API).
 LDLIBS   += -lcrypto -lpthread
 CLI_LIBS := -ledit
 ifeq ($(SAN),1)
-CFLAGS   += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+override CFLAGS += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 LDFLAGS  += -fsanitize=address,undefined
 endif
 
@@ -121,7 +123,8 @@ FUZZ_CFLAGS := -g -O1 -std=c11 -D_GNU_SOURCE -Iinclude -Isrc -DSOCKIT_BUILDING \
                -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined
 FUZZ_SRC    := $(wildcard fuzz/fuzz_*.c)
 FUZZ_BIN    := $(FUZZ_SRC:fuzz/%.c=build/fuzz/%)
-FUZZ_OBJ    := $(LIB_SRC:%.c=build/fuzz/obj/%.o) build/fuzz/obj/cli/util.o
+FUZZ_OBJ    := $(LIB_SRC:%.c=build/fuzz/obj/%.o) build/fuzz/obj/cli/util.o \
+               build/fuzz/obj/services/exec_request.o build/fuzz/obj/services/proto.o
 FUZZ_SECONDS ?= 60
 .SECONDARY: $(FUZZ_OBJ)
 

@@ -194,7 +194,8 @@ static int parse_args(serve_state *st, int argc, char **argv)
         case O_BACKLOG: bad = cli_parse_uint(v, 1, 65535, &cfg->backlog); break;
         case O_WORKERS: bad = cli_parse_uint(v, 1, MAX_WORKERS, &cfg->workers); break;
         case O_MAXFRAME:
-            bad = cli_parse_size(v, &cfg->max_frame) < 0 || cfg->max_frame > UINT32_MAX;
+            bad = cli_parse_size(v, &cfg->max_frame) < 0 || cfg->max_frame == 0 ||
+                  cfg->max_frame > UINT32_MAX;
             break;
         case O_MAXLINE: bad = cli_parse_size(v, &cfg->max_line) < 0 || cfg->max_line == 0; break;
         case O_MAXMEM: bad = cli_parse_size(v, &cfg->max_memory); break;

@@ -255,7 +255,8 @@ typedef struct sk_conn_callbacks {
     /* The peer shut down its write side (read returned 0). NULL means: finish
      * sending what is queued, then close — what echo-style services want. */
     void (*on_eof)(sk_conn *c);
-    /* A protocol error (oversize frame or line, ...) was detected; err is the
+    /* A protocol error (oversize frame or line, a frame timeout) was
+     * detected; err is the
      * code and sk_conn_reason() the text. The callback may queue a reply that
      * explains it; the connection then closes lingering (see sk_conn_fail). */
     void (*on_error)(sk_conn *c, int err);

@@ -209,6 +209,11 @@ static size_t process_input(sk_conn *c, const uint8_t *buf, size_t len)
         c->cbs->on_message(c, buf + off + m.offset, m.len);
         off += m.consumed;
     }
+    /* The frame clock times the message now at the front: it restarts with
+     * every message that completes, so a steady stream of large messages is
+     * never mistaken for a slow one. */
+    if (off > 0)
+        c->frame_start = 0;
     if (c->opts->framing != SK_FRAMING_RAW && off < len) {
         if (c->frame_start == 0) {
             c->frame_start = c->loop->now;
@@ -277,6 +282,16 @@ static void do_read(sk_conn *c)
         return;
     }
     sk_loop *loop = c->loop;
+    /* Whole messages still buffered (left when output passed the high-water
+     * mark) are answered before anything more is read: reading first would
+     * grow the buffer by a read per round while decoding only a reply's
+     * worth, and an EOF read now would be taken for a cut-off message. */
+    if (c->in.len > 0 && decoding_allowed(c)) {
+        size_t used = process_input(c, c->in.data + c->in.off, c->in.len);
+        if (c->flags & F_DEAD)
+            return;
+        sk__buf_consume(loop, &c->in, used);
+    }
     for (int i = 0; i < SK_READS_PER_EVENT && reading_allowed(c); i++) {
         bool into_in = c->in.len > 0;
         uint8_t *dst = loop->rbuf;
@@ -732,6 +747,8 @@ static void conn_timer(sk_timer *t, void *ud)
     }
     if (o->frame_timeout_ms && c->frame_start && now - c->frame_start >= o->frame_timeout_ms) {
         set_reason(c, -ETIMEDOUT, "frame timeout");
+        if (c->cbs->on_error) /* the service may tell the peer why */
+            c->cbs->on_error(c, -ETIMEDOUT);
         sk_conn_fail(c, -ETIMEDOUT, NULL);
         return;
     }

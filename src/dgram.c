@@ -202,6 +202,19 @@ static int bind_or_connect(sk_dgram *d, const sk_addr *addr, int do_bind, char *
                         close(fd);
                         return -EADDRINUSE;
                     }
+                    /* connect() on a datagram socket succeeds only if a
+                     * socket is bound there: a live server is never
+                     * replaced, a stale file is. */
+                    int probe = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+                    int live = probe >= 0 && connect(probe, (struct sockaddr *)&ss[i], sl[i]) == 0;
+                    if (probe >= 0)
+                        close(probe);
+                    if (live) {
+                        snprintf(err, errlen, "unixgram:%s: address already in use (a server is bound there)",
+                                 addr->path);
+                        close(fd);
+                        return -EADDRINUSE;
+                    }
                     unlink(addr->path);
                 }
             }
