@@ -22,6 +22,7 @@ typedef struct listener {
     sk_addr addr;
     svc_ctx ctx;
     bool datagram;
+    sk_limit *limit; /* --max-conns, shared by this listener's workers */
 } listener;
 
 typedef struct serve_cfg {
@@ -331,8 +332,9 @@ static void fill_server_opts(const serve_state *st, listener *l, sk_server_opts 
     o->stream.max_line = cfg->max_line;
     o->stream.idle_timeout_ms = cfg->idle_ms;
     o->stream.frame_timeout_ms = cfg->frame_ms;
-    o->max_conns = cfg->workers > 1 && cfg->max_conns ? (cfg->max_conns + cfg->workers - 1) / cfg->workers
-                                                      : cfg->max_conns;
+    /* One cap for the whole process: workers share it through st->limit. */
+    o->max_conns = 0;
+    o->limit = l->limit;
     o->backlog = (int)cfg->backlog;
     o->reuseport = cfg->workers > 1;
     o->ud = &l->ctx;
@@ -376,6 +378,10 @@ static int open_listener(serve_state *st, int i)
         print_listening(l, sk_dgram_fd(st->ws[0].dgrams[i]));
         return 0;
     }
+    if (st->cfg.max_conns && sk_limit_new(st->cfg.max_conns, &l->limit) < 0) {
+        cli_err("out of memory");
+        return -1;
+    }
     sk_server_opts o;
     fill_server_opts(st, l, &o);
     int rc = sk_server_listen(st->ws[0].loop, &l->addr, &o, &st->ws[0].servers[i], err, sizeof err);
@@ -414,6 +420,8 @@ static void free_all(serve_state *st)
         sk_loop_free(st->ws[i].loop);
         st->ws[i].loop = NULL;
     }
+    for (int i = 0; i < st->nls; i++)
+        sk_limit_free(st->ls[i].limit);
 }
 
 int cmd_serve(int argc, char **argv)

@@ -385,11 +385,22 @@ SK_API int sk_conn_adopt(sk_loop *loop, int fd, const sk_stream_opts *opts,
 
 typedef struct sk_server sk_server;
 
+/* A connection cap shared by several servers, possibly on several loops'
+ * threads (workers sharing a port): sk_server_opts.limit. Thread-safe. */
+typedef struct sk_limit sk_limit;
+SK_API int sk_limit_new(unsigned max, sk_limit **out);
+/* Connections currently counted against the cap. */
+SK_API unsigned sk_limit_count(const sk_limit *l);
+/* Frees the limit; every server using it must be freed first. */
+SK_API void sk_limit_free(sk_limit *l);
+
 typedef struct sk_server_opts {
     sk_stream_opts stream;     /* applied to every accepted connection */
     sk_conn_callbacks cbs;     /* copied for every accepted connection */
     void *ud;                  /* sk_conn_data() of each accepted connection */
     unsigned max_conns;        /* 0 = unlimited; excess peers are closed at once */
+    sk_limit *limit;           /* if set, also a cap shared with other servers
+                                  (excess peers closed the same way) */
     const char *log_name;      /* if set, each refused peer is logged (INFO) as
                                   "<log_name> close <peer> in=0 out=0
                                   reason=max-conns reached" */

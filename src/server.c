@@ -25,6 +25,36 @@
  * before they are aborted. */
 #define DRAIN_GRACE_MS 1000
 
+struct sk_limit {
+    atomic_uint count;
+    unsigned max;
+};
+
+int sk_limit_new(unsigned max, sk_limit **out)
+{
+    sk_limit *l = malloc(sizeof *l);
+    if (l == NULL)
+        return -ENOMEM;
+    atomic_init(&l->count, 0);
+    l->max = max;
+    *out = l;
+    return 0;
+}
+
+unsigned sk_limit_count(const sk_limit *l) { return atomic_load(&((sk_limit *)(uintptr_t)l)->count); }
+void sk_limit_free(sk_limit *l) { free(l); }
+
+/* Takes one slot if the cap allows; a failed take leaves the count as is. */
+static bool limit_take(sk_limit *l)
+{
+    unsigned n = atomic_load(&l->count);
+    do {
+        if (l->max && n >= l->max)
+            return false;
+    } while (!atomic_compare_exchange_weak(&l->count, &n, n + 1));
+    return true;
+}
+
 struct sk_server {
     sk_watch w;
     sk_loop *loop;
@@ -121,7 +151,10 @@ static void accept_event(sk_watch *w, uint32_t events)
             sk_timer_start(&srv->backoff, ACCEPT_BACKOFF_MS, 0);
             return;
         }
-        if (srv->opts.max_conns && srv->nconns >= srv->opts.max_conns) {
+        bool over = srv->opts.max_conns && srv->nconns >= srv->opts.max_conns;
+        if (!over && srv->opts.limit && !limit_take(srv->opts.limit))
+            over = true;
+        if (over) {
             /* Refused cleanly: the peer sees an orderly close at once. */
             close(fd);
             srv->shed++;
@@ -133,7 +166,7 @@ static void accept_event(sk_watch *w, uint32_t events)
             }
             if (sk__log_due(&srv->last_maxconn_log, srv->loop->now, LOG_INTERVAL_MS))
                 sk_log(SK_LOG_WARN, "max-conns (%u) reached: refusing new connections",
-                       srv->opts.max_conns);
+                       srv->opts.limit ? srv->opts.limit->max : srv->opts.max_conns);
             continue;
         }
         sk_conn *c;
@@ -141,6 +174,8 @@ static void accept_event(sk_watch *w, uint32_t events)
                                   srv, false, &c);
         if (err < 0) {
             close(fd);
+            if (srv->opts.limit)
+                atomic_fetch_sub(&srv->opts.limit->count, 1);
             sk_log(SK_LOG_ERROR, "cannot set up a connection: %s", sk_strerror(err));
             continue;
         }
@@ -386,6 +421,8 @@ void sk__server_conn_gone(sk_server *srv, sk_conn *c)
 {
     sk__conn_unlink_srv(c, &srv->conns);
     srv->nconns--;
+    if (srv->opts.limit)
+        atomic_fetch_sub(&srv->opts.limit->count, 1);
     drain_check(srv);
 }
 

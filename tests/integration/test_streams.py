@@ -112,3 +112,40 @@ class Streams(SockitTestCase):
     def test_max_frame_zero_is_a_usage_error(self):
         cp = self.sockit("serve", "echo", "127.0.0.1:0", "--max-frame", "0")
         self.assertEqual(cp.returncode, 2)
+
+
+class Workers(SockitTestCase):
+
+    def test_max_conns_is_one_cap_for_all_workers(self):
+        # SO_REUSEPORT spreads peers by hash: a per-worker share of the cap
+        # would refuse early or admit too many. The cap is the process's.
+        srv = self.serve("echo", "127.0.0.1:0", "--workers", "4", "--max-conns", "3")
+        socks = [self.connect(srv.addr) for _ in range(7)]
+        served = 0
+        for s in socks:
+            s.settimeout(2)
+            try:
+                s.sendall(b"x")
+                served += s.recv(1) == b"x"
+            except OSError:
+                pass
+        self.assertEqual(served, 3)
+        self.assertEqual(len(srv.find(r"reason=max-conns reached")), 4)
+        for s in socks:
+            s.close()
+        # Slots come back when connections close.
+        def fresh_served():
+            s = self.connect(srv.addr)
+            s.settimeout(2)
+            try:
+                s.sendall(b"y")
+                return s.recv(1) == b"y"
+            except OSError:
+                return False
+            finally:
+                s.close()
+        import time
+        deadline = time.monotonic() + 5
+        while not fresh_served():
+            self.assertLess(time.monotonic(), deadline, "no slot freed after the peers closed")
+            time.sleep(0.05)
