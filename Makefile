@@ -123,8 +123,7 @@ FUZZ_CFLAGS := -g -O1 -std=c11 -D_GNU_SOURCE -Iinclude -Isrc -DSOCKIT_BUILDING \
                -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined
 FUZZ_SRC    := $(wildcard fuzz/fuzz_*.c)
 FUZZ_BIN    := $(FUZZ_SRC:fuzz/%.c=build/fuzz/%)
-FUZZ_OBJ    := $(LIB_SRC:%.c=build/fuzz/obj/%.o) build/fuzz/obj/cli/util.o \
-               build/fuzz/obj/services/exec_request.o build/fuzz/obj/services/proto.o
+FUZZ_OBJ    := $(LIB_SRC:%.c=build/fuzz/obj/%.o) build/fuzz/obj/cli/util.o
 FUZZ_SECONDS ?= 60
 .SECONDARY: $(FUZZ_OBJ)
 
@@ -143,10 +142,14 @@ fuzz: deps-test $(FUZZ_BIN)
 	    build/fuzz/corpus/$$n fuzz/corpus/$$n 2>&1 | tail -3 || exit 1; done
 
 # The short run of `make test`: every kept input once, then a few seconds each.
+# New inputs go to build/fuzz/corpus (libFuzzer writes into its first
+# directory), never into the tracked seed corpus.
 fuzz-smoke: $(FUZZ_BIN)
 	@for t in $(FUZZ_BIN); do n=$${t#build/fuzz/fuzz_}; \
 	  $$t -runs=0 fuzz/corpus/$$n >/dev/null 2>&1 || { echo "fuzz $$n: a corpus input fails"; $$t -runs=0 fuzz/corpus/$$n; exit 1; }; \
-	  $$t -max_total_time=3 -artifact_prefix=build/fuzz/$$n- fuzz/corpus/$$n >build/fuzz/$$n.log 2>&1 \
+	  mkdir -p build/fuzz/corpus/$$n; \
+	  $$t -max_total_time=3 -artifact_prefix=build/fuzz/$$n- build/fuzz/corpus/$$n fuzz/corpus/$$n \
+	    >build/fuzz/$$n.log 2>&1 \
 	    || { tail -30 build/fuzz/$$n.log; exit 1; }; \
 	  echo "fuzz $$n: $$(grep -o 'Done [0-9]* runs' build/fuzz/$$n.log), no crash"; done
 
