@@ -123,7 +123,9 @@ FUZZ_CFLAGS := -g -O1 -std=c11 -D_GNU_SOURCE -Iinclude -Isrc -DSOCKIT_BUILDING \
                -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined
 FUZZ_SRC    := $(wildcard fuzz/fuzz_*.c)
 FUZZ_BIN    := $(FUZZ_SRC:fuzz/%.c=build/fuzz/%)
-FUZZ_OBJ    := $(LIB_SRC:%.c=build/fuzz/obj/%.o) build/fuzz/obj/cli/util.o
+FUZZ_OBJ    := $(LIB_SRC:%.c=build/fuzz/obj/%.o) build/fuzz/obj/cli/util.o \
+               build/fuzz/obj/services/exec_request.o build/fuzz/obj/services/proto.o \
+               build/fuzz/obj/services/files_path.o build/fuzz/obj/services/files_proto.o
 FUZZ_SECONDS ?= 60
 .SECONDARY: $(FUZZ_OBJ)
 

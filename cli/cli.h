@@ -31,6 +31,12 @@ void cli_log_to_stderr(enum sk_log_level level);
 
 int cmd_serve(int argc, char **argv);
 int cmd_connect(int argc, char **argv);
+int cmd_chat(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
+int cmd_exec(int argc, char **argv);
+/* files clients (cli/files_put.c, files_get.c, files_ls.c) */
+int cmd_put(int argc, char **argv);
+int cmd_get(int argc, char **argv);
+int cmd_ls(int argc, char **argv);
 
 #endif

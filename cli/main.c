@@ -1,4 +1,4 @@
-/* main.c — the sockit command: dispatches to serve, connect and version. */
+/* main.c — the sockit command: dispatches to each command's entry point. */
 #include <stdio.h>
 #include <string.h>
 
@@ -10,8 +10,13 @@ static void usage(FILE *out)
             "usage: sockit COMMAND [ARGS]\n"
             "\n"
             "commands:\n"
-            "  serve [SERVICE[=ADDR] ...]   run services (echo, upper, greet); no service: the demo set\n"
+            "  serve [SERVICE[=ADDR] ...]   run services (echo, upper, greet, chat, exec, files); no service: the demo set\n"
             "  connect ADDR                 talk to a server: interactive on a terminal, like nc otherwise\n"
+            "  chat ADDR [--nick NAME]      join a chat room (sockit serve chat)\n"
+            "  exec ADDR -- CMD [ARG...]    run a command on a sockit exec server (--token-file F)\n"
+            "  put ADDR LOCAL [REMOTE]      upload a file to a sockit files server\n"
+            "  get ADDR REMOTE [LOCAL]      download a file from a sockit files server\n"
+            "  ls ADDR [DIR] [--json]       list a directory of a sockit files server\n"
             "  bench ADDR                   load a server and measure it, verifying every reply\n"
             "  version                      print the version\n"
             "\n"
@@ -43,8 +48,18 @@ int main(int argc, char **argv)
         return cmd_serve(argc - 1, argv + 1);
     if (strcmp(cmd, "connect") == 0)
         return cmd_connect(argc - 1, argv + 1);
+    if (strcmp(cmd, "chat") == 0)
+        return cmd_chat(argc - 1, argv + 1);
     if (strcmp(cmd, "bench") == 0)
         return cmd_bench(argc - 1, argv + 1);
+    if (strcmp(cmd, "exec") == 0)
+        return cmd_exec(argc - 1, argv + 1);
+    if (strcmp(cmd, "put") == 0)
+        return cmd_put(argc - 1, argv + 1);
+    if (strcmp(cmd, "get") == 0)
+        return cmd_get(argc - 1, argv + 1);
+    if (strcmp(cmd, "ls") == 0)
+        return cmd_ls(argc - 1, argv + 1);
     cli_err("unknown command \"%s\" (try: sockit --help)", cmd);
     return EXIT_USAGE;
 }

@@ -11,6 +11,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "../services/exec.h"
+#include "../services/files.h"
 #include "../services/services.h"
 #include "cli.h"
 
@@ -32,6 +34,15 @@ typedef struct serve_cfg {
     uint32_t idle_ms, frame_ms, drain_ms;
     unsigned backlog, workers;
     size_t max_frame, max_line, max_memory;
+    bool max_line_set;
+    size_t max_queue;     /* chat */
+    unsigned max_rate;    /* chat */
+    const char *chat_only; /* a chat option given (named if no chat listener) */
+    exec_opts exec;       /* exec */
+    const char *exec_only; /* an exec option given (named if no exec listener) */
+    files_opts files;     /* files */
+    const char *files_only; /* a files option given (named if no files listener) */
+    const char *auth_only; /* --token-file, --max-unauth, --handshake-timeout: exec or files */
     const char *message;
     bool quiet;
     enum sk_log_level level;
@@ -60,13 +71,20 @@ typedef struct serve_state {
     sk_signal *sig;
     int signals_seen;
     bool demo_set;
+    bool exec_token_created; /* the demo set made its exec token file */
 } serve_state;
+
+/* The demo set's exec token: created (mode 600, random) if missing. */
+#define DEMO_TOKEN "sockit-exec.token"
 
 /* The demo set (SPEC §5.0) and how to talk to each, printed at start. */
 static const char *const demo[][3] = {
     {"echo", "127.0.0.1:9000", "connect 127.0.0.1:9000   (or: nc 127.0.0.1 9000)"},
     {"upper", "127.0.0.1:9001", "connect 127.0.0.1:9001   (or: nc 127.0.0.1 9001)"},
     {"greet", "127.0.0.1:9002", "connect 127.0.0.1:9002   (or: nc 127.0.0.1 9002)"},
+    {"chat", "127.0.0.1:9003", "chat 127.0.0.1:9003      (or: nc 127.0.0.1 9003)"},
+    {"files", "127.0.0.1:9004", "put 127.0.0.1:9004 FILE    (then: ls 127.0.0.1:9004, get ...)"},
+    {"exec", "127.0.0.1:9005", "(printed with the token file in use)"},
 };
 
 static void usage(FILE *out)
@@ -80,6 +98,9 @@ static void usage(FILE *out)
             "  echo    %s\n"
             "  upper   %s\n"
             "  greet   %s\n"
+            "  chat    %s\n"
+            "  exec    %s\n"
+            "  files   %s\n"
             "ADDR defaults to 127.0.0.1:9999. Forms: HOST:PORT, tcp://HOST:PORT, [IPv6]:PORT,\n"
             "udp://HOST:PORT, unix:PATH, unix:@NAME, unixgram:PATH. Port 0 picks a free port.\n"
             "\n"
@@ -97,8 +118,37 @@ static void usage(FILE *out)
             "  --message TEXT            greet: what to send (default \"Thank you for connecting\\r\\n\")\n"
             "  --quiet                   no per-connection log lines\n"
             "  --log-level LEVEL         error, warn, info (default) or debug\n"
+            "chat options (the chat service is line-based; --framing does not apply):\n"
+            "  --max-line BYTES          for chat: longest line relayed (default 4K); a longer\n"
+            "                            one is refused with a notice, the member stays\n"
+            "  --max-queue BYTES         drop a member with more output waiting (default 1M)\n"
+            "  --max-rate N              lines per second per member, beyond which lines are\n"
+            "                            refused with a notice (default 0: unlimited)\n"
+            "exec options (frames of the exec protocol; --framing does not apply):\n"
+            "  --token-file FILE         the shared secret, mode 600, at least 16 bytes (required;\n"
+            "                            the demo set creates ./" DEMO_TOKEN ")\n"
+            "  --allow CMD[,CMD...]      only these programs may run (exact argv[0])\n"
+            "  --allow-shell             clients may run 'sockit exec --sh STRING' (/bin/sh -c)\n"
+            "  --timeout SEC             stop a command after SEC (TERM, then KILL; default none)\n"
+            "  --max-output BYTES        stop a command that writes more (default: no limit)\n"
+            "  --max-procs N             commands running at once (default 64)\n"
+            "  --cwd DIR                 working directory of commands (default: the server's)\n"
+            "  --pass-env NAME[,NAME...] pass these variables on (default: PATH, HOME, LANG only)\n"
+            "  --max-unauth N            connections still authenticating, at once (default 64)\n"
+            "  --handshake-timeout SEC   hello and authentication must finish in SEC (default 10)\n"
+            "files options (frames of the files protocol; --framing does not apply):\n"
+            "  --root DIR                the directory served (required; the demo set creates\n"
+            "                            ./" FILES_DEMO_ROOT ")\n"
+            "  --token-file FILE         as for exec; required unless every files address is\n"
+            "                            loopback or a Unix socket\n"
+            "  --read-only               refuse uploads (get and ls only)\n"
+            "  --max-file-size BYTES     largest upload (default: no limit but the disk's)\n"
+            "  --partial-ttl SEC         remove unfinished uploads untouched that long\n"
+            "                            (default 86400: a day)\n"
+            "  --max-unauth, --handshake-timeout   as for exec\n"
             "  -h, --help                this help\n",
-            svc_echo.summary, svc_upper.summary, svc_greet.summary);
+            svc_echo.summary, svc_upper.summary, svc_greet.summary, svc_chat.summary,
+            svc_exec.summary, svc_files.summary);
 }
 
 /* ------------------------------------------------------------ parsing */
@@ -144,6 +194,90 @@ static int add_listener(serve_state *st, const char *svc_name, const char *addr_
     return 0;
 }
 
+/* Points the exec listeners at the exec options and checks them now, so
+ * that a missing or unsafe token file is a usage error before anything
+ * starts. The demo set gets a token file made for it if there is none. */
+static int prepare_exec(serve_state *st)
+{
+    serve_cfg *cfg = &st->cfg;
+    bool any = false;
+    for (int i = 0; i < st->nls; i++) {
+        if (st->ls[i].svc == &svc_exec) {
+            st->ls[i].ctx.exec = &cfg->exec;
+            any = true;
+        }
+    }
+    if (!any) {
+        if (cfg->exec_only) {
+            cli_err("--%s applies to the exec service only", cfg->exec_only);
+            return -1;
+        }
+        return 0;
+    }
+    char err[400];
+    if (st->demo_set && cfg->exec.token_file == NULL) {
+        cfg->exec.token_file = DEMO_TOKEN;
+        int made = exec_demo_token(DEMO_TOKEN, err, sizeof err);
+        if (made < 0) {
+            cli_err("%s", err);
+            return -1;
+        }
+        st->exec_token_created = made > 0;
+    }
+    if (exec_check_opts(&cfg->exec, err, sizeof err) < 0) {
+        cli_err("%s", err);
+        return -1;
+    }
+    return 0;
+}
+
+/* Points the files listeners at the files options and checks them now: a
+ * missing root, or a listener beyond loopback without a token, is a usage
+ * error before anything starts. --token-file, --max-unauth and
+ * --handshake-timeout are shared with exec, but not the demo set's exec
+ * token: the demo's files server is on loopback and needs none. */
+static int prepare_files(serve_state *st)
+{
+    serve_cfg *cfg = &st->cfg;
+    const sk_addr *addrs[MAX_LISTENERS];
+    int n = 0;
+    bool exec = false;
+    for (int i = 0; i < st->nls; i++) {
+        exec = exec || st->ls[i].svc == &svc_exec;
+        if (st->ls[i].svc == &svc_files) {
+            st->ls[i].ctx.files = &cfg->files;
+            addrs[n++] = &st->ls[i].addr;
+        }
+    }
+    if (cfg->auth_only && !exec && n == 0) {
+        cli_err("--%s applies to the exec and files services only", cfg->auth_only);
+        return -1;
+    }
+    if (n == 0) {
+        if (cfg->files_only) {
+            cli_err("--%s applies to the files service only", cfg->files_only);
+            return -1;
+        }
+        return 0;
+    }
+    cfg->files.token_file = cfg->exec.token_file;
+    cfg->files.max_unauth = cfg->exec.max_unauth;
+    cfg->files.handshake_ms = cfg->exec.handshake_ms;
+    char err[400];
+    if (st->demo_set && cfg->files.root == NULL) {
+        if (files_demo_root(FILES_DEMO_ROOT, err, sizeof err) < 0) {
+            cli_err("%s", err);
+            return -1;
+        }
+        cfg->files.root = FILES_DEMO_ROOT;
+    }
+    if (files_check_opts(&cfg->files, addrs, n, err, sizeof err) < 0) {
+        cli_err("%s", err);
+        return -1;
+    }
+    return 0;
+}
+
 static int parse_args(serve_state *st, int argc, char **argv)
 {
     serve_cfg *cfg = &st->cfg;
@@ -154,12 +288,17 @@ static int parse_args(serve_state *st, int argc, char **argv)
     cfg->workers = 1;
     cfg->max_frame = SK_DEFAULT_MAX_FRAME;
     cfg->max_line = SK_DEFAULT_MAX_LINE;
+    cfg->max_queue = 1024u * 1024u;
     cfg->max_memory = 256u * 1024u * 1024u;
     cfg->message = "Thank you for connecting\r\n";
     cfg->level = SK_LOG_INFO;
+    exec_opts_init(&cfg->exec);
+    files_opts_init(&cfg->files);
 
     enum { O_FRAMING = 256, O_MAXCONNS, O_IDLE, O_FRAME_TO, O_BACKLOG, O_WORKERS, O_MAXFRAME,
-           O_MAXLINE, O_MAXMEM, O_DRAIN, O_MESSAGE, O_QUIET, O_LOGLEVEL };
+           O_MAXLINE, O_MAXMEM, O_DRAIN, O_MESSAGE, O_QUIET, O_LOGLEVEL, O_MAXQUEUE, O_MAXRATE,
+           O_TOKEN, O_ALLOWSHELL, O_ALLOW, O_TIMEOUT, O_MAXOUTPUT, O_MAXPROCS, O_CWD, O_PASSENV,
+           O_MAXUNAUTH, O_HANDSHAKE, O_ROOT, O_READONLY, O_MAXFILESIZE, O_PARTIALTTL };
     static const struct option longopts[] = {
         {"framing", required_argument, NULL, O_FRAMING},
         {"max-conns", required_argument, NULL, O_MAXCONNS},
@@ -174,6 +313,22 @@ static int parse_args(serve_state *st, int argc, char **argv)
         {"message", required_argument, NULL, O_MESSAGE},
         {"quiet", no_argument, NULL, O_QUIET},
         {"log-level", required_argument, NULL, O_LOGLEVEL},
+        {"max-queue", required_argument, NULL, O_MAXQUEUE},
+        {"max-rate", required_argument, NULL, O_MAXRATE},
+        {"token-file", required_argument, NULL, O_TOKEN},
+        {"allow-shell", no_argument, NULL, O_ALLOWSHELL},
+        {"allow", required_argument, NULL, O_ALLOW},
+        {"timeout", required_argument, NULL, O_TIMEOUT},
+        {"max-output", required_argument, NULL, O_MAXOUTPUT},
+        {"max-procs", required_argument, NULL, O_MAXPROCS},
+        {"cwd", required_argument, NULL, O_CWD},
+        {"pass-env", required_argument, NULL, O_PASSENV},
+        {"max-unauth", required_argument, NULL, O_MAXUNAUTH},
+        {"handshake-timeout", required_argument, NULL, O_HANDSHAKE},
+        {"root", required_argument, NULL, O_ROOT},
+        {"read-only", no_argument, NULL, O_READONLY},
+        {"max-file-size", required_argument, NULL, O_MAXFILESIZE},
+        {"partial-ttl", required_argument, NULL, O_PARTIALTTL},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -198,12 +353,46 @@ static int parse_args(serve_state *st, int argc, char **argv)
             bad = cli_parse_size(v, &cfg->max_frame) < 0 || cfg->max_frame == 0 ||
                   cfg->max_frame > UINT32_MAX;
             break;
-        case O_MAXLINE: bad = cli_parse_size(v, &cfg->max_line) < 0 || cfg->max_line == 0; break;
+        case O_MAXLINE:
+            bad = cli_parse_size(v, &cfg->max_line) < 0 || cfg->max_line == 0;
+            cfg->max_line_set = true;
+            break;
         case O_MAXMEM: bad = cli_parse_size(v, &cfg->max_memory); break;
         case O_DRAIN: bad = cli_parse_seconds(v, &cfg->drain_ms); break;
         case O_MESSAGE: cfg->message = v; break;
         case O_QUIET: cfg->quiet = true; break;
         case O_LOGLEVEL: bad = cli_parse_log_level(v, &cfg->level); break;
+        case O_MAXQUEUE: bad = cli_parse_size(v, &cfg->max_queue) < 0 || cfg->max_queue == 0; break;
+        case O_MAXRATE: bad = cli_parse_uint(v, 0, 1000000, &cfg->max_rate); break;
+        case O_TOKEN: cfg->exec.token_file = v; break;
+        case O_ALLOWSHELL: cfg->exec.allow_shell = true; break;
+        case O_ALLOW: cfg->exec.allow = v; break;
+        case O_TIMEOUT: bad = cli_parse_seconds(v, &cfg->exec.timeout_ms); break;
+        case O_MAXOUTPUT: {
+            size_t n = 0;
+            bad = cli_parse_size(v, &n);
+            cfg->exec.max_output = n;
+            break;
+        }
+        case O_MAXPROCS: bad = cli_parse_uint(v, 1, 100000, &cfg->exec.max_procs); break;
+        case O_CWD: cfg->exec.cwd = v; break;
+        case O_PASSENV: cfg->exec.pass_env = v; break;
+        case O_MAXUNAUTH: bad = cli_parse_uint(v, 1, 1000000, &cfg->exec.max_unauth); break;
+        case O_HANDSHAKE:
+            bad = cli_parse_seconds(v, &cfg->exec.handshake_ms) < 0 || cfg->exec.handshake_ms == 0;
+            break;
+        case O_ROOT: cfg->files.root = v; break;
+        case O_READONLY: cfg->files.read_only = true; break;
+        case O_MAXFILESIZE: {
+            size_t n = 0;
+            bad = cli_parse_size(v, &n) < 0 || n == 0;
+            cfg->files.max_file_size = n;
+            break;
+        }
+        case O_PARTIALTTL:
+            /* Whole seconds, up to a year: a TTL is counted in hours and days. */
+            bad = cli_parse_uint(v, 1, 365u * 86400u, &cfg->files.partial_ttl_s);
+            break;
         case ':':
             cli_err("option %s needs a value", argv[optind - 1]);
             return -1;
@@ -215,6 +404,14 @@ static int parse_args(serve_state *st, int argc, char **argv)
             cli_err("bad value \"%s\" for --%s", v, longopts[ch - O_FRAMING].name);
             return -1;
         }
+        if (ch == O_TOKEN || ch == O_MAXUNAUTH || ch == O_HANDSHAKE)
+            cfg->auth_only = longopts[ch - O_FRAMING].name;
+        else if (ch >= O_TOKEN && ch <= O_HANDSHAKE)
+            cfg->exec_only = longopts[ch - O_FRAMING].name;
+        if (ch >= O_ROOT && ch <= O_PARTIALTTL)
+            cfg->files_only = longopts[ch - O_FRAMING].name;
+        if (ch == O_MAXQUEUE || ch == O_MAXRATE)
+            cfg->chat_only = longopts[ch - O_FRAMING].name;
     }
     int npos = argc - optind;
     char **pos = argv + optind;
@@ -244,19 +441,32 @@ static int parse_args(serve_state *st, int argc, char **argv)
                 return -1;
         }
     }
+    bool chat = false;
     for (int i = 0; i < st->nls; i++) {
         listener *l = &st->ls[i];
+        chat = chat || l->svc == &svc_chat;
         l->ctx.name = l->svc->name;
         l->ctx.quiet = cfg->quiet;
         l->ctx.framing = cfg->framing;
         l->ctx.message = cfg->message;
         l->ctx.message_len = strlen(cfg->message);
-        if (cfg->framing_set && !l->svc->framing_choice) {
+        l->ctx.max_line = cfg->max_line_set || !l->svc->max_line ? cfg->max_line : l->svc->max_line;
+        l->ctx.line_timeout_ms = cfg->frame_ms;
+        l->ctx.max_queue = cfg->max_queue;
+        l->ctx.max_rate = cfg->max_rate;
+        /* The demo set applies --framing to the services that take one. */
+        if (cfg->framing_set && !l->svc->framing_choice && !st->demo_set) {
             cli_err("service %s has a fixed framing; --framing does not apply", l->svc->name);
             return -1;
         }
     }
-    return 0;
+    if (cfg->chat_only && !chat) {
+        cli_err("--%s applies to the chat service only", cfg->chat_only);
+        return -1;
+    }
+    if (prepare_files(st) < 0)
+        return -1;
+    return prepare_exec(st);
 }
 
 /* ------------------------------------------------------------ running */
@@ -279,6 +489,9 @@ static void worker_drain(worker *w)
             w->dgrams[i] = NULL;
         }
     }
+    for (int i = 0; i < st->nls; i++)
+        if (w->id == 0 && st->ls[i].svc->drain != NULL)
+            st->ls[i].svc->drain(&st->ls[i].ctx);
     w->draining = 1; /* held until every server has been asked */
     for (int i = 0; i < st->nls; i++) {
         if (w->servers[i]) {
@@ -326,20 +539,24 @@ static void *worker_main(void *arg)
 static void fill_server_opts(const serve_state *st, listener *l, sk_server_opts *o)
 {
     const serve_cfg *cfg = &st->cfg;
+    /* A one_loop service listens on worker 0 alone, with the whole limit. */
+    bool spread = cfg->workers > 1 && !l->svc->one_loop;
     sk_server_opts_init(o);
-    o->stream.framing = cfg->framing;
+    o->stream.framing = l->svc->framing_choice ? cfg->framing : l->svc->fixed_framing;
     o->stream.max_frame = cfg->max_frame;
-    o->stream.max_line = cfg->max_line;
+    o->stream.max_line = l->ctx.max_line;
     o->stream.idle_timeout_ms = cfg->idle_ms;
     o->stream.frame_timeout_ms = cfg->frame_ms;
-    /* One cap for the whole process: workers share it through st->limit. */
+    /* One cap for the whole process: workers share it through l->limit. */
     o->max_conns = 0;
     o->limit = l->limit;
     o->backlog = (int)cfg->backlog;
-    o->reuseport = cfg->workers > 1;
+    o->reuseport = spread;
     o->ud = &l->ctx;
     o->log_name = cfg->quiet ? NULL : l->svc->name;
     l->svc->stream(&o->cbs);
+    if (l->svc->stream_opts != NULL)
+        l->svc->stream_opts(&o->stream);
 }
 
 /* The readiness line: the address actually bound (a host name resolved,
@@ -363,11 +580,15 @@ static void print_listening(const listener *l, int fd)
 /* Opens listener i on every worker. Worker 0 creates the socket; TCP
  * workers bind their own with SO_REUSEPORT on the same (possibly
  * kernel-chosen) port, Unix workers share worker 0's socket. Datagram
- * services run on worker 0 only. */
+ * services and one_loop services (chat) run on worker 0 only. */
 static int open_listener(serve_state *st, int i)
 {
     listener *l = &st->ls[i];
-    char err[300];
+    char err[300] = "";
+    if (l->svc->start != NULL && l->svc->start(&l->ctx, st->ws[0].loop, err, sizeof err) < 0) {
+        cli_err("%s: %s", l->svc->name, err);
+        return -1;
+    }
     if (l->datagram) {
         int rc = sk_dgram_open(st->ws[0].loop, &l->addr, 1, l->svc->datagram, &l->ctx,
                                &st->ws[0].dgrams[i], err, sizeof err);
@@ -392,7 +613,7 @@ static int open_listener(serve_state *st, int i)
     sk_addr addr = l->addr;
     if (addr.kind == SK_ADDR_TCP)
         addr.port = (uint16_t)sk_server_port(st->ws[0].servers[i]);
-    for (int w = 1; w < st->nws; w++) {
+    for (int w = 1; w < st->nws && !l->svc->one_loop; w++) {
         fill_server_opts(st, l, &o);
         if (addr.kind == SK_ADDR_UNIX) {
             o.listen_fd = fcntl(sk_server_fd(st->ws[0].servers[i]), F_DUPFD_CLOEXEC, 0);
@@ -420,8 +641,11 @@ static void free_all(serve_state *st)
         sk_loop_free(st->ws[i].loop);
         st->ws[i].loop = NULL;
     }
-    for (int i = 0; i < st->nls; i++)
+    for (int i = 0; i < st->nls; i++) {
+        if (st->ls[i].svc->stop != NULL)
+            st->ls[i].svc->stop(&st->ls[i].ctx);
         sk_limit_free(st->ls[i].limit);
+    }
 }
 
 int cmd_serve(int argc, char **argv)
@@ -463,8 +687,18 @@ int cmd_serve(int argc, char **argv)
         if (open_listener(st, i) < 0)
             goto out;
     if (st->demo_set) {
-        for (size_t i = 0; i < sizeof demo / sizeof demo[0]; i++)
-            sk_log(SK_LOG_ERROR, "try %-6s %s %s", demo[i][0], cli_prog, demo[i][2]);
+        for (size_t i = 0; i < sizeof demo / sizeof demo[0]; i++) {
+            if (strcmp(demo[i][0], "exec") == 0) /* names the token file in use */
+                sk_log(SK_LOG_ERROR, "try %-6s %s exec %s --token-file %s -- uname -a", demo[i][0],
+                       cli_prog, demo[i][1], st->cfg.exec.token_file);
+            else if (strcmp(demo[i][0], "files") == 0 && st->cfg.files.token_file != NULL)
+                sk_log(SK_LOG_ERROR, "try %-6s %s put %s FILE --token-file %s", demo[i][0],
+                       cli_prog, demo[i][1], st->cfg.files.token_file);
+            else
+                sk_log(SK_LOG_ERROR, "try %-6s %s %s", demo[i][0], cli_prog, demo[i][2]);
+        }
+        sk_log(SK_LOG_ERROR, "exec runs commands for whoever holds %s%s: keep it private",
+               st->cfg.exec.token_file, st->exec_token_created ? " (created now, mode 600)" : "");
         sk_log(SK_LOG_ERROR, "Ctrl-C stops the server");
     }
     for (int w = 1; w < st->nws; w++) {

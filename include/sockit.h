@@ -1,5 +1,6 @@
 /* sockit.h — the whole public API of libsockit: event loop, addresses,
- * framing, stream connections, servers, datagrams and a blocking client.
+ * framing, stream connections, servers, datagrams, a blocking client,
+ * token authentication and child processes.
  *
  * Conventions that hold for every function below:
  *  - Functions that can fail return 0 (or a non-negative count) on success and
@@ -84,7 +85,8 @@ SK_API int sk_loop_run(sk_loop *loop);
 SK_API void sk_loop_stop(sk_loop *loop);
 
 /* Frees a loop. Every handle still attached (io, signals, asyncs, servers,
- * connections, datagram endpoints) is closed and freed first without calling
+ * connections, datagram endpoints, child processes — those are forgotten as
+ * by sk_proc_free, not killed) is closed and freed first without calling
  * its callbacks; timers are stopped but stay the caller's to free with
  * sk_timer_free() (safe after the loop is gone). Must not be called while
  * sk_loop_run() is running. */
@@ -309,7 +311,8 @@ SK_API void *sk_conn_prepare_msg(sk_conn *c, size_t len, int *err);
  * framing. */
 SK_API int sk_conn_send_msgv(sk_conn *c, const struct iovec *iov, int iovcnt);
 
-/* Bytes queued and not yet accepted by the kernel. */
+/* Bytes queued and not yet accepted by the kernel (copied bytes, shared
+ * slices and file ranges alike). */
 SK_API size_t sk_conn_queued(const sk_conn *c);
 
 /* Graceful close: stop reading, send what is queued, shut down the write
@@ -380,6 +383,67 @@ SK_API int sk_conn_connect_fd(sk_loop *loop, int fd, const struct sockaddr *sa, 
  * iteration. */
 SK_API int sk_conn_adopt(sk_loop *loop, int fd, const sk_stream_opts *opts,
                          const sk_conn_callbacks *cbs, void *ud, sk_conn **out);
+
+/* ----------------------------------------------------------- shared buffers */
+
+/* A reference-counted byte buffer that the output queues of many connections
+ * can point into at once, so that one message broadcast to N connections is
+ * stored once instead of N times (a chat room's fan-out). */
+typedef struct sk_shared sk_shared;
+
+/* Creates a buffer of len bytes (contents undefined: fill them before
+ * queueing any) holding one reference, the caller's. Its memory counts once
+ * against the sk_mem_set_budget() budget however many queues point into it.
+ * Returns 0, -EINVAL (len 0), -ENOBUFS (budget) or -ENOMEM. */
+SK_API int sk_shared_new(size_t len, sk_shared **out);
+SK_API uint8_t *sk_shared_data(sk_shared *s);
+SK_API size_t sk_shared_len(const sk_shared *s);
+
+/* Takes another reference and returns s. Drops one: the buffer is freed with
+ * the last reference (NULL is ignored). The count is atomic, so references
+ * may be taken and dropped on several loops' threads; the bytes themselves
+ * are not synchronised (write them before handing the buffer over). */
+SK_API sk_shared *sk_shared_ref(sk_shared *s);
+SK_API void sk_shared_unref(sk_shared *s);
+
+/* Queues bytes [off, off+len) of s after everything already queued on c,
+ * without copying them: the queue takes its own reference and drops it once
+ * those bytes are written or the connection is gone, so the caller may drop
+ * its reference at once. The queued bytes must not change until then; other
+ * bytes of s may still be written (a buffer can be filled and queued piece by
+ * piece). Back-to-back slices of one buffer are merged. Once a connection's
+ * queue backs up (a peer reading slowly), small slices (up to 256 bytes) are
+ * copied instead, so that what it holds stays close to the bytes it has not
+ * read rather than an entry per message. Queued slices count in
+ * sk_conn_queued() and the water marks like copied bytes, and leave in the
+ * same single write per loop iteration (sendmsg over both). Returns 0,
+ * -EINVAL for a range outside s, -EPIPE if the connection is closing, or
+ * -ENOBUFS (the connection is then aborted, as with sk_conn_send). */
+SK_API int sk_conn_send_shared(sk_conn *c, sk_shared *s, size_t off, size_t len);
+
+/* ------------------------------------------------------------- file ranges */
+
+/* Queues bytes [off, off+len) of the file open on fd after everything
+ * already queued on c. They are not read now: when their turn comes (every
+ * byte queued before them sent) they go with sendfile(2), from the page
+ * cache to the socket without passing through user space, at most ~2 GiB a
+ * call (Linux's cap; longer ranges take several). A file system that
+ * refuses sendfile is read through a 64 KiB buffer instead. The library
+ * holds its own duplicate of fd (close-on-exec) until the range is sent or
+ * the connection is gone, so the caller may close fd at once; the file's
+ * bytes must not change until then (they are read as they are sent). If the
+ * file is shorter than the range when its turn comes, the connection is
+ * aborted (on_close with -EIO and a reason saying so): the bytes were
+ * promised and nothing can stand in for them. A range counts in
+ * sk_conn_queued() and the water marks like queued bytes, so on_drain says
+ * when to queue the next one, but not against the memory budget (it holds
+ * no memory). Clear O_NONBLOCK on fd first where the file system honours it.
+ * Returns 0 (also for len 0), -EINVAL (fd < 0, or off + len beyond
+ * INT64_MAX), -EPIPE if the connection is closing, -EMFILE or -ENFILE when
+ * no descriptor is left for the duplicate (nothing queued; the connection is
+ * left as it was), or -ENOBUFS (the connection is then aborted, as with
+ * sk_conn_send). */
+SK_API int sk_conn_sendfile(sk_conn *c, int fd, uint64_t off, size_t len);
 
 /* ------------------------------------------------------------------ servers */
 
@@ -543,6 +607,140 @@ SK_API void sk_line_reader_init(sk_line_reader *r, int fd, void *buf, size_t cap
  * -ECONNRESET: end inside a line; -EMSGSIZE: longer than cap - 2 (the stream
  * is then out of step); -ETIMEDOUT; -EINVAL if cap < 3. */
 SK_API ssize_t sk_recv_line(sk_line_reader *r, const char **line, int timeout_ms);
+
+/* ------------------------------------------- randomness, tokens, authentication */
+
+/* Shared-secret authentication for the typed service protocols (exec,
+ * files): both sides hold the same token, exchange random nonces and prove
+ * knowledge of the token with HMAC-SHA256 over both nonces, so the token
+ * never crosses the wire and a recorded exchange cannot be replayed. The
+ * message layouts are the protocols' business (docs/PROTOCOL.md); these
+ * functions are the cryptography they share. */
+
+#define SK_TOKEN_MIN 16   /* shortest acceptable token, in bytes */
+#define SK_TOKEN_MAX 4096 /* longest token sk_token_load accepts */
+#define SK_AUTH_NONCE 32  /* bytes of each side's nonce */
+#define SK_AUTH_PROOF 32  /* bytes of a proof (an HMAC-SHA256) */
+#define SK_AUTH_SERVICE_MAX 32 /* longest service name a proof may bind */
+
+/* Fills buf with len bytes from the kernel's CSPRNG (getrandom), waiting
+ * only if the pool is not yet initialised at boot. Returns 0 or a negative
+ * code. */
+SK_API int sk_random(void *buf, size_t len);
+
+/* Reads a token file into out (capacity cap; SK_TOKEN_MAX is always
+ * enough) and sets *len. The token is the file's bytes, less one trailing
+ * "\n" (or "\r\n"). Refuses, with -EPERM and a sentence in err: a file
+ * readable or writable by group or others (chmod 600 fixes it), a symbolic
+ * link, or anything but a regular file; with -EINVAL: a token shorter than
+ * SK_TOKEN_MIN bytes; with -EFBIG: one longer than cap or SK_TOKEN_MAX.
+ * The checks are made on the opened descriptor, so the file cannot be
+ * swapped between check and read. On failure out is left untouched. */
+SK_API int sk_token_load(const char *path, uint8_t *out, size_t cap, size_t *len, char *err,
+                         size_t errlen);
+
+/* Computes a proof of knowledge of the token for one handshake:
+ *   HMAC-SHA256(key = token,
+ *               "sockit-auth-v1" 0x00 role 0x00 service 0x00 nonce_s nonce_c)
+ * where role is "client" or "server" (so that one side's proof is never
+ * valid as the other's), service the protocol's service name (at most
+ * SK_AUTH_SERVICE_MAX bytes, so a proof for one service is worthless to
+ * another), and nonce_s / nonce_c the SK_AUTH_NONCE-byte nonces of the
+ * server and the client. Writes SK_AUTH_PROOF bytes to out. Returns 0,
+ * -EINVAL for another role, an empty or over-long service, or -EIO if
+ * libcrypto failed. */
+SK_API int sk_auth_proof(const uint8_t *token, size_t token_len, const char *role,
+                         const char *service, const uint8_t nonce_s[SK_AUTH_NONCE],
+                         const uint8_t nonce_c[SK_AUTH_NONCE], uint8_t out[SK_AUTH_PROOF]);
+
+/* Compares two secrets in time that depends only on len, never on where
+ * they differ (CRYPTO_memcmp). Returns 1 if equal, 0 if not. */
+SK_API int sk_auth_equal(const void *a, const void *b, size_t len);
+
+/* ---------------------------------------------------------- child processes */
+
+/* Spawning and reaping children from an event loop: the loop never waits on
+ * a child, exits are delivered as callbacks, and the child starts clean —
+ * only descriptors 0-2 open, default signal dispositions, an empty signal
+ * mask, exactly the environment given.
+ *
+ * SIGCHLD is process-wide, so exactly one loop per process reaps: the one
+ * passed to sk_proc_init(). It reaps every child of the process (waitpid
+ * -1), including children it did not spawn (orphans re-parented to a child
+ * subreaper, or children another part of the program forks: do not mix
+ * with system(), popen() or your own waitpid() in the same process). */
+
+typedef struct sk_proc sk_proc;
+
+/* Receives the exit of a spawned child: status is the wait status (use
+ * WIFEXITED/WEXITSTATUS/WIFSIGNALED/WTERMSIG). The process has been reaped;
+ * the callback may call sk_proc_free() on it. */
+typedef void (*sk_proc_exit_cb)(sk_proc *p, int status, void *ud);
+
+enum {
+    /* The child leads a new process group (setpgid(0,0) before exec), so
+     * sk_proc_kill reaches everything it starts that stays in the group. */
+    SK_PROC_NEW_PGROUP = 1,
+    /* With SK_PROC_NEW_PGROUP: when the leader is reaped, SIGKILL whatever
+     * is left of its group (background jobs it did not wait for) before
+     * on_exit runs — at that moment the group id cannot have been reused. */
+    SK_PROC_KILL_GROUP_ON_EXIT = 2
+};
+
+typedef struct sk_proc_opts {
+    /* The program and its arguments, NULL-terminated; argv[0] is run. A
+     * name without '/' is looked up in the PATH of envp (not the parent's
+     * environment; without one, "/usr/bin:/bin"; empty PATH elements are
+     * skipped, never taken as the current directory). */
+    const char *const *argv;
+    const char *const *envp; /* the complete environment; NULL: empty */
+    const char *cwd;         /* working directory of the child; NULL: inherit */
+    unsigned flags;          /* SK_PROC_* */
+    /* Set on success: the parent's ends of the child's stdin (write end),
+     * stdout and stderr (read ends), non-blocking and close-on-exec, owned
+     * by the caller (close them; watch them with sk_io). Writing to stdin
+     * after the child closed it raises SIGPIPE unless the application
+     * ignores or blocks it — the child gets SIG_DFL back either way. */
+    int stdin_fd, stdout_fd, stderr_fd;
+} sk_proc_opts;
+
+/* Makes loop the process's reaper: blocks SIGCHLD in the calling thread
+ * and watches it with a signalfd on loop. Call it once, from the loop's
+ * thread, before any other thread exists (threads created later inherit
+ * the block; a thread that does not block SIGCHLD may swallow it, and
+ * exits would then be noticed only at the next SIGCHLD). Calling it again
+ * with the same loop does nothing; sk_loop_free() of the reaper undoes it
+ * (SIGCHLD stays blocked), and another loop may then be made the reaper.
+ * Returns 0, -EBUSY if another loop is the reaper, -EINVAL if SIGCHLD is
+ * ignored (SIG_IGN or SA_NOCLDWAIT: the kernel would reap children before
+ * anyone could learn their status), or another negative code. */
+SK_API int sk_proc_init(sk_loop *loop);
+
+/* Starts a child (fork and execve) with three fresh pipes as its
+ * stdin/stdout/stderr. Failures to run are reported here, not as an exit:
+ * the child sends the errno of a failed chdir or execve through a
+ * close-on-exec pipe, so the return is -ENOENT, -EACCES, -ENOEXEC, ... and
+ * the child has already been reaped; a caller can then say "could not
+ * run" (what a shell reports as 127). Waits only until the child has
+ * exec'd (microseconds), never for it to finish. On success *out tracks
+ * the child until it is reaped, on_exit runs once then, and opts' fd
+ * fields are set. Returns -ECHILD if loop is not the reaper (see
+ * sk_proc_init), -EINVAL for an empty argv. */
+SK_API int sk_proc_spawn(sk_loop *loop, sk_proc_opts *opts, sk_proc_exit_cb on_exit, void *ud,
+                         sk_proc **out);
+
+/* Sends sig to the child — to its whole process group if it was spawned
+ * with SK_PROC_NEW_PGROUP. Returns 0, -ESRCH once the child has been
+ * reaped (its pid or group id may since belong to someone else), or
+ * another negative code. */
+SK_API int sk_proc_kill(sk_proc *p, int sig);
+
+/* The child's process id (still returned after it was reaped). */
+SK_API pid_t sk_proc_pid(const sk_proc *p);
+
+/* Releases p. A child not yet reaped is neither killed nor waited for: it
+ * is forgotten, and reaped silently when it exits. Safe from on_exit. */
+SK_API void sk_proc_free(sk_proc *p);
 
 #ifdef __cplusplus
 }

@@ -6,7 +6,8 @@
 
 #include "services.h"
 
-static const svc_def *const all[] = {&svc_echo, &svc_upper, &svc_greet};
+static const svc_def *const all[] = {&svc_echo, &svc_upper, &svc_greet, &svc_chat, &svc_exec,
+                                     &svc_files};
 
 const svc_def *svc_find(const char *name)
 {
@@ -16,7 +17,7 @@ const svc_def *svc_find(const char *name)
     return NULL;
 }
 
-const char *svc_names(void) { return "echo, upper, greet"; }
+const char *svc_names(void) { return "echo, upper, greet, chat, exec, files"; }
 
 void svc_log_open(sk_conn *c)
 {

@@ -5,6 +5,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "sockit.h"
 
@@ -15,6 +16,17 @@ typedef struct svc_ctx {
     enum sk_framing framing;
     const char *message;  /* greet: what to send */
     size_t message_len;
+    /* chat (services/chat.c) */
+    size_t max_line;      /* longest line accepted, without its "\n" */
+    uint32_t line_timeout_ms; /* a started line must end within this (--frame-timeout) */
+    size_t max_queue;     /* a member whose queued output passes this is dropped */
+    unsigned max_rate;    /* lines per second per member; 0: unlimited */
+    const char *redis_url;/* share rooms through Redis pub/sub; NULL: this process alone */
+    void *state;          /* a service's state (the chat room, files' root), set by start */
+    /* exec (services/exec.c) */
+    const struct exec_opts *exec; /* its options; the service object is state */
+    /* files (services/files*.c) */
+    const struct files_opts *files; /* its options; the service object is state */
 } svc_ctx;
 
 typedef struct svc_def {
@@ -25,6 +37,26 @@ typedef struct svc_def {
     void (*stream)(sk_conn_callbacks *cbs);
     /* Handles one datagram (NULL if the service has no datagram form). */
     sk_dgram_cb datagram;
+    /* The framing when framing_choice is false (chat reads raw and splits
+     * lines itself). */
+    enum sk_framing fixed_framing;
+    /* Its own default --max-line (0: the common default). */
+    size_t max_line;
+    /* Runs on worker 0's loop only, whatever --workers says: its state is
+     * one loop's, not shared between threads (chat: one room, one order). */
+    bool one_loop;
+    /* Optional hooks, all on worker 0's thread (a service on every worker,
+     * like files, makes what start shares with the other threads safe to
+     * share):
+     * start before the listener opens (0 or -1 with err filled), drain on
+     * SIGINT/SIGTERM before its connections are drained, stop after the
+     * loops are freed (connections are gone by then, without on_close). */
+    int (*start)(svc_ctx *ctx, sk_loop *loop, char *err, size_t errlen);
+    void (*drain)(svc_ctx *ctx);
+    void (*stop)(svc_ctx *ctx);
+    /* Adjusts the stream options of its listeners after the command line's
+     * (a fixed framing, buffer marks); NULL: none. */
+    void (*stream_opts)(sk_stream_opts *o);
 } svc_def;
 
 /* The services by name; NULL if unknown. */
@@ -40,5 +72,8 @@ void svc_log_close(sk_conn *c, int err);
 void svc_report_error(sk_conn *c, int err);
 
 extern const svc_def svc_echo, svc_upper, svc_greet;
+extern const svc_def svc_chat;
+extern const svc_def svc_exec;
+extern const svc_def svc_files;
 
 #endif

@@ -43,6 +43,7 @@ struct sk_conn {
     void *owned_cfg; /* cbs/opts copy for adopted and connecting connections */
     void *ud;
     sk_buf in, out;
+    sk_outq *outq; /* shared slices and file ranges queued after or between out's bytes */
     sk_decoder dec;
     sk_timer timer;
     uint64_t last_active;
@@ -144,6 +145,9 @@ static void schedule_pending(sk_conn *c)
     c->pending_next = c->loop->pending_head;
     c->loop->pending_head = c;
 }
+
+/* Everything waiting to be sent: copied bytes, shared slices, file ranges. */
+static size_t out_queued(const sk_conn *c) { return c->out.len + sk__outq_bytes(c->outq); }
 
 static size_t max_for(const sk_stream_opts *o)
 {
@@ -365,8 +369,16 @@ static void resume_after_drain(sk_conn *c)
 
 static void write_out(sk_conn *c)
 {
-    while (c->out.len > 0) {
-        ssize_t n = send(c->w.fd, c->out.data + c->out.off, c->out.len, MSG_NOSIGNAL);
+    while (out_queued(c) > 0) {
+        /* Plain bytes alone (every service but a broadcaster) take the plain
+         * send; with shared slices queued, one sendmsg covers both; a file
+         * range at the head goes with sendfile (the loop's read buffer is
+         * free now: it is the copy buffer where sendfile is refused). */
+        bool sliced = sk__outq_active(c->outq);
+        size_t offered = c->out.len;
+        ssize_t n = sliced ? sk__outq_send(c->w.fd, c->outq, &c->out, &offered, c->loop->rbuf,
+                                           SK_READ_CHUNK)
+                           : send(c->w.fd, c->out.data + c->out.off, c->out.len, MSG_NOSIGNAL);
         if (n < 0) {
             if (errno == EINTR)
                 continue;
@@ -385,11 +397,23 @@ static void write_out(sk_conn *c)
             finalize(c);
             return;
         }
+        if (n == 0 && offered > 0) {
+            /* Only a file range sends nothing: its file ended before the
+             * range did. The bytes were promised (a frame header may say
+             * so), and nothing else can stand in for them. */
+            set_reason(c, -EIO, "sendfile: the file is shorter than the range queued "
+                                "(truncated while queued)");
+            finalize(c);
+            return;
+        }
         size_t sent = (size_t)n;
-        bool partial = sent < c->out.len;
+        bool partial = sent < offered;
         c->bytes_out += sent;
         c->last_active = c->loop->now;
-        sk__buf_consume(c->loop, &c->out, sent);
+        if (sliced)
+            sk__outq_consume(c->outq, c->loop, &c->out, sent);
+        else
+            sk__buf_consume(c->loop, &c->out, sent);
         if (partial) {
             /* The kernel took less than offered: its buffer is full, so a
              * retry now would only return EAGAIN. Wait for EPOLLOUT. */
@@ -402,9 +426,9 @@ static void write_out(sk_conn *c)
     }
     if (c->flags & F_DEAD)
         return;
-    if ((c->flags & F_PAUSED_HW) && c->out.len <= c->opts->out_low_water)
+    if ((c->flags & F_PAUSED_HW) && out_queued(c) <= c->opts->out_low_water)
         resume_after_drain(c);
-    if (c->out.len > 0)
+    if (out_queued(c) > 0)
         return;
     if (c->flags & F_WANT_OUT) {
         c->flags &= ~F_WANT_OUT;
@@ -468,7 +492,7 @@ static void queued(sk_conn *c)
 {
     if (!(c->flags & F_WANT_OUT))
         schedule_flush(c);
-    if (!(c->flags & F_PAUSED_HW) && c->out.len > c->opts->out_high_water) {
+    if (!(c->flags & F_PAUSED_HW) && out_queued(c) > c->opts->out_high_water) {
         c->flags |= F_PAUSED_HW;
         update_events(c);
     }
@@ -537,7 +561,47 @@ void *sk_conn_prepare_msg(sk_conn *c, size_t len, int *errp)
     return p;
 }
 
-size_t sk_conn_queued(const sk_conn *c) { return c->out.len; }
+int sk_conn_send_shared(sk_conn *c, sk_shared *s, size_t off, size_t len)
+{
+    if (off > sk_shared_len(s) || len > sk_shared_len(s) - off)
+        return -EINVAL;
+    if (c->flags & (F_DEAD | F_CLOSING | F_SHUT_PENDING))
+        return -EPIPE;
+    if (len == 0)
+        return 0;
+    if (sk__outq_copy_instead(c->outq, len))
+        return sk_conn_send(c, sk_shared_data(s) + off, len);
+    int err = sk__outq_push(&c->outq, s, off, len, c->out.len);
+    if (err < 0) {
+        set_reason(c, err, "output queue: %s", sk_strerror(err));
+        sk_conn_abort(c, err);
+        return err;
+    }
+    queued(c);
+    return 0;
+}
+
+int sk_conn_sendfile(sk_conn *c, int fd, uint64_t off, size_t len)
+{
+    if (fd < 0 || off > (uint64_t)INT64_MAX || len > (uint64_t)INT64_MAX - off)
+        return -EINVAL;
+    if (c->flags & (F_DEAD | F_CLOSING | F_SHUT_PENDING))
+        return -EPIPE;
+    if (len == 0)
+        return 0;
+    int err = sk__outq_push_file(&c->outq, fd, off, len, c->out.len);
+    if (err == -ENOBUFS || err == -ENOMEM) {
+        set_reason(c, err, "output queue: %s", sk_strerror(err));
+        sk_conn_abort(c, err);
+        return err;
+    }
+    if (err < 0)
+        return err; /* no descriptor for the duplicate: nothing queued, c untouched */
+    queued(c);
+    return 0;
+}
+
+size_t sk_conn_queued(const sk_conn *c) { return out_queued(c); }
 
 /* -------------------------------------------------------------- close */
 
@@ -571,7 +635,7 @@ void sk_conn_close(sk_conn *c)
         return;
     }
     update_events(c);
-    if (c->out.len == 0)
+    if (out_queued(c) == 0)
         start_close(c);
     else if (!(c->flags & F_WANT_OUT))
         schedule_flush(c);
@@ -599,7 +663,7 @@ void sk_conn_shutdown(sk_conn *c)
     if (c->flags & (F_DEAD | F_CLOSING | F_SHUT_PENDING))
         return;
     c->flags |= F_SHUT_PENDING;
-    if (c->out.len == 0) {
+    if (out_queued(c) == 0) {
         c->flags |= F_SHUT_DONE;
         shutdown(c->w.fd, SHUT_WR);
     }
@@ -658,6 +722,7 @@ void sk__conn_destroy(sk_conn *c, bool call_close_cb)
     close(c->w.fd);
     sk__buf_release(loop, &c->in);
     sk__buf_release(loop, &c->out);
+    sk__outq_free(c->outq);
     free(c->reason);
     free(c->peer);
     free(c->owned_cfg);
@@ -696,7 +761,7 @@ static void connect_done(sk_conn *c)
     update_events(c);
     if (c->cbs->on_open)
         c->cbs->on_open(c);
-    if (c->out.len > 0 && !(c->flags & F_DEAD))
+    if (out_queued(c) > 0 && !(c->flags & F_DEAD))
         schedule_flush(c);
 }
 
@@ -736,7 +801,7 @@ static void conn_timer(sk_timer *t, void *ud)
     }
     if (c->flags & F_CLOSING) {
         /* Still flushing a close: bound it like lingering. */
-        set_reason(c, -ETIMEDOUT, "close timed out with %zu bytes unsent", c->out.len);
+        set_reason(c, -ETIMEDOUT, "close timed out with %zu bytes unsent", out_queued(c));
         finalize(c);
         return;
     }

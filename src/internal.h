@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/socket.h>
+#include <sys/types.h>
 
 #include "sockit.h"
 
@@ -91,6 +92,38 @@ void sk__pool_free(sk_loop *loop);
 bool sk__mem_charge(size_t bytes);
 void sk__mem_uncharge(size_t bytes);
 
+/* ---- shared slices in output queues (shared.c) ---- */
+
+/* The slices of sk_shared buffers and the file ranges queued on one
+ * connection, in order with its plain byte buffer. Allocated on the first
+ * sk_conn_send_shared() or sk_conn_sendfile(). */
+typedef struct sk_outq sk_outq;
+
+/* Appends a slice after the plain_queued plain bytes now waiting. Returns 0,
+ * -ENOBUFS or -ENOMEM (nothing queued then). */
+int sk__outq_push(sk_outq **qp, sk_shared *s, size_t off, size_t len, size_t plain_queued);
+/* Appends bytes [off, off+len) of file fd the same way, holding a duplicate
+ * of fd (close-on-exec) until they are sent. Returns 0, -ENOBUFS, -ENOMEM,
+ * or the dup's -EMFILE/-ENFILE (nothing queued then). */
+int sk__outq_push_file(sk_outq **qp, int fd, uint64_t off, size_t len, size_t plain_queued);
+/* Slice bytes waiting (file ranges included); whether any slice is waiting
+ * (q may be NULL). */
+size_t sk__outq_bytes(const sk_outq *q);
+bool sk__outq_active(const sk_outq *q);
+/* Whether a shared slice of len bytes is better copied into the plain
+ * buffer: true for a small one once the queue is backing up. */
+bool sk__outq_copy_instead(const sk_outq *q, size_t len);
+/* One send in queue order: a sendmsg (MSG_NOSIGNAL) over plain bytes and
+ * buffer slices up to the first file range, or, when a file range is at the
+ * head, one sendfile of it (through scratch where the file system cannot
+ * sendfile). *offered receives how many bytes it offered. Returns what the
+ * call does; 0 with *offered > 0 means the file ended before its range. */
+ssize_t sk__outq_send(int fd, const sk_outq *q, const sk_buf *plain, size_t *offered,
+                      uint8_t *scratch, size_t scratch_len);
+/* Drops n sent bytes from the front of plain bytes and slices together. */
+void sk__outq_consume(sk_outq *q, sk_loop *loop, sk_buf *plain, size_t n);
+void sk__outq_free(sk_outq *q);
+
 /* ---- the loop (loop.c) ---- */
 
 typedef struct sk_pool_buf {
@@ -157,8 +190,16 @@ void sk__dgrams_flush(sk_loop *loop);
 void sk__dgrams_free_all(sk_loop *loop);
 
 /* ---- io / signal / async (handles.c) ---- */
+/* Frees the loop's io, signal and async handles, and forgets its child
+ * processes if it is the reaper (sk__procs_free_all) before its signal
+ * watcher goes. */
 void sk__handles_free_all(sk_loop *loop);
 void sk__asyncs_dispatch(sk_loop *loop);
+
+/* ---- child processes (proc.c) ---- */
+/* Forgets every sk_proc if loop is the process's reaper, and stops it being
+ * the reaper; nothing otherwise. */
+void sk__procs_free_all(sk_loop *loop);
 
 /* ---- misc ---- */
 int sk__set_nonblock_cloexec(int fd);

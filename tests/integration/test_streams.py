@@ -130,6 +130,8 @@ class Workers(SockitTestCase):
             except OSError:
                 pass
         self.assertEqual(served, 3)
+        # The refusal lines are logged as the peers are shed: wait for them.
+        srv.wait_line(r"reason=max-conns reached", count=4)
         self.assertEqual(len(srv.find(r"reason=max-conns reached")), 4)
         for s in socks:
             s.close()

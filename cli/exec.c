@@ -1,0 +1,568 @@
+/* exec.c — `sockit exec`: runs one command on a `sockit serve exec` server.
+ * Authenticates with the shared token (and checks the server's proof),
+ * sends the argv (or a shell string), forwards stdin until EOF, writes the
+ * remote stdout and stderr byte for byte to ours, and exits with the remote
+ * exit code. A blocking client: one poll() loop over the socket and stdin,
+ * which always keeps reading the socket so that neither side can wedge the
+ * other (a command that writes a lot while we are still sending it input). */
+#include <errno.h>
+#include <getopt.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <openssl/crypto.h>
+
+#include "../services/exec.h"
+#include "../services/proto.h"
+#include "cli.h"
+
+/* Exit codes of `sockit exec` besides the remote command's own. */
+enum {
+    X_TIMEOUT = 124, /* the command ran past its time limit (like timeout(1)) */
+    X_DENIED = 126,  /* the server's policy refused it (like "cannot execute") */
+    X_NORUN = 127,   /* the program could not be run (like "not found") */
+    X_SOCKIT = 255   /* sockit's own failure: connection, authentication, protocol */
+};
+
+#define DEFAULT_TIMEOUT_MS 10000 /* connecting and authenticating, without --timeout */
+#define CHUNK (64u * 1024u)       /* one read of stdin = one STDIN frame at most */
+/* Bytes waiting for the socket above which stdin is not read: a server that
+ * stops reading us (its command's stdin is full) slows us down instead of
+ * growing our memory. */
+#define OUTQ_MAX (256u * 1024u)
+/* Largest frame accepted from the server (its data frames are <= 64 KiB). */
+#define IN_FRAME_MAX EXEC_MAX_FRAME
+/* Beyond the server's time limit, how long we still wait for its verdict
+ * (it sends SIGTERM, then SIGKILL 2 s later, then reports). */
+#define VERDICT_SLACK_MS 5000
+
+typedef struct exec_cfg {
+    const char *addr_text;
+    const char *token_file;
+    uint32_t timeout_ms; /* 0: no command limit requested */
+    bool no_stdin;
+    const char *shell;   /* --sh STRING */
+    char **argv;         /* CMD ARG... (NULL-terminated), unless shell */
+    int argc;
+} exec_cfg;
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: sockit exec ADDR --token-file FILE [--timeout SEC] [-n] -- CMD [ARG...]\n"
+            "       sockit exec ADDR --token-file FILE [--timeout SEC] [-n] --sh 'STRING'\n"
+            "\n"
+            "Runs CMD with its arguments, exactly as given (no shell), on a `sockit serve exec`\n"
+            "server. Its stdout and stderr come back to ours byte for byte; our stdin goes to it\n"
+            "until it ends.\n"
+            "  --token-file FILE  the shared secret (the server's token file; mode 600)\n"
+            "  --timeout SEC      stop the command after SEC (exit 124); also bounds connecting\n"
+            "                     and authenticating (default 10 s)\n"
+            "  -n, --no-stdin     give the command no input (it reads end-of-file at once)\n"
+            "  --sh 'STRING'      run STRING with /bin/sh -c (the server needs --allow-shell)\n"
+            "Exit codes: the command's own; 128+N if a signal N killed it; 124 timed out;\n"
+            "126 not allowed by the server; 127 could not run; 255 connection, authentication\n"
+            "or protocol failure (one line on stderr says which); 2 usage.\n");
+}
+
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static int left_ms(uint64_t deadline)
+{
+    uint64_t now = now_ms();
+    return now >= deadline ? 0 : (int)(deadline - now);
+}
+
+/* Writes all of buf to fd (our stdout or stderr), waiting if it happens to
+ * be non-blocking. Returns 0 or -1. */
+static int write_all(int fd, const uint8_t *buf, size_t len)
+{
+    while (len > 0) {
+        ssize_t n = write(fd, buf, len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            struct pollfd pf = {.fd = fd, .events = POLLOUT};
+            (void)poll(&pf, 1, -1);
+            continue;
+        }
+        if (n < 0)
+            return -1;
+        buf += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------ arguments */
+
+static int parse_args(exec_cfg *cfg, int argc, char **argv)
+{
+    enum { O_TOKEN = 256, O_TIMEOUT, O_SH };
+    static const struct option longopts[] = {
+        {"token-file", required_argument, NULL, O_TOKEN},
+        {"timeout", required_argument, NULL, O_TIMEOUT},
+        {"no-stdin", no_argument, NULL, 'n'},
+        {"sh", required_argument, NULL, O_SH},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    opterr = 0;
+    optind = 1;
+    /* "+": options stop at the command, so `sockit exec A --token-file F ls -l`
+     * passes -l to ls. ADDR may come before or after the options. */
+    for (;;) {
+        int ch = getopt_long(argc, argv, "+:hn", longopts, NULL);
+        if (ch == -1) {
+            if (cfg->addr_text == NULL && optind < argc && strcmp(argv[optind - 1], "--") != 0) {
+                cfg->addr_text = argv[optind++];
+                continue;
+            }
+            break;
+        }
+        switch (ch) {
+        case 'h': usage(stdout); return 1;
+        case 'n': cfg->no_stdin = true; break;
+        case O_TOKEN: cfg->token_file = optarg; break;
+        case O_SH: cfg->shell = optarg; break;
+        case O_TIMEOUT:
+            if (cli_parse_seconds(optarg, &cfg->timeout_ms) < 0 || cfg->timeout_ms == 0) {
+                cli_err("bad value \"%s\" for --timeout (seconds, more than 0)", optarg);
+                return -1;
+            }
+            break;
+        case ':':
+            cli_err("option %s needs a value", argv[optind - 1]);
+            return -1;
+        default:
+            cli_err("unknown option \"%s\" (try: sockit exec --help)", argv[optind - 1]);
+            return -1;
+        }
+    }
+    if (cfg->addr_text == NULL && optind < argc)
+        cfg->addr_text = argv[optind++];
+    if (cfg->addr_text == NULL) {
+        cli_err("exec needs an ADDR and a command (try: sockit exec --help)");
+        return -1;
+    }
+    cfg->argv = argv + optind;
+    cfg->argc = argc - optind;
+    if (cfg->token_file == NULL) {
+        cli_err("exec needs --token-file FILE (the server's shared secret)");
+        return -1;
+    }
+    if (cfg->shell && cfg->argc > 0) {
+        cli_err("give either --sh 'STRING' or a command, not both (\"%s\")", cfg->argv[0]);
+        return -1;
+    }
+    if (!cfg->shell && cfg->argc == 0) {
+        cli_err("exec needs a command: sockit exec ADDR --token-file F -- CMD [ARG...]");
+        return -1;
+    }
+    if (!cfg->shell && cfg->argv[0][0] == '\0') {
+        cli_err("the command name is empty");
+        return -1;
+    }
+    if ((size_t)cfg->argc > EXEC_ARGV_MAX) {
+        cli_err("too many arguments (%d; at most %u)", cfg->argc, EXEC_ARGV_MAX);
+        return -1;
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------ handshake */
+
+/* Receives one handshake frame; on failure prints why and returns < 0. */
+static ssize_t recv_handshake(int fd, uint8_t *buf, size_t cap, uint64_t deadline,
+                              const char *addr, const char *stage)
+{
+    ssize_t n = sk_recv_frame(fd, buf, cap, left_ms(deadline));
+    if (n == 0) {
+        cli_err("%s: empty message during %s: not a sockit exec server?", addr, stage);
+        return -1;
+    }
+    if (n >= 0)
+        return n;
+    if (n == -ETIMEDOUT)
+        cli_err("%s: no answer during %s (is it a sockit exec server?)", addr, stage);
+    else if (n == -EMSGSIZE)
+        cli_err("%s: the server's answer is not a sockit message: not a sockit exec server?",
+                addr);
+    else if (n == -ENODATA || n == -ECONNRESET)
+        cli_err("%s: the server closed the connection during %s", addr, stage);
+    else
+        cli_err("%s: %s: %s", addr, stage, sk_strerror((int)n));
+    return -1;
+}
+
+/* Prints a server ERROR message; returns its code. */
+static int print_server_error(const char *addr, const uint8_t *msg, size_t len)
+{
+    int code = len >= 2 ? msg[1] : 0;
+    int tlen = len > 2 ? (int)(len - 2) : 0;
+    if (tlen > PROTO_ERROR_TEXT_MAX)
+        tlen = PROTO_ERROR_TEXT_MAX;
+    /* The text is the server's: keep our one line one line. */
+    char text[PROTO_ERROR_TEXT_MAX + 1];
+    for (int i = 0; i < tlen; i++) {
+        char c = (char)msg[2 + i];
+        text[i] = (c >= 0x20 && c < 0x7f) ? c : '?';
+    }
+    text[tlen] = '\0';
+    cli_err("%s: %s", addr, tlen ? text : proto_error_name(code));
+    return code;
+}
+
+static int handshake(int fd, const exec_cfg *cfg, const uint8_t *token, size_t token_len,
+                     uint64_t deadline)
+{
+    const char *addr = cfg->addr_text;
+    uint8_t buf[PROTO_PREAUTH_MAX];
+    uint8_t nonce_s[SK_AUTH_NONCE], nonce_c[SK_AUTH_NONCE];
+    size_t n = proto_hello(buf, false, "exec", NULL);
+    int rc = sk_send_frame(fd, buf, n, left_ms(deadline));
+    if (rc < 0) {
+        cli_err("%s: cannot send: %s", addr, sk_strerror(rc));
+        return -1;
+    }
+    ssize_t m = recv_handshake(fd, buf, sizeof buf, deadline, addr, "the hello");
+    if (m < 0)
+        return -1;
+    if (buf[0] == PT_ERROR) {
+        print_server_error(addr, buf, (size_t)m);
+        return -1;
+    }
+    char service[SK_AUTH_SERVICE_MAX + 1], why[PROTO_ERROR_TEXT_MAX];
+    if (proto_check_hello(buf, (size_t)m, true, service, nonce_s, why, sizeof why) != 0) {
+        cli_err("%s: %s", addr, why);
+        return -1;
+    }
+    if (strcmp(service, "exec") != 0) {
+        cli_err("%s: wrong service: this is a sockit %s server, not exec", addr, service);
+        return -1;
+    }
+    if ((rc = sk_random(nonce_c, sizeof nonce_c)) < 0) {
+        cli_err("cannot draw a random nonce: %s", sk_strerror(rc));
+        return -1;
+    }
+    uint8_t auth[PROTO_AUTH_LEN], want[SK_AUTH_PROOF];
+    auth[0] = PT_AUTH;
+    memcpy(auth + 1, nonce_c, SK_AUTH_NONCE);
+    if (sk_auth_proof(token, token_len, "client", "exec", nonce_s, nonce_c, auth + 1 + SK_AUTH_NONCE) < 0 ||
+        sk_auth_proof(token, token_len, "server", "exec", nonce_s, nonce_c, want) < 0) {
+        cli_err("cannot compute the authentication proof");
+        return -1;
+    }
+    rc = sk_send_frame(fd, auth, sizeof auth, left_ms(deadline));
+    OPENSSL_cleanse(auth, sizeof auth);
+    if (rc < 0) {
+        cli_err("%s: cannot send: %s", addr, sk_strerror(rc));
+        return -1;
+    }
+    /* A wrong token is answered after a delay of at least a second (more
+     * for repeated failures), so this wait gets a little longer than the
+     * rest of the handshake. */
+    m = recv_handshake(fd, buf, sizeof buf, deadline + 11000, addr, "authentication");
+    if (m < 0)
+        return -1;
+    if (buf[0] == PT_ERROR) {
+        if (print_server_error(addr, buf, (size_t)m) == PE_AUTH)
+            cli_err("(is --token-file the server's token?)");
+        return -1;
+    }
+    int ok = buf[0] == PT_AUTH_OK && m == PROTO_AUTH_OK_LEN &&
+             sk_auth_equal(buf + 1, want, SK_AUTH_PROOF);
+    OPENSSL_cleanse(want, sizeof want);
+    if (!ok) {
+        /* Whoever answers does not know the token: not the server we meant
+         * (or a man in the middle). Send it nothing more. */
+        cli_err("%s: the server could not prove it knows the token: not the server you meant",
+                addr);
+        return -1;
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------ running */
+
+typedef struct client {
+    int fd;
+    const char *addr;
+    uint8_t *out;      /* frames waiting for the socket */
+    size_t out_len, out_cap;
+    uint8_t *in;       /* bytes from the socket not yet a whole frame */
+    size_t in_len, in_cap;
+    bool stdin_open;
+    bool send_dead;    /* the socket stopped taking bytes; keep reading it */
+    int result;        /* exit code once decided, else -1 */
+} client;
+
+static int queue(client *cl, uint8_t type, const void *data, size_t len)
+{
+    size_t need = cl->out_len + SK_FRAME_HEADER + 1 + len;
+    if (need > cl->out_cap) {
+        size_t cap = cl->out_cap ? cl->out_cap : 4096;
+        while (cap < need)
+            cap *= 2;
+        uint8_t *p = realloc(cl->out, cap);
+        if (p == NULL)
+            return -1;
+        cl->out = p;
+        cl->out_cap = cap;
+    }
+    uint8_t *p = cl->out + cl->out_len;
+    sk_frame_header(p, (uint32_t)(1 + len));
+    p[SK_FRAME_HEADER] = type;
+    if (len)
+        memcpy(p + SK_FRAME_HEADER + 1, data, len);
+    cl->out_len = need;
+    return 0;
+}
+
+static int queue_request(client *cl, const exec_cfg *cfg)
+{
+    size_t count = cfg->shell ? 1 : (size_t)cfg->argc;
+    size_t size = 1 + 4 + 2;
+    for (size_t i = 0; i < count; i++)
+        size += 4 + strlen(cfg->shell ? cfg->shell : cfg->argv[i]);
+    if (size > EXEC_MAX_FRAME - 1) {
+        cli_err("the command line is too long (%zu bytes; at most %u)", size, EXEC_MAX_FRAME - 2);
+        return -1;
+    }
+    uint8_t *body = malloc(size);
+    if (body == NULL)
+        return -1;
+    body[0] = (uint8_t)((cfg->shell ? PROTO_EXEC_SHELL : 0) | (cfg->no_stdin ? PROTO_EXEC_NO_STDIN : 0));
+    proto_put32(body + 1, cfg->timeout_ms);
+    proto_put16(body + 5, (uint16_t)count);
+    size_t off = 7;
+    for (size_t i = 0; i < count; i++) {
+        const char *a = cfg->shell ? cfg->shell : cfg->argv[i];
+        size_t len = strlen(a);
+        proto_put32(body + off, (uint32_t)len);
+        memcpy(body + off + 4, a, len);
+        off += 4 + len;
+    }
+    int rc = queue(cl, PT_EXEC_REQUEST, body, size);
+    free(body);
+    return rc;
+}
+
+/* Handles one frame from the server; returns -1 if it ends the run. */
+static int on_frame(client *cl, const uint8_t *msg, size_t len)
+{
+    if (len == 0) {
+        cli_err("%s: protocol error: empty message from the server", cl->addr);
+        cl->result = X_SOCKIT;
+        return -1;
+    }
+    switch (msg[0]) {
+    case PT_EXEC_STDOUT:
+    case PT_EXEC_STDERR: {
+        int fd = msg[0] == PT_EXEC_STDOUT ? STDOUT_FILENO : STDERR_FILENO;
+        if (write_all(fd, msg + 1, len - 1) < 0) {
+            cli_err("cannot write the command's %s: %s",
+                    fd == STDOUT_FILENO ? "output" : "error output", strerror(errno));
+            cl->result = X_SOCKIT;
+            return -1;
+        }
+        return 0;
+    }
+    case PT_EXEC_EXIT:
+        if (len != 3 || msg[1] > 1) {
+            cli_err("%s: protocol error: malformed exit message", cl->addr);
+            cl->result = X_SOCKIT;
+            return -1;
+        }
+        cl->result = msg[1] == 1 ? 128 + msg[2] : msg[2];
+        return -1;
+    case PT_ERROR: {
+        int code = print_server_error(cl->addr, msg, len);
+        cl->result = code == PE_TIMEOUT ? X_TIMEOUT
+                     : code == PE_NORUN ? X_NORUN
+                     : code == PE_DENIED ? X_DENIED
+                                         : X_SOCKIT;
+        return -1;
+    }
+    default:
+        cli_err("%s: protocol error: unexpected message type 0x%02x", cl->addr, msg[0]);
+        cl->result = X_SOCKIT;
+        return -1;
+    }
+}
+
+/* Reads what the socket has and handles every whole frame; -1 when done. */
+static int read_socket(client *cl)
+{
+    if (cl->in_cap - cl->in_len < CHUNK) {
+        size_t cap = cl->in_cap ? cl->in_cap * 2 : 2 * CHUNK;
+        if (cap > IN_FRAME_MAX + SK_FRAME_HEADER + CHUNK)
+            cap = IN_FRAME_MAX + SK_FRAME_HEADER + CHUNK;
+        if (cap > cl->in_cap) {
+            uint8_t *p = realloc(cl->in, cap);
+            if (p == NULL) {
+                cli_err("out of memory");
+                cl->result = X_SOCKIT;
+                return -1;
+            }
+            cl->in = p;
+            cl->in_cap = cap;
+        }
+    }
+    ssize_t n = recv(cl->fd, cl->in + cl->in_len, cl->in_cap - cl->in_len, 0);
+    if (n < 0 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK))
+        return 0;
+    if (n <= 0) {
+        cli_err("%s: the server closed the connection before the command finished%s", cl->addr,
+                n < 0 ? " (reset)" : "");
+        cl->result = X_SOCKIT;
+        return -1;
+    }
+    cl->in_len += (size_t)n;
+    sk_decoder dec;
+    sk_decoder_init(&dec, SK_FRAMING_FRAME, IN_FRAME_MAX);
+    size_t off = 0;
+    int rc = 0;
+    while (rc == 0) {
+        sk_msg m;
+        int r = sk_decoder_next(&dec, cl->in + off, cl->in_len - off, &m, NULL);
+        if (r == 0)
+            break;
+        if (r < 0) {
+            cli_err("%s: protocol error: a message larger than %u bytes", cl->addr, IN_FRAME_MAX);
+            cl->result = X_SOCKIT;
+            return -1;
+        }
+        rc = on_frame(cl, cl->in + off + m.offset, m.len);
+        off += m.consumed;
+    }
+    memmove(cl->in, cl->in + off, cl->in_len - off);
+    cl->in_len -= off;
+    return rc;
+}
+
+static void write_socket(client *cl)
+{
+    ssize_t n = send(cl->fd, cl->out, cl->out_len, MSG_NOSIGNAL);
+    if (n < 0 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK))
+        return;
+    if (n < 0) {
+        /* The server closed its side: whatever it said last (an exit, an
+         * error) is still to be read, so only sending stops. */
+        cl->send_dead = true;
+        cl->stdin_open = false;
+        cl->out_len = 0;
+        return;
+    }
+    memmove(cl->out, cl->out + n, cl->out_len - (size_t)n);
+    cl->out_len -= (size_t)n;
+}
+
+static int read_stdin(client *cl, uint8_t *buf)
+{
+    ssize_t n = read(STDIN_FILENO, buf, CHUNK);
+    if (n < 0 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK))
+        return 0;
+    cl->stdin_open = n > 0;
+    if (n > 0)
+        return queue(cl, PT_EXEC_STDIN, buf, (size_t)n);
+    /* End of input (or an unreadable stdin, which ends it the same way). */
+    return queue(cl, PT_EXEC_STDIN_EOF, NULL, 0);
+}
+
+static int run(client *cl, const exec_cfg *cfg)
+{
+    uint8_t *buf = malloc(CHUNK);
+    if (buf == NULL || queue_request(cl, cfg) < 0) {
+        free(buf);
+        return X_SOCKIT;
+    }
+    cl->stdin_open = !cfg->no_stdin;
+    uint64_t deadline = cfg->timeout_ms ? now_ms() + cfg->timeout_ms + VERDICT_SLACK_MS : 0;
+    while (cl->result < 0) {
+        struct pollfd pf[2] = {
+            {.fd = cl->fd, .events = POLLIN | (cl->out_len && !cl->send_dead ? POLLOUT : 0)},
+            {.fd = cl->stdin_open && cl->out_len < OUTQ_MAX ? STDIN_FILENO : -1, .events = POLLIN},
+        };
+        int n = poll(pf, 2, deadline ? left_ms(deadline) : -1);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            cli_err("poll: %s", strerror(errno));
+            cl->result = X_SOCKIT;
+            break;
+        }
+        if (n == 0) {
+            cli_err("%s: no verdict from the server %.1f s after the time limit", cl->addr,
+                    VERDICT_SLACK_MS / 1000.0);
+            cl->result = X_TIMEOUT;
+            break;
+        }
+        if (pf[0].revents & POLLOUT)
+            write_socket(cl);
+        if ((pf[0].revents & (POLLIN | POLLHUP | POLLERR)) && read_socket(cl) < 0)
+            break;
+        if (pf[1].fd >= 0 && (pf[1].revents & (POLLIN | POLLHUP | POLLERR | POLLNVAL)) &&
+            read_stdin(cl, buf) < 0) {
+            cli_err("out of memory");
+            cl->result = X_SOCKIT;
+        }
+    }
+    free(buf);
+    return cl->result;
+}
+
+int cmd_exec(int argc, char **argv)
+{
+    exec_cfg cfg;
+    memset(&cfg, 0, sizeof cfg);
+    int rc = parse_args(&cfg, argc, argv);
+    if (rc != 0)
+        return rc > 0 ? EXIT_OK : EXIT_USAGE;
+    sk_addr addr;
+    char err[300];
+    if (sk_addr_parse(cfg.addr_text, &addr, err, sizeof err) < 0) {
+        cli_err("bad address: %s", err);
+        return EXIT_USAGE;
+    }
+    if (addr.kind != SK_ADDR_TCP && addr.kind != SK_ADDR_UNIX) {
+        cli_err("%s: exec works over TCP or Unix stream sockets only", cfg.addr_text);
+        return EXIT_USAGE;
+    }
+    uint8_t token[SK_TOKEN_MAX];
+    size_t token_len = 0;
+    if (sk_token_load(cfg.token_file, token, sizeof token, &token_len, err, sizeof err) < 0) {
+        cli_err("%s", err);
+        return X_SOCKIT;
+    }
+    uint32_t limit = cfg.timeout_ms ? cfg.timeout_ms : DEFAULT_TIMEOUT_MS;
+    uint64_t deadline = now_ms() + limit;
+    int fd = sk_dial(&addr, (int)limit, err, sizeof err);
+    if (fd < 0) {
+        OPENSSL_cleanse(token, sizeof token);
+        cli_err("%s", err[0] ? err : sk_strerror(fd));
+        return X_SOCKIT;
+    }
+    rc = handshake(fd, &cfg, token, token_len, deadline);
+    OPENSSL_cleanse(token, sizeof token);
+    if (rc < 0) {
+        close(fd);
+        return X_SOCKIT;
+    }
+    client cl = {.fd = fd, .addr = cfg.addr_text, .result = -1};
+    rc = run(&cl, &cfg);
+    free(cl.out);
+    free(cl.in);
+    close(fd);
+    return rc;
+}

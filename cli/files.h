@@ -1,0 +1,102 @@
+/* files.h — what the files clients (`sockit put`, `get`, `ls`) share: their
+ * common options, a blocking connection that speaks the files protocol
+ * (files_conn.c), local file helpers, and the progress bar
+ * (files_progress.c). */
+#ifndef SOCKIT_CLI_FILES_H
+#define SOCKIT_CLI_FILES_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include <openssl/evp.h>
+
+#include "../services/files_proto.h"
+#include "../services/proto.h"
+#include "cli.h"
+
+#define FILES_CLI_TIMEOUT_MS 30000 /* connecting and each wait, without --timeout */
+
+/* The options every files command takes, and its positional arguments. */
+typedef struct files_cli {
+    const char *cmd;        /* "put", "get" or "ls" (for messages) */
+    const char *addr_text;
+    sk_addr addr;
+    const char *token_file; /* NULL: the server must not require one */
+    bool quiet;
+    bool json;              /* ls */
+    int timeout_ms;
+    const char *args[2];    /* the positional arguments after ADDR */
+    int nargs;
+} files_cli;
+
+/* Parses argv (ADDR and up to max_args more, options anywhere). Returns 0,
+ * 1 after --help (usage printed), or -1 after a usage error (printed). */
+int files_cli_parse(files_cli *o, int argc, char **argv, int min_args, int max_args,
+                    bool allow_json, void (*usage)(FILE *out));
+
+/* A connection to a files server: blocking calls over a non-blocking
+ * descriptor, each wait bounded by the timeout. */
+typedef struct fconn {
+    int fd;
+    const char *addr;
+    int timeout_ms;
+    uint8_t *in; /* bytes received and not yet consumed */
+    size_t in_off, in_len, in_cap;
+} fconn;
+
+/* Connects and runs the handshake (hello; authentication when the server
+ * asks for it). Returns 0, or -1 after printing one line. */
+int fc_open(fconn *c, const files_cli *o);
+void fc_close(fconn *c);
+
+/* True when a message (or the end of the stream) from the server is
+ * waiting to be read. */
+bool fc_pending(fconn *c);
+
+/* Sends one message: type, then a and b (either may be empty). While it
+ * waits for room to send, a message arriving from the server (an ERROR
+ * that ends an upload early) stops it: the return is then 1 and the
+ * message is waiting. Returns 0, 1, or -1 after printing one line. */
+int fc_send(fconn *c, uint8_t type, const void *a, size_t alen, const void *b, size_t blen);
+
+/* Receives the header of the next message: its type and the length of its
+ * body (without the type byte). Returns 0 or -1 after printing a line
+ * (what names the stage: "the answer to PUT"). */
+int fc_head(fconn *c, uint8_t *type, size_t *len, const char *what);
+/* Receives exactly len bytes of a body. Returns 0 or -1 (printed). */
+int fc_body(fconn *c, void *buf, size_t len, const char *what);
+/* A whole message of at most cap bytes of body (larger: a protocol error).
+ * An ERROR is printed and returned as -2 with its code in *code. */
+int fc_msg(fconn *c, uint8_t *type, uint8_t *body, size_t cap, size_t *len, int *code,
+           const char *what);
+/* Prints an ERROR body (code, text) as one line; returns its code. */
+int fc_print_error(const fconn *c, const uint8_t *body, size_t len);
+
+/* Hashes [0, len) of fd into md (already initialised). Returns 0, 1 if the
+ * file is shorter, or -errno. buf is a scratch of cap bytes. */
+int files_hash_prefix(int fd, uint64_t len, EVP_MD_CTX *md, uint8_t *buf, size_t cap);
+
+/* The last component of a path ("a/b/" -> "b"), into out. */
+void files_basename(const char *path, char *out, size_t cap);
+
+/* A progress bar on stderr: bytes, percent, rate, ETA, redrawn at most ten
+ * times a second; nothing at all unless enabled (a terminal, no --quiet). */
+typedef struct progress {
+    bool on;
+    const char *label;
+    uint64_t total, base, done;
+    uint64_t t0, last_draw;
+} progress;
+
+/* True when stderr is a terminal and quiet is not set. */
+bool progress_wanted(bool quiet);
+void progress_start(progress *p, bool on, const char *label, uint64_t total, uint64_t already);
+void progress_update(progress *p, uint64_t done);
+/* The last redraw and a newline (ok: the bar shows 100 %). */
+void progress_end(progress *p, bool ok);
+
+uint64_t files_now_ms(void);
+
+#endif

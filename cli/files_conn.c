@@ -1,0 +1,476 @@
+/* files_conn.c — what `sockit put`, `get` and `ls` share: their options, the
+ * connection and handshake (hello; the mutual HMAC authentication when the
+ * server has a token), reading and writing protocol messages with every
+ * wait bounded, and small local helpers. Blocking, with poll() underneath:
+ * one transfer at a time is all a client does. */
+#include <errno.h>
+#include <getopt.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <openssl/crypto.h>
+
+#include "files.h"
+
+/* Bytes read from the socket per recv() into the connection's buffer. */
+#define IN_CHUNK (256u * 1024u)
+
+uint64_t files_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* ------------------------------------------------------------- options */
+
+int files_cli_parse(files_cli *o, int argc, char **argv, int min_args, int max_args,
+                    bool allow_json, void (*usage)(FILE *out))
+{
+    enum { O_TOKEN = 256, O_TIMEOUT, O_JSON };
+    static const struct option longopts[] = {
+        {"token-file", required_argument, NULL, O_TOKEN},
+        {"timeout", required_argument, NULL, O_TIMEOUT},
+        {"quiet", no_argument, NULL, 'q'},
+        {"json", no_argument, NULL, O_JSON},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    o->timeout_ms = FILES_CLI_TIMEOUT_MS;
+    opterr = 0;
+    optind = 1;
+    int ch;
+    while ((ch = getopt_long(argc, argv, ":hq", longopts, NULL)) != -1) {
+        switch (ch) {
+        case 'h': usage(stdout); return 1;
+        case 'q': o->quiet = true; break;
+        case O_TOKEN: o->token_file = optarg; break;
+        case O_TIMEOUT: {
+            uint32_t ms = 0;
+            if (cli_parse_seconds(optarg, &ms) < 0 || ms == 0) {
+                cli_err("bad value \"%s\" for --timeout (seconds, more than 0)", optarg);
+                return -1;
+            }
+            o->timeout_ms = (int)ms;
+            break;
+        }
+        case O_JSON:
+            if (!allow_json) {
+                cli_err("--json applies to ls only");
+                return -1;
+            }
+            o->json = true;
+            break;
+        case ':':
+            cli_err("option %s needs a value", argv[optind - 1]);
+            return -1;
+        default:
+            cli_err("unknown option \"%s\" (try: sockit %s --help)", argv[optind - 1], o->cmd);
+            return -1;
+        }
+    }
+    int npos = argc - optind;
+    if (npos > 1 + max_args) {
+        cli_err("unexpected argument \"%s\" (try: sockit %s --help)", argv[optind + 1 + max_args],
+                o->cmd);
+        return -1;
+    }
+    if (npos < 1 + min_args) {
+        cli_err("%s needs %s (try: sockit %s --help)", o->cmd,
+                min_args == 0 ? "an ADDR" : npos == 0 ? "an ADDR and a path" : "a path", o->cmd);
+        return -1;
+    }
+    o->addr_text = argv[optind];
+    char err[300];
+    if (sk_addr_parse(o->addr_text, &o->addr, err, sizeof err) < 0) {
+        cli_err("bad address: %s", err);
+        return -1;
+    }
+    if (o->addr.kind != SK_ADDR_TCP && o->addr.kind != SK_ADDR_UNIX) {
+        cli_err("%s: the files service works over TCP or Unix stream sockets only", o->addr_text);
+        return -1;
+    }
+    o->nargs = npos - 1;
+    for (int i = 0; i < o->nargs; i++)
+        o->args[i] = argv[optind + 1 + i];
+    return 0;
+}
+
+/* ------------------------------------------------------------- reading */
+
+static int wait_for(const fconn *c, short events)
+{
+    struct pollfd pf = {.fd = c->fd, .events = events};
+    for (;;) {
+        int n = poll(&pf, 1, c->timeout_ms);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return -errno;
+        if (n == 0)
+            return -ETIMEDOUT;
+        return pf.revents;
+    }
+}
+
+static void io_error(const fconn *c, int err, const char *what)
+{
+    if (err == -ETIMEDOUT)
+        cli_err("%s: no answer for %.0f s during %s (--timeout)", c->addr, c->timeout_ms / 1000.0,
+                what);
+    else if (err == -ENODATA)
+        cli_err("%s: the server closed the connection during %s", c->addr, what);
+    else
+        cli_err("%s: %s during %s", c->addr, sk_strerror(err), what);
+}
+
+/* Makes at least need bytes available in the buffer. */
+static int fill(fconn *c, size_t need, const char *what)
+{
+    if (c->in_off > 0 && c->in_off + need > c->in_cap) {
+        memmove(c->in, c->in + c->in_off, c->in_len);
+        c->in_off = 0;
+    }
+    while (c->in_len < need) {
+        ssize_t n = recv(c->fd, c->in + c->in_off + c->in_len, c->in_cap - c->in_off - c->in_len, 0);
+        if (n > 0) {
+            c->in_len += (size_t)n;
+            continue;
+        }
+        int err = n == 0 ? -ENODATA : -errno;
+        if (err == -EINTR)
+            continue;
+        if (err == -EAGAIN || err == -EWOULDBLOCK) {
+            int r = wait_for(c, POLLIN);
+            if (r >= 0)
+                continue;
+            err = r;
+        }
+        io_error(c, err, what);
+        return -1;
+    }
+    return 0;
+}
+
+bool fc_pending(fconn *c)
+{
+    if (c->in_len > 0)
+        return true;
+    struct pollfd pf = {.fd = c->fd, .events = POLLIN};
+    return poll(&pf, 1, 0) > 0;
+}
+
+int fc_head(fconn *c, uint8_t *type, size_t *len, const char *what)
+{
+    if (fill(c, SK_FRAME_HEADER + 1, what) < 0)
+        return -1;
+    const uint8_t *p = c->in + c->in_off;
+    uint32_t n = proto_get32(p);
+    if (n == 0 || n > FILES_OUT_MAX) {
+        cli_err("%s: protocol error: a message of %u bytes during %s (not a sockit files "
+                "server?)", c->addr, n, what);
+        return -1;
+    }
+    *type = p[SK_FRAME_HEADER];
+    *len = n - 1;
+    c->in_off += SK_FRAME_HEADER + 1;
+    c->in_len -= SK_FRAME_HEADER + 1;
+    return 0;
+}
+
+int fc_body(fconn *c, void *buf, size_t len, const char *what)
+{
+    uint8_t *out = buf;
+    size_t take = len < c->in_len ? len : c->in_len;
+    memcpy(out, c->in + c->in_off, take);
+    c->in_off += take;
+    c->in_len -= take;
+    if (c->in_len == 0)
+        c->in_off = 0;
+    out += take;
+    len -= take;
+    /* The rest straight into the caller's buffer: one copy, not two. */
+    while (len > 0) {
+        ssize_t n = recv(c->fd, out, len, 0);
+        if (n > 0) {
+            out += n;
+            len -= (size_t)n;
+            continue;
+        }
+        int err = n == 0 ? -ENODATA : -errno;
+        if (err == -EINTR)
+            continue;
+        if (err == -EAGAIN || err == -EWOULDBLOCK) {
+            int r = wait_for(c, POLLIN);
+            if (r >= 0)
+                continue;
+            err = r;
+        }
+        io_error(c, err, what);
+        return -1;
+    }
+    return 0;
+}
+
+int fc_print_error(const fconn *c, const uint8_t *body, size_t len)
+{
+    int code = len >= 1 ? body[0] : 0;
+    size_t tlen = len > 1 ? len - 1 : 0;
+    if (tlen > PROTO_ERROR_TEXT_MAX)
+        tlen = PROTO_ERROR_TEXT_MAX;
+    /* The text is the server's: keep our one line one line. */
+    char text[PROTO_ERROR_TEXT_MAX + 1];
+    for (size_t i = 0; i < tlen; i++) {
+        char ch = (char)body[1 + i];
+        text[i] = (ch >= 0x20 && ch < 0x7f) ? ch : '?';
+    }
+    text[tlen] = '\0';
+    cli_err("%s: %s", c->addr, tlen ? text : files_error_name(code));
+    return code;
+}
+
+int fc_msg(fconn *c, uint8_t *type, uint8_t *body, size_t cap, size_t *len, int *code,
+           const char *what)
+{
+    uint8_t t;
+    size_t n;
+    if (fc_head(c, &t, &n, what) < 0)
+        return -1;
+    if (t == PT_ERROR) {
+        uint8_t err[1 + PROTO_ERROR_TEXT_MAX + 64];
+        if (n > sizeof err) {
+            cli_err("%s: protocol error: an over-long error message", c->addr);
+            return -1;
+        }
+        if (fc_body(c, err, n, what) < 0)
+            return -1;
+        *code = fc_print_error(c, err, n);
+        return -2;
+    }
+    if (n > cap) {
+        cli_err("%s: protocol error: unexpected message 0x%02x of %zu bytes during %s", c->addr, t,
+                n, what);
+        return -1;
+    }
+    if (fc_body(c, body, n, what) < 0)
+        return -1;
+    *type = t;
+    *len = n;
+    return 0;
+}
+
+/* ------------------------------------------------------------- sending */
+
+int fc_send(fconn *c, uint8_t type, const void *a, size_t alen, const void *b, size_t blen)
+{
+    uint8_t head[SK_FRAME_HEADER + 1];
+    sk_frame_header(head, (uint32_t)(1 + alen + blen));
+    head[SK_FRAME_HEADER] = type;
+    struct iovec iov[3] = {{head, sizeof head}, {(void *)(uintptr_t)a, alen},
+                           {(void *)(uintptr_t)b, blen}};
+    struct iovec *v = iov;
+    int cnt = 3;
+    while (cnt > 0) {
+        if (v->iov_len == 0) {
+            v++;
+            cnt--;
+            continue;
+        }
+        struct msghdr msg = {.msg_iov = v, .msg_iovlen = (size_t)cnt};
+        ssize_t n = sendmsg(c->fd, &msg, MSG_NOSIGNAL);
+        if (n < 0) {
+            int err = -errno;
+            if (err == -EINTR)
+                continue;
+            if (err == -EAGAIN || err == -EWOULDBLOCK) {
+                int r = wait_for(c, POLLOUT | POLLIN);
+                if (r >= 0 && (r & POLLIN))
+                    return 1; /* the server spoke up: an ERROR, most likely */
+                if (r >= 0)
+                    continue;
+                err = r;
+            }
+            if (err == -EPIPE || err == -ECONNRESET)
+                return 1; /* whatever it said before closing is still to be read */
+            io_error(c, err, "sending");
+            return -1;
+        }
+        size_t done = (size_t)n;
+        while (cnt > 0 && done >= v->iov_len) {
+            done -= v->iov_len;
+            v++;
+            cnt--;
+        }
+        if (cnt > 0) {
+            v->iov_base = (uint8_t *)v->iov_base + done;
+            v->iov_len -= done;
+        }
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------ handshake */
+
+static int handshake(fconn *c, const files_cli *o, const uint8_t *token, size_t token_len)
+{
+    uint8_t buf[PROTO_PREAUTH_MAX];
+    size_t n = proto_hello(buf, false, FILES_SERVICE, NULL);
+    if (fc_send(c, PT_HELLO_CLIENT, buf + 1, n - 1, NULL, 0) != 0) {
+        cli_err("%s: the server closed the connection before the hello", c->addr);
+        return -1;
+    }
+    uint8_t type;
+    size_t len;
+    int code;
+    int rc = fc_msg(c, &type, buf + 1, sizeof buf - 1, &len, &code, "the hello");
+    if (rc == -2)
+        return -1;
+    if (rc < 0)
+        return -1;
+    buf[0] = type;
+    char service[SK_AUTH_SERVICE_MAX + 1], why[PROTO_ERROR_TEXT_MAX];
+    uint8_t nonce_s[SK_AUTH_NONCE];
+    bool auth;
+    if (proto_check_server_hello(buf, len + 1, service, nonce_s, &auth, why, sizeof why) != 0) {
+        cli_err("%s: %s", c->addr, why);
+        return -1;
+    }
+    if (strcmp(service, FILES_SERVICE) != 0) {
+        cli_err("%s: wrong service: this is a sockit %s server, not files", c->addr, service);
+        return -1;
+    }
+    if (!auth) {
+        if (o->token_file != NULL) {
+            /* We were told to expect a server that proves it knows the
+             * token; this one cannot. */
+            cli_err("%s: the server does not authenticate (it runs without a token), so it "
+                    "cannot prove it is the one you meant; run without --token-file to use it "
+                    "anyway", c->addr);
+            return -1;
+        }
+        return 0;
+    }
+    if (o->token_file == NULL) {
+        cli_err("%s: the server requires authentication: give --token-file FILE (the server's "
+                "token)", c->addr);
+        return -1;
+    }
+    uint8_t nonce_c[SK_AUTH_NONCE], auth_msg[SK_AUTH_NONCE + SK_AUTH_PROOF], want[SK_AUTH_PROOF];
+    if ((rc = sk_random(nonce_c, sizeof nonce_c)) < 0) {
+        cli_err("cannot draw a random nonce: %s", sk_strerror(rc));
+        return -1;
+    }
+    memcpy(auth_msg, nonce_c, SK_AUTH_NONCE);
+    if (sk_auth_proof(token, token_len, "client", FILES_SERVICE, nonce_s, nonce_c,
+                      auth_msg + SK_AUTH_NONCE) < 0 ||
+        sk_auth_proof(token, token_len, "server", FILES_SERVICE, nonce_s, nonce_c, want) < 0) {
+        cli_err("cannot compute the authentication proof");
+        return -1;
+    }
+    rc = fc_send(c, PT_AUTH, auth_msg, sizeof auth_msg, NULL, 0);
+    OPENSSL_cleanse(auth_msg, sizeof auth_msg);
+    if (rc < 0)
+        return -1;
+    /* A wrong token is answered after a delay of a second or more. */
+    rc = fc_msg(c, &type, buf, sizeof buf, &len, &code, "authentication");
+    if (rc == -2) {
+        if (code == PE_AUTH)
+            cli_err("(is --token-file the server's token?)");
+        OPENSSL_cleanse(want, sizeof want);
+        return -1;
+    }
+    int ok = rc == 0 && type == PT_AUTH_OK && len == SK_AUTH_PROOF &&
+             sk_auth_equal(buf, want, SK_AUTH_PROOF);
+    OPENSSL_cleanse(want, sizeof want);
+    if (rc < 0)
+        return -1;
+    if (!ok) {
+        cli_err("%s: the server could not prove it knows the token: not the server you meant",
+                c->addr);
+        return -1;
+    }
+    return 0;
+}
+
+int fc_open(fconn *c, const files_cli *o)
+{
+    memset(c, 0, sizeof *c);
+    c->fd = -1;
+    c->addr = o->addr_text;
+    c->timeout_ms = o->timeout_ms;
+    uint8_t token[SK_TOKEN_MAX];
+    size_t token_len = 0;
+    char err[300];
+    if (o->token_file != NULL &&
+        sk_token_load(o->token_file, token, sizeof token, &token_len, err, sizeof err) < 0) {
+        cli_err("%s", err);
+        return -1;
+    }
+    c->in_cap = IN_CHUNK;
+    c->in = malloc(c->in_cap);
+    if (c->in == NULL) {
+        cli_err("out of memory");
+        return -1;
+    }
+    int fd = sk_dial(&o->addr, o->timeout_ms, err, sizeof err);
+    if (fd < 0) {
+        OPENSSL_cleanse(token, sizeof token);
+        cli_err("%s", err[0] ? err : sk_strerror(fd));
+        return -1;
+    }
+    c->fd = fd;
+    int rc = handshake(c, o, token, token_len);
+    OPENSSL_cleanse(token, sizeof token);
+    return rc;
+}
+
+void fc_close(fconn *c)
+{
+    if (c->fd >= 0)
+        close(c->fd);
+    c->fd = -1;
+    free(c->in);
+    c->in = NULL;
+}
+
+/* ------------------------------------------------------------- helpers */
+
+int files_hash_prefix(int fd, uint64_t len, EVP_MD_CTX *md, uint8_t *buf, size_t cap)
+{
+    uint64_t off = 0;
+    while (off < len) {
+        size_t want = len - off < cap ? (size_t)(len - off) : cap;
+        ssize_t n = pread(fd, buf, want, (off_t)off);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return -errno;
+        if (n == 0)
+            return 1;
+        if (EVP_DigestUpdate(md, buf, (size_t)n) != 1)
+            return -EIO;
+        off += (uint64_t)n;
+    }
+    return 0;
+}
+
+void files_basename(const char *path, char *out, size_t cap)
+{
+    size_t len = strlen(path);
+    while (len > 1 && path[len - 1] == '/')
+        len--;
+    size_t start = len;
+    while (start > 0 && path[start - 1] != '/')
+        start--;
+    size_t n = len - start;
+    if (n >= cap)
+        n = cap - 1;
+    memcpy(out, path + start, n);
+    out[n] = '\0';
+}

@@ -1,0 +1,327 @@
+/* files_get.c — `sockit get ADDR REMOTE [LOCAL]`: downloads one file from a
+ * `sockit serve files` server. What arrives goes to a hidden partial file
+ * beside LOCAL; only when the whole file's SHA-256 matches the server's is
+ * it fsync'ed and renamed to LOCAL. An interrupted get resumes when run
+ * again, from what the partial holds, once both sides agree on its hash. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "files.h"
+
+/* Bytes of a DATA body read from the socket at a time. */
+#define READ_STEP (256u * 1024u)
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: sockit get ADDR REMOTE [LOCAL] [--token-file FILE] [--quiet] [--timeout SEC]\n"
+            "\n"
+            "Downloads REMOTE (a path below the server's root) to LOCAL (default: REMOTE's name\n"
+            "in the current directory; an existing directory: REMOTE's name in it). LOCAL is\n"
+            "written only whole, after the server's SHA-256 matched; an interrupted get resumes\n"
+            "when run again.\n"
+            "  --token-file FILE  the server's token (needed unless it runs without one)\n"
+            "  --quiet            no progress bar (there is none unless stderr is a terminal)\n"
+            "  --timeout SEC      bound connecting and each wait for the server (default 30)\n"
+            "Exit status: 0 downloaded and verified, 1 failure (one line says why), 2 usage.\n");
+}
+
+typedef struct get_job {
+    const files_cli *o;
+    const char *remote;
+    char local[FILES_PATH_MAX + FILES_NAME_MAX + 2];
+    char base[FILES_NAME_MAX + 1];
+    char pname[FILES_NAME_MAX + 1];
+    int dirfd, fd;
+    fconn c;
+    EVP_MD_CTX *md;
+    uint8_t *buf;
+    progress bar;
+} get_job;
+
+/* LOCAL from the arguments, split into its directory (opened) and name. */
+static int local_path(get_job *j)
+{
+    char rbase[FILES_NAME_MAX + 1];
+    files_basename(j->remote, rbase, sizeof rbase);
+    const char *l = j->o->nargs >= 2 ? j->o->args[1] : NULL;
+    struct stat st;
+    int n;
+    if (l == NULL)
+        n = snprintf(j->local, sizeof j->local, "%s", rbase);
+    else if ((l[0] && l[strlen(l) - 1] == '/') || (stat(l, &st) == 0 && S_ISDIR(st.st_mode)))
+        n = snprintf(j->local, sizeof j->local, "%s%s%s", l, l[strlen(l) - 1] == '/' ? "" : "/",
+                     rbase);
+    else
+        n = snprintf(j->local, sizeof j->local, "%s", l);
+    if (n < 0 || (size_t)n >= sizeof j->local) {
+        cli_err("LOCAL is too long");
+        return -1;
+    }
+    files_basename(j->local, j->base, sizeof j->base);
+    char dir[sizeof j->local];
+    const char *slash = strrchr(j->local, '/');
+    if (slash == NULL)
+        snprintf(dir, sizeof dir, ".");
+    else if (slash == j->local)
+        snprintf(dir, sizeof dir, "/");
+    else
+        snprintf(dir, sizeof dir, "%.*s", (int)(slash - j->local), j->local);
+    j->dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (j->dirfd < 0) {
+        cli_err("cannot write into %s: %s", dir, strerror(errno));
+        return -1;
+    }
+    if (fstatat(j->dirfd, j->base, &st, 0) == 0 && S_ISDIR(st.st_mode)) {
+        cli_err("%s is a directory", j->local);
+        return -1;
+    }
+    return 0;
+}
+
+/* The partial's name: hidden, beside LOCAL, one per REMOTE, so a retry of
+ * the same get finds it (through another address of the server, too; a
+ * partial from another server is only a prefix the server will check). */
+static void partial_name(get_job *j)
+{
+    uint8_t d[FILES_HASH];
+    EVP_MD_CTX *m = EVP_MD_CTX_new();
+    bool ok = m && EVP_DigestInit_ex(m, EVP_sha256(), NULL) == 1 &&
+              EVP_DigestUpdate(m, "sockit-get-v1", 14) == 1 &&
+              EVP_DigestUpdate(m, j->remote, strlen(j->remote)) == 1 &&
+              EVP_DigestFinal_ex(m, d, NULL) == 1;
+    EVP_MD_CTX_free(m);
+    if (!ok)
+        memset(d, 0, sizeof d);
+    char tag[17];
+    for (int i = 0; i < 8; i++)
+        snprintf(tag + 2 * i, 3, "%02x", d[i]);
+    snprintf(j->pname, sizeof j->pname, "%s%.200s.%s", FILES_PARTIAL_PREFIX, j->base, tag);
+}
+
+static int open_partial(get_job *j)
+{
+    j->fd = openat(j->dirfd, j->pname, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+    if (j->fd < 0 && errno == EEXIST)
+        j->fd = openat(j->dirfd, j->pname, O_RDWR | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    struct stat st;
+    if (j->fd < 0 || fstat(j->fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+        cli_err("cannot write the partial download %s beside %s: %s", j->pname, j->local,
+                j->fd < 0 ? strerror(errno) : "not a regular file");
+        return -1;
+    }
+    int fl = fcntl(j->fd, F_GETFL);
+    if (fl >= 0)
+        (void)fcntl(j->fd, F_SETFL, fl & ~O_NONBLOCK);
+    if (flock(j->fd, LOCK_EX | LOCK_NB) < 0) {
+        cli_err("another sockit get of %s into %s is running", j->remote, j->local);
+        return -1;
+    }
+    return 0;
+}
+
+/* Removes the partial when it holds nothing worth a resume. */
+static void drop_partial(get_job *j, bool always)
+{
+    if (j->fd < 0)
+        return;
+    struct stat st;
+    if (always || (fstat(j->fd, &st) == 0 && st.st_size == 0))
+        (void)unlinkat(j->dirfd, j->pname, 0);
+}
+
+static int run(get_job *j)
+{
+    const files_cli *o = j->o;
+    struct stat st;
+    if (fstat(j->fd, &st) < 0)
+        return EXIT_RUNTIME;
+    uint64_t have = (uint64_t)st.st_size;
+    uint8_t req[8 + FILES_HASH];
+    files_put64(req, have);
+    int rc = files_hash_prefix(j->fd, have, j->md, j->buf, READ_STEP);
+    EVP_MD_CTX *tmp = EVP_MD_CTX_new();
+    bool ok = rc == 0 && tmp && EVP_MD_CTX_copy_ex(tmp, j->md) == 1 &&
+              EVP_DigestFinal_ex(tmp, req + 8, NULL) == 1;
+    EVP_MD_CTX_free(tmp);
+    if (!ok) {
+        cli_err("cannot read the partial download %s: %s", j->pname,
+                rc < 0 ? strerror(-rc) : "hashing failed");
+        return EXIT_RUNTIME;
+    }
+    if (fc_open(&j->c, o) < 0)
+        return EXIT_RUNTIME;
+    if (fc_send(&j->c, FT_GET, req, sizeof req, j->remote, strlen(j->remote)) < 0)
+        return EXIT_RUNTIME;
+    uint8_t msg[64], type;
+    size_t len;
+    int code;
+    rc = fc_msg(&j->c, &type, msg, sizeof msg, &len, &code, "the answer to GET");
+    if (rc != 0)
+        return EXIT_RUNTIME;
+    if (type != FT_GET_READY || len != 16) {
+        cli_err("%s: protocol error: expected GET_READY, got 0x%02x", j->c.addr, type);
+        return EXIT_RUNTIME;
+    }
+    uint64_t size = files_get64(msg), from = files_get64(msg + 8);
+    bool show = progress_wanted(o->quiet);
+    if (from != 0 && from != have) {
+        cli_err("%s: protocol error: the server resumes at %llu, we hold %llu bytes", j->c.addr,
+                (unsigned long long)from, (unsigned long long)have);
+        return EXIT_RUNTIME;
+    }
+    if (from == 0 && have > 0) {
+        /* The server's file does not start with what we hold: the partial
+         * is not trusted, only replaced. */
+        if (ftruncate(j->fd, 0) < 0 || EVP_DigestInit_ex(j->md, EVP_sha256(), NULL) != 1) {
+            cli_err("cannot start %s over: %s", j->pname, strerror(errno));
+            return EXIT_RUNTIME;
+        }
+        if (show)
+            cli_err("the %llu bytes already here do not match %s on the server: starting over",
+                    (unsigned long long)have, j->remote);
+    } else if (from > 0 && show) {
+        cli_err("resuming %s at %llu of %llu bytes", j->remote, (unsigned long long)from,
+                (unsigned long long)size);
+    }
+    progress_start(&j->bar, show, j->remote, size, from);
+    uint64_t pos = from;
+    size_t blen;
+    for (;;) {
+        if (fc_head(&j->c, &type, &blen, "the download") < 0) {
+            progress_end(&j->bar, false);
+            cli_err("the download stopped after %llu of %llu bytes; run the same get again to "
+                    "resume", (unsigned long long)pos, (unsigned long long)size);
+            return EXIT_RUNTIME;
+        }
+        if (type == FT_GET_END)
+            break;
+        if (type == PT_ERROR) {
+            progress_end(&j->bar, false);
+            uint8_t err[1 + PROTO_ERROR_TEXT_MAX];
+            if (blen > sizeof err || fc_body(&j->c, err, blen, "the download") < 0)
+                return EXIT_RUNTIME;
+            fc_print_error(&j->c, err, blen);
+            return EXIT_RUNTIME;
+        }
+        if (type != FT_DATA || blen > size - pos) {
+            progress_end(&j->bar, false);
+            cli_err("%s: protocol error: %s", j->c.addr,
+                    type != FT_DATA ? "unexpected message during the download"
+                                    : "more data than the file's size");
+            return EXIT_RUNTIME;
+        }
+        while (blen > 0) {
+            size_t n = blen < READ_STEP ? blen : READ_STEP;
+            if (fc_body(&j->c, j->buf, n, "the download") < 0) {
+                progress_end(&j->bar, false);
+                cli_err("the download stopped after %llu of %llu bytes; run the same get again "
+                        "to resume", (unsigned long long)pos, (unsigned long long)size);
+                return EXIT_RUNTIME;
+            }
+            for (size_t off = 0; off < n;) {
+                ssize_t w = pwrite(j->fd, j->buf + off, n - off, (off_t)(pos + off));
+                if (w < 0 && errno == EINTR)
+                    continue;
+                if (w <= 0) {
+                    progress_end(&j->bar, false);
+                    cli_err("cannot write %s: %s", j->pname, w < 0 ? strerror(errno) : "no progress");
+                    return EXIT_RUNTIME;
+                }
+                off += (size_t)w;
+            }
+            if (EVP_DigestUpdate(j->md, j->buf, n) != 1)
+                return EXIT_RUNTIME;
+            pos += n;
+            blen -= n;
+            progress_update(&j->bar, pos);
+        }
+    }
+    uint8_t theirs[FILES_HASH], ours[FILES_HASH];
+    if (blen != FILES_HASH || pos != size) {
+        progress_end(&j->bar, false);
+        cli_err("%s: protocol error: GET_END after %llu of %llu bytes", j->c.addr,
+                (unsigned long long)pos, (unsigned long long)size);
+        return EXIT_RUNTIME;
+    }
+    if (fc_body(&j->c, theirs, FILES_HASH, "the end of the download") < 0 ||
+        EVP_DigestFinal_ex(j->md, ours, NULL) != 1) {
+        progress_end(&j->bar, false);
+        return EXIT_RUNTIME;
+    }
+    if (memcmp(theirs, ours, FILES_HASH) != 0) {
+        progress_end(&j->bar, false);
+        drop_partial(j, true);
+        cli_err("%s: checksum mismatch: what arrived is not the server's %s (damaged on the way, "
+                "or the file changed); nothing was written to %s", j->c.addr, j->remote, j->local);
+        return EXIT_RUNTIME;
+    }
+    /* Durable before visible: the data, then the name, then the
+     * directory entry. */
+    if (fsync(j->fd) < 0 || renameat(j->dirfd, j->pname, j->dirfd, j->base) < 0 ||
+        fsync(j->dirfd) < 0) {
+        progress_end(&j->bar, false);
+        cli_err("cannot put %s in place: %s", j->local, strerror(errno));
+        return EXIT_RUNTIME;
+    }
+    progress_end(&j->bar, true);
+    close(j->fd);
+    j->fd = -1; /* renamed: nothing left to drop */
+    return EXIT_OK;
+}
+
+int cmd_get(int argc, char **argv)
+{
+    files_cli o;
+    memset(&o, 0, sizeof o);
+    o.cmd = "get";
+    int rc = files_cli_parse(&o, argc, argv, 1, 2, false, usage);
+    if (rc != 0)
+        return rc > 0 ? EXIT_OK : EXIT_USAGE;
+    get_job j;
+    memset(&j, 0, sizeof j);
+    j.o = &o;
+    j.remote = o.args[0];
+    j.dirfd = j.fd = -1;
+    j.c.fd = -1;
+    char why[PROTO_ERROR_TEXT_MAX];
+    if (files_path_check(j.remote, strlen(j.remote), false, why, sizeof why) < 0) {
+        cli_err("bad REMOTE \"%s\": %s", j.remote, why);
+        return EXIT_USAGE;
+    }
+    int status = EXIT_RUNTIME;
+    if (local_path(&j) < 0)
+        goto out;
+    partial_name(&j);
+    j.md = EVP_MD_CTX_new();
+    j.buf = malloc(READ_STEP);
+    if (j.md == NULL || j.buf == NULL || EVP_DigestInit_ex(j.md, EVP_sha256(), NULL) != 1) {
+        cli_err("out of memory");
+        goto out;
+    }
+    if (open_partial(&j) < 0) {
+        /* Not ours to remove: another get may hold it. */
+        if (j.fd >= 0)
+            close(j.fd);
+        j.fd = -1;
+        goto out;
+    }
+    status = run(&j);
+    if (status != EXIT_OK)
+        drop_partial(&j, false); /* an empty partial is not worth keeping */
+out:
+    fc_close(&j.c);
+    if (j.fd >= 0)
+        close(j.fd);
+    if (j.dirfd >= 0)
+        close(j.dirfd);
+    EVP_MD_CTX_free(j.md);
+    free(j.buf);
+    return status;
+}

@@ -1,0 +1,59 @@
+/* fuzz_exec.c — libFuzzer target for the exec protocol's parsers: the
+ * REQUEST body (what is accepted re-encodes to exactly the input) and the
+ * hello of both directions (what is accepted names a valid service). */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../services/exec.h"
+#include "../services/proto.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    char why[PROTO_ERROR_TEXT_MAX];
+    exec_request req;
+    int rc = exec_parse_request(data, size, &req, why, sizeof why);
+    if (rc == 0) {
+        if (req.argc == 0 || req.argc > EXEC_ARGV_MAX || req.argv[req.argc] != NULL ||
+            req.argv[0][0] == '\0')
+            abort();
+        /* Re-encode: the layout has one form, so it must give back the input. */
+        uint8_t *out = malloc(size);
+        if (out == NULL)
+            abort();
+        size_t n = 0;
+        out[n++] = (uint8_t)req.flags;
+        proto_put32(out + n, req.timeout_ms);
+        proto_put16(out + n + 4, (uint16_t)req.argc);
+        n += 6;
+        for (size_t i = 0; i < req.argc; i++) {
+            size_t len = strlen(req.argv[i]);
+            if (n + 4 + len > size)
+                abort();
+            proto_put32(out + n, (uint32_t)len);
+            memcpy(out + n + 4, req.argv[i], len);
+            n += 4 + len;
+        }
+        if (n != size || memcmp(out, data, size) != 0)
+            abort();
+        free(out);
+        free(req.storage);
+    } else if (rc != -1 || req.storage != NULL || why[0] == '\0') {
+        abort();
+    }
+    for (int from_server = 0; from_server < 2; from_server++) {
+        char service[SK_AUTH_SERVICE_MAX + 1];
+        uint8_t nonce[SK_AUTH_NONCE];
+        if (proto_check_hello(data, size, from_server, service, nonce, why, sizeof why) == 0) {
+            size_t len = strlen(service);
+            if (len == 0 || len > SK_AUTH_SERVICE_MAX)
+                abort();
+            uint8_t again[PROTO_HELLO_MAX];
+            if (proto_hello(again, from_server, service, nonce) != size ||
+                memcmp(again, data, size) != 0)
+                abort();
+        }
+    }
+    return 0;
+}

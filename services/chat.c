@@ -1,0 +1,524 @@
+/* chat.c — the chat room (SPEC §5.3): a line-based room that works from nc,
+ * telnet and `sockit chat`. One loop owns a room, so the order in which that
+ * loop handles lines is the one order every member sees. A broadcast line is
+ * stored once (sk_shared) and queued by reference on every member; a member
+ * whose queue passes --max-queue is dropped, the room goes on.
+ *
+ * Not here: how members' lines are split (chat_input.c) and the nick table
+ * (chat_nicks.c). The exact line protocol is in docs/PROTOCOL.md. */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "chat.h"
+
+/* How long a dropped member gets to read the notice that it is being
+ * dropped (and what was queued before it) before its connection goes. */
+#define DROP_GRACE_MS 2000
+/* A refused line over --max-rate is answered at most this often, so that
+ * refusing a flood does not become a flood of refusals. */
+#define RATE_NOTICE_MS 1000
+/* /who answers in lines of at most about this many bytes. */
+#define WHO_LINE 1000
+
+static const char help_line[] =
+    "*** commands: /nick NAME (change your nick: 1-32 of A-Z a-z 0-9 _ -), /who (list members), "
+    "/me TEXT (an action), /quit (leave), /help (this); any other line goes to everyone "
+    "(start it with // to send a line that begins with /)";
+
+/* ------------------------------------------------------------ sending */
+
+/* Queues a line for one member only (copied: private lines are few). */
+static void tell(member *m, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void tell(member *m, const char *fmt, ...)
+{
+    char line[1200];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(line, sizeof line - 1, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return;
+    if ((size_t)n > sizeof line - 2)
+        n = (int)sizeof line - 2;
+    line[n++] = '\n';
+    /* A failure closed the connection already (budget) or it is closing. */
+    (void)sk_conn_send(m->conn, line, (size_t)n);
+    chat_check_queue(m);
+}
+
+void chat_check_queue(member *m)
+{
+    chat_room *r = m->room;
+    if (m->dropping || !m->in_room || sk_conn_queued(m->conn) <= r->ctx->max_queue)
+        return;
+    m->dropping = true;
+    m->drop_next = r->drops;
+    r->drops = m;
+}
+
+/* Drops every member whose queue passed the limit during the last
+ * broadcast. Their leave lines are broadcasts too and may drop more, so this
+ * runs until none is left — never inside a broadcast, whose order the leave
+ * lines would break. */
+void chat_run_drops(chat_room *r)
+{
+    if (r->broadcasting)
+        return;
+    while (r->drops) {
+        member *m = r->drops;
+        r->drops = m->drop_next;
+        m->drop_next = NULL;
+        char reason[120];
+        snprintf(reason, sizeof reason, "dropped: more than %zu bytes queued (not reading)",
+                 r->ctx->max_queue);
+        /* Best effort: the notice waits behind what the member did not read;
+         * the grace period bounds how long its queue is kept. */
+        char line[200];
+        int n = snprintf(line, sizeof line,
+                         "*** disconnected: you are not reading; more than %zu bytes were waiting "
+                         "for you\n",
+                         r->ctx->max_queue);
+        (void)sk_conn_send(m->conn, line, (size_t)n);
+        sk_conn_set_deadline(m->conn, DROP_GRACE_MS, "dropped: output queue full");
+        sk_conn_fail(m->conn, -ENOBUFS, reason);
+        chat_leave(m, "dropped: not reading");
+    }
+}
+
+void chat_broadcast(chat_room *r, const member *except, const chat_part *parts, int nparts)
+{
+    size_t len = 1; /* the "\n" */
+    for (int i = 0; i < nparts; i++)
+        len += parts[i].len;
+    sk_shared *s = NULL;
+    int err = sk_shared_new(len, &s);
+    if (err < 0) {
+        /* Out of budget: this line is lost for everyone alike, so the order
+         * still holds. Logged at most once a second. */
+        if (sk_loop_now(r->loop) - r->oom_logged_at >= 1000) {
+            r->oom_logged_at = sk_loop_now(r->loop);
+            sk_log(SK_LOG_WARN, "%s: a broadcast line was dropped: %s", r->ctx->name,
+                   sk_strerror(err));
+        }
+        return;
+    }
+    uint8_t *p = sk_shared_data(s);
+    for (int i = 0; i < nparts; i++) {
+        if (parts[i].len)
+            memcpy(p, parts[i].data, parts[i].len);
+        p += parts[i].len;
+    }
+    *p = '\n';
+    r->broadcasting++;
+    for (member *m = r->head; m != NULL; m = m->next) {
+        if (!m->in_room || m->dropping || m == except)
+            continue;
+        if (sk_conn_send_shared(m->conn, s, 0, len) == 0)
+            chat_check_queue(m);
+    }
+    r->broadcasting--;
+    sk_shared_unref(s);
+    chat_run_drops(r);
+}
+
+/* A notice to everyone but `except`: "*** " + text. */
+static void announce(chat_room *r, const member *except, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void announce(chat_room *r, const member *except, const char *fmt, ...)
+{
+    char text[300];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(text, sizeof text, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return;
+    if ((size_t)n >= sizeof text)
+        n = (int)sizeof text - 1;
+    chat_part parts[2] = {{"*** ", 4}, {text, (size_t)n}};
+    chat_broadcast(r, except, parts, 2);
+}
+
+/* ------------------------------------------------------ room events */
+
+/* Every change the room announces passes through these four functions: the
+ * seam where servers sharing a room through Redis (docs/DESIGN.md) would
+ * publish the event and apply it when Redis hands it back. */
+
+static void chat_apply_message(chat_room *r, const member *from, const char *nick, size_t nick_len,
+                               const uint8_t *text, size_t len, bool action)
+{
+    if (action) {
+        chat_part parts[4] = {{"* ", 2}, {nick, nick_len}, {" ", 1}, {text, len}};
+        chat_broadcast(r, from, parts, 4);
+    } else {
+        chat_part parts[3] = {{nick, nick_len}, {": ", 2}, {text, len}};
+        chat_broadcast(r, from, parts, 3);
+    }
+}
+
+static void chat_apply_join(chat_room *r, const member *who, const char *nick)
+{
+    announce(r, who, "%s joined", nick);
+}
+
+static void chat_apply_leave(chat_room *r, const char *nick, const char *why)
+{
+    if (r->closing)
+        return; /* everyone is leaving: no one to tell */
+    if (why != NULL)
+        announce(r, NULL, "%s left (%s)", nick, why);
+    else
+        announce(r, NULL, "%s left", nick);
+}
+
+static void chat_apply_rename(chat_room *r, const member *who, const char *old, const char *nick)
+{
+    announce(r, who, "%s is now %s", old, nick);
+}
+
+static void event_message(member *m, const uint8_t *text, size_t len, bool action)
+{
+    chat_apply_message(m->room, m, m->nick, strlen(m->nick), text, len, action);
+}
+
+/* ------------------------------------------------------ membership */
+
+static void join(member *m)
+{
+    chat_room *r = m->room;
+    chat_nick_guest(r, m);
+    m->in_room = true;
+    r->joined++;
+    tell(m,
+         "*** welcome to the chat, you are %s (commands: /nick NAME, /who, /me TEXT, /quit, "
+         "/help)",
+         m->nick);
+    chat_apply_join(r, m, m->nick);
+}
+
+void chat_leave(member *m, const char *why)
+{
+    chat_room *r = m->room;
+    if (!m->in_room)
+        return;
+    m->in_room = false;
+    r->joined--;
+    chat_nick_remove(r, m);
+    chat_apply_leave(r, m->nick, why);
+}
+
+/* ------------------------------------------------------------ commands */
+
+static void cmd_nick(member *m, const char *arg, size_t len)
+{
+    chat_room *r = m->room;
+    if (!chat_nick_valid(arg, len)) {
+        tell(m, "*** error: invalid nick \"%.*s%s\": use 1-%d of A-Z a-z 0-9 _ -",
+             (int)(len > 40 ? 40 : len), arg, len > 40 ? "..." : "", CHAT_NICK_MAX);
+        return;
+    }
+    member *other = chat_nick_find(r, arg, len);
+    if (other != NULL && other != m) {
+        tell(m, "*** error: nick %.*s is taken", (int)len, arg);
+        return;
+    }
+    if (other == m && memcmp(m->nick, arg, len) == 0) {
+        tell(m, "*** you are already %s", m->nick);
+        return;
+    }
+    char old[CHAT_NICK_MAX + 1];
+    memcpy(old, m->nick, sizeof old);
+    chat_nick_set(r, m, arg, len);
+    tell(m, "*** you are now %s", m->nick);
+    chat_apply_rename(r, m, old, m->nick);
+}
+
+/* /who: "*** members (N): a b c", split over several lines of the same form
+ * when long, so a client collects lines until it has N nicks. */
+static void cmd_who(member *m)
+{
+    chat_room *r = m->room;
+    char line[WHO_LINE + CHAT_NICK_MAX + 40];
+    int head = snprintf(line, sizeof line, "*** members (%u):", r->joined);
+    size_t n = (size_t)head;
+    for (member *o = r->head; o != NULL; o = o->next) {
+        if (!o->in_room)
+            continue;
+        size_t nl = strlen(o->nick);
+        if (n + 1 + nl > WHO_LINE && n > (size_t)head) {
+            tell(m, "%.*s", (int)n, line);
+            n = (size_t)head;
+        }
+        line[n++] = ' ';
+        memcpy(line + n, o->nick, nl);
+        n += nl;
+    }
+    tell(m, "%.*s", (int)n, line);
+}
+
+static void cmd_quit(member *m)
+{
+    tell(m, "*** bye");
+    m->quitting = true;
+    chat_leave(m, NULL);
+    sk_conn_close(m->conn);
+}
+
+/* Matches a command word, case-insensitively, that ends the line or is
+ * followed by a space; *arg receives what follows the spaces after it. */
+static bool is_cmd(const char *line, size_t len, const char *word, const char **arg,
+                   size_t *arg_len)
+{
+    size_t wl = strlen(word);
+    if (len < wl || strncasecmp(line, word, wl) != 0 || (len > wl && line[wl] != ' '))
+        return false;
+    size_t i = wl;
+    while (i < len && line[i] == ' ')
+        i++;
+    size_t end = len;
+    while (end > i && (line[end - 1] == ' ' || line[end - 1] == '\t'))
+        end--;
+    *arg = line + i;
+    *arg_len = end - i;
+    return true;
+}
+
+static void command(member *m, const char *line, size_t len)
+{
+    const char *arg;
+    size_t alen;
+    if (is_cmd(line, len, "/nick", &arg, &alen)) {
+        cmd_nick(m, arg, alen);
+    } else if (is_cmd(line, len, "/who", &arg, &alen)) {
+        cmd_who(m);
+    } else if (is_cmd(line, len, "/me", &arg, &alen)) {
+        if (alen == 0)
+            tell(m, "*** error: /me needs some text, as in: /me waves");
+        else
+            event_message(m, (const uint8_t *)arg, (size_t)(line + len - arg), true);
+    } else if (is_cmd(line, len, "/quit", &arg, &alen)) {
+        cmd_quit(m);
+    } else if (is_cmd(line, len, "/help", &arg, &alen)) {
+        tell(m, "%s", help_line);
+    } else {
+        size_t wl = 0;
+        while (wl < len && line[wl] != ' ' && wl < 40)
+            wl++;
+        tell(m, "*** error: unknown command %.*s; try /help", (int)wl, line);
+    }
+}
+
+/* Lines beyond --max-rate per second (a token bucket holding one second's
+ * worth, refilled continuously; counted in thousandths of a line). */
+static bool within_rate(member *m)
+{
+    chat_room *r = m->room;
+    unsigned rate = r->ctx->max_rate;
+    if (rate == 0)
+        return true;
+    uint64_t now = sk_loop_now(r->loop);
+    uint64_t cap = (uint64_t)rate * 1000u;
+    m->tokens += (now - m->refilled_at) * rate;
+    if (m->tokens > cap)
+        m->tokens = cap;
+    m->refilled_at = now;
+    if (m->tokens >= 1000) {
+        m->tokens -= 1000;
+        return true;
+    }
+    if (m->rate_told_at == 0 || now - m->rate_told_at >= RATE_NOTICE_MS) {
+        m->rate_told_at = now;
+        tell(m, "*** error: more than %u lines per second; lines are being refused", rate);
+    }
+    return false;
+}
+
+void chat_line(member *m, const uint8_t *line, size_t len)
+{
+    if (len > 0 && line[len - 1] == '\r')
+        len--;
+    if (len > m->room->ctx->max_line) {
+        chat_line_too_long(m);
+        return;
+    }
+    if (len == 0 || !m->in_room)
+        return;
+    if (!within_rate(m))
+        return;
+    if (line[0] == '/' && !(len > 1 && line[1] == '/'))
+        command(m, (const char *)line, len);
+    else if (line[0] == '/')
+        event_message(m, line + 1, len - 1, false);
+    else
+        event_message(m, line, len, false);
+}
+
+void chat_line_too_long(member *m)
+{
+    tell(m, "*** error: line longer than %zu bytes; not delivered", m->room->ctx->max_line);
+}
+
+/* ---------------------------------------------------------- callbacks */
+
+static void chat_open(sk_conn *c)
+{
+    svc_ctx *ctx = sk_conn_data(c);
+    chat_room *r = ctx->state;
+    svc_log_open(c);
+    member *m = calloc(1, sizeof *m);
+    if (m == NULL) {
+        /* No member: on_close must know, and no other callback runs on a
+         * failed connection. */
+        sk_conn_set_data(c, NULL);
+        sk_conn_fail(c, -ENOMEM, "out of memory");
+        return;
+    }
+    m->conn = c;
+    m->room = r;
+    m->tokens = (uint64_t)ctx->max_rate * 1000u;
+    m->refilled_at = sk_loop_now(r->loop);
+    m->prev = r->tail;
+    if (r->tail)
+        r->tail->next = m;
+    else
+        r->head = m;
+    r->tail = m;
+    sk_conn_set_data(c, m);
+    join(m);
+    chat_run_drops(r);
+}
+
+static void chat_message(sk_conn *c, const uint8_t *data, size_t len)
+{
+    member *m = sk_conn_data(c);
+    chat_input(m, data, len);
+    chat_run_drops(m->room);
+}
+
+/* The member shut down its sending side: a last line without "\n" still
+ * counts, then it leaves, and what is queued for it is still sent. */
+static void chat_eof(sk_conn *c)
+{
+    member *m = sk_conn_data(c);
+    chat_input_end(m);
+    chat_leave(m, NULL);
+    sk_conn_close(c);
+    chat_run_drops(m->room);
+}
+
+static void chat_close(sk_conn *c, int err)
+{
+    member *m = sk_conn_data(c);
+    if (m == NULL) {
+        sk_log(SK_LOG_WARN, "chat close %s in=%llu out=%llu reason=%s", sk_conn_peer(c),
+               (unsigned long long)sk_conn_bytes_in(c), (unsigned long long)sk_conn_bytes_out(c),
+               sk_conn_reason(c));
+        return;
+    }
+    chat_room *r = m->room;
+    if (m->in_room) {
+        const char *why = NULL;
+        if (err != 0)
+            why = sk_conn_reason(c)[0] ? sk_conn_reason(c) : sk_strerror(err);
+        chat_leave(m, why);
+    }
+    if (m->prev)
+        m->prev->next = m->next;
+    else
+        r->head = m->next;
+    if (m->next)
+        m->next->prev = m->prev;
+    else
+        r->tail = m->prev;
+    chat_input_free(m);
+    free(m);
+    sk_conn_set_data(c, r->ctx);
+    svc_log_close(c, err);
+    chat_run_drops(r);
+}
+
+static void chat_stream(sk_conn_callbacks *cbs)
+{
+    cbs->on_open = chat_open;
+    cbs->on_message = chat_message;
+    cbs->on_eof = chat_eof;
+    cbs->on_close = chat_close;
+}
+
+/* ------------------------------------------------------------ the room */
+
+static int chat_start(svc_ctx *ctx, sk_loop *loop, char *err, size_t errlen)
+{
+    chat_room *r = calloc(1, sizeof *r);
+    if (r == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    r->ctx = ctx;
+    r->loop = loop;
+    r->next_guest = 1;
+    if (chat_nicks_init(r) < 0) {
+        free(r);
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    ctx->state = r;
+    return 0;
+}
+
+/* SIGINT/SIGTERM: tell everyone and close every member gracefully, so the
+ * drain ends as soon as their queues are flushed instead of waiting out
+ * --drain-timeout for members that would never leave by themselves. */
+static void chat_drain(svc_ctx *ctx)
+{
+    chat_room *r = ctx->state;
+    if (r == NULL)
+        return;
+    r->closing = true;
+    for (member *m = r->head; m != NULL; m = m->next) {
+        if (!m->in_room)
+            continue;
+        tell(m, "*** disconnected: the server is shutting down");
+        chat_leave(m, NULL);
+        sk_conn_close(m->conn);
+    }
+    r->drops = NULL; /* all of them are closing anyway */
+}
+
+static void chat_stop(svc_ctx *ctx)
+{
+    chat_room *r = ctx->state;
+    if (r == NULL)
+        return;
+    /* The loop is gone: connections left were freed without on_close. */
+    while (r->head) {
+        member *m = r->head;
+        r->head = m->next;
+        chat_input_free(m);
+        free(m);
+    }
+    chat_nicks_free(r);
+    free(r);
+    ctx->state = NULL;
+}
+
+const svc_def svc_chat = {
+    .name = "chat",
+    .summary = "a line-based chat room (nc, telnet or sockit chat)",
+    .framing_choice = false,
+    .fixed_framing = SK_FRAMING_RAW,
+    .stream = chat_stream,
+    .datagram = NULL,
+    .max_line = CHAT_DEFAULT_MAX_LINE,
+    .one_loop = true,
+    .start = chat_start,
+    .drain = chat_drain,
+    .stop = chat_stop,
+};

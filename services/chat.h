@@ -1,0 +1,89 @@
+/* chat.h — what the files of the chat service share: the room, its members,
+ * and the functions each file provides to the others. Internal to
+ * services/chat*.c. */
+#ifndef SOCKIT_CHAT_H
+#define SOCKIT_CHAT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "services.h"
+
+/* SPEC §5.3: 1-32 of [A-Za-z0-9_-]. */
+#define CHAT_NICK_MAX 32
+/* Chat's own default --max-line: a chat line is a sentence, not a file, and
+ * every byte of it is stored for every member that has not read it yet. */
+#define CHAT_DEFAULT_MAX_LINE 4096u
+
+typedef struct chat_room chat_room;
+
+typedef struct member {
+    sk_conn *conn;
+    chat_room *room;
+    struct member *prev, *next; /* room->head: every member still connected, join order */
+    struct member *hnext;       /* nick table chain */
+    struct member *drop_next;   /* room->drops */
+    char nick[CHAT_NICK_MAX + 1];
+    bool in_room;  /* joined and not left: receives broadcasts, holds its nick */
+    bool dropping; /* queue over --max-queue: dropped after this broadcast */
+    bool quitting; /* sent /quit: later lines of the same read are ignored */
+    /* chat_input.c: a line that has not ended yet */
+    uint8_t *partial;
+    size_t partial_len, partial_cap;
+    bool skipping; /* discarding the rest of an over-long line */
+    bool timed;    /* a deadline for the started line is set */
+    /* --max-rate token bucket, in thousandths of a line */
+    uint64_t tokens, refilled_at, rate_told_at;
+} member;
+
+struct chat_room {
+    svc_ctx *ctx;
+    sk_loop *loop;
+    member *head, *tail;
+    unsigned joined;  /* members in_room */
+    member **nicks;   /* nick table: lower-cased FNV-1a, chained */
+    size_t nicks_cap; /* a power of two */
+    uint64_t next_guest;
+    member *drops;    /* to drop once the current broadcast ends */
+    int broadcasting; /* depth of chat_broadcast calls */
+    bool closing;     /* draining: leaves are not announced */
+    uint64_t oom_logged_at;
+};
+
+/* One piece of a line being assembled. */
+typedef struct chat_part {
+    const void *data;
+    size_t len;
+} chat_part;
+
+/* chat.c */
+/* Queues parts + "\n" on every member in the room except `except`, stored
+ * once and queued by reference. Members pushed over --max-queue are dropped
+ * after it. */
+void chat_broadcast(chat_room *r, const member *except, const chat_part *parts, int nparts);
+void chat_check_queue(member *m);
+void chat_run_drops(chat_room *r);
+void chat_leave(member *m, const char *why);
+/* One complete line from m, without "\n" (a "\r" before it is dropped). */
+void chat_line(member *m, const uint8_t *line, size_t len);
+void chat_line_too_long(member *m);
+
+/* chat_input.c: splits what a member sends into lines for chat_line(). */
+void chat_input(member *m, const uint8_t *data, size_t len);
+/* The member's input ended: a last line without "\n" still counts. */
+void chat_input_end(member *m);
+void chat_input_free(member *m);
+
+/* chat_nicks.c: nicks are unique in a room, compared without case. */
+int chat_nicks_init(chat_room *r);
+void chat_nicks_free(chat_room *r);
+bool chat_nick_valid(const char *name, size_t len);
+member *chat_nick_find(const chat_room *r, const char *name, size_t len);
+/* Gives m the first free guestN and enters it in the table. */
+void chat_nick_guest(chat_room *r, member *m);
+/* Renames m (in the table) to a valid name no one else holds. */
+void chat_nick_set(chat_room *r, member *m, const char *name, size_t len);
+void chat_nick_remove(chat_room *r, member *m);
+
+#endif

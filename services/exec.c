@@ -1,0 +1,1181 @@
+/* exec.c — the exec service (SPEC §5.4), the seed's remote command runner
+ * made safe: a hello, mutual HMAC-SHA256 authentication with a shared token,
+ * then commands run directly (a shell only with --allow-shell) in their own
+ * process group with a minimal environment, stdout and stderr streamed back
+ * as typed frames while they are produced, stdin forwarded, and the exit
+ * status at the end. Messages: docs/PROTOCOL.md ("exec").
+ *
+ * It runs on worker 0's loop only: SIGCHLD is process-wide and one loop
+ * reaps (sk_proc_init), and the work is in the children, not in the loop.
+ * Memory per connection is bounded: output waits in the child's pipe (we
+ * stop reading it) while the client is slow, and at most one stdin frame
+ * waits for the child's stdin pipe (we stop reading the client). */
+#include <errno.h>
+#include <fcntl.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <openssl/crypto.h>
+
+#include "exec.h"
+#include "proto.h"
+#include "services.h"
+
+#define SERVICE "exec"
+/* Largest STDOUT/STDERR payload: one read of a pipe (a pipe holds 64 KiB). */
+#define CHUNK (64u * 1024u)
+/* Output queued to one client above which its command's pipes are no longer
+ * read: the command then blocks on its full pipe, so a slow client costs
+ * this much server memory, not the command's whole output. Also the
+ * connection's high-water mark, so on_drain tells us when to resume. */
+#define OUT_HIGH (256u * 1024u)
+/* Pipe reads per readiness event, so one chatty command cannot starve the
+ * other connections of the loop. */
+#define READS_PER_EVENT 4
+/* After SIGTERM (timeout, client gone, output limit), SIGKILL follows this
+ * much later if the command is still there. */
+#define KILL_GRACE_MS 2000
+/* After the command's leader exited, how long its pipes may stay open
+ * (held by a process that escaped the group with setsid) before we stop
+ * reading them and report the exit. */
+#define EXIT_DRAIN_MS 2000
+/* Failed authentications are answered after a delay that doubles with each
+ * recent failure from the same address, up to a ceiling; an address is
+ * forgotten after a quiet minute. The table is small and fixed: when full,
+ * the least recently failing address makes room. */
+#define PENALTY_SLOTS 256
+#define PENALTY_BASE_MS 1000u
+#define PENALTY_MAX_MS 10000u
+#define PENALTY_FORGET_MS 60000u
+#define HOST_MAX 64
+
+typedef struct penalty {
+    char host[HOST_MAX];
+    unsigned fails;
+    uint64_t last;
+} penalty;
+
+struct exec_svc {
+    exec_opts o;
+    uint8_t token[SK_TOKEN_MAX];
+    size_t token_len;
+    char **allow;   /* NULL-terminated, or NULL: any program */
+    char **envp;    /* the commands' environment, NULL-terminated */
+    unsigned unauth; /* connections before AUTH_OK, at once */
+    unsigned procs;  /* commands not yet reaped */
+    penalty pen[PENALTY_SLOTS];
+    uint8_t chunk[CHUNK]; /* scratch for pipe reads: one loop, one at a time */
+    struct sess *sessions;
+};
+
+enum state {
+    S_HELLO,   /* waiting for the client's hello */
+    S_AUTH,    /* our hello and nonce sent; waiting for the client's proof */
+    S_DELAY,   /* the proof was wrong; the answer waits out the penalty */
+    S_READY,   /* authenticated; waiting for a REQUEST */
+    S_RUN,     /* a command runs (or its output is still being read) */
+    S_GONE     /* the client left; waiting for the command to be reaped */
+};
+
+enum timer_kind { T_NONE, T_DELAY, T_DEADLINE, T_KILL, T_DRAIN };
+
+typedef struct sess {
+    exec_svc *svc;
+    const svc_ctx *ctx;
+    sk_conn *conn;          /* NULL once the client has gone */
+    enum state state;
+    bool counted_unauth;
+    uint8_t nonce_s[SK_AUTH_NONCE];
+    sk_timer *timer;
+    enum timer_kind tkind;
+    /* the command */
+    sk_proc *proc;          /* NULL once reaped (or never) */
+    pid_t pgid;             /* its process group (the leader's pid) */
+    bool exited;
+    int status;
+    int fd_in, fd_out, fd_err;
+    sk_io *io_in, *io_out, *io_err;
+    bool pipes_paused;      /* client output over OUT_HIGH */
+    uint8_t *pend;          /* stdin bytes the pipe did not take yet */
+    size_t pend_len, pend_off;
+    bool stdin_eof;         /* close the child's stdin once pend is written */
+    bool close_after;       /* the client half-closed: close after this command */
+    uint64_t out_total;
+    uint64_t started;
+    uint32_t limit_ms;      /* its time limit; 0: none */
+    int end_code;           /* an ERROR to send instead of EXIT, or 0 */
+    char end_text[PROTO_ERROR_TEXT_MAX];
+    char what[120];         /* the command, for the log */
+    struct sess *prev, *next;
+} sess;
+
+static void maybe_finish(sess *s);
+
+/* ------------------------------------------------------------- helpers */
+
+static const char *peer(const sess *s) { return s->conn ? sk_conn_peer(s->conn) : "(gone)"; }
+
+static void send_error(sess *s, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+static void send_error(sess *s, int code, const char *fmt, ...)
+{
+    if (s->conn == NULL)
+        return;
+    uint8_t head[2] = {PT_ERROR, (uint8_t)code};
+    char text[PROTO_ERROR_TEXT_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(text, sizeof text, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        n = 0;
+    if ((size_t)n >= sizeof text)
+        n = (int)sizeof text - 1;
+    struct iovec iov[2] = {{head, 2}, {text, (size_t)n}};
+    (void)sk_conn_send_msgv(s->conn, iov, 2); /* failing: the connection is closing */
+}
+
+/* A peer that breaks the protocol is told why and dropped; whatever it was
+ * running is killed when the connection's on_close runs. */
+static void fail(sess *s, int code, int err, const char *why)
+{
+    send_error(s, code, "%s", why);
+    if (s->conn)
+        sk_conn_fail(s->conn, err, why);
+}
+
+/* Appends one byte of a command to a log text, escaped if it is not
+ * printable ASCII; false when it does not fit in room. */
+static bool put_escaped(char *out, size_t *n, size_t room, unsigned char c)
+{
+    bool plain = c >= 0x20 && c < 0x7f && c != '\\';
+    if (*n + (plain ? 1 : 4) > room)
+        return false;
+    if (plain)
+        out[(*n)++] = (char)c;
+    else
+        *n += (size_t)snprintf(out + *n, 5, "\\x%02x", c);
+    return true;
+}
+
+/* Log text for a command: its words, bytes outside printable ASCII
+ * escaped, cut with "..." where the buffer (at least 16 bytes) ends. */
+static void describe(char *out, size_t cap, char *const *argv, bool shell)
+{
+    size_t n = 0, room = cap - 4; /* keep 4 for "...\0" */
+    bool fits = true;
+    if (shell)
+        n += (size_t)snprintf(out, cap, "sh: ");
+    for (size_t i = 0; argv[i] && fits; i++) {
+        if (i > 0)
+            fits = put_escaped(out, &n, room, ' ');
+        for (const unsigned char *c = (const unsigned char *)argv[i]; *c && fits; c++)
+            fits = put_escaped(out, &n, room, *c);
+    }
+    memcpy(out + n, fits ? "" : "...", fits ? 1 : 4);
+}
+
+/* The address part of a peer's text ("1.2.3.4:5" -> "1.2.3.4", "[::1]:5"
+ * -> "[::1]"; every Unix peer is one local source). */
+static void host_of(const char *peer_text, char *out, size_t cap)
+{
+    if (strncmp(peer_text, "unix:", 5) == 0) {
+        snprintf(out, cap, "unix");
+        return;
+    }
+    const char *colon = strrchr(peer_text, ':');
+    size_t n = colon ? (size_t)(colon - peer_text) : strlen(peer_text);
+    if (n >= cap)
+        n = cap - 1;
+    memcpy(out, peer_text, n);
+    out[n] = '\0';
+}
+
+/* Records a failure from host and returns how long its answer waits. */
+static uint32_t penalty_add(exec_svc *svc, const char *host, uint64_t now)
+{
+    penalty *slot = NULL, *victim = NULL;
+    for (size_t i = 0; i < PENALTY_SLOTS; i++) {
+        penalty *p = &svc->pen[i];
+        if (p->fails > 0 && strcmp(p->host, host) == 0) {
+            slot = p;
+            break;
+        }
+        /* A free slot, else the address that failed longest ago. */
+        if (victim == NULL || (victim->fails != 0 && (p->fails == 0 || p->last < victim->last)))
+            victim = p;
+    }
+    if (slot == NULL) {
+        slot = victim;
+        memset(slot, 0, sizeof *slot);
+        snprintf(slot->host, sizeof slot->host, "%s", host);
+    } else if (now - slot->last > PENALTY_FORGET_MS) {
+        slot->fails = 0;
+    }
+    if (slot->fails < 16)
+        slot->fails++;
+    slot->last = now;
+    uint64_t ms = (uint64_t)PENALTY_BASE_MS << (slot->fails - 1);
+    return ms > PENALTY_MAX_MS ? PENALTY_MAX_MS : (uint32_t)ms;
+}
+
+static void start_timer(sess *s, enum timer_kind kind, uint64_t ms)
+{
+    s->tkind = kind;
+    sk_timer_start(s->timer, ms, 0);
+}
+
+static void stop_timer(sess *s)
+{
+    s->tkind = T_NONE;
+    sk_timer_stop(s->timer);
+}
+
+/* ------------------------------------------------------------- pipes */
+
+static void close_fd(int *fd, sk_io **io)
+{
+    if (*io) {
+        sk_io_free(*io);
+        *io = NULL;
+    }
+    if (*fd >= 0) {
+        close(*fd);
+        *fd = -1;
+    }
+}
+
+static void close_stdin(sess *s)
+{
+    bool was_pending = s->pend != NULL;
+    free(s->pend);
+    s->pend = NULL;
+    s->pend_len = s->pend_off = 0;
+    close_fd(&s->fd_in, &s->io_in);
+    /* Reading the client was paused while a stdin frame waited. */
+    if (was_pending && s->conn)
+        sk_conn_resume(s->conn);
+}
+
+static void set_pipes_events(sess *s, int events)
+{
+    if (s->io_out)
+        (void)sk_io_set_events(s->io_out, events);
+    if (s->io_err)
+        (void)sk_io_set_events(s->io_err, events);
+}
+
+/* SIGTERM to the whole group now, SIGKILL after the grace period. */
+static void kill_command(sess *s)
+{
+    if (s->proc == NULL || s->exited)
+        return;
+    (void)sk_proc_kill(s->proc, SIGTERM);
+    start_timer(s, T_KILL, KILL_GRACE_MS);
+}
+
+static void output_limit(sess *s)
+{
+    if (s->end_code == 0) {
+        s->end_code = PE_OUTPUT;
+        snprintf(s->end_text, sizeof s->end_text,
+                 "output limit reached (--max-output %llu bytes): command stopped",
+                 (unsigned long long)s->svc->o.max_output);
+    }
+    /* Our read ends close: the command gets EPIPE (or SIGPIPE) at its next
+     * write, and the group is signalled besides. */
+    close_fd(&s->fd_out, &s->io_out);
+    close_fd(&s->fd_err, &s->io_err);
+    kill_command(s);
+}
+
+static void on_pipe(sk_io *io, int fd, int ready, void *ud)
+{
+    (void)ready;
+    sess *s = ud;
+    bool is_out = io == s->io_out;
+    uint8_t type = is_out ? PT_EXEC_STDOUT : PT_EXEC_STDERR;
+    exec_svc *svc = s->svc;
+    for (int i = 0; i < READS_PER_EVENT && !s->pipes_paused; i++) {
+        size_t room = CHUNK;
+        uint64_t max = svc->o.max_output;
+        if (max) {
+            /* One byte more than is left: getting it means the limit is
+             * passed, not merely reached. */
+            uint64_t left = max > s->out_total ? max - s->out_total : 0;
+            if (left + 1 < room)
+                room = (size_t)left + 1;
+        }
+        ssize_t n = read(fd, svc->chunk, room);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return;
+        if (n <= 0) {
+            /* End of output (or a read error, which ends it the same way). */
+            if (is_out)
+                close_fd(&s->fd_out, &s->io_out);
+            else
+                close_fd(&s->fd_err, &s->io_err);
+            maybe_finish(s);
+            return;
+        }
+        size_t len = (size_t)n;
+        bool over = false;
+        if (max && s->out_total + len > max) {
+            len = (size_t)(max - s->out_total);
+            over = true;
+        }
+        if (len > 0) {
+            s->out_total += len;
+            struct iovec iov[2] = {{&type, 1}, {svc->chunk, len}};
+            if (sk_conn_send_msgv(s->conn, iov, 2) < 0)
+                return; /* the connection is closing; on_close cleans up */
+        }
+        if (over) {
+            output_limit(s);
+            return;
+        }
+        if (sk_conn_queued(s->conn) > OUT_HIGH) {
+            /* The client is slower than the command: leave the rest in the
+             * pipe until on_drain. */
+            s->pipes_paused = true;
+            set_pipes_events(s, 0);
+            return;
+        }
+    }
+}
+
+static void on_stdin_writable(sk_io *io, int fd, int ready, void *ud)
+{
+    (void)io;
+    (void)ready;
+    sess *s = ud;
+    while (s->pend_off < s->pend_len) {
+        ssize_t n = write(fd, s->pend + s->pend_off, s->pend_len - s->pend_off);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return;
+        if (n < 0) {
+            close_stdin(s); /* EPIPE: the command closed its stdin */
+            return;
+        }
+        s->pend_off += (size_t)n;
+    }
+    free(s->pend);
+    s->pend = NULL;
+    s->pend_len = s->pend_off = 0;
+    sk_io_free(s->io_in);
+    s->io_in = NULL;
+    if (s->conn)
+        sk_conn_resume(s->conn);
+    if (s->stdin_eof)
+        close_stdin(s);
+}
+
+/* One STDIN frame for the command. What the pipe does not take at once is
+ * kept (one frame at most: reading the client pauses until it is written),
+ * so stdin costs bounded memory however fast the client sends. */
+static void feed_stdin(sess *s, const uint8_t *data, size_t len)
+{
+    if (s->fd_in < 0 || s->stdin_eof)
+        return; /* the command closed its stdin, or ended: discard */
+    size_t off = 0;
+    while (off < len) {
+        ssize_t n = write(s->fd_in, data + off, len - off);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            break;
+        if (n < 0) {
+            close_stdin(s);
+            return;
+        }
+        off += (size_t)n;
+    }
+    if (off == len)
+        return;
+    s->pend = malloc(len - off);
+    if (s->pend == NULL || sk_io_new(sk_conn_loop(s->conn), s->fd_in, SK_WRITABLE,
+                                     on_stdin_writable, s, &s->io_in) < 0) {
+        free(s->pend);
+        s->pend = NULL;
+        fail(s, PE_PROTOCOL, -ENOMEM, "server out of memory");
+        return;
+    }
+    memcpy(s->pend, data + off, len - off);
+    s->pend_len = len - off;
+    s->pend_off = 0;
+    sk_conn_pause(s->conn);
+}
+
+/* ------------------------------------------------------------ commands */
+
+static void sess_destroy(sess *s)
+{
+    close_fd(&s->fd_out, &s->io_out);
+    close_fd(&s->fd_err, &s->io_err);
+    close_fd(&s->fd_in, &s->io_in);
+    free(s->pend);
+    sk_timer_free(s->timer);
+    if (s->proc) {
+        /* Only exec_svc_free destroys a session whose command runs. */
+        sk_proc_free(s->proc);
+    }
+    if (s->prev)
+        s->prev->next = s->next;
+    else
+        s->svc->sessions = s->next;
+    if (s->next)
+        s->next->prev = s->prev;
+    free(s);
+}
+
+static void on_exit_cb(sk_proc *p, int status, void *ud)
+{
+    sess *s = ud;
+    sk_proc_free(p);
+    s->proc = NULL;
+    s->exited = true;
+    s->status = status;
+    s->svc->procs--;
+    if (s->tkind == T_KILL || s->tkind == T_DEADLINE)
+        stop_timer(s);
+    close_stdin(s);
+    if (s->state == S_GONE) {
+        sess_destroy(s);
+        return;
+    }
+    if (s->fd_out >= 0 || s->fd_err >= 0)
+        start_timer(s, T_DRAIN, EXIT_DRAIN_MS);
+    maybe_finish(s);
+}
+
+/* The command is over once its leader has been reaped and both output pipes
+ * have ended: then the client gets EXIT (or the ERROR that stopped it), and
+ * the connection is ready for another REQUEST. */
+static void maybe_finish(sess *s)
+{
+    if (s->state != S_RUN || !s->exited || s->fd_out >= 0 || s->fd_err >= 0)
+        return;
+    stop_timer(s);
+    double secs = (double)(sk_loop_now(sk_conn_loop(s->conn)) - s->started) / 1000.0;
+    const svc_ctx *ctx = s->ctx;
+    if (s->end_code) {
+        send_error(s, s->end_code, "%s", s->end_text);
+        if (!ctx->quiet)
+            sk_log(SK_LOG_INFO, "%s %s done: %s (%.3f s, %llu bytes out)", ctx->name, peer(s),
+                   proto_error_name(s->end_code), secs, (unsigned long long)s->out_total);
+    } else {
+        bool sig = WIFSIGNALED(s->status);
+        int value = sig ? WTERMSIG(s->status) : WEXITSTATUS(s->status);
+        uint8_t msg[3] = {PT_EXEC_EXIT, sig ? 1 : 0, (uint8_t)value};
+        (void)sk_conn_send_msg(s->conn, msg, sizeof msg);
+        if (!ctx->quiet)
+            sk_log(SK_LOG_INFO, "%s %s done: %s %d (%.3f s, %llu bytes out)", ctx->name, peer(s),
+                   sig ? "signal" : "exit", value, secs, (unsigned long long)s->out_total);
+    }
+    s->state = S_READY;
+    s->pgid = 0;
+    s->exited = false;
+    s->end_code = 0;
+    s->out_total = 0;
+    s->pipes_paused = false;
+    s->stdin_eof = false;
+    if (s->close_after)
+        sk_conn_close(s->conn);
+}
+
+static bool allowed(const exec_svc *svc, const char *prog)
+{
+    if (svc->allow == NULL)
+        return true;
+    /* Exact match only: "ls" allows "ls" found through the fixed PATH, and
+     * "/bin/ls" allows that file. Matching base names would let "ls" admit
+     * "/tmp/anything/ls". */
+    for (size_t i = 0; svc->allow[i]; i++)
+        if (strcmp(svc->allow[i], prog) == 0)
+            return true;
+    return false;
+}
+
+static void run_request(sess *s, const uint8_t *body, size_t len)
+{
+    exec_svc *svc = s->svc;
+    exec_request req;
+    char why[PROTO_ERROR_TEXT_MAX];
+    int rc = exec_parse_request(body, len, &req, why, sizeof why);
+    if (rc == -2) {
+        fail(s, PE_PROTOCOL, -ENOMEM, "server out of memory");
+        return;
+    }
+    if (rc < 0) {
+        fail(s, PE_PROTOCOL, -EPROTO, why);
+        return;
+    }
+    bool shell = req.flags & PROTO_EXEC_SHELL;
+    char *sh_argv[4] = {"/bin/sh", "-c", req.argv[0], NULL};
+    char *const *argv = shell ? sh_argv : req.argv;
+    describe(s->what, sizeof s->what, req.argv, shell);
+    const svc_ctx *ctx = s->ctx;
+    if (shell && !svc->o.allow_shell) {
+        send_error(s, PE_DENIED, "shell commands are not allowed on this server "
+                                 "(it would need --allow-shell)");
+        sk_log(SK_LOG_WARN, "%s %s refused (no --allow-shell): %s", ctx->name, peer(s), s->what);
+        goto out;
+    }
+    if (!shell && !allowed(svc, req.argv[0])) {
+        char prog[80];
+        describe(prog, sizeof prog, (char *const[]){req.argv[0], NULL}, false);
+        send_error(s, PE_DENIED, "%s is not allowed on this server (--allow)", prog);
+        sk_log(SK_LOG_WARN, "%s %s refused (not in --allow): %s", ctx->name, peer(s), s->what);
+        goto out;
+    }
+    if (svc->procs >= svc->o.max_procs) {
+        send_error(s, PE_BUSY, "too many commands running (--max-procs %u); try again later",
+                   svc->o.max_procs);
+        sk_log(SK_LOG_WARN, "%s %s refused (max-procs %u reached): %s", ctx->name, peer(s),
+               svc->o.max_procs, s->what);
+        goto out;
+    }
+    sk_proc_opts po = {
+        .argv = (const char *const *)argv,
+        .envp = (const char *const *)svc->envp,
+        .cwd = svc->o.cwd,
+        .flags = SK_PROC_NEW_PGROUP | SK_PROC_KILL_GROUP_ON_EXIT,
+    };
+    sk_loop *loop = sk_conn_loop(s->conn);
+    rc = sk_proc_spawn(loop, &po, on_exit_cb, s, &s->proc);
+    if (rc < 0) {
+        char prog[80];
+        describe(prog, sizeof prog, (char *const[]){argv[0], NULL}, false);
+        send_error(s, PE_NORUN, "could not run %s: %s", prog, sk_strerror(rc));
+        if (!ctx->quiet)
+            sk_log(SK_LOG_INFO, "%s %s could not run %s: %s", ctx->name, peer(s), s->what,
+                   sk_strerror(rc));
+        goto out;
+    }
+    svc->procs++;
+    s->pgid = sk_proc_pid(s->proc);
+    s->state = S_RUN;
+    s->started = sk_loop_now(loop);
+    s->fd_in = po.stdin_fd;
+    s->fd_out = po.stdout_fd;
+    s->fd_err = po.stderr_fd;
+    if (!ctx->quiet)
+        sk_log(SK_LOG_INFO, "%s %s run pid %d: %s", ctx->name, peer(s), (int)s->pgid, s->what);
+    if (sk_io_new(loop, s->fd_out, SK_READABLE, on_pipe, s, &s->io_out) < 0 ||
+        sk_io_new(loop, s->fd_err, SK_READABLE, on_pipe, s, &s->io_err) < 0) {
+        /* Cannot watch its output: stop it rather than let it block. */
+        close_fd(&s->fd_out, &s->io_out);
+        close_fd(&s->fd_err, &s->io_err);
+        s->end_code = PE_NORUN;
+        snprintf(s->end_text, sizeof s->end_text, "server out of memory");
+        (void)sk_proc_kill(s->proc, SIGKILL);
+    }
+    if (req.flags & PROTO_EXEC_NO_STDIN)
+        close_stdin(s);
+    uint32_t limit = svc->o.timeout_ms;
+    if (req.timeout_ms && (limit == 0 || req.timeout_ms < limit))
+        limit = req.timeout_ms;
+    s->limit_ms = limit;
+    if (limit)
+        start_timer(s, T_DEADLINE, limit);
+out:
+    free(req.storage);
+}
+
+static void on_timer(sk_timer *t, void *ud)
+{
+    (void)t;
+    sess *s = ud;
+    enum timer_kind kind = s->tkind;
+    s->tkind = T_NONE;
+    switch (kind) {
+    case T_DELAY:
+        /* The penalty has been served: now the client learns it failed. */
+        send_error(s, PE_AUTH, "authentication failed");
+        if (s->conn)
+            sk_conn_fail(s->conn, -EACCES, "authentication failed");
+        break;
+    case T_DEADLINE:
+        s->end_code = PE_TIMEOUT;
+        snprintf(s->end_text, sizeof s->end_text, "timed out after %.1f s: command stopped",
+                 s->limit_ms / 1000.0);
+        kill_command(s);
+        break;
+    case T_KILL:
+        if (s->proc && !s->exited)
+            (void)sk_proc_kill(s->proc, SIGKILL);
+        break;
+    case T_DRAIN:
+        if (s->pipes_paused) {
+            /* The client is still catching up: the pipes are not held open
+             * by a stray process, only unread. Look again later. */
+            start_timer(s, T_DRAIN, EXIT_DRAIN_MS);
+            break;
+        }
+        close_fd(&s->fd_out, &s->io_out);
+        close_fd(&s->fd_err, &s->io_err);
+        maybe_finish(s);
+        break;
+    case T_NONE:
+        break;
+    }
+}
+
+/* ------------------------------------------------------------ handshake */
+
+static void on_hello(sess *s, const uint8_t *data, size_t len)
+{
+    char service[SK_AUTH_SERVICE_MAX + 1], why[PROTO_ERROR_TEXT_MAX];
+    int code = proto_check_hello(data, len, false, service, NULL, why, sizeof why);
+    if (code != 0) {
+        fail(s, code, -EPROTO, why);
+        return;
+    }
+    if (strcmp(service, SERVICE) != 0) {
+        char text[PROTO_ERROR_TEXT_MAX];
+        snprintf(text, sizeof text, "wrong service: this is %s, not %s", SERVICE, service);
+        fail(s, PE_HELLO, -EPROTO, text);
+        return;
+    }
+    if (sk_random(s->nonce_s, sizeof s->nonce_s) < 0) {
+        fail(s, PE_PROTOCOL, -EIO, "server cannot draw a random nonce");
+        return;
+    }
+    uint8_t hello[PROTO_HELLO_MAX];
+    size_t n = proto_hello(hello, true, SERVICE, s->nonce_s);
+    (void)sk_conn_send_msg(s->conn, hello, n);
+    s->state = S_AUTH;
+}
+
+static void on_auth(sess *s, const uint8_t *data, size_t len)
+{
+    exec_svc *svc = s->svc;
+    if (data[0] != PT_AUTH || len != PROTO_AUTH_LEN) {
+        fail(s, PE_PROTOCOL, -EPROTO, "expected an authentication message");
+        return;
+    }
+    const uint8_t *nonce_c = data + 1, *proof = data + 1 + SK_AUTH_NONCE;
+    uint8_t want[SK_AUTH_PROOF], ours[SK_AUTH_PROOF];
+    if (sk_auth_proof(svc->token, svc->token_len, "client", SERVICE, s->nonce_s, nonce_c,
+                      want) < 0 ||
+        sk_auth_proof(svc->token, svc->token_len, "server", SERVICE, s->nonce_s, nonce_c,
+                      ours) < 0) {
+        fail(s, PE_PROTOCOL, -EIO, "server cannot compute proofs");
+        return;
+    }
+    int ok = sk_auth_equal(want, proof, SK_AUTH_PROOF);
+    OPENSSL_cleanse(want, sizeof want);
+    const svc_ctx *ctx = s->ctx;
+    if (!ok) {
+        OPENSSL_cleanse(ours, sizeof ours);
+        /* One attempt per connection; the answer waits, longer for an
+         * address that keeps failing, and the connection still counts
+         * against --max-unauth meanwhile: guessing stays slow. */
+        char host[HOST_MAX];
+        host_of(sk_conn_peer(s->conn), host, sizeof host);
+        sk_loop *loop = sk_conn_loop(s->conn);
+        uint32_t delay = penalty_add(svc, host, sk_loop_now(loop));
+        sk_log(SK_LOG_WARN, "%s %s authentication failed (answer delayed %.1f s)", ctx->name,
+               peer(s), delay / 1000.0);
+        s->state = S_DELAY;
+        sk_conn_pause(s->conn);
+        sk_conn_set_deadline(s->conn, 0, NULL);
+        start_timer(s, T_DELAY, delay);
+        return;
+    }
+    uint8_t msg[PROTO_AUTH_OK_LEN];
+    msg[0] = PT_AUTH_OK;
+    memcpy(msg + 1, ours, SK_AUTH_PROOF);
+    OPENSSL_cleanse(ours, sizeof ours);
+    (void)sk_conn_send_msg(s->conn, msg, sizeof msg);
+    s->state = S_READY;
+    s->counted_unauth = false;
+    svc->unauth--;
+    sk_conn_set_deadline(s->conn, 0, NULL);
+    sk_conn_set_max_msg(s->conn, 0); /* back to the listener's max (EXEC_MAX_FRAME) */
+    if (!ctx->quiet)
+        sk_log(SK_LOG_INFO, "%s %s authenticated", ctx->name, peer(s));
+}
+
+/* ------------------------------------------------------------ callbacks */
+
+static void exec_open(sk_conn *c)
+{
+    const svc_ctx *ctx = sk_conn_data(c);
+    exec_svc *svc = ctx->state;
+    sess *s = calloc(1, sizeof *s);
+    if (s == NULL || sk_timer_new(sk_conn_loop(c), on_timer, s, &s->timer) < 0) {
+        free(s);
+        sk_conn_set_data(c, NULL);
+        sk_conn_abort(c, -ENOMEM);
+        return;
+    }
+    s->svc = svc;
+    s->ctx = ctx;
+    s->conn = c;
+    s->fd_in = s->fd_out = s->fd_err = -1;
+    s->next = svc->sessions;
+    if (svc->sessions)
+        svc->sessions->prev = s;
+    svc->sessions = s;
+    sk_conn_set_data(c, s);
+    if (!ctx->quiet)
+        sk_log(SK_LOG_INFO, "%s open %s", ctx->name, sk_conn_peer(c));
+    if (svc->unauth >= svc->o.max_unauth) {
+        sk_log(SK_LOG_WARN, "%s %s refused: %u connections waiting to authenticate "
+               "(--max-unauth)", ctx->name, sk_conn_peer(c), svc->unauth);
+        fail(s, PE_BUSY, -EBUSY, "too many connections waiting to authenticate; try later");
+        return;
+    }
+    svc->unauth++;
+    s->counted_unauth = true;
+    /* Before authentication a stranger may send only small frames, and must
+     * finish the handshake in bounded time however it trickles bytes. */
+    sk_conn_set_max_msg(c, PROTO_PREAUTH_MAX);
+    sk_conn_set_deadline(c, svc->o.handshake_ms, "handshake timeout");
+}
+
+static void exec_message(sk_conn *c, const uint8_t *data, size_t len)
+{
+    sess *s = sk_conn_data(c);
+    if (s == NULL)
+        return;
+    if (len == 0) {
+        fail(s, PE_PROTOCOL, -EPROTO, "empty message");
+        return;
+    }
+    switch (s->state) {
+    case S_HELLO:
+        on_hello(s, data, len);
+        return;
+    case S_AUTH:
+        on_auth(s, data, len);
+        return;
+    case S_DELAY:
+    case S_GONE:
+        return;
+    case S_READY:
+        if (data[0] == PT_EXEC_REQUEST)
+            run_request(s, data + 1, len - 1);
+        else if (data[0] != PT_EXEC_STDIN && data[0] != PT_EXEC_STDIN_EOF)
+            fail(s, PE_PROTOCOL, -EPROTO, "expected a request");
+        /* stdin left over from a command that already ended: dropped */
+        return;
+    case S_RUN:
+        if (data[0] == PT_EXEC_STDIN) {
+            feed_stdin(s, data + 1, len - 1);
+        } else if (data[0] == PT_EXEC_STDIN_EOF && len == 1) {
+            s->stdin_eof = true;
+            if (s->pend == NULL)
+                close_stdin(s);
+        } else {
+            fail(s, PE_PROTOCOL, -EPROTO, "unexpected message while a command runs");
+        }
+        return;
+    }
+}
+
+static void exec_drain(sk_conn *c)
+{
+    sess *s = sk_conn_data(c);
+    if (s != NULL && s->pipes_paused) {
+        s->pipes_paused = false;
+        set_pipes_events(s, SK_READABLE);
+    }
+}
+
+/* The client's side of the connection ended. TCP cannot tell a half-close
+ * from a client that went away, and a command left running for a client
+ * that is gone would run on unseen, so a running command is stopped
+ * (SIGTERM, then SIGKILL) as if the client had vanished; the protocol's
+ * STDIN_EOF is how a client ends the input and keeps the command. A client
+ * that did only half-close still gets the rest of the output and the exit
+ * status, then the connection closes. */
+static void exec_eof(sk_conn *c)
+{
+    sess *s = sk_conn_data(c);
+    if (s != NULL && s->state == S_RUN) {
+        s->close_after = true;
+        close_stdin(s);
+        s->stdin_eof = true;
+        if (s->tkind != T_KILL)
+            kill_command(s);
+        return;
+    }
+    sk_conn_close(c);
+}
+
+/* A frame over the limit (before authentication: 4 KiB): say so in the
+ * protocol before the library's lingering close. */
+static void exec_error(sk_conn *c, int err)
+{
+    (void)err;
+    sess *s = sk_conn_data(c);
+    if (s != NULL)
+        send_error(s, PE_PROTOCOL, "%s", sk_conn_reason(c));
+}
+
+static void exec_close(sk_conn *c, int err)
+{
+    sess *s = sk_conn_data(c);
+    const char *reason = sk_conn_reason(c);
+    if (reason[0] == '\0')
+        reason = err ? sk_strerror(err) : "closed";
+    const svc_ctx *ctx = s ? s->ctx : NULL;
+    if (ctx == NULL || !ctx->quiet || (err != 0 && err != -ETIMEDOUT))
+        sk_log(err && err != -ETIMEDOUT ? SK_LOG_WARN : SK_LOG_INFO,
+               "%s close %s in=%llu out=%llu reason=%s", ctx ? ctx->name : SERVICE,
+               sk_conn_peer(c), (unsigned long long)sk_conn_bytes_in(c),
+               (unsigned long long)sk_conn_bytes_out(c), reason);
+    if (s == NULL)
+        return;
+    if (s->counted_unauth)
+        s->svc->unauth--;
+    s->conn = NULL;
+    if (s->state == S_RUN && !s->exited) {
+        /* Nobody is left to read the output: the command goes, whole group. */
+        s->state = S_GONE;
+        close_fd(&s->fd_out, &s->io_out);
+        close_fd(&s->fd_err, &s->io_err);
+        close_stdin(s);
+        if (s->tkind != T_KILL)
+            kill_command(s);
+        return;
+    }
+    sess_destroy(s);
+}
+
+static void exec_stream(sk_conn_callbacks *cbs)
+{
+    cbs->on_open = exec_open;
+    cbs->on_message = exec_message;
+    cbs->on_drain = exec_drain;
+    cbs->on_eof = exec_eof;
+    cbs->on_error = exec_error;
+    cbs->on_close = exec_close;
+}
+
+/* Requests and stdin frames up to EXEC_MAX_FRAME (or less with --max-frame);
+ * our own high-water mark, so that on_drain means "read the pipes again". */
+static void exec_stream_opts(sk_stream_opts *o)
+{
+    if (o->max_frame == 0 || o->max_frame > EXEC_MAX_FRAME)
+        o->max_frame = EXEC_MAX_FRAME;
+    o->out_high_water = OUT_HIGH;
+    o->out_low_water = OUT_HIGH / 4;
+}
+
+/* On worker 0's thread, before any worker thread exists. */
+static int exec_start(svc_ctx *ctx, sk_loop *loop, char *err, size_t errlen)
+{
+    int rc = sk_proc_init(loop);
+    if (rc < 0) {
+        snprintf(err, errlen, "exec: cannot watch child processes: %s", sk_strerror(rc));
+        return -1;
+    }
+    /* Orphans of the commands (a daemonising grandchild) are re-parented to
+     * us rather than to init: they stay ours to reap, never zombies of
+     * someone else, and never unnoticed. */
+    if (prctl(PR_SET_CHILD_SUBREAPER, 1) < 0) {
+        snprintf(err, errlen, "exec: cannot become a child subreaper: %s", strerror(errno));
+        return -1;
+    }
+    /* Writing to a command's stdin after it exited must be an EPIPE error,
+     * not a SIGPIPE that kills the server. Process-wide, the application's
+     * choice; commands get SIG_DFL back (sk_proc resets every signal). */
+    struct sigaction ign;
+    memset(&ign, 0, sizeof ign);
+    ign.sa_handler = SIG_IGN;
+    sigemptyset(&ign.sa_mask);
+    sigaction(SIGPIPE, &ign, NULL);
+    exec_svc *svc;
+    if (exec_svc_new(ctx->exec, &svc, err, errlen) < 0)
+        return -1;
+    ctx->state = svc;
+    return 0;
+}
+
+static void exec_stop(svc_ctx *ctx)
+{
+    exec_svc_free(ctx->state);
+    ctx->state = NULL;
+}
+
+const svc_def svc_exec = {
+    .name = "exec",
+    .summary = "runs commands for clients that hold the token (sockit exec)",
+    .framing_choice = false,
+    .fixed_framing = SK_FRAMING_FRAME,
+    .stream = exec_stream,
+    .datagram = NULL,
+    .one_loop = true,
+    .start = exec_start,
+    .stop = exec_stop,
+    .stream_opts = exec_stream_opts,
+};
+
+/* ------------------------------------------------------------ set-up */
+
+void exec_opts_init(exec_opts *o)
+{
+    memset(o, 0, sizeof *o);
+    o->max_procs = EXEC_DEFAULT_MAX_PROCS;
+    o->max_unauth = EXEC_DEFAULT_MAX_UNAUTH;
+    o->handshake_ms = PROTO_HANDSHAKE_MS;
+}
+
+static void free_list(char **list)
+{
+    if (list == NULL)
+        return;
+    for (size_t i = 0; list[i]; i++)
+        free(list[i]);
+    free(list);
+}
+
+/* Splits "a,b,c" into a NULL-terminated list; empty items are an error. */
+static int split_list(const char *text, const char *what, char ***out, char *err, size_t errlen)
+{
+    size_t n = 1;
+    for (const char *p = text; *p; p++)
+        n += *p == ',';
+    char **list = calloc(n + 1, sizeof *list);
+    if (list == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    const char *p = text;
+    for (size_t i = 0; i < n; i++) {
+        const char *end = strchr(p, ',');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        if (len == 0) {
+            snprintf(err, errlen, "%s: empty name in \"%s\"", what, text);
+            free_list(list);
+            return -1;
+        }
+        list[i] = strndup(p, len);
+        if (list[i] == NULL) {
+            snprintf(err, errlen, "out of memory");
+            free_list(list);
+            return -1;
+        }
+        p = end ? end + 1 : p + len;
+    }
+    *out = list;
+    return 0;
+}
+
+static bool env_name_ok(const char *name)
+{
+    if (!((*name >= 'A' && *name <= 'Z') || (*name >= 'a' && *name <= 'z') || *name == '_'))
+        return false;
+    for (const char *c = name + 1; *c; c++)
+        if (!((*c >= 'A' && *c <= 'Z') || (*c >= 'a' && *c <= 'z') || (*c >= '0' && *c <= '9') ||
+              *c == '_'))
+            return false;
+    return true;
+}
+
+static int add_env(char ***envp, size_t *n, size_t cap, const char *name, const char *value)
+{
+    size_t nlen = strlen(name);
+    char *entry = malloc(nlen + 1 + strlen(value) + 1);
+    if (entry == NULL)
+        return -1;
+    sprintf(entry, "%s=%s", name, value);
+    for (size_t i = 0; i < *n; i++) {
+        if (strncmp((*envp)[i], name, nlen) == 0 && (*envp)[i][nlen] == '=') {
+            free((*envp)[i]); /* --pass-env overrides a default */
+            (*envp)[i] = entry;
+            return 0;
+        }
+    }
+    if (*n + 1 >= cap) {
+        free(entry);
+        return -1;
+    }
+    (*envp)[(*n)++] = entry;
+    return 0;
+}
+
+/* PATH (fixed), HOME and LANG (the server's, or defaults), then every
+ * --pass-env variable the server has. Nothing else of the server's
+ * environment reaches a command. */
+static int build_env(const exec_opts *o, char ***out, char *err, size_t errlen)
+{
+    char **names = NULL;
+    if (o->pass_env && split_list(o->pass_env, "--pass-env", &names, err, errlen) < 0)
+        return -1;
+    size_t extra = 0;
+    for (size_t i = 0; names && names[i]; i++) {
+        if (!env_name_ok(names[i])) {
+            snprintf(err, errlen, "--pass-env: \"%s\" is not a variable name", names[i]);
+            free_list(names);
+            return -1;
+        }
+        extra++;
+    }
+    size_t cap = 3 + extra + 1, n = 0;
+    char **envp = calloc(cap, sizeof *envp);
+    if (envp == NULL) {
+        free_list(names);
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    const char *home = getenv("HOME");
+    if (home == NULL || home[0] == '\0') {
+        struct passwd *pw = getpwuid(getuid());
+        home = pw && pw->pw_dir ? pw->pw_dir : "/";
+    }
+    const char *lang = getenv("LANG");
+    int rc = add_env(&envp, &n, cap, "PATH", EXEC_SAFE_PATH);
+    rc |= add_env(&envp, &n, cap, "HOME", home);
+    rc |= add_env(&envp, &n, cap, "LANG", lang && lang[0] ? lang : "C.UTF-8");
+    for (size_t i = 0; names && names[i]; i++) {
+        const char *v = getenv(names[i]);
+        if (v != NULL)
+            rc |= add_env(&envp, &n, cap, names[i], v);
+    }
+    free_list(names);
+    if (rc != 0) {
+        free_list(envp);
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    *out = envp;
+    return 0;
+}
+
+int exec_check_opts(const exec_opts *o, char *err, size_t errlen)
+{
+    exec_svc *svc;
+    if (exec_svc_new(o, &svc, err, errlen) < 0)
+        return -1;
+    exec_svc_free(svc);
+    return 0;
+}
+
+int exec_svc_new(const exec_opts *o, exec_svc **out, char *err, size_t errlen)
+{
+    if (o->token_file == NULL) {
+        snprintf(err, errlen, "exec needs --token-file FILE (a secret of at least %d bytes, "
+                 "mode 600)", SK_TOKEN_MIN);
+        return -1;
+    }
+    if (o->allow_shell && o->allow) {
+        snprintf(err, errlen, "--allow-shell and --allow do not mix: a shell runs any program");
+        return -1;
+    }
+    if (o->max_procs == 0 || o->max_unauth == 0) {
+        snprintf(err, errlen, "--max-procs and --max-unauth must be at least 1");
+        return -1;
+    }
+    if (o->cwd) {
+        struct stat st;
+        if (stat(o->cwd, &st) < 0 || !S_ISDIR(st.st_mode) || access(o->cwd, X_OK) < 0) {
+            snprintf(err, errlen, "--cwd %s: not a directory the server can enter", o->cwd);
+            return -1;
+        }
+    }
+    exec_svc *svc = calloc(1, sizeof *svc);
+    if (svc == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    svc->o = *o;
+    char why[300];
+    if (sk_token_load(o->token_file, svc->token, sizeof svc->token, &svc->token_len, why,
+                      sizeof why) < 0) {
+        snprintf(err, errlen, "exec: %s", why);
+        goto fail;
+    }
+    if (o->allow && split_list(o->allow, "--allow", &svc->allow, err, errlen) < 0)
+        goto fail;
+    if (build_env(o, &svc->envp, err, errlen) < 0)
+        goto fail;
+    *out = svc;
+    return 0;
+fail:
+    exec_svc_free(svc);
+    return -1;
+}
+
+void exec_svc_free(exec_svc *svc)
+{
+    if (svc == NULL)
+        return;
+    while (svc->sessions) {
+        sess *s = svc->sessions;
+        svc->sessions = s->next;
+        /* The loop is gone, and with it the connection, the watchers and
+         * the process handle; the group id is still ours to signal (its
+         * leader has not been reaped: nobody reaps any more). */
+        if (s->proc != NULL && s->pgid > 0) /* not reaped: the pointer is stale, the id is not */
+            (void)kill(-s->pgid, SIGKILL);
+        if (s->fd_in >= 0)
+            close(s->fd_in);
+        if (s->fd_out >= 0)
+            close(s->fd_out);
+        if (s->fd_err >= 0)
+            close(s->fd_err);
+        free(s->pend);
+        sk_timer_free(s->timer);
+        free(s);
+    }
+    OPENSSL_cleanse(svc->token, sizeof svc->token);
+    free_list(svc->allow);
+    free_list(svc->envp);
+    free(svc);
+}
+
+int exec_demo_token(const char *path, char *err, size_t errlen)
+{
+    uint8_t raw[32];
+    char text[sizeof raw * 2 + 2];
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        if (errno == EEXIST)
+            return 0;
+        snprintf(err, errlen, "cannot create the exec token file %s: %s", path, strerror(errno));
+        return -1;
+    }
+    int rc = sk_random(raw, sizeof raw);
+    if (rc == 0) {
+        for (size_t i = 0; i < sizeof raw; i++)
+            snprintf(text + 2 * i, 3, "%02x", raw[i]);
+        text[sizeof raw * 2] = '\n';
+        size_t len = sizeof raw * 2 + 1, off = 0;
+        while (off < len) {
+            ssize_t n = write(fd, text + off, len - off);
+            if (n < 0 && errno == EINTR)
+                continue;
+            if (n <= 0) {
+                rc = -errno;
+                break;
+            }
+            off += (size_t)n;
+        }
+    }
+    OPENSSL_cleanse(raw, sizeof raw);
+    OPENSSL_cleanse(text, sizeof text);
+    if (close(fd) < 0 && rc == 0)
+        rc = -errno;
+    if (rc < 0) {
+        unlink(path);
+        snprintf(err, errlen, "cannot write the exec token file %s: %s", path, sk_strerror(rc));
+        return -1;
+    }
+    return 1;
+}

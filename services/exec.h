@@ -1,0 +1,77 @@
+/* exec.h — `sockit serve exec` (services/exec.c): the options the command
+ * line fills, the service object shared by the exec listeners, and the
+ * request parser (a pure function, so it can be fuzzed on its own). */
+#ifndef SOCKIT_EXEC_H
+#define SOCKIT_EXEC_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define EXEC_DEFAULT_MAX_PROCS 64u
+#define EXEC_DEFAULT_MAX_UNAUTH 64u
+/* After authentication: the largest request or stdin frame. Linux caps one
+ * argument at 128 KiB; 1 MiB of arguments is more than any command line
+ * needs and bounds what one client makes the server copy. */
+#define EXEC_MAX_FRAME (1024u * 1024u)
+/* Arguments in one request (each costs a pointer in the child's argv). */
+#define EXEC_ARGV_MAX 4096u
+/* The fixed PATH of every command unless --pass-env PATH. */
+#define EXEC_SAFE_PATH "/usr/local/bin:/usr/bin:/bin"
+
+typedef struct exec_opts {
+    const char *token_file;  /* required */
+    bool allow_shell;        /* requests may carry a /bin/sh -c string */
+    const char *allow;       /* "CMD,CMD,...": the only argv[0]s allowed; NULL: any */
+    uint32_t timeout_ms;     /* per command; 0: none */
+    uint64_t max_output;     /* stdout + stderr bytes per command; 0: no limit */
+    unsigned max_procs;      /* commands running at once */
+    const char *cwd;         /* working directory of commands; NULL: the server's */
+    const char *pass_env;    /* "NAME,NAME,...": variables passed on */
+    unsigned max_unauth;     /* connections not yet authenticated, at once */
+    uint32_t handshake_ms;   /* hello + authentication deadline */
+} exec_opts;
+
+typedef struct exec_svc exec_svc;
+
+void exec_opts_init(exec_opts *o);
+
+/* Checks the options as the service will use them — the token file (which
+ * must exist, hold at least 16 bytes and be private to its owner), --cwd,
+ * the lists — without keeping anything: what `sockit serve` does before it
+ * starts anything, so a bad option is a usage error. Returns 0, or -1 with
+ * one sentence in err. */
+int exec_check_opts(const exec_opts *o, char *err, size_t errlen);
+
+/* Prepares the service: loads the token, builds the commands' environment
+ * (PATH, HOME, LANG and --pass-env), parses the lists. Returns 0, or -1
+ * with one sentence in err. */
+int exec_svc_new(const exec_opts *o, exec_svc **out, char *err, size_t errlen);
+
+/* Kills (SIGKILL, whole process group) every command still running, closes
+ * their pipes and frees the service. Called after the loop it ran on has
+ * been freed (its connections, watchers and process handles are gone by
+ * then, so none of them is touched). NULL: nothing. */
+void exec_svc_free(exec_svc *svc);
+
+/* Creates the demo set's token file at path if there is none: 32 random
+ * bytes as 64 hex digits and a newline, mode 0600. Returns 1 if it was
+ * created, 0 if a file was already there, -1 with err on failure. */
+int exec_demo_token(const char *path, char *err, size_t errlen);
+
+/* A parsed REQUEST (payload without its type byte). argv points into
+ * storage, which the caller frees. */
+typedef struct exec_request {
+    unsigned flags;       /* PROTO_EXEC_* */
+    uint32_t timeout_ms;  /* the client's limit; 0: none */
+    size_t argc;
+    char **argv;          /* argc strings, NULL-terminated */
+    void *storage;        /* one allocation holding argv and the strings */
+} exec_request;
+
+/* Parses a REQUEST body. Returns 0, or -1 with why (a sentence) for a
+ * malformed one; -2 if out of memory. */
+int exec_parse_request(const uint8_t *body, size_t len, exec_request *req, char *why,
+                       size_t whylen);
+
+#endif

@@ -1,0 +1,499 @@
+/* files.c — the files service (SPEC §5.5): its set-up (the root held open,
+ * the token, the sweeper of expired partial uploads), one session per
+ * connection, and the dispatch of each message to the handshake
+ * (files_auth.c), LIST and STAT (files_list.c) or PUT and GET
+ * (files_xfer.c). Messages: docs/PROTOCOL.md section 9.
+ *
+ * It runs on every worker: the service object is shared by their threads
+ * (its counters are atomic, the penalty table and the session list sit
+ * behind mutexes, the root descriptor is only ever used with *at() calls,
+ * which share no state); a session belongs to its connection's loop. */
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <openssl/crypto.h>
+
+#include "files_int.h"
+
+/* ------------------------------------------------------------- options */
+
+void files_opts_init(files_opts *o)
+{
+    memset(o, 0, sizeof *o);
+    o->partial_ttl_s = FILES_DEFAULT_PARTIAL_TTL_S;
+    o->max_unauth = FILES_DEFAULT_MAX_UNAUTH;
+    o->handshake_ms = PROTO_HANDSHAKE_MS;
+}
+
+/* True if every address the listener would bind is a loopback one, or it
+ * is a Unix socket: only then may a files server go without a token. */
+static bool addr_is_local(const sk_addr *a)
+{
+    if (a->kind == SK_ADDR_UNIX)
+        return true;
+    if (a->kind != SK_ADDR_TCP)
+        return false;
+    struct sockaddr_storage ss[8];
+    socklen_t sl[8];
+    int n = sk_addr_resolve(a, 1, ss, sl, 8, NULL, 0);
+    if (n <= 0)
+        return false;
+    for (int i = 0; i < n; i++) {
+        if (ss[i].ss_family == AF_INET) {
+            const struct sockaddr_in *in = (const struct sockaddr_in *)&ss[i];
+            if ((ntohl(in->sin_addr.s_addr) >> 24) != 127)
+                return false;
+        } else if (ss[i].ss_family == AF_INET6) {
+            const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)&ss[i];
+            const uint8_t *b = in6->sin6_addr.s6_addr;
+            static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+            bool v4_loop = memcmp(b, mapped, 12) == 0 && b[12] == 127;
+            if (!IN6_IS_ADDR_LOOPBACK(&in6->sin6_addr) && !v4_loop)
+                return false;
+        } else {
+            return false;
+        }
+    }
+    return true;
+}
+
+int files_check_opts(const files_opts *o, const sk_addr *const *addrs, int naddrs, char *err,
+                     size_t errlen)
+{
+    if (o->root == NULL) {
+        snprintf(err, errlen, "files needs --root DIR (the directory it serves)");
+        return -1;
+    }
+    int fd = open(o->root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) {
+        snprintf(err, errlen, "--root %s: %s", o->root,
+                 errno == ENOTDIR ? "not a directory" : strerror(errno));
+        return -1;
+    }
+    close(fd);
+    if (o->partial_ttl_s == 0) {
+        snprintf(err, errlen, "--partial-ttl must be at least 1 second");
+        return -1;
+    }
+    if (o->max_unauth == 0) {
+        snprintf(err, errlen, "--max-unauth must be at least 1");
+        return -1;
+    }
+    if (o->token_file != NULL) {
+        uint8_t token[SK_TOKEN_MAX];
+        size_t len;
+        char why[300];
+        int rc = sk_token_load(o->token_file, token, sizeof token, &len, why, sizeof why);
+        OPENSSL_cleanse(token, sizeof token);
+        if (rc < 0) {
+            snprintf(err, errlen, "files: %s", why);
+            return -1;
+        }
+        return 0;
+    }
+    for (int i = 0; i < naddrs; i++) {
+        if (!addr_is_local(addrs[i])) {
+            char text[300];
+            sk_addr_format(addrs[i], text, sizeof text);
+            snprintf(err, errlen, "files on %s needs --token-file FILE: without a token anyone "
+                     "who can reach it could read and write below %s (only loopback and "
+                     "Unix sockets may go without)", text, o->root);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+int files_demo_root(const char *path, char *err, size_t errlen)
+{
+    if (mkdir(path, 0755) == 0)
+        return 1;
+    struct stat st;
+    if (errno == EEXIST && stat(path, &st) == 0 && S_ISDIR(st.st_mode))
+        return 0;
+    snprintf(err, errlen, "cannot create the files root %s: %s", path,
+             errno == EEXIST ? "a file of that name is in the way" : strerror(errno));
+    return -1;
+}
+
+/* ------------------------------------------------------------- helpers */
+
+static const char *peer(const fsess *s) { return sk_conn_peer(s->conn); }
+
+void files_send_error(fsess *s, int code, const char *fmt, ...)
+{
+    uint8_t head[2] = {PT_ERROR, (uint8_t)code};
+    char text[PROTO_ERROR_TEXT_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(text, sizeof text, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        n = 0;
+    if ((size_t)n >= sizeof text)
+        n = (int)sizeof text - 1;
+    struct iovec iov[2] = {{head, 2}, {text, (size_t)n}};
+    (void)sk_conn_send_msgv(s->conn, iov, 2); /* failing: the connection is closing */
+}
+
+void files_fail(fsess *s, const char *why)
+{
+    files_send_error(s, PE_PROTOCOL, "%s", why);
+    sk_conn_fail(s->conn, -EPROTO, why);
+}
+
+void files_describe(char *out, size_t cap, const char *path)
+{
+    size_t n = 0;
+    for (const unsigned char *c = (const unsigned char *)path; *c && n + 5 < cap; c++) {
+        if (*c >= 0x20 && *c < 0x7f && *c != '\\')
+            out[n++] = (char)*c;
+        else
+            n += (size_t)snprintf(out + n, cap - n, "\\x%02x", *c);
+    }
+    out[n] = '\0';
+}
+
+void files_refuse_path(fsess *s, const char *op, const char *why)
+{
+    files_send_error(s, FE_BADPATH, "%s", why);
+    sk_log(SK_LOG_WARN, "%s %s %s refused: %s", s->ctx->name, peer(s), op, why);
+}
+
+void files_schedule_step(fsess *s)
+{
+    s->tkind = FT_STEP;
+    sk_timer_start(s->timer, 0, 0);
+}
+
+void files_done(fsess *s)
+{
+    s->state = FS_READY;
+    if (s->close_after)
+        sk_conn_close(s->conn);
+}
+
+static void on_timer(sk_timer *t, void *ud)
+{
+    (void)t;
+    fsess *s = ud;
+    enum fs_timer kind = s->tkind;
+    s->tkind = FT_NONE;
+    if (kind == FT_DELAY) {
+        files_auth_delay_done(s);
+    } else if (kind == FT_STEP) {
+        if (s->state == FS_LIST)
+            files_list_step(s);
+        else if (s->state == FS_HASHING || s->state == FS_GET)
+            files_xfer_step(s);
+    }
+}
+
+/* ------------------------------------------------------------ requests */
+
+void files_request(fsess *s, const uint8_t *msg, size_t len)
+{
+    uint8_t type = msg[0];
+    const uint8_t *body = msg + 1;
+    size_t blen = len - 1;
+    if (s->state == FS_PUT_SKIP) {
+        /* A failed upload's tail: its DATA and PUT_END are dropped; any
+         * other message is the next request. */
+        if (type == FT_DATA || type == FT_PUT_FROM)
+            return;
+        s->state = FS_READY;
+        if (type == FT_PUT_END)
+            return;
+    }
+    switch (s->state) {
+    case FS_PUT_SKIP:
+    case FS_READY:
+        switch (type) {
+        case FT_LIST: files_list(s, body, blen); return;
+        case FT_STAT: files_stat(s, body, blen); return;
+        case FT_PUT: files_put(s, body, blen); return;
+        case FT_GET: files_get(s, body, blen); return;
+        case FT_DATA:
+        case FT_PUT_FROM:
+        case FT_PUT_END: files_fail(s, "no upload is in progress"); return;
+        default: break;
+        }
+        {
+            char why[80];
+            snprintf(why, sizeof why, "unknown request type 0x%02x", type);
+            files_fail(s, why);
+        }
+        return;
+    case FS_PUT_FROM:
+        if (type == FT_PUT_FROM)
+            files_put_from(s, body, blen);
+        else
+            files_fail(s, "expected PUT_FROM after PUT_READY");
+        return;
+    case FS_PUT_DATA:
+        if (type == FT_DATA)
+            files_put_data(s, body, blen);
+        else if (type == FT_PUT_END)
+            files_put_end(s, body, blen);
+        else
+            files_fail(s, "expected DATA or PUT_END during an upload");
+        return;
+    case FS_HASHING:
+    case FS_GET:
+    case FS_LIST:
+        files_fail(s, "a request arrived before the answer to the last one ended");
+        return;
+    case FS_HELLO:
+    case FS_AUTH:
+    case FS_DELAY:
+        return; /* handled by the caller */
+    }
+}
+
+/* ------------------------------------------------------------ callbacks */
+
+static void files_open_cb(sk_conn *c)
+{
+    const svc_ctx *ctx = sk_conn_data(c);
+    files_svc *svc = ctx->state;
+    fsess *s = calloc(1, sizeof *s);
+    if (s == NULL || sk_timer_new(sk_conn_loop(c), on_timer, s, &s->timer) < 0) {
+        free(s);
+        sk_conn_set_data(c, NULL);
+        sk_conn_abort(c, -ENOMEM);
+        return;
+    }
+    s->svc = svc;
+    s->ctx = ctx;
+    s->conn = c;
+    s->fd = s->dirfd = -1;
+    pthread_mutex_lock(&svc->sess_mu);
+    s->next = svc->sessions;
+    if (svc->sessions)
+        svc->sessions->prev = s;
+    svc->sessions = s;
+    pthread_mutex_unlock(&svc->sess_mu);
+    sk_conn_set_data(c, s);
+    if (!ctx->quiet)
+        sk_log(SK_LOG_INFO, "%s open %s", ctx->name, peer(s));
+    unsigned before = atomic_fetch_add(&svc->unauth, 1);
+    s->counted_unauth = true;
+    if (before >= svc->o.max_unauth) {
+        sk_log(SK_LOG_WARN, "%s %s refused: %u connections in the handshake (--max-unauth)",
+               ctx->name, peer(s), before);
+        files_send_error(s, PE_BUSY, "too many connections waiting to authenticate; try later");
+        sk_conn_fail(c, -EBUSY, "too many connections in the handshake");
+        return;
+    }
+    /* Before the handshake is over a stranger may send only small frames,
+     * and must finish in bounded time however it trickles its bytes. */
+    sk_conn_set_max_msg(c, PROTO_PREAUTH_MAX);
+    sk_conn_set_deadline(c, svc->o.handshake_ms, "handshake timeout");
+}
+
+static void files_message(sk_conn *c, const uint8_t *data, size_t len)
+{
+    fsess *s = sk_conn_data(c);
+    if (s == NULL)
+        return;
+    if (len == 0) {
+        files_fail(s, "empty message");
+        return;
+    }
+    switch (s->state) {
+    case FS_HELLO: files_on_hello(s, data, len); return;
+    case FS_AUTH: files_on_auth(s, data, len); return;
+    case FS_DELAY: return;
+    default: files_request(s, data, len); return;
+    }
+}
+
+static void files_drain(sk_conn *c)
+{
+    fsess *s = sk_conn_data(c);
+    /* The next chunk or batch waits for the next iteration: queued from
+     * here it would be written in this same flush, and a fast reader
+     * would then keep the loop to itself. */
+    if (s != NULL && (s->state == FS_GET || s->state == FS_LIST) && s->tkind == FT_NONE)
+        files_schedule_step(s);
+}
+
+/* The client's side ended. A download or listing still owed to a client
+ * that only half-closed is finished first; an upload cut short is left as
+ * a partial file for a resume. */
+static void files_eof(sk_conn *c)
+{
+    fsess *s = sk_conn_data(c);
+    if (s == NULL) {
+        sk_conn_close(c);
+        return;
+    }
+    if (s->state == FS_GET || s->state == FS_LIST || (s->state == FS_HASHING && s->kind == FX_GET)) {
+        s->close_after = true;
+        return;
+    }
+    if (s->kind == FX_PUT)
+        files_xfer_end(s, true);
+    sk_conn_close(c);
+}
+
+/* A frame over the limit: say so in the protocol before the lingering
+ * close. */
+static void files_error_cb(sk_conn *c, int err)
+{
+    (void)err;
+    fsess *s = sk_conn_data(c);
+    if (s != NULL)
+        files_send_error(s, PE_PROTOCOL, "%s", sk_conn_reason(c));
+}
+
+static void sess_free(fsess *s)
+{
+    files_xfer_end(s, true);
+    files_list_end(s);
+    sk_timer_free(s->timer);
+    free(s);
+}
+
+static void files_close_cb(sk_conn *c, int err)
+{
+    fsess *s = sk_conn_data(c);
+    const char *reason = sk_conn_reason(c);
+    if (reason[0] == '\0')
+        reason = err ? sk_strerror(err) : "closed";
+    const svc_ctx *ctx = s ? s->ctx : NULL;
+    if (ctx == NULL || !ctx->quiet || (err != 0 && err != -ETIMEDOUT))
+        sk_log(err && err != -ETIMEDOUT ? SK_LOG_WARN : SK_LOG_INFO,
+               "%s close %s in=%llu out=%llu reason=%s", ctx ? ctx->name : FILES_SERVICE,
+               sk_conn_peer(c), (unsigned long long)sk_conn_bytes_in(c),
+               (unsigned long long)sk_conn_bytes_out(c), reason);
+    if (s == NULL)
+        return;
+    files_svc *svc = s->svc;
+    if (s->counted_unauth)
+        atomic_fetch_sub(&svc->unauth, 1);
+    pthread_mutex_lock(&svc->sess_mu);
+    if (s->prev)
+        s->prev->next = s->next;
+    else
+        svc->sessions = s->next;
+    if (s->next)
+        s->next->prev = s->prev;
+    pthread_mutex_unlock(&svc->sess_mu);
+    sess_free(s);
+}
+
+static void files_stream(sk_conn_callbacks *cbs)
+{
+    cbs->on_open = files_open_cb;
+    cbs->on_message = files_message;
+    cbs->on_drain = files_drain;
+    cbs->on_eof = files_eof;
+    cbs->on_error = files_error_cb;
+    cbs->on_close = files_close_cb;
+}
+
+/* The protocol fixes the frame sizes (a client's DATA is up to 256 KiB),
+ * whatever --max-frame says; on_drain below the low-water mark asks for
+ * the next chunk of a download or batch of a listing. */
+static void files_stream_opts(sk_stream_opts *o)
+{
+    o->max_frame = FILES_IN_MAX;
+    o->out_high_water = FILES_QUEUE_HIGH;
+    o->out_low_water = FILES_QUEUE_HIGH / 4;
+}
+
+/* ------------------------------------------------------------ start, stop */
+
+static void svc_free(files_svc *svc)
+{
+    if (svc == NULL)
+        return;
+    files_sweeper_stop(svc->sweeper);
+    /* Sessions left when a loop was freed without a drain: their loop,
+     * connection and timer heap are gone; only their own resources are. */
+    while (svc->sessions) {
+        fsess *s = svc->sessions;
+        svc->sessions = s->next;
+        sess_free(s);
+    }
+    files_root_close(&svc->root);
+    OPENSSL_cleanse(svc->token, sizeof svc->token);
+    pthread_mutex_destroy(&svc->pen_mu);
+    pthread_mutex_destroy(&svc->sess_mu);
+    free(svc);
+}
+
+static int files_start(svc_ctx *ctx, sk_loop *loop, char *err, size_t errlen)
+{
+    (void)loop;
+    files_svc *svc = calloc(1, sizeof *svc);
+    if (svc == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    svc->o = *ctx->files;
+    svc->root.fd = -1;
+    pthread_mutex_init(&svc->pen_mu, NULL);
+    pthread_mutex_init(&svc->sess_mu, NULL);
+    atomic_init(&svc->unauth, 0);
+    atomic_init(&svc->transfers, 0);
+    /* A switch for tests and for systems where openat2 misbehaves: the
+     * walk is then used even where openat2 would work. */
+    const char *no2 = getenv("SOCKIT_NO_OPENAT2");
+    bool no_openat2 = no2 != NULL && no2[0] != '\0' && strcmp(no2, "0") != 0;
+    if (files_root_open(&svc->root, svc->o.root, no_openat2, err, errlen) < 0)
+        goto fail;
+    if (svc->o.token_file != NULL) {
+        char why[300];
+        if (sk_token_load(svc->o.token_file, svc->token, sizeof svc->token, &svc->token_len, why,
+                          sizeof why) < 0) {
+            snprintf(err, errlen, "%s", why);
+            goto fail;
+        }
+        svc->auth = true;
+    }
+    if (!svc->o.read_only) {
+        svc->sweeper = files_sweeper_start(svc, err, errlen);
+        if (svc->sweeper == NULL)
+            goto fail;
+    }
+    if (svc->root.use_openat2)
+        sk_log(SK_LOG_INFO, "files: serving %s%s (confined by openat2 RESOLVE_BENEATH)",
+               svc->o.root, svc->o.read_only ? " read-only" : "");
+    else
+        sk_log(SK_LOG_INFO, "files: serving %s%s (%s: paths are walked one component at a "
+               "time and symbolic links are refused)", svc->o.root,
+               svc->o.read_only ? " read-only" : "", svc->root.why_fallback);
+    ctx->state = svc;
+    return 0;
+fail:
+    svc_free(svc);
+    return -1;
+}
+
+static void files_stop(svc_ctx *ctx)
+{
+    svc_free(ctx->state);
+    ctx->state = NULL;
+}
+
+const svc_def svc_files = {
+    .name = "files",
+    .summary = "file transfer below --root (sockit put, get, ls)",
+    .framing_choice = false,
+    .fixed_framing = SK_FRAMING_FRAME,
+    .stream = files_stream,
+    .datagram = NULL,
+    .one_loop = false,
+    .start = files_start,
+    .stop = files_stop,
+    .stream_opts = files_stream_opts,
+};

@@ -1,0 +1,43 @@
+/* files.h — `sockit serve files` (services/files*.c): the options the
+ * command line fills and the checks and set-up it runs before starting.
+ * The protocol is services/files_proto.h; the service's insides are
+ * services/files_int.h. */
+#ifndef SOCKIT_FILES_H
+#define SOCKIT_FILES_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "sockit.h"
+
+#define FILES_DEFAULT_PARTIAL_TTL_S (24u * 3600u)
+#define FILES_DEFAULT_MAX_UNAUTH 64u
+/* The demo set's root (SPEC §5.0), created if missing. */
+#define FILES_DEMO_ROOT "sockit-files"
+
+typedef struct files_opts {
+    const char *root;         /* required: the directory served */
+    const char *token_file;   /* NULL: no authentication (loopback and Unix only) */
+    bool read_only;           /* refuse uploads; change nothing on disk */
+    uint64_t max_file_size;   /* largest upload; 0: no limit but the disk's */
+    uint32_t partial_ttl_s;   /* unfinished uploads untouched this long are removed */
+    unsigned max_unauth;      /* connections still in the handshake, at once */
+    uint32_t handshake_ms;    /* hello (+ authentication) deadline */
+} files_opts;
+
+void files_opts_init(files_opts *o);
+
+/* Checks the options as the service will use them — the root (an existing
+ * directory), the token file, and that every listener without a token is
+ * on loopback or a Unix socket (anyone who can reach the port could read
+ * and write the files otherwise) — without keeping anything. addrs are the
+ * files listeners' addresses. Returns 0, or -1 with one sentence in err. */
+int files_check_opts(const files_opts *o, const sk_addr *const *addrs, int naddrs, char *err,
+                     size_t errlen);
+
+/* Creates the demo set's root directory (mode 0755) if missing. Returns 1
+ * if created, 0 if it was there, -1 with err on failure. */
+int files_demo_root(const char *path, char *err, size_t errlen);
+
+#endif

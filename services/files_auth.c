@@ -1,0 +1,169 @@
+/* files_auth.c — the start of a files connection: the typed protocols'
+ * hello (proto.h) and, when the server has a token, the same mutual
+ * HMAC-SHA256 authentication as exec (docs/PROTOCOL.md 7.3, service name
+ * "files"). Without a token (allowed on loopback and Unix sockets only)
+ * the server's hello carries no nonce and requests follow at once.
+ * Failed proofs are answered after a delay that doubles for an address
+ * that keeps failing; the table of addresses is shared by the workers. */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <openssl/crypto.h>
+
+#include "files_int.h"
+
+/* The delay before "authentication failed": 1 s, doubled with each recent
+ * failure from the same address, at most 10 s; an address is forgotten
+ * after a quiet minute. */
+#define PENALTY_BASE_MS 1000u
+#define PENALTY_MAX_MS 10000u
+#define PENALTY_FORGET_MS 60000u
+
+/* The address part of a peer's text ("1.2.3.4:5" -> "1.2.3.4"; every Unix
+ * peer is one local source). */
+static void host_of(const char *peer_text, char *out, size_t cap)
+{
+    if (strncmp(peer_text, "unix:", 5) == 0) {
+        snprintf(out, cap, "unix");
+        return;
+    }
+    const char *colon = strrchr(peer_text, ':');
+    size_t n = colon ? (size_t)(colon - peer_text) : strlen(peer_text);
+    if (n >= cap)
+        n = cap - 1;
+    memcpy(out, peer_text, n);
+    out[n] = '\0';
+}
+
+/* Records a failure from host and returns how long its answer waits. The
+ * table is fixed: when full, the address that failed longest ago goes. */
+static uint32_t penalty_add(files_svc *svc, const char *host, uint64_t now)
+{
+    pthread_mutex_lock(&svc->pen_mu);
+    files_penalty *slot = NULL, *victim = NULL;
+    for (size_t i = 0; i < FILES_PENALTY_SLOTS; i++) {
+        files_penalty *p = &svc->pen[i];
+        if (p->fails > 0 && strcmp(p->host, host) == 0) {
+            slot = p;
+            break;
+        }
+        if (victim == NULL || (victim->fails != 0 && (p->fails == 0 || p->last < victim->last)))
+            victim = p;
+    }
+    if (slot == NULL) {
+        slot = victim;
+        memset(slot, 0, sizeof *slot);
+        snprintf(slot->host, sizeof slot->host, "%s", host);
+    } else if (now - slot->last > PENALTY_FORGET_MS) {
+        slot->fails = 0;
+    }
+    if (slot->fails < 16)
+        slot->fails++;
+    slot->last = now;
+    uint64_t ms = (uint64_t)PENALTY_BASE_MS << (slot->fails - 1);
+    pthread_mutex_unlock(&svc->pen_mu);
+    return ms > PENALTY_MAX_MS ? PENALTY_MAX_MS : (uint32_t)ms;
+}
+
+/* The handshake is over: requests may come, in frames up to the
+ * listener's maximum, with no deadline. */
+static void handshake_done(fsess *s)
+{
+    s->state = FS_READY;
+    if (s->counted_unauth) {
+        atomic_fetch_sub(&s->svc->unauth, 1);
+        s->counted_unauth = false;
+    }
+    sk_conn_set_deadline(s->conn, 0, NULL);
+    sk_conn_set_max_msg(s->conn, 0);
+}
+
+void files_on_hello(fsess *s, const uint8_t *msg, size_t len)
+{
+    char service[SK_AUTH_SERVICE_MAX + 1], why[PROTO_ERROR_TEXT_MAX];
+    int code = proto_check_hello(msg, len, false, service, NULL, why, sizeof why);
+    if (code != 0) {
+        files_send_error(s, code, "%s", why);
+        sk_conn_fail(s->conn, -EPROTO, why);
+        return;
+    }
+    if (strcmp(service, FILES_SERVICE) != 0) {
+        snprintf(why, sizeof why, "wrong service: this is %s, not %s", FILES_SERVICE, service);
+        files_send_error(s, PE_HELLO, "%s", why);
+        sk_conn_fail(s->conn, -EPROTO, why);
+        return;
+    }
+    uint8_t hello[PROTO_HELLO_MAX];
+    if (!s->svc->auth) {
+        /* No token: a hello without a nonce says so, and that is all. */
+        size_t n = proto_hello_open(hello, FILES_SERVICE);
+        (void)sk_conn_send_msg(s->conn, hello, n);
+        handshake_done(s);
+        return;
+    }
+    if (sk_random(s->nonce_s, sizeof s->nonce_s) < 0) {
+        files_send_error(s, PE_PROTOCOL, "server cannot draw a random nonce");
+        sk_conn_fail(s->conn, -EIO, "no random nonce");
+        return;
+    }
+    size_t n = proto_hello(hello, true, FILES_SERVICE, s->nonce_s);
+    (void)sk_conn_send_msg(s->conn, hello, n);
+    s->state = FS_AUTH;
+}
+
+void files_on_auth(fsess *s, const uint8_t *msg, size_t len)
+{
+    files_svc *svc = s->svc;
+    if (msg[0] != PT_AUTH || len != PROTO_AUTH_LEN) {
+        files_send_error(s, PE_AUTH, "this server requires authentication: give the client "
+                         "the server's token (--token-file)");
+        sk_conn_fail(s->conn, -EACCES, "no authentication from the client");
+        return;
+    }
+    const uint8_t *nonce_c = msg + 1, *proof = msg + 1 + SK_AUTH_NONCE;
+    uint8_t want[SK_AUTH_PROOF], ours[SK_AUTH_PROOF];
+    if (sk_auth_proof(svc->token, svc->token_len, "client", FILES_SERVICE, s->nonce_s, nonce_c,
+                      want) < 0 ||
+        sk_auth_proof(svc->token, svc->token_len, "server", FILES_SERVICE, s->nonce_s, nonce_c,
+                      ours) < 0) {
+        files_send_error(s, PE_PROTOCOL, "server cannot compute proofs");
+        sk_conn_fail(s->conn, -EIO, "cannot compute proofs");
+        return;
+    }
+    int ok = sk_auth_equal(want, proof, SK_AUTH_PROOF);
+    OPENSSL_cleanse(want, sizeof want);
+    const svc_ctx *ctx = s->ctx;
+    if (!ok) {
+        OPENSSL_cleanse(ours, sizeof ours);
+        /* One attempt per connection; the answer waits, longer for an
+         * address that keeps failing, and the connection still counts
+         * against --max-unauth meanwhile: guessing stays slow. */
+        char host[FILES_HOST_MAX];
+        host_of(sk_conn_peer(s->conn), host, sizeof host);
+        uint32_t delay = penalty_add(svc, host, sk_loop_now(sk_conn_loop(s->conn)));
+        sk_log(SK_LOG_WARN, "%s %s authentication failed (answer delayed %.1f s)", ctx->name,
+               sk_conn_peer(s->conn), delay / 1000.0);
+        s->state = FS_DELAY;
+        sk_conn_pause(s->conn);
+        sk_conn_set_deadline(s->conn, 0, NULL);
+        s->tkind = FT_DELAY;
+        sk_timer_start(s->timer, delay, 0);
+        return;
+    }
+    uint8_t reply[PROTO_AUTH_OK_LEN];
+    reply[0] = PT_AUTH_OK;
+    memcpy(reply + 1, ours, SK_AUTH_PROOF);
+    OPENSSL_cleanse(ours, sizeof ours);
+    (void)sk_conn_send_msg(s->conn, reply, sizeof reply);
+    handshake_done(s);
+    if (!ctx->quiet)
+        sk_log(SK_LOG_INFO, "%s %s authenticated", ctx->name, sk_conn_peer(s->conn));
+}
+
+void files_auth_delay_done(fsess *s)
+{
+    /* The penalty has been served: now the client learns it failed. */
+    files_send_error(s, PE_AUTH, "authentication failed");
+    sk_conn_fail(s->conn, -EACCES, "authentication failed");
+}

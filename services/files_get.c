@@ -1,0 +1,205 @@
+/* files_get.c — downloads (GET) of the files service. Each chunk goes as
+ * a 5-byte frame header followed by a file range (sk_conn_sendfile): the
+ * bytes go from the page cache to the socket without a copy through the
+ * server. They are read once to be hashed, just before they are queued;
+ * the client checks the SHA-256 at the end. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+#include "files_int.h"
+
+static void get_fail(fsess *s, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+static void get_fail(fsess *s, int code, const char *fmt, ...)
+{
+    char text[PROTO_ERROR_TEXT_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof text, fmt, ap);
+    va_end(ap);
+    files_send_error(s, code, "%s", text);
+    if (!s->ctx->quiet || code != FE_NOTFOUND)
+        sk_log(code == FE_NOTFOUND ? SK_LOG_INFO : SK_LOG_WARN, "%s %s get refused: %s",
+               s->ctx->name, sk_conn_peer(s->conn), text);
+    files_xfer_end(s, false);
+    files_done(s);
+}
+
+void files_get(fsess *s, const uint8_t *body, size_t len)
+{
+    if (len < 8 + FILES_HASH) {
+        files_fail(s, "malformed GET");
+        return;
+    }
+    uint64_t have = files_get64(body);
+    const uint8_t *path = body + 8 + FILES_HASH;
+    size_t plen = len - 8 - FILES_HASH;
+    char why[PROTO_ERROR_TEXT_MAX], what[160];
+    if (files_path_check((const char *)path, plen, false, why, sizeof why) < 0) {
+        files_refuse_path(s, "get", why);
+        return;
+    }
+    if (!files_xfer_begin(s, FX_GET, path, plen))
+        return;
+    files_describe(what, sizeof what, s->path);
+    /* O_NONBLOCK: opening a FIFO must not wait for a writer (it is refused
+     * just below); O_NOCTTY: nor may a terminal become ours. */
+    int fd = files_open(&s->svc->root, s->path, O_RDONLY | O_NONBLOCK | O_NOCTTY, 0);
+    if (fd < 0) {
+        int code = files_open_error(fd, what, why, sizeof why);
+        get_fail(s, code, "%s", why);
+        return;
+    }
+    s->fd = fd;
+    if (fstat(fd, &s->st) < 0) {
+        get_fail(s, FE_IO, "%s: %s", what, strerror(errno));
+        return;
+    }
+    if (S_ISDIR(s->st.st_mode)) {
+        get_fail(s, FE_TYPE, "%s is a directory", what);
+        return;
+    }
+    if (!S_ISREG(s->st.st_mode)) {
+        get_fail(s, FE_TYPE, "%s is not a regular file (FIFOs, devices and sockets are not "
+                 "served)", what);
+        return;
+    }
+    if (!files_set_blocking(fd)) {
+        get_fail(s, FE_IO, "%s: %s", what, strerror(errno));
+        return;
+    }
+    s->size = (uint64_t)s->st.st_size;
+    s->have = have;
+    memcpy(s->theirs, body + 8, FILES_HASH);
+    if (have > 0 && have <= s->size) {
+        s->state = FS_HASHING;
+        s->hashed = 0;
+        files_xfer_step(s);
+        return;
+    }
+    s->state = FS_HASHING; /* nothing to hash: straight on */
+    s->hashed = s->have = 0;
+    files_xfer_step(s);
+}
+
+/* The prefix has been hashed (or there was none): answer, then send. */
+static void get_ready(fsess *s)
+{
+    s->from = 0;
+    if (s->have > 0) {
+        uint8_t ours[FILES_HASH];
+        if (!files_digest_so_far(s, ours)) {
+            get_fail(s, FE_IO, "the server could not hash");
+            return;
+        }
+        if (memcmp(ours, s->theirs, FILES_HASH) == 0) {
+            s->from = s->have;
+        } else {
+            char what[160];
+            files_describe(what, sizeof what, s->path);
+            if (!files_hash_restart(s)) {
+                get_fail(s, FE_IO, "the server could not hash");
+                return;
+            }
+            sk_log(SK_LOG_INFO, "%s %s get %s: the client's %llu bytes do not match the file; "
+                   "sending all of it", s->ctx->name, sk_conn_peer(s->conn), what, (unsigned long long)s->have);
+        }
+    }
+    uint8_t msg[1 + 8 + 8];
+    msg[0] = FT_GET_READY;
+    files_put64(msg + 1, s->size);
+    files_put64(msg + 9, s->from);
+    (void)sk_conn_send_msg(s->conn, msg, sizeof msg);
+    s->pos = s->from;
+    s->state = FS_GET;
+}
+
+void files_get_hashed(fsess *s, int rc)
+{
+    if (rc != 0) {
+        char what[160];
+        files_describe(what, sizeof what, s->path);
+        if (rc > 0)
+            get_fail(s, FE_CHANGED, "%s shrank while it was being read; run get again", what);
+        else
+            get_fail(s, FE_IO, "reading %s: %s", what, strerror(-rc));
+        return;
+    }
+    get_ready(s);
+    if (s->state == FS_GET)
+        files_get_pump(s);
+}
+
+/* Queues chunks while less than FILES_QUEUE_HIGH waits; on_drain brings us back
+ * for the rest. Each chunk is hashed from the file just before its range is
+ * queued; the range itself leaves by sendfile. */
+void files_get_pump(fsess *s)
+{
+    char what[160];
+    while (s->pos < s->size && sk_conn_queued(s->conn) <= FILES_QUEUE_HIGH) {
+        uint64_t n = s->size - s->pos;
+        if (n > FILES_GET_CHUNK)
+            n = FILES_GET_CHUNK;
+        int rc = files_hash_range(s, s->pos, n);
+        if (rc != 0) {
+            files_describe(what, sizeof what, s->path);
+            if (rc > 0)
+                get_fail(s, FE_CHANGED, "%s shrank while it was being sent; run get again", what);
+            else
+                get_fail(s, FE_IO, "reading %s: %s", what, strerror(-rc));
+            return;
+        }
+        uint8_t head[SK_FRAME_HEADER + 1];
+        sk_frame_header(head, (uint32_t)(n + 1));
+        head[SK_FRAME_HEADER] = FT_DATA;
+        if (sk_conn_send(s->conn, head, sizeof head) < 0)
+            return; /* closing: on_close ends the transfer */
+        rc = sk_conn_sendfile(s->conn, s->fd, s->pos, (size_t)n);
+        if (rc < 0) {
+            if (rc != -EPIPE && rc != -ENOBUFS) {
+                /* A header is queued without its body: the stream cannot
+                 * be mended, only ended. */
+                sk_log(SK_LOG_WARN, "%s %s get: cannot queue the file: %s", s->ctx->name,
+                       sk_conn_peer(s->conn), sk_strerror(rc));
+                sk_conn_abort(s->conn, rc);
+            }
+            return;
+        }
+        s->pos += n;
+    }
+    if (s->pos < s->size)
+        return;
+    files_describe(what, sizeof what, s->path);
+    struct stat now;
+    if (fstat(s->fd, &now) < 0 || now.st_size != s->st.st_size ||
+        now.st_mtim.tv_sec != s->st.st_mtim.tv_sec || now.st_mtim.tv_nsec != s->st.st_mtim.tv_nsec) {
+        get_fail(s, FE_CHANGED, "%s changed while it was being sent; run get again", what);
+        return;
+    }
+    uint8_t msg[1 + FILES_HASH];
+    msg[0] = FT_GET_END;
+    if (EVP_DigestFinal_ex(s->md, msg + 1, NULL) != 1) {
+        get_fail(s, FE_IO, "the server could not hash");
+        return;
+    }
+    (void)sk_conn_send_msg(s->conn, msg, sizeof msg);
+    if (!s->ctx->quiet) {
+        char tag[17];
+        files_hex8(tag, msg + 1);
+        sk_log(SK_LOG_INFO, "%s %s get %s: %llu bytes (%llu sent, resumed at %llu) sha256 %s... "
+               "queued in %.3f s", s->ctx->name, sk_conn_peer(s->conn), what, (unsigned long long)s->size,
+               (unsigned long long)(s->size - s->from), (unsigned long long)s->from, tag,
+               files_secs(s));
+    }
+    files_xfer_end(s, false);
+    files_done(s);
+}
+

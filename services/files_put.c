@@ -1,0 +1,387 @@
+/* files_put.c — uploads (PUT) of the files service. What arrives is
+ * written to a hidden partial file beside its target, named after the
+ * client's upload id and locked (flock) while it is written; its SHA-256
+ * must match the client's before it is fsync'ed, renamed over the target
+ * and its directory fsync'ed: a file appears under its name only whole and
+ * verified. A vanished client leaves the partial for a resume; an error
+ * (disk full, size or checksum mismatch) removes it. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+#include "files_int.h"
+
+static void put_fail(fsess *s, bool remove, int code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+/* Tells the client why its upload ends, removes the partial when what it
+ * holds is worthless (disk full, wrong size or checksum), and ignores the
+ * rest of the upload's messages. */
+static void put_fail(fsess *s, bool remove, int code, const char *fmt, ...)
+{
+    char text[PROTO_ERROR_TEXT_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof text, fmt, ap);
+    va_end(ap);
+    files_send_error(s, code, "%s", text);
+    if (remove && s->dirfd >= 0 && s->fd >= 0)
+        (void)unlinkat(s->dirfd, s->pname, 0); /* under our lock: still our file */
+    sk_log(SK_LOG_WARN, "%s %s put refused: %s%s", s->ctx->name, sk_conn_peer(s->conn), text,
+           remove && s->fd >= 0 ? " (partial file removed)" : "");
+    files_xfer_end(s, false);
+    s->state = FS_PUT_SKIP;
+}
+
+/* The partial's name: hidden, beside its target, different for every
+ * (upload id, name) pair, so that uploads of one name from different
+ * clients never share one, and one client's retry finds its own. */
+static void partial_name(fsess *s, const uint8_t id[FILES_ID])
+{
+    uint8_t d[FILES_HASH];
+    EVP_MD_CTX *m = EVP_MD_CTX_new();
+    size_t nlen = strlen(s->name);
+    bool ok = m != NULL && EVP_DigestInit_ex(m, EVP_sha256(), NULL) == 1 &&
+              EVP_DigestUpdate(m, id, FILES_ID) == 1 && EVP_DigestUpdate(m, s->name, nlen) == 1 &&
+              EVP_DigestFinal_ex(m, d, NULL) == 1;
+    EVP_MD_CTX_free(m);
+    if (!ok)
+        memset(d, 0, sizeof d);
+    char tag[17];
+    files_hex8(tag, d);
+    /* 16 + 200 + 1 + 16 bytes: within NAME_MAX however long the name. */
+    snprintf(s->pname, sizeof s->pname, "%s%.200s.%s", FILES_PARTIAL_PREFIX, s->name, tag);
+}
+
+/* More than FILES_PARTIALS_PER_DIR partial files in the directory? Read
+ * through a fresh descriptor of it (the offset is not shared). */
+static bool too_many_partials(int dirfd)
+{
+    int fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return false;
+    DIR *d = fdopendir(fd);
+    if (d == NULL) {
+        close(fd);
+        return false;
+    }
+    unsigned n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL && n <= FILES_PARTIALS_PER_DIR)
+        if (strncmp(e->d_name, FILES_PARTIAL_PREFIX, sizeof FILES_PARTIAL_PREFIX - 1) == 0)
+            n++;
+    closedir(d);
+    return n > FILES_PARTIALS_PER_DIR;
+}
+
+/* Opens (or creates) and locks the partial. Returns 0, or an ERROR code
+ * with why filled. */
+static int open_partial(fsess *s, const char *what, char *why, size_t whylen)
+{
+    for (int attempt = 0; attempt < 3; attempt++) {
+        bool created = true;
+        /* O_NOFOLLOW: a link planted under the partial's name must not
+         * lead our writes anywhere. O_NONBLOCK: nor may a FIFO hang us. */
+        int fd = openat(s->dirfd, s->pname,
+                        O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0644);
+        if (fd < 0 && errno == EEXIST) {
+            created = false;
+            fd = openat(s->dirfd, s->pname, O_RDWR | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+            if (fd < 0 && errno == ENOENT)
+                continue; /* removed between the two opens */
+        }
+        if (fd < 0)
+            return files_open_error(-errno, what, why, whylen);
+        struct stat a, b;
+        if (fstat(fd, &a) < 0 || !S_ISREG(a.st_mode) || !files_set_blocking(fd)) {
+            close(fd);
+            snprintf(why, whylen, "%.100s: something that is not a file is in the way of its "
+                     "partial upload", what);
+            return FE_TYPE;
+        }
+        if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+            int e = errno;
+            close(fd);
+            if (e == EWOULDBLOCK) {
+                snprintf(why, whylen, "%.100s: an upload of this file from this client is already "
+                         "in progress", what);
+                return PE_BUSY;
+            }
+            return files_open_error(-e, what, why, whylen);
+        }
+        /* Locked. The name may meanwhile have been removed (the sweeper,
+         * an upload that finished) and made again by someone else: only a
+         * partial that is still under its name is ours to use. */
+        if (fstatat(s->dirfd, s->pname, &b, AT_SYMLINK_NOFOLLOW) < 0 || a.st_ino != b.st_ino ||
+            a.st_dev != b.st_dev) {
+            close(fd);
+            continue;
+        }
+        if (created && too_many_partials(s->dirfd)) {
+            (void)unlinkat(s->dirfd, s->pname, 0);
+            close(fd);
+            snprintf(why, whylen, "too many unfinished uploads wait in this directory (%u); "
+                     "finish them or let them expire", FILES_PARTIALS_PER_DIR);
+            return PE_BUSY;
+        }
+        s->fd = fd;
+        return 0;
+    }
+    snprintf(why, whylen, "%.100s: its partial upload kept changing; try again", what);
+    return FE_IO;
+}
+
+static void put_ready(fsess *s)
+{
+    uint8_t msg[1 + 8 + FILES_HASH];
+    msg[0] = FT_PUT_READY;
+    files_put64(msg + 1, s->have);
+    if (!files_digest_so_far(s, msg + 9)) {
+        put_fail(s, false, FE_IO, "the server could not hash");
+        return;
+    }
+    (void)sk_conn_send_msg(s->conn, msg, sizeof msg);
+    s->state = FS_PUT_FROM;
+}
+
+void files_put_hashed(fsess *s, int rc)
+{
+    if (rc != 0) {
+        char what[160];
+        files_describe(what, sizeof what, s->path);
+        put_fail(s, true, FE_IO, "reading the partial upload of %s: %s", what,
+                 rc > 0 ? "it shrank" : strerror(-rc));
+        return;
+    }
+    put_ready(s);
+}
+
+void files_put(fsess *s, const uint8_t *body, size_t len)
+{
+    files_svc *svc = s->svc;
+    s->state = FS_PUT_SKIP; /* until the upload is accepted */
+    if (len < 8 + FILES_ID) {
+        files_fail(s, "malformed PUT");
+        return;
+    }
+    uint64_t size = files_get64(body);
+    const uint8_t *id = body + 8;
+    const uint8_t *path = body + 8 + FILES_ID;
+    size_t plen = len - 8 - FILES_ID;
+    char why[PROTO_ERROR_TEXT_MAX], what[160];
+    if (files_path_check((const char *)path, plen, false, why, sizeof why) < 0) {
+        files_refuse_path(s, "put", why);
+        return;
+    }
+    if (svc->o.read_only) {
+        files_send_error(s, FE_READONLY, "this server is read-only (--read-only): uploads are "
+                         "refused");
+        return;
+    }
+    if (size > (uint64_t)INT64_MAX || (svc->o.max_file_size && size > svc->o.max_file_size)) {
+        files_send_error(s, FE_TOOBIG, "%llu bytes is more than this server takes (%llu, "
+                         "--max-file-size)", (unsigned long long)size,
+                         (unsigned long long)(svc->o.max_file_size ? svc->o.max_file_size
+                                                                   : (uint64_t)INT64_MAX));
+        return;
+    }
+    if (!files_xfer_begin(s, FX_PUT, path, plen))
+        return;
+    s->size = size;
+    files_describe(what, sizeof what, s->path);
+    int dfd = files_open_parent(&svc->root, s->path, true, &s->name);
+    if (dfd < 0) {
+        int code = files_open_error(dfd, what, why, sizeof why);
+        put_fail(s, false, code, "%s", why);
+        return;
+    }
+    s->dirfd = dfd;
+    struct stat st;
+    if (fstatat(dfd, s->name, &st, AT_SYMLINK_NOFOLLOW) == 0 && !S_ISREG(st.st_mode)) {
+        put_fail(s, false, FE_TYPE, S_ISDIR(st.st_mode)
+                     ? "%s is a directory"
+                     : "%s exists and is not a regular file (a link, FIFO, device or socket); "
+                       "it is not replaced", what);
+        return;
+    }
+    partial_name(s, id);
+    int code = open_partial(s, what, why, sizeof why);
+    if (code != 0) {
+        put_fail(s, false, code, "%s", why);
+        return;
+    }
+    if (fstat(s->fd, &st) < 0) {
+        put_fail(s, false, FE_IO, "%s: %s", what, strerror(errno));
+        return;
+    }
+    s->have = (uint64_t)st.st_size;
+    if (s->have > size) {
+        /* Longer than the file now coming: left by another version. */
+        if (ftruncate(s->fd, 0) < 0) {
+            put_fail(s, true, FE_IO, "%s: %s", what, strerror(errno));
+            return;
+        }
+        s->have = 0;
+    }
+    /* Refuse now what cannot fit rather than fail near the end; the write
+     * path still handles a disk that fills up meanwhile. */
+    struct statvfs vfs;
+    if (fstatvfs(dfd, &vfs) == 0) {
+        uint64_t avail = (uint64_t)vfs.f_bavail * vfs.f_frsize;
+        if (size - s->have > avail) {
+            put_fail(s, true, FE_NOSPACE, "not enough space on the server for %s: %llu bytes "
+                     "needed, %llu available", what, (unsigned long long)(size - s->have),
+                     (unsigned long long)avail);
+            return;
+        }
+    }
+    if (s->have > 0) {
+        s->state = FS_HASHING;
+        s->hashed = 0;
+        files_xfer_step(s);
+        return;
+    }
+    put_ready(s);
+}
+
+void files_put_from(fsess *s, const uint8_t *body, size_t len)
+{
+    if (len != 8) {
+        files_fail(s, "malformed PUT_FROM");
+        return;
+    }
+    uint64_t from = files_get64(body);
+    if (from != 0 && from != s->have) {
+        files_fail(s, "PUT_FROM must be 0 or the length PUT_READY offered");
+        return;
+    }
+    if (from == 0 && s->have > 0) {
+        char what[160];
+        files_describe(what, sizeof what, s->path);
+        if (ftruncate(s->fd, 0) < 0 || !files_hash_restart(s)) {
+            put_fail(s, true, FE_IO, "%s: cannot start over: %s", what, strerror(errno));
+            return;
+        }
+        sk_log(SK_LOG_INFO, "%s %s put %s: the %llu bytes already here do not match the "
+               "client's file; starting over", s->ctx->name, sk_conn_peer(s->conn), what,
+               (unsigned long long)s->have);
+    }
+    s->from = s->pos = s->written_back = from;
+    s->state = FS_PUT_DATA;
+}
+
+void files_put_data(fsess *s, const uint8_t *data, size_t len)
+{
+    char what[160];
+    if (len > s->size - s->pos) {
+        files_describe(what, sizeof what, s->path);
+        put_fail(s, true, FE_SIZE, "more data than the %llu bytes declared for %s: refused, "
+                 "nothing kept", (unsigned long long)s->size, what);
+        return;
+    }
+    for (size_t off = 0; off < len;) {
+        ssize_t n = pwrite(s->fd, data + off, len - off, (off_t)(s->pos + off));
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            int e = n < 0 ? errno : EIO;
+            files_describe(what, sizeof what, s->path);
+            if (e == ENOSPC || e == EDQUOT)
+                put_fail(s, true, FE_NOSPACE, "the server's disk is full (%llu of %llu bytes of "
+                         "%s written): the partial file was removed",
+                         (unsigned long long)(s->pos + off), (unsigned long long)s->size, what);
+            else if (e == EFBIG)
+                put_fail(s, true, FE_TOOBIG, "%s: too large for the server's file system", what);
+            else
+                put_fail(s, true, FE_IO, "writing %s: %s", what, strerror(e));
+            return;
+        }
+        off += (size_t)n;
+    }
+    if (EVP_DigestUpdate(s->md, data, len) != 1) {
+        put_fail(s, true, FE_IO, "the server could not hash");
+        return;
+    }
+    s->pos += len;
+    if (s->pos - s->written_back >= FILES_WRITEBACK) {
+        /* Start writeback now, without waiting for it, so the fsync at the
+         * end finds little left to do. */
+        (void)sync_file_range(s->fd, (off_t)s->written_back, (off_t)(s->pos - s->written_back),
+                              SYNC_FILE_RANGE_WRITE);
+        s->written_back = s->pos;
+    }
+}
+
+void files_put_end(fsess *s, const uint8_t *body, size_t len)
+{
+    if (len != FILES_HASH) {
+        files_fail(s, "malformed PUT_END");
+        return;
+    }
+    char what[160];
+    files_describe(what, sizeof what, s->path);
+    if (s->pos != s->size) {
+        put_fail(s, true, FE_SIZE, "the upload of %s ended after %llu of the %llu bytes "
+                 "declared: refused, nothing kept", what, (unsigned long long)s->pos,
+                 (unsigned long long)s->size);
+        return;
+    }
+    uint8_t digest[FILES_HASH];
+    if (EVP_DigestFinal_ex(s->md, digest, NULL) != 1) {
+        put_fail(s, true, FE_IO, "the server could not hash");
+        return;
+    }
+    if (memcmp(digest, body, FILES_HASH) != 0) {
+        put_fail(s, true, FE_CHECKSUM, "%s: what arrived does not match the client's SHA-256: "
+                 "refused, nothing kept", what);
+        return;
+    }
+    /* Durable before visible: the data, then the name, then the name's
+     * directory entry. */
+    if (fsync(s->fd) < 0) {
+        int e = errno;
+        put_fail(s, true, e == ENOSPC || e == EDQUOT ? FE_NOSPACE : FE_IO,
+                 "%s: cannot be made durable: %s", what, strerror(e));
+        return;
+    }
+    if (renameat(s->dirfd, s->pname, s->dirfd, s->name) < 0) {
+        int e = errno;
+        put_fail(s, true, e == EISDIR || e == ENOTEMPTY || e == EEXIST ? FE_TYPE : FE_IO,
+                 "%s: cannot be put in place: %s", what, strerror(e));
+        return;
+    }
+    if (fsync(s->dirfd) < 0) {
+        int e = errno;
+        /* The file is whole and in place; only its durability is unsure. */
+        files_send_error(s, FE_IO, "%s is in place but its directory could not be synced: %s",
+                         what, strerror(e));
+        sk_log(SK_LOG_WARN, "%s %s put %s: fsync of the directory: %s", s->ctx->name, sk_conn_peer(s->conn),
+               what, strerror(e));
+        files_xfer_end(s, false);
+        files_done(s);
+        return;
+    }
+    uint8_t msg[1 + 8 + FILES_HASH];
+    msg[0] = FT_PUT_OK;
+    files_put64(msg + 1, s->size);
+    memcpy(msg + 9, digest, FILES_HASH);
+    (void)sk_conn_send_msg(s->conn, msg, sizeof msg);
+    if (!s->ctx->quiet) {
+        char tag[17];
+        files_hex8(tag, digest);
+        sk_log(SK_LOG_INFO, "%s %s put %s: %llu bytes (%llu sent, resumed at %llu) sha256 %s... "
+               "in %.3f s", s->ctx->name, sk_conn_peer(s->conn), what, (unsigned long long)s->size,
+               (unsigned long long)(s->size - s->from), (unsigned long long)s->from, tag,
+               files_secs(s));
+    }
+    files_xfer_end(s, false);
+    files_done(s);
+}
+

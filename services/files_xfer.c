@@ -1,0 +1,161 @@
+/* files_xfer.c — what the uploads (files_put.c) and downloads
+ * (files_get.c) of the files service share: starting and ending a
+ * transfer (its count, path, hash and buffer), hashing through the
+ * transfer's buffer, and the step that hashes a long prefix a piece at a
+ * time before a resume is answered.
+ *
+ * A resume is offered by the side that holds a partial (the server for a
+ * PUT, the client for a GET) as (length, SHA-256 of those bytes); the other
+ * side hashes the same prefix of its file and continues only if they match,
+ * else starts over: a partial is never trusted. Hashing a long prefix and
+ * sending a file go in steps between which the loop serves everyone else. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "files_int.h"
+
+double files_secs(const fsess *s)
+{
+    return (double)(sk_loop_now(sk_conn_loop(s->conn)) - s->started) / 1000.0;
+}
+
+void files_hex8(char out[17], const uint8_t *digest)
+{
+    for (int i = 0; i < 8; i++)
+        snprintf(out + 2 * i, 3, "%02x", digest[i]);
+}
+
+bool files_set_blocking(int fd)
+{
+    int fl = fcntl(fd, F_GETFL);
+    return fl >= 0 && fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) == 0;
+}
+
+/* Starts a transfer: counts it, copies the path, prepares the hash and the
+ * read buffer. On failure the client has been told and nothing is held. */
+bool files_xfer_begin(fsess *s, enum fs_kind kind, const uint8_t *path, size_t plen)
+{
+    files_svc *svc = s->svc;
+    unsigned n = atomic_fetch_add(&svc->transfers, 1);
+    s->counted_xfer = true;
+    s->kind = kind;
+    s->started = sk_loop_now(sk_conn_loop(s->conn));
+    if (n >= FILES_MAX_TRANSFERS) {
+        files_send_error(s, PE_BUSY, "too many transfers in progress (%u); try again later",
+                         FILES_MAX_TRANSFERS);
+        files_xfer_end(s, false);
+        return false;
+    }
+    s->path = malloc(plen + 1);
+    s->buf = malloc(FILES_READ_BUF);
+    s->md = EVP_MD_CTX_new();
+    if (s->path == NULL || s->buf == NULL || s->md == NULL ||
+        EVP_DigestInit_ex(s->md, EVP_sha256(), NULL) != 1) {
+        files_send_error(s, FE_IO, "server out of memory");
+        files_xfer_end(s, false);
+        return false;
+    }
+    memcpy(s->path, path, plen);
+    s->path[plen] = '\0';
+    return true;
+}
+
+void files_xfer_end(fsess *s, bool gone)
+{
+    if (s->kind != FX_PUT && s->kind != FX_GET)
+        return;
+    if (gone && s->kind == FX_PUT && s->fd >= 0 && s->path != NULL && !s->ctx->quiet) {
+        char what[300];
+        files_describe(what, sizeof what, s->path);
+        sk_log(SK_LOG_INFO, "%s put %s interrupted after %llu of %llu bytes: the partial file "
+               "is kept for a resume (--partial-ttl)", s->ctx->name, what,
+               (unsigned long long)s->pos, (unsigned long long)s->size);
+    }
+    if (s->fd >= 0)
+        close(s->fd); /* an upload's lock goes with it */
+    if (s->dirfd >= 0)
+        close(s->dirfd);
+    s->fd = s->dirfd = -1;
+    EVP_MD_CTX_free(s->md);
+    s->md = NULL;
+    free(s->path);
+    free(s->buf);
+    s->path = NULL;
+    s->buf = NULL;
+    s->name = NULL;
+    if (s->counted_xfer)
+        atomic_fetch_sub(&s->svc->transfers, 1);
+    s->counted_xfer = false;
+    s->kind = FX_NONE;
+    s->size = s->have = s->from = s->pos = s->hashed = s->written_back = 0;
+    if (s->tkind == FT_STEP) {
+        s->tkind = FT_NONE;
+        if (!gone)
+            sk_timer_stop(s->timer);
+    }
+}
+
+/* Reads [off, off+len) of the transfer's file into the hash. Returns 0, a
+ * negative errno, or 1 if the file ended first. */
+int files_hash_range(fsess *s, uint64_t off, uint64_t len)
+{
+    while (len > 0) {
+        size_t want = len < FILES_READ_BUF ? (size_t)len : FILES_READ_BUF;
+        ssize_t n = pread(s->fd, s->buf, want, (off_t)off);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return -errno;
+        if (n == 0)
+            return 1;
+        if (EVP_DigestUpdate(s->md, s->buf, (size_t)n) != 1)
+            return -EIO;
+        off += (uint64_t)n;
+        len -= (uint64_t)n;
+    }
+    return 0;
+}
+
+/* The hash of what has been fed so far, without ending the running one. */
+bool files_digest_so_far(fsess *s, uint8_t out[FILES_HASH])
+{
+    EVP_MD_CTX *tmp = EVP_MD_CTX_new();
+    bool ok = tmp != NULL && EVP_MD_CTX_copy_ex(tmp, s->md) == 1 &&
+              EVP_DigestFinal_ex(tmp, out, NULL) == 1;
+    EVP_MD_CTX_free(tmp);
+    return ok;
+}
+
+bool files_hash_restart(fsess *s)
+{
+    return EVP_DigestInit_ex(s->md, EVP_sha256(), NULL) == 1;
+}
+
+void files_xfer_step(fsess *s)
+{
+    if (s->state == FS_GET) {
+        files_get_pump(s);
+        return;
+    }
+    if (s->state != FS_HASHING)
+        return;
+    uint64_t n = s->have - s->hashed;
+    if (n > FILES_HASH_STEP)
+        n = FILES_HASH_STEP;
+    int rc = n ? files_hash_range(s, s->hashed, n) : 0;
+    if (rc == 0) {
+        s->hashed += n;
+        if (s->hashed < s->have) {
+            files_schedule_step(s);
+            return;
+        }
+    }
+    if (s->kind == FX_PUT)
+        files_put_hashed(s, rc);
+    else
+        files_get_hashed(s, rc);
+}

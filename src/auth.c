@@ -1,0 +1,167 @@
+/* auth.c — the cryptography the typed service protocols share: random
+ * nonces, loading a token file safely, HMAC-SHA256 proofs and a
+ * constant-time compare. Message layouts live with the protocols. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+
+#include "internal.h"
+
+/* Binds every proof to this scheme: a future version changes the label, so
+ * no proof of one version is valid in another. */
+#define AUTH_LABEL "sockit-auth-v1"
+
+int sk_random(void *buf, size_t len)
+{
+    uint8_t *p = buf;
+    while (len > 0) {
+        /* getrandom returns at most 32 MiB per call and may be interrupted
+         * (a short count) for large requests. */
+        ssize_t n = getrandom(p, len, 0);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return -errno;
+        }
+        p += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+static int token_fail(int code, char *err, size_t errlen, const char *fmt, const char *path,
+                      const char *detail)
+{
+    if (err != NULL && errlen > 0)
+        snprintf(err, errlen, fmt, path, detail);
+    return code;
+}
+
+/* Reads the whole file (at most cap bytes) into buf; returns the count, or
+ * a negative code, -EFBIG if there is more. */
+static ssize_t read_bounded(int fd, uint8_t *buf, size_t cap)
+{
+    size_t got = 0;
+    for (;;) {
+        uint8_t probe;
+        uint8_t *dst = got < cap ? buf + got : &probe;
+        ssize_t n = read(fd, dst, got < cap ? cap - got : 1);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return -errno;
+        if (n == 0)
+            return (ssize_t)got;
+        if (got == cap)
+            return -EFBIG;
+        got += (size_t)n;
+    }
+}
+
+int sk_token_load(const char *path, uint8_t *out, size_t cap, size_t *len, char *err,
+                  size_t errlen)
+{
+    if (err != NULL && errlen > 0)
+        err[0] = '\0';
+    /* O_NOFOLLOW: a symbolic link could point anywhere a local user likes;
+     * O_NONBLOCK: opening a FIFO must not hang the server at start. */
+    int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+    if (fd < 0) {
+        int e = errno;
+        if (e == ELOOP)
+            return token_fail(-EPERM, err, errlen,
+                              "token file %s is a symbolic link%s (name the file itself)", path, "");
+        return token_fail(-e, err, errlen, "cannot open token file %s: %s", path, strerror(e));
+    }
+    /* Every check is made on the descriptor we read from: a file swapped
+     * after a path-based check could not slip through. */
+    uint8_t buf[SK_TOKEN_MAX + 2]; /* the longest token and a "\r\n" */
+    size_t limit = (cap < SK_TOKEN_MAX ? cap : SK_TOKEN_MAX) + 2;
+    struct stat st;
+    int rc = 0;
+    ssize_t n = 0;
+    if (fstat(fd, &st) < 0) {
+        int e = errno;
+        rc = token_fail(-e, err, errlen, "cannot stat token file %s: %s", path, strerror(e));
+    } else if (!S_ISREG(st.st_mode)) {
+        rc = token_fail(-EPERM, err, errlen, "token file %s is not a regular file%s", path, "");
+    } else if (st.st_mode & (S_IRGRP | S_IWGRP | S_IROTH | S_IWOTH)) {
+        rc = token_fail(-EPERM, err, errlen,
+                        "token file %s is readable or writable by group or others "
+                        "(run: chmod 600 %s)", path, path);
+    } else if ((n = read_bounded(fd, buf, limit)) < 0) {
+        int e = (int)n;
+        rc = e == -EFBIG ? token_fail(e, err, errlen, "token file %s is too long%s", path, "")
+                         : token_fail(e, err, errlen, "cannot read token file %s: %s", path,
+                                      strerror(-e));
+    } else {
+        size_t t = (size_t)n;
+        if (t > 0 && buf[t - 1] == '\n') {
+            t--;
+            if (t > 0 && buf[t - 1] == '\r')
+                t--;
+        }
+        if (t > cap || t > SK_TOKEN_MAX) {
+            rc = token_fail(-EFBIG, err, errlen, "token file %s is too long%s", path, "");
+        } else if (t < SK_TOKEN_MIN) {
+            char min[16];
+            snprintf(min, sizeof min, "%d", SK_TOKEN_MIN);
+            rc = token_fail(-EINVAL, err, errlen, "token in %s is too short (at least %s bytes)",
+                            path, min);
+        } else {
+            memcpy(out, buf, t);
+            *len = t;
+        }
+    }
+    /* The secret must not linger on the stack. */
+    OPENSSL_cleanse(buf, sizeof buf);
+    close(fd);
+    return rc;
+}
+
+int sk_auth_proof(const uint8_t *token, size_t token_len, const char *role,
+                  const char *service, const uint8_t nonce_s[SK_AUTH_NONCE],
+                  const uint8_t nonce_c[SK_AUTH_NONCE], uint8_t out[SK_AUTH_PROOF])
+{
+    if (strcmp(role, "client") != 0 && strcmp(role, "server") != 0)
+        return -EINVAL;
+    size_t slen = strlen(service);
+    if (slen == 0 || slen > SK_AUTH_SERVICE_MAX)
+        return -EINVAL;
+    /* label NUL role NUL service NUL nonce_s nonce_c: the NULs keep the
+     * fields apart, so no two (role, service) pairs give the same bytes. */
+    uint8_t msg[sizeof AUTH_LABEL + 7 + SK_AUTH_SERVICE_MAX + 1 + 2 * SK_AUTH_NONCE];
+    size_t n = 0;
+    memcpy(msg, AUTH_LABEL, sizeof AUTH_LABEL); /* with its NUL */
+    n += sizeof AUTH_LABEL;
+    size_t rlen = strlen(role) + 1;
+    memcpy(msg + n, role, rlen);
+    n += rlen;
+    memcpy(msg + n, service, slen + 1);
+    n += slen + 1;
+    memcpy(msg + n, nonce_s, SK_AUTH_NONCE);
+    n += SK_AUTH_NONCE;
+    memcpy(msg + n, nonce_c, SK_AUTH_NONCE);
+    n += SK_AUTH_NONCE;
+    unsigned int mdlen = 0;
+    /* An empty key is legal for HMAC; OpenSSL wants a non-NULL pointer. */
+    static const uint8_t none[1];
+    uint8_t *r = HMAC(EVP_sha256(), token_len ? token : none, (int)token_len, msg, n, out, &mdlen);
+    OPENSSL_cleanse(msg, sizeof msg);
+    if (r == NULL || mdlen != SK_AUTH_PROOF)
+        return -EIO;
+    return 0;
+}
+
+int sk_auth_equal(const void *a, const void *b, size_t len)
+{
+    return CRYPTO_memcmp(a, b, len) == 0;
+}
