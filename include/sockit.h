@@ -412,13 +412,14 @@ SK_API void sk_shared_unref(sk_shared *s);
  * its reference at once. The queued bytes must not change until then; other
  * bytes of s may still be written (a buffer can be filled and queued piece by
  * piece). Back-to-back slices of one buffer are merged. Once a connection's
- * queue backs up (a peer reading slowly), small slices (up to 256 bytes) are
- * copied instead, so that what it holds stays close to the bytes it has not
- * read rather than an entry per message. Queued slices count in
- * sk_conn_queued() and the water marks like copied bytes, and leave in the
- * same single write per loop iteration (sendmsg over both). Returns 0,
- * -EINVAL for a range outside s, -EPIPE if the connection is closing, or
- * -ENOBUFS (the connection is then aborted, as with sk_conn_send). */
+ * queue backs up far (1,024 slices waiting: a peer reading slowly), small
+ * slices (up to 256 bytes) are copied instead, so that what it holds stays
+ * close to the bytes it has not read rather than an entry per message.
+ * Queued slices count in sk_conn_queued() and the water marks like copied
+ * bytes, and leave in the same single write per loop iteration (sendmsg over
+ * both). Returns 0, -EINVAL for a range outside s, -EPIPE if the connection
+ * is closing, or -ENOBUFS (the connection is then aborted, as with
+ * sk_conn_send). */
 SK_API int sk_conn_send_shared(sk_conn *c, sk_shared *s, size_t off, size_t len);
 
 /* ------------------------------------------------------------- file ranges */

@@ -227,13 +227,15 @@ bool sk__outq_active(const sk_outq *q)
     return q != NULL && q->len > 0;
 }
 
-/* A queue that backs up (its peer reads slowly) would hold an entry per
+/* A queue that backs up far (its peer reads slowly) would hold an entry per
  * message, which for a chat line of a few bytes is several times the line:
  * past OUTQ_BACKLOG entries, messages up to OUTQ_COPY_MAX bytes are copied
  * into the plain buffer instead, so what a slow peer holds stays close to
- * the bytes it has not read (and --max-queue-style limits on those bytes
- * bound its memory). A queue that keeps up never gets there. */
-#define OUTQ_BACKLOG  OUTQ_KEEP_CAP
+ * the bytes it has not read (and a limit on those bytes, like chat's
+ * --max-queue, bounds its memory). Not sooner: the plain buffer costs
+ * 64 KiB at least, the price of about 1,600 entries, and thousands of
+ * peers a little behind (a big room's join notices) must stay cheap. */
+#define OUTQ_BACKLOG  1024u
 #define OUTQ_COPY_MAX 256u
 
 bool sk__outq_copy_instead(const sk_outq *q, size_t len)
