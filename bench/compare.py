@@ -760,10 +760,14 @@ def fmt_rate(x):
 
 
 def clean(runs):
-    """The undisturbed, error-free runs; all error-free ones if fewer than 3 are clean."""
+    """(runs used, disturbed runs left out, whether only disturbed ones were
+    left): the undisturbed error-free runs, or all error-free ones, flagged,
+    when no run was clean."""
     ok = [r for r in runs if r and "error" not in r]
     good = [r for r in ok if not r.get("disturbed")]
-    return (good, len(ok) - len(good)) if len(good) >= 3 or len(good) == len(ok) else (ok, 0)
+    if good:
+        return good, len(ok) - len(good), False
+    return ok, 0, bool(ok)
 
 
 def summarize(results, wls, runs_key="runs"):
@@ -778,7 +782,7 @@ def summarize(results, wls, runs_key="runs"):
         servers = [k for k in servers if any(k in row for row in rows)]
         per = {}
         for kind in servers:
-            good, dropped = clean([row.get(kind) for row in rows])
+            good, dropped, all_disturbed = clean([row.get(kind) for row in rows])
             rates = [r["req_per_s"] for r in good if r.get("req_per_s")]
             if not rates:
                 continue
@@ -793,7 +797,7 @@ def summarize(results, wls, runs_key="runs"):
                 # page faults per request (server), over the whole run incl. warm-up
                 "faults": statistics.median(r.get("server_minflt", 0) / (r["req_per_s"] * r["elapsed_s"])
                                             for r in good if r.get("req_per_s")),
-                "n": len(good), "dropped_disturbed": dropped,
+                "n": len(good), "dropped_disturbed": dropped, "all_disturbed": all_disturbed,
             }
 
         def usable(x):
@@ -839,9 +843,50 @@ def print_throughput(p, s, title):
               f"{p99} | {x['server_cpu']:.0%} | {x['server_cpu'] / x['median'] * 1e6:.2f} | "
               f"{x['faults']:.3f} | "
               f"{x['client_cpu']:.0%} | {x['n']}"
-              f"{' (+' + str(x['dropped_disturbed']) + ' disturbed)' if x['dropped_disturbed'] else ''}"
+              f"{' (+' + str(x['dropped_disturbed']) + ' disturbed, left out)' if x['dropped_disturbed'] else ''}"
+              f"{' (all disturbed)' if x['all_disturbed'] else ''}"
               f" | {rt} |")
         p("")
+
+
+def print_compact(p, s, sf):
+    """The RESULTS.md view: one row per workload, one column per server."""
+    cols = ["sockit", "sockit_raw", "epoll_echo", "uv_echo", "uv_frame", "ev_frame", "redis", "udp_echo"]
+
+    def matrix(summary, title, cell):
+        used = [c for c in cols if any(c in v["servers"] for v in summary.values())]
+        p(f"\n#### {title}\n")
+        p("| workload | " + " | ".join(used) + " |")
+        p("| --- |" + " ---: |" * len(used))
+        for key, v in summary.items():
+            p(f"| {v['label']} | " + " | ".join(cell(v, c) for c in used) + " |")
+
+    def rate(v, c):
+        x = v["servers"].get(c)
+        if not x:
+            return ""
+        flag = " ‡" if x["all_disturbed"] else ""
+        return f"{fmt_rate(x['median'])} ({fmt_rate(x['min'])}–{fmt_rate(x['max'])}){flag}"
+
+    def ratio(v, c):
+        r = v["ratios"].get(c)
+        return f"{r['median']:.2f} [{r['min']:.2f}–{r['max']:.2f}]" if r else ""
+
+    def p99(v, c):
+        x = v["servers"].get(c)
+        return f"{x['p99']:.0f}" if x and x["p99"] is not None else ""
+
+    def cpu(v, c):
+        x = v["servers"].get(c)
+        return f"{x['server_cpu'] / x['median'] * 1e6:.2f}" if x else ""
+
+    matrix(s, "req/s with `sockit bench`: median (min–max) over clean rounds", rate)
+    matrix(s, "sockit ÷ each server with `sockit bench`: median [min–max] of per-round ratios", ratio)
+    matrix(s, "p99 latency, µs (`sockit bench`), median over clean rounds", p99)
+    if sf:
+        matrix(sf, "req/s with frame_client: median (min–max) over clean rounds", rate)
+        matrix(sf, "sockit ÷ each server with frame_client: median [min–max] of per-round ratios", ratio)
+        matrix(sf, "server CPU µs per request with frame_client (≈ server CPU share ÷ req/s)", cpu)
 
 
 def print_report(results, wls, out=sys.stdout):
@@ -851,6 +896,8 @@ def print_report(results, wls, out=sys.stdout):
     p = lambda *a: print(*a, file=out)  # noqa: E731
     m = results.get("machine", {})
     p(f"machine: {m.get('nproc')} × {m.get('cpu')}, kernel {m.get('kernel')}; sockit {m.get('sockit')}")
+    p("\n## Compact tables (‡: every round of this cell was disturbed)")
+    print_compact(p, s, sf)
     print_throughput(p, s, "Throughput with `sockit bench` (req/s median [min–max] of clean rounds)")
     if sf:
         print_throughput(p, sf, "Throughput with frame_client, the minimal generator (same servers, same rounds)")
@@ -941,7 +988,10 @@ def print_report(results, wls, out=sys.stdout):
                for row in r.get(rk, {}).values() for x in row.values() if x.get("disturbed"))
     tot = sum(1 for r in results["rounds"] for rk in ("runs", "runs_fc")
               for row in r.get(rk, {}).values() for x in row.values())
-    p(f"Disturbed measurements (left out of medians while ≥ 3 clean remain): {dist} of {tot}.")
+    retried = sum(x.get("attempts", 1) - 1 for r in results["rounds"] for rk in ("runs", "runs_fc")
+                  for row in r.get(rk, {}).values() for x in row.values())
+    p(f"Measurements still disturbed after retries (left out of medians and ratios): {dist} of {tot}; "
+      f"disturbed attempts measured again: {retried}.")
 
 
 def machine_info(sockit):
@@ -952,9 +1002,11 @@ def machine_info(sockit):
                 info["cpu"] = line.split(":", 1)[1].strip()
                 break
     try:
-        info["sockit_commit"] = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"],
-                                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
-                                               ).stdout.decode().strip()
+        # The checkout bench/ lives in; the binary measured may be another
+        # build (--sockit): RESULTS.md names which.
+        info["repo_head"] = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"],
+                                           stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
+                                           ).stdout.decode().strip()
     except OSError:
         pass
     info["sockit"] = sockit
@@ -984,7 +1036,13 @@ def main():
                     help="skip the second sweep of frame workloads with frame_client")
     ap.add_argument("--profile", action="store_true", help="also callgrind (slow, ~2 min)")
     ap.add_argument("--json", help="write raw results here")
+    ap.add_argument("--report", metavar="JSON", help="print the report of a saved --json run and exit")
     o = ap.parse_args()
+    if o.report:
+        with open(o.report) as f:
+            saved = json.load(f)
+        print_report(saved, [w for w in workloads() if not o.only or re.search(o.only, w[0])])
+        return
     if o.quick:
         o.rounds, o.duration, o.warmup = 1, 1.0, 0.5
     o.sockit = os.path.abspath(o.sockit)
@@ -996,6 +1054,8 @@ def main():
     if NCPU < 2:
         sys.exit("compare.py: needs two cores (server on core 0, load on core 1)")
     raise_nofile()
+    # SIGTERM ends the run like Ctrl-C: servers stopped, partial results kept.
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     wls = [w for w in workloads() if not o.only or re.search(o.only, w[0])]
     extra = lambda name: not o.only or re.search(o.only, name)  # noqa: E731
     r = Runner(o)
