@@ -25,45 +25,82 @@ bool sk__mem_charge(size_t bytes)
 
 void sk__mem_uncharge(size_t bytes) { atomic_fetch_sub(&mem_in_use, bytes); }
 
-static uint8_t *pool_get(sk_loop *loop)
+/* The two pooled sizes; 0 for a buffer that is malloc'd and freed. */
+static sk_pool_buf **pool_for(sk_loop *loop, size_t cap, unsigned **len, unsigned *max)
 {
-    sk_pool_buf *p = loop->pool;
-    if (p == NULL)
-        return malloc(SK_READ_CHUNK);
-    loop->pool = p->next;
-    loop->pool_len--;
+    if (cap == SK_BUF_SMALL) {
+        *len = &loop->pool_small_len;
+        *max = SK_POOL_SMALL_MAX;
+        return &loop->pool_small;
+    }
+    if (cap == SK_READ_CHUNK) {
+        *len = &loop->pool_len;
+        *max = SK_POOL_LARGE_MAX;
+        return &loop->pool;
+    }
+    return NULL;
+}
+
+static uint8_t *buf_alloc(sk_loop *loop, size_t cap)
+{
+    unsigned *len, max;
+    sk_pool_buf **pool = pool_for(loop, cap, &len, &max);
+    if (pool == NULL || *pool == NULL)
+        return malloc(cap);
+    sk_pool_buf *p = *pool;
+    *pool = p->next;
+    (*len)--;
     return (uint8_t *)p;
 }
 
-static void pool_put(sk_loop *loop, uint8_t *data)
+static void buf_free(sk_loop *loop, uint8_t *data, size_t cap)
 {
-    if (loop->pool_len >= SK_POOL_MAX) {
+    unsigned *len, max;
+    sk_pool_buf **pool = pool_for(loop, cap, &len, &max);
+    if (pool == NULL || *len >= max) {
         free(data);
         return;
     }
     sk_pool_buf *p = (sk_pool_buf *)(void *)data;
-    p->next = loop->pool;
-    loop->pool = p;
-    loop->pool_len++;
+    p->next = *pool;
+    *pool = p;
+    (*len)++;
+}
+
+static void pool_drain(sk_pool_buf **pool, unsigned *len)
+{
+    while (*pool) {
+        sk_pool_buf *p = *pool;
+        *pool = p->next;
+        free(p);
+    }
+    *len = 0;
 }
 
 void sk__pool_free(sk_loop *loop)
 {
-    while (loop->pool) {
-        sk_pool_buf *p = loop->pool;
-        loop->pool = p->next;
-        free(p);
-    }
-    loop->pool_len = 0;
+    pool_drain(&loop->pool, &loop->pool_len);
+    pool_drain(&loop->pool_small, &loop->pool_small_len);
+}
+
+/* The size a buffer holding `want` bytes gets: a pooled size when it fits
+ * one, else exactly what is asked (growth doubles, see below). */
+static size_t size_for(size_t want)
+{
+    if (want <= SK_BUF_SMALL)
+        return SK_BUF_SMALL;
+    if (want <= SK_READ_CHUNK)
+        return SK_READ_CHUNK;
+    return want;
 }
 
 int sk__buf_reserve(sk_loop *loop, sk_buf *b, size_t more)
 {
     if (b->data == NULL) {
-        size_t cap = more <= SK_READ_CHUNK ? SK_READ_CHUNK : more;
+        size_t cap = size_for(more);
         if (!sk__mem_charge(cap))
             return -ENOBUFS;
-        b->data = cap == SK_READ_CHUNK ? pool_get(loop) : malloc(cap);
+        b->data = buf_alloc(loop, cap);
         if (b->data == NULL) {
             sk__mem_uncharge(cap);
             return -ENOMEM;
@@ -85,19 +122,21 @@ int sk__buf_reserve(sk_loop *loop, sk_buf *b, size_t more)
     size_t cap = b->cap * 2;
     if (cap < want)
         cap = want;
+    cap = size_for(cap);
     if (!sk__mem_charge(cap))
         return -ENOBUFS;
-    uint8_t *data = malloc(cap);
+    uint8_t *data = buf_alloc(loop, cap);
     if (data == NULL) {
         sk__mem_uncharge(cap);
         return -ENOMEM;
     }
     memcpy(data, b->data + b->off, b->len);
+    size_t len = b->len;
     sk__buf_release(loop, b);
     b->data = data;
     b->cap = cap;
     b->off = 0;
-    b->len = want - more;
+    b->len = len;
     return 0;
 }
 
@@ -106,10 +145,7 @@ void sk__buf_release(sk_loop *loop, sk_buf *b)
     if (b->data == NULL)
         return;
     sk__mem_uncharge(b->cap);
-    if (b->cap == SK_READ_CHUNK)
-        pool_put(loop, b->data);
-    else
-        free(b->data);
+    buf_free(loop, b->data, b->cap);
     b->data = NULL;
     b->off = b->len = b->cap = 0;
 }

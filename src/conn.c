@@ -147,7 +147,10 @@ static void schedule_pending(sk_conn *c)
 }
 
 /* Everything waiting to be sent: copied bytes, shared slices, file ranges. */
-static size_t out_queued(const sk_conn *c) { return c->out.len + sk__outq_bytes(c->outq); }
+static size_t out_queued(const sk_conn *c)
+{
+    return c->outq ? c->out.len + sk__outq_bytes(c->outq) : c->out.len;
+}
 
 static size_t max_for(const sk_stream_opts *o)
 {
@@ -201,7 +204,23 @@ static void protocol_error(sk_conn *c, int err, const uint8_t *buf, size_t len)
 static size_t process_input(sk_conn *c, const uint8_t *buf, size_t len)
 {
     size_t off = 0;
-    while (decoding_allowed(c) && off < len) {
+    if (c->opts->framing == SK_FRAMING_FRAME) {
+        /* The frame decoder inlined: this loop runs once per message. */
+        const size_t max = c->dec.max;
+        while (len - off >= SK_FRAME_HEADER && decoding_allowed(c)) {
+            const uint8_t *h = buf + off;
+            uint32_t n = (uint32_t)h[0] << 24 | (uint32_t)h[1] << 16 | (uint32_t)h[2] << 8 | h[3];
+            if (n > max) {
+                protocol_error(c, -EMSGSIZE, h, len - off);
+                return len;
+            }
+            if (len - off - SK_FRAME_HEADER < n)
+                break;
+            c->cbs->on_message(c, h + SK_FRAME_HEADER, n);
+            off += SK_FRAME_HEADER + (size_t)n;
+        }
+    }
+    while (c->opts->framing != SK_FRAMING_FRAME && decoding_allowed(c) && off < len) {
         sk_msg m;
         int r = sk_decoder_next(&c->dec, buf + off, len - off, &m, NULL);
         if (r == 0)
@@ -279,6 +298,106 @@ static void discard_input(sk_conn *c)
     }
 }
 
+/* How many of the n bytes just read at src finish the message buffered in
+ * c->in (all n when they do not); what they hold beyond it is decoded in
+ * place. Only a partial message is ever copied into c->in. */
+static size_t completing_bytes(const sk_conn *c, const uint8_t *src, size_t n)
+{
+    switch (c->opts->framing) {
+    case SK_FRAMING_FRAME: {
+        const uint8_t *have = c->in.data + c->in.off;
+        size_t had = c->in.len;
+        if (had < SK_FRAME_HEADER) {
+            size_t hdr = SK_FRAME_HEADER - had;
+            if (n < hdr)
+                return n;
+            uint8_t h[SK_FRAME_HEADER];
+            memcpy(h, have, had);
+            memcpy(h + had, src, hdr);
+            uint32_t len = (uint32_t)h[0] << 24 | (uint32_t)h[1] << 16 | (uint32_t)h[2] << 8 | h[3];
+            if (len > c->dec.max)
+                return hdr; /* the decoder reports it */
+            size_t total = SK_FRAME_HEADER + (size_t)len - had;
+            return total < n ? total : n;
+        }
+        uint32_t len = (uint32_t)have[0] << 24 | (uint32_t)have[1] << 16 | (uint32_t)have[2] << 8 |
+                       have[3];
+        size_t total = SK_FRAME_HEADER + (size_t)len;
+        size_t missing = total > had ? total - had : 0;
+        return missing < n ? missing : n;
+    }
+    case SK_FRAMING_LINE: {
+        const uint8_t *nl = memchr(src, '\n', n);
+        return nl ? (size_t)(nl - src) + 1 : n;
+    }
+    case SK_FRAMING_RAW: break;
+    }
+    return n;
+}
+
+/* Bytes still missing from a frame buffered in c->in whose header has
+ * arrived, or 0 (other framings, or the header is incomplete). */
+static size_t frame_missing(const sk_conn *c)
+{
+    if (c->opts->framing != SK_FRAMING_FRAME || c->in.len < SK_FRAME_HEADER)
+        return 0;
+    const uint8_t *h = c->in.data + c->in.off;
+    uint32_t len = (uint32_t)h[0] << 24 | (uint32_t)h[1] << 16 | (uint32_t)h[2] << 8 | h[3];
+    size_t total = SK_FRAME_HEADER + (size_t)len;
+    return total > c->in.len ? total - c->in.len : 0;
+}
+
+static bool keep_input(sk_conn *c, const uint8_t *src, size_t n)
+{
+    int err = sk__buf_reserve(c->loop, &c->in, n);
+    if (err < 0) {
+        set_reason(c, err, "input buffer: %s", sk_strerror(err));
+        sk_conn_fail(c, err, NULL);
+        return false;
+    }
+    memcpy(c->in.data + c->in.off + c->in.len, src, n);
+    c->in.len += n;
+    return true;
+}
+
+/* Decodes what c->in holds; false when the connection died doing so. */
+static bool decode_buffered(sk_conn *c)
+{
+    size_t used = process_input(c, c->in.data + c->in.off, c->in.len);
+    if (c->flags & F_DEAD)
+        return false;
+    sk__buf_consume(c->loop, &c->in, used);
+    return true;
+}
+
+/* Handles n bytes read into the loop's shared buffer: first the end of the
+ * message buffered in c->in, then every whole message decoded in place, and
+ * a partial one at the end copied into c->in. */
+static void take_read(sk_conn *c, const uint8_t *src, size_t n)
+{
+    size_t off = 0;
+    if (c->in.len > 0) {
+        off = completing_bytes(c, src, n);
+        if (!keep_input(c, src, off) || !decode_buffered(c))
+            return;
+        if (c->in.len > 0) {
+            /* Still incomplete, or decoding paused or closed mid-buffer:
+             * everything read stays queued behind it, in order. */
+            if (off < n && !(c->flags & F_CLOSING))
+                (void)keep_input(c, src + off, n - off);
+            return;
+        }
+    }
+    if (off == n)
+        return;
+    size_t used = process_input(c, src + off, n - off);
+    if (c->flags & F_DEAD)
+        return;
+    off += used;
+    if (off < n && !(c->flags & F_CLOSING))
+        (void)keep_input(c, src + off, n - off);
+}
+
 static void do_read(sk_conn *c)
 {
     if (c->flags & F_LINGER) {
@@ -290,27 +409,28 @@ static void do_read(sk_conn *c)
      * mark) are answered before anything more is read: reading first would
      * grow the buffer by a read per round while decoding only a reply's
      * worth, and an EOF read now would be taken for a cut-off message. */
-    if (c->in.len > 0 && decoding_allowed(c)) {
-        size_t used = process_input(c, c->in.data + c->in.off, c->in.len);
-        if (c->flags & F_DEAD)
-            return;
-        sk__buf_consume(loop, &c->in, used);
-    }
+    if (c->in.len > 0 && decoding_allowed(c) && !decode_buffered(c))
+        return;
     for (int i = 0; i < SK_READS_PER_EVENT && reading_allowed(c); i++) {
-        bool into_in = c->in.len > 0;
         uint8_t *dst = loop->rbuf;
         size_t cap = SK_READ_CHUNK;
-        if (into_in) {
-            /* A partial message is buffered: append to it. The buffer grows
-             * with what arrives, never from a declared length. */
-            int err = sk__buf_reserve(loop, &c->in, SK_READ_CHUNK);
+        /* A large frame under way is read straight into its buffer, which
+         * grows with what arrives (at most doubling what is held), never
+         * from the declared length alone. */
+        size_t missing = frame_missing(c);
+        bool direct = missing >= SK_READ_CHUNK / 2;
+        if (direct) {
+            size_t want = c->in.len > SK_READ_CHUNK ? c->in.len : SK_READ_CHUNK;
+            if (want > missing)
+                want = missing;
+            int err = sk__buf_reserve(loop, &c->in, want);
             if (err < 0) {
                 set_reason(c, err, "input buffer: %s", sk_strerror(err));
                 sk_conn_fail(c, err, NULL);
                 return;
             }
             dst = c->in.data + c->in.off + c->in.len;
-            cap = c->in.cap - c->in.off - c->in.len;
+            cap = want;
         }
         ssize_t n = recv(c->w.fd, dst, cap, 0);
         if (n < 0) {
@@ -326,27 +446,14 @@ static void do_read(sk_conn *c)
         }
         c->bytes_in += (uint64_t)n;
         c->last_active = loop->now;
-        if (into_in) {
+        if (direct) {
             c->in.len += (size_t)n;
-            size_t used = process_input(c, c->in.data + c->in.off, c->in.len);
-            if (c->flags & F_DEAD)
+            if (!decode_buffered(c))
                 return;
-            sk__buf_consume(loop, &c->in, used);
         } else {
-            size_t used = process_input(c, dst, (size_t)n);
+            take_read(c, dst, (size_t)n);
             if (c->flags & F_DEAD)
                 return;
-            size_t left = (size_t)n - used;
-            if (left > 0 && !(c->flags & F_CLOSING)) {
-                int err = sk__buf_reserve(loop, &c->in, left);
-                if (err < 0) {
-                    set_reason(c, err, "input buffer: %s", sk_strerror(err));
-                    sk_conn_fail(c, err, NULL);
-                    return;
-                }
-                memcpy(c->in.data + c->in.off, dst + used, left);
-                c->in.len = left;
-            }
         }
         /* A short read means the socket is drained: the next read would only
          * say EAGAIN, and level-triggered epoll wakes us when more comes. */
@@ -476,11 +583,35 @@ void sk__conns_process_pending(sk_loop *loop)
     }
 }
 
+/* A full large output buffer is sent now rather than grown: the kernel
+ * usually takes it whole, so one send per 64 KiB replaces a bigger buffer
+ * and the copy into it. Only plain bytes, only while the socket has room;
+ * errors are left for the regular flush to meet and report. */
+static void send_early(sk_conn *c)
+{
+    sk_buf *b = &c->out;
+    ssize_t n = send(c->w.fd, b->data + b->off, b->len, MSG_NOSIGNAL);
+    if (n > 0) {
+        c->bytes_out += (uint64_t)n;
+        b->off += (size_t)n;
+        b->len -= (size_t)n;
+        if (b->len == 0)
+            b->off = 0;
+    } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+        c->flags |= F_WANT_OUT;
+        update_events(c);
+    }
+}
+
 static int queue_reserve(sk_conn *c, size_t total)
 {
     if (c->flags & (F_DEAD | F_CLOSING | F_SHUT_PENDING))
         return -EPIPE;
-    int err = sk__buf_reserve(c->loop, &c->out, total);
+    sk_buf *b = &c->out;
+    if (b->cap == SK_READ_CHUNK && b->cap - b->off - b->len < total &&
+        !(c->flags & (F_WANT_OUT | F_CONNECTING)) && !sk__outq_active(c->outq))
+        send_early(c);
+    int err = sk__buf_reserve(c->loop, b, total);
     if (err < 0) {
         set_reason(c, err, "output buffer: %s", sk_strerror(err));
         sk_conn_abort(c, err);
@@ -530,8 +661,13 @@ int sk_conn_send_msgv(sk_conn *c, const struct iovec *iov, int iovcnt)
 
 int sk_conn_send_msg(sk_conn *c, const void *data, size_t len)
 {
-    struct iovec iov = {.iov_base = (void *)(uintptr_t)data, .iov_len = len};
-    return sk_conn_send_msgv(c, &iov, 1);
+    int err = 0;
+    uint8_t *p = sk_conn_prepare_msg(c, len, &err);
+    if (p == NULL)
+        return err;
+    if (len) /* memcpy from NULL is undefined even for 0 bytes */
+        memcpy(p, data, len);
+    return 0;
 }
 
 void *sk_conn_prepare_msg(sk_conn *c, size_t len, int *errp)
@@ -543,20 +679,26 @@ void *sk_conn_prepare_msg(sk_conn *c, size_t len, int *errp)
         return NULL;
     }
     size_t extra = f == SK_FRAMING_FRAME ? SK_FRAME_HEADER : (f == SK_FRAMING_LINE ? 1 : 0);
-    int err = queue_reserve(c, len + extra);
-    if (err < 0) {
-        if (errp)
-            *errp = err;
-        return NULL;
+    sk_buf *b = &c->out;
+    /* The common case, a reply that fits the buffer already held, skips
+     * the checks that only matter when the buffer must change. */
+    if (b->data == NULL || b->cap - b->off - b->len < len + extra ||
+        (c->flags & (F_DEAD | F_CLOSING | F_SHUT_PENDING))) {
+        int err = queue_reserve(c, len + extra);
+        if (err < 0) {
+            if (errp)
+                *errp = err;
+            return NULL;
+        }
     }
-    uint8_t *p = c->out.data + c->out.off + c->out.len;
+    uint8_t *p = b->data + b->off + b->len;
     if (f == SK_FRAMING_FRAME) {
         sk_frame_header(p, (uint32_t)len);
         p += SK_FRAME_HEADER;
     } else if (f == SK_FRAMING_LINE) {
         p[len] = '\n';
     }
-    c->out.len += len + extra;
+    b->len += len + extra;
     queued(c);
     return p;
 }

@@ -20,9 +20,16 @@
 #define SK_READ_CHUNK (64u * 1024u)
 /* Reads per readable event before giving other connections a turn. */
 #define SK_READS_PER_EVENT 8
-/* Pooled buffers per loop: enough for the connections active in one
- * iteration of a busy loop without hoarding memory for idle ones. */
-#define SK_POOL_MAX 64
+/* Connection buffers come in two pooled sizes: small ones for the common
+ * case (a few short messages queued or a partial message held), large ones
+ * (SK_READ_CHUNK) once more is queued. Anything bigger is a plain malloc.
+ * Small is 8 KiB so that a partial 4 KiB frame plus its header fits. The
+ * pools keep at most 4 and 8 MiB per loop: enough for the connections
+ * active in one iteration of a busy loop (500 with a small buffer, 128 with
+ * a large one) without hoarding memory for idle ones. */
+#define SK_BUF_SMALL (8u * 1024u)
+#define SK_POOL_SMALL_MAX 512
+#define SK_POOL_LARGE_MAX 128
 /* Peers accepted per readiness event on a listener, for fairness. */
 #define SK_ACCEPTS_PER_EVENT 64
 
@@ -144,7 +151,8 @@ struct sk_loop {
 
     uint8_t *rbuf;          /* shared read buffer, SK_READ_CHUNK bytes */
     sk_pool_buf *pool;      /* free SK_READ_CHUNK-sized buffers */
-    unsigned pool_len;
+    sk_pool_buf *pool_small;/* free SK_BUF_SMALL-sized buffers */
+    unsigned pool_len, pool_small_len;
 
     sk_conn *conns;         /* every connection of this loop (for sk_loop_free) */
     sk_conn *flush_head;    /* connections with output to write this iteration */

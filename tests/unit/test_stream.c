@@ -43,6 +43,7 @@ typedef struct sctx {
     peer p;
     /* what the connection saw */
     int opened, closed, close_err, errors, error_err, eofs, drains;
+    int counted; /* messages echo_count_message saw (not kept in msgs) */
     int msg_before_open;
     char reason[256];
     uint8_t *msgs[64];
@@ -266,7 +267,7 @@ static void run(sctx *x)
     cr_assert_eq(sk_loop_run(x->loop), 0);
     cr_assert(!x->timed_out, "watchdog: the test did not finish in 5 s (msgs %d, closed %d, "
                              "peer eof %d, peer in %zu)",
-              x->nmsgs, x->closed, x->p.eof, x->p.in_len);
+              x->nmsgs + x->counted, x->closed, x->p.eof, x->p.in_len);
 }
 
 static void teardown(sctx *x)
@@ -885,4 +886,134 @@ Test(stream, opts_defaults)
     cr_assert_eq(o.idle_timeout_ms, 0u);
     cr_assert_eq(o.frame_timeout_ms, 0u);
     cr_assert_eq(o.linger_ms, 2000u);
+}
+
+/* ------------------------------------- random message sizes, random reads */
+
+/* Echoes every message and counts; closes after x->close_after. Messages
+ * are not kept (there are hundreds of them). */
+static void echo_count_message(sk_conn *c, const uint8_t *data, size_t len)
+{
+    sctx *x = ctx_of(c);
+    x->counted++;
+    cr_assert_eq(sk_conn_send_msg(c, data, len), 0);
+    if (x->counted == x->close_after)
+        sk_conn_close(c);
+}
+
+typedef struct rdribble {
+    sctx *x;
+    const uint8_t *data;
+    size_t len, off;
+    uint64_t rng;
+} rdribble;
+
+static uint64_t xorshift(uint64_t *s)
+{
+    *s ^= *s << 13;
+    *s ^= *s >> 7;
+    *s ^= *s << 17;
+    return *s;
+}
+
+/* Pieces of 1 byte to 160 KiB, so that message boundaries, headers and the
+ * 64 KiB read size fall everywhere within a read. */
+static void on_rdribble(sk_timer *t, void *ud)
+{
+    rdribble *d = ud;
+    for (int k = 0; k < 4 && d->off < d->len; k++) {
+        uint64_t r = xorshift(&d->rng);
+        size_t n = (r & 3) == 0 ? 1 + (size_t)(r >> 8) % 7 : 1 + (size_t)(r >> 8) % (160 * 1024);
+        if (n > d->len - d->off)
+            n = d->len - d->off;
+        ssize_t w = send(d->x->p.fd, d->data + d->off, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (w <= 0) {
+            cr_assert(errno == EAGAIN || errno == EWOULDBLOCK, "dribble send: %s", strerror(errno));
+            return;
+        }
+        d->off += (size_t)w;
+    }
+    if (d->off == d->len)
+        sk_timer_stop(t);
+}
+
+/* Sizes around every boundary the read path has: the small and large
+ * buffer sizes, the 64 KiB read, a frame larger than several reads. */
+static size_t random_msg_size(uint64_t *rng)
+{
+    static const size_t sizes[] = { 0,     1,     3,     4,     60,    4092,   4096,
+                                    4100,  8187,  8188,  8192,  32767,  32768,
+                                    65531, 65532, 65536, 70000, 200000, 1 << 20 };
+    uint64_t r = xorshift(rng);
+    return sizes[(r >> 5) % (sizeof sizes / sizeof sizes[0])];
+}
+
+static void echo_random_stream(enum sk_framing framing, uint64_t seed)
+{
+    int fds = unit_count_fds();
+    sk_stream_opts o;
+    sk_stream_opts_init(&o);
+    o.framing = framing;
+    o.max_frame = 2u << 20;
+    o.max_line = 2u << 20;
+    sk_conn_callbacks cbs = base_cbs;
+    cbs.on_message = echo_count_message;
+    sctx x;
+    setup(&x, &o, &cbs);
+
+    enum { NMSG = 160 };
+    uint64_t rng = seed;
+    size_t cap = 0, sizes[NMSG];
+    for (int i = 0; i < NMSG; i++) {
+        sizes[i] = random_msg_size(&rng);
+        cap += sizes[i] + 4;
+    }
+    uint8_t *wire = malloc(cap);
+    cr_assert_not_null(wire);
+    size_t wlen = 0;
+    for (int i = 0; i < NMSG; i++) {
+        uint8_t *p = wire + wlen + (framing == SK_FRAMING_FRAME ? 4 : 0);
+        unit_pattern(p, sizes[i], (unsigned)i);
+        if (framing == SK_FRAMING_FRAME) {
+            put_frame(wire, &wlen, p, (uint32_t)sizes[i]);
+        } else {
+            for (size_t k = 0; k < sizes[i]; k++)
+                if (p[k] == '\n' || p[k] == '\r')
+                    p[k] = 'n';
+            p[sizes[i]] = '\n';
+            wlen += sizes[i] + 1;
+        }
+    }
+    x.close_after = NMSG;
+    x.p.reading = 1;
+    x.done_needs_peer_eof = 1;
+    peer_start(&x);
+    rdribble d = { &x, wire, wlen, 0, seed * 7 + 1 };
+    sk_timer *dt = NULL;
+    cr_assert_eq(sk_timer_new(x.loop, on_rdribble, &d, &dt), 0);
+    sk_timer_start(dt, 1, 1);
+    run(&x);
+
+    cr_assert_eq(x.counted, NMSG, "%d messages", x.counted);
+    cr_assert_eq(x.errors, 0, "error %d: %s", x.error_err, x.reason);
+    cr_assert_eq(x.close_err, 0, "close: %s", x.reason);
+    cr_assert_eq(x.p.in_len, wlen, "echoed %zu of %zu bytes", x.p.in_len, wlen);
+    for (size_t k = 0; k < wlen; k++)
+        if (x.p.in[k] != wire[k])
+            cr_assert_fail("echo differs at byte %zu of %zu", k, wlen);
+    sk_timer_free(dt);
+    teardown(&x);
+    free(wire);
+    cr_assert_eq(unit_count_fds(), fds, "descriptor leak");
+}
+
+Test(stream, frames_of_random_sizes_in_random_reads)
+{
+    echo_random_stream(SK_FRAMING_FRAME, 0x9e3779b97f4a7c15u);
+    echo_random_stream(SK_FRAMING_FRAME, 12345);
+}
+
+Test(stream, lines_of_random_sizes_in_random_reads)
+{
+    echo_random_stream(SK_FRAMING_LINE, 0x2545f4914f6cdd1du);
 }
