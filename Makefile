@@ -41,7 +41,7 @@ TEST_PKGS  := libcriterion-dev python3 netcat-openbsd socat procps util-linux ip
               clang libclang-rt-14-dev
 
 .PHONY: all run test deps deps-test install uninstall clean unit integration check-symbols \
-        fuzz fuzz-smoke
+        fuzz fuzz-smoke bench bench-quick
 
 all: $(BUILD)/sockit $(BUILD)/libsockit.a $(BUILD)/libsockit.so $(EX_BIN)
 
@@ -108,6 +108,15 @@ unit: $(BUILD)/unit-tests
 
 integration: all
 	SOCKIT_BUILD=$(BUILD) python3 tests/integration/run.py
+
+# --- benchmarks (bench/, issue 6): never part of `make test` -------------
+# The paired, pinned comparison against the reference servers; installs
+# libuv, libevent, redis-server, iperf3 (benchmark-only dependencies).
+bench: all
+	$(MAKE) -C bench run
+
+bench-quick: all
+	$(MAKE) -C bench quick
 
 # Every exported symbol of the shared library carries the sk_ prefix.
 check-symbols: $(BUILD)/libsockit.so
