@@ -24,6 +24,14 @@
  * so a flood of requests cannot make the queue grow. */
 #define TX_SLOTS 32
 #define TX_ARENA (256u * 1024u)
+/* UDP generic segmentation offload (Linux 4.18): consecutive replies to one
+ * peer leave as one send of up to GSO_MAX_SEGS datagrams, which the kernel
+ * cuts apart only at the end of its send path. */
+#ifndef UDP_SEGMENT
+#define UDP_SEGMENT 103
+#endif
+#define GSO_MAX_SEGS 64
+#define GSO_MAX_BYTES 65000u
 
 struct sk_dgram {
     sk_watch w;
@@ -32,6 +40,7 @@ struct sk_dgram {
     void *ud;
     bool connected;
     bool in_flush;
+    bool gso; /* UDP socket, and segmentation offload has not failed on it */
     int port;
     uint64_t dropped, truncated, last_trunc_log;
     char unix_path[SK_ADDR_PATH_MAX + 1];
@@ -47,12 +56,20 @@ struct sk_dgram {
     struct mmsghdr smsg[TX_SLOTS];
     struct iovec siov[TX_SLOTS];
     struct sockaddr_storage saddr[TX_SLOTS];
+    /* The same replies grouped for segmentation offload. */
+    struct mmsghdr gmsg[TX_SLOTS];
+    struct iovec giov[TX_SLOTS];
+    int gcount[TX_SLOTS];
+    struct {
+        _Alignas(size_t) char buf[CMSG_SPACE(sizeof(uint16_t))]; /* cmsghdr's alignment */
+    } gctl[TX_SLOTS];
     struct sk_dgram *prev, *next, *flush_next;
 };
 
-static void dgram_flush(sk_dgram *d)
+/* Sends queued replies first..ntx-1 one datagram per message. */
+static void flush_plain(sk_dgram *d, int first)
 {
-    int done = 0;
+    int done = first;
     while (done < d->ntx) {
         int n = sendmmsg(d->w.fd, d->smsg + done, (unsigned)(d->ntx - done), MSG_DONTWAIT);
         if (n > 0) {
@@ -71,6 +88,92 @@ static void dgram_flush(sk_dgram *d)
          * error, or a peer whose unixgram socket is gone): skip it. */
         d->dropped++;
         done++;
+    }
+}
+
+static bool same_peer(const struct msghdr *a, const struct msghdr *b)
+{
+    return a->msg_namelen == b->msg_namelen &&
+           (a->msg_namelen == 0 || memcmp(a->msg_name, b->msg_name, a->msg_namelen) == 0);
+}
+
+/* Groups runs of replies to one peer (each no longer than the first, only
+ * the last shorter, adjacent in the arena) into one message with a
+ * UDP_SEGMENT size; returns the number of messages. */
+static int group_for_gso(sk_dgram *d)
+{
+    int ng = 0;
+    for (int i = 0; i < d->ntx;) {
+        size_t seg = d->siov[i].iov_len, total = seg;
+        int j = i + 1;
+        while (seg > 0 && j < d->ntx && j - i < GSO_MAX_SEGS) {
+            size_t len = d->siov[j].iov_len;
+            if (len == 0 || len > seg || total + len > GSO_MAX_BYTES ||
+                (uint8_t *)d->siov[j].iov_base != (uint8_t *)d->siov[j - 1].iov_base + d->siov[j - 1].iov_len ||
+                !same_peer(&d->smsg[i].msg_hdr, &d->smsg[j].msg_hdr))
+                break;
+            total += len;
+            j++;
+            if (len < seg)
+                break;
+        }
+        struct msghdr *h = &d->gmsg[ng].msg_hdr;
+        memset(h, 0, sizeof *h);
+        h->msg_name = d->smsg[i].msg_hdr.msg_name;
+        h->msg_namelen = d->smsg[i].msg_hdr.msg_namelen;
+        d->giov[ng] = (struct iovec){.iov_base = d->siov[i].iov_base, .iov_len = total};
+        h->msg_iov = &d->giov[ng];
+        h->msg_iovlen = 1;
+        if (j - i > 1) {
+            h->msg_control = d->gctl[ng].buf;
+            h->msg_controllen = sizeof d->gctl[ng].buf;
+            struct cmsghdr *cm = CMSG_FIRSTHDR(h);
+            cm->cmsg_level = IPPROTO_UDP;
+            cm->cmsg_type = UDP_SEGMENT;
+            cm->cmsg_len = CMSG_LEN(sizeof(uint16_t));
+            uint16_t size = (uint16_t)seg;
+            memcpy(CMSG_DATA(cm), &size, sizeof size);
+        }
+        d->gcount[ng] = j - i;
+        ng++;
+        i = j;
+    }
+    return ng;
+}
+
+static void dgram_flush(sk_dgram *d)
+{
+    int ng = d->gso && d->ntx > 1 ? group_for_gso(d) : d->ntx;
+    if (ng == d->ntx) {
+        flush_plain(d, 0);
+    } else {
+        int done = 0, first = 0; /* messages sent; their first datagram */
+        while (done < ng) {
+            int n = sendmmsg(d->w.fd, d->gmsg + done, (unsigned)(ng - done), MSG_DONTWAIT);
+            if (n > 0) {
+                for (int k = 0; k < n; k++)
+                    first += d->gcount[done + k];
+                done += n;
+                continue;
+            }
+            if (n < 0 && errno == EINTR)
+                continue;
+            if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS)) {
+                d->dropped += (uint64_t)(d->ntx - first);
+                break;
+            }
+            if (d->gmsg[done].msg_hdr.msg_controllen != 0) {
+                /* The route cannot segment (a device without checksum
+                 * offload, a segment over its MTU): send the rest one by
+                 * one, and do not try again on this socket. */
+                d->gso = false;
+                flush_plain(d, first);
+                break;
+            }
+            d->dropped++;
+            first += d->gcount[done];
+            done++;
+        }
     }
     d->ntx = 0;
     d->tx_used = 0;
@@ -268,6 +371,7 @@ int sk_dgram_open(sk_loop *loop, const sk_addr *addr, int do_bind, sk_dgram_cb c
     d->cb = cb;
     d->ud = ud;
     d->connected = !do_bind;
+    d->gso = addr->kind == SK_ADDR_UDP;
     d->w.fd = -1;
     d->w.on_event = dgram_event;
     int rc = bind_or_connect(d, addr, do_bind, err, errlen);

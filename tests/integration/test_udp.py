@@ -41,6 +41,38 @@ class Udp(SockitTestCase):
             for i, c in enumerate(clients):
                 self.assertEqual(c.recv(1000), b"client %d round %d" % (i, round_))
 
+    def test_burst_keeps_every_datagram_boundary(self):
+        # Replies to one peer leave grouped (UDP segmentation offload): runs
+        # of equal sizes, a shorter one ending a run, a longer one after a
+        # shorter, empty datagrams, runs longer than one send may carry (64
+        # datagrams, 65,000 bytes), and two peers interleaved. Each reply
+        # must come back whole, alone and in order. Bursts stay within the
+        # server's default receive buffer, so that nothing is lost there.
+        srv = self.serve("echo", "udp://127.0.0.1:0")
+        dest = ("127.0.0.1", port_of(srv.addr))
+        a, b = self.udp_client(), self.udp_client()
+        for s in (a, b):
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+        mixed = [64] * 10 + [30] + [64, 100, 100, 7, 7, 0, 0, 5, 64, 64]
+        bursts = [[(a, n) for n in mixed for _ in (0,)] + [(b, n) for n in mixed],
+                  [x for n in mixed for x in ((a, n), (b, n))],
+                  [(a, 1400)] * 50 + [(a, 1399), (a, 1400), (a, 1400)],
+                  [(b, 64)] * 70 + [(b, 30)]]
+        seq = 0
+        for burst in bursts:
+            sent = {id(a): [], id(b): []}
+            for s, size in burst:
+                seq += 1
+                data = bytes([seq % 251]) * size
+                s.sendto(data, dest)
+                sent[id(s)].append(data)
+            for s in (a, b):
+                for i, want in enumerate(sent[id(s)]):
+                    got = s.recv(70000)
+                    self.assertEqual(len(got), len(want), "datagram %d: %d bytes, sent %d"
+                                     % (i, len(got), len(want)))
+                    self.assertEqual(got, want, "datagram %d differs" % i)
+
     def test_upper_over_udp(self):
         srv = self.serve("upper", "udp://127.0.0.1:0")
         c = self.udp_client()
