@@ -392,6 +392,9 @@ def workloads():
     w.append(("udp-32x4-64", "UDP 64 B, 32 sockets × 4 in flight", "udp",
               ["--mode", "udp", "-c", "32", "--pipeline", "4", "--size", "64"],
               ["sockit", "udp_echo"], ("ge", ["udp_echo"], 2.0)))
+    w.append(("udp-8x16-64", "UDP 64 B, 8 sockets × 16 in flight", "udp",
+              ["--mode", "udp", "-c", "8", "--pipeline", "16", "--size", "64"],
+              ["sockit", "udp_echo"], ("ge", ["udp_echo"], 2.0)))
     w.append(("udp-1x1-64", "UDP 64 B, 1 × 1", "udp",
               ["--mode", "udp", "-c", "1", "--pipeline", "1", "--size", "64"],
               ["sockit", "udp_echo"], None))
