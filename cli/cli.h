@@ -53,7 +53,7 @@ typedef struct cli_tls {
 int cli_tls_option(cli_tls *t, int ch, const char *v);
 int cli_tls_prepare(cli_tls *t, const sk_addr *addr);
 /* sk_dial, or sk_tls_dial for tls:// (close the result with sk_sock_close). */
-int cli_dial(const sk_addr *addr, cli_tls *t, int timeout_ms, char *err, size_t errlen);
+int cli_dial(const sk_addr *addr, const cli_tls *t, int timeout_ms, char *err, size_t errlen);
 void cli_tls_free(cli_tls *t);
 
 int cmd_serve(int argc, char **argv);

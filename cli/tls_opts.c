@@ -57,7 +57,7 @@ int cli_tls_prepare(cli_tls *t, const sk_addr *addr)
     return 0;
 }
 
-int cli_dial(const sk_addr *addr, cli_tls *t, int timeout_ms, char *err, size_t errlen)
+int cli_dial(const sk_addr *addr, const cli_tls *t, int timeout_ms, char *err, size_t errlen)
 {
     if (addr->kind != SK_ADDR_TLS)
         return sk_dial(addr, timeout_ms, err, errlen);

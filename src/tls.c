@@ -363,6 +363,112 @@ static int new_session_cb(SSL *ssl, SSL_SESSION *sess)
     return 1;
 }
 
+/* ------------------------------------------------------ the socket BIO */
+
+/* OpenSSL's own socket BIO writes with write(2), which raises SIGPIPE when
+ * the peer is gone; the library never depends on that signal's disposition
+ * (a server must not die because a client reset mid-handshake). So the
+ * session talks to the socket through this BIO: send(MSG_NOSIGNAL) and
+ * recv(), with EAGAIN reported as "retry" the way OpenSSL expects. */
+static BIO_METHOD *sock_method;
+static pthread_once_t sock_method_once = PTHREAD_ONCE_INIT;
+
+static int sock_write(BIO *b, const char *buf, size_t len, size_t *done)
+{
+    BIO_clear_retry_flags(b);
+    ssize_t n;
+    do
+        n = send(BIO_get_fd(b, NULL), buf, len, MSG_NOSIGNAL);
+    while (n < 0 && errno == EINTR);
+    if (n < 0) {
+        if (errno == EAGAIN || errno == EWOULDBLOCK)
+            BIO_set_retry_write(b);
+        return 0;
+    }
+    *done = (size_t)n;
+    return 1;
+}
+
+static int sock_read(BIO *b, char *buf, size_t len, size_t *done)
+{
+    BIO_clear_retry_flags(b);
+    ssize_t n;
+    do
+        n = recv(BIO_get_fd(b, NULL), buf, len, 0);
+    while (n < 0 && errno == EINTR);
+    if (n < 0) {
+        if (errno == EAGAIN || errno == EWOULDBLOCK)
+            BIO_set_retry_read(b);
+        return 0;
+    }
+    if (n == 0)
+        errno = 0; /* an end of stream, not an error: SSL_ERROR_SYSCALL with errno 0 */
+    *done = (size_t)n;
+    return n > 0;
+}
+
+static long sock_ctrl(BIO *b, int cmd, long num, void *ptr)
+{
+    int *fdp = BIO_get_data(b);
+    switch (cmd) {
+    case BIO_C_SET_FD:
+        *fdp = *(int *)ptr;
+        BIO_set_init(b, 1);
+        return 1;
+    case BIO_C_GET_FD:
+        if (ptr != NULL)
+            *(int *)ptr = *fdp;
+        return *fdp;
+    case BIO_CTRL_FLUSH:
+        return 1;
+    default:
+        (void)num;
+        return 0;
+    }
+}
+
+static int sock_create(BIO *b)
+{
+    int *fdp = malloc(sizeof *fdp);
+    if (fdp == NULL)
+        return 0;
+    *fdp = -1;
+    BIO_set_data(b, fdp);
+    return 1;
+}
+
+static int sock_destroy(BIO *b)
+{
+    free(BIO_get_data(b)); /* the descriptor is the connection's to close */
+    BIO_set_data(b, NULL);
+    return 1;
+}
+
+static void sock_method_init(void)
+{
+    BIO_METHOD *m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK | BIO_TYPE_DESCRIPTOR,
+                                 "sockit socket");
+    if (m == NULL || BIO_meth_set_write_ex(m, sock_write) != 1 ||
+        BIO_meth_set_read_ex(m, sock_read) != 1 || BIO_meth_set_ctrl(m, sock_ctrl) != 1 ||
+        BIO_meth_set_create(m, sock_create) != 1 || BIO_meth_set_destroy(m, sock_destroy) != 1) {
+        BIO_meth_free(m);
+        return;
+    }
+    sock_method = m;
+}
+
+static BIO *sock_bio(int fd)
+{
+    pthread_once(&sock_method_once, sock_method_init);
+    if (sock_method == NULL)
+        return NULL;
+    BIO *b = BIO_new(sock_method);
+    if (b == NULL)
+        return NULL;
+    BIO_set_fd(b, fd, BIO_NOCLOSE);
+    return b;
+}
+
 /* ----------------------------------------------------------- sessions */
 
 int sk__tls_new(sk_tls_ctx *ctx, int fd, const char *host, sk__tls **out)
@@ -371,14 +477,16 @@ int sk__tls_new(sk_tls_ctx *ctx, int fd, const char *host, sk__tls **out)
     if (t == NULL)
         return -ENOMEM;
     t->ctx = ctx;
-    t->want = SK_READABLE;
+    t->want = ctx->server ? SK_READABLE : SK_WRITABLE; /* a client speaks first */
     t->ssl = SSL_new(ctx->ssl);
-    if (t->ssl == NULL || SSL_set_fd(t->ssl, fd) != 1) {
+    BIO *bio = t->ssl ? sock_bio(fd) : NULL;
+    if (bio == NULL) {
         ERR_clear_error();
         SSL_free(t->ssl);
         free(t);
         return -ENOMEM;
     }
+    SSL_set_bio(t->ssl, bio, bio); /* the session owns it from here */
     SSL_set_app_data(t->ssl, t);
     if (ctx->server) {
         SSL_set_accept_state(t->ssl);
@@ -550,8 +658,9 @@ int sk__tls_handshake(sk__tls *t, char *err, size_t errlen)
                 X509_verify_cert_error_string(v));
         return -EPERM;
     }
-    if (e == SSL_ERROR_SYSCALL) {
-        int se = errno;
+    if (e == SSL_ERROR_SYSCALL || e == SSL_ERROR_ZERO_RETURN) {
+        /* ZERO_RETURN: an end of stream (SSL_OP_IGNORE_UNEXPECTED_EOF). */
+        int se = e == SSL_ERROR_ZERO_RETURN ? 0 : errno;
         ERR_clear_error();
         if (se == 0) {
             set_err(err, errlen, "peer closed the connection during the TLS handshake");
