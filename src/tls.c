@@ -267,7 +267,11 @@ int sk_tls_server_new(const char *cert_file, const char *key_file, sk_tls_ctx **
         goto fail;
     }
     if (SSL_CTX_use_PrivateKey_file(t->ssl, key_file, SSL_FILETYPE_PEM) != 1) {
-        set_err(err, errlen, "key %s: %s", key_file, ossl_reason(eb, sizeof eb));
+        ossl_reason(eb, sizeof eb);
+        if (strstr(eb, "mismatch") != NULL)
+            set_err(err, errlen, "key %s does not belong to certificate %s", key_file, cert_file);
+        else
+            set_err(err, errlen, "key %s: %s", key_file, eb);
         goto fail;
     }
     if (SSL_CTX_check_private_key(t->ssl) != 1) {
