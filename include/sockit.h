@@ -395,7 +395,11 @@ SK_API int sk_conn_connect(sk_loop *loop, const sk_addr *addr, const sk_stream_o
 
 /* Like sk_conn_connect, on a stream socket the caller made (bound to a
  * source address, options set, ...): starts a non-blocking connect to sa.
- * On success the connection owns fd; on failure fd stays the caller's. */
+ * On success the connection owns fd; on failure fd stays the caller's.
+ * With a TLS client context in opts no host name is known here: a --pin
+ * context verifies as usual, but a CA context checks the chain only (use
+ * sk_conn_connect to have the name checked and sent as SNI). The same holds
+ * for sk_conn_adopt. */
 SK_API int sk_conn_connect_fd(sk_loop *loop, int fd, const struct sockaddr *sa, socklen_t salen,
                               const sk_stream_opts *opts, const sk_conn_callbacks *cbs, void *ud,
                               uint32_t timeout_ms, sk_conn **out);
