@@ -19,8 +19,15 @@
 #include "files.h"
 
 /* The TLS context of this process's files command, if any (see
- * files_cli_parse). */
+ * files_cli_parse), freed when the process exits: put, get and ls leave
+ * from many places, and a resumed transfer reconnects with it. */
 static sk_tls_ctx *files_tls_ctx;
+
+static void files_tls_free(void)
+{
+    sk_tls_ctx_free(files_tls_ctx);
+    files_tls_ctx = NULL;
+}
 
 /* Bytes read from the socket per recv() into the connection's buffer. */
 #define IN_CHUNK (256u * 1024u)
@@ -111,8 +118,11 @@ int files_cli_parse(files_cli *o, int argc, char **argv, int min_args, int max_a
     if (cli_tls_prepare(&o->tls, &o->addr) != 0)
         return -1;
     /* One context for the whole command (a resumed transfer reconnects and
-     * resumes its TLS session too); kept reachable until exit. */
-    files_tls_ctx = o->tls.ctx;
+     * resumes its TLS session too), freed at exit. */
+    if (o->tls.ctx != NULL && files_tls_ctx == NULL) {
+        files_tls_ctx = o->tls.ctx;
+        atexit(files_tls_free);
+    }
     o->nargs = npos - 1;
     for (int i = 0; i < o->nargs; i++)
         o->args[i] = argv[optind + 1 + i];

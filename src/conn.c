@@ -393,6 +393,10 @@ static void do_read(sk_conn *c)
         if ((size_t)n < cap)
             return;
     }
+    /* TLS: the reads per event are used up, and OpenSSL may hold decrypted
+     * bytes that no epoll event will announce. */
+    if (c->tls && reading_allowed(c) && sk__tls_pending(c->tls))
+        schedule_pending(c);
 }
 
 /* ------------------------------------------------------------- output */
