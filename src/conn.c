@@ -663,6 +663,8 @@ static void start_close(sk_conn *c)
     if (c->flags & (F_DEAD | F_LINGER))
         return;
     if (c->flags & F_EOF) {
+        if (c->tls) /* a clean end, said the TLS way too */
+            sk__tls_close_notify(c->tls);
         finalize(c);
         return;
     }
@@ -944,6 +946,8 @@ static void conn_timer(sk_timer *t, void *ud)
          * output of ours in flight nor input to discard, so a plain close is
          * an orderly FIN and lingering would only hold the slot longer. */
         set_reason(c, -ETIMEDOUT, "idle timeout");
+        if (c->tls)
+            sk__tls_close_notify(c->tls);
         finalize(c);
         return;
     }

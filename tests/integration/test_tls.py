@@ -214,6 +214,19 @@ class TestInterop(TlsBase):
         self.assertEqual(recv_exact(s2, 5), b"again")
         self.assertTrue(s2.session_reused, "the server did not resume the session (tickets)")
 
+    def test_clean_shutdown_both_ways(self):
+        # The client's close_notify is the end of its stream; the server
+        # answers what it owes, then its own close_notify (unwrap() fails
+        # on a bare TCP close).
+        srv = self.tls_serve("echo")
+        s, _ = self.py_client(srv.addr)
+        s.sendall(b"abc")
+        self.assertEqual(recv_exact(s, 3), b"abc")
+        plain = self.track(s.unwrap())
+        self.assertEqual(plain.recv(10), b"")
+        _, _, reason = srv.close_line(plain.getsockname()[1])
+        self.assertEqual(reason, "peer closed")
+
     def test_greet_and_frames_over_tls(self):
         srv = self.tls_serve("greet")
         s, _ = self.py_client(srv.addr)
