@@ -391,6 +391,53 @@ class TestServicesOverTls(TlsBase):
         self.assertEqual(cp.returncode, 1)
 
 
+class TestBackpressure(TlsBase):
+    def test_reader_that_never_reads(self):
+        # Over TLS as over TCP: a peer that sends and never reads gets the
+        # server to stop reading it (bounded memory), others are served,
+        # and once it reads, every byte comes back intact.
+        srv = self.tls_serve("echo")
+        s0, _ = self.py_client(srv.addr)
+        s0.sendall(b"warm")
+        self.assertEqual(recv_exact(s0, 4), b"warm")
+        s0.close()
+        rss0 = srv.rss_kib()
+        s, _ = self.py_client(srv.addr)
+        s.setblocking(False)
+        chunk = os.urandom(256 * 1024)
+        sent, limit = 0, 64 << 20
+        digest = hashlib.sha256()
+        stalled = False
+        while sent < limit:
+            try:
+                n = s.send(chunk)
+                digest.update(chunk[:n])
+                sent += n
+                continue
+            except (ssl.SSLWantWriteError, BlockingIOError):
+                pass
+            _, w, _ = select.select([], [s], [], 1.0)
+            if not w:
+                stalled = True
+                break
+        self.assertTrue(stalled, "sent all %d MiB: the server never stopped reading" % (limit >> 20))
+        growth = (srv.rss_kib() - rss0) >> 10
+        self.assertLess(growth, 64, "server RSS grew %d MiB for one stuck TLS reader" % growth)
+        s2, _ = self.py_client(srv.addr)
+        s2.sendall(b"others")
+        self.assertEqual(recv_exact(s2, 6), b"others")
+        s.setblocking(True)
+        s.settimeout(10)
+        back = hashlib.sha256()
+        got = 0
+        while got < sent:
+            data = s.recv(1 << 20)
+            self.assertTrue(data, "stream ended after %d of %d bytes" % (got, sent))
+            back.update(data)
+            got += len(data)
+        self.assertEqual(back.hexdigest(), digest.hexdigest())
+
+
 class TestHandshakeFaults(TlsBase):
     def client_hello(self):
         """The bytes of a real TLS ClientHello (Python's ssl, no socket)."""
