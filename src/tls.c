@@ -692,8 +692,9 @@ void sk__tls_close_notify(sk__tls *t)
 void sk__tls_describe(const sk__tls *t, char *buf, size_t buflen)
 {
     const SSL_CIPHER *c = SSL_get_current_cipher(t->ssl);
-    snprintf(buf, buflen, "%s %s%s", SSL_get_version(t->ssl), c ? SSL_CIPHER_get_name(c) : "?",
-             SSL_session_reused(t->ssl) ? ", resumed" : "");
+    const char *sni = t->ctx->server ? SSL_get_servername(t->ssl, TLSEXT_NAMETYPE_host_name) : NULL;
+    snprintf(buf, buflen, "%s %s%s%s%s", SSL_get_version(t->ssl), c ? SSL_CIPHER_get_name(c) : "?",
+             SSL_session_reused(t->ssl) ? ", resumed" : "", sni ? ", sni=" : "", sni ? sni : "");
 }
 
 /* ------------------------------------------- blocking client descriptors */

@@ -58,7 +58,8 @@ bool sk__tls_pending(const sk__tls *t);
  * the TCP FIN that follows still ends the stream). Reading goes on. */
 void sk__tls_close_notify(sk__tls *t);
 
-/* For the log: "TLSv1.3 TLS_AES_256_GCM_SHA384, resumed". */
+/* For the log: "TLSv1.3 TLS_AES_256_GCM_SHA384[, resumed][, sni=NAME]" (the
+ * name a client asked for, on a server). */
 void sk__tls_describe(const sk__tls *t, char *buf, size_t buflen);
 
 #endif

@@ -255,6 +255,17 @@ class TestConnectVerification(TlsBase):
         cp = self.connect_cli("tls://localhost:%d" % port, "--ca", self.crt)
         self.assertEqual(cp.stdout, b"hello over tls\n", cp.stderr)
 
+    def test_sni_sent_for_names_only(self):
+        srv = self.tls_serve("echo", "--log-level", "debug")
+        _, port = tcp_addr(srv.addr)
+        cp = self.connect_cli("tls://localhost:%d" % port, "--ca", self.crt)
+        self.assertEqual(cp.stdout, b"hello over tls\n", cp.stderr)
+        srv.wait_line(r"tls: \S+ TLSv1\.3 \S+.*, sni=localhost$")
+        cp = self.connect_cli(srv.addr, "--ca", self.crt)
+        self.assertEqual(cp.stdout, b"hello over tls\n", cp.stderr)
+        lines = srv.wait_line(r"tls: \S+ TLSv1\.3 ", count=2)
+        self.assertNotIn("sni=", lines[1].string)  # an IP address is not a server name
+
     def test_pin_both_spellings(self):
         for pin in (self.fpr, self.fpr.replace(":", "").lower(),
                     "sha256 Fingerprint=" + self.fpr):
