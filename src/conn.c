@@ -82,6 +82,7 @@ static void conn_timer(sk_timer *t, void *ud);
 static void finalize(sk_conn *c);
 static void start_close(sk_conn *c);
 static void schedule_pending(sk_conn *c);
+static void update_events(sk_conn *c);
 
 /* ------------------------------------------------------------ helpers */
 
@@ -111,8 +112,14 @@ static ssize_t conn_recv(sk_conn *c, void *buf, size_t cap)
     if (c->tls == NULL)
         return recv(c->w.fd, buf, cap, 0);
     ssize_t n = sk__tls_read(c->tls, buf, cap);
-    if (n < 0 && errno == EAGAIN && sk__tls_want(c->tls) == SK_WRITABLE)
-        c->flags |= F_TLS_READ_OUT; /* update_events arms EPOLLOUT for it */
+    if (n < 0 && errno == EAGAIN && sk__tls_want(c->tls) == SK_WRITABLE &&
+        !(c->flags & F_TLS_READ_OUT)) {
+        /* Rare (a key update to answer into a full socket buffer): the read
+         * waits for EPOLLOUT, which conn_event turns back into a read. */
+        c->flags |= F_TLS_READ_OUT;
+        update_events(c);
+        errno = EAGAIN;
+    }
     return n;
 }
 
