@@ -16,9 +16,10 @@ CFLAGS   ?= -O2 -g
 # `override` keeps the flags the build needs even when CFLAGS is given on
 # the command line (make CFLAGS=-O0).
 override CFLAGS += -std=c11 -D_GNU_SOURCE -fPIC -fvisibility=hidden $(WARN) -Iinclude -Isrc
-# libcrypto: HMAC-SHA256 and SHA-256 for the exec and files protocols;
+# libssl: the TLS transport (src/tls.c); libcrypto: HMAC-SHA256 and SHA-256
+# for the exec and files protocols, certificates and fingerprints;
 # libedit: line editing in the chat client (BSD-licensed readline API).
-LDLIBS   += -lcrypto -lpthread
+LDLIBS   += -lssl -lcrypto -lpthread
 CLI_LIBS := -ledit
 ifeq ($(SAN),1)
 override CFLAGS += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
@@ -38,7 +39,7 @@ UNIT_OBJ := $(UNIT_SRC:%.c=$(BUILD)/obj/%.o)
 # Debian packages: what building needs, and what the tests drive sockit with.
 BUILD_PKGS := gcc make libc6-dev pkg-config libssl-dev libedit-dev
 TEST_PKGS  := libcriterion-dev python3 netcat-openbsd socat procps util-linux iproute2 \
-              clang libclang-rt-14-dev
+              clang libclang-rt-14-dev openssl
 
 .PHONY: all run test deps deps-test install uninstall clean unit integration check-symbols \
         fuzz fuzz-smoke bench bench-quick

@@ -44,6 +44,7 @@ typedef struct bench_cfg {
     double rate;
     bool json, quiet;
     int server_pid;
+    cli_tls tls;        /* tls://: --ca, --pin or --insecure, as for every client */
 } bench_cfg;
 
 struct bthread;
@@ -113,6 +114,9 @@ static void usage(FILE *out)
             "  --server-pid PID also report the server's resident memory (idle mode: per\n"
             "                   connection held)\n"
             "  --json           one JSON object on stdout instead of the table\n"
+            "  --ca FILE, --pin SHA256, --insecure\n"
+            "                   tls://: how to verify the server, as for sockit connect; every\n"
+            "                   connection after the first resumes the TLS session\n"
             "Every reply byte is verified; a mismatch stops the run with exit 1.\n");
 }
 
@@ -397,6 +401,7 @@ static int stream_opts(const bench_cfg *cfg, sk_stream_opts *o)
     o->max_line = cfg->size > 0 ? cfg->size : 1;
     /* The generator must never be the one applying backpressure first. */
     o->out_high_water = 64u * 1024u * 1024u;
+    o->tls = cfg->tls.ctx;
     return 0;
 }
 
@@ -406,6 +411,15 @@ static void start_connect(client *cl)
     const bench_cfg *cfg = t->cfg;
     sk_stream_opts o;
     stream_opts(cfg, &o);
+    cl->sent_at[cl->next_seq % RING] = now_ns();
+    if (o.tls != NULL) {
+        /* By address, so that the server's name is verified (and sent as
+         * SNI); no source rotation then. */
+        int err = sk_conn_connect(t->loop, &cfg->addr, &o, &client_cbs, cl, 5000, &cl->conn);
+        if (err < 0)
+            fail(t, "connect: %s", sk_strerror(err));
+        return;
+    }
     int fd = socket(cfg->sa.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) {
         fail(t, "socket: %s", strerror(errno));
@@ -516,6 +530,16 @@ static int thread_connect(bthread *t)
             }
         } else if (cfg->mode == M_CONNECT) {
             /* started by thread_main, after the clock starts */
+        } else if (cfg->tls.ctx != NULL) {
+            /* TLS: connected and handshaken by the thread's loop, during
+             * the warm-up. */
+            sk_stream_opts o;
+            stream_opts(cfg, &o);
+            int rc = sk_conn_connect(t->loop, &cfg->addr, &o, &client_cbs, cl, 5000, &cl->conn);
+            if (rc < 0) {
+                cli_err("connection %u: %s", cl->index, sk_strerror(rc));
+                return rc;
+            }
         } else {
             int fd = sk_dial(&cfg->addr, 5000, err, sizeof err);
             if (fd < 0) {
@@ -659,6 +683,7 @@ static int parse(bench_cfg *cfg, int argc, char **argv)
         {"json", no_argument, NULL, O_JSON},
         {"server-pid", required_argument, NULL, O_PID},
         {"quiet", no_argument, NULL, O_QUIET},
+        CLI_TLS_LONGOPTS,
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -669,6 +694,11 @@ static int parse(bench_cfg *cfg, int argc, char **argv)
         const char *v = optarg;
         int bad = 0;
         unsigned u;
+        int tl = cli_tls_option(&cfg->tls, ch, optarg);
+        if (tl < 0)
+            return -1;
+        if (tl > 0)
+            continue;
         switch (ch) {
         case 'h': usage(stdout); return 1;
         case O_MODE:
@@ -714,10 +744,6 @@ static int parse(bench_cfg *cfg, int argc, char **argv)
         return -1;
     }
     bool dgram = cfg->addr.kind == SK_ADDR_UDP || cfg->addr.kind == SK_ADDR_UNIXGRAM;
-    if (cfg->addr.kind == SK_ADDR_TLS) {
-        cli_err("tls:// is not available yet in this version of sockit");
-        return -1;
-    }
     if (dgram != (cfg->mode == M_UDP)) {
         cli_err(dgram ? "a datagram address needs --mode udp" : "--mode udp needs udp:// or unixgram:");
         return -1;
@@ -743,7 +769,9 @@ static int parse(bench_cfg *cfg, int argc, char **argv)
     }
     cfg->sa = ss[0];
     cfg->salen = sl[0];
-    return 0;
+    /* Last: nothing after it may fail, so the context needs no freeing here. */
+    int rc = cli_tls_prepare(&cfg->tls, &cfg->addr);
+    return rc == 0 ? 0 : rc == EXIT_USAGE ? -1 : -2;
 }
 
 int cmd_bench(int argc, char **argv)
@@ -756,6 +784,7 @@ int cmd_bench(int argc, char **argv)
     bthread *ts = calloc(cfg.threads, sizeof *ts);
     if (ts == NULL) {
         cli_err("out of memory");
+        cli_tls_free(&cfg.tls);
         return EXIT_RUNTIME;
     }
     int status = EXIT_RUNTIME;
@@ -763,6 +792,7 @@ int cmd_bench(int argc, char **argv)
     block = malloc(cfg.size + 1);
     if (block == NULL) {
         free(ts);
+        cli_tls_free(&cfg.tls);
         cli_err("out of memory");
         return EXIT_RUNTIME;
     }
@@ -870,5 +900,6 @@ out:
     free(ts);
     free(block);
     block = NULL;
+    cli_tls_free(&cfg.tls);
     return status;
 }

@@ -128,6 +128,7 @@ static void usage(FILE *out)
             "closes.\n"
             "  --nick NAME     take this nick after joining (1-32 of A-Z a-z 0-9 _ -)\n"
             "  --timeout SEC   bounds connecting (default 10)\n"
+            CLI_TLS_USAGE
             "Exit codes: 0 left or the server closed, 1 connection failed or lost, 2 usage.\n");
 }
 
@@ -280,13 +281,13 @@ static void on_line(char *line)
 static int read_socket(chat_client *c)
 {
     uint8_t buf[CHUNK];
-    ssize_t n = recv(c->fd, buf, sizeof buf, 0);
+    ssize_t n = sk_sock_recv(c->fd, buf, sizeof buf);
     if (n < 0) {
-        if (errno == EINTR || errno == EAGAIN)
+        if (n == -EAGAIN)
             return 0;
         show_lines(c);
         stop_editing(c);
-        cli_err("connection lost: %s", strerror(errno));
+        cli_err("connection lost: %s", sk_strerror((int)n));
         c->status = EXIT_RUNTIME;
         return -1;
     }
@@ -330,12 +331,12 @@ static int read_socket(chat_client *c)
 
 static int write_socket(chat_client *c)
 {
-    ssize_t n = send(c->fd, c->out.data, c->out.len, MSG_NOSIGNAL | MSG_DONTWAIT);
+    ssize_t n = sk_sock_send(c->fd, c->out.data, c->out.len);
     if (n < 0) {
-        if (errno == EINTR || errno == EAGAIN)
+        if (n == -EAGAIN)
             return 0;
         stop_editing(c);
-        cli_err("connection lost: %s", strerror(errno));
+        cli_err("connection lost: %s", sk_strerror((int)n));
         c->status = EXIT_RUNTIME;
         return -1;
     }
@@ -390,7 +391,9 @@ static void run(chat_client *c)
         if (want_stdin && !stdin_file)
             p[1] = (struct pollfd){.fd = STDIN_FILENO, .events = POLLIN};
         int wait_ms = -1;
-        if (want_stdin && stdin_file) {
+        /* TLS: bytes already decrypted are not seen by poll(). */
+        bool pending = sk_sock_pending(c->fd);
+        if ((want_stdin && stdin_file) || pending) {
             wait_ms = 0;
         } else if (c->quit_sent) {
             uint64_t waited = now_ms() - c->quit_at;
@@ -410,7 +413,7 @@ static void run(chat_client *c)
             c->status = EXIT_RUNTIME;
             break;
         }
-        if ((p[0].revents & (POLLIN | POLLHUP | POLLERR)) && read_socket(c) < 0)
+        if (((p[0].revents & (POLLIN | POLLHUP | POLLERR)) || pending) && read_socket(c) < 0)
             break;
         if (!c->peer_open)
             break;
@@ -450,14 +453,21 @@ int cmd_chat(int argc, char **argv)
     static const struct option longopts[] = {
         {"nick", required_argument, NULL, 'n'},
         {"timeout", required_argument, NULL, 't'},
+        CLI_TLS_LONGOPTS,
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
+    cli_tls tls = {0};
     opterr = 0;
     optind = 1;
     int ch;
     while ((ch = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
         uint32_t ms;
+        int t = cli_tls_option(&tls, ch, optarg);
+        if (t < 0)
+            return EXIT_USAGE;
+        if (t > 0)
+            continue;
         switch (ch) {
         case 'h':
             usage(stdout);
@@ -495,13 +505,19 @@ int cmd_chat(int argc, char **argv)
         cli_err("bad address: %s", err);
         return EXIT_USAGE;
     }
-    if (addr.kind != SK_ADDR_TCP && addr.kind != SK_ADDR_UNIX) {
-        cli_err("%s: chat needs a stream address (HOST:PORT or unix:PATH)", argv[optind]);
+    if (addr.kind != SK_ADDR_TCP && addr.kind != SK_ADDR_UNIX && addr.kind != SK_ADDR_TLS) {
+        cli_err("%s: chat needs a stream address (HOST:PORT, tls://HOST:PORT or unix:PATH)",
+                argv[optind]);
         return EXIT_USAGE;
     }
-    int fd = sk_dial(&addr, timeout_ms, err, sizeof err);
+    int rc = cli_tls_prepare(&tls, &addr);
+    if (rc != 0)
+        return rc;
+    char derr[600];
+    int fd = cli_dial(&addr, &tls, timeout_ms, derr, sizeof derr);
     if (fd < 0) {
-        cli_err("%s", err);
+        cli_err("%s", derr);
+        cli_tls_free(&tls);
         return EXIT_RUNTIME;
     }
     chat_client c = {.fd = fd, .stdin_open = true, .peer_open = true, .status = EXIT_OK};
@@ -549,7 +565,8 @@ int cmd_chat(int argc, char **argv)
     run(&c);
     if (g_stop_signal)
         c.status = 128 + g_stop_signal; /* as a shell reports a signal */
-    close(fd);
+    sk_sock_close(fd);
+    cli_tls_free(&tls);
     for (int i = 0; i < 4; i++)
         sigaction(sigs[i], &saved[i], NULL);
     sigprocmask(SIG_SETMASK, &old, NULL);

@@ -6,6 +6,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "sockit.h"
 
@@ -29,7 +30,34 @@ int cli_parse_log_level(const char *text, enum sk_log_level *out);
 /* Sends library and service log lines to stderr as "sockit: ...". */
 void cli_log_to_stderr(enum sk_log_level level);
 
+/* Client side of tls:// (cli/tls_opts.c). Each client command adds
+ * CLI_TLS_LONGOPTS to its getopt_long options and hands every option to
+ * cli_tls_option (1: it was one of ours, 0: not, -1: a bad value, already
+ * reported: exit 2), then calls cli_tls_prepare with the address (0, or an
+ * exit code after one line on stderr: the TLS options on a plain address,
+ * several ways to verify, an unreadable CA file). */
+enum { CLI_O_CA = 1000, CLI_O_PIN, CLI_O_INSECURE };
+#define CLI_TLS_LONGOPTS                                                        \
+    {"ca", required_argument, NULL, CLI_O_CA}, {"pin", required_argument, NULL, CLI_O_PIN}, \
+        {"insecure", no_argument, NULL, CLI_O_INSECURE}
+#define CLI_TLS_USAGE                                                           \
+    "  --ca FILE         tls://: verify the server's certificate chain and name with FILE\n" \
+    "  --pin SHA256      tls://: accept only the certificate with this SHA-256 fingerprint\n" \
+    "  --insecure        tls://: do not verify the server at all (warns; for testing only)\n"
+typedef struct cli_tls {
+    const char *ca;
+    bool has_pin, insecure;
+    uint8_t pin[SK_TLS_PIN_LEN];
+    sk_tls_ctx *ctx;
+} cli_tls;
+int cli_tls_option(cli_tls *t, int ch, const char *v);
+int cli_tls_prepare(cli_tls *t, const sk_addr *addr);
+/* sk_dial, or sk_tls_dial for tls:// (close the result with sk_sock_close). */
+int cli_dial(const sk_addr *addr, const cli_tls *t, int timeout_ms, char *err, size_t errlen);
+void cli_tls_free(cli_tls *t);
+
 int cmd_serve(int argc, char **argv);
+int cmd_cert(int argc, char **argv);
 int cmd_connect(int argc, char **argv);
 int cmd_chat(int argc, char **argv);
 int cmd_bench(int argc, char **argv);

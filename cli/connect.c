@@ -24,6 +24,7 @@ typedef struct connect_cfg {
     enum sk_framing framing;
     int timeout_ms;      /* connect and reply waits; -1: none given */
     size_t max_frame;
+    cli_tls tls;
 } connect_cfg;
 
 static void usage(FILE *out)
@@ -42,7 +43,10 @@ static void usage(FILE *out)
             "                    for udp:// and unixgram: a reply missing after SEC (default 5)\n"
             "                    is reported and the exit code is 1\n"
             "  --max-frame BYTES largest frame accepted from the server (default 16M)\n"
-            "Exit codes: 0 ok, 1 connection refused / timed out / no reply, 2 usage.\n");
+            CLI_TLS_USAGE
+            "tls://HOST:PORT needs --ca or --pin unless the system's CAs vouch for the server.\n"
+            "Exit codes: 0 ok, 1 connection refused / timed out / no reply / certificate\n"
+            "refused, 2 usage.\n");
 }
 
 static uint64_t now_ms(void)
@@ -206,11 +210,11 @@ static int read_stdin(stream_client *sc)
 static int read_socket(stream_client *sc)
 {
     uint8_t buf[CHUNK];
-    ssize_t n = recv(sc->fd, buf, sizeof buf, 0);
+    ssize_t n = sk_sock_recv(sc->fd, buf, sizeof buf);
     if (n < 0) {
-        if (errno == EINTR || errno == EAGAIN)
+        if (n == -EAGAIN)
             return 0;
-        cli_err("receive: %s", strerror(errno));
+        cli_err("receive: %s", sk_strerror((int)n));
         return -1;
     }
     sc->last_rx = now_ms();
@@ -262,21 +266,22 @@ static int read_socket(stream_client *sc)
 
 static int write_socket(stream_client *sc)
 {
-    ssize_t n = send(sc->fd, sc->out.data, sc->out.len, MSG_NOSIGNAL | MSG_DONTWAIT);
+    ssize_t n = sk_sock_send(sc->fd, sc->out.data, sc->out.len);
     if (n < 0) {
-        if (errno == EINTR || errno == EAGAIN)
+        if (n == -EAGAIN)
             return 0;
-        cli_err("send: %s", strerror(errno));
+        cli_err("send: %s", sk_strerror((int)n));
         return -1;
     }
     bytes_drop(&sc->out, (size_t)n);
     return 0;
 }
 
-static int run_stream(const connect_cfg *cfg, const sk_addr *addr)
+static int run_stream(connect_cfg *cfg, const sk_addr *addr)
 {
-    char err[300];
-    int fd = sk_dial(addr, cfg->timeout_ms >= 0 ? cfg->timeout_ms : 10000, err, sizeof err);
+    char err[600];
+    int fd = cli_dial(addr, &cfg->tls, cfg->timeout_ms >= 0 ? cfg->timeout_ms : 10000, err,
+                      sizeof err);
     if (fd < 0) {
         cli_err("%s", err);
         return EXIT_RUNTIME;
@@ -291,8 +296,11 @@ static int run_stream(const connect_cfg *cfg, const sk_addr *addr)
     if (sc.interactive) {
         char text[400];
         sk_addr_format(addr, text, sizeof text);
-        fprintf(stderr, "connected to %s (%s framing); type q to quit\n", text,
-                sk_framing_name(cfg->framing));
+        char how[160] = "";
+        if (sk_sock_describe(fd, how + 2, sizeof how - 2) == 0)
+            memcpy(how, ", ", 2);
+        fprintf(stderr, "connected to %s (%s framing%s); type q to quit\n", text,
+                sk_framing_name(cfg->framing), how);
         prompt(&sc);
     }
     int status = EXIT_OK;
@@ -300,7 +308,7 @@ static int run_stream(const connect_cfg *cfg, const sk_addr *addr)
         if (!sc.stdin_open && sc.out.len == 0 && !sc.shut_sent) {
             /* Half-close: the server sees our end of input and still sends
              * every reply it owes. */
-            shutdown(fd, SHUT_WR);
+            sk_sock_shutdown(fd);
             sc.shut_sent = true;
         }
         struct pollfd p[2] = {{.fd = fd, .events = POLLIN}, {.fd = -1}};
@@ -310,7 +318,9 @@ static int run_stream(const connect_cfg *cfg, const sk_addr *addr)
         if (want_stdin && !stdin_file)
             p[1] = (struct pollfd){.fd = STDIN_FILENO, .events = POLLIN};
         int wait = -1;
-        if (want_stdin && stdin_file)
+        /* TLS: bytes already decrypted are not seen by poll(). */
+        bool pending = sk_sock_pending(fd);
+        if ((want_stdin && stdin_file) || pending)
             wait = 0;
         else if (cfg->timeout_ms >= 0 && (sc.awaiting || !sc.stdin_open) && !sc.interactive) {
             uint64_t deadline = sc.last_rx + (uint64_t)cfg->timeout_ms, now = now_ms();
@@ -329,7 +339,7 @@ static int run_stream(const connect_cfg *cfg, const sk_addr *addr)
             status = EXIT_RUNTIME;
             break;
         }
-        if (p[0].revents & (POLLIN | POLLHUP | POLLERR)) {
+        if ((p[0].revents & (POLLIN | POLLHUP | POLLERR)) || pending) {
             if (read_socket(&sc) < 0) {
                 status = EXIT_RUNTIME;
                 break;
@@ -348,7 +358,7 @@ static int run_stream(const connect_cfg *cfg, const sk_addr *addr)
     }
     if (sc.interactive && sc.quit)
         write_stdout("\n", 1);
-    close(fd);
+    sk_sock_close(fd);
     free(sc.out.data);
     free(sc.line.data);
     free(sc.in.data);
@@ -480,6 +490,7 @@ int cmd_connect(int argc, char **argv)
         {"framing", required_argument, NULL, 'f'},
         {"timeout", required_argument, NULL, 't'},
         {"max-frame", required_argument, NULL, 'm'},
+        CLI_TLS_LONGOPTS,
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -488,6 +499,11 @@ int cmd_connect(int argc, char **argv)
     int ch;
     while ((ch = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
         uint32_t ms;
+        int t = cli_tls_option(&cfg.tls, ch, optarg);
+        if (t < 0)
+            return EXIT_USAGE;
+        if (t > 0)
+            continue;
         switch (ch) {
         case 'h': usage(stdout); return EXIT_OK;
         case 'f':
@@ -526,11 +542,12 @@ int cmd_connect(int argc, char **argv)
         cli_err("bad address: %s", err);
         return EXIT_USAGE;
     }
-    if (addr.kind == SK_ADDR_TLS) {
-        cli_err("%s: tls:// is not available yet in this version of sockit", argv[optind]);
-        return EXIT_USAGE;
-    }
+    int rc = cli_tls_prepare(&cfg.tls, &addr);
+    if (rc != 0)
+        return rc;
     if (addr.kind == SK_ADDR_UDP || addr.kind == SK_ADDR_UNIXGRAM)
         return run_dgram(&cfg, &addr);
-    return run_stream(&cfg, &addr);
+    rc = run_stream(&cfg, &addr);
+    cli_tls_free(&cfg.tls);
+    return rc;
 }

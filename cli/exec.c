@@ -49,6 +49,7 @@ typedef struct exec_cfg {
     const char *shell;   /* --sh STRING */
     char **argv;         /* CMD ARG... (NULL-terminated), unless shell */
     int argc;
+    cli_tls tls;         /* tls://: --ca, --pin, --insecure */
 } exec_cfg;
 
 static void usage(FILE *out)
@@ -65,6 +66,8 @@ static void usage(FILE *out)
             "                     and authenticating (default 10 s)\n"
             "  -n, --no-stdin     give the command no input (it reads end-of-file at once)\n"
             "  --sh 'STRING'      run STRING with /bin/sh -c (the server needs --allow-shell)\n"
+            CLI_TLS_USAGE
+            "Over tls:// the token authentication runs inside TLS all the same.\n"
             "Exit codes: the command's own; 128+N if a signal N killed it; 124 timed out;\n"
             "126 not allowed by the server; 127 could not run; 255 connection, authentication\n"
             "or protocol failure (one line on stderr says which); 2 usage.\n");
@@ -114,6 +117,7 @@ static int parse_args(exec_cfg *cfg, int argc, char **argv)
         {"timeout", required_argument, NULL, O_TIMEOUT},
         {"no-stdin", no_argument, NULL, 'n'},
         {"sh", required_argument, NULL, O_SH},
+        CLI_TLS_LONGOPTS,
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -130,6 +134,11 @@ static int parse_args(exec_cfg *cfg, int argc, char **argv)
             }
             break;
         }
+        int t = cli_tls_option(&cfg->tls, ch, optarg);
+        if (t < 0)
+            return -1;
+        if (t > 0)
+            continue;
         switch (ch) {
         case 'h': usage(stdout); return 1;
         case 'n': cfg->no_stdin = true; break;
@@ -419,8 +428,8 @@ static int read_socket(client *cl)
             cl->in_cap = cap;
         }
     }
-    ssize_t n = recv(cl->fd, cl->in + cl->in_len, cl->in_cap - cl->in_len, 0);
-    if (n < 0 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK))
+    ssize_t n = sk_sock_recv(cl->fd, cl->in + cl->in_len, cl->in_cap - cl->in_len);
+    if (n == -EAGAIN)
         return 0;
     if (n <= 0) {
         cli_err("%s: the server closed the connection before the command finished%s", cl->addr,
@@ -453,8 +462,8 @@ static int read_socket(client *cl)
 
 static void write_socket(client *cl)
 {
-    ssize_t n = send(cl->fd, cl->out, cl->out_len, MSG_NOSIGNAL);
-    if (n < 0 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK))
+    ssize_t n = sk_sock_send(cl->fd, cl->out, cl->out_len);
+    if (n == -EAGAIN)
         return;
     if (n < 0) {
         /* The server closed its side: whatever it said last (an exit, an
@@ -494,7 +503,9 @@ static int run(client *cl, const exec_cfg *cfg)
             {.fd = cl->fd, .events = POLLIN | (cl->out_len && !cl->send_dead ? POLLOUT : 0)},
             {.fd = cl->stdin_open && cl->out_len < OUTQ_MAX ? STDIN_FILENO : -1, .events = POLLIN},
         };
-        int n = poll(pf, 2, deadline ? left_ms(deadline) : -1);
+        /* TLS: bytes already decrypted are not seen by poll(). */
+        bool pending = sk_sock_pending(cl->fd);
+        int n = poll(pf, 2, pending ? 0 : deadline ? left_ms(deadline) : -1);
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0) {
@@ -502,7 +513,7 @@ static int run(client *cl, const exec_cfg *cfg)
             cl->result = X_SOCKIT;
             break;
         }
-        if (n == 0) {
+        if (n == 0 && !pending) {
             cli_err("%s: no verdict from the server %.1f s after the time limit", cl->addr,
                     VERDICT_SLACK_MS / 1000.0);
             cl->result = X_TIMEOUT;
@@ -510,7 +521,7 @@ static int run(client *cl, const exec_cfg *cfg)
         }
         if (pf[0].revents & POLLOUT)
             write_socket(cl);
-        if ((pf[0].revents & (POLLIN | POLLHUP | POLLERR)) && read_socket(cl) < 0)
+        if (((pf[0].revents & (POLLIN | POLLHUP | POLLERR)) || pending) && read_socket(cl) < 0)
             break;
         if (pf[1].fd >= 0 && (pf[1].revents & (POLLIN | POLLHUP | POLLERR | POLLNVAL)) &&
             read_stdin(cl, buf) < 0) {
@@ -535,10 +546,15 @@ int cmd_exec(int argc, char **argv)
         cli_err("bad address: %s", err);
         return EXIT_USAGE;
     }
-    if (addr.kind != SK_ADDR_TCP && addr.kind != SK_ADDR_UNIX) {
-        cli_err("%s: exec works over TCP or Unix stream sockets only", cfg.addr_text);
+    if (addr.kind != SK_ADDR_TCP && addr.kind != SK_ADDR_UNIX && addr.kind != SK_ADDR_TLS) {
+        cli_err("%s: exec works over TCP, TLS or Unix stream sockets only", cfg.addr_text);
         return EXIT_USAGE;
     }
+    rc = cli_tls_prepare(&cfg.tls, &addr);
+    if (rc == EXIT_USAGE)
+        return rc;
+    if (rc != 0)
+        return X_SOCKIT;
     uint8_t token[SK_TOKEN_MAX];
     size_t token_len = 0;
     if (sk_token_load(cfg.token_file, token, sizeof token, &token_len, err, sizeof err) < 0) {
@@ -547,22 +563,26 @@ int cmd_exec(int argc, char **argv)
     }
     uint32_t limit = cfg.timeout_ms ? cfg.timeout_ms : DEFAULT_TIMEOUT_MS;
     uint64_t deadline = now_ms() + limit;
-    int fd = sk_dial(&addr, (int)limit, err, sizeof err);
+    char derr[600] = "";
+    int fd = cli_dial(&addr, &cfg.tls, (int)limit, derr, sizeof derr);
     if (fd < 0) {
         OPENSSL_cleanse(token, sizeof token);
-        cli_err("%s", err[0] ? err : sk_strerror(fd));
+        cli_err("%s", derr[0] ? derr : sk_strerror(fd));
+        cli_tls_free(&cfg.tls);
         return X_SOCKIT;
     }
     rc = handshake(fd, &cfg, token, token_len, deadline);
     OPENSSL_cleanse(token, sizeof token);
     if (rc < 0) {
-        close(fd);
+        sk_sock_close(fd);
+        cli_tls_free(&cfg.tls);
         return X_SOCKIT;
     }
     client cl = {.fd = fd, .addr = cfg.addr_text, .result = -1};
     rc = run(&cl, &cfg);
     free(cl.out);
     free(cl.in);
-    close(fd);
+    sk_sock_close(fd);
+    cli_tls_free(&cfg.tls);
     return rc;
 }

@@ -29,6 +29,8 @@ typedef struct files_cli {
     int timeout_ms;
     const char *args[2];    /* the positional arguments after ADDR */
     int nargs;
+    cli_tls tls;            /* tls://: --ca, --pin, --insecure; its context lives
+                               until the process exits */
 } files_cli;
 
 /* Parses argv (ADDR and up to max_args more, options anywhere). Returns 0,

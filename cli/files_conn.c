@@ -18,6 +18,17 @@
 
 #include "files.h"
 
+/* The TLS context of this process's files command, if any (see
+ * files_cli_parse), freed when the process exits: put, get and ls leave
+ * from many places, and a resumed transfer reconnects with it. */
+static sk_tls_ctx *files_tls_ctx;
+
+static void files_tls_free(void)
+{
+    sk_tls_ctx_free(files_tls_ctx);
+    files_tls_ctx = NULL;
+}
+
 /* Bytes read from the socket per recv() into the connection's buffer. */
 #define IN_CHUNK (256u * 1024u)
 
@@ -39,6 +50,7 @@ int files_cli_parse(files_cli *o, int argc, char **argv, int min_args, int max_a
         {"timeout", required_argument, NULL, O_TIMEOUT},
         {"quiet", no_argument, NULL, 'q'},
         {"json", no_argument, NULL, O_JSON},
+        CLI_TLS_LONGOPTS,
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -47,6 +59,11 @@ int files_cli_parse(files_cli *o, int argc, char **argv, int min_args, int max_a
     optind = 1;
     int ch;
     while ((ch = getopt_long(argc, argv, ":hq", longopts, NULL)) != -1) {
+        int t = cli_tls_option(&o->tls, ch, optarg);
+        if (t < 0)
+            return -1;
+        if (t > 0)
+            continue;
         switch (ch) {
         case 'h': usage(stdout); return 1;
         case 'q': o->quiet = true; break;
@@ -92,9 +109,19 @@ int files_cli_parse(files_cli *o, int argc, char **argv, int min_args, int max_a
         cli_err("bad address: %s", err);
         return -1;
     }
-    if (o->addr.kind != SK_ADDR_TCP && o->addr.kind != SK_ADDR_UNIX) {
-        cli_err("%s: the files service works over TCP or Unix stream sockets only", o->addr_text);
+    if (o->addr.kind != SK_ADDR_TCP && o->addr.kind != SK_ADDR_UNIX &&
+        o->addr.kind != SK_ADDR_TLS) {
+        cli_err("%s: the files service works over TCP, TLS or Unix stream sockets only",
+                o->addr_text);
         return -1;
+    }
+    if (cli_tls_prepare(&o->tls, &o->addr) != 0)
+        return -1;
+    /* One context for the whole command (a resumed transfer reconnects and
+     * resumes its TLS session too), freed at exit. */
+    if (o->tls.ctx != NULL && files_tls_ctx == NULL) {
+        files_tls_ctx = o->tls.ctx;
+        atexit(files_tls_free);
     }
     o->nargs = npos - 1;
     for (int i = 0; i < o->nargs; i++)
@@ -106,6 +133,9 @@ int files_cli_parse(files_cli *o, int argc, char **argv, int min_args, int max_a
 
 static int wait_for(const fconn *c, short events)
 {
+    /* TLS: a read may have to write first (and the other way round). */
+    if (events == POLLIN && sk_sock_wants(c->fd, SK_READABLE) == SK_WRITABLE)
+        events = POLLOUT;
     struct pollfd pf = {.fd = c->fd, .events = events};
     for (;;) {
         int n = poll(&pf, 1, c->timeout_ms);
@@ -138,15 +168,14 @@ static int fill(fconn *c, size_t need, const char *what)
         c->in_off = 0;
     }
     while (c->in_len < need) {
-        ssize_t n = recv(c->fd, c->in + c->in_off + c->in_len, c->in_cap - c->in_off - c->in_len, 0);
+        ssize_t n = sk_sock_recv(c->fd, c->in + c->in_off + c->in_len,
+                                 c->in_cap - c->in_off - c->in_len);
         if (n > 0) {
             c->in_len += (size_t)n;
             continue;
         }
-        int err = n == 0 ? -ENODATA : -errno;
-        if (err == -EINTR)
-            continue;
-        if (err == -EAGAIN || err == -EWOULDBLOCK) {
+        int err = n == 0 ? -ENODATA : (int)n;
+        if (err == -EAGAIN) {
             int r = wait_for(c, POLLIN);
             if (r >= 0)
                 continue;
@@ -160,7 +189,7 @@ static int fill(fconn *c, size_t need, const char *what)
 
 bool fc_pending(fconn *c)
 {
-    if (c->in_len > 0)
+    if (c->in_len > 0 || sk_sock_pending(c->fd))
         return true;
     struct pollfd pf = {.fd = c->fd, .events = POLLIN};
     return poll(&pf, 1, 0) > 0;
@@ -197,16 +226,14 @@ int fc_body(fconn *c, void *buf, size_t len, const char *what)
     len -= take;
     /* The rest straight into the caller's buffer: one copy, not two. */
     while (len > 0) {
-        ssize_t n = recv(c->fd, out, len, 0);
+        ssize_t n = sk_sock_recv(c->fd, out, len);
         if (n > 0) {
             out += n;
             len -= (size_t)n;
             continue;
         }
-        int err = n == 0 ? -ENODATA : -errno;
-        if (err == -EINTR)
-            continue;
-        if (err == -EAGAIN || err == -EWOULDBLOCK) {
+        int err = n == 0 ? -ENODATA : (int)n;
+        if (err == -EAGAIN) {
             int r = wait_for(c, POLLIN);
             if (r >= 0)
                 continue;
@@ -282,13 +309,10 @@ int fc_send(fconn *c, uint8_t type, const void *a, size_t alen, const void *b, s
             cnt--;
             continue;
         }
-        struct msghdr msg = {.msg_iov = v, .msg_iovlen = (size_t)cnt};
-        ssize_t n = sendmsg(c->fd, &msg, MSG_NOSIGNAL);
+        ssize_t n = sk_sock_sendv(c->fd, v, cnt);
         if (n < 0) {
-            int err = -errno;
-            if (err == -EINTR)
-                continue;
-            if (err == -EAGAIN || err == -EWOULDBLOCK) {
+            int err = (int)n;
+            if (err == -EAGAIN) {
                 int r = wait_for(c, POLLOUT | POLLIN);
                 if (r >= 0 && (r & POLLIN))
                     return 1; /* the server spoke up: an ERROR, most likely */
@@ -418,10 +442,11 @@ int fc_open(fconn *c, const files_cli *o)
         cli_err("out of memory");
         return -1;
     }
-    int fd = sk_dial(&o->addr, o->timeout_ms, err, sizeof err);
+    char derr[600] = "";
+    int fd = cli_dial(&o->addr, &o->tls, o->timeout_ms, derr, sizeof derr);
     if (fd < 0) {
         OPENSSL_cleanse(token, sizeof token);
-        cli_err("%s", err[0] ? err : sk_strerror(fd));
+        cli_err("%s", derr[0] ? derr : sk_strerror(fd));
         return -1;
     }
     c->fd = fd;
@@ -433,7 +458,7 @@ int fc_open(fconn *c, const files_cli *o)
 void fc_close(fconn *c)
 {
     if (c->fd >= 0)
-        close(c->fd);
+        sk_sock_close(c->fd);
     c->fd = -1;
     free(c->in);
     c->in = NULL;

@@ -18,10 +18,11 @@ static void usage(FILE *out)
             "  get ADDR REMOTE [LOCAL]      download a file from a sockit files server\n"
             "  ls ADDR [DIR] [--json]       list a directory of a sockit files server\n"
             "  bench ADDR                   load a server and measure it, verifying every reply\n"
+            "  cert NAME [--days N]         write NAME.key and a self-signed NAME.crt for tls://\n"
             "  version                      print the version\n"
             "\n"
             "ADDR: HOST:PORT, tcp://HOST:PORT, [IPv6]:PORT, udp://HOST:PORT, unix:PATH, unix:@NAME,\n"
-            "      unixgram:PATH\n"
+            "      unixgram:PATH, tls://HOST:PORT (serve: --cert, --key; clients: --ca or --pin)\n"
             "Run 'sockit COMMAND --help' for a command's options. Exit codes: 0 ok, 1 runtime\n"
             "failure, 2 usage error.\n");
 }
@@ -60,6 +61,8 @@ int main(int argc, char **argv)
         return cmd_get(argc - 1, argv + 1);
     if (strcmp(cmd, "ls") == 0)
         return cmd_ls(argc - 1, argv + 1);
+    if (strcmp(cmd, "cert") == 0)
+        return cmd_cert(argc - 1, argv + 1);
     cli_err("unknown command \"%s\" (try: sockit --help)", cmd);
     return EXIT_USAGE;
 }

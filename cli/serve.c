@@ -46,6 +46,8 @@ typedef struct serve_cfg {
     const char *message;
     bool quiet;
     enum sk_log_level level;
+    const char *cert, *key; /* tls:// listeners */
+    bool handshake_set;     /* --handshake-timeout given (exec, files or tls://) */
 } serve_cfg;
 
 struct serve_state;
@@ -72,6 +74,7 @@ typedef struct serve_state {
     int signals_seen;
     bool demo_set;
     bool exec_token_created; /* the demo set made its exec token file */
+    sk_tls_ctx *tls;         /* --cert/--key, shared by every tls:// listener */
 } serve_state;
 
 /* The demo set's exec token: created (mode 600, random) if missing. */
@@ -118,6 +121,10 @@ static void usage(FILE *out)
             "  --message TEXT            greet: what to send (default \"Thank you for connecting\\r\\n\")\n"
             "  --quiet                   no per-connection log lines\n"
             "  --log-level LEVEL         error, warn, info (default) or debug\n"
+            "tls:// options (any stream service; TLS 1.2+, 1.3 preferred):\n"
+            "  --cert FILE               PEM certificate (chain) of the server (sockit cert NAME)\n"
+            "  --key FILE                PEM private key of the certificate\n"
+            "  --handshake-timeout SEC   the TLS handshake must finish in SEC (default 10)\n"
             "chat options (the chat service is line-based; --framing does not apply):\n"
             "  --max-line BYTES          for chat: longest line relayed (default 4K); a longer\n"
             "                            one is refused with a notice, the member stays\n"
@@ -171,9 +178,6 @@ static int add_listener(serve_state *st, const char *svc_name, const char *addr_
         return -1;
     }
     switch (l->addr.kind) {
-    case SK_ADDR_TLS:
-        cli_err("%s: tls:// is not available yet in this version of sockit", addr_text);
-        return -1;
     case SK_ADDR_UDP:
     case SK_ADDR_UNIXGRAM:
         if (svc->datagram == NULL) {
@@ -298,7 +302,8 @@ static int parse_args(serve_state *st, int argc, char **argv)
     enum { O_FRAMING = 256, O_MAXCONNS, O_IDLE, O_FRAME_TO, O_BACKLOG, O_WORKERS, O_MAXFRAME,
            O_MAXLINE, O_MAXMEM, O_DRAIN, O_MESSAGE, O_QUIET, O_LOGLEVEL, O_MAXQUEUE, O_MAXRATE,
            O_TOKEN, O_ALLOWSHELL, O_ALLOW, O_TIMEOUT, O_MAXOUTPUT, O_MAXPROCS, O_CWD, O_PASSENV,
-           O_MAXUNAUTH, O_HANDSHAKE, O_ROOT, O_READONLY, O_MAXFILESIZE, O_PARTIALTTL };
+           O_MAXUNAUTH, O_HANDSHAKE, O_ROOT, O_READONLY, O_MAXFILESIZE, O_PARTIALTTL, O_CERT,
+           O_KEY };
     static const struct option longopts[] = {
         {"framing", required_argument, NULL, O_FRAMING},
         {"max-conns", required_argument, NULL, O_MAXCONNS},
@@ -329,6 +334,8 @@ static int parse_args(serve_state *st, int argc, char **argv)
         {"read-only", no_argument, NULL, O_READONLY},
         {"max-file-size", required_argument, NULL, O_MAXFILESIZE},
         {"partial-ttl", required_argument, NULL, O_PARTIALTTL},
+        {"cert", required_argument, NULL, O_CERT},
+        {"key", required_argument, NULL, O_KEY},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -380,6 +387,7 @@ static int parse_args(serve_state *st, int argc, char **argv)
         case O_MAXUNAUTH: bad = cli_parse_uint(v, 1, 1000000, &cfg->exec.max_unauth); break;
         case O_HANDSHAKE:
             bad = cli_parse_seconds(v, &cfg->exec.handshake_ms) < 0 || cfg->exec.handshake_ms == 0;
+            cfg->handshake_set = true;
             break;
         case O_ROOT: cfg->files.root = v; break;
         case O_READONLY: cfg->files.read_only = true; break;
@@ -389,6 +397,8 @@ static int parse_args(serve_state *st, int argc, char **argv)
             cfg->files.max_file_size = n;
             break;
         }
+        case O_CERT: cfg->cert = v; break;
+        case O_KEY: cfg->key = v; break;
         case O_PARTIALTTL:
             /* Whole seconds, up to a year: a TTL is counted in hours and days. */
             bad = cli_parse_uint(v, 1, 365u * 86400u, &cfg->files.partial_ttl_s);
@@ -441,10 +451,11 @@ static int parse_args(serve_state *st, int argc, char **argv)
                 return -1;
         }
     }
-    bool chat = false;
+    bool chat = false, tls = false;
     for (int i = 0; i < st->nls; i++) {
         listener *l = &st->ls[i];
         chat = chat || l->svc == &svc_chat;
+        tls = tls || l->addr.kind == SK_ADDR_TLS;
         l->ctx.name = l->svc->name;
         l->ctx.quiet = cfg->quiet;
         l->ctx.framing = cfg->framing;
@@ -463,6 +474,24 @@ static int parse_args(serve_state *st, int argc, char **argv)
     if (cfg->chat_only && !chat) {
         cli_err("--%s applies to the chat service only", cfg->chat_only);
         return -1;
+    }
+    if (tls && (cfg->cert == NULL || cfg->key == NULL)) {
+        cli_err("a tls:// address needs --cert FILE and --key FILE (try: sockit cert NAME)");
+        return -1;
+    }
+    if (!tls && (cfg->cert != NULL || cfg->key != NULL)) {
+        cli_err("--cert and --key apply to tls:// addresses only");
+        return -1;
+    }
+    if (tls) {
+        char err[600];
+        if (sk_tls_server_new(cfg->cert, cfg->key, &st->tls, err, sizeof err) < 0) {
+            cli_err("%s", err);
+            return -1;
+        }
+        /* --handshake-timeout also bounds the TLS handshake here. */
+        if (cfg->auth_only != NULL && strcmp(cfg->auth_only, "handshake-timeout") == 0)
+            cfg->auth_only = NULL;
     }
     if (prepare_files(st) < 0)
         return -1;
@@ -557,6 +586,10 @@ static void fill_server_opts(const serve_state *st, listener *l, sk_server_opts 
     l->svc->stream(&o->cbs);
     if (l->svc->stream_opts != NULL)
         l->svc->stream_opts(&o->stream);
+    if (l->addr.kind == SK_ADDR_TLS) {
+        o->stream.tls = st->tls;
+        o->stream.handshake_timeout_ms = cfg->exec.handshake_ms;
+    }
 }
 
 /* The readiness line: the address actually bound (a host name resolved,
@@ -566,11 +599,13 @@ static void print_listening(const listener *l, int fd)
     char text[400];
     struct sockaddr_storage ss;
     socklen_t sl = sizeof ss;
-    if ((l->addr.kind == SK_ADDR_TCP || l->addr.kind == SK_ADDR_UDP) &&
+    if ((l->addr.kind == SK_ADDR_TCP || l->addr.kind == SK_ADDR_UDP || l->addr.kind == SK_ADDR_TLS) &&
         getsockname(fd, (struct sockaddr *)&ss, &sl) == 0) {
         char bound[300];
         sk_sockaddr_format((struct sockaddr *)&ss, sl, bound, sizeof bound);
-        snprintf(text, sizeof text, "%s%s", l->addr.kind == SK_ADDR_UDP ? "udp://" : "", bound);
+        snprintf(text, sizeof text, "%s%s",
+                 l->addr.kind == SK_ADDR_UDP ? "udp://" : l->addr.kind == SK_ADDR_TLS ? "tls://" : "",
+                 bound);
     } else {
         sk_addr_format(&l->addr, text, sizeof text);
     }
@@ -611,7 +646,7 @@ static int open_listener(serve_state *st, int i)
         return -1;
     }
     sk_addr addr = l->addr;
-    if (addr.kind == SK_ADDR_TCP)
+    if (addr.kind == SK_ADDR_TCP || addr.kind == SK_ADDR_TLS)
         addr.port = (uint16_t)sk_server_port(st->ws[0].servers[i]);
     for (int w = 1; w < st->nws && !l->svc->one_loop; w++) {
         fill_server_opts(st, l, &o);
@@ -657,6 +692,7 @@ int cmd_serve(int argc, char **argv)
     }
     int rc = parse_args(st, argc, argv);
     if (rc != 0) {
+        sk_tls_ctx_free(st->tls);
         free(st);
         return rc > 0 ? EXIT_OK : EXIT_USAGE;
     }
@@ -727,6 +763,7 @@ int cmd_serve(int argc, char **argv)
     status = EXIT_OK;
 out:
     free_all(st);
+    sk_tls_ctx_free(st->tls); /* after the loops: no connection uses it now */
     free(st);
     return status;
 }

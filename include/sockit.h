@@ -1,6 +1,6 @@
 /* sockit.h — the whole public API of libsockit: event loop, addresses,
  * framing, stream connections, servers, datagrams, a blocking client,
- * token authentication and child processes.
+ * TLS, token authentication and child processes.
  *
  * Conventions that hold for every function below:
  *  - Functions that can fail return 0 (or a non-negative count) on success and
@@ -26,6 +26,7 @@
 #include <stdint.h>
 #include <sys/socket.h>
 #include <sys/types.h>
+#include <sys/uio.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -152,7 +153,7 @@ enum sk_addr_kind {
     SK_ADDR_UDP,      /* udp://HOST:PORT */
     SK_ADDR_UNIX,     /* unix:PATH, unix:@NAME (abstract) */
     SK_ADDR_UNIXGRAM, /* unixgram:PATH, unixgram:@NAME */
-    SK_ADDR_TLS       /* tls://HOST:PORT (parsed; transport in a later release) */
+    SK_ADDR_TLS       /* tls://HOST:PORT: TCP with TLS beneath the framing (see TLS) */
 };
 
 #define SK_ADDR_HOST_MAX 256
@@ -271,6 +272,14 @@ typedef struct sk_conn_callbacks {
     void (*on_close)(sk_conn *c, int err);
 } sk_conn_callbacks;
 
+/* A TLS configuration (server: certificate and key; client: how to verify
+ * the server), made by sk_tls_server_new() or sk_tls_client_new(). */
+typedef struct sk_tls_ctx sk_tls_ctx;
+
+/* How long a TLS handshake may take when sk_stream_opts says 0 (SPEC §5.1:
+ * a protocol handshake must finish within 10 s however the peer trickles). */
+#define SK_TLS_DEFAULT_HANDSHAKE_MS 10000u
+
 /* Limits and behaviour of a stream connection. Zero fields take defaults. */
 typedef struct sk_stream_opts {
     enum sk_framing framing;
@@ -281,6 +290,17 @@ typedef struct sk_stream_opts {
     uint32_t idle_timeout_ms; /* no bytes either way for this long; 0 = none */
     uint32_t frame_timeout_ms;/* a started frame/line must complete; 0 = none */
     uint32_t linger_ms;       /* lingering close after a protocol error; default 2000 */
+    /* TLS beneath the framing (NULL: plain bytes). A server context on a
+     * server's or an adopted connection, a client context on one made by
+     * sk_conn_connect (which needs one for a tls:// address). The context
+     * must outlive every connection using it. The handshake runs inside the
+     * loop; on_open runs only once it is complete, so callbacks never see a
+     * connection that is not yet secure. A handshake that fails or passes
+     * its deadline closes the connection with a logged reason (INFO) and no
+     * callback at all on a server (the service never saw it), on_close on a
+     * client. Bytes through TLS keep every limit and water mark. */
+    sk_tls_ctx *tls;
+    uint32_t handshake_timeout_ms; /* TLS handshake deadline; 0: SK_TLS_DEFAULT_HANDSHAKE_MS */
 } sk_stream_opts;
 
 /* Fills opts with the defaults above. */
@@ -364,16 +384,22 @@ SK_API const char *sk_conn_reason(const sk_conn *c);
 SK_API uint64_t sk_conn_bytes_in(const sk_conn *c);
 SK_API uint64_t sk_conn_bytes_out(const sk_conn *c);
 
-/* Connects asynchronously to a stream address (tcp or unix); on_open runs
- * when connected, on_close with the error if connecting fails. timeout_ms 0
- * means no connect deadline. */
+/* Connects asynchronously to a stream address (tcp, unix, or tls:// with a
+ * client context in opts->tls: its host is sent as SNI and verified); on_open
+ * runs when connected (after the TLS handshake), on_close with the error if
+ * connecting fails (-EPERM: the server's certificate was refused; the
+ * reason says why). timeout_ms 0 means no connect deadline. */
 SK_API int sk_conn_connect(sk_loop *loop, const sk_addr *addr, const sk_stream_opts *opts,
                            const sk_conn_callbacks *cbs, void *ud, uint32_t timeout_ms,
                            sk_conn **out);
 
 /* Like sk_conn_connect, on a stream socket the caller made (bound to a
  * source address, options set, ...): starts a non-blocking connect to sa.
- * On success the connection owns fd; on failure fd stays the caller's. */
+ * On success the connection owns fd; on failure fd stays the caller's.
+ * With a TLS client context in opts no host name is known here: a --pin
+ * context verifies as usual, but a CA context checks the chain only (use
+ * sk_conn_connect to have the name checked and sent as SNI). The same holds
+ * for sk_conn_adopt. */
 SK_API int sk_conn_connect_fd(sk_loop *loop, int fd, const struct sockaddr *sa, socklen_t salen,
                               const sk_stream_opts *opts, const sk_conn_callbacks *cbs, void *ud,
                               uint32_t timeout_ms, sk_conn **out);
@@ -565,7 +591,7 @@ SK_API void sk_dgram_free(sk_dgram *d);
  * wait goes through poll(), so a timeout is never missed. */
 
 /* Connects to a tcp or unix stream address, trying every resolved address in
- * turn. Returns the connected descriptor (>= 0, close-on-exec, non-blocking,
+ * turn (a tls:// address is refused with -EPROTONOSUPPORT: use sk_tls_dial). Returns the connected descriptor (>= 0, close-on-exec, non-blocking,
  * TCP_NODELAY) or a negative code with err naming the failure. */
 SK_API int sk_dial(const sk_addr *addr, int timeout_ms, char *err, size_t errlen);
 
@@ -608,6 +634,110 @@ SK_API void sk_line_reader_init(sk_line_reader *r, int fd, void *buf, size_t cap
  * -ECONNRESET: end inside a line; -EMSGSIZE: longer than cap - 2 (the stream
  * is then out of step); -ETIMEDOUT; -EINVAL if cap < 3. */
 SK_API ssize_t sk_recv_line(sk_line_reader *r, const char **line, int timeout_ms);
+
+/* ---------------------------------------------------------------------- TLS */
+
+/* TLS on OpenSSL, beneath the framing: a connection with a context in
+ * sk_stream_opts.tls (or a descriptor from sk_tls_dial) carries the same
+ * frames, lines and bytes as a plain one. TLS 1.2 at least, 1.3 whenever
+ * the peer has it; no renegotiation; sessions resume (tickets on servers, a
+ * per-context cache of the last session on clients); close_notify is sent
+ * before the write side shuts. The TLS code sits behind one seam (docs/
+ * DESIGN.md, "TLS"); a build never needs it unless a context is made. */
+
+#define SK_TLS_PIN_LEN 32 /* a SHA-256 certificate fingerprint */
+
+/* A server context from a PEM certificate chain file and a PEM private key
+ * file. Returns 0, or -EINVAL with err naming the file and what is wrong
+ * (unreadable, not PEM, key does not match). Free with sk_tls_ctx_free()
+ * once no connection or server uses it. Thread-safe once made: worker loops
+ * may share one context. */
+SK_API int sk_tls_server_new(const char *cert_file, const char *key_file, sk_tls_ctx **out,
+                             char *err, size_t errlen);
+
+/* How a client verifies the server. Verification is always on unless
+ * insecure is set: with pin, the server certificate's SHA-256 must equal it
+ * (the chain and names are not judged, so a self-signed certificate works);
+ * otherwise the chain must lead to ca_file (a PEM file; NULL: the system's
+ * CA store) and the certificate must name the host dialed (a DNS name or an
+ * IP address in subjectAltName). */
+typedef struct sk_tls_client_opts {
+    const char *ca_file;
+    const uint8_t *pin; /* SK_TLS_PIN_LEN bytes, or NULL */
+    int insecure;       /* accept any certificate: an eavesdropper's too */
+} sk_tls_client_opts;
+
+/* A client context (opts may be NULL: the system CA store). Returns 0, or
+ * -EINVAL with err naming the problem (an unreadable CA file). The context
+ * caches the last session per host for resumption; it may be shared by
+ * threads. */
+SK_API int sk_tls_client_new(const sk_tls_client_opts *opts, sk_tls_ctx **out, char *err,
+                             size_t errlen);
+SK_API void sk_tls_ctx_free(sk_tls_ctx *ctx);
+
+/* Parses a certificate fingerprint: 64 hex digits, in either case, plain or
+ * colon-separated in pairs as `openssl x509 -noout -fingerprint -sha256`
+ * prints it (its "sha256 Fingerprint=" prefix is accepted too). Returns 0,
+ * or -EINVAL (out untouched). */
+SK_API int sk_tls_pin_parse(const char *text, uint8_t out[SK_TLS_PIN_LEN]);
+
+/* Writes the pin as "AB:CD:...": 95 characters and a NUL (buflen 96 is
+ * enough; less truncates at a pair). */
+SK_API void sk_tls_pin_format(const uint8_t pin[SK_TLS_PIN_LEN], char *buf, size_t buflen);
+
+/* The SHA-256 fingerprint of the first certificate of a PEM file. Returns 0
+ * or -EINVAL / -EIO with err saying why. */
+SK_API int sk_tls_cert_pin(const char *cert_file, uint8_t out[SK_TLS_PIN_LEN], char *err,
+                           size_t errlen);
+
+/* Makes a self-signed certificate for trying TLS out: writes NAME.key (an EC
+ * P-256 key, PEM, mode 0600) and NAME.crt (PEM, valid for days from a
+ * minute ago, CN = NAME's last path component, subjectAltName DNS:localhost,
+ * IP:127.0.0.1, IP:::1, and DNS:NAME when that looks like a host name; it is
+ * its own CA, so it also serves as --ca). Refuses to replace either file
+ * (-EEXIST). pin_out (may be NULL) receives its fingerprint. Returns 0 or a
+ * negative code with err saying why; on failure neither file is left. */
+SK_API int sk_tls_make_cert(const char *name, unsigned days, uint8_t pin_out[SK_TLS_PIN_LEN],
+                            char *err, size_t errlen);
+
+/* The blocking client over TLS. sk_tls_dial connects like sk_dial (a tls://
+ * or tcp address) and completes the handshake with ctx (a client context)
+ * within timeout_ms in all. Returns a descriptor (close-on-exec,
+ * non-blocking) that every blocking client call below and above
+ * (sk_send_all, sk_recv_*, sk_*_frame, sk_recv_line) uses through TLS, or a
+ * negative code with err saying why in one line: -EPERM when the server's
+ * certificate is refused (err names the reason: expired, wrong host,
+ * self-signed, pin mismatch), -ETIMEDOUT, a connect error. Close it with
+ * sk_sock_close() (not close(): the session would be leaked). */
+SK_API int sk_tls_dial(const sk_addr *addr, sk_tls_ctx *ctx, int timeout_ms, char *err,
+                       size_t errlen);
+
+/* Single non-blocking steps on a descriptor from sk_dial or sk_tls_dial,
+ * for clients that run their own poll() loop. They behave like
+ * recv(MSG_DONTWAIT) / sendmsg(MSG_NOSIGNAL|MSG_DONTWAIT) — a count, 0 at
+ * the end of the stream for recv — but return negative codes (-EAGAIN: wait
+ * for the events sk_sock_wants() names), and go through TLS where the
+ * descriptor has a session. A TLS send that returned -EAGAIN must be retried
+ * with the same bytes first. */
+SK_API ssize_t sk_sock_recv(int fd, void *buf, size_t cap);
+SK_API ssize_t sk_sock_send(int fd, const void *buf, size_t len);
+SK_API ssize_t sk_sock_sendv(int fd, const struct iovec *iov, int iovcnt);
+/* After -EAGAIN: SK_READABLE or SK_WRITABLE, what the TLS session waits for
+ * (a read may need to write); dflt for a plain descriptor. */
+SK_API int sk_sock_wants(int fd, int dflt);
+/* 1 if decrypted bytes are already waiting: poll() cannot see them, so a
+ * poll loop must read before it waits. 0 for a plain descriptor. */
+SK_API int sk_sock_pending(int fd);
+/* 1 if fd carries a TLS session (from sk_tls_dial). */
+SK_API int sk_sock_is_tls(int fd);
+/* Writes "TLSv1.3 TLS_AES_256_GCM_SHA384[, resumed]" for a TLS descriptor.
+ * Returns 0, or -EINVAL (buf empty) for a plain one. */
+SK_API int sk_sock_describe(int fd, char *buf, size_t buflen);
+/* Half-close: close_notify (TLS), then shutdown(SHUT_WR); reading goes on. */
+SK_API int sk_sock_shutdown(int fd);
+/* Closes the descriptor, sending close_notify and freeing the session first
+ * where it has one. Returns 0 or close()'s error. */
+SK_API int sk_sock_close(int fd);
 
 /* ------------------------------------------- randomness, tokens, authentication */
 

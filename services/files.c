@@ -38,7 +38,7 @@ static bool addr_is_local(const sk_addr *a)
 {
     if (a->kind == SK_ADDR_UNIX)
         return true;
-    if (a->kind != SK_ADDR_TCP)
+    if (a->kind != SK_ADDR_TCP && a->kind != SK_ADDR_TLS)
         return false;
     struct sockaddr_storage ss[8];
     socklen_t sl[8];

@@ -2,7 +2,9 @@
  * sk_*_frame) for tools and tests. Descriptors stay non-blocking; every wait
  * is a poll() bounded by one absolute CLOCK_MONOTONIC deadline per call, so a
  * timeout covers the whole call however many syscalls it takes. It is not
- * part of the event loop and never touches signal dispositions. */
+ * part of the event loop and never touches signal dispositions. Every byte
+ * goes through sk_sock_recv / sk_sock_sendv (tls.c), which take the TLS
+ * path for a descriptor from sk_tls_dial and plain recv/sendmsg otherwise. */
 #include "sockit.h"
 
 #include <errno.h>
@@ -106,6 +108,14 @@ static int nap(int ms, uint64_t deadline)
     return 0;
 }
 
+/* The poll events to wait for after -EAGAIN: a TLS read may need to write
+ * (and the other way round); a plain descriptor waits for what it asked. */
+static short wait_events(int fd, short events)
+{
+    int w = sk_sock_wants(fd, events == POLLOUT ? SK_WRITABLE : SK_READABLE);
+    return w == SK_WRITABLE ? POLLOUT : POLLIN;
+}
+
 /* Sends all of iov (modified as it goes). MSG_DONTWAIT makes every call
  * non-blocking even if the caller handed us a blocking descriptor, so the
  * deadline is always honoured; MSG_NOSIGNAL keeps SIGPIPE away. */
@@ -116,18 +126,15 @@ static int sendv_until(int fd, struct iovec *iov, int iovcnt, uint64_t deadline)
         iovcnt--;
     }
     while (iovcnt > 0) {
-        struct msghdr mh = {.msg_iov = iov, .msg_iovlen = (size_t)iovcnt};
-        ssize_t n = sendmsg(fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+        ssize_t n = sk_sock_sendv(fd, iov, iovcnt);
         if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            if (errno == EAGAIN || errno == EWOULDBLOCK) {
-                int rc = wait_fd(fd, POLLOUT, deadline);
+            if (n == -EAGAIN) {
+                int rc = wait_fd(fd, wait_events(fd, POLLOUT), deadline);
                 if (rc < 0)
                     return rc;
                 continue;
             }
-            return -errno;
+            return (int)n;
         }
         /* A short write: drop what went out, resume inside the iovec. */
         size_t done = (size_t)n;
@@ -151,19 +158,17 @@ static int recv_until(int fd, void *buf, size_t len, uint64_t deadline, size_t *
     char *p = buf;
     *got = 0;
     while (*got < len) {
-        ssize_t n = recv(fd, p + *got, len - *got, MSG_DONTWAIT);
+        ssize_t n = sk_sock_recv(fd, p + *got, len - *got);
         if (n > 0) {
             *got += (size_t)n;
         } else if (n == 0) {
             return 1;
-        } else if (errno == EINTR) {
-            continue;
-        } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
-            int rc = wait_fd(fd, POLLIN, deadline);
+        } else if (n == -EAGAIN) {
+            int rc = wait_fd(fd, wait_events(fd, POLLIN), deadline);
             if (rc < 0)
                 return rc;
         } else {
-            return -errno;
+            return (int)n;
         }
     }
     return 0;
@@ -295,14 +300,12 @@ ssize_t sk_recv_some(int fd, void *buf, size_t cap, int timeout_ms)
     if (buf == NULL || cap == 0)
         return -EINVAL;
     for (;;) {
-        ssize_t n = recv(fd, buf, cap, MSG_DONTWAIT);
+        ssize_t n = sk_sock_recv(fd, buf, cap);
         if (n >= 0)
             return n;
-        if (errno == EINTR)
-            continue;
-        if (errno != EAGAIN && errno != EWOULDBLOCK)
-            return -errno;
-        int rc = wait_fd(fd, POLLIN, deadline);
+        if (n != -EAGAIN)
+            return n;
+        int rc = wait_fd(fd, wait_events(fd, POLLIN), deadline);
         if (rc < 0)
             return rc;
     }

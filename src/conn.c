@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "internal.h"
+#include "tls.h"
 
 enum {
     F_CONNECTING = 1u << 0,  /* non-blocking connect in progress */
@@ -31,7 +32,9 @@ enum {
     F_IN_FLUSH = 1u << 11,
     F_IN_PENDING = 1u << 12,
     F_CONNECTED_CB = 1u << 13,/* on_open has run: on_close is owed */
-    F_IN_CLOSE = 1u << 14     /* on loop->close_head */
+    F_IN_CLOSE = 1u << 14,    /* on loop->close_head */
+    F_HANDSHAKE = 1u << 15,   /* TLS handshake in progress: on_open not yet run */
+    F_TLS_READ_OUT = 1u << 16 /* a TLS read waits for EPOLLOUT (it must send first) */
 };
 
 /* Fields in the order the hot path touches them: what every event and every
@@ -45,6 +48,7 @@ struct sk_conn {
     int err;
     sk_buf in, out;
     sk_outq *outq; /* shared slices and file ranges queued after or between out's bytes */
+    sk__tls *tls;  /* TLS session (tls.c), or NULL: every byte in and out goes through it */
     uint64_t last_active;
     uint64_t bytes_in, bytes_out;
     uint64_t frame_start; /* when the buffered partial message began, or 0 */
@@ -79,6 +83,8 @@ static void conn_event(sk_watch *w, uint32_t events);
 static void conn_timer(sk_timer *t, void *ud);
 static void finalize(sk_conn *c);
 static void start_close(sk_conn *c);
+static void schedule_pending(sk_conn *c);
+static void update_events(sk_conn *c);
 
 /* ------------------------------------------------------------ helpers */
 
@@ -96,6 +102,42 @@ static void set_reason(sk_conn *c, int err, const char *fmt, ...)
     vsnprintf(text, sizeof text, fmt, ap);
     va_end(ap);
     c->reason = strdup(text);
+}
+
+/* ---------------------------------------------------------- transport */
+
+/* The one seam between the stream code and TLS: where a connection has a
+ * session, bytes go through it, with recv()/send() semantics kept (tls.h),
+ * so nothing above this point knows whether the stream is encrypted. */
+static ssize_t conn_recv(sk_conn *c, void *buf, size_t cap)
+{
+    if (c->tls == NULL)
+        return recv(c->w.fd, buf, cap, 0);
+    ssize_t n = sk__tls_read(c->tls, buf, cap);
+    if (n < 0 && errno == EAGAIN && sk__tls_want(c->tls) == SK_WRITABLE &&
+        !(c->flags & F_TLS_READ_OUT)) {
+        /* Rare (a key update to answer into a full socket buffer): the read
+         * waits for EPOLLOUT, which conn_event turns back into a read. */
+        c->flags |= F_TLS_READ_OUT;
+        update_events(c);
+        errno = EAGAIN;
+    }
+    return n;
+}
+
+static ssize_t conn_send(sk_conn *c, const void *buf, size_t len)
+{
+    if (c->tls == NULL)
+        return send(c->w.fd, buf, len, MSG_NOSIGNAL);
+    return sk__tls_write(c->tls, buf, len);
+}
+
+/* Shuts the write side: close_notify first under TLS, then the TCP FIN. */
+static int conn_shut_wr(sk_conn *c)
+{
+    if (c->tls != NULL)
+        sk__tls_close_notify(c->tls);
+    return shutdown(c->w.fd, SHUT_WR);
 }
 
 static bool reading_allowed(const sk_conn *c)
@@ -117,11 +159,16 @@ static void update_events(sk_conn *c)
     uint32_t ev = 0;
     if (c->flags & F_CONNECTING)
         ev = EPOLLOUT;
+    else if (c->flags & F_HANDSHAKE)
+        ev = sk__tls_want(c->tls) == SK_WRITABLE ? EPOLLOUT : EPOLLIN;
     else {
         if (reading_allowed(c))
             ev |= EPOLLIN;
-        if (c->flags & F_WANT_OUT)
+        if (c->flags & (F_WANT_OUT | F_TLS_READ_OUT))
             ev |= EPOLLOUT;
+        /* Decrypted bytes already inside OpenSSL raise no epoll event. */
+        if (c->tls && (ev & EPOLLIN) && sk__tls_pending(c->tls))
+            schedule_pending(c);
     }
     int err = sk__watch_set(c->loop, &c->w, ev);
     if (err < 0) {
@@ -288,7 +335,7 @@ static void read_error(sk_conn *c, int err)
 static void discard_input(sk_conn *c)
 {
     for (int i = 0; i < SK_READS_PER_EVENT; i++) {
-        ssize_t n = recv(c->w.fd, c->loop->rbuf, SK_READ_CHUNK, 0);
+        ssize_t n = conn_recv(c, c->loop->rbuf, SK_READ_CHUNK);
         if (n > 0)
             continue;
         if (n < 0 && errno == EINTR)
@@ -434,7 +481,7 @@ static void do_read(sk_conn *c)
             dst = c->in.data + c->in.off + c->in.len;
             cap = want;
         }
-        ssize_t n = recv(c->w.fd, dst, cap, 0);
+        ssize_t n = conn_recv(c, dst, cap);
         if (n < 0) {
             if (errno == EINTR)
                 continue;
@@ -462,6 +509,10 @@ static void do_read(sk_conn *c)
         if ((size_t)n < cap)
             return;
     }
+    /* TLS: the reads per event are used up, and OpenSSL may hold decrypted
+     * bytes that no epoll event will announce. */
+    if (c->tls && reading_allowed(c) && sk__tls_pending(c->tls))
+        schedule_pending(c);
 }
 
 /* ------------------------------------------------------------- output */
@@ -485,9 +536,11 @@ static void write_out(sk_conn *c)
          * free now: it is the copy buffer where sendfile is refused). */
         bool sliced = sk__outq_active(c->outq);
         size_t offered = c->out.len;
-        ssize_t n = sliced ? sk__outq_send(c->w.fd, c->outq, &c->out, &offered, c->loop->rbuf,
-                                           SK_READ_CHUNK)
-                           : send(c->w.fd, c->out.data + c->out.off, c->out.len, MSG_NOSIGNAL);
+        ssize_t n = sliced ? (c->tls ? sk__outq_send_tls(c->tls, c->outq, &c->out, &offered,
+                                                         c->loop->rbuf, SK_READ_CHUNK)
+                                     : sk__outq_send(c->w.fd, c->outq, &c->out, &offered,
+                                                     c->loop->rbuf, SK_READ_CHUNK))
+                           : conn_send(c, c->out.data + c->out.off, c->out.len);
         if (n < 0) {
             if (errno == EINTR)
                 continue;
@@ -545,7 +598,7 @@ static void write_out(sk_conn *c)
     }
     if ((c->flags & F_SHUT_PENDING) && !(c->flags & F_SHUT_DONE)) {
         c->flags |= F_SHUT_DONE;
-        shutdown(c->w.fd, SHUT_WR);
+        conn_shut_wr(c);
     }
     if (c->flags & F_CLOSING)
         start_close(c);
@@ -557,7 +610,7 @@ void sk__conns_flush(sk_loop *loop)
         sk_conn *c = loop->flush_head;
         loop->flush_head = c->flush_next;
         c->flags &= ~F_IN_FLUSH;
-        if (!(c->flags & (F_DEAD | F_CONNECTING | F_LINGER)))
+        if (!(c->flags & (F_DEAD | F_CONNECTING | F_LINGER | F_HANDSHAKE)))
             write_out(c);
     }
 }
@@ -582,6 +635,11 @@ void sk__conns_process_pending(sk_loop *loop)
             if (!(c->flags & F_DEAD))
                 sk__buf_consume(loop, &c->in, used);
         }
+        /* TLS: decrypted bytes left inside OpenSSL (a read that filled the
+         * buffer, a pause) wait for no epoll event: read them now. */
+        if (c->tls && !(c->flags & (F_DEAD | F_HANDSHAKE)) && reading_allowed(c) &&
+            sk__tls_pending(c->tls))
+            do_read(c);
     }
 }
 
@@ -592,7 +650,7 @@ void sk__conns_process_pending(sk_loop *loop)
 static void send_early(sk_conn *c)
 {
     sk_buf *b = &c->out;
-    ssize_t n = send(c->w.fd, b->data + b->off, b->len, MSG_NOSIGNAL);
+    ssize_t n = conn_send(c, b->data + b->off, b->len);
     if (n > 0) {
         c->bytes_out += (uint64_t)n;
         b->off += (size_t)n;
@@ -611,7 +669,7 @@ static int queue_reserve(sk_conn *c, size_t total)
         return -EPIPE;
     sk_buf *b = &c->out;
     if (b->cap == SK_READ_CHUNK && b->cap - b->off - b->len < total &&
-        !(c->flags & (F_WANT_OUT | F_CONNECTING)) && !sk__outq_active(c->outq))
+        !(c->flags & (F_WANT_OUT | F_CONNECTING | F_HANDSHAKE)) && !sk__outq_active(c->outq))
         send_early(c);
     int err = sk__buf_reserve(c->loop, b, total);
     if (err < 0) {
@@ -775,10 +833,12 @@ static void start_close(sk_conn *c)
     if (c->flags & (F_DEAD | F_LINGER))
         return;
     if (c->flags & F_EOF) {
+        if (c->tls) /* a clean end, said the TLS way too */
+            sk__tls_close_notify(c->tls);
         finalize(c);
         return;
     }
-    if (shutdown(c->w.fd, SHUT_WR) < 0) {
+    if (conn_shut_wr(c) < 0) {
         finalize(c);
         return;
     }
@@ -793,7 +853,7 @@ void sk_conn_close(sk_conn *c)
     if (c->flags & (F_DEAD | F_CLOSING))
         return;
     c->flags |= F_CLOSING;
-    if (c->flags & F_CONNECTING) {
+    if (c->flags & (F_CONNECTING | F_HANDSHAKE)) {
         finalize(c);
         return;
     }
@@ -826,9 +886,9 @@ void sk_conn_shutdown(sk_conn *c)
     if (c->flags & (F_DEAD | F_CLOSING | F_SHUT_PENDING))
         return;
     c->flags |= F_SHUT_PENDING;
-    if (out_queued(c) == 0) {
+    if (out_queued(c) == 0 && !(c->flags & F_HANDSHAKE)) {
         c->flags |= F_SHUT_DONE;
-        shutdown(c->w.fd, SHUT_WR);
+        conn_shut_wr(c);
     }
 }
 
@@ -869,7 +929,8 @@ void sk__conn_destroy(sk_conn *c, bool call_close_cb)
     c->flags &= ~(F_IN_FLUSH | F_IN_PENDING | F_IN_CLOSE);
     if (call_close_cb && (c->flags & F_CONNECTED_CB) && c->cbs->on_close)
         c->cbs->on_close(c, c->err);
-    else if (call_close_cb && (c->flags & F_CONNECTING) && c->cbs->on_close)
+    else if (call_close_cb && (c->flags & (F_CONNECTING | F_HANDSHAKE)) && c->srv == NULL &&
+             c->cbs->on_close)
         c->cbs->on_close(c, c->err ? c->err : -ECONNABORTED);
     sk__watch_del(loop, &c->w);
     sk_timer_stop(&c->timer);
@@ -882,6 +943,7 @@ void sk__conn_destroy(sk_conn *c, bool call_close_cb)
     if (c->next)
         c->next->prev = c->prev;
     loop->refs--;
+    sk__tls_free(c->tls);
     close(c->w.fd);
     sk__buf_release(loop, &c->in);
     sk__buf_release(loop, &c->out);
@@ -904,6 +966,57 @@ void sk__conns_finalize(sk_loop *loop)
 
 /* ------------------------------------------------------------- events */
 
+/* A handshake that fails is logged here for server connections: the
+ * service never saw them (on_open had not run), so it cannot. */
+static void tls_failed(sk_conn *c, int err, const char *why)
+{
+    set_reason(c, err, "%s", why);
+    if (c->srv != NULL)
+        sk_log(SK_LOG_INFO, "tls: %s dropped: %s", sk_conn_peer(c), why);
+    finalize(c);
+}
+
+/* The handshake starts: its deadline runs from now (SPEC §5.1: a protocol
+ * handshake must finish in bounded time however the peer trickles). */
+static void tls_begin(sk_conn *c)
+{
+    c->flags |= F_HANDSHAKE;
+    uint32_t ms = c->opts->handshake_timeout_ms ? c->opts->handshake_timeout_ms
+                                                : SK_TLS_DEFAULT_HANDSHAKE_MS;
+    c->deadline = c->loop->now + ms;
+    c->deadline_reason = "TLS handshake not finished in time";
+    arm_timer(c);
+}
+
+/* One step of the handshake on readiness. Once complete the connection is
+ * open as a plain one would be: on_open, then the usual reads and writes. */
+static void tls_step(sk_conn *c)
+{
+    char why[300];
+    int r = sk__tls_handshake(c->tls, why, sizeof why);
+    if (r < 0) {
+        tls_failed(c, r, why);
+        return;
+    }
+    if (r == 0) {
+        update_events(c);
+        return;
+    }
+    c->flags &= ~F_HANDSHAKE;
+    c->flags |= F_CONNECTED_CB;
+    c->deadline = 0;
+    c->last_active = c->loop->now;
+    arm_timer(c);
+    update_events(c);
+    char d[120];
+    sk__tls_describe(c->tls, d, sizeof d);
+    sk_log(SK_LOG_DEBUG, "tls: %s %s", sk_conn_peer(c), d);
+    if (c->cbs->on_open)
+        c->cbs->on_open(c);
+    if (out_queued(c) > 0 && !(c->flags & (F_DEAD | F_WANT_OUT)))
+        schedule_flush(c);
+}
+
 static void connect_done(sk_conn *c)
 {
     int soerr = 0;
@@ -918,8 +1031,13 @@ static void connect_done(sk_conn *c)
         return;
     }
     c->flags &= ~F_CONNECTING;
-    c->flags |= F_CONNECTED_CB;
     c->last_active = c->loop->now;
+    if (c->tls) {
+        tls_begin(c);
+        tls_step(c);
+        return;
+    }
+    c->flags |= F_CONNECTED_CB;
     arm_timer(c);
     update_events(c);
     if (c->cbs->on_open)
@@ -935,10 +1053,19 @@ static void conn_event(sk_watch *w, uint32_t events)
         connect_done(c);
         return;
     }
+    if (c->flags & F_HANDSHAKE) {
+        tls_step(c);
+        return;
+    }
     if ((events & EPOLLOUT) && (c->flags & F_WANT_OUT))
         write_out(c);
     if (c->flags & F_DEAD)
         return;
+    if ((events & EPOLLOUT) && (c->flags & F_TLS_READ_OUT)) {
+        c->flags &= ~F_TLS_READ_OUT;
+        update_events(c);
+        events |= EPOLLIN; /* the read that waited for it, now */
+    }
     if ((events & (EPOLLIN | EPOLLERR | EPOLLHUP)) && reading_allowed(c))
         do_read(c);
     else if ((events & (EPOLLERR | EPOLLHUP)) && !(c->flags & F_WANT_OUT))
@@ -956,6 +1083,10 @@ static void conn_timer(sk_timer *t, void *ud)
     if (c->flags & F_CONNECTING) {
         set_reason(c, -ETIMEDOUT, "connect timed out");
         finalize(c);
+        return;
+    }
+    if ((c->flags & F_HANDSHAKE) && c->deadline && now >= c->deadline) {
+        tls_failed(c, -ETIMEDOUT, "TLS handshake not finished in time");
         return;
     }
     if (c->flags & F_LINGER) {
@@ -985,6 +1116,8 @@ static void conn_timer(sk_timer *t, void *ud)
          * output of ours in flight nor input to discard, so a plain close is
          * an orderly FIN and lingering would only hold the slot longer. */
         set_reason(c, -ETIMEDOUT, "idle timeout");
+        if (c->tls)
+            sk__tls_close_notify(c->tls);
         finalize(c);
         return;
     }
@@ -1048,7 +1181,20 @@ int sk__conn_create(sk_loop *loop, int fd, const sk_stream_opts *opts,
     if (connecting)
         c->flags |= F_CONNECTING;
     int err = 0;
-    if (connecting || srv == NULL) {
+    if (opts->tls != NULL) {
+        err = sk__tls_new(opts->tls, fd, NULL, &c->tls);
+        if (err < 0) {
+            free(c);
+            return err;
+        }
+        if (!connecting)
+            c->flags |= F_HANDSHAKE;
+    }
+    if (c->flags & F_HANDSHAKE) {
+        /* Accepted or adopted under TLS: the handshake goes first; the
+         * session says which way it waits (a client writes first). */
+        err = sk__watch_set(loop, &c->w, sk__tls_want(c->tls) == SK_WRITABLE ? EPOLLOUT : EPOLLIN);
+    } else if (connecting || srv == NULL) {
         /* Connecting: wait for writability. Adopted: on_open runs on the next
          * iteration, and reading starts then. */
         err = connecting ? sk__watch_set(loop, &c->w, EPOLLOUT) : 0;
@@ -1056,6 +1202,7 @@ int sk__conn_create(sk_loop *loop, int fd, const sk_stream_opts *opts,
         err = sk__watch_set(loop, &c->w, EPOLLIN);
     }
     if (err < 0) {
+        sk__tls_free(c->tls);
         free(c);
         return err;
     }
@@ -1069,7 +1216,10 @@ int sk__conn_create(sk_loop *loop, int fd, const sk_stream_opts *opts,
         loop->conns->prev = c;
     loop->conns = c;
     loop->refs++;
-    if (srv != NULL && !connecting) {
+    if (c->flags & F_HANDSHAKE) {
+        c->flags &= ~F_HANDSHAKE;
+        tls_begin(c);
+    } else if (srv != NULL && !connecting) {
         c->flags |= F_CONNECTED_CB;
         arm_timer(c);
     } else if (!connecting) {
@@ -1144,8 +1294,12 @@ int sk_conn_connect_fd(sk_loop *loop, int fd, const struct sockaddr *sa, socklen
 int sk_conn_connect(sk_loop *loop, const sk_addr *addr, const sk_stream_opts *opts,
                     const sk_conn_callbacks *cbs, void *ud, uint32_t timeout_ms, sk_conn **out)
 {
-    if (addr->kind != SK_ADDR_TCP && addr->kind != SK_ADDR_UNIX)
+    if (addr->kind != SK_ADDR_TCP && addr->kind != SK_ADDR_UNIX && addr->kind != SK_ADDR_TLS)
         return -EPROTONOSUPPORT;
+    /* tls:// needs a client context; a context on a plain address is TLS
+     * too (the caller asked for it). */
+    if (addr->kind == SK_ADDR_TLS && (opts == NULL || opts->tls == NULL))
+        return -EINVAL;
     struct sockaddr_storage ss[8];
     socklen_t sl[8];
     int n = sk_addr_resolve(addr, 0, ss, sl, 8, NULL, 0);
@@ -1162,8 +1316,20 @@ int sk_conn_connect(sk_loop *loop, const sk_addr *addr, const sk_stream_opts *op
         }
         err = sk_conn_connect_fd(loop, fd, (struct sockaddr *)&ss[i], sl[i], opts, cbs, ud,
                                  timeout_ms, out);
-        if (err == 0)
+        if (err == 0) {
+            /* The name the server's certificate must carry, and its SNI. */
+            if ((*out)->tls != NULL && addr->kind != SK_ADDR_UNIX) {
+                sk__tls *t = NULL;
+                err = sk__tls_new(opts->tls, fd, addr->host, &t);
+                if (err < 0) {
+                    sk__conn_destroy(*out, false); /* closes fd */
+                    return err;
+                }
+                sk__tls_free((*out)->tls);
+                (*out)->tls = t;
+            }
             return 0;
+        }
         close(fd);
         if (err == -ENOMEM)
             return err;
@@ -1215,6 +1381,7 @@ const char *sk_conn_reason(const sk_conn *c) { return c->reason ? c->reason : ""
 uint64_t sk_conn_bytes_in(const sk_conn *c) { return c->bytes_in; }
 uint64_t sk_conn_bytes_out(const sk_conn *c) { return c->bytes_out; }
 sk_conn *sk__conn_srv_next(sk_conn *c) { return c->srv_next; }
+bool sk__conn_handshaking(const sk_conn *c) { return (c->flags & F_HANDSHAKE) != 0; }
 
 const char *sk_conn_peer(const sk_conn *c)
 {

@@ -127,6 +127,13 @@ bool sk__outq_copy_instead(const sk_outq *q, size_t len);
  * call does; 0 with *offered > 0 means the file ended before its range. */
 ssize_t sk__outq_send(int fd, const sk_outq *q, const sk_buf *plain, size_t *offered,
                       uint8_t *scratch, size_t scratch_len);
+/* The same through a TLS session (tls.h): buffer slices are written in
+ * order with sk__tls_writev, a file range is read into scratch and written
+ * (no sendfile: the kernel cannot encrypt, as kTLS is not used). Returns
+ * like sk__tls_write. */
+struct sk__tls;
+ssize_t sk__outq_send_tls(struct sk__tls *t, const sk_outq *q, const sk_buf *plain,
+                          size_t *offered, uint8_t *scratch, size_t scratch_len);
 /* Drops n sent bytes from the front of plain bytes and slices together. */
 void sk__outq_consume(sk_outq *q, sk_loop *loop, sk_buf *plain, size_t n);
 void sk__outq_free(sk_outq *q);
@@ -185,6 +192,8 @@ void sk__conns_finalize(sk_loop *loop);
 /* Closes without callbacks (sk_loop_free). */
 void sk__conn_destroy(sk_conn *c, bool call_close_cb);
 sk_conn *sk__conn_srv_next(sk_conn *c);
+/* Whether c is still in its TLS handshake (on_open not yet due). */
+bool sk__conn_handshaking(const sk_conn *c);
 void sk__conn_link_srv(sk_conn *c, sk_conn **head);
 void sk__conn_unlink_srv(sk_conn *c, sk_conn **head);
 void sk__stream_opts_normalise(sk_stream_opts *o);

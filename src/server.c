@@ -182,7 +182,8 @@ static void accept_event(sk_watch *w, uint32_t events)
         sk__conn_set_peer(c, (struct sockaddr *)&peer, peerlen);
         sk__conn_link_srv(c, &srv->conns);
         srv->nconns++;
-        if (srv->opts.cbs.on_open)
+        /* A TLS connection opens (on_open) once its handshake is done. */
+        if (srv->opts.cbs.on_open && !sk__conn_handshaking(c))
             srv->opts.cbs.on_open(c);
     }
 }
@@ -280,14 +281,20 @@ int sk_server_listen(sk_loop *loop, const sk_addr *addr, const sk_server_opts *o
         errlen = sizeof dummy;
     }
     err[0] = '\0';
-    if (addr->kind != SK_ADDR_TCP && addr->kind != SK_ADDR_UNIX) {
-        snprintf(err, errlen, "not a stream address (use HOST:PORT or unix:PATH)");
+    if (addr->kind != SK_ADDR_TCP && addr->kind != SK_ADDR_UNIX && addr->kind != SK_ADDR_TLS) {
+        snprintf(err, errlen, "not a stream address (use HOST:PORT, tls://HOST:PORT or unix:PATH)");
         return -EPROTONOSUPPORT;
     }
     sk_server_opts defaults;
     if (opts == NULL) {
         sk_server_opts_init(&defaults);
         opts = &defaults;
+    }
+    /* tls:// is TCP with a server context in the stream options; without
+     * one the listener would speak cleartext on a port announced as TLS. */
+    if (addr->kind == SK_ADDR_TLS && opts->stream.tls == NULL) {
+        snprintf(err, errlen, "a tls:// server needs a certificate and key (sk_stream_opts.tls)");
+        return -EINVAL;
     }
     sk_server *srv = calloc(1, sizeof *srv);
     if (srv == NULL)

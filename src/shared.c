@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "internal.h"
+#include "tls.h"
 
 struct sk_shared {
     atomic_size_t refs;
@@ -285,13 +286,11 @@ static ssize_t send_file_range(int sock, const sk_slice *sl, size_t *offered, ui
     return send(sock, scratch, (size_t)got, MSG_NOSIGNAL);
 }
 
-ssize_t sk__outq_send(int fd, const sk_outq *q, const sk_buf *plain, size_t *offered,
-                      uint8_t *scratch, size_t scratch_len)
+/* The iovec of one send in queue order: plain bytes and buffer slices up
+ * to the first file range. Returns the count of entries; *offered gets the
+ * bytes they hold. */
+static int head_iov(const sk_outq *q, const sk_buf *plain, struct iovec *iov, size_t *offered)
 {
-    const sk_slice *head = slot(q, 0);
-    if (head->s == NULL && head->at == q->plain_sent)
-        return send_file_range(fd, head, offered, scratch, scratch_len);
-    struct iovec iov[OUTQ_IOV];
     int n = 0;
     size_t total = 0;
     uint64_t pos = q->plain_sent;
@@ -318,10 +317,56 @@ ssize_t sk__outq_send(int fd, const sk_outq *q, const sk_buf *plain, size_t *off
         total += left;
     }
     *offered = total;
+    return n;
+}
+
+ssize_t sk__outq_send(int fd, const sk_outq *q, const sk_buf *plain, size_t *offered,
+                      uint8_t *scratch, size_t scratch_len)
+{
+    const sk_slice *head = slot(q, 0);
+    if (head->s == NULL && head->at == q->plain_sent)
+        return send_file_range(fd, head, offered, scratch, scratch_len);
+    struct iovec iov[OUTQ_IOV];
+    int n = head_iov(q, plain, iov, offered);
     /* sendmsg, not writev: writev on a socket whose peer is gone raises
      * SIGPIPE, and the library never depends on its disposition. */
     struct msghdr msg = {.msg_iov = iov, .msg_iovlen = (size_t)n};
     return sendmsg(fd, &msg, MSG_NOSIGNAL);
+}
+
+ssize_t sk__outq_send_tls(struct sk__tls *t, const sk_outq *q, const sk_buf *plain,
+                          size_t *offered, uint8_t *scratch, size_t scratch_len)
+{
+    const sk_slice *head = slot(q, 0);
+    if (head->s == NULL && head->at == q->plain_sent) {
+        /* A file range under TLS: the bytes must pass through user space to
+         * be encrypted, so read a buffer's worth and write it. If the write
+         * waits (EAGAIN), the retry reads the same bytes again from the same
+         * offset, which is what OpenSSL requires of a retried write. */
+        size_t want = head->len < scratch_len ? head->len : scratch_len;
+        ssize_t got;
+        *offered = want;
+        do
+            got = pread(head->fd, scratch, want, (off_t)head->off);
+        while (got < 0 && errno == EINTR);
+        if (got <= 0)
+            return got;
+        *offered = (size_t)got;
+        return sk__tls_write(t, scratch, (size_t)got);
+    }
+    /* Gathered into scratch first: a record per slice would cost a record
+     * header, a MAC and a syscall for each chat line of a few bytes. A retry
+     * after EAGAIN gathers the same bytes first again (more may follow). */
+    struct iovec iov[OUTQ_IOV];
+    int n = head_iov(q, plain, iov, offered);
+    size_t k = 0;
+    for (int i = 0; i < n && k < scratch_len; i++) {
+        size_t m = iov[i].iov_len < scratch_len - k ? iov[i].iov_len : scratch_len - k;
+        memcpy(scratch + k, iov[i].iov_base, m);
+        k += m;
+    }
+    *offered = k;
+    return sk__tls_write(t, scratch, k);
 }
 
 void sk__outq_consume(sk_outq *q, sk_loop *loop, sk_buf *plain, size_t n)
