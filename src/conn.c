@@ -51,6 +51,7 @@ struct sk_conn {
     uint64_t deadline;    /* sk_conn_set_deadline(), or 0 */
     const char *deadline_reason;
     uint64_t bytes_in, bytes_out;
+    size_t queued_counted; /* this queue's share of sk_stats.queued */
     uint32_t flags;
     int err;
     char *reason;
@@ -80,20 +81,28 @@ static void start_close(sk_conn *c);
 
 /* ------------------------------------------------------------ helpers */
 
-static void set_reason(sk_conn *c, int err, const char *fmt, ...)
+static bool set_reason(sk_conn *c, int err, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
-static void set_reason(sk_conn *c, int err, const char *fmt, ...)
+/* Records why the connection ends; returns whether this was the first
+ * reason (the one counted in sk_stats: resets and memory refusals here,
+ * timeouts and protocol errors by the callers that know which). */
+static bool set_reason(sk_conn *c, int err, const char *fmt, ...)
 {
     if (c->reason != NULL)
-        return; /* the first reason is the real one */
+        return false; /* the first reason is the real one */
     c->err = err;
+    if (err == -ENOBUFS)
+        sk__stat_add(SK__STAT_ERR_NOBUFS, 1);
+    else if (err == -ECONNRESET || err == -EPIPE)
+        sk__stat_add(SK__STAT_ERR_RESET, 1);
     char text[200];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(text, sizeof text, fmt, ap);
     va_end(ap);
     c->reason = strdup(text);
+    return true;
 }
 
 static bool reading_allowed(const sk_conn *c)
@@ -149,6 +158,16 @@ static void schedule_pending(sk_conn *c)
 /* Everything waiting to be sent: copied bytes, shared slices, file ranges. */
 static size_t out_queued(const sk_conn *c) { return c->out.len + sk__outq_bytes(c->outq); }
 
+/* Carries the change of this queue into sk_stats.queued. */
+static void count_queued(sk_conn *c)
+{
+    size_t q = out_queued(c);
+    if (q != c->queued_counted) {
+        sk__stat_queued((int64_t)q - (int64_t)c->queued_counted);
+        c->queued_counted = q;
+    }
+}
+
 static size_t max_for(const sk_stream_opts *o)
 {
     return o->framing == SK_FRAMING_LINE ? o->max_line : o->max_frame;
@@ -182,14 +201,17 @@ static void arm_timer(sk_conn *c)
 
 static void protocol_error(sk_conn *c, int err, const uint8_t *buf, size_t len)
 {
+    bool first;
     if (c->opts->framing == SK_FRAMING_FRAME && len >= SK_FRAME_HEADER) {
         uint32_t n = (uint32_t)buf[0] << 24 | (uint32_t)buf[1] << 16 | (uint32_t)buf[2] << 8 | buf[3];
-        set_reason(c, err, "frame too large (%u > max %zu)", n, c->dec.max);
+        first = set_reason(c, err, "frame too large (%u > max %zu)", n, c->dec.max);
     } else if (c->opts->framing == SK_FRAMING_LINE) {
-        set_reason(c, err, "line too long (max %zu bytes)", c->dec.max);
+        first = set_reason(c, err, "line too long (max %zu bytes)", c->dec.max);
     } else {
-        set_reason(c, err, "protocol error: %s", sk_strerror(err));
+        first = set_reason(c, err, "protocol error: %s", sk_strerror(err));
     }
+    if (first)
+        sk__stat_add(SK__STAT_ERR_PROTOCOL, 1);
     if (c->cbs->on_error)
         c->cbs->on_error(c, err);
     sk_conn_fail(c, err, NULL);
@@ -201,18 +223,23 @@ static void protocol_error(sk_conn *c, int err, const uint8_t *buf, size_t len)
 static size_t process_input(sk_conn *c, const uint8_t *buf, size_t len)
 {
     size_t off = 0;
+    uint64_t msgs = 0;
     while (decoding_allowed(c) && off < len) {
         sk_msg m;
         int r = sk_decoder_next(&c->dec, buf + off, len - off, &m, NULL);
         if (r == 0)
             break;
         if (r < 0) {
+            sk__stat_add(SK__STAT_MSGS_IN, msgs);
             protocol_error(c, r, buf + off, len - off);
             return len;
         }
+        msgs++;
         c->cbs->on_message(c, buf + off + m.offset, m.len);
         off += m.consumed;
     }
+    if (msgs)
+        sk__stat_add(SK__STAT_MSGS_IN, msgs);
     /* The frame clock times the message now at the front: it restarts with
      * every message that completes, so a steady stream of large messages is
      * never mistaken for a slow one. */
@@ -325,6 +352,7 @@ static void do_read(sk_conn *c)
             return;
         }
         c->bytes_in += (uint64_t)n;
+        sk__stat_add(SK__STAT_BYTES_IN, (uint64_t)n);
         c->last_active = loop->now;
         if (into_in) {
             c->in.len += (size_t)n;
@@ -409,6 +437,7 @@ static void write_out(sk_conn *c)
         size_t sent = (size_t)n;
         bool partial = sent < offered;
         c->bytes_out += sent;
+        sk__stat_add(SK__STAT_BYTES_OUT, sent);
         c->last_active = c->loop->now;
         if (sliced)
             sk__outq_consume(c->outq, c->loop, &c->out, sent);
@@ -424,6 +453,7 @@ static void write_out(sk_conn *c)
             break;
         }
     }
+    count_queued(c);
     if (c->flags & F_DEAD)
         return;
     if ((c->flags & F_PAUSED_HW) && out_queued(c) <= c->opts->out_low_water)
@@ -490,6 +520,7 @@ static int queue_reserve(sk_conn *c, size_t total)
 
 static void queued(sk_conn *c)
 {
+    count_queued(c);
     if (!(c->flags & F_WANT_OUT))
         schedule_flush(c);
     if (!(c->flags & F_PAUSED_HW) && out_queued(c) > c->opts->out_high_water) {
@@ -558,6 +589,7 @@ void *sk_conn_prepare_msg(sk_conn *c, size_t len, int *errp)
     }
     c->out.len += len + extra;
     queued(c);
+    sk__stat_add(SK__STAT_MSGS_OUT, 1);
     return p;
 }
 
@@ -710,6 +742,7 @@ void sk__conn_destroy(sk_conn *c, bool call_close_cb)
         c->cbs->on_close(c, c->err ? c->err : -ECONNABORTED);
     sk__watch_del(loop, &c->w);
     sk_timer_stop(&c->timer);
+    sk__stat_queued(-(int64_t)c->queued_counted);
     if (c->srv)
         sk__server_conn_gone(c->srv, c);
     if (c->prev)
@@ -806,12 +839,14 @@ static void conn_timer(sk_timer *t, void *ud)
         return;
     }
     if (c->deadline && now >= c->deadline) {
-        set_reason(c, -ETIMEDOUT, "%s", c->deadline_reason);
+        if (set_reason(c, -ETIMEDOUT, "%s", c->deadline_reason))
+            sk__stat_add(SK__STAT_ERR_DEADLINE, 1);
         sk_conn_fail(c, -ETIMEDOUT, NULL);
         return;
     }
     if (o->frame_timeout_ms && c->frame_start && now - c->frame_start >= o->frame_timeout_ms) {
-        set_reason(c, -ETIMEDOUT, "frame timeout");
+        if (set_reason(c, -ETIMEDOUT, "frame timeout"))
+            sk__stat_add(SK__STAT_ERR_FRAME, 1);
         if (c->cbs->on_error) /* the service may tell the peer why */
             c->cbs->on_error(c, -ETIMEDOUT);
         sk_conn_fail(c, -ETIMEDOUT, NULL);
@@ -821,7 +856,8 @@ static void conn_timer(sk_timer *t, void *ud)
         /* Nothing moved either way for the whole timeout: there is neither
          * output of ours in flight nor input to discard, so a plain close is
          * an orderly FIN and lingering would only hold the slot longer. */
-        set_reason(c, -ETIMEDOUT, "idle timeout");
+        if (set_reason(c, -ETIMEDOUT, "idle timeout"))
+            sk__stat_add(SK__STAT_ERR_IDLE, 1);
         finalize(c);
         return;
     }

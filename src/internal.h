@@ -201,6 +201,29 @@ void sk__asyncs_dispatch(sk_loop *loop);
  * the reaper; nothing otherwise. */
 void sk__procs_free_all(sk_loop *loop);
 
+/* ---- counters behind sk_stats_get (stats.c) ---- */
+enum sk__stat {
+    SK__STAT_ACCEPTED,     /* server connections accepted */
+    SK__STAT_CLOSED,       /* accepted connections gone */
+    SK__STAT_REFUSED,      /* peers closed at once: --max-conns */
+    SK__STAT_SHED,         /* peers closed at once: out of descriptors */
+    SK__STAT_BYTES_IN,
+    SK__STAT_BYTES_OUT,
+    SK__STAT_MSGS_IN,      /* frames/lines delivered to on_message */
+    SK__STAT_MSGS_OUT,     /* messages queued by sk_conn_send_msg & co. */
+    SK__STAT_ERR_PROTOCOL, /* oversize or malformed input */
+    SK__STAT_ERR_IDLE,
+    SK__STAT_ERR_FRAME,
+    SK__STAT_ERR_DEADLINE, /* sk_conn_set_deadline: handshakes, chat lines */
+    SK__STAT_ERR_RESET,
+    SK__STAT_ERR_NOBUFS,   /* memory budget refusals */
+    SK__STAT_COUNT
+};
+/* Relaxed atomic adds: safe from any loop's thread. */
+void sk__stat_add(enum sk__stat which, uint64_t n);
+/* Adds a change of some connection's queued output (may be negative). */
+void sk__stat_queued(int64_t delta);
+
 /* ---- misc ---- */
 int sk__set_nonblock_cloexec(int fd);
 /* Rate-limited logging: logs when at least interval_ms passed since *last. */
