@@ -126,15 +126,21 @@ FUZZ_BIN    := $(FUZZ_SRC:fuzz/%.c=build/fuzz/%)
 FUZZ_OBJ    := $(LIB_SRC:%.c=build/fuzz/obj/%.o) build/fuzz/obj/cli/util.o \
                build/fuzz/obj/services/exec_request.o build/fuzz/obj/services/proto.o \
                build/fuzz/obj/services/files_path.o build/fuzz/obj/services/files_proto.o
+# The chat target drives the whole room (services/chat*.c) on a real loop.
+FUZZ_CHAT_OBJ := build/fuzz/obj/services/chat.o build/fuzz/obj/services/chat_input.o \
+                 build/fuzz/obj/services/chat_nicks.o
 FUZZ_SECONDS ?= 60
-.SECONDARY: $(FUZZ_OBJ)
+.SECONDARY: $(FUZZ_OBJ) $(FUZZ_CHAT_OBJ)
 
-build/fuzz/obj/%.o: %.c include/sockit.h $(wildcard src/*.h cli/*.h)
+build/fuzz/obj/%.o: %.c include/sockit.h $(wildcard src/*.h cli/*.h services/*.h)
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -c $< -o $@
 
 build/fuzz/fuzz_%: fuzz/fuzz_%.c $(FUZZ_OBJ)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $< $(FUZZ_OBJ) $(LDLIBS)
+
+build/fuzz/fuzz_chat: fuzz/fuzz_chat.c $(FUZZ_OBJ) $(FUZZ_CHAT_OBJ)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $< $(FUZZ_OBJ) $(FUZZ_CHAT_OBJ) $(LDLIBS)
 
 # `make fuzz` runs every target for FUZZ_SECONDS on a scratch copy of its corpus.
 fuzz: deps-test $(FUZZ_BIN)
