@@ -4,6 +4,8 @@
 #   make            build/sockit, build/libsockit.{a,so}, build/examples/*
 #   make run        install what is missing, build, run the demo services
 #   make test       install what is missing, build with ASan+UBSan, run all tests
+#   make soak       a long mixed workload with client faults (SOAK_SECONDS, default 600)
+#   make valgrind   integration tests with the server under valgrind memcheck
 #   make install PREFIX=/usr/local
 
 CC       ?= cc
@@ -41,7 +43,7 @@ TEST_PKGS  := libcriterion-dev python3 netcat-openbsd socat procps util-linux ip
               clang libclang-rt-14-dev
 
 .PHONY: all run test deps deps-test install uninstall clean unit integration check-symbols \
-        fuzz fuzz-smoke
+        fuzz fuzz-smoke soak valgrind
 
 all: $(BUILD)/sockit $(BUILD)/libsockit.a $(BUILD)/libsockit.so $(EX_BIN)
 
@@ -108,6 +110,32 @@ unit: $(BUILD)/unit-tests
 
 integration: all
 	SOCKIT_BUILD=$(BUILD) python3 tests/integration/run.py
+
+# The soak test (not part of `make test`): SOAK_SECONDS of mixed work with
+# client faults on every service, then a check that the servers are back to
+# their baseline. ASan's quarantine is kept small so that the RSS figures
+# it prints say something about sockit, not about the sanitizer.
+SOAK_SECONDS ?= 600
+soak: deps-test
+	$(MAKE) BUILD=build/san SAN=1 all
+	SOCKIT_BUILD=build/san SOAK_SECONDS=$(SOAK_SECONDS) \
+	  ASAN_OPTIONS=detect_leaks=1:quarantine_size_mb=16 python3 tests/soak.py
+
+# The servers of a representative part of the integration suite under
+# valgrind memcheck (an optimised build without sanitizers): any error or
+# definite/indirect leak makes the server exit 99, which the tests' stop
+# check reports. Left out: tests that measure the server's RSS or CPU time
+# (valgrind's own memory and slowness would fail them, not sockit) and the
+# 10,000-connection one (minutes under valgrind).
+VALGRIND := valgrind -q --error-exitcode=99 --leak-check=full \
+            --errors-for-leak-kinds=definite,indirect --show-leak-kinds=definite,indirect
+VALGRIND_TESTS ?= test_echo test_upper_greet test_framing test_streams test_udp test_chat \
+                  test_exec. test_files test_faults.Resets test_faults.Signals \
+                  test_faults.Timeouts test_faults.MaxConns test_hardening.Counters \
+                  test_hardening.Garbage test_hardening.Slowloris test_hardening.Unauth
+valgrind: deps-test all
+	SOCKIT_BUILD=$(BUILD) SOCKIT_SERVER_WRAPPER="$(VALGRIND)" SOCKIT_TEST_TIMEOUT=300 \
+	  python3 tests/integration/run.py $(VALGRIND_TESTS)
 
 # Every exported symbol of the shared library carries the sk_ prefix.
 check-symbols: $(BUILD)/libsockit.so
