@@ -138,8 +138,8 @@ SK_API void sk_stats_get(sk_stats *out);
  * the field names above in their order ("conns=3 accepted=10 ... mem=0"), a
  * stable format for scripts (new keys may be added at the end). Returns the
  * length the whole line needs (as snprintf: the text is cut if len is
- * smaller; 400 bytes are always enough). */
-#define SK_STATS_TEXT_MAX 400
+ * smaller; SK_STATS_TEXT_MAX bytes are always enough). */
+#define SK_STATS_TEXT_MAX 512
 SK_API int sk_stats_format(const sk_stats *s, char *buf, size_t len);
 
 /* Timers: monotonic, kept in a binary heap; timers due at the same time run
