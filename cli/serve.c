@@ -1,6 +1,7 @@
 /* serve.c — `sockit serve`: parses services and options, opens every
  * listener on each worker's loop (SO_REUSEPORT for TCP, a shared socket for
- * Unix), and drains gracefully on SIGINT/SIGTERM. */
+ * Unix), drains gracefully on SIGINT/SIGTERM, and prints the library's
+ * counters on SIGUSR1 and every --stats seconds. */
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -32,6 +33,7 @@ typedef struct serve_cfg {
     bool framing_set;
     unsigned max_conns;
     uint32_t idle_ms, frame_ms, drain_ms;
+    uint32_t stats_ms;    /* --stats: print the counters this often (0: never) */
     unsigned backlog, workers;
     size_t max_frame, max_line, max_memory;
     bool max_line_set;
@@ -71,6 +73,7 @@ typedef struct serve_state {
     worker ws[MAX_WORKERS];
     int nws;
     sk_signal *sig;
+    sk_timer *stats_timer;
     int signals_seen;
     bool demo_set;
     bool exec_token_created; /* the demo set made its exec token file */
@@ -120,6 +123,7 @@ static void usage(FILE *out)
             "  --drain-timeout SEC       on SIGINT/SIGTERM, wait this long for connections (default 5)\n"
             "  --message TEXT            greet: what to send (default \"Thank you for connecting\\r\\n\")\n"
             "  --quiet                   no per-connection log lines\n"
+            "  --stats SEC               print the counters every SEC seconds (also on SIGUSR1)\n"
             "  --log-level LEVEL         error, warn, info (default) or debug\n"
             "tls:// options (any stream service; TLS 1.2+, 1.3 preferred):\n"
             "  --cert FILE               PEM certificate (chain) of the server (sockit cert NAME)\n"
@@ -303,7 +307,7 @@ static int parse_args(serve_state *st, int argc, char **argv)
            O_MAXLINE, O_MAXMEM, O_DRAIN, O_MESSAGE, O_QUIET, O_LOGLEVEL, O_MAXQUEUE, O_MAXRATE,
            O_TOKEN, O_ALLOWSHELL, O_ALLOW, O_TIMEOUT, O_MAXOUTPUT, O_MAXPROCS, O_CWD, O_PASSENV,
            O_MAXUNAUTH, O_HANDSHAKE, O_ROOT, O_READONLY, O_MAXFILESIZE, O_PARTIALTTL, O_CERT,
-           O_KEY };
+           O_KEY, O_STATS };
     static const struct option longopts[] = {
         {"framing", required_argument, NULL, O_FRAMING},
         {"max-conns", required_argument, NULL, O_MAXCONNS},
@@ -336,6 +340,7 @@ static int parse_args(serve_state *st, int argc, char **argv)
         {"partial-ttl", required_argument, NULL, O_PARTIALTTL},
         {"cert", required_argument, NULL, O_CERT},
         {"key", required_argument, NULL, O_KEY},
+        {"stats", required_argument, NULL, O_STATS},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -402,6 +407,9 @@ static int parse_args(serve_state *st, int argc, char **argv)
         case O_PARTIALTTL:
             /* Whole seconds, up to a year: a TTL is counted in hours and days. */
             bad = cli_parse_uint(v, 1, 365u * 86400u, &cfg->files.partial_ttl_s);
+            break;
+        case O_STATS:
+            bad = cli_parse_seconds(v, &cfg->stats_ms) < 0 || cfg->stats_ms == 0;
             break;
         case ':':
             cli_err("option %s needs a value", argv[optind - 1]);
@@ -538,10 +546,34 @@ static void on_cmd(sk_async *a, void *ud)
     worker_drain(ud);
 }
 
+/* One line of the library's counters on stderr (format: sk_stats_format;
+ * documented in sockit(1)). */
+static void print_stats(void)
+{
+    sk_stats s;
+    char text[SK_STATS_TEXT_MAX];
+    sk_stats_get(&s);
+    sk_stats_format(&s, text, sizeof text);
+    cli_err("stats %s", text);
+}
+
+static void on_stats_timer(sk_timer *t, void *ud)
+{
+    (void)t;
+    (void)ud;
+    print_stats();
+}
+
 static void on_signal(sk_signal *s, int signo, void *ud)
 {
     (void)s;
     serve_state *st = ud;
+    if (signo == SIGUSR1) {
+        print_stats();
+        return;
+    }
+    if (st->stats_timer != NULL) /* it would keep the drained loop running */
+        sk_timer_stop(st->stats_timer);
     if (++st->signals_seen > 1) {
         /* A second signal: stop waiting for connections. */
         cli_err("%s again: stopping now", strsignal(signo));
@@ -713,11 +745,19 @@ int cmd_serve(int argc, char **argv)
     }
     /* Signals are blocked before any worker thread starts, so only the
      * signalfd of the main loop ever sees them. */
-    static const int sigs[] = {SIGINT, SIGTERM};
-    int err = sk_signal_new(st->ws[0].loop, sigs, 2, on_signal, st, &st->sig);
+    static const int sigs[] = {SIGINT, SIGTERM, SIGUSR1};
+    int err = sk_signal_new(st->ws[0].loop, sigs, 3, on_signal, st, &st->sig);
     if (err < 0) {
         cli_err("cannot watch signals: %s", sk_strerror(err));
         goto out;
+    }
+    if (st->cfg.stats_ms) {
+        err = sk_timer_new(st->ws[0].loop, on_stats_timer, st, &st->stats_timer);
+        if (err < 0) {
+            cli_err("cannot start the stats timer: %s", sk_strerror(err));
+            goto out;
+        }
+        sk_timer_start(st->stats_timer, st->cfg.stats_ms, st->cfg.stats_ms);
     }
     for (int i = 0; i < st->nls; i++)
         if (open_listener(st, i) < 0)
@@ -764,6 +804,7 @@ int cmd_serve(int argc, char **argv)
 out:
     free_all(st);
     sk_tls_ctx_free(st->tls); /* after the loops: no connection uses it now */
+    sk_timer_free(st->stats_timer); /* safe after its loop is gone */
     free(st);
     return status;
 }

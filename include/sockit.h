@@ -103,6 +103,46 @@ SK_API uint64_t sk_loop_now(const sk_loop *loop);
 SK_API size_t sk_mem_in_use(void);
 SK_API void sk_mem_set_budget(size_t bytes);
 
+/* Counters of the whole process, for monitoring: every loop (worker
+ * threads included) adds to them with relaxed atomic operations, so
+ * sk_stats_get() may be called from any thread at any time. Each counter is
+ * exact; a snapshot is not taken at one instant across counters. Totals
+ * count from the start of the process and never go down; conns, queued and
+ * mem are current values. */
+typedef struct sk_stats {
+    uint64_t conns;        /* server connections open now */
+    uint64_t accepted;     /* server connections accepted, in total */
+    uint64_t refused;      /* peers closed at once because of max_conns/limit */
+    uint64_t shed;         /* peers closed at once because descriptors ran out
+                              (EMFILE/ENFILE) */
+    uint64_t bytes_in;     /* read from and written to every stream connection */
+    uint64_t bytes_out;    /* (servers' and clients') */
+    uint64_t msgs_in;      /* frames or lines delivered to on_message (raw
+                              framing: each chunk delivered) */
+    uint64_t msgs_out;     /* messages queued with sk_conn_send_msg,
+                              sk_conn_send_msgv or sk_conn_prepare_msg */
+    /* Connections failed, by reason (each failed connection counts once): */
+    uint64_t err_protocol; /* a frame or line over the maximum, bad framing */
+    uint64_t err_idle;     /* idle_timeout_ms */
+    uint64_t err_frame;    /* frame_timeout_ms: a message not finished in time */
+    uint64_t err_deadline; /* sk_conn_set_deadline: handshakes, authentication */
+    uint64_t err_reset;    /* reset by the peer (ECONNRESET, EPIPE) */
+    uint64_t err_nobufs;   /* buffer refused by the memory budget (-ENOBUFS) */
+    uint64_t queued;       /* output bytes waiting on every connection now */
+    uint64_t mem;          /* sk_mem_in_use() */
+} sk_stats;
+
+/* Fills *out with the counters now. Thread-safe. */
+SK_API void sk_stats_get(sk_stats *out);
+
+/* Writes s as one line of space-separated key=value pairs, the keys being
+ * the field names above in their order ("conns=3 accepted=10 ... mem=0"), a
+ * stable format for scripts (new keys may be added at the end). Returns the
+ * length the whole line needs (as snprintf: the text is cut if len is
+ * smaller; SK_STATS_TEXT_MAX bytes are always enough). */
+#define SK_STATS_TEXT_MAX 512
+SK_API int sk_stats_format(const sk_stats *s, char *buf, size_t len);
+
 /* Timers: monotonic, kept in a binary heap; timers due at the same time run
  * in the order they were started. */
 typedef void (*sk_timer_cb)(sk_timer *t, void *ud);

@@ -49,6 +49,7 @@ struct sk_conn {
     sk_buf in, out;
     sk_outq *outq; /* shared slices and file ranges queued after or between out's bytes */
     sk__tls *tls;  /* TLS session (tls.c), or NULL: every byte in and out goes through it */
+    size_t queued_counted; /* this queue's share of sk_stats.queued */
     uint64_t last_active;
     uint64_t bytes_in, bytes_out;
     uint64_t frame_start; /* when the buffered partial message began, or 0 */
@@ -88,20 +89,28 @@ static void update_events(sk_conn *c);
 
 /* ------------------------------------------------------------ helpers */
 
-static void set_reason(sk_conn *c, int err, const char *fmt, ...)
+static bool set_reason(sk_conn *c, int err, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
-static void set_reason(sk_conn *c, int err, const char *fmt, ...)
+/* Records why the connection ends; returns whether this was the first
+ * reason (the one counted in sk_stats: resets and memory refusals here,
+ * timeouts and protocol errors by the callers that know which). */
+static bool set_reason(sk_conn *c, int err, const char *fmt, ...)
 {
     if (c->reason != NULL)
-        return; /* the first reason is the real one */
+        return false; /* the first reason is the real one */
     c->err = err;
+    if (err == -ENOBUFS)
+        sk__stat_add(SK__STAT_ERR_NOBUFS, 1);
+    else if (err == -ECONNRESET || err == -EPIPE)
+        sk__stat_add(SK__STAT_ERR_RESET, 1);
     char text[200];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(text, sizeof text, fmt, ap);
     va_end(ap);
     c->reason = strdup(text);
+    return true;
 }
 
 /* ---------------------------------------------------------- transport */
@@ -201,6 +210,16 @@ static size_t out_queued(const sk_conn *c)
     return c->outq ? c->out.len + sk__outq_bytes(c->outq) : c->out.len;
 }
 
+/* Carries the change of this queue into sk_stats.queued. */
+static void count_queued(sk_conn *c)
+{
+    size_t q = out_queued(c);
+    if (q != c->queued_counted) {
+        sk__stat_local_queued(c->loop, (int64_t)q - (int64_t)c->queued_counted);
+        c->queued_counted = q;
+    }
+}
+
 static size_t max_for(const sk_stream_opts *o)
 {
     return o->framing == SK_FRAMING_LINE ? o->max_line : o->max_frame;
@@ -234,14 +253,17 @@ static void arm_timer(sk_conn *c)
 
 static void protocol_error(sk_conn *c, int err, const uint8_t *buf, size_t len)
 {
+    bool first;
     if (c->opts->framing == SK_FRAMING_FRAME && len >= SK_FRAME_HEADER) {
         uint32_t n = (uint32_t)buf[0] << 24 | (uint32_t)buf[1] << 16 | (uint32_t)buf[2] << 8 | buf[3];
-        set_reason(c, err, "frame too large (%u > max %zu)", n, c->dec.max);
+        first = set_reason(c, err, "frame too large (%u > max %zu)", n, c->dec.max);
     } else if (c->opts->framing == SK_FRAMING_LINE) {
-        set_reason(c, err, "line too long (max %zu bytes)", c->dec.max);
+        first = set_reason(c, err, "line too long (max %zu bytes)", c->dec.max);
     } else {
-        set_reason(c, err, "protocol error: %s", sk_strerror(err));
+        first = set_reason(c, err, "protocol error: %s", sk_strerror(err));
     }
+    if (first)
+        sk__stat_add(SK__STAT_ERR_PROTOCOL, 1);
     if (c->cbs->on_error)
         c->cbs->on_error(c, err);
     sk_conn_fail(c, err, NULL);
@@ -253,6 +275,7 @@ static void protocol_error(sk_conn *c, int err, const uint8_t *buf, size_t len)
 static size_t process_input(sk_conn *c, const uint8_t *buf, size_t len)
 {
     size_t off = 0;
+    uint64_t msgs = 0;
     if (c->opts->framing == SK_FRAMING_FRAME) {
         /* The frame decoder inlined: this loop runs once per message. */
         const size_t max = c->dec.max;
@@ -260,11 +283,13 @@ static size_t process_input(sk_conn *c, const uint8_t *buf, size_t len)
             const uint8_t *h = buf + off;
             uint32_t n = (uint32_t)h[0] << 24 | (uint32_t)h[1] << 16 | (uint32_t)h[2] << 8 | h[3];
             if (n > max) {
+                sk__stat_local(c->loop, SK__STAT_MSGS_IN, msgs);
                 protocol_error(c, -EMSGSIZE, h, len - off);
                 return len;
             }
             if (len - off - SK_FRAME_HEADER < n)
                 break;
+            msgs++;
             c->cbs->on_message(c, h + SK_FRAME_HEADER, n);
             off += SK_FRAME_HEADER + (size_t)n;
         }
@@ -275,12 +300,16 @@ static size_t process_input(sk_conn *c, const uint8_t *buf, size_t len)
         if (r == 0)
             break;
         if (r < 0) {
+            sk__stat_local(c->loop, SK__STAT_MSGS_IN, msgs);
             protocol_error(c, r, buf + off, len - off);
             return len;
         }
+        msgs++;
         c->cbs->on_message(c, buf + off + m.offset, m.len);
         off += m.consumed;
     }
+    if (msgs)
+        sk__stat_local(c->loop, SK__STAT_MSGS_IN, msgs);
     /* The frame clock times the message now at the front: it restarts with
      * every message that completes, so a steady stream of large messages is
      * never mistaken for a slow one. */
@@ -494,6 +523,7 @@ static void do_read(sk_conn *c)
             return;
         }
         c->bytes_in += (uint64_t)n;
+        sk__stat_local(c->loop, SK__STAT_BYTES_IN, (uint64_t)n);
         c->last_active = loop->now;
         if (direct) {
             c->in.len += (size_t)n;
@@ -571,6 +601,7 @@ static void write_out(sk_conn *c)
         size_t sent = (size_t)n;
         bool partial = sent < offered;
         c->bytes_out += sent;
+        sk__stat_local(c->loop, SK__STAT_BYTES_OUT, sent);
         c->last_active = c->loop->now;
         if (sliced)
             sk__outq_consume(c->outq, c->loop, &c->out, sent);
@@ -586,6 +617,7 @@ static void write_out(sk_conn *c)
             break;
         }
     }
+    count_queued(c);
     if (c->flags & F_DEAD)
         return;
     if ((c->flags & F_PAUSED_HW) && out_queued(c) <= c->opts->out_low_water)
@@ -653,6 +685,7 @@ static void send_early(sk_conn *c)
     ssize_t n = conn_send(c, b->data + b->off, b->len);
     if (n > 0) {
         c->bytes_out += (uint64_t)n;
+        sk__stat_local(c->loop, SK__STAT_BYTES_OUT, (uint64_t)n);
         b->off += (size_t)n;
         b->len -= (size_t)n;
         if (b->len == 0)
@@ -735,6 +768,7 @@ int sk_conn_send_msg(sk_conn *c, const void *data, size_t len)
         if (len)
             memcpy(p + SK_FRAME_HEADER, data, len);
         b->len += len + SK_FRAME_HEADER;
+        sk__stat_local(c->loop, SK__STAT_MSGS_OUT, 1);
         if ((c->flags & (F_IN_FLUSH | F_WANT_OUT | F_PAUSED_HW)) != F_IN_FLUSH ||
             out_queued(c) > c->opts->out_high_water)
             queued(c);
@@ -779,6 +813,7 @@ void *sk_conn_prepare_msg(sk_conn *c, size_t len, int *errp)
     }
     b->len += len + extra;
     queued(c);
+    sk__stat_local(c->loop, SK__STAT_MSGS_OUT, 1);
     return p;
 }
 
@@ -934,6 +969,7 @@ void sk__conn_destroy(sk_conn *c, bool call_close_cb)
         c->cbs->on_close(c, c->err ? c->err : -ECONNABORTED);
     sk__watch_del(loop, &c->w);
     sk_timer_stop(&c->timer);
+    sk__stat_local_queued(c->loop, -(int64_t)c->queued_counted);
     if (c->srv)
         sk__server_conn_gone(c->srv, c);
     if (c->prev)
@@ -1100,12 +1136,14 @@ static void conn_timer(sk_timer *t, void *ud)
         return;
     }
     if (c->deadline && now >= c->deadline) {
-        set_reason(c, -ETIMEDOUT, "%s", c->deadline_reason);
+        if (set_reason(c, -ETIMEDOUT, "%s", c->deadline_reason))
+            sk__stat_add(SK__STAT_ERR_DEADLINE, 1);
         sk_conn_fail(c, -ETIMEDOUT, NULL);
         return;
     }
     if (o->frame_timeout_ms && c->frame_start && now - c->frame_start >= o->frame_timeout_ms) {
-        set_reason(c, -ETIMEDOUT, "frame timeout");
+        if (set_reason(c, -ETIMEDOUT, "frame timeout"))
+            sk__stat_add(SK__STAT_ERR_FRAME, 1);
         if (c->cbs->on_error) /* the service may tell the peer why */
             c->cbs->on_error(c, -ETIMEDOUT);
         sk_conn_fail(c, -ETIMEDOUT, NULL);
@@ -1115,7 +1153,8 @@ static void conn_timer(sk_timer *t, void *ud)
         /* Nothing moved either way for the whole timeout: there is neither
          * output of ours in flight nor input to discard, so a plain close is
          * an orderly FIN and lingering would only hold the slot longer. */
-        set_reason(c, -ETIMEDOUT, "idle timeout");
+        if (set_reason(c, -ETIMEDOUT, "idle timeout"))
+            sk__stat_add(SK__STAT_ERR_IDLE, 1);
         if (c->tls)
             sk__tls_close_notify(c->tls);
         finalize(c);

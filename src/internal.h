@@ -76,6 +76,10 @@ int sk__timers_run(sk_loop *loop);
 int sk__timers_timeout(sk_loop *loop);
 void sk__timers_free(sk_loop *loop);
 
+/* How many sk__stat values a loop tallies itself: the first ones of enum
+ * sk__stat below (bytes and messages), in the same order. */
+#define SK__STAT_LOCAL_COUNT 4
+
 /* ---- buffers (buf.c) ---- */
 
 /* A byte buffer with a read offset: data[off, off+len) is live. */
@@ -160,6 +164,10 @@ struct sk_loop {
     sk_pool_buf *pool;      /* free SK_READ_CHUNK-sized buffers */
     sk_pool_buf *pool_small;/* free SK_BUF_SMALL-sized buffers */
     unsigned pool_len, pool_small_len;
+    /* Counters not yet carried into sk_stats (sk__stats_flush). */
+    bool stat_dirty;
+    int64_t stat_local_queued;
+    uint64_t stat_local[SK__STAT_LOCAL_COUNT];
 
     sk_conn *conns;         /* every connection of this loop (for sk_loop_free) */
     sk_conn *flush_head;    /* connections with output to write this iteration */
@@ -217,6 +225,38 @@ void sk__asyncs_dispatch(sk_loop *loop);
 /* Forgets every sk_proc if loop is the process's reaper, and stops it being
  * the reaper; nothing otherwise. */
 void sk__procs_free_all(sk_loop *loop);
+
+/* ---- counters behind sk_stats_get (stats.c) ---- */
+enum sk__stat {
+    /* Tallied per loop first (SK__STAT_LOCAL_COUNT of them): */
+    SK__STAT_BYTES_IN,
+    SK__STAT_BYTES_OUT,
+    SK__STAT_MSGS_IN,      /* frames/lines delivered to on_message */
+    SK__STAT_MSGS_OUT,     /* messages queued by sk_conn_send_msg & co. */
+    /* Added to the shared counters at once: */
+    SK__STAT_ACCEPTED,     /* server connections accepted */
+    SK__STAT_CLOSED,       /* accepted connections gone */
+    SK__STAT_REFUSED,      /* peers closed at once: --max-conns */
+    SK__STAT_SHED,         /* peers closed at once: out of descriptors */
+    SK__STAT_ERR_PROTOCOL, /* oversize or malformed input */
+    SK__STAT_ERR_IDLE,
+    SK__STAT_ERR_FRAME,
+    SK__STAT_ERR_DEADLINE, /* sk_conn_set_deadline: handshakes, chat lines */
+    SK__STAT_ERR_RESET,
+    SK__STAT_ERR_NOBUFS,   /* memory budget refusals */
+    SK__STAT_COUNT
+};
+/* Relaxed atomic adds: safe from any loop's thread. For rare events. */
+void sk__stat_add(enum sk__stat which, uint64_t n);
+/* Adds a change of some connection's queued output (may be negative). */
+void sk__stat_queued(int64_t delta);
+/* The per-message counters (bytes, messages, queued output) add to the
+ * loop's own tallies, plain adds on memory only its thread touches, carried
+ * into the shared counters once per loop iteration: an atomic add per
+ * message would bounce one cache line between the workers' cores. */
+#define sk__stat_local(loop, which, n) ((loop)->stat_local[which] += (n), (loop)->stat_dirty = true)
+#define sk__stat_local_queued(loop, delta) ((loop)->stat_local_queued += (delta), (loop)->stat_dirty = true)
+void sk__stats_flush(sk_loop *loop);
 
 /* ---- misc ---- */
 int sk__set_nonblock_cloexec(int fd);

@@ -104,6 +104,7 @@ static void after_callbacks(sk_loop *loop)
     sk__dgrams_flush(loop);
     sk__conns_finalize(loop);
     sk__garbage_collect(loop);
+    sk__stats_flush(loop);
 }
 
 void sk__watch_dispose(sk_loop *loop, sk_watch *w)
@@ -163,6 +164,7 @@ void sk_loop_free(sk_loop *loop)
     sk__dgrams_free_all(loop);
     sk__handles_free_all(loop);
     sk__garbage_collect(loop);
+    sk__stats_flush(loop);
     sk__timers_free(loop);
     sk__pool_free(loop);
     close(loop->wake.fd);

@@ -117,6 +117,7 @@ static void out_of_descriptors(sk_server *srv, int err)
         if (fd >= 0) {
             close(fd);
             srv->shed++;
+            sk__stat_add(SK__STAT_SHED, 1);
         }
         srv->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     }
@@ -158,6 +159,7 @@ static void accept_event(sk_watch *w, uint32_t events)
             /* Refused cleanly: the peer sees an orderly close at once. */
             close(fd);
             srv->shed++;
+            sk__stat_add(SK__STAT_REFUSED, 1);
             if (srv->opts.log_name) {
                 char text[160];
                 sk_log(SK_LOG_INFO, "%s close %s in=0 out=0 reason=max-conns reached",
@@ -182,6 +184,7 @@ static void accept_event(sk_watch *w, uint32_t events)
         sk__conn_set_peer(c, (struct sockaddr *)&peer, peerlen);
         sk__conn_link_srv(c, &srv->conns);
         srv->nconns++;
+        sk__stat_add(SK__STAT_ACCEPTED, 1);
         /* A TLS connection opens (on_open) once its handshake is done. */
         if (srv->opts.cbs.on_open && !sk__conn_handshaking(c))
             srv->opts.cbs.on_open(c);
@@ -428,6 +431,7 @@ void sk__server_conn_gone(sk_server *srv, sk_conn *c)
 {
     sk__conn_unlink_srv(c, &srv->conns);
     srv->nconns--;
+    sk__stat_add(SK__STAT_CLOSED, 1);
     if (srv->opts.limit)
         atomic_fetch_sub(&srv->opts.limit->count, 1);
     drain_check(srv);
