@@ -426,7 +426,7 @@ static void svc_free(files_svc *svc)
     }
     files_root_close(&svc->root);
     OPENSSL_cleanse(svc->token, sizeof svc->token);
-    pthread_mutex_destroy(&svc->pen_mu);
+    proto_penalties_destroy(&svc->pen);
     pthread_mutex_destroy(&svc->sess_mu);
     free(svc);
 }
@@ -441,7 +441,7 @@ static int files_start(svc_ctx *ctx, sk_loop *loop, char *err, size_t errlen)
     }
     svc->o = *ctx->files;
     svc->root.fd = -1;
-    pthread_mutex_init(&svc->pen_mu, NULL);
+    proto_penalties_init(&svc->pen);
     pthread_mutex_init(&svc->sess_mu, NULL);
     atomic_init(&svc->unauth, 0);
     atomic_init(&svc->transfers, 0);

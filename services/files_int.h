@@ -52,9 +52,6 @@
 #define FILES_QUEUE_HIGH (1024u * 1024u)
 /* Entries read per step of a LIST before the loop serves others. */
 #define FILES_LIST_STEP 1024u
-/* Failed authentications: see files_auth.c. */
-#define FILES_PENALTY_SLOTS 256
-#define FILES_HOST_MAX 64
 
 /* The root directory, held open for the life of the server. */
 typedef struct files_root {
@@ -62,12 +59,6 @@ typedef struct files_root {
     bool use_openat2;          /* false: the component walk */
     const char *why_fallback;  /* why not openat2 (for the log), or NULL */
 } files_root;
-
-typedef struct files_penalty {
-    char host[FILES_HOST_MAX];
-    unsigned fails;
-    uint64_t last;
-} files_penalty;
 
 typedef struct files_sweeper files_sweeper;
 
@@ -81,8 +72,7 @@ typedef struct files_svc {
     size_t token_len;
     atomic_uint unauth;        /* connections in the handshake */
     atomic_uint transfers;     /* PUTs and GETs in progress */
-    pthread_mutex_t pen_mu;
-    files_penalty pen[FILES_PENALTY_SLOTS];
+    proto_penalties pen;       /* failed authentications per address */
     files_sweeper *sweeper;
     /* Every session of every worker, so that stop can free those a loop
      * was freed under (a second signal skips the drain: no on_close). */
