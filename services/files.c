@@ -274,6 +274,7 @@ static void files_open_cb(sk_conn *c)
     s->ctx = ctx;
     s->conn = c;
     s->fd = s->dirfd = -1;
+    s->made = FILES_MADE_NONE;
     pthread_mutex_lock(&svc->sess_mu);
     s->next = svc->sessions;
     if (svc->sessions)
@@ -460,10 +461,18 @@ static int files_start(svc_ctx *ctx, sk_loop *loop, char *err, size_t errlen)
         }
         svc->auth = true;
     }
+    /* A read-only server changes nothing on disk, stale partial uploads
+     * included: it may serve a tree that a writable server (or a backup
+     * job) owns, with a user that cannot write there; the partials are
+     * hidden from its clients anyway, and a writable server of the tree
+     * sweeps them. */
     if (!svc->o.read_only) {
         svc->sweeper = files_sweeper_start(svc, err, errlen);
         if (svc->sweeper == NULL)
             goto fail;
+    } else {
+        sk_log(SK_LOG_INFO, "files: read-only: nothing below the root is written or removed "
+               "(unfinished uploads are not swept; --partial-ttl applies to writable servers)");
     }
     if (svc->root.use_openat2)
         sk_log(SK_LOG_INFO, "files: serving %s%s (confined by openat2 RESOLVE_BENEATH)",

@@ -114,6 +114,7 @@ typedef struct fsess {
     int fd;             /* GET: the file; PUT: the partial; -1 */
     int dirfd;          /* PUT: the target's directory; -1 */
     const char *name;   /* PUT: the target's last component (in path) */
+    size_t made;        /* PUT: the directories this PUT made (files_open_parent_made) */
     char pname[FILES_NAME_MAX + 1]; /* PUT: the partial's name */
     uint64_t size;      /* the whole file */
     uint64_t have;      /* bytes the receiving side already holds */
@@ -164,6 +165,16 @@ int files_open(const files_root *r, const char *path, int flags, mode_t mode);
 /* Opens the directory holding path's last component (O_RDONLY), making the
  * missing directories (0755) when create. *name points into path. */
 int files_open_parent(const files_root *r, const char *path, bool create, const char **name);
+/* files_open_parent that also says which directories this call made: *made
+ * is the offset in path of the first one (those after it on the path were
+ * missing too), or FILES_MADE_NONE. */
+#define FILES_MADE_NONE ((size_t)-1)
+int files_open_parent_made(const files_root *r, const char *path, bool create, const char **name,
+                           size_t *made);
+/* Removes, deepest first, the directories of path from offset made on (as
+ * files_open_parent_made gave it) while they are empty: what a failed
+ * upload made and left with nothing in it. */
+void files_remove_made(const files_root *r, const char *path, size_t made);
 /* Turns an open's -errno into an ERROR code and a sentence about what. */
 int files_open_error(int err, const char *what, char *why, size_t whylen);
 
