@@ -61,15 +61,6 @@ bool fc_pending(fconn *c);
  * message is waiting. Returns 0, 1, or -1 after printing one line. */
 int fc_send(fconn *c, uint8_t type, const void *a, size_t alen, const void *b, size_t blen);
 
-/* Sends one message of type whose body is len bytes of the file fd from
- * off, with sendfile: the bytes go from the page cache to the socket
- * without a copy through this process. The caller has hashed them (if the
- * file changes between, the receiver's check fails). SIGPIPE must be
- * ignored (sendfile has no MSG_NOSIGNAL). Returns 0, 1 as fc_send, -1
- * after printing one line, or -2 when the file ended before len bytes (the
- * message is cut off: the connection is of no further use). */
-int fc_send_file(fconn *c, uint8_t type, int fd, uint64_t off, size_t len);
-
 /* Receives the header of the next message: its type and the length of its
  * body (without the type byte). Returns 0 or -1 after printing a line
  * (what names the stage: "the answer to PUT"). */

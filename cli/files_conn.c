@@ -9,7 +9,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/sendfile.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <time.h>
@@ -319,51 +318,6 @@ int fc_send(fconn *c, uint8_t type, const void *a, size_t alen, const void *b, s
         if (cnt > 0) {
             v->iov_base = (uint8_t *)v->iov_base + done;
             v->iov_len -= done;
-        }
-    }
-    return 0;
-}
-
-int fc_send_file(fconn *c, uint8_t type, int fd, uint64_t off, size_t len)
-{
-    uint8_t head[SK_FRAME_HEADER + 1];
-    sk_frame_header(head, (uint32_t)(1 + len));
-    head[SK_FRAME_HEADER] = type;
-    size_t hsent = 0;
-    while (hsent < sizeof head || len > 0) {
-        ssize_t n;
-        if (hsent < sizeof head) {
-            /* MSG_MORE: the header waits to leave with the body's first
-             * bytes rather than in a segment of its own. */
-            n = send(c->fd, head + hsent, sizeof head - hsent, MSG_NOSIGNAL | MSG_MORE);
-        } else {
-            off_t pos = (off_t)off;
-            n = sendfile(c->fd, fd, &pos, len);
-            if (n == 0)
-                return -2; /* the file ended first */
-        }
-        if (n < 0) {
-            int err = -errno;
-            if (err == -EINTR)
-                continue;
-            if (err == -EAGAIN || err == -EWOULDBLOCK) {
-                int r = wait_for(c, POLLOUT | POLLIN);
-                if (r >= 0 && (r & POLLIN))
-                    return 1; /* the server spoke up: an ERROR, most likely */
-                if (r >= 0)
-                    continue;
-                err = r;
-            }
-            if (err == -EPIPE || err == -ECONNRESET)
-                return 1; /* whatever it said before closing is still to be read */
-            io_error(c, err, "sending");
-            return -1;
-        }
-        if (hsent < sizeof head) {
-            hsent += (size_t)n;
-        } else {
-            off += (uint64_t)n;
-            len -= (size_t)n;
         }
     }
     return 0;

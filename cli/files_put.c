@@ -6,7 +6,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -171,17 +170,8 @@ static int run(put_job *j)
         if (EVP_DigestUpdate(j->md, j->buf, (size_t)n) != 1)
             return EXIT_RUNTIME;
         /* An ERROR can come at any moment (the server's disk is full):
-         * look before each chunk rather than send the rest for nothing.
-         * The chunk itself leaves with sendfile, from the page cache: read
-         * once to be hashed, never copied out again to be sent. Should
-         * the file change in between, the server's hash will not match
-         * ours and nothing is kept. */
-        int rc = fc_pending(&j->c) ? 1 : fc_send_file(&j->c, FT_DATA, j->fd, pos, (size_t)n);
-        if (rc == -2) {
-            progress_end(&j->bar, false);
-            cli_err("%s shrank while it was being sent; run put again", o->args[0]);
-            return EXIT_RUNTIME;
-        }
+         * look before each chunk rather than send the rest for nothing. */
+        int rc = fc_pending(&j->c) ? 1 : fc_send(&j->c, FT_DATA, j->buf, (size_t)n, NULL, 0);
         if (rc != 0) {
             if (rc > 0)
                 server_interrupts(j);
@@ -252,9 +242,6 @@ int cmd_put(int argc, char **argv)
                 S_ISDIR(j.st.st_mode) ? "a directory" : "not a regular file");
         goto out;
     }
-    /* sendfile (the upload's data) has no MSG_NOSIGNAL: a server that is
-     * gone must be an error we report, not a silent death. */
-    signal(SIGPIPE, SIG_IGN);
     int fl = fcntl(j.fd, F_GETFL);
     if (fl >= 0)
         (void)fcntl(j.fd, F_SETFL, fl & ~O_NONBLOCK);

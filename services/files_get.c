@@ -146,8 +146,8 @@ void files_get_pump(fsess *s)
     char what[160];
     while (s->pos < s->size && sk_conn_queued(s->conn) <= FILES_QUEUE_HIGH) {
         uint64_t n = s->size - s->pos;
-        if (n > FILES_GET_STEP)
-            n = FILES_GET_STEP;
+        if (n > FILES_GET_CHUNK)
+            n = FILES_GET_CHUNK;
         int rc = files_hash_range(s, s->pos, n);
         if (rc != 0) {
             files_describe(what, sizeof what, s->path);

@@ -38,14 +38,6 @@
 /* An upload's written bytes are handed to writeback every this much
  * (sync_file_range, non-blocking), so the final fsync has little left. */
 #define FILES_WRITEBACK (8u * 1024u * 1024u)
-/* A download hashes and queues its file this much at a time (one DATA
- * frame; the protocol allows up to FILES_GET_CHUNK). Hashing a step keeps
- * the loop from sending, while the client goes on reading what the kernel
- * already holds: a step must take less time than the client needs to read
- * the low-water mark plus its socket's buffer, or the client waits. 1 MiB
- * is about 0.7 ms of SHA-256 here (4 MiB steps: about 3 ms, as long as a
- * client takes to read several MiB). */
-#define FILES_GET_STEP (1024u * 1024u)
 /* A download or listing keeps at most this much output queued; it is also
  * the listeners' high-water mark, so on_drain (below a quarter of it) asks
  * for the next chunk. */
