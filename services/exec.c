@@ -47,22 +47,6 @@
  * (held by a process that escaped the group with setsid) before we stop
  * reading them and report the exit. */
 #define EXIT_DRAIN_MS 2000
-/* Failed authentications are answered after a delay that doubles with each
- * recent failure from the same address, up to a ceiling; an address is
- * forgotten after a quiet minute. The table is small and fixed: when full,
- * the least recently failing address makes room. */
-#define PENALTY_SLOTS 256
-#define PENALTY_BASE_MS 1000u
-#define PENALTY_MAX_MS 10000u
-#define PENALTY_FORGET_MS 60000u
-#define HOST_MAX 64
-
-typedef struct penalty {
-    char host[HOST_MAX];
-    unsigned fails;
-    uint64_t last;
-} penalty;
-
 struct exec_svc {
     exec_opts o;
     uint8_t token[SK_TOKEN_MAX];
@@ -71,7 +55,7 @@ struct exec_svc {
     char **envp;    /* the commands' environment, NULL-terminated */
     unsigned unauth; /* connections before AUTH_OK, at once */
     unsigned procs;  /* commands not yet reaped */
-    penalty pen[PENALTY_SLOTS];
+    proto_penalties pen; /* failed authentications per address (proto.c) */
     uint8_t chunk[CHUNK]; /* scratch for pipe reads: one loop, one at a time */
     struct sess *sessions;
 };
@@ -181,50 +165,6 @@ static void describe(char *out, size_t cap, char *const *argv, bool shell)
             fits = put_escaped(out, &n, room, *c);
     }
     memcpy(out + n, fits ? "" : "...", fits ? 1 : 4);
-}
-
-/* The address part of a peer's text ("1.2.3.4:5" -> "1.2.3.4", "[::1]:5"
- * -> "[::1]"; every Unix peer is one local source). */
-static void host_of(const char *peer_text, char *out, size_t cap)
-{
-    if (strncmp(peer_text, "unix:", 5) == 0) {
-        snprintf(out, cap, "unix");
-        return;
-    }
-    const char *colon = strrchr(peer_text, ':');
-    size_t n = colon ? (size_t)(colon - peer_text) : strlen(peer_text);
-    if (n >= cap)
-        n = cap - 1;
-    memcpy(out, peer_text, n);
-    out[n] = '\0';
-}
-
-/* Records a failure from host and returns how long its answer waits. */
-static uint32_t penalty_add(exec_svc *svc, const char *host, uint64_t now)
-{
-    penalty *slot = NULL, *victim = NULL;
-    for (size_t i = 0; i < PENALTY_SLOTS; i++) {
-        penalty *p = &svc->pen[i];
-        if (p->fails > 0 && strcmp(p->host, host) == 0) {
-            slot = p;
-            break;
-        }
-        /* A free slot, else the address that failed longest ago. */
-        if (victim == NULL || (victim->fails != 0 && (p->fails == 0 || p->last < victim->last)))
-            victim = p;
-    }
-    if (slot == NULL) {
-        slot = victim;
-        memset(slot, 0, sizeof *slot);
-        snprintf(slot->host, sizeof slot->host, "%s", host);
-    } else if (now - slot->last > PENALTY_FORGET_MS) {
-        slot->fails = 0;
-    }
-    if (slot->fails < 16)
-        slot->fails++;
-    slot->last = now;
-    uint64_t ms = (uint64_t)PENALTY_BASE_MS << (slot->fails - 1);
-    return ms > PENALTY_MAX_MS ? PENALTY_MAX_MS : (uint32_t)ms;
 }
 
 static void start_timer(sess *s, enum timer_kind kind, uint64_t ms)
@@ -683,10 +623,8 @@ static void on_auth(sess *s, const uint8_t *data, size_t len)
         /* One attempt per connection; the answer waits, longer for an
          * address that keeps failing, and the connection still counts
          * against --max-unauth meanwhile: guessing stays slow. */
-        char host[HOST_MAX];
-        host_of(sk_conn_peer(s->conn), host, sizeof host);
         sk_loop *loop = sk_conn_loop(s->conn);
-        uint32_t delay = penalty_add(svc, host, sk_loop_now(loop));
+        uint32_t delay = proto_penalty_add(&svc->pen, sk_conn_peer(s->conn), sk_loop_now(loop));
         sk_log(SK_LOG_WARN, "%s %s authentication failed (answer delayed %.1f s)", ctx->name,
                peer(s), delay / 1000.0);
         s->state = S_DELAY;
@@ -1095,6 +1033,7 @@ int exec_svc_new(const exec_opts *o, exec_svc **out, char *err, size_t errlen)
         return -1;
     }
     svc->o = *o;
+    proto_penalties_init(&svc->pen);
     char why[300];
     if (sk_token_load(o->token_file, svc->token, sizeof svc->token, &svc->token_len, why,
                       sizeof why) < 0) {
@@ -1137,6 +1076,7 @@ void exec_svc_free(exec_svc *svc)
     OPENSSL_cleanse(svc->token, sizeof svc->token);
     free_list(svc->allow);
     free_list(svc->envp);
+    proto_penalties_destroy(&svc->pen);
     free(svc);
 }
 

@@ -274,6 +274,7 @@ static void files_open_cb(sk_conn *c)
     s->ctx = ctx;
     s->conn = c;
     s->fd = s->dirfd = -1;
+    s->made = FILES_MADE_NONE;
     pthread_mutex_lock(&svc->sess_mu);
     s->next = svc->sessions;
     if (svc->sessions)
@@ -426,7 +427,7 @@ static void svc_free(files_svc *svc)
     }
     files_root_close(&svc->root);
     OPENSSL_cleanse(svc->token, sizeof svc->token);
-    pthread_mutex_destroy(&svc->pen_mu);
+    proto_penalties_destroy(&svc->pen);
     pthread_mutex_destroy(&svc->sess_mu);
     free(svc);
 }
@@ -441,7 +442,7 @@ static int files_start(svc_ctx *ctx, sk_loop *loop, char *err, size_t errlen)
     }
     svc->o = *ctx->files;
     svc->root.fd = -1;
-    pthread_mutex_init(&svc->pen_mu, NULL);
+    proto_penalties_init(&svc->pen);
     pthread_mutex_init(&svc->sess_mu, NULL);
     atomic_init(&svc->unauth, 0);
     atomic_init(&svc->transfers, 0);
@@ -460,10 +461,18 @@ static int files_start(svc_ctx *ctx, sk_loop *loop, char *err, size_t errlen)
         }
         svc->auth = true;
     }
+    /* A read-only server changes nothing on disk, stale partial uploads
+     * included: it may serve a tree that a writable server (or a backup
+     * job) owns, with a user that cannot write there; the partials are
+     * hidden from its clients anyway, and a writable server of the tree
+     * sweeps them. */
     if (!svc->o.read_only) {
         svc->sweeper = files_sweeper_start(svc, err, errlen);
         if (svc->sweeper == NULL)
             goto fail;
+    } else {
+        sk_log(SK_LOG_INFO, "files: read-only: nothing below the root is written or removed "
+               "(unfinished uploads are not swept; --partial-ttl applies to writable servers)");
     }
     if (svc->root.use_openat2)
         sk_log(SK_LOG_INFO, "files: serving %s%s (confined by openat2 RESOLVE_BENEATH)",

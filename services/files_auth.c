@@ -4,7 +4,7 @@
  * "files"). Without a token (allowed on loopback and Unix sockets only)
  * the server's hello carries no nonce and requests follow at once.
  * Failed proofs are answered after a delay that doubles for an address
- * that keeps failing; the table of addresses is shared by the workers. */
+ * that keeps failing (proto.c's table, shared by the workers). */
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
@@ -12,59 +12,6 @@
 #include <openssl/crypto.h>
 
 #include "files_int.h"
-
-/* The delay before "authentication failed": 1 s, doubled with each recent
- * failure from the same address, at most 10 s; an address is forgotten
- * after a quiet minute. */
-#define PENALTY_BASE_MS 1000u
-#define PENALTY_MAX_MS 10000u
-#define PENALTY_FORGET_MS 60000u
-
-/* The address part of a peer's text ("1.2.3.4:5" -> "1.2.3.4"; every Unix
- * peer is one local source). */
-static void host_of(const char *peer_text, char *out, size_t cap)
-{
-    if (strncmp(peer_text, "unix:", 5) == 0) {
-        snprintf(out, cap, "unix");
-        return;
-    }
-    const char *colon = strrchr(peer_text, ':');
-    size_t n = colon ? (size_t)(colon - peer_text) : strlen(peer_text);
-    if (n >= cap)
-        n = cap - 1;
-    memcpy(out, peer_text, n);
-    out[n] = '\0';
-}
-
-/* Records a failure from host and returns how long its answer waits. The
- * table is fixed: when full, the address that failed longest ago goes. */
-static uint32_t penalty_add(files_svc *svc, const char *host, uint64_t now)
-{
-    pthread_mutex_lock(&svc->pen_mu);
-    files_penalty *slot = NULL, *victim = NULL;
-    for (size_t i = 0; i < FILES_PENALTY_SLOTS; i++) {
-        files_penalty *p = &svc->pen[i];
-        if (p->fails > 0 && strcmp(p->host, host) == 0) {
-            slot = p;
-            break;
-        }
-        if (victim == NULL || (victim->fails != 0 && (p->fails == 0 || p->last < victim->last)))
-            victim = p;
-    }
-    if (slot == NULL) {
-        slot = victim;
-        memset(slot, 0, sizeof *slot);
-        snprintf(slot->host, sizeof slot->host, "%s", host);
-    } else if (now - slot->last > PENALTY_FORGET_MS) {
-        slot->fails = 0;
-    }
-    if (slot->fails < 16)
-        slot->fails++;
-    slot->last = now;
-    uint64_t ms = (uint64_t)PENALTY_BASE_MS << (slot->fails - 1);
-    pthread_mutex_unlock(&svc->pen_mu);
-    return ms > PENALTY_MAX_MS ? PENALTY_MAX_MS : (uint32_t)ms;
-}
 
 /* The handshake is over: requests may come, in frames up to the
  * listener's maximum, with no deadline. */
@@ -139,9 +86,8 @@ void files_on_auth(fsess *s, const uint8_t *msg, size_t len)
         /* One attempt per connection; the answer waits, longer for an
          * address that keeps failing, and the connection still counts
          * against --max-unauth meanwhile: guessing stays slow. */
-        char host[FILES_HOST_MAX];
-        host_of(sk_conn_peer(s->conn), host, sizeof host);
-        uint32_t delay = penalty_add(svc, host, sk_loop_now(sk_conn_loop(s->conn)));
+        uint32_t delay = proto_penalty_add(&svc->pen, sk_conn_peer(s->conn),
+                                           sk_loop_now(sk_conn_loop(s->conn)));
         sk_log(SK_LOG_WARN, "%s %s authentication failed (answer delayed %.1f s)", ctx->name,
                sk_conn_peer(s->conn), delay / 1000.0);
         s->state = FS_DELAY;

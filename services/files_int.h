@@ -44,9 +44,6 @@
 #define FILES_QUEUE_HIGH (1024u * 1024u)
 /* Entries read per step of a LIST before the loop serves others. */
 #define FILES_LIST_STEP 1024u
-/* Failed authentications: see files_auth.c. */
-#define FILES_PENALTY_SLOTS 256
-#define FILES_HOST_MAX 64
 
 /* The root directory, held open for the life of the server. */
 typedef struct files_root {
@@ -54,12 +51,6 @@ typedef struct files_root {
     bool use_openat2;          /* false: the component walk */
     const char *why_fallback;  /* why not openat2 (for the log), or NULL */
 } files_root;
-
-typedef struct files_penalty {
-    char host[FILES_HOST_MAX];
-    unsigned fails;
-    uint64_t last;
-} files_penalty;
 
 typedef struct files_sweeper files_sweeper;
 
@@ -73,8 +64,7 @@ typedef struct files_svc {
     size_t token_len;
     atomic_uint unauth;        /* connections in the handshake */
     atomic_uint transfers;     /* PUTs and GETs in progress */
-    pthread_mutex_t pen_mu;
-    files_penalty pen[FILES_PENALTY_SLOTS];
+    proto_penalties pen;       /* failed authentications per address */
     files_sweeper *sweeper;
     /* Every session of every worker, so that stop can free those a loop
      * was freed under (a second signal skips the drain: no on_close). */
@@ -116,6 +106,7 @@ typedef struct fsess {
     int fd;             /* GET: the file; PUT: the partial; -1 */
     int dirfd;          /* PUT: the target's directory; -1 */
     const char *name;   /* PUT: the target's last component (in path) */
+    size_t made;        /* PUT: the directories this PUT made (files_open_parent_made) */
     char pname[FILES_NAME_MAX + 1]; /* PUT: the partial's name */
     uint64_t size;      /* the whole file */
     uint64_t have;      /* bytes the receiving side already holds */
@@ -166,6 +157,16 @@ int files_open(const files_root *r, const char *path, int flags, mode_t mode);
 /* Opens the directory holding path's last component (O_RDONLY), making the
  * missing directories (0755) when create. *name points into path. */
 int files_open_parent(const files_root *r, const char *path, bool create, const char **name);
+/* files_open_parent that also says which directories this call made: *made
+ * is the offset in path of the first one (those after it on the path were
+ * missing too), or FILES_MADE_NONE. */
+#define FILES_MADE_NONE ((size_t)-1)
+int files_open_parent_made(const files_root *r, const char *path, bool create, const char **name,
+                           size_t *made);
+/* Removes, deepest first, the directories of path from offset made on (as
+ * files_open_parent_made gave it) while they are empty: what a failed
+ * upload made and left with nothing in it. */
+void files_remove_made(const files_root *r, const char *path, size_t made);
 /* Turns an open's -errno into an ERROR code and a sentence about what. */
 int files_open_error(int err, const char *what, char *why, size_t whylen);
 

@@ -162,6 +162,14 @@ int files_open(const files_root *r, const char *path, int flags, mode_t mode)
 
 int files_open_parent(const files_root *r, const char *path, bool create, const char **name)
 {
+    size_t made;
+    return files_open_parent_made(r, path, create, name, &made);
+}
+
+int files_open_parent_made(const files_root *r, const char *path, bool create, const char **name,
+                           size_t *made)
+{
+    *made = FILES_MADE_NONE;
     const char *slash = strrchr(path, '/');
     *name = slash ? slash + 1 : path;
     char dir[FILES_PATH_MAX + 1];
@@ -191,7 +199,13 @@ int files_open_parent(const files_root *r, const char *path, bool create, const 
             }
             if (parent < 0)
                 return parent;
-            int rc = mkdirat(parent, dir + i, 0755) < 0 && errno != EEXIST ? -errno : 0;
+            int rc = 0;
+            if (mkdirat(parent, dir + i, 0755) == 0) {
+                if (*made == FILES_MADE_NONE)
+                    *made = i;
+            } else if (errno != EEXIST) {
+                rc = -errno;
+            }
             close(parent);
             if (rc < 0)
                 return rc;
@@ -202,6 +216,34 @@ int files_open_parent(const files_root *r, const char *path, bool create, const 
             return fd;
         close(fd);
         i = e + 1;
+    }
+}
+
+void files_remove_made(const files_root *r, const char *path, size_t made)
+{
+    const char *slash = strrchr(path, '/');
+    if (made == FILES_MADE_NONE || slash == NULL || made >= (size_t)(slash - path))
+        return;
+    char dir[FILES_PATH_MAX + 1];
+    size_t dlen = (size_t)(slash - path);
+    memcpy(dir, path, dlen);
+    dir[dlen] = '\0';
+    /* Deepest first, each beneath a parent opened beneath the root, and
+     * only while empty: rmdir refuses a directory that holds anything (a
+     * file or partial someone else has put there meanwhile). */
+    while (dlen > made) {
+        char *last = strrchr(dir, '/');
+        const char *leaf = last ? last + 1 : dir;
+        if (last != NULL)
+            *last = '\0';
+        int parent = files_open(r, last ? dir : "", O_RDONLY | O_DIRECTORY, 0);
+        if (parent < 0)
+            return;
+        int rc = unlinkat(parent, leaf, AT_REMOVEDIR);
+        close(parent);
+        if (rc < 0 || last == NULL)
+            return;
+        dlen = (size_t)(last - dir);
     }
 }
 

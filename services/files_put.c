@@ -34,6 +34,12 @@ static void put_fail(fsess *s, bool remove, int code, const char *fmt, ...)
     files_send_error(s, code, "%s", text);
     if (remove && s->dirfd >= 0 && s->fd >= 0)
         (void)unlinkat(s->dirfd, s->pname, 0); /* under our lock: still our file */
+    /* Nothing of this upload is left: neither are the directories it made
+     * on the way (those still empty). A partial kept for a resume keeps
+     * them, and so does a resume's failure in a later connection, which
+     * cannot tell them from directories someone made on purpose. */
+    if ((remove || s->fd < 0) && s->made != FILES_MADE_NONE && s->path != NULL)
+        files_remove_made(&s->svc->root, s->path, s->made);
     sk_log(SK_LOG_WARN, "%s %s put refused: %s%s", s->ctx->name, sk_conn_peer(s->conn), text,
            remove && s->fd >= 0 ? " (partial file removed)" : "");
     files_xfer_end(s, false);
@@ -196,7 +202,7 @@ void files_put(fsess *s, const uint8_t *body, size_t len)
         return;
     s->size = size;
     files_describe(what, sizeof what, s->path);
-    int dfd = files_open_parent(&svc->root, s->path, true, &s->name);
+    int dfd = files_open_parent_made(&svc->root, s->path, true, &s->name, &s->made);
     if (dfd < 0) {
         int code = files_open_error(dfd, what, why, sizeof why);
         put_fail(s, false, code, "%s", why);

@@ -80,6 +80,7 @@ void files_xfer_end(fsess *s, bool gone)
     if (s->dirfd >= 0)
         close(s->dirfd);
     s->fd = s->dirfd = -1;
+    s->made = FILES_MADE_NONE;
     EVP_MD_CTX_free(s->md);
     s->md = NULL;
     free(s->path);

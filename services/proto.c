@@ -1,6 +1,7 @@
 /* proto.c — the hello that opens every typed service protocol, built and
  * checked in one place for the servers (services/) and the clients (cli/),
- * plus the big-endian helpers their message layouts use. */
+ * the big-endian helpers their message layouts use, and the table that
+ * penalises failed authentications per source address (exec and files). */
 #include <stdio.h>
 #include <string.h>
 
@@ -136,4 +137,64 @@ int proto_check_server_hello(const uint8_t *msg, size_t len, char *service,
         return proto_check_hello(full, len + SK_AUTH_NONCE, true, service, nonce, why, whylen);
     }
     return proto_check_hello(msg, len, true, service, nonce, why, whylen);
+}
+
+/* ------------------------------------------------- failed authentications */
+
+void proto_penalties_init(proto_penalties *t)
+{
+    memset(t->slot, 0, sizeof t->slot);
+    pthread_mutex_init(&t->mu, NULL);
+}
+
+void proto_penalties_destroy(proto_penalties *t)
+{
+    pthread_mutex_destroy(&t->mu);
+}
+
+/* The address part of a peer's text ("1.2.3.4:5" -> "1.2.3.4", "[::1]:5"
+ * -> "[::1]"; every Unix peer is one local source). */
+static void host_of(const char *peer_text, char *out, size_t cap)
+{
+    if (strncmp(peer_text, "unix:", 5) == 0) {
+        snprintf(out, cap, "unix");
+        return;
+    }
+    const char *colon = strrchr(peer_text, ':');
+    size_t n = colon ? (size_t)(colon - peer_text) : strlen(peer_text);
+    if (n >= cap)
+        n = cap - 1;
+    memcpy(out, peer_text, n);
+    out[n] = '\0';
+}
+
+uint32_t proto_penalty_add(proto_penalties *t, const char *peer_text, uint64_t now_ms)
+{
+    char host[PROTO_HOST_MAX];
+    host_of(peer_text, host, sizeof host);
+    pthread_mutex_lock(&t->mu);
+    proto_penalty *slot = NULL, *victim = NULL;
+    for (size_t i = 0; i < PROTO_PENALTY_SLOTS; i++) {
+        proto_penalty *p = &t->slot[i];
+        if (p->fails > 0 && strcmp(p->host, host) == 0) {
+            slot = p;
+            break;
+        }
+        /* A free slot, else the address that failed longest ago. */
+        if (victim == NULL || (victim->fails != 0 && (p->fails == 0 || p->last < victim->last)))
+            victim = p;
+    }
+    if (slot == NULL) {
+        slot = victim;
+        memset(slot, 0, sizeof *slot);
+        snprintf(slot->host, sizeof slot->host, "%s", host);
+    } else if (now_ms - slot->last > PROTO_PENALTY_FORGET_MS) {
+        slot->fails = 0;
+    }
+    if (slot->fails < 16)
+        slot->fails++;
+    slot->last = now_ms;
+    uint64_t ms = (uint64_t)PROTO_PENALTY_BASE_MS << (slot->fails - 1);
+    pthread_mutex_unlock(&t->mu);
+    return ms > PROTO_PENALTY_MAX_MS ? PROTO_PENALTY_MAX_MS : (uint32_t)ms;
 }

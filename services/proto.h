@@ -6,6 +6,7 @@
 #ifndef SOCKIT_PROTO_H
 #define SOCKIT_PROTO_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -85,6 +86,38 @@ void proto_put32(uint8_t *p, uint32_t v);
 
 /* The name of an ERROR code, for messages ("timed out", ...). */
 const char *proto_error_name(int code);
+
+/* ---- failed authentications, penalised per source address ----
+ * exec and files answer a wrong proof after a delay: 1 s, doubled with each
+ * recent failure from the same address, at most 10 s; an address is
+ * forgotten after a quiet minute. The table is small and fixed: when full,
+ * the address that failed longest ago makes room. One table per service,
+ * shared by its workers (hence the mutex). */
+#define PROTO_PENALTY_SLOTS 256
+#define PROTO_PENALTY_BASE_MS 1000u
+#define PROTO_PENALTY_MAX_MS 10000u
+#define PROTO_PENALTY_FORGET_MS 60000u
+#define PROTO_HOST_MAX 64
+
+typedef struct proto_penalty {
+    char host[PROTO_HOST_MAX];
+    unsigned fails;
+    uint64_t last;
+} proto_penalty;
+
+typedef struct proto_penalties {
+    pthread_mutex_t mu;
+    proto_penalty slot[PROTO_PENALTY_SLOTS];
+} proto_penalties;
+
+/* Prepares a zeroed table; proto_penalties_destroy releases it. */
+void proto_penalties_init(proto_penalties *t);
+void proto_penalties_destroy(proto_penalties *t);
+/* Records a failed authentication from the peer named peer_text (as
+ * sk_conn_peer gives it: "1.2.3.4:5", "[::1]:5", "unix:..."; its address
+ * part is what counts, every Unix peer one local source) at now_ms, and
+ * returns how long its answer must wait, in milliseconds. */
+uint32_t proto_penalty_add(proto_penalties *t, const char *peer_text, uint64_t now_ms);
 
 /* ---- files (services/files*.c, cli/files*.c): a hello without a nonce ----
  * A files server without a token (allowed on loopback and Unix sockets

@@ -493,12 +493,13 @@ static void do_read(sk_conn *c)
         uint8_t *dst = loop->rbuf;
         size_t cap = SK_READ_CHUNK;
         /* A large frame under way is read straight into its buffer, which
-         * grows with what arrives (at most doubling what is held), never
-         * from the declared length alone. */
+         * grows with what has arrived (to at most four times what is held:
+         * a 256 KiB frame costs one copy of its first 64 KiB), never from
+         * the declared length alone. */
         size_t missing = frame_missing(c);
         bool direct = missing >= SK_READ_CHUNK / 2;
         if (direct) {
-            size_t want = c->in.len > SK_READ_CHUNK ? c->in.len : SK_READ_CHUNK;
+            size_t want = c->in.len > SK_READ_CHUNK / 3 ? 3 * c->in.len : SK_READ_CHUNK;
             if (want > missing)
                 want = missing;
             int err = sk__buf_reserve(loop, &c->in, want);

@@ -678,6 +678,38 @@ class Integrity(FilesCase):
         self.assertServes(srv)
         self.stop(srv)
 
+    def test_failed_upload_leaves_no_directories_it_made(self):
+        os.mkdir(os.path.join(self.root, "kept"))  # empty, made by someone on purpose
+        srv = self.files_server()
+        c = self.client(srv)
+        data = os.urandom(3000)
+        # Less than declared, into directories the upload makes.
+        c.put_begin(b"kept/new/deeper/f.bin", 1000, b"5" * 16)
+        c.put_from(0)
+        c.send_data(data[:500])
+        self.assertServerError(fc.E_SIZE, c.put_end, hashlib.sha256(data[:500]).digest())
+        # A wrong checksum, in a directory beside a file of someone else's.
+        c.put_begin(b"other/f.bin", 1000, b"6" * 16)
+        c.put_from(0)
+        c.send_data(data[:1000])
+        c.put_end(hashlib.sha256(data[:1000]).digest())
+        c.put_begin(b"other/sub/g.bin", 1000, b"7" * 16)
+        c.put_from(0)
+        c.send_data(data[:1000])
+        self.assertServerError(fc.E_CHECKSUM, c.put_end, hashlib.sha256(b"no").digest())
+        found = sorted(os.path.relpath(os.path.join(d, n), self.root)
+                       for d, dirs, files in os.walk(self.root) for n in dirs + files)
+        self.assertEqual(found, ["kept", "other", os.path.join("other", "f.bin")])
+        # A client that goes away keeps its partial, and the directories
+        # that hold it, for a resume.
+        c.put_begin(b"cut/f.bin", 1000, b"8" * 16)
+        c.put_from(0)
+        c.send_data(data[:300])
+        c.close()
+        srv.wait_line(r"put cut/f.bin interrupted after")
+        self.assertEqual(len(partials(os.path.join(self.root, "cut"))), 1)
+        self.stop(srv)
+
     def assertServes(self, srv):
         c = self.client(srv)
         c.put("alive.bin", b"alive")
@@ -697,6 +729,19 @@ class Integrity(FilesCase):
         self.assertEqual(cp.returncode, 0, cp.stderr)
         self.assertEqual(sorted(os.listdir(self.root)), ["r.txt"])
         self.stop(srv)
+        # Read-only means nothing on disk changes: an expired partial is
+        # left for a writable server to sweep, and stays hidden.
+        old = os.path.join(self.root, ".sockit-partial.r.txt.00112233aabbccdd")
+        with open(old, "wb") as f:
+            f.write(b"half")
+        os.utime(old, (1, 1))
+        srv = self.files_server("--read-only", "--partial-ttl", "1")
+        srv.wait_line(r"read-only: nothing below the root is written or removed")
+        time.sleep(2.5)  # a writable server would have swept twice by now (every 1 s)
+        self.assertTrue(os.path.exists(old), "a read-only server removed a partial")
+        self.assertEqual([e["name"] for e in self.client(srv).list(b"")], [b"r.txt"])
+        self.stop(srv)
+        os.unlink(old)
         srv = self.files_server("--max-file-size", "1K")
         self.assertServerError(fc.E_TOOBIG, self.client(srv).put, b"big", b"x" * 1025)
         self.client(srv).put(b"ok", b"x" * 1024)

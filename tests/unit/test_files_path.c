@@ -205,6 +205,29 @@ static void confinement(bool openat2)
     cr_assert_geq(d, 0);
     cr_assert_str_eq(name, "top.bin");
     close(d);
+    /* What a failed upload made is removed again, deepest first, while
+     * empty; what existed before it stays. */
+    size_t made = 0;
+    d = files_open_parent_made(&r, "new/made/one/x.bin", true, &name, &made);
+    cr_assert_geq(d, 0, "%s", strerror(-d));
+    close(d);
+    cr_assert_eq(made, strlen("new/"), "new existed; made/ was the first one made");
+    snprintf(p, sizeof p, "%s/new/made/one/keep", t.root);
+    cr_assert_eq(mkdir(p, 0755), 0);
+    files_remove_made(&r, "new/made/one/x.bin", made);
+    snprintf(p, sizeof p, "%s/new/made/one", t.root);
+    cr_assert_eq(stat(p, &st), 0, "removed a directory that was not empty");
+    snprintf(p, sizeof p, "%s/new/made/one/keep", t.root);
+    cr_assert_eq(rmdir(p), 0);
+    files_remove_made(&r, "new/made/one/x.bin", made);
+    snprintf(p, sizeof p, "%s/new/made", t.root);
+    cr_assert_eq(stat(p, &st), -1, "an empty directory the upload made is still there");
+    snprintf(p, sizeof p, "%s/new/deeper", t.root);
+    cr_assert_eq(stat(p, &st), 0, "removed a directory the upload did not make");
+    d = files_open_parent_made(&r, "new/deeper/y.bin", true, &name, &made);
+    cr_assert_geq(d, 0);
+    close(d);
+    cr_assert_eq(made, FILES_MADE_NONE);
     cr_assert_eq(outside_entries(&t), 1, "something was made outside the root");
     files_root_close(&r);
     cr_assert_eq(unit_count_fds(), fds, "descriptor leak");
