@@ -214,22 +214,15 @@ static ssize_t recv_handshake(int fd, uint8_t *buf, size_t cap, uint64_t deadlin
     return -1;
 }
 
-/* Prints a server ERROR message; returns its code. */
+/* Prints a server ERROR message (type byte PT_ERROR); returns its code. */
 static int print_server_error(const char *addr, const uint8_t *msg, size_t len)
 {
-    int code = len >= 2 ? msg[1] : 0;
-    int tlen = len > 2 ? (int)(len - 2) : 0;
-    if (tlen > PROTO_ERROR_TEXT_MAX)
-        tlen = PROTO_ERROR_TEXT_MAX;
-    /* The text is the server's: keep our one line one line. */
-    char text[PROTO_ERROR_TEXT_MAX + 1];
-    for (int i = 0; i < tlen; i++) {
-        char c = (char)msg[2 + i];
-        text[i] = (c >= 0x20 && c < 0x7f) ? c : '?';
-    }
-    text[tlen] = '\0';
-    cli_err("%s: %s", addr, tlen ? text : proto_error_name(code));
-    return code;
+    exec_reply r;
+    char why[128];
+    if (exec_parse_reply(msg, len, &r, why, sizeof why) < 0 || r.kind != EXEC_REPLY_ERROR)
+        return 0;
+    cli_err("%s: %s", addr, r.text[0] ? r.text : proto_error_name(r.code));
+    return r.code;
 }
 
 static int handshake(int fd, const exec_cfg *cfg, const uint8_t *token, size_t token_len,
@@ -370,16 +363,18 @@ static int queue_request(client *cl, const exec_cfg *cfg)
 /* Handles one frame from the server; returns -1 if it ends the run. */
 static int on_frame(client *cl, const uint8_t *msg, size_t len)
 {
-    if (len == 0) {
-        cli_err("%s: protocol error: empty message from the server", cl->addr);
+    exec_reply r;
+    char why[128];
+    if (exec_parse_reply(msg, len, &r, why, sizeof why) < 0) {
+        cli_err("%s: protocol error: %s", cl->addr, why);
         cl->result = X_SOCKIT;
         return -1;
     }
-    switch (msg[0]) {
-    case PT_EXEC_STDOUT:
-    case PT_EXEC_STDERR: {
-        int fd = msg[0] == PT_EXEC_STDOUT ? STDOUT_FILENO : STDERR_FILENO;
-        if (write_all(fd, msg + 1, len - 1) < 0) {
+    switch (r.kind) {
+    case EXEC_REPLY_STDOUT:
+    case EXEC_REPLY_STDERR: {
+        int fd = r.kind == EXEC_REPLY_STDOUT ? STDOUT_FILENO : STDERR_FILENO;
+        if (write_all(fd, r.data, r.len) < 0) {
             cli_err("cannot write the command's %s: %s",
                     fd == STDOUT_FILENO ? "output" : "error output", strerror(errno));
             cl->result = X_SOCKIT;
@@ -387,27 +382,18 @@ static int on_frame(client *cl, const uint8_t *msg, size_t len)
         }
         return 0;
     }
-    case PT_EXEC_EXIT:
-        if (len != 3 || msg[1] > 1) {
-            cli_err("%s: protocol error: malformed exit message", cl->addr);
-            cl->result = X_SOCKIT;
-            return -1;
-        }
-        cl->result = msg[1] == 1 ? 128 + msg[2] : msg[2];
+    case EXEC_REPLY_EXIT:
+        cl->result = r.status;
         return -1;
-    case PT_ERROR: {
-        int code = print_server_error(cl->addr, msg, len);
-        cl->result = code == PE_TIMEOUT ? X_TIMEOUT
-                     : code == PE_NORUN ? X_NORUN
-                     : code == PE_DENIED ? X_DENIED
-                                         : X_SOCKIT;
+    case EXEC_REPLY_ERROR:
+        cli_err("%s: %s", cl->addr, r.text[0] ? r.text : proto_error_name(r.code));
+        cl->result = r.code == PE_TIMEOUT ? X_TIMEOUT
+                     : r.code == PE_NORUN ? X_NORUN
+                     : r.code == PE_DENIED ? X_DENIED
+                                           : X_SOCKIT;
         return -1;
     }
-    default:
-        cli_err("%s: protocol error: unexpected message type 0x%02x", cl->addr, msg[0]);
-        cl->result = X_SOCKIT;
-        return -1;
-    }
+    return -1;
 }
 
 /* Reads what the socket has and handles every whole frame; -1 when done. */

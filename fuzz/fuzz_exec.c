@@ -1,6 +1,8 @@
 /* fuzz_exec.c — libFuzzer target for the exec protocol's parsers: the
- * REQUEST body (what is accepted re-encodes to exactly the input) and the
- * hello of both directions (what is accepted names a valid service). */
+ * REQUEST body (what is accepted re-encodes to exactly the input), the
+ * hello of both directions (what is accepted names a valid service) and the
+ * server's replies as the client reads them (output stays inside the
+ * message, an exit status is 0-383, an error text is one printable line). */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,6 +42,34 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         free(out);
         free(req.storage);
     } else if (rc != -1 || req.storage != NULL || why[0] == '\0') {
+        abort();
+    }
+    exec_reply r;
+    why[0] = '\0';
+    if (exec_parse_reply(data, size, &r, why, sizeof why) == 0) {
+        switch (r.kind) {
+        case EXEC_REPLY_STDOUT:
+        case EXEC_REPLY_STDERR:
+            if (r.data != data + 1 || r.len != size - 1)
+                abort();
+            break;
+        case EXEC_REPLY_EXIT:
+            if (size != 3 || r.status < 0 || r.status > 128 + 255)
+                abort();
+            break;
+        case EXEC_REPLY_ERROR: {
+            size_t tlen = strlen(r.text);
+            if (tlen > PROTO_ERROR_TEXT_MAX || (size > 2 && tlen != (size - 2 < PROTO_ERROR_TEXT_MAX ? size - 2 : PROTO_ERROR_TEXT_MAX)))
+                abort();
+            for (size_t i = 0; i < tlen; i++)
+                if (r.text[i] < 0x20 || r.text[i] >= 0x7f)
+                    abort();
+            break;
+        }
+        default:
+            abort();
+        }
+    } else if (why[0] == '\0') {
         abort();
     }
     for (int from_server = 0; from_server < 2; from_server++) {

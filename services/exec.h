@@ -7,6 +7,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include "proto.h"
 
 #define EXEC_DEFAULT_MAX_PROCS 64u
 #define EXEC_DEFAULT_MAX_UNAUTH 64u
@@ -73,5 +74,22 @@ typedef struct exec_request {
  * malformed one; -2 if out of memory. */
 int exec_parse_request(const uint8_t *body, size_t len, exec_request *req, char *why,
                        size_t whylen);
+
+/* One message from an exec server after the handshake, as the client
+ * reads it: output bytes, the exit status, or an error. */
+typedef struct exec_reply {
+    enum { EXEC_REPLY_STDOUT, EXEC_REPLY_STDERR, EXEC_REPLY_EXIT, EXEC_REPLY_ERROR } kind;
+    const uint8_t *data; /* output: points into the message */
+    size_t len;
+    int status;          /* exit: 0-255, or 128 + signal number */
+    int code;            /* error: a PE_ code (0 if none was sent) */
+    /* error: the server's text, cut to PROTO_ERROR_TEXT_MAX and made one
+     * printable line (anything else becomes '?'); empty if none */
+    char text[PROTO_ERROR_TEXT_MAX + 1];
+} exec_reply;
+
+/* Parses one server message (with its type byte). Returns 0, or -1 with
+ * why (a sentence) for an empty, malformed or unexpected one. */
+int exec_parse_reply(const uint8_t *msg, size_t len, exec_reply *r, char *why, size_t whylen);
 
 #endif

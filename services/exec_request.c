@@ -1,6 +1,7 @@
-/* exec_request.c — parses an exec REQUEST message (docs/PROTOCOL.md):
- * flags, the client's time limit and the argv, each string length-prefixed.
- * Pure and allocation-bounded, so it can be fuzzed on its own. */
+/* exec_request.c — parses the exec messages (docs/PROTOCOL.md): the REQUEST
+ * a server reads (flags, the client's time limit and the argv, each string
+ * length-prefixed) and the replies a client reads. Pure and
+ * allocation-bounded, so both can be fuzzed on their own. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -84,4 +85,46 @@ int exec_parse_request(const uint8_t *body, size_t len, exec_request *req, char 
     req->argv = argv;
     req->storage = argv;
     return 0;
+}
+
+int exec_parse_reply(const uint8_t *msg, size_t len, exec_reply *r, char *why, size_t whylen)
+{
+    memset(r, 0, sizeof *r);
+    if (len == 0) {
+        snprintf(why, whylen, "an empty message from the server");
+        return -1;
+    }
+    switch (msg[0]) {
+    case PT_EXEC_STDOUT:
+    case PT_EXEC_STDERR:
+        r->kind = msg[0] == PT_EXEC_STDOUT ? EXEC_REPLY_STDOUT : EXEC_REPLY_STDERR;
+        r->data = msg + 1;
+        r->len = len - 1;
+        return 0;
+    case PT_EXEC_EXIT:
+        if (len != 3 || msg[1] > 1) {
+            snprintf(why, whylen, "a malformed exit message");
+            return -1;
+        }
+        r->kind = EXEC_REPLY_EXIT;
+        r->status = msg[1] == 1 ? 128 + msg[2] : msg[2];
+        return 0;
+    case PT_ERROR: {
+        r->kind = EXEC_REPLY_ERROR;
+        r->code = len >= 2 ? msg[1] : 0;
+        size_t tlen = len > 2 ? len - 2 : 0;
+        if (tlen > PROTO_ERROR_TEXT_MAX)
+            tlen = PROTO_ERROR_TEXT_MAX;
+        /* The text is the server's: keep our one line one line. */
+        for (size_t i = 0; i < tlen; i++) {
+            uint8_t c = msg[2 + i];
+            r->text[i] = (c >= 0x20 && c < 0x7f) ? (char)c : '?';
+        }
+        r->text[tlen] = '\0';
+        return 0;
+    }
+    default:
+        snprintf(why, whylen, "an unexpected message type 0x%02x", msg[0]);
+        return -1;
+    }
 }
