@@ -355,7 +355,10 @@ SK_API int sk_conn_send(sk_conn *c, const void *data, size_t len);
 
 /* Queues one message in the connection's framing: frame → header + payload;
  * line → payload + "\n"; raw → payload. Same returns as sk_conn_send, plus
- * -EMSGSIZE for a frame larger than UINT32_MAX. */
+ * -EMSGSIZE for a frame larger than UINT32_MAX. Called from on_message with
+ * the very (data, len) it was given, the reply is the request's own bytes:
+ * it is then sent from the read buffer once the read is decoded, without a
+ * copy (an echo costs no copy); the caller sees no difference. */
 SK_API int sk_conn_send_msg(sk_conn *c, const void *data, size_t len);
 
 /* Reserves room for one message of len bytes in the output queue, writes its

@@ -83,6 +83,8 @@ typedef struct owned_cfg {
 static void conn_event(sk_watch *w, uint32_t events);
 static void conn_timer(sk_timer *t, void *ud);
 static void finalize(sk_conn *c);
+static void echo_flush(sk_conn *c);
+static void queued(sk_conn *c);
 static void start_close(sk_conn *c);
 static void schedule_pending(sk_conn *c);
 static void update_events(sk_conn *c);
@@ -205,9 +207,15 @@ static void schedule_pending(sk_conn *c)
 }
 
 /* Everything waiting to be sent: copied bytes, shared slices, file ranges. */
+static size_t echo_pending(const sk_conn *c)
+{
+    return c->loop->reading == c ? (size_t)(c->loop->echo_end - c->loop->echo_start) : 0;
+}
+
 static size_t out_queued(const sk_conn *c)
 {
-    return c->outq ? c->out.len + sk__outq_bytes(c->outq) : c->out.len;
+    size_t n = c->outq ? c->out.len + sk__outq_bytes(c->outq) : c->out.len;
+    return n + echo_pending(c);
 }
 
 /* Carries the change of this queue into sk_stats.queued. */
@@ -531,7 +539,10 @@ static void do_read(sk_conn *c)
             if (!decode_buffered(c))
                 return;
         } else {
+            loop->reading = c;
             take_read(c, dst, (size_t)n);
+            echo_flush(c);
+            loop->reading = NULL;
             if (c->flags & F_DEAD)
                 return;
         }
@@ -676,6 +687,100 @@ void sk__conns_process_pending(sk_loop *loop)
     }
 }
 
+/* ------------------------------------------------ replies sent from rbuf
+ *
+ * An echo-like reply is byte for byte the message it answers: a frame with
+ * its header, a raw chunk, a line with its newline. While the connection's
+ * read is decoded in the loop's read buffer, such replies are not copied:
+ * the run of rbuf they cover is remembered (loop->echo_start/end) and sent
+ * from there once the read is decoded (echo_flush), before rbuf is read
+ * into again. Anything else queued on the connection first copies the run
+ * into the output buffer (echo_settle), so order is kept. */
+
+static void echo_settle(sk_conn *c);
+
+/* Whether the reply (data, len) is the next run of the read under decode;
+ * if so it is taken as such. */
+static bool echo_take(sk_conn *c, const uint8_t *data, size_t len)
+{
+    sk_loop *loop = c->loop;
+    if (loop->reading != c || c->out.len != 0 || sk__outq_active(c->outq) || c->tls ||
+        (c->flags & (F_DEAD | F_CLOSING | F_SHUT_PENDING | F_WANT_OUT)))
+        return false;
+    const uint8_t *lo = loop->rbuf, *hi = loop->rbuf + SK_READ_CHUNK;
+    if (data < lo || data > hi || len > (size_t)(hi - data))
+        return false;
+    const uint8_t *start = data, *end = data + len;
+    switch (c->opts->framing) {
+    case SK_FRAMING_FRAME:
+        if ((size_t)(data - lo) < SK_FRAME_HEADER)
+            return false;
+        start = data - SK_FRAME_HEADER;
+        if (((uint32_t)start[0] << 24 | (uint32_t)start[1] << 16 | (uint32_t)start[2] << 8 | start[3]) != len)
+            return false;
+        break;
+    case SK_FRAMING_LINE:
+        if (end == hi || *end != '\n')
+            return false;
+        end++;
+        break;
+    case SK_FRAMING_RAW: break;
+    }
+    if (loop->echo_start == NULL) {
+        loop->echo_start = start;
+    } else if (start != loop->echo_end) {
+        echo_settle(c);
+        return false;
+    }
+    loop->echo_end = end;
+    return true;
+}
+
+/* Copies the pending run into the output buffer (something else is being
+ * queued behind it, or the connection is closing). */
+static void echo_settle(sk_conn *c)
+{
+    sk_loop *loop = c->loop;
+    if (loop->reading != c || loop->echo_start == NULL)
+        return;
+    const uint8_t *p = loop->echo_start;
+    size_t n = (size_t)(loop->echo_end - p);
+    loop->echo_start = loop->echo_end = NULL;
+    int err = sk__buf_reserve(loop, &c->out, n);
+    if (err < 0) {
+        set_reason(c, err, "output buffer: %s", sk_strerror(err));
+        sk_conn_abort(c, err);
+        return;
+    }
+    memcpy(c->out.data + c->out.off + c->out.len, p, n);
+    c->out.len += n;
+    queued(c);
+}
+
+/* The read is decoded: sends the run now, from rbuf; what the kernel does
+ * not take is copied to the output buffer for the regular flush. */
+static void echo_flush(sk_conn *c)
+{
+    sk_loop *loop = c->loop;
+    if (loop->echo_start == NULL)
+        return;
+    if (c->flags & F_DEAD) {
+        loop->echo_start = loop->echo_end = NULL;
+        return;
+    }
+    size_t n = (size_t)(loop->echo_end - loop->echo_start);
+    ssize_t w = conn_send(c, loop->echo_start, n);
+    if (w > 0) {
+        c->bytes_out += (uint64_t)w;
+        c->last_active = loop->now;
+        sk__stat_local(loop, SK__STAT_BYTES_OUT, (uint64_t)w);
+        loop->echo_start += w;
+    }
+    if (loop->echo_start != loop->echo_end)
+        echo_settle(c); /* the rest, or an error, goes the regular way */
+    loop->echo_start = loop->echo_end = NULL;
+}
+
 /* A full large output buffer is sent now rather than grown: the kernel
  * usually takes it whole, so one send per 64 KiB replaces a bigger buffer
  * and the copy into it. Only plain bytes, only while the socket has room;
@@ -701,6 +806,7 @@ static int queue_reserve(sk_conn *c, size_t total)
 {
     if (c->flags & (F_DEAD | F_CLOSING | F_SHUT_PENDING))
         return -EPIPE;
+    echo_settle(c);
     sk_buf *b = &c->out;
     if (b->cap == SK_READ_CHUNK && b->cap - b->off - b->len < total &&
         !(c->flags & (F_WANT_OUT | F_CONNECTING | F_HANDSHAKE)) && !sk__outq_active(c->outq))
@@ -755,6 +861,10 @@ int sk_conn_send_msgv(sk_conn *c, const struct iovec *iov, int iovcnt)
 
 int sk_conn_send_msg(sk_conn *c, const void *data, size_t len)
 {
+    if (c->loop->reading == c && echo_take(c, data, len)) {
+        sk__stat_local(c->loop, SK__STAT_MSGS_OUT, 1);
+        return 0;
+    }
     /* The hottest call of a request/reply service: a frame that fits the
      * buffer held is written in place, with no call but the copy. */
     sk_buf *b = &c->out;
@@ -820,6 +930,7 @@ void *sk_conn_prepare_msg(sk_conn *c, size_t len, int *errp)
 
 int sk_conn_send_shared(sk_conn *c, sk_shared *s, size_t off, size_t len)
 {
+    echo_settle(c);
     if (off > sk_shared_len(s) || len > sk_shared_len(s) - off)
         return -EINVAL;
     if (c->flags & (F_DEAD | F_CLOSING | F_SHUT_PENDING))
@@ -840,6 +951,7 @@ int sk_conn_send_shared(sk_conn *c, sk_shared *s, size_t off, size_t len)
 
 int sk_conn_sendfile(sk_conn *c, int fd, uint64_t off, size_t len)
 {
+    echo_settle(c);
     if (fd < 0 || off > (uint64_t)INT64_MAX || len > (uint64_t)INT64_MAX - off)
         return -EINVAL;
     if (c->flags & (F_DEAD | F_CLOSING | F_SHUT_PENDING))
@@ -886,6 +998,7 @@ static void start_close(sk_conn *c)
 
 void sk_conn_close(sk_conn *c)
 {
+    echo_settle(c);
     if (c->flags & (F_DEAD | F_CLOSING))
         return;
     c->flags |= F_CLOSING;
@@ -919,6 +1032,7 @@ void sk_conn_abort(sk_conn *c, int err)
 
 void sk_conn_shutdown(sk_conn *c)
 {
+    echo_settle(c);
     if (c->flags & (F_DEAD | F_CLOSING | F_SHUT_PENDING))
         return;
     c->flags |= F_SHUT_PENDING;

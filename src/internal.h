@@ -161,6 +161,11 @@ struct sk_loop {
     uint64_t timer_seq;
 
     uint8_t *rbuf;          /* shared read buffer, SK_READ_CHUNK bytes */
+    /* The connection whose read in rbuf is being decoded, and the replies
+     * it queued that are byte for byte a run of that read (conn.c: sent
+     * from rbuf before it is reused, never copied). */
+    sk_conn *reading;
+    const uint8_t *echo_start, *echo_end;
     sk_pool_buf *pool;      /* free SK_READ_CHUNK-sized buffers */
     sk_pool_buf *pool_small;/* free SK_BUF_SMALL-sized buffers */
     unsigned pool_len, pool_small_len;

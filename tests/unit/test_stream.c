@@ -1017,3 +1017,113 @@ Test(stream, lines_of_random_sizes_in_random_reads)
 {
     echo_random_stream(SK_FRAMING_LINE, 0x2545f4914f6cdd1du);
 }
+
+/* ------------------------------- replies sent straight from the read buffer */
+
+/* Echoes odd messages as they came (sent from the read buffer, not
+ * copied) and answers even ones with their bytes reversed (copied): the
+ * two kinds interleave within one read, so order must be kept. */
+static void mixed_reply_message(sk_conn *c, const uint8_t *data, size_t len)
+{
+    sctx *x = ctx_of(c);
+    x->counted++;
+    if (x->counted % 2) {
+        cr_assert_eq(sk_conn_send_msg(c, data, len), 0);
+    } else {
+        int err = 0;
+        uint8_t *p = sk_conn_prepare_msg(c, len, &err);
+        cr_assert_not_null(p, "prepare_msg: %d", err);
+        for (size_t i = 0; i < len; i++)
+            p[i] = data[len - 1 - i];
+    }
+    if (x->counted == x->close_after)
+        sk_conn_close(c);
+}
+
+static void on_start_reading(sk_timer *t, void *ud)
+{
+    sctx *x = ud;
+    (void)t;
+    x->p.reading = 1;
+    peer_update(&x->p);
+}
+
+/* A peer that reads nothing for 300 ms behind small socket buffers: the
+ * replies sent from the read buffer are cut short by the kernel and the
+ * rest must follow, in order, through the output buffer. */
+static void replies_to_slow_reader(enum sk_framing framing, bool mixed)
+{
+    int fds = unit_count_fds();
+    sk_stream_opts o;
+    sk_stream_opts_init(&o);
+    o.framing = framing;
+    sk_conn_callbacks cbs = base_cbs;
+    cbs.on_message = mixed ? mixed_reply_message : echo_count_message;
+    sctx x;
+    setup(&x, &o, &cbs);
+    int small = 16384;
+    cr_assert_eq(setsockopt(sk_conn_fd(x.conn), SOL_SOCKET, SO_SNDBUF, &small, sizeof small), 0);
+    cr_assert_eq(setsockopt(x.p.fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small), 0);
+
+    enum { NMSG = 600, SIZE = 1000 };
+    size_t unit = framing == SK_FRAMING_FRAME ? SIZE + 4 : SIZE + 1;
+    uint8_t *wire = malloc(NMSG * unit), *want = malloc(NMSG * unit);
+    cr_assert(wire && want);
+    size_t wlen = 0;
+    for (int i = 0; i < NMSG; i++) {
+        uint8_t body[SIZE];
+        unit_pattern(body, SIZE, (size_t)i * 7);
+        if (framing == SK_FRAMING_LINE)
+            for (size_t k = 0; k < SIZE; k++)
+                if (body[k] == '\n' || body[k] == '\r')
+                    body[k] = 'n';
+        uint8_t rev[SIZE];
+        for (size_t k = 0; k < SIZE; k++)
+            rev[k] = body[SIZE - 1 - k];
+        const uint8_t *reply = (mixed && i % 2 == 1) ? rev : body;
+        size_t at = wlen;
+        if (framing == SK_FRAMING_FRAME) {
+            put_frame(wire, &wlen, body, SIZE);
+            size_t w2 = at;
+            put_frame(want, &w2, reply, SIZE);
+        } else {
+            memcpy(wire + wlen, body, SIZE);
+            wire[wlen + SIZE] = '\n';
+            memcpy(want + at, reply, SIZE);
+            want[at + SIZE] = '\n';
+            wlen += SIZE + 1;
+        }
+    }
+    x.close_after = NMSG;
+    x.done_needs_peer_eof = 1;
+    x.p.out = wire;
+    x.p.out_len = wlen;
+    peer_start(&x);
+    sk_timer *st = NULL;
+    cr_assert_eq(sk_timer_new(x.loop, on_start_reading, &x, &st), 0);
+    sk_timer_start(st, 300, 0);
+    run(&x);
+    cr_assert_eq(x.counted, NMSG, "%d messages", x.counted);
+    cr_assert_eq(x.close_err, 0, "close: %s", x.reason);
+    cr_assert_eq(x.p.in_len, wlen, "got %zu of %zu bytes", x.p.in_len, wlen);
+    for (size_t k = 0; k < wlen; k++)
+        if (x.p.in[k] != want[k])
+            cr_assert_fail("reply differs at byte %zu of %zu", k, wlen);
+    sk_timer_free(st);
+    teardown(&x);
+    free(wire);
+    free(want);
+    cr_assert_eq(unit_count_fds(), fds, "descriptor leak");
+}
+
+Test(stream, echo_replies_reach_a_slow_reader_in_order)
+{
+    replies_to_slow_reader(SK_FRAMING_FRAME, false);
+    replies_to_slow_reader(SK_FRAMING_LINE, false);
+}
+
+Test(stream, echoed_and_copied_replies_keep_their_order)
+{
+    replies_to_slow_reader(SK_FRAMING_FRAME, true);
+    replies_to_slow_reader(SK_FRAMING_LINE, true);
+}
