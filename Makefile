@@ -151,6 +151,7 @@ VALGRIND_TESTS ?= test_echo test_upper_greet test_framing test_streams test_udp 
                   test_faults.Timeouts test_faults.MaxConns test_hardening.Counters \
                   test_hardening.Garbage test_hardening.Slowloris test_hardening.Unauth
 valgrind: deps-test all
+	$(call install_pkgs,valgrind)
 	SOCKIT_BUILD=$(BUILD) SOCKIT_SERVER_WRAPPER="$(VALGRIND)" SOCKIT_TEST_TIMEOUT=300 \
 	  python3 tests/integration/run.py $(VALGRIND_TESTS)
 
