@@ -263,7 +263,7 @@ static void protocol_error(sk_conn *c, int err, const uint8_t *buf, size_t len)
 {
     bool first;
     if (c->opts->framing == SK_FRAMING_FRAME && len >= SK_FRAME_HEADER) {
-        uint32_t n = (uint32_t)buf[0] << 24 | (uint32_t)buf[1] << 16 | (uint32_t)buf[2] << 8 | buf[3];
+        uint32_t n = sk__frame_len(buf);
         first = set_reason(c, err, "frame too large (%u > max %zu)", n, c->dec.max);
     } else if (c->opts->framing == SK_FRAMING_LINE) {
         first = set_reason(c, err, "line too long (max %zu bytes)", c->dec.max);
@@ -289,7 +289,7 @@ static size_t process_input(sk_conn *c, const uint8_t *buf, size_t len)
         const size_t max = c->dec.max;
         while (len - off >= SK_FRAME_HEADER && decoding_allowed(c)) {
             const uint8_t *h = buf + off;
-            uint32_t n = (uint32_t)h[0] << 24 | (uint32_t)h[1] << 16 | (uint32_t)h[2] << 8 | h[3];
+            uint32_t n = sk__frame_len(h);
             if (n > max) {
                 sk__stat_local(c->loop, SK__STAT_MSGS_IN, msgs);
                 protocol_error(c, -EMSGSIZE, h, len - off);
@@ -400,14 +400,13 @@ static size_t completing_bytes(const sk_conn *c, const uint8_t *src, size_t n)
             uint8_t h[SK_FRAME_HEADER];
             memcpy(h, have, had);
             memcpy(h + had, src, hdr);
-            uint32_t len = (uint32_t)h[0] << 24 | (uint32_t)h[1] << 16 | (uint32_t)h[2] << 8 | h[3];
+            uint32_t len = sk__frame_len(h);
             if (len > c->dec.max)
                 return hdr; /* the decoder reports it */
             size_t total = SK_FRAME_HEADER + (size_t)len - had;
             return total < n ? total : n;
         }
-        uint32_t len = (uint32_t)have[0] << 24 | (uint32_t)have[1] << 16 | (uint32_t)have[2] << 8 |
-                       have[3];
+        uint32_t len = sk__frame_len(have);
         size_t total = SK_FRAME_HEADER + (size_t)len;
         size_t missing = total > had ? total - had : 0;
         return missing < n ? missing : n;
@@ -428,7 +427,7 @@ static size_t frame_missing(const sk_conn *c)
     if (c->opts->framing != SK_FRAMING_FRAME || c->in.len < SK_FRAME_HEADER)
         return 0;
     const uint8_t *h = c->in.data + c->in.off;
-    uint32_t len = (uint32_t)h[0] << 24 | (uint32_t)h[1] << 16 | (uint32_t)h[2] << 8 | h[3];
+    uint32_t len = sk__frame_len(h);
     size_t total = SK_FRAME_HEADER + (size_t)len;
     return total > c->in.len ? total - c->in.len : 0;
 }
@@ -716,7 +715,7 @@ static bool echo_take(sk_conn *c, const uint8_t *data, size_t len)
         if ((size_t)(data - lo) < SK_FRAME_HEADER)
             return false;
         start = data - SK_FRAME_HEADER;
-        if (((uint32_t)start[0] << 24 | (uint32_t)start[1] << 16 | (uint32_t)start[2] << 8 | start[3]) != len)
+        if (sk__frame_len(start) != len)
             return false;
         break;
     case SK_FRAMING_LINE:

@@ -82,7 +82,7 @@ static int next_frame(sk_decoder *d, const uint8_t *buf, size_t len, sk_msg *msg
     }
     /* Two-phase decode: validate the declared length before anything is
      * made room for. */
-    uint32_t n = (uint32_t)buf[0] << 24 | (uint32_t)buf[1] << 16 | (uint32_t)buf[2] << 8 | buf[3];
+    uint32_t n = sk__frame_len(buf);
     if (n > d->max)
         return -EMSGSIZE;
     size_t total = SK_FRAME_HEADER + (size_t)n;

@@ -33,6 +33,12 @@
 /* Peers accepted per readiness event on a listener, for fairness. */
 #define SK_ACCEPTS_PER_EVENT 64
 
+/* The payload length a 4-byte big-endian frame header declares. */
+static inline uint32_t sk__frame_len(const uint8_t *h)
+{
+    return (uint32_t)h[0] << 24 | (uint32_t)h[1] << 16 | (uint32_t)h[2] << 8 | h[3];
+}
+
 /* ---- epoll seam (epoll.c) ---- */
 
 /* Everything registered with epoll starts with this; the loop calls
