@@ -431,7 +431,14 @@ SK_API uint64_t sk_conn_bytes_out(const sk_conn *c);
  * client context in opts->tls: its host is sent as SNI and verified); on_open
  * runs when connected (after the TLS handshake), on_close with the error if
  * connecting fails (-EPERM: the server's certificate was refused; the
- * reason says why). timeout_ms 0 means no connect deadline. */
+ * reason says why). timeout_ms 0 means no connect deadline. Every address
+ * the name resolves to is tried (Happy Eyeballs v2, RFC 8305): IPv6 and IPv4
+ * alternating, the next address at once when an attempt fails and beside it
+ * when one is still pending after 250 ms; the first to connect wins (the TLS
+ * handshake runs on it alone) and timeout_ms covers the whole race. If every
+ * address fails at once, returns that error and makes no connection; a
+ * later failure reaches on_close with the last attempt's error. Until
+ * connected, sk_conn_fd() is -1. */
 SK_API int sk_conn_connect(sk_loop *loop, const sk_addr *addr, const sk_stream_opts *opts,
                            const sk_conn_callbacks *cbs, void *ud, uint32_t timeout_ms,
                            sk_conn **out);
@@ -635,7 +642,10 @@ SK_API void sk_dgram_free(sk_dgram *d);
 
 /* Connects to a tcp or unix stream address, trying every resolved address in
  * turn (a tls:// address is refused with -EPROTONOSUPPORT: use sk_tls_dial). Returns the connected descriptor (>= 0, close-on-exec, non-blocking,
- * TCP_NODELAY) or a negative code with err naming the failure. */
+ * TCP_NODELAY) or a negative code with err naming the failure. Addresses are
+ * tried like sk_conn_connect's (Happy Eyeballs v2: the next one at once after
+ * a failure, or beside a pending one after 250 ms; the first connected
+ * wins), all within timeout_ms. */
 SK_API int sk_dial(const sk_addr *addr, int timeout_ms, char *err, size_t errlen);
 
 /* Sends all len bytes. Returns 0 or a negative code. */

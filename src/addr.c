@@ -1,7 +1,7 @@
 /* addr.c — the SPEC §3 address forms: parsing text into an sk_addr, formatting
  * it back, resolving it into socket addresses, and printing socket addresses.
  * It opens no sockets; dialing lives in client.c, listening in server.c. */
-#include "sockit.h"
+#include "internal.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -504,6 +504,38 @@ int sk_addr_resolve(const sk_addr *addr, int passive, struct sockaddr_storage *o
         return -ENOENT;
     }
     return count;
+}
+
+/* Moves entry from to position to, shifting those between up by one, so
+ * that the others keep their order. */
+static void move_entry(struct sockaddr_storage *ss, socklen_t *sl, int from, int to)
+{
+    struct sockaddr_storage a = ss[from];
+    socklen_t l = sl[from];
+    memmove(&ss[to + 1], &ss[to], (size_t)(from - to) * sizeof ss[0]);
+    memmove(&sl[to + 1], &sl[to], (size_t)(from - to) * sizeof sl[0]);
+    ss[to] = a;
+    sl[to] = l;
+}
+
+int sk__resolve_for_connect(const sk_addr *addr, struct sockaddr_storage *out,
+                            socklen_t *outlen, int max, char *err, size_t errlen)
+{
+    int n = sk_addr_resolve(addr, 0, out, outlen, max, err, errlen);
+    /* RFC 8305 section 4: alternate the families so that a family that is
+     * broken on this host (no route, a firewall dropping it) costs one
+     * attempt delay, not one per address of that family. */
+    for (int i = 0; i < n; i++) {
+        bool want6 = i % 2 == 0;
+        for (int j = i; j < n; j++) {
+            if ((out[j].ss_family == AF_INET6) == want6) {
+                if (j != i)
+                    move_entry(out, outlen, j, i);
+                break;
+            }
+        }
+    }
+    return n;
 }
 
 char *sk_sockaddr_format(const struct sockaddr *sa, socklen_t len, char *buf, size_t buflen)

@@ -5,7 +5,7 @@
  * part of the event loop and never touches signal dispositions. Every byte
  * goes through sk_sock_recv / sk_sock_sendv (tls.c), which take the TLS
  * path for a descriptor from sk_tls_dial and plain recv/sendmsg otherwise. */
-#include "sockit.h"
+#include "internal.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -19,9 +19,6 @@
 #include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
-
-/* How many resolved addresses sk_dial tries; a name with more is unusual. */
-#define DIAL_MAX_ADDRS 16
 
 /* A Unix listener with a full backlog makes a non-blocking connect fail with
  * EAGAIN and gives nothing to poll on, so sk_dial retries it this often
@@ -174,16 +171,13 @@ static int recv_until(int fd, void *buf, size_t len, uint64_t deadline, size_t *
     return 0;
 }
 
-/* Connects one socket to one address before the deadline. Returns the
- * descriptor or a negative code; *what says which step failed. */
-static int dial_one(const struct sockaddr_storage *sa, socklen_t salen, uint64_t deadline,
-                    const char **what)
+/* Starts a non-blocking connect of a new socket to one address. Returns the
+ * descriptor (connected, or connecting in the background) or a negative
+ * code. */
+static int start_connect(const struct sockaddr_storage *sa, socklen_t salen)
 {
-    int fd, rc, soerr = 0, family = sa->ss_family;
-    socklen_t slen = sizeof soerr;
-
-    *what = "socket for";
-    fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int family = sa->ss_family;
+    int fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return -errno;
     if (family == AF_INET || family == AF_INET6) {
@@ -192,51 +186,149 @@ static int dial_one(const struct sockaddr_storage *sa, socklen_t salen, uint64_t
         int one = 1;
         (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     }
-
-    *what = "connect to";
-    for (;;) {
-        if (connect(fd, (const struct sockaddr *)sa, salen) == 0)
-            return fd;
-        /* EINTR on connect does not abort it: the kernel goes on connecting
-         * in the background exactly as for EINPROGRESS, and a second connect
-         * would fail with EALREADY. So both are waited for the same way. */
-        if (errno == EINPROGRESS || errno == EINTR)
-            break;
-        if (errno == EAGAIN && family == AF_UNIX) {
-            rc = nap(UNIX_BACKLOG_RETRY_MS, deadline);
-            if (rc < 0)
-                goto fail;
-            continue;
-        }
-        rc = -errno;
-        goto fail;
-    }
-
-    rc = wait_fd(fd, POLLOUT, deadline);
-    if (rc < 0)
-        goto fail;
-    if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &slen) < 0) {
-        rc = -errno;
-        goto fail;
-    }
-    if (soerr != 0) {
-        rc = -soerr;
-        goto fail;
-    }
-    return fd;
-
-fail:
+    /* EINTR on connect does not abort it: the kernel goes on connecting in
+     * the background exactly as for EINPROGRESS, and a second connect would
+     * fail with EALREADY. So both are waited for the same way. */
+    if (connect(fd, (const struct sockaddr *)sa, salen) == 0 || errno == EINPROGRESS ||
+        errno == EINTR)
+        return fd;
+    int rc = -errno;
     close(fd);
     return rc;
 }
 
+/* The outcome of a connect that poll() reported on: 0 (connected), 1 (still
+ * in progress) or the negative code it failed with. */
+static int connect_result(int fd)
+{
+    int soerr = 0;
+    socklen_t slen = sizeof soerr;
+    if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &slen) < 0)
+        return -errno;
+    if (soerr == EINPROGRESS || soerr == EALREADY)
+        return 1;
+    return -soerr;
+}
+
+/* Connects to a Unix socket before the deadline. A listener with a full
+ * backlog makes a non-blocking connect fail with EAGAIN, with nothing to
+ * poll on, so that is retried every UNIX_BACKLOG_RETRY_MS. */
+static int dial_unix(const struct sockaddr_storage *sa, socklen_t salen, uint64_t deadline)
+{
+    int fd, rc;
+    for (;;) {
+        fd = start_connect(sa, salen);
+        if (fd != -EAGAIN)
+            break;
+        rc = nap(UNIX_BACKLOG_RETRY_MS, deadline);
+        if (rc < 0)
+            return rc;
+    }
+    if (fd < 0)
+        return fd;
+    rc = wait_fd(fd, POLLOUT, deadline);
+    if (rc == 0)
+        rc = connect_result(fd);
+    if (rc == 0)
+        return fd;
+    close(fd);
+    return rc == 1 ? -ETIMEDOUT : rc;
+}
+
+/* The connection attempts of one sk_dial in flight, for poll(). */
+typedef struct race {
+    struct pollfd p[SK_CONNECT_MAX_ADDRS];
+    int addr[SK_CONNECT_MAX_ADDRS]; /* which address each attempt goes to */
+    int n;
+} race;
+
+/* Takes attempt i out of the race; returns its descriptor. */
+static int race_remove(race *r, int i)
+{
+    int fd = r->p[i].fd;
+    r->n--;
+    r->p[i] = r->p[r->n];
+    r->addr[i] = r->addr[r->n];
+    return fd;
+}
+
+static void race_close_all(race *r)
+{
+    while (r->n > 0)
+        close(race_remove(r, r->n - 1));
+}
+
+/* Happy Eyeballs v2 (RFC 8305) for the blocking client: tries the
+ * addresses in order, starting the next one when the previous attempts
+ * have all failed or SK_CONNECT_ATTEMPT_DELAY_MS after the last start, and
+ * keeps the first that connects. Returns its descriptor or the last
+ * failure's code, with *failed the address that failure concerns. */
+static int dial_race(const struct sockaddr_storage *sas, const socklen_t *lens, int n,
+                     uint64_t deadline, int *failed)
+{
+    race r = {.n = 0};
+    int next = 0, rc = -ECONNREFUSED;
+    uint64_t next_start = 0; /* when the next address is due, in ns */
+    *failed = 0;
+    for (;;) {
+        while (next < n && (r.n == 0 || now_ns() >= next_start)) {
+            int fd = start_connect(&sas[next], lens[next]);
+            if (fd < 0) {
+                rc = fd;
+                *failed = next++;
+                continue; /* failed at once: the next one now */
+            }
+            r.p[r.n] = (struct pollfd){.fd = fd, .events = POLLOUT};
+            r.addr[r.n++] = next++;
+            next_start = now_ns() + SK_CONNECT_ATTEMPT_DELAY_MS * 1000000ull;
+            break;
+        }
+        if (r.n == 0)
+            return rc;
+        int ms = remaining_ms(deadline);
+        if (ms == 0) {
+            *failed = r.addr[0];
+            race_close_all(&r);
+            return -ETIMEDOUT;
+        }
+        if (next < n) {
+            uint64_t now = now_ns();
+            int due = next_start > now ? (int)((next_start - now + 999999u) / 1000000u) : 0;
+            if (ms < 0 || due < ms)
+                ms = due;
+        }
+        if (poll(r.p, (nfds_t)r.n, ms) < 0 && errno != EINTR) {
+            rc = -errno;
+            race_close_all(&r);
+            return rc;
+        }
+        for (int i = r.n - 1; i >= 0; i--) {
+            if (r.p[i].revents == 0)
+                continue;
+            int res = connect_result(r.p[i].fd);
+            if (res == 0) {
+                int fd = race_remove(&r, i);
+                race_close_all(&r); /* the losers */
+                return fd;
+            }
+            if (res < 0) {
+                /* Failed: the next address starts at once (RFC 8305 §5). */
+                rc = res;
+                *failed = r.addr[i];
+                close(race_remove(&r, i));
+                next_start = 0;
+            }
+        }
+    }
+}
+
 int sk_dial(const sk_addr *addr, int timeout_ms, char *err, size_t errlen)
 {
-    struct sockaddr_storage sas[DIAL_MAX_ADDRS];
-    socklen_t lens[DIAL_MAX_ADDRS];
+    struct sockaddr_storage sas[SK_CONNECT_MAX_ADDRS];
+    socklen_t lens[SK_CONNECT_MAX_ADDRS];
     char text[SK_ADDR_HOST_MAX + 64];
     uint64_t deadline = deadline_after(timeout_ms);
-    int n, rc = -ECONNREFUSED;
+    int n, rc, failed = 0;
 
     if (addr == NULL) {
         set_err(err, errlen, "sk_dial: no address");
@@ -251,27 +343,24 @@ int sk_dial(const sk_addr *addr, int timeout_ms, char *err, size_t errlen)
         return addr->kind == SK_ADDR_TLS ? -EPROTONOSUPPORT : -EINVAL;
     }
 
-    n = sk_addr_resolve(addr, 0, sas, lens, DIAL_MAX_ADDRS, err, errlen);
+    n = sk__resolve_for_connect(addr, sas, lens, SK_CONNECT_MAX_ADDRS, err, errlen);
     if (n < 0)
         return n;
-
-    for (int i = 0; i < n; i++) {
-        const char *what;
-        int fd = dial_one(&sas[i], lens[i], deadline, &what);
-        if (fd >= 0)
-            return fd;
-        rc = fd;
-        sk_sockaddr_format((const struct sockaddr *)&sas[i], lens[i], text, sizeof text);
-        if (rc == -ETIMEDOUT && remaining_ms(deadline) == 0) {
-            /* Our deadline covers the whole call, not each address, so
-             * there is no time left to try the others. (A kernel SYN
-             * timeout without a deadline falls through to the next.) */
-            set_err(err, errlen, "%s %s: timed out after %d ms", what, text, timeout_ms);
-            return rc;
-        }
-        char eb[128];
-        set_err(err, errlen, "%s %s: %s", what, text, strerror_r(-rc, eb, sizeof eb));
+    if (sas[0].ss_family == AF_UNIX)
+        rc = dial_unix(&sas[0], lens[0], deadline);
+    else
+        rc = dial_race(sas, lens, n, deadline, &failed);
+    if (rc >= 0)
+        return rc;
+    sk_sockaddr_format((const struct sockaddr *)&sas[failed], lens[failed], text, sizeof text);
+    if (rc == -ETIMEDOUT && remaining_ms(deadline) == 0) {
+        /* Our deadline covers the whole call, every address together. (A
+         * kernel SYN timeout without a deadline moves on to the next.) */
+        set_err(err, errlen, "connect to %s: timed out after %d ms", text, timeout_ms);
+        return rc;
     }
+    char eb[128];
+    set_err(err, errlen, "connect to %s: %s", text, strerror_r(-rc, eb, sizeof eb));
     return rc;
 }
 

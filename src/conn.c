@@ -58,6 +58,7 @@ struct sk_conn {
     void *ud;
     struct sk_server *srv;
     void *owned_cfg; /* cbs/opts copy for adopted and connecting connections */
+    struct dialer *dialer; /* sk_conn_connect's race of attempts, until one wins */
     sk_timer timer;
     uint64_t deadline;    /* sk_conn_set_deadline(), or 0 */
     const char *deadline_reason;
@@ -83,6 +84,7 @@ typedef struct owned_cfg {
 static void conn_event(sk_watch *w, uint32_t events);
 static void conn_timer(sk_timer *t, void *ud);
 static void finalize(sk_conn *c);
+static void dialer_free(sk_conn *c);
 static void echo_flush(sk_conn *c);
 static void queued(sk_conn *c);
 static void start_close(sk_conn *c);
@@ -165,7 +167,8 @@ static bool decoding_allowed(const sk_conn *c)
 
 static void update_events(sk_conn *c)
 {
-    if (c->flags & F_DEAD)
+    /* While sk_conn_connect races its attempts, c has no socket yet. */
+    if ((c->flags & F_DEAD) || c->dialer != NULL)
         return;
     uint32_t ev = 0;
     if (c->flags & F_CONNECTING)
@@ -1048,6 +1051,7 @@ static void finalize(sk_conn *c)
     if (c->flags & F_DEAD)
         return;
     c->flags |= F_DEAD | F_IN_CLOSE;
+    dialer_free(c); /* no attempt may win for a dead connection */
     sk__watch_del(c->loop, &c->w);
     sk_timer_stop(&c->timer);
     c->close_next = c->loop->close_head;
@@ -1093,8 +1097,10 @@ void sk__conn_destroy(sk_conn *c, bool call_close_cb)
     if (c->next)
         c->next->prev = c->prev;
     loop->refs--;
+    dialer_free(c);
     sk__tls_free(c->tls);
-    close(c->w.fd);
+    if (c->w.fd >= 0)
+        close(c->w.fd);
     sk__buf_release(loop, &c->in);
     sk__buf_release(loop, &c->out);
     sk__outq_free(c->outq);
@@ -1167,6 +1173,9 @@ static void tls_step(sk_conn *c)
         schedule_flush(c);
 }
 
+static void connected(sk_conn *c);
+
+/* sk_conn_connect_fd's one connect has an outcome (or a spurious wakeup). */
 static void connect_done(sk_conn *c)
 {
     int soerr = 0;
@@ -1180,6 +1189,12 @@ static void connect_done(sk_conn *c)
         finalize(c);
         return;
     }
+    connected(c);
+}
+
+/* The connect has succeeded on c->w.fd: the TLS handshake next, or open. */
+static void connected(sk_conn *c)
+{
     c->flags &= ~F_CONNECTING;
     c->last_active = c->loop->now;
     if (c->tls) {
@@ -1334,7 +1349,9 @@ int sk__conn_create(sk_loop *loop, int fd, const sk_stream_opts *opts,
     if (connecting)
         c->flags |= F_CONNECTING;
     int err = 0;
-    if (opts->tls != NULL) {
+    /* fd < 0: sk_conn_connect's race, which sets up TLS and the watch on the
+     * socket that wins. */
+    if (opts->tls != NULL && fd >= 0) {
         err = sk__tls_new(opts->tls, fd, NULL, &c->tls);
         if (err < 0) {
             free(c);
@@ -1350,7 +1367,7 @@ int sk__conn_create(sk_loop *loop, int fd, const sk_stream_opts *opts,
     } else if (connecting || srv == NULL) {
         /* Connecting: wait for writability. Adopted: on_open runs on the next
          * iteration, and reading starts then. */
-        err = connecting ? sk__watch_set(loop, &c->w, EPOLLOUT) : 0;
+        err = connecting && fd >= 0 ? sk__watch_set(loop, &c->w, EPOLLOUT) : 0;
     } else {
         err = sk__watch_set(loop, &c->w, EPOLLIN);
     }
@@ -1444,6 +1461,175 @@ int sk_conn_connect_fd(sk_loop *loop, int fd, const struct sockaddr *sa, socklen
     return 0;
 }
 
+/* ------------------------------------------------ connecting to a name
+ *
+ * Happy Eyeballs v2 (RFC 8305): every resolved address is tried, IPv6 and
+ * IPv4 alternating. An attempt that fails starts the next at once; one still
+ * pending after SK_CONNECT_ATTEMPT_DELAY_MS starts the next beside it. The
+ * first to connect wins and the others are closed; the connection's own
+ * timer (timeout_ms) bounds the whole race. Until a winner exists the
+ * connection has no socket (c->w.fd is -1), and TLS starts on the winner. */
+
+typedef struct dial_attempt {
+    sk_watch w; /* fd -1 when not started or finished */
+    struct dialer *d;
+} dial_attempt;
+
+typedef struct dialer {
+    sk_watch gc; /* parks the dialer until the batch of events is over */
+    sk_conn *c;
+    sk_timer delay; /* starts the next address beside a pending one */
+    int n, next, pending;
+    int err, err_at; /* the last failure and the address it concerns */
+    const char *host; /* the name the certificate must carry, or NULL */
+    char host_buf[SK_ADDR_HOST_MAX];
+    struct sockaddr_storage ss[SK_CONNECT_MAX_ADDRS];
+    socklen_t sl[SK_CONNECT_MAX_ADDRS];
+    dial_attempt att[SK_CONNECT_MAX_ADDRS]; /* att[i] goes to ss[i] */
+} dialer;
+
+static void attempt_close(dialer *d, int i)
+{
+    sk__watch_del(d->c->loop, &d->att[i].w);
+    close(d->att[i].w.fd);
+    d->att[i].w.fd = -1;
+    d->pending--;
+}
+
+static void dialer_destroy(sk_watch *w)
+{
+    free(SK_CONTAINER_OF(w, dialer, gc));
+}
+
+/* Ends the race: closes what is still pending. The memory goes after the
+ * current batch of events, which may still hold an attempt's watch. */
+static void dialer_free(sk_conn *c)
+{
+    dialer *d = c->dialer;
+    if (d == NULL)
+        return;
+    for (int i = 0; i < d->n; i++)
+        if (d->att[i].w.fd >= 0)
+            attempt_close(d, i);
+    sk_timer_stop(&d->delay);
+    c->dialer = NULL;
+    sk__watch_dispose(c->loop, &d->gc);
+}
+
+/* The connection fails with the last attempt's error. */
+static void dialer_fail(dialer *d)
+{
+    sk_conn *c = d->c;
+    char text[SK_ADDR_HOST_MAX + 64];
+    sk_sockaddr_format((struct sockaddr *)&d->ss[d->err_at], d->sl[d->err_at], text, sizeof text);
+    set_reason(c, d->err, "connect to %s: %s", text, sk_strerror(d->err));
+    finalize(c);
+}
+
+static void attempt_event(sk_watch *w, uint32_t events);
+
+/* Starts the connect to address i; 0 when it is under way. */
+static int attempt_start(dialer *d, int i)
+{
+    int fd = socket(d->ss[i].ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    /* Success at once (Unix) is reported by EPOLLOUT like the rest; EINTR
+     * leaves the connect going on in the background. */
+    if (connect(fd, (struct sockaddr *)&d->ss[i], d->sl[i]) < 0 && errno != EINPROGRESS &&
+        errno != EINTR) {
+        int err = -errno;
+        close(fd);
+        return err;
+    }
+    d->att[i].w.fd = fd;
+    int err = sk__watch_set(d->c->loop, &d->att[i].w, EPOLLOUT);
+    if (err < 0) {
+        close(fd);
+        d->att[i].w.fd = -1;
+        return err;
+    }
+    d->pending++;
+    return 0;
+}
+
+/* Starts addresses in order until one is under way (those failing at once
+ * are skipped), then the delay before the one after. */
+static void dialer_advance(dialer *d)
+{
+    sk_timer_stop(&d->delay);
+    while (d->next < d->n) {
+        int i = d->next++;
+        int err = attempt_start(d, i);
+        if (err == 0) {
+            if (d->next < d->n)
+                sk_timer_start(&d->delay, SK_CONNECT_ATTEMPT_DELAY_MS, 0);
+            return;
+        }
+        d->err = err;
+        d->err_at = i;
+    }
+}
+
+static void dialer_delay(sk_timer *t, void *ud)
+{
+    (void)t;
+    dialer *d = ud;
+    dialer_advance(d);
+    if (d->pending == 0)
+        dialer_fail(d);
+}
+
+/* Attempt i connected: it becomes the connection's socket. */
+static void dialer_win(dialer *d, int i)
+{
+    sk_conn *c = d->c;
+    int fd = d->att[i].w.fd;
+    sk__watch_del(c->loop, &d->att[i].w);
+    d->att[i].w.fd = -1;
+    d->pending--;
+    const char *host = d->host;
+    sk_tls_ctx *tls = c->opts->tls;
+    dialer_free(c); /* the losers */
+    c->w.fd = fd;
+    int one = 1;
+    /* Ignored for Unix sockets, where it fails harmlessly. */
+    (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    if (tls != NULL) {
+        int err = sk__tls_new(tls, fd, host, &c->tls);
+        if (err < 0) {
+            set_reason(c, err, "TLS: %s", sk_strerror(err));
+            finalize(c);
+            return;
+        }
+    }
+    connected(c);
+}
+
+static void attempt_event(sk_watch *w, uint32_t events)
+{
+    (void)events;
+    dial_attempt *a = SK_CONTAINER_OF(w, dial_attempt, w);
+    dialer *d = a->d;
+    int i = (int)(a - d->att);
+    int soerr = 0;
+    socklen_t len = sizeof soerr;
+    if (getsockopt(w->fd, SOL_SOCKET, SO_ERROR, &soerr, &len) < 0)
+        soerr = errno;
+    if (soerr == EINPROGRESS || soerr == EALREADY)
+        return;
+    if (soerr == 0) {
+        dialer_win(d, i);
+        return;
+    }
+    attempt_close(d, i);
+    d->err = -soerr;
+    d->err_at = i;
+    dialer_advance(d); /* a failure starts the next address at once */
+    if (d->pending == 0)
+        dialer_fail(d);
+}
+
 int sk_conn_connect(sk_loop *loop, const sk_addr *addr, const sk_stream_opts *opts,
                     const sk_conn_callbacks *cbs, void *ud, uint32_t timeout_ms, sk_conn **out)
 {
@@ -1453,41 +1639,48 @@ int sk_conn_connect(sk_loop *loop, const sk_addr *addr, const sk_stream_opts *op
      * too (the caller asked for it). */
     if (addr->kind == SK_ADDR_TLS && (opts == NULL || opts->tls == NULL))
         return -EINVAL;
-    struct sockaddr_storage ss[8];
-    socklen_t sl[8];
-    int n = sk_addr_resolve(addr, 0, ss, sl, 8, NULL, 0);
-    if (n < 0)
-        return n;
-    int err = -ECONNREFUSED;
-    /* Immediate failures move on to the next address; a connect that is in
-     * progress is committed to (its failure reaches on_close). */
-    for (int i = 0; i < n; i++) {
-        int fd = socket(ss[i].ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-        if (fd < 0) {
-            err = -errno;
-            continue;
-        }
-        err = sk_conn_connect_fd(loop, fd, (struct sockaddr *)&ss[i], sl[i], opts, cbs, ud,
-                                 timeout_ms, out);
-        if (err == 0) {
-            /* The name the server's certificate must carry, and its SNI. */
-            if ((*out)->tls != NULL && addr->kind != SK_ADDR_UNIX) {
-                sk__tls *t = NULL;
-                err = sk__tls_new(opts->tls, fd, addr->host, &t);
-                if (err < 0) {
-                    sk__conn_destroy(*out, false); /* closes fd */
-                    return err;
-                }
-                sk__tls_free((*out)->tls);
-                (*out)->tls = t;
-            }
-            return 0;
-        }
-        close(fd);
-        if (err == -ENOMEM)
-            return err;
+    dialer *d = calloc(1, sizeof *d);
+    if (d == NULL)
+        return -ENOMEM;
+    d->n = sk__resolve_for_connect(addr, d->ss, d->sl, SK_CONNECT_MAX_ADDRS, NULL, 0);
+    if (d->n < 0) {
+        int err = d->n;
+        free(d);
+        return err;
     }
-    return err;
+    owned_cfg *cfg = copy_cfg(opts, cbs);
+    sk_conn *c = NULL;
+    int err = cfg ? sk__conn_create(loop, -1, &cfg->opts, &cfg->cbs, ud, NULL, true, &c) : -ENOMEM;
+    if (err < 0) {
+        free(cfg);
+        free(d);
+        return err;
+    }
+    c->owned_cfg = cfg;
+    c->dialer = d;
+    d->c = c;
+    d->gc.fd = -1;
+    d->gc.destroy = dialer_destroy;
+    d->err = -ECONNREFUSED;
+    sk__timer_init(&d->delay, loop, dialer_delay, d);
+    for (int i = 0; i < d->n; i++)
+        d->att[i] = (dial_attempt){.w = {.fd = -1, .on_event = attempt_event}, .d = d};
+    /* The name the server's certificate must carry, and its SNI. */
+    if (addr->kind != SK_ADDR_UNIX) {
+        snprintf(d->host_buf, sizeof d->host_buf, "%s", addr->host);
+        d->host = d->host_buf;
+    }
+    dialer_advance(d);
+    if (d->pending == 0) {
+        /* Every address failed at once: no callbacks, the code says why. */
+        err = d->err;
+        sk__conn_destroy(c, false);
+        return err;
+    }
+    if (timeout_ms)
+        sk_timer_start(&c->timer, timeout_ms, 0);
+    *out = c;
+    return 0;
 }
 
 /* ---------------------------------------------------------- accessors */
@@ -1541,6 +1734,8 @@ const char *sk_conn_peer(const sk_conn *c)
     sk_conn *m = (sk_conn *)(uintptr_t)c; /* the text is computed once, lazily */
     if (m->peer)
         return m->peer;
+    if (c->w.fd < 0)
+        return "(connecting)"; /* not cached: the winning attempt names it */
     char text[160];
     struct sockaddr_storage ss;
     socklen_t len = sizeof ss;

@@ -39,6 +39,21 @@ static inline uint32_t sk__frame_len(const uint8_t *h)
     return (uint32_t)h[0] << 24 | (uint32_t)h[1] << 16 | (uint32_t)h[2] << 8 | h[3];
 }
 
+/* ---- connecting to a name with several addresses (addr.c) ---- */
+
+/* Happy Eyeballs v2 (RFC 8305): sk_conn_connect and sk_dial start the next
+ * address when an attempt is still pending after this long (the RFC's
+ * recommended Connection Attempt Delay), and at once when one fails. */
+#define SK_CONNECT_ATTEMPT_DELAY_MS 250
+/* Addresses of one name tried; a name with more is unusual. */
+#define SK_CONNECT_MAX_ADDRS 16
+
+/* sk_addr_resolve for a client, with the addresses put in the order RFC 8305
+ * section 4 tries them: IPv6 first, then IPv4, alternating, each family in
+ * the resolver's order. Returns the count or a negative code (err says why). */
+int sk__resolve_for_connect(const sk_addr *addr, struct sockaddr_storage *out,
+                            socklen_t *outlen, int max, char *err, size_t errlen);
+
 /* ---- epoll seam (epoll.c) ---- */
 
 /* Everything registered with epoll starts with this; the loop calls
