@@ -404,8 +404,9 @@ SK_API void sk_conn_pause(sk_conn *c);
 SK_API void sk_conn_resume(sk_conn *c);
 
 /* Sets a one-off deadline ms from now (0 clears it): if it passes, the
- * connection fails (lingering close) with -ETIMEDOUT and reason, which must
- * be a string that outlives the connection (a literal). For protocol
+ * connection fails (lingering close) with -ETIMEDOUT and reason (NULL: a
+ * default), which is copied (its first 63 bytes): the caller's string may go
+ * away at once. For protocol
  * handshakes and authentication, which must finish in bounded time however
  * the peer trickles its bytes. */
 SK_API void sk_conn_set_deadline(sk_conn *c, uint32_t ms, const char *reason);

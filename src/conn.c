@@ -37,6 +37,11 @@ enum {
     F_TLS_READ_OUT = 1u << 16 /* a TLS read waits for EPOLLOUT (it must send first) */
 };
 
+/* sk_conn_set_deadline copies its reason into the connection, cut to this
+ * size: a sentence for the log, kept without a malloc each time a service
+ * moves its deadline. */
+#define DEADLINE_REASON_MAX 64
+
 /* Fields in the order the hot path touches them: what every event and every
  * message needs first (three cache lines), the rest after. */
 struct sk_conn {
@@ -61,7 +66,7 @@ struct sk_conn {
     struct dialer *dialer; /* sk_conn_connect's race of attempts, until one wins */
     sk_timer timer;
     uint64_t deadline;    /* sk_conn_set_deadline(), or 0 */
-    const char *deadline_reason;
+    char deadline_reason[DEADLINE_REASON_MAX];
     char *reason;
     char *peer;
     /* The peer's address as accept() gave it, so a peer that resets at once
@@ -288,12 +293,14 @@ static size_t process_input(sk_conn *c, const uint8_t *buf, size_t len)
     size_t off = 0;
     uint64_t msgs = 0;
     if (c->opts->framing == SK_FRAMING_FRAME) {
-        /* The frame decoder inlined: this loop runs once per message. */
-        const size_t max = c->dec.max;
+        /* The frame decoder inlined: this loop runs once per message. The
+         * limit is read for every frame, not once per read: on_message may
+         * change it (sk_conn_set_max_msg after authentication), and the
+         * rest of this read must be judged by the new one. */
         while (len - off >= SK_FRAME_HEADER && decoding_allowed(c)) {
             const uint8_t *h = buf + off;
             uint32_t n = sk__frame_len(h);
-            if (n > max) {
+            if (n > c->dec.max) {
                 sk__stat_local(c->loop, SK__STAT_MSGS_IN, msgs);
                 protocol_error(c, -EMSGSIZE, h, len - off);
                 return len;
@@ -1140,7 +1147,7 @@ static void tls_begin(sk_conn *c)
     uint32_t ms = c->opts->handshake_timeout_ms ? c->opts->handshake_timeout_ms
                                                 : SK_TLS_DEFAULT_HANDSHAKE_MS;
     c->deadline = c->loop->now + ms;
-    c->deadline_reason = "TLS handshake not finished in time";
+    snprintf(c->deadline_reason, sizeof c->deadline_reason, "TLS handshake not finished in time");
     arm_timer(c);
 }
 
@@ -1708,7 +1715,10 @@ void sk_conn_set_deadline(sk_conn *c, uint32_t ms, const char *reason)
     if (c->flags & F_DEAD)
         return;
     c->deadline = ms ? c->loop->now + ms : 0;
-    c->deadline_reason = reason ? reason : "deadline passed";
+    /* Copied: a caller's buffer may be gone or reused by the time the
+     * deadline passes. */
+    snprintf(c->deadline_reason, sizeof c->deadline_reason, "%s",
+             reason ? reason : "deadline passed");
     if (!(c->flags & (F_LINGER | F_CONNECTING)))
         arm_timer(c);
 }

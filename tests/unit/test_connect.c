@@ -340,3 +340,132 @@ Test(connect, dial_timeout_covers_every_attempt)
     cr_assert(strstr(err, "timed out after 400 ms") != NULL, "%s", err);
     blackhole_close(&hole);
 }
+
+/* ------------------------------------------- accepted connections' options */
+
+static struct {
+    sk_loop *loop;
+    int opened;
+    int keepalive, idle, intvl, cnt;
+    int msgs, closes, err;
+    char reason[128];
+} s;
+
+static int sockopt(int fd, int level, int name)
+{
+    int v = -1;
+    socklen_t len = sizeof v;
+    cr_assert_eq(getsockopt(fd, level, name, &v, &len), 0, "%s", strerror(errno));
+    return v;
+}
+
+static void ka_open(sk_conn *c)
+{
+    int fd = sk_conn_fd(c);
+    s.opened++;
+    s.keepalive = sockopt(fd, SOL_SOCKET, SO_KEEPALIVE);
+    s.idle = sockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE);
+    s.intvl = sockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL);
+    s.cnt = sockopt(fd, IPPROTO_TCP, TCP_KEEPCNT);
+    sk_loop_stop(s.loop);
+}
+
+/* Runs a server on 127.0.0.1 with callbacks cbs and framing until the test's
+ * callbacks stop the loop; first is written by a plain client before. */
+static void serve_one(const sk_conn_callbacks *cbs, enum sk_framing framing, const void *first,
+                      size_t first_len)
+{
+    cr_assert_eq(sk_loop_new(&s.loop), 0);
+    sk_server_opts so;
+    sk_server_opts_init(&so);
+    so.stream.framing = framing;
+    so.cbs = *cbs;
+    sk_addr a;
+    cr_assert_eq(sk_addr_parse("127.0.0.1:0", &a, NULL, 0), 0);
+    sk_server *srv = NULL;
+    char err[256];
+    cr_assert_eq(sk_server_listen(s.loop, &a, &so, &srv, err, sizeof err), 0, "%s", err);
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in sin = {.sin_family = AF_INET, .sin_port = htons((uint16_t)sk_server_port(srv))};
+    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    cr_assert_eq(connect(fd, (struct sockaddr *)&sin, sizeof sin), 0);
+    /* In the socket before the server accepts: one read takes it all. */
+    if (first_len)
+        unit_write_all(fd, first, first_len);
+    unit_watchdog w;
+    unit_watchdog_start(&w, s.loop, 10000);
+    sk_loop_run(s.loop);
+    cr_assert_eq(unit_watchdog_end(&w), 0, "the loop hung");
+    close(fd);
+    sk_server_free(srv);
+    sk_loop_free(s.loop);
+}
+
+Test(connect, accepted_tcp_connections_have_keepalive)
+{
+    memset(&s, 0, sizeof s);
+    sk_conn_callbacks cbs = {.on_open = ka_open};
+    serve_one(&cbs, SK_FRAMING_RAW, NULL, 0);
+    cr_assert_eq(s.opened, 1);
+    cr_assert(s.keepalive != 0, "SO_KEEPALIVE not set on an accepted socket");
+    cr_assert_eq(s.idle, 60);
+    cr_assert_eq(s.intvl, 10);
+    cr_assert_eq(s.cnt, 6);
+}
+
+/* ------------------------------------------ a frame limit raised mid-read */
+
+static void auth_open(sk_conn *c) { sk_conn_set_max_msg(c, 4096); }
+
+static void auth_message(sk_conn *c, const uint8_t *d, size_t n)
+{
+    (void)d;
+    if (++s.msgs == 1)
+        sk_conn_set_max_msg(c, 0); /* authenticated: full size from now */
+    else if (n == 5000)
+        sk_loop_stop(s.loop);
+}
+
+static void auth_close(sk_conn *c, int err)
+{
+    s.closes++;
+    s.err = err;
+    snprintf(s.reason, sizeof s.reason, "%s", sk_conn_reason(c));
+    sk_loop_stop(s.loop);
+}
+
+Test(connect, max_msg_raised_by_on_message_applies_to_the_rest_of_the_read)
+{
+    memset(&s, 0, sizeof s);
+    /* AUTH and a 5000-byte request in one write, as a client sends them
+     * after the server's hello. */
+    static uint8_t buf[4 + 4 + 4 + 5000];
+    memcpy(buf, "\0\0\0\4AUTH\0\0\x13\x88", 12);
+    memset(buf + 12, 'r', 5000);
+    sk_conn_callbacks cbs = {.on_open = auth_open, .on_message = auth_message,
+                             .on_close = auth_close};
+    serve_one(&cbs, SK_FRAMING_FRAME, buf, sizeof buf);
+    cr_assert_eq(s.msgs, 2, "the request was refused: %s", s.reason);
+}
+
+/* ------------------------------------------------ the deadline's reason */
+
+static char reason_buf[64];
+
+static void dl_open(sk_conn *c)
+{
+    snprintf(reason_buf, sizeof reason_buf, "hello not finished in time");
+    sk_conn_set_deadline(c, 50, reason_buf);
+    /* The caller's buffer is reused at once, as a stack buffer would be. */
+    memset(reason_buf, 'X', sizeof reason_buf - 1);
+}
+
+Test(connect, deadline_reason_is_copied)
+{
+    memset(&s, 0, sizeof s);
+    sk_conn_callbacks cbs = {.on_open = dl_open, .on_close = auth_close};
+    serve_one(&cbs, SK_FRAMING_RAW, NULL, 0);
+    cr_assert_eq(s.closes, 1);
+    cr_assert_eq(s.err, -ETIMEDOUT);
+    cr_assert_str_eq(s.reason, "hello not finished in time");
+}
