@@ -8,7 +8,8 @@ import socket
 import subprocess
 import time
 
-from helpers import SOCKIT, SockitTestCase, child_env, unused_tcp_port
+from helpers import (SOCKIT, SockitTestCase, child_env, ipv6_loopback_available,
+                     unused_tcp_port)
 
 
 class PipeMode(SockitTestCase):
@@ -83,6 +84,85 @@ class PipeMode(SockitTestCase):
         cp = self.sockit("connect", "unix:" + self.path("nobody.sock"), input=b"x\n", timeout=20)
         self.assertEqual(cp.returncode, 1)
         self.assertEqual(len(cp.stderr.decode().strip().splitlines()), 1, cp.stderr)
+
+
+class HappyEyeballs(SockitTestCase):
+    """A name listing ::1 before 127.0.0.1 (as Debian 12's /etc/hosts does for
+    localhost) while the server listens on 127.0.0.1 only: the client tries
+    the next address when ::1 refuses, and starts it beside a ::1 attempt
+    that hangs (RFC 8305). Each run gets its own /etc/hosts in a private
+    mount namespace (unshare -m, root only)."""
+
+    NAME = "sockit-he-test"
+
+    def setUp(self):
+        super().setUp()
+        if os.geteuid() != 0:
+            self.skipTest("needs root for a private mount namespace (unshare -m)")
+        if not ipv6_loopback_available():
+            self.skipTest("no IPv6 loopback here")
+        if subprocess.run(["unshare", "-m", "true"], stdout=subprocess.DEVNULL,
+                          stderr=subprocess.DEVNULL, timeout=10).returncode != 0:
+            self.skipTest("unshare -m is not permitted here")
+        self.hosts = self.path("hosts")
+        with open(self.hosts, "w") as f:
+            f.write("::1 %s localhost\n127.0.0.1 %s localhost\n" % (self.NAME, self.NAME))
+
+    def sockit_with_hosts(self, *args, input=None, timeout=30):
+        """Runs `sockit ARGS` with self.hosts as /etc/hosts."""
+        script = 'mount --bind "$1" /etc/hosts && shift && exec "$@"'
+        return self.run_cmd(["unshare", "-m", "--propagation", "private", "sh", "-c", script,
+                             "sh", self.hosts, SOCKIT] + list(args), input=input, timeout=timeout)
+
+    def blackhole(self, port):
+        """[::1]:port that never answers: a backlog-0 listener whose accept
+        queue is full, so the kernel drops every further SYN (loopback)."""
+        lst = self.track(socket.socket(socket.AF_INET6, socket.SOCK_STREAM))
+        lst.bind(("::1", port))
+        lst.listen(0)
+        for _ in range(8):
+            c = self.track(socket.socket(socket.AF_INET6, socket.SOCK_STREAM))
+            c.setblocking(False)
+            c.connect_ex(("::1", port))
+            _, w, _ = select.select([], [c], [], 0.3)
+            if not w or c.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) != 0:
+                return lst          # this SYN went unanswered: the queue is full
+        self.fail("the backlog-0 queue never filled")
+
+    def test_moves_on_when_the_first_address_refuses(self):
+        srv = self.serve("echo", "127.0.0.1:0")
+        port = int(srv.addr.rpartition(":")[2])
+        cp = self.sockit_with_hosts("connect", "%s:%d" % (self.NAME, port), "--timeout", "5",
+                                    input=b"first refused\n")
+        self.assertEqual(cp.returncode, 0, cp.stderr)
+        self.assertEqual(cp.stdout, b"first refused\n")
+        self.assertClean(cp)
+
+    def test_starts_the_next_address_beside_a_pending_one(self):
+        srv = self.serve("echo", "127.0.0.1:0")
+        port = int(srv.addr.rpartition(":")[2])
+        self.blackhole(port)
+        t0 = time.monotonic()
+        cp = self.sockit_with_hosts("connect", "%s:%d" % (self.NAME, port), "--timeout", "5",
+                                    input=b"first pending\n")
+        took = time.monotonic() - t0
+        self.assertEqual(cp.returncode, 0, cp.stderr)
+        self.assertEqual(cp.stdout, b"first pending\n")
+        # Not the 5 s timeout (nor a 1 s SYN retransmission) on [::1].
+        self.assertLess(took, 4.0)
+        self.assertClean(cp)
+
+    def test_tls_to_localhost_listed_ipv6_first(self):
+        cp = self.sockit("cert", self.path("srv"))
+        self.assertEqual(cp.returncode, 0, cp.stderr)
+        crt, key = self.path("srv.crt"), self.path("srv.key")
+        srv = self.serve("echo", "tls://127.0.0.1:0", "--cert", crt, "--key", key)
+        port = int(srv.addr.rpartition(":")[2])
+        cp = self.sockit_with_hosts("connect", "tls://localhost:%d" % port, "--ca", crt,
+                                    "--timeout", "5", input=b"hello over tls\n")
+        self.assertEqual(cp.returncode, 0, cp.stderr)
+        self.assertEqual(cp.stdout, b"hello over tls\n")
+        self.assertClean(cp)
 
 
 class DatagramMode(SockitTestCase):
