@@ -45,6 +45,8 @@ static void usage(FILE *out)
             "  --max-frame BYTES largest frame accepted from the server (default 16M)\n"
             CLI_TLS_USAGE
             "tls://HOST:PORT needs --ca or --pin unless the system's CAs vouch for the server.\n"
+            "A HOST with several addresses: all are tried, IPv6 and IPv4 alternating, the next\n"
+            "at once after a refusal or beside one pending for 250 ms (RFC 8305).\n"
             "Exit codes: 0 ok, 1 connection refused / timed out / no reply / certificate\n"
             "refused, 2 usage.\n");
 }
