@@ -660,6 +660,38 @@ class PreAuth(ExecCase):
             c.close()
         srv.stop_checked(self)
 
+    def test_auth_and_a_5k_request_in_one_write(self):
+        # The frame limit goes from 4 KiB to full size when AUTH is
+        # accepted; a REQUEST that came in the same read must be judged by
+        # the new limit (review #18: it was refused as "frame too large").
+        srv = self.exec_server()
+        host, port = helpers.parse_addr(srv.addr)[2]
+        s = self.track(socket.create_connection((host, port), timeout=10))
+        c = ExecClient(s)
+        c.send(exec_client.HELLO_C, b"SKIT" + bytes([1, 4]) + b"exec")
+        t, body = c.recv(exec_client.PREAUTH_MAX)
+        self.assertEqual(t, exec_client.HELLO_S)
+        nonce_s, nonce_c = body[6 + body[5]:], os.urandom(32)
+        auth = bytes([exec_client.AUTH]) + nonce_c + exec_client.proof(
+            self.token, b"client", nonce_s, nonce_c)
+        word = b"x" * 5000
+        req = bytes([exec_client.REQUEST]) + struct.pack("!BIH", exec_client.FLAG_NO_STDIN, 0, 2)
+        req += struct.pack("!I", 4) + b"echo" + struct.pack("!I", len(word)) + word
+        self.assertGreater(len(req), exec_client.PREAUTH_MAX)
+        s.sendall(frame(auth) + frame(req))
+        self.assertEqual(c.recv(exec_client.PREAUTH_MAX)[0], exec_client.AUTH_OK)
+        out = b""
+        while True:
+            t, body = c.recv()
+            if t == exec_client.EXIT:
+                break
+            self.assertEqual(t, exec_client.STDOUT)
+            out += body
+        self.assertEqual(body[:2], b"\0\0")
+        self.assertEqual(out, word + b"\n")
+        s.close()
+        srv.stop_checked(self)
+
 
 class Interop(ExecCase):
 
