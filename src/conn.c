@@ -1495,6 +1495,7 @@ typedef struct dialer {
     dial_attempt att[SK_CONNECT_MAX_ADDRS]; /* att[i] goes to ss[i] */
 } dialer;
 
+/* Drops attempt i (lost, failed or abandoned). */
 static void attempt_close(dialer *d, int i)
 {
     sk__watch_del(d->c->loop, &d->att[i].w);
@@ -1503,6 +1504,7 @@ static void attempt_close(dialer *d, int i)
     d->pending--;
 }
 
+/* The garbage collector's end of a dialer (sk__watch_dispose). */
 static void dialer_destroy(sk_watch *w)
 {
     free(SK_CONTAINER_OF(w, dialer, gc));
@@ -1578,6 +1580,7 @@ static void dialer_advance(dialer *d)
     }
 }
 
+/* SK_CONNECT_ATTEMPT_DELAY_MS passed with attempts still pending. */
 static void dialer_delay(sk_timer *t, void *ud)
 {
     (void)t;
@@ -1613,6 +1616,8 @@ static void dialer_win(dialer *d, int i)
     connected(c);
 }
 
+/* An attempt's socket is writable or in error: won, failed, or (spurious)
+ * still connecting. */
 static void attempt_event(sk_watch *w, uint32_t events)
 {
     (void)events;
