@@ -143,7 +143,7 @@ SK_API void sk_stats_get(sk_stats *out);
  * stable format for scripts (new keys may be added at the end). Returns the
  * length the whole line needs (as snprintf: the text is cut if len is
  * smaller; SK_STATS_TEXT_MAX bytes are always enough). */
-#define SK_STATS_TEXT_MAX 512
+#define SK_STATS_TEXT_MAX 640
 SK_API int sk_stats_format(const sk_stats *s, char *buf, size_t len);
 
 /* Timers: monotonic, kept in a binary heap; timers due at the same time run
