@@ -341,3 +341,25 @@ class Guard(SockitTestCase):
         except socket.timeout:
             pass
         self.assertEqual(got, [b"X"] * 3)
+
+    def test_unixgram_sources_are_rate_limited_by_path(self):
+        spath = self.path("guard.sock")
+        self.serve("upper", "unixgram:" + spath, "--udp-rate", "3")
+        clients = []
+        for name in ("ga.sock", "gb.sock"):
+            c = self.track(socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM))
+            c.bind(self.path(name))
+            c.settimeout(0.5)
+            clients.append(c)
+        a, b = clients
+        for _ in range(10):
+            a.sendto(b"x", spath)
+        got = []
+        try:
+            while len(got) < 20:
+                got.append(a.recv(100))
+        except socket.timeout:
+            pass
+        self.assertEqual(got, [b"X"] * 3)
+        b.sendto(b"b", spath)
+        self.assertEqual(b.recv(100), b"B")
