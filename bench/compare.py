@@ -206,7 +206,7 @@ def make_server(kind, transport, sockit, tmp):
     if kind in ("sockit", "sockit_raw"):
         framing = "raw" if kind == "sockit_raw" else "frame"
         if transport == "udp":
-            argv = [sockit, "serve", "echo", "udp://127.0.0.1:0", "--quiet"]
+            argv = [sockit, "serve", "echo", "udp://127.0.0.1:0", "--quiet", "--udp-rate", "0"]
         else:
             argv = [sockit, "serve", "echo", addr, "--framing", framing, "--quiet"]
         return Server(kind, argv, LISTEN_RE)

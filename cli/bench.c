@@ -100,7 +100,7 @@ static void usage(FILE *out)
             "  line     lines of --size letters\n"
             "  connect  connect, one frame exchanged, close; -c connectors (source 127.0.0.x rotated)\n"
             "  idle     open -c connections and hold them for -d seconds\n"
-            "  udp      datagrams of --size bytes\n"
+            "  udp      datagrams of --size bytes (a sockit server needs --udp-rate 0)\n"
             "  redis    Redis PING requests (+PONG replies), as redis-benchmark -t ping_inline\n"
             "options:\n"
             "  -c N             connections (default 50)\n"

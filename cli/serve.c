@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "../services/exec.h"
@@ -19,6 +20,18 @@
 
 #define MAX_LISTENERS 16
 #define MAX_WORKERS 64
+/* Datagrams per second answered to one source over udp:// and unixgram:
+ * (--udp-rate): far above what a client of an echo needs, far below what
+ * would make the server a useful flood reflector. */
+#define DEFAULT_UDP_RATE 1000
+/* Descriptors left out of the per-service shares of the descriptor limit
+ * when several stream services share the process without --max-conns: the
+ * process's own (stdio, loops, signal and timer descriptors, listeners,
+ * their accept reserves, token and log files) and exec's pipes to its
+ * children while they start. */
+#define FD_RESERVE 64
+#define STR_(x) #x
+#define STR(x) STR_(x)
 
 typedef struct listener {
     const svc_def *svc;
@@ -32,6 +45,8 @@ typedef struct serve_cfg {
     enum sk_framing framing;
     bool framing_set;
     unsigned max_conns;
+    bool max_conns_set;
+    unsigned udp_rate;    /* --udp-rate: replies per second per source; 0: no limit */
     uint32_t idle_ms, frame_ms, drain_ms;
     uint32_t stats_ms;    /* --stats: print the counters this often (0: never) */
     unsigned backlog, workers;
@@ -112,7 +127,9 @@ static void usage(FILE *out)
             "\n"
             "options:\n"
             "  --framing raw|line|frame  message framing (default raw)\n"
-            "  --max-conns N             refuse peers beyond N open connections (0: no limit)\n"
+            "  --max-conns N             refuse peers beyond N open connections (0: no limit;\n"
+            "                            default: no limit for one stream service; with several,\n"
+            "                            each gets (descriptor limit - " STR(FD_RESERVE) ") / services)\n"
             "  --idle-timeout SEC        close connections idle that long (0: never, the default)\n"
             "  --frame-timeout SEC       a started frame or line must complete in time (default 30)\n"
             "  --backlog N               listen backlog (default 511)\n"
@@ -124,7 +141,14 @@ static void usage(FILE *out)
             "  --message TEXT            greet: what to send (default \"Thank you for connecting\\r\\n\")\n"
             "  --quiet                   no per-connection log lines\n"
             "  --stats SEC               print the counters every SEC seconds (also on SIGUSR1)\n"
-            "  --log-level LEVEL         error, warn, info (default) or debug\n"
+            "  --log-level LEVEL         error, warn, info (default) or debug\n",
+            svc_echo.summary, svc_upper.summary, svc_greet.summary, svc_chat.summary,
+            svc_exec.summary, svc_files.summary);
+    /* Two strings: one would pass the 4095 bytes C compilers must accept. */
+    fputs("  --udp-rate N              udp://, unixgram: answer one source (address and port)\n"
+            "                            at most N times a second (default " STR(DEFAULT_UDP_RATE) "; 0: no limit);\n"
+            "                            datagrams from this endpoint itself or from a source\n"
+            "                            port below 1024 are never answered\n"
             "tls:// options (any stream service; TLS 1.2+, 1.3 preferred):\n"
             "  --cert FILE               PEM certificate (chain) of the server (sockit cert NAME)\n"
             "  --key FILE                PEM private key of the certificate\n"
@@ -157,9 +181,7 @@ static void usage(FILE *out)
             "  --partial-ttl SEC         remove unfinished uploads untouched that long\n"
             "                            (default 86400: a day)\n"
             "  --max-unauth, --handshake-timeout   as for exec\n"
-            "  -h, --help                this help\n",
-            svc_echo.summary, svc_upper.summary, svc_greet.summary, svc_chat.summary,
-            svc_exec.summary, svc_files.summary);
+            "  -h, --help                this help\n", out);
 }
 
 /* ------------------------------------------------------------ parsing */
@@ -300,6 +322,7 @@ static int parse_args(serve_state *st, int argc, char **argv)
     cfg->max_memory = 256u * 1024u * 1024u;
     cfg->message = "Thank you for connecting\r\n";
     cfg->level = SK_LOG_INFO;
+    cfg->udp_rate = DEFAULT_UDP_RATE;
     exec_opts_init(&cfg->exec);
     files_opts_init(&cfg->files);
 
@@ -307,7 +330,7 @@ static int parse_args(serve_state *st, int argc, char **argv)
            O_MAXLINE, O_MAXMEM, O_DRAIN, O_MESSAGE, O_QUIET, O_LOGLEVEL, O_MAXQUEUE, O_MAXRATE,
            O_TOKEN, O_ALLOWSHELL, O_ALLOW, O_TIMEOUT, O_MAXOUTPUT, O_MAXPROCS, O_CWD, O_PASSENV,
            O_MAXUNAUTH, O_HANDSHAKE, O_ROOT, O_READONLY, O_MAXFILESIZE, O_PARTIALTTL, O_CERT,
-           O_KEY, O_STATS };
+           O_KEY, O_STATS, O_UDPRATE };
     static const struct option longopts[] = {
         {"framing", required_argument, NULL, O_FRAMING},
         {"max-conns", required_argument, NULL, O_MAXCONNS},
@@ -341,6 +364,7 @@ static int parse_args(serve_state *st, int argc, char **argv)
         {"cert", required_argument, NULL, O_CERT},
         {"key", required_argument, NULL, O_KEY},
         {"stats", required_argument, NULL, O_STATS},
+        {"udp-rate", required_argument, NULL, O_UDPRATE},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -356,7 +380,10 @@ static int parse_args(serve_state *st, int argc, char **argv)
             bad = sk_framing_parse(v, &cfg->framing) < 0;
             cfg->framing_set = true;
             break;
-        case O_MAXCONNS: bad = cli_parse_uint(v, 0, 10000000, &cfg->max_conns); break;
+        case O_MAXCONNS:
+            bad = cli_parse_uint(v, 0, 10000000, &cfg->max_conns);
+            cfg->max_conns_set = true;
+            break;
         case O_IDLE: bad = cli_parse_seconds(v, &cfg->idle_ms); break;
         case O_FRAME_TO: bad = cli_parse_seconds(v, &cfg->frame_ms); break;
         case O_BACKLOG: bad = cli_parse_uint(v, 1, 65535, &cfg->backlog); break;
@@ -411,6 +438,7 @@ static int parse_args(serve_state *st, int argc, char **argv)
         case O_STATS:
             bad = cli_parse_seconds(v, &cfg->stats_ms) < 0 || cfg->stats_ms == 0;
             break;
+        case O_UDPRATE: bad = cli_parse_uint(v, 0, 100000000, &cfg->udp_rate); break;
         case ':':
             cli_err("option %s needs a value", argv[optind - 1]);
             return -1;
@@ -663,6 +691,13 @@ static int open_listener(serve_state *st, int i)
             cli_err("%s: %s", l->svc->name, err[0] ? err : sk_strerror(rc));
             return -1;
         }
+        /* Every datagram service answers what it gets (echo, upper): guard
+         * it against loops and reflection here, in one place. */
+        rc = sk_dgram_guard(st->ws[0].dgrams[i], st->cfg.udp_rate);
+        if (rc < 0) {
+            cli_err("%s: %s", l->svc->name, sk_strerror(rc));
+            return -1;
+        }
         print_listening(l, sk_dgram_fd(st->ws[0].dgrams[i]));
         return 0;
     }
@@ -699,6 +734,26 @@ static int open_listener(serve_state *st, int i)
     }
     print_listening(l, sk_server_fd(st->ws[0].servers[i]));
     return 0;
+}
+
+/* The default --max-conns: none for one stream service; with several in
+ * one process, an equal share of the descriptor limit each (FD_RESERVE
+ * kept back), so that idle peers of one service (echo) cannot take the
+ * descriptors another (exec, files) needs. Logs the share it sets. */
+static void default_max_conns(serve_state *st)
+{
+    int n = 0;
+    for (int i = 0; i < st->nls; i++)
+        n += !st->ls[i].datagram;
+    struct rlimit rl;
+    if (st->cfg.max_conns_set || n < 2 || getrlimit(RLIMIT_NOFILE, &rl) < 0)
+        return;
+    rlim_t fds = rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur > 10000000 ? 10000000 : rl.rlim_cur;
+    rlim_t share = fds > FD_RESERVE + (rlim_t)n ? (fds - FD_RESERVE) / (rlim_t)n : 1;
+    st->cfg.max_conns = (unsigned)share;
+    sk_log(SK_LOG_INFO, "each service holds at most %u connections (descriptor limit %llu, "
+           "%d kept back, shared by %d services; --max-conns sets it)", st->cfg.max_conns,
+           (unsigned long long)fds, FD_RESERVE, n);
 }
 
 static void free_all(serve_state *st)
@@ -759,6 +814,7 @@ int cmd_serve(int argc, char **argv)
         }
         sk_timer_start(st->stats_timer, st->cfg.stats_ms, st->cfg.stats_ms);
     }
+    default_max_conns(st);
     for (int i = 0; i < st->nls; i++)
         if (open_listener(st, i) < 0)
             goto out;

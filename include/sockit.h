@@ -130,6 +130,9 @@ typedef struct sk_stats {
     uint64_t err_nobufs;   /* buffer refused by the memory budget (-ENOBUFS) */
     uint64_t queued;       /* output bytes waiting on every connection now */
     uint64_t mem;          /* sk_mem_in_use() */
+    uint64_t dgram_dropped; /* datagrams dropped by datagram endpoints: too
+                              large, refused by sk_dgram_guard, or a reply
+                              the socket would not take */
 } sk_stats;
 
 /* Fills *out with the counters now. Thread-safe. */
@@ -140,7 +143,7 @@ SK_API void sk_stats_get(sk_stats *out);
  * stable format for scripts (new keys may be added at the end). Returns the
  * length the whole line needs (as snprintf: the text is cut if len is
  * smaller; SK_STATS_TEXT_MAX bytes are always enough). */
-#define SK_STATS_TEXT_MAX 512
+#define SK_STATS_TEXT_MAX 640
 SK_API int sk_stats_format(const sk_stats *s, char *buf, size_t len);
 
 /* Timers: monotonic, kept in a binary heap; timers due at the same time run
@@ -629,8 +632,28 @@ SK_API int sk_dgram_open(sk_loop *loop, const sk_addr *addr, int bind, sk_dgram_
  * without bound. Returns 0, -EMSGSIZE or -ENOBUFS (queue full, dropped). */
 SK_API int sk_dgram_send(sk_dgram *d, const void *data, size_t len, const struct sockaddr *peer,
                          socklen_t peerlen);
+/* Guards an endpoint that answers what it receives (an echo) against
+ * reflection: from now on a received datagram is dropped before the
+ * callback, counted (sk_dgram_dropped, sk_stats.dgram_dropped) and logged
+ * at most once a second, if
+ *  - (UDP) its source port is below 1024 or 0: the well-known UDP responders
+ *    (echo 7, daytime 13, chargen 19, DNS 53, NTP 123 ...) that a spoofed
+ *    request would set answering us back, and never a client's port;
+ *  - (UDP) its source is this endpoint itself: our port on a loopback
+ *    address, on the bound address, or on the address the datagram was sent
+ *    to (IP_PKTINFO / IPV6_PKTINFO, for a wildcard bind), so that one
+ *    spoofed datagram costs one drop, not an endless loop;
+ *  - its source (address and port; unixgram: path) already had rate
+ *    datagrams delivered in the last second (a sliding window; rate 0: no
+ *    limit). Up to 256 sources are tracked at once; the least recently seen
+ *    one is forgotten first.
+ * Meant for bound endpoints. Calling it again changes the rate. Returns 0,
+ * -ENOMEM, or a negative errno if the socket refuses IP_PKTINFO. */
+SK_API int sk_dgram_guard(sk_dgram *d, unsigned rate);
 SK_API int sk_dgram_fd(const sk_dgram *d);
 SK_API int sk_dgram_port(const sk_dgram *d);
+/* Datagrams dropped by this endpoint: too large, refused by the guard, or
+ * replies the socket would not take. */
 SK_API uint64_t sk_dgram_dropped(const sk_dgram *d);
 SK_API void sk_dgram_free(sk_dgram *d);
 

@@ -17,7 +17,9 @@ static void echo_stream(sk_conn_callbacks *cbs)
     cbs->on_close = svc_log_close;
 }
 
-/* A reply is exactly the size of the request: no amplification. */
+/* A reply is exactly the size of the request: no amplification. Datagrams
+ * from ourselves, from ports below 1024 or over --udp-rate never get here:
+ * serve guards every datagram listener (sk_dgram_guard). */
 static void echo_datagram(sk_dgram *d, const uint8_t *data, size_t len,
                           const struct sockaddr *peer, socklen_t peerlen, void *ud)
 {

@@ -30,6 +30,7 @@ static void upper_stream(sk_conn_callbacks *cbs)
     cbs->on_close = svc_log_close;
 }
 
+/* Guarded like echo's (sk_dgram_guard, set by serve). */
 static void upper_datagram(sk_dgram *d, const uint8_t *data, size_t len,
                            const struct sockaddr *peer, socklen_t peerlen, void *ud)
 {

@@ -1,6 +1,7 @@
 /* dgram.c — datagram endpoints (udp://, unixgram:): receive in batches with
  * recvmmsg, send queued replies in batches with sendmmsg, drop truncated
- * datagrams, never queue without bound. */
+ * datagrams, never queue without bound; on request (sk_dgram_guard) refuse
+ * datagrams an answering service must not answer. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
@@ -8,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -32,6 +34,35 @@
 #endif
 #define GSO_MAX_SEGS 64
 #define GSO_MAX_BYTES 65000u
+/* The reply guard's table of recent sources: a fixed size, so a flood from
+ * many (spoofed) sources costs no memory; it is set-associative, and the
+ * least recently seen source of a set is forgotten first, so a steady flooder
+ * keeps its entry (and its count) while one-off senders come and go. */
+#define GUARD_SLOTS 256
+#define GUARD_WAYS 4
+/* Window of the per-source rate: counts of this second and the previous
+ * one, the previous weighted by how much of it still overlaps the last
+ * second (a sliding window without a log of times). */
+#define GUARD_WINDOW_MS 1000u
+/* Ancillary data of one received datagram: its destination address
+ * (IP_PKTINFO or IPV6_PKTINFO; room for both). */
+#define RX_CTL (CMSG_SPACE(sizeof(struct in6_pktinfo)) + CMSG_SPACE(sizeof(struct in_pktinfo)))
+
+struct guard_slot {
+    uint64_t key;        /* keyed hash of the source address and port */
+    uint64_t seen;       /* loop time of the last datagram; 0: slot unused */
+    uint64_t win_start;  /* start of the current window */
+    uint32_t prev, cur;  /* datagrams let through in the previous, current window */
+};
+
+typedef struct dgram_guard {
+    unsigned rate;       /* datagrams per second per source; 0: no limit */
+    uint64_t seed;       /* hash key: sources cannot be chosen to collide */
+    uint64_t last_log;
+    bool bound_ip;       /* bound to one address (not a wildcard) */
+    uint8_t bound[16];   /* that address, IPv4 as ::ffff:a.b.c.d */
+    struct guard_slot slot[GUARD_SLOTS];
+} dgram_guard;
 
 struct sk_dgram {
     sk_watch w;
@@ -43,6 +74,8 @@ struct sk_dgram {
     bool gso; /* UDP socket, and segmentation offload has not failed on it */
     int port;
     uint64_t dropped, truncated, last_trunc_log;
+    uint64_t refused; /* by the guard */
+    dgram_guard *guard; /* sk_dgram_guard; NULL: every datagram is delivered */
     char unix_path[SK_ADDR_PATH_MAX + 1];
     dev_t unix_dev;
     ino_t unix_ino;
@@ -50,6 +83,9 @@ struct sk_dgram {
     struct mmsghdr rmsg[RX_BATCH];
     struct iovec riov[RX_BATCH];
     struct sockaddr_storage raddr[RX_BATCH];
+    struct {
+        _Alignas(struct cmsghdr) char buf[RX_CTL];
+    } rctl[RX_BATCH]; /* used with a guard only */
     uint8_t *tx;
     size_t tx_used;
     int ntx;
@@ -66,6 +102,13 @@ struct sk_dgram {
     struct sk_dgram *prev, *next, *flush_next;
 };
 
+/* Replies the socket would not take: lossy by nature, but counted. */
+static void count_dropped(sk_dgram *d, uint64_t n)
+{
+    d->dropped += n;
+    sk__stat_add(SK__STAT_DGRAM_DROPPED, n);
+}
+
 /* Sends queued replies first..ntx-1 one datagram per message. */
 static void flush_plain(sk_dgram *d, int first)
 {
@@ -81,12 +124,12 @@ static void flush_plain(sk_dgram *d, int first)
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS)) {
             /* The socket buffer is full: datagrams are lossy, so drop the
              * rest rather than hold them (and their memory) for later. */
-            d->dropped += (uint64_t)(d->ntx - done);
+            count_dropped(d, (uint64_t)(d->ntx - done));
             break;
         }
         /* This one datagram failed (e.g. ECONNREFUSED from an earlier ICMP
          * error, or a peer whose unixgram socket is gone): skip it. */
-        d->dropped++;
+        count_dropped(d, 1);
         done++;
     }
 }
@@ -159,7 +202,7 @@ static void dgram_flush(sk_dgram *d)
             if (n < 0 && errno == EINTR)
                 continue;
             if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS)) {
-                d->dropped += (uint64_t)(d->ntx - first);
+                count_dropped(d, (uint64_t)(d->ntx - first));
                 break;
             }
             if (d->gmsg[done].msg_hdr.msg_controllen != 0) {
@@ -170,7 +213,7 @@ static void dgram_flush(sk_dgram *d)
                 flush_plain(d, first);
                 break;
             }
-            d->dropped++;
+            count_dropped(d, 1);
             first += d->gcount[done];
             done++;
         }
@@ -232,6 +275,162 @@ int sk_dgram_send(sk_dgram *d, const void *data, size_t len, const struct sockad
     return 0;
 }
 
+/* ---- the reply guard (sk_dgram_guard) ---- */
+
+/* The IP address and port of sa, IPv4 written as ::ffff:a.b.c.d so that a
+ * dual-stack socket's two forms compare equal; false if sa is not IP. */
+static bool ip_of(const struct sockaddr *sa, socklen_t len, uint8_t out[16], uint16_t *port)
+{
+    if (sa->sa_family == AF_INET && len >= (socklen_t)sizeof(struct sockaddr_in)) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+        memset(out, 0, 10);
+        out[10] = out[11] = 0xff;
+        memcpy(out + 12, &in->sin_addr, 4);
+        *port = ntohs(in->sin_port);
+        return true;
+    }
+    if (sa->sa_family == AF_INET6 && len >= (socklen_t)sizeof(struct sockaddr_in6)) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
+        memcpy(out, &in6->sin6_addr, 16);
+        *port = ntohs(in6->sin6_port);
+        return true;
+    }
+    return false;
+}
+
+static bool is_loopback(const uint8_t a[16])
+{
+    static const uint8_t v4mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+    if (memcmp(a, v4mapped, 12) == 0)
+        return a[12] == 127;
+    return memcmp(a, &in6addr_loopback, 16) == 0;
+}
+
+/* The destination address of a received datagram, from its IP_PKTINFO or
+ * IPV6_PKTINFO; false if the kernel gave none. */
+static bool dest_of(struct msghdr *h, uint8_t out[16])
+{
+    for (struct cmsghdr *cm = CMSG_FIRSTHDR(h); cm != NULL; cm = CMSG_NXTHDR(h, cm)) {
+        if (cm->cmsg_level == IPPROTO_IP && cm->cmsg_type == IP_PKTINFO) {
+            struct in_pktinfo pi;
+            memcpy(&pi, CMSG_DATA(cm), sizeof pi);
+            memset(out, 0, 10);
+            out[10] = out[11] = 0xff;
+            memcpy(out + 12, &pi.ipi_addr, 4);
+            return true;
+        }
+        if (cm->cmsg_level == IPPROTO_IPV6 && cm->cmsg_type == IPV6_PKTINFO) {
+            struct in6_pktinfo pi;
+            memcpy(&pi, CMSG_DATA(cm), sizeof pi);
+            memcpy(out, &pi.ipi6_addr, 16);
+            return true;
+        }
+    }
+    return false;
+}
+
+/* FNV-1a from a secret start, then a 64-bit finaliser (splitmix64): enough
+ * to spread sources over the table without letting a sender pick sources
+ * that share one entry. */
+static uint64_t guard_hash(uint64_t seed, const void *p, size_t len)
+{
+    const uint8_t *b = p;
+    uint64_t h = seed ^ 0xcbf29ce484222325u;
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ b[i]) * 0x100000001b3u;
+    h ^= h >> 30;
+    h *= 0xbf58476d1ce4e5b9u;
+    h ^= h >> 27;
+    h *= 0x94d049bb133111ebu;
+    return h ^ (h >> 31);
+}
+
+/* Counts one datagram from the source with key k; false if the source is
+ * already at the rate for the last second. */
+static bool guard_rate_ok(dgram_guard *g, uint64_t k, uint64_t now)
+{
+    struct guard_slot *set = &g->slot[(k >> 32) % (GUARD_SLOTS / GUARD_WAYS) * GUARD_WAYS];
+    struct guard_slot *e = &set[0];
+    for (int i = 0; i < GUARD_WAYS; i++) {
+        if (set[i].seen != 0 && set[i].key == k) {
+            e = &set[i];
+            break;
+        }
+        if (set[i].seen < e->seen)
+            e = &set[i];
+    }
+    if (e->seen == 0 || e->key != k)
+        *e = (struct guard_slot){.key = k, .win_start = now};
+    e->seen = now > 0 ? now : 1;
+    uint64_t elapsed = now - e->win_start;
+    if (elapsed >= 2 * GUARD_WINDOW_MS) {
+        e->prev = e->cur = 0;
+        e->win_start = now;
+        elapsed = 0;
+    } else if (elapsed >= GUARD_WINDOW_MS) {
+        e->prev = e->cur;
+        e->cur = 0;
+        e->win_start += GUARD_WINDOW_MS;
+        elapsed -= GUARD_WINDOW_MS;
+    }
+    uint64_t overlap = (uint64_t)e->prev * (GUARD_WINDOW_MS - elapsed) / GUARD_WINDOW_MS;
+    if (overlap + e->cur >= g->rate)
+        return false;
+    e->cur++;
+    return true;
+}
+
+/* Why the guard refuses datagram h, or NULL to deliver it. */
+static const char *guard_check(sk_dgram *d, struct msghdr *h, uint64_t now)
+{
+    dgram_guard *g = d->guard;
+    uint8_t src[16], dst[16];
+    uint16_t port = 0;
+    uint64_t k;
+    if (ip_of(h->msg_name, h->msg_namelen, src, &port)) {
+        /* Echo, daytime, chargen, DNS, NTP...: a spoofed request "from"
+         * one of them makes two services answer each other forever; a
+         * client's port is never below 1024 (nor 0). */
+        if (port < 1024)
+            return "its source port is below 1024";
+        /* Our own address and port: one spoofed datagram would come back
+         * to us for ever. A wildcard bind has many own addresses: the
+         * datagram's destination is the one it used. */
+        if (port == d->port &&
+            (is_loopback(src) || (g->bound_ip && memcmp(src, g->bound, 16) == 0) ||
+             (dest_of(h, dst) && memcmp(src, dst, 16) == 0)))
+            return "its source is this endpoint";
+        uint8_t key[18];
+        memcpy(key, src, 16);
+        key[16] = (uint8_t)(port >> 8);
+        key[17] = (uint8_t)port;
+        k = guard_hash(g->seed, key, sizeof key);
+    } else {
+        k = guard_hash(g->seed, h->msg_name, h->msg_namelen);
+    }
+    if (g->rate > 0 && !guard_rate_ok(g, k, now))
+        return "its source is over the reply rate";
+    return NULL;
+}
+
+/* Drops datagram h if the guard refuses it: counted, logged at most once
+ * a second. True if dropped. */
+static bool guard_drops(sk_dgram *d, struct msghdr *h)
+{
+    const char *why = guard_check(d, h, d->loop->now);
+    if (why == NULL)
+        return false;
+    d->refused++;
+    sk__stat_add(SK__STAT_DGRAM_DROPPED, 1);
+    if (sk__log_due(&d->guard->last_log, d->loop->now, 1000)) {
+        char peer[160];
+        sk_log(SK_LOG_WARN, "udp port %d: dropped a datagram from %s: %s (%llu dropped so far)",
+               d->port, sk_sockaddr_format(h->msg_name, h->msg_namelen, peer, sizeof peer), why,
+               (unsigned long long)d->refused);
+    }
+    return true;
+}
+
 static void dgram_event(sk_watch *w, uint32_t events)
 {
     (void)events;
@@ -245,6 +444,10 @@ static void dgram_event(sk_watch *w, uint32_t events)
             d->rmsg[i].msg_hdr.msg_iovlen = 1;
             d->rmsg[i].msg_hdr.msg_name = &d->raddr[i];
             d->rmsg[i].msg_hdr.msg_namelen = sizeof d->raddr[i];
+            if (d->guard != NULL) {
+                d->rmsg[i].msg_hdr.msg_control = d->rctl[i].buf;
+                d->rmsg[i].msg_hdr.msg_controllen = sizeof d->rctl[i].buf;
+            }
         }
         int n = recvmmsg(w->fd, d->rmsg, RX_BATCH, MSG_DONTWAIT, NULL);
         if (n < 0) {
@@ -259,6 +462,7 @@ static void dgram_event(sk_watch *w, uint32_t events)
             size_t len = d->rmsg[i].msg_len;
             if ((h->msg_flags & MSG_TRUNC) || len > SK_DGRAM_MAX) {
                 d->truncated++;
+                sk__stat_add(SK__STAT_DGRAM_DROPPED, 1);
                 if (sk__log_due(&d->last_trunc_log, d->loop->now, 1000)) {
                     char peer[160];
                     sk_log(SK_LOG_WARN, "dropped a datagram from %s larger than %d bytes "
@@ -268,6 +472,8 @@ static void dgram_event(sk_watch *w, uint32_t events)
                 }
                 continue;
             }
+            if (d->guard != NULL && guard_drops(d, h))
+                continue;
             d->cb(d, d->rx + (size_t)i * RX_SLOT, len, h->msg_name, h->msg_namelen, d->ud);
         }
         if (n < RX_BATCH || d->w.events == 0)
@@ -415,7 +621,46 @@ fail:
 
 int sk_dgram_fd(const sk_dgram *d) { return d->w.fd; }
 int sk_dgram_port(const sk_dgram *d) { return d->port; }
-uint64_t sk_dgram_dropped(const sk_dgram *d) { return d->dropped + d->truncated; }
+uint64_t sk_dgram_dropped(const sk_dgram *d) { return d->dropped + d->truncated + d->refused; }
+
+/* Asks for each datagram's destination address: with a wildcard bind it is
+ * the only way to know which of our addresses a datagram was sent to. */
+static int want_pktinfo(int fd, int family)
+{
+    int on = 1;
+    int r = family == AF_INET6 ? setsockopt(fd, IPPROTO_IPV6, IPV6_RECVPKTINFO, &on, sizeof on)
+                               : setsockopt(fd, IPPROTO_IP, IP_PKTINFO, &on, sizeof on);
+    return r < 0 ? -errno : 0;
+}
+
+int sk_dgram_guard(sk_dgram *d, unsigned rate)
+{
+    if (d->guard != NULL) {
+        d->guard->rate = rate;
+        return 0;
+    }
+    dgram_guard *g = calloc(1, sizeof *g);
+    if (g == NULL)
+        return -ENOMEM;
+    g->rate = rate;
+    if (getrandom(&g->seed, sizeof g->seed, GRND_NONBLOCK) != (ssize_t)sizeof g->seed)
+        g->seed = sk__now_ms() ^ ((uint64_t)(uintptr_t)g << 16) ^ (uint64_t)getpid();
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    uint16_t port;
+    if (getsockname(d->w.fd, (struct sockaddr *)&ss, &sl) == 0 &&
+        ip_of((struct sockaddr *)&ss, sl, g->bound, &port)) {
+        static const uint8_t any4[16] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0, 0, 0, 0};
+        g->bound_ip = memcmp(g->bound, &in6addr_any, 16) != 0 && memcmp(g->bound, any4, 16) != 0;
+        int rc = want_pktinfo(d->w.fd, ss.ss_family);
+        if (rc < 0) {
+            free(g);
+            return rc;
+        }
+    }
+    d->guard = g;
+    return 0;
+}
 
 static void dgram_destroy(sk_watch *w)
 {
@@ -423,6 +668,7 @@ static void dgram_destroy(sk_watch *w)
     close(d->w.fd);
     free(d->rx);
     free(d->tx);
+    free(d->guard);
     free(d);
 }
 

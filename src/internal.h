@@ -270,6 +270,7 @@ enum sk__stat {
     SK__STAT_ERR_DEADLINE, /* sk_conn_set_deadline: handshakes, chat lines */
     SK__STAT_ERR_RESET,
     SK__STAT_ERR_NOBUFS,   /* memory budget refusals */
+    SK__STAT_DGRAM_DROPPED, /* datagrams dropped: too large, refused, reply lost */
     SK__STAT_COUNT
 };
 /* Relaxed atomic adds: safe from any loop's thread. For rare events. */

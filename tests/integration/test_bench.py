@@ -101,7 +101,7 @@ class Bench(SockitTestCase):
         self.assertGreater(out["server"]["rss_kb"], 0)
 
     def test_udp_mode(self):
-        srv = self.serve("echo", "udp://127.0.0.1:0", "--quiet")
+        srv = self.serve("echo", "udp://127.0.0.1:0", "--quiet", "--udp-rate", "0")
         out = self.run_bench(srv.addr, "--mode", "udp", "-c", "2", "--pipeline", "2", "--size", "512")
         self.assertEqual(out["mode"], "udp")
 
