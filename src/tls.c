@@ -36,6 +36,11 @@
 /* Session id context: a server resumes only sessions it issued for sockit. */
 static const unsigned char SID_CTX[] = "sockit";
 
+/* Key exchange groups, servers and clients alike, in order of preference. */
+#define SK__TLS_GROUPS "X25519:P-256:P-384"
+/* TLS 1.2 cipher suites (TLS 1.3 has only AEAD suites with ECDHE here). */
+#define SK__TLS12_CIPHERS "ECDHE+AESGCM:ECDHE+CHACHA20"
+
 struct sk_tls_ctx {
     SSL_CTX *ssl;
     bool server;
@@ -230,6 +235,21 @@ static sk_tls_ctx *ctx_alloc(bool server, char *err, size_t errlen)
      * so a truncation cannot pass for a complete message. */
     SSL_CTX_set_options(t->ssl, SSL_OP_NO_RENEGOTIATION | SSL_OP_IGNORE_UNEXPECTED_EOF |
                                     SSL_OP_NO_COMPRESSION);
+    /* Elliptic-curve key exchange only: a finite-field group (ffdhe2048 to
+     * 8192) costs the server up to ~80 times the CPU of X25519 per
+     * handshake, an amplification anyone can ask for (DHEat). The TLS 1.2
+     * suites are ECDHE (forward secrecy) with AEAD ciphers (no CBC, no
+     * SHA-1 MACs), and the server's order wins over the client's. */
+    if (SSL_CTX_set1_groups_list(t->ssl, SK__TLS_GROUPS) != 1 ||
+        SSL_CTX_set_cipher_list(t->ssl, SK__TLS12_CIPHERS) != 1) {
+        char eb[128];
+        set_err(err, errlen, "tls: %s", ossl_reason(eb, sizeof eb));
+        SSL_CTX_free(t->ssl);
+        pthread_mutex_destroy(&t->lock);
+        free(t);
+        return NULL;
+    }
+    SSL_CTX_set_options(t->ssl, SSL_OP_CIPHER_SERVER_PREFERENCE);
     if (server) {
         SSL_CTX_set_session_id_context(t->ssl, SID_CTX, sizeof SID_CTX - 1);
         /* Stateful cache for TLS 1.2 session ids; TLS 1.3 (and 1.2 with the
@@ -338,6 +358,11 @@ int sk_tls_client_new(const sk_tls_client_opts *o, sk_tls_ctx **out, char *err, 
             sk_tls_ctx_free(t);
             return -EINVAL;
         }
+        /* A certificate in the CA file is a trust anchor even when it is
+         * not a CA: `sockit cert` makes a leaf (it must not sign others),
+         * and that very leaf given as --ca is what the server shows. */
+        if (o != NULL && o->ca_file != NULL)
+            X509_VERIFY_PARAM_set_flags(SSL_CTX_get0_param(t->ssl), X509_V_FLAG_PARTIAL_CHAIN);
     }
     *out = t;
     return 0;
@@ -1016,10 +1041,12 @@ int sk_tls_make_cert(const char *name, unsigned days, uint8_t pin_out[SK_TLS_PIN
     snprintf(san, sizeof san, "DNS:localhost,IP:127.0.0.1,IP:::1%s%s",
              looks_like_host(base) && strcmp(base, "localhost") != 0 ? ",DNS:" : "",
              looks_like_host(base) && strcmp(base, "localhost") != 0 ? base : "");
-    /* Its own CA (so it can be given to --ca, Python's cafile= or
-     * s_client -CAfile as the trust anchor) and a server certificate. */
-    if (add_ext(x, NID_basic_constraints, "critical,CA:TRUE") < 0 ||
-        add_ext(x, NID_key_usage, "critical,digitalSignature,keyCertSign") < 0 ||
+    /* A server certificate that cannot sign others (CA:FALSE, no
+     * keyCertSign): whoever trusts it as --ca trusts this one certificate,
+     * not anything its key might sign for any name. Clients take it as a
+     * trust anchor all the same (sk_tls_client_new sets PARTIAL_CHAIN). */
+    if (add_ext(x, NID_basic_constraints, "critical,CA:FALSE") < 0 ||
+        add_ext(x, NID_key_usage, "critical,digitalSignature") < 0 ||
         add_ext(x, NID_ext_key_usage, "serverAuth") < 0 ||
         add_ext(x, NID_subject_key_identifier, "hash") < 0 ||
         add_ext(x, NID_authority_key_identifier, "keyid:always") < 0 ||

@@ -528,3 +528,98 @@ class TestHandshakeFaults(TlsBase):
         self.assertEqual(recv_exact(s2, 4), b"fine")
         s2.close()
         self.assertLessEqual(srv.wait_fds_at_most(base), base)
+
+
+class TestPolicy(TlsBase):
+    """Key exchange groups and TLS 1.2 suites (review 2, #3 and #12), and a
+    `sockit cert` leaf that cannot sign others yet verifies as --ca (#20)."""
+
+    def s_client(self, addr, *opts):
+        host, port = tcp_addr(addr)
+        cp = self.run_cmd(["openssl", "s_client", "-connect", "%s:%d" % (host, port), "-CAfile",
+                           self.crt, "-verify_return_error", "-brief", *opts], input=b"")
+        return cp.returncode, cp.stderr.decode("utf-8", "replace")
+
+    def test_groups_elliptic_curves_only(self):
+        srv = self.tls_serve("echo")
+        for group in ("ffdhe2048", "ffdhe8192"):
+            rc, err = self.s_client(srv.addr, "-tls1_3", "-groups", group)
+            self.assertNotEqual(rc, 0, err)
+            self.assertNotIn("Protocol version", err)
+        for group, shown in (("X25519", "X25519"), ("P-256", "prime256v1"),
+                             ("P-384", "secp384r1")):
+            rc, err = self.s_client(srv.addr, "-tls1_3", "-groups", group)
+            self.assertEqual(rc, 0, err)
+            self.assertIn("Protocol version: TLSv1.3", err)
+            self.assertIn(shown, err)
+        rc, err = self.s_client(srv.addr, "-tls1_2", "-groups", "ffdhe2048")
+        self.assertNotEqual(rc, 0, err)
+        self.assertNotIn("Protocol version", err)
+
+    def test_tls12_aead_suites_only_in_server_order(self):
+        srv = self.tls_serve("echo")
+        for cbc in ("ECDHE-ECDSA-AES128-SHA", "ECDHE-ECDSA-AES256-SHA384",
+                    "ECDHE-ECDSA-AES128-SHA256"):
+            rc, err = self.s_client(srv.addr, "-tls1_2", "-cipher", cbc)
+            self.assertNotEqual(rc, 0, err)
+            self.assertNotIn("Protocol version", err)
+        rc, err = self.s_client(srv.addr, "-tls1_2", "-cipher", "ECDHE-ECDSA-CHACHA20-POLY1305")
+        self.assertEqual(rc, 0, err)
+        self.assertIn("Ciphersuite: ECDHE-ECDSA-CHACHA20-POLY1305", err)
+        # The client prefers ChaCha20 over AES-GCM; the server's order wins.
+        rc, err = self.s_client(srv.addr, "-tls1_2", "-cipher",
+                                "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-ECDSA-AES128-GCM-SHA256")
+        self.assertEqual(rc, 0, err)
+        self.assertIn("Ciphersuite: ECDHE-ECDSA-AES", err)
+        self.assertIn("-GCM-", err)
+
+    def test_rsa_certificate_no_static_rsa(self):
+        key, crt = self.path("rsa.key"), self.path("rsa.crt")
+        cp = self.run_cmd(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout",
+                           key, "-out", crt, "-subj", "/CN=localhost", "-addext",
+                           "subjectAltName=DNS:localhost,IP:127.0.0.1", "-days", "30"])
+        self.assertEqual(cp.returncode, 0, cp.stderr)
+        srv = self.serve("echo", "tls://127.0.0.1:0", "--cert", crt, "--key", key)
+        host, port = tcp_addr(srv.addr)
+        for suite, ok in (("AES128-GCM-SHA256", False), ("AES256-SHA", False),
+                          ("ECDHE-RSA-AES256-GCM-SHA384", True)):
+            cp = self.run_cmd(["openssl", "s_client", "-connect", "%s:%d" % (host, port),
+                               "-CAfile", crt, "-brief", "-tls1_2", "-cipher", suite], input=b"")
+            self.assertEqual(cp.returncode == 0, ok, (suite, cp.stderr))
+
+    def test_cert_is_a_leaf(self):
+        cp = self.run_cmd(["openssl", "x509", "-in", self.crt, "-noout", "-ext",
+                           "basicConstraints,keyUsage,extendedKeyUsage,subjectAltName"])
+        self.assertEqual(cp.returncode, 0, cp.stderr)
+        out = cp.stdout.decode()
+        self.assertIn("CA:FALSE", out)
+        self.assertNotIn("CA:TRUE", out)
+        self.assertIn("Digital Signature", out)
+        self.assertNotIn("Certificate Sign", out)
+        self.assertIn("TLS Web Server Authentication", out)
+        self.assertIn("DNS:localhost", out)
+        # It cannot sign a certificate that clients would then accept.
+        ca = self.path("leaf-signed")
+        os.mkdir(ca)
+        k2, csr, c2 = (os.path.join(ca, n) for n in ("k.key", "r.csr", "c.crt"))
+        for argv in (["openssl", "req", "-new", "-newkey", "ec", "-pkeyopt",
+                      "ec_paramgen_curve:P-256", "-nodes", "-keyout", k2, "-out", csr,
+                      "-subj", "/CN=localhost"],
+                     ["openssl", "x509", "-req", "-in", csr, "-CA", self.crt, "-CAkey", self.key,
+                      "-out", c2, "-days", "1"]):
+            cp = self.run_cmd(argv)
+            self.assertEqual(cp.returncode, 0, cp.stderr)
+        cp = self.run_cmd(["openssl", "verify", "-partial_chain", "-CAfile", self.crt, c2])
+        self.assertNotEqual(cp.returncode, 0, cp.stdout)
+
+    def test_leaf_verifies_as_ca_with_every_client(self):
+        srv = self.tls_serve("echo")
+        cp = self.connect_cli(srv.addr.replace("127.0.0.1", "localhost"), "--ca", self.crt)
+        self.assertEqual(cp.returncode, 0, cp.stderr)
+        self.assertEqual(cp.stdout, b"hello over tls\n")
+        s, _ = self.py_client(srv.addr)
+        s.sendall(b"py")
+        self.assertEqual(recv_exact(s, 2), b"py")
+        rc, err = self.s_client(srv.addr, "-verify_hostname", "localhost")
+        self.assertEqual(rc, 0, err)
+        self.assertIn("Verification: OK", err)
