@@ -50,6 +50,8 @@ typedef struct serve_cfg {
     enum sk_log_level level;
     const char *cert, *key; /* tls:// listeners */
     bool handshake_set;     /* --handshake-timeout given (exec, files or tls://) */
+    unsigned max_handshakes; /* tls://: unfinished TLS handshakes at once (0: no cap) */
+    bool max_handshakes_set;
 } serve_cfg;
 
 struct serve_state;
@@ -129,7 +131,14 @@ static void usage(FILE *out)
             "  --cert FILE               PEM certificate (chain) of the server (sockit cert NAME)\n"
             "  --key FILE                PEM private key of the certificate\n"
             "  --handshake-timeout SEC   the TLS handshake must finish in SEC (default 10)\n"
-            "chat options (the chat service is line-based; --framing does not apply):\n"
+            "  --max-handshakes N        unfinished TLS handshakes at once, all listeners (default\n"
+            "                            1024; 0: no cap); beyond it the oldest is dropped. Each\n"
+            "                            counts 48K in --max-memory until done; past that budget\n"
+            "                            new handshakes are refused\n",
+            svc_echo.summary, svc_upper.summary, svc_greet.summary, svc_chat.summary,
+            svc_exec.summary, svc_files.summary);
+    /* A second literal: ISO C compilers need not take one over 4095 characters. */
+    fputs("chat options (the chat service is line-based; --framing does not apply):\n"
             "  --max-line BYTES          for chat: longest line relayed (default 4K); a longer\n"
             "                            one is refused with a notice, the member stays\n"
             "  --max-queue BYTES         drop a member with more output waiting (default 1M)\n"
@@ -158,8 +167,7 @@ static void usage(FILE *out)
             "                            (default 86400: a day)\n"
             "  --max-unauth, --handshake-timeout   as for exec\n"
             "  -h, --help                this help\n",
-            svc_echo.summary, svc_upper.summary, svc_greet.summary, svc_chat.summary,
-            svc_exec.summary, svc_files.summary);
+          out);
 }
 
 /* ------------------------------------------------------------ parsing */
@@ -298,6 +306,7 @@ static int parse_args(serve_state *st, int argc, char **argv)
     cfg->max_line = SK_DEFAULT_MAX_LINE;
     cfg->max_queue = 1024u * 1024u;
     cfg->max_memory = 256u * 1024u * 1024u;
+    cfg->max_handshakes = SK_TLS_DEFAULT_MAX_HANDSHAKES;
     cfg->message = "Thank you for connecting\r\n";
     cfg->level = SK_LOG_INFO;
     exec_opts_init(&cfg->exec);
@@ -307,7 +316,7 @@ static int parse_args(serve_state *st, int argc, char **argv)
            O_MAXLINE, O_MAXMEM, O_DRAIN, O_MESSAGE, O_QUIET, O_LOGLEVEL, O_MAXQUEUE, O_MAXRATE,
            O_TOKEN, O_ALLOWSHELL, O_ALLOW, O_TIMEOUT, O_MAXOUTPUT, O_MAXPROCS, O_CWD, O_PASSENV,
            O_MAXUNAUTH, O_HANDSHAKE, O_ROOT, O_READONLY, O_MAXFILESIZE, O_PARTIALTTL, O_CERT,
-           O_KEY, O_STATS };
+           O_KEY, O_STATS, O_MAXHS };
     static const struct option longopts[] = {
         {"framing", required_argument, NULL, O_FRAMING},
         {"max-conns", required_argument, NULL, O_MAXCONNS},
@@ -341,6 +350,7 @@ static int parse_args(serve_state *st, int argc, char **argv)
         {"cert", required_argument, NULL, O_CERT},
         {"key", required_argument, NULL, O_KEY},
         {"stats", required_argument, NULL, O_STATS},
+        {"max-handshakes", required_argument, NULL, O_MAXHS},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -410,6 +420,10 @@ static int parse_args(serve_state *st, int argc, char **argv)
             break;
         case O_STATS:
             bad = cli_parse_seconds(v, &cfg->stats_ms) < 0 || cfg->stats_ms == 0;
+            break;
+        case O_MAXHS:
+            bad = cli_parse_uint(v, 0, 10000000, &cfg->max_handshakes);
+            cfg->max_handshakes_set = true;
             break;
         case ':':
             cli_err("option %s needs a value", argv[optind - 1]);
@@ -489,6 +503,10 @@ static int parse_args(serve_state *st, int argc, char **argv)
     }
     if (!tls && (cfg->cert != NULL || cfg->key != NULL)) {
         cli_err("--cert and --key apply to tls:// addresses only");
+        return -1;
+    }
+    if (!tls && cfg->max_handshakes_set) {
+        cli_err("--max-handshakes applies to tls:// addresses only");
         return -1;
     }
     if (tls) {
@@ -730,6 +748,7 @@ int cmd_serve(int argc, char **argv)
     }
     cli_log_to_stderr(st->cfg.level);
     sk_mem_set_budget(st->cfg.max_memory);
+    sk_tls_set_max_handshakes(st->cfg.max_handshakes);
     int status = EXIT_RUNTIME;
     st->nws = (int)st->cfg.workers;
     for (int w = 0; w < st->nws; w++) {

@@ -341,6 +341,12 @@ typedef struct sk_stream_opts {
      * client. Bytes through TLS keep every limit and water mark. */
     sk_tls_ctx *tls;
     uint32_t handshake_timeout_ms; /* TLS handshake deadline; 0: SK_TLS_DEFAULT_HANDSHAKE_MS */
+    /* For sk_conn_connect_fd and sk_conn_adopt with a client context: the
+     * name (or IP address) the server's certificate must carry, also sent
+     * as SNI. Copied when the connection is made. A context that verifies
+     * by CA needs it (-EINVAL without); sk_conn_connect takes the address's
+     * host instead. NULL by default. */
+    const char *tls_host;
 } sk_stream_opts;
 
 /* Fills opts with the defaults above. */
@@ -439,10 +445,12 @@ SK_API int sk_conn_connect(sk_loop *loop, const sk_addr *addr, const sk_stream_o
 /* Like sk_conn_connect, on a stream socket the caller made (bound to a
  * source address, options set, ...): starts a non-blocking connect to sa.
  * On success the connection owns fd; on failure fd stays the caller's.
- * With a TLS client context in opts no host name is known here: a --pin
- * context verifies as usual, but a CA context checks the chain only (use
- * sk_conn_connect to have the name checked and sent as SNI). The same holds
- * for sk_conn_adopt. */
+ * With a TLS client context in opts, the server's name comes from
+ * opts->tls_host (checked against its certificate and sent as SNI): a
+ * context that verifies by CA without one is refused with -EINVAL (and a
+ * logged sentence), since a chain that is only checked would let any
+ * certificate the CA ever signed, for any host, pass. A --pin or insecure
+ * context needs no name. The same holds for sk_conn_adopt. */
 SK_API int sk_conn_connect_fd(sk_loop *loop, int fd, const struct sockaddr *sa, socklen_t salen,
                               const sk_stream_opts *opts, const sk_conn_callbacks *cbs, void *ud,
                               uint32_t timeout_ms, sk_conn **out);
@@ -717,6 +725,20 @@ typedef struct sk_tls_client_opts {
 SK_API int sk_tls_client_new(const sk_tls_client_opts *opts, sk_tls_ctx **out, char *err,
                              size_t errlen);
 SK_API void sk_tls_ctx_free(sk_tls_ctx *ctx);
+
+/* Unfinished server-side handshakes, process-wide. Each costs OpenSSL about
+ * 48 KiB before the peer has proved anything, so each is charged
+ * SK_TLS_HANDSHAKE_MEM against sk_mem_set_budget() until it completes (a
+ * handshake the budget cannot hold is refused: the accepted connection is
+ * closed at once, with a logged warning), and at most max of them exist at
+ * once (default SK_TLS_DEFAULT_MAX_HANDSHAKES; 0: no cap): a new one beyond
+ * it evicts the oldest unfinished one, which is closed with a logged reason,
+ * so stalled peers cannot lock real clients out. sk_tls_handshakes() says how
+ * many are unfinished now. */
+#define SK_TLS_DEFAULT_MAX_HANDSHAKES 1024u
+#define SK_TLS_HANDSHAKE_MEM (48u * 1024u)
+SK_API void sk_tls_set_max_handshakes(unsigned max);
+SK_API unsigned sk_tls_handshakes(void);
 
 /* Parses a certificate fingerprint: 64 hex digits, in either case, plain or
  * colon-separated in pairs as `openssl x509 -noout -fingerprint -sha256`

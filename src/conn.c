@@ -1335,7 +1335,7 @@ int sk__conn_create(sk_loop *loop, int fd, const sk_stream_opts *opts,
         c->flags |= F_CONNECTING;
     int err = 0;
     if (opts->tls != NULL) {
-        err = sk__tls_new(opts->tls, fd, NULL, &c->tls);
+        err = sk__tls_new(opts->tls, fd, opts->tls_host, &c->tls);
         if (err < 0) {
             free(c);
             return err;
@@ -1413,6 +1413,7 @@ int sk_conn_adopt(sk_loop *loop, int fd, const sk_stream_opts *opts,
         free(cfg);
         return err;
     }
+    cfg->opts.tls_host = NULL; /* the session has its copy; the caller's may go */
     (*out)->owned_cfg = cfg;
     return 0;
 }
@@ -1438,6 +1439,7 @@ int sk_conn_connect_fd(sk_loop *loop, int fd, const struct sockaddr *sa, socklen
         free(cfg);
         return err;
     }
+    cfg->opts.tls_host = NULL; /* the session has its copy; the caller's may go */
     (*out)->owned_cfg = cfg;
     if (timeout_ms)
         sk_timer_start(&(*out)->timer, timeout_ms, 0);
@@ -1458,6 +1460,13 @@ int sk_conn_connect(sk_loop *loop, const sk_addr *addr, const sk_stream_opts *op
     int n = sk_addr_resolve(addr, 0, ss, sl, 8, NULL, 0);
     if (n < 0)
         return n;
+    /* The name the server's certificate must carry, and its SNI. */
+    sk_stream_opts named;
+    if (opts != NULL && opts->tls != NULL && addr->kind != SK_ADDR_UNIX) {
+        named = *opts;
+        named.tls_host = addr->host;
+        opts = &named;
+    }
     int err = -ECONNREFUSED;
     /* Immediate failures move on to the next address; a connect that is in
      * progress is committed to (its failure reaches on_close). */
@@ -1469,22 +1478,10 @@ int sk_conn_connect(sk_loop *loop, const sk_addr *addr, const sk_stream_opts *op
         }
         err = sk_conn_connect_fd(loop, fd, (struct sockaddr *)&ss[i], sl[i], opts, cbs, ud,
                                  timeout_ms, out);
-        if (err == 0) {
-            /* The name the server's certificate must carry, and its SNI. */
-            if ((*out)->tls != NULL && addr->kind != SK_ADDR_UNIX) {
-                sk__tls *t = NULL;
-                err = sk__tls_new(opts->tls, fd, addr->host, &t);
-                if (err < 0) {
-                    sk__conn_destroy(*out, false); /* closes fd */
-                    return err;
-                }
-                sk__tls_free((*out)->tls);
-                (*out)->tls = t;
-            }
+        if (err == 0)
             return 0;
-        }
         close(fd);
-        if (err == -ENOMEM)
+        if (err == -ENOMEM || err == -EINVAL)
             return err;
     }
     return err;

@@ -62,6 +62,13 @@ struct sk__tls {
     bool pin_mismatch;  /* the handshake failed on --pin */
     bool sent_shutdown;
     char host[SK_ADDR_HOST_MAX];
+    /* A server session while its handshake is unfinished: listed (and its
+     * memory charged) in the handshake table below, which another thread's
+     * admission may evict it from. */
+    int fd;
+    bool hs_listed;            /* guarded by hs_lock */
+    atomic_bool hs_evicted;    /* set by whichever thread evicted it */
+    sk__tls *hs_prev, *hs_next;
 };
 
 /* ------------------------------------------------------------ helpers */
@@ -498,6 +505,108 @@ static BIO *sock_bio(int fd)
     return b;
 }
 
+/* ------------------------------------------- unfinished server handshakes */
+
+/* A handshake costs the server ~49 KiB inside OpenSSL (record buffers, the
+ * handshake transcript, key shares) before the peer has proved anything, and
+ * OpenSSL allocates it outside the library's buffers. So every server
+ * session is charged SK_TLS_HANDSHAKE_MEM against the memory budget
+ * (sk_mem_set_budget) until its handshake is done, and at most
+ * max_handshakes of them exist at once in the process. The oldest is
+ * evicted for a new one, rather than the new one refused: a real client
+ * finishes in a round trip, so it stays served while stalled peers cycle
+ * out; a stalled peer cannot hold its slot at others' expense. A handshake
+ * the budget cannot hold is refused (the connection is closed at accept). */
+static pthread_mutex_t hs_lock = PTHREAD_MUTEX_INITIALIZER;
+static sk__tls *hs_oldest, *hs_newest;
+static unsigned hs_count;
+static atomic_uint hs_max = SK_TLS_DEFAULT_MAX_HANDSHAKES;
+static uint64_t hs_last_evict_log, hs_last_refuse_log; /* guarded by hs_lock */
+
+void sk_tls_set_max_handshakes(unsigned n) { atomic_store(&hs_max, n); }
+
+unsigned sk_tls_handshakes(void)
+{
+    pthread_mutex_lock(&hs_lock);
+    unsigned n = hs_count;
+    pthread_mutex_unlock(&hs_lock);
+    return n;
+}
+
+static uint64_t mono_ms(void);
+
+/* Unlinks t and gives its charge back (hs_lock held). */
+static void hs_unlink_locked(sk__tls *t)
+{
+    if (t->hs_prev)
+        t->hs_prev->hs_next = t->hs_next;
+    else
+        hs_oldest = t->hs_next;
+    if (t->hs_next)
+        t->hs_next->hs_prev = t->hs_prev;
+    else
+        hs_newest = t->hs_prev;
+    t->hs_prev = t->hs_next = NULL;
+    t->hs_listed = false;
+    hs_count--;
+    sk__mem_uncharge(SK_TLS_HANDSHAKE_MEM);
+}
+
+/* Admits a new server handshake: evicts the oldest while the table is
+ * full, then charges the budget. Returns 0 or -ENOBUFS. */
+static int hs_admit(sk__tls *t)
+{
+    pthread_mutex_lock(&hs_lock);
+    unsigned max = atomic_load(&hs_max);
+    unsigned evicted = 0;
+    while (max != 0 && hs_count >= max && hs_oldest != NULL) {
+        sk__tls *old = hs_oldest;
+        hs_unlink_locked(old);
+        atomic_store(&old->hs_evicted, true);
+        /* Its loop sees the hang-up and ends it (sk__tls_handshake says
+         * why). The descriptor is still open: a session leaves this table
+         * (sk__tls_free) before its connection closes the descriptor. */
+        (void)shutdown(old->fd, SHUT_RDWR);
+        evicted++;
+    }
+    if (!sk__mem_charge(SK_TLS_HANDSHAKE_MEM)) {
+        bool log = sk__log_due(&hs_last_refuse_log, mono_ms(), 1000);
+        unsigned n = hs_count;
+        pthread_mutex_unlock(&hs_lock);
+        sk__stat_add(SK__STAT_ERR_NOBUFS, 1);
+        if (log)
+            sk_log(SK_LOG_WARN, "tls: refusing new handshakes: the memory budget cannot hold "
+                                "another (%u KiB each, %u unfinished)",
+                   SK_TLS_HANDSHAKE_MEM / 1024u, n);
+        return -ENOBUFS;
+    }
+    t->hs_prev = hs_newest;
+    if (hs_newest)
+        hs_newest->hs_next = t;
+    else
+        hs_oldest = t;
+    hs_newest = t;
+    t->hs_listed = true;
+    hs_count++;
+    bool log = evicted > 0 && sk__log_due(&hs_last_evict_log, mono_ms(), 1000);
+    pthread_mutex_unlock(&hs_lock);
+    if (log)
+        sk_log(SK_LOG_WARN, "tls: %u unfinished handshakes (the maximum): dropping the oldest",
+               max);
+    return 0;
+}
+
+/* The handshake is over (done, failed, or the session freed). */
+static void hs_leave(sk__tls *t)
+{
+    if (!t->ctx->server)
+        return;
+    pthread_mutex_lock(&hs_lock);
+    if (t->hs_listed)
+        hs_unlink_locked(t);
+    pthread_mutex_unlock(&hs_lock);
+}
+
 /* ----------------------------------------------------------- sessions */
 
 int sk__tls_new(sk_tls_ctx *ctx, int fd, const char *host, sk__tls **out)
@@ -517,10 +626,28 @@ int sk__tls_new(sk_tls_ctx *ctx, int fd, const char *host, sk__tls **out)
     }
     SSL_set_bio(t->ssl, bio, bio); /* the session owns it from here */
     SSL_set_app_data(t->ssl, t);
+    t->fd = fd;
+    atomic_init(&t->hs_evicted, false);
     if (ctx->server) {
+        int rc = hs_admit(t);
+        if (rc < 0) {
+            SSL_free(t->ssl);
+            free(t);
+            return rc;
+        }
         SSL_set_accept_state(t->ssl);
     } else {
         SSL_set_connect_state(t->ssl);
+        if (!ctx->insecure && !ctx->has_pin &&
+            (host == NULL || host[0] == '\0' || strlen(host) >= sizeof t->host)) {
+            /* A chain checked without a name lets any certificate the CA
+             * signed, for any host, pass: fail closed. */
+            sk_log(SK_LOG_WARN, "tls: a client context that verifies by CA needs the server's "
+                                "name (sk_stream_opts.tls_host, or sk_conn_connect)");
+            SSL_free(t->ssl);
+            free(t);
+            return -EINVAL;
+        }
         if (host != NULL && host[0] != '\0') {
             snprintf(t->host, sizeof t->host, "%s", host);
             bool ip = is_ip_literal(host);
@@ -552,6 +679,7 @@ void sk__tls_free(sk__tls *t)
 {
     if (t == NULL)
         return;
+    hs_leave(t);
     SSL_free(t->ssl);
     free(t);
 }
@@ -664,11 +792,18 @@ ssize_t sk__tls_writev(sk__tls *t, const struct iovec *iov, int iovcnt)
 
 int sk__tls_handshake(sk__tls *t, char *err, size_t errlen)
 {
+    if (atomic_load(&t->hs_evicted)) {
+        set_err(err, errlen, "evicted: too many unfinished TLS handshakes (at most %u)",
+                atomic_load(&hs_max));
+        return -ECONNABORTED;
+    }
     ERR_clear_error();
     errno = 0;
     int rc = SSL_do_handshake(t->ssl);
-    if (rc == 1)
+    if (rc == 1) {
+        hs_leave(t);
         return 1;
+    }
     int e = SSL_get_error(t->ssl, rc);
     if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
         t->want = e == SSL_ERROR_WANT_READ ? SK_READABLE : SK_WRITABLE;
@@ -727,59 +862,94 @@ void sk__tls_describe(const sk__tls *t, char *buf, size_t buflen)
 /* The blocking client API works on plain descriptors, so a TLS session is
  * found from its descriptor: a table indexed by fd, consulted only when a
  * session exists at all (the count), so plain clients pay one atomic load.
- * A descriptor is used by one thread at a time; the lock guards the table. */
+ * A descriptor number is not an identity: after a close() that bypassed
+ * sk_sock_close, the next socket gets the same number. So each entry also
+ * holds the socket's st_dev/st_ino from registration, and a lookup whose
+ * descriptor is no longer that socket drops the stale session instead of
+ * encrypting a plain connection's bytes with it. A descriptor is used by
+ * one thread at a time; the lock guards the table. */
+typedef struct {
+    sk__tls *t;
+    dev_t dev;
+    ino_t ino;
+} reg_entry;
+
 static pthread_mutex_t reg_lock = PTHREAD_MUTEX_INITIALIZER;
-static sk__tls **reg;
+static reg_entry *reg;
 static size_t reg_cap;
 static atomic_uint reg_count;
+
+/* Removes fd's entry (the lock held); returns its session, or NULL. */
+static sk__tls *reg_remove_locked(int fd)
+{
+    if (fd < 0 || (size_t)fd >= reg_cap || reg[fd].t == NULL)
+        return NULL;
+    sk__tls *t = reg[fd].t;
+    reg[fd].t = NULL;
+    if (atomic_fetch_sub(&reg_count, 1) == 1) {
+        /* The last session is gone: give the table back (so that a process
+         * that is done with TLS holds nothing). */
+        free(reg);
+        reg = NULL;
+        reg_cap = 0;
+    }
+    return t;
+}
 
 static sk__tls *reg_get(int fd)
 {
     if (fd < 0 || atomic_load(&reg_count) == 0)
         return NULL;
+    sk__tls *t = NULL, *stale = NULL;
     pthread_mutex_lock(&reg_lock);
-    sk__tls *t = (size_t)fd < reg_cap ? reg[fd] : NULL;
+    if ((size_t)fd < reg_cap && reg[fd].t != NULL) {
+        struct stat st;
+        if (fstat(fd, &st) == 0 && st.st_dev == reg[fd].dev && st.st_ino == reg[fd].ino)
+            t = reg[fd].t;
+        else
+            stale = reg_remove_locked(fd);
+    }
     pthread_mutex_unlock(&reg_lock);
+    /* Its socket was closed behind our back: nothing can be sent on it. */
+    sk__tls_free(stale);
     return t;
 }
 
 static int reg_put(int fd, sk__tls *t)
 {
+    struct stat st;
+    if (fstat(fd, &st) < 0)
+        return -errno;
     pthread_mutex_lock(&reg_lock);
+    /* A stale entry under this number (its socket closed with close()) is
+     * replaced, and its session freed. */
+    sk__tls *stale = reg_remove_locked(fd);
+    int rc = 0;
     if ((size_t)fd >= reg_cap) {
         size_t cap = reg_cap ? reg_cap : 64;
         while (cap <= (size_t)fd)
             cap *= 2;
-        sk__tls **n = realloc(reg, cap * sizeof *n);
+        reg_entry *n = realloc(reg, cap * sizeof *n);
         if (n == NULL) {
-            pthread_mutex_unlock(&reg_lock);
-            return -ENOMEM;
+            rc = -ENOMEM;
+            goto out;
         }
         memset(n + reg_cap, 0, (cap - reg_cap) * sizeof *n);
         reg = n;
         reg_cap = cap;
     }
-    reg[fd] = t;
+    reg[fd] = (reg_entry){.t = t, .dev = st.st_dev, .ino = st.st_ino};
     atomic_fetch_add(&reg_count, 1);
+out:
     pthread_mutex_unlock(&reg_lock);
-    return 0;
+    sk__tls_free(stale);
+    return rc;
 }
 
 static sk__tls *reg_take(int fd)
 {
-    sk__tls *t = NULL;
     pthread_mutex_lock(&reg_lock);
-    if (fd >= 0 && (size_t)fd < reg_cap && reg[fd] != NULL) {
-        t = reg[fd];
-        reg[fd] = NULL;
-        if (atomic_fetch_sub(&reg_count, 1) == 1) {
-            /* The last session is gone: give the table back (so that a
-             * process that is done with TLS holds nothing). */
-            free(reg);
-            reg = NULL;
-            reg_cap = 0;
-        }
-    }
+    sk__tls *t = reg_remove_locked(fd);
     pthread_mutex_unlock(&reg_lock);
     return t;
 }
@@ -927,7 +1097,9 @@ int sk_sock_shutdown(int fd)
 
 int sk_sock_close(int fd)
 {
-    sk__tls *t = reg_take(fd);
+    /* Looked up first, so that a stale session (fd reused) is dropped
+     * without its close_notify going out on another connection. */
+    sk__tls *t = reg_get(fd) != NULL ? reg_take(fd) : NULL;
     if (t != NULL) {
         sk__tls_close_notify(t);
         sk__tls_free(t);

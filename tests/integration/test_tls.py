@@ -623,3 +623,100 @@ class TestPolicy(TlsBase):
         rc, err = self.s_client(srv.addr, "-verify_hostname", "localhost")
         self.assertEqual(rc, 0, err)
         self.assertIn("Verification: OK", err)
+
+
+class TestHandshakeLimits(TlsBase):
+    """Unfinished handshakes are capped (--max-handshakes: the oldest is
+    dropped) and charged to --max-memory (review 2, #11)."""
+
+    STALL = b"\x16\x03\x01\x40\x00" + b"\x01" + b"\x00" * 2999  # a record promising 16 KiB
+
+    def stall(self, addr, n):
+        socks = []
+        for _ in range(n):
+            s = socket.create_connection(tcp_addr(addr), timeout=IO_TIMEOUT)
+            try:
+                s.sendall(self.STALL)
+            except OSError:
+                pass  # already refused
+            socks.append(self.track(s))
+        return socks
+
+    @staticmethod
+    def still_open(socks):
+        """The sockets the server has not closed (checked without waiting)."""
+        alive = []
+        for s in socks:
+            r, _, _ = select.select([s], [], [], 0)
+            if not r:
+                alive.append(s)
+                continue
+            try:
+                if s.recv(4096):
+                    alive.append(s)
+            except OSError:
+                pass
+        return alive
+
+    def served(self, addr):
+        s, _ = self.py_client(addr)
+        s.sendall(b"real client")
+        self.assertEqual(recv_exact(s, 11), b"real client")
+        s.close()
+
+    def test_stalled_handshakes_capped_oldest_dropped(self):
+        srv = self.tls_serve("echo", "--max-handshakes", "10", "--quiet")
+        self.served(srv.addr)  # OpenSSL's lazy state, before the baseline
+        base = srv.rss_kib()
+        n = 400
+        socks = self.stall(srv.addr, n)
+        open_now = [socks]
+
+        def settled():
+            open_now[0] = self.still_open(open_now[0])
+            return len(open_now[0]) <= 10
+        self.assertTrue(wait_until(settled, 20), "%d still open" % len(open_now[0]))
+        # The newest ten hold the slots; every older one was dropped.
+        self.assertEqual(open_now[0], socks[-10:])
+        srv.wait_line(r"tls: 10 unfinished handshakes \(the maximum\): dropping the oldest")
+        srv.wait_line(r"tls: 127\.0\.0\.1:%d dropped: evicted: too many unfinished TLS "
+                      r"handshakes \(at most 10\)" % socks[0].getsockname()[1])
+        # ~49 KiB each inside OpenSSL: 400 held would be ~19 MiB.
+        grown = srv.rss_kib() - base
+        self.assertLess(grown, n * 48 // 2, "RSS grew %d KiB" % grown)
+        self.served(srv.addr)  # a real client still gets through
+
+    def test_handshakes_charged_to_max_memory(self):
+        # 200 KiB holds four 48 KiB handshakes; the fifth is refused at once.
+        srv = self.tls_serve("echo", "--max-memory", "200K", "--quiet")
+        socks = self.stall(srv.addr, 12)
+        alive = [socks]
+
+        def settled():
+            alive[0] = self.still_open(alive[0])
+            return len(alive[0]) <= 4
+        self.assertTrue(wait_until(settled, 10), "%d still open" % len(alive[0]))
+        self.assertEqual(alive[0], socks[:4])
+        srv.wait_line(r"tls: refusing new handshakes: the memory budget cannot hold another "
+                      r"\(48 KiB each, 4 unfinished\)")
+        for s in socks:
+            s.close()
+        # Once those are gone their charge is back: real clients are served.
+        self.assertTrue(wait_until(lambda: self.try_served(srv.addr), 10))
+
+    def try_served(self, addr):
+        try:
+            self.served(addr)
+            return True
+        except (OSError, ssl.SSLError):
+            return False
+
+    def test_max_handshakes_usage(self):
+        cp = self.sockit("serve", "echo", "127.0.0.1:0", "--max-handshakes", "5", timeout=10)
+        self.assertEqual(cp.returncode, 2)
+        self.assertIn(b"--max-handshakes applies to tls:// addresses only", cp.stderr)
+        cp = self.sockit("serve", "echo", "tls://127.0.0.1:0", "--cert", self.crt, "--key",
+                         self.key, "--max-handshakes", "x", timeout=10)
+        self.assertEqual(cp.returncode, 2)
+        cp = self.sockit("serve", "--help")
+        self.assertIn(b"--max-handshakes N", cp.stdout)
