@@ -711,7 +711,11 @@ SK_API int sk_tls_server_new(const char *cert_file, const char *key_file, sk_tls
  * (the chain and names are not judged, so a self-signed certificate works);
  * otherwise the chain must lead to ca_file (a PEM file; NULL: the system's
  * CA store) and the certificate must name the host dialed (a DNS name or an
- * IP address in subjectAltName). */
+ * IP address in subjectAltName). Every certificate in ca_file is a trust
+ * anchor, a CA or not (X509_V_FLAG_PARTIAL_CHAIN), so a server's own leaf
+ * works as its ca_file. Both sides use the key exchange groups X25519,
+ * P-256 and P-384 only, and TLS 1.2 suites ECDHE with AES-GCM or ChaCha20,
+ * in the server's order. */
 typedef struct sk_tls_client_opts {
     const char *ca_file;
     const uint8_t *pin; /* SK_TLS_PIN_LEN bytes, or NULL */
@@ -758,8 +762,10 @@ SK_API int sk_tls_cert_pin(const char *cert_file, uint8_t out[SK_TLS_PIN_LEN], c
 /* Makes a self-signed certificate for trying TLS out: writes NAME.key (an EC
  * P-256 key, PEM, mode 0600) and NAME.crt (PEM, valid for days from a
  * minute ago, CN = NAME's last path component, subjectAltName DNS:localhost,
- * IP:127.0.0.1, IP:::1, and DNS:NAME when that looks like a host name; it is
- * its own CA, so it also serves as --ca). Refuses to replace either file
+ * IP:127.0.0.1, IP:::1, and DNS:NAME when that looks like a host name; a
+ * leaf, CA:FALSE with key usage digitalSignature and extended key usage
+ * serverAuth, so it cannot sign others, yet serves as ca_file: see
+ * sk_tls_client_opts). Refuses to replace either file
  * (-EEXIST). pin_out (may be NULL) receives its fingerprint. Returns 0 or a
  * negative code with err saying why; on failure neither file is left. */
 SK_API int sk_tls_make_cert(const char *name, unsigned days, uint8_t pin_out[SK_TLS_PIN_LEN],
