@@ -720,3 +720,47 @@ class TestHandshakeLimits(TlsBase):
         self.assertEqual(cp.returncode, 2)
         cp = self.sockit("serve", "--help")
         self.assertIn(b"--max-handshakes N", cp.stdout)
+
+
+class TestClientPolicy(TlsBase):
+    """The client side offers the same groups and suites (review 2, #3, #12),
+    seen from `openssl s_server`."""
+
+    def s_server(self, *opts):
+        p = self.popen(["openssl", "s_server", "-accept", "127.0.0.1:0", "-cert", self.crt,
+                        "-key", self.key, "-rev", "-naccept", "1", *opts],
+                       stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        seen = b""
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            r, _, _ = select.select([p.stdout], [], [], 0.5)
+            if r:
+                chunk = os.read(p.stdout.fileno(), 4096)
+                if not chunk:
+                    break
+                seen += chunk
+                m = re.search(rb"ACCEPT 127\.0\.0\.1:(\d+)", seen)
+                if m:
+                    return p, int(m.group(1))
+        self.fail("openssl s_server did not start: %r" % seen)
+
+    def test_client_offers_elliptic_curves_and_aead_only(self):
+        p, port = self.s_server("-groups", "P-256")
+        cp = self.connect_cli("tls://localhost:%d" % port, "--ca", self.crt, data=b"hello\n")
+        self.assertEqual(cp.returncode, 0, cp.stderr)
+        self.assertEqual(cp.stdout, b"olleh\n")
+        out = p.communicate(timeout=10)[0].decode("utf-8", "replace")
+        self.assertIn("Supported groups: x25519:secp256r1:secp384r1\n", out)
+        offered = re.search(r"Client cipher list: (\S+)", out).group(1).split(":")
+        tls12 = [c for c in offered if not c.startswith("TLS_")]
+        self.assertTrue(tls12)
+        for c in tls12:
+            self.assertTrue(c.startswith("ECDHE-") and ("-GCM-" in c or "CHACHA20" in c), c)
+
+    def test_client_refuses_finite_field_groups(self):
+        p, port = self.s_server("-groups", "ffdhe2048", "-tls1_3")
+        cp = self.connect_cli("tls://localhost:%d" % port, "--ca", self.crt, data=b"hello\n")
+        self.assertEqual(cp.returncode, 1, cp.stderr)
+        self.assertEqual(cp.stdout, b"")
+        p.kill()
+        p.wait(timeout=10)
