@@ -132,9 +132,10 @@ static void usage(FILE *out)
             "  --key FILE                PEM private key of the certificate\n"
             "  --handshake-timeout SEC   the TLS handshake must finish in SEC (default 10)\n"
             "  --max-handshakes N        unfinished TLS handshakes at once, all listeners (default\n"
-            "                            1024; 0: no cap); beyond it the oldest is dropped. Each\n"
-            "                            counts 48K in --max-memory until done; past that budget\n"
-            "                            new handshakes are refused\n",
+            "                            1024; 0: no cap); beyond it the oldest is dropped, the\n"
+            "                            newcomer's source's own first. Each counts 48K in\n"
+            "                            --max-memory until done; past that budget new\n"
+            "                            handshakes are refused\n",
             svc_echo.summary, svc_upper.summary, svc_greet.summary, svc_chat.summary,
             svc_exec.summary, svc_files.summary);
     /* A second literal: ISO C compilers need not take one over 4095 characters. */

@@ -736,8 +736,10 @@ SK_API void sk_tls_ctx_free(sk_tls_ctx *ctx);
  * handshake the budget cannot hold is refused: the accepted connection is
  * closed at once, with a logged warning), and at most max of them exist at
  * once (default SK_TLS_DEFAULT_MAX_HANDSHAKES; 0: no cap): a new one beyond
- * it evicts the oldest unfinished one, which is closed with a logged reason,
- * so stalled peers cannot lock real clients out. sk_tls_handshakes() says how
+ * it evicts the oldest unfinished one of its own source (peer address; an
+ * IPv6 /64) if that has any, else the oldest of all; the evicted one is
+ * closed with a logged reason. So stalled peers cannot lock real clients
+ * out, and a flood from one source only evicts itself. sk_tls_handshakes() says how
  * many are unfinished now. */
 #define SK_TLS_DEFAULT_MAX_HANDSHAKES 1024u
 #define SK_TLS_HANDSHAKE_MEM (48u * 1024u)

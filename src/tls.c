@@ -66,9 +66,12 @@ struct sk__tls {
      * memory charged) in the handshake table below, which another thread's
      * admission may evict it from. */
     int fd;
-    bool hs_listed;            /* guarded by hs_lock */
+    bool hs_listed;            /* guarded by hs_lock, as are the links */
     atomic_bool hs_evicted;    /* set by whichever thread evicted it */
-    sk__tls *hs_prev, *hs_next;
+    sk__tls *hs_prev, *hs_next; /* all unfinished handshakes, oldest first */
+    sk__tls *src_prev, *src_next; /* those of the same source bucket, oldest first */
+    unsigned src_bucket;
+    uint8_t src[16];           /* the peer's address (IPv6: its /64), the source */
 };
 
 /* ------------------------------------------------------------ helpers */
@@ -512,14 +515,22 @@ static BIO *sock_bio(int fd)
  * OpenSSL allocates it outside the library's buffers. So every server
  * session is charged SK_TLS_HANDSHAKE_MEM against the memory budget
  * (sk_mem_set_budget) until its handshake is done, and at most
- * max_handshakes of them exist at once in the process. The oldest is
- * evicted for a new one, rather than the new one refused: a real client
+ * max_handshakes of them exist at once in the process. At the cap one is
+ * evicted for the newcomer, rather than the newcomer refused: a real client
  * finishes in a round trip, so it stays served while stalled peers cycle
- * out; a stalled peer cannot hold its slot at others' expense. A handshake
- * the budget cannot hold is refused (the connection is closed at accept). */
+ * out. The victim is the oldest unfinished handshake of the newcomer's own
+ * source (address; an IPv6 /64) when it has one, else the oldest of all, so
+ * a flood from one source only ever evicts itself. Sources are found in
+ * hashed buckets (a per-process random key, so that nobody can aim many
+ * addresses at one bucket). A handshake the budget cannot hold is refused
+ * (the connection is closed at accept). */
+#define HS_BUCKETS 256u
 static pthread_mutex_t hs_lock = PTHREAD_MUTEX_INITIALIZER;
 static sk__tls *hs_oldest, *hs_newest;
+static sk__tls *hs_src_oldest[HS_BUCKETS], *hs_src_newest[HS_BUCKETS];
 static unsigned hs_count;
+static uint64_t hs_key;
+static bool hs_keyed;
 static atomic_uint hs_max = SK_TLS_DEFAULT_MAX_HANDSHAKES;
 static uint64_t hs_last_evict_log, hs_last_refuse_log; /* guarded by hs_lock */
 
@@ -535,9 +546,56 @@ unsigned sk_tls_handshakes(void)
 
 static uint64_t mono_ms(void);
 
+/* The source of a server session: its peer's address, an IPv6 one cut to
+ * its /64 (what one subscriber usually holds); every Unix peer is one
+ * source. */
+static void hs_source(sk__tls *t)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    memset(t->src, 0, sizeof t->src);
+    if (getpeername(t->fd, (struct sockaddr *)&ss, &len) < 0)
+        return;
+    if (ss.ss_family == AF_INET)
+        memcpy(t->src, &((struct sockaddr_in *)&ss)->sin_addr, 4);
+    else if (ss.ss_family == AF_INET6)
+        memcpy(t->src, &((struct sockaddr_in6 *)&ss)->sin6_addr, 8);
+}
+
+/* t's bucket: FNV-1a over the source, keyed (hs_lock held). */
+static unsigned hs_bucket_locked(const sk__tls *t)
+{
+    if (!hs_keyed) {
+        (void)sk_random(&hs_key, sizeof hs_key); /* 0 if it fails: still correct */
+        hs_keyed = true;
+    }
+    uint64_t h = 14695981039346656037ull ^ hs_key;
+    for (size_t i = 0; i < sizeof t->src; i++)
+        h = (h ^ t->src[i]) * 1099511628211ull;
+    return (unsigned)(h ^ (h >> 32)) % HS_BUCKETS;
+}
+
+/* The oldest unfinished handshake from t's source, or NULL (hs_lock held). */
+static sk__tls *hs_oldest_of_source_locked(const sk__tls *t)
+{
+    for (sk__tls *o = hs_src_oldest[t->src_bucket]; o != NULL; o = o->src_next)
+        if (memcmp(o->src, t->src, sizeof t->src) == 0)
+            return o;
+    return NULL;
+}
+
 /* Unlinks t and gives its charge back (hs_lock held). */
 static void hs_unlink_locked(sk__tls *t)
 {
+    if (t->src_prev)
+        t->src_prev->src_next = t->src_next;
+    else
+        hs_src_oldest[t->src_bucket] = t->src_next;
+    if (t->src_next)
+        t->src_next->src_prev = t->src_prev;
+    else
+        hs_src_newest[t->src_bucket] = t->src_prev;
+    t->src_prev = t->src_next = NULL;
     if (t->hs_prev)
         t->hs_prev->hs_next = t->hs_next;
     else
@@ -556,11 +614,15 @@ static void hs_unlink_locked(sk__tls *t)
  * full, then charges the budget. Returns 0 or -ENOBUFS. */
 static int hs_admit(sk__tls *t)
 {
+    hs_source(t);
     pthread_mutex_lock(&hs_lock);
+    t->src_bucket = hs_bucket_locked(t);
     unsigned max = atomic_load(&hs_max);
     unsigned evicted = 0;
     while (max != 0 && hs_count >= max && hs_oldest != NULL) {
-        sk__tls *old = hs_oldest;
+        sk__tls *old = hs_oldest_of_source_locked(t);
+        if (old == NULL)
+            old = hs_oldest;
         hs_unlink_locked(old);
         atomic_store(&old->hs_evicted, true);
         /* Its loop sees the hang-up and ends it (sk__tls_handshake says
@@ -586,13 +648,20 @@ static int hs_admit(sk__tls *t)
     else
         hs_oldest = t;
     hs_newest = t;
+    unsigned b = t->src_bucket;
+    t->src_prev = hs_src_newest[b];
+    if (hs_src_newest[b])
+        hs_src_newest[b]->src_next = t;
+    else
+        hs_src_oldest[b] = t;
+    hs_src_newest[b] = t;
     t->hs_listed = true;
     hs_count++;
     bool log = evicted > 0 && sk__log_due(&hs_last_evict_log, mono_ms(), 1000);
     pthread_mutex_unlock(&hs_lock);
     if (log)
-        sk_log(SK_LOG_WARN, "tls: %u unfinished handshakes (the maximum): dropping the oldest",
-               max);
+        sk_log(SK_LOG_WARN, "tls: %u unfinished handshakes (the maximum): dropping the oldest "
+                            "(of the newcomer's source, if it has any)", max);
     return 0;
 }
 

@@ -631,10 +631,11 @@ class TestHandshakeLimits(TlsBase):
 
     STALL = b"\x16\x03\x01\x40\x00" + b"\x01" + b"\x00" * 2999  # a record promising 16 KiB
 
-    def stall(self, addr, n):
+    def stall(self, addr, n, source=None):
         socks = []
         for _ in range(n):
-            s = socket.create_connection(tcp_addr(addr), timeout=IO_TIMEOUT)
+            s = socket.create_connection(tcp_addr(addr), timeout=IO_TIMEOUT,
+                                         source_address=(source, 0) if source else None)
             try:
                 s.sendall(self.STALL)
             except OSError:
@@ -685,6 +686,23 @@ class TestHandshakeLimits(TlsBase):
         grown = srv.rss_kib() - base
         self.assertLess(grown, n * 48 // 2, "RSS grew %d KiB" % grown)
         self.served(srv.addr)  # a real client still gets through
+
+    def test_a_flood_from_one_source_evicts_only_itself(self):
+        srv = self.tls_serve("echo", "--max-handshakes", "10", "--quiet")
+        slow = self.stall(srv.addr, 1)  # from 127.0.0.1, the oldest of all
+        flood = self.stall(srv.addr, 100, source="127.0.0.2")
+        open_now = [flood]
+
+        def settled():
+            open_now[0] = self.still_open(open_now[0])
+            return len(open_now[0]) <= 9
+        self.assertTrue(wait_until(settled, 20), "%d still open" % len(open_now[0]))
+        self.assertEqual(open_now[0], flood[-9:])
+        self.assertEqual(self.still_open(slow), slow)  # never evicted by the flood
+        self.assertEqual(srv.find(r"tls: 127\.0\.0\.1:%d dropped" % slow[0].getsockname()[1]),
+                         [])
+        srv.wait_line(r"tls: 127\.0\.0\.2:%d dropped: evicted" % flood[0].getsockname()[1])
+        self.served(srv.addr)
 
     def test_handshakes_charged_to_max_memory(self):
         # 200 KiB holds four 48 KiB handshakes; the fifth is refused at once.
