@@ -1084,7 +1084,7 @@ int sk_tls_dial(const sk_addr *addr, sk_tls_ctx *ctx, int timeout_ms, char *err,
     }
     rc = reg_put(fd, t);
     if (rc < 0) {
-        set_err(err, errlen, "out of memory");
+        set_err(err, errlen, "%s: %s", text, sk_strerror(rc));
         goto fail;
     }
     return fd;
