@@ -13,7 +13,8 @@ static void usage(FILE *out)
             "Writes NAME.key (EC P-256 private key, mode 600) and NAME.crt (a self-signed\n"
             "certificate for localhost, 127.0.0.1, ::1 and NAME if it is a host name), then\n"
             "prints the certificate's SHA-256 fingerprint for clients' --pin. Existing files\n"
-            "are never replaced.\n"
+            "are never replaced. The certificate cannot sign others (CA:FALSE); clients take\n"
+            "it as --ca all the same.\n"
             "  --days N   validity in days (default 365)\n"
             "Then: sockit serve echo tls://127.0.0.1:9443 --cert NAME.crt --key NAME.key\n"
             "      sockit connect tls://127.0.0.1:9443 --ca NAME.crt   (or --pin FINGERPRINT)\n");

@@ -65,6 +65,8 @@ typedef struct serve_cfg {
     enum sk_log_level level;
     const char *cert, *key; /* tls:// listeners */
     bool handshake_set;     /* --handshake-timeout given (exec, files or tls://) */
+    unsigned max_handshakes; /* tls://: unfinished TLS handshakes at once (0: no cap) */
+    bool max_handshakes_set;
 } serve_cfg;
 
 struct serve_state;
@@ -153,7 +155,13 @@ static void usage(FILE *out)
             "  --cert FILE               PEM certificate (chain) of the server (sockit cert NAME)\n"
             "  --key FILE                PEM private key of the certificate\n"
             "  --handshake-timeout SEC   the TLS handshake must finish in SEC (default 10)\n"
-            "chat options (the chat service is line-based; --framing does not apply):\n"
+            "  --max-handshakes N        unfinished TLS handshakes at once, all listeners (default\n"
+            "                            1024; 0: no cap); beyond it the oldest is dropped, the\n"
+            "                            newcomer's source's own first. Each counts 48K in\n"
+            "                            --max-memory until done; past that budget new\n"
+            "                            handshakes are refused\n",
+          out);
+    fputs("chat options (the chat service is line-based; --framing does not apply):\n"
             "  --max-line BYTES          for chat: longest line relayed (default 4K); a longer\n"
             "                            one is refused with a notice, the member stays\n"
             "  --max-queue BYTES         drop a member with more output waiting (default 1M)\n"
@@ -320,6 +328,7 @@ static int parse_args(serve_state *st, int argc, char **argv)
     cfg->max_line = SK_DEFAULT_MAX_LINE;
     cfg->max_queue = 1024u * 1024u;
     cfg->max_memory = 256u * 1024u * 1024u;
+    cfg->max_handshakes = SK_TLS_DEFAULT_MAX_HANDSHAKES;
     cfg->message = "Thank you for connecting\r\n";
     cfg->level = SK_LOG_INFO;
     cfg->udp_rate = DEFAULT_UDP_RATE;
@@ -330,7 +339,7 @@ static int parse_args(serve_state *st, int argc, char **argv)
            O_MAXLINE, O_MAXMEM, O_DRAIN, O_MESSAGE, O_QUIET, O_LOGLEVEL, O_MAXQUEUE, O_MAXRATE,
            O_TOKEN, O_ALLOWSHELL, O_ALLOW, O_TIMEOUT, O_MAXOUTPUT, O_MAXPROCS, O_CWD, O_PASSENV,
            O_MAXUNAUTH, O_HANDSHAKE, O_ROOT, O_READONLY, O_MAXFILESIZE, O_PARTIALTTL, O_CERT,
-           O_KEY, O_STATS, O_UDPRATE };
+           O_KEY, O_STATS, O_UDPRATE, O_MAXHS };
     static const struct option longopts[] = {
         {"framing", required_argument, NULL, O_FRAMING},
         {"max-conns", required_argument, NULL, O_MAXCONNS},
@@ -365,6 +374,7 @@ static int parse_args(serve_state *st, int argc, char **argv)
         {"key", required_argument, NULL, O_KEY},
         {"stats", required_argument, NULL, O_STATS},
         {"udp-rate", required_argument, NULL, O_UDPRATE},
+        {"max-handshakes", required_argument, NULL, O_MAXHS},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -439,6 +449,10 @@ static int parse_args(serve_state *st, int argc, char **argv)
             bad = cli_parse_seconds(v, &cfg->stats_ms) < 0 || cfg->stats_ms == 0;
             break;
         case O_UDPRATE: bad = cli_parse_uint(v, 0, 100000000, &cfg->udp_rate); break;
+        case O_MAXHS:
+            bad = cli_parse_uint(v, 0, 10000000, &cfg->max_handshakes);
+            cfg->max_handshakes_set = true;
+            break;
         case ':':
             cli_err("option %s needs a value", argv[optind - 1]);
             return -1;
@@ -517,6 +531,10 @@ static int parse_args(serve_state *st, int argc, char **argv)
     }
     if (!tls && (cfg->cert != NULL || cfg->key != NULL)) {
         cli_err("--cert and --key apply to tls:// addresses only");
+        return -1;
+    }
+    if (!tls && cfg->max_handshakes_set) {
+        cli_err("--max-handshakes applies to tls:// addresses only");
         return -1;
     }
     if (tls) {
@@ -785,6 +803,7 @@ int cmd_serve(int argc, char **argv)
     }
     cli_log_to_stderr(st->cfg.level);
     sk_mem_set_budget(st->cfg.max_memory);
+    sk_tls_set_max_handshakes(st->cfg.max_handshakes);
     int status = EXIT_RUNTIME;
     st->nws = (int)st->cfg.workers;
     for (int w = 0; w < st->nws; w++) {

@@ -344,6 +344,12 @@ typedef struct sk_stream_opts {
      * client. Bytes through TLS keep every limit and water mark. */
     sk_tls_ctx *tls;
     uint32_t handshake_timeout_ms; /* TLS handshake deadline; 0: SK_TLS_DEFAULT_HANDSHAKE_MS */
+    /* For sk_conn_connect_fd and sk_conn_adopt with a client context: the
+     * name (or IP address) the server's certificate must carry, also sent
+     * as SNI. Copied when the connection is made. A context that verifies
+     * by CA needs it (-EINVAL without); sk_conn_connect takes the address's
+     * host instead. NULL by default. */
+    const char *tls_host;
 } sk_stream_opts;
 
 /* Fills opts with the defaults above. */
@@ -450,10 +456,12 @@ SK_API int sk_conn_connect(sk_loop *loop, const sk_addr *addr, const sk_stream_o
 /* Like sk_conn_connect, on a stream socket the caller made (bound to a
  * source address, options set, ...): starts a non-blocking connect to sa.
  * On success the connection owns fd; on failure fd stays the caller's.
- * With a TLS client context in opts no host name is known here: a --pin
- * context verifies as usual, but a CA context checks the chain only (use
- * sk_conn_connect to have the name checked and sent as SNI). The same holds
- * for sk_conn_adopt. */
+ * With a TLS client context in opts, the server's name comes from
+ * opts->tls_host (checked against its certificate and sent as SNI): a
+ * context that verifies by CA without one is refused with -EINVAL (and a
+ * logged sentence), since a chain that is only checked would let any
+ * certificate the CA ever signed, for any host, pass. A --pin or insecure
+ * context needs no name. The same holds for sk_conn_adopt. */
 SK_API int sk_conn_connect_fd(sk_loop *loop, int fd, const struct sockaddr *sa, socklen_t salen,
                               const sk_stream_opts *opts, const sk_conn_callbacks *cbs, void *ud,
                               uint32_t timeout_ms, sk_conn **out);
@@ -737,7 +745,11 @@ SK_API int sk_tls_server_new(const char *cert_file, const char *key_file, sk_tls
  * (the chain and names are not judged, so a self-signed certificate works);
  * otherwise the chain must lead to ca_file (a PEM file; NULL: the system's
  * CA store) and the certificate must name the host dialed (a DNS name or an
- * IP address in subjectAltName). */
+ * IP address in subjectAltName). Every certificate in ca_file is a trust
+ * anchor, a CA or not (X509_V_FLAG_PARTIAL_CHAIN), so a server's own leaf
+ * works as its ca_file. Both sides use the key exchange groups X25519,
+ * P-256 and P-384 only, and TLS 1.2 suites ECDHE with AES-GCM or ChaCha20,
+ * in the server's order. */
 typedef struct sk_tls_client_opts {
     const char *ca_file;
     const uint8_t *pin; /* SK_TLS_PIN_LEN bytes, or NULL */
@@ -751,6 +763,22 @@ typedef struct sk_tls_client_opts {
 SK_API int sk_tls_client_new(const sk_tls_client_opts *opts, sk_tls_ctx **out, char *err,
                              size_t errlen);
 SK_API void sk_tls_ctx_free(sk_tls_ctx *ctx);
+
+/* Unfinished server-side handshakes, process-wide. Each costs OpenSSL about
+ * 48 KiB before the peer has proved anything, so each is charged
+ * SK_TLS_HANDSHAKE_MEM against sk_mem_set_budget() until it completes (a
+ * handshake the budget cannot hold is refused: the accepted connection is
+ * closed at once, with a logged warning), and at most max of them exist at
+ * once (default SK_TLS_DEFAULT_MAX_HANDSHAKES; 0: no cap): a new one beyond
+ * it evicts the oldest unfinished one of its own source (peer address; an
+ * IPv6 /64) if that has any, else the oldest of all; the evicted one is
+ * closed with a logged reason. So stalled peers cannot lock real clients
+ * out, and a flood from one source only evicts itself. sk_tls_handshakes() says how
+ * many are unfinished now. */
+#define SK_TLS_DEFAULT_MAX_HANDSHAKES 1024u
+#define SK_TLS_HANDSHAKE_MEM (48u * 1024u)
+SK_API void sk_tls_set_max_handshakes(unsigned max);
+SK_API unsigned sk_tls_handshakes(void);
 
 /* Parses a certificate fingerprint: 64 hex digits, in either case, plain or
  * colon-separated in pairs as `openssl x509 -noout -fingerprint -sha256`
@@ -770,8 +798,10 @@ SK_API int sk_tls_cert_pin(const char *cert_file, uint8_t out[SK_TLS_PIN_LEN], c
 /* Makes a self-signed certificate for trying TLS out: writes NAME.key (an EC
  * P-256 key, PEM, mode 0600) and NAME.crt (PEM, valid for days from a
  * minute ago, CN = NAME's last path component, subjectAltName DNS:localhost,
- * IP:127.0.0.1, IP:::1, and DNS:NAME when that looks like a host name; it is
- * its own CA, so it also serves as --ca). Refuses to replace either file
+ * IP:127.0.0.1, IP:::1, and DNS:NAME when that looks like a host name; a
+ * leaf, CA:FALSE with key usage digitalSignature and extended key usage
+ * serverAuth, so it cannot sign others, yet serves as ca_file: see
+ * sk_tls_client_opts). Refuses to replace either file
  * (-EEXIST). pin_out (may be NULL) receives its fingerprint. Returns 0 or a
  * negative code with err saying why; on failure neither file is left. */
 SK_API int sk_tls_make_cert(const char *name, unsigned days, uint8_t pin_out[SK_TLS_PIN_LEN],

@@ -1359,7 +1359,7 @@ int sk__conn_create(sk_loop *loop, int fd, const sk_stream_opts *opts,
     /* fd < 0: sk_conn_connect's race, which sets up TLS and the watch on the
      * socket that wins. */
     if (opts->tls != NULL && fd >= 0) {
-        err = sk__tls_new(opts->tls, fd, NULL, &c->tls);
+        err = sk__tls_new(opts->tls, fd, opts->tls_host, &c->tls);
         if (err < 0) {
             free(c);
             return err;
@@ -1437,6 +1437,7 @@ int sk_conn_adopt(sk_loop *loop, int fd, const sk_stream_opts *opts,
         free(cfg);
         return err;
     }
+    cfg->opts.tls_host = NULL; /* the session has its copy; the caller's may go */
     (*out)->owned_cfg = cfg;
     return 0;
 }
@@ -1462,6 +1463,7 @@ int sk_conn_connect_fd(sk_loop *loop, int fd, const struct sockaddr *sa, socklen
         free(cfg);
         return err;
     }
+    cfg->opts.tls_host = NULL; /* the session has its copy; the caller's may go */
     (*out)->owned_cfg = cfg;
     if (timeout_ms)
         sk_timer_start(&(*out)->timer, timeout_ms, 0);
@@ -1678,8 +1680,9 @@ int sk_conn_connect(sk_loop *loop, const sk_addr *addr, const sk_stream_opts *op
     for (int i = 0; i < d->n; i++)
         d->att[i] = (dial_attempt){.w = {.fd = -1, .on_event = attempt_event}, .d = d};
     /* The name the server's certificate must carry, and its SNI. */
-    if (addr->kind != SK_ADDR_UNIX) {
-        snprintf(d->host_buf, sizeof d->host_buf, "%s", addr->host);
+    const char *host = addr->kind != SK_ADDR_UNIX ? addr->host : opts ? opts->tls_host : NULL;
+    if (host != NULL) {
+        snprintf(d->host_buf, sizeof d->host_buf, "%s", host);
         d->host = d->host_buf;
     }
     dialer_advance(d);

@@ -200,7 +200,8 @@ static void accept_event(sk_watch *w, uint32_t events)
             close(fd);
             if (srv->opts.limit)
                 atomic_fetch_sub(&srv->opts.limit->count, 1);
-            sk_log(SK_LOG_ERROR, "cannot set up a connection: %s", sk_strerror(err));
+            if (err != -ENOBUFS) /* the TLS handshake budget: tls.c logs that, rate-limited */
+                sk_log(SK_LOG_ERROR, "cannot set up a connection: %s", sk_strerror(err));
             continue;
         }
         sk__conn_set_peer(c, (struct sockaddr *)&peer, peerlen);

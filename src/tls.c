@@ -36,6 +36,11 @@
 /* Session id context: a server resumes only sessions it issued for sockit. */
 static const unsigned char SID_CTX[] = "sockit";
 
+/* Key exchange groups, servers and clients alike, in order of preference. */
+#define SK__TLS_GROUPS "X25519:P-256:P-384"
+/* TLS 1.2 cipher suites (TLS 1.3 has only AEAD suites with ECDHE here). */
+#define SK__TLS12_CIPHERS "ECDHE+AESGCM:ECDHE+CHACHA20"
+
 struct sk_tls_ctx {
     SSL_CTX *ssl;
     bool server;
@@ -57,6 +62,16 @@ struct sk__tls {
     bool pin_mismatch;  /* the handshake failed on --pin */
     bool sent_shutdown;
     char host[SK_ADDR_HOST_MAX];
+    /* A server session while its handshake is unfinished: listed (and its
+     * memory charged) in the handshake table below, which another thread's
+     * admission may evict it from. */
+    int fd;
+    bool hs_listed;            /* guarded by hs_lock, as are the links */
+    atomic_bool hs_evicted;    /* set by whichever thread evicted it */
+    sk__tls *hs_prev, *hs_next; /* all unfinished handshakes, oldest first */
+    sk__tls *src_prev, *src_next; /* those of the same source bucket, oldest first */
+    unsigned src_bucket;
+    uint8_t src[16];           /* the peer's address (IPv6: its /64), the source */
 };
 
 /* ------------------------------------------------------------ helpers */
@@ -230,6 +245,21 @@ static sk_tls_ctx *ctx_alloc(bool server, char *err, size_t errlen)
      * so a truncation cannot pass for a complete message. */
     SSL_CTX_set_options(t->ssl, SSL_OP_NO_RENEGOTIATION | SSL_OP_IGNORE_UNEXPECTED_EOF |
                                     SSL_OP_NO_COMPRESSION);
+    /* Elliptic-curve key exchange only: a finite-field group (ffdhe2048 to
+     * 8192) costs the server up to ~80 times the CPU of X25519 per
+     * handshake, an amplification anyone can ask for (DHEat). The TLS 1.2
+     * suites are ECDHE (forward secrecy) with AEAD ciphers (no CBC, no
+     * SHA-1 MACs), and the server's order wins over the client's. */
+    if (SSL_CTX_set1_groups_list(t->ssl, SK__TLS_GROUPS) != 1 ||
+        SSL_CTX_set_cipher_list(t->ssl, SK__TLS12_CIPHERS) != 1) {
+        char eb[128];
+        set_err(err, errlen, "tls: %s", ossl_reason(eb, sizeof eb));
+        SSL_CTX_free(t->ssl);
+        pthread_mutex_destroy(&t->lock);
+        free(t);
+        return NULL;
+    }
+    SSL_CTX_set_options(t->ssl, SSL_OP_CIPHER_SERVER_PREFERENCE);
     if (server) {
         SSL_CTX_set_session_id_context(t->ssl, SID_CTX, sizeof SID_CTX - 1);
         /* Stateful cache for TLS 1.2 session ids; TLS 1.3 (and 1.2 with the
@@ -338,6 +368,11 @@ int sk_tls_client_new(const sk_tls_client_opts *o, sk_tls_ctx **out, char *err, 
             sk_tls_ctx_free(t);
             return -EINVAL;
         }
+        /* A certificate in the CA file is a trust anchor even when it is
+         * not a CA: `sockit cert` makes a leaf (it must not sign others),
+         * and that very leaf given as --ca is what the server shows. */
+        if (o != NULL && o->ca_file != NULL)
+            X509_VERIFY_PARAM_set_flags(SSL_CTX_get0_param(t->ssl), X509_V_FLAG_PARTIAL_CHAIN);
     }
     *out = t;
     return 0;
@@ -473,6 +508,174 @@ static BIO *sock_bio(int fd)
     return b;
 }
 
+/* ------------------------------------------- unfinished server handshakes */
+
+/* A handshake costs the server ~49 KiB inside OpenSSL (record buffers, the
+ * handshake transcript, key shares) before the peer has proved anything, and
+ * OpenSSL allocates it outside the library's buffers. So every server
+ * session is charged SK_TLS_HANDSHAKE_MEM against the memory budget
+ * (sk_mem_set_budget) until its handshake is done, and at most
+ * max_handshakes of them exist at once in the process. At the cap one is
+ * evicted for the newcomer, rather than the newcomer refused: a real client
+ * finishes in a round trip, so it stays served while stalled peers cycle
+ * out. The victim is the oldest unfinished handshake of the newcomer's own
+ * source (address; an IPv6 /64) when it has one, else the oldest of all, so
+ * a flood from one source only ever evicts itself. Sources are found in
+ * hashed buckets (a per-process random key, so that nobody can aim many
+ * addresses at one bucket). A handshake the budget cannot hold is refused
+ * (the connection is closed at accept). */
+#define HS_BUCKETS 256u
+static pthread_mutex_t hs_lock = PTHREAD_MUTEX_INITIALIZER;
+static sk__tls *hs_oldest, *hs_newest;
+static sk__tls *hs_src_oldest[HS_BUCKETS], *hs_src_newest[HS_BUCKETS];
+static unsigned hs_count;
+static uint64_t hs_key;
+static bool hs_keyed;
+static atomic_uint hs_max = SK_TLS_DEFAULT_MAX_HANDSHAKES;
+static uint64_t hs_last_evict_log, hs_last_refuse_log; /* guarded by hs_lock */
+
+void sk_tls_set_max_handshakes(unsigned n) { atomic_store(&hs_max, n); }
+
+unsigned sk_tls_handshakes(void)
+{
+    pthread_mutex_lock(&hs_lock);
+    unsigned n = hs_count;
+    pthread_mutex_unlock(&hs_lock);
+    return n;
+}
+
+static uint64_t mono_ms(void);
+
+/* The source of a server session: its peer's address, an IPv6 one cut to
+ * its /64 (what one subscriber usually holds); every Unix peer is one
+ * source. */
+static void hs_source(sk__tls *t)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    memset(t->src, 0, sizeof t->src);
+    if (getpeername(t->fd, (struct sockaddr *)&ss, &len) < 0)
+        return;
+    if (ss.ss_family == AF_INET)
+        memcpy(t->src, &((struct sockaddr_in *)&ss)->sin_addr, 4);
+    else if (ss.ss_family == AF_INET6)
+        memcpy(t->src, &((struct sockaddr_in6 *)&ss)->sin6_addr, 8);
+}
+
+/* t's bucket: FNV-1a over the source, keyed (hs_lock held). */
+static unsigned hs_bucket_locked(const sk__tls *t)
+{
+    if (!hs_keyed) {
+        (void)sk_random(&hs_key, sizeof hs_key); /* 0 if it fails: still correct */
+        hs_keyed = true;
+    }
+    uint64_t h = 14695981039346656037ull ^ hs_key;
+    for (size_t i = 0; i < sizeof t->src; i++)
+        h = (h ^ t->src[i]) * 1099511628211ull;
+    return (unsigned)(h ^ (h >> 32)) % HS_BUCKETS;
+}
+
+/* The oldest unfinished handshake from t's source, or NULL (hs_lock held). */
+static sk__tls *hs_oldest_of_source_locked(const sk__tls *t)
+{
+    for (sk__tls *o = hs_src_oldest[t->src_bucket]; o != NULL; o = o->src_next)
+        if (memcmp(o->src, t->src, sizeof t->src) == 0)
+            return o;
+    return NULL;
+}
+
+/* Unlinks t and gives its charge back (hs_lock held). */
+static void hs_unlink_locked(sk__tls *t)
+{
+    if (t->src_prev)
+        t->src_prev->src_next = t->src_next;
+    else
+        hs_src_oldest[t->src_bucket] = t->src_next;
+    if (t->src_next)
+        t->src_next->src_prev = t->src_prev;
+    else
+        hs_src_newest[t->src_bucket] = t->src_prev;
+    t->src_prev = t->src_next = NULL;
+    if (t->hs_prev)
+        t->hs_prev->hs_next = t->hs_next;
+    else
+        hs_oldest = t->hs_next;
+    if (t->hs_next)
+        t->hs_next->hs_prev = t->hs_prev;
+    else
+        hs_newest = t->hs_prev;
+    t->hs_prev = t->hs_next = NULL;
+    t->hs_listed = false;
+    hs_count--;
+    sk__mem_uncharge(SK_TLS_HANDSHAKE_MEM);
+}
+
+/* Admits a new server handshake: evicts the oldest while the table is
+ * full, then charges the budget. Returns 0 or -ENOBUFS. */
+static int hs_admit(sk__tls *t)
+{
+    hs_source(t);
+    pthread_mutex_lock(&hs_lock);
+    t->src_bucket = hs_bucket_locked(t);
+    unsigned max = atomic_load(&hs_max);
+    unsigned evicted = 0;
+    while (max != 0 && hs_count >= max && hs_oldest != NULL) {
+        sk__tls *old = hs_oldest_of_source_locked(t);
+        if (old == NULL)
+            old = hs_oldest;
+        hs_unlink_locked(old);
+        atomic_store(&old->hs_evicted, true);
+        /* Its loop sees the hang-up and ends it (sk__tls_handshake says
+         * why). The descriptor is still open: a session leaves this table
+         * (sk__tls_free) before its connection closes the descriptor. */
+        (void)shutdown(old->fd, SHUT_RDWR);
+        evicted++;
+    }
+    if (!sk__mem_charge(SK_TLS_HANDSHAKE_MEM)) {
+        bool log = sk__log_due(&hs_last_refuse_log, mono_ms(), 1000);
+        unsigned n = hs_count;
+        pthread_mutex_unlock(&hs_lock);
+        sk__stat_add(SK__STAT_ERR_NOBUFS, 1);
+        if (log)
+            sk_log(SK_LOG_WARN, "tls: refusing new handshakes: the memory budget cannot hold "
+                                "another (%u KiB each, %u unfinished)",
+                   SK_TLS_HANDSHAKE_MEM / 1024u, n);
+        return -ENOBUFS;
+    }
+    t->hs_prev = hs_newest;
+    if (hs_newest)
+        hs_newest->hs_next = t;
+    else
+        hs_oldest = t;
+    hs_newest = t;
+    unsigned b = t->src_bucket;
+    t->src_prev = hs_src_newest[b];
+    if (hs_src_newest[b])
+        hs_src_newest[b]->src_next = t;
+    else
+        hs_src_oldest[b] = t;
+    hs_src_newest[b] = t;
+    t->hs_listed = true;
+    hs_count++;
+    bool log = evicted > 0 && sk__log_due(&hs_last_evict_log, mono_ms(), 1000);
+    pthread_mutex_unlock(&hs_lock);
+    if (log)
+        sk_log(SK_LOG_WARN, "tls: %u unfinished handshakes (the maximum): dropping the oldest "
+                            "(of the newcomer's source, if it has any)", max);
+    return 0;
+}
+
+/* The handshake is over (done, failed, or the session freed). */
+static void hs_leave(sk__tls *t)
+{
+    if (!t->ctx->server)
+        return;
+    pthread_mutex_lock(&hs_lock);
+    if (t->hs_listed)
+        hs_unlink_locked(t);
+    pthread_mutex_unlock(&hs_lock);
+}
+
 /* ----------------------------------------------------------- sessions */
 
 int sk__tls_new(sk_tls_ctx *ctx, int fd, const char *host, sk__tls **out)
@@ -492,10 +695,28 @@ int sk__tls_new(sk_tls_ctx *ctx, int fd, const char *host, sk__tls **out)
     }
     SSL_set_bio(t->ssl, bio, bio); /* the session owns it from here */
     SSL_set_app_data(t->ssl, t);
+    t->fd = fd;
+    atomic_init(&t->hs_evicted, false);
     if (ctx->server) {
+        int rc = hs_admit(t);
+        if (rc < 0) {
+            SSL_free(t->ssl);
+            free(t);
+            return rc;
+        }
         SSL_set_accept_state(t->ssl);
     } else {
         SSL_set_connect_state(t->ssl);
+        if (!ctx->insecure && !ctx->has_pin &&
+            (host == NULL || host[0] == '\0' || strlen(host) >= sizeof t->host)) {
+            /* A chain checked without a name lets any certificate the CA
+             * signed, for any host, pass: fail closed. */
+            sk_log(SK_LOG_WARN, "tls: a client context that verifies by CA needs the server's "
+                                "name (sk_stream_opts.tls_host, or sk_conn_connect)");
+            SSL_free(t->ssl);
+            free(t);
+            return -EINVAL;
+        }
         if (host != NULL && host[0] != '\0') {
             snprintf(t->host, sizeof t->host, "%s", host);
             bool ip = is_ip_literal(host);
@@ -527,6 +748,7 @@ void sk__tls_free(sk__tls *t)
 {
     if (t == NULL)
         return;
+    hs_leave(t);
     SSL_free(t->ssl);
     free(t);
 }
@@ -639,11 +861,18 @@ ssize_t sk__tls_writev(sk__tls *t, const struct iovec *iov, int iovcnt)
 
 int sk__tls_handshake(sk__tls *t, char *err, size_t errlen)
 {
+    if (atomic_load(&t->hs_evicted)) {
+        set_err(err, errlen, "evicted: too many unfinished TLS handshakes (at most %u)",
+                atomic_load(&hs_max));
+        return -ECONNABORTED;
+    }
     ERR_clear_error();
     errno = 0;
     int rc = SSL_do_handshake(t->ssl);
-    if (rc == 1)
+    if (rc == 1) {
+        hs_leave(t);
         return 1;
+    }
     int e = SSL_get_error(t->ssl, rc);
     if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
         t->want = e == SSL_ERROR_WANT_READ ? SK_READABLE : SK_WRITABLE;
@@ -702,59 +931,94 @@ void sk__tls_describe(const sk__tls *t, char *buf, size_t buflen)
 /* The blocking client API works on plain descriptors, so a TLS session is
  * found from its descriptor: a table indexed by fd, consulted only when a
  * session exists at all (the count), so plain clients pay one atomic load.
- * A descriptor is used by one thread at a time; the lock guards the table. */
+ * A descriptor number is not an identity: after a close() that bypassed
+ * sk_sock_close, the next socket gets the same number. So each entry also
+ * holds the socket's st_dev/st_ino from registration, and a lookup whose
+ * descriptor is no longer that socket drops the stale session instead of
+ * encrypting a plain connection's bytes with it. A descriptor is used by
+ * one thread at a time; the lock guards the table. */
+typedef struct {
+    sk__tls *t;
+    dev_t dev;
+    ino_t ino;
+} reg_entry;
+
 static pthread_mutex_t reg_lock = PTHREAD_MUTEX_INITIALIZER;
-static sk__tls **reg;
+static reg_entry *reg;
 static size_t reg_cap;
 static atomic_uint reg_count;
+
+/* Removes fd's entry (the lock held); returns its session, or NULL. */
+static sk__tls *reg_remove_locked(int fd)
+{
+    if (fd < 0 || (size_t)fd >= reg_cap || reg[fd].t == NULL)
+        return NULL;
+    sk__tls *t = reg[fd].t;
+    reg[fd].t = NULL;
+    if (atomic_fetch_sub(&reg_count, 1) == 1) {
+        /* The last session is gone: give the table back (so that a process
+         * that is done with TLS holds nothing). */
+        free(reg);
+        reg = NULL;
+        reg_cap = 0;
+    }
+    return t;
+}
 
 static sk__tls *reg_get(int fd)
 {
     if (fd < 0 || atomic_load(&reg_count) == 0)
         return NULL;
+    sk__tls *t = NULL, *stale = NULL;
     pthread_mutex_lock(&reg_lock);
-    sk__tls *t = (size_t)fd < reg_cap ? reg[fd] : NULL;
+    if ((size_t)fd < reg_cap && reg[fd].t != NULL) {
+        struct stat st;
+        if (fstat(fd, &st) == 0 && st.st_dev == reg[fd].dev && st.st_ino == reg[fd].ino)
+            t = reg[fd].t;
+        else
+            stale = reg_remove_locked(fd);
+    }
     pthread_mutex_unlock(&reg_lock);
+    /* Its socket was closed behind our back: nothing can be sent on it. */
+    sk__tls_free(stale);
     return t;
 }
 
 static int reg_put(int fd, sk__tls *t)
 {
+    struct stat st;
+    if (fstat(fd, &st) < 0)
+        return -errno;
     pthread_mutex_lock(&reg_lock);
+    /* A stale entry under this number (its socket closed with close()) is
+     * replaced, and its session freed. */
+    sk__tls *stale = reg_remove_locked(fd);
+    int rc = 0;
     if ((size_t)fd >= reg_cap) {
         size_t cap = reg_cap ? reg_cap : 64;
         while (cap <= (size_t)fd)
             cap *= 2;
-        sk__tls **n = realloc(reg, cap * sizeof *n);
+        reg_entry *n = realloc(reg, cap * sizeof *n);
         if (n == NULL) {
-            pthread_mutex_unlock(&reg_lock);
-            return -ENOMEM;
+            rc = -ENOMEM;
+            goto out;
         }
         memset(n + reg_cap, 0, (cap - reg_cap) * sizeof *n);
         reg = n;
         reg_cap = cap;
     }
-    reg[fd] = t;
+    reg[fd] = (reg_entry){.t = t, .dev = st.st_dev, .ino = st.st_ino};
     atomic_fetch_add(&reg_count, 1);
+out:
     pthread_mutex_unlock(&reg_lock);
-    return 0;
+    sk__tls_free(stale);
+    return rc;
 }
 
 static sk__tls *reg_take(int fd)
 {
-    sk__tls *t = NULL;
     pthread_mutex_lock(&reg_lock);
-    if (fd >= 0 && (size_t)fd < reg_cap && reg[fd] != NULL) {
-        t = reg[fd];
-        reg[fd] = NULL;
-        if (atomic_fetch_sub(&reg_count, 1) == 1) {
-            /* The last session is gone: give the table back (so that a
-             * process that is done with TLS holds nothing). */
-            free(reg);
-            reg = NULL;
-            reg_cap = 0;
-        }
-    }
+    sk__tls *t = reg_remove_locked(fd);
     pthread_mutex_unlock(&reg_lock);
     return t;
 }
@@ -820,7 +1084,7 @@ int sk_tls_dial(const sk_addr *addr, sk_tls_ctx *ctx, int timeout_ms, char *err,
     }
     rc = reg_put(fd, t);
     if (rc < 0) {
-        set_err(err, errlen, "out of memory");
+        set_err(err, errlen, "%s: %s", text, sk_strerror(rc));
         goto fail;
     }
     return fd;
@@ -902,7 +1166,9 @@ int sk_sock_shutdown(int fd)
 
 int sk_sock_close(int fd)
 {
-    sk__tls *t = reg_take(fd);
+    /* Looked up first, so that a stale session (fd reused) is dropped
+     * without its close_notify going out on another connection. */
+    sk__tls *t = reg_get(fd) != NULL ? reg_take(fd) : NULL;
     if (t != NULL) {
         sk__tls_close_notify(t);
         sk__tls_free(t);
@@ -1016,10 +1282,12 @@ int sk_tls_make_cert(const char *name, unsigned days, uint8_t pin_out[SK_TLS_PIN
     snprintf(san, sizeof san, "DNS:localhost,IP:127.0.0.1,IP:::1%s%s",
              looks_like_host(base) && strcmp(base, "localhost") != 0 ? ",DNS:" : "",
              looks_like_host(base) && strcmp(base, "localhost") != 0 ? base : "");
-    /* Its own CA (so it can be given to --ca, Python's cafile= or
-     * s_client -CAfile as the trust anchor) and a server certificate. */
-    if (add_ext(x, NID_basic_constraints, "critical,CA:TRUE") < 0 ||
-        add_ext(x, NID_key_usage, "critical,digitalSignature,keyCertSign") < 0 ||
+    /* A server certificate that cannot sign others (CA:FALSE, no
+     * keyCertSign): whoever trusts it as --ca trusts this one certificate,
+     * not anything its key might sign for any name. Clients take it as a
+     * trust anchor all the same (sk_tls_client_new sets PARTIAL_CHAIN). */
+    if (add_ext(x, NID_basic_constraints, "critical,CA:FALSE") < 0 ||
+        add_ext(x, NID_key_usage, "critical,digitalSignature") < 0 ||
         add_ext(x, NID_ext_key_usage, "serverAuth") < 0 ||
         add_ext(x, NID_subject_key_identifier, "hash") < 0 ||
         add_ext(x, NID_authority_key_identifier, "keyid:always") < 0 ||

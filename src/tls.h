@@ -21,9 +21,10 @@ typedef struct sk__tls sk__tls;
 #define SK__TLS_RECORD 16384u
 
 /* Starts a session on connected descriptor fd in ctx's role (server or
- * client). host (client only, may be NULL) is sent as SNI and is the name the
+ * client). host (client only) is sent as SNI and is the name the
  * certificate must match with a CA; an IP literal is matched as an address
- * and not sent as SNI. Returns 0 or -ENOMEM / -EIO. */
+ * and not sent as SNI. It may be NULL only for a --pin or insecure context.
+ * Returns 0 or -ENOMEM / -EIO / -EINVAL (a CA context without a host). */
 int sk__tls_new(sk_tls_ctx *ctx, int fd, const char *host, sk__tls **out);
 void sk__tls_free(sk__tls *t);
 

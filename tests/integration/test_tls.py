@@ -528,3 +528,260 @@ class TestHandshakeFaults(TlsBase):
         self.assertEqual(recv_exact(s2, 4), b"fine")
         s2.close()
         self.assertLessEqual(srv.wait_fds_at_most(base), base)
+
+
+class TestPolicy(TlsBase):
+    """Key exchange groups and TLS 1.2 suites (review 2, #3 and #12), and a
+    `sockit cert` leaf that cannot sign others yet verifies as --ca (#20)."""
+
+    def s_client(self, addr, *opts):
+        host, port = tcp_addr(addr)
+        cp = self.run_cmd(["openssl", "s_client", "-connect", "%s:%d" % (host, port), "-CAfile",
+                           self.crt, "-verify_return_error", "-brief", *opts], input=b"")
+        return cp.returncode, cp.stderr.decode("utf-8", "replace")
+
+    def test_groups_elliptic_curves_only(self):
+        srv = self.tls_serve("echo")
+        for group in ("ffdhe2048", "ffdhe8192"):
+            rc, err = self.s_client(srv.addr, "-tls1_3", "-groups", group)
+            self.assertNotEqual(rc, 0, err)
+            self.assertNotIn("Protocol version", err)
+        for group, shown in (("X25519", "X25519"), ("P-256", "prime256v1"),
+                             ("P-384", "secp384r1")):
+            rc, err = self.s_client(srv.addr, "-tls1_3", "-groups", group)
+            self.assertEqual(rc, 0, err)
+            self.assertIn("Protocol version: TLSv1.3", err)
+            self.assertIn(shown, err)
+        rc, err = self.s_client(srv.addr, "-tls1_2", "-groups", "ffdhe2048")
+        self.assertNotEqual(rc, 0, err)
+        self.assertNotIn("Protocol version", err)
+
+    def test_tls12_aead_suites_only_in_server_order(self):
+        srv = self.tls_serve("echo")
+        for cbc in ("ECDHE-ECDSA-AES128-SHA", "ECDHE-ECDSA-AES256-SHA384",
+                    "ECDHE-ECDSA-AES128-SHA256"):
+            rc, err = self.s_client(srv.addr, "-tls1_2", "-cipher", cbc)
+            self.assertNotEqual(rc, 0, err)
+            self.assertNotIn("Protocol version", err)
+        rc, err = self.s_client(srv.addr, "-tls1_2", "-cipher", "ECDHE-ECDSA-CHACHA20-POLY1305")
+        self.assertEqual(rc, 0, err)
+        self.assertIn("Ciphersuite: ECDHE-ECDSA-CHACHA20-POLY1305", err)
+        # The client prefers ChaCha20 over AES-GCM; the server's order wins.
+        rc, err = self.s_client(srv.addr, "-tls1_2", "-cipher",
+                                "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-ECDSA-AES128-GCM-SHA256")
+        self.assertEqual(rc, 0, err)
+        self.assertIn("Ciphersuite: ECDHE-ECDSA-AES", err)
+        self.assertIn("-GCM-", err)
+
+    def test_rsa_certificate_no_static_rsa(self):
+        key, crt = self.path("rsa.key"), self.path("rsa.crt")
+        cp = self.run_cmd(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout",
+                           key, "-out", crt, "-subj", "/CN=localhost", "-addext",
+                           "subjectAltName=DNS:localhost,IP:127.0.0.1", "-days", "30"])
+        self.assertEqual(cp.returncode, 0, cp.stderr)
+        srv = self.serve("echo", "tls://127.0.0.1:0", "--cert", crt, "--key", key)
+        host, port = tcp_addr(srv.addr)
+        for suite, ok in (("AES128-GCM-SHA256", False), ("AES256-SHA", False),
+                          ("ECDHE-RSA-AES256-GCM-SHA384", True)):
+            cp = self.run_cmd(["openssl", "s_client", "-connect", "%s:%d" % (host, port),
+                               "-CAfile", crt, "-brief", "-tls1_2", "-cipher", suite], input=b"")
+            self.assertEqual(cp.returncode == 0, ok, (suite, cp.stderr))
+
+    def test_cert_is_a_leaf(self):
+        cp = self.run_cmd(["openssl", "x509", "-in", self.crt, "-noout", "-ext",
+                           "basicConstraints,keyUsage,extendedKeyUsage,subjectAltName"])
+        self.assertEqual(cp.returncode, 0, cp.stderr)
+        out = cp.stdout.decode()
+        self.assertIn("CA:FALSE", out)
+        self.assertNotIn("CA:TRUE", out)
+        self.assertIn("Digital Signature", out)
+        self.assertNotIn("Certificate Sign", out)
+        self.assertIn("TLS Web Server Authentication", out)
+        self.assertIn("DNS:localhost", out)
+        # It cannot sign a certificate that clients would then accept.
+        ca = self.path("leaf-signed")
+        os.mkdir(ca)
+        k2, csr, c2 = (os.path.join(ca, n) for n in ("k.key", "r.csr", "c.crt"))
+        for argv in (["openssl", "req", "-new", "-newkey", "ec", "-pkeyopt",
+                      "ec_paramgen_curve:P-256", "-nodes", "-keyout", k2, "-out", csr,
+                      "-subj", "/CN=localhost"],
+                     ["openssl", "x509", "-req", "-in", csr, "-CA", self.crt, "-CAkey", self.key,
+                      "-out", c2, "-days", "1"]):
+            cp = self.run_cmd(argv)
+            self.assertEqual(cp.returncode, 0, cp.stderr)
+        cp = self.run_cmd(["openssl", "verify", "-partial_chain", "-CAfile", self.crt, c2])
+        self.assertNotEqual(cp.returncode, 0, cp.stdout)
+
+    def test_leaf_verifies_as_ca_with_every_client(self):
+        srv = self.tls_serve("echo")
+        cp = self.connect_cli(srv.addr.replace("127.0.0.1", "localhost"), "--ca", self.crt)
+        self.assertEqual(cp.returncode, 0, cp.stderr)
+        self.assertEqual(cp.stdout, b"hello over tls\n")
+        s, _ = self.py_client(srv.addr)
+        s.sendall(b"py")
+        self.assertEqual(recv_exact(s, 2), b"py")
+        rc, err = self.s_client(srv.addr, "-verify_hostname", "localhost")
+        self.assertEqual(rc, 0, err)
+        self.assertIn("Verification: OK", err)
+
+
+class TestHandshakeLimits(TlsBase):
+    """Unfinished handshakes are capped (--max-handshakes: the oldest is
+    dropped) and charged to --max-memory (review 2, #11)."""
+
+    STALL = b"\x16\x03\x01\x40\x00" + b"\x01" + b"\x00" * 2999  # a record promising 16 KiB
+
+    def stall(self, addr, n, source=None):
+        socks = []
+        for _ in range(n):
+            s = socket.create_connection(tcp_addr(addr), timeout=IO_TIMEOUT,
+                                         source_address=(source, 0) if source else None)
+            try:
+                s.sendall(self.STALL)
+            except OSError:
+                pass  # already refused
+            socks.append(self.track(s))
+        return socks
+
+    @staticmethod
+    def still_open(socks):
+        """The sockets the server has not closed (checked without waiting)."""
+        alive = []
+        for s in socks:
+            r, _, _ = select.select([s], [], [], 0)
+            if not r:
+                alive.append(s)
+                continue
+            try:
+                if s.recv(4096):
+                    alive.append(s)
+            except OSError:
+                pass
+        return alive
+
+    def served(self, addr):
+        s, _ = self.py_client(addr)
+        s.sendall(b"real client")
+        self.assertEqual(recv_exact(s, 11), b"real client")
+        s.close()
+
+    def test_stalled_handshakes_capped_oldest_dropped(self):
+        # A small ASan quarantine, so that freed handshakes do not count as held.
+        asan = os.environ.get("ASAN_OPTIONS", "detect_leaks=1") + ":quarantine_size_mb=4"
+        srv = self.serve("echo", "tls://127.0.0.1:0", "--cert", self.crt, "--key", self.key,
+                         "--max-handshakes", "10", "--quiet", env={"ASAN_OPTIONS": asan})
+        self.served(srv.addr)  # OpenSSL's lazy state, before the baseline
+        base = srv.rss_kib()
+        n = 400
+        socks = self.stall(srv.addr, n)
+        open_now = [socks]
+
+        def settled():
+            open_now[0] = self.still_open(open_now[0])
+            return len(open_now[0]) <= 10
+        self.assertTrue(wait_until(settled, 20), "%d still open" % len(open_now[0]))
+        # The newest ten hold the slots; every older one was dropped.
+        self.assertEqual(open_now[0], socks[-10:])
+        srv.wait_line(r"tls: 10 unfinished handshakes \(the maximum\): dropping the oldest")
+        srv.wait_line(r"tls: 127\.0\.0\.1:%d dropped: evicted: too many unfinished TLS "
+                      r"handshakes \(at most 10\)" % socks[0].getsockname()[1])
+        # ~49 KiB each inside OpenSSL: 400 held would be ~19 MiB.
+        grown = srv.rss_kib() - base
+        self.assertLess(grown, n * 48 // 2, "RSS grew %d KiB" % grown)
+        self.served(srv.addr)  # a real client still gets through
+
+    def test_a_flood_from_one_source_evicts_only_itself(self):
+        srv = self.tls_serve("echo", "--max-handshakes", "10", "--quiet")
+        slow = self.stall(srv.addr, 1)  # from 127.0.0.1, the oldest of all
+        flood = self.stall(srv.addr, 100, source="127.0.0.2")
+        open_now = [flood]
+
+        def settled():
+            open_now[0] = self.still_open(open_now[0])
+            return len(open_now[0]) <= 9
+        self.assertTrue(wait_until(settled, 20), "%d still open" % len(open_now[0]))
+        self.assertEqual(open_now[0], flood[-9:])
+        self.assertEqual(self.still_open(slow), slow)  # never evicted by the flood
+        self.assertEqual(srv.find(r"tls: 127\.0\.0\.1:%d dropped" % slow[0].getsockname()[1]),
+                         [])
+        srv.wait_line(r"tls: 127\.0\.0\.2:%d dropped: evicted" % flood[0].getsockname()[1])
+        self.served(srv.addr)
+
+    def test_handshakes_charged_to_max_memory(self):
+        # 200 KiB holds four 48 KiB handshakes; the fifth is refused at once.
+        srv = self.tls_serve("echo", "--max-memory", "200K", "--quiet")
+        socks = self.stall(srv.addr, 12)
+        alive = [socks]
+
+        def settled():
+            alive[0] = self.still_open(alive[0])
+            return len(alive[0]) <= 4
+        self.assertTrue(wait_until(settled, 10), "%d still open" % len(alive[0]))
+        self.assertEqual(alive[0], socks[:4])
+        srv.wait_line(r"tls: refusing new handshakes: the memory budget cannot hold another "
+                      r"\(48 KiB each, 4 unfinished\)")
+        for s in socks:
+            s.close()
+        # Once those are gone their charge is back: real clients are served.
+        self.assertTrue(wait_until(lambda: self.try_served(srv.addr), 10))
+
+    def try_served(self, addr):
+        try:
+            self.served(addr)
+            return True
+        except (OSError, ssl.SSLError):
+            return False
+
+    def test_max_handshakes_usage(self):
+        cp = self.sockit("serve", "echo", "127.0.0.1:0", "--max-handshakes", "5", timeout=10)
+        self.assertEqual(cp.returncode, 2)
+        self.assertIn(b"--max-handshakes applies to tls:// addresses only", cp.stderr)
+        cp = self.sockit("serve", "echo", "tls://127.0.0.1:0", "--cert", self.crt, "--key",
+                         self.key, "--max-handshakes", "x", timeout=10)
+        self.assertEqual(cp.returncode, 2)
+        cp = self.sockit("serve", "--help")
+        self.assertIn(b"--max-handshakes N", cp.stdout)
+
+
+class TestClientPolicy(TlsBase):
+    """The client side offers the same groups and suites (review 2, #3, #12),
+    seen from `openssl s_server`."""
+
+    def s_server(self, *opts):
+        p = self.popen(["openssl", "s_server", "-accept", "127.0.0.1:0", "-cert", self.crt,
+                        "-key", self.key, "-rev", "-naccept", "1", *opts],
+                       stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        seen = b""
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            r, _, _ = select.select([p.stdout], [], [], 0.5)
+            if r:
+                chunk = os.read(p.stdout.fileno(), 4096)
+                if not chunk:
+                    break
+                seen += chunk
+                m = re.search(rb"ACCEPT 127\.0\.0\.1:(\d+)", seen)
+                if m:
+                    return p, int(m.group(1))
+        self.fail("openssl s_server did not start: %r" % seen)
+
+    def test_client_offers_elliptic_curves_and_aead_only(self):
+        p, port = self.s_server("-groups", "P-256")
+        cp = self.connect_cli("tls://localhost:%d" % port, "--ca", self.crt, data=b"hello\n")
+        self.assertEqual(cp.returncode, 0, cp.stderr)
+        self.assertEqual(cp.stdout, b"olleh\n")
+        out = p.communicate(timeout=10)[0].decode("utf-8", "replace")
+        self.assertIn("Supported groups: x25519:secp256r1:secp384r1\n", out)
+        offered = re.search(r"Client cipher list: (\S+)", out).group(1).split(":")
+        tls12 = [c for c in offered if not c.startswith("TLS_")]
+        self.assertTrue(tls12)
+        for c in tls12:
+            self.assertTrue(c.startswith("ECDHE-") and ("-GCM-" in c or "CHACHA20" in c), c)
+
+    def test_client_refuses_finite_field_groups(self):
+        p, port = self.s_server("-groups", "ffdhe2048", "-tls1_3")
+        cp = self.connect_cli("tls://localhost:%d" % port, "--ca", self.crt, data=b"hello\n")
+        self.assertEqual(cp.returncode, 1, cp.stderr)
+        self.assertEqual(cp.stdout, b"")
+        p.kill()
+        p.wait(timeout=10)

@@ -4,6 +4,7 @@
  * the server's certificate and a blocking sk_tls_dial client. */
 #include <criterion/criterion.h>
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -196,6 +197,109 @@ static void run_echo(const char *dir, const sk_tls_client_opts *o, const char *h
     sk_tls_ctx_free(cctx);
 }
 
+/* How run_echo_via makes the client connection. */
+enum via { VIA_CONNECT_FD, VIA_ADOPT };
+
+/* Like run_echo, with the client connection made by sk_conn_connect_fd or
+ * sk_conn_adopt and host given as sk_stream_opts.tls_host. Returns what
+ * that call returned (the loop runs only when it succeeded). */
+static int run_echo_via(const char *dir, const sk_tls_client_opts *o, enum via via,
+                        const char *host)
+{
+    char crt[160], key[160], err[300];
+    snprintf(crt, sizeof crt, "%s/srv.crt", dir);
+    snprintf(key, sizeof key, "%s/srv.key", dir);
+    memset(&g, 0, sizeof g);
+    sk_tls_ctx *sctx = NULL, *cctx = NULL;
+    cr_assert_eq(sk_tls_server_new(crt, key, &sctx, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(sk_tls_client_new(o, &cctx, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(sk_loop_new(&g.loop), 0);
+    sk_server_opts so;
+    sk_server_opts_init(&so);
+    so.stream.framing = SK_FRAMING_FRAME;
+    so.stream.tls = sctx;
+    so.cbs.on_open = srv_open;
+    so.cbs.on_message = srv_msg;
+    sk_addr a;
+    cr_assert_eq(sk_addr_parse("tls://127.0.0.1:0", &a, NULL, 0), 0);
+    sk_server *srv = NULL;
+    cr_assert_eq(sk_server_listen(g.loop, &a, &so, &srv, err, sizeof err), 0, "%s", err);
+    sk_stream_opts co;
+    sk_stream_opts_init(&co);
+    co.framing = SK_FRAMING_FRAME;
+    co.tls = cctx;
+    co.tls_host = host;
+    sk_conn_callbacks cbs = {.on_open = cli_open, .on_message = cli_msg, .on_close = cli_close};
+    sk_conn *c = NULL;
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)sk_server_port(srv)),
+                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    int fd, rc;
+    if (via == VIA_CONNECT_FD) {
+        fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        cr_assert_geq(fd, 0);
+        rc = sk_conn_connect_fd(g.loop, fd, (struct sockaddr *)&sa, sizeof sa, &co, &cbs, NULL,
+                                5000, &c);
+    } else {
+        a.kind = SK_ADDR_TCP;
+        a.port = (uint16_t)sk_server_port(srv);
+        fd = sk_dial(&a, 5000, err, sizeof err); /* the kernel completes it: a backlog */
+        cr_assert_geq(fd, 0, "%s", err);
+        rc = sk_conn_adopt(g.loop, fd, &co, &cbs, NULL, &c);
+    }
+    if (rc < 0) {
+        close(fd); /* on failure the descriptor stays ours */
+    } else {
+        unit_watchdog w;
+        unit_watchdog_start(&w, g.loop, 10000);
+        sk_loop_run(g.loop);
+        cr_assert_eq(unit_watchdog_end(&w), 0, "the loop hung");
+    }
+    sk_server_free(srv);
+    sk_loop_free(g.loop);
+    sk_tls_ctx_free(sctx);
+    sk_tls_ctx_free(cctx);
+    return rc;
+}
+
+/* sk_conn_connect_fd and sk_conn_adopt check the server's name with a CA
+ * context (review 2, #15): without a name they refuse, a wrong one fails the
+ * handshake, the right one works; a pin needs no name. */
+Test(tls, connect_fd_and_adopt_check_the_host)
+{
+    char dir[64], name[128], crt[160], err[300];
+    temp_dir(dir, sizeof dir);
+    snprintf(name, sizeof name, "%s/srv", dir);
+    snprintf(crt, sizeof crt, "%s.crt", name);
+    uint8_t pin[SK_TLS_PIN_LEN];
+    cr_assert_eq(sk_tls_make_cert(name, 30, pin, err, sizeof err), 0, "%s", err);
+    int fds = unit_count_fds();
+    sk_tls_client_opts by_ca = {.ca_file = crt}, by_pin = {.pin = pin};
+    for (int via = VIA_CONNECT_FD; via <= VIA_ADOPT; via++) {
+        cr_assert_eq(run_echo_via(dir, &by_ca, via, NULL), -EINVAL, "via %d", via);
+        cr_assert_eq(run_echo_via(dir, &by_ca, via, ""), -EINVAL, "via %d", via);
+        cr_assert_eq(g.client_opens + g.server_opens + g.client_closes, 0);
+
+        cr_assert_eq(run_echo_via(dir, &by_ca, via, "wrong.example"), 0, "via %d", via);
+        cr_assert_eq(g.client_opens, 0, "via %d", via);
+        cr_assert_eq(g.server_opens, 0);
+        cr_assert_eq(g.client_err, -EPERM, "via %d: %d", via, g.client_err);
+        cr_assert_eq(run_echo_via(dir, &by_ca, via, "127.0.0.2"), 0);
+        cr_assert_eq(g.client_err, -EPERM, "via %d: %d", via, g.client_err);
+
+        cr_assert_eq(run_echo_via(dir, &by_ca, via, via == VIA_ADOPT ? "127.0.0.1" : "localhost"),
+                     0);
+        cr_assert_eq(g.client_err, 0, "via %d: %d", via, g.client_err);
+        cr_assert_eq(g.reply_len, 13);
+        cr_assert_eq(memcmp(g.reply, "ping over tls", 13), 0);
+
+        cr_assert_eq(run_echo_via(dir, &by_pin, via, NULL), 0);
+        cr_assert_eq(g.client_err, 0);
+        cr_assert_eq(g.reply_len, 13);
+    }
+    cr_assert_eq(unit_count_fds(), fds);
+    rm_dir(dir);
+}
+
 Test(tls, echo_in_one_loop_by_ca_and_by_pin)
 {
     char dir[64], name[128], crt[160], err[300];
@@ -324,6 +428,83 @@ Test(tls, blocking_dial_frames_and_lines)
     sk_loop_stop(d.loop);
     pthread_join(th, NULL);
     sk_server_free(srv);
+    sk_loop_free(d.loop);
+    sk_tls_ctx_free(d.ctx);
+    sk_tls_ctx_free(cctx);
+    rm_dir(dir);
+}
+
+/* A descriptor closed with close() instead of sk_sock_close, whose number a
+ * plain connection then gets, must not be taken for the TLS one (review 2,
+ * #14): the plain peer gets plain bytes, and the stale session is freed. */
+Test(tls, closed_descriptor_number_reused_is_plain)
+{
+    char dir[64], name[128], crt[160], key[160], err[300];
+    temp_dir(dir, sizeof dir);
+    snprintf(name, sizeof name, "%s/srv", dir);
+    snprintf(crt, sizeof crt, "%s.crt", name);
+    snprintf(key, sizeof key, "%s.key", name);
+    cr_assert_eq(sk_tls_make_cert(name, 30, NULL, err, sizeof err), 0, "%s", err);
+    dial_srv d = {0};
+    cr_assert_eq(sk_tls_server_new(crt, key, &d.ctx, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(sk_loop_new(&d.loop), 0);
+    sk_server_opts so, po;
+    sk_server_opts_init(&so);
+    so.stream.tls = d.ctx;
+    so.cbs.on_message = dial_echo;
+    sk_server_opts_init(&po);
+    po.cbs.on_message = dial_echo;
+    sk_addr ta, pa;
+    cr_assert_eq(sk_addr_parse("tls://127.0.0.1:0", &ta, NULL, 0), 0);
+    cr_assert_eq(sk_addr_parse("127.0.0.1:0", &pa, NULL, 0), 0);
+    sk_server *tsrv = NULL, *psrv = NULL;
+    cr_assert_eq(sk_server_listen(d.loop, &ta, &so, &tsrv, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(sk_server_listen(d.loop, &pa, &po, &psrv, err, sizeof err), 0, "%s", err);
+    ta.port = (uint16_t)sk_server_port(tsrv);
+    pa.port = (uint16_t)sk_server_port(psrv);
+    pthread_t th;
+    cr_assert_eq(pthread_create(&th, NULL, dial_srv_main, &d), 0);
+
+    sk_tls_client_opts o = {.ca_file = crt};
+    sk_tls_ctx *cctx = NULL;
+    cr_assert_eq(sk_tls_client_new(&o, &cctx, err, sizeof err), 0, "%s", err);
+    int fd = sk_tls_dial(&ta, cctx, 5000, err, sizeof err);
+    cr_assert_geq(fd, 0, "%s", err);
+    cr_assert_eq(sk_sock_is_tls(fd), 1);
+    close(fd); /* the mistake: not sk_sock_close */
+    int fd2 = sk_dial(&pa, 5000, err, sizeof err);
+    cr_assert_eq(fd2, fd, "the number was not reused (%d, %d)", fd2, fd);
+    cr_assert_eq(sk_sock_is_tls(fd2), 0);
+    char how[100];
+    cr_assert_eq(sk_sock_describe(fd2, how, sizeof how), -EINVAL);
+    cr_assert_eq(sk_send_all(fd2, "hello\n", 6, 5000), 0);
+    char buf[16];
+    cr_assert_eq(sk_recv_exact(fd2, buf, 6, 5000), 0);
+    cr_assert_eq(memcmp(buf, "hello\n", 6), 0);
+    cr_assert_eq(sk_sock_close(fd2), 0);
+
+    /* The same through sk_sock_close on the reused number: no close_notify
+     * of the old session goes out, and a TLS dial afterwards is TLS. */
+    fd = sk_tls_dial(&ta, cctx, 5000, err, sizeof err);
+    cr_assert_geq(fd, 0, "%s", err);
+    close(fd);
+    fd2 = sk_dial(&pa, 5000, err, sizeof err);
+    cr_assert_eq(fd2, fd);
+    cr_assert_eq(sk_send_all(fd2, "x", 1, 5000), 0);
+    cr_assert_eq(sk_sock_shutdown(fd2), 0);
+    cr_assert_eq(sk_recv_exact(fd2, buf, 1, 5000), 0);
+    cr_assert_eq(buf[0], 'x');
+    cr_assert_eq(sk_recv_some(fd2, buf, sizeof buf, 5000), 0); /* only the echo came back */
+    cr_assert_eq(sk_sock_close(fd2), 0);
+    fd = sk_tls_dial(&ta, cctx, 5000, err, sizeof err);
+    cr_assert_geq(fd, 0, "%s", err);
+    cr_assert_eq(sk_sock_is_tls(fd), 1);
+    cr_assert_eq(sk_sock_close(fd), 0);
+
+    sk_loop_stop(d.loop);
+    pthread_join(th, NULL);
+    sk_server_free(tsrv);
+    sk_server_free(psrv);
     sk_loop_free(d.loop);
     sk_tls_ctx_free(d.ctx);
     sk_tls_ctx_free(cctx);
