@@ -245,7 +245,7 @@ class Basics(ChatCase):
 class Order(ChatCase):
 
     def test_two_talkers_every_listener_sees_one_order(self):
-        srv = self.chat()
+        srv = self.chat("--max-rate", "0")
         t1, t2, l1, l2, l3 = self.members(srv, 5)
         n = 300
 
@@ -279,7 +279,8 @@ class Limits(ChatCase):
     def test_member_that_never_reads_is_dropped_room_goes_on(self):
         # A small ASan quarantine, so that freed lines do not count as held.
         asan = os.environ.get("ASAN_OPTIONS", "detect_leaks=1") + ":quarantine_size_mb=8"
-        srv = self.serve("chat", "127.0.0.1:0", "--max-queue", "256K", env={"ASAN_OPTIONS": asan})
+        srv = self.serve("chat", "127.0.0.1:0", "--max-queue", "256K", "--max-rate", "0",
+                         env={"ASAN_OPTIONS": asan})
         stuck = Member(self, srv.addr)
         talker, listener = Member(self, srv.addr), Member(self, srv.addr)
         stuck.expect("*** %s joined" % talker.nick)
@@ -314,8 +315,9 @@ class Limits(ChatCase):
                         self.assertEqual(line, b"%s: %d %s" % (talker.nick.encode(), state["next"], payload))
                         state["next"] += 1
 
-        # Flood until the stuck member is dropped (its queue over 256 KiB,
-        # after the kernel's buffers filled), the listener keeping up.
+        # Flood until the stuck member is dropped (its queue over the room's
+        # low mark, 16 KiB, for 3 s after the kernel's buffers filled, the
+        # talker paused meanwhile), the listener keeping up.
         listener.sock.settimeout(10)
         deadline = time.monotonic() + 60
         while not state["dropped"]:
@@ -333,11 +335,11 @@ class Limits(ChatCase):
                 tail = (tail + data)[-4096:]
         except (ConnectionResetError, socket.timeout):
             pass
-        self.assertIn(b"*** disconnected: you are not reading; more than 262144 bytes were waiting "
-                      b"for you\n", tail)
+        self.assertIn(b"*** disconnected: you are not reading; more than 16384 bytes were waiting "
+                      b"for you for 3 s\n", tail)
         # The drop is logged, with the reason, as a warning.
-        srv.wait_line(r"^sockit: chat close \S+:%d in=\d+ out=\d+ reason=dropped: more than 262144 "
-                      r"bytes queued \(not reading\)$" % stuck.port)
+        srv.wait_line(r"^sockit: chat close \S+:%d in=\d+ out=\d+ reason=dropped: more than 16384 "
+                      r"bytes queued for 3 s \(not reading\)$" % stuck.port)
         # The room goes on: 64 MB more through it, and the server holds none of
         # it (a leaked reference per line would keep every line).
         flood(64 * 1024)
@@ -782,7 +784,7 @@ class Interactive(ChatCase):
         other.expect("guest2: " + typed)           # sent as typed, trailing space included
 
     def test_many_incoming_lines_while_typing(self):
-        srv = self.chat()
+        srv = self.chat("--max-rate", "0")
         other = Member(self, srv.addr)
         t = self.start(srv)
         t.wait_text("*** welcome to the chat")
