@@ -132,12 +132,13 @@ static void usage(FILE *out)
             "Otherwise each line of stdin is sent, every line from the server is written to\n"
             "stdout, and at the end of stdin the client sends /quit and exits when the server\n"
             "closes.\n"
-            "  --nick NAME     take this nick after joining (1-32 of A-Z a-z 0-9 _ -); without a\n"
-            "                  terminal, nothing is sent before the server grants it, and a\n"
-            "                  taken nick ends the client with exit code 1\n"
+            "  --nick NAME     take this nick after joining (1-32 of A-Z a-z 0-9 _ -);\n"
+            "                  without a terminal, nothing is sent before the server\n"
+            "                  grants it, and a taken nick exits 1\n"
             "  --timeout SEC   bounds connecting and the wait for --nick (default 10)\n"
             CLI_TLS_USAGE
-            "Exit codes: 0 left or the server closed, 1 connection failed or lost, 2 usage.\n");
+            "Exit codes: 0 left or the server closed, 1 connection failed or lost or --nick\n"
+            "refused, 2 usage, 128+N left on signal N.\n");
 }
 
 /* ------------------------------------------------------------ display */
