@@ -487,8 +487,9 @@ static bool terminal_gone(short revents)
 }
 
 /* Leaving on a stop signal: a last try to say /quit, without waiting, so
- * that the room sees a plain leave. Unread input is taken first, so that
- * closing does not reset the connection. */
+ * that the room sees a plain leave. What the server has sent is then read
+ * (bounded), since closing with unread bytes would reset the connection
+ * and the room would see "connection reset" instead. */
 static void leave_now(chat_client *c)
 {
     show_lines(c);
