@@ -8,9 +8,11 @@
  * high-water mark (a quarter of --max-queue) pauses the reading of its
  * sender, and every paused sender resumes once all queues are back under
  * the low-water mark. So a flood is slowed to what the slowest reader takes,
- * instead of getting the readers dropped; only a member whose queue stays
- * above the low mark for STALL_MS while senders wait for it (it does not
- * read, or far too slowly to let anyone speak) is dropped. A member over --max-rate is paused too,
+ * instead of getting the readers dropped. A member whose queue stays above
+ * the low mark for STALL_MS while senders wait for it (it does not read, or
+ * far too slowly to let anyone speak) is stalled: it no longer holds the
+ * room back, so its queue grows with the room's lines until it passes
+ * --max-queue and it is dropped; it stops being stalled if it drains. A member over --max-rate is paused too,
  * until its allowance has room for a line again.
  *
  * Not here: how members' lines are split (chat_input.c) and the nick table
@@ -39,9 +41,9 @@
  * often: a reader draining at 20 MB/s empties a 256 KiB backlog in ~12 ms. */
 #define HOLD_TICK_MS 10
 /* A reader whose queue stays above the low mark this long, with senders
- * paused for it, is dropped: it holds up the whole room. */
+ * paused for it, stops holding them (it is stalled): it would hold up the
+ * whole room. */
 #define STALL_MS 3000
-#define STALL_TEXT "3 s"
 
 /* The room's water marks, from --max-queue: one read (64 KiB) of a flood
  * can land on top of the high mark before its sender's pause takes hold,
@@ -105,19 +107,16 @@ void chat_run_drops(chat_room *r)
         member *m = r->drops;
         r->drops = m->drop_next;
         m->drop_next = NULL;
-        /* Over --max-queue at once, or over the low mark for STALL_MS. */
-        bool full = sk_conn_queued(m->conn) > r->ctx->max_queue;
-        size_t limit = full ? r->ctx->max_queue : low_mark(r);
         char reason[120];
-        snprintf(reason, sizeof reason, "dropped: more than %zu bytes queued%s (not reading)",
-                 limit, full ? "" : " for " STALL_TEXT);
+        snprintf(reason, sizeof reason, "dropped: more than %zu bytes queued (not reading)",
+                 r->ctx->max_queue);
         /* Best effort: the notice waits behind what the member did not read;
          * the grace period bounds how long its queue is kept. */
         char line[200];
         int n = snprintf(line, sizeof line,
                          "*** disconnected: you are not reading; more than %zu bytes were waiting "
-                         "for you%s\n",
-                         limit, full ? "" : " for " STALL_TEXT);
+                         "for you\n",
+                         r->ctx->max_queue);
         (void)sk_conn_send(m->conn, line, (size_t)n);
         sk_conn_set_deadline(m->conn, DROP_GRACE_MS, "dropped: output queue full");
         sk_conn_fail(m->conn, -ENOBUFS, reason);
@@ -157,7 +156,10 @@ bool chat_broadcast(chat_room *r, const member *except, const chat_part *parts, 
             continue;
         if (sk_conn_send_shared(m->conn, s, 0, len) == 0) {
             chat_check_queue(m);
-            backed_up |= !m->dropping && sk_conn_queued(m->conn) > high;
+            size_t q = sk_conn_queued(m->conn);
+            if (m->stalled && q <= low_mark(r))
+                m->stalled = false; /* it reads again */
+            backed_up |= !m->dropping && !m->stalled && q > high;
         }
     }
     r->broadcasting--;
@@ -184,12 +186,12 @@ static void update_pause(member *m)
     }
 }
 
-/* Every HOLD_TICK_MS while some member is paused: drops readers whose
- * queue has stayed over the low mark for STALL_MS (they alone keep the held
- * senders held: one that reads at all gets under it, as the senders wait
- * for just that), releases the held senders once every queue is under the
- * low mark, and rate-paused members once their time has come. Stops itself
- * when no member is paused. */
+/* Every HOLD_TICK_MS while some member is paused: marks stalled the readers
+ * whose queue has stayed over the low mark for STALL_MS (they alone keep the
+ * held senders held: one that reads at all gets under it, as the senders
+ * wait for just that), releases the held senders once every other queue is
+ * under the low mark, and rate-paused members once their time has come.
+ * Stops itself when no member is paused. */
 static void hold_tick(sk_timer *t, void *ud)
 {
     chat_room *r = ud;
@@ -201,18 +203,17 @@ static void hold_tick(sk_timer *t, void *ud)
         size_t q = sk_conn_queued(m->conn);
         if (q <= low) {
             m->over_since = 0;
+            m->stalled = false;
         } else if (m->over_since == 0) {
             m->over_since = now;
-        } else if (now - m->over_since >= STALL_MS) {
-            m->dropping = true;
-            m->drop_next = r->drops;
-            r->drops = m;
-            continue;
+        } else if (!m->stalled && now - m->over_since >= STALL_MS) {
+            m->stalled = true;
+            sk_log(SK_LOG_DEBUG, "%s: %s (%s) stalled: %zu bytes queued for %d ms; no longer "
+                   "waited for", r->ctx->name, m->nick, sk_conn_peer(m->conn), q, STALL_MS);
         }
-        if (q > worst)
+        if (!m->stalled && q > worst)
             worst = q;
     }
-    chat_run_drops(r);
     bool any = false;
     for (member *m = r->head; m != NULL; m = m->next) {
         if (m->held && worst <= low)

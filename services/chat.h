@@ -42,6 +42,7 @@ typedef struct member {
     uint64_t rate_until; /* loop time when the rate allows a line; 0: now */
     uint32_t refused;    /* lines refused for the rate since the last notice */
     uint64_t over_since; /* as a reader: since when its queue is over the low mark; 0: not */
+    bool stalled;        /* over it for STALL_MS: senders no longer wait for it */
 } member;
 
 struct chat_room {

@@ -315,9 +315,9 @@ class Limits(ChatCase):
                         self.assertEqual(line, b"%s: %d %s" % (talker.nick.encode(), state["next"], payload))
                         state["next"] += 1
 
-        # Flood until the stuck member is dropped (its queue over the room's
-        # low mark, 16 KiB, for 3 s after the kernel's buffers filled, the
-        # talker paused meanwhile), the listener keeping up.
+        # Flood until the stuck member is dropped (its queue over 256 KiB,
+        # after the kernel's buffers filled and the talker, paused for it
+        # for 3 s, no longer waits for it), the listener keeping up.
         listener.sock.settimeout(10)
         deadline = time.monotonic() + 60
         while not state["dropped"]:
@@ -335,11 +335,11 @@ class Limits(ChatCase):
                 tail = (tail + data)[-4096:]
         except (ConnectionResetError, socket.timeout):
             pass
-        self.assertIn(b"*** disconnected: you are not reading; more than 16384 bytes were waiting "
-                      b"for you for 3 s\n", tail)
+        self.assertIn(b"*** disconnected: you are not reading; more than 262144 bytes were waiting "
+                      b"for you\n", tail)
         # The drop is logged, with the reason, as a warning.
-        srv.wait_line(r"^sockit: chat close \S+:%d in=\d+ out=\d+ reason=dropped: more than 16384 "
-                      r"bytes queued for 3 s \(not reading\)$" % stuck.port)
+        srv.wait_line(r"^sockit: chat close \S+:%d in=\d+ out=\d+ reason=dropped: more than 262144 "
+                      r"bytes queued \(not reading\)$" % stuck.port)
         # The room goes on: 64 MB more through it, and the server holds none of
         # it (a leaked reference per line would keep every line).
         flood(64 * 1024)
