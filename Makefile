@@ -174,7 +174,7 @@ FUZZ_OBJ    := $(LIB_SRC:%.c=build/fuzz/obj/%.o) build/fuzz/obj/cli/util.o \
                build/fuzz/obj/services/files_path.o build/fuzz/obj/services/files_proto.o
 # The chat target drives the whole room (services/chat*.c) on a real loop.
 FUZZ_CHAT_OBJ := build/fuzz/obj/services/chat.o build/fuzz/obj/services/chat_input.o \
-                 build/fuzz/obj/services/chat_nicks.o
+                 build/fuzz/obj/services/chat_nicks.o build/fuzz/obj/services/chat_text.o
 FUZZ_SECONDS ?= 60
 .SECONDARY: $(FUZZ_OBJ) $(FUZZ_CHAT_OBJ)
 

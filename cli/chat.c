@@ -4,7 +4,13 @@
  * input line, which is then redrawn intact (history and editing keys work).
  * When stdin is not a terminal it is a pipe client: stdin's lines go to the
  * server, the server's lines to stdout, and at the end of stdin it sends
- * /quit and waits for the server to close. */
+ * /quit and waits for the server to close.
+ *
+ * Either way the client leaves the room when its input ends — Ctrl-D, the
+ * end of a pipe, or a terminal that went away (hung up: poll says POLLHUP,
+ * or fd 0 is readable with nothing to read) — and on SIGHUP, SIGINT and
+ * SIGTERM, which arrive through a signalfd in the same poll so that a busy
+ * stdin cannot keep them from being seen. */
 #include <errno.h>
 #include <getopt.h>
 #include <locale.h>
@@ -15,6 +21,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/ioctl.h>
+#include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -76,21 +83,19 @@ typedef struct chat_client {
     bool stdin_open, quit_sent, peer_open;
     char last_in; /* last byte read from stdin (pipe mode) */
     uint64_t quit_at;
+    int sigfd;    /* SIGINT, SIGTERM, SIGHUP, SIGWINCH */
+    /* Pipe mode with --nick: stdin is not read until the server has said
+     * the nick is ours, so that no line goes out under a guest nick. */
+    const char *nick_wanted;
+    uint64_t nick_deadline;
+    int nick_wait_ms;
     bytes out, in, show;
     int status;
 } chat_client;
 
 /* One client per process: libedit's callback interface is global state. */
 static chat_client *g_client;
-static volatile sig_atomic_t g_stop_signal, g_winch;
-
-static void on_signal(int signo)
-{
-    if (signo == SIGWINCH)
-        g_winch = 1;
-    else
-        g_stop_signal = signo;
-}
+static int g_stop_signal; /* the stop signal read from the signalfd, 0: none */
 
 static uint64_t now_ms(void)
 {
@@ -122,37 +127,90 @@ static void usage(FILE *out)
             "Joins the chat room of `sockit serve chat` at ADDR (HOST:PORT or unix:PATH).\n"
             "On a terminal: type a line and Enter to send it to everyone; lines from others\n"
             "appear above the line you are typing; Up/Down recall earlier lines. /nick NAME,\n"
-            "/who, /me TEXT, /help; /quit or Ctrl-D leaves.\n"
+            "/who, /me TEXT, /help; /quit or Ctrl-D leaves, and so does a terminal that\n"
+            "goes away or SIGHUP, SIGINT or SIGTERM.\n"
             "Otherwise each line of stdin is sent, every line from the server is written to\n"
             "stdout, and at the end of stdin the client sends /quit and exits when the server\n"
             "closes.\n"
-            "  --nick NAME     take this nick after joining (1-32 of A-Z a-z 0-9 _ -)\n"
-            "  --timeout SEC   bounds connecting (default 10)\n"
+            "  --nick NAME     take this nick after joining (1-32 of A-Z a-z 0-9 _ -);\n"
+            "                  without a terminal, nothing is sent before the server\n"
+            "                  grants it, and a taken nick exits 1\n"
+            "  --timeout SEC   bounds connecting and the wait for --nick (default 10)\n"
             CLI_TLS_USAGE
-            "Exit codes: 0 left or the server closed, 1 connection failed or lost, 2 usage.\n");
+            "Exit codes: 0 left or the server closed, 1 connection failed or lost or --nick\n"
+            "refused, 2 usage, 128+N left on signal N.\n");
 }
 
 /* ------------------------------------------------------------ display */
 
+/* The code point of the well-formed UTF-8 sequence at p (no overlong
+ * forms, no surrogates, nothing past U+10FFFF) and its length, or 0. */
+static size_t utf8_decode(const uint8_t *p, size_t len, uint32_t *cp)
+{
+    uint8_t b = p[0];
+    size_t n;
+    uint32_t v, min;
+    if (b >= 0xc2 && b <= 0xdf) {
+        n = 2, v = b & 0x1fu, min = 0x80;
+    } else if (b >= 0xe0 && b <= 0xef) {
+        n = 3, v = b & 0x0fu, min = 0x800;
+    } else if (b >= 0xf0 && b <= 0xf4) {
+        n = 4, v = b & 0x07u, min = 0x10000;
+    } else {
+        return 0;
+    }
+    if (len < n)
+        return 0;
+    for (size_t i = 1; i < n; i++) {
+        if ((p[i] & 0xc0) != 0x80)
+            return 0;
+        v = v << 6 | (p[i] & 0x3fu);
+    }
+    if (v < min || v > 0x10ffff || (v >= 0xd800 && v <= 0xdfff))
+        return 0;
+    *cp = v;
+    return n;
+}
+
+/* Invisible characters that change how the text around them is shown:
+ * bidi embeddings, overrides, isolates and marks (which can make a line
+ * read other than it is), line and paragraph separators, and other
+ * invisible format characters. Joiners (U+200C, U+200D) pass: emoji and
+ * several scripts need them. */
+static bool risky_format(uint32_t cp)
+{
+    return cp == 0x061c || cp == 0x200e || cp == 0x200f || (cp >= 0x2028 && cp <= 0x202e) ||
+           (cp >= 0x2060 && cp <= 0x206f) || cp == 0xfeff || (cp >= 0xfff9 && cp <= 0xfffb);
+}
+
 /* Neutralises what a terminal would obey rather than show: C0 controls but
- * tab (as ^X), DEL (^?) and C1 controls encoded in UTF-8 (U+0080-U+009F,
- * which some terminals act on). Other bytes, UTF-8 text included, pass. */
+ * tab (as ^X), DEL (^?), C1 controls encoded in UTF-8 (U+0080-U+009F, as
+ * ?), raw bytes 0x80-0x9F that are not part of UTF-8 text (C1 controls on
+ * 8-bit terminals: 0x9B is CSI; as \x9B) and the format characters above
+ * (as <U+202E>). Other bytes, UTF-8 text included, pass. */
 static int add_shown(bytes *b, const uint8_t *p, size_t len)
 {
     for (size_t i = 0; i < len; i++) {
         uint8_t ch = p[i];
-        char esc[2] = {'^', 0};
+        char esc[16] = {'^', 0};
+        size_t n = 0;
+        uint32_t cp = 0;
+        size_t seq = ch >= 0x80 ? utf8_decode(p + i, len - i, &cp) : 0;
         if ((ch < 0x20 && ch != '\t') || ch == 0x7f) {
             esc[1] = ch == 0x7f ? '?' : (char)(ch + '@');
-            if (bytes_add(b, esc, 2) < 0)
-                return -1;
-        } else if (ch == 0xc2 && i + 1 < len && p[i + 1] >= 0x80 && p[i + 1] <= 0x9f) {
-            if (bytes_add(b, "?", 1) < 0)
-                return -1;
-            i++;
-        } else if (bytes_add(b, &ch, 1) < 0) {
-            return -1;
+            n = 2;
+        } else if (seq == 0 && ch >= 0x80 && ch <= 0x9f) {
+            n = (size_t)snprintf(esc, sizeof esc, "\\x%02X", ch);
+        } else if (seq > 0 && cp <= 0x9f) {
+            esc[0] = '?';
+            n = 1;
+        } else if (seq > 0 && risky_format(cp)) {
+            n = (size_t)snprintf(esc, sizeof esc, "<U+%04X>", (unsigned)cp);
         }
+        size_t used = seq > 0 ? seq : 1;
+        if ((n > 0 ? bytes_add(b, esc, n) : bytes_add(b, p + i, used)) < 0)
+            return -1;
+        i += used - 1;
     }
     return 0;
 }
@@ -278,6 +336,27 @@ static void on_line(char *line)
 
 /* ------------------------------------------------------------- socket */
 
+/* Pipe mode, --nick sent: is this server line the answer? 1: the nick is
+ * ours ("*** you are now NICK"), -1: refused ("*** error: ...", reported
+ * in one line), 0: some other line (the welcome, a join). */
+static int nick_answer(chat_client *c, const uint8_t *line, size_t len)
+{
+    char want[80];
+    int n = snprintf(want, sizeof want, "*** you are now %s", c->nick_wanted);
+    if ((size_t)n == len && memcmp(line, want, len) == 0)
+        return 1;
+    static const char err[] = "*** error: ";
+    if (len < sizeof err - 1 || memcmp(line, err, sizeof err - 1) != 0)
+        return 0;
+    bytes text = {0};
+    if (add_shown(&text, line + sizeof err - 1, len - (sizeof err - 1)) == 0)
+        cli_err("%.*s; nothing was sent", (int)text.len, (const char *)text.data);
+    else
+        cli_err("the server refused --nick %s; nothing was sent", c->nick_wanted);
+    free(text.data);
+    return -1;
+}
+
 static int read_socket(chat_client *c)
 {
     uint8_t buf[CHUNK];
@@ -318,6 +397,18 @@ static int read_socket(chat_client *c)
         size_t len = end - start;
         if (len > 0 && c->in.data[start + len - 1] == '\r')
             len--;
+        int answer = 0;
+        if (c->nick_wanted != NULL && nl != NULL)
+            answer = nick_answer(c, c->in.data + start, len);
+        if (answer < 0) {
+            c->in.len = 0;
+            c->peer_open = false;
+            c->status = EXIT_RUNTIME;
+            show_lines(c);
+            return 0;
+        }
+        if (answer > 0)
+            c->nick_wanted = NULL;
         int rc = c->sanitize ? add_shown(&c->show, c->in.data + start, len)
                              : bytes_add(&c->show, c->in.data + start, len);
         if (rc < 0 || bytes_add(&c->show, "\n", 1) < 0)
@@ -350,9 +441,11 @@ static int read_stdin(chat_client *c)
 {
     uint8_t buf[CHUNK];
     ssize_t n = read(STDIN_FILENO, buf, sizeof buf);
-    if (n < 0)
-        return errno == EINTR || errno == EAGAIN ? 0 : -1;
-    if (n == 0) {
+    if (n < 0 && (errno == EINTR || errno == EAGAIN))
+        return 0;
+    if (n < 0 && errno != EIO)
+        return -1;
+    if (n <= 0) { /* EIO: a terminal that hung up, an end like any other */
         if (c->last_in != 0 && c->last_in != '\n' && bytes_add(&c->out, "\n", 1) < 0)
             return -1;
         start_quit(c);
@@ -364,47 +457,103 @@ static int read_stdin(chat_client *c)
 
 /* ------------------------------------------------------------- the loop */
 
+/* Reads the signals that arrived: a stop signal ends the loop, SIGWINCH
+ * tells libedit the new size. */
+static void read_signals(chat_client *c)
+{
+    struct signalfd_siginfo si[4];
+    ssize_t n;
+    while ((n = read(c->sigfd, si, sizeof si)) > 0) {
+        for (size_t i = 0; i < (size_t)n / sizeof si[0]; i++) {
+            if (si[i].ssi_signo != SIGWINCH)
+                g_stop_signal = (int)si[i].ssi_signo;
+            else if (c->editing)
+                rl_resize_terminal();
+        }
+    }
+}
+
+/* True when the terminal on fd 0 has gone (closed window, lost ssh
+ * connection): poll reports a hang-up or error, or says readable while
+ * there is nothing to read. libedit would return from each read of that
+ * end without a word, leaving us to poll a descriptor that is always
+ * ready. */
+static bool terminal_gone(short revents)
+{
+    if (revents & (POLLHUP | POLLERR | POLLNVAL))
+        return true;
+    int avail = 0;
+    return (revents & POLLIN) && ioctl(STDIN_FILENO, FIONREAD, &avail) == 0 && avail == 0;
+}
+
+/* Leaving on a stop signal: a last try to say /quit, without waiting, so
+ * that the room sees a plain leave. What the server has sent is then read
+ * (bounded), since closing with unread bytes would reset the connection
+ * and the room would see "connection reset" instead. */
+static void leave_now(chat_client *c)
+{
+    show_lines(c);
+    if (c->editing)
+        (void)write_all(STDOUT_FILENO, "\n", 1); /* the shell's prompt on a line of its own */
+    stop_editing(c);
+    if (!c->quit_sent) {
+        c->out.len = 0;
+        start_quit(c);
+        (void)sk_sock_send(c->fd, c->out.data, c->out.len);
+    }
+    uint8_t buf[CHUNK];
+    for (int i = 0; i < 16 && sk_sock_recv(c->fd, buf, sizeof buf) > 0; i++)
+        ;
+}
+
+/* How long the loop may wait in poll: -1 for ever, or until the server's
+ * answer to /quit or --nick is overdue (then *late is set). */
+static int wait_bound(const chat_client *c, bool *late)
+{
+    uint64_t deadline = 0;
+    if (c->quit_sent)
+        deadline = c->quit_at + QUIT_WAIT_MS;
+    else if (c->nick_wanted != NULL)
+        deadline = c->nick_deadline;
+    if (deadline == 0)
+        return -1;
+    uint64_t now = now_ms();
+    *late = now >= deadline;
+    return *late ? 0 : (int)(deadline - now);
+}
+
 static void run(chat_client *c)
 {
     struct stat st;
     bool stdin_file = fstat(STDIN_FILENO, &st) == 0 && S_ISREG(st.st_mode);
-    sigset_t none;
-    sigemptyset(&none);
     while (c->peer_open) {
         if (g_stop_signal) {
-            show_lines(c);
-            if (c->editing)
-                (void)write_all(STDOUT_FILENO, "\n",
-                                1); /* the shell's prompt on a line of its own */
-            stop_editing(c);
+            leave_now(c);
             break;
         }
-        if (g_winch) {
-            g_winch = 0;
-            if (c->editing)
-                rl_resize_terminal();
-        }
-        struct pollfd p[2] = {{.fd = c->fd, .events = POLLIN}, {.fd = -1}};
+        struct pollfd p[3] = {{.fd = c->fd, .events = POLLIN},
+                              {.fd = -1},
+                              {.fd = c->sigfd, .events = POLLIN}};
         if (c->out.len > 0)
             p[0].events |= POLLOUT;
-        bool want_stdin = c->stdin_open && c->out.len < OUT_MAX;
+        bool want_stdin = c->stdin_open && c->out.len < OUT_MAX && c->nick_wanted == NULL;
         if (want_stdin && !stdin_file)
             p[1] = (struct pollfd){.fd = STDIN_FILENO, .events = POLLIN};
-        int wait_ms = -1;
+        bool late = false;
+        int wait_ms = wait_bound(c, &late);
+        if (late && c->quit_sent)
+            break;
+        if (late) {
+            cli_err("no answer to --nick %s from the server within %.1f s", c->nick_wanted,
+                    c->nick_wait_ms / 1000.0);
+            c->status = EXIT_RUNTIME;
+            break;
+        }
         /* TLS: bytes already decrypted are not seen by poll(). */
         bool pending = sk_sock_pending(c->fd);
-        if ((want_stdin && stdin_file) || pending) {
+        if ((want_stdin && stdin_file) || pending)
             wait_ms = 0;
-        } else if (c->quit_sent) {
-            uint64_t waited = now_ms() - c->quit_at;
-            if (waited >= QUIT_WAIT_MS)
-                break;
-            wait_ms = (int)(QUIT_WAIT_MS - waited);
-        }
-        struct timespec ts = {wait_ms / 1000, (long)(wait_ms % 1000) * 1000000L};
-        /* The signals are blocked except inside ppoll: one that arrives
-         * between the checks above and the wait still ends the wait. */
-        int n = ppoll(p, 2, wait_ms < 0 ? NULL : &ts, &none);
+        int n = poll(p, 3, wait_ms);
         if (n < 0) {
             if (errno == EINTR)
                 continue;
@@ -413,14 +562,19 @@ static void run(chat_client *c)
             c->status = EXIT_RUNTIME;
             break;
         }
+        if (p[2].revents & POLLIN)
+            read_signals(c);
         if (((p[0].revents & (POLLIN | POLLHUP | POLLERR)) || pending) && read_socket(c) < 0)
             break;
-        if (!c->peer_open)
-            break;
+        if (!c->peer_open || g_stop_signal)
+            continue;
         if ((p[0].revents & POLLOUT) && c->out.len > 0 && write_socket(c) < 0)
             break;
-        if (want_stdin && (stdin_file || (p[1].revents & (POLLIN | POLLHUP | POLLERR)))) {
-            if (c->tty) {
+        if (want_stdin && (stdin_file || p[1].revents)) {
+            if (c->tty && terminal_gone(p[1].revents)) {
+                stop_editing(c);
+                start_quit(c);
+            } else if (c->tty) {
                 rl_callback_read_char();
             } else if (read_stdin(c) < 0) {
                 cli_err("reading stdin: %s", strerror(errno));
@@ -520,15 +674,17 @@ int cmd_chat(int argc, char **argv)
         cli_tls_free(&tls);
         return EXIT_RUNTIME;
     }
-    chat_client c = {.fd = fd, .stdin_open = true, .peer_open = true, .status = EXIT_OK};
+    chat_client c = {.fd = fd, .stdin_open = true, .peer_open = true, .status = EXIT_OK,
+                     .sigfd = -1};
     g_client = &c;
     c.tty = isatty(STDIN_FILENO) && isatty(STDOUT_FILENO);
     c.sanitize = isatty(STDOUT_FILENO);
     const char *term = getenv("TERM");
     c.ansi = term != NULL && term[0] != '\0' && strcmp(term, "dumb") != 0;
 
-    /* Stop signals wake the loop (ppoll) so the terminal is restored on the
-     * way out; they stay blocked outside the wait. */
+    /* Stop signals are read from a descriptor in the loop's poll, so the
+     * client leaves the room and restores the terminal on the way out, and
+     * a stdin that is always readable cannot hide them. */
     sigset_t block, old;
     sigemptyset(&block);
     sigaddset(&block, SIGINT);
@@ -536,19 +692,24 @@ int cmd_chat(int argc, char **argv)
     sigaddset(&block, SIGHUP);
     sigaddset(&block, SIGWINCH);
     sigprocmask(SIG_BLOCK, &block, &old);
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_signal;
-    sigemptyset(&sa.sa_mask);
-    struct sigaction saved[4];
-    const int sigs[4] = {SIGINT, SIGTERM, SIGHUP, SIGWINCH};
-    for (int i = 0; i < 4; i++)
-        sigaction(sigs[i], &sa, &saved[i]);
+    c.sigfd = signalfd(-1, &block, SFD_NONBLOCK | SFD_CLOEXEC);
+    if (c.sigfd < 0) {
+        cli_err("signalfd: %s", strerror(errno));
+        sigprocmask(SIG_SETMASK, &old, NULL);
+        sk_sock_close(fd);
+        cli_tls_free(&tls);
+        return EXIT_RUNTIME;
+    }
 
     if (nick != NULL) {
         char line[64];
         int n = snprintf(line, sizeof line, "/nick %s", nick);
         queue_line(&c, line, (size_t)n);
+        if (!c.tty) {
+            c.nick_wanted = nick;
+            c.nick_wait_ms = timeout_ms;
+            c.nick_deadline = now_ms() + (uint64_t)timeout_ms;
+        }
     }
     if (c.tty) {
         setlocale(LC_CTYPE, "");
@@ -567,8 +728,7 @@ int cmd_chat(int argc, char **argv)
         c.status = 128 + g_stop_signal; /* as a shell reports a signal */
     sk_sock_close(fd);
     cli_tls_free(&tls);
-    for (int i = 0; i < 4; i++)
-        sigaction(sigs[i], &saved[i], NULL);
+    close(c.sigfd);
     sigprocmask(SIG_SETMASK, &old, NULL);
     if (c.tty)
         clear_history();

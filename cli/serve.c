@@ -164,9 +164,10 @@ static void usage(FILE *out)
     fputs("chat options (the chat service is line-based; --framing does not apply):\n"
             "  --max-line BYTES          for chat: longest line relayed (default 4K); a longer\n"
             "                            one is refused with a notice, the member stays\n"
-            "  --max-queue BYTES         drop a member with more output waiting (default 1M)\n"
-            "  --max-rate N              lines per second per member, beyond which lines are\n"
-            "                            refused with a notice (default 0: unlimited)\n"
+            "  --max-queue BYTES         drop a member with more output waiting (default 1M);\n"
+            "                            senders pause while a queue is over a quarter of it\n"
+            "  --max-rate N              lines per second per member (default 20; 0: unlimited);\n"
+            "                            more are refused with a notice, the sender paused\n"
             "exec options (frames of the exec protocol; --framing does not apply):\n"
             "  --token-file FILE         the shared secret, mode 600, at least 16 bytes (required;\n"
             "                            the demo set creates ./" DEMO_TOKEN ")\n"
@@ -327,6 +328,9 @@ static int parse_args(serve_state *st, int argc, char **argv)
     cfg->max_frame = SK_DEFAULT_MAX_FRAME;
     cfg->max_line = SK_DEFAULT_MAX_LINE;
     cfg->max_queue = 1024u * 1024u;
+    /* chat: beyond what people type or paste, well under what a script
+     * floods; its one-second bucket still lets a 20-line paste through. */
+    cfg->max_rate = 20;
     cfg->max_memory = 256u * 1024u * 1024u;
     cfg->max_handshakes = SK_TLS_DEFAULT_MAX_HANDSHAKES;
     cfg->message = "Thank you for connecting\r\n";

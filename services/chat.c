@@ -4,6 +4,17 @@
  * stored once (sk_shared) and queued by reference on every member; a member
  * whose queue passes --max-queue is dropped, the room goes on.
  *
+ * Backpressure: a line that leaves some member's queue above the room's
+ * high-water mark (a quarter of --max-queue) pauses the reading of its
+ * sender, and every paused sender resumes once all queues are back under
+ * the low-water mark. So a flood is slowed to what the slowest reader takes,
+ * instead of getting the readers dropped. A member whose queue stays above
+ * the low mark for STALL_MS while senders wait for it (it does not read, or
+ * far too slowly to let anyone speak) is stalled: it no longer holds the
+ * room back, so its queue grows with the room's lines until it passes
+ * --max-queue and it is dropped; it stops being stalled if it drains. A member over --max-rate is paused too,
+ * until its allowance has room for a line again.
+ *
  * Not here: how members' lines are split (chat_input.c) and the nick table
  * (chat_nicks.c). The exact line protocol is in docs/PROTOCOL.md. */
 #include <errno.h>
@@ -21,8 +32,31 @@
 /* A refused line over --max-rate is answered at most this often, so that
  * refusing a flood does not become a flood of refusals. */
 #define RATE_NOTICE_MS 1000
+/* Refused lines (since the last notice) that make a member a flooder whose
+ * reading is paused: more than a paste that went over the allowance. */
+#define RATE_PAUSE_AFTER 64
 /* /who answers in lines of at most about this many bytes. */
 #define WHO_LINE 1000
+/* While a member's reading is paused, queues and rates are checked this
+ * often: a reader draining at 20 MB/s empties a 256 KiB backlog in ~12 ms. */
+#define HOLD_TICK_MS 10
+/* A reader whose queue stays above the low mark this long, with senders
+ * paused for it, stops holding them (it is stalled): it would hold up the
+ * whole room. */
+#define STALL_MS 3000
+
+/* The room's water marks, from --max-queue: one read (64 KiB) of a flood
+ * can land on top of the high mark before its sender's pause takes hold,
+ * which stays well under --max-queue for its default. */
+static size_t high_mark(const chat_room *r)
+{
+    return r->ctx->max_queue / 4;
+}
+
+static size_t low_mark(const chat_room *r)
+{
+    return r->ctx->max_queue / 16;
+}
 
 static const char help_line[] =
     "*** commands: /nick NAME (change your nick: 1-32 of A-Z a-z 0-9 _ -), /who (list members), "
@@ -90,7 +124,7 @@ void chat_run_drops(chat_room *r)
     }
 }
 
-void chat_broadcast(chat_room *r, const member *except, const chat_part *parts, int nparts)
+bool chat_broadcast(chat_room *r, const member *except, const chat_part *parts, int nparts)
 {
     size_t len = 1; /* the "\n" */
     for (int i = 0; i < nparts; i++)
@@ -105,7 +139,7 @@ void chat_broadcast(chat_room *r, const member *except, const chat_part *parts, 
             sk_log(SK_LOG_WARN, "%s: a broadcast line was dropped: %s", r->ctx->name,
                    sk_strerror(err));
         }
-        return;
+        return false;
     }
     uint8_t *p = sk_shared_data(s);
     for (int i = 0; i < nparts; i++) {
@@ -114,16 +148,87 @@ void chat_broadcast(chat_room *r, const member *except, const chat_part *parts, 
         p += parts[i].len;
     }
     *p = '\n';
+    bool backed_up = false;
+    size_t high = high_mark(r);
     r->broadcasting++;
     for (member *m = r->head; m != NULL; m = m->next) {
         if (!m->in_room || m->dropping || m == except)
             continue;
-        if (sk_conn_send_shared(m->conn, s, 0, len) == 0)
+        if (sk_conn_send_shared(m->conn, s, 0, len) == 0) {
             chat_check_queue(m);
+            size_t q = sk_conn_queued(m->conn);
+            if (m->stalled && q <= low_mark(r))
+                m->stalled = false; /* it reads again */
+            backed_up |= !m->dropping && !m->stalled && q > high;
+        }
     }
     r->broadcasting--;
     sk_shared_unref(s);
     chat_run_drops(r);
+    return backed_up;
+}
+
+/* -------------------------------------------------------- backpressure */
+
+/* Pauses or resumes m's reading to match its state. */
+static void update_pause(member *m)
+{
+    bool want = m->in_room && (m->held || m->rate_until != 0);
+    if (want == m->paused)
+        return;
+    m->paused = want;
+    if (want) {
+        sk_conn_pause(m->conn);
+        if (!sk_timer_active(m->room->hold_timer))
+            sk_timer_start(m->room->hold_timer, HOLD_TICK_MS, HOLD_TICK_MS);
+    } else {
+        sk_conn_resume(m->conn);
+    }
+}
+
+/* Every HOLD_TICK_MS while some member is paused: marks stalled the readers
+ * whose queue has stayed over the low mark for STALL_MS (they alone keep the
+ * held senders held: one that reads at all gets under it, as the senders
+ * wait for just that), releases the held senders once every other queue is
+ * under the low mark, and rate-paused members once their time has come.
+ * Stops itself when no member is paused. */
+static void hold_tick(sk_timer *t, void *ud)
+{
+    chat_room *r = ud;
+    uint64_t now = sk_loop_now(r->loop);
+    size_t low = low_mark(r), worst = 0;
+    for (member *m = r->head; m != NULL; m = m->next) {
+        if (!m->in_room || m->dropping)
+            continue;
+        size_t q = sk_conn_queued(m->conn);
+        if (q <= low) {
+            m->over_since = 0;
+            m->stalled = false;
+        } else if (m->over_since == 0) {
+            m->over_since = now;
+        } else if (!m->stalled && now - m->over_since >= STALL_MS) {
+            m->stalled = true;
+            sk_log(SK_LOG_DEBUG, "%s: %s (%s) stalled: %zu bytes queued for %d ms; no longer "
+                   "waited for", r->ctx->name, m->nick, sk_conn_peer(m->conn), q, STALL_MS);
+        }
+        if (!m->stalled && q > worst)
+            worst = q;
+    }
+    bool any = false;
+    for (member *m = r->head; m != NULL; m = m->next) {
+        if (m->held && worst <= low)
+            m->held = false;
+        if (m->rate_until != 0 && now >= m->rate_until)
+            m->rate_until = 0;
+        update_pause(m);
+        any |= m->paused;
+    }
+    if (any)
+        return;
+    /* Unwatched from now on: a later hold starts the count afresh. */
+    for (member *m = r->head; m != NULL; m = m->next)
+        m->over_since = 0;
+    sk_timer_stop(t);
 }
 
 /* A notice to everyone but `except`: "*** " + text. */
@@ -151,16 +256,31 @@ static void announce(chat_room *r, const member *except, const char *fmt, ...)
  * seam where servers sharing a room through Redis (docs/DESIGN.md) would
  * publish the event and apply it when Redis hands it back. */
 
-static void chat_apply_message(chat_room *r, const member *from, const char *nick, size_t nick_len,
-                               const uint8_t *text, size_t len, bool action)
+/* Relays a member's text, its controls replaced (chat_text.c); true if it
+ * left some queue above the high mark. */
+static bool chat_apply_message(chat_room *r, const member *from, const char *nick,
+                               size_t nick_len, const uint8_t *text, size_t len, bool action)
 {
+    if (!chat_text_clean(text, len)) {
+        /* Lines are at most --max-line long, so one buffer, grown to the
+         * longest line seen, serves every line of the room. */
+        size_t need = CHAT_TEXT_GROWTH * len;
+        if (need > r->scratch_cap) {
+            uint8_t *p = realloc(r->scratch, need);
+            if (p == NULL)
+                return false; /* lost for everyone alike, as a broadcast out of budget */
+            r->scratch = p;
+            r->scratch_cap = need;
+        }
+        len = chat_text_sanitize(text, len, r->scratch);
+        text = r->scratch;
+    }
     if (action) {
         chat_part parts[4] = {{"* ", 2}, {nick, nick_len}, {" ", 1}, {text, len}};
-        chat_broadcast(r, from, parts, 4);
-    } else {
-        chat_part parts[3] = {{nick, nick_len}, {": ", 2}, {text, len}};
-        chat_broadcast(r, from, parts, 3);
+        return chat_broadcast(r, from, parts, 4);
     }
+    chat_part parts[3] = {{nick, nick_len}, {": ", 2}, {text, len}};
+    return chat_broadcast(r, from, parts, 3);
 }
 
 static void chat_apply_join(chat_room *r, const member *who, const char *nick)
@@ -183,9 +303,14 @@ static void chat_apply_rename(chat_room *r, const member *who, const char *old, 
     announce(r, who, "%s is now %s", old, nick);
 }
 
+/* A sender whose line backed up the room stops being read until it drains. */
 static void event_message(member *m, const uint8_t *text, size_t len, bool action)
 {
-    chat_apply_message(m->room, m, m->nick, strlen(m->nick), text, len, action);
+    if (chat_apply_message(m->room, m, m->nick, strlen(m->nick), text, len, action) &&
+        !m->held) {
+        m->held = true;
+        update_pause(m);
+    }
 }
 
 /* ------------------------------------------------------ membership */
@@ -335,7 +460,14 @@ static bool within_rate(member *m)
     }
     if (m->rate_told_at == 0 || now - m->rate_told_at >= RATE_NOTICE_MS) {
         m->rate_told_at = now;
+        m->refused = 0;
         tell(m, "*** error: more than %u lines per second; lines are being refused", rate);
+    }
+    /* A flood, not a paste: not read again until the bucket holds a line,
+     * so that it costs the server one read per refill, not all it sends. */
+    if (++m->refused > RATE_PAUSE_AFTER) {
+        m->rate_until = now + (1000 - m->tokens + rate - 1) / rate;
+        update_pause(m);
     }
     return false;
 }
@@ -469,6 +601,12 @@ static int chat_start(svc_ctx *ctx, sk_loop *loop, char *err, size_t errlen)
         snprintf(err, errlen, "out of memory");
         return -1;
     }
+    if (sk_timer_new(loop, hold_tick, r, &r->hold_timer) < 0) {
+        chat_nicks_free(r);
+        free(r);
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
     ctx->state = r;
     return 0;
 }
@@ -482,6 +620,7 @@ static void chat_drain(svc_ctx *ctx)
     if (r == NULL)
         return;
     r->closing = true;
+    sk_timer_stop(r->hold_timer);
     for (member *m = r->head; m != NULL; m = m->next) {
         if (!m->in_room)
             continue;
@@ -505,6 +644,8 @@ static void chat_stop(svc_ctx *ctx)
         free(m);
     }
     chat_nicks_free(r);
+    sk_timer_free(r->hold_timer);
+    free(r->scratch);
     free(r);
     ctx->state = NULL;
 }

@@ -35,6 +35,14 @@ typedef struct member {
     bool timed;    /* a deadline for the started line is set */
     /* --max-rate token bucket, in thousandths of a line */
     uint64_t tokens, refilled_at, rate_told_at;
+    /* Backpressure (chat.c): reading is paused while this member's lines
+     * back up the room (held) or until its rate allows a line again. */
+    bool held;
+    bool paused;         /* sk_conn_pause() is in force */
+    uint64_t rate_until; /* loop time when the rate allows a line; 0: now */
+    uint32_t refused;    /* lines refused for the rate since the last notice */
+    uint64_t over_since; /* as a reader: since when its queue is over the low mark; 0: not */
+    bool stalled;        /* over it for STALL_MS: senders no longer wait for it */
 } member;
 
 struct chat_room {
@@ -49,6 +57,9 @@ struct chat_room {
     int broadcasting; /* depth of chat_broadcast calls */
     bool closing;     /* draining: leaves are not announced */
     uint64_t oom_logged_at;
+    sk_timer *hold_timer; /* runs while some member's reading is paused */
+    uint8_t *scratch;     /* a line's text with controls replaced (chat_text.c) */
+    size_t scratch_cap;
 };
 
 /* One piece of a line being assembled. */
@@ -60,14 +71,24 @@ typedef struct chat_part {
 /* chat.c */
 /* Queues parts + "\n" on every member in the room except `except`, stored
  * once and queued by reference. Members pushed over --max-queue are dropped
- * after it. */
-void chat_broadcast(chat_room *r, const member *except, const chat_part *parts, int nparts);
+ * after it. Returns true if some member's queue is left above the room's
+ * high-water mark (its sender should be paused). */
+bool chat_broadcast(chat_room *r, const member *except, const chat_part *parts, int nparts);
 void chat_check_queue(member *m);
 void chat_run_drops(chat_room *r);
 void chat_leave(member *m, const char *why);
 /* One complete line from m, without "\n" (a "\r" before it is dropped). */
 void chat_line(member *m, const uint8_t *line, size_t len);
 void chat_line_too_long(member *m);
+
+/* chat_text.c: the replacement of control characters in relayed text. */
+/* True if text needs no replacement (the common case: no copy). */
+bool chat_text_clean(const uint8_t *text, size_t len);
+/* Writes text with its controls replaced to dst, which must have room for
+ * CHAT_TEXT_GROWTH * len bytes; returns the length written. */
+size_t chat_text_sanitize(const uint8_t *text, size_t len, uint8_t *dst);
+/* A raw byte 0x80-0x9F (1 byte) becomes U+FFFD (3 bytes). */
+#define CHAT_TEXT_GROWTH 3
 
 /* chat_input.c: splits what a member sends into lines for chat_line(). */
 void chat_input(member *m, const uint8_t *data, size_t len);

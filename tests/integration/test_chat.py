@@ -245,7 +245,7 @@ class Basics(ChatCase):
 class Order(ChatCase):
 
     def test_two_talkers_every_listener_sees_one_order(self):
-        srv = self.chat()
+        srv = self.chat("--max-rate", "0")
         t1, t2, l1, l2, l3 = self.members(srv, 5)
         n = 300
 
@@ -279,7 +279,8 @@ class Limits(ChatCase):
     def test_member_that_never_reads_is_dropped_room_goes_on(self):
         # A small ASan quarantine, so that freed lines do not count as held.
         asan = os.environ.get("ASAN_OPTIONS", "detect_leaks=1") + ":quarantine_size_mb=8"
-        srv = self.serve("chat", "127.0.0.1:0", "--max-queue", "256K", env={"ASAN_OPTIONS": asan})
+        srv = self.serve("chat", "127.0.0.1:0", "--max-queue", "256K", "--max-rate", "0",
+                         env={"ASAN_OPTIONS": asan})
         stuck = Member(self, srv.addr)
         talker, listener = Member(self, srv.addr), Member(self, srv.addr)
         stuck.expect("*** %s joined" % talker.nick)
@@ -315,7 +316,8 @@ class Limits(ChatCase):
                         state["next"] += 1
 
         # Flood until the stuck member is dropped (its queue over 256 KiB,
-        # after the kernel's buffers filled), the listener keeping up.
+        # after the kernel's buffers filled and the talker, paused for it
+        # for 3 s, no longer waits for it), the listener keeping up.
         listener.sock.settimeout(10)
         deadline = time.monotonic() + 60
         while not state["dropped"]:
@@ -782,7 +784,7 @@ class Interactive(ChatCase):
         other.expect("guest2: " + typed)           # sent as typed, trailing space included
 
     def test_many_incoming_lines_while_typing(self):
-        srv = self.chat()
+        srv = self.chat("--max-rate", "0")
         other = Member(self, srv.addr)
         t = self.start(srv)
         t.wait_text("*** welcome to the chat")
