@@ -21,7 +21,12 @@
 #define CGROUP2_SUPER_MAGIC 0x63677270
 #endif
 
-#define CGROUP_ROOT "/sys/fs/cgroup"
+/* Where the unified hierarchy is mounted; a build may point it elsewhere
+ * (a hybrid system's /sys/fs/cgroup/unified, to test this path there). */
+#ifndef SK_CGROUP_ROOT
+#define SK_CGROUP_ROOT "/sys/fs/cgroup"
+#endif
+#define CGROUP_ROOT SK_CGROUP_ROOT
 
 /* Reads a small /proc or cgroupfs file whole; returns its length or -1. */
 static ssize_t read_small(const char *path, char *buf, size_t cap)
