@@ -62,9 +62,9 @@ Test(acl, parse_forms)
     cr_assert_eq(c.family, AF_INET);
     cr_assert_eq(c.prefix, 8);
     cr_assert_eq(c.addr[0], 127);
-    static const char *const bad[] = {"ls", "", "1.2.3.4/33", "::1/129", "1.2.3.4/", "/8",
-                                      "10.0.0.0/8x", "10.0.0.0/-1", "1.2.3", "example.com",
-                                      "1.2.3.4/0008", "[::1", "1.2.3.4 "};
+    static const char *const bad[] = {
+        "ls",          "",      "1.2.3.4/33",  "::1/129",      "1.2.3.4/", "/8",      "10.0.0.0/8x",
+        "10.0.0.0/-1", "1.2.3", "example.com", "1.2.3.4/0008", "[::1",     "1.2.3.4 "};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
         cr_assert_eq(sk_cidr_parse(bad[i], &c), -EINVAL, "accepted \"%s\"", bad[i]);
 }
