@@ -642,7 +642,8 @@ void sk_proc_kill_all(uint32_t wait_ms)
         if (n == 0)
             break;
         clock_gettime(CLOCK_MONOTONIC, &now);
-        int64_t ms = (int64_t)(now.tv_sec - t0.tv_sec) * 1000 + (now.tv_nsec - t0.tv_nsec) / 1000000;
+        int64_t ms = (int64_t)(now.tv_sec - t0.tv_sec) * 1000 +
+                     (now.tv_nsec - t0.tv_nsec) / 1000000;
         if (ms >= (int64_t)wait_ms)
             break;
         /* A killed child's own children reach us only once it is gone. */
