@@ -95,6 +95,7 @@ typedef struct serve_state {
     bool demo_set;
     bool exec_token_created; /* the demo set made its exec token file */
     sk_tls_ctx *tls;         /* --cert/--key, shared by every tls:// listener */
+    sk_acl *acl;             /* --allow/--deny (and their -file forms), or NULL */
 } serve_state;
 
 /* The demo set's exec token: created (mode 600, random) if missing. */
@@ -146,7 +147,14 @@ static void usage(FILE *out)
             "  --log-level LEVEL         error, warn, info (default) or debug\n",
             svc_echo.summary, svc_upper.summary, svc_greet.summary, svc_chat.summary,
             svc_exec.summary, svc_files.summary);
-    /* Two strings: one would pass the 4095 bytes C compilers must accept. */
+    /* In parts: C11 compilers need only take string literals of 4095 bytes. */
+    fputs("network access lists (every TCP, tls:// and UDP listener; not Unix sockets):\n"
+            "  --allow CIDR[,CIDR...]    accept only peers in these networks (a bare address\n"
+            "                            is /32 or /128; IPv4 rules also match ::ffff:a.b.c.d)\n"
+            "  --deny CIDR[,CIDR...]     refuse peers in these networks (wins over --allow)\n"
+            "  --allow-file FILE, --deny-file FILE   the same, one CIDR a line, # comments\n"
+            "                            A refused peer is closed before a byte is read.\n",
+          out);
     fputs("  --udp-rate N              udp://, unixgram: answer one source (address and port)\n"
             "                            at most N times a second (default " STR(DEFAULT_UDP_RATE) "; 0: no limit);\n"
             "                            datagrams from this endpoint itself or from a source\n"
@@ -171,15 +179,20 @@ static void usage(FILE *out)
             "exec options (frames of the exec protocol; --framing does not apply):\n"
             "  --token-file FILE         the shared secret, mode 600, at least 16 bytes (required;\n"
             "                            the demo set creates ./" DEMO_TOKEN ")\n"
-            "  --allow CMD[,CMD...]      only these programs may run (exact argv[0])\n"
+            "  --allow-cmd CMD[,CMD...]  only these programs may run (exact argv[0]). It checks\n"
+            "                            the program only, not its arguments: env, find, xargs,\n"
+            "                            tar, shells and interpreters run anything (warned)\n"
             "  --allow-shell             clients may run 'sockit exec --sh STRING' (/bin/sh -c)\n"
             "  --timeout SEC             stop a command after SEC (TERM, then KILL; default none)\n"
             "  --max-output BYTES        stop a command that writes more (default: no limit)\n"
-            "  --max-procs N             commands running at once (default 64)\n"
+            "  --max-procs N             commands running at once, with what they left running\n"
+            "                            (default 64)\n"
             "  --cwd DIR                 working directory of commands (default: the server's)\n"
             "  --pass-env NAME[,NAME...] pass these variables on (default: PATH, HOME, LANG only)\n"
             "  --max-unauth N            connections still authenticating, at once (default 64)\n"
             "  --handshake-timeout SEC   hello and authentication must finish in SEC (default 10)\n"
+            "  --idle-timeout SEC        for exec: close a session idle that long between\n"
+            "                            commands (default 300; a running command is not idle)\n"
             "files options (frames of the files protocol; --framing does not apply):\n"
             "  --root DIR                the directory served (required; the demo set creates\n"
             "                            ./" FILES_DEMO_ROOT ")\n"
@@ -317,6 +330,34 @@ static int prepare_files(serve_state *st)
     return 0;
 }
 
+/* --allow, --deny, --allow-file, --deny-file: rules for every network
+ * listener. --allow once named exec's programs; a value that is not an
+ * address says where that went. */
+static int add_acl(serve_state *st, bool deny, bool file, const char *v)
+{
+    if (st->acl == NULL && sk_acl_new(&st->acl) < 0) {
+        cli_err("out of memory");
+        return -1;
+    }
+    char err[400];
+    if (file) {
+        if (sk_acl_add_file(st->acl, deny, v, err, sizeof err) < 0) {
+            cli_err("--%s: %s", deny ? "deny-file" : "allow-file", err);
+            return -1;
+        }
+        return 0;
+    }
+    if (sk_acl_add(st->acl, deny, v, err, sizeof err) < 0) {
+        if (deny)
+            cli_err("--deny takes network addresses (CIDR): %s", err);
+        else
+            cli_err("--allow takes network addresses (CIDR); to limit exec's programs use "
+                    "--allow-cmd");
+        return -1;
+    }
+    return 0;
+}
+
 static int parse_args(serve_state *st, int argc, char **argv)
 {
     serve_cfg *cfg = &st->cfg;
@@ -341,9 +382,10 @@ static int parse_args(serve_state *st, int argc, char **argv)
 
     enum { O_FRAMING = 256, O_MAXCONNS, O_IDLE, O_FRAME_TO, O_BACKLOG, O_WORKERS, O_MAXFRAME,
            O_MAXLINE, O_MAXMEM, O_DRAIN, O_MESSAGE, O_QUIET, O_LOGLEVEL, O_MAXQUEUE, O_MAXRATE,
-           O_TOKEN, O_ALLOWSHELL, O_ALLOW, O_TIMEOUT, O_MAXOUTPUT, O_MAXPROCS, O_CWD, O_PASSENV,
+           O_TOKEN, O_ALLOWSHELL, O_ALLOWCMD, O_TIMEOUT, O_MAXOUTPUT, O_MAXPROCS, O_CWD, O_PASSENV,
            O_MAXUNAUTH, O_HANDSHAKE, O_ROOT, O_READONLY, O_MAXFILESIZE, O_PARTIALTTL, O_CERT,
-           O_KEY, O_STATS, O_UDPRATE, O_MAXHS };
+           O_KEY, O_STATS, O_UDPRATE, O_MAXHS,
+           O_NETALLOW, O_NETDENY, O_ALLOWFILE, O_DENYFILE };
     static const struct option longopts[] = {
         {"framing", required_argument, NULL, O_FRAMING},
         {"max-conns", required_argument, NULL, O_MAXCONNS},
@@ -362,7 +404,7 @@ static int parse_args(serve_state *st, int argc, char **argv)
         {"max-rate", required_argument, NULL, O_MAXRATE},
         {"token-file", required_argument, NULL, O_TOKEN},
         {"allow-shell", no_argument, NULL, O_ALLOWSHELL},
-        {"allow", required_argument, NULL, O_ALLOW},
+        {"allow-cmd", required_argument, NULL, O_ALLOWCMD},
         {"timeout", required_argument, NULL, O_TIMEOUT},
         {"max-output", required_argument, NULL, O_MAXOUTPUT},
         {"max-procs", required_argument, NULL, O_MAXPROCS},
@@ -379,6 +421,10 @@ static int parse_args(serve_state *st, int argc, char **argv)
         {"stats", required_argument, NULL, O_STATS},
         {"udp-rate", required_argument, NULL, O_UDPRATE},
         {"max-handshakes", required_argument, NULL, O_MAXHS},
+        {"allow", required_argument, NULL, O_NETALLOW},
+        {"deny", required_argument, NULL, O_NETDENY},
+        {"allow-file", required_argument, NULL, O_ALLOWFILE},
+        {"deny-file", required_argument, NULL, O_DENYFILE},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -398,7 +444,10 @@ static int parse_args(serve_state *st, int argc, char **argv)
             bad = cli_parse_uint(v, 0, 10000000, &cfg->max_conns);
             cfg->max_conns_set = true;
             break;
-        case O_IDLE: bad = cli_parse_seconds(v, &cfg->idle_ms); break;
+                case O_IDLE:
+            bad = cli_parse_seconds(v, &cfg->idle_ms);
+            cfg->exec.idle_ms = cfg->idle_ms; /* exec: between commands */
+            break;
         case O_FRAME_TO: bad = cli_parse_seconds(v, &cfg->frame_ms); break;
         case O_BACKLOG: bad = cli_parse_uint(v, 1, 65535, &cfg->backlog); break;
         case O_WORKERS: bad = cli_parse_uint(v, 1, MAX_WORKERS, &cfg->workers); break;
@@ -419,7 +468,15 @@ static int parse_args(serve_state *st, int argc, char **argv)
         case O_MAXRATE: bad = cli_parse_uint(v, 0, 1000000, &cfg->max_rate); break;
         case O_TOKEN: cfg->exec.token_file = v; break;
         case O_ALLOWSHELL: cfg->exec.allow_shell = true; break;
-        case O_ALLOW: cfg->exec.allow = v; break;
+        case O_ALLOWCMD: cfg->exec.allow_cmd = v; break;
+        case O_NETALLOW:
+        case O_NETDENY:
+        case O_ALLOWFILE:
+        case O_DENYFILE:
+            if (add_acl(st, ch == O_NETDENY || ch == O_DENYFILE,
+                        ch == O_ALLOWFILE || ch == O_DENYFILE, v) < 0)
+                return -1;
+            break;
         case O_TIMEOUT: bad = cli_parse_seconds(v, &cfg->exec.timeout_ms); break;
         case O_MAXOUTPUT: {
             size_t n = 0;
@@ -665,6 +722,7 @@ static void fill_server_opts(const serve_state *st, listener *l, sk_server_opts 
     o->reuseport = spread;
     o->ud = &l->ctx;
     o->log_name = cfg->quiet ? NULL : l->svc->name;
+    o->acl = st->acl;
     l->svc->stream(&o->cbs);
     if (l->svc->stream_opts != NULL)
         l->svc->stream_opts(&o->stream);
@@ -720,6 +778,7 @@ static int open_listener(serve_state *st, int i)
             cli_err("%s: %s", l->svc->name, sk_strerror(rc));
             return -1;
         }
+        sk_dgram_set_acl(st->ws[0].dgrams[i], st->acl);
         print_listening(l, sk_dgram_fd(st->ws[0].dgrams[i]));
         return 0;
     }
@@ -802,6 +861,7 @@ int cmd_serve(int argc, char **argv)
     int rc = parse_args(st, argc, argv);
     if (rc != 0) {
         sk_tls_ctx_free(st->tls);
+        sk_acl_free(st->acl);
         free(st);
         return rc > 0 ? EXIT_OK : EXIT_USAGE;
     }
@@ -884,6 +944,7 @@ out:
     free_all(st);
     sk_tls_ctx_free(st->tls); /* after the loops: no connection uses it now */
     sk_timer_free(st->stats_timer); /* safe after its loop is gone */
+    sk_acl_free(st->acl);           /* after the loops: servers borrow it */
     free(st);
     return status;
 }

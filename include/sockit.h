@@ -133,6 +133,9 @@ typedef struct sk_stats {
     uint64_t dgram_dropped; /* datagrams dropped by datagram endpoints: too
                               large, refused by sk_dgram_guard, or a reply
                               the socket would not take */
+    uint64_t refused_acl;  /* peers closed right after accept, and datagrams
+                              dropped, because an access list (sk_acl)
+                              refused their source */
 } sk_stats;
 
 /* Fills *out with the counters now. Thread-safe. */
@@ -143,7 +146,9 @@ SK_API void sk_stats_get(sk_stats *out);
  * stable format for scripts (new keys may be added at the end). Returns the
  * length the whole line needs (as snprintf: the text is cut if len is
  * smaller; SK_STATS_TEXT_MAX bytes are always enough). */
-#define SK_STATS_TEXT_MAX 640
+/* 510 bytes with every counter at its widest; the rest is room for keys
+ * added later, so that a caller's buffer of this size stays enough. */
+#define SK_STATS_TEXT_MAX 768
 SK_API int sk_stats_format(const sk_stats *s, char *buf, size_t len);
 
 /* Timers: monotonic, kept in a binary heap; timers due at the same time run
@@ -538,6 +543,42 @@ SK_API int sk_conn_sendfile(sk_conn *c, int fd, uint64_t off, size_t len);
 
 typedef struct sk_server sk_server;
 
+/* Network access lists: rules "ADDR[/PREFIX]" for IPv4 and IPv6 (a bare
+ * address is /32 or /128; host bits past the prefix are ignored; brackets
+ * around an IPv6 address are allowed). A peer is refused if it matches a
+ * deny rule, or if there is any allow rule and it matches none. An
+ * IPv4-mapped IPv6 peer (::ffff:a.b.c.d, seen by a dual-stack [::]
+ * listener) is judged by the IPv4 rules, and a rule ::ffff:a.b.c.d/96+ is
+ * an IPv4 rule. Peers that are not IP (Unix sockets) are always allowed.
+ * An sk_acl is read-only once built: any thread may check it. */
+typedef struct sk_cidr {
+    int family;        /* AF_INET or AF_INET6 */
+    uint8_t addr[16];  /* network byte order; IPv4 in the first 4 */
+    unsigned prefix;   /* 0-32 or 0-128 */
+} sk_cidr;
+
+/* Parses one rule. Returns 0 or -EINVAL (not an address or CIDR). */
+SK_API int sk_cidr_parse(const char *text, sk_cidr *out);
+/* 1 if the address sa (AF_INET or AF_INET6) lies in c, else 0. */
+SK_API int sk_cidr_match(const sk_cidr *c, const struct sockaddr *sa, socklen_t len);
+
+typedef struct sk_acl sk_acl;
+/* At most this many rules in one list: checks are linear. */
+#define SK_ACL_MAX_RULES 65536
+SK_API int sk_acl_new(sk_acl **out);
+/* Adds "CIDR[,CIDR...]" as allow (deny = 0) or deny rules. Returns 0, or
+ * -EINVAL with a sentence in err (may be NULL) naming the bad item; rules
+ * before it stay added. */
+SK_API int sk_acl_add(sk_acl *acl, int deny, const char *list, char *err, size_t errlen);
+/* Adds the rules of a file: one CIDR a line, '#' starts a comment, blank
+ * lines are ignored. Errors name the file and line. */
+SK_API int sk_acl_add_file(sk_acl *acl, int deny, const char *path, char *err, size_t errlen);
+/* How many allow (deny = 0) or deny rules the list holds. */
+SK_API size_t sk_acl_count(const sk_acl *acl, int deny);
+/* 1 if the peer may connect (or send), 0 if refused. acl NULL: 1. */
+SK_API int sk_acl_allows(const sk_acl *acl, const struct sockaddr *sa, socklen_t len);
+SK_API void sk_acl_free(sk_acl *acl);
+
 /* A connection cap shared by several servers, possibly on several loops'
  * threads (workers sharing a port): sk_server_opts.limit. Thread-safe. */
 typedef struct sk_limit sk_limit;
@@ -563,6 +604,12 @@ typedef struct sk_server_opts {
                                   the server once the call succeeds (workers
                                   sharing one socket each pass a dup()); -1:
                                   create one */
+    const sk_acl *acl;         /* if set, a peer it refuses is closed right
+                                  after accept, before a byte is read (not
+                                  counted as a connection; logged at most
+                                  once a second per source; counted in
+                                  sk_stats.refused_acl). Borrowed: must
+                                  outlive the server. Unix sockets: ignored */
 } sk_server_opts;
 
 SK_API void sk_server_opts_init(sk_server_opts *opts);
@@ -659,6 +706,10 @@ SK_API int sk_dgram_send(sk_dgram *d, const void *data, size_t len, const struct
  * -ENOMEM, or a negative errno if the socket refuses IP_PKTINFO. */
 SK_API int sk_dgram_guard(sk_dgram *d, unsigned rate);
 SK_API int sk_dgram_fd(const sk_dgram *d);
+/* Drops datagrams whose source acl refuses (see sk_acl), before the
+ * callback; counted in sk_stats.refused_acl, logged at most once a second
+ * per source. acl is borrowed (must outlive d); NULL: no filtering. */
+SK_API void sk_dgram_set_acl(sk_dgram *d, const sk_acl *acl);
 SK_API int sk_dgram_port(const sk_dgram *d);
 /* Datagrams dropped by this endpoint: too large, refused by the guard, or
  * replies the socket would not take. */
@@ -916,8 +967,10 @@ typedef struct sk_proc sk_proc;
 typedef void (*sk_proc_exit_cb)(sk_proc *p, int status, void *ud);
 
 enum {
-    /* The child leads a new process group (setpgid(0,0) before exec), so
-     * sk_proc_kill reaches everything it starts that stays in the group. */
+    /* The child leads a new session and process group (setsid() before
+     * exec: no controlling terminal, so it cannot open /dev/tty; its group
+     * id is its pid), so sk_proc_kill reaches everything it starts that
+     * stays in the group. */
     SK_PROC_NEW_PGROUP = 1,
     /* With SK_PROC_NEW_PGROUP: when the leader is reaped, SIGKILL whatever
      * is left of its group (background jobs it did not wait for) before
@@ -979,6 +1032,47 @@ SK_API pid_t sk_proc_pid(const sk_proc *p);
 /* Releases p. A child not yet reaped is neither killed nor waited for: it
  * is forgotten, and reaped silently when it exits. Safe from on_exit. */
 SK_API void sk_proc_free(sk_proc *p);
+
+/* Containment: what a child leaves behind (a daemon it double-forked, a
+ * process that left its group with setsid) is killed too. */
+enum {
+    /* The process is a child subreaper (orphans of its children come to
+     * it). After each reaped exit, every child of the process that is not
+     * a tracked sk_proc and not in the process group of a running one is
+     * SIGKILLed (found in /proc/self/task/ * /children) — so children
+     * forked by other code in the process are killed as well. */
+    SK_PROC_CONTAIN_SUBREAPER = 1,
+    /* Also: each child spawned from now on runs in its own cgroup v2,
+     * created under the process's own (/sys/fs/cgroup is cgroup2 and that
+     * cgroup delegated to us: writable, Linux 5.14+ for cgroup.kill), and
+     * killed whole with cgroup.kill when its leader is reaped and by
+     * sk_proc_kill(p, SIGKILL). */
+    SK_PROC_CONTAIN_CGROUP = 2
+};
+
+/* Turns containment on for the reaper loop (from its thread): returns the
+ * mechanism in use (SK_PROC_CONTAIN_CGROUP where the system allows it,
+ * else SK_PROC_CONTAIN_SUBREAPER), or -ECHILD if loop is not the reaper,
+ * or another negative code (prctl failed). where (may be NULL) receives a
+ * sentence naming the mechanism, and why cgroups were not used. */
+SK_API int sk_proc_contain(sk_loop *loop, char *where, size_t wlen);
+
+/* With containment on: sweeps now (as after an exit), then returns how
+ * many children are alive that are not tracked sk_procs — leftovers still
+ * in the group of a running child — to count against a limit of running
+ * children. 0 without containment. From the reaper's thread. */
+SK_API unsigned sk_proc_orphans(void);
+
+/* 1 if p runs in its own cgroup (SK_PROC_CONTAIN_CGROUP), else 0. */
+SK_API int sk_proc_contained(const sk_proc *p);
+
+/* At shutdown, with containment on: SIGKILLs every child of the process
+ * (and every command cgroup), reaps them, and repeats for their orphans
+ * until none is left or wait_ms have passed; then removes the cgroups and
+ * turns containment off. Handles still held answer -ESRCH afterwards.
+ * Meant for after the reaper loop was freed; does nothing without
+ * containment. */
+SK_API void sk_proc_kill_all(uint32_t wait_ms);
 
 #ifdef __cplusplus
 }

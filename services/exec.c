@@ -1,7 +1,9 @@
 /* exec.c — the exec service (SPEC §5.4), the seed's remote command runner
  * made safe: a hello, mutual HMAC-SHA256 authentication with a shared token,
  * then commands run directly (a shell only with --allow-shell) in their own
- * process group with a minimal environment, stdout and stderr streamed back
+ * session, contained (a cgroup each, or the child subreaper's sweep: what a
+ * command leaves behind dies with it), with a minimal environment, stdout
+ * and stderr streamed back
  * as typed frames while they are produced, stdin forwarded, and the exit
  * status at the end. Messages: docs/PROTOCOL.md ("exec").
  *
@@ -18,7 +20,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -51,7 +52,7 @@ struct exec_svc {
     exec_opts o;
     uint8_t token[SK_TOKEN_MAX];
     size_t token_len;
-    char **allow;   /* NULL-terminated, or NULL: any program */
+    char **allow;   /* --allow-cmd, NULL-terminated, or NULL: any program */
     char **envp;    /* the commands' environment, NULL-terminated */
     unsigned unauth; /* connections before AUTH_OK, at once */
     unsigned procs;  /* commands not yet reaped */
@@ -69,7 +70,7 @@ enum state {
     S_GONE     /* the client left; waiting for the command to be reaped */
 };
 
-enum timer_kind { T_NONE, T_DELAY, T_DEADLINE, T_KILL, T_DRAIN };
+enum timer_kind { T_NONE, T_DELAY, T_DEADLINE, T_KILL, T_DRAIN, T_IDLE };
 
 typedef struct sess {
     exec_svc *svc;
@@ -177,6 +178,15 @@ static void stop_timer(sess *s)
 {
     s->tkind = T_NONE;
     sk_timer_stop(s->timer);
+}
+
+/* Between requests (no command running) a session may stay quiet for
+ * --idle-timeout (default EXEC_DEFAULT_IDLE_MS), then it is closed: an
+ * authenticated client cannot hold a connection forever for nothing. */
+static void arm_idle(sess *s)
+{
+    if (s->state == S_READY && s->conn != NULL && s->svc->o.idle_ms)
+        start_timer(s, T_IDLE, s->svc->o.idle_ms);
 }
 
 /* ------------------------------------------------------------- pipes */
@@ -433,6 +443,60 @@ static void maybe_finish(sess *s)
     s->stdin_eof = false;
     if (s->close_after)
         sk_conn_close(s->conn);
+    else
+        arm_idle(s);
+}
+
+/* Programs that run other programs given in their arguments or input:
+ * --allow-cmd checks argv[0] only, so allowing one of these allows
+ * anything (GTFOBins lists many more). A name ending in '*' is a prefix. */
+static const char *const runners[][2] = {
+    {"sh", "a shell runs any program"},     {"bash", "a shell runs any program"},
+    {"dash", "a shell runs any program"},   {"zsh", "a shell runs any program"},
+    {"ksh", "a shell runs any program"},    {"busybox", "its sh applet runs any program"},
+    {"env", "it runs the program named in its arguments"},
+    {"xargs", "it runs the program named in its arguments"},
+    {"nice", "it runs the program named in its arguments"},
+    {"nohup", "it runs the program named in its arguments"},
+    {"timeout", "it runs the program named in its arguments"},
+    {"setsid", "it runs the program named in its arguments"},
+    {"sudo", "it runs the program named in its arguments"},
+    {"find", "-exec runs any program"},
+    {"tar", "--checkpoint-action=exec= and --to-command run any program"},
+    {"awk", "system() runs any program"},   {"gawk", "system() runs any program"},
+    {"sed", "GNU sed's e command runs any program"},
+    {"make", "a makefile runs any program"}, {"git", "hooks and -c options run any program"},
+    {"python*", "an interpreter runs any program"}, {"perl*", "an interpreter runs any program"},
+    {"ruby*", "an interpreter runs any program"},   {"node*", "an interpreter runs any program"},
+    {"php*", "an interpreter runs any program"},    {"lua*", "an interpreter runs any program"},
+};
+
+/* Why allowing prog allows any program, or NULL. Looks at the base name:
+ * "/usr/bin/env" is env. */
+static const char *runner_reason(const char *prog)
+{
+    const char *base = strrchr(prog, '/');
+    base = base ? base + 1 : prog;
+    for (size_t i = 0; i < sizeof runners / sizeof runners[0]; i++) {
+        const char *name = runners[i][0];
+        size_t n = strlen(name);
+        bool prefix = name[n - 1] == '*';
+        if (prefix ? strncmp(base, name, n - 1) == 0 : strcmp(base, name) == 0)
+            return runners[i][1];
+    }
+    return NULL;
+}
+
+/* At start: one WARNING per allowed program that can run others. */
+static void warn_runners(const char *name, char *const *allow)
+{
+    for (size_t i = 0; allow && allow[i]; i++) {
+        const char *why = runner_reason(allow[i]);
+        if (why != NULL)
+            sk_log(SK_LOG_WARN, "%s: warning: --allow-cmd %s allows any program: %s "
+                   "(--allow-cmd checks the program only, not its arguments)", name, allow[i],
+                   why);
+    }
 }
 
 static bool allowed(const exec_svc *svc, const char *prog)
@@ -476,15 +540,20 @@ static void run_request(sess *s, const uint8_t *body, size_t len)
     if (!shell && !allowed(svc, req.argv[0])) {
         char prog[80];
         describe(prog, sizeof prog, (char *const[]){req.argv[0], NULL}, false);
-        send_error(s, PE_DENIED, "%s is not allowed on this server (--allow)", prog);
-        sk_log(SK_LOG_WARN, "%s %s refused (not in --allow): %s", ctx->name, peer(s), s->what);
+        send_error(s, PE_DENIED, "%s is not allowed on this server (--allow-cmd)", prog);
+        sk_log(SK_LOG_WARN, "%s %s refused (not in --allow-cmd): %s", ctx->name, peer(s),
+               s->what);
         goto out;
     }
-    if (svc->procs >= svc->o.max_procs) {
+    /* Processes left behind by commands that still run (a background job
+     * whose parent exited) count too: otherwise each command could leave
+     * any number of them. */
+    unsigned left = sk_proc_orphans();
+    if (svc->procs + left >= svc->o.max_procs) {
         send_error(s, PE_BUSY, "too many commands running (--max-procs %u); try again later",
                    svc->o.max_procs);
-        sk_log(SK_LOG_WARN, "%s %s refused (max-procs %u reached): %s", ctx->name, peer(s),
-               svc->o.max_procs, s->what);
+        sk_log(SK_LOG_WARN, "%s %s refused (max-procs %u reached: %u commands, %u processes "
+               "they left): %s", ctx->name, peer(s), svc->o.max_procs, svc->procs, left, s->what);
         goto out;
     }
     sk_proc_opts po = {
@@ -513,6 +582,8 @@ static void run_request(sess *s, const uint8_t *body, size_t len)
     s->fd_err = po.stderr_fd;
     if (!ctx->quiet)
         sk_log(SK_LOG_INFO, "%s %s run pid %d: %s", ctx->name, peer(s), (int)s->pgid, s->what);
+    sk_log(SK_LOG_DEBUG, "%s pid %d contained by %s", ctx->name, (int)s->pgid,
+           sk_proc_contained(s->proc) ? "its own cgroup v2" : "the child subreaper");
     if (sk_io_new(loop, s->fd_out, SK_READABLE, on_pipe, s, &s->io_out) < 0 ||
         sk_io_new(loop, s->fd_err, SK_READABLE, on_pipe, s, &s->io_err) < 0) {
         /* Cannot watch its output: stop it rather than let it block. */
@@ -530,6 +601,8 @@ static void run_request(sess *s, const uint8_t *body, size_t len)
     s->limit_ms = limit;
     if (limit)
         start_timer(s, T_DEADLINE, limit);
+    else
+        stop_timer(s); /* the idle timer: a running command is not idle */
 out:
     free(req.storage);
 }
@@ -567,6 +640,14 @@ static void on_timer(sk_timer *t, void *ud)
         close_fd(&s->fd_out, &s->io_out);
         close_fd(&s->fd_err, &s->io_err);
         maybe_finish(s);
+        break;
+    case T_IDLE:
+        if (s->conn && s->state == S_READY) {
+            if (!s->ctx->quiet)
+                sk_log(SK_LOG_INFO, "%s %s idle for %.0f s between commands: closing",
+                       s->ctx->name, peer(s), s->svc->o.idle_ms / 1000.0);
+            sk_conn_fail(s->conn, -ETIMEDOUT, "idle timeout");
+        }
         break;
     case T_NONE:
         break;
@@ -645,6 +726,7 @@ static void on_auth(sess *s, const uint8_t *data, size_t len)
     sk_conn_set_max_msg(s->conn, 0); /* back to the listener's max (EXEC_MAX_FRAME) */
     if (!ctx->quiet)
         sk_log(SK_LOG_INFO, "%s %s authenticated", ctx->name, peer(s));
+    arm_idle(s);
 }
 
 /* ------------------------------------------------------------ callbacks */
@@ -710,6 +792,8 @@ static void exec_message(sk_conn *c, const uint8_t *data, size_t len)
         else if (data[0] != PT_EXEC_STDIN && data[0] != PT_EXEC_STDIN_EOF)
             fail(s, PE_PROTOCOL, -EPROTO, "expected a request");
         /* stdin left over from a command that already ended: dropped */
+        if (s->state == S_READY && s->tkind == T_IDLE)
+            arm_idle(s); /* a refused request counts as activity */
         return;
     case S_RUN:
         if (data[0] == PT_EXEC_STDIN) {
@@ -811,6 +895,9 @@ static void exec_stream_opts(sk_stream_opts *o)
 {
     if (o->max_frame == 0 || o->max_frame > EXEC_MAX_FRAME)
         o->max_frame = EXEC_MAX_FRAME;
+    /* Idleness is the service's to judge (arm_idle): a command may run
+     * silently for longer than --idle-timeout without the client idling. */
+    o->idle_timeout_ms = 0;
     o->out_high_water = OUT_HIGH;
     o->out_low_water = OUT_HIGH / 4;
 }
@@ -823,13 +910,17 @@ static int exec_start(svc_ctx *ctx, sk_loop *loop, char *err, size_t errlen)
         snprintf(err, errlen, "exec: cannot watch child processes: %s", sk_strerror(rc));
         return -1;
     }
-    /* Orphans of the commands (a daemonising grandchild) are re-parented to
-     * us rather than to init: they stay ours to reap, never zombies of
-     * someone else, and never unnoticed. */
-    if (prctl(PR_SET_CHILD_SUBREAPER, 1) < 0) {
-        snprintf(err, errlen, "exec: cannot become a child subreaper: %s", strerror(errno));
+    /* Orphans of the commands (a daemonising grandchild, a process that
+     * left with setsid) are re-parented to us rather than to init, and
+     * killed once the command that made them is over — or each command
+     * gets a cgroup v2 that is killed whole. */
+    char how[400];
+    rc = sk_proc_contain(loop, how, sizeof how);
+    if (rc < 0) {
+        snprintf(err, errlen, "exec: cannot contain commands: %s", sk_strerror(rc));
         return -1;
     }
+    sk_log(SK_LOG_DEBUG, "%s: commands contained by %s", ctx->name, how);
     /* Writing to a command's stdin after it exited must be an EPIPE error,
      * not a SIGPIPE that kills the server. Process-wide, the application's
      * choice; commands get SIG_DFL back (sk_proc resets every signal). */
@@ -842,6 +933,7 @@ static int exec_start(svc_ctx *ctx, sk_loop *loop, char *err, size_t errlen)
     if (exec_svc_new(ctx->exec, &svc, err, errlen) < 0)
         return -1;
     ctx->state = svc;
+    warn_runners(ctx->name, svc->allow);
     return 0;
 }
 
@@ -872,6 +964,7 @@ void exec_opts_init(exec_opts *o)
     o->max_procs = EXEC_DEFAULT_MAX_PROCS;
     o->max_unauth = EXEC_DEFAULT_MAX_UNAUTH;
     o->handshake_ms = PROTO_HANDSHAKE_MS;
+    o->idle_ms = EXEC_DEFAULT_IDLE_MS;
 }
 
 static void free_list(char **list)
@@ -1012,8 +1105,8 @@ int exec_svc_new(const exec_opts *o, exec_svc **out, char *err, size_t errlen)
                  "mode 600)", SK_TOKEN_MIN);
         return -1;
     }
-    if (o->allow_shell && o->allow) {
-        snprintf(err, errlen, "--allow-shell and --allow do not mix: a shell runs any program");
+    if (o->allow_shell && o->allow_cmd) {
+        snprintf(err, errlen, "--allow-shell and --allow-cmd do not mix: a shell runs any program");
         return -1;
     }
     if (o->max_procs == 0 || o->max_unauth == 0) {
@@ -1040,7 +1133,7 @@ int exec_svc_new(const exec_opts *o, exec_svc **out, char *err, size_t errlen)
         snprintf(err, errlen, "exec: %s", why);
         goto fail;
     }
-    if (o->allow && split_list(o->allow, "--allow", &svc->allow, err, errlen) < 0)
+    if (o->allow_cmd && split_list(o->allow_cmd, "--allow-cmd", &svc->allow, err, errlen) < 0)
         goto fail;
     if (build_env(o, &svc->envp, err, errlen) < 0)
         goto fail;
@@ -1073,6 +1166,9 @@ void exec_svc_free(exec_svc *svc)
         sk_timer_free(s->timer);
         free(s);
     }
+    /* What the commands left anywhere (other sessions, other groups, their
+     * cgroups) goes too; this waits at most a second for it. */
+    sk_proc_kill_all(1000);
     OPENSSL_cleanse(svc->token, sizeof svc->token);
     free_list(svc->allow);
     free_list(svc->envp);

@@ -11,6 +11,10 @@
 
 #define EXEC_DEFAULT_MAX_PROCS 64u
 #define EXEC_DEFAULT_MAX_UNAUTH 64u
+/* A session idle between commands is closed after this (--idle-timeout):
+ * long enough for a person typing the next command, short enough that
+ * forgotten sessions do not pile up against the descriptor limit. */
+#define EXEC_DEFAULT_IDLE_MS 300000u
 /* After authentication: the largest request or stdin frame. Linux caps one
  * argument at 128 KiB; 1 MiB of arguments is more than any command line
  * needs and bounds what one client makes the server copy. */
@@ -23,7 +27,8 @@
 typedef struct exec_opts {
     const char *token_file;  /* required */
     bool allow_shell;        /* requests may carry a /bin/sh -c string */
-    const char *allow;       /* "CMD,CMD,...": the only argv[0]s allowed; NULL: any */
+    const char *allow_cmd;   /* --allow-cmd "CMD,CMD,...": the only argv[0]s allowed
+                                (the program only, not its arguments); NULL: any */
     uint32_t timeout_ms;     /* per command; 0: none */
     uint64_t max_output;     /* stdout + stderr bytes per command; 0: no limit */
     unsigned max_procs;      /* commands running at once */
@@ -31,6 +36,7 @@ typedef struct exec_opts {
     const char *pass_env;    /* "NAME,NAME,...": variables passed on */
     unsigned max_unauth;     /* connections not yet authenticated, at once */
     uint32_t handshake_ms;   /* hello + authentication deadline */
+    uint32_t idle_ms;        /* close a session idle that long between commands; 0: never */
 } exec_opts;
 
 typedef struct exec_svc exec_svc;

@@ -76,6 +76,8 @@ struct sk_dgram {
     uint64_t dropped, truncated, last_trunc_log;
     uint64_t refused; /* by the guard */
     dgram_guard *guard; /* sk_dgram_guard; NULL: every datagram is delivered */
+    const sk_acl *acl;   /* sources to drop (sk_dgram_set_acl) */
+    sk__acl_log acl_log; /* ... and which of them were logged lately */
     char unix_path[SK_ADDR_PATH_MAX + 1];
     dev_t unix_dev;
     ino_t unix_ino;
@@ -431,6 +433,18 @@ static bool guard_drops(sk_dgram *d, struct msghdr *h)
     return true;
 }
 
+/* A datagram from a source the access list refuses: dropped unread by
+ * the service, counted, logged sparingly. */
+static void drop_refused(sk_dgram *d, const struct sockaddr *from, socklen_t len)
+{
+    sk__stat_add(SK__STAT_REFUSED_ACL, 1);
+    if (sk__acl_log_due(&d->acl_log, from, len, d->loop->now)) {
+        char peer[160];
+        sk_log(SK_LOG_WARN, "dropped a datagram from %s: not allowed by the access list "
+               "(--allow/--deny)", sk_sockaddr_format(from, len, peer, sizeof peer));
+    }
+}
+
 static void dgram_event(sk_watch *w, uint32_t events)
 {
     (void)events;
@@ -470,6 +484,10 @@ static void dgram_event(sk_watch *w, uint32_t events)
                                                              peer, sizeof peer),
                            SK_DGRAM_MAX, (unsigned long long)d->truncated);
                 }
+                continue;
+            }
+            if (d->acl && !sk_acl_allows(d->acl, h->msg_name, h->msg_namelen)) {
+                drop_refused(d, h->msg_name, h->msg_namelen);
                 continue;
             }
             if (d->guard != NULL && guard_drops(d, h))
@@ -620,6 +638,7 @@ fail:
 }
 
 int sk_dgram_fd(const sk_dgram *d) { return d->w.fd; }
+void sk_dgram_set_acl(sk_dgram *d, const sk_acl *acl) { d->acl = acl; }
 int sk_dgram_port(const sk_dgram *d) { return d->port; }
 uint64_t sk_dgram_dropped(const sk_dgram *d) { return d->dropped + d->truncated + d->refused; }
 

@@ -252,6 +252,37 @@ void sk__asyncs_dispatch(sk_loop *loop);
  * the reaper; nothing otherwise. */
 void sk__procs_free_all(sk_loop *loop);
 
+/* ---- access lists (acl.c) ---- */
+
+/* Sources whose refusal was logged lately: at most one line a second per
+ * source, and no more than SK__ACL_LOG_SLOTS lines a second in all. */
+#define SK__ACL_LOG_SLOTS 32
+typedef struct sk__acl_log {
+    uint8_t key[SK__ACL_LOG_SLOTS][16];
+    uint64_t at[SK__ACL_LOG_SLOTS];
+    bool used[SK__ACL_LOG_SLOTS];
+} sk__acl_log;
+/* True if a refusal of this source should be logged now (loop ms). */
+bool sk__acl_log_due(sk__acl_log *t, const struct sockaddr *sa, socklen_t len, uint64_t now);
+
+/* ---- containment of commands (contain.c, for proc.c) ---- */
+
+/* Fills out with up to cap pids of this process's children (every
+ * thread's, zombies included); returns how many. */
+size_t sk__children(pid_t *out, size_t cap);
+/* A process's group and state letter ('Z': zombie) from /proc; 0 or -ESRCH. */
+int sk__proc_stat(pid_t pid, pid_t *pgid, char *state);
+/* Creates this process's cgroup v2 directory for commands (its path in
+ * where); 0, or a negative code when cgroups cannot be used here. */
+int sk__cg_setup(char *where, size_t wlen);
+/* A new command cgroup: its id, and its cgroup.procs opened for writing. */
+int sk__cg_new(unsigned *id, int *procs_fd);
+void sk__cg_kill(unsigned id);   /* cgroup.kill: every process in it */
+void sk__cg_end(unsigned id);    /* kill, and remove once empty */
+void sk__cg_tidy(bool all);      /* rmdir the ended (or all) empty ones */
+void sk__cg_kill_all(void);
+void sk__cg_teardown(void);      /* rmdir what can go, the base too */
+
 /* ---- counters behind sk_stats_get (stats.c) ---- */
 enum sk__stat {
     /* Tallied per loop first (SK__STAT_LOCAL_COUNT of them): */
@@ -271,6 +302,7 @@ enum sk__stat {
     SK__STAT_ERR_RESET,
     SK__STAT_ERR_NOBUFS,   /* memory budget refusals */
     SK__STAT_DGRAM_DROPPED, /* datagrams dropped: too large, refused, reply lost */
+    SK__STAT_REFUSED_ACL,  /* peers or datagrams refused by an access list */
     SK__STAT_COUNT
 };
 /* Relaxed atomic adds: safe from any loop's thread. For rare events. */

@@ -1,31 +1,41 @@
 /* proc.c — child processes: spawning (fork + execve, with a close-on-exec
  * pipe that carries the errno of a failed exec back), the child's clean
- * start (own process group, descriptors 0-2 only, default signals, the
- * given environment), and reaping through a SIGCHLD signalfd so that no
- * loop ever waits on a child. Not a shell: no quoting, no redirections. */
+ * start (own session and process group, descriptors 0-2 only, default
+ * signals, the given environment), reaping through a SIGCHLD signalfd so
+ * that no loop ever waits on a child, and, once asked (sk_proc_contain),
+ * killing what ended children leave behind. Not a shell: no quoting, no
+ * redirections. */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "internal.h"
 
 /* execvp's fallback when the environment has no PATH. */
 #define DEFAULT_PATH "/usr/bin:/bin"
+/* Children looked at per sweep: far more than --max-procs allows to live;
+ * one sweep that misses some gets them at the next exit. */
+#define CHILDREN_MAX 4096
 
 struct sk_proc {
     sk_loop *loop;
     pid_t pid;
     unsigned flags;
     bool reaped;
+    bool in_cg;   /* placed in cgroup cg_id (SK_PROC_CONTAIN_CGROUP) */
+    unsigned cg_id;
     sk_proc_exit_cb cb;
     void *ud;
     sk_proc *prev, *next; /* every sk_proc not yet freed */
@@ -40,6 +50,11 @@ static struct {
     sk_proc *procs;
 } reaper;
 
+/* SK_PROC_CONTAIN_* once sk_proc_contain succeeded, else 0. Outlives the
+ * reaper loop: sk_proc_kill_all runs after it is gone. */
+static int containment;
+static pid_t sweep_kids[CHILDREN_MAX]; /* the reaper thread's scratch */
+
 /* ---------------------------------------------------------------- reaping */
 
 static sk_proc *find_running(pid_t pid)
@@ -52,21 +67,63 @@ static sk_proc *find_running(pid_t pid)
     return NULL;
 }
 
+/* True if pgid is the group of a tracked child still running. */
+static bool group_alive(pid_t pgid)
+{
+    for (sk_proc *p = reaper.procs; p; p = p->next)
+        if (p->pid == pgid && !p->reaped && (p->flags & SK_PROC_NEW_PGROUP))
+            return true;
+    return false;
+}
+
+/* The subreaper's sweep: every child of ours that is not a tracked child
+ * and not in the process group of one still running was left behind by a
+ * command that ended (or escaped its group with setsid): SIGKILL, with its
+ * group if it leads one. Its own children then come to us and go at the
+ * next sweep (its exit brings one). Returns the leftovers kept (in a
+ * running command's group), which count as that command's. Safe against
+ * pid reuse: a child's pid stays ours until we reap it, on this thread. */
+static unsigned sweep(void)
+{
+    size_t n = sk__children(sweep_kids, CHILDREN_MAX);
+    unsigned kept = 0;
+    for (size_t i = 0; i < n; i++) {
+        pid_t pid = sweep_kids[i], pgid;
+        char state;
+        if (find_running(pid) != NULL || sk__proc_stat(pid, &pgid, &state) < 0 || state == 'Z')
+            continue;
+        if (group_alive(pgid)) {
+            kept++;
+            continue;
+        }
+        if (pgid == pid)
+            (void)kill(-pid, SIGKILL);
+        (void)kill(pid, SIGKILL);
+    }
+    if (containment == SK_PROC_CONTAIN_CGROUP)
+        sk__cg_tidy(false);
+    return kept;
+}
+
 /* SIGCHLD coalesces (one signal may stand for many exits), so every exited
  * child is collected until waitpid says there is none left. */
 static void reap_all(void)
 {
+    bool any = false;
     for (;;) {
         int status = 0;
         pid_t pid = waitpid(-1, &status, WNOHANG);
         if (pid < 0 && errno == EINTR)
             continue;
         if (pid <= 0)
-            return; /* 0: children remain, none exited; ECHILD: no children */
+            break; /* 0: children remain, none exited; ECHILD: no children */
+        any = true;
         sk_proc *p = find_running(pid);
         if (p == NULL)
             continue; /* an orphan re-parented to us, or a forgotten child */
         p->reaped = true;
+        if (p->in_cg)
+            sk__cg_end(p->cg_id); /* whatever it left, wherever it went */
         if ((p->flags & SK_PROC_NEW_PGROUP) && (p->flags & SK_PROC_KILL_GROUP_ON_EXIT)) {
             /* The group id is the leader's pid, reaped a moment ago on this
              * thread: the kernel cannot have handed it to a new process in
@@ -76,6 +133,8 @@ static void reap_all(void)
         }
         p->cb(p, status, p->ud); /* may free p */
     }
+    if (any && containment)
+        (void)sweep();
 }
 
 static void on_sigchld(sk_signal *s, int signo, void *ud)
@@ -144,6 +203,7 @@ typedef struct child_plan {
     unsigned flags;
     int fd_in, fd_out, fd_err; /* the child's ends */
     int report;                /* exec-error pipe, write end */
+    int cg_procs;              /* the command cgroup's cgroup.procs, or -1 */
 } child_plan;
 
 /* What a failing child writes to the exec-error pipe. */
@@ -299,8 +359,18 @@ static _Noreturn void child_main(const child_plan *pl)
         } kdfl = {0};
         (void)syscall(SYS_rt_sigaction, sig, &kdfl, NULL, sizeof kdfl.mask);
     }
-    if ((pl->flags & SK_PROC_NEW_PGROUP) && setpgid(0, 0) < 0)
+    /* A new session, not only a new group: no controlling terminal, so a
+     * command cannot open /dev/tty to write to, or inject keystrokes into,
+     * the terminal the server was started from. The session's group id is
+     * the child's pid, as with setpgid(0, 0): kill(-pid) still reaches it. */
+    if ((pl->flags & SK_PROC_NEW_PGROUP) && setsid() < 0)
         child_fail(report, STAGE_PGROUP, errno);
+    /* Into the command's cgroup before exec, so nothing it starts can be
+     * outside. Failing that, the subreaper's sweep still applies. */
+    if (pl->cg_procs >= 0) {
+        ssize_t w = write(pl->cg_procs, "0", 1);
+        (void)w;
+    }
     /* Move the four descriptors above 2 first, so that installing one as
      * 0, 1 or 2 never overwrites another that happened to have that number
      * (the parent may run with its own stdio closed). */
@@ -383,10 +453,14 @@ int sk_proc_spawn(sk_loop *loop, sk_proc_opts *opts, sk_proc_exit_cb on_exit, vo
         return err;
     sk_proc *p = calloc(1, sizeof *p);
     int in[2] = {-1, -1}, outp[2] = {-1, -1}, errp[2] = {-1, -1}, rep[2] = {-1, -1};
+    int cg_procs = -1;
     if (p == NULL) {
         err = -ENOMEM;
         goto fail;
     }
+    /* A cgroup that cannot be made leaves the command to the sweep. */
+    if (containment == SK_PROC_CONTAIN_CGROUP && sk__cg_new(&p->cg_id, &cg_procs) == 0)
+        p->in_cg = true;
     /* All four close-on-exec: the child keeps only what it dup2s onto 0-2,
      * and the exec-error pipe closes by itself when exec succeeds. */
     if (pipe2(in, O_CLOEXEC) < 0 || pipe2(outp, O_CLOEXEC) < 0 || pipe2(errp, O_CLOEXEC) < 0 ||
@@ -410,6 +484,7 @@ int sk_proc_spawn(sk_loop *loop, sk_proc_opts *opts, sk_proc_exit_cb on_exit, vo
         .fd_out = outp[1],
         .fd_err = errp[1],
         .report = rep[1],
+        .cg_procs = cg_procs,
     };
     /* Block everything around fork: the child must not run a handler of the
      * parent before it has reset the dispositions. */
@@ -430,6 +505,10 @@ int sk_proc_spawn(sk_loop *loop, sk_proc_opts *opts, sk_proc_exit_cb on_exit, vo
     close(errp[1]);
     close(rep[1]);
     in[0] = outp[1] = errp[1] = rep[1] = -1;
+    if (cg_procs >= 0) {
+        close(cg_procs);
+        cg_procs = -1;
+    }
     /* EOF: exec succeeded (the close-on-exec pipe closed). A record: the
      * child failed and is exiting; reap it here — it exits at once, and a
      * child that could not run is not worth a callback. */
@@ -462,6 +541,12 @@ int sk_proc_spawn(sk_loop *loop, sk_proc_opts *opts, sk_proc_exit_cb on_exit, vo
     *out = p;
     return 0;
 fail:
+    if (cg_procs >= 0)
+        close(cg_procs);
+    if (p != NULL && p->in_cg) {
+        sk__cg_end(p->cg_id);
+        sk__cg_tidy(false);
+    }
     close_pair(in);
     close_pair(outp);
     close_pair(errp);
@@ -476,6 +561,9 @@ int sk_proc_kill(sk_proc *p, int sig)
     if (p->reaped)
         return -ESRCH;
     pid_t target = (p->flags & SK_PROC_NEW_PGROUP) ? -p->pid : p->pid;
+    /* The cgroup also holds what left the group; it only knows SIGKILL. */
+    if (p->in_cg && sig == SIGKILL)
+        sk__cg_kill(p->cg_id);
     return kill(target, sig) < 0 ? -errno : 0;
 }
 
@@ -492,4 +580,77 @@ void sk_proc_free(sk_proc *p)
     if (p->next)
         p->next->prev = p->prev;
     free(p);
+}
+
+/* ------------------------------------------------------------ containment */
+
+int sk_proc_contain(sk_loop *loop, char *where, size_t wlen)
+{
+    if (atomic_load(&reaper.loop) != loop || loop == NULL)
+        return -ECHILD;
+    if (containment)
+        return containment;
+    /* Orphans of the commands come to us rather than to init: ours to
+     * sweep, never out of sight. */
+    if (prctl(PR_SET_CHILD_SUBREAPER, 1) < 0)
+        return -errno;
+    char cgwhere[256];
+    int rc = sk__cg_setup(cgwhere, sizeof cgwhere);
+    if (rc == 0) {
+        containment = SK_PROC_CONTAIN_CGROUP;
+        if (where)
+            snprintf(where, wlen, "one cgroup v2 per command under %s", cgwhere);
+    } else {
+        containment = SK_PROC_CONTAIN_SUBREAPER;
+        if (where)
+            snprintf(where, wlen, "child subreaper (cgroup v2 not usable here: %s)",
+                     sk_strerror(rc));
+    }
+    return containment;
+}
+
+unsigned sk_proc_orphans(void)
+{
+    return containment ? sweep() : 0;
+}
+
+int sk_proc_contained(const sk_proc *p) { return p->in_cg ? 1 : 0; }
+
+void sk_proc_kill_all(uint32_t wait_ms)
+{
+    if (!containment)
+        return;
+    /* Children reaped here never get their callback: make the handles
+     * still around refuse to signal a pid that may be reused. */
+    for (sk_proc *p = reaper.procs; p; p = p->next)
+        p->reaped = true;
+    struct timespec t0, now;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (;;) {
+        if (containment == SK_PROC_CONTAIN_CGROUP)
+            sk__cg_kill_all();
+        size_t n = sk__children(sweep_kids, CHILDREN_MAX);
+        for (size_t i = 0; i < n; i++)
+            (void)kill(sweep_kids[i], SIGKILL);
+        for (;;) {
+            int status;
+            pid_t r = waitpid(-1, &status, WNOHANG);
+            if (r > 0 || (r < 0 && errno == EINTR))
+                continue;
+            break;
+        }
+        if (n == 0)
+            break;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        int64_t ms = (int64_t)(now.tv_sec - t0.tv_sec) * 1000 +
+                     (now.tv_nsec - t0.tv_nsec) / 1000000;
+        if (ms >= (int64_t)wait_ms)
+            break;
+        /* A killed child's own children reach us only once it is gone. */
+        struct timespec pause = {0, 5 * 1000 * 1000};
+        nanosleep(&pause, NULL);
+    }
+    if (containment == SK_PROC_CONTAIN_CGROUP)
+        sk__cg_teardown();
+    containment = 0;
 }

@@ -78,6 +78,7 @@ struct sk_server {
     sk_conn *conns;
     unsigned nconns;
     sk_timer backoff;      /* re-enables accepting after EMFILE */
+    sk__acl_log acl_log;   /* sources refused by opts.acl lately */
     sk_timer drain_timer;
     int drain_stage;
     sk_server_drained_cb drained_cb;
@@ -149,6 +150,20 @@ static void keepalive_on(int fd)
     (void)setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof on);
 }
 
+/* A source the access list refuses: closed before a byte is read, and
+ * never counted as a connection (max-conns, stats.accepted). */
+static void refuse_acl(sk_server *srv, int fd, const struct sockaddr *peer, socklen_t len)
+{
+    close(fd);
+    sk__stat_add(SK__STAT_REFUSED_ACL, 1);
+    if (sk__acl_log_due(&srv->acl_log, peer, len, srv->loop->now)) {
+        char text[160];
+        sk_log(SK_LOG_WARN, "%s%srefused %s: not allowed by the access list (--allow/--deny)",
+               srv->opts.log_name ? srv->opts.log_name : "", srv->opts.log_name ? " " : "",
+               sk_sockaddr_format(peer, len, text, sizeof text));
+    }
+}
+
 static void accept_event(sk_watch *w, uint32_t events)
 {
     (void)events;
@@ -171,6 +186,10 @@ static void accept_event(sk_watch *w, uint32_t events)
             accept_enable(srv, false);
             sk_timer_start(&srv->backoff, ACCEPT_BACKOFF_MS, 0);
             return;
+        }
+        if (srv->opts.acl && !sk_acl_allows(srv->opts.acl, (struct sockaddr *)&peer, peerlen)) {
+            refuse_acl(srv, fd, (struct sockaddr *)&peer, peerlen);
+            continue;
         }
         bool over = srv->opts.max_conns && srv->nconns >= srv->opts.max_conns;
         if (!over && srv->opts.limit && !limit_take(srv->opts.limit))

@@ -76,6 +76,7 @@ void sk_stats_get(sk_stats *out)
     int64_t q = atomic_load_explicit(&queued_now, memory_order_relaxed);
     out->queued = q > 0 ? (uint64_t)q : 0;
     out->mem = sk_mem_in_use();
+    out->refused_acl = get(SK__STAT_REFUSED_ACL);
 }
 
 int sk_stats_format(const sk_stats *s, char *buf, size_t len)
@@ -86,10 +87,10 @@ int sk_stats_format(const sk_stats *s, char *buf, size_t len)
                      " msgs_out=%" PRIu64 " err_protocol=%" PRIu64 " err_idle=%" PRIu64
                      " err_frame=%" PRIu64 " err_deadline=%" PRIu64 " err_reset=%" PRIu64
                      " err_nobufs=%" PRIu64 " queued=%" PRIu64 " mem=%" PRIu64
-                     " dgram_dropped=%" PRIu64,
+                     " dgram_dropped=%" PRIu64 " refused_acl=%" PRIu64,
                      s->conns, s->accepted, s->refused, s->shed, s->bytes_in, s->bytes_out,
                      s->msgs_in, s->msgs_out, s->err_protocol, s->err_idle, s->err_frame,
                      s->err_deadline, s->err_reset, s->err_nobufs, s->queued, s->mem,
-                     s->dgram_dropped);
+                     s->dgram_dropped, s->refused_acl);
     return n < 0 ? -EINVAL : n;
 }

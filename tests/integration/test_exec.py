@@ -208,7 +208,7 @@ class Policy(ExecCase):
         srv.stop_checked(self)
 
     def test_allow_list(self):
-        srv = self.exec_server("--allow", "echo,/bin/true")
+        srv = self.exec_server("--allow-cmd", "echo,/bin/true")
         self.assertEqual(self.run_exec(srv, "--", "echo", "hi").stdout, b"hi\n")
         self.assertEqual(self.run_exec(srv, "--", "/bin/true").returncode, 0)
         for prog in ("true", "/bin/echo", "ls", "./echo", "echo "):
@@ -221,7 +221,7 @@ class Policy(ExecCase):
         self.assertEqual(c.run([b"ls"])[2][:2], ("error", 5))
         self.assertEqual(c.run([b"echo", b"again"]), (b"again\n", b"", ("exit", 0)))
         c.close()
-        srv.wait_line(r"refused \(not in --allow\)")
+        srv.wait_line(r"refused \(not in --allow-cmd\)")
         srv.stop_checked(self)
 
     def test_help(self):
@@ -243,7 +243,7 @@ class Policy(ExecCase):
             (["serve", "exec", "127.0.0.1:0", "--token-file", self.path("missing")], b"missing"),
             (["serve", "exec", "127.0.0.1:0", "--token-file", self.token_file, "--framing", "line"],
              b"framing"),
-            (["serve", "exec", "127.0.0.1:0", "--token-file", self.token_file, "--allow", "ls",
+            (["serve", "exec", "127.0.0.1:0", "--token-file", self.token_file, "--allow-cmd", "ls",
               "--allow-shell"], b"--allow"),
             (["serve", "exec", "127.0.0.1:0", "--token-file", self.token_file, "--cwd",
               self.path("nodir")], b"--cwd"),
@@ -414,7 +414,8 @@ class ChildState(ExecCase):
         self.assertEqual(int(status["SigBlk"].strip(), 16), 0, "signals blocked in the command")
         self.assertEqual(int(status["SigIgn"].strip(), 16), 0, "signals ignored in the command")
         self.assertEqual(os.getpgid(pid), pid, "the command does not lead its own group")
-        self.assertEqual(os.getsid(pid), os.getsid(srv.pid))
+        # Its own session (setsid), not the server's: no controlling terminal.
+        self.assertEqual(os.getsid(pid), pid, "the command does not lead its own session")
         # Also as the command itself sees it: 0-2, and the directory ls is
         # reading at that moment.
         cp = self.run_exec(srv, "--", "ls", "/proc/self/fd")

@@ -648,3 +648,119 @@ Test(proc, children_we_did_not_spawn_are_reaped_silently)
     end_run(r);
     sk_loop_free(loop);
 }
+
+/* ------------------------------------------------------ session, containment */
+
+/* Gone, or a zombie nobody has reaped yet: dead either way. */
+static int pid_dead(long pid)
+{
+    char path[64], buf[512];
+    snprintf(path, sizeof path, "/proc/%ld/stat", pid);
+    FILE *f = fopen(path, "re");
+    if (f == NULL)
+        return 1;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    const char *p = strrchr(buf, ')');
+    return p == NULL || p[1] == '\0' || p[2] == 'Z' || p[2] == 'X';
+}
+
+Test(proc, new_pgroup_means_a_new_session_without_a_terminal)
+{
+    sk_loop *loop = reaper_loop();
+    run *r = new_run(loop);
+    /* Field 7 of /proc/self/stat is tty_nr; ps's words would need procps. */
+    const char *argv[] = {"sh", "-c", "echo $$ $(cut -d' ' -f6,7 /proc/$$/stat)", NULL};
+    cr_assert_eq(start(r, argv, base_env, NULL, SK_PROC_NEW_PGROUP), 0);
+    finish(r);
+    long pid = 0, sid = -1, tty = -1;
+    cr_assert_eq(sscanf(r->out, "%ld %ld %ld", &pid, &sid, &tty), 3, "%s", r->out);
+    cr_assert_eq(pid, r->pid);
+    cr_assert_eq(sid, r->pid, "the child does not lead its own session");
+    cr_assert_eq(tty, 0, "the child has a controlling terminal");
+    end_run(r);
+    sk_loop_free(loop);
+}
+
+Test(proc, contain_kills_what_left_the_group_when_the_command_ends)
+{
+    sk_loop *loop = reaper_loop();
+    char how[300] = "";
+    int mode = sk_proc_contain(loop, how, sizeof how);
+    cr_assert(mode == SK_PROC_CONTAIN_SUBREAPER || mode == SK_PROC_CONTAIN_CGROUP, "%d", mode);
+    cr_assert(how[0] != '\0');
+    cr_log_info("containment: %s", how);
+    run *r = new_run(loop);
+    /* setsid leaves the group and the session; the leader does not wait. */
+    const char *argv[] = {"sh", "-c",
+                          "setsid sleep 1000.77 </dev/null >/dev/null 2>&1 & echo $!; exit 0",
+                          NULL};
+    cr_assert_eq(start(r, argv, base_env, NULL,
+                       SK_PROC_NEW_PGROUP | SK_PROC_KILL_GROUP_ON_EXIT), 0);
+    finish(r);
+    long escaped = atol(r->out);
+    cr_assert(escaped > 0, "%s", r->out);
+    cr_assert(wait_for(pid_dead, escaped, WAIT_MS), "the setsid child outlived its command");
+    end_run(r);
+    sk_loop_free(loop);
+    sk_proc_kill_all(1000);
+}
+
+Test(proc, leftovers_of_a_running_command_count_and_go_with_it)
+{
+    sk_loop *loop = reaper_loop();
+    cr_assert_gt(sk_proc_contain(loop, NULL, 0), 0);
+    cr_assert_eq(sk_proc_orphans(), 0);
+    run *r = new_run(loop);
+    /* The subshell exits at once: its sleep is re-parented to us but stays
+     * in the running command's group — kept, and counted. */
+    const char *argv[] = {"sh", "-c", "(sleep 1000.78 </dev/null >/dev/null 2>&1 &); echo go; "
+                                      "exec sleep 1000.79", NULL};
+    cr_assert_eq(start(r, argv, base_env, NULL,
+                       SK_PROC_NEW_PGROUP | SK_PROC_KILL_GROUP_ON_EXIT), 0);
+    r->stop_on = "go";
+    unit_watchdog wd;
+    unit_watchdog_start(&wd, loop, WAIT_MS);
+    cr_assert_eq(sk_loop_run(loop), 0);
+    cr_assert_eq(unit_watchdog_end(&wd), 0, "no \"go\" from the child");
+    r->stop_on = NULL;
+    uint64_t end = unit_now_ms() + WAIT_MS;
+    while (sk_proc_orphans() != 1 && unit_now_ms() < end)
+        unit_sleep_ms(5);
+    cr_assert_eq(sk_proc_orphans(), 1, "the re-parented job is not counted");
+    cr_assert_eq(sk_proc_kill(r->p, SIGKILL), 0);
+    finish(r);
+    cr_assert(wait_for(group_gone, r->pid, WAIT_MS), "the group survived");
+    end_run(r);
+    sk_loop_free(loop);
+    sk_proc_kill_all(1000);
+}
+
+Test(proc, kill_all_at_shutdown_reaches_every_session)
+{
+    sk_loop *loop = reaper_loop();
+    cr_assert_gt(sk_proc_contain(loop, NULL, 0), 0);
+    run *r = new_run(loop);
+    const char *argv[] = {"sh", "-c", "setsid sleep 1000.80 </dev/null >/dev/null 2>&1 & "
+                                      "echo $!; exec sleep 1000.81", NULL};
+    cr_assert_eq(start(r, argv, base_env, NULL, SK_PROC_NEW_PGROUP), 0);
+    r->stop_on = "\n";
+    unit_watchdog wd;
+    unit_watchdog_start(&wd, loop, WAIT_MS);
+    cr_assert_eq(sk_loop_run(loop), 0);
+    cr_assert_eq(unit_watchdog_end(&wd), 0, "no pid from the child");
+    long escaped = atol(r->out), leader = r->pid;
+    cr_assert(escaped > 0);
+    sk_io_free(r->io_out);
+    sk_io_free(r->io_err);
+    close(r->fd_out);
+    close(r->fd_err);
+    close_stdin(r);
+    end_run(r);
+    sk_loop_free(loop); /* as at shutdown: the reaper is gone first */
+    sk_proc_kill_all(2000);
+    cr_assert(pid_gone(leader), "the command survived");
+    cr_assert(pid_gone(escaped), "its setsid child survived");
+    cr_assert_eq(sk_proc_orphans(), 0);
+}

@@ -102,5 +102,5 @@ Test(stats, format_is_key_value_and_fits)
     sk_stats_format(&s, text, sizeof text);
     cr_assert_str_eq(text, "conns=3 accepted=0 refused=0 shed=0 bytes_in=0 bytes_out=0 msgs_in=0 "
                            "msgs_out=0 err_protocol=1 err_idle=0 err_frame=0 err_deadline=0 "
-                           "err_reset=0 err_nobufs=0 queued=0 mem=65536 dgram_dropped=0");
+                           "err_reset=0 err_nobufs=0 queued=0 mem=65536 dgram_dropped=0 refused_acl=0");
 }
