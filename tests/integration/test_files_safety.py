@@ -322,7 +322,7 @@ class Stalls(Case):
             return False
 
     def test_idle_session_is_closed(self):
-        srv = self.files_server("--idle-timeout", "1")
+        srv = self.files_server("--idle-timeout", "1", "--stall-timeout", "5")
         c = self.client(srv)
         c.stat("")
         t0 = time.monotonic()
@@ -345,6 +345,12 @@ class Stalls(Case):
             got += len(body)
         self.assertEqual(got, 16 * MiB)
         self.assertGreater(time.monotonic() - t0, 1.5)
+        # A transfer whose reader pauses longer than --idle-timeout (but less
+        # than --stall-timeout) is not idle either.
+        size, start = c.get_begin("mid.bin")
+        time.sleep(2.5)
+        data, _ = c.get_rest(size, start)
+        self.assertEqual(len(data), 16 * MiB)
 
     def test_help_documents_the_defaults(self):
         cp = self.sockit("serve", "--help")
