@@ -13,6 +13,7 @@ wait is bounded and readiness comes from log lines or the protocol.
 import hashlib
 import os
 import secrets
+import shutil
 import socket
 import stat
 import struct
@@ -121,23 +122,55 @@ class GetLocal(Case):
         self.assertEqual(st.st_rdev, os.makedev(1, 3))
         self.assertNoPartials()
 
+    # /dev/null and /dev/stdout are the system's: a client that replaced
+    # them (the bug these tests are for) would break every other process on
+    # the machine. So they are made afresh, the same kinds (a 1,3 device and
+    # a link to /proc/self/fd/1), on a tmpfs over /dev in a mount namespace
+    # of the client's own.
+    PRIVATE_DEV = (
+        'set -e\n'
+        'mount -t tmpfs -o size=1m,mode=755 sockit-test /dev\n'
+        'mknod -m 666 /dev/null c 1 3\n'
+        'ln -s /proc/self/fd/1 /dev/stdout\n'
+        'set +e\n'
+        '"$@"; rc=$?\n'
+        'stat -c "%F %t %T" /dev/null > "$OUT/null"\n'
+        'readlink /dev/stdout > "$OUT/stdout"\n'
+        'ls -A /dev > "$OUT/ls"\n'
+        'exit $rc\n')
+
+    def get_in_private_dev(self, local):
+        if os.geteuid() != 0:
+            self.skipTest("needs root for a private /dev (unshare --mount)")
+        out = self.path("out")
+        os.mkdir(out)
+        argv = ["unshare", "--mount", "--propagation", "private", "sh", "-c", self.PRIVATE_DEV,
+                "sh", SOCKIT, "get", self.srv.addr, "f.bin", local, "--token-file",
+                self.token_file, "--quiet"]
+        cp = self.run_cmd(argv, env={"OUT": out})
+        if not os.path.exists(os.path.join(out, "ls")):
+            self.skipTest("cannot make a private /dev: %s" % cp.stderr.decode().strip())
+
+        def read(name):
+            with open(os.path.join(out, name)) as f:
+                return f.read().strip()
+        return cp, read("null"), read("stdout"), read("ls").split()
+
     def test_dev_null_itself_stays_a_device(self):
-        before = os.lstat("/dev/null")
-        cp = self.get("/dev/null")
+        cp, null, _, names = self.get_in_private_dev("/dev/null")
         self.assertEqual(cp.returncode, 0, cp.stderr)
-        after = os.lstat("/dev/null")
-        self.assertTrue(stat.S_ISCHR(after.st_mode), "/dev/null is no longer a device")
-        self.assertEqual((before.st_ino, before.st_rdev), (after.st_ino, after.st_rdev))
-        self.assertEqual([n for n in os.listdir("/dev") if n.startswith(".sockit-partial.")], [])
+        self.assertEqual(null, "character special file 1 3", "/dev/null is no longer a device")
+        self.assertEqual(sorted(names), ["null", "stdout"], "a partial was left in /dev")
 
     def test_dev_stdout_and_dash_write_to_standard_output(self):
-        link = os.readlink("/dev/stdout")
         for local in ("/dev/stdout", "-"):
             with self.subTest(local=local):
-                cp = self.get(local)
+                cp, null, link, names = self.get_in_private_dev(local)
+                shutil.rmtree(self.path("out"))
                 self.assertEqual(cp.returncode, 0, cp.stderr)
                 self.assertEqual(cp.stdout, self.data)
-        self.assertEqual(os.readlink("/dev/stdout"), link, "/dev/stdout was replaced")
+                self.assertEqual(link, "/proc/self/fd/1", "/dev/stdout was replaced")
+                self.assertEqual(sorted(names), ["null", "stdout"])
 
     def test_symlink_to_a_fifo_is_written_through(self):
         fifo = self.path("pipe")
