@@ -200,7 +200,10 @@ void files_stall_check(fsess *s)
            (unsigned long long)s->pos, (unsigned long long)s->size);
     /* The client is not reading (or not writing): an ERROR would wait
      * behind what it does not read. The connection goes; an upload's
-     * partial stays for a resume, as when the client vanishes. */
+     * partial stays for a resume, as when the client vanishes. The
+     * reason is recorded first (the first one is kept), then what is
+     * queued is dropped. */
+    sk_conn_fail(s->conn, -ETIMEDOUT, "transfer stalled (--stall-timeout)");
     sk_conn_abort(s->conn, -ETIMEDOUT);
 }
 

@@ -323,6 +323,7 @@ class Stalls(Case):
         srv.wait_line(r"put silent\.bin stalled: nothing moved .*--stall-timeout", timeout=10)
         self.assertLess(time.monotonic() - t0, 8)
         self.assertTrue(helpers.closed_by_peer(p.sock))
+        srv.wait_line(r"close .*reason=transfer stalled \(--stall-timeout\)", count=2)
         # The ended transfers freed their slots: the server still serves.
         self.assertEqual(self.client(srv).stat("big.bin")["size"], 64 * MiB)
         self.assertEqual(partials(self.root), [], "an empty stalled upload kept its partial")
