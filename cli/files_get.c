@@ -225,7 +225,7 @@ static int open_through(get_job *j, const struct stat *st)
         }
         if (!S_ISFIFO(to.st_mode) && !S_ISCHR(to.st_mode)) {
             cli_err("%s is a symbolic link to %s: get does not replace links (name the file "
-                    "it points to, or remove the link)", j->local, kind_of(to.st_mode));
+                    "it points to, or - for standard output)", j->local, kind_of(to.st_mode));
             return -1;
         }
     } else if (!S_ISFIFO(st->st_mode) && !S_ISCHR(st->st_mode)) {
