@@ -446,7 +446,8 @@ static int parse_args(serve_state *st, int argc, char **argv)
             cfg->auth_only = longopts[ch - O_FRAMING].name;
         else if (ch >= O_TOKEN && ch <= O_HANDSHAKE)
             cfg->exec_only = longopts[ch - O_FRAMING].name;
-        if ((ch >= O_ROOT && ch <= O_PARTIALTTL) || ch >= O_NOAUTH)
+        if ((ch >= O_ROOT && ch <= O_PARTIALTTL) || ch == O_NOAUTH || ch == O_STALL ||
+            ch == O_PERSOURCE)
             cfg->files_only = longopts[ch - O_FRAMING].name;
         if (ch == O_MAXQUEUE || ch == O_MAXRATE)
             cfg->chat_only = longopts[ch - O_FRAMING].name;
