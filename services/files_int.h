@@ -56,6 +56,11 @@
  * a source asking for hash after hash gets no more than that of one core. */
 #define FILES_HASH_RATE (64u * 1024u * 1024u)
 #define FILES_HASH_BURST (64u * 1024u * 1024u)
+/* Unfinished uploads one source may leave behind (kept for a resume when
+ * its client vanishes) per --partial-ttl: a bucket of this many that
+ * refills over the TTL. Beyond it a vanished upload's partial is removed
+ * (no resume for that source) instead of taking a place in a directory. */
+#define FILES_PARTIALS_PER_SOURCE 64u
 /* How often a transfer's progress is looked at, as a fraction of
  * --stall-timeout: a stall is noticed within 1/4 of it after it is due. */
 #define FILES_STALL_CHECKS 4u
@@ -65,6 +70,8 @@ typedef struct files_source {
     unsigned transfers;         /* in progress, all connections together */
     uint64_t tokens;            /* bytes it may have hashed now */
     uint64_t refilled;          /* loop time (ms) of the last refill */
+    uint64_t kept;              /* partials it may still leave, in 1/1000ths */
+    uint64_t kept_refilled;     /* monotonic ms of the last refill of kept */
 } files_source;
 
 typedef struct files_sources {
@@ -269,6 +276,9 @@ void files_source_release(files_sources *t, const char *key);
 /* Takes bytes of hashing from key's budget: 0 if they may be hashed now,
  * else the milliseconds to wait before asking again (nothing taken). */
 uint32_t files_source_hash(files_sources *t, const char *key, uint64_t bytes, uint64_t now);
+/* May key leave one more partial behind (FILES_PARTIALS_PER_SOURCE per
+ * ttl_s)? Takes it if so. now: monotonic ms (the loop's clock). */
+bool files_source_keep(files_sources *t, const char *key, uint64_t now, uint32_t ttl_s);
 
 /* files_sweep.c */
 /* Starts the thread that removes partial uploads untouched for

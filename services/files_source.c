@@ -3,7 +3,8 @@
  * its transfers in progress, capped by --max-transfers-per-source, and a
  * token bucket of the bytes the server may hash for its resumes (a resume
  * offer makes the server hash a prefix before it answers: without a bound,
- * a few bytes of request buy a whole file's SHA-256).
+ * a few bytes of request buy a whole file's SHA-256), and a bucket of the
+ * unfinished uploads it may leave behind for a resume.
  *
  * One fixed table shared by the workers behind a mutex, touched when a
  * transfer starts or ends and once per hash step, never per message. A
@@ -72,6 +73,8 @@ static files_source *find(files_sources *t, const char *key, uint64_t now, bool 
         spare->transfers = 0;
         spare->tokens = FILES_HASH_BURST;
         spare->refilled = now;
+        spare->kept = FILES_PARTIALS_PER_SOURCE * 1000u;
+        spare->kept_refilled = now;
     }
     return spare;
 }
@@ -118,4 +121,28 @@ uint32_t files_source_hash(files_sources *t, const char *key, uint64_t bytes, ui
     }
     pthread_mutex_unlock(&t->mu);
     return wait;
+}
+
+bool files_source_keep(files_sources *t, const char *key, uint64_t now, uint32_t ttl_s)
+{
+    const uint64_t full = FILES_PARTIALS_PER_SOURCE * 1000u;
+    pthread_mutex_lock(&t->mu);
+    files_source *e = find(t, key, now, false);
+    bool ok = true;
+    if (e != NULL) {
+        /* full thousandths over the TTL: one partial per ttl/64. */
+        uint64_t ttl_ms = (uint64_t)(ttl_s ? ttl_s : 1) * 1000u;
+        if (now > e->kept_refilled) {
+            uint64_t add = (now - e->kept_refilled) * full / ttl_ms;
+            if (add > 0) {
+                e->kept = e->kept + add > full ? full : e->kept + add;
+                e->kept_refilled = now;
+            }
+        }
+        ok = e->kept >= 1000u;
+        if (ok)
+            e->kept -= 1000u;
+    }
+    pthread_mutex_unlock(&t->mu);
+    return ok;
 }

@@ -15,9 +15,18 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "files_int.h"
+
+/* The monotonic clock in ms, the loops' own: for when no loop is at hand. */
+static uint64_t files_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
 
 double files_secs(const fsess *s)
 {
@@ -87,39 +96,54 @@ bool files_xfer_begin(fsess *s, enum fs_kind kind, const uint8_t *path, size_t p
     return true;
 }
 
-/* An upload cut short before its first byte leaves nothing worth a resume:
- * its partial (and the directories it made) would only take a place among
- * the directory's FILES_PARTIALS_PER_DIR. Removed under our lock. */
-static bool drop_empty_partial(fsess *s)
+/* Removes the partial of the upload in progress, under our lock, and the
+ * directories this upload made for it while they are empty. */
+static void remove_partial(fsess *s)
 {
-    struct stat st;
-    if (s->kind != FX_PUT || s->fd < 0 || s->dirfd < 0 || fstat(s->fd, &st) < 0 ||
-        st.st_size != 0)
-        return false;
     (void)unlinkat(s->dirfd, s->pname, 0);
     if (s->made != FILES_MADE_NONE && s->path != NULL)
         files_remove_made(&s->svc->root, s->path, s->made);
-    return true;
+}
+
+/* The client of an upload vanished: its partial is kept for a resume,
+ * unless it holds nothing (an empty partial would only take a place among
+ * the directory's FILES_PARTIALS_PER_DIR) or its source has left
+ * FILES_PARTIALS_PER_SOURCE behind within --partial-ttl. Runs also after
+ * the loop is gone (a stop without drain): no connection is touched. */
+static void put_vanished(fsess *s)
+{
+    struct stat st;
+    if (s->fd < 0 || s->dirfd < 0 || s->path == NULL)
+        return;
+    char what[300];
+    files_describe(what, sizeof what, s->path);
+    if (fstat(s->fd, &st) == 0 && st.st_size == 0) {
+        remove_partial(s);
+        if (!s->ctx->quiet)
+            sk_log(SK_LOG_INFO, "%s put %s interrupted before its first byte: nothing kept",
+                   s->ctx->name, what);
+        return;
+    }
+    if (!files_source_keep(&s->svc->sources, s->src, files_now_ms(), s->svc->o.partial_ttl_s)) {
+        remove_partial(s);
+        sk_log(SK_LOG_WARN, "%s put %s interrupted after %llu of %llu bytes: not kept, its "
+               "address left %u unfinished uploads within --partial-ttl", s->ctx->name, what,
+               (unsigned long long)s->pos, (unsigned long long)s->size,
+               FILES_PARTIALS_PER_SOURCE);
+        return;
+    }
+    if (!s->ctx->quiet)
+        sk_log(SK_LOG_INFO, "%s put %s interrupted after %llu of %llu bytes: the partial file "
+               "is kept for a resume (--partial-ttl)", s->ctx->name, what,
+               (unsigned long long)s->pos, (unsigned long long)s->size);
 }
 
 void files_xfer_end(fsess *s, bool gone)
 {
     if (s->kind != FX_PUT && s->kind != FX_GET)
         return;
-    if (gone && drop_empty_partial(s)) {
-        if (!s->ctx->quiet) {
-            char what[300];
-            files_describe(what, sizeof what, s->path);
-            sk_log(SK_LOG_INFO, "%s put %s interrupted before its first byte: nothing kept",
-                   s->ctx->name, what);
-        }
-    } else if (gone && s->kind == FX_PUT && s->fd >= 0 && s->path != NULL && !s->ctx->quiet) {
-        char what[300];
-        files_describe(what, sizeof what, s->path);
-        sk_log(SK_LOG_INFO, "%s put %s interrupted after %llu of %llu bytes: the partial file "
-               "is kept for a resume (--partial-ttl)", s->ctx->name, what,
-               (unsigned long long)s->pos, (unsigned long long)s->size);
-    }
+    if (gone && s->kind == FX_PUT)
+        put_vanished(s);
     if (s->fd >= 0)
         close(s->fd); /* an upload's lock goes with it */
     if (s->dirfd >= 0)

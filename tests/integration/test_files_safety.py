@@ -239,6 +239,30 @@ class Partials(Case):
         with open(os.path.join(self.root, "hi.txt"), "rb") as f:
             self.assertEqual(f.read(), b"hi\n")
 
+    def test_partials_left_behind_are_capped_per_source(self):
+        srv = self.files_server()
+        for d in ("a", "b"):
+            os.mkdir(os.path.join(self.root, d))
+
+        def vanish(name, source=None):
+            c = self.client(srv, source=source)
+            c.put_begin(name, 1000, os.urandom(16))
+            c.put_from(0)
+            c.send_data(b"v" * 10)  # written before the server sees the close
+            c.close()
+
+        for i in range(65):
+            vanish(b"%s/u%d.bin" % (b"ab"[i % 2:i % 2 + 1], i))
+        srv.wait_line(r"not kept, its address left 64 unfinished uploads")
+        wait_until(lambda: len(partials(os.path.join(self.root, "a")) +
+                               partials(os.path.join(self.root, "b"))) == 64, 10)
+        self.assertEqual(len(partials(os.path.join(self.root, "a")) +
+                             partials(os.path.join(self.root, "b"))), 64)
+        # Another address still leaves its own for a resume.
+        vanish(b"other.bin", source="127.0.0.2")
+        srv.wait_line(r"other\.bin interrupted after 10 of 1000 bytes: the partial file is kept")
+        self.assertEqual(len(partials(self.root)), 1)
+
     def test_a_partial_with_bytes_is_still_kept_for_a_resume(self):
         srv = self.files_server()
         c = self.client(srv)

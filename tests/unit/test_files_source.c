@@ -92,3 +92,17 @@ Test(files_source, the_hash_budget_is_a_token_bucket)
     cr_assert_eq(files_source_hash(t, "10.0.0.2", step, 1000), 0);
     done(t);
 }
+
+Test(files_source, partials_left_behind_refill_over_the_ttl)
+{
+    files_sources *t = table();
+    cr_assert_eq(files_source_acquire(t, "10.0.0.1", 4, 0), 0);
+    for (unsigned i = 0; i < FILES_PARTIALS_PER_SOURCE; i++)
+        cr_assert(files_source_keep(t, "10.0.0.1", 0, 6400), "partial %u", i);
+    cr_assert_not(files_source_keep(t, "10.0.0.1", 0, 6400), "one more than the cap");
+    /* A TTL of 6400 s gives one back every 100 s. */
+    cr_assert_not(files_source_keep(t, "10.0.0.1", 99000, 6400));
+    cr_assert(files_source_keep(t, "10.0.0.1", 100000, 6400));
+    cr_assert_not(files_source_keep(t, "10.0.0.1", 100000, 6400));
+    done(t);
+}
