@@ -577,6 +577,15 @@ static int files_start(svc_ctx *ctx, sk_loop *loop, char *err, size_t errlen)
         sk_log(SK_LOG_INFO, "files: read-only: nothing below the root is written or removed "
                "(unfinished uploads are not swept; --partial-ttl applies to writable servers)");
     }
+    if (svc->o.idle_ms)
+        sk_log(SK_LOG_INFO, "files: sessions idle for %.0f s are closed (--idle-timeout), "
+               "transfers stalled for %.0f s are ended (--stall-timeout), at most %u at once "
+               "per address (--max-transfers-per-source)", svc->o.idle_ms / 1000.0,
+               svc->o.stall_ms / 1000.0, svc->o.max_per_source);
+    else
+        sk_log(SK_LOG_INFO, "files: idle sessions are kept (--idle-timeout 0), transfers "
+               "stalled for %.0f s are ended (--stall-timeout), at most %u at once per address "
+               "(--max-transfers-per-source)", svc->o.stall_ms / 1000.0, svc->o.max_per_source);
     if (!svc->auth && svc->o.no_auth)
         sk_log(SK_LOG_WARN, "files: --no-auth: no token; every local user (and every container "
                "sharing this network namespace) can read and write below %s", svc->o.root);

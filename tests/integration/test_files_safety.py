@@ -404,11 +404,23 @@ class Stalls(Case):
         self.assertEqual(got, 16 * MiB)
         self.assertGreater(time.monotonic() - t0, 1.5)
         # A transfer whose reader pauses longer than --idle-timeout (but less
-        # than --stall-timeout) is not idle either.
+        # than --stall-timeout) is not idle either. (A new connection: the
+        # last one may rightly be closed as idle once its tail has left.)
+        c = self.client(srv)
         size, start = c.get_begin("mid.bin")
         time.sleep(2.5)
         data, _ = c.get_rest(size, start)
         self.assertEqual(len(data), 16 * MiB)
+
+    def test_defaults_are_in_force_and_logged(self):
+        srv = self.files_server()
+        srv.wait_line(r"files: sessions idle for 300 s are closed \(--idle-timeout\), transfers "
+                      r"stalled for 60 s are ended \(--stall-timeout\), at most 16 at once per "
+                      r"address")
+        srv = self.files_server("--idle-timeout", "0", "--stall-timeout", "2",
+                                "--max-transfers-per-source", "3")
+        srv.wait_line(r"files: idle sessions are kept \(--idle-timeout 0\), transfers stalled "
+                      r"for 2 s are ended .*at most 3 at once")
 
     def test_help_documents_the_defaults(self):
         cp = self.sockit("serve", "--help")
