@@ -132,6 +132,7 @@ class GetLocal(Case):
         'mount -t tmpfs -o size=1m,mode=755 sockit-test /dev\n'
         'mknod -m 666 /dev/null c 1 3\n'
         'ln -s /proc/self/fd/1 /dev/stdout\n'
+        'cd "$OUT/.."\n'
         'set +e\n'
         '"$@"; rc=$?\n'
         'stat -c "%F %t %T" /dev/null > "$OUT/null"\n'
