@@ -361,6 +361,41 @@ static void drop_partial(get_job *j, bool always)
         (void)unlinkat(j->dirfd, j->pname, 0);
 }
 
+/* The download broke off: a partial resumes, a write-through does not. */
+static void stopped(const get_job *j, uint64_t pos, uint64_t size)
+{
+    if (j->through)
+        cli_err("the download stopped after %llu of %llu bytes (written through to %s: no "
+                "resume)", (unsigned long long)pos, (unsigned long long)size, j->local);
+    else
+        cli_err("the download stopped after %llu of %llu bytes; run the same get again to "
+                "resume", (unsigned long long)pos, (unsigned long long)size);
+}
+
+/* Writes n bytes received at offset pos: into the partial, or through to
+ * LOCAL itself. Returns 0, or -1 after printing one line. */
+static int store(get_job *j, const uint8_t *buf, size_t n, uint64_t pos)
+{
+    if (j->through) {
+        int we = write_all(j->fd, buf, n);
+        if (we < 0)
+            cli_err("cannot write to %s: %s", j->local,
+                    we == -EPIPE ? "its reader went away" : strerror(-we));
+        return we < 0 ? -1 : 0;
+    }
+    for (size_t off = 0; off < n;) {
+        ssize_t w = pwrite(j->fd, buf + off, n - off, (off_t)(pos + off));
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0) {
+            cli_err("cannot write %s: %s", j->pname, w < 0 ? strerror(errno) : "no progress");
+            return -1;
+        }
+        off += (size_t)w;
+    }
+    return 0;
+}
+
 /* Receives the DATA of a download into the partial, each chunk written
  * and then handed to the hash, until GET_END, whose body length is left in
  * *blen. Returns 0, or -1 after printing one line. */
@@ -373,8 +408,7 @@ static int receive(get_job *j, hasher *h, uint64_t size, uint64_t *posp, size_t 
     for (;;) {
         if (fc_head(&j->c, &type, &blen, "the download") < 0) {
             progress_end(&j->bar, false);
-            cli_err("the download stopped after %llu of %llu bytes; run the same get again to "
-                    "resume", (unsigned long long)pos, (unsigned long long)size);
+            stopped(j, pos, size);
             goto out;
         }
         if (type == FT_GET_END)
@@ -399,27 +433,12 @@ static int receive(get_job *j, hasher *h, uint64_t size, uint64_t *posp, size_t 
             uint8_t *buf = hasher_next(h);
             if (fc_body(&j->c, buf, n, "the download") < 0) {
                 progress_end(&j->bar, false);
-                cli_err("the download stopped after %llu of %llu bytes; run the same get again "
-                        "to resume", (unsigned long long)pos, (unsigned long long)size);
+                stopped(j, pos, size);
                 goto out;
             }
-            int we = j->through ? write_all(j->fd, buf, n) : 0;
-            if (we < 0) {
+            if (store(j, buf, n, pos) < 0) {
                 progress_end(&j->bar, false);
-                cli_err("cannot write to %s: %s", j->local,
-                        we == -EPIPE ? "its reader went away" : strerror(-we));
                 goto out;
-            }
-            for (size_t off = j->through ? n : 0; off < n;) {
-                ssize_t w = pwrite(j->fd, buf + off, n - off, (off_t)(pos + off));
-                if (w < 0 && errno == EINTR)
-                    continue;
-                if (w <= 0) {
-                    progress_end(&j->bar, false);
-                    cli_err("cannot write %s: %s", j->pname, w < 0 ? strerror(errno) : "no progress");
-                    goto out;
-                }
-                off += (size_t)w;
             }
             hasher_push(h, n);
             pos += n;
