@@ -2,8 +2,8 @@
  * files.c (set-up, connections, requests), files_auth.c (hello and
  * authentication), files_path.c (confinement), files_put.c and files_get.c
  * (uploads, downloads) with files_xfer.c (what they share), files_list.c
- * (LIST and STAT), files_sweep.c (expired partial uploads). Not for the
- * rest of the program. */
+ * (LIST and STAT), files_sweep.c (expired partial uploads), files_source.c
+ * (what each source address may hold). Not for the rest of the program. */
 #ifndef SOCKIT_FILES_INT_H
 #define SOCKIT_FILES_INT_H
 
@@ -33,7 +33,8 @@
  * answering: the loop serves everyone else between steps. */
 #define FILES_HASH_STEP (8u * 1024u * 1024u)
 /* The buffer a transfer reads through to hash (uploads' prefixes,
- * downloads' chunks before they are sent). */
+ * downloads' chunks before they are sent): allocated at the first read,
+ * and for an upload freed once its prefix is hashed. */
 #define FILES_READ_BUF (128u * 1024u)
 /* An upload's written bytes are handed to writeback every this much
  * (sync_file_range, non-blocking), so the final fsync has little left. */

@@ -1,8 +1,9 @@
 /* files_xfer.c — what the uploads (files_put.c) and downloads
  * (files_get.c) of the files service share: starting and ending a
- * transfer (its count, path, hash and buffer), hashing through the
- * transfer's buffer, and the step that hashes a long prefix a piece at a
- * time before a resume is answered.
+ * transfer (its counts, path, hash and buffer), hashing through the
+ * transfer's buffer, the step that hashes a long prefix a piece at a time
+ * before a resume is answered (within the source's hash budget), and the
+ * watch that ends a stalled transfer or closes an idle session.
  *
  * A resume is offered by the side that holds a partial (the server for a
  * PUT, the client for a GET) as (length, SHA-256 of those bytes); the other
