@@ -162,7 +162,8 @@ class Bench:
     def setup(self):
         self.files_port = free_port()
         self.files_srv = self.start([self.sockit, "serve", "files", "127.0.0.1:%d" % self.files_port,
-                                     "--root", self.work, "--quiet", "--log-level", "error"],
+                                     "--root", self.work, "--no-auth", "--quiet", "--log-level",
+                                     "error"],
                                     self.files_port)
         self.rsync = shutil.which("rsync")
         if self.rsync:

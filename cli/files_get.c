@@ -2,7 +2,14 @@
  * `sockit serve files` server. What arrives goes to a hidden partial file
  * beside LOCAL; only when the whole file's SHA-256 matches the server's is
  * it fsync'ed and renamed to LOCAL. An interrupted get resumes when run
- * again, from what the partial holds, once both sides agree on its hash. */
+ * again, from what the partial holds, once both sides agree on its hash.
+ *
+ * A LOCAL that is not a regular file is never renamed over: a FIFO or a
+ * character device (/dev/null, a terminal, /dev/stdout through its link)
+ * is written through as the bytes arrive, and so is "-" (standard output),
+ * with the SHA-256 checked at the end; anything else (a socket, a block
+ * device, a link to a regular file or to nothing) is refused. */
+#include <signal.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -39,6 +46,11 @@ static void usage(FILE *out)
             "in the current directory; an existing directory: REMOTE's name in it). LOCAL is\n"
             "written only whole, after the server's SHA-256 matched; an interrupted get resumes\n"
             "when run again.\n"
+            "LOCAL \"-\" writes to standard output. A FIFO or character device (/dev/null,\n"
+            "/dev/stdout, a terminal; also through a symbolic link) is written through as the\n"
+            "bytes arrive, without resume, the SHA-256 checked at the end (exit 1 on a mismatch).\n"
+            "A socket, a block device or a symbolic link to anything else is refused: get never\n"
+            "replaces what is not a regular file.\n"
             "  --token-file FILE  the server's token (needed unless it runs without one)\n"
             "  --quiet            no progress bar (there is none unless stderr is a terminal)\n"
             "  --timeout SEC      bound connecting and each wait for the server (default 30)\n"
@@ -53,6 +65,7 @@ typedef struct get_job {
     char base[FILES_NAME_MAX + 1];
     char pname[FILES_NAME_MAX + 1];
     int dirfd, fd;
+    bool through; /* fd is LOCAL itself (FIFO, device, stdout): no partial, no rename */
     fconn c;
     EVP_MD_CTX *md;
     uint8_t *buf;
@@ -178,6 +191,81 @@ static bool hasher_finish(hasher *h)
     return !h->failed;
 }
 
+/* LOCAL "-": standard output, written through (whatever it is: a pipe, a
+ * terminal, a file the shell opened). */
+static int open_stdout(get_job *j)
+{
+    snprintf(j->local, sizeof j->local, "standard output");
+    j->fd = fcntl(STDOUT_FILENO, F_DUPFD_CLOEXEC, 3);
+    if (j->fd < 0) {
+        cli_err("cannot write to standard output: %s", strerror(errno));
+        return -1;
+    }
+    j->through = true;
+    return 0;
+}
+
+static const char *kind_of(mode_t m)
+{
+    return S_ISSOCK(m) ? "a socket" : S_ISBLK(m) ? "a block device" : S_ISDIR(m) ? "a directory"
+         : S_ISREG(m) ? "a regular file" : "not a regular file";
+}
+
+/* LOCAL exists and is not a regular file (st, not followed): a FIFO or a
+ * character device, or a link to one, is opened to be written through;
+ * anything else is refused, and nothing is ever renamed over it. */
+static int open_through(get_job *j, const struct stat *st)
+{
+    struct stat to;
+    if (S_ISLNK(st->st_mode)) {
+        if (fstatat(j->dirfd, j->base, &to, 0) < 0) {
+            cli_err("%s is a symbolic link to nothing (%s): get does not replace links",
+                    j->local, strerror(errno));
+            return -1;
+        }
+        if (!S_ISFIFO(to.st_mode) && !S_ISCHR(to.st_mode)) {
+            cli_err("%s is a symbolic link to %s: get does not replace links (name the file "
+                    "it points to, or - for standard output)", j->local, kind_of(to.st_mode));
+            return -1;
+        }
+    } else if (!S_ISFIFO(st->st_mode) && !S_ISCHR(st->st_mode)) {
+        cli_err("%s is %s: get writes only to regular files, FIFOs and character devices",
+                j->local, kind_of(st->st_mode));
+        return -1;
+    }
+    /* Blocking, as any writer of a FIFO: waits for its reader. O_NOCTTY: a
+     * terminal named here must not become ours. No O_TRUNC: a device or
+     * FIFO has nothing to truncate. */
+    j->fd = open(j->local, O_WRONLY | O_NOCTTY | O_CLOEXEC);
+    if (j->fd < 0) {
+        cli_err("cannot write to %s: %s", j->local, strerror(errno));
+        return -1;
+    }
+    /* What was opened is checked again: the name may have changed. */
+    if (fstat(j->fd, &to) < 0 || (!S_ISFIFO(to.st_mode) && !S_ISCHR(to.st_mode))) {
+        cli_err("%s changed while it was opened: it is no longer a FIFO or device", j->local);
+        return -1;
+    }
+    j->through = true;
+    return 0;
+}
+
+/* Writes all of buf to a FIFO or device (no offsets there). Returns 0 or
+ * -errno. */
+static int write_all(int fd, const uint8_t *buf, size_t n)
+{
+    while (n > 0) {
+        ssize_t w = write(fd, buf, n);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return w < 0 ? -errno : -EIO;
+        buf += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
 /* LOCAL from the arguments, split into its directory (opened) and name. */
 static int local_path(get_job *j)
 {
@@ -186,6 +274,8 @@ static int local_path(get_job *j)
     const char *l = j->o->nargs >= 2 ? j->o->args[1] : NULL;
     struct stat st;
     int n;
+    if (l != NULL && strcmp(l, "-") == 0)
+        return open_stdout(j);
     if (l == NULL)
         n = snprintf(j->local, sizeof j->local, "%s", rbase);
     else if ((l[0] && l[strlen(l) - 1] == '/') || (stat(l, &st) == 0 && S_ISDIR(st.st_mode)))
@@ -215,7 +305,9 @@ static int local_path(get_job *j)
         cli_err("%s is a directory", j->local);
         return -1;
     }
-    return 0;
+    if (fstatat(j->dirfd, j->base, &st, AT_SYMLINK_NOFOLLOW) < 0 || S_ISREG(st.st_mode))
+        return 0; /* missing or a regular file: the partial, then the rename */
+    return open_through(j, &st);
 }
 
 /* The partial's name: hidden, beside LOCAL, one per REMOTE, so a retry of
@@ -262,11 +354,46 @@ static int open_partial(get_job *j)
 /* Removes the partial when it holds nothing worth a resume. */
 static void drop_partial(get_job *j, bool always)
 {
-    if (j->fd < 0)
+    if (j->fd < 0 || j->through)
         return;
     struct stat st;
     if (always || (fstat(j->fd, &st) == 0 && st.st_size == 0))
         (void)unlinkat(j->dirfd, j->pname, 0);
+}
+
+/* The download broke off: a partial resumes, a write-through does not. */
+static void stopped(const get_job *j, uint64_t pos, uint64_t size)
+{
+    if (j->through)
+        cli_err("the download stopped after %llu of %llu bytes (written through to %s: no "
+                "resume)", (unsigned long long)pos, (unsigned long long)size, j->local);
+    else
+        cli_err("the download stopped after %llu of %llu bytes; run the same get again to "
+                "resume", (unsigned long long)pos, (unsigned long long)size);
+}
+
+/* Writes n bytes received at offset pos: into the partial, or through to
+ * LOCAL itself. Returns 0, or -1 after printing one line. */
+static int store(get_job *j, const uint8_t *buf, size_t n, uint64_t pos)
+{
+    if (j->through) {
+        int we = write_all(j->fd, buf, n);
+        if (we < 0)
+            cli_err("cannot write to %s: %s", j->local,
+                    we == -EPIPE ? "its reader went away" : strerror(-we));
+        return we < 0 ? -1 : 0;
+    }
+    for (size_t off = 0; off < n;) {
+        ssize_t w = pwrite(j->fd, buf + off, n - off, (off_t)(pos + off));
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0) {
+            cli_err("cannot write %s: %s", j->pname, w < 0 ? strerror(errno) : "no progress");
+            return -1;
+        }
+        off += (size_t)w;
+    }
+    return 0;
 }
 
 /* Receives the DATA of a download into the partial, each chunk written
@@ -281,8 +408,7 @@ static int receive(get_job *j, hasher *h, uint64_t size, uint64_t *posp, size_t 
     for (;;) {
         if (fc_head(&j->c, &type, &blen, "the download") < 0) {
             progress_end(&j->bar, false);
-            cli_err("the download stopped after %llu of %llu bytes; run the same get again to "
-                    "resume", (unsigned long long)pos, (unsigned long long)size);
+            stopped(j, pos, size);
             goto out;
         }
         if (type == FT_GET_END)
@@ -307,25 +433,17 @@ static int receive(get_job *j, hasher *h, uint64_t size, uint64_t *posp, size_t 
             uint8_t *buf = hasher_next(h);
             if (fc_body(&j->c, buf, n, "the download") < 0) {
                 progress_end(&j->bar, false);
-                cli_err("the download stopped after %llu of %llu bytes; run the same get again "
-                        "to resume", (unsigned long long)pos, (unsigned long long)size);
+                stopped(j, pos, size);
                 goto out;
             }
-            for (size_t off = 0; off < n;) {
-                ssize_t w = pwrite(j->fd, buf + off, n - off, (off_t)(pos + off));
-                if (w < 0 && errno == EINTR)
-                    continue;
-                if (w <= 0) {
-                    progress_end(&j->bar, false);
-                    cli_err("cannot write %s: %s", j->pname, w < 0 ? strerror(errno) : "no progress");
-                    goto out;
-                }
-                off += (size_t)w;
+            if (store(j, buf, n, pos) < 0) {
+                progress_end(&j->bar, false);
+                goto out;
             }
             hasher_push(h, n);
             pos += n;
             blen -= n;
-            if (pos - written_back >= WRITEBACK_STEP) {
+            if (!j->through && pos - written_back >= WRITEBACK_STEP) {
                 (void)sync_file_range(j->fd, (off_t)written_back, (off_t)(pos - written_back),
                                       SYNC_FILE_RANGE_WRITE);
                 written_back = pos;
@@ -346,7 +464,8 @@ static int run(get_job *j)
     struct stat st;
     if (fstat(j->fd, &st) < 0)
         return EXIT_RUNTIME;
-    uint64_t have = (uint64_t)st.st_size;
+    /* Written through: nothing here to resume from. */
+    uint64_t have = j->through ? 0 : (uint64_t)st.st_size;
     uint8_t req[8 + FILES_HASH];
     files_put64(req, have);
     int rc = files_hash_prefix(j->fd, have, j->md, j->buf, READ_STEP);
@@ -424,6 +543,16 @@ static int run(get_job *j)
         progress_end(&j->bar, false);
         return EXIT_RUNTIME;
     }
+    if (memcmp(theirs, ours, FILES_HASH) != 0 && j->through) {
+        progress_end(&j->bar, false);
+        cli_err("%s: checksum mismatch: what was written to %s is not the server's %s "
+                "(damaged on the way, or the file changed)", j->c.addr, j->local, j->remote);
+        return EXIT_RUNTIME;
+    }
+    if (j->through) {
+        progress_end(&j->bar, true);
+        return EXIT_OK;
+    }
     if (memcmp(theirs, ours, FILES_HASH) != 0) {
         progress_end(&j->bar, false);
         drop_partial(j, true);
@@ -467,14 +596,18 @@ int cmd_get(int argc, char **argv)
     int status = EXIT_RUNTIME;
     if (local_path(&j) < 0)
         goto out;
-    partial_name(&j);
+    if (j.through)
+        /* A reader that goes away is reported as a line, not a signal. */
+        signal(SIGPIPE, SIG_IGN);
+    else
+        partial_name(&j);
     j.md = EVP_MD_CTX_new();
     j.buf = malloc(READ_STEP);
     if (j.md == NULL || j.buf == NULL || EVP_DigestInit_ex(j.md, EVP_sha256(), NULL) != 1) {
         cli_err("out of memory");
         goto out;
     }
-    if (open_partial(&j) < 0) {
+    if (!j.through && open_partial(&j) < 0) {
         /* Not ours to remove: another get may hold it. */
         if (j.fd >= 0)
             close(j.fd);

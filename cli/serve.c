@@ -192,12 +192,22 @@ static void usage(FILE *out)
             "  --max-unauth N            connections still authenticating, at once (default 64)\n"
             "  --handshake-timeout SEC   hello and authentication must finish in SEC (default 10)\n"
             "  --idle-timeout SEC        for exec: close a session idle that long between\n"
-            "                            commands (default 300; a running command is not idle)\n"
-            "files options (frames of the files protocol; --framing does not apply):\n"
+            "                            commands (default 300; a running command is not idle)\n",
+          out);
+    /* Another string: one literal may not pass 4095 bytes (C99 5.2.4.1). */
+    fputs("files options (frames of the files protocol; --framing does not apply):\n"
             "  --root DIR                the directory served (required; the demo set creates\n"
             "                            ./" FILES_DEMO_ROOT ")\n"
-            "  --token-file FILE         as for exec; required unless every files address is\n"
-            "                            loopback or a Unix socket\n"
+            "  --token-file FILE         as for exec; required unless every files address is a\n"
+            "                            Unix socket with a path (served to the server's own\n"
+            "                            user only) or --no-auth is given (the demo set uses\n"
+            "                            ./" DEMO_TOKEN ")\n"
+            "  --no-auth                 no token on loopback TCP or unix:@NAME: every local\n"
+            "                            user can read and write (never beyond loopback)\n"
+            "  --stall-timeout SEC       end a transfer that moves nothing that long (default 60)\n"
+            "  --max-transfers-per-source N  transfers at once from one address (default 16)\n"
+            "  --idle-timeout SEC        for files: close a session idle between requests\n"
+            "                            (default 300; 0: never)\n"
             "  --read-only               refuse uploads (get and ls only)\n"
             "  --max-file-size BYTES     largest upload (default: no limit but the disk's)\n"
             "  --partial-ttl SEC         remove unfinished uploads untouched that long\n"
@@ -286,8 +296,8 @@ static int prepare_exec(serve_state *st)
 /* Points the files listeners at the files options and checks them now: a
  * missing root, or a listener beyond loopback without a token, is a usage
  * error before anything starts. --token-file, --max-unauth and
- * --handshake-timeout are shared with exec, but not the demo set's exec
- * token: the demo's files server is on loopback and needs none. */
+ * --handshake-timeout are shared with exec, and so is the demo set's token
+ * file: loopback TCP without a token would serve every local user. */
 static int prepare_files(serve_state *st)
 {
     serve_cfg *cfg = &st->cfg;
@@ -385,7 +395,8 @@ static int parse_args(serve_state *st, int argc, char **argv)
            O_TOKEN, O_ALLOWSHELL, O_ALLOWCMD, O_TIMEOUT, O_MAXOUTPUT, O_MAXPROCS, O_CWD, O_PASSENV,
            O_MAXUNAUTH, O_HANDSHAKE, O_ROOT, O_READONLY, O_MAXFILESIZE, O_PARTIALTTL, O_CERT,
            O_KEY, O_STATS, O_UDPRATE, O_MAXHS,
-           O_NETALLOW, O_NETDENY, O_ALLOWFILE, O_DENYFILE };
+           O_NETALLOW, O_NETDENY, O_ALLOWFILE, O_DENYFILE,
+           O_NOAUTH, O_STALL, O_PERSOURCE };
     static const struct option longopts[] = {
         {"framing", required_argument, NULL, O_FRAMING},
         {"max-conns", required_argument, NULL, O_MAXCONNS},
@@ -425,6 +436,9 @@ static int parse_args(serve_state *st, int argc, char **argv)
         {"deny", required_argument, NULL, O_NETDENY},
         {"allow-file", required_argument, NULL, O_ALLOWFILE},
         {"deny-file", required_argument, NULL, O_DENYFILE},
+        {"no-auth", no_argument, NULL, O_NOAUTH},
+        {"stall-timeout", required_argument, NULL, O_STALL},
+        {"max-transfers-per-source", required_argument, NULL, O_PERSOURCE},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -444,9 +458,10 @@ static int parse_args(serve_state *st, int argc, char **argv)
             bad = cli_parse_uint(v, 0, 10000000, &cfg->max_conns);
             cfg->max_conns_set = true;
             break;
-                case O_IDLE:
+        case O_IDLE:
             bad = cli_parse_seconds(v, &cfg->idle_ms);
             cfg->exec.idle_ms = cfg->idle_ms; /* exec: between commands */
+            cfg->files.idle_ms = cfg->idle_ms; /* files has its own default otherwise */
             break;
         case O_FRAME_TO: bad = cli_parse_seconds(v, &cfg->frame_ms); break;
         case O_BACKLOG: bad = cli_parse_uint(v, 1, 65535, &cfg->backlog); break;
@@ -514,6 +529,11 @@ static int parse_args(serve_state *st, int argc, char **argv)
             bad = cli_parse_uint(v, 0, 10000000, &cfg->max_handshakes);
             cfg->max_handshakes_set = true;
             break;
+        case O_NOAUTH: cfg->files.no_auth = true; break;
+        case O_STALL:
+            bad = cli_parse_seconds(v, &cfg->files.stall_ms) < 0 || cfg->files.stall_ms == 0;
+            break;
+        case O_PERSOURCE: bad = cli_parse_uint(v, 1, 1000000, &cfg->files.max_per_source); break;
         case ':':
             cli_err("option %s needs a value", argv[optind - 1]);
             return -1;
@@ -529,7 +549,8 @@ static int parse_args(serve_state *st, int argc, char **argv)
             cfg->auth_only = longopts[ch - O_FRAMING].name;
         else if (ch >= O_TOKEN && ch <= O_HANDSHAKE)
             cfg->exec_only = longopts[ch - O_FRAMING].name;
-        if (ch >= O_ROOT && ch <= O_PARTIALTTL)
+        if ((ch >= O_ROOT && ch <= O_PARTIALTTL) || ch == O_NOAUTH || ch == O_STALL ||
+            ch == O_PERSOURCE)
             cfg->files_only = longopts[ch - O_FRAMING].name;
         if (ch == O_MAXQUEUE || ch == O_MAXRATE)
             cfg->chat_only = longopts[ch - O_FRAMING].name;
@@ -608,9 +629,10 @@ static int parse_args(serve_state *st, int argc, char **argv)
         if (cfg->auth_only != NULL && strcmp(cfg->auth_only, "handshake-timeout") == 0)
             cfg->auth_only = NULL;
     }
-    if (prepare_files(st) < 0)
+    /* exec first: the demo set's token file it makes serves files too. */
+    if (prepare_exec(st) < 0)
         return -1;
-    return prepare_exec(st);
+    return prepare_files(st);
 }
 
 /* ------------------------------------------------------------ running */

@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -30,6 +31,9 @@ void files_opts_init(files_opts *o)
     o->partial_ttl_s = FILES_DEFAULT_PARTIAL_TTL_S;
     o->max_unauth = FILES_DEFAULT_MAX_UNAUTH;
     o->handshake_ms = PROTO_HANDSHAKE_MS;
+    o->stall_ms = FILES_DEFAULT_STALL_S * 1000u;
+    o->max_per_source = FILES_DEFAULT_PER_SOURCE;
+    o->idle_ms = FILES_DEFAULT_IDLE_S * 1000u;
 }
 
 /* True if every address the listener would bind is a loopback one, or it
@@ -86,6 +90,15 @@ int files_check_opts(const files_opts *o, const sk_addr *const *addrs, int naddr
         snprintf(err, errlen, "--max-unauth must be at least 1");
         return -1;
     }
+    if (o->stall_ms == 0 || o->max_per_source == 0) {
+        snprintf(err, errlen, "--%s must be at least 1",
+                 o->stall_ms == 0 ? "stall-timeout" : "max-transfers-per-source");
+        return -1;
+    }
+    if (o->token_file != NULL && o->no_auth) {
+        snprintf(err, errlen, "files: --no-auth and --token-file exclude each other");
+        return -1;
+    }
     if (o->token_file != NULL) {
         uint8_t token[SK_TOKEN_MAX];
         size_t len;
@@ -99,12 +112,22 @@ int files_check_opts(const files_opts *o, const sk_addr *const *addrs, int naddr
         return 0;
     }
     for (int i = 0; i < naddrs; i++) {
+        char text[300];
+        sk_addr_format(addrs[i], text, sizeof text);
         if (!addr_is_local(addrs[i])) {
-            char text[300];
-            sk_addr_format(addrs[i], text, sizeof text);
             snprintf(err, errlen, "files on %s needs --token-file FILE: without a token anyone "
                      "who can reach it could read and write below %s (only loopback and "
                      "Unix sockets may go without)", text, o->root);
+            return -1;
+        }
+        /* A Unix socket with a path has file permissions, and its peers
+         * are checked (SO_PEERCRED: the server's own user only). Loopback
+         * TCP and abstract names have neither: every local user, and every
+         * container in the network namespace, could reach them. */
+        bool checked = addrs[i]->kind == SK_ADDR_UNIX && !addrs[i]->abstract;
+        if (!checked && !o->no_auth) {
+            snprintf(err, errlen, "files on %s needs --token-file FILE, or --no-auth to let "
+                     "every local user read and write below %s", text, o->root);
             return -1;
         }
     }
@@ -173,11 +196,42 @@ void files_schedule_step(fsess *s)
     sk_timer_start(s->timer, 0, 0);
 }
 
+void files_schedule_step_in(fsess *s, uint32_t ms)
+{
+    s->tkind = FT_STEP;
+    sk_timer_start(s->timer, ms, 0);
+}
+
+void files_idle_update(fsess *s)
+{
+    if (s->state < FS_READY || s->svc->o.idle_ms == 0)
+        return;
+    bool idle = s->state == FS_READY || s->state == FS_PUT_SKIP;
+    if (idle == s->idle_armed)
+        return;
+    s->idle_armed = idle;
+    if (!idle)
+        return; /* the watch goes quiet by itself, or watches the transfer */
+    s->moved_at = sk_loop_now(sk_conn_loop(s->conn));
+    s->seen_in = sk_conn_bytes_in(s->conn);
+    s->seen_out = sk_conn_bytes_out(s->conn);
+    uint32_t every = s->svc->o.idle_ms / FILES_STALL_CHECKS;
+    sk_timer_start(s->stall, every ? every : 1, 0);
+}
+
 void files_done(fsess *s)
 {
     s->state = FS_READY;
     if (s->close_after)
         sk_conn_close(s->conn);
+    else
+        files_idle_update(s);
+}
+
+static void on_stall_timer(sk_timer *t, void *ud)
+{
+    (void)t;
+    files_stall_check(ud);
 }
 
 static void on_timer(sk_timer *t, void *ud)
@@ -259,12 +313,43 @@ void files_request(fsess *s, const uint8_t *msg, size_t len)
 
 /* ------------------------------------------------------------ callbacks */
 
+/* Without a token, a Unix socket serves only peers running as the
+ * server's own user (SO_PEERCRED): the socket file's permissions may be
+ * wider than meant, and an abstract name has none. Returns false after
+ * refusing the peer. TCP peers (loopback, --no-auth) pass. */
+static bool peer_is_ours(fsess *s)
+{
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    int fd = sk_conn_fd(s->conn);
+    if (getsockname(fd, (struct sockaddr *)&ss, &sl) < 0 || ss.ss_family != AF_UNIX)
+        return true;
+    struct ucred cred;
+    socklen_t cl = sizeof cred;
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &cl) < 0) {
+        sk_log(SK_LOG_WARN, "%s %s refused: its user cannot be told (SO_PEERCRED: %s) and the "
+               "server has no token", s->ctx->name, peer(s), strerror(errno));
+    } else if (cred.uid != geteuid()) {
+        sk_log(SK_LOG_WARN, "%s %s refused: peer uid %ld is not the server's (uid %ld), and "
+               "without a token only the server's own user is served on a Unix socket",
+               s->ctx->name, peer(s), (long)cred.uid, (long)geteuid());
+    } else {
+        return true;
+    }
+    files_send_error(s, PE_AUTH, "this server serves only its own user on this socket");
+    sk_conn_fail(s->conn, -EACCES, "peer of another user (SO_PEERCRED)");
+    return false;
+}
+
 static void files_open_cb(sk_conn *c)
 {
     const svc_ctx *ctx = sk_conn_data(c);
     files_svc *svc = ctx->state;
     fsess *s = calloc(1, sizeof *s);
-    if (s == NULL || sk_timer_new(sk_conn_loop(c), on_timer, s, &s->timer) < 0) {
+    if (s == NULL || sk_timer_new(sk_conn_loop(c), on_timer, s, &s->timer) < 0 ||
+        sk_timer_new(sk_conn_loop(c), on_stall_timer, s, &s->stall) < 0) {
+        if (s != NULL)
+            sk_timer_free(s->timer);
         free(s);
         sk_conn_set_data(c, NULL);
         sk_conn_abort(c, -ENOMEM);
@@ -275,6 +360,7 @@ static void files_open_cb(sk_conn *c)
     s->conn = c;
     s->fd = s->dirfd = -1;
     s->made = FILES_MADE_NONE;
+    files_source_key(peer(s), s->src);
     pthread_mutex_lock(&svc->sess_mu);
     s->next = svc->sessions;
     if (svc->sessions)
@@ -293,6 +379,8 @@ static void files_open_cb(sk_conn *c)
         sk_conn_fail(c, -EBUSY, "too many connections in the handshake");
         return;
     }
+    if (!svc->auth && !peer_is_ours(s))
+        return;
     /* Before the handshake is over a stranger may send only small frames,
      * and must finish in bounded time however it trickles its bytes. */
     sk_conn_set_max_msg(c, PROTO_PREAUTH_MAX);
@@ -309,11 +397,14 @@ static void files_message(sk_conn *c, const uint8_t *data, size_t len)
         return;
     }
     switch (s->state) {
-    case FS_HELLO: files_on_hello(s, data, len); return;
-    case FS_AUTH: files_on_auth(s, data, len); return;
+    case FS_HELLO: files_on_hello(s, data, len); break;
+    case FS_AUTH: files_on_auth(s, data, len); break;
     case FS_DELAY: return;
-    default: files_request(s, data, len); return;
+    default: files_request(s, data, len); break;
     }
+    /* After the handshake (which clears its own deadline) or a request: the
+     * idle deadline runs exactly while no request is in progress. */
+    files_idle_update(s);
 }
 
 static void files_drain(sk_conn *c)
@@ -360,6 +451,7 @@ static void sess_free(fsess *s)
     files_xfer_end(s, true);
     files_list_end(s);
     sk_timer_free(s->timer);
+    sk_timer_free(s->stall);
     free(s);
 }
 
@@ -407,6 +499,10 @@ static void files_stream(sk_conn_callbacks *cbs)
 static void files_stream_opts(sk_stream_opts *o)
 {
     o->max_frame = FILES_IN_MAX;
+    /* Idleness is the service's to judge (files_idle_update: between
+     * requests only, default FILES_DEFAULT_IDLE_S): the stream's own idle
+     * timer would also end a download whose reader pauses. */
+    o->idle_timeout_ms = 0;
     o->out_high_water = FILES_QUEUE_HIGH;
     o->out_low_water = FILES_QUEUE_HIGH / 4;
 }
@@ -428,6 +524,7 @@ static void svc_free(files_svc *svc)
     files_root_close(&svc->root);
     OPENSSL_cleanse(svc->token, sizeof svc->token);
     proto_penalties_destroy(&svc->pen);
+    files_sources_destroy(&svc->sources);
     pthread_mutex_destroy(&svc->sess_mu);
     free(svc);
 }
@@ -443,7 +540,13 @@ static int files_start(svc_ctx *ctx, sk_loop *loop, char *err, size_t errlen)
     svc->o = *ctx->files;
     svc->root.fd = -1;
     proto_penalties_init(&svc->pen);
+    files_sources_init(&svc->sources);
     pthread_mutex_init(&svc->sess_mu, NULL);
+    /* A new file gets what open(0666) would give it under the umask; read
+     * here, before the workers start (umask can only be read by setting it). */
+    mode_t mask = umask(022);
+    umask(mask);
+    svc->new_mode = 0666 & ~mask;
     atomic_init(&svc->unauth, 0);
     atomic_init(&svc->transfers, 0);
     /* A switch for tests and for systems where openat2 misbehaves: the
@@ -474,6 +577,18 @@ static int files_start(svc_ctx *ctx, sk_loop *loop, char *err, size_t errlen)
         sk_log(SK_LOG_INFO, "files: read-only: nothing below the root is written or removed "
                "(unfinished uploads are not swept; --partial-ttl applies to writable servers)");
     }
+    if (svc->o.idle_ms)
+        sk_log(SK_LOG_INFO, "files: sessions idle for %.0f s are closed (--idle-timeout), "
+               "transfers stalled for %.0f s are ended (--stall-timeout), at most %u at once "
+               "per address (--max-transfers-per-source)", svc->o.idle_ms / 1000.0,
+               svc->o.stall_ms / 1000.0, svc->o.max_per_source);
+    else
+        sk_log(SK_LOG_INFO, "files: idle sessions are kept (--idle-timeout 0), transfers "
+               "stalled for %.0f s are ended (--stall-timeout), at most %u at once per address "
+               "(--max-transfers-per-source)", svc->o.stall_ms / 1000.0, svc->o.max_per_source);
+    if (!svc->auth && svc->o.no_auth)
+        sk_log(SK_LOG_WARN, "files: --no-auth: no token; every local user (and every container "
+               "sharing this network namespace) can read and write below %s", svc->o.root);
     if (svc->root.use_openat2)
         sk_log(SK_LOG_INFO, "files: serving %s%s (confined by openat2 RESOLVE_BENEATH)",
                svc->o.root, svc->o.read_only ? " read-only" : "");

@@ -33,6 +33,36 @@ static void get_fail(fsess *s, int code, const char *fmt, ...)
     files_done(s);
 }
 
+/* Opens for reading the very file an O_PATH descriptor names (checked to
+ * be a regular file), through /proc/self/fd: no second path lookup that a
+ * name swapped meanwhile could redirect. Without /proc, the path is opened
+ * again (O_NONBLOCK, so that a FIFO swapped in cannot hang us) and must be
+ * the same file. Returns a descriptor or a negative errno. */
+static int reopen(fsess *s, int pfd)
+{
+    char proc[40];
+    snprintf(proc, sizeof proc, "/proc/self/fd/%d", pfd);
+    int fd = open(proc, O_RDONLY | O_NOCTTY | O_CLOEXEC);
+    if (fd < 0 && errno != ENOENT)
+        return -errno;
+    if (fd < 0) {
+        fd = files_open(&s->svc->root, s->path, O_RDONLY | O_NONBLOCK | O_NOCTTY, 0);
+        if (fd < 0)
+            return fd;
+        if (!files_set_blocking(fd)) {
+            int e = errno;
+            close(fd);
+            return -e;
+        }
+    }
+    struct stat a, b;
+    if (fstat(fd, &a) < 0 || fstat(pfd, &b) < 0 || a.st_ino != b.st_ino || a.st_dev != b.st_dev) {
+        close(fd);
+        return -ESTALE;
+    }
+    return fd;
+}
+
 void files_get(fsess *s, const uint8_t *body, size_t len)
 {
     if (len < 8 + FILES_HASH) {
@@ -50,32 +80,35 @@ void files_get(fsess *s, const uint8_t *body, size_t len)
     if (!files_xfer_begin(s, FX_GET, path, plen))
         return;
     files_describe(what, sizeof what, s->path);
-    /* O_NONBLOCK: opening a FIFO must not wait for a writer (it is refused
-     * just below); O_NOCTTY: nor may a terminal become ours. */
-    int fd = files_open(&s->svc->root, s->path, O_RDONLY | O_NONBLOCK | O_NOCTTY, 0);
+    /* Looked at before it is opened: O_PATH opens nothing (no device
+     * driver's open, no FIFO waiting for a writer, no terminal becoming
+     * ours); only a regular file is then opened for reading. */
+    int pfd = files_open(&s->svc->root, s->path, O_PATH, 0);
+    if (pfd < 0) {
+        int code = files_open_error(pfd, what, why, sizeof why);
+        get_fail(s, code, "%s", why);
+        return;
+    }
+    int fe = fstat(pfd, &s->st) < 0 ? errno : 0;
+    if (fe != 0 || !S_ISREG(s->st.st_mode)) {
+        close(pfd);
+        if (fe != 0)
+            get_fail(s, FE_IO, "%s: %s", what, strerror(fe));
+        else if (S_ISDIR(s->st.st_mode))
+            get_fail(s, FE_TYPE, "%s is a directory", what);
+        else
+            get_fail(s, FE_TYPE, "%s is not a regular file (FIFOs, devices and sockets are not "
+                     "served)", what);
+        return;
+    }
+    int fd = reopen(s, pfd);
+    close(pfd);
     if (fd < 0) {
         int code = files_open_error(fd, what, why, sizeof why);
         get_fail(s, code, "%s", why);
         return;
     }
     s->fd = fd;
-    if (fstat(fd, &s->st) < 0) {
-        get_fail(s, FE_IO, "%s: %s", what, strerror(errno));
-        return;
-    }
-    if (S_ISDIR(s->st.st_mode)) {
-        get_fail(s, FE_TYPE, "%s is a directory", what);
-        return;
-    }
-    if (!S_ISREG(s->st.st_mode)) {
-        get_fail(s, FE_TYPE, "%s is not a regular file (FIFOs, devices and sockets are not "
-                 "served)", what);
-        return;
-    }
-    if (!files_set_blocking(fd)) {
-        get_fail(s, FE_IO, "%s: %s", what, strerror(errno));
-        return;
-    }
     s->size = (uint64_t)s->st.st_size;
     s->have = have;
     memcpy(s->theirs, body + 8, FILES_HASH);

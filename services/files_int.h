@@ -2,8 +2,8 @@
  * files.c (set-up, connections, requests), files_auth.c (hello and
  * authentication), files_path.c (confinement), files_put.c and files_get.c
  * (uploads, downloads) with files_xfer.c (what they share), files_list.c
- * (LIST and STAT), files_sweep.c (expired partial uploads). Not for the
- * rest of the program. */
+ * (LIST and STAT), files_sweep.c (expired partial uploads), files_source.c
+ * (what each source address may hold). Not for the rest of the program. */
 #ifndef SOCKIT_FILES_INT_H
 #define SOCKIT_FILES_INT_H
 
@@ -33,7 +33,8 @@
  * answering: the loop serves everyone else between steps. */
 #define FILES_HASH_STEP (8u * 1024u * 1024u)
 /* The buffer a transfer reads through to hash (uploads' prefixes,
- * downloads' chunks before they are sent). */
+ * downloads' chunks before they are sent): allocated at the first read,
+ * and for an upload freed once its prefix is hashed. */
 #define FILES_READ_BUF (128u * 1024u)
 /* An upload's written bytes are handed to writeback every this much
  * (sync_file_range, non-blocking), so the final fsync has little left. */
@@ -44,6 +45,40 @@
 #define FILES_QUEUE_HIGH (1024u * 1024u)
 /* Entries read per step of a LIST before the loop serves others. */
 #define FILES_LIST_STEP 1024u
+/* Source addresses counted at once (files_source.c): more, all with
+ * transfers in progress, and a new source is refused (BUSY). */
+#define FILES_SOURCES 1024u
+/* A source address as text: an IPv6 address in brackets, or "local". */
+#define FILES_SOURCE_KEY 64u
+/* The resume-hash budget of one source: bytes per second the server hashes
+ * to check the prefixes its clients offer (GET's have, PUT's partial), and
+ * the most it may save up. A step beyond the budget waits for it (the
+ * transfer is not refused): a real resume is slowed to 64 MiB/s at worst,
+ * a source asking for hash after hash gets no more than that of one core. */
+#define FILES_HASH_RATE (64u * 1024u * 1024u)
+#define FILES_HASH_BURST (64u * 1024u * 1024u)
+/* Unfinished uploads one source may leave behind (kept for a resume when
+ * its client vanishes) per --partial-ttl: a bucket of this many that
+ * refills over the TTL. Beyond it a vanished upload's partial is removed
+ * (no resume for that source) instead of taking a place in a directory. */
+#define FILES_PARTIALS_PER_SOURCE 64u
+/* How often a transfer's progress is looked at, as a fraction of
+ * --stall-timeout: a stall is noticed within 1/4 of it after it is due. */
+#define FILES_STALL_CHECKS 4u
+
+typedef struct files_source {
+    char key[FILES_SOURCE_KEY]; /* "": a free slot */
+    unsigned transfers;         /* in progress, all connections together */
+    uint64_t tokens;            /* bytes it may have hashed now */
+    uint64_t refilled;          /* loop time (ms) of the last refill */
+    uint64_t kept;              /* partials it may still leave, in 1/1000ths */
+    uint64_t kept_refilled;     /* monotonic ms of the last refill of kept */
+} files_source;
+
+typedef struct files_sources {
+    pthread_mutex_t mu;
+    files_source slot[FILES_SOURCES];
+} files_sources;
 
 /* The root directory, held open for the life of the server. */
 typedef struct files_root {
@@ -64,6 +99,8 @@ typedef struct files_svc {
     size_t token_len;
     atomic_uint unauth;        /* connections in the handshake */
     atomic_uint transfers;     /* PUTs and GETs in progress */
+    files_sources sources;     /* per source address: transfers, hash budget */
+    mode_t new_mode;           /* a new file's permission bits (0666 less the umask) */
     proto_penalties pen;       /* failed authentications per address */
     files_sweeper *sweeper;
     /* Every session of every worker, so that stop can free those a loop
@@ -99,6 +136,14 @@ typedef struct fsess {
     uint8_t nonce_s[SK_AUTH_NONCE];
     sk_timer *timer;
     enum fs_timer tkind;
+    char src[FILES_SOURCE_KEY]; /* the source address (files_source_key) */
+    bool idle_armed;    /* the idle watch runs (no request in progress) */
+    /* the watch: of the transfer in progress (--stall-timeout), or of an
+     * idle session (--idle-timeout) */
+    sk_timer *stall;
+    bool counted_src;
+    uint64_t moved_at;  /* loop time something last moved */
+    uint64_t seen_in, seen_out, seen_hashed;
     /* the transfer or listing in progress */
     enum fs_kind kind;
     bool counted_xfer;
@@ -139,6 +184,11 @@ void files_schedule_step(fsess *s);
 /* The answer to a request is complete: back to FS_READY (closing instead
  * if the client half-closed meanwhile). */
 void files_done(fsess *s);
+/* Starts the idle watch when no request is in progress (--idle-timeout;
+ * the handshake keeps its own deadline). */
+void files_idle_update(fsess *s);
+/* Like files_schedule_step, ms from now (a hash step waiting for budget). */
+void files_schedule_step_in(fsess *s, uint32_t ms);
 void files_request(fsess *s, const uint8_t *msg, size_t len);
 
 /* files_auth.c */
@@ -180,6 +230,10 @@ bool files_xfer_begin(fsess *s, enum fs_kind kind, const uint8_t *path, size_t p
 void files_xfer_end(fsess *s, bool gone);
 /* The next step of a transfer (hashing a prefix, or queueing data). */
 void files_xfer_step(fsess *s);
+/* The watch fired: ends the transfer if nothing moved for --stall-timeout,
+ * or closes an idle session once nothing moved for --idle-timeout; else
+ * looks again later. */
+void files_stall_check(fsess *s);
 /* Feeds [off, off+len) of the transfer's file to its hash. Returns 0, a
  * negative errno, or 1 if the file ended first. */
 int files_hash_range(fsess *s, uint64_t off, uint64_t len);
@@ -209,6 +263,23 @@ void files_list(fsess *s, const uint8_t *body, size_t len);
 void files_stat(fsess *s, const uint8_t *body, size_t len);
 void files_list_step(fsess *s);
 void files_list_end(fsess *s);
+
+/* files_source.c */
+void files_sources_init(files_sources *t);
+void files_sources_destroy(files_sources *t);
+/* The source of a peer named peer (sk_conn_peer): its address without the
+ * port, or "local" for a Unix-socket peer. */
+void files_source_key(const char *peer, char key[FILES_SOURCE_KEY]);
+/* Counts a transfer of key's. Returns 0, -EBUSY if key has max in progress,
+ * -ENOSPC if the table has no room for a new source. */
+int files_source_acquire(files_sources *t, const char *key, unsigned max, uint64_t now);
+void files_source_release(files_sources *t, const char *key);
+/* Takes bytes of hashing from key's budget: 0 if they may be hashed now,
+ * else the milliseconds to wait before asking again (nothing taken). */
+uint32_t files_source_hash(files_sources *t, const char *key, uint64_t bytes, uint64_t now);
+/* May key leave one more partial behind (FILES_PARTIALS_PER_SOURCE per
+ * ttl_s)? Takes it if so. now: monotonic ms (the loop's clock). */
+bool files_source_keep(files_sources *t, const char *key, uint64_t now, uint32_t ttl_s);
 
 /* files_sweep.c */
 /* Starts the thread that removes partial uploads untouched for

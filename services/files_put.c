@@ -44,6 +44,7 @@ static void put_fail(fsess *s, bool remove, int code, const char *fmt, ...)
            remove && s->fd >= 0 ? " (partial file removed)" : "");
     files_xfer_end(s, false);
     s->state = FS_PUT_SKIP;
+    files_idle_update(s);
 }
 
 /* The partial's name: hidden, beside its target, different for every
@@ -66,9 +67,60 @@ static void partial_name(fsess *s, const uint8_t id[FILES_ID])
     snprintf(s->pname, sizeof s->pname, "%s%.200s.%s", FILES_PARTIAL_PREFIX, s->name, tag);
 }
 
-/* More than FILES_PARTIALS_PER_DIR partial files in the directory? Read
- * through a fresh descriptor of it (the offset is not shared). */
-static bool too_many_partials(int dirfd)
+/* Removes the least recently written partial of the directory that no
+ * upload holds (its lock is free), other than keep: a full directory makes
+ * room for a new upload instead of refusing it, so abandoned partials
+ * cannot lock a directory until they expire. Returns true if one went. */
+static bool evict_partial(DIR *d, int dirfd, const char *keep)
+{
+    char victim[FILES_NAME_MAX + 1] = "";
+    struct timespec oldest = {0, 0};
+    struct dirent *e;
+    rewinddir(d);
+    for (unsigned seen = 0; (e = readdir(d)) != NULL && seen < 4 * FILES_PARTIALS_PER_DIR;) {
+        if (strncmp(e->d_name, FILES_PARTIAL_PREFIX, sizeof FILES_PARTIAL_PREFIX - 1) != 0 ||
+            strcmp(e->d_name, keep) == 0)
+            continue;
+        seen++;
+        struct stat st;
+        if (fstatat(dirfd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(st.st_mode))
+            continue;
+        if (victim[0] == '\0' || st.st_mtim.tv_sec < oldest.tv_sec ||
+            (st.st_mtim.tv_sec == oldest.tv_sec && st.st_mtim.tv_nsec < oldest.tv_nsec)) {
+            /* Only one no upload holds: try its lock now (released at once). */
+            int fd = openat(dirfd, e->d_name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+            if (fd < 0)
+                continue;
+            bool free_now = flock(fd, LOCK_EX | LOCK_NB) == 0;
+            close(fd);
+            if (!free_now)
+                continue;
+            snprintf(victim, sizeof victim, "%s", e->d_name);
+            oldest = st.st_mtim;
+        }
+    }
+    if (victim[0] == '\0')
+        return false;
+    /* Locked again for the removal, and checked to be still the file we
+     * looked at: an upload may have taken it meanwhile. */
+    int fd = openat(dirfd, victim, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0)
+        return false;
+    struct stat a, b;
+    bool ok = flock(fd, LOCK_EX | LOCK_NB) == 0 && fstat(fd, &a) == 0 &&
+              fstatat(dirfd, victim, &b, AT_SYMLINK_NOFOLLOW) == 0 && a.st_ino == b.st_ino &&
+              a.st_dev == b.st_dev && unlinkat(dirfd, victim, 0) == 0;
+    close(fd);
+    if (ok)
+        sk_log(SK_LOG_INFO, "files: %u unfinished uploads in one directory: removed the least "
+               "recently written one to make room", FILES_PARTIALS_PER_DIR);
+    return ok;
+}
+
+/* More than FILES_PARTIALS_PER_DIR partial files in the directory, even
+ * after evicting the least recently written unused one? Read through a
+ * fresh descriptor of it (the offset is not shared). */
+static bool too_many_partials(int dirfd, const char *keep)
 {
     int fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0)
@@ -83,8 +135,9 @@ static bool too_many_partials(int dirfd)
     while ((e = readdir(d)) != NULL && n <= FILES_PARTIALS_PER_DIR)
         if (strncmp(e->d_name, FILES_PARTIAL_PREFIX, sizeof FILES_PARTIAL_PREFIX - 1) == 0)
             n++;
+    bool full = n > FILES_PARTIALS_PER_DIR && !evict_partial(d, dirfd, keep);
     closedir(d);
-    return n > FILES_PARTIALS_PER_DIR;
+    return full;
 }
 
 /* Opens (or creates) and locks the partial. Returns 0, or an ERROR code
@@ -96,7 +149,7 @@ static int open_partial(fsess *s, const char *what, char *why, size_t whylen)
         /* O_NOFOLLOW: a link planted under the partial's name must not
          * lead our writes anywhere. O_NONBLOCK: nor may a FIFO hang us. */
         int fd = openat(s->dirfd, s->pname,
-                        O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0644);
+                        O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0600);
         if (fd < 0 && errno == EEXIST) {
             created = false;
             fd = openat(s->dirfd, s->pname, O_RDWR | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
@@ -130,11 +183,11 @@ static int open_partial(fsess *s, const char *what, char *why, size_t whylen)
             close(fd);
             continue;
         }
-        if (created && too_many_partials(s->dirfd)) {
+        if (created && too_many_partials(s->dirfd, s->pname)) {
             (void)unlinkat(s->dirfd, s->pname, 0);
             close(fd);
-            snprintf(why, whylen, "too many unfinished uploads wait in this directory (%u); "
-                     "finish them or let them expire", FILES_PARTIALS_PER_DIR);
+            snprintf(why, whylen, "too many unfinished uploads in progress in this directory "
+                     "(%u); try again later", FILES_PARTIALS_PER_DIR);
             return PE_BUSY;
         }
         s->fd = fd;
@@ -159,6 +212,9 @@ static void put_ready(fsess *s)
 
 void files_put_hashed(fsess *s, int rc)
 {
+    /* The read buffer served the prefix only: the rest arrives in DATA. */
+    free(s->buf);
+    s->buf = NULL;
     if (rc != 0) {
         char what[160];
         files_describe(what, sizeof what, s->path);
@@ -325,6 +381,29 @@ void files_put_data(fsess *s, const uint8_t *data, size_t len)
     }
 }
 
+/* Gives the partial (created 0600, so that nobody else reads it while it
+ * arrives) the permission bits of the file it replaces, and its owner and
+ * group where the server may set them (running as root); a new file gets
+ * 0666 less the server's umask. Returns false after put_fail. */
+static bool take_mode(fsess *s, const char *what)
+{
+    struct stat st;
+    mode_t mode = s->svc->new_mode;
+    bool replacing = fstatat(s->dirfd, s->name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+                     S_ISREG(st.st_mode);
+    if (replacing) {
+        mode = st.st_mode & 07777;
+        /* Only root may give a file away; for anyone else this fails and
+         * the file is the uploader's, as before. */
+        (void)fchown(s->fd, st.st_uid, st.st_gid);
+    }
+    if (fchmod(s->fd, mode) < 0) {
+        put_fail(s, true, FE_IO, "%s: cannot set its permissions: %s", what, strerror(errno));
+        return false;
+    }
+    return true;
+}
+
 void files_put_end(fsess *s, const uint8_t *body, size_t len)
 {
     if (len != FILES_HASH) {
@@ -349,6 +428,8 @@ void files_put_end(fsess *s, const uint8_t *body, size_t len)
                  "refused, nothing kept", what);
         return;
     }
+    if (!take_mode(s, what))
+        return;
     /* Durable before visible: the data, then the name, then the name's
      * directory entry. */
     if (fsync(s->fd) < 0) {

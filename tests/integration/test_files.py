@@ -15,6 +15,7 @@ transfers.
 Every wait is bounded; readiness comes from log lines or the protocol.
 """
 
+import fcntl
 import glob
 import hashlib
 import json
@@ -153,6 +154,9 @@ class FilesCase(SockitTestCase):
     def files_server(self, *extra, root=None, addr="127.0.0.1:0", prefix=(), env=None):
         e = dict(self.ENV or {})
         e.update(env or {})
+        # Loopback TCP without a token needs --no-auth said explicitly.
+        if "--token-file" not in extra and "--no-auth" not in extra and addr.startswith("127."):
+            extra = extra + ("--no-auth",)
         return self.serve("files", addr, "--root", root or self.root, *extra, prefix=prefix,
                           env=e or None)
 
@@ -752,15 +756,32 @@ class Integrity(FilesCase):
     def test_too_many_partials_in_one_directory(self):
         d = os.path.join(self.root, "crowd")
         os.mkdir(d)
+        names = []
         for i in range(64):
-            with open(os.path.join(d, ".sockit-partial.f%d.%016x" % (i, i)), "wb") as f:
+            names.append(os.path.join(d, ".sockit-partial.f%d.%016x" % (i, i)))
+            with open(names[-1], "wb") as f:
                 f.write(b"x")
+            os.utime(names[-1], (1000 + i, 1000 + i))  # f0 is the least recently written
+        # Every partial held by an upload in progress (locked): no room.
+        held = []
+        for n in names:
+            fd = os.open(n, os.O_RDONLY)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            held.append(fd)
         srv = self.files_server()
         c = self.client(srv)
         text = self.assertServerError(fc.E_BUSY, c.put_begin, b"crowd/new.bin", 10, b"n" * 16)
         self.assertIn("unfinished uploads", text)
         self.assertEqual(len(partials(d)), 64)
         c.put(b"elsewhere.bin", b"fine")
+        # Abandoned ones (unlocked): the least recently written makes room.
+        for fd in held:
+            os.close(fd)
+        c.put(b"crowd/new.bin", b"room made")
+        left = partials(d)
+        self.assertEqual(len(left), 63)
+        self.assertNotIn(names[0], left)
+        srv.wait_line(r"removed the least recently written one")
         self.stop(srv)
 
 
@@ -1021,9 +1042,13 @@ class Resources(FilesCase):
         text = "".join(lines)
         self.assertIn("files listening on 127.0.0.1:9004", text)
         self.assertIn("try files  ", text)
+        self.assertRegex(text, r"try files .*put 127.0.0.1:9004 FILE --token-file sockit-exec.token")
         self.assertTrue(os.path.isdir(os.path.join(self.tmp, "sockit-files")))
         src = write_random(self.path("demo.bin"), 4321)
         cp = self.run_files("put", "127.0.0.1:9004", src)
+        self.assertFails(cp, 1, "requires authentication")
+        cp = self.run_files("put", "127.0.0.1:9004", src, "--token-file",
+                            os.path.join(self.tmp, "sockit-exec.token"))
         self.assertEqual(cp.returncode, 0, cp.stderr)
         self.assertEqual(os.path.getsize(os.path.join(self.tmp, "sockit-files", "demo.bin")), 4321)
         p.send_signal(15)
