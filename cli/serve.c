@@ -145,9 +145,16 @@ static void usage(FILE *out)
             "  --max-procs N             commands running at once (default 64)\n"
             "  --cwd DIR                 working directory of commands (default: the server's)\n"
             "  --pass-env NAME[,NAME...] pass these variables on (default: PATH, HOME, LANG only)\n"
-            "  --max-unauth N            connections still authenticating, at once (default 64)\n"
-            "  --handshake-timeout SEC   hello and authentication must finish in SEC (default 10)\n"
-            "files options (frames of the files protocol; --framing does not apply):\n"
+            "  --max-unauth N            connections still authenticating, at once (default 64);\n"
+            "                            when full, a newcomer evicts the oldest of the source\n"
+            "                            holding the most\n"
+            "  --max-unauth-per-source N of those, from one address (default 8; every Unix\n"
+            "                            peer is one source); the hello must come within 2 s\n"
+            "  --handshake-timeout SEC   hello and authentication must finish in SEC (default 10)\n",
+            svc_echo.summary, svc_upper.summary, svc_greet.summary, svc_chat.summary,
+            svc_exec.summary, svc_files.summary);
+    /* Two pieces: C11 promises string literals of 4095 bytes, no more. */
+    fputs("files options (frames of the files protocol; --framing does not apply):\n"
             "  --root DIR                the directory served (required; the demo set creates\n"
             "                            ./" FILES_DEMO_ROOT ")\n"
             "  --token-file FILE         as for exec; required unless every files address is\n"
@@ -156,10 +163,9 @@ static void usage(FILE *out)
             "  --max-file-size BYTES     largest upload (default: no limit but the disk's)\n"
             "  --partial-ttl SEC         remove unfinished uploads untouched that long\n"
             "                            (default 86400: a day)\n"
-            "  --max-unauth, --handshake-timeout   as for exec\n"
+            "  --max-unauth, --max-unauth-per-source, --handshake-timeout   as for exec\n"
             "  -h, --help                this help\n",
-            svc_echo.summary, svc_upper.summary, svc_greet.summary, svc_chat.summary,
-            svc_exec.summary, svc_files.summary);
+          out);
 }
 
 /* ------------------------------------------------------------ parsing */
@@ -270,6 +276,7 @@ static int prepare_files(serve_state *st)
     }
     cfg->files.token_file = cfg->exec.token_file;
     cfg->files.max_unauth = cfg->exec.max_unauth;
+    cfg->files.max_unauth_per_source = cfg->exec.max_unauth_per_source;
     cfg->files.handshake_ms = cfg->exec.handshake_ms;
     char err[400];
     if (st->demo_set && cfg->files.root == NULL) {
@@ -307,7 +314,7 @@ static int parse_args(serve_state *st, int argc, char **argv)
            O_MAXLINE, O_MAXMEM, O_DRAIN, O_MESSAGE, O_QUIET, O_LOGLEVEL, O_MAXQUEUE, O_MAXRATE,
            O_TOKEN, O_ALLOWSHELL, O_ALLOW, O_TIMEOUT, O_MAXOUTPUT, O_MAXPROCS, O_CWD, O_PASSENV,
            O_MAXUNAUTH, O_HANDSHAKE, O_ROOT, O_READONLY, O_MAXFILESIZE, O_PARTIALTTL, O_CERT,
-           O_KEY, O_STATS };
+           O_KEY, O_STATS, O_MAXUNAUTHSRC };
     static const struct option longopts[] = {
         {"framing", required_argument, NULL, O_FRAMING},
         {"max-conns", required_argument, NULL, O_MAXCONNS},
@@ -341,6 +348,7 @@ static int parse_args(serve_state *st, int argc, char **argv)
         {"cert", required_argument, NULL, O_CERT},
         {"key", required_argument, NULL, O_KEY},
         {"stats", required_argument, NULL, O_STATS},
+        {"max-unauth-per-source", required_argument, NULL, O_MAXUNAUTHSRC},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -390,6 +398,9 @@ static int parse_args(serve_state *st, int argc, char **argv)
         case O_CWD: cfg->exec.cwd = v; break;
         case O_PASSENV: cfg->exec.pass_env = v; break;
         case O_MAXUNAUTH: bad = cli_parse_uint(v, 1, 1000000, &cfg->exec.max_unauth); break;
+        case O_MAXUNAUTHSRC:
+            bad = cli_parse_uint(v, 1, 1000000, &cfg->exec.max_unauth_per_source);
+            break;
         case O_HANDSHAKE:
             bad = cli_parse_seconds(v, &cfg->exec.handshake_ms) < 0 || cfg->exec.handshake_ms == 0;
             cfg->handshake_set = true;
@@ -422,7 +433,7 @@ static int parse_args(serve_state *st, int argc, char **argv)
             cli_err("bad value \"%s\" for --%s", v, longopts[ch - O_FRAMING].name);
             return -1;
         }
-        if (ch == O_TOKEN || ch == O_MAXUNAUTH || ch == O_HANDSHAKE)
+        if (ch == O_TOKEN || ch == O_MAXUNAUTH || ch == O_HANDSHAKE || ch == O_MAXUNAUTHSRC)
             cfg->auth_only = longopts[ch - O_FRAMING].name;
         else if (ch >= O_TOKEN && ch <= O_HANDSHAKE)
             cfg->exec_only = longopts[ch - O_FRAMING].name;

@@ -53,7 +53,7 @@ struct exec_svc {
     size_t token_len;
     char **allow;   /* NULL-terminated, or NULL: any program */
     char **envp;    /* the commands' environment, NULL-terminated */
-    unsigned unauth; /* connections before AUTH_OK, at once */
+    proto_preauth pre; /* connections before AUTH_OK (proto.c) */
     unsigned procs;  /* commands not yet reaped */
     proto_penalties pen; /* failed authentications per address (proto.c) */
     uint8_t chunk[CHUNK]; /* scratch for pipe reads: one loop, one at a time */
@@ -76,7 +76,7 @@ typedef struct sess {
     const svc_ctx *ctx;
     sk_conn *conn;          /* NULL once the client has gone */
     enum state state;
-    bool counted_unauth;
+    proto_gate gate;        /* its pre-authentication slot and deadlines */
     uint8_t nonce_s[SK_AUTH_NONCE];
     sk_timer *timer;
     enum timer_kind tkind;
@@ -597,6 +597,7 @@ static void on_hello(sess *s, const uint8_t *data, size_t len)
     size_t n = proto_hello(hello, true, SERVICE, s->nonce_s);
     (void)sk_conn_send_msg(s->conn, hello, n);
     s->state = S_AUTH;
+    proto_gate_hello(&s->gate);
 }
 
 static void on_auth(sess *s, const uint8_t *data, size_t len)
@@ -639,8 +640,7 @@ static void on_auth(sess *s, const uint8_t *data, size_t len)
     OPENSSL_cleanse(ours, sizeof ours);
     (void)sk_conn_send_msg(s->conn, msg, sizeof msg);
     s->state = S_READY;
-    s->counted_unauth = false;
-    svc->unauth--;
+    proto_gate_close(&s->gate);
     sk_conn_set_deadline(s->conn, 0, NULL);
     sk_conn_set_max_msg(s->conn, 0); /* back to the listener's max (EXEC_MAX_FRAME) */
     if (!ctx->quiet)
@@ -671,18 +671,16 @@ static void exec_open(sk_conn *c)
     sk_conn_set_data(c, s);
     if (!ctx->quiet)
         sk_log(SK_LOG_INFO, "%s open %s", ctx->name, sk_conn_peer(c));
-    if (svc->unauth >= svc->o.max_unauth) {
-        sk_log(SK_LOG_WARN, "%s %s refused: %u connections waiting to authenticate "
-               "(--max-unauth)", ctx->name, sk_conn_peer(c), svc->unauth);
-        fail(s, PE_BUSY, -EBUSY, "too many connections waiting to authenticate; try later");
-        return;
+    int rc = proto_gate_open(&s->gate, &svc->pre, c, ctx->name, svc->o.handshake_ms);
+    if (rc == -EBUSY) {
+        sk_log(SK_LOG_WARN, "%s %s refused: %u connections from its address waiting to "
+               "authenticate (--max-unauth-per-source)", ctx->name, sk_conn_peer(c),
+               svc->o.max_unauth_per_source);
+        fail(s, PE_BUSY, -EBUSY, "too many connections from your address waiting to "
+             "authenticate; try later");
+    } else if (rc < 0) {
+        sk_conn_abort(c, rc);
     }
-    svc->unauth++;
-    s->counted_unauth = true;
-    /* Before authentication a stranger may send only small frames, and must
-     * finish the handshake in bounded time however it trickles bytes. */
-    sk_conn_set_max_msg(c, PROTO_PREAUTH_MAX);
-    sk_conn_set_deadline(c, svc->o.handshake_ms, "handshake timeout");
 }
 
 static void exec_message(sk_conn *c, const uint8_t *data, size_t len)
@@ -779,8 +777,7 @@ static void exec_close(sk_conn *c, int err)
                (unsigned long long)sk_conn_bytes_out(c), reason);
     if (s == NULL)
         return;
-    if (s->counted_unauth)
-        s->svc->unauth--;
+    proto_gate_close(&s->gate);
     s->conn = NULL;
     if (s->state == S_RUN && !s->exited) {
         /* Nobody is left to read the output: the command goes, whole group. */
@@ -871,6 +868,7 @@ void exec_opts_init(exec_opts *o)
     memset(o, 0, sizeof *o);
     o->max_procs = EXEC_DEFAULT_MAX_PROCS;
     o->max_unauth = EXEC_DEFAULT_MAX_UNAUTH;
+    o->max_unauth_per_source = PROTO_DEFAULT_UNAUTH_PER_SOURCE;
     o->handshake_ms = PROTO_HANDSHAKE_MS;
 }
 
@@ -1016,8 +1014,9 @@ int exec_svc_new(const exec_opts *o, exec_svc **out, char *err, size_t errlen)
         snprintf(err, errlen, "--allow-shell and --allow do not mix: a shell runs any program");
         return -1;
     }
-    if (o->max_procs == 0 || o->max_unauth == 0) {
-        snprintf(err, errlen, "--max-procs and --max-unauth must be at least 1");
+    if (o->max_procs == 0 || o->max_unauth == 0 || o->max_unauth_per_source == 0) {
+        snprintf(err, errlen, "--max-procs, --max-unauth and --max-unauth-per-source must be "
+                 "at least 1");
         return -1;
     }
     if (o->cwd) {
@@ -1034,6 +1033,10 @@ int exec_svc_new(const exec_opts *o, exec_svc **out, char *err, size_t errlen)
     }
     svc->o = *o;
     proto_penalties_init(&svc->pen);
+    if (proto_preauth_init(&svc->pre, o->max_unauth, o->max_unauth_per_source) < 0) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
     char why[300];
     if (sk_token_load(o->token_file, svc->token, sizeof svc->token, &svc->token_len, why,
                       sizeof why) < 0) {
@@ -1077,6 +1080,7 @@ void exec_svc_free(exec_svc *svc)
     free_list(svc->allow);
     free_list(svc->envp);
     proto_penalties_destroy(&svc->pen);
+    proto_preauth_destroy(&svc->pre);
     free(svc);
 }
 

@@ -30,6 +30,7 @@ typedef struct exec_opts {
     const char *cwd;         /* working directory of commands; NULL: the server's */
     const char *pass_env;    /* "NAME,NAME,...": variables passed on */
     unsigned max_unauth;     /* connections not yet authenticated, at once */
+    unsigned max_unauth_per_source; /* of those, from one source address */
     uint32_t handshake_ms;   /* hello + authentication deadline */
 } exec_opts;
 

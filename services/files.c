@@ -29,6 +29,7 @@ void files_opts_init(files_opts *o)
     memset(o, 0, sizeof *o);
     o->partial_ttl_s = FILES_DEFAULT_PARTIAL_TTL_S;
     o->max_unauth = FILES_DEFAULT_MAX_UNAUTH;
+    o->max_unauth_per_source = PROTO_DEFAULT_UNAUTH_PER_SOURCE;
     o->handshake_ms = PROTO_HANDSHAKE_MS;
 }
 
@@ -82,8 +83,8 @@ int files_check_opts(const files_opts *o, const sk_addr *const *addrs, int naddr
         snprintf(err, errlen, "--partial-ttl must be at least 1 second");
         return -1;
     }
-    if (o->max_unauth == 0) {
-        snprintf(err, errlen, "--max-unauth must be at least 1");
+    if (o->max_unauth == 0 || o->max_unauth_per_source == 0) {
+        snprintf(err, errlen, "--max-unauth and --max-unauth-per-source must be at least 1");
         return -1;
     }
     if (o->token_file != NULL) {
@@ -284,19 +285,16 @@ static void files_open_cb(sk_conn *c)
     sk_conn_set_data(c, s);
     if (!ctx->quiet)
         sk_log(SK_LOG_INFO, "%s open %s", ctx->name, peer(s));
-    unsigned before = atomic_fetch_add(&svc->unauth, 1);
-    s->counted_unauth = true;
-    if (before >= svc->o.max_unauth) {
-        sk_log(SK_LOG_WARN, "%s %s refused: %u connections in the handshake (--max-unauth)",
-               ctx->name, peer(s), before);
-        files_send_error(s, PE_BUSY, "too many connections waiting to authenticate; try later");
-        sk_conn_fail(c, -EBUSY, "too many connections in the handshake");
-        return;
+    int rc = proto_gate_open(&s->gate, &svc->pre, c, ctx->name, svc->o.handshake_ms);
+    if (rc == -EBUSY) {
+        sk_log(SK_LOG_WARN, "%s %s refused: %u connections from its address in the handshake "
+               "(--max-unauth-per-source)", ctx->name, peer(s), svc->o.max_unauth_per_source);
+        files_send_error(s, PE_BUSY, "too many connections from your address waiting to "
+                         "authenticate; try later");
+        sk_conn_fail(c, -EBUSY, "too many connections in the handshake from one address");
+    } else if (rc < 0) {
+        sk_conn_abort(c, rc);
     }
-    /* Before the handshake is over a stranger may send only small frames,
-     * and must finish in bounded time however it trickles its bytes. */
-    sk_conn_set_max_msg(c, PROTO_PREAUTH_MAX);
-    sk_conn_set_deadline(c, svc->o.handshake_ms, "handshake timeout");
 }
 
 static void files_message(sk_conn *c, const uint8_t *data, size_t len)
@@ -378,8 +376,7 @@ static void files_close_cb(sk_conn *c, int err)
     if (s == NULL)
         return;
     files_svc *svc = s->svc;
-    if (s->counted_unauth)
-        atomic_fetch_sub(&svc->unauth, 1);
+    proto_gate_close(&s->gate);
     pthread_mutex_lock(&svc->sess_mu);
     if (s->prev)
         s->prev->next = s->next;
@@ -428,6 +425,7 @@ static void svc_free(files_svc *svc)
     files_root_close(&svc->root);
     OPENSSL_cleanse(svc->token, sizeof svc->token);
     proto_penalties_destroy(&svc->pen);
+    proto_preauth_destroy(&svc->pre);
     pthread_mutex_destroy(&svc->sess_mu);
     free(svc);
 }
@@ -444,7 +442,10 @@ static int files_start(svc_ctx *ctx, sk_loop *loop, char *err, size_t errlen)
     svc->root.fd = -1;
     proto_penalties_init(&svc->pen);
     pthread_mutex_init(&svc->sess_mu, NULL);
-    atomic_init(&svc->unauth, 0);
+    if (proto_preauth_init(&svc->pre, svc->o.max_unauth, svc->o.max_unauth_per_source) < 0) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
     atomic_init(&svc->transfers, 0);
     /* A switch for tests and for systems where openat2 misbehaves: the
      * walk is then used even where openat2 would work. */

@@ -18,10 +18,7 @@
 static void handshake_done(fsess *s)
 {
     s->state = FS_READY;
-    if (s->counted_unauth) {
-        atomic_fetch_sub(&s->svc->unauth, 1);
-        s->counted_unauth = false;
-    }
+    proto_gate_close(&s->gate);
     sk_conn_set_deadline(s->conn, 0, NULL);
     sk_conn_set_max_msg(s->conn, 0);
 }
@@ -57,6 +54,7 @@ void files_on_hello(fsess *s, const uint8_t *msg, size_t len)
     size_t n = proto_hello(hello, true, FILES_SERVICE, s->nonce_s);
     (void)sk_conn_send_msg(s->conn, hello, n);
     s->state = FS_AUTH;
+    proto_gate_hello(&s->gate);
 }
 
 void files_on_auth(fsess *s, const uint8_t *msg, size_t len)

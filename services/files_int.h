@@ -62,7 +62,7 @@ typedef struct files_svc {
     bool auth;                 /* a token is configured */
     uint8_t token[SK_TOKEN_MAX];
     size_t token_len;
-    atomic_uint unauth;        /* connections in the handshake */
+    proto_preauth pre;         /* connections in the handshake (proto.c) */
     atomic_uint transfers;     /* PUTs and GETs in progress */
     proto_penalties pen;       /* failed authentications per address */
     files_sweeper *sweeper;
@@ -94,7 +94,7 @@ typedef struct fsess {
     const svc_ctx *ctx;
     sk_conn *conn;
     enum fs_state state;
-    bool counted_unauth;
+    proto_gate gate;    /* its pre-authentication slot and deadlines */
     bool close_after;   /* the client half-closed: close once this answer is sent */
     uint8_t nonce_s[SK_AUTH_NONCE];
     sk_timer *timer;

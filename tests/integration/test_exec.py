@@ -642,7 +642,9 @@ class PreAuth(ExecCase):
         srv.stop_checked(self)
 
     def test_max_unauth(self):
-        srv = self.exec_server("--max-unauth", "2")
+        # Two from one address: the per-source cap refuses a third (a full
+        # table of several sources would evict instead: test_preauth.py).
+        srv = self.exec_server("--max-unauth", "2", "--max-unauth-per-source", "2")
         idle = [self.connect(srv.addr) for _ in range(2)]
         for s in idle:
             s.sendall(frame(b"\x01SKIT\x01\x04exec"))
