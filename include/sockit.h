@@ -791,7 +791,11 @@ SK_API int sk_sock_close(int fd);
  * message layouts are the protocols' business (docs/PROTOCOL.md); these
  * functions are the cryptography they share. */
 
-#define SK_TOKEN_MIN 16   /* shortest acceptable token, in bytes */
+#define SK_TOKEN_MIN 32   /* shortest acceptable token, in bytes */
+/* Fewest different byte values an acceptable token has: 32 random bytes
+ * written as hex show about 14 of the 16 digits; "aaaa...", "abab..." or
+ * a short word repeated show a handful. */
+#define SK_TOKEN_MIN_DISTINCT 8
 #define SK_TOKEN_MAX 4096 /* longest token sk_token_load accepts */
 #define SK_AUTH_NONCE 32  /* bytes of each side's nonce */
 #define SK_AUTH_PROOF 32  /* bytes of a proof (an HMAC-SHA256) */
@@ -802,12 +806,29 @@ SK_API int sk_sock_close(int fd);
  * code. */
 SK_API int sk_random(void *buf, size_t len);
 
+/* Checks that a token can be a secret: at least SK_TOKEN_MIN bytes, at
+ * least SK_TOKEN_MIN_DISTINCT different byte values, and not one shorter
+ * pattern repeated ("0123456789abcdef" twice). Returns 0, or -EINVAL with
+ * the reason (a sentence fragment such as "is too short (20 bytes; at
+ * least 32)") in why. A heuristic: it refuses what a person types, and
+ * never what sk_token_create writes. */
+SK_API int sk_token_check(const void *token, size_t len, char *why, size_t whylen);
+
+/* Creates a token file at path: 32 bytes from sk_random written as 64
+ * lowercase hex digits and a newline (the token is those 64 characters),
+ * mode 0600, created with O_EXCL|O_NOFOLLOW|O_CLOEXEC: an existing file or
+ * link is never replaced. Returns 0, -EEXIST if path exists, or another
+ * negative code, with a sentence in err; on failure nothing is left. */
+SK_API int sk_token_create(const char *path, char *err, size_t errlen);
+
 /* Reads a token file into out (capacity cap; SK_TOKEN_MAX is always
  * enough) and sets *len. The token is the file's bytes, less one trailing
  * "\n" (or "\r\n"). Refuses, with -EPERM and a sentence in err: a file
  * readable or writable by group or others (chmod 600 fixes it), a symbolic
- * link, or anything but a regular file; with -EINVAL: a token shorter than
- * SK_TOKEN_MIN bytes; with -EFBIG: one longer than cap or SK_TOKEN_MAX.
+ * link, or anything but a regular file; with -EINVAL: a token that
+ * sk_token_check refuses (too short or of low variety; err then ends with
+ * "(run: sockit token FILE)"); with -EFBIG: one longer than cap or
+ * SK_TOKEN_MAX.
  * The checks are made on the opened descriptor, so the file cannot be
  * swapped between check and read. On failure out is left untouched. */
 SK_API int sk_token_load(const char *path, uint8_t *out, size_t cap, size_t *len, char *err,

@@ -1007,7 +1007,7 @@ int exec_svc_new(const exec_opts *o, exec_svc **out, char *err, size_t errlen)
 {
     if (o->token_file == NULL) {
         snprintf(err, errlen, "exec needs --token-file FILE (a secret of at least %d bytes, "
-                 "mode 600)", SK_TOKEN_MIN);
+                 "mode 600; make one with: sockit token FILE)", SK_TOKEN_MIN);
         return -1;
     }
     if (o->allow_shell && o->allow) {
@@ -1086,40 +1086,9 @@ void exec_svc_free(exec_svc *svc)
 
 int exec_demo_token(const char *path, char *err, size_t errlen)
 {
-    uint8_t raw[32];
-    char text[sizeof raw * 2 + 2];
-    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-    if (fd < 0) {
-        if (errno == EEXIST)
-            return 0;
-        snprintf(err, errlen, "cannot create the exec token file %s: %s", path, strerror(errno));
-        return -1;
-    }
-    int rc = sk_random(raw, sizeof raw);
-    if (rc == 0) {
-        for (size_t i = 0; i < sizeof raw; i++)
-            snprintf(text + 2 * i, 3, "%02x", raw[i]);
-        text[sizeof raw * 2] = '\n';
-        size_t len = sizeof raw * 2 + 1, off = 0;
-        while (off < len) {
-            ssize_t n = write(fd, text + off, len - off);
-            if (n < 0 && errno == EINTR)
-                continue;
-            if (n <= 0) {
-                rc = -errno;
-                break;
-            }
-            off += (size_t)n;
-        }
-    }
-    OPENSSL_cleanse(raw, sizeof raw);
-    OPENSSL_cleanse(text, sizeof text);
-    if (close(fd) < 0 && rc == 0)
-        rc = -errno;
-    if (rc < 0) {
-        unlink(path);
-        snprintf(err, errlen, "cannot write the exec token file %s: %s", path, sk_strerror(rc));
-        return -1;
-    }
-    return 1;
+    /* Exactly what `sockit token` writes. */
+    int rc = sk_token_create(path, err, errlen);
+    if (rc == -EEXIST)
+        return 0;
+    return rc < 0 ? -1 : 1;
 }

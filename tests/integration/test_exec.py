@@ -285,7 +285,7 @@ class Authentication(ExecCase):
         # A client refuses a token file others can read, before connecting.
         loose = self.write_token(self.token, "loose", 0o644)
         cp = self.run_exec(srv, "--", "true", token_file=loose)
-        self.assertEqual(cp.returncode, 255)
+        self.assertEqual(cp.returncode, 2)  # a usage error, as for the server
         self.assertIn(b"chmod 600", cp.stderr)
         # The right token still works.
         self.assertEqual(self.run_exec(srv, "--", "touch", "marker").returncode, 0)
