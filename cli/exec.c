@@ -263,11 +263,20 @@ static int handshake(int fd, const exec_cfg *cfg, const uint8_t *token, size_t t
         cli_err("cannot draw a random nonce: %s", sk_strerror(rc));
         return -1;
     }
-    uint8_t auth[PROTO_AUTH_LEN], want[SK_AUTH_PROOF];
+    uint8_t auth[PROTO_AUTH_LEN], want[SK_AUTH_PROOF], cb[SK_AUTH_BINDING];
+    bool bound;
+    if (proto_binding_sock(fd, cb, &bound) < 0) {
+        cli_err("%s: TLS without the extended master secret: authentication cannot be bound "
+                "to it", addr);
+        return -1;
+    }
+    const uint8_t *binding = bound ? cb : NULL;
     auth[0] = PT_AUTH;
     memcpy(auth + 1, nonce_c, SK_AUTH_NONCE);
-    if (sk_auth_proof(token, token_len, "client", "exec", nonce_s, nonce_c, auth + 1 + SK_AUTH_NONCE) < 0 ||
-        sk_auth_proof(token, token_len, "server", "exec", nonce_s, nonce_c, want) < 0) {
+    if (sk_auth_proof_bound(token, token_len, "client", "exec", nonce_s, nonce_c, binding,
+                            auth + 1 + SK_AUTH_NONCE) < 0 ||
+        sk_auth_proof_bound(token, token_len, "server", "exec", nonce_s, nonce_c, binding,
+                            want) < 0) {
         cli_err("cannot compute the authentication proof");
         return -1;
     }

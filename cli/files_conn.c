@@ -414,9 +414,18 @@ static int handshake(fconn *c, const files_cli *o, const uint8_t *token, size_t 
         return -1;
     }
     memcpy(auth_msg, nonce_c, SK_AUTH_NONCE);
-    if (sk_auth_proof(token, token_len, "client", FILES_SERVICE, nonce_s, nonce_c,
-                      auth_msg + SK_AUTH_NONCE) < 0 ||
-        sk_auth_proof(token, token_len, "server", FILES_SERVICE, nonce_s, nonce_c, want) < 0) {
+    uint8_t cb[SK_AUTH_BINDING];
+    bool bound;
+    if (proto_binding_sock(c->fd, cb, &bound) < 0) {
+        cli_err("%s: TLS without the extended master secret: authentication cannot be bound "
+                "to it", c->addr);
+        return -1;
+    }
+    const uint8_t *binding = bound ? cb : NULL;
+    if (sk_auth_proof_bound(token, token_len, "client", FILES_SERVICE, nonce_s, nonce_c, binding,
+                            auth_msg + SK_AUTH_NONCE) < 0 ||
+        sk_auth_proof_bound(token, token_len, "server", FILES_SERVICE, nonce_s, nonce_c, binding,
+                            want) < 0) {
         cli_err("cannot compute the authentication proof");
         return -1;
     }

@@ -773,6 +773,20 @@ SK_API int sk_sock_wants(int fd, int dflt);
 SK_API int sk_sock_pending(int fd);
 /* 1 if fd carries a TLS session (from sk_tls_dial). */
 SK_API int sk_sock_is_tls(int fd);
+
+/* Channel binding (RFC 9266 "tls-exporter"): writes len bytes of keying
+ * material exported from the TLS session under label (SK_TLS_EXPORTER_LABEL
+ * for RFC 9266's binding) with an empty context. Both ends of one TLS
+ * connection get the same bytes, no other connection (a relay's second
+ * one included) does; TLS 1.3 gives fresh ones per connection, resumed or
+ * not. Returns 0; -ENOPROTOOPT for a connection or descriptor without TLS;
+ * -ENOTSUP for TLS 1.2 without the extended master secret (RFC 7627; the
+ * binding would not be unique); -EINVAL for an empty label or len 0; -EIO
+ * if OpenSSL fails. Call once the handshake is over (on_open onwards;
+ * after sk_tls_dial). */
+#define SK_TLS_EXPORTER_LABEL "EXPORTER-Channel-Binding"
+SK_API int sk_sock_tls_exporter(int fd, const char *label, uint8_t *out, size_t len);
+SK_API int sk_conn_tls_exporter(const sk_conn *c, const char *label, uint8_t *out, size_t len);
 /* Writes "TLSv1.3 TLS_AES_256_GCM_SHA384[, resumed]" for a TLS descriptor.
  * Returns 0, or -EINVAL (buf empty) for a plain one. */
 SK_API int sk_sock_describe(int fd, char *buf, size_t buflen);
@@ -800,6 +814,7 @@ SK_API int sk_sock_close(int fd);
 #define SK_AUTH_NONCE 32  /* bytes of each side's nonce */
 #define SK_AUTH_PROOF 32  /* bytes of a proof (an HMAC-SHA256) */
 #define SK_AUTH_SERVICE_MAX 32 /* longest service name a proof may bind */
+#define SK_AUTH_BINDING 32 /* bytes of TLS channel binding a proof may cover */
 
 /* Fills buf with len bytes from the kernel's CSPRNG (getrandom), waiting
  * only if the pool is not yet initialised at boot. Returns 0 or a negative
@@ -847,6 +862,18 @@ SK_API int sk_token_load(const char *path, uint8_t *out, size_t cap, size_t *len
 SK_API int sk_auth_proof(const uint8_t *token, size_t token_len, const char *role,
                          const char *service, const uint8_t nonce_s[SK_AUTH_NONCE],
                          const uint8_t nonce_c[SK_AUTH_NONCE], uint8_t out[SK_AUTH_PROOF]);
+
+/* The same proof bound to a TLS connection: binding (NULL: none, exactly
+ * sk_auth_proof) is the SK_AUTH_BINDING bytes of sk_conn_tls_exporter /
+ * sk_sock_tls_exporter with SK_TLS_EXPORTER_LABEL, appended to the message:
+ *   HMAC-SHA256(key = token, "sockit-auth-v1" 0x00 role 0x00 service 0x00
+ *               nonce_s nonce_c binding)
+ * A proof made on one TLS connection is then refused on any other, so a
+ * relay that terminates TLS on both sides cannot pass it on. */
+SK_API int sk_auth_proof_bound(const uint8_t *token, size_t token_len, const char *role,
+                               const char *service, const uint8_t nonce_s[SK_AUTH_NONCE],
+                               const uint8_t nonce_c[SK_AUTH_NONCE], const uint8_t *binding,
+                               uint8_t out[SK_AUTH_PROOF]);
 
 /* Compares two secrets in time that depends only on len, never on where
  * they differ (CRYPTO_memcmp). Returns 1 if equal, 0 if not. */

@@ -608,11 +608,18 @@ static void on_auth(sess *s, const uint8_t *data, size_t len)
         return;
     }
     const uint8_t *nonce_c = data + 1, *proof = data + 1 + SK_AUTH_NONCE;
-    uint8_t want[SK_AUTH_PROOF], ours[SK_AUTH_PROOF];
-    if (sk_auth_proof(svc->token, svc->token_len, "client", SERVICE, s->nonce_s, nonce_c,
-                      want) < 0 ||
-        sk_auth_proof(svc->token, svc->token_len, "server", SERVICE, s->nonce_s, nonce_c,
-                      ours) < 0) {
+    uint8_t want[SK_AUTH_PROOF], ours[SK_AUTH_PROOF], cb[SK_AUTH_BINDING];
+    bool bound;
+    if (proto_binding_conn(s->conn, cb, &bound) < 0) {
+        fail(s, PE_AUTH, -EACCES, "TLS without the extended master secret: authentication "
+             "cannot be bound to it");
+        return;
+    }
+    const uint8_t *binding = bound ? cb : NULL;
+    if (sk_auth_proof_bound(svc->token, svc->token_len, "client", SERVICE, s->nonce_s, nonce_c,
+                            binding, want) < 0 ||
+        sk_auth_proof_bound(svc->token, svc->token_len, "server", SERVICE, s->nonce_s, nonce_c,
+                            binding, ours) < 0) {
         fail(s, PE_PROTOCOL, -EIO, "server cannot compute proofs");
         return;
     }

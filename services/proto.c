@@ -428,3 +428,23 @@ void proto_gate_close(proto_gate *g)
     sk_async_free(g->evict);
     g->evict = NULL;
 }
+
+/* ------------------------------------------------------------ channel binding */
+
+static int binding_result(int rc, bool *bound)
+{
+    *bound = rc == 0;
+    return rc == -ENOPROTOOPT ? 0 : rc;
+}
+
+int proto_binding_conn(const sk_conn *c, uint8_t binding[SK_AUTH_BINDING], bool *bound)
+{
+    return binding_result(sk_conn_tls_exporter(c, SK_TLS_EXPORTER_LABEL, binding,
+                                                SK_AUTH_BINDING), bound);
+}
+
+int proto_binding_sock(int fd, uint8_t binding[SK_AUTH_BINDING], bool *bound)
+{
+    return binding_result(sk_sock_tls_exporter(fd, SK_TLS_EXPORTER_LABEL, binding,
+                                                SK_AUTH_BINDING), bound);
+}

@@ -217,6 +217,16 @@ void proto_gate_hello(proto_gate *g);
  * the slot back. Safe to call more than once. */
 void proto_gate_close(proto_gate *g);
 
+/* ---- channel binding ----
+ * Over TLS both proofs cover the connection's RFC 9266 tls-exporter value
+ * (sk_auth_proof_bound); over plain TCP and Unix sockets they do not. Fills
+ * binding and sets *bound = true for a TLS connection, *bound = false for
+ * a plain one; returns 0, or -ENOTSUP (TLS 1.2 without the extended master
+ * secret: no binding can be trusted, so the handshake must fail) or -EIO.
+ * The server asks of its connection, a client of its descriptor. */
+int proto_binding_conn(const sk_conn *c, uint8_t binding[SK_AUTH_BINDING], bool *bound);
+int proto_binding_sock(int fd, uint8_t binding[SK_AUTH_BINDING], bool *bound);
+
 /* ---- files (services/files*.c, cli/files*.c): a hello without a nonce ----
  * A files server without a token (allowed on loopback and Unix sockets
  * only) does not authenticate: its HELLO_S carries no nonce, and requests

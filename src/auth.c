@@ -212,14 +212,24 @@ int sk_auth_proof(const uint8_t *token, size_t token_len, const char *role,
                   const char *service, const uint8_t nonce_s[SK_AUTH_NONCE],
                   const uint8_t nonce_c[SK_AUTH_NONCE], uint8_t out[SK_AUTH_PROOF])
 {
+    return sk_auth_proof_bound(token, token_len, role, service, nonce_s, nonce_c, NULL, out);
+}
+
+int sk_auth_proof_bound(const uint8_t *token, size_t token_len, const char *role,
+                        const char *service, const uint8_t nonce_s[SK_AUTH_NONCE],
+                        const uint8_t nonce_c[SK_AUTH_NONCE], const uint8_t *binding,
+                        uint8_t out[SK_AUTH_PROOF])
+{
     if (strcmp(role, "client") != 0 && strcmp(role, "server") != 0)
         return -EINVAL;
     size_t slen = strlen(service);
     if (slen == 0 || slen > SK_AUTH_SERVICE_MAX)
         return -EINVAL;
-    /* label NUL role NUL service NUL nonce_s nonce_c: the NULs keep the
-     * fields apart, so no two (role, service) pairs give the same bytes. */
-    uint8_t msg[sizeof AUTH_LABEL + 7 + SK_AUTH_SERVICE_MAX + 1 + 2 * SK_AUTH_NONCE];
+    /* label NUL role NUL service NUL nonce_s nonce_c [binding]: the NULs
+     * keep the fields apart, so no two (role, service) pairs give the same
+     * bytes; the fixed-size binding last, over TLS only. */
+    uint8_t msg[sizeof AUTH_LABEL + 7 + SK_AUTH_SERVICE_MAX + 1 + 2 * SK_AUTH_NONCE +
+                SK_AUTH_BINDING];
     size_t n = 0;
     memcpy(msg, AUTH_LABEL, sizeof AUTH_LABEL); /* with its NUL */
     n += sizeof AUTH_LABEL;
@@ -232,6 +242,10 @@ int sk_auth_proof(const uint8_t *token, size_t token_len, const char *role,
     n += SK_AUTH_NONCE;
     memcpy(msg + n, nonce_c, SK_AUTH_NONCE);
     n += SK_AUTH_NONCE;
+    if (binding != NULL) {
+        memcpy(msg + n, binding, SK_AUTH_BINDING);
+        n += SK_AUTH_BINDING;
+    }
     unsigned int mdlen = 0;
     /* An empty key is legal for HMAC; OpenSSL wants a non-NULL pointer. */
     static const uint8_t none[1];

@@ -190,6 +190,38 @@ Test(auth, proof_matches_independent_hmac)
     cr_assert(memcmp(out, server, sizeof out) == 0, "server proof differs from HMAC-SHA256");
 }
 
+/* Expected values from Python, the binding (here bytes(range(64, 96)))
+ * appended to the message of proof_matches_independent_hmac:
+ *   hmac.new(b"0123456789abcdef", b"sockit-auth-v1\0" + role + b"\0exec\0"
+ *            + bytes(range(32)) + bytes(range(32, 64)) + bytes(range(64, 96)),
+ *            hashlib.sha256) */
+Test(auth, bound_proof_matches_independent_hmac)
+{
+    static const uint8_t client[SK_AUTH_PROOF] = {
+        0xa5, 0xc1, 0xcd, 0x08, 0xba, 0x64, 0xd7, 0x61, 0x09, 0x3f, 0x99, 0x0b, 0xc7, 0x53, 0x6b, 0xbb,
+        0x0e, 0x15, 0xae, 0xf1, 0xe5, 0x8b, 0x23, 0xb2, 0x4c, 0xe5, 0xc6, 0x8e, 0x1c, 0x83, 0x63, 0x4f};
+    static const uint8_t server[SK_AUTH_PROOF] = {
+        0xf3, 0xaa, 0x46, 0xc8, 0x62, 0x86, 0x79, 0x29, 0xc8, 0x72, 0x6f, 0xb0, 0x04, 0x7a, 0xb1, 0x3b,
+        0x65, 0xbc, 0xed, 0x1d, 0x88, 0xb1, 0x1d, 0x7e, 0xa4, 0xca, 0x40, 0x4d, 0x98, 0xb7, 0x2a, 0xa4};
+    uint8_t ns[SK_AUTH_NONCE], nc[SK_AUTH_NONCE], cb[SK_AUTH_BINDING], out[SK_AUTH_PROOF];
+    uint8_t plain[SK_AUTH_PROOF];
+    vec_nonces(ns, nc);
+    for (int i = 0; i < SK_AUTH_BINDING; i++)
+        cb[i] = (uint8_t)(64 + i);
+    cr_assert_eq(sk_auth_proof_bound(vec_token, 16, "client", "exec", ns, nc, cb, out), 0);
+    cr_assert(memcmp(out, client, sizeof out) == 0, "bound client proof differs");
+    cr_assert_eq(sk_auth_proof_bound(vec_token, 16, "server", "exec", ns, nc, cb, out), 0);
+    cr_assert(memcmp(out, server, sizeof out) == 0, "bound server proof differs");
+    /* No binding: exactly the unbound proof (plain TCP is unchanged). */
+    cr_assert_eq(sk_auth_proof_bound(vec_token, 16, "client", "exec", ns, nc, NULL, out), 0);
+    cr_assert_eq(sk_auth_proof(vec_token, 16, "client", "exec", ns, nc, plain), 0);
+    cr_assert(memcmp(out, plain, sizeof out) == 0);
+    /* Another connection's binding: another proof. */
+    cb[0] ^= 1;
+    cr_assert_eq(sk_auth_proof_bound(vec_token, 16, "client", "exec", ns, nc, cb, out), 0);
+    cr_assert(memcmp(out, client, sizeof out) != 0);
+}
+
 Test(auth, proof_binds_every_input)
 {
     uint8_t ns[SK_AUTH_NONCE], nc[SK_AUTH_NONCE], base[SK_AUTH_PROOF], other[SK_AUTH_PROOF];
