@@ -136,7 +136,7 @@ static void usage(FILE *out)
             "  --max-rate N              lines per second per member, beyond which lines are\n"
             "                            refused with a notice (default 0: unlimited)\n"
             "exec options (frames of the exec protocol; --framing does not apply):\n"
-            "  --token-file FILE         the shared secret, mode 600, at least 16 bytes (required;\n"
+            "  --token-file FILE         the shared secret, mode 600, at least 32 bytes (required;\n"
             "                            the demo set creates ./" DEMO_TOKEN ")\n"
             "  --allow CMD[,CMD...]      only these programs may run (exact argv[0])\n"
             "  --allow-shell             clients may run 'sockit exec --sh STRING' (/bin/sh -c)\n"
