@@ -148,7 +148,7 @@ static void usage(FILE *out)
             "  --max-unauth N            connections still authenticating, at once (default 64);\n"
             "                            when full, a newcomer evicts the oldest of the source\n"
             "                            holding the most\n"
-            "  --max-unauth-per-source N of those, from one address (default 8; every Unix\n"
+            "  --max-unauth-per-source N of those, from one address (default 32; every Unix\n"
             "                            peer is one source); the hello must come within 2 s\n"
             "  --handshake-timeout SEC   hello and authentication must finish in SEC (default 10)\n",
             svc_echo.summary, svc_upper.summary, svc_greet.summary, svc_chat.summary,

@@ -28,8 +28,12 @@
  * holding a pre-authentication slot for the whole handshake deadline. */
 #define PROTO_HELLO_MS 2000u
 /* Connections before authentication from one source address, at once, by
- * default (--max-unauth-per-source): a real client needs one or a few. */
-#define PROTO_DEFAULT_UNAUTH_PER_SOURCE 8u
+ * default (--max-unauth-per-source): half the default table. One client
+ * needs one, but a host may run dozens at once (xargs -P, a build farm
+ * behind one address), and each holds a slot for the milliseconds its
+ * handshake takes; so one address never holds every slot, and another
+ * address always finds room (eviction takes the rest). */
+#define PROTO_DEFAULT_UNAUTH_PER_SOURCE 32u
 /* type, magic, version, name length, name, nonce */
 #define PROTO_HELLO_MAX (1 + PROTO_MAGIC_LEN + 1 + 1 + SK_AUTH_SERVICE_MAX + SK_AUTH_NONCE)
 /* type, client nonce, client proof */
