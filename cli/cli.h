@@ -58,6 +58,7 @@ void cli_tls_free(cli_tls *t);
 
 int cmd_serve(int argc, char **argv);
 int cmd_cert(int argc, char **argv);
+int cmd_token(int argc, char **argv);
 int cmd_connect(int argc, char **argv);
 int cmd_chat(int argc, char **argv);
 int cmd_bench(int argc, char **argv);

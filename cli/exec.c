@@ -61,16 +61,19 @@ static void usage(FILE *out)
             "Runs CMD with its arguments, exactly as given (no shell), on a `sockit serve exec`\n"
             "server. Its stdout and stderr come back to ours byte for byte; our stdin goes to it\n"
             "until it ends.\n"
-            "  --token-file FILE  the shared secret (the server's token file; mode 600)\n"
+            "  --token-file FILE  the shared secret (the server's token file; mode 600;\n"
+            "                     make one with: sockit token FILE)\n"
             "  --timeout SEC      stop the command after SEC (exit 124); also bounds connecting\n"
             "                     and authenticating (default 10 s)\n"
             "  -n, --no-stdin     give the command no input (it reads end-of-file at once)\n"
             "  --sh 'STRING'      run STRING with /bin/sh -c (the server needs --allow-shell)\n"
             CLI_TLS_USAGE
-            "Over tls:// the token authentication runs inside TLS all the same.\n"
+            "Over tls:// the token authentication runs inside TLS and is bound to that TLS\n"
+            "connection, so a relay cannot use it even with --insecure.\n"
             "Exit codes: the command's own; 128+N if a signal N killed it; 124 timed out;\n"
             "126 not allowed by the server; 127 could not run; 255 connection, authentication\n"
-            "or protocol failure (one line on stderr says which); 2 usage.\n");
+            "or protocol failure (one line on stderr says which); 2 usage (a missing,\n"
+            "non-private, short or weak token file included).\n");
 }
 
 static uint64_t now_ms(void)
@@ -214,14 +217,17 @@ static ssize_t recv_handshake(int fd, uint8_t *buf, size_t cap, uint64_t deadlin
     return -1;
 }
 
-/* Prints a server ERROR message (type byte PT_ERROR); returns its code. */
-static int print_server_error(const char *addr, const uint8_t *msg, size_t len)
+/* Prints a server ERROR message (type byte PT_ERROR) on one line, with a
+ * hint about the token file if it says authentication failed and authing
+ * is set; returns its code. */
+static int print_server_error(const char *addr, const uint8_t *msg, size_t len, bool authing)
 {
     exec_reply r;
     char why[128];
     if (exec_parse_reply(msg, len, &r, why, sizeof why) < 0 || r.kind != EXEC_REPLY_ERROR)
         return 0;
-    cli_err("%s: %s", addr, r.text[0] ? r.text : proto_error_name(r.code));
+    cli_err("%s: %s%s", addr, r.text[0] ? r.text : proto_error_name(r.code),
+            authing && r.code == PE_AUTH ? " (is --token-file the server's token?)" : "");
     return r.code;
 }
 
@@ -241,7 +247,7 @@ static int handshake(int fd, const exec_cfg *cfg, const uint8_t *token, size_t t
     if (m < 0)
         return -1;
     if (buf[0] == PT_ERROR) {
-        print_server_error(addr, buf, (size_t)m);
+        print_server_error(addr, buf, (size_t)m, false);
         return -1;
     }
     char service[SK_AUTH_SERVICE_MAX + 1], why[PROTO_ERROR_TEXT_MAX];
@@ -257,11 +263,20 @@ static int handshake(int fd, const exec_cfg *cfg, const uint8_t *token, size_t t
         cli_err("cannot draw a random nonce: %s", sk_strerror(rc));
         return -1;
     }
-    uint8_t auth[PROTO_AUTH_LEN], want[SK_AUTH_PROOF];
+    uint8_t auth[PROTO_AUTH_LEN], want[SK_AUTH_PROOF], cb[SK_AUTH_BINDING];
+    bool bound;
+    if (proto_binding_sock(fd, cb, &bound) < 0) {
+        cli_err("%s: TLS without the extended master secret: authentication cannot be bound "
+                "to it", addr);
+        return -1;
+    }
+    const uint8_t *binding = bound ? cb : NULL;
     auth[0] = PT_AUTH;
     memcpy(auth + 1, nonce_c, SK_AUTH_NONCE);
-    if (sk_auth_proof(token, token_len, "client", "exec", nonce_s, nonce_c, auth + 1 + SK_AUTH_NONCE) < 0 ||
-        sk_auth_proof(token, token_len, "server", "exec", nonce_s, nonce_c, want) < 0) {
+    if (sk_auth_proof_bound(token, token_len, "client", "exec", nonce_s, nonce_c, binding,
+                            auth + 1 + SK_AUTH_NONCE) < 0 ||
+        sk_auth_proof_bound(token, token_len, "server", "exec", nonce_s, nonce_c, binding,
+                            want) < 0) {
         cli_err("cannot compute the authentication proof");
         return -1;
     }
@@ -278,8 +293,7 @@ static int handshake(int fd, const exec_cfg *cfg, const uint8_t *token, size_t t
     if (m < 0)
         return -1;
     if (buf[0] == PT_ERROR) {
-        if (print_server_error(addr, buf, (size_t)m) == PE_AUTH)
-            cli_err("(is --token-file the server's token?)");
+        print_server_error(addr, buf, (size_t)m, true);
         return -1;
     }
     int ok = buf[0] == PT_AUTH_OK && m == PROTO_AUTH_OK_LEN &&
@@ -543,9 +557,12 @@ int cmd_exec(int argc, char **argv)
         return X_SOCKIT;
     uint8_t token[SK_TOKEN_MAX];
     size_t token_len = 0;
-    if (sk_token_load(cfg.token_file, token, sizeof token, &token_len, err, sizeof err) < 0) {
-        cli_err("%s", err);
-        return X_SOCKIT;
+    char terr[400];
+    if (sk_token_load(cfg.token_file, token, sizeof token, &token_len, terr, sizeof terr) < 0) {
+        /* A usage error, as the server says for the same file (exit 2). */
+        cli_err("%s", terr);
+        cli_tls_free(&cfg.tls);
+        return EXIT_USAGE;
     }
     uint32_t limit = cfg.timeout_ms ? cfg.timeout_ms : DEFAULT_TIMEOUT_MS;
     uint64_t deadline = now_ms() + limit;

@@ -46,6 +46,7 @@ typedef struct fconn {
     int timeout_ms;
     uint8_t *in; /* bytes received and not yet consumed */
     size_t in_off, in_len, in_cap;
+    bool auth_hint; /* authenticating: an ERROR 03 also asks about --token-file */
 } fconn;
 
 /* Connects and runs the handshake (hello; authentication when the server

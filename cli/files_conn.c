@@ -120,6 +120,20 @@ int files_cli_parse(files_cli *o, int argc, char **argv, int min_args, int max_a
                 o->addr_text);
         return -1;
     }
+    /* A missing, public or weak token file is a usage error, as it is for
+     * the server (exit 2), found before anything is dialled; fc_open reads
+     * it again when it connects. */
+    if (o->token_file != NULL) {
+        uint8_t token[SK_TOKEN_MAX];
+        size_t token_len = 0;
+        char why[400];
+        int rc = sk_token_load(o->token_file, token, sizeof token, &token_len, why, sizeof why);
+        OPENSSL_cleanse(token, sizeof token);
+        if (rc < 0) {
+            cli_err("%s", why);
+            return -1;
+        }
+    }
     if (cli_tls_prepare(&o->tls, &o->addr) != 0)
         return -1;
     /* One context for the whole command (a resumed transfer reconnects and
@@ -265,7 +279,9 @@ int fc_print_error(const fconn *c, const uint8_t *body, size_t len)
         text[i] = (ch >= 0x20 && ch < 0x7f) ? ch : '?';
     }
     text[tlen] = '\0';
-    cli_err("%s: %s", c->addr, tlen ? text : files_error_name(code));
+    /* A wrong token: the hint goes on the same line (one line per error). */
+    cli_err("%s: %s%s", c->addr, tlen ? text : files_error_name(code),
+            c->auth_hint && code == PE_AUTH ? " (is --token-file the server's token?)" : "");
     return code;
 }
 
@@ -398,9 +414,18 @@ static int handshake(fconn *c, const files_cli *o, const uint8_t *token, size_t 
         return -1;
     }
     memcpy(auth_msg, nonce_c, SK_AUTH_NONCE);
-    if (sk_auth_proof(token, token_len, "client", FILES_SERVICE, nonce_s, nonce_c,
-                      auth_msg + SK_AUTH_NONCE) < 0 ||
-        sk_auth_proof(token, token_len, "server", FILES_SERVICE, nonce_s, nonce_c, want) < 0) {
+    uint8_t cb[SK_AUTH_BINDING];
+    bool bound;
+    if (proto_binding_sock(c->fd, cb, &bound) < 0) {
+        cli_err("%s: TLS without the extended master secret: authentication cannot be bound "
+                "to it", c->addr);
+        return -1;
+    }
+    const uint8_t *binding = bound ? cb : NULL;
+    if (sk_auth_proof_bound(token, token_len, "client", FILES_SERVICE, nonce_s, nonce_c, binding,
+                            auth_msg + SK_AUTH_NONCE) < 0 ||
+        sk_auth_proof_bound(token, token_len, "server", FILES_SERVICE, nonce_s, nonce_c, binding,
+                            want) < 0) {
         cli_err("cannot compute the authentication proof");
         return -1;
     }
@@ -409,10 +434,10 @@ static int handshake(fconn *c, const files_cli *o, const uint8_t *token, size_t 
     if (rc < 0)
         return -1;
     /* A wrong token is answered after a delay of a second or more. */
+    c->auth_hint = true;
     rc = fc_msg(c, &type, buf, sizeof buf, &len, &code, "authentication");
+    c->auth_hint = false;
     if (rc == -2) {
-        if (code == PE_AUTH)
-            cli_err("(is --token-file the server's token?)");
         OPENSSL_cleanse(want, sizeof want);
         return -1;
     }

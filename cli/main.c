@@ -19,6 +19,7 @@ static void usage(FILE *out)
             "  ls ADDR [DIR] [--json]       list a directory of a sockit files server\n"
             "  bench ADDR                   load a server and measure it, verifying every reply\n"
             "  cert NAME [--days N]         write NAME.key and a self-signed NAME.crt for tls://\n"
+            "  token FILE                   write a new random token (mode 600) for --token-file\n"
             "  version                      print the version\n"
             "\n"
             "ADDR: HOST:PORT, tcp://HOST:PORT, [IPv6]:PORT, udp://HOST:PORT, unix:PATH, unix:@NAME,\n"
@@ -63,6 +64,8 @@ int main(int argc, char **argv)
         return cmd_ls(argc - 1, argv + 1);
     if (strcmp(cmd, "cert") == 0)
         return cmd_cert(argc - 1, argv + 1);
+    if (strcmp(cmd, "token") == 0)
+        return cmd_token(argc - 1, argv + 1);
     cli_err("unknown command \"%s\" (try: sockit --help)", cmd);
     return EXIT_USAGE;
 }

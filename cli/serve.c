@@ -177,7 +177,7 @@ static void usage(FILE *out)
             "  --max-rate N              lines per second per member (default 20; 0: unlimited);\n"
             "                            more are refused with a notice, the sender paused\n"
             "exec options (frames of the exec protocol; --framing does not apply):\n"
-            "  --token-file FILE         the shared secret, mode 600, at least 16 bytes (required;\n"
+            "  --token-file FILE         the shared secret, mode 600, at least 32 bytes (required;\n"
             "                            the demo set creates ./" DEMO_TOKEN ")\n"
             "  --allow-cmd CMD[,CMD...]  only these programs may run (exact argv[0]). It checks\n"
             "                            the program only, not its arguments: env, find, xargs,\n"
@@ -189,7 +189,11 @@ static void usage(FILE *out)
             "                            (default 64)\n"
             "  --cwd DIR                 working directory of commands (default: the server's)\n"
             "  --pass-env NAME[,NAME...] pass these variables on (default: PATH, HOME, LANG only)\n"
-            "  --max-unauth N            connections still authenticating, at once (default 64)\n"
+            "  --max-unauth N            connections still authenticating, at once (default 64);\n"
+            "                            when full, a newcomer evicts the oldest of the source\n"
+            "                            holding the most\n"
+            "  --max-unauth-per-source N of those, from one address (default 32; every Unix\n"
+            "                            peer is one source); the hello must come within 2 s\n"
             "  --handshake-timeout SEC   hello and authentication must finish in SEC (default 10)\n"
             "  --idle-timeout SEC        for exec: close a session idle that long between\n"
             "                            commands (default 300; a running command is not idle)\n",
@@ -212,7 +216,7 @@ static void usage(FILE *out)
             "  --max-file-size BYTES     largest upload (default: no limit but the disk's)\n"
             "  --partial-ttl SEC         remove unfinished uploads untouched that long\n"
             "                            (default 86400: a day)\n"
-            "  --max-unauth, --handshake-timeout   as for exec\n"
+            "  --max-unauth, --max-unauth-per-source, --handshake-timeout   as for exec\n"
             "  -h, --help                this help\n", out);
 }
 
@@ -324,6 +328,7 @@ static int prepare_files(serve_state *st)
     }
     cfg->files.token_file = cfg->exec.token_file;
     cfg->files.max_unauth = cfg->exec.max_unauth;
+    cfg->files.max_unauth_per_source = cfg->exec.max_unauth_per_source;
     cfg->files.handshake_ms = cfg->exec.handshake_ms;
     char err[400];
     if (st->demo_set && cfg->files.root == NULL) {
@@ -396,7 +401,7 @@ static int parse_args(serve_state *st, int argc, char **argv)
            O_MAXUNAUTH, O_HANDSHAKE, O_ROOT, O_READONLY, O_MAXFILESIZE, O_PARTIALTTL, O_CERT,
            O_KEY, O_STATS, O_UDPRATE, O_MAXHS,
            O_NETALLOW, O_NETDENY, O_ALLOWFILE, O_DENYFILE,
-           O_NOAUTH, O_STALL, O_PERSOURCE };
+           O_NOAUTH, O_STALL, O_PERSOURCE, O_MAXUNAUTHSRC };
     static const struct option longopts[] = {
         {"framing", required_argument, NULL, O_FRAMING},
         {"max-conns", required_argument, NULL, O_MAXCONNS},
@@ -439,6 +444,7 @@ static int parse_args(serve_state *st, int argc, char **argv)
         {"no-auth", no_argument, NULL, O_NOAUTH},
         {"stall-timeout", required_argument, NULL, O_STALL},
         {"max-transfers-per-source", required_argument, NULL, O_PERSOURCE},
+        {"max-unauth-per-source", required_argument, NULL, O_MAXUNAUTHSRC},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -503,6 +509,9 @@ static int parse_args(serve_state *st, int argc, char **argv)
         case O_CWD: cfg->exec.cwd = v; break;
         case O_PASSENV: cfg->exec.pass_env = v; break;
         case O_MAXUNAUTH: bad = cli_parse_uint(v, 1, 1000000, &cfg->exec.max_unauth); break;
+        case O_MAXUNAUTHSRC:
+            bad = cli_parse_uint(v, 1, 1000000, &cfg->exec.max_unauth_per_source);
+            break;
         case O_HANDSHAKE:
             bad = cli_parse_seconds(v, &cfg->exec.handshake_ms) < 0 || cfg->exec.handshake_ms == 0;
             cfg->handshake_set = true;
@@ -545,7 +554,7 @@ static int parse_args(serve_state *st, int argc, char **argv)
             cli_err("bad value \"%s\" for --%s", v, longopts[ch - O_FRAMING].name);
             return -1;
         }
-        if (ch == O_TOKEN || ch == O_MAXUNAUTH || ch == O_HANDSHAKE)
+        if (ch == O_TOKEN || ch == O_MAXUNAUTH || ch == O_HANDSHAKE || ch == O_MAXUNAUTHSRC)
             cfg->auth_only = longopts[ch - O_FRAMING].name;
         else if (ch >= O_TOKEN && ch <= O_HANDSHAKE)
             cfg->exec_only = longopts[ch - O_FRAMING].name;

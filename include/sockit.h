@@ -888,6 +888,20 @@ SK_API int sk_sock_wants(int fd, int dflt);
 SK_API int sk_sock_pending(int fd);
 /* 1 if fd carries a TLS session (from sk_tls_dial). */
 SK_API int sk_sock_is_tls(int fd);
+
+/* Channel binding (RFC 9266 "tls-exporter"): writes len bytes of keying
+ * material exported from the TLS session under label (SK_TLS_EXPORTER_LABEL
+ * for RFC 9266's binding) with an empty context. Both ends of one TLS
+ * connection get the same bytes, no other connection (a relay's second
+ * one included) does; TLS 1.3 gives fresh ones per connection, resumed or
+ * not. Returns 0; -ENOPROTOOPT for a connection or descriptor without TLS;
+ * -ENOTSUP for TLS 1.2 without the extended master secret (RFC 7627; the
+ * binding would not be unique); -EINVAL for an empty label or len 0; -EIO
+ * if OpenSSL fails. Call once the handshake is over (on_open onwards;
+ * after sk_tls_dial). */
+#define SK_TLS_EXPORTER_LABEL "EXPORTER-Channel-Binding"
+SK_API int sk_sock_tls_exporter(int fd, const char *label, uint8_t *out, size_t len);
+SK_API int sk_conn_tls_exporter(const sk_conn *c, const char *label, uint8_t *out, size_t len);
 /* Writes "TLSv1.3 TLS_AES_256_GCM_SHA384[, resumed]" for a TLS descriptor.
  * Returns 0, or -EINVAL (buf empty) for a plain one. */
 SK_API int sk_sock_describe(int fd, char *buf, size_t buflen);
@@ -906,23 +920,45 @@ SK_API int sk_sock_close(int fd);
  * message layouts are the protocols' business (docs/PROTOCOL.md); these
  * functions are the cryptography they share. */
 
-#define SK_TOKEN_MIN 16   /* shortest acceptable token, in bytes */
+#define SK_TOKEN_MIN 32   /* shortest acceptable token, in bytes */
+/* Fewest different byte values an acceptable token has: 32 random bytes
+ * written as hex show about 14 of the 16 digits; "aaaa...", "abab..." or
+ * a short word repeated show a handful. */
+#define SK_TOKEN_MIN_DISTINCT 8
 #define SK_TOKEN_MAX 4096 /* longest token sk_token_load accepts */
 #define SK_AUTH_NONCE 32  /* bytes of each side's nonce */
 #define SK_AUTH_PROOF 32  /* bytes of a proof (an HMAC-SHA256) */
 #define SK_AUTH_SERVICE_MAX 32 /* longest service name a proof may bind */
+#define SK_AUTH_BINDING 32 /* bytes of TLS channel binding a proof may cover */
 
 /* Fills buf with len bytes from the kernel's CSPRNG (getrandom), waiting
  * only if the pool is not yet initialised at boot. Returns 0 or a negative
  * code. */
 SK_API int sk_random(void *buf, size_t len);
 
+/* Checks that a token can be a secret: at least SK_TOKEN_MIN bytes, at
+ * least SK_TOKEN_MIN_DISTINCT different byte values, and not one shorter
+ * pattern repeated ("0123456789abcdef" twice). Returns 0, or -EINVAL with
+ * the reason (a sentence fragment such as "is too short (20 bytes; at
+ * least 32)") in why. A heuristic: it refuses what a person types, and
+ * never what sk_token_create writes. */
+SK_API int sk_token_check(const void *token, size_t len, char *why, size_t whylen);
+
+/* Creates a token file at path: 32 bytes from sk_random written as 64
+ * lowercase hex digits and a newline (the token is those 64 characters),
+ * mode 0600, created with O_EXCL|O_NOFOLLOW|O_CLOEXEC: an existing file or
+ * link is never replaced. Returns 0, -EEXIST if path exists, or another
+ * negative code, with a sentence in err; on failure nothing is left. */
+SK_API int sk_token_create(const char *path, char *err, size_t errlen);
+
 /* Reads a token file into out (capacity cap; SK_TOKEN_MAX is always
  * enough) and sets *len. The token is the file's bytes, less one trailing
  * "\n" (or "\r\n"). Refuses, with -EPERM and a sentence in err: a file
  * readable or writable by group or others (chmod 600 fixes it), a symbolic
- * link, or anything but a regular file; with -EINVAL: a token shorter than
- * SK_TOKEN_MIN bytes; with -EFBIG: one longer than cap or SK_TOKEN_MAX.
+ * link, or anything but a regular file; with -EINVAL: a token that
+ * sk_token_check refuses (too short or of low variety; err then ends with
+ * "(run: sockit token FILE)"); with -EFBIG: one longer than cap or
+ * SK_TOKEN_MAX.
  * The checks are made on the opened descriptor, so the file cannot be
  * swapped between check and read. On failure out is left untouched. */
 SK_API int sk_token_load(const char *path, uint8_t *out, size_t cap, size_t *len, char *err,
@@ -941,6 +977,18 @@ SK_API int sk_token_load(const char *path, uint8_t *out, size_t cap, size_t *len
 SK_API int sk_auth_proof(const uint8_t *token, size_t token_len, const char *role,
                          const char *service, const uint8_t nonce_s[SK_AUTH_NONCE],
                          const uint8_t nonce_c[SK_AUTH_NONCE], uint8_t out[SK_AUTH_PROOF]);
+
+/* The same proof bound to a TLS connection: binding (NULL: none, exactly
+ * sk_auth_proof) is the SK_AUTH_BINDING bytes of sk_conn_tls_exporter /
+ * sk_sock_tls_exporter with SK_TLS_EXPORTER_LABEL, appended to the message:
+ *   HMAC-SHA256(key = token, "sockit-auth-v1" 0x00 role 0x00 service 0x00
+ *               nonce_s nonce_c binding)
+ * A proof made on one TLS connection is then refused on any other, so a
+ * relay that terminates TLS on both sides cannot pass it on. */
+SK_API int sk_auth_proof_bound(const uint8_t *token, size_t token_len, const char *role,
+                               const char *service, const uint8_t nonce_s[SK_AUTH_NONCE],
+                               const uint8_t nonce_c[SK_AUTH_NONCE], const uint8_t *binding,
+                               uint8_t out[SK_AUTH_PROOF]);
 
 /* Compares two secrets in time that depends only on len, never on where
  * they differ (CRYPTO_memcmp). Returns 1 if equal, 0 if not. */

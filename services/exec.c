@@ -54,7 +54,7 @@ struct exec_svc {
     size_t token_len;
     char **allow;   /* --allow-cmd, NULL-terminated, or NULL: any program */
     char **envp;    /* the commands' environment, NULL-terminated */
-    unsigned unauth; /* connections before AUTH_OK, at once */
+    proto_preauth pre; /* connections before AUTH_OK (proto.c) */
     unsigned procs;  /* commands not yet reaped */
     proto_penalties pen; /* failed authentications per address (proto.c) */
     uint8_t chunk[CHUNK]; /* scratch for pipe reads: one loop, one at a time */
@@ -77,7 +77,7 @@ typedef struct sess {
     const svc_ctx *ctx;
     sk_conn *conn;          /* NULL once the client has gone */
     enum state state;
-    bool counted_unauth;
+    proto_gate gate;        /* its pre-authentication slot and deadlines */
     uint8_t nonce_s[SK_AUTH_NONCE];
     sk_timer *timer;
     enum timer_kind tkind;
@@ -678,6 +678,7 @@ static void on_hello(sess *s, const uint8_t *data, size_t len)
     size_t n = proto_hello(hello, true, SERVICE, s->nonce_s);
     (void)sk_conn_send_msg(s->conn, hello, n);
     s->state = S_AUTH;
+    proto_gate_hello(&s->gate);
 }
 
 static void on_auth(sess *s, const uint8_t *data, size_t len)
@@ -688,11 +689,18 @@ static void on_auth(sess *s, const uint8_t *data, size_t len)
         return;
     }
     const uint8_t *nonce_c = data + 1, *proof = data + 1 + SK_AUTH_NONCE;
-    uint8_t want[SK_AUTH_PROOF], ours[SK_AUTH_PROOF];
-    if (sk_auth_proof(svc->token, svc->token_len, "client", SERVICE, s->nonce_s, nonce_c,
-                      want) < 0 ||
-        sk_auth_proof(svc->token, svc->token_len, "server", SERVICE, s->nonce_s, nonce_c,
-                      ours) < 0) {
+    uint8_t want[SK_AUTH_PROOF], ours[SK_AUTH_PROOF], cb[SK_AUTH_BINDING];
+    bool bound;
+    if (proto_binding_conn(s->conn, cb, &bound) < 0) {
+        fail(s, PE_AUTH, -EACCES, "TLS without the extended master secret: authentication "
+             "cannot be bound to it");
+        return;
+    }
+    const uint8_t *binding = bound ? cb : NULL;
+    if (sk_auth_proof_bound(svc->token, svc->token_len, "client", SERVICE, s->nonce_s, nonce_c,
+                            binding, want) < 0 ||
+        sk_auth_proof_bound(svc->token, svc->token_len, "server", SERVICE, s->nonce_s, nonce_c,
+                            binding, ours) < 0) {
         fail(s, PE_PROTOCOL, -EIO, "server cannot compute proofs");
         return;
     }
@@ -720,8 +728,7 @@ static void on_auth(sess *s, const uint8_t *data, size_t len)
     OPENSSL_cleanse(ours, sizeof ours);
     (void)sk_conn_send_msg(s->conn, msg, sizeof msg);
     s->state = S_READY;
-    s->counted_unauth = false;
-    svc->unauth--;
+    proto_gate_close(&s->gate);
     sk_conn_set_deadline(s->conn, 0, NULL);
     sk_conn_set_max_msg(s->conn, 0); /* back to the listener's max (EXEC_MAX_FRAME) */
     if (!ctx->quiet)
@@ -753,18 +760,16 @@ static void exec_open(sk_conn *c)
     sk_conn_set_data(c, s);
     if (!ctx->quiet)
         sk_log(SK_LOG_INFO, "%s open %s", ctx->name, sk_conn_peer(c));
-    if (svc->unauth >= svc->o.max_unauth) {
-        sk_log(SK_LOG_WARN, "%s %s refused: %u connections waiting to authenticate "
-               "(--max-unauth)", ctx->name, sk_conn_peer(c), svc->unauth);
-        fail(s, PE_BUSY, -EBUSY, "too many connections waiting to authenticate; try later");
-        return;
+    int rc = proto_gate_open(&s->gate, &svc->pre, c, ctx->name, svc->o.handshake_ms);
+    if (rc == -EBUSY) {
+        sk_log(SK_LOG_WARN, "%s %s refused: %u connections from its address waiting to "
+               "authenticate (--max-unauth-per-source)", ctx->name, sk_conn_peer(c),
+               svc->o.max_unauth_per_source);
+        fail(s, PE_BUSY, -EBUSY, "too many connections from your address waiting to "
+             "authenticate; try later");
+    } else if (rc < 0) {
+        sk_conn_abort(c, rc);
     }
-    svc->unauth++;
-    s->counted_unauth = true;
-    /* Before authentication a stranger may send only small frames, and must
-     * finish the handshake in bounded time however it trickles bytes. */
-    sk_conn_set_max_msg(c, PROTO_PREAUTH_MAX);
-    sk_conn_set_deadline(c, svc->o.handshake_ms, "handshake timeout");
 }
 
 static void exec_message(sk_conn *c, const uint8_t *data, size_t len)
@@ -863,8 +868,7 @@ static void exec_close(sk_conn *c, int err)
                (unsigned long long)sk_conn_bytes_out(c), reason);
     if (s == NULL)
         return;
-    if (s->counted_unauth)
-        s->svc->unauth--;
+    proto_gate_close(&s->gate);
     s->conn = NULL;
     if (s->state == S_RUN && !s->exited) {
         /* Nobody is left to read the output: the command goes, whole group. */
@@ -963,6 +967,7 @@ void exec_opts_init(exec_opts *o)
     memset(o, 0, sizeof *o);
     o->max_procs = EXEC_DEFAULT_MAX_PROCS;
     o->max_unauth = EXEC_DEFAULT_MAX_UNAUTH;
+    o->max_unauth_per_source = PROTO_DEFAULT_UNAUTH_PER_SOURCE;
     o->handshake_ms = PROTO_HANDSHAKE_MS;
     o->idle_ms = EXEC_DEFAULT_IDLE_MS;
 }
@@ -1102,15 +1107,16 @@ int exec_svc_new(const exec_opts *o, exec_svc **out, char *err, size_t errlen)
 {
     if (o->token_file == NULL) {
         snprintf(err, errlen, "exec needs --token-file FILE (a secret of at least %d bytes, "
-                 "mode 600)", SK_TOKEN_MIN);
+                 "mode 600; make one with: sockit token FILE)", SK_TOKEN_MIN);
         return -1;
     }
     if (o->allow_shell && o->allow_cmd) {
         snprintf(err, errlen, "--allow-shell and --allow-cmd do not mix: a shell runs any program");
         return -1;
     }
-    if (o->max_procs == 0 || o->max_unauth == 0) {
-        snprintf(err, errlen, "--max-procs and --max-unauth must be at least 1");
+    if (o->max_procs == 0 || o->max_unauth == 0 || o->max_unauth_per_source == 0) {
+        snprintf(err, errlen, "--max-procs, --max-unauth and --max-unauth-per-source must be "
+                 "at least 1");
         return -1;
     }
     if (o->cwd) {
@@ -1127,6 +1133,10 @@ int exec_svc_new(const exec_opts *o, exec_svc **out, char *err, size_t errlen)
     }
     svc->o = *o;
     proto_penalties_init(&svc->pen);
+    if (proto_preauth_init(&svc->pre, o->max_unauth, o->max_unauth_per_source) < 0) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
     char why[300];
     if (sk_token_load(o->token_file, svc->token, sizeof svc->token, &svc->token_len, why,
                       sizeof why) < 0) {
@@ -1173,45 +1183,15 @@ void exec_svc_free(exec_svc *svc)
     free_list(svc->allow);
     free_list(svc->envp);
     proto_penalties_destroy(&svc->pen);
+    proto_preauth_destroy(&svc->pre);
     free(svc);
 }
 
 int exec_demo_token(const char *path, char *err, size_t errlen)
 {
-    uint8_t raw[32];
-    char text[sizeof raw * 2 + 2];
-    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-    if (fd < 0) {
-        if (errno == EEXIST)
-            return 0;
-        snprintf(err, errlen, "cannot create the exec token file %s: %s", path, strerror(errno));
-        return -1;
-    }
-    int rc = sk_random(raw, sizeof raw);
-    if (rc == 0) {
-        for (size_t i = 0; i < sizeof raw; i++)
-            snprintf(text + 2 * i, 3, "%02x", raw[i]);
-        text[sizeof raw * 2] = '\n';
-        size_t len = sizeof raw * 2 + 1, off = 0;
-        while (off < len) {
-            ssize_t n = write(fd, text + off, len - off);
-            if (n < 0 && errno == EINTR)
-                continue;
-            if (n <= 0) {
-                rc = -errno;
-                break;
-            }
-            off += (size_t)n;
-        }
-    }
-    OPENSSL_cleanse(raw, sizeof raw);
-    OPENSSL_cleanse(text, sizeof text);
-    if (close(fd) < 0 && rc == 0)
-        rc = -errno;
-    if (rc < 0) {
-        unlink(path);
-        snprintf(err, errlen, "cannot write the exec token file %s: %s", path, sk_strerror(rc));
-        return -1;
-    }
-    return 1;
+    /* Exactly what `sockit token` writes. */
+    int rc = sk_token_create(path, err, errlen);
+    if (rc == -EEXIST)
+        return 0;
+    return rc < 0 ? -1 : 1;
 }

@@ -35,6 +35,7 @@ typedef struct exec_opts {
     const char *cwd;         /* working directory of commands; NULL: the server's */
     const char *pass_env;    /* "NAME,NAME,...": variables passed on */
     unsigned max_unauth;     /* connections not yet authenticated, at once */
+    unsigned max_unauth_per_source; /* of those, from one source address */
     uint32_t handshake_ms;   /* hello + authentication deadline */
     uint32_t idle_ms;        /* close a session idle that long between commands; 0: never */
 } exec_opts;
@@ -44,8 +45,8 @@ typedef struct exec_svc exec_svc;
 void exec_opts_init(exec_opts *o);
 
 /* Checks the options as the service will use them — the token file (which
- * must exist, hold at least 16 bytes and be private to its owner), --cwd,
- * the lists — without keeping anything: what `sockit serve` does before it
+ * must exist, hold a token sk_token_check accepts and be private to its
+ * owner), --cwd, the lists — without keeping anything: what `sockit serve` does before it
  * starts anything, so a bad option is a usage error. Returns 0, or -1 with
  * one sentence in err. */
 int exec_check_opts(const exec_opts *o, char *err, size_t errlen);

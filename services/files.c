@@ -30,6 +30,7 @@ void files_opts_init(files_opts *o)
     memset(o, 0, sizeof *o);
     o->partial_ttl_s = FILES_DEFAULT_PARTIAL_TTL_S;
     o->max_unauth = FILES_DEFAULT_MAX_UNAUTH;
+    o->max_unauth_per_source = PROTO_DEFAULT_UNAUTH_PER_SOURCE;
     o->handshake_ms = PROTO_HANDSHAKE_MS;
     o->stall_ms = FILES_DEFAULT_STALL_S * 1000u;
     o->max_per_source = FILES_DEFAULT_PER_SOURCE;
@@ -86,8 +87,8 @@ int files_check_opts(const files_opts *o, const sk_addr *const *addrs, int naddr
         snprintf(err, errlen, "--partial-ttl must be at least 1 second");
         return -1;
     }
-    if (o->max_unauth == 0) {
-        snprintf(err, errlen, "--max-unauth must be at least 1");
+    if (o->max_unauth == 0 || o->max_unauth_per_source == 0) {
+        snprintf(err, errlen, "--max-unauth and --max-unauth-per-source must be at least 1");
         return -1;
     }
     if (o->stall_ms == 0 || o->max_per_source == 0) {
@@ -370,21 +371,18 @@ static void files_open_cb(sk_conn *c)
     sk_conn_set_data(c, s);
     if (!ctx->quiet)
         sk_log(SK_LOG_INFO, "%s open %s", ctx->name, peer(s));
-    unsigned before = atomic_fetch_add(&svc->unauth, 1);
-    s->counted_unauth = true;
-    if (before >= svc->o.max_unauth) {
-        sk_log(SK_LOG_WARN, "%s %s refused: %u connections in the handshake (--max-unauth)",
-               ctx->name, peer(s), before);
-        files_send_error(s, PE_BUSY, "too many connections waiting to authenticate; try later");
-        sk_conn_fail(c, -EBUSY, "too many connections in the handshake");
-        return;
+    int rc = proto_gate_open(&s->gate, &svc->pre, c, ctx->name, svc->o.handshake_ms);
+    if (rc == -EBUSY) {
+        sk_log(SK_LOG_WARN, "%s %s refused: %u connections from its address in the handshake "
+               "(--max-unauth-per-source)", ctx->name, peer(s), svc->o.max_unauth_per_source);
+        files_send_error(s, PE_BUSY, "too many connections from your address waiting to "
+                         "authenticate; try later");
+        sk_conn_fail(c, -EBUSY, "too many connections in the handshake from one address");
+    } else if (rc < 0) {
+        sk_conn_abort(c, rc);
+    } else if (!svc->auth) {
+        (void)peer_is_ours(s);
     }
-    if (!svc->auth && !peer_is_ours(s))
-        return;
-    /* Before the handshake is over a stranger may send only small frames,
-     * and must finish in bounded time however it trickles its bytes. */
-    sk_conn_set_max_msg(c, PROTO_PREAUTH_MAX);
-    sk_conn_set_deadline(c, svc->o.handshake_ms, "handshake timeout");
 }
 
 static void files_message(sk_conn *c, const uint8_t *data, size_t len)
@@ -470,8 +468,7 @@ static void files_close_cb(sk_conn *c, int err)
     if (s == NULL)
         return;
     files_svc *svc = s->svc;
-    if (s->counted_unauth)
-        atomic_fetch_sub(&svc->unauth, 1);
+    proto_gate_close(&s->gate);
     pthread_mutex_lock(&svc->sess_mu);
     if (s->prev)
         s->prev->next = s->next;
@@ -525,6 +522,7 @@ static void svc_free(files_svc *svc)
     OPENSSL_cleanse(svc->token, sizeof svc->token);
     proto_penalties_destroy(&svc->pen);
     files_sources_destroy(&svc->sources);
+    proto_preauth_destroy(&svc->pre);
     pthread_mutex_destroy(&svc->sess_mu);
     free(svc);
 }
@@ -547,7 +545,10 @@ static int files_start(svc_ctx *ctx, sk_loop *loop, char *err, size_t errlen)
     mode_t mask = umask(022);
     umask(mask);
     svc->new_mode = 0666 & ~mask;
-    atomic_init(&svc->unauth, 0);
+    if (proto_preauth_init(&svc->pre, svc->o.max_unauth, svc->o.max_unauth_per_source) < 0) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
     atomic_init(&svc->transfers, 0);
     /* A switch for tests and for systems where openat2 misbehaves: the
      * walk is then used even where openat2 would work. */

@@ -39,6 +39,7 @@ typedef struct files_opts {
     uint64_t max_file_size;   /* largest upload; 0: no limit but the disk's */
     uint32_t partial_ttl_s;   /* unfinished uploads untouched this long are removed */
     unsigned max_unauth;      /* connections still in the handshake, at once */
+    unsigned max_unauth_per_source; /* of those, from one source address */
     uint32_t handshake_ms;    /* hello (+ authentication) deadline */
 } files_opts;
 

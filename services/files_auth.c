@@ -18,10 +18,7 @@
 static void handshake_done(fsess *s)
 {
     s->state = FS_READY;
-    if (s->counted_unauth) {
-        atomic_fetch_sub(&s->svc->unauth, 1);
-        s->counted_unauth = false;
-    }
+    proto_gate_close(&s->gate);
     sk_conn_set_deadline(s->conn, 0, NULL);
     sk_conn_set_max_msg(s->conn, 0);
 }
@@ -57,6 +54,7 @@ void files_on_hello(fsess *s, const uint8_t *msg, size_t len)
     size_t n = proto_hello(hello, true, FILES_SERVICE, s->nonce_s);
     (void)sk_conn_send_msg(s->conn, hello, n);
     s->state = FS_AUTH;
+    proto_gate_hello(&s->gate);
 }
 
 void files_on_auth(fsess *s, const uint8_t *msg, size_t len)
@@ -69,11 +67,19 @@ void files_on_auth(fsess *s, const uint8_t *msg, size_t len)
         return;
     }
     const uint8_t *nonce_c = msg + 1, *proof = msg + 1 + SK_AUTH_NONCE;
-    uint8_t want[SK_AUTH_PROOF], ours[SK_AUTH_PROOF];
-    if (sk_auth_proof(svc->token, svc->token_len, "client", FILES_SERVICE, s->nonce_s, nonce_c,
-                      want) < 0 ||
-        sk_auth_proof(svc->token, svc->token_len, "server", FILES_SERVICE, s->nonce_s, nonce_c,
-                      ours) < 0) {
+    uint8_t want[SK_AUTH_PROOF], ours[SK_AUTH_PROOF], cb[SK_AUTH_BINDING];
+    bool bound;
+    if (proto_binding_conn(s->conn, cb, &bound) < 0) {
+        files_send_error(s, PE_AUTH, "TLS without the extended master secret: authentication "
+                         "cannot be bound to it");
+        sk_conn_fail(s->conn, -EACCES, "TLS channel binding unavailable");
+        return;
+    }
+    const uint8_t *binding = bound ? cb : NULL;
+    if (sk_auth_proof_bound(svc->token, svc->token_len, "client", FILES_SERVICE, s->nonce_s,
+                            nonce_c, binding, want) < 0 ||
+        sk_auth_proof_bound(svc->token, svc->token_len, "server", FILES_SERVICE, s->nonce_s,
+                            nonce_c, binding, ours) < 0) {
         files_send_error(s, PE_PROTOCOL, "server cannot compute proofs");
         sk_conn_fail(s->conn, -EIO, "cannot compute proofs");
         return;

@@ -97,7 +97,7 @@ typedef struct files_svc {
     bool auth;                 /* a token is configured */
     uint8_t token[SK_TOKEN_MAX];
     size_t token_len;
-    atomic_uint unauth;        /* connections in the handshake */
+    proto_preauth pre;         /* connections in the handshake (proto.c) */
     atomic_uint transfers;     /* PUTs and GETs in progress */
     files_sources sources;     /* per source address: transfers, hash budget */
     mode_t new_mode;           /* a new file's permission bits (0666 less the umask) */
@@ -131,7 +131,7 @@ typedef struct fsess {
     const svc_ctx *ctx;
     sk_conn *conn;
     enum fs_state state;
-    bool counted_unauth;
+    proto_gate gate;    /* its pre-authentication slot and deadlines */
     bool close_after;   /* the client half-closed: close once this answer is sent */
     uint8_t nonce_s[SK_AUTH_NONCE];
     sk_timer *timer;

@@ -23,6 +23,17 @@
 /* The whole handshake (hello and authentication) must finish in this time
  * (SPEC §5.1), however slowly the peer trickles its bytes. */
 #define PROTO_HANDSHAKE_MS 10000u
+/* The client's hello must arrive within this time of connecting: a real
+ * client sends it at once, so an idle socket is dropped early instead of
+ * holding a pre-authentication slot for the whole handshake deadline. */
+#define PROTO_HELLO_MS 2000u
+/* Connections before authentication from one source address, at once, by
+ * default (--max-unauth-per-source): half the default table. One client
+ * needs one, but a host may run dozens at once (xargs -P, a build farm
+ * behind one address), and each holds a slot for the milliseconds its
+ * handshake takes; so one address never holds every slot, and another
+ * address always finds room (eviction takes the rest). */
+#define PROTO_DEFAULT_UNAUTH_PER_SOURCE 32u
 /* type, magic, version, name length, name, nonce */
 #define PROTO_HELLO_MAX (1 + PROTO_MAGIC_LEN + 1 + 1 + SK_AUTH_SERVICE_MAX + SK_AUTH_NONCE)
 /* type, client nonce, client proof */
@@ -118,6 +129,107 @@ void proto_penalties_destroy(proto_penalties *t);
  * part is what counts, every Unix peer one local source) at now_ms, and
  * returns how long its answer must wait, in milliseconds. */
 uint32_t proto_penalty_add(proto_penalties *t, const char *peer_text, uint64_t now_ms);
+
+/* ---- connections before authentication (pre-auth slots) ----
+ * One table per service (exec, files), shared by its workers (hence the
+ * mutex). It holds at most max connections, at most per_source of them
+ * from one source address (the address part of sk_conn_peer's text; every
+ * Unix peer is one local source). A newcomer from a source at its cap is
+ * refused; a newcomer when the whole table is full evicts the oldest
+ * connection of the most represented source instead of being refused, so
+ * idle sockets from one source never lock out a client from another. The
+ * table is sized at start (--max-unauth); each operation scans it once. */
+
+/* Called with the table locked, from whichever thread admits the newcomer:
+ * it must only arrange for the evicted connection to be closed on its own
+ * loop (sk_async_send) and must not call back into the table. */
+typedef void (*proto_evict_fn)(void *owner);
+
+typedef struct proto_preauth_slot {
+    uint64_t seq;   /* order of arrival (smaller is older); 0: free */
+    uint32_t host;  /* index into hosts */
+    void *owner;
+    proto_evict_fn evict;
+} proto_preauth_slot;
+
+typedef struct proto_preauth_host {
+    char name[PROTO_HOST_MAX];
+    uint64_t hash;  /* of name: most comparisons stop here */
+    unsigned count; /* its slots in use; 0: this entry is free */
+} proto_preauth_host;
+
+typedef struct proto_preauth {
+    pthread_mutex_t mu;
+    unsigned max, per_source, used;
+    uint64_t next_seq;
+    proto_preauth_slot *slot; /* max of each */
+    proto_preauth_host *hosts;
+} proto_preauth;
+
+/* A connection's place in the table: valid while the slot still carries
+ * its seq (an eviction or proto_preauth_leave frees it). */
+typedef struct proto_preauth_ticket {
+    uint32_t idx;
+    uint64_t seq; /* 0: holds no slot */
+} proto_preauth_ticket;
+
+/* Prepares a table for max connections, per_source from one source (both
+ * at least 1). Returns 0 or -ENOMEM. */
+int proto_preauth_init(proto_preauth *t, unsigned max, unsigned per_source);
+void proto_preauth_destroy(proto_preauth *t);
+
+/* Admits the connection from peer_text (sk_conn_peer's text), evicting
+ * another if the table is full (its evict is called with its owner). Sets
+ * *ticket and returns 0; or returns -EBUSY if its source already holds
+ * per_source slots (the newcomer is to be refused). When a connection was
+ * evicted and victim is not NULL, the evicted source's address is written
+ * there (PROTO_HOST_MAX bytes) for the log; else victim[0] is set to 0. */
+int proto_preauth_enter(proto_preauth *t, const char *peer_text, void *owner,
+                        proto_evict_fn evict, proto_preauth_ticket *ticket, char *victim);
+
+/* Gives the slot back (authenticated, or closing). Returns true if the
+ * ticket still held it, false if the connection had been evicted (or had
+ * left already). Clears the ticket. */
+bool proto_preauth_leave(proto_preauth *t, proto_preauth_ticket *ticket);
+
+/* True if the ticket still holds its slot (false: evicted, or left). */
+bool proto_preauth_held(proto_preauth *t, const proto_preauth_ticket *ticket);
+
+/* One server connection's way through the pre-authentication limits, the
+ * same for exec and files: its slot in the table, the wake-up that closes
+ * it on its own loop if another thread evicts it, and the deadlines (the
+ * hello within PROTO_HELLO_MS, the whole handshake within handshake_ms). */
+typedef struct proto_gate {
+    proto_preauth *table;
+    proto_preauth_ticket ticket;
+    sk_async *evict;   /* NULL once the slot is given back */
+    sk_conn *conn;
+    const char *name;  /* the listener's name, for the log */
+    uint64_t opened;   /* loop time of on_open */
+    uint32_t handshake_ms;
+} proto_gate;
+
+/* Called from on_open: admits the connection to table (evicting another if
+ * the table is full), limits its frames to PROTO_PREAUTH_MAX and starts
+ * the hello deadline. Returns 0; -EBUSY if its source is at its cap: the
+ * caller refuses it (ERROR 04); or -ENOMEM. */
+int proto_gate_open(proto_gate *g, proto_preauth *table, sk_conn *c, const char *name,
+                    uint32_t handshake_ms);
+/* The client's hello arrived: the rest of the handshake deadline applies. */
+void proto_gate_hello(proto_gate *g);
+/* Authenticated (or a files server without a token), or closing: gives
+ * the slot back. Safe to call more than once. */
+void proto_gate_close(proto_gate *g);
+
+/* ---- channel binding ----
+ * Over TLS both proofs cover the connection's RFC 9266 tls-exporter value
+ * (sk_auth_proof_bound); over plain TCP and Unix sockets they do not. Fills
+ * binding and sets *bound = true for a TLS connection, *bound = false for
+ * a plain one; returns 0, or -ENOTSUP (TLS 1.2 without the extended master
+ * secret: no binding can be trusted, so the handshake must fail) or -EIO.
+ * The server asks of its connection, a client of its descriptor. */
+int proto_binding_conn(const sk_conn *c, uint8_t binding[SK_AUTH_BINDING], bool *bound);
+int proto_binding_sock(int fd, uint8_t binding[SK_AUTH_BINDING], bool *bound);
 
 /* ---- files (services/files*.c, cli/files*.c): a hello without a nonce ----
  * A files server without a token (allowed on loopback and Unix sockets

@@ -3,6 +3,7 @@
  * constant-time compare. Message layouts live with the protocols. */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/random.h>
@@ -66,6 +67,87 @@ static ssize_t read_bounded(int fd, uint8_t *buf, size_t cap)
     }
 }
 
+int sk_token_check(const void *token, size_t len, char *why, size_t whylen)
+{
+    const uint8_t *b = token;
+    if (len < SK_TOKEN_MIN) {
+        snprintf(why, whylen, "is too short (%zu bytes; at least %d)", len, SK_TOKEN_MIN);
+        return -EINVAL;
+    }
+    bool seen[256] = {false};
+    unsigned distinct = 0;
+    for (size_t i = 0; i < len; i++) {
+        distinct += !seen[b[i]];
+        seen[b[i]] = true;
+    }
+    if (distinct < SK_TOKEN_MIN_DISTINCT) {
+        snprintf(why, whylen, "is of low variety (only %u different bytes; at least %d)",
+                 distinct, SK_TOKEN_MIN_DISTINCT);
+        return -EINVAL;
+    }
+    /* A pattern repeated: its length divides the token's, and the token
+     * equals itself shifted by that length. */
+    for (size_t p = 1; p <= len / 2; p++) {
+        if (len % p == 0 && memcmp(b, b + p, len - p) == 0) {
+            snprintf(why, whylen, "is of low variety (a %zu-byte pattern repeated)", p);
+            return -EINVAL;
+        }
+    }
+    return 0;
+}
+
+/* Writes all of buf to fd; 0 or a negative code. */
+static int write_all(int fd, const char *buf, size_t len)
+{
+    size_t off = 0;
+    while (off < len) {
+        ssize_t n = write(fd, buf + off, len - off);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return -errno;
+        if (n == 0)
+            return -EIO;
+        off += (size_t)n;
+    }
+    return 0;
+}
+
+int sk_token_create(const char *path, char *err, size_t errlen)
+{
+    uint8_t raw[32];
+    char text[sizeof raw * 2 + 2];
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY, 0600);
+    if (fd < 0) {
+        int e = errno;
+        if (e == EEXIST)
+            snprintf(err, errlen, "%s exists: a token file is never replaced (remove it first "
+                     "if you mean to)", path);
+        else
+            snprintf(err, errlen, "cannot create the token file %s: %s", path, strerror(e));
+        return -e;
+    }
+    /* The umask may have taken bits off, never added any: 0600 stays. */
+    int rc = sk_random(raw, sizeof raw);
+    if (rc == 0) {
+        for (size_t i = 0; i < sizeof raw; i++)
+            snprintf(text + 2 * i, 3, "%02x", raw[i]);
+        text[sizeof raw * 2] = '\n';
+        rc = write_all(fd, text, sizeof raw * 2 + 1);
+    }
+    if (rc == 0 && fsync(fd) < 0)
+        rc = -errno;
+    OPENSSL_cleanse(raw, sizeof raw);
+    OPENSSL_cleanse(text, sizeof text);
+    if (close(fd) < 0 && rc == 0)
+        rc = -errno;
+    if (rc < 0) {
+        unlink(path);
+        snprintf(err, errlen, "cannot write the token file %s: %s", path, strerror(-rc));
+    }
+    return rc;
+}
+
 int sk_token_load(const char *path, uint8_t *out, size_t cap, size_t *len, char *err,
                   size_t errlen)
 {
@@ -88,6 +170,7 @@ int sk_token_load(const char *path, uint8_t *out, size_t cap, size_t *len, char 
     struct stat st;
     int rc = 0;
     ssize_t n = 0;
+    char why[120];
     if (fstat(fd, &st) < 0) {
         int e = errno;
         rc = token_fail(-e, err, errlen, "cannot stat token file %s: %s", path, strerror(e));
@@ -111,11 +194,9 @@ int sk_token_load(const char *path, uint8_t *out, size_t cap, size_t *len, char 
         }
         if (t > cap || t > SK_TOKEN_MAX) {
             rc = token_fail(-EFBIG, err, errlen, "token file %s is too long%s", path, "");
-        } else if (t < SK_TOKEN_MIN) {
-            char min[16];
-            snprintf(min, sizeof min, "%d", SK_TOKEN_MIN);
-            rc = token_fail(-EINVAL, err, errlen, "token in %s is too short (at least %s bytes)",
-                            path, min);
+        } else if (sk_token_check(buf, t, why, sizeof why) < 0) {
+            rc = token_fail(-EINVAL, err, errlen, "token in %s %s (run: sockit token FILE)", path,
+                            why);
         } else {
             memcpy(out, buf, t);
             *len = t;
@@ -131,14 +212,24 @@ int sk_auth_proof(const uint8_t *token, size_t token_len, const char *role,
                   const char *service, const uint8_t nonce_s[SK_AUTH_NONCE],
                   const uint8_t nonce_c[SK_AUTH_NONCE], uint8_t out[SK_AUTH_PROOF])
 {
+    return sk_auth_proof_bound(token, token_len, role, service, nonce_s, nonce_c, NULL, out);
+}
+
+int sk_auth_proof_bound(const uint8_t *token, size_t token_len, const char *role,
+                        const char *service, const uint8_t nonce_s[SK_AUTH_NONCE],
+                        const uint8_t nonce_c[SK_AUTH_NONCE], const uint8_t *binding,
+                        uint8_t out[SK_AUTH_PROOF])
+{
     if (strcmp(role, "client") != 0 && strcmp(role, "server") != 0)
         return -EINVAL;
     size_t slen = strlen(service);
     if (slen == 0 || slen > SK_AUTH_SERVICE_MAX)
         return -EINVAL;
-    /* label NUL role NUL service NUL nonce_s nonce_c: the NULs keep the
-     * fields apart, so no two (role, service) pairs give the same bytes. */
-    uint8_t msg[sizeof AUTH_LABEL + 7 + SK_AUTH_SERVICE_MAX + 1 + 2 * SK_AUTH_NONCE];
+    /* label NUL role NUL service NUL nonce_s nonce_c [binding]: the NULs
+     * keep the fields apart, so no two (role, service) pairs give the same
+     * bytes; the fixed-size binding last, over TLS only. */
+    uint8_t msg[sizeof AUTH_LABEL + 7 + SK_AUTH_SERVICE_MAX + 1 + 2 * SK_AUTH_NONCE +
+                SK_AUTH_BINDING];
     size_t n = 0;
     memcpy(msg, AUTH_LABEL, sizeof AUTH_LABEL); /* with its NUL */
     n += sizeof AUTH_LABEL;
@@ -151,6 +242,10 @@ int sk_auth_proof(const uint8_t *token, size_t token_len, const char *role,
     n += SK_AUTH_NONCE;
     memcpy(msg + n, nonce_c, SK_AUTH_NONCE);
     n += SK_AUTH_NONCE;
+    if (binding != NULL) {
+        memcpy(msg + n, binding, SK_AUTH_BINDING);
+        n += SK_AUTH_BINDING;
+    }
     unsigned int mdlen = 0;
     /* An empty key is legal for HMAC; OpenSSL wants a non-NULL pointer. */
     static const uint8_t none[1];

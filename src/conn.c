@@ -1802,3 +1802,9 @@ void sk__conn_unlink_srv(sk_conn *c, sk_conn **head)
         c->srv_next->srv_prev = c->srv_prev;
     c->srv_prev = c->srv_next = NULL;
 }
+
+/* The session is private to this file; tls.c does the exporting. */
+int sk_conn_tls_exporter(const sk_conn *c, const char *label, uint8_t *out, size_t len)
+{
+    return sk__tls_exporter(c->tls, label, out, len);
+}

@@ -1338,3 +1338,33 @@ out:
     EVP_PKEY_free(key);
     return rc;
 }
+
+/* ------------------------------------------------------ channel binding */
+
+/* Keying material exported from the session (RFC 5705 / 8446 7.5) with an
+ * empty context, as RFC 9266's tls-exporter binding asks. Both ends of one
+ * TLS connection get the same bytes and no other connection does, so a
+ * proof that covers them is worthless on a relay's second connection. TLS
+ * 1.2 gives that only with the extended master secret (RFC 7627): without
+ * it a relay can steer both sessions to one master secret (the triple
+ * handshake), so the binding is refused rather than given falsely. */
+int sk__tls_exporter(const sk__tls *t, const char *label, uint8_t *out, size_t len)
+{
+    if (t == NULL)
+        return -ENOPROTOOPT;
+    if (label == NULL || out == NULL || len == 0)
+        return -EINVAL;
+    if (SSL_version(t->ssl) < TLS1_3_VERSION && SSL_get_extms_support(t->ssl) != 1)
+        return -ENOTSUP;
+    static const unsigned char none[1];
+    if (SSL_export_keying_material(t->ssl, out, len, label, strlen(label), none, 0, 1) != 1) {
+        ERR_clear_error();
+        return -EIO;
+    }
+    return 0;
+}
+
+int sk_sock_tls_exporter(int fd, const char *label, uint8_t *out, size_t len)
+{
+    return sk__tls_exporter(reg_get(fd), label, out, len);
+}

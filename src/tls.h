@@ -63,4 +63,8 @@ void sk__tls_close_notify(sk__tls *t);
  * name a client asked for, on a server). */
 void sk__tls_describe(const sk__tls *t, char *buf, size_t buflen);
 
+/* sk_conn_tls_exporter / sk_sock_tls_exporter for a session (NULL: a plain
+ * connection, -ENOPROTOOPT). */
+int sk__tls_exporter(const sk__tls *t, const char *label, uint8_t *out, size_t len);
+
 #endif

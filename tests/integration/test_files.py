@@ -21,6 +21,7 @@ import hashlib
 import json
 import os
 import random
+import secrets
 import shutil
 import socket
 import stat
@@ -956,7 +957,7 @@ class Errors(FilesCase):
         self.assertFails(cp, 1, "echo service")
         exec_tok = self.path("tok")
         with open(exec_tok, "wb") as f:
-            f.write(b"0123456789abcdef0123\n")
+            f.write(secrets.token_hex(32).encode() + b"\n")
         os.chmod(exec_tok, 0o600)
         ex = self.serve("exec", "127.0.0.1:0", "--token-file", exec_tok)
         cp = self.run_files("ls", ex.addr)

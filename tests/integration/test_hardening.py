@@ -502,7 +502,7 @@ class Unauthenticated(SockitTestCase):
         root = self.path("root")
         os.mkdir(root)
         srv = self.serve("files", "127.0.0.1:0", "--token-file", tf, "--root", root,
-                         "--max-unauth", "2")
+                         "--max-unauth", "2", "--max-unauth-per-source", "2")
         idle = [self.connect(srv.addr) for _ in range(2)]
         for s in idle:
             s.sendall(frame(b"\x01SKIT\x01\x05files"))

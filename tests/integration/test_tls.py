@@ -10,6 +10,7 @@ test's private temp dir."""
 import hashlib
 import os
 import re
+import secrets
 import select
 import socket
 import ssl
@@ -330,7 +331,7 @@ class TestServicesOverTls(TlsBase):
     def token(self):
         path = self.path("token")
         with open(path, "w") as f:
-            f.write("s3cret-token-for-the-tls-tests\n")
+            f.write(secrets.token_hex(32) + "\n")
         os.chmod(path, 0o600)
         return path
 
@@ -345,7 +346,7 @@ class TestServicesOverTls(TlsBase):
         # Its own authentication still runs inside TLS.
         bad = self.path("bad")
         with open(bad, "w") as f:
-            f.write("not-the-right-token-at-all\n")
+            f.write(secrets.token_hex(32) + "\n")
         os.chmod(bad, 0o600)
         cp = self.sockit("exec", srv.addr, "--pin", self.fpr, "--token-file", bad, "--", "true")
         self.assertEqual(cp.returncode, 255)

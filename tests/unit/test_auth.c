@@ -71,21 +71,21 @@ Test(auth, token_load_accepts_private_file_and_strips_one_newline)
     uint8_t out[SK_TOKEN_MAX];
     size_t len = 0;
     char err[256] = "x";
-    const char *p = write_file("t1", "0123456789abcdef\n", 17, 0600);
+    const char *p = write_file("t1", "0123456789abcdefghijklmnopqrstuv\n", 33, 0600);
     cr_assert_eq(sk_token_load(p, out, sizeof out, &len, err, sizeof err), 0, "%s", err);
-    cr_assert_eq(len, 16);
-    cr_assert(memcmp(out, "0123456789abcdef", 16) == 0);
+    cr_assert_eq(len, 32);
+    cr_assert(memcmp(out, "0123456789abcdefghijklmnopqrstuv", 32) == 0);
     cr_assert_str_empty(err);
     /* "\r\n" goes too, but only one line ending. */
-    p = write_file("t2", "0123456789abcdef\r\n", 18, 0400);
+    p = write_file("t2", "0123456789abcdefghijklmnopqrstuv\r\n", 34, 0400);
     cr_assert_eq(sk_token_load(p, out, sizeof out, &len, err, sizeof err), 0, "%s", err);
-    cr_assert_eq(len, 16);
-    p = write_file("t3", "0123456789abcdef\n\n", 18, 0600);
+    cr_assert_eq(len, 32);
+    p = write_file("t3", "0123456789abcdefghijklmnopqrstuv\n\n", 34, 0600);
     cr_assert_eq(sk_token_load(p, out, sizeof out, &len, err, sizeof err), 0, "%s", err);
-    cr_assert_eq(len, 17);
-    cr_assert_eq(out[16], '\n');
+    cr_assert_eq(len, 33);
+    cr_assert_eq(out[32], '\n');
     /* Binary tokens, NUL bytes included, are taken as they are. */
-    uint8_t bin[20];
+    uint8_t bin[40];
     for (size_t i = 0; i < sizeof bin; i++)
         bin[i] = (uint8_t)(i * 37);
     p = write_file("t4", bin, sizeof bin, 0600);
@@ -100,7 +100,7 @@ Test(auth, token_load_refuses_group_or_other_access)
     make_dir();
     static const mode_t bad[] = {0640, 0604, 0620, 0602, 0644, 0666, 0660};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        const char *p = write_file("t", "0123456789abcdefXYZ", 19, bad[i]);
+        const char *p = write_file("t", "0123456789abcdefghijklmnopqrstuvXYZ", 35, bad[i]);
         uint8_t out[SK_TOKEN_MAX];
         memset(out, 0xAA, sizeof out);
         size_t len = 12345;
@@ -112,7 +112,7 @@ Test(auth, token_load_refuses_group_or_other_access)
         cr_assert_eq(out[0], 0xAA, "out changed on failure");
     }
     /* Execute bits say nothing about secrecy. */
-    const char *p = write_file("x", "0123456789abcdefXYZ", 19, 0711);
+    const char *p = write_file("x", "0123456789abcdefghijklmnopqrstuvXYZ", 35, 0711);
     uint8_t out[SK_TOKEN_MAX];
     size_t len;
     cr_assert_eq(sk_token_load(p, out, sizeof out, &len, NULL, 0), 0);
@@ -125,13 +125,15 @@ Test(auth, token_load_refuses_short_long_links_and_non_files)
     uint8_t out[64];
     size_t len;
     char err[256];
-    /* 15 bytes (the newline does not count). */
-    const char *p = write_file("short", "0123456789abcde\n", 16, 0600);
+    /* 31 bytes (the newline does not count). */
+    const char *p = write_file("short", "0123456789abcdefghijklmnopqrstu\n", 32, 0600);
     cr_assert_eq(sk_token_load(p, out, sizeof out, &len, err, sizeof err), -EINVAL);
     cr_assert(strstr(err, "too short") != NULL, "%s", err);
+    cr_assert(strstr(err, "run: sockit token FILE") != NULL, "%s", err);
     /* Longer than the caller's buffer. */
     char big[65];
-    memset(big, 'k', sizeof big);
+    for (size_t i = 0; i < sizeof big; i++)
+        big[i] = (char)('!' + (i * 7) % 90);
     p = write_file("long", big, sizeof big, 0600);
     cr_assert_eq(sk_token_load(p, out, sizeof out, &len, err, sizeof err), -EFBIG);
     /* Exactly the buffer, plus a newline: fits. */
@@ -188,6 +190,38 @@ Test(auth, proof_matches_independent_hmac)
     cr_assert(memcmp(out, server, sizeof out) == 0, "server proof differs from HMAC-SHA256");
 }
 
+/* Expected values from Python, the binding (here bytes(range(64, 96)))
+ * appended to the message of proof_matches_independent_hmac:
+ *   hmac.new(b"0123456789abcdef", b"sockit-auth-v1\0" + role + b"\0exec\0"
+ *            + bytes(range(32)) + bytes(range(32, 64)) + bytes(range(64, 96)),
+ *            hashlib.sha256) */
+Test(auth, bound_proof_matches_independent_hmac)
+{
+    static const uint8_t client[SK_AUTH_PROOF] = {
+        0xa5, 0xc1, 0xcd, 0x08, 0xba, 0x64, 0xd7, 0x61, 0x09, 0x3f, 0x99, 0x0b, 0xc7, 0x53, 0x6b, 0xbb,
+        0x0e, 0x15, 0xae, 0xf1, 0xe5, 0x8b, 0x23, 0xb2, 0x4c, 0xe5, 0xc6, 0x8e, 0x1c, 0x83, 0x63, 0x4f};
+    static const uint8_t server[SK_AUTH_PROOF] = {
+        0xf3, 0xaa, 0x46, 0xc8, 0x62, 0x86, 0x79, 0x29, 0xc8, 0x72, 0x6f, 0xb0, 0x04, 0x7a, 0xb1, 0x3b,
+        0x65, 0xbc, 0xed, 0x1d, 0x88, 0xb1, 0x1d, 0x7e, 0xa4, 0xca, 0x40, 0x4d, 0x98, 0xb7, 0x2a, 0xa4};
+    uint8_t ns[SK_AUTH_NONCE], nc[SK_AUTH_NONCE], cb[SK_AUTH_BINDING], out[SK_AUTH_PROOF];
+    uint8_t plain[SK_AUTH_PROOF];
+    vec_nonces(ns, nc);
+    for (int i = 0; i < SK_AUTH_BINDING; i++)
+        cb[i] = (uint8_t)(64 + i);
+    cr_assert_eq(sk_auth_proof_bound(vec_token, 16, "client", "exec", ns, nc, cb, out), 0);
+    cr_assert(memcmp(out, client, sizeof out) == 0, "bound client proof differs");
+    cr_assert_eq(sk_auth_proof_bound(vec_token, 16, "server", "exec", ns, nc, cb, out), 0);
+    cr_assert(memcmp(out, server, sizeof out) == 0, "bound server proof differs");
+    /* No binding: exactly the unbound proof (plain TCP is unchanged). */
+    cr_assert_eq(sk_auth_proof_bound(vec_token, 16, "client", "exec", ns, nc, NULL, out), 0);
+    cr_assert_eq(sk_auth_proof(vec_token, 16, "client", "exec", ns, nc, plain), 0);
+    cr_assert(memcmp(out, plain, sizeof out) == 0);
+    /* Another connection's binding: another proof. */
+    cb[0] ^= 1;
+    cr_assert_eq(sk_auth_proof_bound(vec_token, 16, "client", "exec", ns, nc, cb, out), 0);
+    cr_assert(memcmp(out, client, sizeof out) != 0);
+}
+
 Test(auth, proof_binds_every_input)
 {
     uint8_t ns[SK_AUTH_NONCE], nc[SK_AUTH_NONCE], base[SK_AUTH_PROOF], other[SK_AUTH_PROOF];
@@ -240,4 +274,83 @@ Test(auth, equal_compares_whole_buffers)
     cr_assert_eq(sk_auth_equal(a, b, sizeof a), 0);
     cr_assert_eq(sk_auth_equal(a, b, 31), 1);
     cr_assert_eq(sk_auth_equal(a, b, 0), 1);
+}
+
+Test(auth, token_check_refuses_short_and_low_variety)
+{
+    char why[200];
+    static const char *const bad[] = {
+        "0123456789abcdefghijklmnopqrstu",                                   /* 31 bytes */
+        "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",  /* one byte */
+        "abababababababababababababababababababababababab",                  /* two */
+        "passwordpasswordpasswordpassword",                                  /* 7 distinct */
+        "0123456789abcdef0123456789abcdef",                                  /* repeated */
+        "correct horse battery staple. correct horse battery staple. ",      /* repeated */
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        why[0] = 0;
+        cr_assert_eq(sk_token_check(bad[i], strlen(bad[i]), why, sizeof why), -EINVAL,
+                     "accepted: %s", bad[i]);
+        cr_assert(strstr(why, i == 0 ? "too short" : "low variety") != NULL, "%s: %s", bad[i],
+                  why);
+    }
+    /* What sockit token writes, and raw random bytes, always pass. */
+    for (int round = 0; round < 200; round++) {
+        uint8_t raw[32];
+        char hex[65];
+        cr_assert_eq(sk_random(raw, sizeof raw), 0);
+        for (size_t i = 0; i < sizeof raw; i++)
+            snprintf(hex + 2 * i, 3, "%02x", raw[i]);
+        cr_assert_eq(sk_token_check(hex, 64, why, sizeof why), 0, "%s: %s", hex, why);
+        cr_assert_eq(sk_token_check(raw, sizeof raw, why, sizeof why), 0, "%s", why);
+    }
+    cr_assert_eq(sk_token_check("correct horse battery staple, then some", 39, why, sizeof why),
+                 0, "%s", why);
+}
+
+Test(auth, token_load_refuses_low_variety_with_a_remedy)
+{
+    make_dir();
+    uint8_t out[SK_TOKEN_MAX];
+    size_t len = 7;
+    char err[256];
+    const char *p = write_file("same", "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\n", 41, 0600);
+    cr_assert_eq(sk_token_load(p, out, sizeof out, &len, err, sizeof err), -EINVAL);
+    cr_assert(strstr(err, "low variety") != NULL, "%s", err);
+    cr_assert(strstr(err, "run: sockit token FILE") != NULL, "%s", err);
+    cr_assert_eq(len, 7);
+    remove_dir();
+}
+
+Test(auth, token_create_writes_64_hex_digits_mode_600_and_never_replaces)
+{
+    make_dir();
+    char path[128], err[256];
+    snprintf(path, sizeof path, "%s/tok", dir);
+    mode_t old = umask(022);
+    cr_assert_eq(sk_token_create(path, err, sizeof err), 0, "%s", err);
+    umask(old);
+    struct stat st;
+    cr_assert_eq(stat(path, &st), 0);
+    cr_assert_eq(st.st_mode & 07777, 0600);
+    cr_assert_eq(st.st_size, 65);
+    uint8_t out[SK_TOKEN_MAX];
+    size_t len = 0;
+    cr_assert_eq(sk_token_load(path, out, sizeof out, &len, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(len, 64);
+    for (size_t i = 0; i < len; i++)
+        cr_assert(strchr("0123456789abcdef", out[i]) != NULL);
+    /* A second one is refused and leaves the first alone. */
+    uint8_t again[SK_TOKEN_MAX];
+    cr_assert_eq(sk_token_create(path, err, sizeof err), -EEXIST);
+    cr_assert(strstr(err, "exists") != NULL, "%s", err);
+    cr_assert_eq(sk_token_load(path, again, sizeof again, &len, err, sizeof err), 0, "%s", err);
+    cr_assert(memcmp(out, again, 64) == 0);
+    /* Nor is a symbolic link followed. */
+    char link[128];
+    snprintf(link, sizeof link, "%s/link", dir);
+    cr_assert_eq(symlink("/tmp/sockit-token-target-never-made", link), 0);
+    cr_assert_eq(sk_token_create(link, err, sizeof err), -EEXIST);
+    cr_assert_neq(access("/tmp/sockit-token-target-never-made", F_OK), 0);
+    remove_dir();
 }
