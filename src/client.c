@@ -407,10 +407,7 @@ int sk_send_frame(int fd, const void *buf, size_t len, int timeout_ms)
         return -EINVAL;
     if (len > UINT32_MAX)
         return -EMSGSIZE;
-    hdr[0] = (uint8_t)(len >> 24);
-    hdr[1] = (uint8_t)(len >> 16);
-    hdr[2] = (uint8_t)(len >> 8);
-    hdr[3] = (uint8_t)len;
+    sk__frame_put(hdr, (uint32_t)len);
     /* Header and payload in one sendmsg: two sends would put a small
      * segment on the wire ahead of the payload (TCP_NODELAY is set). */
     struct iovec iov[2] = {
@@ -434,8 +431,7 @@ ssize_t sk_recv_frame(int fd, void *buf, size_t cap, int timeout_ms)
         return got == 0 ? -ENODATA : -ECONNRESET;
     if (rc < 0)
         return rc;
-    uint32_t len = (uint32_t)hdr[0] << 24 | (uint32_t)hdr[1] << 16 | (uint32_t)hdr[2] << 8 |
-                   (uint32_t)hdr[3];
+    uint32_t len = sk__frame_len(hdr);
     /* Check the declared length before reading a byte of the body; the
      * payload is left unread, so the stream is out of step after this. */
     if (len > cap)

@@ -269,16 +269,9 @@ static void arm_timer(sk_conn *c)
 
 static void protocol_error(sk_conn *c, int err, const uint8_t *buf, size_t len)
 {
-    bool first;
-    if (c->opts->framing == SK_FRAMING_FRAME && len >= SK_FRAME_HEADER) {
-        uint32_t n = sk__frame_len(buf);
-        first = set_reason(c, err, "frame too large (%u > max %zu)", n, c->dec.max);
-    } else if (c->opts->framing == SK_FRAMING_LINE) {
-        first = set_reason(c, err, "line too long (max %zu bytes)", c->dec.max);
-    } else {
-        first = set_reason(c, err, "protocol error: %s", sk_strerror(err));
-    }
-    if (first)
+    char text[128];
+    sk__frame_error_text(c->opts->framing, err, buf, len, c->dec.max, text, sizeof text);
+    if (set_reason(c, err, "%s", text))
         sk__stat_add(SK__STAT_ERR_PROTOCOL, 1);
     if (c->cbs->on_error)
         c->cbs->on_error(c, err);
@@ -293,19 +286,20 @@ static size_t process_input(sk_conn *c, const uint8_t *buf, size_t len)
     size_t off = 0;
     uint64_t msgs = 0;
     if (c->opts->framing == SK_FRAMING_FRAME) {
-        /* The frame decoder inlined: this loop runs once per message. The
+        /* frame.h's step, inlined: this loop runs once per message. The
          * limit is read for every frame, not once per read: on_message may
          * change it (sk_conn_set_max_msg after authentication), and the
          * rest of this read must be judged by the new one. */
         while (len - off >= SK_FRAME_HEADER && decoding_allowed(c)) {
             const uint8_t *h = buf + off;
-            uint32_t n = sk__frame_len(h);
-            if (n > c->dec.max) {
+            uint32_t n = 0;
+            int r = sk__frame_next(h, len - off, c->dec.max, &n);
+            if (r < 0) {
                 sk__stat_local(c->loop, SK__STAT_MSGS_IN, msgs);
-                protocol_error(c, -EMSGSIZE, h, len - off);
+                protocol_error(c, r, h, len - off);
                 return len;
             }
-            if (len - off - SK_FRAME_HEADER < n)
+            if (r == 0)
                 break;
             msgs++;
             c->cbs->on_message(c, h + SK_FRAME_HEADER, n);
@@ -394,54 +388,6 @@ static void discard_input(sk_conn *c)
     }
 }
 
-/* How many of the n bytes just read at src finish the message buffered in
- * c->in (all n when they do not); what they hold beyond it is decoded in
- * place. Only a partial message is ever copied into c->in. */
-static size_t completing_bytes(const sk_conn *c, const uint8_t *src, size_t n)
-{
-    switch (c->opts->framing) {
-    case SK_FRAMING_FRAME: {
-        const uint8_t *have = c->in.data + c->in.off;
-        size_t had = c->in.len;
-        if (had < SK_FRAME_HEADER) {
-            size_t hdr = SK_FRAME_HEADER - had;
-            if (n < hdr)
-                return n;
-            uint8_t h[SK_FRAME_HEADER];
-            memcpy(h, have, had);
-            memcpy(h + had, src, hdr);
-            uint32_t len = sk__frame_len(h);
-            if (len > c->dec.max)
-                return hdr; /* the decoder reports it */
-            size_t total = SK_FRAME_HEADER + (size_t)len - had;
-            return total < n ? total : n;
-        }
-        uint32_t len = sk__frame_len(have);
-        size_t total = SK_FRAME_HEADER + (size_t)len;
-        size_t missing = total > had ? total - had : 0;
-        return missing < n ? missing : n;
-    }
-    case SK_FRAMING_LINE: {
-        const uint8_t *nl = memchr(src, '\n', n);
-        return nl ? (size_t)(nl - src) + 1 : n;
-    }
-    case SK_FRAMING_RAW: break;
-    }
-    return n;
-}
-
-/* Bytes still missing from a frame buffered in c->in whose header has
- * arrived, or 0 (other framings, or the header is incomplete). */
-static size_t frame_missing(const sk_conn *c)
-{
-    if (c->opts->framing != SK_FRAMING_FRAME || c->in.len < SK_FRAME_HEADER)
-        return 0;
-    const uint8_t *h = c->in.data + c->in.off;
-    uint32_t len = sk__frame_len(h);
-    size_t total = SK_FRAME_HEADER + (size_t)len;
-    return total > c->in.len ? total - c->in.len : 0;
-}
-
 static bool keep_input(sk_conn *c, const uint8_t *src, size_t n)
 {
     int err = sk__buf_reserve(c->loop, &c->in, n);
@@ -472,7 +418,8 @@ static void take_read(sk_conn *c, const uint8_t *src, size_t n)
 {
     size_t off = 0;
     if (c->in.len > 0) {
-        off = completing_bytes(c, src, n);
+        off = sk__frame_need(c->opts->framing, c->dec.max, c->in.data + c->in.off, c->in.len,
+                             src, n);
         if (!keep_input(c, src, off) || !decode_buffered(c))
             return;
         if (c->in.len > 0) {
@@ -513,7 +460,9 @@ static void do_read(sk_conn *c)
          * grows with what has arrived (to at most four times what is held:
          * a 256 KiB frame costs one copy of its first 64 KiB), never from
          * the declared length alone. */
-        size_t missing = frame_missing(c);
+        size_t missing = c->opts->framing == SK_FRAMING_FRAME
+                             ? sk__frame_missing(c->in.data + c->in.off, c->in.len)
+                             : 0;
         bool direct = missing >= SK_READ_CHUNK / 2;
         if (direct) {
             size_t want = c->in.len > SK_READ_CHUNK / 3 ? 3 * c->in.len : SK_READ_CHUNK;
@@ -881,10 +830,7 @@ int sk_conn_send_msg(sk_conn *c, const void *data, size_t len)
         b->cap - b->off - b->len >= len + SK_FRAME_HEADER &&
         !(c->flags & (F_DEAD | F_CLOSING | F_SHUT_PENDING))) {
         uint8_t *p = b->data + b->off + b->len;
-        p[0] = (uint8_t)(len >> 24);
-        p[1] = (uint8_t)(len >> 16);
-        p[2] = (uint8_t)(len >> 8);
-        p[3] = (uint8_t)len;
+        sk__frame_put(p, (uint32_t)len);
         if (len)
             memcpy(p + SK_FRAME_HEADER, data, len);
         b->len += len + SK_FRAME_HEADER;
@@ -911,7 +857,7 @@ void *sk_conn_prepare_msg(sk_conn *c, size_t len, int *errp)
             *errp = -EMSGSIZE;
         return NULL;
     }
-    size_t extra = f == SK_FRAMING_FRAME ? SK_FRAME_HEADER : (f == SK_FRAMING_LINE ? 1 : 0);
+    size_t extra = sk__frame_overhead(f);
     sk_buf *b = &c->out;
     /* The common case, a reply that fits the buffer already held, skips
      * the checks that only matter when the buffer must change. */
@@ -926,7 +872,7 @@ void *sk_conn_prepare_msg(sk_conn *c, size_t len, int *errp)
     }
     uint8_t *p = b->data + b->off + b->len;
     if (f == SK_FRAMING_FRAME) {
-        sk_frame_header(p, (uint32_t)len);
+        sk__frame_put(p, (uint32_t)len);
         p += SK_FRAME_HEADER;
     } else if (f == SK_FRAMING_LINE) {
         p[len] = '\n';

@@ -11,6 +11,7 @@
 #include <sys/types.h>
 
 #include "sockit.h"
+#include "frame.h"
 
 #define SK_CONTAINER_OF(ptr, type, member) ((type *)(void *)((char *)(ptr) - offsetof(type, member)))
 
@@ -33,11 +34,6 @@
 /* Peers accepted per readiness event on a listener, for fairness. */
 #define SK_ACCEPTS_PER_EVENT 64
 
-/* The payload length a 4-byte big-endian frame header declares. */
-static inline uint32_t sk__frame_len(const uint8_t *h)
-{
-    return (uint32_t)h[0] << 24 | (uint32_t)h[1] << 16 | (uint32_t)h[2] << 8 | h[3];
-}
 
 /* ---- connecting to a name with several addresses (addr.c) ---- */
 
