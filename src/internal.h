@@ -204,7 +204,14 @@ struct sk_loop {
     struct sk_signal *signals;
 };
 
+/* The monotonic clock every deadline in src/ is read from (loop.c), in
+ * milliseconds and, for the blocking client's deadlines, nanoseconds. */
 uint64_t sk__now_ms(void);
+uint64_t sk__now_ns(void);
+
+/* Writes a formatted sentence into err (if the caller gave one): the one way
+ * library calls fill a caller's message buffer (log.c). */
+void sk__set_err(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 void sk__loop_wake(sk_loop *loop);
 
 /* ---- connections (conn.c) ---- */

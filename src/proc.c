@@ -624,8 +624,7 @@ void sk_proc_kill_all(uint32_t wait_ms)
      * still around refuse to signal a pid that may be reused. */
     for (sk_proc *p = reaper.procs; p; p = p->next)
         p->reaped = true;
-    struct timespec t0, now;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
+    uint64_t t0 = sk__now_ms();
     for (;;) {
         if (containment == SK_PROC_CONTAIN_CGROUP)
             sk__cg_kill_all();
@@ -641,10 +640,7 @@ void sk_proc_kill_all(uint32_t wait_ms)
         }
         if (n == 0)
             break;
-        clock_gettime(CLOCK_MONOTONIC, &now);
-        int64_t ms = (int64_t)(now.tv_sec - t0.tv_sec) * 1000 +
-                     (now.tv_nsec - t0.tv_nsec) / 1000000;
-        if (ms >= (int64_t)wait_ms)
+        if (sk__now_ms() - t0 >= (uint64_t)wait_ms)
             break;
         /* A killed child's own children reach us only once it is gone. */
         struct timespec pause = {0, 5 * 1000 * 1000};

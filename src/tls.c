@@ -76,17 +76,6 @@ struct sk__tls {
 
 /* ------------------------------------------------------------ helpers */
 
-static void __attribute__((format(printf, 3, 4)))
-set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (err == NULL || errlen == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
 /* The most useful line of OpenSSL's error queue (its last entry), which is
  * then cleared so that it cannot be blamed on a later call. */
 static const char *ossl_reason(char *buf, size_t buflen)
@@ -186,14 +175,14 @@ static X509 *read_cert(const char *path, char *err, size_t errlen)
     FILE *f = fopen(path, "re");
     if (f == NULL) {
         char eb[128];
-        set_err(err, errlen, "cannot open certificate %s: %s", path, strerror_r(errno, eb, sizeof eb));
+        sk__set_err(err, errlen, "cannot open certificate %s: %s", path, strerror_r(errno, eb, sizeof eb));
         return NULL;
     }
     X509 *x = PEM_read_X509(f, NULL, NULL, NULL);
     fclose(f);
     if (x == NULL) {
         char eb[128];
-        set_err(err, errlen, "%s is not a PEM certificate (%s)", path, ossl_reason(eb, sizeof eb));
+        sk__set_err(err, errlen, "%s is not a PEM certificate (%s)", path, ossl_reason(eb, sizeof eb));
     }
     return x;
 }
@@ -206,7 +195,7 @@ int sk_tls_cert_pin(const char *cert_file, uint8_t out[SK_TLS_PIN_LEN], char *er
     int rc = cert_digest(x, out);
     X509_free(x);
     if (rc < 0)
-        set_err(err, errlen, "cannot compute the fingerprint of %s", cert_file);
+        sk__set_err(err, errlen, "cannot compute the fingerprint of %s", cert_file);
     return rc;
 }
 
@@ -218,14 +207,14 @@ static sk_tls_ctx *ctx_alloc(bool server, char *err, size_t errlen)
 {
     sk_tls_ctx *t = calloc(1, sizeof *t);
     if (t == NULL) {
-        set_err(err, errlen, "out of memory");
+        sk__set_err(err, errlen, "out of memory");
         return NULL;
     }
     t->server = server;
     t->ssl = SSL_CTX_new(server ? TLS_server_method() : TLS_client_method());
     if (t->ssl == NULL) {
         char eb[128];
-        set_err(err, errlen, "tls: %s", ossl_reason(eb, sizeof eb));
+        sk__set_err(err, errlen, "tls: %s", ossl_reason(eb, sizeof eb));
         free(t);
         return NULL;
     }
@@ -253,7 +242,7 @@ static sk_tls_ctx *ctx_alloc(bool server, char *err, size_t errlen)
     if (SSL_CTX_set1_groups_list(t->ssl, SK__TLS_GROUPS) != 1 ||
         SSL_CTX_set_cipher_list(t->ssl, SK__TLS12_CIPHERS) != 1) {
         char eb[128];
-        set_err(err, errlen, "tls: %s", ossl_reason(eb, sizeof eb));
+        sk__set_err(err, errlen, "tls: %s", ossl_reason(eb, sizeof eb));
         SSL_CTX_free(t->ssl);
         pthread_mutex_destroy(&t->lock);
         free(t);
@@ -278,34 +267,34 @@ int sk_tls_server_new(const char *cert_file, const char *key_file, sk_tls_ctx **
 {
     char eb[160];
     if (cert_file == NULL || key_file == NULL) {
-        set_err(err, errlen, "a TLS server needs a certificate and a key (--cert FILE --key FILE)");
+        sk__set_err(err, errlen, "a TLS server needs a certificate and a key (--cert FILE --key FILE)");
         return -EINVAL;
     }
     sk_tls_ctx *t = ctx_alloc(true, err, errlen);
     if (t == NULL)
         return -ENOMEM;
     if (access(cert_file, R_OK) != 0) {
-        set_err(err, errlen, "cannot read certificate %s: %s", cert_file, strerror_r(errno, eb, sizeof eb));
+        sk__set_err(err, errlen, "cannot read certificate %s: %s", cert_file, strerror_r(errno, eb, sizeof eb));
         goto fail;
     }
     if (access(key_file, R_OK) != 0) {
-        set_err(err, errlen, "cannot read key %s: %s", key_file, strerror_r(errno, eb, sizeof eb));
+        sk__set_err(err, errlen, "cannot read key %s: %s", key_file, strerror_r(errno, eb, sizeof eb));
         goto fail;
     }
     if (SSL_CTX_use_certificate_chain_file(t->ssl, cert_file) != 1) {
-        set_err(err, errlen, "certificate %s: %s", cert_file, ossl_reason(eb, sizeof eb));
+        sk__set_err(err, errlen, "certificate %s: %s", cert_file, ossl_reason(eb, sizeof eb));
         goto fail;
     }
     if (SSL_CTX_use_PrivateKey_file(t->ssl, key_file, SSL_FILETYPE_PEM) != 1) {
         ossl_reason(eb, sizeof eb);
         if (strstr(eb, "mismatch") != NULL)
-            set_err(err, errlen, "key %s does not belong to certificate %s", key_file, cert_file);
+            sk__set_err(err, errlen, "key %s does not belong to certificate %s", key_file, cert_file);
         else
-            set_err(err, errlen, "key %s: %s", key_file, eb);
+            sk__set_err(err, errlen, "key %s: %s", key_file, eb);
         goto fail;
     }
     if (SSL_CTX_check_private_key(t->ssl) != 1) {
-        set_err(err, errlen, "key %s does not belong to certificate %s", key_file, cert_file);
+        sk__set_err(err, errlen, "key %s does not belong to certificate %s", key_file, cert_file);
         ERR_clear_error();
         goto fail;
     }
@@ -360,10 +349,10 @@ int sk_tls_client_new(const sk_tls_client_opts *o, sk_tls_ctx **out, char *err, 
                      : SSL_CTX_set_default_verify_paths(t->ssl);
         if (ok != 1) {
             if (o != NULL && o->ca_file != NULL && access(o->ca_file, R_OK) != 0)
-                set_err(err, errlen, "cannot read CA file %s: %s", o->ca_file,
+                sk__set_err(err, errlen, "cannot read CA file %s: %s", o->ca_file,
                         strerror_r(errno, eb, sizeof eb));
             else
-                set_err(err, errlen, "CA file %s: %s", o && o->ca_file ? o->ca_file : "(system)",
+                sk__set_err(err, errlen, "CA file %s: %s", o && o->ca_file ? o->ca_file : "(system)",
                         ossl_reason(eb, sizeof eb));
             sk_tls_ctx_free(t);
             return -EINVAL;
@@ -544,7 +533,6 @@ unsigned sk_tls_handshakes(void)
     return n;
 }
 
-static uint64_t mono_ms(void);
 
 /* The source of a server session: its peer's address, an IPv6 one cut to
  * its /64 (what one subscriber usually holds); every Unix peer is one
@@ -632,7 +620,7 @@ static int hs_admit(sk__tls *t)
         evicted++;
     }
     if (!sk__mem_charge(SK_TLS_HANDSHAKE_MEM)) {
-        bool log = sk__log_due(&hs_last_refuse_log, mono_ms(), 1000);
+        bool log = sk__log_due(&hs_last_refuse_log, sk__now_ms(), 1000);
         unsigned n = hs_count;
         pthread_mutex_unlock(&hs_lock);
         sk__stat_add(SK__STAT_ERR_NOBUFS, 1);
@@ -657,7 +645,7 @@ static int hs_admit(sk__tls *t)
     hs_src_newest[b] = t;
     t->hs_listed = true;
     hs_count++;
-    bool log = evicted > 0 && sk__log_due(&hs_last_evict_log, mono_ms(), 1000);
+    bool log = evicted > 0 && sk__log_due(&hs_last_evict_log, sk__now_ms(), 1000);
     pthread_mutex_unlock(&hs_lock);
     if (log)
         sk_log(SK_LOG_WARN, "tls: %u unfinished handshakes (the maximum): dropping the oldest "
@@ -862,7 +850,7 @@ ssize_t sk__tls_writev(sk__tls *t, const struct iovec *iov, int iovcnt)
 int sk__tls_handshake(sk__tls *t, char *err, size_t errlen)
 {
     if (atomic_load(&t->hs_evicted)) {
-        set_err(err, errlen, "evicted: too many unfinished TLS handshakes (at most %u)",
+        sk__set_err(err, errlen, "evicted: too many unfinished TLS handshakes (at most %u)",
                 atomic_load(&hs_max));
         return -ECONNABORTED;
     }
@@ -882,12 +870,12 @@ int sk__tls_handshake(sk__tls *t, char *err, size_t errlen)
     long v = SSL_get_verify_result(t->ssl);
     if (t->pin_mismatch) {
         ERR_clear_error();
-        set_err(err, errlen, "the server's certificate does not match --pin");
+        sk__set_err(err, errlen, "the server's certificate does not match --pin");
         return -EPERM;
     }
     if (!t->ctx->server && v != X509_V_OK) {
         ERR_clear_error();
-        set_err(err, errlen, "cannot verify the server's certificate: %s",
+        sk__set_err(err, errlen, "cannot verify the server's certificate: %s",
                 X509_verify_cert_error_string(v));
         return -EPERM;
     }
@@ -896,13 +884,13 @@ int sk__tls_handshake(sk__tls *t, char *err, size_t errlen)
         int se = e == SSL_ERROR_ZERO_RETURN ? 0 : errno;
         ERR_clear_error();
         if (se == 0) {
-            set_err(err, errlen, "peer closed the connection during the TLS handshake");
+            sk__set_err(err, errlen, "peer closed the connection during the TLS handshake");
             return -ECONNRESET;
         }
-        set_err(err, errlen, "TLS handshake: %s", strerror_r(se, eb, sizeof eb));
+        sk__set_err(err, errlen, "TLS handshake: %s", strerror_r(se, eb, sizeof eb));
         return -se;
     }
-    set_err(err, errlen, "TLS handshake failed: %s", ossl_reason(eb, sizeof eb));
+    sk__set_err(err, errlen, "TLS handshake failed: %s", ossl_reason(eb, sizeof eb));
     return -EPROTO;
 }
 
@@ -1023,26 +1011,19 @@ static sk__tls *reg_take(int fd)
     return t;
 }
 
-static uint64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
 int sk_tls_dial(const sk_addr *addr, sk_tls_ctx *ctx, int timeout_ms, char *err, size_t errlen)
 {
     char text[SK_ADDR_HOST_MAX + 64];
     if (addr == NULL || ctx == NULL || ctx->server) {
-        set_err(err, errlen, "sk_tls_dial: needs an address and a client context");
+        sk__set_err(err, errlen, "sk_tls_dial: needs an address and a client context");
         return -EINVAL;
     }
     if (addr->kind != SK_ADDR_TLS && addr->kind != SK_ADDR_TCP) {
         sk_addr_format(addr, text, sizeof text);
-        set_err(err, errlen, "cannot dial \"%s\" with TLS: not a tls:// or tcp address", text);
+        sk__set_err(err, errlen, "cannot dial \"%s\" with TLS: not a tls:// or tcp address", text);
         return -EINVAL;
     }
-    uint64_t start = mono_ms();
+    uint64_t start = sk__now_ms();
     sk_addr tcp = *addr;
     tcp.kind = SK_ADDR_TCP;
     int fd = sk_dial(&tcp, timeout_ms, err, errlen);
@@ -1051,7 +1032,7 @@ int sk_tls_dial(const sk_addr *addr, sk_tls_ctx *ctx, int timeout_ms, char *err,
     sk__tls *t = NULL;
     int rc = sk__tls_new(ctx, fd, addr->host, &t);
     if (rc < 0) {
-        set_err(err, errlen, "cannot start a TLS session: %s", sk_strerror(rc));
+        sk__set_err(err, errlen, "cannot start a TLS session: %s", sk_strerror(rc));
         close(fd);
         return rc;
     }
@@ -1062,15 +1043,15 @@ int sk_tls_dial(const sk_addr *addr, sk_tls_ctx *ctx, int timeout_ms, char *err,
         if (rc == 1)
             break;
         if (rc < 0) {
-            set_err(err, errlen, "%s: %s", text, why);
+            sk__set_err(err, errlen, "%s: %s", text, why);
             goto fail;
         }
         int ms = -1;
         if (timeout_ms >= 0) {
-            uint64_t used = mono_ms() - start;
+            uint64_t used = sk__now_ms() - start;
             if (used >= (uint64_t)timeout_ms) {
                 rc = -ETIMEDOUT;
-                set_err(err, errlen, "%s: TLS handshake timed out after %d ms", text, timeout_ms);
+                sk__set_err(err, errlen, "%s: TLS handshake timed out after %d ms", text, timeout_ms);
                 goto fail;
             }
             ms = (int)((uint64_t)timeout_ms - used);
@@ -1078,13 +1059,13 @@ int sk_tls_dial(const sk_addr *addr, sk_tls_ctx *ctx, int timeout_ms, char *err,
         struct pollfd p = {.fd = fd, .events = t->want == SK_WRITABLE ? POLLOUT : POLLIN};
         if (poll(&p, 1, ms) < 0 && errno != EINTR) {
             rc = -errno;
-            set_err(err, errlen, "%s: poll: %s", text, sk_strerror(rc));
+            sk__set_err(err, errlen, "%s: poll: %s", text, sk_strerror(rc));
             goto fail;
         }
     }
     rc = reg_put(fd, t);
     if (rc < 0) {
-        set_err(err, errlen, "%s: %s", text, sk_strerror(rc));
+        sk__set_err(err, errlen, "%s: %s", text, sk_strerror(rc));
         goto fail;
     }
     return fd;
@@ -1215,9 +1196,9 @@ static FILE *create_file(const char *path, mode_t mode, char *err, size_t errlen
     if (fd < 0) {
         char eb[128];
         if (errno == EEXIST)
-            set_err(err, errlen, "%s already exists (remove it first, or pick another NAME)", path);
+            sk__set_err(err, errlen, "%s already exists (remove it first, or pick another NAME)", path);
         else
-            set_err(err, errlen, "cannot create %s: %s", path, strerror_r(errno, eb, sizeof eb));
+            sk__set_err(err, errlen, "cannot create %s: %s", path, strerror_r(errno, eb, sizeof eb));
         return NULL;
     }
     (void)fchmod(fd, mode); /* the umask may have taken bits we want */
@@ -1238,18 +1219,18 @@ int sk_tls_make_cert(const char *name, unsigned days, uint8_t pin_out[SK_TLS_PIN
     bool key_made = false;
 
     if (name == NULL || name[0] == '\0' || days == 0 || days > 36500) {
-        set_err(err, errlen, "a certificate needs a NAME and 1 to 36500 days");
+        sk__set_err(err, errlen, "a certificate needs a NAME and 1 to 36500 days");
         return -EINVAL;
     }
     if (snprintf(keyp, sizeof keyp, "%s.key", name) >= (int)sizeof keyp ||
         snprintf(crtp, sizeof crtp, "%s.crt", name) >= (int)sizeof crtp) {
-        set_err(err, errlen, "NAME too long");
+        sk__set_err(err, errlen, "NAME too long");
         return -ENAMETOOLONG;
     }
     const char *base = strrchr(name, '/');
     base = base ? base + 1 : name;
     if (base[0] == '\0') {
-        set_err(err, errlen, "NAME must not end with '/'");
+        sk__set_err(err, errlen, "NAME must not end with '/'");
         return -EINVAL;
     }
     /* EC P-256: what every TLS 1.2 and 1.3 client accepts by default
@@ -1307,7 +1288,7 @@ int sk_tls_make_cert(const char *name, unsigned days, uint8_t pin_out[SK_TLS_PIN
     key_made = true;
     if (PEM_write_PrivateKey(f, key, NULL, NULL, 0, NULL, NULL) != 1 || fflush(f) != 0 ||
         fsync(fileno(f)) != 0) {
-        set_err(err, errlen, "cannot write %s", keyp);
+        sk__set_err(err, errlen, "cannot write %s", keyp);
         goto out;
     }
     fclose(f);
@@ -1317,7 +1298,7 @@ int sk_tls_make_cert(const char *name, unsigned days, uint8_t pin_out[SK_TLS_PIN
         goto out;
     }
     if (PEM_write_X509(f, x) != 1 || fflush(f) != 0) {
-        set_err(err, errlen, "cannot write %s", crtp);
+        sk__set_err(err, errlen, "cannot write %s", crtp);
         unlink(crtp);
         goto out;
     }
@@ -1327,7 +1308,7 @@ int sk_tls_make_cert(const char *name, unsigned days, uint8_t pin_out[SK_TLS_PIN
     key_made = false;
     goto out;
 ossl_fail:
-    set_err(err, errlen, "cannot make the certificate: %s", ossl_reason(eb, sizeof eb));
+    sk__set_err(err, errlen, "cannot make the certificate: %s", ossl_reason(eb, sizeof eb));
     rc = -EIO;
 out:
     if (f != NULL)
