@@ -50,6 +50,14 @@
 int sk__resolve_for_connect(const sk_addr *addr, struct sockaddr_storage *out,
                             socklen_t *outlen, int max, char *err, size_t errlen);
 
+/* ---- shared buffers (shared.c; outq.c reads their bytes) ---- */
+
+struct sk_shared {
+    atomic_size_t refs;
+    size_t len;
+    uint8_t data[];
+};
+
 /* ---- epoll seam (epoll.c) ---- */
 
 /* Everything registered with epoll starts with this; the loop calls
