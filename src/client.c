@@ -3,7 +3,7 @@
  * is a poll() bounded by one absolute CLOCK_MONOTONIC deadline per call, so a
  * timeout covers the whole call however many syscalls it takes. It is not
  * part of the event loop and never touches signal dispositions. Every byte
- * goes through sk_sock_recv / sk_sock_sendv (tls.c), which take the TLS
+ * goes through sk_sock_recv / sk_sock_sendv (tls_sock.c), which take the TLS
  * path for a descriptor from sk_tls_dial and plain recv/sendmsg otherwise. */
 #include "internal.h"
 

@@ -128,7 +128,7 @@ void sk__pool_free(sk_loop *loop);
 bool sk__mem_charge(size_t bytes);
 void sk__mem_uncharge(size_t bytes);
 
-/* ---- shared slices in output queues (shared.c) ---- */
+/* ---- shared slices in output queues (outq.c) ---- */
 
 /* The slices of sk_shared buffers and the file ranges queued on one
  * connection, in order with its plain byte buffer. Allocated on the first
@@ -187,7 +187,7 @@ struct sk_loop {
 
     uint8_t *rbuf;          /* shared read buffer, SK_READ_CHUNK bytes */
     /* The connection whose read in rbuf is being decoded, and the replies
-     * it queued that are byte for byte a run of that read (conn.c: sent
+     * it queued that are byte for byte a run of that read (conn_write.c: sent
      * from rbuf before it is reused, never copied). */
     sk_conn *reading;
     const uint8_t *echo_start, *echo_end;
@@ -222,7 +222,7 @@ uint64_t sk__now_ns(void);
 void sk__set_err(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 void sk__loop_wake(sk_loop *loop);
 
-/* ---- connections (conn.c) ---- */
+/* ---- connections (conn*.c, dial.c) ---- */
 
 /* Creates a connection on an open, connected, non-blocking stream fd.
  * opts and cbs must outlive the connection (server-owned) unless own_cfg. */
