@@ -7,6 +7,7 @@
 
 #include <netinet/in.h>
 #include <sys/epoll.h>
+#include <sys/socket.h>
 
 #include "internal.h"
 #include "tls.h"
@@ -103,7 +104,6 @@ void sk__conn_read_error(sk_conn *c, int err);
 /* conn_write.c */
 void sk__conn_write_out(sk_conn *c);
 void sk__conn_echo_settle(sk_conn *c);
-void sk__conn_echo_flush(sk_conn *c);
 void sk__conn_queued(sk_conn *c);
 /* dial.c */
 void sk__conn_dialer_free(sk_conn *c);
@@ -148,6 +148,40 @@ static inline size_t sk__conn_out_queued(const sk_conn *c)
 {
     size_t n = c->outq ? c->out.len + sk__outq_bytes(c->outq) : c->out.len;
     return n + sk__conn_echo_pending(c);
+}
+
+/* Plain send, or through the TLS session (tls.h keeps send() semantics). */
+static inline ssize_t sk__conn_send(sk_conn *c, const void *buf, size_t len)
+{
+    if (c->tls == NULL)
+        return send(c->w.fd, buf, len, MSG_NOSIGNAL);
+    return sk__tls_write(c->tls, buf, len);
+}
+
+/* The read is decoded: sends the run now, from rbuf; what the kernel does
+ * not take is copied to the output buffer for the regular flush (conn_write.c
+ * owns the run; this part is here so the read loop inlines it, one call
+ * fewer per read). */
+static inline void sk__conn_echo_flush(sk_conn *c)
+{
+    sk_loop *loop = c->loop;
+    if (loop->echo_start == NULL)
+        return;
+    if (c->flags & F_DEAD) {
+        loop->echo_start = loop->echo_end = NULL;
+        return;
+    }
+    size_t n = (size_t)(loop->echo_end - loop->echo_start);
+    ssize_t w = sk__conn_send(c, loop->echo_start, n);
+    if (w > 0) {
+        c->bytes_out += (uint64_t)w;
+        c->last_active = loop->now;
+        sk__stat_local(loop, SK__STAT_BYTES_OUT, (uint64_t)w);
+        loop->echo_start += w;
+    }
+    if (loop->echo_start != loop->echo_end)
+        sk__conn_echo_settle(c); /* the rest, or an error, goes the regular way */
+    loop->echo_start = loop->echo_end = NULL;
 }
 
 #endif

@@ -231,7 +231,7 @@ void sk__conn_read(sk_conn *c)
          * grows with what has arrived (to at most four times what is held:
          * a 256 KiB frame costs one copy of its first 64 KiB), never from
          * the declared length alone. */
-        size_t missing = c->opts->framing == SK_FRAMING_FRAME
+        size_t missing = c->in.len >= SK_FRAME_HEADER && c->opts->framing == SK_FRAMING_FRAME
                              ? sk__frame_missing(c->in.data + c->in.off, c->in.len)
                              : 0;
         bool direct = missing >= SK_READ_CHUNK / 2;

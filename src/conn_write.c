@@ -1,7 +1,8 @@
 /* conn_write.c — where bytes leave: every way of queuing output goes
  * through out_append (or out_open for slices and files), which first settles
  * the zero-copy echo run, so no send function can reorder replies; the
- * flush at the end of each loop iteration; the echo run sent from rbuf. */
+ * flush at the end of each loop iteration; the echo run taken from rbuf
+ * (sent by sk__conn_echo_flush, inline in conn.h for the read loop). */
 #include <errno.h>
 #include <stdarg.h>
 #include <netinet/in.h>
@@ -15,13 +16,6 @@
 #include <unistd.h>
 
 #include "conn.h"
-
-static ssize_t conn_send(sk_conn *c, const void *buf, size_t len)
-{
-    if (c->tls == NULL)
-        return send(c->w.fd, buf, len, MSG_NOSIGNAL);
-    return sk__tls_write(c->tls, buf, len);
-}
 
 /* Carries the change of this queue into sk_stats.queued. */
 static void count_queued(sk_conn *c)
@@ -58,7 +52,7 @@ void sk__conn_write_out(sk_conn *c)
                                                          c->loop->rbuf, SK_READ_CHUNK)
                                      : sk__outq_send(c->w.fd, c->outq, &c->out, &offered,
                                                      c->loop->rbuf, SK_READ_CHUNK))
-                           : conn_send(c, c->out.data + c->out.off, c->out.len);
+                           : sk__conn_send(c, c->out.data + c->out.off, c->out.len);
         if (n < 0) {
             if (errno == EINTR)
                 continue;
@@ -204,30 +198,6 @@ void sk__conn_echo_settle(sk_conn *c)
     sk__conn_queued(c);
 }
 
-/* The read is decoded: sends the run now, from rbuf; what the kernel does
- * not take is copied to the output buffer for the regular flush. */
-void sk__conn_echo_flush(sk_conn *c)
-{
-    sk_loop *loop = c->loop;
-    if (loop->echo_start == NULL)
-        return;
-    if (c->flags & F_DEAD) {
-        loop->echo_start = loop->echo_end = NULL;
-        return;
-    }
-    size_t n = (size_t)(loop->echo_end - loop->echo_start);
-    ssize_t w = conn_send(c, loop->echo_start, n);
-    if (w > 0) {
-        c->bytes_out += (uint64_t)w;
-        c->last_active = loop->now;
-        sk__stat_local(loop, SK__STAT_BYTES_OUT, (uint64_t)w);
-        loop->echo_start += w;
-    }
-    if (loop->echo_start != loop->echo_end)
-        sk__conn_echo_settle(c); /* the rest, or an error, goes the regular way */
-    loop->echo_start = loop->echo_end = NULL;
-}
-
 /* A full large output buffer is sent now rather than grown: the kernel
  * usually takes it whole, so one send per 64 KiB replaces a bigger buffer
  * and the copy into it. Only plain bytes, only while the socket has room;
@@ -235,7 +205,7 @@ void sk__conn_echo_flush(sk_conn *c)
 static void send_early(sk_conn *c)
 {
     sk_buf *b = &c->out;
-    ssize_t n = conn_send(c, b->data + b->off, b->len);
+    ssize_t n = sk__conn_send(c, b->data + b->off, b->len);
     if (n > 0) {
         c->bytes_out += (uint64_t)n;
         sk__stat_local(c->loop, SK__STAT_BYTES_OUT, (uint64_t)n);
