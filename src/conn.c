@@ -189,27 +189,32 @@ void sk__conn_finalize(sk_conn *c)
     c->loop->close_head = c;
 }
 
-/* Removes c from a singly linked work list; only used when a connection is
- * destroyed outside the normal end-of-iteration path (server or loop free),
- * so the linear walk is not on any hot path. */
-#define UNLINK_WORK(headp, field)                                              \
-    do {                                                                       \
-        for (sk_conn **pp = (headp); *pp; pp = &(*pp)->field)                  \
-            if (*pp == c) {                                                    \
-                *pp = c->field;                                                \
-                break;                                                         \
-            }                                                                  \
-    } while (0)
+/* The link of a singly linked work list (flush, pending, close) that sits at
+ * offset off in each connection. */
+static sk_conn **work_next(sk_conn *c, size_t off) { return (sk_conn **)(void *)((char *)c + off); }
+
+/* Removes c from such a work list; only used when a connection is destroyed
+ * outside the normal end-of-iteration path (server or loop free), so the
+ * linear walk is not on any hot path. */
+static void unlink_work(sk_conn **pp, sk_conn *c, size_t off)
+{
+    for (; *pp; pp = work_next(*pp, off)) {
+        if (*pp == c) {
+            *pp = *work_next(c, off);
+            return;
+        }
+    }
+}
 
 void sk__conn_destroy(sk_conn *c, bool call_close_cb)
 {
     sk_loop *loop = c->loop;
     if (c->flags & F_IN_FLUSH)
-        UNLINK_WORK(&loop->flush_head, flush_next);
+        unlink_work(&loop->flush_head, c, offsetof(sk_conn, flush_next));
     if (c->flags & F_IN_PENDING)
-        UNLINK_WORK(&loop->pending_head, pending_next);
+        unlink_work(&loop->pending_head, c, offsetof(sk_conn, pending_next));
     if (c->flags & F_IN_CLOSE)
-        UNLINK_WORK(&loop->close_head, close_next);
+        unlink_work(&loop->close_head, c, offsetof(sk_conn, close_next));
     c->flags &= ~(F_IN_FLUSH | F_IN_PENDING | F_IN_CLOSE);
     if (call_close_cb && (c->flags & F_CONNECTED_CB) && c->cbs->on_close)
         c->cbs->on_close(c, c->err);
@@ -221,12 +226,7 @@ void sk__conn_destroy(sk_conn *c, bool call_close_cb)
     sk__stat_local_queued(c->loop, -(int64_t)c->queued_counted);
     if (c->srv)
         sk__server_conn_gone(c->srv, c);
-    if (c->prev)
-        c->prev->next = c->next;
-    else
-        loop->conns = c->next;
-    if (c->next)
-        c->next->prev = c->prev;
+    sk__list_remove(&loop->conns, &c->link);
     loop->refs--;
     sk__conn_dialer_free(c);
     sk__tls_free(c->tls);
@@ -239,6 +239,12 @@ void sk__conn_destroy(sk_conn *c, bool call_close_cb)
     free(c->peer);
     free(c->owned_cfg);
     free(c);
+}
+
+void sk__conns_destroy_all(sk_loop *loop)
+{
+    while (loop->conns)
+        sk__conn_destroy(SK_LIST_ITEM(loop->conns, sk_conn, link), false);
 }
 
 void sk__conns_finalize(sk_loop *loop)
@@ -511,10 +517,7 @@ int sk__conn_create(sk_loop *loop, int fd, const sk_stream_opts *opts,
         /* Ignored for Unix sockets, where it fails harmlessly. */
         (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     }
-    c->next = loop->conns;
-    if (loop->conns)
-        loop->conns->prev = c;
-    loop->conns = c;
+    sk__list_push(&loop->conns, &c->link);
     loop->refs++;
     if (c->flags & F_HANDSHAKE) {
         c->flags &= ~F_HANDSHAKE;
@@ -639,7 +642,8 @@ enum sk_framing sk_conn_framing(const sk_conn *c) { return c->opts->framing; }
 const char *sk_conn_reason(const sk_conn *c) { return c->reason ? c->reason : ""; }
 uint64_t sk_conn_bytes_in(const sk_conn *c) { return c->bytes_in; }
 uint64_t sk_conn_bytes_out(const sk_conn *c) { return c->bytes_out; }
-sk_conn *sk__conn_srv_next(sk_conn *c) { return c->srv_next; }
+sk_conn *sk__conn_srv_next(sk_conn *c) { return SK_LIST_ITEM(c->srv_link.next, sk_conn, srv_link); }
+sk_conn *sk__conn_srv_first(sk_list *head) { return SK_LIST_ITEM(head, sk_conn, srv_link); }
 bool sk__conn_handshaking(const sk_conn *c) { return (c->flags & F_HANDSHAKE) != 0; }
 
 const char *sk_conn_peer(const sk_conn *c)
@@ -678,25 +682,9 @@ const char *sk_conn_peer(const sk_conn *c)
 }
 
 /* Server bookkeeping lives here because the list pointers are private. */
-void sk__conn_link_srv(sk_conn *c, sk_conn **head)
-{
-    c->srv_prev = NULL;
-    c->srv_next = *head;
-    if (*head)
-        (*head)->srv_prev = c;
-    *head = c;
-}
+void sk__conn_link_srv(sk_conn *c, sk_list **head) { sk__list_push(head, &c->srv_link); }
 
-void sk__conn_unlink_srv(sk_conn *c, sk_conn **head)
-{
-    if (c->srv_prev)
-        c->srv_prev->srv_next = c->srv_next;
-    else
-        *head = c->srv_next;
-    if (c->srv_next)
-        c->srv_next->srv_prev = c->srv_prev;
-    c->srv_prev = c->srv_next = NULL;
-}
+void sk__conn_unlink_srv(sk_conn *c, sk_list **head) { sk__list_remove(head, &c->srv_link); }
 
 /* The session is private to this file; tls.c does the exporting. */
 int sk_conn_tls_exporter(const sk_conn *c, const char *label, uint8_t *out, size_t len)

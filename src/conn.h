@@ -72,8 +72,8 @@ struct sk_conn {
         struct sockaddr_in in4;
         struct sockaddr_in6 in6;
     } peer_addr;
-    sk_conn *prev, *next;         /* loop->conns */
-    sk_conn *srv_prev, *srv_next; /* the server's connections */
+    sk_list link;     /* loop->conns */
+    sk_list srv_link; /* the server's connections */
 };
 
 typedef struct owned_cfg {

@@ -12,6 +12,7 @@
 
 #include "sockit.h"
 #include "frame.h"
+#include "list.h"
 
 #define SK_CONTAINER_OF(ptr, type, member) ((type *)(void *)((char *)(ptr) - offsetof(type, member)))
 
@@ -199,17 +200,17 @@ struct sk_loop {
     int64_t stat_local_queued;
     uint64_t stat_local[SK__STAT_LOCAL_COUNT];
 
-    sk_conn *conns;         /* every connection of this loop (for sk_loop_free) */
+    sk_list *conns;         /* every connection of this loop (for sk_loop_free) */
     sk_conn *flush_head;    /* connections with output to write this iteration */
     sk_conn *pending_head;  /* connections with buffered input to decode */
     sk_conn *close_head;    /* connections to finalise after callbacks */
     struct sk_dgram *dgram_flush; /* datagram endpoints with queued sends */
-    struct sk_dgram *dgrams;
-    struct sk_server *servers;
-    struct sk_async *asyncs;
-    struct sk_io *ios;
+    sk_list *dgrams;
+    sk_list *servers;
+    sk_list *asyncs;
+    sk_list *ios;
     sk_watch *garbage;
-    struct sk_signal *signals;
+    sk_list *signals;
 };
 
 /* The monotonic clock every deadline in src/ is read from (loop.c), in
@@ -237,10 +238,14 @@ void sk__conns_finalize(sk_loop *loop);
 /* Closes without callbacks (sk_loop_free). */
 void sk__conn_destroy(sk_conn *c, bool call_close_cb);
 sk_conn *sk__conn_srv_next(sk_conn *c);
+/* The first connection of a server's list, or NULL. */
+sk_conn *sk__conn_srv_first(sk_list *head);
+/* Destroys every connection of the loop, without callbacks (sk_loop_free). */
+void sk__conns_destroy_all(sk_loop *loop);
 /* Whether c is still in its TLS handshake (on_open not yet due). */
 bool sk__conn_handshaking(const sk_conn *c);
-void sk__conn_link_srv(sk_conn *c, sk_conn **head);
-void sk__conn_unlink_srv(sk_conn *c, sk_conn **head);
+void sk__conn_link_srv(sk_conn *c, sk_list **head);
+void sk__conn_unlink_srv(sk_conn *c, sk_list **head);
 void sk__stream_opts_normalise(sk_stream_opts *o);
 
 /* ---- servers (server.c) ---- */

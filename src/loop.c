@@ -161,8 +161,7 @@ void sk_loop_free(sk_loop *loop)
     if (loop == NULL)
         return;
     sk__servers_free_all(loop);
-    while (loop->conns)
-        sk__conn_destroy(loop->conns, false);
+    sk__conns_destroy_all(loop);
     sk__dgrams_free_all(loop);
     sk__handles_free_all(loop);
     sk__garbage_collect(loop);
