@@ -135,7 +135,7 @@ void sk__conns_flush(sk_loop *loop)
  * its header, a raw chunk, a line with its newline. While the connection's
  * read is decoded in the loop's read buffer, such replies are not copied:
  * the run of rbuf they cover is remembered (loop->echo_start/end) and sent
- * from there once the read is decoded (echo_flush), before rbuf is read
+ * from there once the read is decoded (sk__conn_echo_flush), before rbuf is read
  * into again. Anything else queued on the connection first copies the run
  * into the output buffer (echo_settle), so order is kept. */
 
