@@ -222,7 +222,6 @@ void sk__asyncs_dispatch(sk_loop *loop)
 
 void sk__handles_free_all(sk_loop *loop)
 {
-    sk__procs_free_all(loop); /* before the SIGCHLD watcher below goes */
     while (loop->ios)
         sk_io_free(SK_LIST_ITEM(loop->ios, sk_io, link));
     while (loop->signals)

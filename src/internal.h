@@ -257,9 +257,9 @@ void sk__dgrams_flush(sk_loop *loop);
 void sk__dgrams_free_all(sk_loop *loop);
 
 /* ---- io / signal / async (handles.c) ---- */
-/* Frees the loop's io, signal and async handles, and forgets its child
- * processes if it is the reaper (sk__procs_free_all) before its signal
- * watcher goes. */
+/* Frees the loop's io, signal and async handles. sk_loop_free calls
+ * sk__procs_free_all first, while the reaper's SIGCHLD watcher still exists,
+ * so handles.c does not depend on proc.c. */
 void sk__handles_free_all(sk_loop *loop);
 void sk__asyncs_dispatch(sk_loop *loop);
 

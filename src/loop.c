@@ -163,6 +163,7 @@ void sk_loop_free(sk_loop *loop)
     sk__servers_free_all(loop);
     sk__conns_destroy_all(loop);
     sk__dgrams_free_all(loop);
+    sk__procs_free_all(loop); /* before its SIGCHLD watcher goes with the handles */
     sk__handles_free_all(loop);
     sk__garbage_collect(loop);
     sk__stats_flush(loop);
