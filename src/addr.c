@@ -26,18 +26,6 @@
 /* How much of the user's text an error message quotes; the rest is "...". */
 #define QUOTE_MAX 120
 
-/* Writes a formatted sentence into err (if the caller gave one). */
-static void __attribute__((format(printf, 3, 4)))
-set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (err == NULL || errlen == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
 /* Copies n bytes of src into dst for quoting in an error: control bytes
  * become '?' so that a message always stays one line, and long text is cut
  * with "...". dst must hold QUOTE_MAX + 4 bytes. */
@@ -115,51 +103,51 @@ static int parse_hostport(const char *hp, const char *whole, sk_addr *a, char *e
     if (hp[0] == '[') {
         const char *close = strchr(hp, ']');
         if (close == NULL) {
-            set_err(err, errlen, "missing \"]\" after IPv6 address in \"%s\"", qw);
+            sk__set_err(err, errlen, "missing \"]\" after IPv6 address in \"%s\"", qw);
             return -EINVAL;
         }
         host = hp + 1;
         hlen = (size_t)(close - host);
         if (close[1] != ':') {
             if (close[1] == '\0')
-                set_err(err, errlen, "missing port in \"%s\"", qw);
+                sk__set_err(err, errlen, "missing port in \"%s\"", qw);
             else
-                set_err(err, errlen, "expected \":PORT\" after \"]\" in \"%s\"", qw);
+                sk__set_err(err, errlen, "expected \":PORT\" after \"]\" in \"%s\"", qw);
             return -EINVAL;
         }
         colon = close + 1;
         if (hlen == 0) {
-            set_err(err, errlen, "empty IPv6 address \"[]\" in \"%s\"", qw);
+            sk__set_err(err, errlen, "empty IPv6 address \"[]\" in \"%s\"", qw);
             return -EINVAL;
         }
         if (hlen >= SK_ADDR_HOST_MAX) {
-            set_err(err, errlen, "IPv6 address too long in \"%s\"", qw);
+            sk__set_err(err, errlen, "IPv6 address too long in \"%s\"", qw);
             return -EINVAL;
         }
         memcpy(a->host, host, hlen);
         a->host[hlen] = '\0';
         if (!valid_ipv6(a->host)) {
             quote(qp, host, hlen);
-            set_err(err, errlen, "bad IPv6 address \"%s\" in \"%s\"", qp, qw);
+            sk__set_err(err, errlen, "bad IPv6 address \"%s\" in \"%s\"", qp, qw);
             return -EINVAL;
         }
     } else {
         colon = strrchr(hp, ':');
         if (colon == NULL) {
-            set_err(err, errlen, "missing port in \"%s\"", qw);
+            sk__set_err(err, errlen, "missing port in \"%s\"", qw);
             return -EINVAL;
         }
         host = hp;
         hlen = (size_t)(colon - hp);
         if (memchr(host, ':', hlen) != NULL) {
-            set_err(err, errlen,
+            sk__set_err(err, errlen,
                     "IPv6 address without brackets in \"%s\" (write it as \"[ADDR]:PORT\", "
                     "e.g. \"[::1]:9000\")",
                     qw);
             return -EINVAL;
         }
         if (hlen > HOST_NAME_LIMIT) {
-            set_err(err, errlen, "host name too long in \"%s\" (max %d bytes)", qw,
+            sk__set_err(err, errlen, "host name too long in \"%s\" (max %d bytes)", qw,
                     HOST_NAME_LIMIT);
             return -EINVAL;
         }
@@ -171,7 +159,7 @@ static int parse_hostport(const char *hp, const char *whole, sk_addr *a, char *e
             if (!(alpha || digit || ch == '-' || ch == '.' || ch == '_' ||
                   (ch == '*' && hlen == 1))) {
                 quote(qp, host, hlen);
-                set_err(err, errlen,
+                sk__set_err(err, errlen,
                         "invalid character in host \"%s\" in \"%s\" (names use letters, "
                         "digits, '-', '.' and '_')",
                         qp, qw);
@@ -187,7 +175,7 @@ static int parse_hostport(const char *hp, const char *whole, sk_addr *a, char *e
         struct in_addr a4;
         if (hlen > 0 && numeric && inet_pton(AF_INET, a->host, &a4) != 1) {
             quote(qp, host, hlen);
-            set_err(err, errlen, "bad IPv4 address \"%s\" in \"%s\"", qp, qw);
+            sk__set_err(err, errlen, "bad IPv4 address \"%s\" in \"%s\"", qp, qw);
             return -EINVAL;
         }
     }
@@ -195,12 +183,12 @@ static int parse_hostport(const char *hp, const char *whole, sk_addr *a, char *e
     const char *port = colon + 1;
     size_t plen = strlen(port);
     if (plen == 0) {
-        set_err(err, errlen, "missing port in \"%s\"", qw);
+        sk__set_err(err, errlen, "missing port in \"%s\"", qw);
         return -EINVAL;
     }
     if (parse_port(port, plen, &a->port) != 0) {
         quote(qp, port, plen);
-        set_err(err, errlen, "bad port \"%s\" in \"%s\" (0-65535)", qp, qw);
+        sk__set_err(err, errlen, "bad port \"%s\" in \"%s\" (0-65535)", qp, qw);
         return -EINVAL;
     }
     return 0;
@@ -215,16 +203,16 @@ static int parse_unix(const char *p, const char *whole, sk_addr *a, char *err, s
         p++;
         a->abstract = 1;
         if (*p == '\0') {
-            set_err(err, errlen, "empty abstract name in \"%s\"", qw);
+            sk__set_err(err, errlen, "empty abstract name in \"%s\"", qw);
             return -EINVAL;
         }
     } else if (*p == '\0') {
-        set_err(err, errlen, "empty unix path in \"%s\"", qw);
+        sk__set_err(err, errlen, "empty unix path in \"%s\"", qw);
         return -EINVAL;
     }
     size_t n = strlen(p);
     if (n > UNIX_NAME_LIMIT) {
-        set_err(err, errlen, "unix %s too long in \"%s\" (max %d bytes)",
+        sk__set_err(err, errlen, "unix %s too long in \"%s\" (max %d bytes)",
                 a->abstract ? "abstract name" : "path", qw, UNIX_NAME_LIMIT);
         return -EINVAL;
     }
@@ -247,14 +235,14 @@ int sk_addr_parse(const char *text, sk_addr *out, char *err, size_t errlen)
     int rc;
 
     if (text == NULL || out == NULL) {
-        set_err(err, errlen, "no address given");
+        sk__set_err(err, errlen, "no address given");
         return -EINVAL;
     }
     /* Parse into a local copy: on failure *out must stay as it was. */
     memset(&a, 0, sizeof a);
     quote(qw, text, strlen(text));
     if (*text == '\0') {
-        set_err(err, errlen, "empty address");
+        sk__set_err(err, errlen, "empty address");
         return -EINVAL;
     }
 
@@ -278,7 +266,7 @@ int sk_addr_parse(const char *text, sk_addr *out, char *err, size_t errlen)
                     break;
             if (i == sizeof schemes / sizeof schemes[0]) {
                 quote(qs, text, slen);
-                set_err(err, errlen,
+                sk__set_err(err, errlen,
                         "unknown scheme \"%s\" in \"%s\" (use tcp://, udp://, tls://, unix: "
                         "or unixgram:)",
                         qs, qw);
@@ -292,7 +280,7 @@ int sk_addr_parse(const char *text, sk_addr *out, char *err, size_t errlen)
             for (size_t i = 0; i < sizeof schemes / sizeof schemes[0]; i++) {
                 if (strncasecmp(text, schemes[i].prefix, 4) == 0 && strchr(text + 4, ':')) {
                     quote(qs, text, 4);
-                    set_err(err, errlen, "bad scheme \"%s\" in \"%s\" (write \"%.3s://\")", qs,
+                    sk__set_err(err, errlen, "bad scheme \"%s\" in \"%s\" (write \"%.3s://\")", qs,
                             qw, schemes[i].prefix);
                     return -EINVAL;
                 }
@@ -382,11 +370,11 @@ static int resolve_unix(const sk_addr *addr, struct sockaddr_storage *out, sockl
     struct sockaddr_un sun;
     size_t n = strnlen(addr->path, SK_ADDR_PATH_MAX);
     if (n == 0) {
-        set_err(err, errlen, "%s", addr->abstract ? "empty abstract name" : "empty unix path");
+        sk__set_err(err, errlen, "%s", addr->abstract ? "empty abstract name" : "empty unix path");
         return -EINVAL;
     }
     if (n > UNIX_NAME_LIMIT) {
-        set_err(err, errlen, "unix %s too long (max %d bytes)",
+        sk__set_err(err, errlen, "unix %s too long (max %d bytes)",
                 addr->abstract ? "abstract name" : "path", UNIX_NAME_LIMIT);
         return -EINVAL;
     }
@@ -421,7 +409,7 @@ int sk_addr_resolve(const sk_addr *addr, int passive, struct sockaddr_storage *o
     int socktype, gai, count = 0;
 
     if (addr == NULL || out == NULL || outlen == NULL || max < 1) {
-        set_err(err, errlen, "sk_addr_resolve: bad arguments");
+        sk__set_err(err, errlen, "sk_addr_resolve: bad arguments");
         return -EINVAL;
     }
     switch (addr->kind) {
@@ -436,11 +424,11 @@ int sk_addr_resolve(const sk_addr *addr, int passive, struct sockaddr_storage *o
         socktype = SOCK_DGRAM;
         break;
     default:
-        set_err(err, errlen, "unknown address kind %d", (int)addr->kind);
+        sk__set_err(err, errlen, "unknown address kind %d", (int)addr->kind);
         return -EINVAL;
     }
     if (strnlen(addr->host, SK_ADDR_HOST_MAX) == SK_ADDR_HOST_MAX) {
-        set_err(err, errlen, "host name too long (max %d bytes)", SK_ADDR_HOST_MAX - 1);
+        sk__set_err(err, errlen, "host name too long (max %d bytes)", SK_ADDR_HOST_MAX - 1);
         return -EINVAL;
     }
 
@@ -472,10 +460,10 @@ int sk_addr_resolve(const sk_addr *addr, int passive, struct sockaddr_storage *o
         quote(qh, addr->host, strlen(addr->host));
         if (gai == EAI_SYSTEM) {
             char eb[128];
-            set_err(err, errlen, "cannot resolve \"%s\": %s", qh,
+            sk__set_err(err, errlen, "cannot resolve \"%s\": %s", qh,
                     strerror_r(saved, eb, sizeof eb));
         } else {
-            set_err(err, errlen, "cannot resolve \"%s\": %s", qh, gai_strerror(gai));
+            sk__set_err(err, errlen, "cannot resolve \"%s\": %s", qh, gai_strerror(gai));
         }
         return gai_code(gai, saved);
     }
@@ -500,7 +488,7 @@ int sk_addr_resolve(const sk_addr *addr, int passive, struct sockaddr_storage *o
     if (count == 0) {
         char qh[QUOTE_MAX + 4];
         quote(qh, addr->host, strlen(addr->host));
-        set_err(err, errlen, "cannot resolve \"%s\": no usable address", qh);
+        sk__set_err(err, errlen, "cannot resolve \"%s\": no usable address", qh);
         return -ENOENT;
     }
     return count;

@@ -3,7 +3,7 @@
  * is a poll() bounded by one absolute CLOCK_MONOTONIC deadline per call, so a
  * timeout covers the whole call however many syscalls it takes. It is not
  * part of the event loop and never touches signal dispositions. Every byte
- * goes through sk_sock_recv / sk_sock_sendv (tls.c), which take the TLS
+ * goes through sk_sock_recv / sk_sock_sendv (tls_sock.c), which take the TLS
  * path for a descriptor from sk_tls_dial and plain recv/sendmsg otherwise. */
 #include "internal.h"
 
@@ -27,31 +27,12 @@
 
 #define NO_DEADLINE UINT64_MAX
 
-/* Writes a formatted sentence into err (if the caller gave one). */
-static void __attribute__((format(printf, 3, 4)))
-set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (err == NULL || errlen == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
-static uint64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 /* The absolute deadline of a call; any negative timeout means none. */
 static uint64_t deadline_after(int timeout_ms)
 {
     if (timeout_ms < 0)
         return NO_DEADLINE;
-    return now_ns() + (uint64_t)timeout_ms * 1000000u;
+    return sk__now_ns() + (uint64_t)timeout_ms * 1000000u;
 }
 
 /* Milliseconds left for poll(): -1 without a deadline, 0 once it has
@@ -61,7 +42,7 @@ static int remaining_ms(uint64_t deadline)
 {
     if (deadline == NO_DEADLINE)
         return -1;
-    uint64_t now = now_ns();
+    uint64_t now = sk__now_ns();
     if (now >= deadline)
         return 0;
     uint64_t ms = (deadline - now + 999999u) / 1000000u;
@@ -271,7 +252,7 @@ static int dial_race(const struct sockaddr_storage *sas, const socklen_t *lens, 
     uint64_t next_start = 0; /* when the next address is due, in ns */
     *failed = 0;
     for (;;) {
-        while (next < n && (r.n == 0 || now_ns() >= next_start)) {
+        while (next < n && (r.n == 0 || sk__now_ns() >= next_start)) {
             int fd = start_connect(&sas[next], lens[next]);
             if (fd < 0) {
                 rc = fd;
@@ -280,7 +261,7 @@ static int dial_race(const struct sockaddr_storage *sas, const socklen_t *lens, 
             }
             r.p[r.n] = (struct pollfd){.fd = fd, .events = POLLOUT};
             r.addr[r.n++] = next++;
-            next_start = now_ns() + SK_CONNECT_ATTEMPT_DELAY_MS * 1000000ull;
+            next_start = sk__now_ns() + SK_CONNECT_ATTEMPT_DELAY_MS * 1000000ull;
             break;
         }
         if (r.n == 0)
@@ -292,7 +273,7 @@ static int dial_race(const struct sockaddr_storage *sas, const socklen_t *lens, 
             return -ETIMEDOUT;
         }
         if (next < n) {
-            uint64_t now = now_ns();
+            uint64_t now = sk__now_ns();
             int due = next_start > now ? (int)((next_start - now + 999999u) / 1000000u) : 0;
             if (ms < 0 || due < ms)
                 ms = due;
@@ -331,7 +312,7 @@ int sk_dial(const sk_addr *addr, int timeout_ms, char *err, size_t errlen)
     int n, rc, failed = 0;
 
     if (addr == NULL) {
-        set_err(err, errlen, "sk_dial: no address");
+        sk__set_err(err, errlen, "sk_dial: no address");
         return -EINVAL;
     }
     if (addr->kind != SK_ADDR_TCP && addr->kind != SK_ADDR_UNIX) {
@@ -339,7 +320,7 @@ int sk_dial(const sk_addr *addr, int timeout_ms, char *err, size_t errlen)
         /* tls:// is refused rather than dialed as plain TCP: sending
          * cleartext to a TLS port would fail in a confusing way later. A TLS
          * client that wants the TCP connection dials a copy with kind TCP. */
-        set_err(err, errlen, "cannot dial \"%s\": not a tcp or unix stream address", text);
+        sk__set_err(err, errlen, "cannot dial \"%s\": not a tcp or unix stream address", text);
         return addr->kind == SK_ADDR_TLS ? -EPROTONOSUPPORT : -EINVAL;
     }
 
@@ -356,11 +337,11 @@ int sk_dial(const sk_addr *addr, int timeout_ms, char *err, size_t errlen)
     if (rc == -ETIMEDOUT && remaining_ms(deadline) == 0) {
         /* Our deadline covers the whole call, every address together. (A
          * kernel SYN timeout without a deadline moves on to the next.) */
-        set_err(err, errlen, "connect to %s: timed out after %d ms", text, timeout_ms);
+        sk__set_err(err, errlen, "connect to %s: timed out after %d ms", text, timeout_ms);
         return rc;
     }
     char eb[128];
-    set_err(err, errlen, "connect to %s: %s", text, strerror_r(-rc, eb, sizeof eb));
+    sk__set_err(err, errlen, "connect to %s: %s", text, strerror_r(-rc, eb, sizeof eb));
     return rc;
 }
 
@@ -407,10 +388,7 @@ int sk_send_frame(int fd, const void *buf, size_t len, int timeout_ms)
         return -EINVAL;
     if (len > UINT32_MAX)
         return -EMSGSIZE;
-    hdr[0] = (uint8_t)(len >> 24);
-    hdr[1] = (uint8_t)(len >> 16);
-    hdr[2] = (uint8_t)(len >> 8);
-    hdr[3] = (uint8_t)len;
+    sk__frame_put(hdr, (uint32_t)len);
     /* Header and payload in one sendmsg: two sends would put a small
      * segment on the wire ahead of the payload (TCP_NODELAY is set). */
     struct iovec iov[2] = {
@@ -434,8 +412,7 @@ ssize_t sk_recv_frame(int fd, void *buf, size_t cap, int timeout_ms)
         return got == 0 ? -ENODATA : -ECONNRESET;
     if (rc < 0)
         return rc;
-    uint32_t len = (uint32_t)hdr[0] << 24 | (uint32_t)hdr[1] << 16 | (uint32_t)hdr[2] << 8 |
-                   (uint32_t)hdr[3];
+    uint32_t len = sk__frame_len(hdr);
     /* Check the declared length before reading a byte of the body; the
      * payload is left unread, so the stream is out of step after this. */
     if (len > cap)

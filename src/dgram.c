@@ -101,7 +101,8 @@ struct sk_dgram {
     struct {
         _Alignas(size_t) char buf[CMSG_SPACE(sizeof(uint16_t))]; /* cmsghdr's alignment */
     } gctl[TX_SLOTS];
-    struct sk_dgram *prev, *next, *flush_next;
+    sk_list link; /* loop->dgrams */
+    struct sk_dgram *flush_next;
 };
 
 /* Replies the socket would not take: lossy by nature, but counted. */
@@ -622,10 +623,7 @@ int sk_dgram_open(sk_loop *loop, const sk_addr *addr, int do_bind, sk_dgram_cb c
             d->unix_ino = st.st_ino;
         }
     }
-    d->next = loop->dgrams;
-    if (loop->dgrams)
-        loop->dgrams->prev = d;
-    loop->dgrams = d;
+    sk__list_push(&loop->dgrams, &d->link);
     loop->refs++;
     *out = d;
     return 0;
@@ -711,12 +709,7 @@ void sk_dgram_free(sk_dgram *d)
         if (stat(d->unix_path, &st) == 0 && st.st_dev == d->unix_dev && st.st_ino == d->unix_ino)
             unlink(d->unix_path);
     }
-    if (d->prev)
-        d->prev->next = d->next;
-    else
-        loop->dgrams = d->next;
-    if (d->next)
-        d->next->prev = d->prev;
+    sk__list_remove(&loop->dgrams, &d->link);
     loop->refs--;
     d->w.destroy = dgram_destroy;
     sk__watch_dispose(loop, &d->w);
@@ -725,5 +718,5 @@ void sk_dgram_free(sk_dgram *d)
 void sk__dgrams_free_all(sk_loop *loop)
 {
     while (loop->dgrams)
-        sk_dgram_free(loop->dgrams);
+        sk_dgram_free(SK_LIST_ITEM(loop->dgrams, sk_dgram, link));
 }

@@ -1,6 +1,8 @@
 /* frame.c — the raw / line / frame decoders (SPEC §4): find the next complete
- * message in a buffer without copying it. */
+ * message in a buffer without copying it. The per-message frame step and the
+ * header codec are inline in frame.h, for the read path in conn_read.c. */
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "internal.h"
@@ -37,13 +39,7 @@ void sk_decoder_init(sk_decoder *d, enum sk_framing framing, size_t max)
     d->scanned = 0;
 }
 
-void sk_frame_header(uint8_t out[SK_FRAME_HEADER], uint32_t len)
-{
-    out[0] = (uint8_t)(len >> 24);
-    out[1] = (uint8_t)(len >> 16);
-    out[2] = (uint8_t)(len >> 8);
-    out[3] = (uint8_t)len;
-}
+void sk_frame_header(uint8_t out[SK_FRAME_HEADER], uint32_t len) { sk__frame_put(out, len); }
 
 static int next_line(sk_decoder *d, const uint8_t *buf, size_t len, sk_msg *msg, size_t *need)
 {
@@ -75,25 +71,15 @@ static int next_line(sk_decoder *d, const uint8_t *buf, size_t len, sk_msg *msg,
 
 static int next_frame(sk_decoder *d, const uint8_t *buf, size_t len, sk_msg *msg, size_t *need)
 {
-    if (len < SK_FRAME_HEADER) {
-        if (need)
-            *need = 0;
-        return 0;
-    }
-    /* Two-phase decode: validate the declared length before anything is
-     * made room for. */
-    uint32_t n = sk__frame_len(buf);
-    if (n > d->max)
-        return -EMSGSIZE;
-    size_t total = SK_FRAME_HEADER + (size_t)n;
-    if (len < total) {
-        if (need)
-            *need = total;
-        return 0;
-    }
+    uint32_t n = 0;
+    int r = sk__frame_next(buf, len, d->max, &n);
+    if (r == 0 && need)
+        *need = len < SK_FRAME_HEADER ? 0 : SK_FRAME_HEADER + (size_t)sk__frame_len(buf);
+    if (r <= 0)
+        return r;
     msg->offset = SK_FRAME_HEADER;
     msg->len = n;
-    msg->consumed = total;
+    msg->consumed = SK_FRAME_HEADER + (size_t)n;
     return 1;
 }
 
@@ -112,4 +98,45 @@ int sk_decoder_next(sk_decoder *d, const uint8_t *buf, size_t len, sk_msg *msg, 
     msg->len = len;
     msg->consumed = len;
     return 1;
+}
+
+size_t sk__frame_need(enum sk_framing f, size_t max, const uint8_t *held, size_t had,
+                      const uint8_t *src, size_t n)
+{
+    switch (f) {
+    case SK_FRAMING_FRAME: {
+        if (had < SK_FRAME_HEADER) {
+            size_t hdr = SK_FRAME_HEADER - had;
+            if (n < hdr)
+                return n;
+            uint8_t h[SK_FRAME_HEADER];
+            memcpy(h, held, had);
+            memcpy(h + had, src, hdr);
+            uint32_t len = sk__frame_len(h);
+            if (len > max)
+                return hdr; /* the decoder reports it */
+            size_t total = SK_FRAME_HEADER + (size_t)len - had;
+            return total < n ? total : n;
+        }
+        size_t missing = sk__frame_missing(held, had);
+        return missing < n ? missing : n;
+    }
+    case SK_FRAMING_LINE: {
+        const uint8_t *nl = memchr(src, '\n', n);
+        return nl ? (size_t)(nl - src) + 1 : n;
+    }
+    case SK_FRAMING_RAW: break;
+    }
+    return n;
+}
+
+void sk__frame_error_text(enum sk_framing f, int err, const uint8_t *buf, size_t len, size_t max,
+                          char *out, size_t outlen)
+{
+    if (f == SK_FRAMING_FRAME && len >= SK_FRAME_HEADER)
+        snprintf(out, outlen, "frame too large (%u > max %zu)", sk__frame_len(buf), max);
+    else if (f == SK_FRAMING_LINE)
+        snprintf(out, outlen, "line too long (max %zu bytes)", max);
+    else
+        snprintf(out, outlen, "protocol error: %s", sk_strerror(err));
 }

@@ -11,25 +11,8 @@
 
 #include "internal.h"
 
-/* Handles of each kind are kept in a doubly linked list per loop so that
+/* Handles of each kind are kept in a list per loop (list.h) so that
  * sk_loop_free can release what the application left attached. */
-#define LIST_LINK(head, h)                                                     \
-    do {                                                                       \
-        (h)->prev = NULL;                                                      \
-        (h)->next = (head);                                                    \
-        if (head)                                                              \
-            (head)->prev = (h);                                                \
-        (head) = (h);                                                          \
-    } while (0)
-#define LIST_UNLINK(head, h)                                                   \
-    do {                                                                       \
-        if ((h)->prev)                                                         \
-            (h)->prev->next = (h)->next;                                       \
-        else                                                                   \
-            (head) = (h)->next;                                                \
-        if ((h)->next)                                                         \
-            (h)->next->prev = (h)->prev;                                       \
-    } while (0)
 
 /* ---------------------------------------------------------------- sk_io */
 
@@ -38,7 +21,7 @@ struct sk_io {
     sk_loop *loop;
     sk_io_cb cb;
     void *ud;
-    struct sk_io *prev, *next;
+    sk_list link; /* loop->ios */
 };
 
 static uint32_t to_epoll(int events)
@@ -77,7 +60,7 @@ int sk_io_new(sk_loop *loop, int fd, int events, sk_io_cb cb, void *ud, sk_io **
         free(io);
         return err;
     }
-    LIST_LINK(loop->ios, io);
+    sk__list_push(&loop->ios, &io->link);
     loop->refs++;
     *out = io;
     return 0;
@@ -89,7 +72,7 @@ void sk_io_free(sk_io *io)
 {
     if (io == NULL)
         return;
-    LIST_UNLINK(io->loop->ios, io);
+    sk__list_remove(&io->loop->ios, &io->link);
     io->loop->refs--;
     sk__watch_dispose(io->loop, &io->w);
 }
@@ -101,7 +84,7 @@ struct sk_signal {
     sk_loop *loop;
     sk_signal_cb cb;
     void *ud;
-    struct sk_signal *prev, *next;
+    sk_list link; /* loop->signals */
 };
 
 static void signal_event(sk_watch *w, uint32_t events)
@@ -164,7 +147,7 @@ int sk_signal_new(sk_loop *loop, const int *signals, int count, sk_signal_cb cb,
         free(s);
         return err;
     }
-    LIST_LINK(loop->signals, s);
+    sk__list_push(&loop->signals, &s->link);
     loop->refs++;
     *out = s;
     return 0;
@@ -174,7 +157,7 @@ void sk_signal_free(sk_signal *s)
 {
     if (s == NULL)
         return;
-    LIST_UNLINK(s->loop->signals, s);
+    sk__list_remove(&s->loop->signals, &s->link);
     s->loop->refs--;
     sk__watch_dispose(s->loop, &s->w);
 }
@@ -187,7 +170,7 @@ struct sk_async {
     sk_async_cb cb;
     void *ud;
     atomic_bool pending;
-    struct sk_async *prev, *next;
+    sk_list link; /* loop->asyncs */
 };
 
 static void async_destroy(sk_watch *w) { free(SK_CONTAINER_OF(w, sk_async, w)); }
@@ -203,7 +186,7 @@ int sk_async_new(sk_loop *loop, sk_async_cb cb, void *ud, sk_async **out)
     a->cb = cb;
     a->ud = ud;
     atomic_init(&a->pending, false);
-    LIST_LINK(loop->asyncs, a);
+    sk__list_push(&loop->asyncs, &a->link);
     loop->refs++;
     *out = a;
     return 0;
@@ -220,16 +203,17 @@ void sk_async_free(sk_async *a)
 {
     if (a == NULL)
         return;
-    LIST_UNLINK(a->loop->asyncs, a);
+    sk__list_remove(&a->loop->asyncs, &a->link);
     a->loop->refs--;
     sk__watch_dispose(a->loop, &a->w);
 }
 
 void sk__asyncs_dispatch(sk_loop *loop)
 {
-    sk_async *a = loop->asyncs;
+    sk_async *a = SK_LIST_ITEM(loop->asyncs, sk_async, link);
     while (a) {
-        sk_async *next = a->next; /* a may be freed by its callback */
+        /* a may be freed by its callback */
+        sk_async *next = SK_LIST_ITEM(a->link.next, sk_async, link);
         if (atomic_exchange(&a->pending, false))
             a->cb(a, a->ud);
         a = next;
@@ -238,11 +222,10 @@ void sk__asyncs_dispatch(sk_loop *loop)
 
 void sk__handles_free_all(sk_loop *loop)
 {
-    sk__procs_free_all(loop); /* before the SIGCHLD watcher below goes */
     while (loop->ios)
-        sk_io_free(loop->ios);
+        sk_io_free(SK_LIST_ITEM(loop->ios, sk_io, link));
     while (loop->signals)
-        sk_signal_free(loop->signals);
+        sk_signal_free(SK_LIST_ITEM(loop->signals, sk_signal, link));
     while (loop->asyncs)
-        sk_async_free(loop->asyncs);
+        sk_async_free(SK_LIST_ITEM(loop->asyncs, sk_async, link));
 }

@@ -11,6 +11,8 @@
 #include <sys/types.h>
 
 #include "sockit.h"
+#include "frame.h"
+#include "list.h"
 
 #define SK_CONTAINER_OF(ptr, type, member) ((type *)(void *)((char *)(ptr) - offsetof(type, member)))
 
@@ -33,11 +35,6 @@
 /* Peers accepted per readiness event on a listener, for fairness. */
 #define SK_ACCEPTS_PER_EVENT 64
 
-/* The payload length a 4-byte big-endian frame header declares. */
-static inline uint32_t sk__frame_len(const uint8_t *h)
-{
-    return (uint32_t)h[0] << 24 | (uint32_t)h[1] << 16 | (uint32_t)h[2] << 8 | h[3];
-}
 
 /* ---- connecting to a name with several addresses (addr.c) ---- */
 
@@ -53,6 +50,14 @@ static inline uint32_t sk__frame_len(const uint8_t *h)
  * the resolver's order. Returns the count or a negative code (err says why). */
 int sk__resolve_for_connect(const sk_addr *addr, struct sockaddr_storage *out,
                             socklen_t *outlen, int max, char *err, size_t errlen);
+
+/* ---- shared buffers (shared.c; outq.c reads their bytes) ---- */
+
+struct sk_shared {
+    atomic_size_t refs;
+    size_t len;
+    uint8_t data[];
+};
 
 /* ---- epoll seam (epoll.c) ---- */
 
@@ -124,7 +129,7 @@ void sk__pool_free(sk_loop *loop);
 bool sk__mem_charge(size_t bytes);
 void sk__mem_uncharge(size_t bytes);
 
-/* ---- shared slices in output queues (shared.c) ---- */
+/* ---- shared slices in output queues (outq.c) ---- */
 
 /* The slices of sk_shared buffers and the file ranges queued on one
  * connection, in order with its plain byte buffer. Allocated on the first
@@ -183,7 +188,7 @@ struct sk_loop {
 
     uint8_t *rbuf;          /* shared read buffer, SK_READ_CHUNK bytes */
     /* The connection whose read in rbuf is being decoded, and the replies
-     * it queued that are byte for byte a run of that read (conn.c: sent
+     * it queued that are byte for byte a run of that read (conn_write.c: sent
      * from rbuf before it is reused, never copied). */
     sk_conn *reading;
     const uint8_t *echo_start, *echo_end;
@@ -195,23 +200,30 @@ struct sk_loop {
     int64_t stat_local_queued;
     uint64_t stat_local[SK__STAT_LOCAL_COUNT];
 
-    sk_conn *conns;         /* every connection of this loop (for sk_loop_free) */
+    sk_list *conns;         /* every connection of this loop (for sk_loop_free) */
     sk_conn *flush_head;    /* connections with output to write this iteration */
     sk_conn *pending_head;  /* connections with buffered input to decode */
     sk_conn *close_head;    /* connections to finalise after callbacks */
     struct sk_dgram *dgram_flush; /* datagram endpoints with queued sends */
-    struct sk_dgram *dgrams;
-    struct sk_server *servers;
-    struct sk_async *asyncs;
-    struct sk_io *ios;
+    sk_list *dgrams;
+    sk_list *servers;
+    sk_list *asyncs;
+    sk_list *ios;
     sk_watch *garbage;
-    struct sk_signal *signals;
+    sk_list *signals;
 };
 
+/* The monotonic clock every deadline in src/ is read from (loop.c), in
+ * milliseconds and, for the blocking client's deadlines, nanoseconds. */
 uint64_t sk__now_ms(void);
+uint64_t sk__now_ns(void);
+
+/* Writes a formatted sentence into err (if the caller gave one): the one way
+ * library calls fill a caller's message buffer (log.c). */
+void sk__set_err(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 void sk__loop_wake(sk_loop *loop);
 
-/* ---- connections (conn.c) ---- */
+/* ---- connections (conn*.c, dial.c) ---- */
 
 /* Creates a connection on an open, connected, non-blocking stream fd.
  * opts and cbs must outlive the connection (server-owned) unless own_cfg. */
@@ -226,10 +238,14 @@ void sk__conns_finalize(sk_loop *loop);
 /* Closes without callbacks (sk_loop_free). */
 void sk__conn_destroy(sk_conn *c, bool call_close_cb);
 sk_conn *sk__conn_srv_next(sk_conn *c);
+/* The first connection of a server's list, or NULL. */
+sk_conn *sk__conn_srv_first(sk_list *head);
+/* Destroys every connection of the loop, without callbacks (sk_loop_free). */
+void sk__conns_destroy_all(sk_loop *loop);
 /* Whether c is still in its TLS handshake (on_open not yet due). */
 bool sk__conn_handshaking(const sk_conn *c);
-void sk__conn_link_srv(sk_conn *c, sk_conn **head);
-void sk__conn_unlink_srv(sk_conn *c, sk_conn **head);
+void sk__conn_link_srv(sk_conn *c, sk_list **head);
+void sk__conn_unlink_srv(sk_conn *c, sk_list **head);
 void sk__stream_opts_normalise(sk_stream_opts *o);
 
 /* ---- servers (server.c) ---- */
@@ -241,9 +257,9 @@ void sk__dgrams_flush(sk_loop *loop);
 void sk__dgrams_free_all(sk_loop *loop);
 
 /* ---- io / signal / async (handles.c) ---- */
-/* Frees the loop's io, signal and async handles, and forgets its child
- * processes if it is the reaper (sk__procs_free_all) before its signal
- * watcher goes. */
+/* Frees the loop's io, signal and async handles. sk_loop_free calls
+ * sk__procs_free_all first, while the reaper's SIGCHLD watcher still exists,
+ * so handles.c does not depend on proc.c. */
 void sk__handles_free_all(sk_loop *loop);
 void sk__asyncs_dispatch(sk_loop *loop);
 

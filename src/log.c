@@ -1,4 +1,5 @@
-/* log.c — error texts (sk_strerror) and the process-wide log sink. */
+/* log.c — error texts (sk_strerror, sk__set_err) and the process-wide log
+ * sink. */
 #include <errno.h>
 #include <limits.h>
 #include <stdarg.h>
@@ -64,4 +65,14 @@ bool sk__log_due(uint64_t *last, uint64_t now, uint64_t interval_ms)
         return false;
     *last = now;
     return true;
+}
+
+void sk__set_err(char *err, size_t errlen, const char *fmt, ...)
+{
+    if (err == NULL || errlen == 0)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
 }

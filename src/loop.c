@@ -13,12 +13,14 @@
 
 #define MAX_EVENTS 256
 
-uint64_t sk__now_ms(void)
+uint64_t sk__now_ns(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
+
+uint64_t sk__now_ms(void) { return sk__now_ns() / 1000000u; }
 
 static void on_wake(sk_watch *w, uint32_t events)
 {
@@ -159,9 +161,9 @@ void sk_loop_free(sk_loop *loop)
     if (loop == NULL)
         return;
     sk__servers_free_all(loop);
-    while (loop->conns)
-        sk__conn_destroy(loop->conns, false);
+    sk__conns_destroy_all(loop);
     sk__dgrams_free_all(loop);
+    sk__procs_free_all(loop); /* before its SIGCHLD watcher goes with the handles */
     sk__handles_free_all(loop);
     sk__garbage_collect(loop);
     sk__stats_flush(loop);

@@ -38,7 +38,7 @@ struct sk_proc {
     unsigned cg_id;
     sk_proc_exit_cb cb;
     void *ud;
-    sk_proc *prev, *next; /* every sk_proc not yet freed */
+    sk_list link; /* reaper.procs: every sk_proc not yet freed */
 };
 
 /* The process's one reaper. Only its loop's thread touches procs and sig;
@@ -47,7 +47,7 @@ struct sk_proc {
 static struct {
     _Atomic(sk_loop *) loop;
     sk_signal *sig;
-    sk_proc *procs;
+    sk_list *procs;
 } reaper;
 
 /* SK_PROC_CONTAIN_* once sk_proc_contain succeeded, else 0. Outlives the
@@ -61,7 +61,8 @@ static sk_proc *find_running(pid_t pid)
 {
     /* Linear: a loop runs as many children as it can serve at once, and
      * this runs once per exit, not per byte. */
-    for (sk_proc *p = reaper.procs; p; p = p->next)
+    for (sk_proc *p = SK_LIST_ITEM(reaper.procs, sk_proc, link); p;
+         p = SK_LIST_ITEM(p->link.next, sk_proc, link))
         if (p->pid == pid && !p->reaped)
             return p;
     return NULL;
@@ -70,7 +71,8 @@ static sk_proc *find_running(pid_t pid)
 /* True if pgid is the group of a tracked child still running. */
 static bool group_alive(pid_t pgid)
 {
-    for (sk_proc *p = reaper.procs; p; p = p->next)
+    for (sk_proc *p = SK_LIST_ITEM(reaper.procs, sk_proc, link); p;
+         p = SK_LIST_ITEM(p->link.next, sk_proc, link))
         if (p->pid == pgid && !p->reaped && (p->flags & SK_PROC_NEW_PGROUP))
             return true;
     return false;
@@ -181,8 +183,8 @@ void sk__procs_free_all(sk_loop *loop)
     if (atomic_load(&reaper.loop) != loop)
         return;
     while (reaper.procs) {
-        sk_proc *p = reaper.procs;
-        reaper.procs = p->next;
+        sk_proc *p = SK_LIST_ITEM(reaper.procs, sk_proc, link);
+        sk__list_remove(&reaper.procs, &p->link);
         free(p);
     }
     reaper.sig = NULL; /* freed with the loop's other signal watchers */
@@ -531,10 +533,7 @@ int sk_proc_spawn(sk_loop *loop, sk_proc_opts *opts, sk_proc_exit_cb on_exit, vo
     p->flags = opts->flags;
     p->cb = on_exit;
     p->ud = ud;
-    p->next = reaper.procs;
-    if (reaper.procs)
-        reaper.procs->prev = p;
-    reaper.procs = p;
+    sk__list_push(&reaper.procs, &p->link);
     opts->stdin_fd = in[1];
     opts->stdout_fd = outp[0];
     opts->stderr_fd = errp[0];
@@ -573,12 +572,7 @@ void sk_proc_free(sk_proc *p)
 {
     if (p == NULL)
         return;
-    if (p->prev)
-        p->prev->next = p->next;
-    else if (reaper.procs == p)
-        reaper.procs = p->next;
-    if (p->next)
-        p->next->prev = p->prev;
+    sk__list_remove(&reaper.procs, &p->link);
     free(p);
 }
 
@@ -622,10 +616,10 @@ void sk_proc_kill_all(uint32_t wait_ms)
         return;
     /* Children reaped here never get their callback: make the handles
      * still around refuse to signal a pid that may be reused. */
-    for (sk_proc *p = reaper.procs; p; p = p->next)
+    for (sk_proc *p = SK_LIST_ITEM(reaper.procs, sk_proc, link); p;
+         p = SK_LIST_ITEM(p->link.next, sk_proc, link))
         p->reaped = true;
-    struct timespec t0, now;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
+    uint64_t t0 = sk__now_ms();
     for (;;) {
         if (containment == SK_PROC_CONTAIN_CGROUP)
             sk__cg_kill_all();
@@ -641,10 +635,7 @@ void sk_proc_kill_all(uint32_t wait_ms)
         }
         if (n == 0)
             break;
-        clock_gettime(CLOCK_MONOTONIC, &now);
-        int64_t ms = (int64_t)(now.tv_sec - t0.tv_sec) * 1000 +
-                     (now.tv_nsec - t0.tv_nsec) / 1000000;
-        if (ms >= (int64_t)wait_ms)
+        if (sk__now_ms() - t0 >= (uint64_t)wait_ms)
             break;
         /* A killed child's own children reach us only once it is gone. */
         struct timespec pause = {0, 5 * 1000 * 1000};

@@ -75,7 +75,7 @@ struct sk_server {
     char unix_path[SK_ADDR_PATH_MAX + 1]; /* to remove at exit, if we made it */
     dev_t unix_dev;
     ino_t unix_ino;
-    sk_conn *conns;
+    sk_list *conns; /* its connections (sk__conn_srv_first/next) */
     unsigned nconns;
     sk_timer backoff;      /* re-enables accepting after EMFILE */
     sk__acl_log acl_log;   /* sources refused by opts.acl lately */
@@ -85,7 +85,7 @@ struct sk_server {
     void *drained_ud;
     uint64_t last_emfile_log, last_maxconn_log;
     uint64_t shed;
-    struct sk_server *prev, *next;
+    sk_list link; /* loop->servers */
 };
 
 void sk_server_opts_init(sk_server_opts *o)
@@ -386,10 +386,7 @@ int sk_server_listen(sk_loop *loop, const sk_addr *addr, const sk_server_opts *o
         else if (ss.ss_family == AF_INET6)
             srv->port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
     }
-    srv->next = loop->servers;
-    if (loop->servers)
-        loop->servers->prev = srv;
-    loop->servers = srv;
+    sk__list_push(&loop->servers, &srv->link);
     loop->refs++;
     *out = srv;
     return 0;
@@ -443,12 +440,12 @@ static void on_drain_timer(sk_timer *t, void *ud)
     if (srv->drain_stage == 1) {
         /* Deadline: ask every connection to close gracefully... */
         srv->drain_stage = 2;
-        for (sk_conn *c = srv->conns; c; c = sk__conn_srv_next(c))
+        for (sk_conn *c = sk__conn_srv_first(srv->conns); c; c = sk__conn_srv_next(c))
             sk_conn_fail(c, -ESHUTDOWN, "server shutting down");
         sk_timer_start(&srv->drain_timer, DRAIN_GRACE_MS, 0);
     } else if (srv->drain_stage == 2) {
         /* ...and abort whatever still has not finished. */
-        for (sk_conn *c = srv->conns; c; c = sk__conn_srv_next(c))
+        for (sk_conn *c = sk__conn_srv_first(srv->conns); c; c = sk__conn_srv_next(c))
             sk_conn_abort(c, -ESHUTDOWN);
     }
 }
@@ -488,7 +485,7 @@ void sk_server_free(sk_server *srv)
     srv->draining = true;
     srv->drain_stage = 3;
     while (srv->conns) {
-        sk_conn *c = srv->conns;
+        sk_conn *c = sk__conn_srv_first(srv->conns);
         sk_conn_abort(c, -ECONNABORTED); /* records the reason if none yet */
         sk__conn_destroy(c, true);
     }
@@ -498,12 +495,7 @@ void sk_server_free(sk_server *srv)
         sk_timer_stop(&srv->drain_timer);
     if (srv->reserve_fd >= 0)
         close(srv->reserve_fd);
-    if (srv->prev)
-        srv->prev->next = srv->next;
-    else
-        loop->servers = srv->next;
-    if (srv->next)
-        srv->next->prev = srv->prev;
+    sk__list_remove(&loop->servers, &srv->link);
     loop->refs--;
     free(srv);
 }
@@ -511,9 +503,9 @@ void sk_server_free(sk_server *srv)
 void sk__servers_free_all(sk_loop *loop)
 {
     while (loop->servers) {
-        sk_server *srv = loop->servers;
+        sk_server *srv = SK_LIST_ITEM(loop->servers, sk_server, link);
         while (srv->conns)
-            sk__conn_destroy(srv->conns, false);
+            sk__conn_destroy(sk__conn_srv_first(srv->conns), false);
         sk_server_free(srv);
     }
 }

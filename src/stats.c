@@ -14,7 +14,7 @@
 #include "internal.h"
 
 static atomic_uint_least64_t counters[SK__STAT_COUNT];
-/* Output bytes queued on every connection now: conn.c adds and removes the
+/* Output bytes queued on every connection now: conn_write.c adds and removes the
  * change of each connection's queue, so it may dip below zero transiently
  * across threads — hence signed. */
 static atomic_int_least64_t queued_now;

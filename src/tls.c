@@ -2,10 +2,10 @@
  * servers and clients (certificate, CA, pin), one session per connection
  * stepped without blocking (WANT_READ/WANT_WRITE become epoll or poll
  * interest), reads and writes that keep recv()/send() semantics so the
- * stream code above cannot tell the difference, the blocking client's
- * descriptors (sk_tls_dial and the sk_sock_* calls), fingerprints and
- * self-signed certificates. It is the only file that includes OpenSSL's ssl
- * headers; conn.c, client.c and shared.c reach it through tls.h. */
+ * stream code above cannot tell the difference. The blocking client's
+ * descriptors (sk_tls_dial and the sk_sock_* calls) are in tls_sock.c, pins
+ * and self-signed certificates in tls_cert.c. Only the tls*.c files include
+ * OpenSSL's headers; conn*.c, client.c and shared.c reach them via tls.h. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -22,16 +22,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <openssl/bn.h>
-#include <openssl/err.h>
-#include <openssl/evp.h>
-#include <openssl/pem.h>
-#include <openssl/ssl.h>
-#include <openssl/x509.h>
-#include <openssl/x509v3.h>
-
-#include "internal.h"
-#include "tls.h"
+#include "tls_int.h"
 
 /* Session id context: a server resumes only sessions it issued for sockit. */
 static const unsigned char SID_CTX[] = "sockit";
@@ -41,55 +32,11 @@ static const unsigned char SID_CTX[] = "sockit";
 /* TLS 1.2 cipher suites (TLS 1.3 has only AEAD suites with ECDHE here). */
 #define SK__TLS12_CIPHERS "ECDHE+AESGCM:ECDHE+CHACHA20"
 
-struct sk_tls_ctx {
-    SSL_CTX *ssl;
-    bool server;
-    bool insecure;
-    bool has_pin;
-    uint8_t pin[SK_TLS_PIN_LEN];
-    /* Client session cache: the last session a server gave, per host, so the
-     * next connection of the same process resumes (a bench, a resumed
-     * upload) instead of paying for a full handshake. */
-    pthread_mutex_t lock;
-    SSL_SESSION *session;
-    char session_host[SK_ADDR_HOST_MAX];
-};
-
-struct sk__tls {
-    SSL *ssl;
-    sk_tls_ctx *ctx;
-    int want;           /* SK_READABLE or SK_WRITABLE, after a call that waits */
-    bool pin_mismatch;  /* the handshake failed on --pin */
-    bool sent_shutdown;
-    char host[SK_ADDR_HOST_MAX];
-    /* A server session while its handshake is unfinished: listed (and its
-     * memory charged) in the handshake table below, which another thread's
-     * admission may evict it from. */
-    int fd;
-    bool hs_listed;            /* guarded by hs_lock, as are the links */
-    atomic_bool hs_evicted;    /* set by whichever thread evicted it */
-    sk__tls *hs_prev, *hs_next; /* all unfinished handshakes, oldest first */
-    sk__tls *src_prev, *src_next; /* those of the same source bucket, oldest first */
-    unsigned src_bucket;
-    uint8_t src[16];           /* the peer's address (IPv6: its /64), the source */
-};
-
 /* ------------------------------------------------------------ helpers */
-
-static void __attribute__((format(printf, 3, 4)))
-set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (err == NULL || errlen == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 /* The most useful line of OpenSSL's error queue (its last entry), which is
  * then cleared so that it cannot be blamed on a later call. */
-static const char *ossl_reason(char *buf, size_t buflen)
+const char *sk__tls_ossl_reason(char *buf, size_t buflen)
 {
     unsigned long e, last = 0;
     while ((e = ERR_get_error()) != 0)
@@ -112,104 +59,6 @@ static bool is_ip_literal(const char *host)
     return inet_pton(AF_INET, host, tmp) == 1 || inet_pton(AF_INET6, host, tmp) == 1;
 }
 
-/* ------------------------------------------------------------- pins */
-
-int sk_tls_pin_parse(const char *text, uint8_t out[SK_TLS_PIN_LEN])
-{
-    uint8_t pin[SK_TLS_PIN_LEN];
-    size_t n = 0;
-    if (text == NULL)
-        return -EINVAL;
-    /* openssl x509 -fingerprint prints "sha256 Fingerprint=AB:CD:..."; the
-     * part after '=' is accepted on its own, and so is the whole line. */
-    const char *eq = strrchr(text, '=');
-    const char *p = eq ? eq + 1 : text;
-    if (strncasecmp(p, "sha256:", 7) == 0)
-        p += 7;
-    bool colons = strchr(p, ':') != NULL;
-    while (*p) {
-        if (n == SK_TLS_PIN_LEN)
-            return -EINVAL;
-        int v = 0;
-        for (int k = 0; k < 2; k++, p++) {
-            int c = (unsigned char)*p, d;
-            if (c >= '0' && c <= '9')
-                d = c - '0';
-            else if (c >= 'a' && c <= 'f')
-                d = c - 'a' + 10;
-            else if (c >= 'A' && c <= 'F')
-                d = c - 'A' + 10;
-            else
-                return -EINVAL;
-            v = v * 16 + d;
-        }
-        pin[n++] = (uint8_t)v;
-        if (colons && n < SK_TLS_PIN_LEN) {
-            if (*p != ':')
-                return -EINVAL;
-            p++;
-        }
-    }
-    if (n != SK_TLS_PIN_LEN)
-        return -EINVAL;
-    memcpy(out, pin, sizeof pin);
-    return 0;
-}
-
-void sk_tls_pin_format(const uint8_t pin[SK_TLS_PIN_LEN], char *buf, size_t buflen)
-{
-    static const char hex[] = "0123456789ABCDEF";
-    size_t o = 0;
-    if (buflen == 0)
-        return;
-    for (size_t i = 0; i < SK_TLS_PIN_LEN && o + 3 < buflen; i++) {
-        if (i > 0)
-            buf[o++] = ':';
-        buf[o++] = hex[pin[i] >> 4];
-        buf[o++] = hex[pin[i] & 15];
-    }
-    buf[o] = '\0';
-}
-
-static int cert_digest(X509 *x, uint8_t out[SK_TLS_PIN_LEN])
-{
-    unsigned int len = 0;
-    unsigned char md[EVP_MAX_MD_SIZE];
-    if (X509_digest(x, EVP_sha256(), md, &len) != 1 || len != SK_TLS_PIN_LEN)
-        return -EIO;
-    memcpy(out, md, SK_TLS_PIN_LEN);
-    return 0;
-}
-
-static X509 *read_cert(const char *path, char *err, size_t errlen)
-{
-    FILE *f = fopen(path, "re");
-    if (f == NULL) {
-        char eb[128];
-        set_err(err, errlen, "cannot open certificate %s: %s", path, strerror_r(errno, eb, sizeof eb));
-        return NULL;
-    }
-    X509 *x = PEM_read_X509(f, NULL, NULL, NULL);
-    fclose(f);
-    if (x == NULL) {
-        char eb[128];
-        set_err(err, errlen, "%s is not a PEM certificate (%s)", path, ossl_reason(eb, sizeof eb));
-    }
-    return x;
-}
-
-int sk_tls_cert_pin(const char *cert_file, uint8_t out[SK_TLS_PIN_LEN], char *err, size_t errlen)
-{
-    X509 *x = read_cert(cert_file, err, errlen);
-    if (x == NULL)
-        return -EINVAL;
-    int rc = cert_digest(x, out);
-    X509_free(x);
-    if (rc < 0)
-        set_err(err, errlen, "cannot compute the fingerprint of %s", cert_file);
-    return rc;
-}
-
 /* ----------------------------------------------------------- contexts */
 
 static int new_session_cb(SSL *ssl, SSL_SESSION *sess);
@@ -218,14 +67,14 @@ static sk_tls_ctx *ctx_alloc(bool server, char *err, size_t errlen)
 {
     sk_tls_ctx *t = calloc(1, sizeof *t);
     if (t == NULL) {
-        set_err(err, errlen, "out of memory");
+        sk__set_err(err, errlen, "out of memory");
         return NULL;
     }
     t->server = server;
     t->ssl = SSL_CTX_new(server ? TLS_server_method() : TLS_client_method());
     if (t->ssl == NULL) {
         char eb[128];
-        set_err(err, errlen, "tls: %s", ossl_reason(eb, sizeof eb));
+        sk__set_err(err, errlen, "tls: %s", sk__tls_ossl_reason(eb, sizeof eb));
         free(t);
         return NULL;
     }
@@ -253,7 +102,7 @@ static sk_tls_ctx *ctx_alloc(bool server, char *err, size_t errlen)
     if (SSL_CTX_set1_groups_list(t->ssl, SK__TLS_GROUPS) != 1 ||
         SSL_CTX_set_cipher_list(t->ssl, SK__TLS12_CIPHERS) != 1) {
         char eb[128];
-        set_err(err, errlen, "tls: %s", ossl_reason(eb, sizeof eb));
+        sk__set_err(err, errlen, "tls: %s", sk__tls_ossl_reason(eb, sizeof eb));
         SSL_CTX_free(t->ssl);
         pthread_mutex_destroy(&t->lock);
         free(t);
@@ -278,34 +127,34 @@ int sk_tls_server_new(const char *cert_file, const char *key_file, sk_tls_ctx **
 {
     char eb[160];
     if (cert_file == NULL || key_file == NULL) {
-        set_err(err, errlen, "a TLS server needs a certificate and a key (--cert FILE --key FILE)");
+        sk__set_err(err, errlen, "a TLS server needs a certificate and a key (--cert FILE --key FILE)");
         return -EINVAL;
     }
     sk_tls_ctx *t = ctx_alloc(true, err, errlen);
     if (t == NULL)
         return -ENOMEM;
     if (access(cert_file, R_OK) != 0) {
-        set_err(err, errlen, "cannot read certificate %s: %s", cert_file, strerror_r(errno, eb, sizeof eb));
+        sk__set_err(err, errlen, "cannot read certificate %s: %s", cert_file, strerror_r(errno, eb, sizeof eb));
         goto fail;
     }
     if (access(key_file, R_OK) != 0) {
-        set_err(err, errlen, "cannot read key %s: %s", key_file, strerror_r(errno, eb, sizeof eb));
+        sk__set_err(err, errlen, "cannot read key %s: %s", key_file, strerror_r(errno, eb, sizeof eb));
         goto fail;
     }
     if (SSL_CTX_use_certificate_chain_file(t->ssl, cert_file) != 1) {
-        set_err(err, errlen, "certificate %s: %s", cert_file, ossl_reason(eb, sizeof eb));
+        sk__set_err(err, errlen, "certificate %s: %s", cert_file, sk__tls_ossl_reason(eb, sizeof eb));
         goto fail;
     }
     if (SSL_CTX_use_PrivateKey_file(t->ssl, key_file, SSL_FILETYPE_PEM) != 1) {
-        ossl_reason(eb, sizeof eb);
+        sk__tls_ossl_reason(eb, sizeof eb);
         if (strstr(eb, "mismatch") != NULL)
-            set_err(err, errlen, "key %s does not belong to certificate %s", key_file, cert_file);
+            sk__set_err(err, errlen, "key %s does not belong to certificate %s", key_file, cert_file);
         else
-            set_err(err, errlen, "key %s: %s", key_file, eb);
+            sk__set_err(err, errlen, "key %s: %s", key_file, eb);
         goto fail;
     }
     if (SSL_CTX_check_private_key(t->ssl) != 1) {
-        set_err(err, errlen, "key %s does not belong to certificate %s", key_file, cert_file);
+        sk__set_err(err, errlen, "key %s does not belong to certificate %s", key_file, cert_file);
         ERR_clear_error();
         goto fail;
     }
@@ -331,7 +180,7 @@ static int pin_verify_cb(int preverify_ok, X509_STORE_CTX *xs)
         return 1;
     X509 *leaf = X509_STORE_CTX_get_current_cert(xs);
     uint8_t d[SK_TLS_PIN_LEN];
-    if (leaf == NULL || cert_digest(leaf, d) < 0 || CRYPTO_memcmp(d, t->ctx->pin, sizeof d) != 0) {
+    if (leaf == NULL || sk__tls_cert_digest(leaf, d) < 0 || CRYPTO_memcmp(d, t->ctx->pin, sizeof d) != 0) {
         t->pin_mismatch = true;
         X509_STORE_CTX_set_error(xs, X509_V_ERR_APPLICATION_VERIFICATION);
         return 0;
@@ -360,11 +209,11 @@ int sk_tls_client_new(const sk_tls_client_opts *o, sk_tls_ctx **out, char *err, 
                      : SSL_CTX_set_default_verify_paths(t->ssl);
         if (ok != 1) {
             if (o != NULL && o->ca_file != NULL && access(o->ca_file, R_OK) != 0)
-                set_err(err, errlen, "cannot read CA file %s: %s", o->ca_file,
+                sk__set_err(err, errlen, "cannot read CA file %s: %s", o->ca_file,
                         strerror_r(errno, eb, sizeof eb));
             else
-                set_err(err, errlen, "CA file %s: %s", o && o->ca_file ? o->ca_file : "(system)",
-                        ossl_reason(eb, sizeof eb));
+                sk__set_err(err, errlen, "CA file %s: %s", o && o->ca_file ? o->ca_file : "(system)",
+                        sk__tls_ossl_reason(eb, sizeof eb));
             sk_tls_ctx_free(t);
             return -EINVAL;
         }
@@ -544,7 +393,6 @@ unsigned sk_tls_handshakes(void)
     return n;
 }
 
-static uint64_t mono_ms(void);
 
 /* The source of a server session: its peer's address, an IPv6 one cut to
  * its /64 (what one subscriber usually holds); every Unix peer is one
@@ -632,7 +480,7 @@ static int hs_admit(sk__tls *t)
         evicted++;
     }
     if (!sk__mem_charge(SK_TLS_HANDSHAKE_MEM)) {
-        bool log = sk__log_due(&hs_last_refuse_log, mono_ms(), 1000);
+        bool log = sk__log_due(&hs_last_refuse_log, sk__now_ms(), 1000);
         unsigned n = hs_count;
         pthread_mutex_unlock(&hs_lock);
         sk__stat_add(SK__STAT_ERR_NOBUFS, 1);
@@ -657,7 +505,7 @@ static int hs_admit(sk__tls *t)
     hs_src_newest[b] = t;
     t->hs_listed = true;
     hs_count++;
-    bool log = evicted > 0 && sk__log_due(&hs_last_evict_log, mono_ms(), 1000);
+    bool log = evicted > 0 && sk__log_due(&hs_last_evict_log, sk__now_ms(), 1000);
     pthread_mutex_unlock(&hs_lock);
     if (log)
         sk_log(SK_LOG_WARN, "tls: %u unfinished handshakes (the maximum): dropping the oldest "
@@ -862,7 +710,7 @@ ssize_t sk__tls_writev(sk__tls *t, const struct iovec *iov, int iovcnt)
 int sk__tls_handshake(sk__tls *t, char *err, size_t errlen)
 {
     if (atomic_load(&t->hs_evicted)) {
-        set_err(err, errlen, "evicted: too many unfinished TLS handshakes (at most %u)",
+        sk__set_err(err, errlen, "evicted: too many unfinished TLS handshakes (at most %u)",
                 atomic_load(&hs_max));
         return -ECONNABORTED;
     }
@@ -882,12 +730,12 @@ int sk__tls_handshake(sk__tls *t, char *err, size_t errlen)
     long v = SSL_get_verify_result(t->ssl);
     if (t->pin_mismatch) {
         ERR_clear_error();
-        set_err(err, errlen, "the server's certificate does not match --pin");
+        sk__set_err(err, errlen, "the server's certificate does not match --pin");
         return -EPERM;
     }
     if (!t->ctx->server && v != X509_V_OK) {
         ERR_clear_error();
-        set_err(err, errlen, "cannot verify the server's certificate: %s",
+        sk__set_err(err, errlen, "cannot verify the server's certificate: %s",
                 X509_verify_cert_error_string(v));
         return -EPERM;
     }
@@ -896,13 +744,13 @@ int sk__tls_handshake(sk__tls *t, char *err, size_t errlen)
         int se = e == SSL_ERROR_ZERO_RETURN ? 0 : errno;
         ERR_clear_error();
         if (se == 0) {
-            set_err(err, errlen, "peer closed the connection during the TLS handshake");
+            sk__set_err(err, errlen, "peer closed the connection during the TLS handshake");
             return -ECONNRESET;
         }
-        set_err(err, errlen, "TLS handshake: %s", strerror_r(se, eb, sizeof eb));
+        sk__set_err(err, errlen, "TLS handshake: %s", strerror_r(se, eb, sizeof eb));
         return -se;
     }
-    set_err(err, errlen, "TLS handshake failed: %s", ossl_reason(eb, sizeof eb));
+    sk__set_err(err, errlen, "TLS handshake failed: %s", sk__tls_ossl_reason(eb, sizeof eb));
     return -EPROTO;
 }
 
@@ -924,419 +772,6 @@ void sk__tls_describe(const sk__tls *t, char *buf, size_t buflen)
     const char *sni = t->ctx->server ? SSL_get_servername(t->ssl, TLSEXT_NAMETYPE_host_name) : NULL;
     snprintf(buf, buflen, "%s %s%s%s%s", SSL_get_version(t->ssl), c ? SSL_CIPHER_get_name(c) : "?",
              SSL_session_reused(t->ssl) ? ", resumed" : "", sni ? ", sni=" : "", sni ? sni : "");
-}
-
-/* ------------------------------------------- blocking client descriptors */
-
-/* The blocking client API works on plain descriptors, so a TLS session is
- * found from its descriptor: a table indexed by fd, consulted only when a
- * session exists at all (the count), so plain clients pay one atomic load.
- * A descriptor number is not an identity: after a close() that bypassed
- * sk_sock_close, the next socket gets the same number. So each entry also
- * holds the socket's st_dev/st_ino from registration, and a lookup whose
- * descriptor is no longer that socket drops the stale session instead of
- * encrypting a plain connection's bytes with it. A descriptor is used by
- * one thread at a time; the lock guards the table. */
-typedef struct {
-    sk__tls *t;
-    dev_t dev;
-    ino_t ino;
-} reg_entry;
-
-static pthread_mutex_t reg_lock = PTHREAD_MUTEX_INITIALIZER;
-static reg_entry *reg;
-static size_t reg_cap;
-static atomic_uint reg_count;
-
-/* Removes fd's entry (the lock held); returns its session, or NULL. */
-static sk__tls *reg_remove_locked(int fd)
-{
-    if (fd < 0 || (size_t)fd >= reg_cap || reg[fd].t == NULL)
-        return NULL;
-    sk__tls *t = reg[fd].t;
-    reg[fd].t = NULL;
-    if (atomic_fetch_sub(&reg_count, 1) == 1) {
-        /* The last session is gone: give the table back (so that a process
-         * that is done with TLS holds nothing). */
-        free(reg);
-        reg = NULL;
-        reg_cap = 0;
-    }
-    return t;
-}
-
-static sk__tls *reg_get(int fd)
-{
-    if (fd < 0 || atomic_load(&reg_count) == 0)
-        return NULL;
-    sk__tls *t = NULL, *stale = NULL;
-    pthread_mutex_lock(&reg_lock);
-    if ((size_t)fd < reg_cap && reg[fd].t != NULL) {
-        struct stat st;
-        if (fstat(fd, &st) == 0 && st.st_dev == reg[fd].dev && st.st_ino == reg[fd].ino)
-            t = reg[fd].t;
-        else
-            stale = reg_remove_locked(fd);
-    }
-    pthread_mutex_unlock(&reg_lock);
-    /* Its socket was closed behind our back: nothing can be sent on it. */
-    sk__tls_free(stale);
-    return t;
-}
-
-static int reg_put(int fd, sk__tls *t)
-{
-    struct stat st;
-    if (fstat(fd, &st) < 0)
-        return -errno;
-    pthread_mutex_lock(&reg_lock);
-    /* A stale entry under this number (its socket closed with close()) is
-     * replaced, and its session freed. */
-    sk__tls *stale = reg_remove_locked(fd);
-    int rc = 0;
-    if ((size_t)fd >= reg_cap) {
-        size_t cap = reg_cap ? reg_cap : 64;
-        while (cap <= (size_t)fd)
-            cap *= 2;
-        reg_entry *n = realloc(reg, cap * sizeof *n);
-        if (n == NULL) {
-            rc = -ENOMEM;
-            goto out;
-        }
-        memset(n + reg_cap, 0, (cap - reg_cap) * sizeof *n);
-        reg = n;
-        reg_cap = cap;
-    }
-    reg[fd] = (reg_entry){.t = t, .dev = st.st_dev, .ino = st.st_ino};
-    atomic_fetch_add(&reg_count, 1);
-out:
-    pthread_mutex_unlock(&reg_lock);
-    sk__tls_free(stale);
-    return rc;
-}
-
-static sk__tls *reg_take(int fd)
-{
-    pthread_mutex_lock(&reg_lock);
-    sk__tls *t = reg_remove_locked(fd);
-    pthread_mutex_unlock(&reg_lock);
-    return t;
-}
-
-static uint64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
-int sk_tls_dial(const sk_addr *addr, sk_tls_ctx *ctx, int timeout_ms, char *err, size_t errlen)
-{
-    char text[SK_ADDR_HOST_MAX + 64];
-    if (addr == NULL || ctx == NULL || ctx->server) {
-        set_err(err, errlen, "sk_tls_dial: needs an address and a client context");
-        return -EINVAL;
-    }
-    if (addr->kind != SK_ADDR_TLS && addr->kind != SK_ADDR_TCP) {
-        sk_addr_format(addr, text, sizeof text);
-        set_err(err, errlen, "cannot dial \"%s\" with TLS: not a tls:// or tcp address", text);
-        return -EINVAL;
-    }
-    uint64_t start = mono_ms();
-    sk_addr tcp = *addr;
-    tcp.kind = SK_ADDR_TCP;
-    int fd = sk_dial(&tcp, timeout_ms, err, errlen);
-    if (fd < 0)
-        return fd;
-    sk__tls *t = NULL;
-    int rc = sk__tls_new(ctx, fd, addr->host, &t);
-    if (rc < 0) {
-        set_err(err, errlen, "cannot start a TLS session: %s", sk_strerror(rc));
-        close(fd);
-        return rc;
-    }
-    sk_addr_format(addr, text, sizeof text);
-    for (;;) {
-        char why[300];
-        rc = sk__tls_handshake(t, why, sizeof why);
-        if (rc == 1)
-            break;
-        if (rc < 0) {
-            set_err(err, errlen, "%s: %s", text, why);
-            goto fail;
-        }
-        int ms = -1;
-        if (timeout_ms >= 0) {
-            uint64_t used = mono_ms() - start;
-            if (used >= (uint64_t)timeout_ms) {
-                rc = -ETIMEDOUT;
-                set_err(err, errlen, "%s: TLS handshake timed out after %d ms", text, timeout_ms);
-                goto fail;
-            }
-            ms = (int)((uint64_t)timeout_ms - used);
-        }
-        struct pollfd p = {.fd = fd, .events = t->want == SK_WRITABLE ? POLLOUT : POLLIN};
-        if (poll(&p, 1, ms) < 0 && errno != EINTR) {
-            rc = -errno;
-            set_err(err, errlen, "%s: poll: %s", text, sk_strerror(rc));
-            goto fail;
-        }
-    }
-    rc = reg_put(fd, t);
-    if (rc < 0) {
-        set_err(err, errlen, "%s: %s", text, sk_strerror(rc));
-        goto fail;
-    }
-    return fd;
-fail:
-    sk__tls_free(t);
-    close(fd);
-    return rc;
-}
-
-ssize_t sk_sock_recv(int fd, void *buf, size_t cap)
-{
-    sk__tls *t = reg_get(fd);
-    for (;;) {
-        ssize_t n = t ? sk__tls_read(t, buf, cap) : recv(fd, buf, cap, MSG_DONTWAIT);
-        if (n >= 0)
-            return n;
-        if (errno != EINTR)
-            return errno == EWOULDBLOCK ? -EAGAIN : -errno;
-    }
-}
-
-ssize_t sk_sock_sendv(int fd, const struct iovec *iov, int iovcnt)
-{
-    sk__tls *t = reg_get(fd);
-    for (;;) {
-        ssize_t n;
-        if (t) {
-            n = sk__tls_writev(t, iov, iovcnt);
-        } else {
-            struct msghdr mh = {.msg_iov = (struct iovec *)(uintptr_t)iov, .msg_iovlen = (size_t)iovcnt};
-            n = sendmsg(fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
-        }
-        if (n >= 0)
-            return n;
-        if (errno != EINTR)
-            return errno == EWOULDBLOCK ? -EAGAIN : -errno;
-    }
-}
-
-ssize_t sk_sock_send(int fd, const void *buf, size_t len)
-{
-    struct iovec iov = {.iov_base = (void *)(uintptr_t)buf, .iov_len = len};
-    return sk_sock_sendv(fd, &iov, 1);
-}
-
-int sk_sock_wants(int fd, int dflt)
-{
-    sk__tls *t = reg_get(fd);
-    return t ? t->want : dflt;
-}
-
-int sk_sock_pending(int fd)
-{
-    sk__tls *t = reg_get(fd);
-    return t != NULL && sk__tls_pending(t);
-}
-
-int sk_sock_is_tls(int fd) { return reg_get(fd) != NULL; }
-
-int sk_sock_describe(int fd, char *buf, size_t buflen)
-{
-    sk__tls *t = reg_get(fd);
-    if (t == NULL) {
-        if (buflen)
-            buf[0] = '\0';
-        return -EINVAL;
-    }
-    sk__tls_describe(t, buf, buflen);
-    return 0;
-}
-
-int sk_sock_shutdown(int fd)
-{
-    sk__tls *t = reg_get(fd);
-    if (t != NULL)
-        sk__tls_close_notify(t);
-    return shutdown(fd, SHUT_WR) < 0 ? -errno : 0;
-}
-
-int sk_sock_close(int fd)
-{
-    /* Looked up first, so that a stale session (fd reused) is dropped
-     * without its close_notify going out on another connection. */
-    sk__tls *t = reg_get(fd) != NULL ? reg_take(fd) : NULL;
-    if (t != NULL) {
-        sk__tls_close_notify(t);
-        sk__tls_free(t);
-    }
-    return close(fd) < 0 ? -errno : 0;
-}
-
-/* -------------------------------------------------- self-signed certificates */
-
-/* A host name as a certificate's DNS entry may hold: letters, digits,
- * '-', '.', and not all digits and dots (that would be an address). */
-static bool looks_like_host(const char *s)
-{
-    bool alpha = false;
-    size_t n = strlen(s);
-    if (n == 0 || n > 253 || s[0] == '.' || s[0] == '-')
-        return false;
-    for (const char *p = s; *p; p++) {
-        if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || *p == '-')
-            alpha = true;
-        else if (!((*p >= '0' && *p <= '9') || *p == '.'))
-            return false;
-    }
-    return alpha;
-}
-
-static int add_ext(X509 *x, int nid, const char *value)
-{
-    X509V3_CTX v3;
-    X509V3_set_ctx_nodb(&v3);
-    X509V3_set_ctx(&v3, x, x, NULL, NULL, 0);
-    X509_EXTENSION *e = X509V3_EXT_conf_nid(NULL, &v3, nid, value);
-    if (e == NULL)
-        return -1;
-    int ok = X509_add_ext(x, e, -1);
-    X509_EXTENSION_free(e);
-    return ok == 1 ? 0 : -1;
-}
-
-/* Opens path for writing a new file with mode; refuses to replace one. */
-static FILE *create_file(const char *path, mode_t mode, char *err, size_t errlen)
-{
-    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode);
-    if (fd < 0) {
-        char eb[128];
-        if (errno == EEXIST)
-            set_err(err, errlen, "%s already exists (remove it first, or pick another NAME)", path);
-        else
-            set_err(err, errlen, "cannot create %s: %s", path, strerror_r(errno, eb, sizeof eb));
-        return NULL;
-    }
-    (void)fchmod(fd, mode); /* the umask may have taken bits we want */
-    FILE *f = fdopen(fd, "w");
-    if (f == NULL)
-        close(fd);
-    return f;
-}
-
-int sk_tls_make_cert(const char *name, unsigned days, uint8_t pin_out[SK_TLS_PIN_LEN], char *err,
-                     size_t errlen)
-{
-    char keyp[PATH_MAX], crtp[PATH_MAX], eb[160], san[600];
-    EVP_PKEY *key = NULL;
-    X509 *x = NULL;
-    FILE *f = NULL;
-    int rc = -EIO;
-    bool key_made = false;
-
-    if (name == NULL || name[0] == '\0' || days == 0 || days > 36500) {
-        set_err(err, errlen, "a certificate needs a NAME and 1 to 36500 days");
-        return -EINVAL;
-    }
-    if (snprintf(keyp, sizeof keyp, "%s.key", name) >= (int)sizeof keyp ||
-        snprintf(crtp, sizeof crtp, "%s.crt", name) >= (int)sizeof crtp) {
-        set_err(err, errlen, "NAME too long");
-        return -ENAMETOOLONG;
-    }
-    const char *base = strrchr(name, '/');
-    base = base ? base + 1 : name;
-    if (base[0] == '\0') {
-        set_err(err, errlen, "NAME must not end with '/'");
-        return -EINVAL;
-    }
-    /* EC P-256: what every TLS 1.2 and 1.3 client accepts by default
-     * (Python's ssl, openssl s_client, browsers), and fast to sign with. */
-    key = EVP_EC_gen("P-256");
-    if (key == NULL)
-        goto ossl_fail;
-    x = X509_new();
-    if (x == NULL)
-        goto ossl_fail;
-    uint8_t serial[16];
-    if (sk_random(serial, sizeof serial) < 0)
-        goto ossl_fail;
-    serial[0] &= 0x7f; /* a positive serial number */
-    BIGNUM *bn = BN_bin2bn(serial, sizeof serial, NULL);
-    if (bn == NULL || BN_to_ASN1_INTEGER(bn, X509_get_serialNumber(x)) == NULL) {
-        BN_free(bn);
-        goto ossl_fail;
-    }
-    BN_free(bn);
-    X509_set_version(x, 2);
-    /* A minute in the past, so a peer whose clock lags a little accepts it. */
-    if (X509_gmtime_adj(X509_getm_notBefore(x), -60) == NULL ||
-        X509_time_adj_ex(X509_getm_notAfter(x), (int)days, 0, NULL) == NULL)
-        goto ossl_fail;
-    X509_NAME *xn = X509_get_subject_name(x);
-    if (X509_NAME_add_entry_by_txt(xn, "CN", MBSTRING_UTF8, (const unsigned char *)base, -1, -1, 0) != 1 ||
-        X509_set_issuer_name(x, xn) != 1 || X509_set_pubkey(x, key) != 1)
-        goto ossl_fail;
-    snprintf(san, sizeof san, "DNS:localhost,IP:127.0.0.1,IP:::1%s%s",
-             looks_like_host(base) && strcmp(base, "localhost") != 0 ? ",DNS:" : "",
-             looks_like_host(base) && strcmp(base, "localhost") != 0 ? base : "");
-    /* A server certificate that cannot sign others (CA:FALSE, no
-     * keyCertSign): whoever trusts it as --ca trusts this one certificate,
-     * not anything its key might sign for any name. Clients take it as a
-     * trust anchor all the same (sk_tls_client_new sets PARTIAL_CHAIN). */
-    if (add_ext(x, NID_basic_constraints, "critical,CA:FALSE") < 0 ||
-        add_ext(x, NID_key_usage, "critical,digitalSignature") < 0 ||
-        add_ext(x, NID_ext_key_usage, "serverAuth") < 0 ||
-        add_ext(x, NID_subject_key_identifier, "hash") < 0 ||
-        add_ext(x, NID_authority_key_identifier, "keyid:always") < 0 ||
-        add_ext(x, NID_subject_alt_name, san) < 0)
-        goto ossl_fail;
-    if (X509_sign(x, key, EVP_sha256()) == 0)
-        goto ossl_fail;
-    uint8_t pin[SK_TLS_PIN_LEN];
-    if (cert_digest(x, pin) < 0)
-        goto ossl_fail;
-
-    f = create_file(keyp, 0600, err, errlen);
-    if (f == NULL) {
-        rc = -EEXIST;
-        goto out;
-    }
-    key_made = true;
-    if (PEM_write_PrivateKey(f, key, NULL, NULL, 0, NULL, NULL) != 1 || fflush(f) != 0 ||
-        fsync(fileno(f)) != 0) {
-        set_err(err, errlen, "cannot write %s", keyp);
-        goto out;
-    }
-    fclose(f);
-    f = create_file(crtp, 0644, err, errlen);
-    if (f == NULL) {
-        rc = -EEXIST;
-        goto out;
-    }
-    if (PEM_write_X509(f, x) != 1 || fflush(f) != 0) {
-        set_err(err, errlen, "cannot write %s", crtp);
-        unlink(crtp);
-        goto out;
-    }
-    if (pin_out != NULL)
-        memcpy(pin_out, pin, sizeof pin);
-    rc = 0;
-    key_made = false;
-    goto out;
-ossl_fail:
-    set_err(err, errlen, "cannot make the certificate: %s", ossl_reason(eb, sizeof eb));
-    rc = -EIO;
-out:
-    if (f != NULL)
-        fclose(f);
-    if (key_made)
-        unlink(keyp); /* no key without its certificate */
-    X509_free(x);
-    EVP_PKEY_free(key);
-    return rc;
 }
 
 /* ------------------------------------------------------ channel binding */
@@ -1362,9 +797,4 @@ int sk__tls_exporter(const sk__tls *t, const char *label, uint8_t *out, size_t l
         return -EIO;
     }
     return 0;
-}
-
-int sk_sock_tls_exporter(int fd, const char *label, uint8_t *out, size_t len)
-{
-    return sk__tls_exporter(reg_get(fd), label, out, len);
 }

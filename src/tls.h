@@ -1,6 +1,6 @@
-/* tls.h — the TLS seam: what conn.c, client.c and shared.c call when a
+/* tls.h — the TLS seam: what conn*.c, client.c and outq.c call when a
  * connection carries a TLS session, and nothing else. Everything that knows
- * about OpenSSL lives in tls.c; a connection without TLS never reaches it
+ * about OpenSSL lives in tls*.c; a connection without TLS never reaches it
  * (every hook is behind an `if (c->tls)`). Not installed. */
 #ifndef SOCKIT_TLS_H
 #define SOCKIT_TLS_H

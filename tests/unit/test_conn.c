@@ -1,4 +1,4 @@
-/* test_stream.c — stream connections on a socketpair adopted with sk_conn_adopt: framing, protocol errors, backpressure, graceful close, half-close. */
+/* test_conn.c — stream connections on a socketpair adopted with sk_conn_adopt: framing, protocol errors, backpressure, graceful close, half-close. */
 #include <criterion/criterion.h>
 
 #include <errno.h>
@@ -13,7 +13,7 @@
 #include "sockit.h"
 #include "unit.h"
 
-TestSuite(stream, .init = unit_alarm);
+TestSuite(conn, .init = unit_alarm);
 
 /* --------------------------------------------------------------- fixture */
 
@@ -332,7 +332,7 @@ static void on_dribble(sk_timer *t, void *ud)
     }
 }
 
-Test(stream, frames_written_in_pieces)
+Test(conn, frames_written_in_pieces)
 {
     int fds = unit_count_fds();
     sk_stream_opts o;
@@ -396,7 +396,7 @@ Test(stream, frames_written_in_pieces)
     cr_assert_eq(unit_count_fds(), fds, "descriptor leak");
 }
 
-Test(stream, lines_written_in_pieces)
+Test(conn, lines_written_in_pieces)
 {
     sk_stream_opts o;
     sk_stream_opts_init(&o);
@@ -429,7 +429,7 @@ Test(stream, lines_written_in_pieces)
 /* A declared frame length of max+1: on_error and on_close get -EMSGSIZE, a
  * reason is recorded, no message is delivered, the reply queued in on_error
  * reaches the peer, and the peer then sees EOF rather than a reset. */
-Test(stream, oversize_frame_fails_connection)
+Test(conn, oversize_frame_fails_connection)
 {
     int fds = unit_count_fds();
     sk_stream_opts o;
@@ -467,7 +467,7 @@ Test(stream, oversize_frame_fails_connection)
     cr_assert_eq(unit_count_fds(), fds, "descriptor leak");
 }
 
-Test(stream, oversize_line_fails_connection)
+Test(conn, oversize_line_fails_connection)
 {
     sk_stream_opts o;
     sk_stream_opts_init(&o);
@@ -508,7 +508,7 @@ static void on_check_mem(sk_timer *t, void *ud)
     sk_conn_abort(x->conn, -ECONNABORTED);
 }
 
-Test(stream, declared_length_not_preallocated)
+Test(conn, declared_length_not_preallocated)
 {
     sk_stream_opts o;
     sk_stream_opts_init(&o);
@@ -587,7 +587,7 @@ static void bp_phase2(sk_timer *t, void *ud)
     peer_update(&b->x->p);
 }
 
-Test(stream, backpressure_pauses_reading_until_drained)
+Test(conn, backpressure_pauses_reading_until_drained)
 {
     int fds = unit_count_fds();
     sk_stream_opts o;
@@ -656,7 +656,7 @@ static void close_on_open(sk_conn *c)
     g_send_after_close = sk_conn_send(c, "x", 1);
 }
 
-Test(stream, close_flushes_queued_output)
+Test(conn, close_flushes_queued_output)
 {
     int fds = unit_count_fds();
     sk_stream_opts o;
@@ -711,7 +711,7 @@ static int split_frames(const uint8_t *in, size_t len, size_t *lens, const uint8
 
 /* Echo with on_eof NULL: the peer sends frames larger than the socket
  * buffers and shuts down its write side; every echo still arrives, then EOF. */
-Test(stream, half_close_default_finishes_replies)
+Test(conn, half_close_default_finishes_replies)
 {
     int fds = unit_count_fds();
     sk_stream_opts o;
@@ -767,7 +767,7 @@ static void eof_reply(sk_conn *c)
     sk_conn_close(c);
 }
 
-Test(stream, half_close_on_eof_replies)
+Test(conn, half_close_on_eof_replies)
 {
     sk_stream_opts o;
     sk_stream_opts_init(&o);
@@ -814,7 +814,7 @@ static void msgv_on_open(sk_conn *c)
     sk_conn_close(c);
 }
 
-Test(stream, send_msg_line_framing)
+Test(conn, send_msg_line_framing)
 {
     sk_stream_opts o;
     sk_stream_opts_init(&o);
@@ -841,7 +841,7 @@ static void msgv_frame_on_open(sk_conn *c)
     sk_conn_close(c);
 }
 
-Test(stream, send_msgv_frame_framing)
+Test(conn, send_msgv_frame_framing)
 {
     sk_stream_opts o;
     sk_stream_opts_init(&o);
@@ -860,7 +860,7 @@ Test(stream, send_msgv_frame_framing)
     teardown(&x);
 }
 
-Test(stream, adopt_bad_fd_fails)
+Test(conn, adopt_bad_fd_fails)
 {
     sk_loop *loop = NULL;
     cr_assert_eq(sk_loop_new(&loop), 0);
@@ -873,7 +873,7 @@ Test(stream, adopt_bad_fd_fails)
     sk_loop_free(loop);
 }
 
-Test(stream, opts_defaults)
+Test(conn, opts_defaults)
 {
     sk_stream_opts o;
     memset(&o, 0xA5, sizeof o);
@@ -1007,13 +1007,13 @@ static void echo_random_stream(enum sk_framing framing, uint64_t seed)
     cr_assert_eq(unit_count_fds(), fds, "descriptor leak");
 }
 
-Test(stream, frames_of_random_sizes_in_random_reads)
+Test(conn, frames_of_random_sizes_in_random_reads)
 {
     echo_random_stream(SK_FRAMING_FRAME, 0x9e3779b97f4a7c15u);
     echo_random_stream(SK_FRAMING_FRAME, 12345);
 }
 
-Test(stream, lines_of_random_sizes_in_random_reads)
+Test(conn, lines_of_random_sizes_in_random_reads)
 {
     echo_random_stream(SK_FRAMING_LINE, 0x2545f4914f6cdd1du);
 }
@@ -1116,13 +1116,13 @@ static void replies_to_slow_reader(enum sk_framing framing, bool mixed)
     cr_assert_eq(unit_count_fds(), fds, "descriptor leak");
 }
 
-Test(stream, echo_replies_reach_a_slow_reader_in_order)
+Test(conn, echo_replies_reach_a_slow_reader_in_order)
 {
     replies_to_slow_reader(SK_FRAMING_FRAME, false);
     replies_to_slow_reader(SK_FRAMING_LINE, false);
 }
 
-Test(stream, echoed_and_copied_replies_keep_their_order)
+Test(conn, echoed_and_copied_replies_keep_their_order)
 {
     replies_to_slow_reader(SK_FRAMING_FRAME, true);
     replies_to_slow_reader(SK_FRAMING_LINE, true);

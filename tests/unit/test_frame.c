@@ -1,4 +1,4 @@
-/* test_decoder.c — sk_decoder_init/sk_decoder_next/sk_frame_header for raw, line and frame framing, fed at every split point. */
+/* test_frame.c — sk_decoder_init/sk_decoder_next/sk_frame_header for raw, line and frame framing, fed at every split point; and frame.h, the rules the read path runs (sk__frame_next, sk__frame_need, sk__frame_error_text). */
 #include <criterion/criterion.h>
 
 #include <errno.h>
@@ -6,10 +6,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "frame.h"
 #include "sockit.h"
 #include "unit.h"
 
-TestSuite(decoder, .init = unit_alarm);
+TestSuite(frame, .init = unit_alarm);
 
 /* One expected message of a stream. */
 typedef struct expect {
@@ -179,7 +180,7 @@ static void feed_all_splits(enum sk_framing framing, size_t max, const stream *s
     free(each);
 }
 
-Test(decoder, init_defaults)
+Test(frame, init_defaults)
 {
     sk_decoder d;
     memset(&d, 0xA5, sizeof d);
@@ -200,7 +201,7 @@ Test(decoder, init_defaults)
     cr_assert_eq(d.max, 5u);
 }
 
-Test(decoder, frame_header_big_endian)
+Test(frame, frame_header_big_endian)
 {
     static const struct {
         uint32_t v;
@@ -224,7 +225,7 @@ Test(decoder, frame_header_big_endian)
     }
 }
 
-Test(decoder, framing_names)
+Test(frame, framing_names)
 {
     static const struct {
         const char *name;
@@ -246,7 +247,7 @@ Test(decoder, framing_names)
 }
 
 /* Several frames of a small maximum: zero-length, binary, maximum length. */
-Test(decoder, frame_stream_every_split)
+Test(frame, frame_stream_every_split)
 {
     const size_t max = 100;
     stream s = { 0 };
@@ -270,7 +271,7 @@ Test(decoder, frame_stream_every_split)
     stream_free(&s);
 }
 
-Test(decoder, line_stream_every_split)
+Test(frame, line_stream_every_split)
 {
     const size_t max = 40;
     stream s = { 0 };
@@ -296,7 +297,7 @@ Test(decoder, line_stream_every_split)
 }
 
 /* Raw framing returns whatever is buffered as one message. */
-Test(decoder, raw_returns_everything)
+Test(frame, raw_returns_everything)
 {
     uint8_t data[300];
     unit_pattern(data, sizeof data, 3);
@@ -320,7 +321,7 @@ Test(decoder, raw_returns_everything)
     cr_assert_eq(sk_decoder_next(&d, data, 0, &m, &need), 0, "raw with no bytes is no message");
 }
 
-Test(decoder, frame_need_and_truncated_header)
+Test(frame, frame_need_and_truncated_header)
 {
     uint8_t buf[4 + 300];
     buf[0] = 0;
@@ -356,7 +357,7 @@ Test(decoder, frame_need_and_truncated_header)
 
 /* A header declaring max+1 is an error as soon as the header is complete,
  * before any of the body arrives. */
-Test(decoder, frame_oversize_at_header)
+Test(frame, frame_oversize_at_header)
 {
     const size_t max = 1000;
     uint8_t buf[4] = { 0, 0, 0x03, 0xe9 }; /* 1001 */
@@ -383,7 +384,7 @@ Test(decoder, frame_oversize_at_header)
     cr_assert_eq(sk_decoder_next(&d, two + 7, 4, &m, &need), -EMSGSIZE);
 }
 
-Test(decoder, frame_header_all_ones)
+Test(frame, frame_header_all_ones)
 {
     uint8_t buf[8] = { 0xff, 0xff, 0xff, 0xff, 1, 2, 3, 4 };
     sk_decoder d;
@@ -405,7 +406,7 @@ Test(decoder, frame_header_all_ones)
 }
 
 /* The default maximum frame (16 MiB) is accepted; one byte more is not. */
-Test(decoder, frame_default_max)
+Test(frame, frame_default_max)
 {
     const size_t n = SK_DEFAULT_MAX_FRAME;
     uint8_t *buf = malloc(n + 4);
@@ -440,7 +441,7 @@ Test(decoder, frame_default_max)
 
 /* A line longer than max is an error once more than max bytes have been seen
  * without a "\n" — not before, and not only when the "\n" finally comes. */
-Test(decoder, line_oversize)
+Test(frame, line_oversize)
 {
     const size_t max = 10;
     uint8_t buf[32];
@@ -485,7 +486,7 @@ Test(decoder, line_oversize)
 
 /* The default maximum line (64 KiB), dribbled in one byte at a time from the
  * same buffer start (the case `scanned` exists for), then one byte too many. */
-Test(decoder, line_default_max_dribbled)
+Test(frame, line_default_max_dribbled)
 {
     const size_t n = SK_DEFAULT_MAX_LINE;
     uint8_t *buf = malloc(n + 2);
@@ -518,7 +519,7 @@ Test(decoder, line_default_max_dribbled)
 }
 
 /* A "\r" at the end of the buffer may still turn out to precede "\n". */
-Test(decoder, line_cr_at_buffer_end)
+Test(frame, line_cr_at_buffer_end)
 {
     const uint8_t wire[] = "abc\r\n";
     sk_decoder d;
@@ -530,4 +531,63 @@ Test(decoder, line_cr_at_buffer_end)
     cr_assert_eq(m.len, 3u);
     cr_assert_eq(m.consumed, 5u);
     cr_assert(memcmp(wire + m.offset, "abc", 3) == 0);
+}
+
+/* ---- frame.h: the functions the connection's read path calls ---- */
+
+Test(frame, next_refuses_an_oversize_header_before_the_body)
+{
+    uint8_t h[SK_FRAME_HEADER];
+    uint32_t body = 7;
+    sk__frame_put(h, UINT32_MAX);
+    cr_assert_eq(sk__frame_len(h), UINT32_MAX, "header codec round trip");
+    cr_assert_eq(sk__frame_next(h, sizeof h, 1000, &body), -EMSGSIZE,
+                 "the declared length is judged as soon as the header is in");
+    cr_assert_eq(body, 7, "no body length for a refused frame");
+    sk__frame_put(h, 1000);
+    cr_assert_eq(sk__frame_next(h, sizeof h, 1000, &body), 0, "a frame at the maximum waits");
+    cr_assert_eq(sk__frame_next(h, 3, 10, &body), 0, "a partial header waits");
+}
+
+/* A frame of 10 bytes held up to every split point, followed by the next
+ * frame: sk__frame_need takes exactly what the held one lacks. */
+Test(frame, need_completes_the_held_frame_at_every_split)
+{
+    uint8_t wire[2 * (SK_FRAME_HEADER + 10)];
+    for (int k = 0; k < 2; k++) {
+        sk__frame_put(wire + k * 14, 10);
+        memset(wire + k * 14 + SK_FRAME_HEADER, 'a' + k, 10);
+    }
+    for (size_t had = 1; had < 14; had++) {
+        size_t n = sizeof wire - had;
+        size_t got = sk__frame_need(SK_FRAMING_FRAME, 64, wire, had, wire + had, n);
+        cr_assert_eq(got, 14 - had, "held %zu bytes: need %zu, got %zu", had, 14 - had, got);
+        cr_assert_eq(sk__frame_need(SK_FRAMING_FRAME, 64, wire, had, wire + had, 1), 1,
+                     "fewer bytes than missing are all taken");
+    }
+    cr_assert_eq(sk__frame_missing(wire, 5), 9, "missing after the header");
+    cr_assert_eq(sk__frame_missing(wire, 3), 0, "no header yet: unknown");
+    /* An oversize header split across reads: the count stops at the header,
+     * for the decoder to refuse it before making room for the body. */
+    cr_assert_eq(sk__frame_need(SK_FRAMING_FRAME, 9, wire, 2, wire + 2, 20), 2,
+                 "oversize: only the rest of the header");
+}
+
+Test(frame, need_ends_a_held_line_at_its_newline)
+{
+    const uint8_t held[] = "par", more[] = "tial\nnext\n";
+    cr_assert_eq(sk__frame_need(SK_FRAMING_LINE, 64, held, 3, more, sizeof more - 1), 5);
+    cr_assert_eq(sk__frame_need(SK_FRAMING_LINE, 64, held, 3, more, 4), 4, "no newline: all");
+    cr_assert_eq(sk__frame_need(SK_FRAMING_RAW, 64, held, 3, more, 7), 7, "raw: all");
+}
+
+Test(frame, error_text_names_the_rule_broken)
+{
+    char t[128];
+    uint8_t h[SK_FRAME_HEADER];
+    sk__frame_put(h, 1000);
+    sk__frame_error_text(SK_FRAMING_FRAME, -EMSGSIZE, h, sizeof h, 10, t, sizeof t);
+    cr_assert_str_eq(t, "frame too large (1000 > max 10)");
+    sk__frame_error_text(SK_FRAMING_LINE, -EMSGSIZE, h, sizeof h, 10, t, sizeof t);
+    cr_assert_str_eq(t, "line too long (max 10 bytes)");
 }

@@ -1,4 +1,4 @@
-/* test_sendfile.c — sk_conn_sendfile: file ranges in order with copied bytes
+/* test_outq.c — sk_conn_sendfile: file ranges in order with copied bytes
  * and shared slices, large ranges through a slow reader (partial sendfiles),
  * the caller's descriptor closed at once, a file truncated while queued,
  * water marks, descriptors released on every way out, and the errors. */
@@ -17,7 +17,7 @@
 #include "sockit.h"
 #include "unit.h"
 
-TestSuite(sendfile, .init = unit_alarm);
+TestSuite(outq, .init = unit_alarm);
 
 /* ---------------------------------------------------------------- fixture */
 
@@ -161,7 +161,7 @@ static void order_open(fx *x, sk_conn *c)
     sk_conn_close(c);
 }
 
-Test(sendfile, ranges_interleave_with_bytes_and_slices_in_order)
+Test(outq, ranges_interleave_with_bytes_and_slices_in_order)
 {
     int fds = unit_count_fds();
     size_t base = sk_mem_in_use();
@@ -208,7 +208,7 @@ static void big_open(fx *x, sk_conn *c)
     sk_conn_close(c);
 }
 
-Test(sendfile, large_ranges_survive_partial_writes_and_early_close)
+Test(outq, large_ranges_survive_partial_writes_and_early_close)
 {
     int fds = unit_count_fds();
     fx x = {.on_open = big_open, .rd = {.delay_ms = 50, .chunk = 100003}};
@@ -240,7 +240,7 @@ static void shrink_open(fx *x, sk_conn *c)
     close(fd);
 }
 
-Test(sendfile, truncated_file_aborts_the_connection)
+Test(outq, truncated_file_aborts_the_connection)
 {
     int fds = unit_count_fds();
     fx x = {.on_open = shrink_open};
@@ -268,7 +268,7 @@ static void hw_open(fx *x, sk_conn *c)
     sk_conn_close(c);
 }
 
-Test(sendfile, ranges_count_for_queued_and_drain)
+Test(outq, ranges_count_for_queued_and_drain)
 {
     size_t base = sk_mem_in_use();
     g_bulk = pattern_file(4u * 1024u * 1024u);
@@ -301,7 +301,7 @@ static void abort_open(fx *x, sk_conn *c)
     sk_conn_abort(c, -ECONNABORTED);
 }
 
-Test(sendfile, abort_closes_queued_duplicates)
+Test(outq, abort_closes_queued_duplicates)
 {
     g_bulk = pattern_file(1024 * 1024);
     int fds = unit_count_fds();
@@ -341,7 +341,7 @@ static void errors_open(fx *x, sk_conn *c)
     g_epipe = sk_conn_sendfile(c, g_bulk, 0, 4) == -EPIPE;
 }
 
-Test(sendfile, errors_leave_the_connection_usable)
+Test(outq, errors_leave_the_connection_usable)
 {
     struct rlimit rl;
     cr_assert_eq(getrlimit(RLIMIT_NOFILE, &rl), 0);
@@ -374,7 +374,7 @@ static void gone_open(fx *x, sk_conn *c)
         cr_assert_eq(sk_conn_sendfile(c, g_bulk, 0, 1024 * 1024), 0);
 }
 
-Test(sendfile, closed_peer_is_an_error_not_a_signal)
+Test(outq, closed_peer_is_an_error_not_a_signal)
 {
     cr_assert_eq(signal(SIGPIPE, SIG_DFL) == SIG_ERR, 0);
     g_bulk = pattern_file(1024 * 1024);
@@ -437,7 +437,7 @@ static void midway_open(fx *x, sk_conn *c)
         cr_assert_eq(sk_conn_sendfile(c, g_bulk, 0, 1024 * 1024), 0);
 }
 
-Test(sendfile, peer_gone_midway_is_an_error_not_a_signal)
+Test(outq, peer_gone_midway_is_an_error_not_a_signal)
 {
     cr_assert_eq(signal(SIGPIPE, SIG_DFL) == SIG_ERR, 0);
     g_bulk = pattern_file(1024 * 1024);
