@@ -17,8 +17,8 @@
 
 #include <openssl/crypto.h>
 
-#include "../services/exec.h"
-#include "../services/proto.h"
+#include "../services/exec/exec.h"
+#include "../services/proto/proto.h"
 #include "cli.h"
 
 /* Exit codes of `sockit exec` besides the remote command's own. */

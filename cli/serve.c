@@ -13,8 +13,8 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
-#include "../services/exec.h"
-#include "../services/files.h"
+#include "../services/exec/exec.h"
+#include "../services/files/files.h"
 #include "../services/services.h"
 #include "cli.h"
 

@@ -24,7 +24,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "../services/chat.h"
+#include "../services/chat/chat.h"
 
 #define MEMBERS 3
 

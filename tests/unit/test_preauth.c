@@ -9,7 +9,7 @@
 
 #include "unit.h"
 
-#include "../../services/proto.c"
+#include "../../services/proto/proto.h"
 
 TestSuite(preauth, .init = unit_alarm);
 

@@ -27,8 +27,8 @@
 #include <openssl/crypto.h>
 
 #include "exec.h"
-#include "proto.h"
-#include "services.h"
+#include "../proto/proto.h"
+#include "../services.h"
 
 #define SERVICE "exec"
 /* Largest STDOUT/STDERR payload: one read of a pipe (a pipe holds 64 KiB). */

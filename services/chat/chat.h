@@ -8,7 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "services.h"
+#include "../services.h"
 
 /* SPEC §5.3: 1-32 of [A-Za-z0-9_-]. */
 #define CHAT_NICK_MAX 32

@@ -7,7 +7,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
-#include "proto.h"
+#include "../proto/proto.h"
 
 #define EXEC_DEFAULT_MAX_PROCS 64u
 #define EXEC_DEFAULT_MAX_UNAUTH 64u

@@ -19,8 +19,8 @@
 
 #include "files.h"
 #include "files_proto.h"
-#include "proto.h"
-#include "services.h"
+#include "../proto/proto.h"
+#include "../services.h"
 
 /* Transfers (PUT or GET) in progress at once, all workers together; each
  * holds up to two descriptors and a read buffer. More are refused (BUSY). */
