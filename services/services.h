@@ -21,7 +21,6 @@ typedef struct svc_ctx {
     uint32_t line_timeout_ms; /* a started line must end within this (--frame-timeout) */
     size_t max_queue;     /* a member whose queued output passes this is dropped */
     unsigned max_rate;    /* lines per second per member; 0: unlimited */
-    const char *redis_url;/* share rooms through Redis pub/sub; NULL: this process alone */
     void *state;          /* a service's state (the chat room, files' root), set by start */
     /* exec (services/exec.c) */
     const struct exec_opts *exec; /* its options; the service object is state */
@@ -59,8 +58,10 @@ typedef struct svc_def {
     void (*stream_opts)(sk_stream_opts *o);
 } svc_def;
 
-/* The services by name; NULL if unknown. */
+/* The services by name; NULL if unknown (registry.c). */
 const svc_def *svc_find(const char *name);
+/* The i-th service of the table, in the order of help; NULL past the end. */
+const svc_def *svc_at(size_t i);
 /* Names of every service, comma-separated, for help and errors. */
 const char *svc_names(void);
 
@@ -68,6 +69,9 @@ const char *svc_names(void);
  * "<svc> close <peer> in=N out=N reason=TEXT". */
 void svc_log_open(sk_conn *c);
 void svc_log_close(sk_conn *c, int err);
+/* The close line for a connection whose data is not the svc_ctx (exec,
+ * files, chat: their sessions): name and quiet given. */
+void svc_log_closed(sk_conn *c, int err, const char *name, bool quiet);
 /* For line framing, tells the peer why its connection is being closed. */
 void svc_report_error(sk_conn *c, int err);
 
