@@ -16,7 +16,7 @@ typedef struct svc_ctx {
     enum sk_framing framing;
     const char *message;  /* greet: what to send */
     size_t message_len;
-    /* chat (services/chat.c) */
+    /* chat (services/chat/) */
     size_t max_line;      /* longest line accepted, without its "\n" */
     uint32_t line_timeout_ms; /* a started line must end within this (--frame-timeout) */
     size_t max_queue;     /* a member whose queued output passes this is dropped */
@@ -27,6 +27,26 @@ typedef struct svc_ctx {
     /* files (services/files*.c) */
     const struct files_opts *files; /* its options; the service object is state */
 } svc_ctx;
+
+/* One command-line option of a service (nginx's module command tables are
+ * the model): `sockit serve` builds its getopt table, its --help text and
+ * its "applies to the X service only" errors from these. */
+enum svc_opt_kind {
+    SVC_OPT_FLAG,    /* no value: sets a bool */
+    SVC_OPT_TEXT,    /* a string: sets a const char * (argv's, kept as is) */
+    SVC_OPT_UINT,    /* a count in [min, max]: sets an unsigned */
+    SVC_OPT_SECONDS, /* seconds (fractions allowed): sets a uint32_t in ms */
+    SVC_OPT_BYTES,   /* a size (K, M, G suffixes): sets a uint64_t */
+    SVC_OPT_NOTE     /* no option: help lines about a common option */
+};
+
+typedef struct svc_opt {
+    const char *name;   /* without "--"; NULL ends the table */
+    enum svc_opt_kind kind;
+    size_t off;         /* offsetof into the service's options struct */
+    unsigned min, max;  /* UINT: the range; SECONDS, BYTES: min 1 refuses 0 */
+    const char *help;   /* its --help lines, each ending in "\n"; "" if none */
+} svc_opt;
 
 typedef struct svc_def {
     const char *name;
@@ -56,6 +76,13 @@ typedef struct svc_def {
     /* Adjusts the stream options of its listeners after the command line's
      * (a fixed framing, buffer marks); NULL: none. */
     void (*stream_opts)(sk_stream_opts *o);
+    /* Its command-line options, NULL if none: the table, the title of its
+     * --help section, where the values go (one struct of the service's
+     * own, for the whole process) and how that struct starts. */
+    const svc_opt *opts;
+    const char *opts_title;
+    void *opts_store;
+    void (*opts_init)(void *store);
 } svc_def;
 
 /* The services by name; NULL if unknown (registry.c). */

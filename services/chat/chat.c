@@ -674,4 +674,8 @@ const svc_def svc_chat = {
     .start = chat_start,
     .drain = chat_drain,
     .stop = chat_stop,
+    .opts = chat_options,
+    .opts_title = "chat options (the chat service is line-based; --framing does not apply):\n",
+    .opts_store = &chat_cli_opts,
+    .opts_init = chat_opts_init,
 };

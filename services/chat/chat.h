@@ -16,6 +16,16 @@
  * every byte of it is stored for every member that has not read it yet. */
 #define CHAT_DEFAULT_MAX_LINE 4096u
 
+/* chat_options.c: the options of `sockit serve` for chat (copied into
+ * each chat listener's svc_ctx). */
+typedef struct chat_opts {
+    uint64_t max_queue; /* --max-queue */
+    unsigned max_rate;  /* --max-rate */
+} chat_opts;
+extern chat_opts chat_cli_opts;
+extern const svc_opt chat_options[];
+void chat_opts_init(void *store);
+
 typedef struct chat_room chat_room;
 
 typedef struct member {

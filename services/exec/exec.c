@@ -862,19 +862,14 @@ const svc_def svc_exec = {
     .start = exec_start,
     .stop = exec_stop,
     .stream_opts = exec_stream_opts,
+    .opts = exec_options,
+    .opts_title = "exec options (frames of the exec protocol; --framing does not apply):\n",
+    .opts_store = &exec_cli_opts,
+    .opts_init = exec_opts_init_store,
 };
 
 /* ------------------------------------------------------------ set-up */
 
-void exec_opts_init(exec_opts *o)
-{
-    memset(o, 0, sizeof *o);
-    o->max_procs = EXEC_DEFAULT_MAX_PROCS;
-    o->max_unauth = EXEC_DEFAULT_MAX_UNAUTH;
-    o->max_unauth_per_source = PROTO_DEFAULT_UNAUTH_PER_SOURCE;
-    o->handshake_ms = PROTO_HANDSHAKE_MS;
-    o->idle_ms = EXEC_DEFAULT_IDLE_MS;
-}
 
 static void free_list(char **list)
 {

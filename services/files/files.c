@@ -25,17 +25,6 @@
 
 /* ------------------------------------------------------------- options */
 
-void files_opts_init(files_opts *o)
-{
-    memset(o, 0, sizeof *o);
-    o->partial_ttl_s = FILES_DEFAULT_PARTIAL_TTL_S;
-    o->max_unauth = FILES_DEFAULT_MAX_UNAUTH;
-    o->max_unauth_per_source = PROTO_DEFAULT_UNAUTH_PER_SOURCE;
-    o->handshake_ms = PROTO_HANDSHAKE_MS;
-    o->stall_ms = FILES_DEFAULT_STALL_S * 1000u;
-    o->max_per_source = FILES_DEFAULT_PER_SOURCE;
-    o->idle_ms = FILES_DEFAULT_IDLE_S * 1000u;
-}
 
 /* True if every address the listener would bind is a loopback one, or it
  * is a Unix socket: only then may a files server go without a token. */
@@ -564,4 +553,8 @@ const svc_def svc_files = {
     .start = files_start,
     .stop = files_stop,
     .stream_opts = files_stream_opts,
+    .opts = files_options,
+    .opts_title = "files options (frames of the files protocol; --framing does not apply):\n",
+    .opts_store = &files_cli_opts,
+    .opts_init = files_opts_init_store,
 };
