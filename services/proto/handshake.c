@@ -1,44 +1,12 @@
 /* handshake.c — the typed protocols' handshake, both sides, written once
  * (handshake.h): the security-sensitive proof comparison exists here only. */
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/uio.h>
 
 #include <openssl/crypto.h>
 
 #include "handshake.h"
-
-void proto_send_verror(sk_conn *c, int code, const char *fmt, va_list ap)
-{
-    if (c == NULL)
-        return;
-    uint8_t head[2] = {PT_ERROR, (uint8_t)code};
-    char text[PROTO_ERROR_TEXT_MAX];
-    int n = vsnprintf(text, sizeof text, fmt, ap);
-    if (n < 0)
-        n = 0;
-    if ((size_t)n >= sizeof text)
-        n = (int)sizeof text - 1;
-    struct iovec iov[2] = {{head, 2}, {text, (size_t)n}};
-    (void)sk_conn_send_msgv(c, iov, 2); /* failing: the connection is closing */
-}
-
-void proto_send_error(sk_conn *c, int code, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    proto_send_verror(c, code, fmt, ap);
-    va_end(ap);
-}
-
-void proto_fail(sk_conn *c, int code, int err, const char *why)
-{
-    proto_send_error(c, code, "%s", why);
-    if (c != NULL)
-        sk_conn_fail(c, err, why);
-}
 
 /* ------------------------------------------------------------ server */
 

@@ -7,24 +7,12 @@
 #ifndef SOCKIT_PROTO_HANDSHAKE_H
 #define SOCKIT_PROTO_HANDSHAKE_H
 
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
 
 #include "proto.h"
-
-/* Sends one ERROR frame (type, code, text cut to PROTO_ERROR_TEXT_MAX) on
- * c; nothing if c is NULL. Failing to queue it is ignored: the connection
- * is closing then anyway. */
-void proto_send_error(sk_conn *c, int code, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-void proto_send_verror(sk_conn *c, int code, const char *fmt, va_list ap)
-    __attribute__((format(printf, 3, 0)));
-/* Sends ERROR code with text why, then fails c with err and why as its
- * reason. The one way a typed service drops a peer that broke a rule. */
-void proto_fail(sk_conn *c, int code, int err, const char *why);
 
 /* ---- server side ---- */
 
