@@ -172,6 +172,11 @@ check-symbols: $(BUILD)/libsockit.so
 	if [ -n "$$bad" ]; then echo "exported symbols without the sk_ prefix:"; echo "$$bad"; exit 1; fi; \
 	echo "check-symbols: every exported symbol has the sk_ prefix"
 
+# No two files of the services library call each other in a circle.
+.PHONY: check-cycles
+check-cycles: $(SVC_LIB)
+	python3 tools/depcycles.py $(SVC_LIB)
+
 # --- fuzzing (libFuzzer, clang) -------------------------------------------
 # Every parser has a target in fuzz/ with a seed corpus in fuzz/corpus/NAME/
 # (crashing inputs found later are kept there as regression cases).
