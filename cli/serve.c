@@ -256,9 +256,7 @@ static int prepare_files(serve_state *st)
     serve_cfg *cfg = &st->cfg;
     const sk_addr *addrs[MAX_LISTENERS];
     int n = 0;
-    bool exec = false;
     for (int i = 0; i < st->nls; i++) {
-        exec = exec || st->ls[i].svc == &svc_exec;
         if (st->ls[i].svc == &svc_files) {
             st->ls[i].ctx.files = cfg->files;
             addrs[n++] = &st->ls[i].addr;
@@ -266,10 +264,10 @@ static int prepare_files(serve_state *st)
     }
     if (n == 0)
         return 0;
-    cfg->files->token_file = cfg->exec->token_file;
-    cfg->files->max_unauth = cfg->exec->max_unauth;
-    cfg->files->max_unauth_per_source = cfg->exec->max_unauth_per_source;
-    cfg->files->handshake_ms = cfg->exec->handshake_ms;
+    /* The options both declare reached both tables; the demo set's token
+     * file, made for exec, serves files too. */
+    if (cfg->files->token_file == NULL)
+        cfg->files->token_file = cfg->exec->token_file;
     char err[400];
     if (st->demo_set && cfg->files->root == NULL) {
         if (files_demo_root(FILES_DEMO_ROOT, err, sizeof err) < 0) {
