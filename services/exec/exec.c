@@ -680,8 +680,6 @@ static void exec_open(sk_conn *c)
         svc->sessions->prev = s;
     svc->sessions = s;
     sk_conn_set_data(c, s);
-    if (!ctx->quiet)
-        sk_log(SK_LOG_INFO, "%s open %s", ctx->name, sk_conn_peer(c));
     int rc = proto_hs_open(&s->hs, &svc->hs, c, ctx->name, ctx->quiet);
     if (rc < 0 && rc != -EBUSY)
         sk_conn_abort(c, rc);

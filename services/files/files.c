@@ -293,8 +293,6 @@ static void files_open_cb(sk_conn *c)
     svc->sessions = s;
     pthread_mutex_unlock(&svc->sess_mu);
     sk_conn_set_data(c, s);
-    if (!ctx->quiet)
-        sk_log(SK_LOG_INFO, "%s open %s", ctx->name, peer(s));
     int rc = proto_hs_open(&s->hs, &svc->hs, c, ctx->name, ctx->quiet);
     if (rc < 0 && rc != -EBUSY)
         sk_conn_abort(c, rc);

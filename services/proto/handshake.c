@@ -26,6 +26,8 @@ int proto_hs_open(proto_hs *h, const proto_hs_service *svc, sk_conn *c, const ch
     h->name = name;
     h->quiet = quiet;
     h->state = PROTO_HS_HELLO;
+    if (!quiet)
+        sk_log(SK_LOG_INFO, "%s open %s", name, sk_conn_peer(c));
     int rc = proto_gate_open(&h->gate, svc->pre, c, name, svc->handshake_ms);
     if (rc == -EBUSY) {
         sk_log(SK_LOG_WARN, "%s %s refused: %u connections from its address waiting to "

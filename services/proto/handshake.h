@@ -51,8 +51,9 @@ typedef struct proto_hs {
     uint8_t nonce_s[SK_AUTH_NONCE];
 } proto_hs;
 
-/* From on_open: takes a pre-authentication slot (evicting another if the
- * table is full) and starts the hello deadline. Returns 0; -EBUSY when the
+/* From on_open, the one prologue of a typed service's connection: logs
+ * its "open" line (unless quiet), takes a pre-authentication slot
+ * (evicting another if the table is full) and starts the hello deadline. Returns 0; -EBUSY when the
  * source is at its cap (logged, ERROR 04 sent, c failing: nothing more to
  * do); another negative code (no memory) that the caller aborts c with. */
 int proto_hs_open(proto_hs *h, const proto_hs_service *svc, sk_conn *c, const char *name,
