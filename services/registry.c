@@ -5,8 +5,8 @@
 
 #include "services.h"
 
-static const svc_def *const all[] = {&svc_echo, &svc_upper, &svc_greet, &svc_chat, &svc_exec,
-                                     &svc_files};
+static const svc_def *const all[] = {&svc_echo, &svc_upper, &svc_greet,
+                                     &svc_chat, &svc_exec,  &svc_files};
 
 const svc_def *svc_find(const char *name)
 {
@@ -16,7 +16,10 @@ const svc_def *svc_find(const char *name)
     return NULL;
 }
 
-const svc_def *svc_at(size_t i) { return i < sizeof all / sizeof all[0] ? all[i] : NULL; }
+const svc_def *svc_at(size_t i)
+{
+    return i < sizeof all / sizeof all[0] ? all[i] : NULL;
+}
 
 const char *svc_names(void)
 {
@@ -25,8 +28,7 @@ const char *svc_names(void)
     if (names[0] == '\0') {
         size_t n = 0;
         for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
-            n += (size_t)snprintf(names + n, sizeof names - n, "%s%s", i ? ", " : "",
-                                  all[i]->name);
+            n += (size_t)snprintf(names + n, sizeof names - n, "%s%s", i ? ", " : "", all[i]->name);
     }
     return names;
 }

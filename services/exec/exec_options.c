@@ -17,7 +17,10 @@ void exec_opts_init(exec_opts *o)
     o->idle_ms = EXEC_DEFAULT_IDLE_MS;
 }
 
-void exec_opts_init_store(void *store) { exec_opts_init(store); }
+void exec_opts_init_store(void *store)
+{
+    exec_opts_init(store);
+}
 
 /* --token-file, --max-unauth, --max-unauth-per-source and
  * --handshake-timeout are files' too (its table names them again). */
@@ -46,8 +49,7 @@ const svc_opt exec_options[] = {
      "  --max-unauth N            connections still authenticating, at once (default 64);\n"
      "                            when full, a newcomer evicts the oldest of the source\n"
      "                            holding the most\n"},
-    {"max-unauth-per-source", SVC_OPT_UINT, offsetof(exec_opts, max_unauth_per_source), 1,
-     1000000,
+    {"max-unauth-per-source", SVC_OPT_UINT, offsetof(exec_opts, max_unauth_per_source), 1, 1000000,
      "  --max-unauth-per-source N of those, from one address (default 32; every Unix\n"
      "                            peer is one source); the hello must come within 2 s\n"},
     {"handshake-timeout", SVC_OPT_SECONDS, offsetof(exec_opts, handshake_ms), 1, 0,

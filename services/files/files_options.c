@@ -19,7 +19,10 @@ void files_opts_init(files_opts *o)
     o->idle_ms = FILES_DEFAULT_IDLE_S * 1000u;
 }
 
-void files_opts_init_store(void *store) { files_opts_init(store); }
+void files_opts_init_store(void *store)
+{
+    files_opts_init(store);
+}
 
 const svc_opt files_options[] = {
     {"root", SVC_OPT_TEXT, offsetof(files_opts, root), 0, 0,
@@ -50,8 +53,8 @@ const svc_opt files_options[] = {
      "                            (default 86400: a day)\n"},
     {"max-unauth", SVC_OPT_UINT, offsetof(files_opts, max_unauth), 1, 1000000,
      "  --max-unauth, --max-unauth-per-source, --handshake-timeout   as for exec\n"},
-    {"max-unauth-per-source", SVC_OPT_UINT, offsetof(files_opts, max_unauth_per_source), 1,
-     1000000, ""},
+    {"max-unauth-per-source", SVC_OPT_UINT, offsetof(files_opts, max_unauth_per_source), 1, 1000000,
+     ""},
     {"handshake-timeout", SVC_OPT_SECONDS, offsetof(files_opts, handshake_ms), 1, 0, ""},
     {NULL, SVC_OPT_NOTE, 0, 0, 0, NULL},
 };

@@ -30,9 +30,12 @@ int proto_hs_open(proto_hs *h, const proto_hs_service *svc, sk_conn *c, const ch
         sk_log(SK_LOG_INFO, "%s open %s", name, sk_conn_peer(c));
     int rc = proto_gate_open(&h->gate, svc->pre, c, name, svc->handshake_ms);
     if (rc == -EBUSY) {
-        sk_log(SK_LOG_WARN, "%s %s refused: %u connections from its address waiting to "
-               "authenticate (--max-unauth-per-source)", name, sk_conn_peer(c), svc->per_source);
-        (void)hs_fail(h, PE_BUSY, -EBUSY, "too many connections from your address waiting to "
+        sk_log(SK_LOG_WARN,
+               "%s %s refused: %u connections from its address waiting to "
+               "authenticate (--max-unauth-per-source)",
+               name, sk_conn_peer(c), svc->per_source);
+        (void)hs_fail(h, PE_BUSY, -EBUSY,
+                      "too many connections from your address waiting to "
                       "authenticate; try later");
     }
     return rc;
@@ -81,16 +84,15 @@ static int proofs(const proto_hs *h, const uint8_t *nonce_c, const uint8_t *bind
                   uint8_t want[SK_AUTH_PROOF], uint8_t ours[SK_AUTH_PROOF])
 {
     const proto_hs_service *svc = h->svc;
-    if (sk_auth_proof_bound(svc->token, svc->token_len, "client", svc->service, h->nonce_s,
-                            nonce_c, binding, want) < 0 ||
-        sk_auth_proof_bound(svc->token, svc->token_len, "server", svc->service, h->nonce_s,
-                            nonce_c, binding, ours) < 0)
+    if (sk_auth_proof_bound(svc->token, svc->token_len, "client", svc->service, h->nonce_s, nonce_c,
+                            binding, want) < 0 ||
+        sk_auth_proof_bound(svc->token, svc->token_len, "server", svc->service, h->nonce_s, nonce_c,
+                            binding, ours) < 0)
         return -1;
     return 0;
 }
 
-static enum proto_hs_state on_auth(proto_hs *h, const uint8_t *msg, size_t len,
-                                   uint32_t *delay_ms)
+static enum proto_hs_state on_auth(proto_hs *h, const uint8_t *msg, size_t len, uint32_t *delay_ms)
 {
     const proto_hs_service *svc = h->svc;
     if (msg[0] != PT_AUTH || len != PROTO_AUTH_LEN)
@@ -100,7 +102,8 @@ static enum proto_hs_state on_auth(proto_hs *h, const uint8_t *msg, size_t len,
     uint8_t want[SK_AUTH_PROOF], ours[SK_AUTH_PROOF], cb[SK_AUTH_BINDING];
     bool bound;
     if (proto_binding_conn(h->conn, cb, &bound) < 0)
-        return hs_fail(h, PE_AUTH, -EACCES, "TLS without the extended master secret: "
+        return hs_fail(h, PE_AUTH, -EACCES,
+                       "TLS without the extended master secret: "
                        "authentication cannot be bound to it");
     if (proofs(h, nonce_c, bound ? cb : NULL, want, ours) < 0)
         return hs_fail(h, PE_PROTOCOL, -EIO, "server cannot compute proofs");
@@ -111,8 +114,8 @@ static enum proto_hs_state on_auth(proto_hs *h, const uint8_t *msg, size_t len,
         /* One attempt per connection; the answer waits, longer for an
          * address that keeps failing, and the connection still counts
          * against --max-unauth meanwhile: guessing stays slow. */
-        *delay_ms = proto_penalty_add(svc->pen, sk_conn_peer(h->conn),
-                                      sk_loop_now(sk_conn_loop(h->conn)));
+        *delay_ms =
+            proto_penalty_add(svc->pen, sk_conn_peer(h->conn), sk_loop_now(sk_conn_loop(h->conn)));
         sk_log(SK_LOG_WARN, "%s %s authentication failed (answer delayed %.1f s)", h->name,
                sk_conn_peer(h->conn), *delay_ms / 1000.0);
         h->state = PROTO_HS_DELAY;
@@ -134,9 +137,12 @@ enum proto_hs_state proto_hs_message(proto_hs *h, const uint8_t *msg, size_t len
                                      uint32_t *delay_ms)
 {
     switch (h->state) {
-    case PROTO_HS_HELLO: return on_hello(h, msg, len);
-    case PROTO_HS_AUTH: return on_auth(h, msg, len, delay_ms);
-    default: return h->state; /* waiting out the penalty, or closing */
+    case PROTO_HS_HELLO:
+        return on_hello(h, msg, len);
+    case PROTO_HS_AUTH:
+        return on_auth(h, msg, len, delay_ms);
+    default:
+        return h->state; /* waiting out the penalty, or closing */
     }
 }
 
@@ -179,8 +185,8 @@ static int client_hello(const uint8_t *buf, size_t len, const char *addr, const 
 
 /* Sends AUTH and checks the server's proof in its AUTH_OK. */
 static int client_auth(const proto_hs_io *io, int fd, const char *addr, const char *service,
-                       const uint8_t *token, size_t token_len,
-                       const uint8_t nonce_s[SK_AUTH_NONCE], char *err, size_t errlen)
+                       const uint8_t *token, size_t token_len, const uint8_t nonce_s[SK_AUTH_NONCE],
+                       char *err, size_t errlen)
 {
     uint8_t nonce_c[SK_AUTH_NONCE], msg[PROTO_AUTH_LEN], want[SK_AUTH_PROOF], cb[SK_AUTH_BINDING];
     int rc = sk_random(nonce_c, sizeof nonce_c);
@@ -190,8 +196,10 @@ static int client_auth(const proto_hs_io *io, int fd, const char *addr, const ch
     }
     bool bound;
     if (proto_binding_sock(fd, cb, &bound) < 0) {
-        snprintf(err, errlen, "%s: TLS without the extended master secret: authentication "
-                 "cannot be bound to it", addr);
+        snprintf(err, errlen,
+                 "%s: TLS without the extended master secret: authentication "
+                 "cannot be bound to it",
+                 addr);
         return -1;
     }
     const uint8_t *binding = bound ? cb : NULL;
@@ -199,8 +207,8 @@ static int client_auth(const proto_hs_io *io, int fd, const char *addr, const ch
     memcpy(msg + 1, nonce_c, SK_AUTH_NONCE);
     if (sk_auth_proof_bound(token, token_len, "client", service, nonce_s, nonce_c, binding,
                             msg + 1 + SK_AUTH_NONCE) < 0 ||
-        sk_auth_proof_bound(token, token_len, "server", service, nonce_s, nonce_c, binding,
-                            want) < 0) {
+        sk_auth_proof_bound(token, token_len, "server", service, nonce_s, nonce_c, binding, want) <
+            0) {
         snprintf(err, errlen, "cannot compute the authentication proof");
         return -1;
     }
@@ -217,8 +225,10 @@ static int client_auth(const proto_hs_io *io, int fd, const char *addr, const ch
     if (!ok) {
         /* Whoever answers does not know the token: not the server we meant
          * (or a man in the middle). Send it nothing more. */
-        snprintf(err, errlen, "%s: the server could not prove it knows the token: not the "
-                 "server you meant", addr);
+        snprintf(err, errlen,
+                 "%s: the server could not prove it knows the token: not the "
+                 "server you meant",
+                 addr);
         return -1;
     }
     return 0;
@@ -244,14 +254,18 @@ int proto_hs_client(const proto_hs_io *io, int fd, const char *addr, const char 
             return 0;
         /* We were told to expect a server that proves it knows the token;
          * this one cannot. */
-        snprintf(err, errlen, "%s: the server does not authenticate (it runs without a token), "
+        snprintf(err, errlen,
+                 "%s: the server does not authenticate (it runs without a token), "
                  "so it cannot prove it is the one you meant; run without --token-file to use "
-                 "it anyway", addr);
+                 "it anyway",
+                 addr);
         return -1;
     }
     if (token == NULL) {
-        snprintf(err, errlen, "%s: the server requires authentication: give --token-file FILE "
-                 "(the server's token)", addr);
+        snprintf(err, errlen,
+                 "%s: the server requires authentication: give --token-file FILE "
+                 "(the server's token)",
+                 addr);
         return -1;
     }
     return client_auth(io, fd, addr, service, token, token_len, nonce_s, err, errlen);

@@ -19,13 +19,13 @@
 /* What a service tells the handshake, once, at its start; shared read-only
  * by its workers (the tables lock themselves). */
 typedef struct proto_hs_service {
-    const char *service;     /* "exec", "files": the hello's and the proofs' name */
-    const uint8_t *token;    /* NULL: no authentication (files without a token) */
+    const char *service;  /* "exec", "files": the hello's and the proofs' name */
+    const uint8_t *token; /* NULL: no authentication (files without a token) */
     size_t token_len;
-    proto_penalties *pen;    /* failed proofs per address */
-    proto_preauth *pre;      /* connections before authentication */
-    uint32_t handshake_ms;   /* the whole handshake's deadline */
-    unsigned per_source;     /* --max-unauth-per-source, for the log */
+    proto_penalties *pen;  /* failed proofs per address */
+    proto_preauth *pre;    /* connections before authentication */
+    uint32_t handshake_ms; /* the whole handshake's deadline */
+    unsigned per_source;   /* --max-unauth-per-source, for the log */
     /* The answer to a message other than AUTH where AUTH is due (exec and
      * files answer differently, and clients rely on it). */
     int not_auth_code;
@@ -47,7 +47,7 @@ typedef struct proto_hs {
     const char *name; /* the listener's name, for the log */
     bool quiet;       /* no "authenticated" line */
     enum proto_hs_state state;
-    proto_gate gate;  /* its pre-authentication slot and deadlines */
+    proto_gate gate; /* its pre-authentication slot and deadlines */
     uint8_t nonce_s[SK_AUTH_NONCE];
 } proto_hs;
 
