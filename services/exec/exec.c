@@ -55,9 +55,9 @@ struct exec_svc {
     size_t token_len;
     char **allow;   /* --allow-cmd, NULL-terminated, or NULL: any program */
     char **envp;    /* the commands' environment, NULL-terminated */
-    proto_preauth pre; /* connections before AUTH_OK (proto.c) */
+    proto_preauth pre; /* connections before AUTH_OK (proto/preauth.c) */
     unsigned procs;  /* commands not yet reaped */
-    proto_penalties pen; /* failed authentications per address (proto.c) */
+    proto_penalties pen; /* failed authentications per address (proto/preauth.c) */
     proto_hs_service hs; /* what the handshake needs (handshake.c) */
     uint8_t chunk[CHUNK]; /* scratch for pipe reads: one loop, one at a time */
     struct sess *sessions;

@@ -98,7 +98,7 @@ typedef struct files_svc {
     bool auth;                 /* a token is configured */
     uint8_t token[SK_TOKEN_MAX];
     size_t token_len;
-    proto_preauth pre;         /* connections in the handshake (proto.c) */
+    proto_preauth pre;         /* connections in the handshake (proto/preauth.c) */
     atomic_uint transfers;     /* PUTs and GETs in progress */
     files_sources sources;     /* per source address: transfers, hash budget */
     mode_t new_mode;           /* a new file's permission bits (0666 less the umask) */
