@@ -22,9 +22,9 @@ typedef struct svc_ctx {
     size_t max_queue;     /* a member whose queued output passes this is dropped */
     unsigned max_rate;    /* lines per second per member; 0: unlimited */
     void *state;          /* a service's state (the chat room, files' root), set by start */
-    /* exec (services/exec.c) */
+    /* exec (services/exec/) */
     const struct exec_opts *exec; /* its options; the service object is state */
-    /* files (services/files*.c) */
+    /* files (services/files/) */
     const struct files_opts *files; /* its options; the service object is state */
 } svc_ctx;
 

@@ -243,11 +243,11 @@ void proto_gate_close(proto_gate *g);
 int proto_binding_conn(const sk_conn *c, uint8_t binding[SK_AUTH_BINDING], bool *bound);
 int proto_binding_sock(int fd, uint8_t binding[SK_AUTH_BINDING], bool *bound);
 
-/* ---- files (services/files*.c, cli/files*.c): a hello without a nonce ----
+/* ---- files (services/files/, cli/files*.c): a hello without a nonce ----
  * A files server without a token (allowed on loopback and Unix sockets
  * only) does not authenticate: its HELLO_S carries no nonce, and requests
  * follow it at once. With a token the handshake is exactly exec's. The
- * files message types and error codes are in services/files_proto.h. */
+ * files message types and error codes are in services/files/files_proto.h. */
 
 /* Writes the HELLO_S of a server that does not authenticate (the hello of
  * proto_hello without its nonce) into buf (at least PROTO_HELLO_MAX bytes);
