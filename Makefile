@@ -29,12 +29,19 @@ LDFLAGS  += -fsanitize=address,undefined
 endif
 
 LIB_SRC  := $(wildcard src/*.c)
-CLI_SRC  := $(wildcard cli/*.c) $(wildcard services/*.c)
+CLI_SRC  := $(wildcard cli/*.c)
+# The services (services/ and one folder per service) build into an
+# internal static library, never installed: the sockit command, the unit
+# tests and the fuzzers link it instead of compiling its files again.
+SVC_SRC  := $(wildcard services/*.c services/*/*.c)
+SVC_HDR  := $(wildcard services/*.h services/*/*.h)
 EX_SRC   := $(wildcard examples/*.c)
 UNIT_SRC := $(wildcard tests/unit/*.c)
 
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
 CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/obj/%.o)
+SVC_OBJ  := $(SVC_SRC:%.c=$(BUILD)/obj/%.o)
+SVC_LIB  := $(BUILD)/libsockit-services.a
 EX_BIN   := $(EX_SRC:examples/%.c=$(BUILD)/examples/%)
 UNIT_OBJ := $(UNIT_SRC:%.c=$(BUILD)/obj/%.o)
 
@@ -48,7 +55,7 @@ TEST_PKGS  := libcriterion-dev python3 netcat-openbsd socat procps util-linux ip
 
 all: $(BUILD)/sockit $(BUILD)/libsockit.a $(BUILD)/libsockit.so $(EX_BIN)
 
-$(BUILD)/obj/%.o: %.c include/sockit.h $(wildcard src/*.h cli/*.h services/*.h)
+$(BUILD)/obj/%.o: %.c include/sockit.h $(wildcard src/*.h cli/*.h) $(SVC_HDR)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -DSOCKIT_BUILDING -c $< -o $@
 
@@ -59,16 +66,20 @@ $(BUILD)/libsockit.a: $(LIB_OBJ)
 $(BUILD)/libsockit.so: $(LIB_OBJ)
 	$(CC) -shared -Wl,-soname,libsockit.so.0 $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BUILD)/sockit: $(CLI_OBJ) $(BUILD)/libsockit.a
-	$(CC) $(LDFLAGS) -o $@ $(CLI_OBJ) $(BUILD)/libsockit.a $(CLI_LIBS) $(LDLIBS)
+$(SVC_LIB): $(SVC_OBJ)
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+
+$(BUILD)/sockit: $(CLI_OBJ) $(SVC_LIB) $(BUILD)/libsockit.a
+	$(CC) $(LDFLAGS) -o $@ $(CLI_OBJ) $(SVC_LIB) $(BUILD)/libsockit.a $(CLI_LIBS) $(LDLIBS)
 
 # Examples use only the public header, as a user's program would.
 $(BUILD)/examples/%: examples/%.c include/sockit.h $(BUILD)/libsockit.a
 	@mkdir -p $(dir $@)
 	$(CC) $(filter-out -Isrc,$(CFLAGS)) $(LDFLAGS) -o $@ $< $(BUILD)/libsockit.a $(LDLIBS)
 
-$(BUILD)/unit-tests: $(UNIT_OBJ) $(BUILD)/libsockit.a
-	$(CC) $(LDFLAGS) -o $@ $(UNIT_OBJ) $(BUILD)/libsockit.a -lcriterion $(LDLIBS)
+$(BUILD)/unit-tests: $(UNIT_OBJ) $(SVC_LIB) $(BUILD)/libsockit.a
+	$(CC) $(LDFLAGS) -o $@ $(UNIT_OBJ) $(SVC_LIB) $(BUILD)/libsockit.a -lcriterion $(LDLIBS)
 
 # --- set-up ---------------------------------------------------------------
 # Installs the missing packages of a list; as non-root prints the exact line.
@@ -161,6 +172,11 @@ check-symbols: $(BUILD)/libsockit.so
 	if [ -n "$$bad" ]; then echo "exported symbols without the sk_ prefix:"; echo "$$bad"; exit 1; fi; \
 	echo "check-symbols: every exported symbol has the sk_ prefix"
 
+# No two files of the services library call each other in a circle.
+.PHONY: check-cycles
+check-cycles: $(SVC_LIB)
+	python3 tools/depcycles.py $(SVC_LIB)
+
 # --- fuzzing (libFuzzer, clang) -------------------------------------------
 # Every parser has a target in fuzz/ with a seed corpus in fuzz/corpus/NAME/
 # (crashing inputs found later are kept there as regression cases).
@@ -169,24 +185,22 @@ FUZZ_CFLAGS := -g -O1 -std=c11 -D_GNU_SOURCE -Iinclude -Isrc -DSOCKIT_BUILDING \
                -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined
 FUZZ_SRC    := $(wildcard fuzz/fuzz_*.c)
 FUZZ_BIN    := $(FUZZ_SRC:fuzz/%.c=build/fuzz/%)
-FUZZ_OBJ    := $(LIB_SRC:%.c=build/fuzz/obj/%.o) build/fuzz/obj/cli/util.o \
-               build/fuzz/obj/services/exec_request.o build/fuzz/obj/services/proto.o \
-               build/fuzz/obj/services/files_path.o build/fuzz/obj/services/files_proto.o
-# The chat target drives the whole room (services/chat*.c) on a real loop.
-FUZZ_CHAT_OBJ := build/fuzz/obj/services/chat.o build/fuzz/obj/services/chat_input.o \
-                 build/fuzz/obj/services/chat_nicks.o build/fuzz/obj/services/chat_text.o
+# The fuzzers link the services library (built here with the fuzzing
+# flags) like the command does; cli/util.o is the one cli file they need.
+FUZZ_OBJ    := $(LIB_SRC:%.c=build/fuzz/obj/%.o) build/fuzz/obj/cli/util.o
+FUZZ_SVC_LIB := build/fuzz/libsockit-services.a
 FUZZ_SECONDS ?= 60
-.SECONDARY: $(FUZZ_OBJ) $(FUZZ_CHAT_OBJ)
+.SECONDARY: $(FUZZ_OBJ) $(SVC_SRC:%.c=build/fuzz/obj/%.o)
 
-build/fuzz/obj/%.o: %.c include/sockit.h $(wildcard src/*.h cli/*.h services/*.h)
+build/fuzz/obj/%.o: %.c include/sockit.h $(wildcard src/*.h cli/*.h) $(SVC_HDR)
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -c $< -o $@
 
-build/fuzz/fuzz_%: fuzz/fuzz_%.c $(FUZZ_OBJ)
-	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $< $(FUZZ_OBJ) $(LDLIBS)
+$(FUZZ_SVC_LIB): $(SVC_SRC:%.c=build/fuzz/obj/%.o)
+	rm -f $@ && ar rcs $@ $^
 
-build/fuzz/fuzz_chat: fuzz/fuzz_chat.c $(FUZZ_OBJ) $(FUZZ_CHAT_OBJ)
-	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $< $(FUZZ_OBJ) $(FUZZ_CHAT_OBJ) $(LDLIBS)
+build/fuzz/fuzz_%: fuzz/fuzz_%.c $(FUZZ_OBJ) $(FUZZ_SVC_LIB)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $< $(FUZZ_SVC_LIB) $(FUZZ_OBJ) $(LDLIBS)
 
 # `make fuzz` runs every target for FUZZ_SECONDS on a scratch copy of its corpus.
 fuzz: deps-test $(FUZZ_BIN)

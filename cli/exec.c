@@ -17,8 +17,9 @@
 
 #include <openssl/crypto.h>
 
-#include "../services/exec.h"
-#include "../services/proto.h"
+#include "../services/exec/exec.h"
+#include "../services/proto/handshake.h"
+#include "../services/proto/proto.h"
 #include "cli.h"
 
 /* Exit codes of `sockit exec` besides the remote command's own. */
@@ -231,82 +232,55 @@ static int print_server_error(const char *addr, const uint8_t *msg, size_t len, 
     return r.code;
 }
 
-static int handshake(int fd, const exec_cfg *cfg, const uint8_t *token, size_t token_len,
-                     uint64_t deadline)
+/* The handshake's frame I/O (services/proto/handshake.c runs it). */
+typedef struct hs_io {
+    int fd;
+    const char *addr;
+    uint64_t deadline;
+} hs_io;
+
+static int hs_send(void *ud, const uint8_t *msg, size_t len, const char *stage)
 {
-    const char *addr = cfg->addr_text;
-    uint8_t buf[PROTO_PREAUTH_MAX];
-    uint8_t nonce_s[SK_AUTH_NONCE], nonce_c[SK_AUTH_NONCE];
-    size_t n = proto_hello(buf, false, "exec", NULL);
-    int rc = sk_send_frame(fd, buf, n, left_ms(deadline));
+    (void)stage;
+    hs_io *h = ud;
+    int rc = sk_send_frame(h->fd, msg, len, left_ms(h->deadline));
     if (rc < 0) {
-        cli_err("%s: cannot send: %s", addr, sk_strerror(rc));
-        return -1;
-    }
-    ssize_t m = recv_handshake(fd, buf, sizeof buf, deadline, addr, "the hello");
-    if (m < 0)
-        return -1;
-    if (buf[0] == PT_ERROR) {
-        print_server_error(addr, buf, (size_t)m, false);
-        return -1;
-    }
-    char service[SK_AUTH_SERVICE_MAX + 1], why[PROTO_ERROR_TEXT_MAX];
-    if (proto_check_hello(buf, (size_t)m, true, service, nonce_s, why, sizeof why) != 0) {
-        cli_err("%s: %s", addr, why);
-        return -1;
-    }
-    if (strcmp(service, "exec") != 0) {
-        cli_err("%s: wrong service: this is a sockit %s server, not exec", addr, service);
-        return -1;
-    }
-    if ((rc = sk_random(nonce_c, sizeof nonce_c)) < 0) {
-        cli_err("cannot draw a random nonce: %s", sk_strerror(rc));
-        return -1;
-    }
-    uint8_t auth[PROTO_AUTH_LEN], want[SK_AUTH_PROOF], cb[SK_AUTH_BINDING];
-    bool bound;
-    if (proto_binding_sock(fd, cb, &bound) < 0) {
-        cli_err("%s: TLS without the extended master secret: authentication cannot be bound "
-                "to it", addr);
-        return -1;
-    }
-    const uint8_t *binding = bound ? cb : NULL;
-    auth[0] = PT_AUTH;
-    memcpy(auth + 1, nonce_c, SK_AUTH_NONCE);
-    if (sk_auth_proof_bound(token, token_len, "client", "exec", nonce_s, nonce_c, binding,
-                            auth + 1 + SK_AUTH_NONCE) < 0 ||
-        sk_auth_proof_bound(token, token_len, "server", "exec", nonce_s, nonce_c, binding,
-                            want) < 0) {
-        cli_err("cannot compute the authentication proof");
-        return -1;
-    }
-    rc = sk_send_frame(fd, auth, sizeof auth, left_ms(deadline));
-    OPENSSL_cleanse(auth, sizeof auth);
-    if (rc < 0) {
-        cli_err("%s: cannot send: %s", addr, sk_strerror(rc));
-        return -1;
-    }
-    /* A wrong token is answered after a delay of at least a second (more
-     * for repeated failures), so this wait gets a little longer than the
-     * rest of the handshake. */
-    m = recv_handshake(fd, buf, sizeof buf, deadline + 11000, addr, "authentication");
-    if (m < 0)
-        return -1;
-    if (buf[0] == PT_ERROR) {
-        print_server_error(addr, buf, (size_t)m, true);
-        return -1;
-    }
-    int ok = buf[0] == PT_AUTH_OK && m == PROTO_AUTH_OK_LEN &&
-             sk_auth_equal(buf + 1, want, SK_AUTH_PROOF);
-    OPENSSL_cleanse(want, sizeof want);
-    if (!ok) {
-        /* Whoever answers does not know the token: not the server we meant
-         * (or a man in the middle). Send it nothing more. */
-        cli_err("%s: the server could not prove it knows the token: not the server you meant",
-                addr);
+        cli_err("%s: cannot send: %s", h->addr, sk_strerror(rc));
         return -1;
     }
     return 0;
+}
+
+static ssize_t hs_recv(void *ud, uint8_t *buf, size_t cap, const char *stage)
+{
+    hs_io *h = ud;
+    bool authing = strcmp(stage, "authentication") == 0;
+    /* A wrong token is answered after a delay of at least a second (more
+     * for repeated failures), so this wait gets a little longer than the
+     * rest of the handshake. */
+    ssize_t m = recv_handshake(h->fd, buf, cap, h->deadline + (authing ? 11000 : 0), h->addr,
+                               stage);
+    if (m < 0)
+        return -1;
+    if (buf[0] == PT_ERROR) {
+        print_server_error(h->addr, buf, (size_t)m, authing);
+        return -1;
+    }
+    return m;
+}
+
+static int handshake(int fd, const exec_cfg *cfg, const uint8_t *token, size_t token_len,
+                     uint64_t deadline)
+{
+    hs_io h = {fd, cfg->addr_text, deadline};
+    proto_hs_io io = {&h, hs_send, hs_recv};
+    char err[PROTO_ERROR_TEXT_MAX + 400];
+    if (proto_hs_client(&io, fd, cfg->addr_text, "exec", token, token_len, false, err,
+                        sizeof err) == 0)
+        return 0;
+    if (err[0] != '\0')
+        cli_err("%s", err);
+    return -1;
 }
 
 /* ------------------------------------------------------------ running */

@@ -12,8 +12,8 @@
 
 #include <openssl/evp.h>
 
-#include "../services/files_proto.h"
-#include "../services/proto.h"
+#include "../services/files/files_proto.h"
+#include "../services/proto/proto.h"
 #include "cli.h"
 
 #define FILES_CLI_TIMEOUT_MS 30000 /* connecting and each wait, without --timeout */

@@ -16,6 +16,7 @@
 
 #include <openssl/crypto.h>
 
+#include "../services/proto/handshake.h"
 #include "files.h"
 
 /* The TLS context of this process's files command, if any (see
@@ -364,94 +365,44 @@ int fc_send(fconn *c, uint8_t type, const void *a, size_t alen, const void *b, s
 
 /* ------------------------------------------------------------ handshake */
 
-static int handshake(fconn *c, const files_cli *o, const uint8_t *token, size_t token_len)
+/* The handshake's frame I/O (services/proto/handshake.c runs it). */
+static int hs_send(void *ud, const uint8_t *msg, size_t len, const char *stage)
 {
-    uint8_t buf[PROTO_PREAUTH_MAX];
-    size_t n = proto_hello(buf, false, FILES_SERVICE, NULL);
-    if (fc_send(c, PT_HELLO_CLIENT, buf + 1, n - 1, NULL, 0) != 0) {
+    fconn *c = ud;
+    int rc = fc_send(c, msg[0], msg + 1, len - 1, NULL, 0);
+    if (rc != 0 && strcmp(stage, "the hello") == 0) {
         cli_err("%s: the server closed the connection before the hello", c->addr);
         return -1;
     }
+    /* rc 1 during authentication: the server spoke up; read what it said. */
+    return rc < 0 ? -1 : 0;
+}
+
+static ssize_t hs_recv(void *ud, uint8_t *buf, size_t cap, const char *stage)
+{
+    fconn *c = ud;
     uint8_t type;
     size_t len;
     int code;
-    int rc = fc_msg(c, &type, buf + 1, sizeof buf - 1, &len, &code, "the hello");
-    if (rc == -2)
-        return -1;
+    c->auth_hint = strcmp(stage, "authentication") == 0;
+    int rc = fc_msg(c, &type, buf + 1, cap - 1, &len, &code, stage);
+    c->auth_hint = false;
     if (rc < 0)
         return -1;
     buf[0] = type;
-    char service[SK_AUTH_SERVICE_MAX + 1], why[PROTO_ERROR_TEXT_MAX];
-    uint8_t nonce_s[SK_AUTH_NONCE];
-    bool auth;
-    if (proto_check_server_hello(buf, len + 1, service, nonce_s, &auth, why, sizeof why) != 0) {
-        cli_err("%s: %s", c->addr, why);
-        return -1;
-    }
-    if (strcmp(service, FILES_SERVICE) != 0) {
-        cli_err("%s: wrong service: this is a sockit %s server, not files", c->addr, service);
-        return -1;
-    }
-    if (!auth) {
-        if (o->token_file != NULL) {
-            /* We were told to expect a server that proves it knows the
-             * token; this one cannot. */
-            cli_err("%s: the server does not authenticate (it runs without a token), so it "
-                    "cannot prove it is the one you meant; run without --token-file to use it "
-                    "anyway", c->addr);
-            return -1;
-        }
+    return (ssize_t)len + 1;
+}
+
+static int handshake(fconn *c, const files_cli *o, const uint8_t *token, size_t token_len)
+{
+    proto_hs_io io = {c, hs_send, hs_recv};
+    char err[PROTO_ERROR_TEXT_MAX + 400];
+    if (proto_hs_client(&io, c->fd, c->addr, FILES_SERVICE, o->token_file ? token : NULL,
+                        token_len, true, err, sizeof err) == 0)
         return 0;
-    }
-    if (o->token_file == NULL) {
-        cli_err("%s: the server requires authentication: give --token-file FILE (the server's "
-                "token)", c->addr);
-        return -1;
-    }
-    uint8_t nonce_c[SK_AUTH_NONCE], auth_msg[SK_AUTH_NONCE + SK_AUTH_PROOF], want[SK_AUTH_PROOF];
-    if ((rc = sk_random(nonce_c, sizeof nonce_c)) < 0) {
-        cli_err("cannot draw a random nonce: %s", sk_strerror(rc));
-        return -1;
-    }
-    memcpy(auth_msg, nonce_c, SK_AUTH_NONCE);
-    uint8_t cb[SK_AUTH_BINDING];
-    bool bound;
-    if (proto_binding_sock(c->fd, cb, &bound) < 0) {
-        cli_err("%s: TLS without the extended master secret: authentication cannot be bound "
-                "to it", c->addr);
-        return -1;
-    }
-    const uint8_t *binding = bound ? cb : NULL;
-    if (sk_auth_proof_bound(token, token_len, "client", FILES_SERVICE, nonce_s, nonce_c, binding,
-                            auth_msg + SK_AUTH_NONCE) < 0 ||
-        sk_auth_proof_bound(token, token_len, "server", FILES_SERVICE, nonce_s, nonce_c, binding,
-                            want) < 0) {
-        cli_err("cannot compute the authentication proof");
-        return -1;
-    }
-    rc = fc_send(c, PT_AUTH, auth_msg, sizeof auth_msg, NULL, 0);
-    OPENSSL_cleanse(auth_msg, sizeof auth_msg);
-    if (rc < 0)
-        return -1;
-    /* A wrong token is answered after a delay of a second or more. */
-    c->auth_hint = true;
-    rc = fc_msg(c, &type, buf, sizeof buf, &len, &code, "authentication");
-    c->auth_hint = false;
-    if (rc == -2) {
-        OPENSSL_cleanse(want, sizeof want);
-        return -1;
-    }
-    int ok = rc == 0 && type == PT_AUTH_OK && len == SK_AUTH_PROOF &&
-             sk_auth_equal(buf, want, SK_AUTH_PROOF);
-    OPENSSL_cleanse(want, sizeof want);
-    if (rc < 0)
-        return -1;
-    if (!ok) {
-        cli_err("%s: the server could not prove it knows the token: not the server you meant",
-                c->addr);
-        return -1;
-    }
-    return 0;
+    if (err[0] != '\0')
+        cli_err("%s", err);
+    return -1;
 }
 
 int fc_open(fconn *c, const files_cli *o)

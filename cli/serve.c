@@ -13,13 +13,16 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
-#include "../services/exec.h"
-#include "../services/files.h"
+#include "../services/chat/chat.h"
+#include "../services/exec/exec.h"
+#include "../services/files/files.h"
 #include "../services/services.h"
 #include "cli.h"
 
 #define MAX_LISTENERS 16
 #define MAX_WORKERS 64
+/* Options of all services together, each name once. */
+#define MAX_SVC_OPTS 64
 /* Datagrams per second answered to one source over udp:// and unixgram:
  * (--udp-rate): far above what a client of an echo needs, far below what
  * would make the server a useful flood reflector. */
@@ -52,14 +55,9 @@ typedef struct serve_cfg {
     unsigned backlog, workers;
     size_t max_frame, max_line, max_memory;
     bool max_line_set;
-    size_t max_queue;     /* chat */
-    unsigned max_rate;    /* chat */
-    const char *chat_only; /* a chat option given (named if no chat listener) */
-    exec_opts exec;       /* exec */
-    const char *exec_only; /* an exec option given (named if no exec listener) */
-    files_opts files;     /* files */
-    const char *files_only; /* a files option given (named if no files listener) */
-    const char *auth_only; /* --token-file, --max-unauth, --handshake-timeout: exec or files */
+    exec_opts *exec;      /* the exec service's options (its table fills them) */
+    files_opts *files;    /* the files service's */
+    const char *svc_only; /* a service's option given: checked against the listeners */
     const char *message;
     bool quiet;
     enum sk_log_level level;
@@ -99,7 +97,7 @@ typedef struct serve_state {
 } serve_state;
 
 /* The demo set's exec token: created (mode 600, random) if missing. */
-#define DEMO_TOKEN "sockit-exec.token"
+#define DEMO_TOKEN EXEC_DEMO_TOKEN
 
 /* The demo set (SPEC §5.0) and how to talk to each, printed at start. */
 static const char *const demo[][3] = {
@@ -113,19 +111,15 @@ static const char *const demo[][3] = {
 
 static void usage(FILE *out)
 {
-    fprintf(out,
-            "usage: sockit serve SERVICE [ADDR] [options]\n"
+    fputs("usage: sockit serve SERVICE [ADDR] [options]\n"
             "       sockit serve SERVICE=ADDR [SERVICE=ADDR ...] [options]\n"
             "       sockit serve [options]          (the demo set on loopback)\n"
             "\n"
-            "services:\n"
-            "  echo    %s\n"
-            "  upper   %s\n"
-            "  greet   %s\n"
-            "  chat    %s\n"
-            "  exec    %s\n"
-            "  files   %s\n"
-            "ADDR defaults to 127.0.0.1:9999. Forms: HOST:PORT, tcp://HOST:PORT, [IPv6]:PORT,\n"
+            "services:\n",
+          out);
+    for (size_t i = 0; svc_at(i) != NULL; i++)
+        fprintf(out, "  %-8s%s\n", svc_at(i)->name, svc_at(i)->summary);
+    fputs("ADDR defaults to 127.0.0.1:9999. Forms: HOST:PORT, tcp://HOST:PORT, [IPv6]:PORT,\n"
             "udp://HOST:PORT, unix:PATH, unix:@NAME, unixgram:PATH. Port 0 picks a free port.\n"
             "\n"
             "options:\n"
@@ -145,8 +139,7 @@ static void usage(FILE *out)
             "  --quiet                   no per-connection log lines\n"
             "  --stats SEC               print the counters every SEC seconds (also on SIGUSR1)\n"
             "  --log-level LEVEL         error, warn, info (default) or debug\n",
-            svc_echo.summary, svc_upper.summary, svc_greet.summary, svc_chat.summary,
-            svc_exec.summary, svc_files.summary);
+          out);
     /* In parts: C11 compilers need only take string literals of 4095 bytes. */
     fputs("network access lists (every TCP, tls:// and UDP listener; not Unix sockets):\n"
             "  --allow CIDR[,CIDR...]    accept only peers in these networks (a bare address\n"
@@ -169,55 +162,16 @@ static void usage(FILE *out)
             "                            --max-memory until done; past that budget new\n"
             "                            handshakes are refused\n",
           out);
-    fputs("chat options (the chat service is line-based; --framing does not apply):\n"
-            "  --max-line BYTES          for chat: longest line relayed (default 4K); a longer\n"
-            "                            one is refused with a notice, the member stays\n"
-            "  --max-queue BYTES         drop a member with more output waiting (default 1M);\n"
-            "                            senders pause while a queue is over a quarter of it\n"
-            "  --max-rate N              lines per second per member (default 20; 0: unlimited);\n"
-            "                            more are refused with a notice, the sender paused\n"
-            "exec options (frames of the exec protocol; --framing does not apply):\n"
-            "  --token-file FILE         the shared secret, mode 600, at least 32 bytes (required;\n"
-            "                            the demo set creates ./" DEMO_TOKEN ")\n"
-            "  --allow-cmd CMD[,CMD...]  only these programs may run (exact argv[0]). It checks\n"
-            "                            the program only, not its arguments: env, find, xargs,\n"
-            "                            tar, shells and interpreters run anything (warned)\n"
-            "  --allow-shell             clients may run 'sockit exec --sh STRING' (/bin/sh -c)\n"
-            "  --timeout SEC             stop a command after SEC (TERM, then KILL; default none)\n"
-            "  --max-output BYTES        stop a command that writes more (default: no limit)\n"
-            "  --max-procs N             commands running at once, with what they left running\n"
-            "                            (default 64)\n"
-            "  --cwd DIR                 working directory of commands (default: the server's)\n"
-            "  --pass-env NAME[,NAME...] pass these variables on (default: PATH, HOME, LANG only)\n"
-            "  --max-unauth N            connections still authenticating, at once (default 64);\n"
-            "                            when full, a newcomer evicts the oldest of the source\n"
-            "                            holding the most\n"
-            "  --max-unauth-per-source N of those, from one address (default 32; every Unix\n"
-            "                            peer is one source); the hello must come within 2 s\n"
-            "  --handshake-timeout SEC   hello and authentication must finish in SEC (default 10)\n"
-            "  --idle-timeout SEC        for exec: close a session idle that long between\n"
-            "                            commands (default 300; a running command is not idle)\n",
-          out);
-    /* Another string: one literal may not pass 4095 bytes (C99 5.2.4.1). */
-    fputs("files options (frames of the files protocol; --framing does not apply):\n"
-            "  --root DIR                the directory served (required; the demo set creates\n"
-            "                            ./" FILES_DEMO_ROOT ")\n"
-            "  --token-file FILE         as for exec; required unless every files address is a\n"
-            "                            Unix socket with a path (served to the server's own\n"
-            "                            user only) or --no-auth is given (the demo set uses\n"
-            "                            ./" DEMO_TOKEN ")\n"
-            "  --no-auth                 no token on loopback TCP or unix:@NAME: every local\n"
-            "                            user can read and write (never beyond loopback)\n"
-            "  --stall-timeout SEC       end a transfer that moves nothing that long (default 60)\n"
-            "  --max-transfers-per-source N  transfers at once from one address (default 16)\n"
-            "  --idle-timeout SEC        for files: close a session idle between requests\n"
-            "                            (default 300; 0: never)\n"
-            "  --read-only               refuse uploads (get and ls only)\n"
-            "  --max-file-size BYTES     largest upload (default: no limit but the disk's)\n"
-            "  --partial-ttl SEC         remove unfinished uploads untouched that long\n"
-            "                            (default 86400: a day)\n"
-            "  --max-unauth, --max-unauth-per-source, --handshake-timeout   as for exec\n"
-            "  -h, --help                this help\n", out);
+    /* Each service's section, from its own option table (registry order). */
+    for (size_t i = 0; svc_at(i) != NULL; i++) {
+        const svc_def *d = svc_at(i);
+        if (d->opts == NULL)
+            continue;
+        fputs(d->opts_title, out);
+        for (const svc_opt *o = d->opts; o->name != NULL; o++)
+            fputs(o->help, out);
+    }
+    fputs("  -h, --help                this help\n", out);
 }
 
 /* ------------------------------------------------------------ parsing */
@@ -269,20 +223,15 @@ static int prepare_exec(serve_state *st)
     bool any = false;
     for (int i = 0; i < st->nls; i++) {
         if (st->ls[i].svc == &svc_exec) {
-            st->ls[i].ctx.exec = &cfg->exec;
+            st->ls[i].ctx.exec = cfg->exec;
             any = true;
         }
     }
-    if (!any) {
-        if (cfg->exec_only) {
-            cli_err("--%s applies to the exec service only", cfg->exec_only);
-            return -1;
-        }
+    if (!any)
         return 0;
-    }
     char err[400];
-    if (st->demo_set && cfg->exec.token_file == NULL) {
-        cfg->exec.token_file = DEMO_TOKEN;
+    if (st->demo_set && cfg->exec->token_file == NULL) {
+        cfg->exec->token_file = DEMO_TOKEN;
         int made = exec_demo_token(DEMO_TOKEN, err, sizeof err);
         if (made < 0) {
             cli_err("%s", err);
@@ -290,7 +239,7 @@ static int prepare_exec(serve_state *st)
         }
         st->exec_token_created = made > 0;
     }
-    if (exec_check_opts(&cfg->exec, err, sizeof err) < 0) {
+    if (exec_check_opts(cfg->exec, err, sizeof err) < 0) {
         cli_err("%s", err);
         return -1;
     }
@@ -307,38 +256,27 @@ static int prepare_files(serve_state *st)
     serve_cfg *cfg = &st->cfg;
     const sk_addr *addrs[MAX_LISTENERS];
     int n = 0;
-    bool exec = false;
     for (int i = 0; i < st->nls; i++) {
-        exec = exec || st->ls[i].svc == &svc_exec;
         if (st->ls[i].svc == &svc_files) {
-            st->ls[i].ctx.files = &cfg->files;
+            st->ls[i].ctx.files = cfg->files;
             addrs[n++] = &st->ls[i].addr;
         }
     }
-    if (cfg->auth_only && !exec && n == 0) {
-        cli_err("--%s applies to the exec and files services only", cfg->auth_only);
-        return -1;
-    }
-    if (n == 0) {
-        if (cfg->files_only) {
-            cli_err("--%s applies to the files service only", cfg->files_only);
-            return -1;
-        }
+    if (n == 0)
         return 0;
-    }
-    cfg->files.token_file = cfg->exec.token_file;
-    cfg->files.max_unauth = cfg->exec.max_unauth;
-    cfg->files.max_unauth_per_source = cfg->exec.max_unauth_per_source;
-    cfg->files.handshake_ms = cfg->exec.handshake_ms;
+    /* The options both declare reached both tables; the demo set's token
+     * file, made for exec, serves files too. */
+    if (cfg->files->token_file == NULL)
+        cfg->files->token_file = cfg->exec->token_file;
     char err[400];
-    if (st->demo_set && cfg->files.root == NULL) {
+    if (st->demo_set && cfg->files->root == NULL) {
         if (files_demo_root(FILES_DEMO_ROOT, err, sizeof err) < 0) {
             cli_err("%s", err);
             return -1;
         }
-        cfg->files.root = FILES_DEMO_ROOT;
+        cfg->files->root = FILES_DEMO_ROOT;
     }
-    if (files_check_opts(&cfg->files, addrs, n, err, sizeof err) < 0) {
+    if (files_check_opts(cfg->files, addrs, n, err, sizeof err) < 0) {
         cli_err("%s", err);
         return -1;
     }
@@ -373,6 +311,107 @@ static int add_acl(serve_state *st, bool deny, bool file, const char *v)
     return 0;
 }
 
+/* The getopt table: the common options, then every service's own from
+ * its table, each name once (a name two services declare, like exec's and
+ * files' --token-file, sets both), then --help. Service options get the
+ * values first_val, first_val + 1, ... Returns how many there are. */
+static size_t build_longopts(const struct option *common, size_t ncommon, struct option *out,
+                             int first_val)
+{
+    memcpy(out, common, ncommon * sizeof *common);
+    size_t n = 0;
+    for (size_t i = 0; svc_at(i) != NULL; i++) {
+        for (const svc_opt *o = svc_at(i)->opts; o != NULL && o->name != NULL; o++) {
+            bool seen = o->kind == SVC_OPT_NOTE;
+            for (size_t j = 0; j < n && !seen; j++)
+                seen = strcmp(out[ncommon + j].name, o->name) == 0;
+            if (seen || n == MAX_SVC_OPTS)
+                continue;
+            out[ncommon + n] = (struct option){o->name, o->kind == SVC_OPT_FLAG ? no_argument
+                                                                                : required_argument,
+                                               NULL, first_val + (int)n};
+            n++;
+        }
+    }
+    out[ncommon + n] = (struct option){"help", no_argument, NULL, 'h'};
+    out[ncommon + n + 1] = (struct option){NULL, 0, NULL, 0};
+    return n;
+}
+
+/* Stores v as the option o of a service's table says, at p. */
+static int set_one(const svc_opt *o, void *p, const char *v)
+{
+    switch (o->kind) {
+    case SVC_OPT_FLAG: *(bool *)p = true; return 0;
+    case SVC_OPT_TEXT: *(const char **)p = v; return 0;
+    case SVC_OPT_UINT: return cli_parse_uint(v, o->min, o->max, p) != 0 ? -1 : 0;
+    case SVC_OPT_SECONDS: {
+        uint32_t ms;
+        if (cli_parse_seconds(v, &ms) != 0 || (o->min && ms == 0))
+            return -1;
+        *(uint32_t *)p = ms;
+        return 0;
+    }
+    case SVC_OPT_BYTES: {
+        size_t n;
+        if (cli_parse_size(v, &n) != 0 || (o->min && n == 0))
+            return -1;
+        *(uint64_t *)p = n;
+        return 0;
+    }
+    case SVC_OPT_NOTE: break;
+    }
+    return -1;
+}
+
+/* Sets the option name in every service whose table declares it. */
+static int set_svc_opt(const char *name, const char *v)
+{
+    for (size_t i = 0; svc_at(i) != NULL; i++) {
+        const svc_def *d = svc_at(i);
+        for (const svc_opt *o = d->opts; o != NULL && o->name != NULL; o++)
+            if (o->kind != SVC_OPT_NOTE && strcmp(o->name, name) == 0 &&
+                set_one(o, (char *)d->opts_store + o->off, v) < 0)
+                return -1;
+    }
+    return 0;
+}
+
+/* A service's option given without a listener of a service that declares
+ * it is a usage error, named from the tables ("--timeout applies to the
+ * exec service only"). --handshake-timeout also bounds tls:// handshakes. */
+static int check_svc_opts(const serve_state *st, const struct option *opts, size_t n,
+                          const bool *given, bool tls)
+{
+    for (size_t j = 0; j < n; j++) {
+        if (!given[j] || (tls && strcmp(opts[j].name, "handshake-timeout") == 0))
+            continue;
+        char whose[120] = "";
+        size_t len = 0;
+        int count = 0;
+        bool used = false;
+        for (size_t i = 0; svc_at(i) != NULL; i++) {
+            const svc_def *d = svc_at(i);
+            bool declares = false;
+            for (const svc_opt *o = d->opts; o != NULL && o->name != NULL; o++)
+                declares = declares || (o->kind != SVC_OPT_NOTE && strcmp(o->name, opts[j].name) == 0);
+            if (!declares)
+                continue;
+            len += (size_t)snprintf(whose + len, sizeof whose - len, "%s%s",
+                                    count ? " and " : "", d->name);
+            count++;
+            for (int l = 0; l < st->nls; l++)
+                used = used || st->ls[l].svc == d;
+        }
+        if (!used) {
+            cli_err("--%s applies to the %s service%s only", opts[j].name, whose,
+                    count > 1 ? "s" : "");
+            return -1;
+        }
+    }
+    return 0;
+}
+
 static int parse_args(serve_state *st, int argc, char **argv)
 {
     serve_cfg *cfg = &st->cfg;
@@ -383,26 +422,23 @@ static int parse_args(serve_state *st, int argc, char **argv)
     cfg->workers = 1;
     cfg->max_frame = SK_DEFAULT_MAX_FRAME;
     cfg->max_line = SK_DEFAULT_MAX_LINE;
-    cfg->max_queue = 1024u * 1024u;
-    /* chat: beyond what people type or paste, well under what a script
-     * floods; its one-second bucket still lets a 20-line paste through. */
-    cfg->max_rate = 20;
     cfg->max_memory = 256u * 1024u * 1024u;
     cfg->max_handshakes = SK_TLS_DEFAULT_MAX_HANDSHAKES;
     cfg->message = "Thank you for connecting\r\n";
     cfg->level = SK_LOG_INFO;
     cfg->udp_rate = DEFAULT_UDP_RATE;
-    exec_opts_init(&cfg->exec);
-    files_opts_init(&cfg->files);
+    for (size_t i = 0; svc_at(i) != NULL; i++)
+        if (svc_at(i)->opts_init != NULL)
+            svc_at(i)->opts_init(svc_at(i)->opts_store);
+    cfg->exec = svc_exec.opts_store;
+    cfg->files = svc_files.opts_store;
 
     enum { O_FRAMING = 256, O_MAXCONNS, O_IDLE, O_FRAME_TO, O_BACKLOG, O_WORKERS, O_MAXFRAME,
-           O_MAXLINE, O_MAXMEM, O_DRAIN, O_MESSAGE, O_QUIET, O_LOGLEVEL, O_MAXQUEUE, O_MAXRATE,
-           O_TOKEN, O_ALLOWSHELL, O_ALLOWCMD, O_TIMEOUT, O_MAXOUTPUT, O_MAXPROCS, O_CWD, O_PASSENV,
-           O_MAXUNAUTH, O_HANDSHAKE, O_ROOT, O_READONLY, O_MAXFILESIZE, O_PARTIALTTL, O_CERT,
+           O_MAXLINE, O_MAXMEM, O_DRAIN, O_MESSAGE, O_QUIET, O_LOGLEVEL, O_CERT,
            O_KEY, O_STATS, O_UDPRATE, O_MAXHS,
-           O_NETALLOW, O_NETDENY, O_ALLOWFILE, O_DENYFILE,
-           O_NOAUTH, O_STALL, O_PERSOURCE, O_MAXUNAUTHSRC };
-    static const struct option longopts[] = {
+           O_NETALLOW, O_NETDENY, O_ALLOWFILE, O_DENYFILE, O_NCOMMON };
+    /* The common options; each service's own follow (svc_longopts). */
+    static const struct option common[] = {
         {"framing", required_argument, NULL, O_FRAMING},
         {"max-conns", required_argument, NULL, O_MAXCONNS},
         {"idle-timeout", required_argument, NULL, O_IDLE},
@@ -416,22 +452,6 @@ static int parse_args(serve_state *st, int argc, char **argv)
         {"message", required_argument, NULL, O_MESSAGE},
         {"quiet", no_argument, NULL, O_QUIET},
         {"log-level", required_argument, NULL, O_LOGLEVEL},
-        {"max-queue", required_argument, NULL, O_MAXQUEUE},
-        {"max-rate", required_argument, NULL, O_MAXRATE},
-        {"token-file", required_argument, NULL, O_TOKEN},
-        {"allow-shell", no_argument, NULL, O_ALLOWSHELL},
-        {"allow-cmd", required_argument, NULL, O_ALLOWCMD},
-        {"timeout", required_argument, NULL, O_TIMEOUT},
-        {"max-output", required_argument, NULL, O_MAXOUTPUT},
-        {"max-procs", required_argument, NULL, O_MAXPROCS},
-        {"cwd", required_argument, NULL, O_CWD},
-        {"pass-env", required_argument, NULL, O_PASSENV},
-        {"max-unauth", required_argument, NULL, O_MAXUNAUTH},
-        {"handshake-timeout", required_argument, NULL, O_HANDSHAKE},
-        {"root", required_argument, NULL, O_ROOT},
-        {"read-only", no_argument, NULL, O_READONLY},
-        {"max-file-size", required_argument, NULL, O_MAXFILESIZE},
-        {"partial-ttl", required_argument, NULL, O_PARTIALTTL},
         {"cert", required_argument, NULL, O_CERT},
         {"key", required_argument, NULL, O_KEY},
         {"stats", required_argument, NULL, O_STATS},
@@ -441,13 +461,10 @@ static int parse_args(serve_state *st, int argc, char **argv)
         {"deny", required_argument, NULL, O_NETDENY},
         {"allow-file", required_argument, NULL, O_ALLOWFILE},
         {"deny-file", required_argument, NULL, O_DENYFILE},
-        {"no-auth", no_argument, NULL, O_NOAUTH},
-        {"stall-timeout", required_argument, NULL, O_STALL},
-        {"max-transfers-per-source", required_argument, NULL, O_PERSOURCE},
-        {"max-unauth-per-source", required_argument, NULL, O_MAXUNAUTHSRC},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
     };
+    struct option longopts[sizeof common / sizeof common[0] + MAX_SVC_OPTS + 2];
+    size_t nsvc = build_longopts(common, sizeof common / sizeof common[0], longopts, O_NCOMMON);
+    bool given[MAX_SVC_OPTS] = {false};
     opterr = 0;
     optind = 1;
     int ch;
@@ -466,8 +483,8 @@ static int parse_args(serve_state *st, int argc, char **argv)
             break;
         case O_IDLE:
             bad = cli_parse_seconds(v, &cfg->idle_ms);
-            cfg->exec.idle_ms = cfg->idle_ms; /* exec: between commands */
-            cfg->files.idle_ms = cfg->idle_ms; /* files has its own default otherwise */
+            cfg->exec->idle_ms = cfg->idle_ms; /* exec: between commands */
+            cfg->files->idle_ms = cfg->idle_ms; /* files has its own default otherwise */
             break;
         case O_FRAME_TO: bad = cli_parse_seconds(v, &cfg->frame_ms); break;
         case O_BACKLOG: bad = cli_parse_uint(v, 1, 65535, &cfg->backlog); break;
@@ -485,11 +502,6 @@ static int parse_args(serve_state *st, int argc, char **argv)
         case O_MESSAGE: cfg->message = v; break;
         case O_QUIET: cfg->quiet = true; break;
         case O_LOGLEVEL: bad = cli_parse_log_level(v, &cfg->level); break;
-        case O_MAXQUEUE: bad = cli_parse_size(v, &cfg->max_queue) < 0 || cfg->max_queue == 0; break;
-        case O_MAXRATE: bad = cli_parse_uint(v, 0, 1000000, &cfg->max_rate); break;
-        case O_TOKEN: cfg->exec.token_file = v; break;
-        case O_ALLOWSHELL: cfg->exec.allow_shell = true; break;
-        case O_ALLOWCMD: cfg->exec.allow_cmd = v; break;
         case O_NETALLOW:
         case O_NETDENY:
         case O_ALLOWFILE:
@@ -498,38 +510,8 @@ static int parse_args(serve_state *st, int argc, char **argv)
                         ch == O_ALLOWFILE || ch == O_DENYFILE, v) < 0)
                 return -1;
             break;
-        case O_TIMEOUT: bad = cli_parse_seconds(v, &cfg->exec.timeout_ms); break;
-        case O_MAXOUTPUT: {
-            size_t n = 0;
-            bad = cli_parse_size(v, &n);
-            cfg->exec.max_output = n;
-            break;
-        }
-        case O_MAXPROCS: bad = cli_parse_uint(v, 1, 100000, &cfg->exec.max_procs); break;
-        case O_CWD: cfg->exec.cwd = v; break;
-        case O_PASSENV: cfg->exec.pass_env = v; break;
-        case O_MAXUNAUTH: bad = cli_parse_uint(v, 1, 1000000, &cfg->exec.max_unauth); break;
-        case O_MAXUNAUTHSRC:
-            bad = cli_parse_uint(v, 1, 1000000, &cfg->exec.max_unauth_per_source);
-            break;
-        case O_HANDSHAKE:
-            bad = cli_parse_seconds(v, &cfg->exec.handshake_ms) < 0 || cfg->exec.handshake_ms == 0;
-            cfg->handshake_set = true;
-            break;
-        case O_ROOT: cfg->files.root = v; break;
-        case O_READONLY: cfg->files.read_only = true; break;
-        case O_MAXFILESIZE: {
-            size_t n = 0;
-            bad = cli_parse_size(v, &n) < 0 || n == 0;
-            cfg->files.max_file_size = n;
-            break;
-        }
         case O_CERT: cfg->cert = v; break;
         case O_KEY: cfg->key = v; break;
-        case O_PARTIALTTL:
-            /* Whole seconds, up to a year: a TTL is counted in hours and days. */
-            bad = cli_parse_uint(v, 1, 365u * 86400u, &cfg->files.partial_ttl_s);
-            break;
         case O_STATS:
             bad = cli_parse_seconds(v, &cfg->stats_ms) < 0 || cfg->stats_ms == 0;
             break;
@@ -538,15 +520,18 @@ static int parse_args(serve_state *st, int argc, char **argv)
             bad = cli_parse_uint(v, 0, 10000000, &cfg->max_handshakes);
             cfg->max_handshakes_set = true;
             break;
-        case O_NOAUTH: cfg->files.no_auth = true; break;
-        case O_STALL:
-            bad = cli_parse_seconds(v, &cfg->files.stall_ms) < 0 || cfg->files.stall_ms == 0;
-            break;
-        case O_PERSOURCE: bad = cli_parse_uint(v, 1, 1000000, &cfg->files.max_per_source); break;
         case ':':
             cli_err("option %s needs a value", argv[optind - 1]);
             return -1;
         default:
+            if (ch >= O_NCOMMON && (size_t)(ch - O_NCOMMON) < nsvc) {
+                const char *name = longopts[ch - O_FRAMING].name;
+                bad = set_svc_opt(name, v) < 0;
+                given[ch - O_NCOMMON] = true;
+                if (strcmp(name, "handshake-timeout") == 0)
+                    cfg->handshake_set = true; /* tls:// listeners' too */
+                break;
+            }
             cli_err("unknown option \"%s\" (try: sockit serve --help)", argv[optind - 1]);
             return -1;
         }
@@ -554,15 +539,6 @@ static int parse_args(serve_state *st, int argc, char **argv)
             cli_err("bad value \"%s\" for --%s", v, longopts[ch - O_FRAMING].name);
             return -1;
         }
-        if (ch == O_TOKEN || ch == O_MAXUNAUTH || ch == O_HANDSHAKE || ch == O_MAXUNAUTHSRC)
-            cfg->auth_only = longopts[ch - O_FRAMING].name;
-        else if (ch >= O_TOKEN && ch <= O_HANDSHAKE)
-            cfg->exec_only = longopts[ch - O_FRAMING].name;
-        if ((ch >= O_ROOT && ch <= O_PARTIALTTL) || ch == O_NOAUTH || ch == O_STALL ||
-            ch == O_PERSOURCE)
-            cfg->files_only = longopts[ch - O_FRAMING].name;
-        if (ch == O_MAXQUEUE || ch == O_MAXRATE)
-            cfg->chat_only = longopts[ch - O_FRAMING].name;
     }
     int npos = argc - optind;
     char **pos = argv + optind;
@@ -604,18 +580,16 @@ static int parse_args(serve_state *st, int argc, char **argv)
         l->ctx.message_len = strlen(cfg->message);
         l->ctx.max_line = cfg->max_line_set || !l->svc->max_line ? cfg->max_line : l->svc->max_line;
         l->ctx.line_timeout_ms = cfg->frame_ms;
-        l->ctx.max_queue = cfg->max_queue;
-        l->ctx.max_rate = cfg->max_rate;
+        l->ctx.max_queue = chat_cli_opts.max_queue;
+        l->ctx.max_rate = chat_cli_opts.max_rate;
         /* The demo set applies --framing to the services that take one. */
         if (cfg->framing_set && !l->svc->framing_choice && !st->demo_set) {
             cli_err("service %s has a fixed framing; --framing does not apply", l->svc->name);
             return -1;
         }
     }
-    if (cfg->chat_only && !chat) {
-        cli_err("--%s applies to the chat service only", cfg->chat_only);
+    if (check_svc_opts(st, longopts + (O_NCOMMON - O_FRAMING), nsvc, given, tls) < 0)
         return -1;
-    }
     if (tls && (cfg->cert == NULL || cfg->key == NULL)) {
         cli_err("a tls:// address needs --cert FILE and --key FILE (try: sockit cert NAME)");
         return -1;
@@ -634,9 +608,6 @@ static int parse_args(serve_state *st, int argc, char **argv)
             cli_err("%s", err);
             return -1;
         }
-        /* --handshake-timeout also bounds the TLS handshake here. */
-        if (cfg->auth_only != NULL && strcmp(cfg->auth_only, "handshake-timeout") == 0)
-            cfg->auth_only = NULL;
     }
     /* exec first: the demo set's token file it makes serves files too. */
     if (prepare_exec(st) < 0)
@@ -759,7 +730,7 @@ static void fill_server_opts(const serve_state *st, listener *l, sk_server_opts 
         l->svc->stream_opts(&o->stream);
     if (l->addr.kind == SK_ADDR_TLS) {
         o->stream.tls = st->tls;
-        o->stream.handshake_timeout_ms = cfg->exec.handshake_ms;
+        o->stream.handshake_timeout_ms = cfg->exec->handshake_ms;
     }
 }
 
@@ -936,15 +907,15 @@ int cmd_serve(int argc, char **argv)
         for (size_t i = 0; i < sizeof demo / sizeof demo[0]; i++) {
             if (strcmp(demo[i][0], "exec") == 0) /* names the token file in use */
                 sk_log(SK_LOG_ERROR, "try %-6s %s exec %s --token-file %s -- uname -a", demo[i][0],
-                       cli_prog, demo[i][1], st->cfg.exec.token_file);
-            else if (strcmp(demo[i][0], "files") == 0 && st->cfg.files.token_file != NULL)
+                       cli_prog, demo[i][1], st->cfg.exec->token_file);
+            else if (strcmp(demo[i][0], "files") == 0 && st->cfg.files->token_file != NULL)
                 sk_log(SK_LOG_ERROR, "try %-6s %s put %s FILE --token-file %s", demo[i][0],
-                       cli_prog, demo[i][1], st->cfg.files.token_file);
+                       cli_prog, demo[i][1], st->cfg.files->token_file);
             else
                 sk_log(SK_LOG_ERROR, "try %-6s %s %s", demo[i][0], cli_prog, demo[i][2]);
         }
         sk_log(SK_LOG_ERROR, "exec runs commands for whoever holds %s%s: keep it private",
-               st->cfg.exec.token_file, st->exec_token_created ? " (created now, mode 600)" : "");
+               st->cfg.exec->token_file, st->exec_token_created ? " (created now, mode 600)" : "");
         sk_log(SK_LOG_ERROR, "Ctrl-C stops the server");
     }
     for (int w = 1; w < st->nws; w++) {

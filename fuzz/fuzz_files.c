@@ -7,8 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../services/files_proto.h"
-#include "../services/proto.h"
+#include "../services/files/files_proto.h"
+#include "../services/proto/proto.h"
 
 static void check_path(const uint8_t *data, size_t size, bool root)
 {

@@ -16,18 +16,37 @@ typedef struct svc_ctx {
     enum sk_framing framing;
     const char *message;  /* greet: what to send */
     size_t message_len;
-    /* chat (services/chat.c) */
+    /* chat (services/chat/) */
     size_t max_line;      /* longest line accepted, without its "\n" */
     uint32_t line_timeout_ms; /* a started line must end within this (--frame-timeout) */
     size_t max_queue;     /* a member whose queued output passes this is dropped */
     unsigned max_rate;    /* lines per second per member; 0: unlimited */
-    const char *redis_url;/* share rooms through Redis pub/sub; NULL: this process alone */
     void *state;          /* a service's state (the chat room, files' root), set by start */
-    /* exec (services/exec.c) */
+    /* exec (services/exec/) */
     const struct exec_opts *exec; /* its options; the service object is state */
-    /* files (services/files*.c) */
+    /* files (services/files/) */
     const struct files_opts *files; /* its options; the service object is state */
 } svc_ctx;
+
+/* One command-line option of a service (nginx's module command tables are
+ * the model): `sockit serve` builds its getopt table, its --help text and
+ * its "applies to the X service only" errors from these. */
+enum svc_opt_kind {
+    SVC_OPT_FLAG,    /* no value: sets a bool */
+    SVC_OPT_TEXT,    /* a string: sets a const char * (argv's, kept as is) */
+    SVC_OPT_UINT,    /* a count in [min, max]: sets an unsigned */
+    SVC_OPT_SECONDS, /* seconds (fractions allowed): sets a uint32_t in ms */
+    SVC_OPT_BYTES,   /* a size (K, M, G suffixes): sets a uint64_t */
+    SVC_OPT_NOTE     /* no option: help lines about a common option */
+};
+
+typedef struct svc_opt {
+    const char *name;   /* without "--"; NULL ends the table */
+    enum svc_opt_kind kind;
+    size_t off;         /* offsetof into the service's options struct */
+    unsigned min, max;  /* UINT: the range; SECONDS, BYTES: min 1 refuses 0 */
+    const char *help;   /* its --help lines, each ending in "\n"; "" if none */
+} svc_opt;
 
 typedef struct svc_def {
     const char *name;
@@ -57,10 +76,19 @@ typedef struct svc_def {
     /* Adjusts the stream options of its listeners after the command line's
      * (a fixed framing, buffer marks); NULL: none. */
     void (*stream_opts)(sk_stream_opts *o);
+    /* Its command-line options, NULL if none: the table, the title of its
+     * --help section, where the values go (one struct of the service's
+     * own, for the whole process) and how that struct starts. */
+    const svc_opt *opts;
+    const char *opts_title;
+    void *opts_store;
+    void (*opts_init)(void *store);
 } svc_def;
 
-/* The services by name; NULL if unknown. */
+/* The services by name; NULL if unknown (registry.c). */
 const svc_def *svc_find(const char *name);
+/* The i-th service of the table, in the order of help; NULL past the end. */
+const svc_def *svc_at(size_t i);
 /* Names of every service, comma-separated, for help and errors. */
 const char *svc_names(void);
 
@@ -68,6 +96,9 @@ const char *svc_names(void);
  * "<svc> close <peer> in=N out=N reason=TEXT". */
 void svc_log_open(sk_conn *c);
 void svc_log_close(sk_conn *c, int err);
+/* The close line for a connection whose data is not the svc_ctx (exec,
+ * files, chat: their sessions): name and quiet given. */
+void svc_log_closed(sk_conn *c, int err, const char *name, bool quiet);
 /* For line framing, tells the peer why its connection is being closed. */
 void svc_report_error(sk_conn *c, int err);
 

@@ -55,6 +55,29 @@ def procs_with(marker):
     return found
 
 
+def parent_of(pid):
+    """The parent pid of pid, or 0 when it is gone."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            stat = f.read()
+    except OSError:
+        return 0
+    return int(stat[stat.rindex(")") + 2:].split()[1])
+
+
+def procs_under(root, marker):
+    """Pids of the descendants of root whose command line contains marker:
+    the server's commands, never a client that carries the same words."""
+    found = []
+    for pid in procs_with(marker):
+        p, hops = parent_of(pid), 0
+        while p > 1 and p != root and hops < 64:
+            p, hops = parent_of(p), hops + 1
+        if p == root:
+            found.append(pid)
+    return found
+
+
 def children(pid):
     """(pid, state) of every process whose parent is pid."""
     out = []
@@ -403,8 +426,10 @@ class ChildState(ExecCase):
         p = self.popen([SOCKIT, "exec", srv.addr, "--token-file", self.token_file, "--",
                         "sleep", "1000.5151"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                        stderr=subprocess.PIPE)
-        self.assertTrue(wait_until(lambda: procs_with(b"1000.5151"), WAIT))
-        pid = procs_with(b"1000.5151")[0]
+        # By ancestry, not by command line alone: in a full run the client
+        # (whose fd 3 is its socket) carries the same words.
+        self.assertTrue(wait_until(lambda: procs_under(srv.pid, b"1000.5151"), WAIT))
+        pid = procs_under(srv.pid, b"1000.5151")[0]
         fds = sorted(int(f) for f in os.listdir("/proc/%d/fd" % pid))
         self.assertEqual(fds, [0, 1, 2])
         kinds = [os.readlink("/proc/%d/fd/%d" % (pid, f)) for f in fds]

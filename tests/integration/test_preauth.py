@@ -1,4 +1,4 @@
-"""The pre-authentication limits exec and files share (services/proto.c):
+"""The pre-authentication limits exec and files share (services/proto/preauth.c):
 idle sockets from one source (127.0.0.2: the whole 127/8 is local) never
 lock out a client from another (127.0.0.1), a full table evicts the oldest
 connection of the most represented source, a source at its own cap is

@@ -8,7 +8,7 @@
 
 #include "unit.h"
 
-#include "../../services/chat_text.c"
+#include "../../services/chat/chat.h"
 
 TestSuite(chat_text, .init = unit_alarm);
 

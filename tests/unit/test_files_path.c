@@ -14,7 +14,7 @@
 
 #include "unit.h"
 
-#include "../../services/files_path.c"
+#include "../../services/files/files_int.h"
 
 TestSuite(files_path, .init = unit_alarm);
 

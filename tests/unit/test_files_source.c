@@ -10,7 +10,7 @@
 
 #include "unit.h"
 
-#include "../../services/files_source.c"
+#include "../../services/files/files_int.h"
 
 TestSuite(files_source, .init = unit_alarm);
 

@@ -1,5 +1,5 @@
 /* test_preauth.c — the pre-authentication slot table exec and files share
- * (services/proto.c): the per-source cap refuses, a full table evicts the
+ * (services/proto/preauth.c): the per-source cap refuses, a full table evicts the
  * oldest connection of the most represented source (ties: the older
  * connection), slots come back on leave, and an evicted ticket knows it. */
 #include <criterion/criterion.h>
@@ -9,7 +9,7 @@
 
 #include "unit.h"
 
-#include "../../services/proto.c"
+#include "../../services/proto/proto.h"
 
 TestSuite(preauth, .init = unit_alarm);
 

@@ -11,6 +11,8 @@
 
 #include "sockit.h"
 
+#include "../services.h"
+
 #define FILES_DEFAULT_PARTIAL_TTL_S (24u * 3600u)
 #define FILES_DEFAULT_MAX_UNAUTH 64u
 /* A transfer that moves no byte (and hashes none) this long is ended:
@@ -27,6 +29,8 @@
 #define FILES_DEFAULT_IDLE_S 300u
 /* The demo set's root (SPEC §5.0), created if missing. */
 #define FILES_DEMO_ROOT "sockit-files"
+/* The demo set's token file: exec's (serve.c makes it). */
+#define FILES_DEMO_TOKEN "sockit-exec.token"
 
 typedef struct files_opts {
     const char *root;         /* required: the directory served */
@@ -44,6 +48,11 @@ typedef struct files_opts {
 } files_opts;
 
 void files_opts_init(files_opts *o);
+
+/* files_options.c: the options of `sockit serve` for files. */
+extern files_opts files_cli_opts;
+extern const svc_opt files_options[];
+void files_opts_init_store(void *store);
 
 /* Checks the options as the service will use them — the root (an existing
  * directory), the token file, and that a server without a token listens on

@@ -2,9 +2,10 @@
  * raw and splits lines itself, rather than using the library's line framing,
  * so that an over-long line costs the member a notice, not the connection:
  * the rest of that line is skipped up to its "\n" and the member goes on.
- * Lines that arrive whole are handled where they lie in the read buffer; only
- * a line still being received is copied, into a buffer bounded by
- * --max-line. */
+ * Lines that arrive whole are handed out where they lie in the read buffer;
+ * only a line still being received is copied, into a buffer bounded by
+ * --max-line. An iterator: chat.c asks for the next line and handles it,
+ * so this file calls nothing of the room's. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -53,47 +54,67 @@ static void partial_drop(member *m)
     m->partial_len = m->partial_cap = 0;
 }
 
-void chat_input(member *m, const uint8_t *data, size_t len)
+/* Frees the line handed out by the last call, if it was a copy. */
+static void handed_free(member *m)
 {
-    while (len > 0 && m->in_room && !m->quitting) {
-        const uint8_t *nl = memchr(data, '\n', len);
-        size_t n = nl ? (size_t)(nl - data) : len;
-        size_t used = nl ? n + 1 : n;
+    free(m->handed);
+    m->handed = NULL;
+}
+
+/* Takes the unfinished line out of the member, to hand it over: the
+ * caller's use of it may start a new one. */
+static void hand_partial(member *m, const uint8_t **line, size_t *line_len)
+{
+    m->handed = m->partial;
+    *line = m->partial;
+    *line_len = m->partial_len;
+    m->partial = NULL;
+    m->partial_len = m->partial_cap = 0;
+}
+
+enum chat_piece chat_input_next(member *m, const uint8_t *data, size_t len, size_t *off,
+                                const uint8_t **line, size_t *line_len)
+{
+    handed_free(m);
+    while (*off < len && m->in_room && !m->quitting) {
+        const uint8_t *p = data + *off;
+        size_t left = len - *off;
+        const uint8_t *nl = memchr(p, '\n', left);
+        size_t n = nl ? (size_t)(nl - p) : left;
+        *off += nl ? n + 1 : n;
         if (m->skipping) {
             if (nl != NULL)
                 m->skipping = false;
         } else if (m->partial_len == 0 && nl != NULL) {
-            chat_line(m, data, n); /* the common case: a whole line, no copy */
-        } else if (!partial_add(m, data, n)) {
+            *line = p; /* the common case: a whole line, no copy */
+            *line_len = n;
+            return CHAT_LINE;
+        } else if (!partial_add(m, p, n)) {
             partial_drop(m);
-            chat_line_too_long(m);
             m->skipping = nl == NULL;
+            return CHAT_TOO_LONG;
         } else if (nl != NULL) {
-            /* The line is handed over from our buffer, which chat_line may
-             * not keep: take it out first so a new line can start. */
-            uint8_t *line = m->partial;
-            size_t line_len = m->partial_len;
-            m->partial = NULL;
-            m->partial_len = m->partial_cap = 0;
-            chat_line(m, line, line_len);
-            free(line);
+            hand_partial(m, line, line_len);
+            return CHAT_LINE;
         }
-        data += used;
-        len -= used;
     }
     track_deadline(m);
+    return CHAT_NONE;
 }
 
-void chat_input_end(member *m)
+bool chat_input_end(member *m, const uint8_t **line, size_t *line_len)
 {
+    handed_free(m);
     if (m->partial_len > 0 && !m->skipping && m->in_room && !m->quitting) {
-        uint8_t *line = m->partial;
-        size_t line_len = m->partial_len;
-        m->partial = NULL;
-        m->partial_len = m->partial_cap = 0;
-        chat_line(m, line, line_len);
-        free(line);
+        hand_partial(m, line, line_len);
+        return true;
     }
+    return false;
+}
+
+void chat_input_ended(member *m)
+{
+    handed_free(m);
     partial_drop(m);
     m->skipping = false;
     track_deadline(m);
@@ -101,5 +122,6 @@ void chat_input_end(member *m)
 
 void chat_input_free(member *m)
 {
+    handed_free(m);
     partial_drop(m);
 }

@@ -270,14 +270,8 @@ bool files_hash_restart(fsess *s)
     return EVP_DigestInit_ex(s->md, EVP_sha256(), NULL) == 1;
 }
 
-void files_xfer_step(fsess *s)
+bool files_hash_step(fsess *s, int *rc)
 {
-    if (s->state == FS_GET) {
-        files_get_pump(s);
-        return;
-    }
-    if (s->state != FS_HASHING)
-        return;
     uint64_t n = s->have - s->hashed;
     if (n > FILES_HASH_STEP)
         n = FILES_HASH_STEP;
@@ -287,18 +281,15 @@ void files_xfer_step(fsess *s)
                       : 0;
     if (wait > 0) {
         files_schedule_step_in(s, wait);
-        return;
+        return false;
     }
-    int rc = n ? files_hash_range(s, s->hashed, n) : 0;
-    if (rc == 0) {
+    *rc = n ? files_hash_range(s, s->hashed, n) : 0;
+    if (*rc == 0) {
         s->hashed += n;
         if (s->hashed < s->have) {
             files_schedule_step(s);
-            return;
+            return false;
         }
     }
-    if (s->kind == FX_PUT)
-        files_put_hashed(s, rc);
-    else
-        files_get_hashed(s, rc);
+    return true;
 }

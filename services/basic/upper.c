@@ -2,7 +2,7 @@
  * other byte unchanged, so UTF-8 text stays valid. */
 #include <string.h>
 
-#include "services.h"
+#include "../services.h"
 
 /* Only a-z change; bytes of multi-byte UTF-8 sequences are all >= 0x80 and
  * pass through untouched. */

@@ -1,6 +1,6 @@
 /* echo.c — the echo service (SPEC §5.2): every message back as it came, over
  * streams in any framing and over datagrams. */
-#include "services.h"
+#include "../services.h"
 
 static void echo_message(sk_conn *c, const uint8_t *data, size_t len)
 {

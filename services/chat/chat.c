@@ -530,7 +530,17 @@ static void chat_open(sk_conn *c)
 static void chat_message(sk_conn *c, const uint8_t *data, size_t len)
 {
     member *m = sk_conn_data(c);
-    chat_input(m, data, len);
+    size_t off = 0, n;
+    const uint8_t *line;
+    for (;;) {
+        enum chat_piece k = chat_input_next(m, data, len, &off, &line, &n);
+        if (k == CHAT_NONE)
+            break;
+        if (k == CHAT_LINE)
+            chat_line(m, line, n);
+        else
+            chat_line_too_long(m);
+    }
     chat_run_drops(m->room);
 }
 
@@ -539,7 +549,11 @@ static void chat_message(sk_conn *c, const uint8_t *data, size_t len)
 static void chat_eof(sk_conn *c)
 {
     member *m = sk_conn_data(c);
-    chat_input_end(m);
+    const uint8_t *line;
+    size_t n;
+    if (chat_input_end(m, &line, &n))
+        chat_line(m, line, n);
+    chat_input_ended(m);
     chat_leave(m, NULL);
     sk_conn_close(c);
     chat_run_drops(m->room);
@@ -549,9 +563,7 @@ static void chat_close(sk_conn *c, int err)
 {
     member *m = sk_conn_data(c);
     if (m == NULL) {
-        sk_log(SK_LOG_WARN, "chat close %s in=%llu out=%llu reason=%s", sk_conn_peer(c),
-               (unsigned long long)sk_conn_bytes_in(c), (unsigned long long)sk_conn_bytes_out(c),
-               sk_conn_reason(c));
+        svc_log_closed(c, err, "chat", false);
         return;
     }
     chat_room *r = m->room;
@@ -662,4 +674,8 @@ const svc_def svc_chat = {
     .start = chat_start,
     .drain = chat_drain,
     .stop = chat_stop,
+    .opts = chat_options,
+    .opts_title = "chat options (the chat service is line-based; --framing does not apply):\n",
+    .opts_store = &chat_cli_opts,
+    .opts_init = chat_opts_init,
 };

@@ -2,7 +2,7 @@
  * connecting"): sends --message and closes. */
 #include <string.h>
 
-#include "services.h"
+#include "../services.h"
 
 static void greet_open(sk_conn *c)
 {

@@ -1,7 +1,7 @@
 /* files.c — the files service (SPEC §5.5): its set-up (the root held open,
  * the token, the sweeper of expired partial uploads), one session per
  * connection, and the dispatch of each message to the handshake
- * (files_auth.c), LIST and STAT (files_list.c) or PUT and GET
+ * (services/proto/handshake.c), LIST and STAT (files_list.c) or PUT and GET
  * (files_xfer.c). Messages: docs/PROTOCOL.md section 9.
  *
  * It runs on every worker: the service object is shared by their threads
@@ -25,17 +25,6 @@
 
 /* ------------------------------------------------------------- options */
 
-void files_opts_init(files_opts *o)
-{
-    memset(o, 0, sizeof *o);
-    o->partial_ttl_s = FILES_DEFAULT_PARTIAL_TTL_S;
-    o->max_unauth = FILES_DEFAULT_MAX_UNAUTH;
-    o->max_unauth_per_source = PROTO_DEFAULT_UNAUTH_PER_SOURCE;
-    o->handshake_ms = PROTO_HANDSHAKE_MS;
-    o->stall_ms = FILES_DEFAULT_STALL_S * 1000u;
-    o->max_per_source = FILES_DEFAULT_PER_SOURCE;
-    o->idle_ms = FILES_DEFAULT_IDLE_S * 1000u;
-}
 
 /* True if every address the listener would bind is a loopback one, or it
  * is a Unix socket: only then may a files server go without a token. */
@@ -151,88 +140,23 @@ int files_demo_root(const char *path, char *err, size_t errlen)
 
 static const char *peer(const fsess *s) { return sk_conn_peer(s->conn); }
 
-void files_send_error(fsess *s, int code, const char *fmt, ...)
-{
-    uint8_t head[2] = {PT_ERROR, (uint8_t)code};
-    char text[PROTO_ERROR_TEXT_MAX];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(text, sizeof text, fmt, ap);
-    va_end(ap);
-    if (n < 0)
-        n = 0;
-    if ((size_t)n >= sizeof text)
-        n = (int)sizeof text - 1;
-    struct iovec iov[2] = {{head, 2}, {text, (size_t)n}};
-    (void)sk_conn_send_msgv(s->conn, iov, 2); /* failing: the connection is closing */
-}
-
-void files_fail(fsess *s, const char *why)
-{
-    files_send_error(s, PE_PROTOCOL, "%s", why);
-    sk_conn_fail(s->conn, -EPROTO, why);
-}
-
-void files_describe(char *out, size_t cap, const char *path)
-{
-    size_t n = 0;
-    for (const unsigned char *c = (const unsigned char *)path; *c && n + 5 < cap; c++) {
-        if (*c >= 0x20 && *c < 0x7f && *c != '\\')
-            out[n++] = (char)*c;
-        else
-            n += (size_t)snprintf(out + n, cap - n, "\\x%02x", *c);
-    }
-    out[n] = '\0';
-}
-
-void files_refuse_path(fsess *s, const char *op, const char *why)
-{
-    files_send_error(s, FE_BADPATH, "%s", why);
-    sk_log(SK_LOG_WARN, "%s %s %s refused: %s", s->ctx->name, peer(s), op, why);
-}
-
-void files_schedule_step(fsess *s)
-{
-    s->tkind = FT_STEP;
-    sk_timer_start(s->timer, 0, 0);
-}
-
-void files_schedule_step_in(fsess *s, uint32_t ms)
-{
-    s->tkind = FT_STEP;
-    sk_timer_start(s->timer, ms, 0);
-}
-
-void files_idle_update(fsess *s)
-{
-    if (s->state < FS_READY || s->svc->o.idle_ms == 0)
-        return;
-    bool idle = s->state == FS_READY || s->state == FS_PUT_SKIP;
-    if (idle == s->idle_armed)
-        return;
-    s->idle_armed = idle;
-    if (!idle)
-        return; /* the watch goes quiet by itself, or watches the transfer */
-    s->moved_at = sk_loop_now(sk_conn_loop(s->conn));
-    s->seen_in = sk_conn_bytes_in(s->conn);
-    s->seen_out = sk_conn_bytes_out(s->conn);
-    uint32_t every = s->svc->o.idle_ms / FILES_STALL_CHECKS;
-    sk_timer_start(s->stall, every ? every : 1, 0);
-}
-
-void files_done(fsess *s)
-{
-    s->state = FS_READY;
-    if (s->close_after)
-        sk_conn_close(s->conn);
-    else
-        files_idle_update(s);
-}
-
 static void on_stall_timer(sk_timer *t, void *ud)
 {
     (void)t;
     files_stall_check(ud);
+}
+
+/* One step of hashing a resume's prefix; the transfer that asked for it
+ * takes the result (files_xfer.c hashes, and calls nobody above it). */
+static void hash_step(fsess *s)
+{
+    int rc;
+    if (!files_hash_step(s, &rc))
+        return;
+    if (s->kind == FX_PUT)
+        files_put_hashed(s, rc);
+    else
+        files_get_hashed(s, rc);
 }
 
 static void on_timer(sk_timer *t, void *ud)
@@ -242,12 +166,14 @@ static void on_timer(sk_timer *t, void *ud)
     enum fs_timer kind = s->tkind;
     s->tkind = FT_NONE;
     if (kind == FT_DELAY) {
-        files_auth_delay_done(s);
+        proto_hs_delay_done(&s->hs);
     } else if (kind == FT_STEP) {
         if (s->state == FS_LIST)
             files_list_step(s);
-        else if (s->state == FS_HASHING || s->state == FS_GET)
-            files_xfer_step(s);
+        else if (s->state == FS_GET)
+            files_get_pump(s);
+        else if (s->state == FS_HASHING)
+            hash_step(s);
     }
 }
 
@@ -306,8 +232,6 @@ void files_request(fsess *s, const uint8_t *msg, size_t len)
         files_fail(s, "a request arrived before the answer to the last one ended");
         return;
     case FS_HELLO:
-    case FS_AUTH:
-    case FS_DELAY:
         return; /* handled by the caller */
     }
 }
@@ -369,19 +293,27 @@ static void files_open_cb(sk_conn *c)
     svc->sessions = s;
     pthread_mutex_unlock(&svc->sess_mu);
     sk_conn_set_data(c, s);
-    if (!ctx->quiet)
-        sk_log(SK_LOG_INFO, "%s open %s", ctx->name, peer(s));
-    int rc = proto_gate_open(&s->gate, &svc->pre, c, ctx->name, svc->o.handshake_ms);
-    if (rc == -EBUSY) {
-        sk_log(SK_LOG_WARN, "%s %s refused: %u connections from its address in the handshake "
-               "(--max-unauth-per-source)", ctx->name, peer(s), svc->o.max_unauth_per_source);
-        files_send_error(s, PE_BUSY, "too many connections from your address waiting to "
-                         "authenticate; try later");
-        sk_conn_fail(c, -EBUSY, "too many connections in the handshake from one address");
-    } else if (rc < 0) {
+    int rc = proto_hs_open(&s->hs, &svc->hs, c, ctx->name, ctx->quiet);
+    if (rc < 0 && rc != -EBUSY)
         sk_conn_abort(c, rc);
-    } else if (!svc->auth) {
+    else if (rc == 0 && !svc->auth)
         (void)peer_is_ours(s);
+}
+
+/* A frame before the handshake is over: the shared handshake takes it. */
+static void on_handshake(fsess *s, const uint8_t *data, size_t len)
+{
+    uint32_t delay = 0;
+    switch (proto_hs_message(&s->hs, data, len, &delay)) {
+    case PROTO_HS_DELAY:
+        s->tkind = FT_DELAY;
+        sk_timer_start(s->timer, delay, 0);
+        return;
+    case PROTO_HS_DONE:
+        s->state = FS_READY;
+        return;
+    default:
+        return;
     }
 }
 
@@ -395,9 +327,7 @@ static void files_message(sk_conn *c, const uint8_t *data, size_t len)
         return;
     }
     switch (s->state) {
-    case FS_HELLO: files_on_hello(s, data, len); break;
-    case FS_AUTH: files_on_auth(s, data, len); break;
-    case FS_DELAY: return;
+    case FS_HELLO: on_handshake(s, data, len); break;
     default: files_request(s, data, len); break;
     }
     /* After the handshake (which clears its own deadline) or a request: the
@@ -456,19 +386,12 @@ static void sess_free(fsess *s)
 static void files_close_cb(sk_conn *c, int err)
 {
     fsess *s = sk_conn_data(c);
-    const char *reason = sk_conn_reason(c);
-    if (reason[0] == '\0')
-        reason = err ? sk_strerror(err) : "closed";
     const svc_ctx *ctx = s ? s->ctx : NULL;
-    if (ctx == NULL || !ctx->quiet || (err != 0 && err != -ETIMEDOUT))
-        sk_log(err && err != -ETIMEDOUT ? SK_LOG_WARN : SK_LOG_INFO,
-               "%s close %s in=%llu out=%llu reason=%s", ctx ? ctx->name : FILES_SERVICE,
-               sk_conn_peer(c), (unsigned long long)sk_conn_bytes_in(c),
-               (unsigned long long)sk_conn_bytes_out(c), reason);
+    svc_log_closed(c, err, ctx ? ctx->name : FILES_SERVICE, ctx ? ctx->quiet : false);
     if (s == NULL)
         return;
     files_svc *svc = s->svc;
-    proto_gate_close(&s->gate);
+    proto_hs_close(&s->hs);
     pthread_mutex_lock(&svc->sess_mu);
     if (s->prev)
         s->prev->next = s->next;
@@ -565,6 +488,13 @@ static int files_start(svc_ctx *ctx, sk_loop *loop, char *err, size_t errlen)
         }
         svc->auth = true;
     }
+    svc->hs = (proto_hs_service){
+        .service = FILES_SERVICE, .token = svc->auth ? svc->token : NULL,
+        .token_len = svc->token_len, .pen = &svc->pen, .pre = &svc->pre,
+        .handshake_ms = svc->o.handshake_ms, .per_source = svc->o.max_unauth_per_source,
+        .not_auth_code = PE_AUTH,
+        .not_auth_text = "this server requires authentication: give the client the server's "
+                         "token (--token-file)"};
     /* A read-only server changes nothing on disk, stale partial uploads
      * included: it may serve a tree that a writable server (or a backup
      * job) owns, with a user that cannot write there; the partials are
@@ -621,4 +551,8 @@ const svc_def svc_files = {
     .start = files_start,
     .stop = files_stop,
     .stream_opts = files_stream_opts,
+    .opts = files_options,
+    .opts_title = "files options (frames of the files protocol; --framing does not apply):\n",
+    .opts_store = &files_cli_opts,
+    .opts_init = files_opts_init_store,
 };

@@ -1,146 +1,14 @@
-/* proto.c — the hello that opens every typed service protocol, built and
- * checked in one place for the servers (services/) and the clients (cli/),
- * the big-endian helpers their message layouts use, and the table that
- * penalises failed authentications per source address (exec and files),
- * and the pre-authentication slots both share the same way. */
+/* preauth.c — the limits before authentication that exec and files share:
+ * the table that penalises failed authentications per source address, the
+ * pre-authentication slots (per source, with eviction), and one
+ * connection's gate through them (its slot, its hello and handshake
+ * deadlines). */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "proto.h"
-
-uint16_t proto_get16(const uint8_t *p) { return (uint16_t)(p[0] << 8 | p[1]); }
-
-uint32_t proto_get32(const uint8_t *p)
-{
-    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-
-void proto_put16(uint8_t *p, uint16_t v)
-{
-    p[0] = (uint8_t)(v >> 8);
-    p[1] = (uint8_t)v;
-}
-
-void proto_put32(uint8_t *p, uint32_t v)
-{
-    p[0] = (uint8_t)(v >> 24);
-    p[1] = (uint8_t)(v >> 16);
-    p[2] = (uint8_t)(v >> 8);
-    p[3] = (uint8_t)v;
-}
-
-size_t proto_hello(uint8_t *buf, bool server, const char *service,
-                   const uint8_t nonce[SK_AUTH_NONCE])
-{
-    size_t slen = strlen(service);
-    if (slen > SK_AUTH_SERVICE_MAX)
-        slen = SK_AUTH_SERVICE_MAX;
-    size_t n = 0;
-    buf[n++] = server ? PT_HELLO_SERVER : PT_HELLO_CLIENT;
-    memcpy(buf + n, PROTO_MAGIC, PROTO_MAGIC_LEN);
-    n += PROTO_MAGIC_LEN;
-    buf[n++] = PROTO_VERSION;
-    buf[n++] = (uint8_t)slen;
-    memcpy(buf + n, service, slen);
-    n += slen;
-    if (server) {
-        memcpy(buf + n, nonce, SK_AUTH_NONCE);
-        n += SK_AUTH_NONCE;
-    }
-    return n;
-}
-
-int proto_check_hello(const uint8_t *msg, size_t len, bool from_server, char *service,
-                      uint8_t nonce[SK_AUTH_NONCE], char *why, size_t whylen)
-{
-    uint8_t want = from_server ? PT_HELLO_SERVER : PT_HELLO_CLIENT;
-    /* Magic first: whatever else is wrong, a peer that does not speak this
-     * protocol at all deserves that sentence, not a detail. */
-    if (len < 1 + PROTO_MAGIC_LEN || memcmp(msg + 1, PROTO_MAGIC, PROTO_MAGIC_LEN) != 0 ||
-        (msg[0] != PT_HELLO_CLIENT && msg[0] != PT_HELLO_SERVER)) {
-        snprintf(why, whylen, "not a sockit %s (no \"SKIT\" hello)",
-                 from_server ? "server" : "client");
-        return PE_HELLO;
-    }
-    if (msg[0] != want) {
-        snprintf(why, whylen, "the %s sent a %s hello (an echo service?)",
-                 from_server ? "server" : "client", from_server ? "client" : "server");
-        return PE_HELLO;
-    }
-    if (len < 1 + PROTO_MAGIC_LEN + 2) {
-        snprintf(why, whylen, "hello too short (%zu bytes)", len);
-        return PE_PROTOCOL;
-    }
-    uint8_t version = msg[1 + PROTO_MAGIC_LEN];
-    if (version != PROTO_VERSION) {
-        snprintf(why, whylen, "protocol version %u is not supported (this side speaks %d)",
-                 version, PROTO_VERSION);
-        return PE_HELLO;
-    }
-    size_t slen = msg[1 + PROTO_MAGIC_LEN + 1];
-    size_t need = 1 + PROTO_MAGIC_LEN + 2 + slen + (from_server ? SK_AUTH_NONCE : 0);
-    if (slen == 0 || slen > SK_AUTH_SERVICE_MAX || len != need) {
-        snprintf(why, whylen, "malformed hello (%zu bytes, service name of %zu)", len, slen);
-        return PE_PROTOCOL;
-    }
-    const uint8_t *name = msg + 1 + PROTO_MAGIC_LEN + 2;
-    for (size_t i = 0; i < slen; i++) {
-        if (name[i] < 0x21 || name[i] > 0x7e) {
-            snprintf(why, whylen, "malformed hello (service name is not printable ASCII)");
-            return PE_PROTOCOL;
-        }
-    }
-    memcpy(service, name, slen);
-    service[slen] = '\0';
-    if (from_server)
-        memcpy(nonce, name + slen, SK_AUTH_NONCE);
-    return 0;
-}
-
-const char *proto_error_name(int code)
-{
-    switch (code) {
-    case PE_PROTOCOL: return "protocol error";
-    case PE_HELLO: return "wrong protocol or service";
-    case PE_AUTH: return "authentication failed";
-    case PE_BUSY: return "busy";
-    case PE_DENIED: return "not allowed";
-    case PE_NORUN: return "could not run";
-    case PE_TIMEOUT: return "timed out";
-    case PE_OUTPUT: return "output limit";
-    default: return "error";
-    }
-}
-
-/* ---- files: a hello without a nonce (see proto.h) ---- */
-
-size_t proto_hello_open(uint8_t *buf, const char *service)
-{
-    /* The client's layout typed as the server's: the server's hello less
-     * its nonce, built by the same code. */
-    size_t n = proto_hello(buf, false, service, NULL);
-    buf[0] = PT_HELLO_SERVER;
-    return n;
-}
-
-int proto_check_server_hello(const uint8_t *msg, size_t len, char *service,
-                             uint8_t nonce[SK_AUTH_NONCE], bool *auth, char *why, size_t whylen)
-{
-    size_t base = 1 + PROTO_MAGIC_LEN + 2;
-    *auth = true;
-    if (len >= base && len == base + msg[base - 1] && len + SK_AUTH_NONCE <= PROTO_HELLO_MAX) {
-        /* Exactly as long as its name says, with no room for a nonce:
-         * checked as the same hello with a zero nonce, which is dropped. */
-        uint8_t full[PROTO_HELLO_MAX];
-        memcpy(full, msg, len);
-        memset(full + len, 0, SK_AUTH_NONCE);
-        *auth = false;
-        return proto_check_hello(full, len + SK_AUTH_NONCE, true, service, nonce, why, whylen);
-    }
-    return proto_check_hello(msg, len, true, service, nonce, why, whylen);
-}
 
 /* ------------------------------------------------- failed authentications */
 
@@ -366,10 +234,7 @@ static void gate_evicted(sk_async *a, void *ud)
     g->ticket.seq = 0;
     sk_log(SK_LOG_WARN, "%s %s evicted: all --max-unauth slots in use, and its address "
            "holds the most", g->name, sk_conn_peer(g->conn));
-    static const char text[] = "evicted: too many connections waiting to authenticate";
-    uint8_t head[2] = {PT_ERROR, PE_BUSY};
-    struct iovec iov[2] = {{head, 2}, {(void *)text, sizeof text - 1}};
-    (void)sk_conn_send_msgv(g->conn, iov, 2);
+    proto_send_error(g->conn, PE_BUSY, "evicted: too many connections waiting to authenticate");
     sk_conn_fail(g->conn, -EBUSY, "evicted before authenticating");
 }
 
@@ -429,22 +294,3 @@ void proto_gate_close(proto_gate *g)
     g->evict = NULL;
 }
 
-/* ------------------------------------------------------------ channel binding */
-
-static int binding_result(int rc, bool *bound)
-{
-    *bound = rc == 0;
-    return rc == -ENOPROTOOPT ? 0 : rc;
-}
-
-int proto_binding_conn(const sk_conn *c, uint8_t binding[SK_AUTH_BINDING], bool *bound)
-{
-    return binding_result(sk_conn_tls_exporter(c, SK_TLS_EXPORTER_LABEL, binding,
-                                                SK_AUTH_BINDING), bound);
-}
-
-int proto_binding_sock(int fd, uint8_t binding[SK_AUTH_BINDING], bool *bound)
-{
-    return binding_result(sk_sock_tls_exporter(fd, SK_TLS_EXPORTER_LABEL, binding,
-                                                SK_AUTH_BINDING), bound);
-}

@@ -18,6 +18,14 @@
 
 #include "files_int.h"
 
+/* Hashes the prefix now if the budget allows (else a timer continues it). */
+static void hash_now(fsess *s)
+{
+    int rc;
+    if (files_hash_step(s, &rc))
+        files_put_hashed(s, rc);
+}
+
 static void put_fail(fsess *s, bool remove, int code, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
@@ -307,7 +315,7 @@ void files_put(fsess *s, const uint8_t *body, size_t len)
     if (s->have > 0) {
         s->state = FS_HASHING;
         s->hashed = 0;
-        files_xfer_step(s);
+        hash_now(s);
         return;
     }
     put_ready(s);

@@ -1,6 +1,6 @@
 /* files_int.h — the insides of the files service shared by its files:
- * files.c (set-up, connections, requests), files_auth.c (hello and
- * authentication), files_path.c (confinement), files_put.c and files_get.c
+ * files.c (set-up, connections, requests; the handshake is the shared
+ * one of services/proto/handshake.c), files_path.c (confinement), files_put.c and files_get.c
  * (uploads, downloads) with files_xfer.c (what they share), files_list.c
  * (LIST and STAT), files_sweep.c (expired partial uploads), files_source.c
  * (what each source address may hold). Not for the rest of the program. */
@@ -19,8 +19,9 @@
 
 #include "files.h"
 #include "files_proto.h"
-#include "proto.h"
-#include "services.h"
+#include "../proto/handshake.h"
+#include "../proto/proto.h"
+#include "../services.h"
 
 /* Transfers (PUT or GET) in progress at once, all workers together; each
  * holds up to two descriptors and a read buffer. More are refused (BUSY). */
@@ -97,11 +98,12 @@ typedef struct files_svc {
     bool auth;                 /* a token is configured */
     uint8_t token[SK_TOKEN_MAX];
     size_t token_len;
-    proto_preauth pre;         /* connections in the handshake (proto.c) */
+    proto_preauth pre;         /* connections in the handshake (proto/preauth.c) */
     atomic_uint transfers;     /* PUTs and GETs in progress */
     files_sources sources;     /* per source address: transfers, hash budget */
     mode_t new_mode;           /* a new file's permission bits (0666 less the umask) */
     proto_penalties pen;       /* failed authentications per address */
+    proto_hs_service hs;       /* what the handshake needs (handshake.c) */
     files_sweeper *sweeper;
     /* Every session of every worker, so that stop can free those a loop
      * was freed under (a second signal skips the drain: no on_close). */
@@ -110,9 +112,7 @@ typedef struct files_svc {
 } files_svc;
 
 enum fs_state {
-    FS_HELLO,    /* waiting for the client's hello */
-    FS_AUTH,     /* our hello (with a nonce) sent; waiting for AUTH */
-    FS_DELAY,    /* the proof was wrong; the answer waits out the penalty */
+    FS_HELLO,    /* in the handshake (hello, proof, or a failed proof's delay) */
     FS_READY,    /* waiting for a request */
     FS_HASHING,  /* hashing a prefix before answering a PUT or GET */
     FS_PUT_FROM, /* PUT_READY sent; waiting for PUT_FROM */
@@ -131,9 +131,8 @@ typedef struct fsess {
     const svc_ctx *ctx;
     sk_conn *conn;
     enum fs_state state;
-    proto_gate gate;    /* its pre-authentication slot and deadlines */
+    proto_hs hs;        /* the handshake, its pre-authentication slot */
     bool close_after;   /* the client half-closed: close once this answer is sent */
-    uint8_t nonce_s[SK_AUTH_NONCE];
     sk_timer *timer;
     enum fs_timer tkind;
     char src[FILES_SOURCE_KEY]; /* the source address (files_source_key) */
@@ -169,7 +168,7 @@ typedef struct fsess {
     struct fsess *prev, *next; /* svc->sessions */
 } fsess;
 
-/* files.c */
+/* files_session.c: the session layer below the requests */
 void files_send_error(fsess *s, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 /* Sends PE_PROTOCOL with why and closes (lingering). */
 void files_fail(fsess *s, const char *why);
@@ -189,12 +188,9 @@ void files_done(fsess *s);
 void files_idle_update(fsess *s);
 /* Like files_schedule_step, ms from now (a hash step waiting for budget). */
 void files_schedule_step_in(fsess *s, uint32_t ms);
-void files_request(fsess *s, const uint8_t *msg, size_t len);
 
-/* files_auth.c */
-void files_on_hello(fsess *s, const uint8_t *msg, size_t len);
-void files_on_auth(fsess *s, const uint8_t *msg, size_t len);
-void files_auth_delay_done(fsess *s);
+/* files.c */
+void files_request(fsess *s, const uint8_t *msg, size_t len);
 
 /* files_path.c */
 int files_root_open(files_root *r, const char *dir, bool no_openat2, char *why, size_t whylen);
@@ -228,8 +224,11 @@ bool files_xfer_begin(fsess *s, enum fs_kind kind, const uint8_t *path, size_t p
  * left (an upload's partial is kept for a resume; nothing touches the
  * connection, which may be gone with its loop). */
 void files_xfer_end(fsess *s, bool gone);
-/* The next step of a transfer (hashing a prefix, or queueing data). */
-void files_xfer_step(fsess *s);
+/* One step of hashing the prefix of a resume (state FS_HASHING): false
+ * while more steps are scheduled; true when done, with *rc as
+ * files_hash_range's (the caller hands it to files_put_hashed or
+ * files_get_hashed). */
+bool files_hash_step(fsess *s, int *rc);
 /* The watch fired: ends the transfer if nothing moved for --stall-timeout,
  * or closes an idle session once nothing moved for --idle-timeout; else
  * looks again later. */

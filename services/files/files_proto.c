@@ -3,7 +3,7 @@
 #include <string.h>
 
 #include "files_proto.h"
-#include "proto.h"
+#include "../proto/proto.h"
 
 uint64_t files_get64(const uint8_t *p)
 {

@@ -7,7 +7,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
-#include "proto.h"
+#include "../proto/proto.h"
+#include "../services.h"
 
 #define EXEC_DEFAULT_MAX_PROCS 64u
 #define EXEC_DEFAULT_MAX_UNAUTH 64u
@@ -43,6 +44,12 @@ typedef struct exec_opts {
 typedef struct exec_svc exec_svc;
 
 void exec_opts_init(exec_opts *o);
+
+/* exec_options.c: the options of `sockit serve` for exec. */
+#define EXEC_DEMO_TOKEN "sockit-exec.token"
+extern exec_opts exec_cli_opts;
+extern const svc_opt exec_options[];
+void exec_opts_init_store(void *store);
 
 /* Checks the options as the service will use them — the token file (which
  * must exist, hold a token sk_token_check accepts and be private to its

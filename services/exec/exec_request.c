@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "exec.h"
-#include "proto.h"
+#include "../proto/proto.h"
 
 #define REQUEST_FIXED 7 /* flags(1) timeout_ms(4) count(2) */
 

@@ -27,8 +27,9 @@
 #include <openssl/crypto.h>
 
 #include "exec.h"
-#include "proto.h"
-#include "services.h"
+#include "../proto/handshake.h"
+#include "../proto/proto.h"
+#include "../services.h"
 
 #define SERVICE "exec"
 /* Largest STDOUT/STDERR payload: one read of a pipe (a pipe holds 64 KiB). */
@@ -54,17 +55,16 @@ struct exec_svc {
     size_t token_len;
     char **allow;   /* --allow-cmd, NULL-terminated, or NULL: any program */
     char **envp;    /* the commands' environment, NULL-terminated */
-    proto_preauth pre; /* connections before AUTH_OK (proto.c) */
+    proto_preauth pre; /* connections before AUTH_OK (proto/preauth.c) */
     unsigned procs;  /* commands not yet reaped */
-    proto_penalties pen; /* failed authentications per address (proto.c) */
+    proto_penalties pen; /* failed authentications per address (proto/preauth.c) */
+    proto_hs_service hs; /* what the handshake needs (handshake.c) */
     uint8_t chunk[CHUNK]; /* scratch for pipe reads: one loop, one at a time */
     struct sess *sessions;
 };
 
 enum state {
-    S_HELLO,   /* waiting for the client's hello */
-    S_AUTH,    /* our hello and nonce sent; waiting for the client's proof */
-    S_DELAY,   /* the proof was wrong; the answer waits out the penalty */
+    S_HELLO,   /* in the handshake (hello, proof, or a failed proof's delay) */
     S_READY,   /* authenticated; waiting for a REQUEST */
     S_RUN,     /* a command runs (or its output is still being read) */
     S_GONE     /* the client left; waiting for the command to be reaped */
@@ -77,8 +77,7 @@ typedef struct sess {
     const svc_ctx *ctx;
     sk_conn *conn;          /* NULL once the client has gone */
     enum state state;
-    proto_gate gate;        /* its pre-authentication slot and deadlines */
-    uint8_t nonce_s[SK_AUTH_NONCE];
+    proto_hs hs;            /* the handshake, its pre-authentication slot */
     sk_timer *timer;
     enum timer_kind tkind;
     /* the command */
@@ -112,29 +111,17 @@ static void send_error(sess *s, int code, const char *fmt, ...) __attribute__((f
 
 static void send_error(sess *s, int code, const char *fmt, ...)
 {
-    if (s->conn == NULL)
-        return;
-    uint8_t head[2] = {PT_ERROR, (uint8_t)code};
-    char text[PROTO_ERROR_TEXT_MAX];
     va_list ap;
     va_start(ap, fmt);
-    int n = vsnprintf(text, sizeof text, fmt, ap);
+    proto_send_verror(s->conn, code, fmt, ap);
     va_end(ap);
-    if (n < 0)
-        n = 0;
-    if ((size_t)n >= sizeof text)
-        n = (int)sizeof text - 1;
-    struct iovec iov[2] = {{head, 2}, {text, (size_t)n}};
-    (void)sk_conn_send_msgv(s->conn, iov, 2); /* failing: the connection is closing */
 }
 
 /* A peer that breaks the protocol is told why and dropped; whatever it was
  * running is killed when the connection's on_close runs. */
 static void fail(sess *s, int code, int err, const char *why)
 {
-    send_error(s, code, "%s", why);
-    if (s->conn)
-        sk_conn_fail(s->conn, err, why);
+    proto_fail(s->conn, code, err, why);
 }
 
 /* Appends one byte of a command to a log text, escaped if it is not
@@ -615,10 +602,8 @@ static void on_timer(sk_timer *t, void *ud)
     s->tkind = T_NONE;
     switch (kind) {
     case T_DELAY:
-        /* The penalty has been served: now the client learns it failed. */
-        send_error(s, PE_AUTH, "authentication failed");
         if (s->conn)
-            sk_conn_fail(s->conn, -EACCES, "authentication failed");
+            proto_hs_delay_done(&s->hs);
         break;
     case T_DEADLINE:
         s->end_code = PE_TIMEOUT;
@@ -656,84 +641,21 @@ static void on_timer(sk_timer *t, void *ud)
 
 /* ------------------------------------------------------------ handshake */
 
-static void on_hello(sess *s, const uint8_t *data, size_t len)
+/* A frame before the handshake is over: the shared handshake takes it. */
+static void on_handshake(sess *s, const uint8_t *data, size_t len)
 {
-    char service[SK_AUTH_SERVICE_MAX + 1], why[PROTO_ERROR_TEXT_MAX];
-    int code = proto_check_hello(data, len, false, service, NULL, why, sizeof why);
-    if (code != 0) {
-        fail(s, code, -EPROTO, why);
-        return;
-    }
-    if (strcmp(service, SERVICE) != 0) {
-        char text[PROTO_ERROR_TEXT_MAX];
-        snprintf(text, sizeof text, "wrong service: this is %s, not %s", SERVICE, service);
-        fail(s, PE_HELLO, -EPROTO, text);
-        return;
-    }
-    if (sk_random(s->nonce_s, sizeof s->nonce_s) < 0) {
-        fail(s, PE_PROTOCOL, -EIO, "server cannot draw a random nonce");
-        return;
-    }
-    uint8_t hello[PROTO_HELLO_MAX];
-    size_t n = proto_hello(hello, true, SERVICE, s->nonce_s);
-    (void)sk_conn_send_msg(s->conn, hello, n);
-    s->state = S_AUTH;
-    proto_gate_hello(&s->gate);
-}
-
-static void on_auth(sess *s, const uint8_t *data, size_t len)
-{
-    exec_svc *svc = s->svc;
-    if (data[0] != PT_AUTH || len != PROTO_AUTH_LEN) {
-        fail(s, PE_PROTOCOL, -EPROTO, "expected an authentication message");
-        return;
-    }
-    const uint8_t *nonce_c = data + 1, *proof = data + 1 + SK_AUTH_NONCE;
-    uint8_t want[SK_AUTH_PROOF], ours[SK_AUTH_PROOF], cb[SK_AUTH_BINDING];
-    bool bound;
-    if (proto_binding_conn(s->conn, cb, &bound) < 0) {
-        fail(s, PE_AUTH, -EACCES, "TLS without the extended master secret: authentication "
-             "cannot be bound to it");
-        return;
-    }
-    const uint8_t *binding = bound ? cb : NULL;
-    if (sk_auth_proof_bound(svc->token, svc->token_len, "client", SERVICE, s->nonce_s, nonce_c,
-                            binding, want) < 0 ||
-        sk_auth_proof_bound(svc->token, svc->token_len, "server", SERVICE, s->nonce_s, nonce_c,
-                            binding, ours) < 0) {
-        fail(s, PE_PROTOCOL, -EIO, "server cannot compute proofs");
-        return;
-    }
-    int ok = sk_auth_equal(want, proof, SK_AUTH_PROOF);
-    OPENSSL_cleanse(want, sizeof want);
-    const svc_ctx *ctx = s->ctx;
-    if (!ok) {
-        OPENSSL_cleanse(ours, sizeof ours);
-        /* One attempt per connection; the answer waits, longer for an
-         * address that keeps failing, and the connection still counts
-         * against --max-unauth meanwhile: guessing stays slow. */
-        sk_loop *loop = sk_conn_loop(s->conn);
-        uint32_t delay = proto_penalty_add(&svc->pen, sk_conn_peer(s->conn), sk_loop_now(loop));
-        sk_log(SK_LOG_WARN, "%s %s authentication failed (answer delayed %.1f s)", ctx->name,
-               peer(s), delay / 1000.0);
-        s->state = S_DELAY;
-        sk_conn_pause(s->conn);
-        sk_conn_set_deadline(s->conn, 0, NULL);
+    uint32_t delay = 0;
+    switch (proto_hs_message(&s->hs, data, len, &delay)) {
+    case PROTO_HS_DELAY:
         start_timer(s, T_DELAY, delay);
         return;
+    case PROTO_HS_DONE:
+        s->state = S_READY; /* frames back to the listener's max (EXEC_MAX_FRAME) */
+        arm_idle(s);
+        return;
+    default:
+        return;
     }
-    uint8_t msg[PROTO_AUTH_OK_LEN];
-    msg[0] = PT_AUTH_OK;
-    memcpy(msg + 1, ours, SK_AUTH_PROOF);
-    OPENSSL_cleanse(ours, sizeof ours);
-    (void)sk_conn_send_msg(s->conn, msg, sizeof msg);
-    s->state = S_READY;
-    proto_gate_close(&s->gate);
-    sk_conn_set_deadline(s->conn, 0, NULL);
-    sk_conn_set_max_msg(s->conn, 0); /* back to the listener's max (EXEC_MAX_FRAME) */
-    if (!ctx->quiet)
-        sk_log(SK_LOG_INFO, "%s %s authenticated", ctx->name, peer(s));
-    arm_idle(s);
 }
 
 /* ------------------------------------------------------------ callbacks */
@@ -758,18 +680,9 @@ static void exec_open(sk_conn *c)
         svc->sessions->prev = s;
     svc->sessions = s;
     sk_conn_set_data(c, s);
-    if (!ctx->quiet)
-        sk_log(SK_LOG_INFO, "%s open %s", ctx->name, sk_conn_peer(c));
-    int rc = proto_gate_open(&s->gate, &svc->pre, c, ctx->name, svc->o.handshake_ms);
-    if (rc == -EBUSY) {
-        sk_log(SK_LOG_WARN, "%s %s refused: %u connections from its address waiting to "
-               "authenticate (--max-unauth-per-source)", ctx->name, sk_conn_peer(c),
-               svc->o.max_unauth_per_source);
-        fail(s, PE_BUSY, -EBUSY, "too many connections from your address waiting to "
-             "authenticate; try later");
-    } else if (rc < 0) {
+    int rc = proto_hs_open(&s->hs, &svc->hs, c, ctx->name, ctx->quiet);
+    if (rc < 0 && rc != -EBUSY)
         sk_conn_abort(c, rc);
-    }
 }
 
 static void exec_message(sk_conn *c, const uint8_t *data, size_t len)
@@ -783,12 +696,8 @@ static void exec_message(sk_conn *c, const uint8_t *data, size_t len)
     }
     switch (s->state) {
     case S_HELLO:
-        on_hello(s, data, len);
+        on_handshake(s, data, len);
         return;
-    case S_AUTH:
-        on_auth(s, data, len);
-        return;
-    case S_DELAY:
     case S_GONE:
         return;
     case S_READY:
@@ -857,18 +766,11 @@ static void exec_error(sk_conn *c, int err)
 static void exec_close(sk_conn *c, int err)
 {
     sess *s = sk_conn_data(c);
-    const char *reason = sk_conn_reason(c);
-    if (reason[0] == '\0')
-        reason = err ? sk_strerror(err) : "closed";
     const svc_ctx *ctx = s ? s->ctx : NULL;
-    if (ctx == NULL || !ctx->quiet || (err != 0 && err != -ETIMEDOUT))
-        sk_log(err && err != -ETIMEDOUT ? SK_LOG_WARN : SK_LOG_INFO,
-               "%s close %s in=%llu out=%llu reason=%s", ctx ? ctx->name : SERVICE,
-               sk_conn_peer(c), (unsigned long long)sk_conn_bytes_in(c),
-               (unsigned long long)sk_conn_bytes_out(c), reason);
+    svc_log_closed(c, err, ctx ? ctx->name : SERVICE, ctx ? ctx->quiet : false);
     if (s == NULL)
         return;
-    proto_gate_close(&s->gate);
+    proto_hs_close(&s->hs);
     s->conn = NULL;
     if (s->state == S_RUN && !s->exited) {
         /* Nobody is left to read the output: the command goes, whole group. */
@@ -958,19 +860,14 @@ const svc_def svc_exec = {
     .start = exec_start,
     .stop = exec_stop,
     .stream_opts = exec_stream_opts,
+    .opts = exec_options,
+    .opts_title = "exec options (frames of the exec protocol; --framing does not apply):\n",
+    .opts_store = &exec_cli_opts,
+    .opts_init = exec_opts_init_store,
 };
 
 /* ------------------------------------------------------------ set-up */
 
-void exec_opts_init(exec_opts *o)
-{
-    memset(o, 0, sizeof *o);
-    o->max_procs = EXEC_DEFAULT_MAX_PROCS;
-    o->max_unauth = EXEC_DEFAULT_MAX_UNAUTH;
-    o->max_unauth_per_source = PROTO_DEFAULT_UNAUTH_PER_SOURCE;
-    o->handshake_ms = PROTO_HANDSHAKE_MS;
-    o->idle_ms = EXEC_DEFAULT_IDLE_MS;
-}
 
 static void free_list(char **list)
 {
@@ -1143,6 +1040,11 @@ int exec_svc_new(const exec_opts *o, exec_svc **out, char *err, size_t errlen)
         snprintf(err, errlen, "exec: %s", why);
         goto fail;
     }
+    svc->hs = (proto_hs_service){
+        .service = SERVICE, .token = svc->token, .token_len = svc->token_len,
+        .pen = &svc->pen, .pre = &svc->pre, .handshake_ms = o->handshake_ms,
+        .per_source = o->max_unauth_per_source, .not_auth_code = PE_PROTOCOL,
+        .not_auth_text = "expected an authentication message"};
     if (o->allow_cmd && split_list(o->allow_cmd, "--allow-cmd", &svc->allow, err, errlen) < 0)
         goto fail;
     if (build_env(o, &svc->envp, err, errlen) < 0)

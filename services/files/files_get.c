@@ -16,6 +16,14 @@
 
 #include "files_int.h"
 
+/* Hashes the prefix now if the budget allows (else a timer continues it). */
+static void hash_now(fsess *s)
+{
+    int rc;
+    if (files_hash_step(s, &rc))
+        files_get_hashed(s, rc);
+}
+
 static void get_fail(fsess *s, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 static void get_fail(fsess *s, int code, const char *fmt, ...)
@@ -115,12 +123,12 @@ void files_get(fsess *s, const uint8_t *body, size_t len)
     if (have > 0 && have <= s->size) {
         s->state = FS_HASHING;
         s->hashed = 0;
-        files_xfer_step(s);
+        hash_now(s);
         return;
     }
     s->state = FS_HASHING; /* nothing to hash: straight on */
     s->hashed = s->have = 0;
-    files_xfer_step(s);
+    hash_now(s);
 }
 
 /* The prefix has been hashed (or there was none): answer, then send. */

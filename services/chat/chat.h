@@ -8,13 +8,23 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "services.h"
+#include "../services.h"
 
 /* SPEC §5.3: 1-32 of [A-Za-z0-9_-]. */
 #define CHAT_NICK_MAX 32
 /* Chat's own default --max-line: a chat line is a sentence, not a file, and
  * every byte of it is stored for every member that has not read it yet. */
 #define CHAT_DEFAULT_MAX_LINE 4096u
+
+/* chat_options.c: the options of `sockit serve` for chat (copied into
+ * each chat listener's svc_ctx). */
+typedef struct chat_opts {
+    uint64_t max_queue; /* --max-queue */
+    unsigned max_rate;  /* --max-rate */
+} chat_opts;
+extern chat_opts chat_cli_opts;
+extern const svc_opt chat_options[];
+void chat_opts_init(void *store);
 
 typedef struct chat_room chat_room;
 
@@ -31,6 +41,7 @@ typedef struct member {
     /* chat_input.c: a line that has not ended yet */
     uint8_t *partial;
     size_t partial_len, partial_cap;
+    uint8_t *handed; /* a copied line handed out by chat_input_next */
     bool skipping; /* discarding the rest of an over-long line */
     bool timed;    /* a deadline for the started line is set */
     /* --max-rate token bucket, in thousandths of a line */
@@ -90,10 +101,20 @@ size_t chat_text_sanitize(const uint8_t *text, size_t len, uint8_t *dst);
 /* A raw byte 0x80-0x9F (1 byte) becomes U+FFFD (3 bytes). */
 #define CHAT_TEXT_GROWTH 3
 
-/* chat_input.c: splits what a member sends into lines for chat_line(). */
-void chat_input(member *m, const uint8_t *data, size_t len);
-/* The member's input ended: a last line without "\n" still counts. */
-void chat_input_end(member *m);
+/* chat_input.c: splits what a member sends into lines, one at a time. */
+enum chat_piece {
+    CHAT_NONE,    /* data[*off..] is used up (or the member left or quit) */
+    CHAT_LINE,    /* *line, *line_len: a line without its "\n" */
+    CHAT_TOO_LONG /* a line passed --max-line: its rest is skipped */
+};
+/* The next piece of data[*off..len) (advancing *off). A line stays valid
+ * until the next call for this member. */
+enum chat_piece chat_input_next(member *m, const uint8_t *data, size_t len, size_t *off,
+                                const uint8_t **line, size_t *line_len);
+/* The member's input ended: true with a last line without "\n" (it still
+ * counts); then chat_input_ended drops what is left. */
+bool chat_input_end(member *m, const uint8_t **line, size_t *line_len);
+void chat_input_ended(member *m);
 void chat_input_free(member *m);
 
 /* chat_nicks.c: nicks are unique in a room, compared without case. */

@@ -7,6 +7,7 @@
 #define SOCKIT_PROTO_H
 
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -88,6 +89,17 @@ size_t proto_hello(uint8_t *buf, bool server, const char *service,
  * and writes why, one sentence, into why. */
 int proto_check_hello(const uint8_t *msg, size_t len, bool from_server, char *service,
                       uint8_t nonce[SK_AUTH_NONCE], char *why, size_t whylen);
+
+/* Sends one ERROR frame (type, code, text cut to PROTO_ERROR_TEXT_MAX) on
+ * c; nothing if c is NULL. Failing to queue it is ignored: the connection
+ * is closing then anyway. */
+void proto_send_error(sk_conn *c, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+void proto_send_verror(sk_conn *c, int code, const char *fmt, va_list ap)
+    __attribute__((format(printf, 3, 0)));
+/* Sends ERROR code with text why, then fails c with err and why as its
+ * reason. The one way a typed service drops a peer that broke a rule. */
+void proto_fail(sk_conn *c, int code, int err, const char *why);
 
 /* Reads a big-endian 16/32-bit value and writes one. */
 uint16_t proto_get16(const uint8_t *p);
@@ -231,11 +243,11 @@ void proto_gate_close(proto_gate *g);
 int proto_binding_conn(const sk_conn *c, uint8_t binding[SK_AUTH_BINDING], bool *bound);
 int proto_binding_sock(int fd, uint8_t binding[SK_AUTH_BINDING], bool *bound);
 
-/* ---- files (services/files*.c, cli/files*.c): a hello without a nonce ----
+/* ---- files (services/files/, cli/files*.c): a hello without a nonce ----
  * A files server without a token (allowed on loopback and Unix sockets
  * only) does not authenticate: its HELLO_S carries no nonce, and requests
  * follow it at once. With a token the handshake is exactly exec's. The
- * files message types and error codes are in services/files_proto.h. */
+ * files message types and error codes are in services/files/files_proto.h. */
 
 /* Writes the HELLO_S of a server that does not authenticate (the hello of
  * proto_hello without its nonce) into buf (at least PROTO_HELLO_MAX bytes);

@@ -1,0 +1,113 @@
+/* test_services.c — the services layer's shared parts: the registry and
+ * the option tables `sockit serve` is built from (services/registry.c,
+ * the services' NAME_options.c), and the one client-side handshake of the typed
+ * protocols (services/proto/handshake.c) against scripted servers. */
+#include <criterion/criterion.h>
+
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "unit.h"
+
+#include "../../services/proto/handshake.h"
+#include "../../services/services.h"
+
+TestSuite(services, .init = unit_alarm);
+
+Test(services, names_come_from_the_registry)
+{
+    cr_assert_str_eq(svc_names(), "echo, upper, greet, chat, exec, files");
+    size_t n = 0;
+    while (svc_at(n) != NULL) {
+        cr_assert_eq(svc_find(svc_at(n)->name), svc_at(n));
+        n++;
+    }
+    cr_assert_eq(n, 6);
+    cr_assert_null(svc_find("redis"));
+}
+
+/* Each table: options named once, with a kind that has storage, help
+ * lines that look like --help's, and the hooks `sockit serve` needs. */
+Test(services, option_tables_are_well_formed)
+{
+    for (size_t i = 0; svc_at(i) != NULL; i++) {
+        const svc_def *d = svc_at(i);
+        if (d->opts == NULL)
+            continue;
+        cr_assert_not_null(d->opts_store, "%s", d->name);
+        cr_assert_not_null(d->opts_init, "%s", d->name);
+        cr_assert_not_null(d->opts_title, "%s", d->name);
+        for (const svc_opt *o = d->opts; o->name != NULL; o++) {
+            cr_assert_not_null(o->help, "%s --%s", d->name, o->name);
+            if (o->help[0] != '\0')
+                cr_assert(strncmp(o->help, "  --", 4) == 0, "%s --%s", d->name, o->name);
+            for (const svc_opt *p = o + 1; p->name != NULL; p++)
+                cr_assert(strcmp(o->name, p->name) != 0, "%s --%s twice", d->name, o->name);
+        }
+    }
+}
+
+/* ------------------------------------------------ the client handshake */
+
+typedef struct pipe_io {
+    int fd;
+} pipe_io;
+
+static int io_send(void *ud, const uint8_t *msg, size_t len, const char *stage)
+{
+    (void)stage;
+    return sk_send_frame(((pipe_io *)ud)->fd, msg, len, 1000) < 0 ? -1 : 0;
+}
+
+static ssize_t io_recv(void *ud, uint8_t *buf, size_t cap, const char *stage)
+{
+    (void)stage;
+    ssize_t n = sk_recv_frame(((pipe_io *)ud)->fd, buf, cap, 1000);
+    return n > 0 ? n : -1;
+}
+
+/* Runs the client's handshake against a server whose answer, hello, is
+ * already waiting in the socket. */
+static int against(const uint8_t *hello, size_t hlen, const char *service, bool token,
+                   bool allow_open, char *err, size_t errlen)
+{
+    int sv[2];
+    cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    cr_assert_eq(sk_send_frame(sv[1], hello, hlen, 1000), 0);
+    pipe_io p = {sv[0]};
+    proto_hs_io io = {&p, io_send, io_recv};
+    static const uint8_t secret[32] = {1};
+    int rc = proto_hs_client(&io, sv[0], "test", service, token ? secret : NULL,
+                             token ? sizeof secret : 0, allow_open, err, errlen);
+    close(sv[0]);
+    close(sv[1]);
+    return rc;
+}
+
+Test(services, client_accepts_an_open_server_only_without_a_token)
+{
+    uint8_t hello[PROTO_HELLO_MAX];
+    size_t n = proto_hello_open(hello, "files");
+    char err[400];
+    cr_assert_eq(against(hello, n, "files", false, true, err, sizeof err), 0);
+    /* With a token, a server that cannot prove it knows it is refused. */
+    cr_assert_eq(against(hello, n, "files", true, true, err, sizeof err), -1);
+    cr_assert(strstr(err, "test: the server does not authenticate") == err, "%s", err);
+    /* exec knows no open servers. */
+    cr_assert_eq(against(hello, n, "files", true, false, err, sizeof err), -1);
+    cr_assert(strncmp(err, "test: ", 6) == 0 && err[6] != '\0', "%s", err);
+}
+
+Test(services, client_refuses_the_wrong_service_and_asks_for_a_token)
+{
+    uint8_t hello[PROTO_HELLO_MAX], nonce[SK_AUTH_NONCE] = {7};
+    size_t n = proto_hello(hello, true, "exec", nonce);
+    char err[400];
+    cr_assert_eq(against(hello, n, "files", true, true, err, sizeof err), -1);
+    cr_assert_str_eq(err, "test: wrong service: this is a sockit exec server, not files");
+    n = proto_hello(hello, true, "files", nonce);
+    cr_assert_eq(against(hello, n, "files", false, true, err, sizeof err), -1);
+    cr_assert_str_eq(err, "test: the server requires authentication: give --token-file FILE "
+                          "(the server's token)");
+}
