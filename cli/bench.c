@@ -740,7 +740,7 @@ static int parse(bench_cfg *cfg, int argc, char **argv)
     }
     char err[300];
     if (sk_addr_parse(argv[optind], &cfg->addr, err, sizeof err) < 0) {
-        cli_err("bad address: %s", err);
+        cli_err("bad address: %s%s", err, cli_addr_hint(argv[optind]));
         return -1;
     }
     bool dgram = cfg->addr.kind == SK_ADDR_UDP || cfg->addr.kind == SK_ADDR_UNIXGRAM;

@@ -656,7 +656,7 @@ int cmd_chat(int argc, char **argv)
     sk_addr addr;
     char err[300];
     if (sk_addr_parse(argv[optind], &addr, err, sizeof err) < 0) {
-        cli_err("bad address: %s", err);
+        cli_err("bad address: %s%s", err, cli_addr_hint(argv[optind]));
         return EXIT_USAGE;
     }
     if (addr.kind != SK_ADDR_TCP && addr.kind != SK_ADDR_UNIX && addr.kind != SK_ADDR_TLS) {

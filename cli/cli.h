@@ -12,6 +12,11 @@
 
 enum { EXIT_OK = 0, EXIT_RUNTIME = 1, EXIT_USAGE = 2 };
 
+/* The one --timeout default of every client (connect, chat, exec, put, get,
+ * ls, bench): the time to connect, and for each reply owed, counted from when
+ * it became owed. A pause in stdin is never a timeout. */
+#define CLI_TIMEOUT_MS 10000
+
 /* How the command was invoked (argv[0]), for hints that can be pasted. */
 extern const char *cli_prog;
 
@@ -26,6 +31,10 @@ int cli_parse_seconds(const char *text, uint32_t *out_ms);
 /* A decimal unsigned number in [min, max]. */
 int cli_parse_uint(const char *text, unsigned min, unsigned max, unsigned *out);
 int cli_parse_log_level(const char *text, enum sk_log_level *out);
+
+/* " (try ...)" after a "bad address" message for a bare port or a path
+ * without unix:, or "" (a static buffer: use before the next call). */
+const char *cli_addr_hint(const char *text);
 
 /* Sends library and service log lines to stderr as "sockit: ...". */
 void cli_log_to_stderr(enum sk_log_level level);

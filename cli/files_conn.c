@@ -111,7 +111,7 @@ int files_cli_parse(files_cli *o, int argc, char **argv, int min_args, int max_a
     o->addr_text = argv[optind];
     char err[300];
     if (sk_addr_parse(o->addr_text, &o->addr, err, sizeof err) < 0) {
-        cli_err("bad address: %s", err);
+        cli_err("bad address: %s%s", err, cli_addr_hint(o->addr_text));
         return -1;
     }
     if (o->addr.kind != SK_ADDR_TCP && o->addr.kind != SK_ADDR_UNIX &&

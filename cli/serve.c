@@ -236,7 +236,7 @@ static int add_listener(serve_state *st, const char *svc_name, const char *addr_
     listener *l = &st->ls[st->nls];
     char err[256];
     if (sk_addr_parse(addr_text, &l->addr, err, sizeof err) < 0) {
-        cli_err("bad address: %s", err);
+        cli_err("bad address: %s%s", err, cli_addr_hint(addr_text));
         return -1;
     }
     switch (l->addr.kind) {
