@@ -22,7 +22,7 @@
 
 typedef struct connect_cfg {
     enum sk_framing framing;
-    int timeout_ms;      /* connect and reply waits; -1: none given */
+    int timeout_ms;      /* connecting, and each wait for a reply owed */
     size_t max_frame;
     cli_tls tls;
 } connect_cfg;
@@ -32,16 +32,19 @@ static void usage(FILE *out)
     fprintf(out,
             "usage: sockit connect ADDR [--framing raw|line|frame] [--timeout SEC]\n"
             "\n"
-            "On a terminal: type a line to send it, empty lines are not sent, 'q' or Ctrl-D quits;\n"
-            "whatever the server sends is printed. Otherwise works like nc: stdin goes to the\n"
-            "socket, the socket to stdout; at the end of stdin the sending side is shut down and\n"
-            "the reply is still read until the server closes.\n"
+            "On a terminal: type a line to send it, empty lines are not sent, 'q' or Ctrl-D quits,\n"
+            "'\\q' sends a line that is exactly 'q' (and '\\\\q' sends '\\q'); whatever the server\n"
+            "sends is printed, control characters shown escaped (ESC as ^[), never run by the\n"
+            "terminal. Otherwise works like nc: stdin goes to the socket, the socket to stdout;\n"
+            "at the end of stdin the sending side is shut down and the reply is still read\n"
+            "until the server closes.\n"
             "  --framing line    each input line is sent as a line; each line received is printed\n"
             "  --framing frame   each input line is sent as one frame (4-byte big-endian length);\n"
             "                    each frame received is printed on its own line\n"
-            "  --timeout SEC     bounds connecting (default 10) and each wait for a reply;\n"
-            "                    for udp:// and unixgram: a reply missing after SEC (default 5)\n"
-            "                    is reported and the exit code is 1\n"
+            "  --timeout SEC     time allowed to connect, and for each reply owed, counted from\n"
+            "                    the send (default 10; a pause in stdin is never a timeout;\n"
+            "                    not applied to replies on a terminal); a reply missing after\n"
+            "                    SEC is reported and the exit code is 1\n"
             "  --max-frame BYTES largest frame accepted from the server (default 16M)\n"
             CLI_TLS_USAGE
             "tls://HOST:PORT needs --ca or --pin unless the system's CAs vouch for the server.\n"
@@ -111,13 +114,22 @@ typedef struct stream_client {
     bool interactive;
     bool stdin_open, shut_sent, peer_open;
     bool awaiting;      /* sent something, nothing back yet (for --timeout) */
-    uint64_t last_rx;
+    uint64_t owed_since; /* when awaiting became true: --timeout counts from here */
     bytes out;          /* encoded, waiting for the socket */
     bytes line;         /* stdin bytes not yet forming a whole line */
     bytes in;           /* socket bytes not yet forming a whole message */
     sk_decoder dec;
     bool quit;
 } stream_client;
+
+/* Starts the reply clock unless a reply is already owed: the wait counts
+ * from the send it answers, not from the last byte received. */
+static void owe_reply(stream_client *sc)
+{
+    if (!sc->awaiting)
+        sc->owed_since = now_ms();
+    sc->awaiting = true;
+}
 
 static void prompt(stream_client *sc)
 {
@@ -155,12 +167,19 @@ static int input_line(stream_client *sc, uint8_t *data, size_t len)
             sc->quit = true;
             return -1;
         }
+        /* "\q" sends "q" (the seed protocol's own quit word); "\\q" sends
+         * "\q": one backslash before backslashes and a q is dropped. */
+        if (len >= 2 && data[0] == '\\' && data[len - 1] == 'q' &&
+            strspn((const char *)data, "\\") == len - 1) {
+            data++;
+            len--;
+        }
     }
     if (queue_message(sc, data, len) < 0) {
         cli_err("out of memory");
         return -1;
     }
-    sc->awaiting = true;
+    owe_reply(sc);
     return 0;
 }
 
@@ -184,7 +203,7 @@ static int read_stdin(stream_client *sc)
         return 0;
     }
     if (!sc->interactive && sc->cfg->framing == SK_FRAMING_RAW) {
-        sc->awaiting = true;
+        owe_reply(sc);
         return bytes_add(&sc->out, buf, (size_t)n);
     }
     if (bytes_add(&sc->line, buf, (size_t)n) < 0)
@@ -209,6 +228,33 @@ static int read_stdin(stream_client *sc)
     return 0;
 }
 
+/* On a terminal, the server's bytes are shown with C0 controls (but tab,
+ * newline and the CR of CRLF) and DEL escaped as ^X, so ESC sequences cannot clear the screen,
+ * retitle the window or move the cursor; elsewhere they pass unchanged. */
+static int write_shown(const stream_client *sc, const uint8_t *data, size_t len)
+{
+    if (!sc->interactive)
+        return write_stdout(data, len);
+    char out[512];
+    size_t o = 0;
+    for (size_t i = 0; i < len; i++) {
+        uint8_t c = data[i];
+        if (o + 2 > sizeof out) {
+            if (write_stdout(out, o) < 0)
+                return -1;
+            o = 0;
+        }
+        bool crlf = c == '\r' && i + 1 < len && data[i + 1] == '\n';
+        if ((c < 0x20 && c != '\t' && c != '\n' && !crlf) || c == 0x7f) {
+            out[o++] = '^';
+            out[o++] = (char)(c == 0x7f ? '?' : c + '@');
+        } else {
+            out[o++] = (char)c;
+        }
+    }
+    return write_stdout(out, o);
+}
+
 static int read_socket(stream_client *sc)
 {
     uint8_t buf[CHUNK];
@@ -219,7 +265,6 @@ static int read_socket(stream_client *sc)
         cli_err("receive: %s", sk_strerror((int)n));
         return -1;
     }
-    sc->last_rx = now_ms();
     if (n == 0) {
         sc->peer_open = false;
         if (sc->in.len > 0)
@@ -232,7 +277,7 @@ static int read_socket(stream_client *sc)
     if (sc->cfg->framing == SK_FRAMING_RAW) {
         if (sc->interactive && write_stdout("\r", 1) < 0)
             return -1;
-        if (write_stdout(buf, (size_t)n) < 0)
+        if (write_shown(sc, buf, (size_t)n) < 0)
             return -1;
         if (sc->interactive && buf[n - 1] != '\n')
             write_stdout("\n", 1);
@@ -255,7 +300,7 @@ static int read_socket(stream_client *sc)
             break;
         if (sc->interactive && !printed)
             write_stdout("\r", 1);
-        if (write_stdout(sc->in.data + off + m.offset, m.len) < 0 || write_stdout("\n", 1) < 0)
+        if (write_shown(sc, sc->in.data + off + m.offset, m.len) < 0 || write_stdout("\n", 1) < 0)
             return -1;
         printed = true;
         off += m.consumed;
@@ -282,15 +327,13 @@ static int write_socket(stream_client *sc)
 static int run_stream(connect_cfg *cfg, const sk_addr *addr)
 {
     char err[600];
-    int fd = cli_dial(addr, &cfg->tls, cfg->timeout_ms >= 0 ? cfg->timeout_ms : 10000, err,
-                      sizeof err);
+    int fd = cli_dial(addr, &cfg->tls, cfg->timeout_ms, err, sizeof err);
     if (fd < 0) {
         cli_err("%s", err);
         return EXIT_RUNTIME;
     }
     stream_client sc = {.cfg = cfg, .fd = fd, .stdin_open = true, .peer_open = true};
     sc.interactive = isatty(STDIN_FILENO);
-    sc.last_rx = now_ms();
     sk_decoder_init(&sc.dec, cfg->framing, cfg->framing == SK_FRAMING_FRAME ? cfg->max_frame : 0);
     /* stdin as a regular file cannot be polled; it is always readable. */
     struct stat st;
@@ -324,8 +367,8 @@ static int run_stream(connect_cfg *cfg, const sk_addr *addr)
         bool pending = sk_sock_pending(fd);
         if ((want_stdin && stdin_file) || pending)
             wait = 0;
-        else if (cfg->timeout_ms >= 0 && (sc.awaiting || !sc.stdin_open) && !sc.interactive) {
-            uint64_t deadline = sc.last_rx + (uint64_t)cfg->timeout_ms, now = now_ms();
+        else if (sc.awaiting && !sc.interactive) {
+            uint64_t deadline = sc.owed_since + (uint64_t)cfg->timeout_ms, now = now_ms();
             if (now >= deadline && sc.out.len == 0) {
                 cli_err("no reply within %.1f s", cfg->timeout_ms / 1000.0);
                 status = EXIT_RUNTIME;
@@ -450,7 +493,7 @@ static int run_dgram(const connect_cfg *cfg, const sk_addr *addr)
     if (fd < 0)
         return EXIT_RUNTIME;
     bool interactive = isatty(STDIN_FILENO);
-    int timeout = cfg->timeout_ms >= 0 ? cfg->timeout_ms : 5000;
+    int timeout = cfg->timeout_ms;
     uint8_t *reply = malloc(SK_DGRAM_MAX + 1);
     bytes line = {0};
     int status = EXIT_OK;
@@ -487,7 +530,7 @@ static int run_dgram(const connect_cfg *cfg, const sk_addr *addr)
 
 int cmd_connect(int argc, char **argv)
 {
-    connect_cfg cfg = {.framing = SK_FRAMING_RAW, .timeout_ms = -1, .max_frame = SK_DEFAULT_MAX_FRAME};
+    connect_cfg cfg = {.framing = SK_FRAMING_RAW, .timeout_ms = CLI_TIMEOUT_MS, .max_frame = SK_DEFAULT_MAX_FRAME};
     static const struct option longopts[] = {
         {"framing", required_argument, NULL, 'f'},
         {"timeout", required_argument, NULL, 't'},
@@ -534,14 +577,18 @@ int cmd_connect(int argc, char **argv)
         }
     }
     if (argc - optind != 1) {
-        cli_err(argc - optind == 0 ? "connect needs an address (try: sockit connect --help)"
-                                   : "connect takes one address");
+        if (argc - optind == 2 && strspn(argv[optind + 1], "0123456789") == strlen(argv[optind + 1]))
+            cli_err("connect takes one address: write HOST:PORT, as in %s:%s", argv[optind],
+                    argv[optind + 1]);
+        else
+            cli_err(argc - optind == 0 ? "connect needs an address (try: sockit connect --help)"
+                                       : "connect takes one address (HOST:PORT, unix:PATH, ...)");
         return EXIT_USAGE;
     }
     sk_addr addr;
     char err[300];
     if (sk_addr_parse(argv[optind], &addr, err, sizeof err) < 0) {
-        cli_err("bad address: %s", err);
+        cli_err("bad address: %s%s", err, cli_addr_hint(argv[optind]));
         return EXIT_USAGE;
     }
     int rc = cli_tls_prepare(&cfg.tls, &addr);

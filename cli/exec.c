@@ -29,7 +29,7 @@ enum {
     X_SOCKIT = 255   /* sockit's own failure: connection, authentication, protocol */
 };
 
-#define DEFAULT_TIMEOUT_MS 10000 /* connecting and authenticating, without --timeout */
+#define DEFAULT_TIMEOUT_MS CLI_TIMEOUT_MS /* connecting and authenticating, without --timeout */
 #define CHUNK (64u * 1024u)       /* one read of stdin = one STDIN frame at most */
 /* Bytes waiting for the socket above which stdin is not read: a server that
  * stops reading us (its command's stdin is full) slows us down instead of
@@ -44,7 +44,8 @@ enum {
 typedef struct exec_cfg {
     const char *addr_text;
     const char *token_file;
-    uint32_t timeout_ms; /* 0: no command limit requested */
+    uint32_t timeout_ms; /* --command-timeout; 0: no command limit requested */
+    uint32_t wait_ms;    /* --timeout: connecting and authenticating */
     bool no_stdin;
     const char *shell;   /* --sh STRING */
     char **argv;         /* CMD ARG... (NULL-terminated), unless shell */
@@ -55,16 +56,20 @@ typedef struct exec_cfg {
 static void usage(FILE *out)
 {
     fprintf(out,
-            "usage: sockit exec ADDR --token-file FILE [--timeout SEC] [-n] -- CMD [ARG...]\n"
-            "       sockit exec ADDR --token-file FILE [--timeout SEC] [-n] --sh 'STRING'\n"
+            "usage: sockit exec ADDR --token-file FILE [--timeout SEC] [--command-timeout SEC] [-n]\n"
+            "                   -- CMD [ARG...]\n"
+            "       sockit exec ADDR --token-file FILE [--timeout SEC] [--command-timeout SEC] [-n]\n"
+            "                   --sh 'STRING'\n"
             "\n"
             "Runs CMD with its arguments, exactly as given (no shell), on a `sockit serve exec`\n"
             "server. Its stdout and stderr come back to ours byte for byte; our stdin goes to it\n"
             "until it ends.\n"
             "  --token-file FILE  the shared secret (the server's token file; mode 600;\n"
             "                     make one with: sockit token FILE)\n"
-            "  --timeout SEC      stop the command after SEC (exit 124); also bounds connecting\n"
-            "                     and authenticating (default 10 s)\n"
+            "  --timeout SEC      time allowed to connect and authenticate (default 10); a\n"
+            "                     running command owes no answer, so it is never cut by this\n"
+            "  --command-timeout SEC  stop the command after SEC (exit 124; the server's own\n"
+            "                     serve exec --timeout still applies when shorter)\n"
             "  -n, --no-stdin     give the command no input (it reads end-of-file at once)\n"
             "  --sh 'STRING'      run STRING with /bin/sh -c (the server needs --allow-shell)\n"
             CLI_TLS_USAGE
@@ -114,10 +119,11 @@ static int write_all(int fd, const uint8_t *buf, size_t len)
 
 static int parse_args(exec_cfg *cfg, int argc, char **argv)
 {
-    enum { O_TOKEN = 256, O_TIMEOUT, O_SH };
+    enum { O_TOKEN = 256, O_TIMEOUT, O_SH, O_CMD_TIMEOUT };
     static const struct option longopts[] = {
         {"token-file", required_argument, NULL, O_TOKEN},
         {"timeout", required_argument, NULL, O_TIMEOUT},
+        {"command-timeout", required_argument, NULL, O_CMD_TIMEOUT},
         {"no-stdin", no_argument, NULL, 'n'},
         {"sh", required_argument, NULL, O_SH},
         CLI_TLS_LONGOPTS,
@@ -148,8 +154,14 @@ static int parse_args(exec_cfg *cfg, int argc, char **argv)
         case O_TOKEN: cfg->token_file = optarg; break;
         case O_SH: cfg->shell = optarg; break;
         case O_TIMEOUT:
-            if (cli_parse_seconds(optarg, &cfg->timeout_ms) < 0 || cfg->timeout_ms == 0) {
+            if (cli_parse_seconds(optarg, &cfg->wait_ms) < 0 || cfg->wait_ms == 0) {
                 cli_err("bad value \"%s\" for --timeout (seconds, more than 0)", optarg);
+                return -1;
+            }
+            break;
+        case O_CMD_TIMEOUT:
+            if (cli_parse_seconds(optarg, &cfg->timeout_ms) < 0 || cfg->timeout_ms == 0) {
+                cli_err("bad value \"%s\" for --command-timeout (seconds, more than 0)", optarg);
                 return -1;
             }
             break;
@@ -543,7 +555,7 @@ int cmd_exec(int argc, char **argv)
     sk_addr addr;
     char err[300];
     if (sk_addr_parse(cfg.addr_text, &addr, err, sizeof err) < 0) {
-        cli_err("bad address: %s", err);
+        cli_err("bad address: %s%s", err, cli_addr_hint(cfg.addr_text));
         return EXIT_USAGE;
     }
     if (addr.kind != SK_ADDR_TCP && addr.kind != SK_ADDR_UNIX && addr.kind != SK_ADDR_TLS) {
@@ -564,7 +576,7 @@ int cmd_exec(int argc, char **argv)
         cli_tls_free(&cfg.tls);
         return EXIT_USAGE;
     }
-    uint32_t limit = cfg.timeout_ms ? cfg.timeout_ms : DEFAULT_TIMEOUT_MS;
+    uint32_t limit = cfg.wait_ms ? cfg.wait_ms : DEFAULT_TIMEOUT_MS;
     uint64_t deadline = now_ms() + limit;
     char derr[600] = "";
     int fd = cli_dial(&addr, &cfg.tls, (int)limit, derr, sizeof derr);

@@ -16,7 +16,7 @@
 #include "../services/proto.h"
 #include "cli.h"
 
-#define FILES_CLI_TIMEOUT_MS 30000 /* connecting and each wait, without --timeout */
+#define FILES_CLI_TIMEOUT_MS CLI_TIMEOUT_MS /* connecting and each wait, without --timeout */
 
 /* The options every files command takes, and its positional arguments. */
 typedef struct files_cli {

@@ -25,7 +25,7 @@ static void usage(FILE *out)
             "an interrupted put resumes when run again.\n"
             "  --token-file FILE  the server's token (needed unless it runs without one)\n"
             "  --quiet            no progress bar (there is none unless stderr is a terminal)\n"
-            "  --timeout SEC      bound connecting and each wait for the server (default 30)\n"
+            "  --timeout SEC      bound connecting and each wait for the server (default 10)\n"
             CLI_TLS_USAGE
             "Exit status: 0 uploaded and verified, 1 failure (one line says why), 2 usage.\n");
 }

@@ -1,0 +1,155 @@
+"""What a new user trips on: help for every command, usage hints for the
+common address slips, one meaning of --timeout in every client, and a
+sturdy interactive connect prompt (escaped server bytes, a way to send q)."""
+
+import os
+import socket
+import subprocess
+import threading
+import time
+
+from helpers import SOCKIT, SockitTestCase
+from test_connect import PtySession
+from test_exec import ExecCase
+
+COMMANDS = ("serve", "connect", "chat", "exec", "put", "get", "ls", "bench", "cert", "token")
+
+
+class HelpForEveryCommand(SockitTestCase):
+
+    def test_help_cmd_is_cmd_dash_dash_help(self):
+        for cmd in COMMANDS:
+            with self.subTest(cmd=cmd):
+                a = self.sockit("help", cmd, timeout=10)
+                b = self.sockit(cmd, "--help", timeout=10)
+                self.assertEqual(a.returncode, 0, a.stderr)
+                self.assertEqual(b.returncode, 0, b.stderr)
+                self.assertTrue(a.stdout.startswith(b"usage: sockit " + cmd.encode()), a.stdout[:80])
+                self.assertEqual(a.stdout, b.stdout)
+
+    def test_every_client_states_the_same_timeout_default(self):
+        for cmd in ("connect", "chat", "exec", "put", "get", "ls", "bench"):
+            with self.subTest(cmd=cmd):
+                out = self.sockit(cmd, "--help", timeout=10).stdout.decode()
+                i = out.find("  --timeout SEC")
+                self.assertGreaterEqual(i, 0, "%s --help has no --timeout" % cmd)
+                self.assertIn("default 10", out[i:i + 200], out[i:i + 200])
+
+
+class AddressHints(SockitTestCase):
+
+    CASES = [
+        (["connect", "127.0.0.1", "9000"], "127.0.0.1:9000"),
+        (["connect", "path/x.sock"], "unix:path/x.sock"),
+        (["connect", "x.sock"], "unix:x.sock"),
+        (["serve", "echo", "9006"], "127.0.0.1:9006"),
+        (["put", "9004", "f"], "127.0.0.1:9004"),
+        (["chat", "run/chat.sock"], "unix:run/chat.sock"),
+    ]
+
+    def test_hint_names_the_spelling_that_works(self):
+        for argv, fix in self.CASES:
+            with self.subTest(argv=" ".join(argv)):
+                cp = self.sockit(*argv, input=b"", timeout=10)
+                lines = cp.stderr.decode().strip().splitlines()
+                self.assertEqual(cp.returncode, 2, lines)
+                self.assertEqual(len(lines), 1, lines)
+                self.assertIn(fix, lines[0])
+
+
+class SilentServer:
+    """A TCP listener that accepts and reads but never answers."""
+
+    def __init__(self, test):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(4)
+        self.sock.settimeout(30)
+        self.port = self.sock.getsockname()[1]
+        self.conns = []
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+        test.addCleanup(self.close)
+
+    def _run(self):
+        try:
+            c, _ = self.sock.accept()
+        except OSError:
+            return
+        self.conns.append(c)
+        c.settimeout(30)
+        try:
+            while c.recv(4096):
+                pass
+        except OSError:
+            pass
+
+    def close(self):
+        for c in self.conns:
+            c.close()
+        self.sock.close()
+
+
+class ConnectTimeout(SockitTestCase):
+
+    def test_pause_in_stdin_is_not_a_timeout(self):
+        srv = self.serve("echo", "127.0.0.1:0")
+        p = self.popen([SOCKIT, "connect", srv.addr, "--timeout", "1"], stdin=subprocess.PIPE,
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        p.stdin.write(b"a\n")
+        p.stdin.flush()
+        time.sleep(2.0)           # the pause under test: longer than --timeout
+        p.stdin.write(b"b\n")
+        p.stdin.close()
+        out, err = p.stdout.read(), p.stderr.read()
+        self.assertEqual(p.wait(20), 0, err)
+        self.assertEqual(out, b"a\nb\n")
+
+    def test_reply_owed_is_bounded_by_default(self):
+        s = SilentServer(self)
+        t0 = time.monotonic()
+        cp = self.sockit("connect", "127.0.0.1:%d" % s.port, input=b"x\n", timeout=40)
+        elapsed = time.monotonic() - t0
+        self.assertEqual(cp.returncode, 1, cp.stderr)
+        self.assertIn(b"no reply within 10.0 s", cp.stderr)
+        self.assertGreater(elapsed, 9)
+        self.assertLess(elapsed, 20)
+
+
+class ExecTimeouts(ExecCase):
+
+    def test_timeout_does_not_cut_a_running_command(self):
+        srv = self.exec_server()
+        cp = self.run_exec(srv, "--timeout", "0.5", "--", "sh", "-c", "sleep 1.5; echo done")
+        self.assertEqual(cp.returncode, 0, cp.stderr)
+        self.assertEqual(cp.stdout, b"done\n")
+
+    def test_command_timeout_stops_the_command(self):
+        srv = self.exec_server()
+        cp = self.run_exec(srv, "--command-timeout", "0.5", "--", "sleep", "30")
+        self.assertEqual(cp.returncode, 124, cp.stderr)
+
+
+class PromptEscapes(SockitTestCase):
+
+    def test_server_control_bytes_are_shown_escaped(self):
+        srv = self.serve("greet", "127.0.0.1:0", "--message", "\x1b[2J\x1b]0;pwned\x07hi\r\n")
+        t = PtySession(self, [SOCKIT, "connect", srv.addr])
+        seen = t.expect(b"hi")
+        t.type(b"q\r")
+        t.wait(10)
+        seen += t.buf
+        self.assertNotIn(b"\x1b", seen)
+        self.assertNotIn(b"\x07", seen)
+        self.assertIn(b"^[[2J^[]0;pwned^Ghi", seen)
+
+    def test_backslash_q_sends_q(self):
+        srv = self.serve("upper", "127.0.0.1:0")
+        t = PtySession(self, [SOCKIT, "connect", srv.addr])
+        t.expect(b"> ")
+        t.type(b"\\q\r")
+        t.expect(b"Q")
+        t.type(b"\\\\q\r")
+        t.expect(b"\\Q")
+        t.type(b"q\r")
+        self.assertEqual(t.wait(10), 0, t.buf)
