@@ -8,7 +8,7 @@ import subprocess
 import threading
 import time
 
-from helpers import SOCKIT, SockitTestCase
+from helpers import ROOT, SOCKIT, SockitTestCase
 from test_connect import PtySession
 from test_exec import ExecCase
 
@@ -153,3 +153,22 @@ class PromptEscapes(SockitTestCase):
         t.expect(b"\\Q")
         t.type(b"q\r")
         self.assertEqual(t.wait(10), 0, t.buf)
+
+
+class MakeAlone(SockitTestCase):
+
+    def test_plain_make_checks_build_packages_first(self):
+        # A fresh machine as a non-root user: every package missing, id -u 1000.
+        # `make` alone must stop with the exact apt-get line before compiling.
+        stubs = self.path("stubs")
+        os.mkdir(stubs)
+        for name, body in (("dpkg-query", "exit 1"), ("id", "echo 1000")):
+            with open(os.path.join(stubs, name), "w") as f:
+                f.write("#!/bin/sh\n%s\n" % body)
+            os.chmod(os.path.join(stubs, name), 0o755)
+        env = dict(os.environ, PATH=stubs + ":" + os.environ.get("PATH", ""))
+        cp = subprocess.run(["make", "-s", "BUILD=" + self.path("b")], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=60)
+        self.assertNotEqual(cp.returncode, 0, cp.stdout)
+        self.assertIn(b"apt-get update && apt-get install -y gcc make", cp.stdout)
+        self.assertFalse(os.path.exists(self.path("b/obj")), "compiled before the package check")
