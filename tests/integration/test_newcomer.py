@@ -172,3 +172,34 @@ class MakeAlone(SockitTestCase):
         self.assertNotEqual(cp.returncode, 0, cp.stdout)
         self.assertIn(b"apt-get update && apt-get install -y gcc make", cp.stdout)
         self.assertFalse(os.path.exists(self.path("b/obj")), "compiled before the package check")
+
+
+class BenchSaysWhatHappened(SockitTestCase):
+
+    def bench(self, addr, *extra):
+        return self.sockit("bench", addr, "-d", "1", "-c", "1", "--warmup", "0", *extra, timeout=30)
+
+    def test_greet_is_named(self):
+        srv = self.serve("greet", "127.0.0.1:0")
+        for mode in ("frame", "raw"):
+            with self.subTest(mode=mode):
+                cp = self.bench(srv.addr, "--mode", mode)
+                self.assertEqual(cp.returncode, 1, cp.stderr)
+                self.assertIn(b"greet", cp.stderr)
+
+    def test_tls_port_without_tls_scheme_is_named(self):
+        cp = self.sockit("cert", self.path("srv"))
+        self.assertEqual(cp.returncode, 0, cp.stderr)
+        srv = self.serve("echo", "tls://127.0.0.1:0", "--cert", self.path("srv.crt"),
+                         "--key", self.path("srv.key"))
+        cp = self.bench(srv.addr.replace("tls://", ""), "--mode", "raw")
+        self.assertEqual(cp.returncode, 1, cp.stderr)
+        self.assertIn(b"tls://", cp.stderr)
+
+    def test_silent_server_is_a_timeout(self):
+        s = SilentServer(self)
+        t0 = time.monotonic()
+        cp = self.bench("127.0.0.1:%d" % s.port, "--timeout", "1", "-d", "5")
+        self.assertEqual(cp.returncode, 1, cp.stderr)
+        self.assertIn(b"no reply within 1.0 s", cp.stderr)
+        self.assertLess(time.monotonic() - t0, 4)
