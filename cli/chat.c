@@ -84,8 +84,8 @@ typedef struct chat_client {
     char last_in; /* last byte read from stdin (pipe mode) */
     uint64_t quit_at;
     int sigfd;    /* SIGINT, SIGTERM, SIGHUP, SIGWINCH */
-    /* Pipe mode with --nick: stdin is not read until the server has said
-     * the nick is ours, so that no line goes out under a guest nick. */
+    /* With --nick: stdin is not read until the server has said the nick
+     * is ours, so that no line goes out under a guest nick. */
     const char *nick_wanted;
     uint64_t nick_deadline;
     int nick_wait_ms;
@@ -124,7 +124,8 @@ static void usage(FILE *out)
     fprintf(out,
             "usage: sockit chat ADDR [--nick NAME] [--timeout SEC]\n"
             "\n"
-            "Joins the chat room of `sockit serve chat` at ADDR (HOST:PORT or unix:PATH).\n"
+            "Joins the chat room of `sockit serve chat` at ADDR (HOST:PORT, unix:PATH or\n"
+            "tls://HOST:PORT).\n"
             "On a terminal: type a line and Enter to send it to everyone; lines from others\n"
             "appear above the line you are typing; Up/Down recall earlier lines. /nick NAME,\n"
             "/who, /me TEXT, /help; /quit or Ctrl-D leaves, and so does a terminal that\n"
@@ -133,9 +134,10 @@ static void usage(FILE *out)
             "stdout, and at the end of stdin the client sends /quit and exits when the server\n"
             "closes.\n"
             "  --nick NAME     take this nick after joining (1-32 of A-Z a-z 0-9 _ -);\n"
-            "                  without a terminal, nothing is sent before the server\n"
-            "                  grants it, and a taken nick exits 1\n"
-            "  --timeout SEC   bounds connecting and the wait for --nick (default 10)\n"
+            "                  nothing is sent before the server grants it (on a terminal\n"
+            "                  too), and a taken nick exits 1 with one line\n"
+            "  --timeout SEC   time allowed to connect and for the answer to --nick, /quit\n"
+            "                  (default 10); a pause in typing is never a timeout\n"
             CLI_TLS_USAGE
             "Exit codes: 0 left or the server closed, 1 connection failed or lost or --nick\n"
             "refused, 2 usage, 128+N left on signal N.\n");
@@ -336,7 +338,7 @@ static void on_line(char *line)
 
 /* ------------------------------------------------------------- socket */
 
-/* Pipe mode, --nick sent: is this server line the answer? 1: the nick is
+/* --nick sent: is this server line the answer? 1: the nick is
  * ours ("*** you are now NICK"), -1: refused ("*** error: ...", reported
  * in one line), 0: some other line (the welcome, a join). */
 static int nick_answer(chat_client *c, const uint8_t *line, size_t len)
@@ -348,6 +350,12 @@ static int nick_answer(chat_client *c, const uint8_t *line, size_t len)
     static const char err[] = "*** error: ";
     if (len < sizeof err - 1 || memcmp(line, err, sizeof err - 1) != 0)
         return 0;
+    /* On a terminal the prompt goes first, so the refusal is one clean line. */
+    if (c->editing) {
+        stop_editing(c);
+        fputs("\n", stdout);
+        fflush(stdout);
+    }
     bytes text = {0};
     if (add_shown(&text, line + sizeof err - 1, len - (sizeof err - 1)) == 0)
         cli_err("%.*s; nothing was sent", (int)text.len, (const char *)text.data);
@@ -705,11 +713,11 @@ int cmd_chat(int argc, char **argv)
         char line[64];
         int n = snprintf(line, sizeof line, "/nick %s", nick);
         queue_line(&c, line, (size_t)n);
-        if (!c.tty) {
-            c.nick_wanted = nick;
-            c.nick_wait_ms = timeout_ms;
-            c.nick_deadline = now_ms() + (uint64_t)timeout_ms;
-        }
+        /* On a terminal too: a line typed early must never go out under
+         * the guest nick, so stdin waits for the server's answer. */
+        c.nick_wanted = nick;
+        c.nick_wait_ms = timeout_ms;
+        c.nick_deadline = now_ms() + (uint64_t)timeout_ms;
     }
     if (c.tty) {
         setlocale(LC_CTYPE, "");

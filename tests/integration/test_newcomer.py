@@ -3,6 +3,7 @@ common address slips, one meaning of --timeout in every client, and a
 sturdy interactive connect prompt (escaped server bytes, a way to send q)."""
 
 import os
+import re
 import socket
 import subprocess
 import threading
@@ -10,6 +11,7 @@ import time
 
 from helpers import ROOT, SOCKIT, SockitTestCase
 from test_connect import PtySession
+from test_chat import ChatCase, Member
 from test_exec import ExecCase
 
 COMMANDS = ("serve", "connect", "chat", "exec", "put", "get", "ls", "bench", "cert", "token")
@@ -203,3 +205,20 @@ class BenchSaysWhatHappened(SockitTestCase):
         self.assertEqual(cp.returncode, 1, cp.stderr)
         self.assertIn(b"no reply within 1.0 s", cp.stderr)
         self.assertLess(time.monotonic() - t0, 4)
+
+
+class ChatTakenNickOnTerminal(ChatCase):
+
+    def test_taken_nick_on_a_terminal_exits_1_and_posts_nothing(self):
+        srv = self.chat()
+        bob = Member(self, srv.addr)
+        bob.send("/nick bob")
+        bob.expect("*** you are now bob")
+        t = PtySession(self, [SOCKIT, "chat", srv.addr, "--nick", "bob"])
+        t.type(b"typed early\r")      # before the server's answer: must never be posted
+        rc = t.wait(10)
+        self.assertEqual(rc, 1, t.buf)
+        self.assertIn(b"nick bob is taken", t.buf)
+        before, _ = bob.skip_until(re.compile(r"^\*\*\* guest\d+ left$"))
+        self.assertFalse([x for x in before if "typed early" in x], before)
+        self.assertEqual(bob.who(), ["bob"])
