@@ -2,17 +2,26 @@
 common address slips, one meaning of --timeout in every client, and a
 sturdy interactive connect prompt (escaped server bytes, a way to send q)."""
 
+import fcntl
+import glob
 import os
 import re
+import select
+import signal
 import socket
+import struct
 import subprocess
+import termios
 import threading
 import time
 
-from helpers import ROOT, SOCKIT, SockitTestCase
+import helpers
+
+from helpers import ROOT, SOCKIT, SockitTestCase, wait_until
 from test_connect import PtySession
 from test_chat import ChatCase, Member
 from test_exec import ExecCase
+from test_files import MiB, FilesCase, write_random
 
 COMMANDS = ("serve", "connect", "chat", "exec", "put", "get", "ls", "bench", "cert", "token")
 
@@ -222,3 +231,184 @@ class ChatTakenNickOnTerminal(ChatCase):
         before, _ = bob.skip_until(re.compile(r"^\*\*\* guest\d+ left$"))
         self.assertFalse([x for x in before if "typed early" in x], before)
         self.assertEqual(bob.who(), ["bob"])
+
+
+class StallRelay(threading.Thread):
+    """A TCP relay for one connection that passes at most `up` bytes from the
+    client and `down` bytes from the server, then holds: the transfer stalls
+    mid-way, with part of it already stored, until the test interrupts it."""
+
+    def __init__(self, target, up=None, down=None):
+        super().__init__(daemon=True)
+        self.target = target
+        self.limit = {"up": up, "down": down}
+        self.ls = socket.socket()
+        self.ls.bind(("127.0.0.1", 0))
+        self.ls.listen(1)
+        self.ls.settimeout(30)
+        self.addr = "127.0.0.1:%d" % self.ls.getsockname()[1]
+        self.socks = []
+        self.start()
+
+    def _pump(self, src, dst, way):
+        left = self.limit[way]
+        try:
+            while left is None or left > 0:
+                data = src.recv(65536 if left is None else min(65536, left))
+                if not data:
+                    break
+                dst.sendall(data)
+                if left is not None:
+                    left -= len(data)
+        except OSError:
+            pass
+
+    def run(self):
+        try:
+            c, _ = self.ls.accept()
+        except OSError:
+            return
+        u = socket.create_connection(self.target, timeout=30)
+        c.settimeout(30)
+        self.socks += [c, u]
+        threading.Thread(target=self._pump, args=(c, u, "up"), daemon=True).start()
+        self._pump(u, c, "down")
+
+    def close(self):
+        # shutdown first: a thread blocked in recv keeps a closed socket alive.
+        for s in self.socks + [self.ls]:
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            s.close()
+
+
+class FilesHabits(FilesCase):
+
+    def relay(self, srv, **limits):
+        r = StallRelay(helpers.parse_addr(srv.addr)[2], **limits)
+        self.addCleanup(r.close)
+        return r
+
+    def partials(self, where):
+        return glob.glob(os.path.join(where, ".sockit-partial.*"))
+
+    def test_put_into_an_existing_remote_directory(self):
+        srv = self.files_server()
+        os.mkdir(os.path.join(self.root, "backups"))
+        src = write_random(self.path("f.bin"), 1000)
+        cp = self.run_files("put", srv.addr, src, "backups")
+        self.assertEqual(cp.returncode, 0, cp.stderr)
+        self.assertTrue(os.path.isfile(os.path.join(self.root, "backups", "f.bin")))
+
+    def test_get_into_dot(self):
+        srv = self.files_server()
+        write_random(os.path.join(self.root, "f.bin"), 1000)
+        cp = subprocess.run([SOCKIT, "get", srv.addr, "f.bin", "."], cwd=self.local,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=30)
+        self.assertEqual(cp.returncode, 0, cp.stderr)
+        self.assertEqual(os.path.getsize(os.path.join(self.local, "f.bin")), 1000)
+
+    def test_no_clobber(self):
+        srv = self.files_server()
+        write_random(os.path.join(self.root, "f.bin"), 1000)
+        mine = write_random(os.path.join(self.local, "f.bin"), 10)
+        cp = self.run_files("get", srv.addr, "f.bin", mine, "--no-clobber")
+        self.assertFails(cp, 1, "--no-clobber")
+        self.assertEqual(os.path.getsize(mine), 10)
+        cp = self.run_files("put", srv.addr, mine, "f.bin", "--no-clobber")
+        self.assertFails(cp, 1, "--no-clobber")
+        self.assertEqual(os.path.getsize(os.path.join(self.root, "f.bin")), 1000)
+        cp = self.run_files("get", srv.addr, "f.bin", mine)           # without it: replaced
+        self.assertEqual(cp.returncode, 0, cp.stderr)
+        self.assertEqual(os.path.getsize(mine), 1000)
+
+    def interrupt(self, argv, stored):
+        p = self.popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        ok = wait_until(stored, 20)
+        self.assertTrue(ok, "nothing was stored before the interrupt")
+        p.send_signal(signal.SIGINT)
+        out, err = p.communicate(timeout=20)
+        self.assertEqual(p.returncode, 130, err)
+        lines = err.decode().strip().splitlines()
+        self.assertEqual(len(lines), 1, lines)
+        return lines[0]
+
+    def test_ctrl_c_on_get_says_what_is_kept_and_resumes(self):
+        srv = self.files_server()
+        src = write_random(os.path.join(self.root, "big.bin"), 12 * MiB)
+        r = self.relay(srv, down=6 * MiB)
+        dst = os.path.join(self.local, "big.bin")
+        line = self.interrupt([SOCKIT, "get", r.addr, "big.bin", dst],
+                              lambda: any(os.path.getsize(x) > 0 for x in self.partials(self.local)))
+        self.assertIn("run the same command again to resume", line)
+        self.assertEqual(len(self.partials(self.local)), 1)
+        cp = self.run_files("get", srv.addr, "big.bin", dst)
+        self.assertEqual(cp.returncode, 0, cp.stderr)
+        with open(src, "rb") as a, open(dst, "rb") as b:
+            self.assertEqual(a.read(), b.read())
+        self.assertEqual(self.partials(self.local), [])
+
+    def test_ctrl_c_on_get_with_no_resume_removes_the_partial(self):
+        srv = self.files_server()
+        write_random(os.path.join(self.root, "big.bin"), 12 * MiB)
+        r = self.relay(srv, down=6 * MiB)
+        line = self.interrupt([SOCKIT, "get", r.addr, "big.bin", self.local + "/", "--no-resume"],
+                              lambda: any(os.path.getsize(x) > 0 for x in self.partials(self.local)))
+        self.assertIn("removed", line)
+        self.assertEqual(self.partials(self.local), [])
+
+    def test_ctrl_c_on_put_says_the_server_keeps_it(self):
+        srv = self.files_server()
+        src = write_random(self.path("big.bin"), 16 * MiB)
+        r = self.relay(srv, up=2 * MiB)
+        line = self.interrupt([SOCKIT, "put", r.addr, src],
+                              lambda: any(os.path.getsize(x) > 0 for x in self.partials(self.root)))
+        self.assertIn("run the same command again to resume", line)
+        r.close()
+        srv.wait_line(r"put big.bin interrupted after")
+        cp = self.run_files("put", srv.addr, src)
+        self.assertEqual(cp.returncode, 0, cp.stderr)
+        self.assertEqual(os.path.getsize(os.path.join(self.root, "big.bin")), 16 * MiB)
+
+    def test_stale_get_partials_are_removed_after_the_ttl(self):
+        srv = self.files_server()
+        write_random(os.path.join(self.root, "f.bin"), 1000)
+        old = os.path.join(self.local, ".sockit-partial.gone.bin.0123456789abcdef")
+        fresh = os.path.join(self.local, ".sockit-partial.kept.bin.0123456789abcdef")
+        for p in (old, fresh):
+            with open(p, "wb") as f:
+                f.write(b"x" * 100)
+        t = time.time() - 120
+        os.utime(old, (t, t))
+        cp = self.run_files("get", srv.addr, "f.bin", self.local + "/", "--partial-ttl", "60")
+        self.assertEqual(cp.returncode, 0, cp.stderr)
+        self.assertFalse(os.path.exists(old), "a partial older than --partial-ttl was kept")
+        self.assertTrue(os.path.exists(fresh), "a recent partial was removed")
+
+    def test_progress_line_fits_a_narrow_terminal(self):
+        srv = self.files_server()
+        src = write_random(self.path("a-rather-long-file-name-for-the-bar.bin"), 4 * MiB)
+        master, slave = os.openpty()
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 50, 0, 0))
+        p = self.popen([SOCKIT, "put", srv.addr, src], stdin=subprocess.DEVNULL,
+                       stdout=subprocess.DEVNULL, stderr=slave)
+        os.close(slave)
+        out = b""
+        while True:
+            r, _, _ = select.select([master], [], [], 20)
+            if not r:
+                break
+            try:
+                data = os.read(master, 65536)
+            except OSError:
+                break
+            if not data:
+                break
+            out += data
+        os.close(master)
+        self.assertEqual(p.wait(20), 0, out)
+        self.assertIn(b"100%", out)
+        for seg in re.split(rb"[\r\n]", out.replace(b"\x1b[K", b"")):
+            self.assertLess(len(seg), 50, "a progress line wider than the terminal: %r" % seg)
