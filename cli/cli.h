@@ -64,6 +64,10 @@ int cli_tls_prepare(cli_tls *t, const sk_addr *addr);
 /* sk_dial, or sk_tls_dial for tls:// (close the result with sk_sock_close). */
 int cli_dial(const sk_addr *addr, const cli_tls *t, int timeout_ms, char *err, size_t errlen);
 void cli_tls_free(cli_tls *t);
+/* serve's --cert and --key, before the library reads them: a key given as
+ * the certificate (or the reverse) is named as such, and a key readable by
+ * group or others is warned about. Returns 0, or -1 after one line. */
+int cli_tls_check_server_files(const char *cert, const char *key);
 
 int cmd_serve(int argc, char **argv);
 int cmd_cert(int argc, char **argv);

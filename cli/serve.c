@@ -628,6 +628,8 @@ static int parse_args(serve_state *st, int argc, char **argv)
         cli_err("--max-handshakes applies to tls:// addresses only");
         return -1;
     }
+    if (tls && cli_tls_check_server_files(cfg->cert, cfg->key) < 0)
+        return -1;
     if (tls) {
         char err[600];
         if (sk_tls_server_new(cfg->cert, cfg->key, &st->tls, err, sizeof err) < 0) {

@@ -412,3 +412,38 @@ class FilesHabits(FilesCase):
         self.assertIn(b"100%", out)
         for seg in re.split(rb"[\r\n]", out.replace(b"\x1b[K", b"")):
             self.assertLess(len(seg), 50, "a progress line wider than the terminal: %r" % seg)
+
+
+class ErrorWording(SockitTestCase):
+
+    def setUp(self):
+        super().setUp()
+        cp = self.sockit("cert", self.path("demo"))
+        self.assertEqual(cp.returncode, 0, cp.stderr)
+        self.crt, self.key = self.path("demo.crt"), self.path("demo.key")
+
+    def one_line(self, cp, code, *words):
+        lines = cp.stderr.decode().strip().splitlines()
+        self.assertEqual(cp.returncode, code, lines)
+        self.assertEqual(len(lines), 1, lines)
+        for w in words:
+            self.assertIn(w, lines[0])
+
+    def test_key_given_as_certificate_says_so(self):
+        cp = self.sockit("serve", "echo", "tls://127.0.0.1:0", "--cert", self.key, "--key", self.key)
+        self.one_line(cp, 2, "private key, not a certificate")
+        cp = self.sockit("serve", "echo", "tls://127.0.0.1:0", "--cert", self.crt, "--key", self.crt)
+        self.one_line(cp, 2, "certificate, not a private key")
+
+    def test_missing_ca_and_missing_cert_exit_alike(self):
+        cp = self.sockit("connect", "tls://127.0.0.1:1", "--ca", self.path("nope.crt"), input=b"")
+        self.one_line(cp, 2, "nope.crt")
+        cp = self.sockit("serve", "echo", "tls://127.0.0.1:0", "--cert", self.path("nope.crt"),
+                         "--key", self.key)
+        self.assertEqual(cp.returncode, 2, cp.stderr)
+
+    def test_group_readable_key_is_warned_about(self):
+        os.chmod(self.key, 0o644)
+        srv = self.serve("echo", "tls://127.0.0.1:0", "--cert", self.crt, "--key", self.key)
+        self.assertIn("readable by group or others", srv.stderr_text())
+        self.assertIn("chmod 600", srv.stderr_text())
