@@ -447,3 +447,18 @@ class ErrorWording(SockitTestCase):
         srv = self.serve("echo", "tls://127.0.0.1:0", "--cert", self.crt, "--key", self.key)
         self.assertIn("readable by group or others", srv.stderr_text())
         self.assertIn("chmod 600", srv.stderr_text())
+
+
+class ManPageCoversEveryCommand(SockitTestCase):
+
+    def test_synopsis_and_commands_name_every_command(self):
+        with open(os.path.join(ROOT, "docs", "sockit.1"), encoding="utf-8") as f:
+            man = f.read()
+        synopsis = man.split(".SH SYNOPSIS", 1)[1].split(".SH ", 1)[0]
+        commands = man.split(".SH COMMANDS", 1)[1].split(".SH ", 1)[0]
+        for cmd in COMMANDS + ("help",):
+            with self.subTest(cmd=cmd):
+                self.assertIn(".B sockit %s" % cmd, synopsis)
+                self.assertRegex(commands, r'\.B[I]? "?%s\b' % cmd)
+        self.assertIn(".SS bench options", man)
+        self.assertIn("command\\-timeout", man)
