@@ -462,3 +462,52 @@ class ManPageCoversEveryCommand(SockitTestCase):
                 self.assertRegex(commands, r'\.B[I]? "?%s\b' % cmd)
         self.assertIn(".SS bench options", man)
         self.assertIn("command\\-timeout", man)
+
+
+TRY_RE = re.compile(r"^sockit: try (\w+)\s+(build/sockit .*?)(?:\s+\(or: .*\))?\s*$")
+
+
+class DemoTour(SockitTestCase):
+    """The Quick start's `try` lines, as the README prints them, run against
+    the demo set of `make run` (`sockit serve` with no arguments, on
+    9000-9005) inside a private network namespace, so the demo ports can
+    never collide with anything else on this machine."""
+
+    def readme_try_lines(self):
+        with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
+            found = [TRY_RE.match(l) for l in f.read().splitlines()]
+        return [(m.group(1), m.group(2)) for m in found if m]
+
+    def test_quick_start_try_lines_run_as_written(self):
+        if subprocess.run(["unshare", "-n", "true"], stderr=subprocess.DEVNULL).returncode != 0:
+            self.skipTest("unshare -n is not permitted here (needs root or user namespaces)")
+        tries = self.readme_try_lines()
+        self.assertEqual([n for n, _ in tries], ["echo", "upper", "greet", "chat", "files", "exec"])
+        with open(self.path("FILE"), "w") as f:
+            f.write("a file for the demo\n")
+        steps = []
+        for name, cmd in tries:
+            cmd = cmd.replace("build/sockit", SOCKIT, 1)
+            steps.append('echo hello | timeout 20 %s >out.%s 2>&1; echo "RC %s $?"' % (cmd, name, name))
+        script = "\n".join([
+            "ip link set lo up || exit 97",
+            "%s serve 2>serve.log &" % SOCKIT,
+            "srv=$!",
+            # readiness: the demo prints its last line once every service listens
+            "for i in $(seq 200); do grep -q 'Ctrl-C stops' serve.log && break; sleep 0.05; done",
+        ] + steps + ["kill -TERM $srv", "wait $srv", 'echo "RC serve $?"'])
+        cp = subprocess.run(["unshare", "-n", "sh", "-c", script], cwd=self.tmp,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=200)
+        out = cp.stdout.decode("utf-8", "replace")
+        if cp.returncode == 97:
+            self.skipTest("cannot bring up lo in a new network namespace")
+        with open(self.path("serve.log"), encoding="utf-8", errors="replace") as f:
+            log = f.read()
+        for name, cmd in tries:
+            with self.subTest(name=name):
+                self.assertIn("RC %s 0" % name, out, "%s failed: %s\n%s" % (
+                    cmd, open(self.path("out." + name), errors="replace").read(), log[-2000:]))
+                # The demo prints the same try line as the README (with its argv[0]).
+                self.assertIn(cmd.replace("build/sockit", SOCKIT, 1), log[:4000])
+        self.assertIn("RC serve 0", out, log[-2000:])
+        self.assertEqual(os.path.getsize(os.path.join(self.tmp, "sockit-files", "FILE")), 20)
