@@ -14,10 +14,8 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "pump.h"
 
-/* Bytes waiting to go to the socket: when full, stdin is not read, so a
- * server that stops reading slows us down instead of growing our memory. */
-#define OUT_MAX (256u * 1024u)
 #define CHUNK (64u * 1024u)
 
 typedef struct connect_cfg {
@@ -115,7 +113,7 @@ typedef struct stream_client {
     bool stdin_open, shut_sent, peer_open;
     bool awaiting;      /* sent something, nothing back yet (for --timeout) */
     uint64_t owed_since; /* when awaiting became true: --timeout counts from here */
-    bytes out;          /* encoded, waiting for the socket */
+    cli_pump pump;      /* the poll loop and what waits for the socket */
     bytes line;         /* stdin bytes not yet forming a whole line */
     bytes in;           /* socket bytes not yet forming a whole message */
     sk_decoder dec;
@@ -144,13 +142,13 @@ static int queue_message(stream_client *sc, const uint8_t *data, size_t len)
             return -1;
         uint8_t hdr[SK_FRAME_HEADER];
         sk_frame_header(hdr, (uint32_t)len);
-        if (bytes_add(&sc->out, hdr, sizeof hdr) < 0)
+        if (cli_pump_queue(&sc->pump, hdr, sizeof hdr) < 0)
             return -1;
-        return bytes_add(&sc->out, data, len);
+        return cli_pump_queue(&sc->pump, data, len);
     }
-    if (bytes_add(&sc->out, data, len) < 0)
+    if (cli_pump_queue(&sc->pump, data, len) < 0)
         return -1;
-    return bytes_add(&sc->out, "\n", 1);
+    return cli_pump_queue(&sc->pump, "\n", 1);
 }
 
 /* One complete input line (without "\n"). Returns -1 to quit. */
@@ -204,7 +202,7 @@ static int read_stdin(stream_client *sc)
     }
     if (!sc->interactive && sc->cfg->framing == SK_FRAMING_RAW) {
         owe_reply(sc);
-        return bytes_add(&sc->out, buf, (size_t)n);
+        return cli_pump_queue(&sc->pump, buf, (size_t)n);
     }
     if (bytes_add(&sc->line, buf, (size_t)n) < 0)
         return -1;
@@ -313,15 +311,10 @@ static int read_socket(stream_client *sc)
 
 static int write_socket(stream_client *sc)
 {
-    ssize_t n = sk_sock_send(sc->fd, sc->out.data, sc->out.len);
-    if (n < 0) {
-        if (n == -EAGAIN)
-            return 0;
-        cli_err("send: %s", sk_strerror((int)n));
-        return -1;
-    }
-    bytes_drop(&sc->out, (size_t)n);
-    return 0;
+    int rc = cli_pump_flush(&sc->pump);
+    if (rc < 0)
+        cli_err("send: %s", sk_strerror(rc));
+    return rc < 0 ? -1 : 0;
 }
 
 static int run_stream(connect_cfg *cfg, const sk_addr *addr)
@@ -333,11 +326,12 @@ static int run_stream(connect_cfg *cfg, const sk_addr *addr)
         return EXIT_RUNTIME;
     }
     stream_client sc = {.cfg = cfg, .fd = fd, .stdin_open = true, .peer_open = true};
+    cli_pump_init(&sc.pump, fd, -1);
     sc.interactive = isatty(STDIN_FILENO);
     sk_decoder_init(&sc.dec, cfg->framing, cfg->framing == SK_FRAMING_FRAME ? cfg->max_frame : 0);
     /* stdin as a regular file cannot be polled; it is always readable. */
     struct stat st;
-    bool stdin_file = fstat(STDIN_FILENO, &st) == 0 && S_ISREG(st.st_mode);
+    sc.pump.stdin_file = fstat(STDIN_FILENO, &st) == 0 && S_ISREG(st.st_mode);
     if (sc.interactive) {
         char text[400];
         sk_addr_format(addr, text, sizeof text);
@@ -350,51 +344,36 @@ static int run_stream(connect_cfg *cfg, const sk_addr *addr)
     }
     int status = EXIT_OK;
     while (sc.peer_open && !sc.quit) {
-        if (!sc.stdin_open && sc.out.len == 0 && !sc.shut_sent) {
+        if (!sc.stdin_open && sc.pump.out_len == 0 && !sc.shut_sent) {
             /* Half-close: the server sees our end of input and still sends
              * every reply it owes. */
             sk_sock_shutdown(fd);
             sc.shut_sent = true;
         }
-        struct pollfd p[2] = {{.fd = fd, .events = POLLIN}, {.fd = -1}};
-        if (sc.out.len > 0)
-            p[0].events |= POLLOUT;
-        bool want_stdin = sc.stdin_open && sc.out.len < OUT_MAX;
-        if (want_stdin && !stdin_file)
-            p[1] = (struct pollfd){.fd = STDIN_FILENO, .events = POLLIN};
-        int wait = -1;
-        /* TLS: bytes already decrypted are not seen by poll(). */
-        bool pending = sk_sock_pending(fd);
-        if ((want_stdin && stdin_file) || pending)
-            wait = 0;
-        else if (sc.awaiting && !sc.interactive) {
-            uint64_t deadline = sc.owed_since + (uint64_t)cfg->timeout_ms, now = now_ms();
-            if (now >= deadline && sc.out.len == 0) {
-                cli_err("no reply within %.1f s", cfg->timeout_ms / 1000.0);
-                status = EXIT_RUNTIME;
-                break;
-            }
-            wait = (int)(deadline > now ? deadline - now : 0);
-        }
-        int n = poll(p, 2, wait);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            cli_err("poll: %s", strerror(errno));
+        /* A reply owed is bounded by --timeout from the send it answers;
+         * bytes still queued are not yet owed anything. */
+        uint64_t deadline = 0;
+        if (sc.awaiting && !sc.interactive)
+            deadline = sc.owed_since + (uint64_t)cfg->timeout_ms;
+        cli_pump_ready r;
+        if (cli_pump_wait(&sc.pump, sc.stdin_open, deadline, &r) < 0) {
             status = EXIT_RUNTIME;
             break;
         }
-        if ((p[0].revents & (POLLIN | POLLHUP | POLLERR)) || pending) {
-            if (read_socket(&sc) < 0) {
-                status = EXIT_RUNTIME;
-                break;
-            }
-        }
-        if ((p[0].revents & POLLOUT) && sc.out.len > 0 && write_socket(&sc) < 0) {
+        if (r.timeout && !r.sock && sc.pump.out_len == 0) {
+            cli_err("no reply within %.1f s", cfg->timeout_ms / 1000.0);
             status = EXIT_RUNTIME;
             break;
         }
-        if (want_stdin && (stdin_file || (p[1].revents & (POLLIN | POLLHUP | POLLERR)))) {
+        if (r.sock && read_socket(&sc) < 0) {
+            status = EXIT_RUNTIME;
+            break;
+        }
+        if (r.sock_write && write_socket(&sc) < 0) {
+            status = EXIT_RUNTIME;
+            break;
+        }
+        if (r.in && sc.stdin_open) {
             if (read_stdin(&sc) < 0) {
                 status = EXIT_RUNTIME;
                 break;
@@ -404,7 +383,7 @@ static int run_stream(connect_cfg *cfg, const sk_addr *addr)
     if (sc.interactive && sc.quit)
         write_stdout("\n", 1);
     sk_sock_close(fd);
-    free(sc.out.data);
+    cli_pump_free(&sc.pump);
     free(sc.line.data);
     free(sc.in.data);
     return status;
