@@ -31,10 +31,8 @@
 #include <editline/readline.h>
 
 #include "cli.h"
+#include "pump.h"
 
-/* Bytes waiting for the socket: past this, input is not read, so a server
- * that stops reading slows us down instead of growing our memory. */
-#define OUT_MAX (256u * 1024u)
 /* A line from the server longer than this is printed in pieces: the client
  * never holds more of one line than this. */
 #define IN_MAX (1024u * 1024u)
@@ -89,7 +87,8 @@ typedef struct chat_client {
     const char *nick_wanted;
     uint64_t nick_deadline;
     int nick_wait_ms;
-    bytes out, in, show;
+    cli_pump pump; /* the poll loop; its queue holds what waits for the socket */
+    bytes in, show;
     int status;
 } chat_client;
 
@@ -277,7 +276,7 @@ static void show_lines(chat_client *c)
 
 static int queue_line(chat_client *c, const char *text, size_t len)
 {
-    if (bytes_add(&c->out, text, len) < 0 || bytes_add(&c->out, "\n", 1) < 0) {
+    if (cli_pump_queue(&c->pump, text, len) < 0 || cli_pump_queue(&c->pump, "\n", 1) < 0) {
         cli_err("out of memory");
         return -1;
     }
@@ -430,16 +429,13 @@ static int read_socket(chat_client *c)
 
 static int write_socket(chat_client *c)
 {
-    ssize_t n = sk_sock_send(c->fd, c->out.data, c->out.len);
-    if (n < 0) {
-        if (n == -EAGAIN)
-            return 0;
+    int rc = cli_pump_flush(&c->pump);
+    if (rc < 0) {
         stop_editing(c);
-        cli_err("connection lost: %s", sk_strerror((int)n));
+        cli_err("connection lost: %s", sk_strerror(rc));
         c->status = EXIT_RUNTIME;
         return -1;
     }
-    bytes_drop(&c->out, (size_t)n);
     return 0;
 }
 
@@ -454,13 +450,13 @@ static int read_stdin(chat_client *c)
     if (n < 0 && errno != EIO)
         return -1;
     if (n <= 0) { /* EIO: a terminal that hung up, an end like any other */
-        if (c->last_in != 0 && c->last_in != '\n' && bytes_add(&c->out, "\n", 1) < 0)
+        if (c->last_in != 0 && c->last_in != '\n' && cli_pump_queue(&c->pump, "\n", 1) < 0)
             return -1;
         start_quit(c);
         return 0;
     }
     c->last_in = (char)buf[n - 1];
-    return bytes_add(&c->out, buf, (size_t)n);
+    return cli_pump_queue(&c->pump, buf, (size_t)n);
 }
 
 /* ------------------------------------------------------------- the loop */
@@ -505,81 +501,60 @@ static void leave_now(chat_client *c)
         (void)write_all(STDOUT_FILENO, "\n", 1); /* the shell's prompt on a line of its own */
     stop_editing(c);
     if (!c->quit_sent) {
-        c->out.len = 0;
+        c->pump.out_len = 0;
         start_quit(c);
-        (void)sk_sock_send(c->fd, c->out.data, c->out.len);
+        (void)cli_pump_flush(&c->pump);
     }
     uint8_t buf[CHUNK];
     for (int i = 0; i < 16 && sk_sock_recv(c->fd, buf, sizeof buf) > 0; i++)
         ;
 }
 
-/* How long the loop may wait in poll: -1 for ever, or until the server's
- * answer to /quit or --nick is overdue (then *late is set). */
-static int wait_bound(const chat_client *c, bool *late)
+/* When the server's answer to /quit or --nick is overdue; 0: nothing owed. */
+static uint64_t answer_deadline(const chat_client *c)
 {
-    uint64_t deadline = 0;
     if (c->quit_sent)
-        deadline = c->quit_at + QUIT_WAIT_MS;
-    else if (c->nick_wanted != NULL)
-        deadline = c->nick_deadline;
-    if (deadline == 0)
-        return -1;
-    uint64_t now = now_ms();
-    *late = now >= deadline;
-    return *late ? 0 : (int)(deadline - now);
+        return c->quit_at + QUIT_WAIT_MS;
+    if (c->nick_wanted != NULL)
+        return c->nick_deadline;
+    return 0;
 }
 
 static void run(chat_client *c)
 {
     struct stat st;
-    bool stdin_file = fstat(STDIN_FILENO, &st) == 0 && S_ISREG(st.st_mode);
+    c->pump.stdin_file = fstat(STDIN_FILENO, &st) == 0 && S_ISREG(st.st_mode);
     while (c->peer_open) {
         if (g_stop_signal) {
             leave_now(c);
             break;
         }
-        struct pollfd p[3] = {{.fd = c->fd, .events = POLLIN},
-                              {.fd = -1},
-                              {.fd = c->sigfd, .events = POLLIN}};
-        if (c->out.len > 0)
-            p[0].events |= POLLOUT;
-        bool want_stdin = c->stdin_open && c->out.len < OUT_MAX && c->nick_wanted == NULL;
-        if (want_stdin && !stdin_file)
-            p[1] = (struct pollfd){.fd = STDIN_FILENO, .events = POLLIN};
-        bool late = false;
-        int wait_ms = wait_bound(c, &late);
-        if (late && c->quit_sent)
-            break;
-        if (late) {
+        bool want_stdin = c->stdin_open && c->nick_wanted == NULL;
+        uint64_t deadline = answer_deadline(c);
+        if (deadline != 0 && now_ms() >= deadline) {
+            if (c->quit_sent)
+                break;
             cli_err("no answer to --nick %s from the server within %.1f s", c->nick_wanted,
                     c->nick_wait_ms / 1000.0);
             c->status = EXIT_RUNTIME;
             break;
         }
-        /* TLS: bytes already decrypted are not seen by poll(). */
-        bool pending = sk_sock_pending(c->fd);
-        if ((want_stdin && stdin_file) || pending)
-            wait_ms = 0;
-        int n = poll(p, 3, wait_ms);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
+        cli_pump_ready r;
+        if (cli_pump_wait(&c->pump, want_stdin, deadline, &r) < 0) {
             stop_editing(c);
-            cli_err("poll: %s", strerror(errno));
             c->status = EXIT_RUNTIME;
             break;
         }
-        if (p[2].revents & POLLIN)
+        if (r.sig)
             read_signals(c);
-        if (((p[0].revents & (POLLIN | POLLHUP | POLLERR)) || pending) && read_socket(c) < 0)
+        if (r.sock && read_socket(c) < 0)
             break;
         if (!c->peer_open || g_stop_signal)
             continue;
-        if ((p[0].revents & POLLOUT) && c->out.len > 0 && write_socket(c) < 0)
+        if (r.sock_write && write_socket(c) < 0)
             break;
-        if (want_stdin && (stdin_file || p[1].revents)) {
-            if (c->tty && terminal_gone(p[1].revents)) {
+        if (r.in && c->stdin_open && c->nick_wanted == NULL) {
+            if (c->tty && terminal_gone(r.in_revents)) {
                 stop_editing(c);
                 start_quit(c);
             } else if (c->tty) {
@@ -708,6 +683,7 @@ int cmd_chat(int argc, char **argv)
         cli_tls_free(&tls);
         return EXIT_RUNTIME;
     }
+    cli_pump_init(&c.pump, fd, c.sigfd);
 
     if (nick != NULL) {
         char line[64];
@@ -740,7 +716,7 @@ int cmd_chat(int argc, char **argv)
     sigprocmask(SIG_SETMASK, &old, NULL);
     if (c.tty)
         clear_history();
-    free(c.out.data);
+    cli_pump_free(&c.pump);
     free(c.in.data);
     free(c.show.data);
     g_client = NULL;
