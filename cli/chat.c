@@ -20,17 +20,16 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/ioctl.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
-#include <wchar.h>
 
 #include <editline/readline.h>
 
 #include "cli.h"
+#include "lineedit.h"
 #include "pump.h"
 
 /* A line from the server longer than this is printed in pieces: the client
@@ -76,7 +75,6 @@ typedef struct chat_client {
     int fd;
     bool tty;      /* line editing on a terminal */
     bool sanitize; /* stdout is a terminal: neutralise control characters */
-    bool ansi;     /* the terminal understands ANSI cursor movement */
     bool editing;  /* the libedit handler is installed */
     bool stdin_open, quit_sent, peer_open;
     char last_in; /* last byte read from stdin (pipe mode) */
@@ -216,60 +214,14 @@ static int add_shown(bytes *b, const uint8_t *p, size_t len)
     return 0;
 }
 
-/* Columns of the prompt and the typed text before the cursor, for finding
- * where the input area starts when it wraps over several rows. */
-static size_t input_columns(void)
-{
-    size_t cols = strlen(PROMPT);
-    if (rl_line_buffer == NULL || rl_point <= 0)
-        return cols;
-    mbstate_t st;
-    memset(&st, 0, sizeof st);
-    const char *p = rl_line_buffer, *end = rl_line_buffer + rl_point;
-    while (p < end) {
-        wchar_t wc;
-        size_t n = mbrtowc(&wc, p, (size_t)(end - p), &st);
-        if (n == (size_t)-1 || n == (size_t)-2 || n == 0) {
-            memset(&st, 0, sizeof st);
-            cols++;
-            p++;
-            continue;
-        }
-        int w = wcwidth(wc);
-        cols += w > 0 ? (size_t)w : 0;
-        p += n;
-    }
-    return cols;
-}
-
-/* Prints what is in c->show above the input line: the prompt and the typed
- * text are erased, the lines written, and libedit redraws the input with
- * the cursor where it was. (libedit's rl_redisplay pushes a ^R into its
- * input and rl_replace_line ignores an empty line, so the GNU recipe of
- * save/replace/redisplay does not work there; a forced update does.) */
+/* Prints what is in c->show above the input line, which libedit then
+ * redraws intact (cli/lineedit.c). */
 static void show_lines(chat_client *c)
 {
     if (c->show.len == 0)
         return;
-    if (c->editing) {
-        char clear[64];
-        int n;
-        if (c->ansi) {
-            struct winsize ws;
-            size_t width =
-                ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0 ? ws.ws_col : 80;
-            size_t up = input_columns() / width;
-            n = up ? snprintf(clear, sizeof clear, "\033[%zuA\r\033[J", up)
-                   : snprintf(clear, sizeof clear, "\r\033[J");
-        } else {
-            n = snprintf(clear, sizeof clear, "\r");
-        }
-        (void)write_all(STDOUT_FILENO, clear, (size_t)n);
-    }
-    (void)write_all(STDOUT_FILENO, c->show.data, c->show.len);
+    cli_edit_print(c->show.data, c->show.len);
     c->show.len = 0;
-    if (c->editing)
-        rl_forced_update_display();
 }
 
 /* ------------------------------------------------------------ sending */
@@ -288,7 +240,7 @@ static void stop_editing(chat_client *c)
     if (!c->editing)
         return;
     c->editing = false;
-    rl_callback_handler_remove();
+    cli_edit_stop();
 }
 
 static void start_quit(chat_client *c)
@@ -332,7 +284,7 @@ static void on_line(char *line)
         stop_editing(c);
         return;
     }
-    rl_callback_handler_install(PROMPT, on_line);
+    cli_edit_again();
 }
 
 /* ------------------------------------------------------------- socket */
@@ -472,7 +424,7 @@ static void read_signals(chat_client *c)
             if (si[i].ssi_signo != SIGWINCH)
                 g_stop_signal = (int)si[i].ssi_signo;
             else if (c->editing)
-                rl_resize_terminal();
+                cli_edit_resize();
         }
     }
 }
@@ -482,13 +434,6 @@ static void read_signals(chat_client *c)
  * there is nothing to read. libedit would return from each read of that
  * end without a word, leaving us to poll a descriptor that is always
  * ready. */
-static bool terminal_gone(short revents)
-{
-    if (revents & (POLLHUP | POLLERR | POLLNVAL))
-        return true;
-    int avail = 0;
-    return (revents & POLLIN) && ioctl(STDIN_FILENO, FIONREAD, &avail) == 0 && avail == 0;
-}
 
 /* Leaving on a stop signal: a last try to say /quit, without waiting, so
  * that the room sees a plain leave. What the server has sent is then read
@@ -554,11 +499,11 @@ static void run(chat_client *c)
         if (r.sock_write && write_socket(c) < 0)
             break;
         if (r.in && c->stdin_open && c->nick_wanted == NULL) {
-            if (c->tty && terminal_gone(r.in_revents)) {
+            if (c->tty && cli_edit_terminal_gone(r.in_revents)) {
                 stop_editing(c);
                 start_quit(c);
             } else if (c->tty) {
-                rl_callback_read_char();
+                cli_edit_read();
             } else if (read_stdin(c) < 0) {
                 cli_err("reading stdin: %s", strerror(errno));
                 c->status = EXIT_RUNTIME;
@@ -662,8 +607,6 @@ int cmd_chat(int argc, char **argv)
     g_client = &c;
     c.tty = isatty(STDIN_FILENO) && isatty(STDOUT_FILENO);
     c.sanitize = isatty(STDOUT_FILENO);
-    const char *term = getenv("TERM");
-    c.ansi = term != NULL && term[0] != '\0' && strcmp(term, "dumb") != 0;
 
     /* Stop signals are read from a descriptor in the loop's poll, so the
      * client leaves the room and restores the terminal on the way out, and
@@ -701,10 +644,8 @@ int cmd_chat(int argc, char **argv)
         sk_addr_format(&addr, text, sizeof text);
         fprintf(stderr, "connected to %s; /help lists the commands, /quit or Ctrl-D leaves\n",
                 text);
-        /* The loop handles signals; libedit must not install its own. */
-        rl_catch_signals = 0;
         stifle_history(HISTORY_MAX);
-        rl_callback_handler_install(PROMPT, on_line);
+        cli_edit_start(PROMPT, on_line);
         c.editing = true;
     }
     run(&c);
