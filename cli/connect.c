@@ -1,12 +1,16 @@
 /* connect.c — `sockit connect`: the seed's interactive client on a terminal
- * (prompt, `q` quits), an nc-like pipe otherwise, frames or lines when asked,
+ * (prompt, `q` quits; libedit, as chat, so incoming data never hides a
+ * half-typed line), an nc-like pipe otherwise, frames or lines when asked,
  * and one datagram per line for udp:// and unixgram:. */
 #include <errno.h>
 #include <getopt.h>
+#include <locale.h>
+#include <signal.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -14,6 +18,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "lineedit.h"
 #include "pump.h"
 
 #define CHUNK (64u * 1024u)
@@ -116,8 +121,11 @@ typedef struct stream_client {
     cli_pump pump;      /* the poll loop and what waits for the socket */
     bytes line;         /* stdin bytes not yet forming a whole line */
     bytes in;           /* socket bytes not yet forming a whole message */
+    bytes show;         /* on a terminal: escaped output, printed above the input */
     sk_decoder dec;
     bool quit;
+    int stop_signal;    /* SIGINT, SIGTERM or SIGHUP read from the signalfd */
+    sigset_t old_mask;  /* the mask before the signalfd took the signals */
 } stream_client;
 
 /* Starts the reply clock unless a reply is already owed: the wait counts
@@ -127,12 +135,6 @@ static void owe_reply(stream_client *sc)
     if (!sc->awaiting)
         sc->owed_since = now_ms();
     sc->awaiting = true;
-}
-
-static void prompt(stream_client *sc)
-{
-    if (sc->interactive && sc->stdin_open && !sc->quit)
-        write_stdout("> ", 2);
 }
 
 static int queue_message(stream_client *sc, const uint8_t *data, size_t len)
@@ -157,10 +159,8 @@ static int input_line(stream_client *sc, uint8_t *data, size_t len)
     if (len > 0 && data[len - 1] == '\r')
         len--;
     if (sc->interactive) {
-        if (len == 0) {
-            prompt(sc);
+        if (len == 0)
             return 0; /* empty lines are not sent */
-        }
         if (len == 1 && data[0] == 'q') {
             sc->quit = true;
             return -1;
@@ -226,31 +226,38 @@ static int read_stdin(stream_client *sc)
     return 0;
 }
 
-/* On a terminal, the server's bytes are shown with C0 controls (but tab,
- * newline and the CR of CRLF) and DEL escaped as ^X, so ESC sequences cannot clear the screen,
- * retitle the window or move the cursor; elsewhere they pass unchanged. */
-static int write_shown(const stream_client *sc, const uint8_t *data, size_t len)
+/* On a terminal, the server's bytes are collected in sc->show with C0
+ * controls (but tab, newline and the CR of CRLF) and DEL escaped as ^X, so
+ * ESC sequences cannot clear the screen, retitle the window or move the
+ * cursor; elsewhere they pass unchanged, straight to stdout. */
+static int write_shown(stream_client *sc, const uint8_t *data, size_t len)
 {
     if (!sc->interactive)
         return write_stdout(data, len);
-    char out[512];
-    size_t o = 0;
     for (size_t i = 0; i < len; i++) {
         uint8_t c = data[i];
-        if (o + 2 > sizeof out) {
-            if (write_stdout(out, o) < 0)
-                return -1;
-            o = 0;
-        }
         bool crlf = c == '\r' && i + 1 < len && data[i + 1] == '\n';
-        if ((c < 0x20 && c != '\t' && c != '\n' && !crlf) || c == 0x7f) {
-            out[o++] = '^';
-            out[o++] = (char)(c == 0x7f ? '?' : c + '@');
-        } else {
-            out[o++] = (char)c;
-        }
+        char esc[2] = {'^', (char)(c == 0x7f ? '?' : c + '@')};
+        int rc = (c < 0x20 && c != '\t' && c != '\n' && !crlf) || c == 0x7f
+                     ? bytes_add(&sc->show, esc, 2)
+                     : bytes_add(&sc->show, &c, 1);
+        if (rc < 0)
+            return -1;
     }
-    return write_stdout(out, o);
+    return 0;
+}
+
+/* Prints what was collected above the line being typed, which the line
+ * editor redraws intact: incoming data never hides half-typed text. */
+static int show_collected(stream_client *sc)
+{
+    if (sc->show.len == 0)
+        return 0;
+    if (sc->show.data[sc->show.len - 1] != '\n' && bytes_add(&sc->show, "\n", 1) < 0)
+        return -1;
+    cli_edit_print(sc->show.data, sc->show.len);
+    sc->show.len = 0;
+    return 0;
 }
 
 static int read_socket(stream_client *sc)
@@ -265,6 +272,10 @@ static int read_socket(stream_client *sc)
     }
     if (n == 0) {
         sc->peer_open = false;
+        if (sc->interactive) {
+            cli_edit_stop();
+            write_stdout("\n", 1); /* the message below on a line of its own */
+        }
         if (sc->in.len > 0)
             cli_err("connection closed in the middle of a message (%zu bytes dropped)", sc->in.len);
         else if (sc->interactive)
@@ -273,19 +284,13 @@ static int read_socket(stream_client *sc)
     }
     sc->awaiting = false;
     if (sc->cfg->framing == SK_FRAMING_RAW) {
-        if (sc->interactive && write_stdout("\r", 1) < 0)
-            return -1;
         if (write_shown(sc, buf, (size_t)n) < 0)
             return -1;
-        if (sc->interactive && buf[n - 1] != '\n')
-            write_stdout("\n", 1);
-        prompt(sc);
-        return 0;
+        return show_collected(sc);
     }
     if (bytes_add(&sc->in, buf, (size_t)n) < 0)
         return -1;
     size_t off = 0;
-    bool printed = false;
     for (;;) {
         sk_msg m;
         int r = sk_decoder_next(&sc->dec, sc->in.data + off, sc->in.len - off, &m, NULL);
@@ -296,17 +301,13 @@ static int read_socket(stream_client *sc)
         }
         if (r == 0)
             break;
-        if (sc->interactive && !printed)
-            write_stdout("\r", 1);
-        if (write_shown(sc, sc->in.data + off + m.offset, m.len) < 0 || write_stdout("\n", 1) < 0)
+        if (write_shown(sc, sc->in.data + off + m.offset, m.len) < 0 ||
+            (sc->interactive ? bytes_add(&sc->show, "\n", 1) : write_stdout("\n", 1)) < 0)
             return -1;
-        printed = true;
         off += m.consumed;
     }
     bytes_drop(&sc->in, off);
-    if (printed)
-        prompt(sc);
-    return 0;
+    return show_collected(sc);
 }
 
 static int write_socket(stream_client *sc)
@@ -315,6 +316,82 @@ static int write_socket(stream_client *sc)
     if (rc < 0)
         cli_err("send: %s", sk_strerror(rc));
     return rc < 0 ? -1 : 0;
+}
+
+/* ------------------------------------------------------ the terminal */
+
+/* The client the line editor's callback talks to (one per process). */
+static stream_client *g_sc;
+
+/* libedit hands over each typed line (NULL: Ctrl-D on an empty line). */
+static void on_typed_line(char *line)
+{
+    stream_client *sc = g_sc;
+    if (line == NULL) {
+        sc->quit = true;
+        cli_edit_stop();
+        return;
+    }
+    if (input_line(sc, (uint8_t *)line, strlen(line)) < 0)
+        sc->quit = true;
+    free(line);
+    if (sc->quit)
+        cli_edit_stop();
+    else
+        cli_edit_again();
+}
+
+/* On a terminal: the line editor, and the stop signals through a signalfd
+ * in the pump's poll, so the terminal's modes are restored on the way out
+ * (libedit holds it in raw mode) whatever ends the session. */
+static int start_terminal(stream_client *sc)
+{
+    sigset_t block;
+    sigemptyset(&block);
+    sigaddset(&block, SIGINT);
+    sigaddset(&block, SIGTERM);
+    sigaddset(&block, SIGHUP);
+    sigaddset(&block, SIGWINCH);
+    sigprocmask(SIG_BLOCK, &block, &sc->old_mask);
+    sc->pump.sigfd = signalfd(-1, &block, SFD_NONBLOCK | SFD_CLOEXEC);
+    if (sc->pump.sigfd < 0) {
+        cli_err("signalfd: %s", strerror(errno));
+        sigprocmask(SIG_SETMASK, &sc->old_mask, NULL);
+        return -1;
+    }
+    setlocale(LC_CTYPE, "");
+    g_sc = sc;
+    cli_edit_start("> ", on_typed_line);
+    return 0;
+}
+
+static void stop_terminal(stream_client *sc)
+{
+    bool was = cli_edit_active();
+    cli_edit_stop();
+    if (was)
+        write_stdout("\n", 1); /* the shell's prompt on a line of its own */
+    if (sc->pump.sigfd >= 0) {
+        close(sc->pump.sigfd);
+        sc->pump.sigfd = -1;
+        sigprocmask(SIG_SETMASK, &sc->old_mask, NULL);
+    }
+    g_sc = NULL;
+}
+
+/* Reads the signals that arrived: 1 when a stop signal ends the session
+ * (sc->stop_signal says which), 0 otherwise (SIGWINCH: the new width). */
+static int read_signals(stream_client *sc)
+{
+    struct signalfd_siginfo si;
+    while (read(sc->pump.sigfd, &si, sizeof si) == (ssize_t)sizeof si) {
+        if (si.ssi_signo == SIGWINCH) {
+            cli_edit_resize();
+            continue;
+        }
+        sc->stop_signal = (int)si.ssi_signo;
+    }
+    return sc->stop_signal != 0;
 }
 
 static int run_stream(connect_cfg *cfg, const sk_addr *addr)
@@ -340,7 +417,10 @@ static int run_stream(connect_cfg *cfg, const sk_addr *addr)
             memcpy(how, ", ", 2);
         fprintf(stderr, "connected to %s (%s framing%s); type q to quit\n", text,
                 sk_framing_name(cfg->framing), how);
-        prompt(&sc);
+        if (start_terminal(&sc) < 0) {
+            sk_sock_close(fd);
+            return EXIT_RUNTIME;
+        }
     }
     int status = EXIT_OK;
     while (sc.peer_open && !sc.quit) {
@@ -373,19 +453,29 @@ static int run_stream(connect_cfg *cfg, const sk_addr *addr)
             status = EXIT_RUNTIME;
             break;
         }
-        if (r.in && sc.stdin_open) {
+        if (r.sig && read_signals(&sc) != 0) {
+            status = 128 + sc.stop_signal; /* as a shell reports a signal */
+            break;
+        }
+        if (r.in && sc.stdin_open && sc.interactive) {
+            if (cli_edit_terminal_gone(r.in_revents))
+                sc.quit = true; /* libedit would not say: it returns on EOF */
+            else
+                cli_edit_read();
+        } else if (r.in && sc.stdin_open) {
             if (read_stdin(&sc) < 0) {
                 status = EXIT_RUNTIME;
                 break;
             }
         }
     }
-    if (sc.interactive && sc.quit)
-        write_stdout("\n", 1);
+    if (sc.interactive)
+        stop_terminal(&sc);
     sk_sock_close(fd);
     cli_pump_free(&sc.pump);
     free(sc.line.data);
     free(sc.in.data);
+    free(sc.show.data);
     return status;
 }
 

@@ -511,3 +511,31 @@ class DemoTour(SockitTestCase):
                 self.assertIn(cmd.replace("build/sockit", SOCKIT, 1), log[:4000])
         self.assertIn("RC serve 0", out, log[-2000:])
         self.assertEqual(os.path.getsize(os.path.join(self.tmp, "sockit-files", "FILE")), 20)
+
+
+class PromptKeepsTypedText(SockitTestCase):
+
+    def test_incoming_data_does_not_hide_half_typed_text(self):
+        ls = socket.socket()
+        ls.bind(("127.0.0.1", 0))
+        ls.listen(1)
+        ls.settimeout(10)
+        self.addCleanup(ls.close)
+        t = PtySession(self, [SOCKIT, "connect", "127.0.0.1:%d" % ls.getsockname()[1]])
+        peer, _ = ls.accept()
+        peer.settimeout(10)
+        self.addCleanup(peer.close)
+        t.expect(b"> ")
+        t.type(b"half typed")
+        t.expect(b"half typed")                  # echoed by the editor
+        peer.sendall(b"incoming\n")
+        seen = t.expect(b"incoming")
+        self.assertNotIn(b"\x1b", seen.replace(b"\x1b[J", b"").replace(b"\x1b[K", b""))
+        t.expect(b"> half typed")                # the input line, redrawn below it
+        t.type(b" rest\r")
+        got = b""
+        while not got.endswith(b"\n"):
+            got += peer.recv(100)
+        self.assertEqual(got, b"half typed rest\n")
+        t.type(b"q\r")
+        self.assertEqual(t.wait(10), 0, t.buf)
