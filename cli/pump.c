@@ -31,7 +31,10 @@ uint64_t cli_pump_now_ms(void)
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
-bool cli_pump_room(const cli_pump *p) { return p->out_len < CLI_PUMP_OUT_MAX; }
+bool cli_pump_room(const cli_pump *p)
+{
+    return p->out_len < CLI_PUMP_OUT_MAX;
+}
 
 int cli_pump_wait(cli_pump *p, bool want_stdin, uint64_t deadline_ms, cli_pump_ready *r)
 {
