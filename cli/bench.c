@@ -785,7 +785,8 @@ static int parse(bench_cfg *cfg, int argc, char **argv)
         }
     }
     if (argc - optind != 1) {
-        cli_err("bench needs one address (try: sockit bench --help)");
+        if (!cli_host_port_slip("bench", argc - optind, argv + optind))
+            cli_err("bench needs one address (try: sockit bench --help)");
         return -1;
     }
     char err[300];

@@ -577,8 +577,9 @@ int cmd_chat(int argc, char **argv)
         }
     }
     if (argc - optind != 1) {
-        cli_err(argc - optind == 0 ? "chat needs an address (try: sockit chat --help)"
-                                   : "chat takes one address");
+        if (!cli_host_port_slip("chat", argc - optind, argv + optind))
+            cli_err(argc - optind == 0 ? "chat needs an address (try: sockit chat --help)"
+                                       : "chat takes one address");
         return EXIT_USAGE;
     }
     sk_addr addr;

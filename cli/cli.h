@@ -35,6 +35,9 @@ int cli_parse_log_level(const char *text, enum sk_log_level *out);
 /* " (try ...)" after a "bad address" message for a bare port or a path
  * without unix:, or "" (a static buffer: use before the next call). */
 const char *cli_addr_hint(const char *text);
+/* `CMD HOST PORT` typed as nc takes it: prints the HOST:PORT spelling and
+ * returns true when the two arguments look so (a usage error). */
+bool cli_host_port_slip(const char *cmd, int nargs, char **args);
 
 /* Sends library and service log lines to stderr as "sockit: ...". */
 void cli_log_to_stderr(enum sk_log_level level);

@@ -646,10 +646,7 @@ int cmd_connect(int argc, char **argv)
         }
     }
     if (argc - optind != 1) {
-        if (argc - optind == 2 && strspn(argv[optind + 1], "0123456789") == strlen(argv[optind + 1]))
-            cli_err("connect takes one address: write HOST:PORT, as in %s:%s", argv[optind],
-                    argv[optind + 1]);
-        else
+        if (!cli_host_port_slip("connect", argc - optind, argv + optind))
             cli_err(argc - optind == 0 ? "connect needs an address (try: sockit connect --help)"
                                        : "connect takes one address (HOST:PORT, unix:PATH, ...)");
         return EXIT_USAGE;

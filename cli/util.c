@@ -96,6 +96,15 @@ int cli_parse_log_level(const char *text, enum sk_log_level *out)
     return -1;
 }
 
+bool cli_host_port_slip(const char *cmd, int nargs, char **args)
+{
+    if (nargs != 2 || args[1][0] == '\0' || strlen(args[1]) > 5 ||
+        strspn(args[1], "0123456789") != strlen(args[1]))
+        return false;
+    cli_err("%s takes one address: write HOST:PORT, as in %s:%s", cmd, args[0], args[1]);
+    return true;
+}
+
 /* The parser's message says what is wrong with the text; the two slips a
  * new user makes most (a bare port, a socket path without unix:) also get
  * the spelling that works, since the parser cannot guess the intent. */

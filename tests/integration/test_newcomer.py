@@ -56,6 +56,8 @@ class AddressHints(SockitTestCase):
         (["serve", "echo", "9006"], "127.0.0.1:9006"),
         (["put", "9004", "f"], "127.0.0.1:9004"),
         (["chat", "run/chat.sock"], "unix:run/chat.sock"),
+        (["chat", "127.0.0.1", "9003"], "127.0.0.1:9003"),
+        (["bench", "localhost", "9000"], "localhost:9000"),
     ]
 
     def test_hint_names_the_spelling_that_works(self):
