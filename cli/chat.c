@@ -135,7 +135,7 @@ static void usage(FILE *out)
             "                  too), and a taken nick exits 1 with one line\n"
             "  --timeout SEC   time allowed to connect and for the answer to --nick, /quit\n"
             "                  (default 10); a pause in typing is never a timeout\n"
-            CLI_TLS_USAGE
+            CLI_TLS_USAGE_PAD("")
             "Exit codes: 0 left or the server closed, 1 connection failed or lost or --nick\n"
             "refused, 2 usage, 128+N left on signal N.\n");
 }

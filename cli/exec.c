@@ -69,7 +69,7 @@ static void usage(FILE *out)
             "                     serve exec --timeout still applies when shorter)\n"
             "  -n, --no-stdin     give the command no input (it reads end-of-file at once)\n"
             "  --sh 'STRING'      run STRING with /bin/sh -c (the server needs --allow-shell)\n"
-            CLI_TLS_USAGE
+            CLI_TLS_USAGE_PAD("   ")
             "Over tls:// the token authentication runs inside TLS and is bound to that TLS\n"
             "connection, so a relay cannot use it even with --insecure.\n"
             "Exit codes: the command's own; 128+N if a signal N killed it; 124 timed out;\n"

@@ -66,7 +66,7 @@ static void usage(FILE *out)
             "  --partial-ttl SEC  a partial download (hidden, .sockit-partial.NAME.HASH beside\n"
             "                     LOCAL) not resumed for SEC is removed by the next get into\n"
             "                     that directory (default 86400, as the server's)\n"
-            CLI_TLS_USAGE
+            CLI_TLS_USAGE_PAD("   ")
             "Exit status: 0 downloaded and verified, 1 failure (one line says why), 2 usage.\n");
 }
 

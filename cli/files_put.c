@@ -30,7 +30,7 @@ static void usage(FILE *out)
             "  --quiet            no progress bar (there is none unless stderr is a terminal)\n"
             "  --timeout SEC      bound connecting and each wait for the server (default 10)\n"
             "  --no-clobber       refuse to replace an existing REMOTE (exit 1)\n"
-            CLI_TLS_USAGE
+            CLI_TLS_USAGE_PAD("   ")
             "Exit status: 0 uploaded and verified, 1 failure (one line says why), 2 usage.\n");
 }
 

@@ -541,3 +541,18 @@ class PromptKeepsTypedText(SockitTestCase):
         self.assertEqual(got, b"half typed rest\n")
         t.type(b"q\r")
         self.assertEqual(t.wait(10), 0, t.buf)
+
+
+class HelpAlignment(SockitTestCase):
+
+    def test_tls_options_line_up_with_each_commands_own(self):
+        for cmd in ("connect", "chat", "exec", "put", "get", "ls"):
+            with self.subTest(cmd=cmd):
+                out = self.sockit(cmd, "--help", timeout=10).stdout.decode()
+                cols = {}
+                for line in out.splitlines():
+                    m = re.match(r"^  (--ca FILE|--timeout SEC)( +)\S", line)
+                    if m:
+                        cols[m.group(1)] = 2 + len(m.group(1)) + len(m.group(2))
+                self.assertEqual(len(cols), 2, out)
+                self.assertEqual(cols["--ca FILE"], cols["--timeout SEC"], out)
