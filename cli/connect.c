@@ -153,6 +153,36 @@ static int queue_message(stream_client *sc, const uint8_t *data, size_t len)
     return cli_pump_queue(&sc->pump, "\n", 1);
 }
 
+/* A typed line "\q" sends "q" (the seed protocol's own quit word), and
+ * "\\q" sends "\q": one backslash before backslashes and a q is dropped. */
+static bool quit_word_escaped(const uint8_t *data, size_t len)
+{
+    if (len < 2 || data[0] != '\\' || data[len - 1] != 'q')
+        return false;
+    for (size_t i = 1; i + 1 < len; i++)
+        if (data[i] != '\\')
+            return false;
+    return true;
+}
+
+/* Appends data to b with C0 controls (but tab, newline and the CR of CRLF)
+ * and DEL as ^X, so ESC sequences from a server cannot clear the screen,
+ * retitle the window or move the cursor. */
+static int add_escaped(bytes *b, const uint8_t *data, size_t len)
+{
+    for (size_t i = 0; i < len; i++) {
+        uint8_t c = data[i];
+        bool crlf = c == '\r' && i + 1 < len && data[i + 1] == '\n';
+        char esc[2] = {'^', (char)(c == 0x7f ? '?' : c + '@')};
+        int rc = (c < 0x20 && c != '\t' && c != '\n' && !crlf) || c == 0x7f
+                     ? bytes_add(b, esc, 2)
+                     : bytes_add(b, &c, 1);
+        if (rc < 0)
+            return -1;
+    }
+    return 0;
+}
+
 /* One complete input line (without "\n"). Returns -1 to quit. */
 static int input_line(stream_client *sc, uint8_t *data, size_t len)
 {
@@ -165,10 +195,7 @@ static int input_line(stream_client *sc, uint8_t *data, size_t len)
             sc->quit = true;
             return -1;
         }
-        /* "\q" sends "q" (the seed protocol's own quit word); "\\q" sends
-         * "\q": one backslash before backslashes and a q is dropped. */
-        if (len >= 2 && data[0] == '\\' && data[len - 1] == 'q' &&
-            strspn((const char *)data, "\\") == len - 1) {
+        if (quit_word_escaped(data, len)) {
             data++;
             len--;
         }
@@ -226,25 +253,13 @@ static int read_stdin(stream_client *sc)
     return 0;
 }
 
-/* On a terminal, the server's bytes are collected in sc->show with C0
- * controls (but tab, newline and the CR of CRLF) and DEL escaped as ^X, so
- * ESC sequences cannot clear the screen, retitle the window or move the
- * cursor; elsewhere they pass unchanged, straight to stdout. */
+/* On a terminal, the server's bytes are collected in sc->show, escaped;
+ * elsewhere they pass unchanged, straight to stdout. */
 static int write_shown(stream_client *sc, const uint8_t *data, size_t len)
 {
     if (!sc->interactive)
         return write_stdout(data, len);
-    for (size_t i = 0; i < len; i++) {
-        uint8_t c = data[i];
-        bool crlf = c == '\r' && i + 1 < len && data[i + 1] == '\n';
-        char esc[2] = {'^', (char)(c == 0x7f ? '?' : c + '@')};
-        int rc = (c < 0x20 && c != '\t' && c != '\n' && !crlf) || c == 0x7f
-                     ? bytes_add(&sc->show, esc, 2)
-                     : bytes_add(&sc->show, &c, 1);
-        if (rc < 0)
-            return -1;
-    }
-    return 0;
+    return add_escaped(&sc->show, data, len);
 }
 
 /* Prints what was collected above the line being typed, which the line
@@ -515,8 +530,10 @@ static int dgram_socket(const sk_addr *addr)
     return fd;
 }
 
-/* Sends one datagram and waits for its reply. Returns 0 if a reply came. */
-static int dgram_exchange(int fd, const uint8_t *data, size_t len, int timeout_ms, uint8_t *reply)
+/* Sends one datagram and waits for its reply, printed (through shown,
+ * escaped, on a terminal). Returns 0 if a reply came. */
+static int dgram_exchange(int fd, const uint8_t *data, size_t len, int timeout_ms, uint8_t *reply,
+                          bytes *shown)
 {
     if (len > SK_DGRAM_MAX) {
         cli_err("line of %zu bytes is larger than a datagram (max %d)", len, SK_DGRAM_MAX);
@@ -550,7 +567,14 @@ static int dgram_exchange(int fd, const uint8_t *data, size_t len, int timeout_m
             cli_err("dropped a reply larger than %d bytes", SK_DGRAM_MAX);
             continue;
         }
-        write_stdout(reply, (size_t)r);
+        if (shown != NULL) {
+            /* On a terminal: escaped, as for streams. */
+            shown->len = 0;
+            if (add_escaped(shown, reply, (size_t)r) == 0)
+                write_stdout(shown->data, shown->len);
+        } else {
+            write_stdout(reply, (size_t)r);
+        }
         write_stdout("\n", 1);
         return 0;
     }
@@ -587,7 +611,12 @@ static int run_dgram(const connect_cfg *cfg, const sk_addr *addr)
             continue;
         if (interactive && n == 1 && buf[0] == 'q')
             break;
-        if (dgram_exchange(fd, (uint8_t *)buf, (size_t)n, timeout, reply) < 0)
+        uint8_t *send_from = (uint8_t *)buf;
+        if (interactive && quit_word_escaped(send_from, (size_t)n)) {
+            send_from++;
+            n--;
+        }
+        if (dgram_exchange(fd, send_from, (size_t)n, timeout, reply, interactive ? &line : NULL) < 0)
             status = EXIT_RUNTIME;
     }
     free(buf);

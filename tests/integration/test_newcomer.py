@@ -556,3 +556,18 @@ class HelpAlignment(SockitTestCase):
                         cols[m.group(1)] = 2 + len(m.group(1)) + len(m.group(2))
                 self.assertEqual(len(cols), 2, out)
                 self.assertEqual(cols["--ca FILE"], cols["--timeout SEC"], out)
+
+
+class DatagramPrompt(SockitTestCase):
+
+    def test_udp_prompt_escapes_replies_and_sends_q(self):
+        srv = self.serve("upper", "udp://127.0.0.1:0")
+        t = PtySession(self, [SOCKIT, "connect", srv.addr])
+        t.expect(b"> ")
+        t.type(b"\\q\r")
+        t.expect(b"Q")
+        t.type(b"a\x16\x1b[2Jb\r")             # Ctrl-V ESC: a literal ESC in the line
+        seen = t.expect(b"B")
+        self.assertIn(b"A^[[2JB", seen)
+        t.type(b"q\r")
+        self.assertEqual(t.wait(10), 0, t.buf)
