@@ -133,7 +133,7 @@ static void usage(FILE *out)
             "  --nick NAME     take this nick after joining (1-32 of A-Z a-z 0-9 _ -);\n"
             "                  nothing is sent before the server grants it (on a terminal\n"
             "                  too), and a taken nick exits 1 with one line\n"
-            "  --timeout SEC   time allowed to connect and for the answer to --nick, /quit\n"
+            "  --timeout SEC   time allowed to connect and for the answer to --nick\n"
             "                  (default 10); a pause in typing is never a timeout\n"
             CLI_TLS_USAGE_PAD("")
             "Exit codes: 0 left or the server closed, 1 connection failed or lost or --nick\n"
