@@ -55,7 +55,9 @@ TEST_PKGS  := libcriterion-dev python3 netcat-openbsd socat procps util-linux ip
 
 all: $(BUILD)/sockit $(BUILD)/libsockit.a $(BUILD)/libsockit.so $(EX_BIN)
 
-$(BUILD)/obj/%.o: %.c include/sockit.h $(wildcard src/*.h cli/*.h) $(SVC_HDR)
+# `make` alone is the first command many people type: like run and test, it
+# installs missing build packages first (order-only: it never forces a rebuild).
+$(BUILD)/obj/%.o: %.c include/sockit.h $(wildcard src/*.h cli/*.h) $(SVC_HDR) | deps
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -DSOCKIT_BUILDING -c $< -o $@
 
@@ -84,7 +86,7 @@ $(BUILD)/unit-tests: $(UNIT_OBJ) $(SVC_LIB) $(BUILD)/libsockit.a
 # --- set-up ---------------------------------------------------------------
 # Installs the missing packages of a list; as non-root prints the exact line.
 define install_pkgs
-	@missing=""; for p in $(1); do \
+	@command -v dpkg-query >/dev/null || exit 0; missing=""; for p in $(1); do \
 	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
 	done; \
 	if [ -n "$$missing" ]; then \

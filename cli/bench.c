@@ -44,6 +44,7 @@ typedef struct bench_cfg {
     double rate;
     bool json, quiet;
     int server_pid;
+    uint32_t timeout_ms; /* --timeout: connecting, and each reply owed */
     cli_tls tls;        /* tls://: --ca, --pin or --insecure, as for every client */
 } bench_cfg;
 
@@ -92,7 +93,7 @@ static void usage(FILE *out)
     fprintf(out,
             "usage: sockit bench ADDR [--mode MODE] [-c CONNS] [--pipeline D] [-d SEC] [--warmup SEC]\n"
             "                         [--size BYTES] [--threads T] [--rate R] [--json]\n"
-            "                         [--server-pid PID] [--quiet]\n"
+            "                         [--server-pid PID] [--quiet] [--timeout SEC]\n"
             "\n"
             "modes:\n"
             "  frame    4-byte big-endian length + payload, each reply checked (default)\n"
@@ -114,6 +115,8 @@ static void usage(FILE *out)
             "  --server-pid PID also report the server's resident memory (idle mode: per\n"
             "                   connection held)\n"
             "  --json           one JSON object on stdout instead of the table\n"
+            "  --timeout SEC    time allowed to connect, and for each reply owed, counted from\n"
+            "                   its request (default 10); past it the run fails with exit 1\n"
             "  --ca FILE, --pin SHA256, --insecure\n"
             "                   tls://: how to verify the server, as for sockit connect; every\n"
             "                   connection after the first resumes the TLS session\n"
@@ -415,7 +418,7 @@ static void start_connect(client *cl)
     if (o.tls != NULL) {
         /* By address, so that the server's name is verified (and sent as
          * SNI); no source rotation then. */
-        int err = sk_conn_connect(t->loop, &cfg->addr, &o, &client_cbs, cl, 5000, &cl->conn);
+        int err = sk_conn_connect(t->loop, &cfg->addr, &o, &client_cbs, cl, (int)cfg->timeout_ms, &cl->conn);
         if (err < 0)
             fail(t, "connect: %s", sk_strerror(err));
         return;
@@ -435,11 +438,34 @@ static void start_connect(client *cl)
     }
     cl->sent_at[cl->next_seq % RING] = now_ns();
     int err = sk_conn_connect_fd(t->loop, fd, (const struct sockaddr *)&cfg->sa, cfg->salen, &o,
-                                 &client_cbs, cl, 5000, &cl->conn);
+                                 &client_cbs, cl, (int)cfg->timeout_ms, &cl->conn);
     if (err < 0) {
         close(fd);
         fail(t, "connect: %s", sk_strerror(err));
     }
+}
+
+/* A stream reply later than --timeout after its request fails the run, as
+ * in every client: a server that stopped answering is reported, not waited
+ * on. (Lost datagrams are written off after 1 s instead: loss, not a stall.) */
+static int check_replies_owed(bthread *t, uint64_t now)
+{
+    const bench_cfg *cfg = t->cfg;
+    if (cfg->mode == M_UDP || cfg->mode == M_IDLE)
+        return 0;
+    uint64_t limit_ns = (uint64_t)cfg->timeout_ms * 1000000u;
+    for (unsigned i = 0; i < t->nclients; i++) {
+        client *cl = &t->clients[i];
+        if (cl->conn == NULL || in_flight(cl) == 0)
+            continue;
+        uint64_t since = cl->sent_at[cl->done_seq % RING];
+        if (now > since && now - since > limit_ns) {
+            fail(t, "no reply within %.1f s on connection %u (--timeout)",
+                 cfg->timeout_ms / 1000.0, cl->index);
+            return -1;
+        }
+    }
+    return 0;
 }
 
 /* Every 1 ms (closed loop) or continuously (open loop): phase changes, lost
@@ -456,6 +482,8 @@ static void on_tick(sk_timer *tm, void *ud)
         return;
     }
     const bench_cfg *cfg = t->cfg;
+    if (check_replies_owed(t, now) < 0)
+        return;
     if (cfg->mode == M_UDP && cfg->rate <= 0) {
         /* A lost datagram would stall its client forever: after 1 s without
          * a reply, write the requests off and start again. */
@@ -535,7 +563,7 @@ static int thread_connect(bthread *t)
              * the warm-up. */
             sk_stream_opts o;
             stream_opts(cfg, &o);
-            int rc = sk_conn_connect(t->loop, &cfg->addr, &o, &client_cbs, cl, 5000, &cl->conn);
+            int rc = sk_conn_connect(t->loop, &cfg->addr, &o, &client_cbs, cl, (int)cfg->timeout_ms, &cl->conn);
             if (rc < 0) {
                 cli_err("connection %u: %s", cl->index, sk_strerror(rc));
                 return rc;
@@ -666,13 +694,33 @@ static void report(const bench_cfg *cfg, const histogram *h, uint64_t reqs, uint
     }
 }
 
+/* What a failure most likely means when the server is not an echo of the
+ * mode's framing: the raw message ("frame too large (1416126830 ...)") is
+ * true but does not tell a new user what to change. */
+static const char *failure_hint(const bench_cfg *cfg, const char *failure)
+{
+    bool tls = cfg->addr.kind == SK_ADDR_TLS;
+    if (strstr(failure, "frame too large") != NULL)
+        return " (the server does not answer in frames: not an echo service? greet and upper "
+               "need --mode raw or line; a TLS port needs tls://)";
+    if (strstr(failure, "byte 0") != NULL)
+        return " (the server does not echo what it is sent, as greet and upper do not: bench "
+               "measures echo services such as sockit serve echo)";
+    if (!tls && (strstr(failure, "reset") != NULL || strstr(failure, "closed: ") != NULL))
+        return " (the server closed the connection: a service that closes, like greet, or a "
+               "TLS port without tls://?)";
+    return "";
+}
+
 /* ------------------------------------------------------------- parsing */
 
 static int parse(bench_cfg *cfg, int argc, char **argv)
 {
     *cfg = (bench_cfg){.mode = M_FRAME, .conns = 50, .pipeline = 1, .threads = 1,
-                       .duration_ms = 5000, .warmup_ms = 1000, .size = 64};
-    enum { O_MODE = 256, O_PIPE, O_WARM, O_SIZE, O_THREADS, O_RATE, O_JSON, O_PID, O_QUIET };
+                       .duration_ms = 5000, .warmup_ms = 1000, .size = 64,
+                       .timeout_ms = CLI_TIMEOUT_MS};
+    enum { O_MODE = 256, O_PIPE, O_WARM, O_SIZE, O_THREADS, O_RATE, O_JSON, O_PID, O_QUIET,
+           O_TIMEOUT };
     static const struct option longopts[] = {
         {"mode", required_argument, NULL, O_MODE},
         {"pipeline", required_argument, NULL, O_PIPE},
@@ -683,6 +731,7 @@ static int parse(bench_cfg *cfg, int argc, char **argv)
         {"json", no_argument, NULL, O_JSON},
         {"server-pid", required_argument, NULL, O_PID},
         {"quiet", no_argument, NULL, O_QUIET},
+        {"timeout", required_argument, NULL, O_TIMEOUT},
         CLI_TLS_LONGOPTS,
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
@@ -723,6 +772,7 @@ static int parse(bench_cfg *cfg, int argc, char **argv)
         }
         case O_JSON: cfg->json = true; break;
         case O_QUIET: cfg->quiet = true; break;
+        case O_TIMEOUT: bad = cli_parse_seconds(v, &cfg->timeout_ms) || cfg->timeout_ms == 0; break;
         case O_PID: bad = cli_parse_uint(v, 1, 1u << 30, &u); cfg->server_pid = (int)u; break;
         case ':': cli_err("option %s needs a value", argv[optind - 1]); return -1;
         default:
@@ -735,12 +785,13 @@ static int parse(bench_cfg *cfg, int argc, char **argv)
         }
     }
     if (argc - optind != 1) {
-        cli_err("bench needs one address (try: sockit bench --help)");
+        if (!cli_host_port_slip("bench", argc - optind, argv + optind))
+            cli_err("bench needs one address (try: sockit bench --help)");
         return -1;
     }
     char err[300];
     if (sk_addr_parse(argv[optind], &cfg->addr, err, sizeof err) < 0) {
-        cli_err("bad address: %s", err);
+        cli_err("bad address: %s%s", err, cli_addr_hint(argv[optind]));
         return -1;
     }
     bool dgram = cfg->addr.kind == SK_ADDR_UDP || cfg->addr.kind == SK_ADDR_UNIXGRAM;
@@ -882,7 +933,7 @@ int cmd_bench(int argc, char **argv)
             failure = ts[i].failure;
     }
     if (failure) {
-        cli_err("FAILED: %s", failure);
+        cli_err("FAILED: %s%s", failure, failure_hint(&cfg, failure));
         free(all);
         goto out;
     }

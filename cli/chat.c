@@ -20,21 +20,18 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/ioctl.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
-#include <wchar.h>
 
 #include <editline/readline.h>
 
 #include "cli.h"
+#include "lineedit.h"
+#include "pump.h"
 
-/* Bytes waiting for the socket: past this, input is not read, so a server
- * that stops reading slows us down instead of growing our memory. */
-#define OUT_MAX (256u * 1024u)
 /* A line from the server longer than this is printed in pieces: the client
  * never holds more of one line than this. */
 #define IN_MAX (1024u * 1024u)
@@ -78,18 +75,18 @@ typedef struct chat_client {
     int fd;
     bool tty;      /* line editing on a terminal */
     bool sanitize; /* stdout is a terminal: neutralise control characters */
-    bool ansi;     /* the terminal understands ANSI cursor movement */
     bool editing;  /* the libedit handler is installed */
     bool stdin_open, quit_sent, peer_open;
     char last_in; /* last byte read from stdin (pipe mode) */
     uint64_t quit_at;
     int sigfd;    /* SIGINT, SIGTERM, SIGHUP, SIGWINCH */
-    /* Pipe mode with --nick: stdin is not read until the server has said
-     * the nick is ours, so that no line goes out under a guest nick. */
+    /* With --nick: stdin is not read until the server has said the nick
+     * is ours, so that no line goes out under a guest nick. */
     const char *nick_wanted;
     uint64_t nick_deadline;
     int nick_wait_ms;
-    bytes out, in, show;
+    cli_pump pump; /* the poll loop; its queue holds what waits for the socket */
+    bytes in, show;
     int status;
 } chat_client;
 
@@ -124,7 +121,8 @@ static void usage(FILE *out)
     fprintf(out,
             "usage: sockit chat ADDR [--nick NAME] [--timeout SEC]\n"
             "\n"
-            "Joins the chat room of `sockit serve chat` at ADDR (HOST:PORT or unix:PATH).\n"
+            "Joins the chat room of `sockit serve chat` at ADDR (HOST:PORT, unix:PATH or\n"
+            "tls://HOST:PORT).\n"
             "On a terminal: type a line and Enter to send it to everyone; lines from others\n"
             "appear above the line you are typing; Up/Down recall earlier lines. /nick NAME,\n"
             "/who, /me TEXT, /help; /quit or Ctrl-D leaves, and so does a terminal that\n"
@@ -133,10 +131,11 @@ static void usage(FILE *out)
             "stdout, and at the end of stdin the client sends /quit and exits when the server\n"
             "closes.\n"
             "  --nick NAME     take this nick after joining (1-32 of A-Z a-z 0-9 _ -);\n"
-            "                  without a terminal, nothing is sent before the server\n"
-            "                  grants it, and a taken nick exits 1\n"
-            "  --timeout SEC   bounds connecting and the wait for --nick (default 10)\n"
-            CLI_TLS_USAGE
+            "                  nothing is sent before the server grants it (on a terminal\n"
+            "                  too), and a taken nick exits 1 with one line\n"
+            "  --timeout SEC   time allowed to connect and for the answer to --nick\n"
+            "                  (default 10); a pause in typing is never a timeout\n"
+            CLI_TLS_USAGE_PAD("")
             "Exit codes: 0 left or the server closed, 1 connection failed or lost or --nick\n"
             "refused, 2 usage, 128+N left on signal N.\n");
 }
@@ -215,67 +214,21 @@ static int add_shown(bytes *b, const uint8_t *p, size_t len)
     return 0;
 }
 
-/* Columns of the prompt and the typed text before the cursor, for finding
- * where the input area starts when it wraps over several rows. */
-static size_t input_columns(void)
-{
-    size_t cols = strlen(PROMPT);
-    if (rl_line_buffer == NULL || rl_point <= 0)
-        return cols;
-    mbstate_t st;
-    memset(&st, 0, sizeof st);
-    const char *p = rl_line_buffer, *end = rl_line_buffer + rl_point;
-    while (p < end) {
-        wchar_t wc;
-        size_t n = mbrtowc(&wc, p, (size_t)(end - p), &st);
-        if (n == (size_t)-1 || n == (size_t)-2 || n == 0) {
-            memset(&st, 0, sizeof st);
-            cols++;
-            p++;
-            continue;
-        }
-        int w = wcwidth(wc);
-        cols += w > 0 ? (size_t)w : 0;
-        p += n;
-    }
-    return cols;
-}
-
-/* Prints what is in c->show above the input line: the prompt and the typed
- * text are erased, the lines written, and libedit redraws the input with
- * the cursor where it was. (libedit's rl_redisplay pushes a ^R into its
- * input and rl_replace_line ignores an empty line, so the GNU recipe of
- * save/replace/redisplay does not work there; a forced update does.) */
+/* Prints what is in c->show above the input line, which libedit then
+ * redraws intact (cli/lineedit.c). */
 static void show_lines(chat_client *c)
 {
     if (c->show.len == 0)
         return;
-    if (c->editing) {
-        char clear[64];
-        int n;
-        if (c->ansi) {
-            struct winsize ws;
-            size_t width =
-                ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0 ? ws.ws_col : 80;
-            size_t up = input_columns() / width;
-            n = up ? snprintf(clear, sizeof clear, "\033[%zuA\r\033[J", up)
-                   : snprintf(clear, sizeof clear, "\r\033[J");
-        } else {
-            n = snprintf(clear, sizeof clear, "\r");
-        }
-        (void)write_all(STDOUT_FILENO, clear, (size_t)n);
-    }
-    (void)write_all(STDOUT_FILENO, c->show.data, c->show.len);
+    cli_edit_print(c->show.data, c->show.len);
     c->show.len = 0;
-    if (c->editing)
-        rl_forced_update_display();
 }
 
 /* ------------------------------------------------------------ sending */
 
 static int queue_line(chat_client *c, const char *text, size_t len)
 {
-    if (bytes_add(&c->out, text, len) < 0 || bytes_add(&c->out, "\n", 1) < 0) {
+    if (cli_pump_queue(&c->pump, text, len) < 0 || cli_pump_queue(&c->pump, "\n", 1) < 0) {
         cli_err("out of memory");
         return -1;
     }
@@ -287,7 +240,7 @@ static void stop_editing(chat_client *c)
     if (!c->editing)
         return;
     c->editing = false;
-    rl_callback_handler_remove();
+    cli_edit_stop();
 }
 
 static void start_quit(chat_client *c)
@@ -331,12 +284,12 @@ static void on_line(char *line)
         stop_editing(c);
         return;
     }
-    rl_callback_handler_install(PROMPT, on_line);
+    cli_edit_again();
 }
 
 /* ------------------------------------------------------------- socket */
 
-/* Pipe mode, --nick sent: is this server line the answer? 1: the nick is
+/* --nick sent: is this server line the answer? 1: the nick is
  * ours ("*** you are now NICK"), -1: refused ("*** error: ...", reported
  * in one line), 0: some other line (the welcome, a join). */
 static int nick_answer(chat_client *c, const uint8_t *line, size_t len)
@@ -348,6 +301,12 @@ static int nick_answer(chat_client *c, const uint8_t *line, size_t len)
     static const char err[] = "*** error: ";
     if (len < sizeof err - 1 || memcmp(line, err, sizeof err - 1) != 0)
         return 0;
+    /* On a terminal the prompt goes first, so the refusal is one clean line. */
+    if (c->editing) {
+        stop_editing(c);
+        fputs("\n", stdout);
+        fflush(stdout);
+    }
     bytes text = {0};
     if (add_shown(&text, line + sizeof err - 1, len - (sizeof err - 1)) == 0)
         cli_err("%.*s; nothing was sent", (int)text.len, (const char *)text.data);
@@ -422,16 +381,13 @@ static int read_socket(chat_client *c)
 
 static int write_socket(chat_client *c)
 {
-    ssize_t n = sk_sock_send(c->fd, c->out.data, c->out.len);
-    if (n < 0) {
-        if (n == -EAGAIN)
-            return 0;
+    int rc = cli_pump_flush(&c->pump);
+    if (rc < 0) {
         stop_editing(c);
-        cli_err("connection lost: %s", sk_strerror((int)n));
+        cli_err("connection lost: %s", sk_strerror(rc));
         c->status = EXIT_RUNTIME;
         return -1;
     }
-    bytes_drop(&c->out, (size_t)n);
     return 0;
 }
 
@@ -446,13 +402,13 @@ static int read_stdin(chat_client *c)
     if (n < 0 && errno != EIO)
         return -1;
     if (n <= 0) { /* EIO: a terminal that hung up, an end like any other */
-        if (c->last_in != 0 && c->last_in != '\n' && bytes_add(&c->out, "\n", 1) < 0)
+        if (c->last_in != 0 && c->last_in != '\n' && cli_pump_queue(&c->pump, "\n", 1) < 0)
             return -1;
         start_quit(c);
         return 0;
     }
     c->last_in = (char)buf[n - 1];
-    return bytes_add(&c->out, buf, (size_t)n);
+    return cli_pump_queue(&c->pump, buf, (size_t)n);
 }
 
 /* ------------------------------------------------------------- the loop */
@@ -468,7 +424,7 @@ static void read_signals(chat_client *c)
             if (si[i].ssi_signo != SIGWINCH)
                 g_stop_signal = (int)si[i].ssi_signo;
             else if (c->editing)
-                rl_resize_terminal();
+                cli_edit_resize();
         }
     }
 }
@@ -478,13 +434,6 @@ static void read_signals(chat_client *c)
  * there is nothing to read. libedit would return from each read of that
  * end without a word, leaving us to poll a descriptor that is always
  * ready. */
-static bool terminal_gone(short revents)
-{
-    if (revents & (POLLHUP | POLLERR | POLLNVAL))
-        return true;
-    int avail = 0;
-    return (revents & POLLIN) && ioctl(STDIN_FILENO, FIONREAD, &avail) == 0 && avail == 0;
-}
 
 /* Leaving on a stop signal: a last try to say /quit, without waiting, so
  * that the room sees a plain leave. What the server has sent is then read
@@ -497,85 +446,64 @@ static void leave_now(chat_client *c)
         (void)write_all(STDOUT_FILENO, "\n", 1); /* the shell's prompt on a line of its own */
     stop_editing(c);
     if (!c->quit_sent) {
-        c->out.len = 0;
+        c->pump.out_len = 0;
         start_quit(c);
-        (void)sk_sock_send(c->fd, c->out.data, c->out.len);
+        (void)cli_pump_flush(&c->pump);
     }
     uint8_t buf[CHUNK];
     for (int i = 0; i < 16 && sk_sock_recv(c->fd, buf, sizeof buf) > 0; i++)
         ;
 }
 
-/* How long the loop may wait in poll: -1 for ever, or until the server's
- * answer to /quit or --nick is overdue (then *late is set). */
-static int wait_bound(const chat_client *c, bool *late)
+/* When the server's answer to /quit or --nick is overdue; 0: nothing owed. */
+static uint64_t answer_deadline(const chat_client *c)
 {
-    uint64_t deadline = 0;
     if (c->quit_sent)
-        deadline = c->quit_at + QUIT_WAIT_MS;
-    else if (c->nick_wanted != NULL)
-        deadline = c->nick_deadline;
-    if (deadline == 0)
-        return -1;
-    uint64_t now = now_ms();
-    *late = now >= deadline;
-    return *late ? 0 : (int)(deadline - now);
+        return c->quit_at + QUIT_WAIT_MS;
+    if (c->nick_wanted != NULL)
+        return c->nick_deadline;
+    return 0;
 }
 
 static void run(chat_client *c)
 {
     struct stat st;
-    bool stdin_file = fstat(STDIN_FILENO, &st) == 0 && S_ISREG(st.st_mode);
+    c->pump.stdin_file = fstat(STDIN_FILENO, &st) == 0 && S_ISREG(st.st_mode);
     while (c->peer_open) {
         if (g_stop_signal) {
             leave_now(c);
             break;
         }
-        struct pollfd p[3] = {{.fd = c->fd, .events = POLLIN},
-                              {.fd = -1},
-                              {.fd = c->sigfd, .events = POLLIN}};
-        if (c->out.len > 0)
-            p[0].events |= POLLOUT;
-        bool want_stdin = c->stdin_open && c->out.len < OUT_MAX && c->nick_wanted == NULL;
-        if (want_stdin && !stdin_file)
-            p[1] = (struct pollfd){.fd = STDIN_FILENO, .events = POLLIN};
-        bool late = false;
-        int wait_ms = wait_bound(c, &late);
-        if (late && c->quit_sent)
-            break;
-        if (late) {
+        bool want_stdin = c->stdin_open && c->nick_wanted == NULL;
+        uint64_t deadline = answer_deadline(c);
+        if (deadline != 0 && now_ms() >= deadline) {
+            if (c->quit_sent)
+                break;
             cli_err("no answer to --nick %s from the server within %.1f s", c->nick_wanted,
                     c->nick_wait_ms / 1000.0);
             c->status = EXIT_RUNTIME;
             break;
         }
-        /* TLS: bytes already decrypted are not seen by poll(). */
-        bool pending = sk_sock_pending(c->fd);
-        if ((want_stdin && stdin_file) || pending)
-            wait_ms = 0;
-        int n = poll(p, 3, wait_ms);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
+        cli_pump_ready r;
+        if (cli_pump_wait(&c->pump, want_stdin, deadline, &r) < 0) {
             stop_editing(c);
-            cli_err("poll: %s", strerror(errno));
             c->status = EXIT_RUNTIME;
             break;
         }
-        if (p[2].revents & POLLIN)
+        if (r.sig)
             read_signals(c);
-        if (((p[0].revents & (POLLIN | POLLHUP | POLLERR)) || pending) && read_socket(c) < 0)
+        if (r.sock && read_socket(c) < 0)
             break;
         if (!c->peer_open || g_stop_signal)
             continue;
-        if ((p[0].revents & POLLOUT) && c->out.len > 0 && write_socket(c) < 0)
+        if (r.sock_write && write_socket(c) < 0)
             break;
-        if (want_stdin && (stdin_file || p[1].revents)) {
-            if (c->tty && terminal_gone(p[1].revents)) {
+        if (r.in && c->stdin_open && c->nick_wanted == NULL) {
+            if (c->tty && cli_edit_terminal_gone(r.in_revents)) {
                 stop_editing(c);
                 start_quit(c);
             } else if (c->tty) {
-                rl_callback_read_char();
+                cli_edit_read();
             } else if (read_stdin(c) < 0) {
                 cli_err("reading stdin: %s", strerror(errno));
                 c->status = EXIT_RUNTIME;
@@ -649,14 +577,15 @@ int cmd_chat(int argc, char **argv)
         }
     }
     if (argc - optind != 1) {
-        cli_err(argc - optind == 0 ? "chat needs an address (try: sockit chat --help)"
-                                   : "chat takes one address");
+        if (!cli_host_port_slip("chat", argc - optind, argv + optind))
+            cli_err(argc - optind == 0 ? "chat needs an address (try: sockit chat --help)"
+                                       : "chat takes one address");
         return EXIT_USAGE;
     }
     sk_addr addr;
     char err[300];
     if (sk_addr_parse(argv[optind], &addr, err, sizeof err) < 0) {
-        cli_err("bad address: %s", err);
+        cli_err("bad address: %s%s", err, cli_addr_hint(argv[optind]));
         return EXIT_USAGE;
     }
     if (addr.kind != SK_ADDR_TCP && addr.kind != SK_ADDR_UNIX && addr.kind != SK_ADDR_TLS) {
@@ -679,8 +608,6 @@ int cmd_chat(int argc, char **argv)
     g_client = &c;
     c.tty = isatty(STDIN_FILENO) && isatty(STDOUT_FILENO);
     c.sanitize = isatty(STDOUT_FILENO);
-    const char *term = getenv("TERM");
-    c.ansi = term != NULL && term[0] != '\0' && strcmp(term, "dumb") != 0;
 
     /* Stop signals are read from a descriptor in the loop's poll, so the
      * client leaves the room and restores the terminal on the way out, and
@@ -700,16 +627,17 @@ int cmd_chat(int argc, char **argv)
         cli_tls_free(&tls);
         return EXIT_RUNTIME;
     }
+    cli_pump_init(&c.pump, fd, c.sigfd);
 
     if (nick != NULL) {
         char line[64];
         int n = snprintf(line, sizeof line, "/nick %s", nick);
         queue_line(&c, line, (size_t)n);
-        if (!c.tty) {
-            c.nick_wanted = nick;
-            c.nick_wait_ms = timeout_ms;
-            c.nick_deadline = now_ms() + (uint64_t)timeout_ms;
-        }
+        /* On a terminal too: a line typed early must never go out under
+         * the guest nick, so stdin waits for the server's answer. */
+        c.nick_wanted = nick;
+        c.nick_wait_ms = timeout_ms;
+        c.nick_deadline = now_ms() + (uint64_t)timeout_ms;
     }
     if (c.tty) {
         setlocale(LC_CTYPE, "");
@@ -717,10 +645,8 @@ int cmd_chat(int argc, char **argv)
         sk_addr_format(&addr, text, sizeof text);
         fprintf(stderr, "connected to %s; /help lists the commands, /quit or Ctrl-D leaves\n",
                 text);
-        /* The loop handles signals; libedit must not install its own. */
-        rl_catch_signals = 0;
         stifle_history(HISTORY_MAX);
-        rl_callback_handler_install(PROMPT, on_line);
+        cli_edit_start(PROMPT, on_line);
         c.editing = true;
     }
     run(&c);
@@ -732,7 +658,7 @@ int cmd_chat(int argc, char **argv)
     sigprocmask(SIG_SETMASK, &old, NULL);
     if (c.tty)
         clear_history();
-    free(c.out.data);
+    cli_pump_free(&c.pump);
     free(c.in.data);
     free(c.show.data);
     g_client = NULL;

@@ -12,6 +12,11 @@
 
 enum { EXIT_OK = 0, EXIT_RUNTIME = 1, EXIT_USAGE = 2 };
 
+/* The one --timeout default of every client (connect, chat, exec, put, get,
+ * ls, bench): the time to connect, and for each reply owed, counted from when
+ * it became owed. A pause in stdin is never a timeout. */
+#define CLI_TIMEOUT_MS 10000
+
 /* How the command was invoked (argv[0]), for hints that can be pasted. */
 extern const char *cli_prog;
 
@@ -27,6 +32,13 @@ int cli_parse_seconds(const char *text, uint32_t *out_ms);
 int cli_parse_uint(const char *text, unsigned min, unsigned max, unsigned *out);
 int cli_parse_log_level(const char *text, enum sk_log_level *out);
 
+/* " (try ...)" after a "bad address" message for a bare port or a path
+ * without unix:, or "" (a static buffer: use before the next call). */
+const char *cli_addr_hint(const char *text);
+/* `CMD HOST PORT` typed as nc takes it: prints the HOST:PORT spelling and
+ * returns true when the two arguments look so (a usage error). */
+bool cli_host_port_slip(const char *cmd, int nargs, char **args);
+
 /* Sends library and service log lines to stderr as "sockit: ...". */
 void cli_log_to_stderr(enum sk_log_level level);
 
@@ -40,10 +52,13 @@ enum { CLI_O_CA = 1000, CLI_O_PIN, CLI_O_INSECURE };
 #define CLI_TLS_LONGOPTS                                                        \
     {"ca", required_argument, NULL, CLI_O_CA}, {"pin", required_argument, NULL, CLI_O_PIN}, \
         {"insecure", no_argument, NULL, CLI_O_INSECURE}
-#define CLI_TLS_USAGE                                                           \
-    "  --ca FILE         tls://: verify the server's certificate chain and name with FILE\n" \
-    "  --pin SHA256      tls://: accept only the certificate with this SHA-256 fingerprint\n" \
-    "  --insecure        tls://: do not verify the server at all (warns; for testing only)\n"
+/* The three lines of --help, their text starting at column 18 + strlen(PAD),
+ * so that they line up with each command's own options. */
+#define CLI_TLS_USAGE_PAD(PAD)                                                          \
+    "  --ca FILE       " PAD "tls://: verify the server's certificate chain and name with FILE\n" \
+    "  --pin SHA256    " PAD "tls://: accept only the certificate with this SHA-256 fingerprint\n" \
+    "  --insecure      " PAD "tls://: do not verify the server at all (warns; for testing only)\n"
+#define CLI_TLS_USAGE CLI_TLS_USAGE_PAD("  ")
 typedef struct cli_tls {
     const char *ca;
     bool has_pin, insecure;
@@ -55,6 +70,10 @@ int cli_tls_prepare(cli_tls *t, const sk_addr *addr);
 /* sk_dial, or sk_tls_dial for tls:// (close the result with sk_sock_close). */
 int cli_dial(const sk_addr *addr, const cli_tls *t, int timeout_ms, char *err, size_t errlen);
 void cli_tls_free(cli_tls *t);
+/* serve's --cert and --key, before the library reads them: a key given as
+ * the certificate (or the reverse) is named as such, and a key readable by
+ * group or others is warned about. Returns 0, or -1 after one line. */
+int cli_tls_check_server_files(const char *cert, const char *key);
 
 int cmd_serve(int argc, char **argv);
 int cmd_cert(int argc, char **argv);

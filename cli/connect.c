@@ -1,12 +1,16 @@
 /* connect.c — `sockit connect`: the seed's interactive client on a terminal
- * (prompt, `q` quits), an nc-like pipe otherwise, frames or lines when asked,
+ * (prompt, `q` quits; libedit, as chat, so incoming data never hides a
+ * half-typed line), an nc-like pipe otherwise, frames or lines when asked,
  * and one datagram per line for udp:// and unixgram:. */
 #include <errno.h>
 #include <getopt.h>
+#include <locale.h>
+#include <signal.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -14,15 +18,14 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "lineedit.h"
+#include "pump.h"
 
-/* Bytes waiting to go to the socket: when full, stdin is not read, so a
- * server that stops reading slows us down instead of growing our memory. */
-#define OUT_MAX (256u * 1024u)
 #define CHUNK (64u * 1024u)
 
 typedef struct connect_cfg {
     enum sk_framing framing;
-    int timeout_ms;      /* connect and reply waits; -1: none given */
+    int timeout_ms;      /* connecting, and each wait for a reply owed */
     size_t max_frame;
     cli_tls tls;
 } connect_cfg;
@@ -32,16 +35,19 @@ static void usage(FILE *out)
     fprintf(out,
             "usage: sockit connect ADDR [--framing raw|line|frame] [--timeout SEC]\n"
             "\n"
-            "On a terminal: type a line to send it, empty lines are not sent, 'q' or Ctrl-D quits;\n"
-            "whatever the server sends is printed. Otherwise works like nc: stdin goes to the\n"
-            "socket, the socket to stdout; at the end of stdin the sending side is shut down and\n"
-            "the reply is still read until the server closes.\n"
+            "On a terminal: type a line to send it, empty lines are not sent, 'q' or Ctrl-D quits,\n"
+            "'\\q' sends a line that is exactly 'q' (and '\\\\q' sends '\\q'); whatever the server\n"
+            "sends is printed, control characters shown escaped (ESC as ^[), never run by the\n"
+            "terminal. Otherwise works like nc: stdin goes to the socket, the socket to stdout;\n"
+            "at the end of stdin the sending side is shut down and the reply is still read\n"
+            "until the server closes.\n"
             "  --framing line    each input line is sent as a line; each line received is printed\n"
             "  --framing frame   each input line is sent as one frame (4-byte big-endian length);\n"
             "                    each frame received is printed on its own line\n"
-            "  --timeout SEC     bounds connecting (default 10) and each wait for a reply;\n"
-            "                    for udp:// and unixgram: a reply missing after SEC (default 5)\n"
-            "                    is reported and the exit code is 1\n"
+            "  --timeout SEC     time allowed to connect, and for each reply owed, counted from\n"
+            "                    the send (default 10; a pause in stdin is never a timeout;\n"
+            "                    not applied to replies on a terminal); a reply missing after\n"
+            "                    SEC is reported and the exit code is 1\n"
             "  --max-frame BYTES largest frame accepted from the server (default 16M)\n"
             CLI_TLS_USAGE
             "tls://HOST:PORT needs --ca or --pin unless the system's CAs vouch for the server.\n"
@@ -111,18 +117,24 @@ typedef struct stream_client {
     bool interactive;
     bool stdin_open, shut_sent, peer_open;
     bool awaiting;      /* sent something, nothing back yet (for --timeout) */
-    uint64_t last_rx;
-    bytes out;          /* encoded, waiting for the socket */
+    uint64_t owed_since; /* when awaiting became true: --timeout counts from here */
+    cli_pump pump;      /* the poll loop and what waits for the socket */
     bytes line;         /* stdin bytes not yet forming a whole line */
     bytes in;           /* socket bytes not yet forming a whole message */
+    bytes show;         /* on a terminal: escaped output, printed above the input */
     sk_decoder dec;
     bool quit;
+    int stop_signal;    /* SIGINT, SIGTERM or SIGHUP read from the signalfd */
+    sigset_t old_mask;  /* the mask before the signalfd took the signals */
 } stream_client;
 
-static void prompt(stream_client *sc)
+/* Starts the reply clock unless a reply is already owed: the wait counts
+ * from the send it answers, not from the last byte received. */
+static void owe_reply(stream_client *sc)
 {
-    if (sc->interactive && sc->stdin_open && !sc->quit)
-        write_stdout("> ", 2);
+    if (!sc->awaiting)
+        sc->owed_since = now_ms();
+    sc->awaiting = true;
 }
 
 static int queue_message(stream_client *sc, const uint8_t *data, size_t len)
@@ -132,13 +144,43 @@ static int queue_message(stream_client *sc, const uint8_t *data, size_t len)
             return -1;
         uint8_t hdr[SK_FRAME_HEADER];
         sk_frame_header(hdr, (uint32_t)len);
-        if (bytes_add(&sc->out, hdr, sizeof hdr) < 0)
+        if (cli_pump_queue(&sc->pump, hdr, sizeof hdr) < 0)
             return -1;
-        return bytes_add(&sc->out, data, len);
+        return cli_pump_queue(&sc->pump, data, len);
     }
-    if (bytes_add(&sc->out, data, len) < 0)
+    if (cli_pump_queue(&sc->pump, data, len) < 0)
         return -1;
-    return bytes_add(&sc->out, "\n", 1);
+    return cli_pump_queue(&sc->pump, "\n", 1);
+}
+
+/* A typed line "\q" sends "q" (the seed protocol's own quit word), and
+ * "\\q" sends "\q": one backslash before backslashes and a q is dropped. */
+static bool quit_word_escaped(const uint8_t *data, size_t len)
+{
+    if (len < 2 || data[0] != '\\' || data[len - 1] != 'q')
+        return false;
+    for (size_t i = 1; i + 1 < len; i++)
+        if (data[i] != '\\')
+            return false;
+    return true;
+}
+
+/* Appends data to b with C0 controls (but tab, newline and the CR of CRLF)
+ * and DEL as ^X, so ESC sequences from a server cannot clear the screen,
+ * retitle the window or move the cursor. */
+static int add_escaped(bytes *b, const uint8_t *data, size_t len)
+{
+    for (size_t i = 0; i < len; i++) {
+        uint8_t c = data[i];
+        bool crlf = c == '\r' && i + 1 < len && data[i + 1] == '\n';
+        char esc[2] = {'^', (char)(c == 0x7f ? '?' : c + '@')};
+        int rc = (c < 0x20 && c != '\t' && c != '\n' && !crlf) || c == 0x7f
+                     ? bytes_add(b, esc, 2)
+                     : bytes_add(b, &c, 1);
+        if (rc < 0)
+            return -1;
+    }
+    return 0;
 }
 
 /* One complete input line (without "\n"). Returns -1 to quit. */
@@ -147,20 +189,22 @@ static int input_line(stream_client *sc, uint8_t *data, size_t len)
     if (len > 0 && data[len - 1] == '\r')
         len--;
     if (sc->interactive) {
-        if (len == 0) {
-            prompt(sc);
+        if (len == 0)
             return 0; /* empty lines are not sent */
-        }
         if (len == 1 && data[0] == 'q') {
             sc->quit = true;
             return -1;
+        }
+        if (quit_word_escaped(data, len)) {
+            data++;
+            len--;
         }
     }
     if (queue_message(sc, data, len) < 0) {
         cli_err("out of memory");
         return -1;
     }
-    sc->awaiting = true;
+    owe_reply(sc);
     return 0;
 }
 
@@ -184,8 +228,8 @@ static int read_stdin(stream_client *sc)
         return 0;
     }
     if (!sc->interactive && sc->cfg->framing == SK_FRAMING_RAW) {
-        sc->awaiting = true;
-        return bytes_add(&sc->out, buf, (size_t)n);
+        owe_reply(sc);
+        return cli_pump_queue(&sc->pump, buf, (size_t)n);
     }
     if (bytes_add(&sc->line, buf, (size_t)n) < 0)
         return -1;
@@ -209,6 +253,28 @@ static int read_stdin(stream_client *sc)
     return 0;
 }
 
+/* On a terminal, the server's bytes are collected in sc->show, escaped;
+ * elsewhere they pass unchanged, straight to stdout. */
+static int write_shown(stream_client *sc, const uint8_t *data, size_t len)
+{
+    if (!sc->interactive)
+        return write_stdout(data, len);
+    return add_escaped(&sc->show, data, len);
+}
+
+/* Prints what was collected above the line being typed, which the line
+ * editor redraws intact: incoming data never hides half-typed text. */
+static int show_collected(stream_client *sc)
+{
+    if (sc->show.len == 0)
+        return 0;
+    if (sc->show.data[sc->show.len - 1] != '\n' && bytes_add(&sc->show, "\n", 1) < 0)
+        return -1;
+    cli_edit_print(sc->show.data, sc->show.len);
+    sc->show.len = 0;
+    return 0;
+}
+
 static int read_socket(stream_client *sc)
 {
     uint8_t buf[CHUNK];
@@ -219,9 +285,12 @@ static int read_socket(stream_client *sc)
         cli_err("receive: %s", sk_strerror((int)n));
         return -1;
     }
-    sc->last_rx = now_ms();
     if (n == 0) {
         sc->peer_open = false;
+        if (sc->interactive) {
+            cli_edit_stop();
+            write_stdout("\n", 1); /* the message below on a line of its own */
+        }
         if (sc->in.len > 0)
             cli_err("connection closed in the middle of a message (%zu bytes dropped)", sc->in.len);
         else if (sc->interactive)
@@ -230,19 +299,13 @@ static int read_socket(stream_client *sc)
     }
     sc->awaiting = false;
     if (sc->cfg->framing == SK_FRAMING_RAW) {
-        if (sc->interactive && write_stdout("\r", 1) < 0)
+        if (write_shown(sc, buf, (size_t)n) < 0)
             return -1;
-        if (write_stdout(buf, (size_t)n) < 0)
-            return -1;
-        if (sc->interactive && buf[n - 1] != '\n')
-            write_stdout("\n", 1);
-        prompt(sc);
-        return 0;
+        return show_collected(sc);
     }
     if (bytes_add(&sc->in, buf, (size_t)n) < 0)
         return -1;
     size_t off = 0;
-    bool printed = false;
     for (;;) {
         sk_msg m;
         int r = sk_decoder_next(&sc->dec, sc->in.data + off, sc->in.len - off, &m, NULL);
@@ -253,48 +316,114 @@ static int read_socket(stream_client *sc)
         }
         if (r == 0)
             break;
-        if (sc->interactive && !printed)
-            write_stdout("\r", 1);
-        if (write_stdout(sc->in.data + off + m.offset, m.len) < 0 || write_stdout("\n", 1) < 0)
+        if (write_shown(sc, sc->in.data + off + m.offset, m.len) < 0 ||
+            (sc->interactive ? bytes_add(&sc->show, "\n", 1) : write_stdout("\n", 1)) < 0)
             return -1;
-        printed = true;
         off += m.consumed;
     }
     bytes_drop(&sc->in, off);
-    if (printed)
-        prompt(sc);
-    return 0;
+    return show_collected(sc);
 }
 
 static int write_socket(stream_client *sc)
 {
-    ssize_t n = sk_sock_send(sc->fd, sc->out.data, sc->out.len);
-    if (n < 0) {
-        if (n == -EAGAIN)
-            return 0;
-        cli_err("send: %s", sk_strerror((int)n));
+    int rc = cli_pump_flush(&sc->pump);
+    if (rc < 0)
+        cli_err("send: %s", sk_strerror(rc));
+    return rc < 0 ? -1 : 0;
+}
+
+/* ------------------------------------------------------ the terminal */
+
+/* The client the line editor's callback talks to (one per process). */
+static stream_client *g_sc;
+
+/* libedit hands over each typed line (NULL: Ctrl-D on an empty line). */
+static void on_typed_line(char *line)
+{
+    stream_client *sc = g_sc;
+    if (line == NULL) {
+        sc->quit = true;
+        cli_edit_stop();
+        return;
+    }
+    if (input_line(sc, (uint8_t *)line, strlen(line)) < 0)
+        sc->quit = true;
+    free(line);
+    if (sc->quit)
+        cli_edit_stop();
+    else
+        cli_edit_again();
+}
+
+/* On a terminal: the line editor, and the stop signals through a signalfd
+ * in the pump's poll, so the terminal's modes are restored on the way out
+ * (libedit holds it in raw mode) whatever ends the session. */
+static int start_terminal(stream_client *sc)
+{
+    sigset_t block;
+    sigemptyset(&block);
+    sigaddset(&block, SIGINT);
+    sigaddset(&block, SIGTERM);
+    sigaddset(&block, SIGHUP);
+    sigaddset(&block, SIGWINCH);
+    sigprocmask(SIG_BLOCK, &block, &sc->old_mask);
+    sc->pump.sigfd = signalfd(-1, &block, SFD_NONBLOCK | SFD_CLOEXEC);
+    if (sc->pump.sigfd < 0) {
+        cli_err("signalfd: %s", strerror(errno));
+        sigprocmask(SIG_SETMASK, &sc->old_mask, NULL);
         return -1;
     }
-    bytes_drop(&sc->out, (size_t)n);
+    setlocale(LC_CTYPE, "");
+    g_sc = sc;
+    cli_edit_start("> ", on_typed_line);
     return 0;
+}
+
+static void stop_terminal(stream_client *sc)
+{
+    bool was = cli_edit_active();
+    cli_edit_stop();
+    if (was)
+        write_stdout("\n", 1); /* the shell's prompt on a line of its own */
+    if (sc->pump.sigfd >= 0) {
+        close(sc->pump.sigfd);
+        sc->pump.sigfd = -1;
+        sigprocmask(SIG_SETMASK, &sc->old_mask, NULL);
+    }
+    g_sc = NULL;
+}
+
+/* Reads the signals that arrived: 1 when a stop signal ends the session
+ * (sc->stop_signal says which), 0 otherwise (SIGWINCH: the new width). */
+static int read_signals(stream_client *sc)
+{
+    struct signalfd_siginfo si;
+    while (read(sc->pump.sigfd, &si, sizeof si) == (ssize_t)sizeof si) {
+        if (si.ssi_signo == SIGWINCH) {
+            cli_edit_resize();
+            continue;
+        }
+        sc->stop_signal = (int)si.ssi_signo;
+    }
+    return sc->stop_signal != 0;
 }
 
 static int run_stream(connect_cfg *cfg, const sk_addr *addr)
 {
     char err[600];
-    int fd = cli_dial(addr, &cfg->tls, cfg->timeout_ms >= 0 ? cfg->timeout_ms : 10000, err,
-                      sizeof err);
+    int fd = cli_dial(addr, &cfg->tls, cfg->timeout_ms, err, sizeof err);
     if (fd < 0) {
         cli_err("%s", err);
         return EXIT_RUNTIME;
     }
     stream_client sc = {.cfg = cfg, .fd = fd, .stdin_open = true, .peer_open = true};
+    cli_pump_init(&sc.pump, fd, -1);
     sc.interactive = isatty(STDIN_FILENO);
-    sc.last_rx = now_ms();
     sk_decoder_init(&sc.dec, cfg->framing, cfg->framing == SK_FRAMING_FRAME ? cfg->max_frame : 0);
     /* stdin as a regular file cannot be polled; it is always readable. */
     struct stat st;
-    bool stdin_file = fstat(STDIN_FILENO, &st) == 0 && S_ISREG(st.st_mode);
+    sc.pump.stdin_file = fstat(STDIN_FILENO, &st) == 0 && S_ISREG(st.st_mode);
     if (sc.interactive) {
         char text[400];
         sk_addr_format(addr, text, sizeof text);
@@ -303,67 +432,65 @@ static int run_stream(connect_cfg *cfg, const sk_addr *addr)
             memcpy(how, ", ", 2);
         fprintf(stderr, "connected to %s (%s framing%s); type q to quit\n", text,
                 sk_framing_name(cfg->framing), how);
-        prompt(&sc);
+        if (start_terminal(&sc) < 0) {
+            sk_sock_close(fd);
+            return EXIT_RUNTIME;
+        }
     }
     int status = EXIT_OK;
     while (sc.peer_open && !sc.quit) {
-        if (!sc.stdin_open && sc.out.len == 0 && !sc.shut_sent) {
+        if (!sc.stdin_open && sc.pump.out_len == 0 && !sc.shut_sent) {
             /* Half-close: the server sees our end of input and still sends
              * every reply it owes. */
             sk_sock_shutdown(fd);
             sc.shut_sent = true;
         }
-        struct pollfd p[2] = {{.fd = fd, .events = POLLIN}, {.fd = -1}};
-        if (sc.out.len > 0)
-            p[0].events |= POLLOUT;
-        bool want_stdin = sc.stdin_open && sc.out.len < OUT_MAX;
-        if (want_stdin && !stdin_file)
-            p[1] = (struct pollfd){.fd = STDIN_FILENO, .events = POLLIN};
-        int wait = -1;
-        /* TLS: bytes already decrypted are not seen by poll(). */
-        bool pending = sk_sock_pending(fd);
-        if ((want_stdin && stdin_file) || pending)
-            wait = 0;
-        else if (cfg->timeout_ms >= 0 && (sc.awaiting || !sc.stdin_open) && !sc.interactive) {
-            uint64_t deadline = sc.last_rx + (uint64_t)cfg->timeout_ms, now = now_ms();
-            if (now >= deadline && sc.out.len == 0) {
-                cli_err("no reply within %.1f s", cfg->timeout_ms / 1000.0);
-                status = EXIT_RUNTIME;
-                break;
-            }
-            wait = (int)(deadline > now ? deadline - now : 0);
-        }
-        int n = poll(p, 2, wait);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            cli_err("poll: %s", strerror(errno));
+        /* A reply owed is bounded by --timeout from the send it answers;
+         * bytes still queued are not yet owed anything. */
+        uint64_t deadline = 0;
+        if (sc.awaiting && !sc.interactive)
+            deadline = sc.owed_since + (uint64_t)cfg->timeout_ms;
+        cli_pump_ready r;
+        if (cli_pump_wait(&sc.pump, sc.stdin_open, deadline, &r) < 0) {
             status = EXIT_RUNTIME;
             break;
         }
-        if ((p[0].revents & (POLLIN | POLLHUP | POLLERR)) || pending) {
-            if (read_socket(&sc) < 0) {
-                status = EXIT_RUNTIME;
-                break;
-            }
-        }
-        if ((p[0].revents & POLLOUT) && sc.out.len > 0 && write_socket(&sc) < 0) {
+        if (r.timeout && !r.sock && sc.pump.out_len == 0) {
+            cli_err("no reply within %.1f s", cfg->timeout_ms / 1000.0);
             status = EXIT_RUNTIME;
             break;
         }
-        if (want_stdin && (stdin_file || (p[1].revents & (POLLIN | POLLHUP | POLLERR)))) {
+        if (r.sock && read_socket(&sc) < 0) {
+            status = EXIT_RUNTIME;
+            break;
+        }
+        if (r.sock_write && write_socket(&sc) < 0) {
+            status = EXIT_RUNTIME;
+            break;
+        }
+        if (r.sig && read_signals(&sc) != 0) {
+            status = 128 + sc.stop_signal; /* as a shell reports a signal */
+            break;
+        }
+        if (r.in && sc.stdin_open && sc.interactive) {
+            if (cli_edit_terminal_gone(r.in_revents))
+                sc.quit = true; /* libedit would not say: it returns on EOF */
+            else
+                cli_edit_read();
+        } else if (r.in && sc.stdin_open) {
             if (read_stdin(&sc) < 0) {
                 status = EXIT_RUNTIME;
                 break;
             }
         }
     }
-    if (sc.interactive && sc.quit)
-        write_stdout("\n", 1);
+    if (sc.interactive)
+        stop_terminal(&sc);
     sk_sock_close(fd);
-    free(sc.out.data);
+    cli_pump_free(&sc.pump);
     free(sc.line.data);
     free(sc.in.data);
+    free(sc.show.data);
     return status;
 }
 
@@ -403,8 +530,10 @@ static int dgram_socket(const sk_addr *addr)
     return fd;
 }
 
-/* Sends one datagram and waits for its reply. Returns 0 if a reply came. */
-static int dgram_exchange(int fd, const uint8_t *data, size_t len, int timeout_ms, uint8_t *reply)
+/* Sends one datagram and waits for its reply, printed (through shown,
+ * escaped, on a terminal). Returns 0 if a reply came. */
+static int dgram_exchange(int fd, const uint8_t *data, size_t len, int timeout_ms, uint8_t *reply,
+                          bytes *shown)
 {
     if (len > SK_DGRAM_MAX) {
         cli_err("line of %zu bytes is larger than a datagram (max %d)", len, SK_DGRAM_MAX);
@@ -438,7 +567,14 @@ static int dgram_exchange(int fd, const uint8_t *data, size_t len, int timeout_m
             cli_err("dropped a reply larger than %d bytes", SK_DGRAM_MAX);
             continue;
         }
-        write_stdout(reply, (size_t)r);
+        if (shown != NULL) {
+            /* On a terminal: escaped, as for streams. */
+            shown->len = 0;
+            if (add_escaped(shown, reply, (size_t)r) == 0)
+                write_stdout(shown->data, shown->len);
+        } else {
+            write_stdout(reply, (size_t)r);
+        }
         write_stdout("\n", 1);
         return 0;
     }
@@ -450,7 +586,7 @@ static int run_dgram(const connect_cfg *cfg, const sk_addr *addr)
     if (fd < 0)
         return EXIT_RUNTIME;
     bool interactive = isatty(STDIN_FILENO);
-    int timeout = cfg->timeout_ms >= 0 ? cfg->timeout_ms : 5000;
+    int timeout = cfg->timeout_ms;
     uint8_t *reply = malloc(SK_DGRAM_MAX + 1);
     bytes line = {0};
     int status = EXIT_OK;
@@ -475,7 +611,12 @@ static int run_dgram(const connect_cfg *cfg, const sk_addr *addr)
             continue;
         if (interactive && n == 1 && buf[0] == 'q')
             break;
-        if (dgram_exchange(fd, (uint8_t *)buf, (size_t)n, timeout, reply) < 0)
+        uint8_t *send_from = (uint8_t *)buf;
+        if (interactive && quit_word_escaped(send_from, (size_t)n)) {
+            send_from++;
+            n--;
+        }
+        if (dgram_exchange(fd, send_from, (size_t)n, timeout, reply, interactive ? &line : NULL) < 0)
             status = EXIT_RUNTIME;
     }
     free(buf);
@@ -487,7 +628,7 @@ static int run_dgram(const connect_cfg *cfg, const sk_addr *addr)
 
 int cmd_connect(int argc, char **argv)
 {
-    connect_cfg cfg = {.framing = SK_FRAMING_RAW, .timeout_ms = -1, .max_frame = SK_DEFAULT_MAX_FRAME};
+    connect_cfg cfg = {.framing = SK_FRAMING_RAW, .timeout_ms = CLI_TIMEOUT_MS, .max_frame = SK_DEFAULT_MAX_FRAME};
     static const struct option longopts[] = {
         {"framing", required_argument, NULL, 'f'},
         {"timeout", required_argument, NULL, 't'},
@@ -534,14 +675,15 @@ int cmd_connect(int argc, char **argv)
         }
     }
     if (argc - optind != 1) {
-        cli_err(argc - optind == 0 ? "connect needs an address (try: sockit connect --help)"
-                                   : "connect takes one address");
+        if (!cli_host_port_slip("connect", argc - optind, argv + optind))
+            cli_err(argc - optind == 0 ? "connect needs an address (try: sockit connect --help)"
+                                       : "connect takes one address (HOST:PORT, unix:PATH, ...)");
         return EXIT_USAGE;
     }
     sk_addr addr;
     char err[300];
     if (sk_addr_parse(argv[optind], &addr, err, sizeof err) < 0) {
-        cli_err("bad address: %s", err);
+        cli_err("bad address: %s%s", err, cli_addr_hint(argv[optind]));
         return EXIT_USAGE;
     }
     int rc = cli_tls_prepare(&cfg.tls, &addr);

@@ -21,6 +21,7 @@
 #include "../services/proto/handshake.h"
 #include "../services/proto/proto.h"
 #include "cli.h"
+#include "pump.h"
 
 /* Exit codes of `sockit exec` besides the remote command's own. */
 enum {
@@ -30,12 +31,8 @@ enum {
     X_SOCKIT = 255   /* sockit's own failure: connection, authentication, protocol */
 };
 
-#define DEFAULT_TIMEOUT_MS 10000 /* connecting and authenticating, without --timeout */
+#define DEFAULT_TIMEOUT_MS CLI_TIMEOUT_MS /* connecting and authenticating, without --timeout */
 #define CHUNK (64u * 1024u)       /* one read of stdin = one STDIN frame at most */
-/* Bytes waiting for the socket above which stdin is not read: a server that
- * stops reading us (its command's stdin is full) slows us down instead of
- * growing our memory. */
-#define OUTQ_MAX (256u * 1024u)
 /* Largest frame accepted from the server (its data frames are <= 64 KiB). */
 #define IN_FRAME_MAX EXEC_MAX_FRAME
 /* Beyond the server's time limit, how long we still wait for its verdict
@@ -45,7 +42,8 @@ enum {
 typedef struct exec_cfg {
     const char *addr_text;
     const char *token_file;
-    uint32_t timeout_ms; /* 0: no command limit requested */
+    uint32_t timeout_ms; /* --command-timeout; 0: no command limit requested */
+    uint32_t wait_ms;    /* --timeout: connecting and authenticating */
     bool no_stdin;
     const char *shell;   /* --sh STRING */
     char **argv;         /* CMD ARG... (NULL-terminated), unless shell */
@@ -56,19 +54,23 @@ typedef struct exec_cfg {
 static void usage(FILE *out)
 {
     fprintf(out,
-            "usage: sockit exec ADDR --token-file FILE [--timeout SEC] [-n] -- CMD [ARG...]\n"
-            "       sockit exec ADDR --token-file FILE [--timeout SEC] [-n] --sh 'STRING'\n"
+            "usage: sockit exec ADDR --token-file FILE [--timeout SEC] [--command-timeout SEC] [-n]\n"
+            "                   -- CMD [ARG...]\n"
+            "       sockit exec ADDR --token-file FILE [--timeout SEC] [--command-timeout SEC] [-n]\n"
+            "                   --sh 'STRING'\n"
             "\n"
             "Runs CMD with its arguments, exactly as given (no shell), on a `sockit serve exec`\n"
             "server. Its stdout and stderr come back to ours byte for byte; our stdin goes to it\n"
             "until it ends.\n"
             "  --token-file FILE  the shared secret (the server's token file; mode 600;\n"
             "                     make one with: sockit token FILE)\n"
-            "  --timeout SEC      stop the command after SEC (exit 124); also bounds connecting\n"
-            "                     and authenticating (default 10 s)\n"
+            "  --timeout SEC      time allowed to connect and authenticate (default 10); a\n"
+            "                     running command owes no answer, so it is never cut by this\n"
+            "  --command-timeout SEC  stop the command after SEC (exit 124; the server's own\n"
+            "                     serve exec --timeout still applies when shorter)\n"
             "  -n, --no-stdin     give the command no input (it reads end-of-file at once)\n"
             "  --sh 'STRING'      run STRING with /bin/sh -c (the server needs --allow-shell)\n"
-            CLI_TLS_USAGE
+            CLI_TLS_USAGE_PAD("   ")
             "Over tls:// the token authentication runs inside TLS and is bound to that TLS\n"
             "connection, so a relay cannot use it even with --insecure.\n"
             "Exit codes: the command's own; 128+N if a signal N killed it; 124 timed out;\n"
@@ -115,10 +117,11 @@ static int write_all(int fd, const uint8_t *buf, size_t len)
 
 static int parse_args(exec_cfg *cfg, int argc, char **argv)
 {
-    enum { O_TOKEN = 256, O_TIMEOUT, O_SH };
+    enum { O_TOKEN = 256, O_TIMEOUT, O_SH, O_CMD_TIMEOUT };
     static const struct option longopts[] = {
         {"token-file", required_argument, NULL, O_TOKEN},
         {"timeout", required_argument, NULL, O_TIMEOUT},
+        {"command-timeout", required_argument, NULL, O_CMD_TIMEOUT},
         {"no-stdin", no_argument, NULL, 'n'},
         {"sh", required_argument, NULL, O_SH},
         CLI_TLS_LONGOPTS,
@@ -149,8 +152,14 @@ static int parse_args(exec_cfg *cfg, int argc, char **argv)
         case O_TOKEN: cfg->token_file = optarg; break;
         case O_SH: cfg->shell = optarg; break;
         case O_TIMEOUT:
-            if (cli_parse_seconds(optarg, &cfg->timeout_ms) < 0 || cfg->timeout_ms == 0) {
+            if (cli_parse_seconds(optarg, &cfg->wait_ms) < 0 || cfg->wait_ms == 0) {
                 cli_err("bad value \"%s\" for --timeout (seconds, more than 0)", optarg);
+                return -1;
+            }
+            break;
+        case O_CMD_TIMEOUT:
+            if (cli_parse_seconds(optarg, &cfg->timeout_ms) < 0 || cfg->timeout_ms == 0) {
+                cli_err("bad value \"%s\" for --command-timeout (seconds, more than 0)", optarg);
                 return -1;
             }
             break;
@@ -288,8 +297,7 @@ static int handshake(int fd, const exec_cfg *cfg, const uint8_t *token, size_t t
 typedef struct client {
     int fd;
     const char *addr;
-    uint8_t *out;      /* frames waiting for the socket */
-    size_t out_len, out_cap;
+    cli_pump pump;     /* the poll loop; its queue: frames waiting for the socket */
     uint8_t *in;       /* bytes from the socket not yet a whole frame */
     size_t in_len, in_cap;
     bool stdin_open;
@@ -299,24 +307,12 @@ typedef struct client {
 
 static int queue(client *cl, uint8_t type, const void *data, size_t len)
 {
-    size_t need = cl->out_len + SK_FRAME_HEADER + 1 + len;
-    if (need > cl->out_cap) {
-        size_t cap = cl->out_cap ? cl->out_cap : 4096;
-        while (cap < need)
-            cap *= 2;
-        uint8_t *p = realloc(cl->out, cap);
-        if (p == NULL)
-            return -1;
-        cl->out = p;
-        cl->out_cap = cap;
-    }
-    uint8_t *p = cl->out + cl->out_len;
-    sk_frame_header(p, (uint32_t)(1 + len));
-    p[SK_FRAME_HEADER] = type;
-    if (len)
-        memcpy(p + SK_FRAME_HEADER + 1, data, len);
-    cl->out_len = need;
-    return 0;
+    uint8_t head[SK_FRAME_HEADER + 1];
+    sk_frame_header(head, (uint32_t)(1 + len));
+    head[SK_FRAME_HEADER] = type;
+    if (cli_pump_queue(&cl->pump, head, sizeof head) < 0)
+        return -1;
+    return cli_pump_queue(&cl->pump, data, len);
 }
 
 static int queue_request(client *cl, const exec_cfg *cfg)
@@ -436,19 +432,13 @@ static int read_socket(client *cl)
 
 static void write_socket(client *cl)
 {
-    ssize_t n = sk_sock_send(cl->fd, cl->out, cl->out_len);
-    if (n == -EAGAIN)
-        return;
-    if (n < 0) {
+    if (cli_pump_flush(&cl->pump) < 0) {
         /* The server closed its side: whatever it said last (an exit, an
          * error) is still to be read, so only sending stops. */
         cl->send_dead = true;
         cl->stdin_open = false;
-        cl->out_len = 0;
-        return;
+        cl->pump.out_len = 0;
     }
-    memmove(cl->out, cl->out + n, cl->out_len - (size_t)n);
-    cl->out_len -= (size_t)n;
 }
 
 static int read_stdin(client *cl, uint8_t *buf)
@@ -471,34 +461,26 @@ static int run(client *cl, const exec_cfg *cfg)
         return X_SOCKIT;
     }
     cl->stdin_open = !cfg->no_stdin;
+    /* A running command owes nothing until it ends: only a requested time
+     * limit (--command-timeout) bounds the wait for its verdict. */
     uint64_t deadline = cfg->timeout_ms ? now_ms() + cfg->timeout_ms + VERDICT_SLACK_MS : 0;
     while (cl->result < 0) {
-        struct pollfd pf[2] = {
-            {.fd = cl->fd, .events = POLLIN | (cl->out_len && !cl->send_dead ? POLLOUT : 0)},
-            {.fd = cl->stdin_open && cl->out_len < OUTQ_MAX ? STDIN_FILENO : -1, .events = POLLIN},
-        };
-        /* TLS: bytes already decrypted are not seen by poll(). */
-        bool pending = sk_sock_pending(cl->fd);
-        int n = poll(pf, 2, pending ? 0 : deadline ? left_ms(deadline) : -1);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0) {
-            cli_err("poll: %s", strerror(errno));
+        cli_pump_ready r;
+        if (cli_pump_wait(&cl->pump, cl->stdin_open, deadline, &r) < 0) {
             cl->result = X_SOCKIT;
             break;
         }
-        if (n == 0 && !pending) {
+        if (r.timeout && !r.sock) {
             cli_err("%s: no verdict from the server %.1f s after the time limit", cl->addr,
                     VERDICT_SLACK_MS / 1000.0);
             cl->result = X_TIMEOUT;
             break;
         }
-        if (pf[0].revents & POLLOUT)
+        if (r.sock_write && !cl->send_dead)
             write_socket(cl);
-        if (((pf[0].revents & (POLLIN | POLLHUP | POLLERR)) || pending) && read_socket(cl) < 0)
+        if (r.sock && read_socket(cl) < 0)
             break;
-        if (pf[1].fd >= 0 && (pf[1].revents & (POLLIN | POLLHUP | POLLERR | POLLNVAL)) &&
-            read_stdin(cl, buf) < 0) {
+        if (r.in && cl->stdin_open && read_stdin(cl, buf) < 0) {
             cli_err("out of memory");
             cl->result = X_SOCKIT;
         }
@@ -517,7 +499,7 @@ int cmd_exec(int argc, char **argv)
     sk_addr addr;
     char err[300];
     if (sk_addr_parse(cfg.addr_text, &addr, err, sizeof err) < 0) {
-        cli_err("bad address: %s", err);
+        cli_err("bad address: %s%s", err, cli_addr_hint(cfg.addr_text));
         return EXIT_USAGE;
     }
     if (addr.kind != SK_ADDR_TCP && addr.kind != SK_ADDR_UNIX && addr.kind != SK_ADDR_TLS) {
@@ -538,7 +520,7 @@ int cmd_exec(int argc, char **argv)
         cli_tls_free(&cfg.tls);
         return EXIT_USAGE;
     }
-    uint32_t limit = cfg.timeout_ms ? cfg.timeout_ms : DEFAULT_TIMEOUT_MS;
+    uint32_t limit = cfg.wait_ms ? cfg.wait_ms : DEFAULT_TIMEOUT_MS;
     uint64_t deadline = now_ms() + limit;
     char derr[600] = "";
     int fd = cli_dial(&addr, &cfg.tls, (int)limit, derr, sizeof derr);
@@ -556,8 +538,9 @@ int cmd_exec(int argc, char **argv)
         return X_SOCKIT;
     }
     client cl = {.fd = fd, .addr = cfg.addr_text, .result = -1};
+    cli_pump_init(&cl.pump, fd, -1);
     rc = run(&cl, &cfg);
-    free(cl.out);
+    cli_pump_free(&cl.pump);
     free(cl.in);
     sk_sock_close(fd);
     cli_tls_free(&cfg.tls);

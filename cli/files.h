@@ -16,7 +16,11 @@
 #include "../services/proto/proto.h"
 #include "cli.h"
 
-#define FILES_CLI_TIMEOUT_MS 30000 /* connecting and each wait, without --timeout */
+#define FILES_CLI_TIMEOUT_MS CLI_TIMEOUT_MS /* connecting and each wait, without --timeout */
+
+/* A get's partial download left unresumed this long (no write) is removed
+ * by the next get into its directory: the server's own default. */
+#define FILES_CLI_PARTIAL_TTL_S (24u * 3600u)
 
 /* The options every files command takes, and its positional arguments. */
 typedef struct files_cli {
@@ -26,6 +30,9 @@ typedef struct files_cli {
     const char *token_file; /* NULL: the server must not require one */
     bool quiet;
     bool json;              /* ls */
+    bool no_clobber;        /* put, get: never replace an existing file */
+    bool no_resume;         /* get: start over, and keep no partial on failure */
+    uint32_t partial_ttl_s; /* get: partials older than this are removed */
     int timeout_ms;
     const char *args[2];    /* the positional arguments after ADDR */
     int nargs;
@@ -101,5 +108,12 @@ void progress_update(progress *p, uint64_t done);
 void progress_end(progress *p, bool ok);
 
 uint64_t files_now_ms(void);
+
+/* Ctrl-C (SIGINT), SIGTERM or SIGHUP during a transfer: one line on stderr
+ * (line, which must outlive the transfer), after a newline that ends the
+ * progress bar when one is drawn; the file unlink_name in dirfd removed
+ * when not NULL; then exit 128+N, as a shell reports a signal. */
+void files_interrupt_arm(const char *line, bool bar, int dirfd, const char *unlink_name);
+void files_interrupt_disarm(void);
 
 #endif

@@ -50,17 +50,22 @@ uint64_t files_now_ms(void)
 int files_cli_parse(files_cli *o, int argc, char **argv, int min_args, int max_args,
                     bool allow_json, void (*usage)(FILE *out))
 {
-    enum { O_TOKEN = 256, O_TIMEOUT, O_JSON };
+    enum { O_TOKEN = 256, O_TIMEOUT, O_JSON, O_NO_CLOBBER, O_NO_RESUME, O_PARTIAL_TTL };
     static const struct option longopts[] = {
         {"token-file", required_argument, NULL, O_TOKEN},
         {"timeout", required_argument, NULL, O_TIMEOUT},
         {"quiet", no_argument, NULL, 'q'},
         {"json", no_argument, NULL, O_JSON},
+        {"no-clobber", no_argument, NULL, O_NO_CLOBBER},
+        {"no-resume", no_argument, NULL, O_NO_RESUME},
+        {"partial-ttl", required_argument, NULL, O_PARTIAL_TTL},
         CLI_TLS_LONGOPTS,
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     o->timeout_ms = FILES_CLI_TIMEOUT_MS;
+    o->partial_ttl_s = FILES_CLI_PARTIAL_TTL_S;
+    bool is_get = strcmp(o->cmd, "get") == 0, is_put = strcmp(o->cmd, "put") == 0;
     opterr = 0;
     optind = 1;
     int ch;
@@ -90,6 +95,31 @@ int files_cli_parse(files_cli *o, int argc, char **argv, int min_args, int max_a
             }
             o->json = true;
             break;
+        case O_NO_CLOBBER:
+            if (!is_get && !is_put) {
+                cli_err("--no-clobber applies to put and get only");
+                return -1;
+            }
+            o->no_clobber = true;
+            break;
+        case O_NO_RESUME:
+        case O_PARTIAL_TTL:
+            if (!is_get) {
+                cli_err("%s applies to get only (the server keeps put's partials: its own "
+                        "--partial-ttl)", ch == O_NO_RESUME ? "--no-resume" : "--partial-ttl");
+                return -1;
+            }
+            if (ch == O_NO_RESUME) {
+                o->no_resume = true;
+            } else {
+                uint32_t ms = 0;
+                if (cli_parse_seconds(optarg, &ms) < 0 || ms < 1000) {
+                    cli_err("bad value \"%s\" for --partial-ttl (seconds, at least 1)", optarg);
+                    return -1;
+                }
+                o->partial_ttl_s = ms / 1000u;
+            }
+            break;
         case ':':
             cli_err("option %s needs a value", argv[optind - 1]);
             return -1;
@@ -112,7 +142,7 @@ int files_cli_parse(files_cli *o, int argc, char **argv, int min_args, int max_a
     o->addr_text = argv[optind];
     char err[300];
     if (sk_addr_parse(o->addr_text, &o->addr, err, sizeof err) < 0) {
-        cli_err("bad address: %s", err);
+        cli_err("bad address: %s%s", err, cli_addr_hint(o->addr_text));
         return -1;
     }
     if (o->addr.kind != SK_ADDR_TCP && o->addr.kind != SK_ADDR_UNIX &&

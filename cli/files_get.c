@@ -9,7 +9,7 @@
  * is written through as the bytes arrive, and so is "-" (standard output),
  * with the SHA-256 checked at the end; anything else (a socket, a block
  * device, a link to a regular file or to nothing) is refused. */
-#include <signal.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -19,6 +19,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "files.h"
@@ -36,16 +37,21 @@
  * (sync_file_range, non-blocking), as the server does for uploads, so the
  * fsync before the rename finds little left to do on a disk. */
 #define WRITEBACK_STEP (8u * 1024u * 1024u)
+/* Directory entries a get looks at for stale partials: a huge directory
+ * costs a bounded walk, and its other partials wait for a later get. */
+#define SWEEP_MAX 4096
 
 static void usage(FILE *out)
 {
     fprintf(out,
             "usage: sockit get ADDR REMOTE [LOCAL] [--token-file FILE] [--quiet] [--timeout SEC]\n"
+            "                  [--no-clobber] [--no-resume] [--partial-ttl SEC]\n"
             "\n"
             "Downloads REMOTE (a path below the server's root) to LOCAL (default: REMOTE's name\n"
             "in the current directory; an existing directory: REMOTE's name in it). LOCAL is\n"
             "written only whole, after the server's SHA-256 matched; an interrupted get resumes\n"
-            "when run again.\n"
+            "when run again: Ctrl-C says what is kept. An existing LOCAL is replaced only when\n"
+            "it is a regular file. LOCAL \".\" is REMOTE's name in the current directory.\n"
             "LOCAL \"-\" writes to standard output. A FIFO or character device (/dev/null,\n"
             "/dev/stdout, a terminal; also through a symbolic link) is written through as the\n"
             "bytes arrive, without resume, the SHA-256 checked at the end (exit 1 on a mismatch).\n"
@@ -53,8 +59,14 @@ static void usage(FILE *out)
             "replaces what is not a regular file.\n"
             "  --token-file FILE  the server's token (needed unless it runs without one)\n"
             "  --quiet            no progress bar (there is none unless stderr is a terminal)\n"
-            "  --timeout SEC      bound connecting and each wait for the server (default 30)\n"
-            CLI_TLS_USAGE
+            "  --timeout SEC      bound connecting and each wait for the server (default 10)\n"
+            "  --no-clobber       refuse to replace an existing LOCAL (exit 1)\n"
+            "  --no-resume        start over, and remove the partial download at once on\n"
+            "                     failure or Ctrl-C\n"
+            "  --partial-ttl SEC  a partial download (hidden, .sockit-partial.NAME.HASH beside\n"
+            "                     LOCAL) not resumed for SEC is removed by the next get into\n"
+            "                     that directory (default 86400, as the server's)\n"
+            CLI_TLS_USAGE_PAD("   ")
             "Exit status: 0 downloaded and verified, 1 failure (one line says why), 2 usage.\n");
 }
 
@@ -305,8 +317,14 @@ static int local_path(get_job *j)
         cli_err("%s is a directory", j->local);
         return -1;
     }
-    if (fstatat(j->dirfd, j->base, &st, AT_SYMLINK_NOFOLLOW) < 0 || S_ISREG(st.st_mode))
-        return 0; /* missing or a regular file: the partial, then the rename */
+    if (fstatat(j->dirfd, j->base, &st, AT_SYMLINK_NOFOLLOW) < 0)
+        return 0; /* missing: the partial, then the rename */
+    if (S_ISREG(st.st_mode) && j->o->no_clobber) {
+        cli_err("%s exists: not replaced (--no-clobber)", j->local);
+        return -1;
+    }
+    if (S_ISREG(st.st_mode))
+        return 0; /* a regular file: the partial, then the rename over it */
     return open_through(j, &st);
 }
 
@@ -349,6 +367,63 @@ static int open_partial(get_job *j)
         return -1;
     }
     return 0;
+}
+
+/* Removes the partials beside LOCAL that nobody wrote for --partial-ttl and
+ * no running get holds (it keeps its partial locked), as the server sweeps
+ * its own: an interrupted get that is never run again does not leave a
+ * hidden file behind for ever. */
+static void sweep_partials(const get_job *j)
+{
+    int fd = fcntl(j->dirfd, F_DUPFD_CLOEXEC, 3);
+    DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+    if (d == NULL) {
+        if (fd >= 0)
+            close(fd);
+        return;
+    }
+    time_t now = time(NULL);
+    size_t prefix = strlen(FILES_PARTIAL_PREFIX);
+    struct dirent *e;
+    for (int seen = 0; seen < SWEEP_MAX && (e = readdir(d)) != NULL; seen++) {
+        struct stat st;
+        if (strncmp(e->d_name, FILES_PARTIAL_PREFIX, prefix) != 0 ||
+            strcmp(e->d_name, j->pname) == 0 ||
+            fstatat(j->dirfd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(st.st_mode) ||
+            now - st.st_mtime < (time_t)j->o->partial_ttl_s)
+            continue;
+        int pf = openat(j->dirfd, e->d_name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+        if (pf < 0)
+            continue;
+        if (flock(pf, LOCK_EX | LOCK_NB) == 0)
+            (void)unlinkat(j->dirfd, e->d_name, 0);
+        close(pf);
+    }
+    closedir(d);
+}
+
+/* Ctrl-C from here on says what is kept, in one line. */
+static void arm_interrupt(const get_job *j)
+{
+    static char line[sizeof j->local + sizeof j->pname + 200];
+    bool bar = progress_wanted(j->o->quiet);
+    if (j->through) {
+        snprintf(line, sizeof line,
+                 "sockit: interrupted: %s holds only part of %s (written through: no resume)\n",
+                 j->local, j->remote);
+        files_interrupt_arm(line, bar, -1, NULL);
+    } else if (j->o->no_resume) {
+        snprintf(line, sizeof line,
+                 "sockit: interrupted: the partial download was removed (--no-resume); %s is "
+                 "unchanged\n", j->local);
+        files_interrupt_arm(line, bar, j->dirfd, j->pname);
+    } else {
+        snprintf(line, sizeof line,
+                 "sockit: interrupted: what arrived is kept beside %s as %s (removed after %u s "
+                 "unused); run the same command again to resume\n",
+                 j->local, j->pname, j->o->partial_ttl_s);
+        files_interrupt_arm(line, bar, -1, NULL);
+    }
 }
 
 /* Removes the partial when it holds nothing worth a resume. */
@@ -614,9 +689,19 @@ int cmd_get(int argc, char **argv)
         j.fd = -1;
         goto out;
     }
+    if (!j.through) {
+        sweep_partials(&j);
+        /* --no-resume: whatever a partial holds is not used. */
+        if (o.no_resume && ftruncate(j.fd, 0) < 0) {
+            cli_err("cannot start %s over: %s", j.pname, strerror(errno));
+            goto out;
+        }
+    }
+    arm_interrupt(&j);
     status = run(&j);
+    files_interrupt_disarm();
     if (status != EXIT_OK)
-        drop_partial(&j, false); /* an empty partial is not worth keeping */
+        drop_partial(&j, o.no_resume); /* an empty partial is not worth keeping */
 out:
     fc_close(&j.c);
     if (j.fd >= 0)

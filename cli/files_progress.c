@@ -29,7 +29,7 @@ static void human(char *out, size_t cap, double v)
 static int columns(void)
 {
     struct winsize ws;
-    if (ioctl(STDERR_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col >= 40)
+    if (ioctl(STDERR_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0)
         return ws.ws_col;
     return 80;
 }
@@ -54,9 +54,17 @@ static void draw(progress *p, uint64_t now)
     }
     char tail[160];
     int tl = snprintf(tail, sizeof tail, " %3.0f%%  %s / %s  %s/s  %s", pct, done, total, speed, eta);
+    /* The line must never reach the last column: a terminal that wraps it
+     * would put every redraw on a new line. The label gives way first,
+     * then the bar, and the rest is cut at the edge. */
     int width = columns() - 1;
+    int label = width - tl - 1;
+    if (label > 40)
+        label = 40;
+    if (label < 8)
+        label = 8;
     char line[512];
-    int n = snprintf(line, sizeof line, "\r%.40s ", p->label);
+    int n = snprintf(line, sizeof line, "\r%.*s ", label, p->label);
     /* A bar of fixed width, so it does not jitter as the numbers change;
      * none at all on a narrow terminal. */
     int bar = 20;
@@ -69,7 +77,10 @@ static void draw(progress *p, uint64_t now)
             line[n++] = i < fill ? '#' : '.';
         line[n++] = ']';
     }
-    n += snprintf(line + n, sizeof line - (size_t)n, "%s\033[K", tail);
+    n += snprintf(line + n, sizeof line - (size_t)n, "%s", tail);
+    if (n > width + 1)
+        n = width + 1; /* "\r" + width columns */
+    n += snprintf(line + n, sizeof line - (size_t)n, "\033[K");
     ssize_t w = write(STDERR_FILENO, line, (size_t)n);
     (void)w;
     p->last_draw = now;

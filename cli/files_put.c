@@ -18,15 +18,19 @@ static void usage(FILE *out)
 {
     fprintf(out,
             "usage: sockit put ADDR LOCAL [REMOTE] [--token-file FILE] [--quiet] [--timeout SEC]\n"
+            "                  [--no-clobber]\n"
             "\n"
             "Uploads the file LOCAL to a `sockit serve files` server as REMOTE (a path below its\n"
             "root; default: LOCAL's name; a REMOTE ending in '/' is a directory to put it in,\n"
-            "made if missing). The file appears on the server only whole, its SHA-256 checked;\n"
-            "an interrupted put resumes when run again.\n"
+            "made if missing; a REMOTE that is an existing directory on the server gets the file\n"
+            "inside, as cp and scp do). The file appears on the server only whole, its SHA-256\n"
+            "checked; an interrupted put resumes when run again (Ctrl-C says so). An existing\n"
+            "REMOTE is replaced only when it is a regular file.\n"
             "  --token-file FILE  the server's token (needed unless it runs without one)\n"
             "  --quiet            no progress bar (there is none unless stderr is a terminal)\n"
-            "  --timeout SEC      bound connecting and each wait for the server (default 30)\n"
-            CLI_TLS_USAGE
+            "  --timeout SEC      bound connecting and each wait for the server (default 10)\n"
+            "  --no-clobber       refuse to replace an existing REMOTE (exit 1)\n"
+            CLI_TLS_USAGE_PAD("   ")
             "Exit status: 0 uploaded and verified, 1 failure (one line says why), 2 usage.\n");
 }
 
@@ -104,6 +108,62 @@ static void server_interrupts(put_job *j)
         cli_err("%s: protocol error: unexpected message 0x%02x during the upload", j->c.addr, type);
 }
 
+/* STAT of REMOTE: 1 and *type ('f' or 'd') when it exists, 0 when it does
+ * not, -1 after printing one line. */
+static int remote_stat(put_job *j, uint8_t *type_out)
+{
+    uint8_t body[FILES_ENTRY_FIXED + FILES_NAME_MAX + 1 + PROTO_ERROR_TEXT_MAX];
+    uint8_t type;
+    size_t len;
+    if (fc_send(&j->c, FT_STAT, j->remote, strlen(j->remote), NULL, 0) < 0 ||
+        fc_head(&j->c, &type, &len, "the answer to STAT") < 0)
+        return -1;
+    if (len > sizeof body) {
+        cli_err("%s: protocol error: an answer to STAT of %zu bytes", j->c.addr, len);
+        return -1;
+    }
+    if (fc_body(&j->c, body, len, "the answer to STAT") < 0)
+        return -1;
+    files_entry e;
+    if (type == PT_ERROR && len >= 1 && body[0] == FE_NOTFOUND)
+        return 0;
+    if (type == PT_ERROR) {
+        fc_print_error(&j->c, body, len);
+        return -1;
+    }
+    if (type != FT_STAT_OK || files_entry_get(body, len, &e) != len) {
+        cli_err("%s: protocol error: expected STAT_OK", j->c.addr);
+        return -1;
+    }
+    *type_out = e.type;
+    return 1;
+}
+
+/* cp and scp habits: REMOTE that is a directory on the server gets LOCAL's
+ * name inside it; with --no-clobber an existing REMOTE is refused. Returns
+ * 0 or -1 after printing one line. */
+static int resolve_remote(put_job *j)
+{
+    uint8_t type = 0;
+    int rc = remote_stat(j, &type);
+    if (rc == 1 && type == 'd') {
+        char base[FILES_NAME_MAX + 1];
+        files_basename(j->o->args[0], base, sizeof base);
+        size_t n = strlen(j->remote);
+        if (n + 1 + strlen(base) >= sizeof j->remote) {
+            cli_err("REMOTE is longer than %u bytes", FILES_PATH_MAX);
+            return -1;
+        }
+        snprintf(j->remote + n, sizeof j->remote - n, "/%s", base);
+        rc = remote_stat(j, &type);
+    }
+    if (rc == 1 && j->o->no_clobber) {
+        cli_err("%s exists on the server: not replaced (--no-clobber)", j->remote);
+        return -1;
+    }
+    return rc < 0 ? -1 : 0;
+}
+
 static int run(put_job *j)
 {
     const files_cli *o = j->o;
@@ -111,8 +171,13 @@ static int run(put_job *j)
     uint8_t head[8 + FILES_ID];
     files_put64(head, size);
     upload_id(o->args[0], &j->st, head + 8);
-    if (fc_open(&j->c, o) < 0)
+    if (fc_open(&j->c, o) < 0 || resolve_remote(j) < 0)
         return EXIT_RUNTIME;
+    static char line[FILES_PATH_MAX + 200];
+    snprintf(line, sizeof line,
+             "sockit: interrupted: the server keeps what arrived of %s (for its --partial-ttl, "
+             "default 24 h); run the same command again to resume\n", j->remote);
+    files_interrupt_arm(line, progress_wanted(o->quiet), -1, NULL);
     if (fc_send(&j->c, FT_PUT, head, sizeof head, j->remote, strlen(j->remote)) < 0)
         return EXIT_RUNTIME;
     uint8_t msg[64], type;
@@ -253,6 +318,7 @@ int cmd_put(int argc, char **argv)
         goto out;
     }
     status = run(&j);
+    files_interrupt_disarm();
 out:
     fc_close(&j.c);
     EVP_MD_CTX_free(j.md);

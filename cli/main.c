@@ -24,11 +24,13 @@ static void usage(FILE *out)
             "\n"
             "ADDR: HOST:PORT, tcp://HOST:PORT, [IPv6]:PORT, udp://HOST:PORT, unix:PATH, unix:@NAME,\n"
             "      unixgram:PATH, tls://HOST:PORT (serve: --cert, --key; clients: --ca or --pin)\n"
-            "Run 'sockit COMMAND --help' for a command's options. Exit codes: 0 ok, 1 runtime\n"
-            "failure, 2 usage error.\n");
+            "Run 'sockit COMMAND --help' or 'sockit help COMMAND' for a command's options.\n"
+            "Exit codes: 0 ok, 1 runtime failure, 2 usage error.\n");
 }
 
 const char *cli_prog = "sockit";
+
+static int dispatch(int argc, char **argv);
 
 int main(int argc, char **argv)
 {
@@ -38,10 +40,23 @@ int main(int argc, char **argv)
         return EXIT_USAGE;
     }
     const char *cmd = argv[1];
+    if (strcmp(cmd, "help") == 0 && argc == 3 && strcmp(argv[2], "help") != 0) {
+        /* `sockit help CMD` is `sockit CMD --help`, as with git and go. */
+        char help_flag[] = "--help";
+        char *sub[] = {argv[0], argv[2], help_flag, NULL};
+        return dispatch(3, sub);
+    }
     if (strcmp(cmd, "-h") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "help") == 0) {
         usage(stdout);
         return EXIT_OK;
     }
+    return dispatch(argc, argv);
+}
+
+/* Runs the command named by argv[1]. */
+static int dispatch(int argc, char **argv)
+{
+    const char *cmd = argv[1];
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
         printf("sockit %s\n", SK_VERSION);
         return EXIT_OK;

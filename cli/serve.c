@@ -190,7 +190,7 @@ static int add_listener(serve_state *st, const char *svc_name, const char *addr_
     listener *l = &st->ls[st->nls];
     char err[256];
     if (sk_addr_parse(addr_text, &l->addr, err, sizeof err) < 0) {
-        cli_err("bad address: %s", err);
+        cli_err("bad address: %s%s", err, cli_addr_hint(addr_text));
         return -1;
     }
     switch (l->addr.kind) {
@@ -602,6 +602,8 @@ static int parse_args(serve_state *st, int argc, char **argv)
         cli_err("--max-handshakes applies to tls:// addresses only");
         return -1;
     }
+    if (tls && cli_tls_check_server_files(cfg->cert, cfg->key) < 0)
+        return -1;
     if (tls) {
         char err[600];
         if (sk_tls_server_new(cfg->cert, cfg->key, &st->tls, err, sizeof err) < 0) {

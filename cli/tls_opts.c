@@ -1,8 +1,11 @@
 /* tls_opts.c — what every client command shares for tls:// addresses: the
  * --ca / --pin / --insecure options, the refusal to talk without a way to
- * verify the server, the loud warning for --insecure, and dialing. */
+ * verify the server, the loud warning for --insecure, and dialing; and the
+ * check of serve's --cert and --key files before the library loads them. */
 #include <errno.h>
+#include <fcntl.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "cli.h"
@@ -47,6 +50,11 @@ int cli_tls_prepare(cli_tls *t, const sk_addr *addr)
     if (t->insecure)
         cli_err("WARNING: --insecure: the server's certificate is NOT verified; anyone on the "
                 "path can read and change this connection");
+    /* Unreadable --ca is a usage error, as a missing --cert is for serve. */
+    if (t->ca != NULL && access(t->ca, R_OK) != 0) {
+        cli_err("cannot read --ca %s: %s", t->ca, strerror(errno));
+        return EXIT_USAGE;
+    }
     sk_tls_client_opts o = {.ca_file = t->ca, .pin = t->has_pin ? t->pin : NULL,
                             .insecure = t->insecure};
     char err[400];
@@ -75,4 +83,42 @@ void cli_tls_free(cli_tls *t)
 {
     sk_tls_ctx_free(t->ctx);
     t->ctx = NULL;
+}
+
+/* What a PEM file holds, from its first 64 KiB: 'k' a private key only,
+ * 'c' a certificate only, 'b' both, '?' neither or unreadable (the library
+ * then says what is wrong). */
+static char pem_kind(const char *path)
+{
+    static char buf[64 * 1024 + 1];
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+    if (fd < 0)
+        return '?';
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0)
+        return '?';
+    buf[n] = '\0';
+    bool crt = strstr(buf, "-----BEGIN CERTIFICATE-----") != NULL;
+    bool key = strstr(buf, "PRIVATE KEY-----") != NULL;
+    return crt && key ? 'b' : crt ? 'c' : key ? 'k' : '?';
+}
+
+int cli_tls_check_server_files(const char *cert, const char *key)
+{
+    if (pem_kind(cert) == 'k') {
+        cli_err("--cert %s holds a private key, not a certificate (give NAME.crt to --cert and "
+                "NAME.key to --key)", cert);
+        return -1;
+    }
+    if (pem_kind(key) == 'c') {
+        cli_err("--key %s holds a certificate, not a private key (give NAME.key to --key and "
+                "NAME.crt to --cert)", key);
+        return -1;
+    }
+    struct stat st;
+    if (stat(key, &st) == 0 && (st.st_mode & (S_IRGRP | S_IROTH)))
+        cli_err("WARNING: --key %s is readable by group or others: anyone who reads it can "
+                "pose as this server (run: chmod 600 %s)", key, key);
+    return 0;
 }

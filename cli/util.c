@@ -95,3 +95,31 @@ int cli_parse_log_level(const char *text, enum sk_log_level *out)
         }
     return -1;
 }
+
+bool cli_host_port_slip(const char *cmd, int nargs, char **args)
+{
+    if (nargs != 2 || args[1][0] == '\0' || strlen(args[1]) > 5 ||
+        strspn(args[1], "0123456789") != strlen(args[1]))
+        return false;
+    cli_err("%s takes one address: write HOST:PORT, as in %s:%s", cmd, args[0], args[1]);
+    return true;
+}
+
+/* The parser's message says what is wrong with the text; the two slips a
+ * new user makes most (a bare port, a socket path without unix:) also get
+ * the spelling that works, since the parser cannot guess the intent. */
+const char *cli_addr_hint(const char *text)
+{
+    static char hint[160];
+    size_t len = strlen(text);
+    if (len > 0 && len <= 5 && strspn(text, "0123456789") == len) {
+        snprintf(hint, sizeof hint, " (a bare port needs a host: try 127.0.0.1:%s)", text);
+        return hint;
+    }
+    if (strstr(text, "://") == NULL && strncmp(text, "unix", 4) != 0 &&
+        (strchr(text, '/') != NULL || (len > 5 && strcmp(text + len - 5, ".sock") == 0))) {
+        snprintf(hint, sizeof hint, " (a socket path needs unix:, as in unix:%.100s)", text);
+        return hint;
+    }
+    return "";
+}

@@ -473,7 +473,7 @@ class Lifetimes(ExecCase):
         srv.stop_checked(self)
         # The client's own limit works the same way.
         srv = self.exec_server()
-        cp = self.run_exec(srv, "--timeout", "0.5", "--", "sleep", "1000.6363")
+        cp = self.run_exec(srv, "--command-timeout", "0.5", "--", "sleep", "1000.6363")
         self.assertEqual(cp.returncode, 124, cp.stderr)
         self.assertGone(b"1000.6363", timeout=3)
         srv.stop_checked(self)

@@ -1,0 +1,133 @@
+/* lineedit.c — the shared line editor of chat and connect (see lineedit.h). */
+#include "lineedit.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+#include <wchar.h>
+
+#include <editline/readline.h>
+
+static const char *g_prompt = "";
+static void (*g_on_line)(char *line);
+static bool g_active;
+
+static void write_all(const void *data, size_t len)
+{
+    const char *p = data;
+    while (len > 0) {
+        ssize_t n = write(STDOUT_FILENO, p, len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return;
+        p += n;
+        len -= (size_t)n;
+    }
+}
+
+void cli_edit_start(const char *prompt, void (*on_line)(char *line))
+{
+    g_prompt = prompt;
+    g_on_line = on_line;
+    /* The loop handles signals (a signalfd); libedit must not install its own. */
+    rl_catch_signals = 0;
+    rl_callback_handler_install(g_prompt, g_on_line);
+    g_active = true;
+}
+
+void cli_edit_again(void)
+{
+    if (g_active)
+        rl_callback_handler_install(g_prompt, g_on_line);
+}
+
+void cli_edit_stop(void)
+{
+    if (!g_active)
+        return;
+    g_active = false;
+    rl_callback_handler_remove();
+}
+
+bool cli_edit_active(void)
+{
+    return g_active;
+}
+
+void cli_edit_read(void)
+{
+    rl_callback_read_char();
+}
+
+void cli_edit_resize(void)
+{
+    rl_resize_terminal();
+}
+
+/* Columns of the prompt and the typed text before the cursor, for finding
+ * where the input area starts when it wraps over several rows. */
+static size_t input_columns(void)
+{
+    size_t cols = strlen(g_prompt);
+    if (rl_line_buffer == NULL || rl_point <= 0)
+        return cols;
+    mbstate_t st;
+    memset(&st, 0, sizeof st);
+    const char *p = rl_line_buffer, *end = rl_line_buffer + rl_point;
+    while (p < end) {
+        wchar_t wc;
+        size_t n = mbrtowc(&wc, p, (size_t)(end - p), &st);
+        if (n == (size_t)-1 || n == (size_t)-2 || n == 0) {
+            memset(&st, 0, sizeof st);
+            cols++;
+            p++;
+            continue;
+        }
+        int w = wcwidth(wc);
+        cols += w > 0 ? (size_t)w : 0;
+        p += n;
+    }
+    return cols;
+}
+
+/* (libedit's rl_redisplay pushes a ^R into its input and rl_replace_line
+ * ignores an empty line, so the GNU recipe of save/replace/redisplay does
+ * not work there; erasing by hand and a forced update does.) */
+void cli_edit_print(const void *data, size_t len)
+{
+    if (len == 0)
+        return;
+    if (g_active) {
+        const char *term = getenv("TERM");
+        bool ansi = term != NULL && term[0] != '\0' && strcmp(term, "dumb") != 0;
+        char clear[64];
+        int n;
+        if (ansi) {
+            struct winsize ws;
+            size_t width =
+                ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0 ? ws.ws_col : 80;
+            size_t up = input_columns() / width;
+            n = up ? snprintf(clear, sizeof clear, "\033[%zuA\r\033[J", up)
+                   : snprintf(clear, sizeof clear, "\r\033[J");
+        } else {
+            n = snprintf(clear, sizeof clear, "\r");
+        }
+        write_all(clear, (size_t)n);
+    }
+    write_all(data, len);
+    if (g_active)
+        rl_forced_update_display();
+}
+
+bool cli_edit_terminal_gone(short revents)
+{
+    if (revents & (POLLHUP | POLLERR | POLLNVAL))
+        return true;
+    int avail = 0;
+    return (revents & POLLIN) && ioctl(STDIN_FILENO, FIONREAD, &avail) == 0 && avail == 0;
+}
