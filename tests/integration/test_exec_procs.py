@@ -180,7 +180,17 @@ class Escapes(ProcCase):
                      shell=True, no_stdin=True)
 
         def reparented():
-            return any(pid in procs_with(b"3004.4242") for pid, _ in children(srv.pid))
+            # The sleep itself, once it runs as sleep: until the command's
+            # sh execs its own sleep, that sh's command line names 3004.4242
+            # too, and it is the server's child from the start.
+            def is_the_job(pid):
+                try:
+                    with open("/proc/%d/cmdline" % pid, "rb") as f:
+                        argv = f.read().split(b"\0")
+                except OSError:
+                    return False
+                return os.path.basename(argv[0]) == b"sleep" and b"3004.4242" in argv
+            return any(is_the_job(pid) for pid, _ in children(srv.pid))
         self.assertTrue(wait_until(reparented, WAIT), "the job never came to the server")
         c = self.client(srv)
         out, err, result = c.run([b"true"])
