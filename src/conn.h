@@ -47,7 +47,7 @@ enum conn_state {
 
 /* What holds beside the state, in any state. */
 enum {
-    /* Input gates: each stops reading and decoding. */
+    /* Input gates (see the table below). */
     CF_PAUSED_USER = 1u << 8,  /* sk_conn_pause() */
     CF_PAUSED_HW = 1u << 9,    /* output over the high-water mark */
     CF_PEER_EOF = 1u << 10,    /* the peer shut down its write side (stops reading only) */
@@ -66,7 +66,16 @@ enum {
     CF_IN_CLOSE = 1u << 20     /* on loop->close_head */
 };
 
-/* The gates, as a table: the states and bits that stop each action. */
+/* The gates, as a table: the states and bits that stop each action (x).
+ *
+ *            CONNECTING HANDSHAKE OPEN CLOSING LINGER DEAD  paused EOF shut
+ *   read         x                       x       *     x      x     x
+ *   decode       x                       x       x     x      x
+ *   queue                                x       x     x                x
+ *   flush        x          x                    x     x
+ *
+ * (*) LINGER reads whatever the bits say: it only discards. HANDSHAKE's own
+ * reads and writes go through tls_step, before any of these gates. */
 #define NO_READ (CS_CONNECTING | CS_CLOSING | CS_DEAD | CF_PAUSED_USER | CF_PAUSED_HW | CF_PEER_EOF)
 #define NO_DECODE (CS_CONNECTING | CS_CLOSING | CS_LINGER | CS_DEAD | CF_PAUSED_USER | CF_PAUSED_HW)
 #define NO_QUEUE (CS_CLOSING | CS_LINGER | CS_DEAD | CF_SHUT_ASKED)
