@@ -53,17 +53,17 @@ int sk__conn_shut_wr(sk_conn *c)
 void sk__conn_update_events(sk_conn *c)
 {
     /* While sk_conn_connect races its attempts, c has no socket yet. */
-    if ((c->flags & F_DEAD) || c->dialer != NULL)
+    if ((c->st & CS_DEAD) || c->dialer != NULL)
         return;
     uint32_t ev = 0;
-    if (c->flags & F_CONNECTING)
+    if (c->st & CS_CONNECTING)
         ev = EPOLLOUT;
-    else if (c->flags & F_HANDSHAKE)
+    else if (c->st & CS_HANDSHAKE)
         ev = sk__tls_want(c->tls) == SK_WRITABLE ? EPOLLOUT : EPOLLIN;
     else {
         if (sk__conn_reading_allowed(c))
             ev |= EPOLLIN;
-        if (c->flags & (F_WANT_OUT | F_TLS_READ_OUT))
+        if (c->st & (CF_WANT_OUT | CF_TLS_READ_OUT))
             ev |= EPOLLOUT;
         /* Decrypted bytes already inside OpenSSL raise no epoll event. */
         if (c->tls && (ev & EPOLLIN) && sk__tls_pending(c->tls))
@@ -111,9 +111,9 @@ void sk__conn_arm_timer(sk_conn *c)
  * either close at once (the peer already finished) or linger. */
 void sk__conn_start_close(sk_conn *c)
 {
-    if (c->flags & (F_DEAD | F_LINGER))
+    if (c->st & (CS_DEAD | CS_LINGER))
         return;
-    if (c->flags & F_EOF) {
+    if (c->st & CF_PEER_EOF) {
         if (c->tls) /* a clean end, said the TLS way too */
             sk__tls_close_notify(c->tls);
         sk__conn_finalize(c);
@@ -123,7 +123,8 @@ void sk__conn_start_close(sk_conn *c)
         sk__conn_finalize(c);
         return;
     }
-    c->flags |= F_LINGER | F_SHUT_DONE;
+    sk__conn_set_state(c, CS_LINGER);
+    c->st |= CF_SHUT_SENT;
     sk__buf_release(c->loop, &c->in);
     sk__conn_update_events(c);
     sk_timer_start(&c->timer, c->opts->linger_ms, 0);
@@ -132,17 +133,17 @@ void sk__conn_start_close(sk_conn *c)
 void sk_conn_close(sk_conn *c)
 {
     sk__conn_echo_settle(c);
-    if (c->flags & (F_DEAD | F_CLOSING))
+    if (c->st & CS_ENDING)
         return;
-    c->flags |= F_CLOSING;
-    if (c->flags & (F_CONNECTING | F_HANDSHAKE)) {
+    if (c->st & (CS_CONNECTING | CS_HANDSHAKE)) {
         sk__conn_finalize(c);
         return;
     }
+    sk__conn_set_state(c, CS_CLOSING);
     sk__conn_update_events(c);
     if (sk__conn_out_queued(c) == 0)
         sk__conn_start_close(c);
-    else if (!(c->flags & F_WANT_OUT))
+    else if (!(c->st & CF_WANT_OUT))
         sk__conn_schedule_flush(c);
 }
 
@@ -157,7 +158,7 @@ void sk_conn_fail(sk_conn *c, int err, const char *reason)
 
 void sk_conn_abort(sk_conn *c, int err)
 {
-    if (c->flags & F_DEAD)
+    if (c->st & CS_DEAD)
         return;
     sk__conn_set_reason(c, err, "%s", err ? sk_strerror(err) : "closed");
     sk__conn_finalize(c);
@@ -166,11 +167,11 @@ void sk_conn_abort(sk_conn *c, int err)
 void sk_conn_shutdown(sk_conn *c)
 {
     sk__conn_echo_settle(c);
-    if (c->flags & (F_DEAD | F_CLOSING | F_SHUT_PENDING))
+    if (c->st & (CS_ENDING | CF_SHUT_ASKED))
         return;
-    c->flags |= F_SHUT_PENDING;
-    if (sk__conn_out_queued(c) == 0 && !(c->flags & F_HANDSHAKE)) {
-        c->flags |= F_SHUT_DONE;
+    c->st |= CF_SHUT_ASKED;
+    if (sk__conn_out_queued(c) == 0 && !(c->st & CS_HANDSHAKE)) {
+        c->st |= CF_SHUT_SENT;
         sk__conn_shut_wr(c);
     }
 }
@@ -179,9 +180,14 @@ void sk_conn_shutdown(sk_conn *c)
  * batch of callbacks. */
 void sk__conn_finalize(sk_conn *c)
 {
-    if (c->flags & F_DEAD)
+    if (c->st & CS_DEAD)
         return;
-    c->flags |= F_DEAD | F_IN_CLOSE;
+    /* Whether a client is owed on_close for a connection never opened
+     * (sk__conn_destroy), kept past the state it died in. */
+    if (c->st & (CS_CONNECTING | CS_HANDSHAKE))
+        c->st |= CF_DIED_OPENING;
+    sk__conn_set_state(c, CS_DEAD);
+    c->st |= CF_IN_CLOSE;
     sk__conn_dialer_free(c); /* no attempt may win for a dead connection */
     sk__watch_del(c->loop, &c->w);
     sk_timer_stop(&c->timer);
@@ -209,16 +215,17 @@ static void unlink_work(sk_conn **pp, sk_conn *c, size_t off)
 void sk__conn_destroy(sk_conn *c, bool call_close_cb)
 {
     sk_loop *loop = c->loop;
-    if (c->flags & F_IN_FLUSH)
+    if (c->st & CF_IN_FLUSH)
         unlink_work(&loop->flush_head, c, offsetof(sk_conn, flush_next));
-    if (c->flags & F_IN_PENDING)
+    if (c->st & CF_IN_PENDING)
         unlink_work(&loop->pending_head, c, offsetof(sk_conn, pending_next));
-    if (c->flags & F_IN_CLOSE)
+    if (c->st & CF_IN_CLOSE)
         unlink_work(&loop->close_head, c, offsetof(sk_conn, close_next));
-    c->flags &= ~(F_IN_FLUSH | F_IN_PENDING | F_IN_CLOSE);
-    if (call_close_cb && (c->flags & F_CONNECTED_CB) && c->cbs->on_close)
+    c->st &= ~(CF_IN_FLUSH | CF_IN_PENDING | CF_IN_CLOSE);
+    if (call_close_cb && (c->st & CF_OPENED) && c->cbs->on_close)
         c->cbs->on_close(c, c->err);
-    else if (call_close_cb && (c->flags & (F_CONNECTING | F_HANDSHAKE)) && c->srv == NULL &&
+    else if (call_close_cb && (c->st & (CS_CONNECTING | CS_HANDSHAKE | CF_DIED_OPENING)) &&
+             c->srv == NULL &&
              c->cbs->on_close)
         c->cbs->on_close(c, c->err ? c->err : -ECONNABORTED);
     sk__watch_del(loop, &c->w);
@@ -252,7 +259,7 @@ void sk__conns_finalize(sk_loop *loop)
     while (loop->close_head) {
         sk_conn *c = loop->close_head;
         loop->close_head = c->close_next;
-        c->flags &= ~F_IN_CLOSE;
+        c->st &= ~CF_IN_CLOSE;
         sk__conn_destroy(c, true);
     }
 }
@@ -273,7 +280,7 @@ static void tls_failed(sk_conn *c, int err, const char *why)
  * handshake must finish in bounded time however the peer trickles). */
 static void tls_begin(sk_conn *c)
 {
-    c->flags |= F_HANDSHAKE;
+    sk__conn_set_state(c, CS_HANDSHAKE);
     uint32_t ms = c->opts->handshake_timeout_ms ? c->opts->handshake_timeout_ms
                                                 : SK_TLS_DEFAULT_HANDSHAKE_MS;
     c->deadline = c->loop->now + ms;
@@ -295,8 +302,8 @@ static void tls_step(sk_conn *c)
         sk__conn_update_events(c);
         return;
     }
-    c->flags &= ~F_HANDSHAKE;
-    c->flags |= F_CONNECTED_CB;
+    sk__conn_set_state(c, CS_OPEN);
+    c->st |= CF_OPENED;
     c->deadline = 0;
     c->last_active = c->loop->now;
     sk__conn_arm_timer(c);
@@ -306,7 +313,7 @@ static void tls_step(sk_conn *c)
     sk_log(SK_LOG_DEBUG, "tls: %s %s", sk_conn_peer(c), d);
     if (c->cbs->on_open)
         c->cbs->on_open(c);
-    if (sk__conn_out_queued(c) > 0 && !(c->flags & (F_DEAD | F_WANT_OUT)))
+    if (sk__conn_out_queued(c) > 0 && !(c->st & (CS_DEAD | CF_WANT_OUT)))
         sk__conn_schedule_flush(c);
 }
 
@@ -331,45 +338,45 @@ static void connect_done(sk_conn *c)
 /* The connect has succeeded on c->w.fd: the TLS handshake next, or open. */
 void sk__conn_connected(sk_conn *c)
 {
-    c->flags &= ~F_CONNECTING;
     c->last_active = c->loop->now;
     if (c->tls) {
         tls_begin(c);
         tls_step(c);
         return;
     }
-    c->flags |= F_CONNECTED_CB;
+    sk__conn_set_state(c, CS_OPEN);
+    c->st |= CF_OPENED;
     sk__conn_arm_timer(c);
     sk__conn_update_events(c);
     if (c->cbs->on_open)
         c->cbs->on_open(c);
-    if (sk__conn_out_queued(c) > 0 && !(c->flags & F_DEAD))
+    if (sk__conn_out_queued(c) > 0 && !(c->st & CS_DEAD))
         sk__conn_schedule_flush(c);
 }
 
 static void conn_event(sk_watch *w, uint32_t events)
 {
     sk_conn *c = SK_CONTAINER_OF(w, sk_conn, w);
-    if (c->flags & F_CONNECTING) {
+    if (c->st & CS_CONNECTING) {
         connect_done(c);
         return;
     }
-    if (c->flags & F_HANDSHAKE) {
+    if (c->st & CS_HANDSHAKE) {
         tls_step(c);
         return;
     }
-    if ((events & EPOLLOUT) && (c->flags & F_WANT_OUT))
+    if ((events & EPOLLOUT) && (c->st & CF_WANT_OUT))
         sk__conn_write_out(c);
-    if (c->flags & F_DEAD)
+    if (c->st & CS_DEAD)
         return;
-    if ((events & EPOLLOUT) && (c->flags & F_TLS_READ_OUT)) {
-        c->flags &= ~F_TLS_READ_OUT;
+    if ((events & EPOLLOUT) && (c->st & CF_TLS_READ_OUT)) {
+        c->st &= ~CF_TLS_READ_OUT;
         sk__conn_update_events(c);
         events |= EPOLLIN; /* the read that waited for it, now */
     }
     if ((events & (EPOLLIN | EPOLLERR | EPOLLHUP)) && sk__conn_reading_allowed(c))
         sk__conn_read(c);
-    else if ((events & (EPOLLERR | EPOLLHUP)) && !(c->flags & F_WANT_OUT))
+    else if ((events & (EPOLLERR | EPOLLHUP)) && !(c->st & CF_WANT_OUT))
         sk__conn_read_error(c, -ECONNRESET);
 }
 
@@ -377,24 +384,24 @@ static void conn_timer(sk_timer *t, void *ud)
 {
     (void)t;
     sk_conn *c = ud;
-    if (c->flags & F_DEAD)
+    if (c->st & CS_DEAD)
         return;
     uint64_t now = c->loop->now;
     const sk_stream_opts *o = c->opts;
-    if (c->flags & F_CONNECTING) {
+    if (c->st & CS_CONNECTING) {
         sk__conn_set_reason(c, -ETIMEDOUT, "connect timed out");
         sk__conn_finalize(c);
         return;
     }
-    if ((c->flags & F_HANDSHAKE) && c->deadline && now >= c->deadline) {
+    if ((c->st & CS_HANDSHAKE) && c->deadline && now >= c->deadline) {
         tls_failed(c, -ETIMEDOUT, "TLS handshake not finished in time");
         return;
     }
-    if (c->flags & F_LINGER) {
+    if (c->st & CS_LINGER) {
         sk__conn_finalize(c);
         return;
     }
-    if (c->flags & F_CLOSING) {
+    if (c->st & CS_CLOSING) {
         /* Still flushing a close: bound it like lingering. */
         sk__conn_set_reason(c, -ETIMEDOUT, "close timed out with %zu bytes unsent", sk__conn_out_queued(c));
         sk__conn_finalize(c);
@@ -482,8 +489,8 @@ int sk__conn_create(sk_loop *loop, int fd, const sk_stream_opts *opts,
     c->last_active = loop->now;
     sk_decoder_init(&c->dec, opts->framing, max_for(opts));
     sk__timer_init(&c->timer, loop, conn_timer, c);
-    if (connecting)
-        c->flags |= F_CONNECTING;
+    /* Accepted or adopted, a TLS connection becomes HANDSHAKE below. */
+    sk__conn_set_state(c, connecting ? CS_CONNECTING : CS_OPEN);
     int err = 0;
     /* fd < 0: sk_conn_connect's race, which sets up TLS and the watch on the
      * socket that wins. */
@@ -493,10 +500,9 @@ int sk__conn_create(sk_loop *loop, int fd, const sk_stream_opts *opts,
             free(c);
             return err;
         }
-        if (!connecting)
-            c->flags |= F_HANDSHAKE;
     }
-    if (c->flags & F_HANDSHAKE) {
+    bool handshake = c->tls != NULL && !connecting;
+    if (handshake) {
         /* Accepted or adopted under TLS: the handshake goes first; the
          * session says which way it waits (a client writes first). */
         err = sk__watch_set(loop, &c->w, sk__tls_want(c->tls) == SK_WRITABLE ? EPOLLOUT : EPOLLIN);
@@ -519,14 +525,13 @@ int sk__conn_create(sk_loop *loop, int fd, const sk_stream_opts *opts,
     }
     sk__list_push(&loop->conns, &c->link);
     loop->refs++;
-    if (c->flags & F_HANDSHAKE) {
-        c->flags &= ~F_HANDSHAKE;
+    if (handshake) {
         tls_begin(c);
     } else if (srv != NULL && !connecting) {
-        c->flags |= F_CONNECTED_CB;
+        c->st |= CF_OPENED;
         sk__conn_arm_timer(c);
     } else if (!connecting) {
-        c->flags |= F_OPEN_PENDING;
+        c->st |= CF_OPEN_DUE;
         sk__conn_arm_timer(c);
         sk__conn_schedule_pending(c);
     } else {
@@ -600,17 +605,17 @@ int sk_conn_connect_fd(sk_loop *loop, int fd, const struct sockaddr *sa, socklen
 
 void sk_conn_pause(sk_conn *c)
 {
-    if (c->flags & (F_DEAD | F_PAUSED_USER))
+    if (c->st & (CS_DEAD | CF_PAUSED_USER))
         return;
-    c->flags |= F_PAUSED_USER;
+    c->st |= CF_PAUSED_USER;
     sk__conn_update_events(c);
 }
 
 void sk_conn_resume(sk_conn *c)
 {
-    if ((c->flags & F_DEAD) || !(c->flags & F_PAUSED_USER))
+    if ((c->st & CS_DEAD) || !(c->st & CF_PAUSED_USER))
         return;
-    c->flags &= ~F_PAUSED_USER;
+    c->st &= ~CF_PAUSED_USER;
     sk__conn_update_events(c);
     if (c->in.len > 0)
         sk__conn_schedule_pending(c);
@@ -618,14 +623,14 @@ void sk_conn_resume(sk_conn *c)
 
 void sk_conn_set_deadline(sk_conn *c, uint32_t ms, const char *reason)
 {
-    if (c->flags & F_DEAD)
+    if (c->st & CS_DEAD)
         return;
     c->deadline = ms ? c->loop->now + ms : 0;
     /* Copied: a caller's buffer may be gone or reused by the time the
      * deadline passes. */
     snprintf(c->deadline_reason, sizeof c->deadline_reason, "%s",
              reason ? reason : "deadline passed");
-    if (!(c->flags & (F_LINGER | F_CONNECTING)))
+    if (!(c->st & (CS_LINGER | CS_CONNECTING)))
         sk__conn_arm_timer(c);
 }
 
@@ -644,7 +649,7 @@ uint64_t sk_conn_bytes_in(const sk_conn *c) { return c->bytes_in; }
 uint64_t sk_conn_bytes_out(const sk_conn *c) { return c->bytes_out; }
 sk_conn *sk__conn_srv_next(sk_conn *c) { return SK_LIST_ITEM(c->srv_link.next, sk_conn, srv_link); }
 sk_conn *sk__conn_srv_first(sk_list *head) { return SK_LIST_ITEM(head, sk_conn, srv_link); }
-bool sk__conn_handshaking(const sk_conn *c) { return (c->flags & F_HANDSHAKE) != 0; }
+bool sk__conn_handshaking(const sk_conn *c) { return sk__conn_state(c) == CS_HANDSHAKE; }
 
 const char *sk_conn_peer(const sk_conn *c)
 {

@@ -12,25 +12,76 @@
 #include "internal.h"
 #include "tls.h"
 
-enum {
-    F_CONNECTING = 1u << 0,  /* non-blocking connect in progress */
-    F_OPEN_PENDING = 1u << 1,/* on_open due on the next iteration (adopted) */
-    F_PAUSED_USER = 1u << 2, /* sk_conn_pause() */
-    F_PAUSED_HW = 1u << 3,   /* output over the high-water mark */
-    F_EOF = 1u << 4,         /* the peer shut down its write side */
-    F_CLOSING = 1u << 5,     /* close requested: flush, then shut down */
-    F_SHUT_PENDING = 1u << 6,/* sk_conn_shutdown(): shut down once flushed */
-    F_SHUT_DONE = 1u << 7,
-    F_LINGER = 1u << 8,      /* write side shut; discarding input until EOF */
-    F_DEAD = 1u << 9,        /* on the close list; no more callbacks but on_close */
-    F_WANT_OUT = 1u << 10,   /* the kernel buffer was full: EPOLLOUT armed */
-    F_IN_FLUSH = 1u << 11,
-    F_IN_PENDING = 1u << 12,
-    F_CONNECTED_CB = 1u << 13,/* on_open has run: on_close is owed */
-    F_IN_CLOSE = 1u << 14,    /* on loop->close_head */
-    F_HANDSHAKE = 1u << 15,   /* TLS handshake in progress: on_open not yet run */
-    F_TLS_READ_OUT = 1u << 16 /* a TLS read waits for EPOLLOUT (it must send first) */
+/* A connection's lifecycle is one state at a time:
+ *
+ *     sk_conn_connect*          accepted or adopted
+ *           |                    |               |
+ *           v        TLS         v      TLS      | plain
+ *      CONNECTING ---------> HANDSHAKE -----> OPEN <-+
+ *           |  plain                                 |
+ *           +----------------------------------------+
+ *                                                 | sk_conn_close()
+ *                                                 v
+ *                                              CLOSING    output still to flush
+ *                                                 | flushed: our FIN sent
+ *                                                 v
+ *                                              LINGER     input discarded until
+ *                                                 |       the peer's EOF or a timer
+ *                                                 v
+ *      from any state (errors, timeouts, aborts): DEAD
+ *
+ * DEAD: on the close list; on_close is the only callback left. A close
+ * before OPEN, or in CLOSING once the peer has finished too, goes straight to
+ * DEAD. The values are single bits, so a set of states is a mask, and they
+ * share the word c->st with the orthogonal CF_ bits below: each gate on the
+ * hot path (the NO_ masks below) stays one test, as with plain flags. */
+enum conn_state {
+    CS_CONNECTING = 1u << 0, /* non-blocking connect in progress (or sk_conn_connect's race) */
+    CS_HANDSHAKE = 1u << 1,  /* TLS handshake in progress: on_open not yet run */
+    CS_OPEN = 1u << 2,
+    CS_CLOSING = 1u << 3,    /* close requested: flush, then shut down */
+    CS_LINGER = 1u << 4,     /* write side shut; discarding input until EOF */
+    CS_DEAD = 1u << 5,       /* on the close list; no more callbacks but on_close */
+    CS_MASK = (1u << 6) - 1
 };
+
+/* What holds beside the state, in any state. */
+enum {
+    /* Input gates (see the table below). */
+    CF_PAUSED_USER = 1u << 8,  /* sk_conn_pause() */
+    CF_PAUSED_HW = 1u << 9,    /* output over the high-water mark */
+    CF_PEER_EOF = 1u << 10,    /* the peer shut down its write side (stops reading only) */
+    /* Output: sk_conn_shutdown() may come in any state before CLOSING. */
+    CF_WANT_OUT = 1u << 11,    /* the kernel buffer was full: EPOLLOUT armed */
+    CF_TLS_READ_OUT = 1u << 12,/* a TLS read waits for EPOLLOUT (it must send first) */
+    CF_SHUT_ASKED = 1u << 13,  /* sk_conn_shutdown(): no more output; shut down once flushed */
+    CF_SHUT_SENT = 1u << 14,   /* our write side is shut */
+    /* Callbacks owed. */
+    CF_OPEN_DUE = 1u << 15,    /* adopted: on_open runs on the next iteration */
+    CF_OPENED = 1u << 16,      /* on_open has run: on_close is owed */
+    CF_DIED_OPENING = 1u << 17,/* died CONNECTING or in HANDSHAKE: a client hears on_close */
+    /* Membership of the loop's work lists (conn.c unlinks on destroy). */
+    CF_IN_FLUSH = 1u << 18,
+    CF_IN_PENDING = 1u << 19,
+    CF_IN_CLOSE = 1u << 20     /* on loop->close_head */
+};
+
+/* The gates, as a table: the states and bits that stop each action (x).
+ *
+ *            CONNECTING HANDSHAKE OPEN CLOSING LINGER DEAD  paused EOF shut
+ *   read         x                       x       *     x      x     x
+ *   decode       x                       x       x     x      x
+ *   queue                                x       x     x                x
+ *   flush        x          x                    x     x
+ *
+ * (*) LINGER reads whatever the bits say: it only discards. HANDSHAKE's own
+ * reads and writes go through tls_step, before any of these gates. */
+#define NO_READ (CS_CONNECTING | CS_CLOSING | CS_DEAD | CF_PAUSED_USER | CF_PAUSED_HW | CF_PEER_EOF)
+#define NO_DECODE (CS_CONNECTING | CS_CLOSING | CS_LINGER | CS_DEAD | CF_PAUSED_USER | CF_PAUSED_HW)
+#define NO_QUEUE (CS_CLOSING | CS_LINGER | CS_DEAD | CF_SHUT_ASKED)
+#define NO_FLUSH (CS_CONNECTING | CS_HANDSHAKE | CS_LINGER | CS_DEAD)
+/* Closed by us: sk_conn_close() has run (or the connection died). */
+#define CS_ENDING (CS_CLOSING | CS_LINGER | CS_DEAD)
 
 /* sk_conn_set_deadline copies its reason into the connection, cut to this
  * size: a sentence for the log, kept without a malloc each time a service
@@ -44,7 +95,7 @@ struct sk_conn {
     sk_loop *loop;
     const sk_conn_callbacks *cbs;
     const sk_stream_opts *opts;
-    uint32_t flags;
+    uint32_t st; /* one enum conn_state value | CF_ bits */
     int err;
     sk_buf in, out;
     sk_outq *outq; /* shared slices and file ranges queued after or between out's bytes */
@@ -108,32 +159,40 @@ void sk__conn_queued(sk_conn *c);
 /* dial.c */
 void sk__conn_dialer_free(sk_conn *c);
 
-static inline bool sk__conn_reading_allowed(const sk_conn *c)
+static inline enum conn_state sk__conn_state(const sk_conn *c)
 {
-    if (c->flags & F_LINGER)
-        return true;
-    return !(c->flags & (F_CONNECTING | F_PAUSED_USER | F_PAUSED_HW | F_EOF | F_CLOSING | F_DEAD));
+    return (enum conn_state)(c->st & CS_MASK);
 }
 
-static inline bool sk__conn_decoding_allowed(const sk_conn *c)
+/* The one way the state changes; the CF_ bits stay as they are. */
+static inline void sk__conn_set_state(sk_conn *c, enum conn_state s)
 {
-    return !(c->flags & (F_PAUSED_USER | F_PAUSED_HW | F_CLOSING | F_DEAD | F_CONNECTING));
+    c->st = (c->st & ~(uint32_t)CS_MASK) | (uint32_t)s;
 }
+
+/* LINGER reads whatever the gates say: it only discards, waiting for EOF.
+ * The common case (nothing stops reading) is tested first: one test. */
+static inline bool sk__conn_reading_allowed(const sk_conn *c)
+{
+    return !(c->st & NO_READ) || (c->st & CS_LINGER);
+}
+
+static inline bool sk__conn_decoding_allowed(const sk_conn *c) { return !(c->st & NO_DECODE); }
 
 static inline void sk__conn_schedule_flush(sk_conn *c)
 {
-    if (c->flags & F_IN_FLUSH)
+    if (c->st & CF_IN_FLUSH)
         return;
-    c->flags |= F_IN_FLUSH;
+    c->st |= CF_IN_FLUSH;
     c->flush_next = c->loop->flush_head;
     c->loop->flush_head = c;
 }
 
 static inline void sk__conn_schedule_pending(sk_conn *c)
 {
-    if (c->flags & F_IN_PENDING)
+    if (c->st & CF_IN_PENDING)
         return;
-    c->flags |= F_IN_PENDING;
+    c->st |= CF_IN_PENDING;
     c->pending_next = c->loop->pending_head;
     c->loop->pending_head = c;
 }
@@ -167,7 +226,7 @@ static inline void sk__conn_echo_flush(sk_conn *c)
     sk_loop *loop = c->loop;
     if (loop->echo_start == NULL)
         return;
-    if (c->flags & F_DEAD) {
+    if (c->st & CS_DEAD) {
         loop->echo_start = loop->echo_end = NULL;
         return;
     }

@@ -26,10 +26,10 @@ static ssize_t conn_recv(sk_conn *c, void *buf, size_t cap)
         return recv(c->w.fd, buf, cap, 0);
     ssize_t n = sk__tls_read(c->tls, buf, cap);
     if (n < 0 && errno == EAGAIN && sk__tls_want(c->tls) == SK_WRITABLE &&
-        !(c->flags & F_TLS_READ_OUT)) {
+        !(c->st & CF_TLS_READ_OUT)) {
         /* Rare (a key update to answer into a full socket buffer): the read
          * waits for EPOLLOUT, which conn_event turns back into a read. */
-        c->flags |= F_TLS_READ_OUT;
+        c->st |= CF_TLS_READ_OUT;
         sk__conn_update_events(c);
         errno = EAGAIN;
     }
@@ -115,8 +115,8 @@ static size_t process_input(sk_conn *c, const uint8_t *buf, size_t len)
 
 static void on_peer_eof(sk_conn *c)
 {
-    c->flags |= F_EOF;
-    if (c->flags & F_LINGER) {
+    c->st |= CF_PEER_EOF;
+    if (c->st & CS_LINGER) {
         sk__conn_finalize(c);
         return;
     }
@@ -176,7 +176,7 @@ static bool keep_input(sk_conn *c, const uint8_t *src, size_t n)
 static bool decode_buffered(sk_conn *c)
 {
     size_t used = process_input(c, c->in.data + c->in.off, c->in.len);
-    if (c->flags & F_DEAD)
+    if (c->st & CS_DEAD)
         return false;
     sk__buf_consume(c->loop, &c->in, used);
     return true;
@@ -196,7 +196,7 @@ static void take_read(sk_conn *c, const uint8_t *src, size_t n)
         if (c->in.len > 0) {
             /* Still incomplete, or decoding paused or closed mid-buffer:
              * everything read stays queued behind it, in order. */
-            if (off < n && !(c->flags & F_CLOSING))
+            if (off < n && !(c->st & (CS_CLOSING | CS_LINGER)))
                 (void)keep_input(c, src + off, n - off);
             return;
         }
@@ -204,16 +204,16 @@ static void take_read(sk_conn *c, const uint8_t *src, size_t n)
     if (off == n)
         return;
     size_t used = process_input(c, src + off, n - off);
-    if (c->flags & F_DEAD)
+    if (c->st & CS_DEAD)
         return;
     off += used;
-    if (off < n && !(c->flags & F_CLOSING))
+    if (off < n && !(c->st & (CS_CLOSING | CS_LINGER)))
         (void)keep_input(c, src + off, n - off);
 }
 
 void sk__conn_read(sk_conn *c)
 {
-    if (c->flags & F_LINGER) {
+    if (c->st & CS_LINGER) {
         discard_input(c);
         return;
     }
@@ -272,7 +272,7 @@ void sk__conn_read(sk_conn *c)
             take_read(c, dst, (size_t)n);
             sk__conn_echo_flush(c);
             loop->reading = NULL;
-            if (c->flags & F_DEAD)
+            if (c->st & CS_DEAD)
                 return;
         }
         /* A short read means the socket is drained: the next read would only
@@ -291,24 +291,24 @@ void sk__conns_process_pending(sk_loop *loop)
     while (loop->pending_head) {
         sk_conn *c = loop->pending_head;
         loop->pending_head = c->pending_next;
-        c->flags &= ~F_IN_PENDING;
-        if (c->flags & F_DEAD)
+        c->st &= ~CF_IN_PENDING;
+        if (c->st & CS_DEAD)
             continue;
-        if (c->flags & F_OPEN_PENDING) {
-            c->flags &= ~F_OPEN_PENDING;
-            c->flags |= F_CONNECTED_CB;
+        if (c->st & CF_OPEN_DUE) {
+            c->st &= ~CF_OPEN_DUE;
+            c->st |= CF_OPENED;
             sk__conn_update_events(c);
             if (c->cbs->on_open)
                 c->cbs->on_open(c);
         }
         if (c->in.len > 0 && sk__conn_decoding_allowed(c)) {
             size_t used = process_input(c, c->in.data + c->in.off, c->in.len);
-            if (!(c->flags & F_DEAD))
+            if (!(c->st & CS_DEAD))
                 sk__buf_consume(loop, &c->in, used);
         }
         /* TLS: decrypted bytes left inside OpenSSL (a read that filled the
          * buffer, a pause) wait for no epoll event: read them now. */
-        if (c->tls && !(c->flags & (F_DEAD | F_HANDSHAKE)) && sk__conn_reading_allowed(c) &&
+        if (c->tls && !(c->st & (CS_DEAD | CS_HANDSHAKE)) && sk__conn_reading_allowed(c) &&
             sk__tls_pending(c->tls))
             sk__conn_read(c);
     }

@@ -31,7 +31,7 @@ static void count_queued(sk_conn *c)
 
 static void resume_after_drain(sk_conn *c)
 {
-    c->flags &= ~F_PAUSED_HW;
+    c->st &= ~CF_PAUSED_HW;
     sk__conn_update_events(c);
     if (c->in.len > 0)
         sk__conn_schedule_pending(c);
@@ -57,8 +57,8 @@ void sk__conn_write_out(sk_conn *c)
             if (errno == EINTR)
                 continue;
             if (errno == EAGAIN || errno == EWOULDBLOCK) {
-                if (!(c->flags & F_WANT_OUT)) {
-                    c->flags |= F_WANT_OUT;
+                if (!(c->st & CF_WANT_OUT)) {
+                    c->st |= CF_WANT_OUT;
                     sk__conn_update_events(c);
                 }
                 break;
@@ -92,29 +92,29 @@ void sk__conn_write_out(sk_conn *c)
         if (partial) {
             /* The kernel took less than offered: its buffer is full, so a
              * retry now would only return EAGAIN. Wait for EPOLLOUT. */
-            if (!(c->flags & F_WANT_OUT)) {
-                c->flags |= F_WANT_OUT;
+            if (!(c->st & CF_WANT_OUT)) {
+                c->st |= CF_WANT_OUT;
                 sk__conn_update_events(c);
             }
             break;
         }
     }
     count_queued(c);
-    if (c->flags & F_DEAD)
+    if (c->st & CS_DEAD)
         return;
-    if ((c->flags & F_PAUSED_HW) && sk__conn_out_queued(c) <= c->opts->out_low_water)
+    if ((c->st & CF_PAUSED_HW) && sk__conn_out_queued(c) <= c->opts->out_low_water)
         resume_after_drain(c);
     if (sk__conn_out_queued(c) > 0)
         return;
-    if (c->flags & F_WANT_OUT) {
-        c->flags &= ~F_WANT_OUT;
+    if (c->st & CF_WANT_OUT) {
+        c->st &= ~CF_WANT_OUT;
         sk__conn_update_events(c);
     }
-    if ((c->flags & F_SHUT_PENDING) && !(c->flags & F_SHUT_DONE)) {
-        c->flags |= F_SHUT_DONE;
+    if ((c->st & CF_SHUT_ASKED) && !(c->st & CF_SHUT_SENT)) {
+        c->st |= CF_SHUT_SENT;
         sk__conn_shut_wr(c);
     }
-    if (c->flags & F_CLOSING)
+    if (c->st & CS_CLOSING)
         sk__conn_start_close(c);
 }
 
@@ -123,8 +123,8 @@ void sk__conns_flush(sk_loop *loop)
     while (loop->flush_head) {
         sk_conn *c = loop->flush_head;
         loop->flush_head = c->flush_next;
-        c->flags &= ~F_IN_FLUSH;
-        if (!(c->flags & (F_DEAD | F_CONNECTING | F_LINGER | F_HANDSHAKE)))
+        c->st &= ~CF_IN_FLUSH;
+        if (!(c->st & NO_FLUSH))
             sk__conn_write_out(c);
     }
 }
@@ -146,7 +146,7 @@ static bool echo_take(sk_conn *c, const uint8_t *data, size_t len)
 {
     sk_loop *loop = c->loop;
     if (loop->reading != c || c->out.len != 0 || sk__outq_active(c->outq) || c->tls ||
-        (c->flags & (F_DEAD | F_CLOSING | F_SHUT_PENDING | F_WANT_OUT)))
+        (c->st & (NO_QUEUE | CF_WANT_OUT)))
         return false;
     const uint8_t *lo = loop->rbuf, *hi = loop->rbuf + SK_READ_CHUNK;
     if (data < lo || data > hi || len > (size_t)(hi - data))
@@ -214,7 +214,7 @@ static void send_early(sk_conn *c)
         if (b->len == 0)
             b->off = 0;
     } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-        c->flags |= F_WANT_OUT;
+        c->st |= CF_WANT_OUT;
         sk__conn_update_events(c);
     }
 }
@@ -225,10 +225,10 @@ static void send_early(sk_conn *c)
  * whatever is queued next goes out after the replies before it. */
 static int out_open(sk_conn *c)
 {
-    if (c->flags & (F_DEAD | F_CLOSING | F_SHUT_PENDING))
+    if (c->st & NO_QUEUE)
         return -EPIPE;
     sk__conn_echo_settle(c);
-    return (c->flags & F_DEAD) ? -EPIPE : 0;
+    return (c->st & CS_DEAD) ? -EPIPE : 0;
 }
 
 /* Makes room for total more bytes in the output buffer (out_open first). */
@@ -239,7 +239,7 @@ static int queue_reserve(sk_conn *c, size_t total)
         return err;
     sk_buf *b = &c->out;
     if (b->cap == SK_READ_CHUNK && b->cap - b->off - b->len < total &&
-        !(c->flags & (F_WANT_OUT | F_CONNECTING | F_HANDSHAKE)) && !sk__outq_active(c->outq))
+        !(c->st & (CF_WANT_OUT | CS_CONNECTING | CS_HANDSHAKE)) && !sk__outq_active(c->outq))
         send_early(c);
     err = sk__buf_reserve(c->loop, b, total);
     if (err < 0) {
@@ -257,7 +257,7 @@ static inline uint8_t *out_append(sk_conn *c, size_t total, int *errp)
 {
     sk_buf *b = &c->out;
     if (b->data == NULL || b->cap - b->off - b->len < total ||
-        (c->flags & (F_DEAD | F_CLOSING | F_SHUT_PENDING)) || c->loop->echo_start != NULL) {
+        (c->st & NO_QUEUE) || c->loop->echo_start != NULL) {
         int err = queue_reserve(c, total);
         if (err < 0) {
             *errp = err;
@@ -271,10 +271,10 @@ static inline uint8_t *out_append(sk_conn *c, size_t total, int *errp)
 
 void sk__conn_queued(sk_conn *c)
 {
-    if (!(c->flags & F_WANT_OUT))
+    if (!(c->st & CF_WANT_OUT))
         sk__conn_schedule_flush(c);
-    if (!(c->flags & F_PAUSED_HW) && sk__conn_out_queued(c) > c->opts->out_high_water) {
-        c->flags |= F_PAUSED_HW;
+    if (!(c->st & CF_PAUSED_HW) && sk__conn_out_queued(c) > c->opts->out_high_water) {
+        c->st |= CF_PAUSED_HW;
         sk__conn_update_events(c);
     }
 }
@@ -282,7 +282,7 @@ void sk__conn_queued(sk_conn *c)
 int sk_conn_send(sk_conn *c, const void *data, size_t len)
 {
     if (len == 0)
-        return (c->flags & (F_DEAD | F_CLOSING)) ? -EPIPE : 0;
+        return (c->st & CS_ENDING) ? -EPIPE : 0;
     int err = 0;
     uint8_t *p = out_append(c, len, &err);
     if (p == NULL)
@@ -326,7 +326,7 @@ int sk_conn_send_msg(sk_conn *c, const void *data, size_t len)
         if (len)
             memcpy(p + SK_FRAME_HEADER, data, len);
         sk__stat_local(c->loop, SK__STAT_MSGS_OUT, 1);
-        if ((c->flags & (F_IN_FLUSH | F_WANT_OUT | F_PAUSED_HW)) != F_IN_FLUSH ||
+        if ((c->st & (CF_IN_FLUSH | CF_WANT_OUT | CF_PAUSED_HW)) != CF_IN_FLUSH ||
             sk__conn_out_queued(c) > c->opts->out_high_water)
             sk__conn_queued(c);
         return 0;

@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1126,4 +1127,57 @@ Test(conn, echoed_and_copied_replies_keep_their_order)
 {
     replies_to_slow_reader(SK_FRAMING_FRAME, true);
     replies_to_slow_reader(SK_FRAMING_LINE, true);
+}
+
+/* A close while the connect is still in progress: the connection dies in
+ * CONNECTING, on_open never runs, and the client still hears on_close, with
+ * -ECONNABORTED (the state machine keeps that owed past DEAD). */
+typedef struct cclose {
+    sk_loop *loop;
+    int opens, closes, err;
+} cclose;
+
+static void cc_open(sk_conn *c)
+{
+    cclose *x = sk_conn_data(c);
+    x->opens++;
+}
+
+static void cc_close(sk_conn *c, int err)
+{
+    cclose *x = sk_conn_data(c);
+    x->closes++;
+    x->err = err;
+}
+
+Test(conn, close_while_connecting_still_reports_on_close)
+{
+    int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    cr_assert(lfd >= 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof sa;
+    cr_assert_eq(bind(lfd, (struct sockaddr *)&sa, sizeof sa), 0);
+    cr_assert_eq(listen(lfd, 4), 0);
+    cr_assert_eq(getsockname(lfd, (struct sockaddr *)&sa, &len), 0);
+    int fds = unit_count_fds();
+    cclose x = {0};
+    cr_assert_eq(sk_loop_new(&x.loop), 0);
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    cr_assert(fd >= 0);
+    sk_conn_callbacks cbs = {.on_open = cc_open, .on_close = cc_close};
+    sk_conn *c = NULL;
+    cr_assert_eq(sk_conn_connect_fd(x.loop, fd, (struct sockaddr *)&sa, sizeof sa, NULL, &cbs, &x,
+                                    5000, &c), 0);
+    sk_conn_close(c);
+    cr_assert_eq(x.closes, 0, "on_close runs after the current batch, not inside sk_conn_close");
+    unit_watchdog w;
+    unit_watchdog_start(&w, x.loop, 5000);
+    sk_loop_run(x.loop);
+    cr_assert_eq(unit_watchdog_end(&w), 0, "the loop hung");
+    sk_loop_free(x.loop);
+    cr_assert_eq(x.opens, 0, "on_open ran for a connection closed while connecting");
+    cr_assert_eq(x.closes, 1, "on_close owed to the client (%d calls)", x.closes);
+    cr_assert_eq(x.err, -ECONNABORTED, "on_close err %d", x.err);
+    cr_assert_eq(unit_count_fds(), fds, "descriptor leak");
+    close(lfd);
 }
