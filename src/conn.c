@@ -90,7 +90,7 @@ void sk__conn_arm_timer(sk_conn *c)
     uint64_t deadline = UINT64_MAX;
     if (o->idle_timeout_ms)
         deadline = c->last_active + o->idle_timeout_ms;
-    if (o->frame_timeout_ms && c->frame_start) {
+    if (o->frame_timeout_ms && c->frame_start && !(c->st & FRAME_CLOCK_STOPPED)) {
         uint64_t d = c->frame_start + o->frame_timeout_ms;
         if (d < deadline)
             deadline = d;
@@ -413,7 +413,8 @@ static void conn_timer(sk_timer *t, void *ud)
         sk_conn_fail(c, -ETIMEDOUT, NULL);
         return;
     }
-    if (o->frame_timeout_ms && c->frame_start && now - c->frame_start >= o->frame_timeout_ms) {
+    if (o->frame_timeout_ms && c->frame_start && !(c->st & FRAME_CLOCK_STOPPED) &&
+        now - c->frame_start >= o->frame_timeout_ms) {
         if (sk__conn_set_reason(c, -ETIMEDOUT, "frame timeout"))
             sk__stat_add(SK__STAT_ERR_FRAME, 1);
         if (c->cbs->on_error) /* the service may tell the peer why */
@@ -617,6 +618,7 @@ void sk_conn_resume(sk_conn *c)
         return;
     c->st &= ~CF_PAUSED_USER;
     sk__conn_update_events(c);
+    sk__conn_frame_clock_restart(c);
     if (c->in.len > 0)
         sk__conn_schedule_pending(c);
 }

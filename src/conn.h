@@ -77,6 +77,11 @@ enum {
  * (*) LINGER reads whatever the bits say: it only discards. HANDSHAKE's own
  * reads and writes go through tls_step, before any of these gates. */
 #define NO_READ (CS_CONNECTING | CS_CLOSING | CS_DEAD | CF_PAUSED_USER | CF_PAUSED_HW | CF_PEER_EOF)
+/* While we do not read (the service paused us, or our output to the peer
+ * is over the high-water mark) a partial message cannot complete, and that
+ * is not the peer's doing: the frame clock stops, and restarts from zero
+ * when reading resumes. */
+#define FRAME_CLOCK_STOPPED (CF_PAUSED_USER | CF_PAUSED_HW)
 #define NO_DECODE (CS_CONNECTING | CS_CLOSING | CS_LINGER | CS_DEAD | CF_PAUSED_USER | CF_PAUSED_HW)
 #define NO_QUEUE (CS_CLOSING | CS_LINGER | CS_DEAD | CF_SHUT_ASKED)
 #define NO_FLUSH (CS_CONNECTING | CS_HANDSHAKE | CS_LINGER | CS_DEAD)
@@ -144,6 +149,16 @@ bool sk__conn_set_reason(sk_conn *c, int err, const char *fmt, ...)
 /* conn.c: lifecycle */
 void sk__conn_update_events(sk_conn *c);
 void sk__conn_arm_timer(sk_conn *c);
+
+/* Reading may go on again: a held partial message gets a fresh frame clock
+ * (FRAME_CLOCK_STOPPED), once neither pause holds it. */
+static inline void sk__conn_frame_clock_restart(sk_conn *c)
+{
+    if (c->frame_start && !(c->st & FRAME_CLOCK_STOPPED)) {
+        c->frame_start = c->loop->now;
+        sk__conn_arm_timer(c);
+    }
+}
 int sk__conn_shut_wr(sk_conn *c);
 void sk__conn_start_close(sk_conn *c);
 void sk__conn_finalize(sk_conn *c);

@@ -33,6 +33,7 @@ static void resume_after_drain(sk_conn *c)
 {
     c->st &= ~CF_PAUSED_HW;
     sk__conn_update_events(c);
+    sk__conn_frame_clock_restart(c);
     if (c->in.len > 0)
         sk__conn_schedule_pending(c);
     if (c->cbs->on_drain)

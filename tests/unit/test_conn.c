@@ -1181,3 +1181,77 @@ Test(conn, close_while_connecting_still_reports_on_close)
     cr_assert_eq(unit_count_fds(), fds, "descriptor leak");
     close(lfd);
 }
+
+/* ------------------------------------------- the frame clock and pauses */
+
+/* A partial frame held while the service has paused reading cannot
+ * complete, and that is not the peer's doing: the frame clock stops while
+ * paused and starts again from zero on resume. Frame 1 pauses the
+ * connection for 600 ms with half of frame 2 already read (frame timeout
+ * 200 ms); the rest of frame 2 comes 50 ms after the resume. */
+typedef struct fc {
+    sctx *x;
+    sk_timer *resume, *rest;
+    uint8_t out[64];
+    size_t split, len;
+} fc;
+
+static fc *g_fc;
+
+static void fc_on_message(sk_conn *c, const uint8_t *data, size_t len)
+{
+    on_message(c, data, len);
+    if (g_fc->x->nmsgs == 1) {
+        sk_conn_pause(c);
+        sk_timer_start(g_fc->resume, 600, 0);
+        sk_timer_start(g_fc->rest, 650, 0);
+    }
+}
+
+static void fc_resume(sk_timer *t, void *ud)
+{
+    fc *f = ud;
+    (void)t;
+    if (f->x->conn != NULL)
+        sk_conn_resume(f->x->conn);
+}
+
+static void fc_rest(sk_timer *t, void *ud)
+{
+    fc *f = ud;
+    (void)t;
+    ssize_t n = send(f->x->p.fd, f->out + f->split, f->len - f->split, MSG_NOSIGNAL);
+    cr_assert_eq(n, (ssize_t)(f->len - f->split), "send: %s", strerror(errno));
+}
+
+Test(conn, frame_clock_stops_while_reading_is_paused)
+{
+    sk_stream_opts o;
+    sk_stream_opts_init(&o);
+    o.framing = SK_FRAMING_FRAME;
+    o.frame_timeout_ms = 200;
+    sk_conn_callbacks cbs = base_cbs;
+    cbs.on_message = fc_on_message;
+    sctx x;
+    fc f = { .x = &x };
+    g_fc = &f;
+    put_frame(f.out, &f.len, "one", 3);
+    put_frame(f.out, &f.len, "twotwo", 6);
+    f.split = f.len - 3; /* frame 2's header and half its payload first */
+    setup(&x, &o, &cbs);
+    cr_assert_eq(sk_timer_new(x.loop, fc_resume, &f, &f.resume), 0);
+    cr_assert_eq(sk_timer_new(x.loop, fc_rest, &f, &f.rest), 0);
+    x.close_after = 2;
+    x.p.out = f.out;
+    x.p.out_len = f.split;
+    x.p.reading = 1;
+    peer_start(&x);
+    run(&x);
+    cr_assert_eq(x.nmsgs, 2, "%d messages (reason: %s)", x.nmsgs, x.reason);
+    cr_assert_eq(x.close_err, 0, "closed with %d: %s", x.close_err, x.reason);
+    cr_assert_eq(x.lens[1], 6u);
+    cr_assert_eq(memcmp(x.msgs[1], "twotwo", 6), 0);
+    sk_timer_free(f.resume);
+    sk_timer_free(f.rest);
+    teardown(&x);
+}
