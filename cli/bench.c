@@ -390,9 +390,9 @@ static const sk_conn_callbacks client_cbs = {
     .on_close = on_close,
 };
 
-static int stream_opts(const bench_cfg *cfg, sk_stream_opts *o)
+static int conn_opts(const bench_cfg *cfg, sk_conn_opts *o)
 {
-    sk_stream_opts_init(o);
+    sk_conn_opts_init(o);
     switch (cfg->mode) {
     case M_FRAME:
     case M_CONNECT:
@@ -412,8 +412,8 @@ static void start_connect(client *cl)
 {
     bthread *t = cl->t;
     const bench_cfg *cfg = t->cfg;
-    sk_stream_opts o;
-    stream_opts(cfg, &o);
+    sk_conn_opts o;
+    conn_opts(cfg, &o);
     cl->sent_at[cl->next_seq % RING] = now_ns();
     if (o.tls != NULL) {
         /* By address, so that the server's name is verified (and sent as
@@ -551,7 +551,7 @@ static int thread_connect(bthread *t)
     for (unsigned i = 0; i < t->nclients; i++) {
         client *cl = &t->clients[i];
         if (cfg->mode == M_UDP) {
-            int rc = sk_dgram_open(t->loop, &cfg->addr, 0, on_datagram, cl, &cl->dgram, err, sizeof err);
+            int rc = sk_dgram_connect(t->loop, &cfg->addr, on_datagram, cl, &cl->dgram, err, sizeof err);
             if (rc < 0) {
                 cli_err("%s", err);
                 return rc;
@@ -561,21 +561,24 @@ static int thread_connect(bthread *t)
         } else if (cfg->tls.ctx != NULL) {
             /* TLS: connected and handshaken by the thread's loop, during
              * the warm-up. */
-            sk_stream_opts o;
-            stream_opts(cfg, &o);
+            sk_conn_opts o;
+            conn_opts(cfg, &o);
             int rc = sk_conn_connect(t->loop, &cfg->addr, &o, &client_cbs, cl, (int)cfg->timeout_ms, &cl->conn);
             if (rc < 0) {
                 cli_err("connection %u: %s", cl->index, sk_strerror(rc));
                 return rc;
             }
         } else {
-            int fd = sk_dial(&cfg->addr, 5000, err, sizeof err);
+            sk_sock *sock = NULL;
+            int fd = sk_sock_dial(&cfg->addr, NULL, 5000, &sock, err, sizeof err);
+            if (fd == 0)
+                fd = sk_sock_release(sock);
             if (fd < 0) {
                 cli_err("connection %u: %s", cl->index, err);
                 return fd;
             }
-            sk_stream_opts o;
-            stream_opts(cfg, &o);
+            sk_conn_opts o;
+            conn_opts(cfg, &o);
             int rc = sk_conn_adopt(t->loop, fd, &o, &client_cbs, cl, &cl->conn);
             if (rc < 0) {
                 close(fd);

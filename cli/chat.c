@@ -72,7 +72,7 @@ static void bytes_drop(bytes *b, size_t n)
 }
 
 typedef struct chat_client {
-    int fd;
+    sk_sock *sock;
     bool tty;      /* line editing on a terminal */
     bool sanitize; /* stdout is a terminal: neutralise control characters */
     bool editing;  /* the libedit handler is installed */
@@ -319,7 +319,7 @@ static int nick_answer(chat_client *c, const uint8_t *line, size_t len)
 static int read_socket(chat_client *c)
 {
     uint8_t buf[CHUNK];
-    ssize_t n = sk_sock_recv(c->fd, buf, sizeof buf);
+    ssize_t n = sk_sock_recv(c->sock, buf, sizeof buf);
     if (n < 0) {
         if (n == -EAGAIN)
             return 0;
@@ -451,7 +451,7 @@ static void leave_now(chat_client *c)
         (void)cli_pump_flush(&c->pump);
     }
     uint8_t buf[CHUNK];
-    for (int i = 0; i < 16 && sk_sock_recv(c->fd, buf, sizeof buf) > 0; i++)
+    for (int i = 0; i < 16 && sk_sock_recv(c->sock, buf, sizeof buf) > 0; i++)
         ;
 }
 
@@ -597,13 +597,13 @@ int cmd_chat(int argc, char **argv)
     if (rc != 0)
         return rc;
     char derr[600];
-    int fd = cli_dial(&addr, &tls, timeout_ms, derr, sizeof derr);
-    if (fd < 0) {
+    sk_sock *sock = NULL;
+    if (cli_dial(&addr, &tls, timeout_ms, &sock, derr, sizeof derr) < 0) {
         cli_err("%s", derr);
         cli_tls_free(&tls);
         return EXIT_RUNTIME;
     }
-    chat_client c = {.fd = fd, .stdin_open = true, .peer_open = true, .status = EXIT_OK,
+    chat_client c = {.sock = sock, .stdin_open = true, .peer_open = true, .status = EXIT_OK,
                      .sigfd = -1};
     g_client = &c;
     c.tty = isatty(STDIN_FILENO) && isatty(STDOUT_FILENO);
@@ -623,11 +623,11 @@ int cmd_chat(int argc, char **argv)
     if (c.sigfd < 0) {
         cli_err("signalfd: %s", strerror(errno));
         sigprocmask(SIG_SETMASK, &old, NULL);
-        sk_sock_close(fd);
+        sk_sock_close(sock);
         cli_tls_free(&tls);
         return EXIT_RUNTIME;
     }
-    cli_pump_init(&c.pump, fd, c.sigfd);
+    cli_pump_init(&c.pump, sock, c.sigfd);
 
     if (nick != NULL) {
         char line[64];
@@ -652,7 +652,7 @@ int cmd_chat(int argc, char **argv)
     run(&c);
     if (g_stop_signal)
         c.status = 128 + g_stop_signal; /* as a shell reports a signal */
-    sk_sock_close(fd);
+    sk_sock_close(sock);
     cli_tls_free(&tls);
     close(c.sigfd);
     sigprocmask(SIG_SETMASK, &old, NULL);

@@ -67,8 +67,9 @@ typedef struct cli_tls {
 } cli_tls;
 int cli_tls_option(cli_tls *t, int ch, const char *v);
 int cli_tls_prepare(cli_tls *t, const sk_addr *addr);
-/* sk_dial, or sk_tls_dial for tls:// (close the result with sk_sock_close). */
-int cli_dial(const sk_addr *addr, const cli_tls *t, int timeout_ms, char *err, size_t errlen);
+/* sk_sock_dial, with t's context for tls:// (close *out with sk_sock_close). */
+int cli_dial(const sk_addr *addr, const cli_tls *t, int timeout_ms, sk_sock **out, char *err,
+             size_t errlen);
 void cli_tls_free(cli_tls *t);
 /* serve's --cert and --key, before the library reads them: a key given as
  * the certificate (or the reverse) is named as such, and a key readable by

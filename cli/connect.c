@@ -113,7 +113,7 @@ static void bytes_drop(bytes *b, size_t n)
 
 typedef struct stream_client {
     const connect_cfg *cfg;
-    int fd;
+    sk_sock *sock;
     bool interactive;
     bool stdin_open, shut_sent, peer_open;
     bool awaiting;      /* sent something, nothing back yet (for --timeout) */
@@ -278,7 +278,7 @@ static int show_collected(stream_client *sc)
 static int read_socket(stream_client *sc)
 {
     uint8_t buf[CHUNK];
-    ssize_t n = sk_sock_recv(sc->fd, buf, sizeof buf);
+    ssize_t n = sk_sock_recv(sc->sock, buf, sizeof buf);
     if (n < 0) {
         if (n == -EAGAIN)
             return 0;
@@ -412,13 +412,13 @@ static int read_signals(stream_client *sc)
 static int run_stream(connect_cfg *cfg, const sk_addr *addr)
 {
     char err[600];
-    int fd = cli_dial(addr, &cfg->tls, cfg->timeout_ms, err, sizeof err);
-    if (fd < 0) {
+    sk_sock *sock = NULL;
+    if (cli_dial(addr, &cfg->tls, cfg->timeout_ms, &sock, err, sizeof err) < 0) {
         cli_err("%s", err);
         return EXIT_RUNTIME;
     }
-    stream_client sc = {.cfg = cfg, .fd = fd, .stdin_open = true, .peer_open = true};
-    cli_pump_init(&sc.pump, fd, -1);
+    stream_client sc = {.cfg = cfg, .sock = sock, .stdin_open = true, .peer_open = true};
+    cli_pump_init(&sc.pump, sock, -1);
     sc.interactive = isatty(STDIN_FILENO);
     sk_decoder_init(&sc.dec, cfg->framing, cfg->framing == SK_FRAMING_FRAME ? cfg->max_frame : 0);
     /* stdin as a regular file cannot be polled; it is always readable. */
@@ -428,12 +428,12 @@ static int run_stream(connect_cfg *cfg, const sk_addr *addr)
         char text[400];
         sk_addr_format(addr, text, sizeof text);
         char how[160] = "";
-        if (sk_sock_describe(fd, how + 2, sizeof how - 2) == 0)
+        if (sk_sock_describe(sock, how + 2, sizeof how - 2) == 0)
             memcpy(how, ", ", 2);
         fprintf(stderr, "connected to %s (%s framing%s); type q to quit\n", text,
                 sk_framing_name(cfg->framing), how);
         if (start_terminal(&sc) < 0) {
-            sk_sock_close(fd);
+            sk_sock_close(sock);
             return EXIT_RUNTIME;
         }
     }
@@ -442,7 +442,7 @@ static int run_stream(connect_cfg *cfg, const sk_addr *addr)
         if (!sc.stdin_open && sc.pump.out_len == 0 && !sc.shut_sent) {
             /* Half-close: the server sees our end of input and still sends
              * every reply it owes. */
-            sk_sock_shutdown(fd);
+            sk_sock_shutdown(sock);
             sc.shut_sent = true;
         }
         /* A reply owed is bounded by --timeout from the send it answers;
@@ -486,7 +486,7 @@ static int run_stream(connect_cfg *cfg, const sk_addr *addr)
     }
     if (sc.interactive)
         stop_terminal(&sc);
-    sk_sock_close(fd);
+    sk_sock_close(sock);
     cli_pump_free(&sc.pump);
     free(sc.line.data);
     free(sc.in.data);

@@ -205,10 +205,10 @@ static int parse_args(exec_cfg *cfg, int argc, char **argv)
 /* ------------------------------------------------------------ handshake */
 
 /* Receives one handshake frame; on failure prints why and returns < 0. */
-static ssize_t recv_handshake(int fd, uint8_t *buf, size_t cap, uint64_t deadline,
+static ssize_t recv_handshake(sk_sock *sock, uint8_t *buf, size_t cap, uint64_t deadline,
                               const char *addr, const char *stage)
 {
-    ssize_t n = sk_recv_frame(fd, buf, cap, left_ms(deadline));
+    ssize_t n = sk_sock_recv_frame(sock, buf, cap, left_ms(deadline));
     if (n == 0) {
         cli_err("%s: empty message during %s: not a sockit exec server?", addr, stage);
         return -1;
@@ -243,7 +243,7 @@ static int print_server_error(const char *addr, const uint8_t *msg, size_t len, 
 
 /* The handshake's frame I/O (services/proto/handshake.c runs it). */
 typedef struct hs_io {
-    int fd;
+    sk_sock *sock;
     const char *addr;
     uint64_t deadline;
 } hs_io;
@@ -252,7 +252,7 @@ static int hs_send(void *ud, const uint8_t *msg, size_t len, const char *stage)
 {
     (void)stage;
     hs_io *h = ud;
-    int rc = sk_send_frame(h->fd, msg, len, left_ms(h->deadline));
+    int rc = sk_sock_send_frame(h->sock, msg, len, left_ms(h->deadline));
     if (rc < 0) {
         cli_err("%s: cannot send: %s", h->addr, sk_strerror(rc));
         return -1;
@@ -267,7 +267,7 @@ static ssize_t hs_recv(void *ud, uint8_t *buf, size_t cap, const char *stage)
     /* A wrong token is answered after a delay of at least a second (more
      * for repeated failures), so this wait gets a little longer than the
      * rest of the handshake. */
-    ssize_t m = recv_handshake(h->fd, buf, cap, h->deadline + (authing ? 11000 : 0), h->addr,
+    ssize_t m = recv_handshake(h->sock, buf, cap, h->deadline + (authing ? 11000 : 0), h->addr,
                                stage);
     if (m < 0)
         return -1;
@@ -278,13 +278,13 @@ static ssize_t hs_recv(void *ud, uint8_t *buf, size_t cap, const char *stage)
     return m;
 }
 
-static int handshake(int fd, const exec_cfg *cfg, const uint8_t *token, size_t token_len,
-                     uint64_t deadline)
+static int handshake(sk_sock *sock, const exec_cfg *cfg, const uint8_t *token,
+                     size_t token_len, uint64_t deadline)
 {
-    hs_io h = {fd, cfg->addr_text, deadline};
+    hs_io h = {sock, cfg->addr_text, deadline};
     proto_hs_io io = {&h, hs_send, hs_recv};
     char err[PROTO_ERROR_TEXT_MAX + 400];
-    if (proto_hs_client(&io, fd, cfg->addr_text, "exec", token, token_len, false, err,
+    if (proto_hs_client(&io, sock, cfg->addr_text, "exec", token, token_len, false, err,
                         sizeof err) == 0)
         return 0;
     if (err[0] != '\0')
@@ -295,7 +295,7 @@ static int handshake(int fd, const exec_cfg *cfg, const uint8_t *token, size_t t
 /* ------------------------------------------------------------ running */
 
 typedef struct client {
-    int fd;
+    sk_sock *sock;
     const char *addr;
     cli_pump pump;     /* the poll loop; its queue: frames waiting for the socket */
     uint8_t *in;       /* bytes from the socket not yet a whole frame */
@@ -398,7 +398,7 @@ static int read_socket(client *cl)
             cl->in_cap = cap;
         }
     }
-    ssize_t n = sk_sock_recv(cl->fd, cl->in + cl->in_len, cl->in_cap - cl->in_len);
+    ssize_t n = sk_sock_recv(cl->sock, cl->in + cl->in_len, cl->in_cap - cl->in_len);
     if (n == -EAGAIN)
         return 0;
     if (n <= 0) {
@@ -523,26 +523,27 @@ int cmd_exec(int argc, char **argv)
     uint32_t limit = cfg.wait_ms ? cfg.wait_ms : DEFAULT_TIMEOUT_MS;
     uint64_t deadline = now_ms() + limit;
     char derr[600] = "";
-    int fd = cli_dial(&addr, &cfg.tls, (int)limit, derr, sizeof derr);
-    if (fd < 0) {
+    sk_sock *sock = NULL;
+    rc = cli_dial(&addr, &cfg.tls, (int)limit, &sock, derr, sizeof derr);
+    if (rc < 0) {
         OPENSSL_cleanse(token, sizeof token);
-        cli_err("%s", derr[0] ? derr : sk_strerror(fd));
+        cli_err("%s", derr[0] ? derr : sk_strerror(rc));
         cli_tls_free(&cfg.tls);
         return X_SOCKIT;
     }
-    rc = handshake(fd, &cfg, token, token_len, deadline);
+    rc = handshake(sock, &cfg, token, token_len, deadline);
     OPENSSL_cleanse(token, sizeof token);
     if (rc < 0) {
-        sk_sock_close(fd);
+        sk_sock_close(sock);
         cli_tls_free(&cfg.tls);
         return X_SOCKIT;
     }
-    client cl = {.fd = fd, .addr = cfg.addr_text, .result = -1};
-    cli_pump_init(&cl.pump, fd, -1);
+    client cl = {.sock = sock, .addr = cfg.addr_text, .result = -1};
+    cli_pump_init(&cl.pump, sock, -1);
     rc = run(&cl, &cfg);
     cli_pump_free(&cl.pump);
     free(cl.in);
-    sk_sock_close(fd);
+    sk_sock_close(sock);
     cli_tls_free(&cfg.tls);
     return rc;
 }

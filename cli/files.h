@@ -46,9 +46,9 @@ int files_cli_parse(files_cli *o, int argc, char **argv, int min_args, int max_a
                     bool allow_json, void (*usage)(FILE *out));
 
 /* A connection to a files server: blocking calls over a non-blocking
- * descriptor, each wait bounded by the timeout. */
+ * socket, each wait bounded by the timeout. */
 typedef struct fconn {
-    int fd;
+    sk_sock *sock;
     const char *addr;
     int timeout_ms;
     uint8_t *in; /* bytes received and not yet consumed */

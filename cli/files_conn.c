@@ -184,9 +184,9 @@ int files_cli_parse(files_cli *o, int argc, char **argv, int min_args, int max_a
 static int wait_for(const fconn *c, short events)
 {
     /* TLS: a read may have to write first (and the other way round). */
-    if (events == POLLIN && sk_sock_wants(c->fd, SK_READABLE) == SK_WRITABLE)
+    if (events == POLLIN && sk_sock_wants(c->sock, SK_READABLE) == SK_WRITABLE)
         events = POLLOUT;
-    struct pollfd pf = {.fd = c->fd, .events = events};
+    struct pollfd pf = {.fd = sk_sock_fd(c->sock), .events = events};
     for (;;) {
         int n = poll(&pf, 1, c->timeout_ms);
         if (n < 0 && errno == EINTR)
@@ -221,7 +221,7 @@ static int fill(fconn *c, size_t need, const char *what)
         size_t room = c->in_cap - c->in_off - c->in_len;
         if (room > need - c->in_len + IN_AHEAD)
             room = need - c->in_len + IN_AHEAD;
-        ssize_t n = sk_sock_recv(c->fd, c->in + c->in_off + c->in_len, room);
+        ssize_t n = sk_sock_recv(c->sock, c->in + c->in_off + c->in_len, room);
         if (n > 0) {
             c->in_len += (size_t)n;
             continue;
@@ -241,9 +241,9 @@ static int fill(fconn *c, size_t need, const char *what)
 
 bool fc_pending(fconn *c)
 {
-    if (c->in_len > 0 || sk_sock_pending(c->fd))
+    if (c->in_len > 0 || sk_sock_pending(c->sock))
         return true;
-    struct pollfd pf = {.fd = c->fd, .events = POLLIN};
+    struct pollfd pf = {.fd = sk_sock_fd(c->sock), .events = POLLIN};
     return poll(&pf, 1, 0) > 0;
 }
 
@@ -278,7 +278,7 @@ int fc_body(fconn *c, void *buf, size_t len, const char *what)
     len -= take;
     /* The rest straight into the caller's buffer: one copy, not two. */
     while (len > 0) {
-        ssize_t n = sk_sock_recv(c->fd, out, len);
+        ssize_t n = sk_sock_recv(c->sock, out, len);
         if (n > 0) {
             out += n;
             len -= (size_t)n;
@@ -363,7 +363,7 @@ int fc_send(fconn *c, uint8_t type, const void *a, size_t alen, const void *b, s
             cnt--;
             continue;
         }
-        ssize_t n = sk_sock_sendv(c->fd, v, cnt);
+        ssize_t n = sk_sock_sendv(c->sock, v, cnt);
         if (n < 0) {
             int err = (int)n;
             if (err == -EAGAIN) {
@@ -427,7 +427,7 @@ static int handshake(fconn *c, const files_cli *o, const uint8_t *token, size_t 
 {
     proto_hs_io io = {c, hs_send, hs_recv};
     char err[PROTO_ERROR_TEXT_MAX + 400];
-    if (proto_hs_client(&io, c->fd, c->addr, FILES_SERVICE, o->token_file ? token : NULL,
+    if (proto_hs_client(&io, c->sock, c->addr, FILES_SERVICE, o->token_file ? token : NULL,
                         token_len, true, err, sizeof err) == 0)
         return 0;
     if (err[0] != '\0')
@@ -438,7 +438,6 @@ static int handshake(fconn *c, const files_cli *o, const uint8_t *token, size_t 
 int fc_open(fconn *c, const files_cli *o)
 {
     memset(c, 0, sizeof *c);
-    c->fd = -1;
     c->addr = o->addr_text;
     c->timeout_ms = o->timeout_ms;
     uint8_t token[SK_TOKEN_MAX];
@@ -456,23 +455,21 @@ int fc_open(fconn *c, const files_cli *o)
         return -1;
     }
     char derr[600] = "";
-    int fd = cli_dial(&o->addr, &o->tls, o->timeout_ms, derr, sizeof derr);
-    if (fd < 0) {
+    int rc = cli_dial(&o->addr, &o->tls, o->timeout_ms, &c->sock, derr, sizeof derr);
+    if (rc < 0) {
         OPENSSL_cleanse(token, sizeof token);
-        cli_err("%s", derr[0] ? derr : sk_strerror(fd));
+        cli_err("%s", derr[0] ? derr : sk_strerror(rc));
         return -1;
     }
-    c->fd = fd;
-    int rc = handshake(c, o, token, token_len);
+    rc = handshake(c, o, token, token_len);
     OPENSSL_cleanse(token, sizeof token);
     return rc;
 }
 
 void fc_close(fconn *c)
 {
-    if (c->fd >= 0)
-        sk_sock_close(c->fd);
-    c->fd = -1;
+    sk_sock_close(c->sock);
+    c->sock = NULL;
     free(c->in);
     c->in = NULL;
 }

@@ -662,7 +662,7 @@ int cmd_get(int argc, char **argv)
     j.o = &o;
     j.remote = o.args[0];
     j.dirfd = j.fd = -1;
-    j.c.fd = -1;
+    j.c.sock = NULL;
     char why[PROTO_ERROR_TEXT_MAX];
     if (files_path_check(j.remote, strlen(j.remote), false, why, sizeof why) < 0) {
         cli_err("bad REMOTE \"%s\": %s", j.remote, why);

@@ -288,7 +288,7 @@ int cmd_put(int argc, char **argv)
     put_job j;
     memset(&j, 0, sizeof j);
     j.o = &o;
-    j.c.fd = -1;
+    j.c.sock = NULL;
     if (remote_path(&o, o.args[0], j.remote, sizeof j.remote) < 0)
         return EXIT_USAGE;
     j.fd = open(o.args[0], O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);

@@ -58,7 +58,7 @@ static int dispatch(int argc, char **argv)
 {
     const char *cmd = argv[1];
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
-        printf("sockit %s\n", SK_VERSION);
+        printf("sockit %s\n", sk_version());
         return EXIT_OK;
     }
     if (strcmp(cmd, "serve") == 0)

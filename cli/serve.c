@@ -714,11 +714,11 @@ static void fill_server_opts(const serve_state *st, listener *l, sk_server_opts 
     /* A one_loop service listens on worker 0 alone, with the whole limit. */
     bool spread = cfg->workers > 1 && !l->svc->one_loop;
     sk_server_opts_init(o);
-    o->stream.framing = l->svc->framing_choice ? cfg->framing : l->svc->fixed_framing;
-    o->stream.max_frame = cfg->max_frame;
-    o->stream.max_line = l->ctx.max_line;
-    o->stream.idle_timeout_ms = cfg->idle_ms;
-    o->stream.frame_timeout_ms = cfg->frame_ms;
+    o->conn.framing = l->svc->framing_choice ? cfg->framing : l->svc->fixed_framing;
+    o->conn.max_frame = cfg->max_frame;
+    o->conn.max_line = l->ctx.max_line;
+    o->conn.idle_timeout_ms = cfg->idle_ms;
+    o->conn.frame_timeout_ms = cfg->frame_ms;
     /* One cap for the whole process: workers share it through l->limit. */
     o->max_conns = 0;
     o->limit = l->limit;
@@ -728,11 +728,11 @@ static void fill_server_opts(const serve_state *st, listener *l, sk_server_opts 
     o->log_name = cfg->quiet ? NULL : l->svc->name;
     o->acl = st->acl;
     l->svc->stream(&o->cbs);
-    if (l->svc->stream_opts != NULL)
-        l->svc->stream_opts(&o->stream);
+    if (l->svc->conn_opts != NULL)
+        l->svc->conn_opts(&o->conn);
     if (l->addr.kind == SK_ADDR_TLS) {
-        o->stream.tls = st->tls;
-        o->stream.handshake_timeout_ms = cfg->exec->handshake_ms;
+        o->conn.tls = st->tls;
+        o->conn.handshake_timeout_ms = cfg->exec->handshake_ms;
     }
 }
 
@@ -769,7 +769,7 @@ static int open_listener(serve_state *st, int i)
         return -1;
     }
     if (l->datagram) {
-        int rc = sk_dgram_open(st->ws[0].loop, &l->addr, 1, l->svc->datagram, &l->ctx,
+        int rc = sk_dgram_bind(st->ws[0].loop, &l->addr, l->svc->datagram, &l->ctx,
                                &st->ws[0].dgrams[i], err, sizeof err);
         if (rc < 0) {
             cli_err("%s: %s", l->svc->name, err[0] ? err : sk_strerror(rc));

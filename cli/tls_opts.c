@@ -65,18 +65,18 @@ int cli_tls_prepare(cli_tls *t, const sk_addr *addr)
     return 0;
 }
 
-int cli_dial(const sk_addr *addr, const cli_tls *t, int timeout_ms, char *err, size_t errlen)
+int cli_dial(const sk_addr *addr, const cli_tls *t, int timeout_ms, sk_sock **out, char *err,
+             size_t errlen)
 {
-    if (addr->kind != SK_ADDR_TLS)
-        return sk_dial(addr, timeout_ms, err, errlen);
-    int fd = sk_tls_dial(addr, t->ctx, timeout_ms, err, errlen);
-    if (fd == -EPERM && t->ca == NULL && !t->has_pin) {
+    sk_tls_ctx *ctx = addr->kind == SK_ADDR_TLS ? t->ctx : NULL;
+    int rc = sk_sock_dial(addr, ctx, timeout_ms, out, err, errlen);
+    if (rc == -EPERM && t->ca == NULL && !t->has_pin) {
         /* Verified against the system's CAs, and refused: say what works. */
         size_t n = strlen(err);
         snprintf(err + n, errlen > n ? errlen - n : 0,
                  " (give --ca FILE or --pin SHA256 for a server with its own certificate)");
     }
-    return fd;
+    return rc;
 }
 
 void cli_tls_free(cli_tls *t)

@@ -38,13 +38,33 @@ extern "C" {
 #define SK_API
 #endif
 
-#define SK_VERSION "0.1.0"
+/* The version of this header. sk_version() gives the library's, which may be
+ * newer when the shared library was upgraded without rebuilding. A 0.x minor
+ * release may change the API (see README.md, "Changes in 0.2"). */
+#define SK_VERSION_MAJOR 0
+#define SK_VERSION_MINOR 2
+#define SK_VERSION_PATCH 0
+#define SK_VERSION "0.2.0"
+/* One number for comparisons: 0xMMmmpp (0.2.0 is 0x000200). */
+#define SK_VERSION_NUMBER ((SK_VERSION_MAJOR << 16) | (SK_VERSION_MINOR << 8) | SK_VERSION_PATCH)
+
+/* sk_version returns the version of the library running, as SK_VERSION
+ * text ("0.2.0"): static, never NULL. */
+SK_API const char *sk_version(void);
+/* sk_version_number returns it as SK_VERSION_NUMBER does. */
+SK_API unsigned sk_version_number(void);
 
 /* ------------------------------------------------------------------ errors */
 
-/* Returns a static, human-readable description of a negative sockit/errno
- * code (or of 0, "success"). Never returns NULL. Thread-safe. */
+/* sk_strerror returns a static, human-readable description of a negative
+ * sockit/errno code (or of 0, "success"). Never returns NULL. Thread-safe. */
 SK_API const char *sk_strerror(int code);
+
+/* sk_err_name returns the symbolic name of a negative (or positive) errno
+ * code, as a static string: "ECONNREFUSED", "ETIMEDOUT"; "OK" for 0 and
+ * "UNKNOWN" for a number that is no errno. For logs and test messages,
+ * where the text of sk_strerror is ambiguous. Thread-safe. */
+SK_API const char *sk_err_name(int code);
 
 /* ------------------------------------------------------------------ logging */
 
@@ -227,11 +247,19 @@ SK_API int sk_addr_parse(const char *text, sk_addr *out, char *err, size_t errle
  * buflen-1 bytes and always terminated. */
 SK_API int sk_addr_format(const sk_addr *addr, char *buf, size_t buflen);
 
-/* Resolves a network address (getaddrinfo; numeric literals are not looked
- * up) or builds a sockaddr_un. passive != 0 resolves for bind (an empty or
- * "*" host means every address). Fills up to max entries of out/outlen and
- * returns how many (>= 1), or a negative code with err naming the failure. */
-SK_API int sk_addr_resolve(const sk_addr *addr, int passive, struct sockaddr_storage *out,
+/* Flags of sk_addr_resolve. */
+enum {
+    /* Resolve for bind(): an empty or "*" host means every address
+     * (without it: the loopback addresses). */
+    SK_RESOLVE_PASSIVE = 1
+};
+
+/* sk_addr_resolve resolves a network address (getaddrinfo; numeric literals
+ * are not looked up) or builds a sockaddr_un, as flags (0 or
+ * SK_RESOLVE_PASSIVE) say. Fills up to max entries of out/outlen.
+ * Returns how many (>= 1), or a negative code with err naming the failure
+ * (-EINVAL for an unknown flag). */
+SK_API int sk_addr_resolve(const sk_addr *addr, unsigned flags, struct sockaddr_storage *out,
                            socklen_t *outlen, int max, char *err, size_t errlen);
 
 /* Writes "1.2.3.4:5", "[::1]:5", "unix:PATH", "unix:@NAME" or "unix:(unnamed)"
@@ -324,12 +352,12 @@ typedef struct sk_conn_callbacks {
  * the server), made by sk_tls_server_new() or sk_tls_client_new(). */
 typedef struct sk_tls_ctx sk_tls_ctx;
 
-/* How long a TLS handshake may take when sk_stream_opts says 0 (SPEC §5.1:
+/* How long a TLS handshake may take when sk_conn_opts says 0 (SPEC §5.1:
  * a protocol handshake must finish within 10 s however the peer trickles). */
 #define SK_TLS_DEFAULT_HANDSHAKE_MS 10000u
 
 /* Limits and behaviour of a stream connection. Zero fields take defaults. */
-typedef struct sk_stream_opts {
+typedef struct sk_conn_opts {
     enum sk_framing framing;
     size_t max_line;          /* default SK_DEFAULT_MAX_LINE */
     size_t max_frame;         /* default SK_DEFAULT_MAX_FRAME */
@@ -355,10 +383,10 @@ typedef struct sk_stream_opts {
      * by CA needs it (-EINVAL without); sk_conn_connect takes the address's
      * host instead. NULL by default. */
     const char *tls_host;
-} sk_stream_opts;
+} sk_conn_opts;
 
 /* Fills opts with the defaults above. */
-SK_API void sk_stream_opts_init(sk_stream_opts *opts);
+SK_API void sk_conn_opts_init(sk_conn_opts *opts);
 
 /* Queues bytes for sending exactly as given (no framing). The bytes are
  * copied; they go out in one write/writev per connection at the end of the
@@ -454,7 +482,7 @@ SK_API uint64_t sk_conn_bytes_out(const sk_conn *c);
  * address fails at once, returns that error and makes no connection; a
  * later failure reaches on_close with the last attempt's error. Until
  * connected, sk_conn_fd() is -1. */
-SK_API int sk_conn_connect(sk_loop *loop, const sk_addr *addr, const sk_stream_opts *opts,
+SK_API int sk_conn_connect(sk_loop *loop, const sk_addr *addr, const sk_conn_opts *opts,
                            const sk_conn_callbacks *cbs, void *ud, uint32_t timeout_ms,
                            sk_conn **out);
 
@@ -468,13 +496,13 @@ SK_API int sk_conn_connect(sk_loop *loop, const sk_addr *addr, const sk_stream_o
  * certificate the CA ever signed, for any host, pass. A --pin or insecure
  * context needs no name. The same holds for sk_conn_adopt. */
 SK_API int sk_conn_connect_fd(sk_loop *loop, int fd, const struct sockaddr *sa, socklen_t salen,
-                              const sk_stream_opts *opts, const sk_conn_callbacks *cbs, void *ud,
+                              const sk_conn_opts *opts, const sk_conn_callbacks *cbs, void *ud,
                               uint32_t timeout_ms, sk_conn **out);
 
 /* Adopts a connected stream descriptor (made non-blocking and close-on-exec
  * here). On success the connection owns fd; on_open runs on the next loop
  * iteration. */
-SK_API int sk_conn_adopt(sk_loop *loop, int fd, const sk_stream_opts *opts,
+SK_API int sk_conn_adopt(sk_loop *loop, int fd, const sk_conn_opts *opts,
                          const sk_conn_callbacks *cbs, void *ud, sk_conn **out);
 
 /* ----------------------------------------------------------- shared buffers */
@@ -589,7 +617,7 @@ SK_API unsigned sk_limit_count(const sk_limit *l);
 SK_API void sk_limit_free(sk_limit *l);
 
 typedef struct sk_server_opts {
-    sk_stream_opts stream;     /* applied to every accepted connection */
+    sk_conn_opts conn;       /* applied to every accepted connection */
     sk_conn_callbacks cbs;     /* copied for every accepted connection */
     void *ud;                  /* sk_conn_data() of each accepted connection */
     unsigned max_conns;        /* 0 = unlimited; excess peers are closed at once */
@@ -671,14 +699,18 @@ typedef void (*sk_dgram_cb)(sk_dgram *d, const uint8_t *data, size_t len,
 
 #define SK_DGRAM_MAX 65507 /* the largest UDP payload over IPv4 */
 
-/* Binds a udp:// or unixgram: address (bind != 0) or connects a client
- * endpoint to it (bind == 0; for unixgram the client autobinds an abstract
- * name so that replies can reach it). Receives with recvmmsg in batches;
- * datagrams larger than SK_DGRAM_MAX are detected (MSG_TRUNC) and dropped
- * with a logged warning. A unixgram path created by binding is removed when
- * the endpoint is freed. */
-SK_API int sk_dgram_open(sk_loop *loop, const sk_addr *addr, int bind, sk_dgram_cb cb, void *ud,
+/* sk_dgram_bind binds a udp:// or unixgram: address and receives what is
+ * sent to it; sk_dgram_connect connects a client endpoint to one (for
+ * unixgram the client autobinds an abstract name so that replies can reach
+ * it). Both receive with recvmmsg in batches; datagrams larger than
+ * SK_DGRAM_MAX are detected (MSG_TRUNC) and dropped with a logged warning.
+ * A unixgram path created by binding is removed when the endpoint is freed.
+ * Returns 0 with *out set, -EPROTONOSUPPORT for a stream address, or
+ * another negative code with err (may be NULL) saying why. */
+SK_API int sk_dgram_bind(sk_loop *loop, const sk_addr *addr, sk_dgram_cb cb, void *ud,
                          sk_dgram **out, char *err, size_t errlen);
+SK_API int sk_dgram_connect(sk_loop *loop, const sk_addr *addr, sk_dgram_cb cb, void *ud,
+                            sk_dgram **out, char *err, size_t errlen);
 
 /* Queues one datagram for peer (NULL peer: the connected address). Queued
  * datagrams leave together with sendmmsg at the end of the receive batch (or
@@ -718,63 +750,131 @@ SK_API void sk_dgram_free(sk_dgram *d);
 
 /* ------------------------------------------------------------ blocking client */
 
-/* A small blocking client for tools and tests. Each call takes a timeout in
- * milliseconds (-1: wait forever) that bounds the whole call; on expiry it
- * returns -ETIMEDOUT. The descriptors are non-blocking underneath and every
- * wait goes through poll(), so a timeout is never missed. */
+/* A small blocking client for tools and tests. Each waiting call takes a
+ * timeout_ms that bounds the whole call (SK_FOREVER: no limit; 0: do not
+ * wait, only what is possible at once) and returns -ETIMEDOUT when it
+ * passes. Descriptors are non-blocking underneath and every wait goes
+ * through poll(), so a timeout is never missed.
+ *
+ * An sk_sock is one connected stream socket, plain or carrying a TLS
+ * session: the type owns both, so it is closed with sk_sock_close(), never
+ * with close() on its descriptor. One thread uses an sk_sock at a time. */
+typedef struct sk_sock sk_sock;
 
-/* Connects to a tcp or unix stream address, trying every resolved address in
- * turn (a tls:// address is refused with -EPROTONOSUPPORT: use sk_tls_dial). Returns the connected descriptor (>= 0, close-on-exec, non-blocking,
- * TCP_NODELAY) or a negative code with err naming the failure. Addresses are
- * tried like sk_conn_connect's (Happy Eyeballs v2: the next one at once after
- * a failure, or beside a pending one after 250 ms; the first connected
- * wins), all within timeout_ms. */
-SK_API int sk_dial(const sk_addr *addr, int timeout_ms, char *err, size_t errlen);
+/* sk_sock_dial connects to a stream address within timeout_ms. With tls
+ * NULL: a tcp or unix address (a tls:// address is refused with
+ * -EPROTONOSUPPORT). With a client context (sk_tls_client_new): a tls:// or
+ * tcp address, and the TLS handshake completes within the same timeout.
+ * Every address the name resolves to is tried as by sk_conn_connect (Happy
+ * Eyeballs v2).
+ * Returns 0 with *out set (its descriptor close-on-exec, non-blocking,
+ * TCP_NODELAY), or a negative code with err (may be NULL) saying why in one
+ * line: -EPERM when the server's certificate is refused (err names the
+ * reason: expired, wrong host, self-signed, pin mismatch), -ETIMEDOUT, a
+ * connect error.
+ * Ownership: *out is the caller's, to free with sk_sock_close(); tls is
+ * borrowed and must outlive the socket. */
+SK_API int sk_sock_dial(const sk_addr *addr, sk_tls_ctx *tls, int timeout_ms, sk_sock **out,
+                        char *err, size_t errlen);
 
-/* Sends all len bytes. Returns 0 or a negative code. */
-SK_API int sk_send_all(int fd, const void *buf, size_t len, int timeout_ms);
+/* sk_sock_adopt wraps a connected stream descriptor the caller made (a
+ * socketpair end, an accepted socket) as a plain sk_sock, making it
+ * non-blocking and close-on-exec. Returns 0 with *out set, -EINVAL, or
+ * -ENOMEM. Ownership: on success the sk_sock owns fd (sk_sock_close closes
+ * it); on failure fd stays the caller's. */
+SK_API int sk_sock_adopt(int fd, sk_sock **out);
 
-/* Receives exactly len bytes. Returns 0, -ECONNRESET if the peer closed
- * before len bytes arrived (what the seed clients' single recv() got wrong),
- * or another negative code. */
-SK_API int sk_recv_exact(int fd, void *buf, size_t len, int timeout_ms);
+/* sk_sock_close sends close_notify where the socket carries TLS, closes the
+ * descriptor and frees s. NULL does nothing. Returns 0 or close()'s
+ * error; s is gone either way. */
+SK_API int sk_sock_close(sk_sock *s);
 
-/* Receives whatever is available (at least 1 byte). Returns the count, 0 at
- * end of stream, or a negative code. */
-SK_API ssize_t sk_recv_some(int fd, void *buf, size_t cap, int timeout_ms);
+/* sk_sock_release frees a plain s and hands its descriptor to the caller
+ * (to adopt it with sk_conn_adopt, say). Returns the descriptor, now the
+ * caller's to close; or -EINVAL for a TLS socket, which stays as it was
+ * (its session cannot leave the sk_sock). */
+SK_API int sk_sock_release(sk_sock *s);
 
-/* Sends one frame: 4-byte big-endian length, then the payload. */
-SK_API int sk_send_frame(int fd, const void *buf, size_t len, int timeout_ms);
+/* sk_sock_fd returns the descriptor, for poll() (never close() it). */
+SK_API int sk_sock_fd(const sk_sock *s);
 
-/* Receives one frame into buf (capacity cap). Returns the payload length,
- * -EMSGSIZE if the declared length exceeds cap (the stream is then out of
- * step and should be closed), -ENODATA if the stream ended cleanly before
- * the first header byte, -ECONNRESET if it ended inside a frame. A 0-length
- * frame returns 0. */
-SK_API ssize_t sk_recv_frame(int fd, void *buf, size_t cap, int timeout_ms);
+/* sk_sock_send_all sends all len bytes. Returns 0 or a negative code. */
+SK_API int sk_sock_send_all(sk_sock *s, const void *buf, size_t len, int timeout_ms);
 
-/* Reads lines from a stream for a blocking client, keeping the bytes that
- * arrive after a line for the next call. buf is the caller's storage (the
- * longest line plus 2 bytes); nothing is allocated. */
+/* sk_sock_recv_exact receives exactly len bytes. Returns 0, -ECONNRESET if
+ * the peer closed before len bytes arrived, or another negative code. */
+SK_API int sk_sock_recv_exact(sk_sock *s, void *buf, size_t len, int timeout_ms);
+
+/* sk_sock_recv_wait waits for bytes and receives what is there (at least 1
+ * byte, at most cap). Returns the count, 0 at end of stream, -EINVAL for
+ * cap 0, or a negative code. */
+SK_API ssize_t sk_sock_recv_wait(sk_sock *s, void *buf, size_t cap, int timeout_ms);
+
+/* sk_sock_send_frame sends one frame: 4-byte big-endian length, then the
+ * payload, in one write. Returns 0, -EMSGSIZE (len > UINT32_MAX), or a
+ * negative code. */
+SK_API int sk_sock_send_frame(sk_sock *s, const void *buf, size_t len, int timeout_ms);
+
+/* sk_sock_recv_frame receives one frame into buf (capacity cap). Returns
+ * the payload length (0 for an empty frame), -EMSGSIZE if the declared
+ * length exceeds cap (the stream is then out of step and should be
+ * closed), -ENODATA if the stream ended cleanly before the first header
+ * byte, -ECONNRESET if it ended inside a frame. */
+SK_API ssize_t sk_sock_recv_frame(sk_sock *s, void *buf, size_t cap, int timeout_ms);
+
+/* Reads lines from an sk_sock, keeping the bytes that arrive after a line
+ * for the next call. buf is the caller's storage (the longest line plus 2
+ * bytes); nothing is allocated. Every field is private: set them with
+ * sk_line_reader_init only. */
 typedef struct sk_line_reader {
-    int fd;
+    sk_sock *sock;
     uint8_t *buf;
     size_t cap, len, used;
 } sk_line_reader;
 
-SK_API void sk_line_reader_init(sk_line_reader *r, int fd, void *buf, size_t cap);
+/* sk_line_reader_init makes r read from s into buf (capacity cap); s and
+ * buf are borrowed and must outlive r. */
+SK_API void sk_line_reader_init(sk_line_reader *r, sk_sock *s, void *buf, size_t cap);
 
-/* Receives one line. Returns its length; *line points at it inside the
- * reader's buffer, without "\n" (and a "\r" before it), NUL-terminated and
- * valid until the next call. -ENODATA: clean end of stream before a line;
- * -ECONNRESET: end inside a line; -EMSGSIZE: longer than cap - 2 (the stream
- * is then out of step); -ETIMEDOUT; -EINVAL if cap < 3. */
-SK_API ssize_t sk_recv_line(sk_line_reader *r, const char **line, int timeout_ms);
+/* sk_sock_recv_line receives one line. Returns its length; *line points at
+ * it inside the reader's buffer, without "\n" (and a "\r" before it),
+ * NUL-terminated and valid until the next call. -ENODATA: clean end of
+ * stream before a line; -ECONNRESET: end inside a line; -EMSGSIZE: longer
+ * than cap - 2 (the stream is then out of step); -ETIMEDOUT; -EINVAL if
+ * cap < 3. */
+SK_API ssize_t sk_sock_recv_line(sk_line_reader *r, const char **line, int timeout_ms);
+
+/* Single non-blocking steps, for clients that run their own poll() loop on
+ * sk_sock_fd(). They behave like recv(MSG_DONTWAIT) /
+ * sendmsg(MSG_NOSIGNAL|MSG_DONTWAIT) — a count, 0 at the end of the stream
+ * for recv — but return negative codes (-EAGAIN: wait for the events
+ * sk_sock_wants() names), and go through TLS where the socket has a
+ * session. A TLS send that returned -EAGAIN must be retried with the same
+ * bytes first. */
+SK_API ssize_t sk_sock_recv(sk_sock *s, void *buf, size_t cap);
+SK_API ssize_t sk_sock_send(sk_sock *s, const void *buf, size_t len);
+SK_API ssize_t sk_sock_sendv(sk_sock *s, const struct iovec *iov, int iovcnt);
+/* sk_sock_wants returns, after -EAGAIN, SK_READABLE or SK_WRITABLE: what
+ * the TLS session waits for (a read may need to write); dflt for a plain
+ * socket. */
+SK_API int sk_sock_wants(const sk_sock *s, int dflt);
+/* sk_sock_pending returns 1 if decrypted bytes are already waiting: poll()
+ * cannot see them, so a poll loop must read before it waits. 0 for a plain
+ * socket. */
+SK_API int sk_sock_pending(const sk_sock *s);
+/* sk_sock_is_tls returns 1 if s carries a TLS session, else 0. */
+SK_API int sk_sock_is_tls(const sk_sock *s);
+/* sk_sock_describe writes "TLSv1.3 TLS_AES_256_GCM_SHA384[, resumed]" for a
+ * TLS socket. Returns 0, or -EINVAL (buf empty) for a plain one. */
+SK_API int sk_sock_describe(const sk_sock *s, char *buf, size_t buflen);
+/* sk_sock_shutdown half-closes: close_notify (TLS), then shutdown(SHUT_WR);
+ * reading goes on. Returns 0 or a negative code. */
+SK_API int sk_sock_shutdown(sk_sock *s);
 
 /* ---------------------------------------------------------------------- TLS */
 
 /* TLS on OpenSSL, beneath the framing: a connection with a context in
- * sk_stream_opts.tls (or a descriptor from sk_tls_dial) carries the same
+ * sk_conn_opts.tls (or an sk_sock from sk_sock_dial with a context) carries the same
  * frames, lines and bytes as a plain one. TLS 1.2 at least, 1.3 whenever
  * the peer has it; no renegotiation; sessions resume (tickets on servers, a
  * per-context cache of the last session on clients); close_notify is sent
@@ -858,37 +958,6 @@ SK_API int sk_tls_cert_pin(const char *cert_file, uint8_t out[SK_TLS_PIN_LEN], c
 SK_API int sk_tls_make_cert(const char *name, unsigned days, uint8_t pin_out[SK_TLS_PIN_LEN],
                             char *err, size_t errlen);
 
-/* The blocking client over TLS. sk_tls_dial connects like sk_dial (a tls://
- * or tcp address) and completes the handshake with ctx (a client context)
- * within timeout_ms in all. Returns a descriptor (close-on-exec,
- * non-blocking) that every blocking client call below and above
- * (sk_send_all, sk_recv_*, sk_*_frame, sk_recv_line) uses through TLS, or a
- * negative code with err saying why in one line: -EPERM when the server's
- * certificate is refused (err names the reason: expired, wrong host,
- * self-signed, pin mismatch), -ETIMEDOUT, a connect error. Close it with
- * sk_sock_close() (not close(): the session would be leaked). */
-SK_API int sk_tls_dial(const sk_addr *addr, sk_tls_ctx *ctx, int timeout_ms, char *err,
-                       size_t errlen);
-
-/* Single non-blocking steps on a descriptor from sk_dial or sk_tls_dial,
- * for clients that run their own poll() loop. They behave like
- * recv(MSG_DONTWAIT) / sendmsg(MSG_NOSIGNAL|MSG_DONTWAIT) — a count, 0 at
- * the end of the stream for recv — but return negative codes (-EAGAIN: wait
- * for the events sk_sock_wants() names), and go through TLS where the
- * descriptor has a session. A TLS send that returned -EAGAIN must be retried
- * with the same bytes first. */
-SK_API ssize_t sk_sock_recv(int fd, void *buf, size_t cap);
-SK_API ssize_t sk_sock_send(int fd, const void *buf, size_t len);
-SK_API ssize_t sk_sock_sendv(int fd, const struct iovec *iov, int iovcnt);
-/* After -EAGAIN: SK_READABLE or SK_WRITABLE, what the TLS session waits for
- * (a read may need to write); dflt for a plain descriptor. */
-SK_API int sk_sock_wants(int fd, int dflt);
-/* 1 if decrypted bytes are already waiting: poll() cannot see them, so a
- * poll loop must read before it waits. 0 for a plain descriptor. */
-SK_API int sk_sock_pending(int fd);
-/* 1 if fd carries a TLS session (from sk_tls_dial). */
-SK_API int sk_sock_is_tls(int fd);
-
 /* Channel binding (RFC 9266 "tls-exporter"): writes len bytes of keying
  * material exported from the TLS session under label (SK_TLS_EXPORTER_LABEL
  * for RFC 9266's binding) with an empty context. Both ends of one TLS
@@ -898,18 +967,10 @@ SK_API int sk_sock_is_tls(int fd);
  * -ENOTSUP for TLS 1.2 without the extended master secret (RFC 7627; the
  * binding would not be unique); -EINVAL for an empty label or len 0; -EIO
  * if OpenSSL fails. Call once the handshake is over (on_open onwards;
- * after sk_tls_dial). */
+ * after sk_sock_dial). */
 #define SK_TLS_EXPORTER_LABEL "EXPORTER-Channel-Binding"
-SK_API int sk_sock_tls_exporter(int fd, const char *label, uint8_t *out, size_t len);
+SK_API int sk_sock_tls_exporter(const sk_sock *s, const char *label, uint8_t *out, size_t len);
 SK_API int sk_conn_tls_exporter(const sk_conn *c, const char *label, uint8_t *out, size_t len);
-/* Writes "TLSv1.3 TLS_AES_256_GCM_SHA384[, resumed]" for a TLS descriptor.
- * Returns 0, or -EINVAL (buf empty) for a plain one. */
-SK_API int sk_sock_describe(int fd, char *buf, size_t buflen);
-/* Half-close: close_notify (TLS), then shutdown(SHUT_WR); reading goes on. */
-SK_API int sk_sock_shutdown(int fd);
-/* Closes the descriptor, sending close_notify and freeing the session first
- * where it has one. Returns 0 or close()'s error. */
-SK_API int sk_sock_close(int fd);
 
 /* ------------------------------------------- randomness, tokens, authentication */
 

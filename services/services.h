@@ -75,7 +75,7 @@ typedef struct svc_def {
     void (*stop)(svc_ctx *ctx);
     /* Adjusts the stream options of its listeners after the command line's
      * (a fixed framing, buffer marks); NULL: none. */
-    void (*stream_opts)(sk_stream_opts *o);
+    void (*conn_opts)(sk_conn_opts *o);
     /* Its command-line options, NULL if none: the table, the title of its
      * --help section, where the values go (one struct of the service's
      * own, for the whole process) and how that struct starts. */

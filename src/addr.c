@@ -400,7 +400,7 @@ static int resolve_unix(const sk_addr *addr, struct sockaddr_storage *out, sockl
  * it has no address: EAI_NONAME/EAI_NODATA/EAI_ADDRFAMILY), -EAGAIN (the
  * resolver failed temporarily), -EIO (it failed for good), -ENOMEM, or the
  * errno of an EAI_SYSTEM failure. */
-int sk_addr_resolve(const sk_addr *addr, int passive, struct sockaddr_storage *out,
+int sk_addr_resolve(const sk_addr *addr, unsigned flags, struct sockaddr_storage *out,
                     socklen_t *outlen, int max, char *err, size_t errlen)
 {
     struct addrinfo hints, *res = NULL;
@@ -408,7 +408,7 @@ int sk_addr_resolve(const sk_addr *addr, int passive, struct sockaddr_storage *o
     const char *node;
     int socktype, gai, count = 0;
 
-    if (addr == NULL || out == NULL || outlen == NULL || max < 1) {
+    if (addr == NULL || out == NULL || outlen == NULL || max < 1 || (flags & ~SK_RESOLVE_PASSIVE)) {
         sk__set_err(err, errlen, "sk_addr_resolve: bad arguments");
         return -EINVAL;
     }
@@ -442,7 +442,7 @@ int sk_addr_resolve(const sk_addr *addr, int passive, struct sockaddr_storage *o
     hints.ai_socktype = socktype;
     /* No AI_ADDRCONFIG: it drops loopback results on a host whose only
      * interface is lo (sandboxes, containers), so "localhost" would fail. */
-    hints.ai_flags = AI_NUMERICSERV | (passive ? AI_PASSIVE : 0);
+    hints.ai_flags = AI_NUMERICSERV | ((flags & SK_RESOLVE_PASSIVE) ? AI_PASSIVE : 0);
 
     /* Literals first with AI_NUMERICHOST so they never reach DNS; only a
      * real name falls through to a lookup. */

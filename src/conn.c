@@ -76,7 +76,7 @@ void sk__conn_update_events(sk_conn *c)
     }
 }
 
-static size_t max_for(const sk_stream_opts *o)
+static size_t max_for(const sk_conn_opts *o)
 {
     return o->framing == SK_FRAMING_LINE ? o->max_line : o->max_frame;
 }
@@ -86,7 +86,7 @@ static size_t max_for(const sk_stream_opts *o)
  * fires (it then re-arms for the real deadline): no heap work per read. */
 void sk__conn_arm_timer(sk_conn *c)
 {
-    const sk_stream_opts *o = c->opts;
+    const sk_conn_opts *o = c->opts;
     uint64_t deadline = UINT64_MAX;
     if (o->idle_timeout_ms)
         deadline = c->last_active + o->idle_timeout_ms;
@@ -380,7 +380,7 @@ static void conn_timer(sk_timer *t, void *ud)
     if (c->flags & F_DEAD)
         return;
     uint64_t now = c->loop->now;
-    const sk_stream_opts *o = c->opts;
+    const sk_conn_opts *o = c->opts;
     if (c->flags & F_CONNECTING) {
         sk__conn_set_reason(c, -ETIMEDOUT, "connect timed out");
         sk__conn_finalize(c);
@@ -430,7 +430,7 @@ static void conn_timer(sk_timer *t, void *ud)
 
 /* ------------------------------------------------------------- create */
 
-void sk_stream_opts_init(sk_stream_opts *o)
+void sk_conn_opts_init(sk_conn_opts *o)
 {
     memset(o, 0, sizeof *o);
     o->framing = SK_FRAMING_RAW;
@@ -441,7 +441,7 @@ void sk_stream_opts_init(sk_stream_opts *o)
     o->linger_ms = 2000;
 }
 
-static void normalise_opts(sk_stream_opts *o)
+static void normalise_opts(sk_conn_opts *o)
 {
     if (o->max_line == 0)
         o->max_line = SK_DEFAULT_MAX_LINE;
@@ -455,7 +455,7 @@ static void normalise_opts(sk_stream_opts *o)
         o->linger_ms = 2000;
 }
 
-void sk__stream_opts_normalise(sk_stream_opts *o) { normalise_opts(o); }
+void sk__conn_opts_normalise(sk_conn_opts *o) { normalise_opts(o); }
 
 void sk__conn_set_peer(sk_conn *c, const struct sockaddr *sa, socklen_t len)
 {
@@ -465,7 +465,7 @@ void sk__conn_set_peer(sk_conn *c, const struct sockaddr *sa, socklen_t len)
                                                           : sizeof c->peer_addr.in6);
 }
 
-int sk__conn_create(sk_loop *loop, int fd, const sk_stream_opts *opts,
+int sk__conn_create(sk_loop *loop, int fd, const sk_conn_opts *opts,
                     const sk_conn_callbacks *cbs, void *ud, struct sk_server *srv,
                     bool connecting, sk_conn **out)
 {
@@ -536,7 +536,7 @@ int sk__conn_create(sk_loop *loop, int fd, const sk_stream_opts *opts,
     return 0;
 }
 
-owned_cfg *sk__conn_copy_cfg(const sk_stream_opts *opts, const sk_conn_callbacks *cbs)
+owned_cfg *sk__conn_copy_cfg(const sk_conn_opts *opts, const sk_conn_callbacks *cbs)
 {
     owned_cfg *cfg = malloc(sizeof *cfg);
     if (cfg == NULL)
@@ -545,12 +545,12 @@ owned_cfg *sk__conn_copy_cfg(const sk_stream_opts *opts, const sk_conn_callbacks
     if (opts)
         cfg->opts = *opts;
     else
-        sk_stream_opts_init(&cfg->opts);
+        sk_conn_opts_init(&cfg->opts);
     normalise_opts(&cfg->opts);
     return cfg;
 }
 
-int sk_conn_adopt(sk_loop *loop, int fd, const sk_stream_opts *opts,
+int sk_conn_adopt(sk_loop *loop, int fd, const sk_conn_opts *opts,
                   const sk_conn_callbacks *cbs, void *ud, sk_conn **out)
 {
     if (sk__set_nonblock_cloexec(fd) < 0)
@@ -569,7 +569,7 @@ int sk_conn_adopt(sk_loop *loop, int fd, const sk_stream_opts *opts,
 }
 
 int sk_conn_connect_fd(sk_loop *loop, int fd, const struct sockaddr *sa, socklen_t salen,
-                       const sk_stream_opts *opts, const sk_conn_callbacks *cbs, void *ud,
+                       const sk_conn_opts *opts, const sk_conn_callbacks *cbs, void *ud,
                        uint32_t timeout_ms, sk_conn **out)
 {
     if (sk__set_nonblock_cloexec(fd) < 0)

@@ -43,7 +43,7 @@ struct sk_conn {
     sk_watch w;
     sk_loop *loop;
     const sk_conn_callbacks *cbs;
-    const sk_stream_opts *opts;
+    const sk_conn_opts *opts;
     uint32_t flags;
     int err;
     sk_buf in, out;
@@ -78,7 +78,7 @@ struct sk_conn {
 
 typedef struct owned_cfg {
     sk_conn_callbacks cbs;
-    sk_stream_opts opts;
+    sk_conn_opts opts;
 } owned_cfg;
 
 /* The dialer of a connection being made by sk_conn_connect (dial.c). */
@@ -97,7 +97,7 @@ int sk__conn_shut_wr(sk_conn *c);
 void sk__conn_start_close(sk_conn *c);
 void sk__conn_finalize(sk_conn *c);
 void sk__conn_connected(sk_conn *c);
-owned_cfg *sk__conn_copy_cfg(const sk_stream_opts *opts, const sk_conn_callbacks *cbs);
+owned_cfg *sk__conn_copy_cfg(const sk_conn_opts *opts, const sk_conn_callbacks *cbs);
 /* conn_read.c */
 void sk__conn_read(sk_conn *c);
 void sk__conn_read_error(sk_conn *c, int err);

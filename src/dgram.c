@@ -506,7 +506,7 @@ static int bind_or_connect(sk_dgram *d, const sk_addr *addr, int do_bind, char *
 {
     struct sockaddr_storage ss[8];
     socklen_t sl[8];
-    int n = sk_addr_resolve(addr, do_bind, ss, sl, 8, err, errlen);
+    int n = sk_addr_resolve(addr, do_bind ? SK_RESOLVE_PASSIVE : 0, ss, sl, 8, err, errlen);
     if (n < 0)
         return n;
     char text[200];
@@ -571,8 +571,9 @@ static int bind_or_connect(sk_dgram *d, const sk_addr *addr, int do_bind, char *
     return rc;
 }
 
-int sk_dgram_open(sk_loop *loop, const sk_addr *addr, int do_bind, sk_dgram_cb cb, void *ud,
-                  sk_dgram **out, char *err, size_t errlen)
+/* The body of sk_dgram_bind and sk_dgram_connect: do_bind says which. */
+static int dgram_open(sk_loop *loop, const sk_addr *addr, int do_bind, sk_dgram_cb cb, void *ud,
+                      sk_dgram **out, char *err, size_t errlen)
 {
     char dummy[8];
     if (err == NULL) {
@@ -633,6 +634,18 @@ fail:
     free(d->rx);
     free(d);
     return rc;
+}
+
+int sk_dgram_bind(sk_loop *loop, const sk_addr *addr, sk_dgram_cb cb, void *ud, sk_dgram **out,
+                  char *err, size_t errlen)
+{
+    return dgram_open(loop, addr, 1, cb, ud, out, err, errlen);
+}
+
+int sk_dgram_connect(sk_loop *loop, const sk_addr *addr, sk_dgram_cb cb, void *ud, sk_dgram **out,
+                     char *err, size_t errlen)
+{
+    return dgram_open(loop, addr, 0, cb, ud, out, err, errlen);
 }
 
 int sk_dgram_fd(const sk_dgram *d) { return d->w.fd; }

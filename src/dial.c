@@ -188,7 +188,7 @@ static void attempt_event(sk_watch *w, uint32_t events)
         dialer_fail(d);
 }
 
-int sk_conn_connect(sk_loop *loop, const sk_addr *addr, const sk_stream_opts *opts,
+int sk_conn_connect(sk_loop *loop, const sk_addr *addr, const sk_conn_opts *opts,
                     const sk_conn_callbacks *cbs, void *ud, uint32_t timeout_ms, sk_conn **out)
 {
     if (addr->kind != SK_ADDR_TCP && addr->kind != SK_ADDR_UNIX && addr->kind != SK_ADDR_TLS)

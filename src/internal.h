@@ -38,7 +38,7 @@
 
 /* ---- connecting to a name with several addresses (addr.c) ---- */
 
-/* Happy Eyeballs v2 (RFC 8305): sk_conn_connect and sk_dial start the next
+/* Happy Eyeballs v2 (RFC 8305): sk_conn_connect and sk_sock_dial start the next
  * address when an attempt is still pending after this long (the RFC's
  * recommended Connection Attempt Delay), and at once when one fails. */
 #define SK_CONNECT_ATTEMPT_DELAY_MS 250
@@ -50,6 +50,12 @@
  * the resolver's order. Returns the count or a negative code (err says why). */
 int sk__resolve_for_connect(const sk_addr *addr, struct sockaddr_storage *out,
                             socklen_t *outlen, int max, char *err, size_t errlen);
+
+/* The blocking dial beneath sk_sock_dial (client.c): connects to a tcp or
+ * unix address within timeout_ms (SK_FOREVER: no limit), trying every
+ * address as sk_conn_connect does. Returns the descriptor (close-on-exec,
+ * non-blocking, TCP_NODELAY) or a negative code with err saying why. */
+int sk__dial(const sk_addr *addr, int timeout_ms, char *err, size_t errlen);
 
 /* ---- shared buffers (shared.c; outq.c reads their bytes) ---- */
 
@@ -227,7 +233,7 @@ void sk__loop_wake(sk_loop *loop);
 
 /* Creates a connection on an open, connected, non-blocking stream fd.
  * opts and cbs must outlive the connection (server-owned) unless own_cfg. */
-int sk__conn_create(sk_loop *loop, int fd, const sk_stream_opts *opts,
+int sk__conn_create(sk_loop *loop, int fd, const sk_conn_opts *opts,
                     const sk_conn_callbacks *cbs, void *ud, struct sk_server *srv,
                     bool connecting, sk_conn **out);
 /* Records the address accept() returned, for sk_conn_peer(). */
@@ -246,7 +252,7 @@ void sk__conns_destroy_all(sk_loop *loop);
 bool sk__conn_handshaking(const sk_conn *c);
 void sk__conn_link_srv(sk_conn *c, sk_list **head);
 void sk__conn_unlink_srv(sk_conn *c, sk_list **head);
-void sk__stream_opts_normalise(sk_stream_opts *o);
+void sk__conn_opts_normalise(sk_conn_opts *o);
 
 /* ---- servers (server.c) ---- */
 void sk__server_conn_gone(struct sk_server *srv, sk_conn *c);

@@ -91,7 +91,7 @@ struct sk_server {
 void sk_server_opts_init(sk_server_opts *o)
 {
     memset(o, 0, sizeof *o);
-    sk_stream_opts_init(&o->stream);
+    sk_conn_opts_init(&o->conn);
     o->backlog = 511;
     o->listen_fd = -1;
 }
@@ -213,7 +213,7 @@ static void accept_event(sk_watch *w, uint32_t events)
         if (peer.ss_family == AF_INET || peer.ss_family == AF_INET6)
             keepalive_on(fd);
         sk_conn *c;
-        int err = sk__conn_create(srv->loop, fd, &srv->opts.stream, &srv->opts.cbs, srv->opts.ud,
+        int err = sk__conn_create(srv->loop, fd, &srv->opts.conn, &srv->opts.cbs, srv->opts.ud,
                                   srv, false, &c);
         if (err < 0) {
             close(fd);
@@ -270,7 +270,7 @@ static int open_listener(sk_server *srv, const sk_addr *addr, char *err, size_t 
 {
     struct sockaddr_storage ss[8];
     socklen_t sl[8];
-    int n = sk_addr_resolve(addr, 1, ss, sl, 8, err, errlen);
+    int n = sk_addr_resolve(addr, SK_RESOLVE_PASSIVE, ss, sl, 8, err, errlen);
     if (n < 0)
         return n;
     if (addr->kind == SK_ADDR_UNIX && !addr->abstract) {
@@ -337,8 +337,8 @@ int sk_server_listen(sk_loop *loop, const sk_addr *addr, const sk_server_opts *o
     }
     /* tls:// is TCP with a server context in the stream options; without
      * one the listener would speak cleartext on a port announced as TLS. */
-    if (addr->kind == SK_ADDR_TLS && opts->stream.tls == NULL) {
-        snprintf(err, errlen, "a tls:// server needs a certificate and key (sk_stream_opts.tls)");
+    if (addr->kind == SK_ADDR_TLS && opts->conn.tls == NULL) {
+        snprintf(err, errlen, "a tls:// server needs a certificate and key (sk_conn_opts.tls)");
         return -EINVAL;
     }
     sk_server *srv = calloc(1, sizeof *srv);
@@ -346,7 +346,7 @@ int sk_server_listen(sk_loop *loop, const sk_addr *addr, const sk_server_opts *o
         return -ENOMEM;
     srv->loop = loop;
     srv->opts = *opts;
-    sk__stream_opts_normalise(&srv->opts.stream);
+    sk__conn_opts_normalise(&srv->opts.conn);
     srv->w.fd = -1;
     srv->w.on_event = accept_event;
     srv->reserve_fd = -1;

@@ -3,9 +3,10 @@
  * stepped without blocking (WANT_READ/WANT_WRITE become epoll or poll
  * interest), reads and writes that keep recv()/send() semantics so the
  * stream code above cannot tell the difference. The blocking client's
- * descriptors (sk_tls_dial and the sk_sock_* calls) are in tls_sock.c, pins
- * and self-signed certificates in tls_cert.c. Only the tls*.c files include
- * OpenSSL's headers; conn*.c, client.c and shared.c reach them via tls.h. */
+ * sockets (sk_sock_dial and the sk_sock_* calls) are in sock.c, pins and
+ * self-signed certificates in tls_cert.c. Only tls*.c and sock.c include
+ * OpenSSL's headers (through tls_int.h); conn*.c, client.c and shared.c
+ * reach them via tls.h. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -560,7 +561,7 @@ int sk__tls_new(sk_tls_ctx *ctx, int fd, const char *host, sk__tls **out)
             /* A chain checked without a name lets any certificate the CA
              * signed, for any host, pass: fail closed. */
             sk_log(SK_LOG_WARN, "tls: a client context that verifies by CA needs the server's "
-                                "name (sk_stream_opts.tls_host, or sk_conn_connect)");
+                                "name (sk_conn_opts.tls_host, or sk_conn_connect)");
             SSL_free(t->ssl);
             free(t);
             return -EINVAL;

@@ -1,4 +1,4 @@
-/* tls_int.h — private to tls.c, tls_sock.c and tls_cert.c: the OpenSSL
+/* tls_int.h — private to tls.c, sock.c and tls_cert.c: the OpenSSL
  * structures behind sk_tls_ctx and sk__tls, and the helpers they share.
  * Only these files include OpenSSL's headers. */
 #ifndef SOCKIT_TLS_INT_H

@@ -797,7 +797,7 @@ static void exec_stream(sk_conn_callbacks *cbs)
 
 /* Requests and stdin frames up to EXEC_MAX_FRAME (or less with --max-frame);
  * our own high-water mark, so that on_drain means "read the pipes again". */
-static void exec_stream_opts(sk_stream_opts *o)
+static void exec_conn_opts(sk_conn_opts *o)
 {
     if (o->max_frame == 0 || o->max_frame > EXEC_MAX_FRAME)
         o->max_frame = EXEC_MAX_FRAME;
@@ -859,7 +859,7 @@ const svc_def svc_exec = {
     .one_loop = true,
     .start = exec_start,
     .stop = exec_stop,
-    .stream_opts = exec_stream_opts,
+    .conn_opts = exec_conn_opts,
     .opts = exec_options,
     .opts_title = "exec options (frames of the exec protocol; --framing does not apply):\n",
     .opts_store = &exec_cli_opts,

@@ -36,7 +36,7 @@ static bool addr_is_local(const sk_addr *a)
         return false;
     struct sockaddr_storage ss[8];
     socklen_t sl[8];
-    int n = sk_addr_resolve(a, 1, ss, sl, 8, NULL, 0);
+    int n = sk_addr_resolve(a, SK_RESOLVE_PASSIVE, ss, sl, 8, NULL, 0);
     if (n <= 0)
         return false;
     for (int i = 0; i < n; i++) {
@@ -416,7 +416,7 @@ static void files_stream(sk_conn_callbacks *cbs)
 /* The protocol fixes the frame sizes (a client's DATA is up to 256 KiB),
  * whatever --max-frame says; on_drain below the low-water mark asks for
  * the next chunk of a download or batch of a listing. */
-static void files_stream_opts(sk_stream_opts *o)
+static void files_conn_opts(sk_conn_opts *o)
 {
     o->max_frame = FILES_IN_MAX;
     /* Idleness is the service's to judge (files_idle_update: between
@@ -550,7 +550,7 @@ const svc_def svc_files = {
     .one_loop = false,
     .start = files_start,
     .stop = files_stop,
-    .stream_opts = files_stream_opts,
+    .conn_opts = files_conn_opts,
     .opts = files_options,
     .opts_title = "files options (frames of the files protocol; --framing does not apply):\n",
     .opts_store = &files_cli_opts,

@@ -184,7 +184,7 @@ static int client_hello(const uint8_t *buf, size_t len, const char *addr, const 
 }
 
 /* Sends AUTH and checks the server's proof in its AUTH_OK. */
-static int client_auth(const proto_hs_io *io, int fd, const char *addr, const char *service,
+static int client_auth(const proto_hs_io *io, const sk_sock *sock, const char *addr, const char *service,
                        const uint8_t *token, size_t token_len, const uint8_t nonce_s[SK_AUTH_NONCE],
                        char *err, size_t errlen)
 {
@@ -195,7 +195,7 @@ static int client_auth(const proto_hs_io *io, int fd, const char *addr, const ch
         return -1;
     }
     bool bound;
-    if (proto_binding_sock(fd, cb, &bound) < 0) {
+    if (proto_binding_sock(sock, cb, &bound) < 0) {
         snprintf(err, errlen,
                  "%s: TLS without the extended master secret: authentication "
                  "cannot be bound to it",
@@ -234,7 +234,7 @@ static int client_auth(const proto_hs_io *io, int fd, const char *addr, const ch
     return 0;
 }
 
-int proto_hs_client(const proto_hs_io *io, int fd, const char *addr, const char *service,
+int proto_hs_client(const proto_hs_io *io, const sk_sock *sock, const char *addr, const char *service,
                     const uint8_t *token, size_t token_len, bool allow_open, char *err,
                     size_t errlen)
 {
@@ -268,5 +268,5 @@ int proto_hs_client(const proto_hs_io *io, int fd, const char *addr, const char 
                  addr);
         return -1;
     }
-    return client_auth(io, fd, addr, service, token, token_len, nonce_s, err, errlen);
+    return client_auth(io, sock, addr, service, token, token_len, nonce_s, err, errlen);
 }

@@ -158,9 +158,9 @@ int proto_binding_conn(const sk_conn *c, uint8_t binding[SK_AUTH_BINDING], bool 
                                                 SK_AUTH_BINDING), bound);
 }
 
-int proto_binding_sock(int fd, uint8_t binding[SK_AUTH_BINDING], bool *bound)
+int proto_binding_sock(const sk_sock *sock, uint8_t binding[SK_AUTH_BINDING], bool *bound)
 {
-    return binding_result(sk_sock_tls_exporter(fd, SK_TLS_EXPORTER_LABEL, binding,
+    return binding_result(sk_sock_tls_exporter(sock, SK_TLS_EXPORTER_LABEL, binding,
                                                 SK_AUTH_BINDING), bound);
 }
 

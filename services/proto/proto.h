@@ -239,9 +239,9 @@ void proto_gate_close(proto_gate *g);
  * binding and sets *bound = true for a TLS connection, *bound = false for
  * a plain one; returns 0, or -ENOTSUP (TLS 1.2 without the extended master
  * secret: no binding can be trusted, so the handshake must fail) or -EIO.
- * The server asks of its connection, a client of its descriptor. */
+ * The server asks of its connection, a client of its socket. */
 int proto_binding_conn(const sk_conn *c, uint8_t binding[SK_AUTH_BINDING], bool *bound);
-int proto_binding_sock(int fd, uint8_t binding[SK_AUTH_BINDING], bool *bound);
+int proto_binding_sock(const sk_sock *sock, uint8_t binding[SK_AUTH_BINDING], bool *bound);
 
 /* ---- files (services/files/, cli/files*.c): a hello without a nonce ----
  * A files server without a token (allowed on loopback and Unix sockets

@@ -297,7 +297,7 @@ static int resolve_text(const char *text, int passive, struct sockaddr_storage *
 {
     sk_addr a;
     cr_assert_eq(sk_addr_parse(text, &a, err, errlen), 0, "%s: %s", text, err);
-    return sk_addr_resolve(&a, passive, ss, lens, max, err, errlen);
+    return sk_addr_resolve(&a, passive ? SK_RESOLVE_PASSIVE : 0, ss, lens, max, err, errlen);
 }
 
 Test(addr, resolve_ipv4_literal)
@@ -388,6 +388,19 @@ Test(addr, resolve_passive_wildcard)
             cr_assert(ss[i].ss_family == AF_INET6 &&
                       IN6_IS_ADDR_UNSPECIFIED(&((const struct sockaddr_in6 *)&ss[i])->sin6_addr));
     }
+}
+
+Test(addr, resolve_refuses_unknown_flags)
+{
+    struct sockaddr_storage ss[2];
+    socklen_t lens[2];
+    char err[256] = "";
+    sk_addr a;
+    cr_assert_eq(sk_addr_parse("127.0.0.1:5000", &a, NULL, 0), 0);
+    cr_assert_eq(sk_addr_resolve(&a, SK_RESOLVE_PASSIVE << 1, ss, lens, 2, err, sizeof err),
+                 -EINVAL);
+    cr_assert_eq(sk_addr_resolve(&a, SK_RESOLVE_PASSIVE, ss, lens, 2, err, sizeof err), 1, "%s",
+                 err);
 }
 
 Test(addr, resolve_unix_path)

@@ -1,4 +1,4 @@
-/* test_client.c — the blocking client (sk_dial, sk_send_all, sk_send_frame, sk_recv_exact, sk_recv_some, sk_recv_frame) against an in-test server thread. */
+/* test_client.c — the blocking client (sk_sock_dial, sk_sock_send_all, sk_sock_send_frame, sk_sock_recv_exact, sk_sock_recv_wait, sk_sock_recv_frame) against an in-test server thread. */
 #include <criterion/criterion.h>
 
 #include <arpa/inet.h>
@@ -122,15 +122,16 @@ static void srv_end(srv *s)
     cr_assert(s->bad[0] == '\0', "server: %s", s->bad);
 }
 
-static int dial_port(int port, int timeout_ms)
+static sk_sock *dial_port(int port, int timeout_ms)
 {
     char text[64], err[256] = "";
     sk_addr a;
     snprintf(text, sizeof text, "127.0.0.1:%d", port);
     cr_assert_eq(sk_addr_parse(text, &a, err, sizeof err), 0, "%s", err);
-    int fd = sk_dial(&a, timeout_ms, err, sizeof err);
-    cr_assert(fd >= 0, "sk_dial %s: %d %s", text, fd, err);
-    return fd;
+    sk_sock *sk = NULL;
+    int rc = sk_sock_dial(&a, NULL, timeout_ms, &sk, err, sizeof err);
+    cr_assert(rc == 0, "sk_sock_dial %s: %d %s", text, rc, err);
+    return sk;
 }
 
 /* Reads until the peer closes (the client is done). */
@@ -188,14 +189,14 @@ Test(client, dial_gives_nonblocking_cloexec_nodelay)
     int fds = unit_count_fds();
     srv s;
     srv_start_tcp(&s, fn_wait_eof, 1);
-    int fd = dial_port(s.port, 2000);
-    cr_assert(fcntl(fd, F_GETFL) & O_NONBLOCK, "dialled fd is blocking");
-    cr_assert(fcntl(fd, F_GETFD) & FD_CLOEXEC, "dialled fd not close-on-exec");
+    sk_sock *sk = dial_port(s.port, 2000);
+    cr_assert(fcntl(sk_sock_fd(sk), F_GETFL) & O_NONBLOCK, "dialled sk is blocking");
+    cr_assert(fcntl(sk_sock_fd(sk), F_GETFD) & FD_CLOEXEC, "dialled sk not close-on-exec");
     int v = 0;
     socklen_t vl = sizeof v;
-    cr_assert_eq(getsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &v, &vl), 0);
+    cr_assert_eq(getsockopt(sk_sock_fd(sk), IPPROTO_TCP, TCP_NODELAY, &v, &vl), 0);
     cr_assert(v != 0, "TCP_NODELAY not set");
-    close(fd);
+    sk_sock_close(sk);
     srv_end(&s);
     cr_assert_eq(unit_count_fds(), fds, "descriptor leak");
 }
@@ -219,7 +220,9 @@ Test(client, dial_refused)
     sk_addr a;
     cr_assert_eq(sk_addr_parse(text, &a, err, sizeof err), 0);
     memset(err, 0, sizeof err);
-    int r = sk_dial(&a, 2000, err, sizeof err);
+    sk_sock *sk = NULL;
+    int r = sk_sock_dial(&a, NULL, 2000, &sk, err, sizeof err);
+    cr_assert(sk == NULL);
     cr_assert(r < 0, "connect to a non-listening port gave %d", r);
     cr_assert_eq(r, -ECONNREFUSED, "got %d (%s)", r, sk_strerror(r));
     cr_assert(err[0] != '\0', "no error text");
@@ -235,8 +238,10 @@ Test(client, dial_unix_refused)
     snprintf(text, sizeof text, "unix:/tmp/sockit-no-such-%d.sock", (int)getpid());
     cr_assert_eq(sk_addr_parse(text, &a, err, sizeof err), 0);
     int fds = unit_count_fds();
-    int r = sk_dial(&a, 1000, err, sizeof err);
+    sk_sock *sk = NULL;
+    int r = sk_sock_dial(&a, NULL, 1000, &sk, err, sizeof err);
     cr_assert(r < 0);
+    cr_assert(sk == NULL);
     cr_assert(err[0] != '\0');
     cr_assert_eq(unit_count_fds(), fds);
 }
@@ -269,12 +274,12 @@ Test(client, recv_exact_across_short_writes)
 {
     srv s;
     srv_start_tcp(&s, fn_short_writes, 1);
-    int fd = dial_port(s.port, 2000);
+    sk_sock *sk = dial_port(s.port, 2000);
     uint8_t *buf = malloc(SHORT_TOTAL + 16);
     memset(buf, 0, SHORT_TOTAL + 16);
-    cr_assert_eq(sk_recv_exact(fd, buf, SHORT_TOTAL, 5000), 0);
+    cr_assert_eq(sk_sock_recv_exact(sk, buf, SHORT_TOTAL, 5000), 0);
     cr_assert(unit_pattern_ok(buf, SHORT_TOTAL, 17), "data differs");
-    close(fd);
+    sk_sock_close(sk);
     free(buf);
     srv_end(&s);
 }
@@ -324,17 +329,17 @@ Test(client, frames_round_trip_then_nodata)
     int fds = unit_count_fds();
     srv s;
     srv_start_tcp(&s, fn_frames, 1);
-    int fd = dial_port(s.port, 2000);
-    cr_assert_eq(sk_send_frame(fd, "ping-payload", 12, 2000), 0);
+    sk_sock *sk = dial_port(s.port, 2000);
+    cr_assert_eq(sk_sock_send_frame(sk, "ping-payload", 12, 2000), 0);
     uint8_t *buf = malloc(8192);
-    ssize_t n = sk_recv_frame(fd, buf, 8192, 5000);
+    ssize_t n = sk_sock_recv_frame(sk, buf, 8192, 5000);
     cr_assert_eq(n, 5000, "sk_recv_frame returned %zd (%s)", n, sk_strerror((int)n));
     cr_assert(unit_pattern_ok(buf, 5000, 3));
-    n = sk_recv_frame(fd, buf, 8192, 5000);
+    n = sk_sock_recv_frame(sk, buf, 8192, 5000);
     cr_assert_eq(n, 0, "empty frame gave %zd", n);
-    n = sk_recv_frame(fd, buf, 8192, 5000);
+    n = sk_sock_recv_frame(sk, buf, 8192, 5000);
     cr_assert_eq(n, -ENODATA, "clean EOF gave %zd (%s)", n, sk_strerror((int)n));
-    close(fd);
+    sk_sock_close(sk);
     free(buf);
     srv_end(&s);
     cr_assert_eq(unit_count_fds(), fds, "descriptor leak");
@@ -351,11 +356,11 @@ Test(client, recv_frame_nodata_on_immediate_close)
 {
     srv s;
     srv_start_tcp(&s, fn_close_at_once, 1);
-    int fd = dial_port(s.port, 2000);
+    sk_sock *sk = dial_port(s.port, 2000);
     uint8_t buf[16];
-    ssize_t n = sk_recv_frame(fd, buf, sizeof buf, 3000);
+    ssize_t n = sk_sock_recv_frame(sk, buf, sizeof buf, 3000);
     cr_assert_eq(n, -ENODATA, "got %zd (%s)", n, sk_strerror((int)n));
-    close(fd);
+    sk_sock_close(sk);
     srv_end(&s);
 }
 
@@ -379,16 +384,16 @@ Test(client, econnreset_when_peer_closes_mid_frame)
     srv_start_tcp(&s, fn_close_mid_frame, 6);
     uint8_t buf[256];
     for (int i = 0; i < 5; i++) {
-        int fd = dial_port(s.port, 2000);
-        ssize_t n = sk_recv_frame(fd, buf, sizeof buf, 3000);
+        sk_sock *sk = dial_port(s.port, 2000);
+        ssize_t n = sk_sock_recv_frame(sk, buf, sizeof buf, 3000);
         cr_assert_eq(n, -ECONNRESET, "connection %d: got %zd (%s)", i, n, sk_strerror((int)n));
-        close(fd);
+        sk_sock_close(sk);
     }
     /* sk_recv_exact: 10 of 14 bytes then EOF. */
-    int fd = dial_port(s.port, 2000);
-    int r = sk_recv_exact(fd, buf, 100, 3000);
+    sk_sock *sk = dial_port(s.port, 2000);
+    int r = sk_sock_recv_exact(sk, buf, 100, 3000);
     cr_assert_eq(r, -ECONNRESET, "sk_recv_exact got %d (%s)", r, sk_strerror(r));
-    close(fd);
+    sk_sock_close(sk);
     srv_end(&s);
 }
 
@@ -409,14 +414,14 @@ Test(client, recv_frame_emsgsize_when_larger_than_cap)
 {
     srv s;
     srv_start_tcp(&s, fn_big_frame, 1);
-    int fd = dial_port(s.port, 2000);
+    sk_sock *sk = dial_port(s.port, 2000);
     uint8_t buf[64];
     memset(buf, 0, sizeof buf);
-    ssize_t n = sk_recv_frame(fd, buf, 10, 3000);
+    ssize_t n = sk_sock_recv_frame(sk, buf, 10, 3000);
     cr_assert_eq(n, -EMSGSIZE, "got %zd (%s)", n, sk_strerror((int)n));
     for (size_t k = 10; k < sizeof buf; k++)
         cr_assert_eq(buf[k], 0, "wrote past cap at %zu", k);
-    close(fd);
+    sk_sock_close(sk);
     srv_end(&s);
 }
 
@@ -447,20 +452,20 @@ Test(client, timeouts_when_peer_is_silent)
     srv s;
     srv_start_tcp(&s, fn_silent, 2);
     uint8_t buf[64];
-    int fd = dial_port(s.port, 2000);
+    sk_sock *sk = dial_port(s.port, 2000);
     uint64_t t0 = unit_now_ms();
-    check_timeout(sk_recv_frame(fd, buf, sizeof buf, 100), t0, "sk_recv_frame");
+    check_timeout(sk_sock_recv_frame(sk, buf, sizeof buf, 100), t0, "sk_recv_frame");
     t0 = unit_now_ms();
-    check_timeout(sk_recv_exact(fd, buf, 10, 100), t0, "sk_recv_exact");
+    check_timeout(sk_sock_recv_exact(sk, buf, 10, 100), t0, "sk_recv_exact");
     t0 = unit_now_ms();
-    check_timeout(sk_recv_some(fd, buf, sizeof buf, 100), t0, "sk_recv_some");
-    close(fd);
+    check_timeout(sk_sock_recv_wait(sk, buf, sizeof buf, 100), t0, "sk_recv_some");
+    sk_sock_close(sk);
 
     /* Half a frame arrives, the rest never does. */
-    fd = dial_port(s.port, 2000);
+    sk = dial_port(s.port, 2000);
     t0 = unit_now_ms();
-    check_timeout(sk_recv_frame(fd, buf, sizeof buf, 100), t0, "sk_recv_frame mid-frame");
-    close(fd);
+    check_timeout(sk_sock_recv_frame(sk, buf, sizeof buf, 100), t0, "sk_recv_frame mid-frame");
+    sk_sock_close(sk);
     srv_end(&s);
 }
 
@@ -479,17 +484,17 @@ Test(client, send_all_times_out_when_peer_does_not_read)
 {
     srv s;
     srv_start_tcp(&s, fn_never_read, 1);
-    int fd = dial_port(s.port, 2000);
+    sk_sock *sk = dial_port(s.port, 2000);
     const size_t big = 64u * 1024u * 1024u;
     uint8_t *buf = calloc(1, big);
     cr_assert_not_null(buf);
     uint64_t t0 = unit_now_ms();
-    int r = sk_send_all(fd, buf, big, 200);
+    int r = sk_sock_send_all(sk, buf, big, 200);
     uint64_t took = unit_now_ms() - t0;
     atomic_store(&s.stop, 1);
     cr_assert_eq(r, -ETIMEDOUT, "got %d (%s)", r, sk_strerror(r));
     cr_assert(took >= 150 && took < 5000, "took %llu ms", (unsigned long long)took);
-    close(fd);
+    sk_sock_close(sk);
     free(buf);
     srv_end(&s);
 }
@@ -515,14 +520,14 @@ Test(client, send_all_bulk)
 {
     srv s;
     srv_start_tcp(&s, fn_read_bulk, 1);
-    int fd = dial_port(s.port, 2000);
+    sk_sock *sk = dial_port(s.port, 2000);
     uint8_t *buf = malloc(BULK);
     unit_pattern(buf, BULK, 99);
-    cr_assert_eq(sk_send_all(fd, buf, BULK, 10000), 0);
+    cr_assert_eq(sk_sock_send_all(sk, buf, BULK, 10000), 0);
     uint8_t ok[2];
-    cr_assert_eq(sk_recv_exact(fd, ok, 2, 5000), 0);
+    cr_assert_eq(sk_sock_recv_exact(sk, ok, 2, 5000), 0);
     cr_assert(memcmp(ok, "ok", 2) == 0);
-    close(fd);
+    sk_sock_close(sk);
     free(buf);
     srv_end(&s);
 }
@@ -537,20 +542,20 @@ Test(client, recv_some_then_eof)
 {
     srv s;
     srv_start_tcp(&s, fn_abc_close, 1);
-    int fd = dial_port(s.port, 2000);
+    sk_sock *sk = dial_port(s.port, 2000);
     char buf[100];
     size_t have = 0;
     while (have < 3) {
-        ssize_t n = sk_recv_some(fd, buf + have, sizeof buf - have, 3000);
+        ssize_t n = sk_sock_recv_wait(sk, buf + have, sizeof buf - have, 3000);
         cr_assert(n >= 1, "sk_recv_some returned %zd (%s) with %zu of 3 bytes", n,
                   sk_strerror((int)n), have);
         have += (size_t)n;
     }
     cr_assert_eq(have, 3u);
     cr_assert(memcmp(buf, "abc", 3) == 0);
-    ssize_t n = sk_recv_some(fd, buf, sizeof buf, 3000);
+    ssize_t n = sk_sock_recv_wait(sk, buf, sizeof buf, 3000);
     cr_assert_eq(n, 0, "EOF gave %zd", n);
-    close(fd);
+    sk_sock_close(sk);
     srv_end(&s);
 }
 
@@ -578,16 +583,17 @@ static void unix_round_trip(int abstract)
     snprintf(text, sizeof text, "unix:%s%s", abstract ? "@" : "", s.path);
     sk_addr a;
     cr_assert_eq(sk_addr_parse(text, &a, err, sizeof err), 0, "%s", err);
-    int fd = sk_dial(&a, 2000, err, sizeof err);
-    cr_assert(fd >= 0, "sk_dial %s: %d %s", text, fd, err);
-    cr_assert(fcntl(fd, F_GETFL) & O_NONBLOCK);
-    cr_assert(fcntl(fd, F_GETFD) & FD_CLOEXEC);
-    cr_assert_eq(sk_send_frame(fd, "hello", 5, 2000), 0);
+    sk_sock *sk = NULL;
+    int rc = sk_sock_dial(&a, NULL, 2000, &sk, err, sizeof err);
+    cr_assert(rc == 0, "sk_sock_dial %s: %d %s", text, rc, err);
+    cr_assert(fcntl(sk_sock_fd(sk), F_GETFL) & O_NONBLOCK);
+    cr_assert(fcntl(sk_sock_fd(sk), F_GETFD) & FD_CLOEXEC);
+    cr_assert_eq(sk_sock_send_frame(sk, "hello", 5, 2000), 0);
     char buf[16];
-    ssize_t n = sk_recv_frame(fd, buf, sizeof buf, 2000);
+    ssize_t n = sk_sock_recv_frame(sk, buf, sizeof buf, 2000);
     cr_assert_eq(n, 5);
     cr_assert(memcmp(buf, "hello", 5) == 0);
-    close(fd);
+    sk_sock_close(sk);
     srv_end(&s);
     cr_assert_eq(unit_count_fds(), fds, "descriptor leak");
 }

@@ -245,7 +245,7 @@ static const sk_conn_callbacks base_cbs = {
 
 /* Creates the loop, the socketpair, adopts one end with opts and cbs, and
  * arms a 5 s watchdog timer. */
-static void setup(sctx *x, const sk_stream_opts *opts, const sk_conn_callbacks *cbs)
+static void setup(sctx *x, const sk_conn_opts *opts, const sk_conn_callbacks *cbs)
 {
     memset(x, 0, sizeof *x);
     cr_assert_eq(sk_loop_new(&x->loop), 0);
@@ -335,8 +335,8 @@ static void on_dribble(sk_timer *t, void *ud)
 Test(conn, frames_written_in_pieces)
 {
     int fds = unit_count_fds();
-    sk_stream_opts o;
-    sk_stream_opts_init(&o);
+    sk_conn_opts o;
+    sk_conn_opts_init(&o);
     o.framing = SK_FRAMING_FRAME;
     sctx x;
     setup(&x, &o, &base_cbs);
@@ -398,8 +398,8 @@ Test(conn, frames_written_in_pieces)
 
 Test(conn, lines_written_in_pieces)
 {
-    sk_stream_opts o;
-    sk_stream_opts_init(&o);
+    sk_conn_opts o;
+    sk_conn_opts_init(&o);
     o.framing = SK_FRAMING_LINE;
     sctx x;
     setup(&x, &o, &base_cbs);
@@ -432,8 +432,8 @@ Test(conn, lines_written_in_pieces)
 Test(conn, oversize_frame_fails_connection)
 {
     int fds = unit_count_fds();
-    sk_stream_opts o;
-    sk_stream_opts_init(&o);
+    sk_conn_opts o;
+    sk_conn_opts_init(&o);
     o.framing = SK_FRAMING_FRAME;
     o.max_frame = 1024;
     o.linger_ms = 1000;
@@ -469,8 +469,8 @@ Test(conn, oversize_frame_fails_connection)
 
 Test(conn, oversize_line_fails_connection)
 {
-    sk_stream_opts o;
-    sk_stream_opts_init(&o);
+    sk_conn_opts o;
+    sk_conn_opts_init(&o);
     o.framing = SK_FRAMING_LINE;
     o.max_line = 16;
     o.linger_ms = 1000;
@@ -510,8 +510,8 @@ static void on_check_mem(sk_timer *t, void *ud)
 
 Test(conn, declared_length_not_preallocated)
 {
-    sk_stream_opts o;
-    sk_stream_opts_init(&o);
+    sk_conn_opts o;
+    sk_conn_opts_init(&o);
     o.framing = SK_FRAMING_FRAME;
     sctx x;
     setup(&x, &o, &base_cbs);
@@ -590,8 +590,8 @@ static void bp_phase2(sk_timer *t, void *ud)
 Test(conn, backpressure_pauses_reading_until_drained)
 {
     int fds = unit_count_fds();
-    sk_stream_opts o;
-    sk_stream_opts_init(&o);
+    sk_conn_opts o;
+    sk_conn_opts_init(&o);
     o.framing = SK_FRAMING_FRAME;
     o.out_high_water = HIGH;
     sk_conn_callbacks cbs = base_cbs;
@@ -659,8 +659,8 @@ static void close_on_open(sk_conn *c)
 Test(conn, close_flushes_queued_output)
 {
     int fds = unit_count_fds();
-    sk_stream_opts o;
-    sk_stream_opts_init(&o);
+    sk_conn_opts o;
+    sk_conn_opts_init(&o);
     o.framing = SK_FRAMING_RAW;
     sk_conn_callbacks cbs = base_cbs;
     cbs.on_open = close_on_open;
@@ -714,8 +714,8 @@ static int split_frames(const uint8_t *in, size_t len, size_t *lens, const uint8
 Test(conn, half_close_default_finishes_replies)
 {
     int fds = unit_count_fds();
-    sk_stream_opts o;
-    sk_stream_opts_init(&o);
+    sk_conn_opts o;
+    sk_conn_opts_init(&o);
     o.framing = SK_FRAMING_FRAME;
     sctx x;
     setup(&x, &o, &base_cbs);
@@ -769,8 +769,8 @@ static void eof_reply(sk_conn *c)
 
 Test(conn, half_close_on_eof_replies)
 {
-    sk_stream_opts o;
-    sk_stream_opts_init(&o);
+    sk_conn_opts o;
+    sk_conn_opts_init(&o);
     o.framing = SK_FRAMING_FRAME;
     sk_conn_callbacks cbs = base_cbs;
     cbs.on_eof = eof_reply;
@@ -816,8 +816,8 @@ static void msgv_on_open(sk_conn *c)
 
 Test(conn, send_msg_line_framing)
 {
-    sk_stream_opts o;
-    sk_stream_opts_init(&o);
+    sk_conn_opts o;
+    sk_conn_opts_init(&o);
     o.framing = SK_FRAMING_LINE;
     sk_conn_callbacks cbs = base_cbs;
     cbs.on_open = msgv_on_open;
@@ -843,8 +843,8 @@ static void msgv_frame_on_open(sk_conn *c)
 
 Test(conn, send_msgv_frame_framing)
 {
-    sk_stream_opts o;
-    sk_stream_opts_init(&o);
+    sk_conn_opts o;
+    sk_conn_opts_init(&o);
     o.framing = SK_FRAMING_FRAME;
     sk_conn_callbacks cbs = base_cbs;
     cbs.on_open = msgv_frame_on_open;
@@ -864,8 +864,8 @@ Test(conn, adopt_bad_fd_fails)
 {
     sk_loop *loop = NULL;
     cr_assert_eq(sk_loop_new(&loop), 0);
-    sk_stream_opts o;
-    sk_stream_opts_init(&o);
+    sk_conn_opts o;
+    sk_conn_opts_init(&o);
     sk_conn *c = (sk_conn *)0x1;
     int r = sk_conn_adopt(loop, -1, &o, &base_cbs, NULL, &c);
     cr_assert(r < 0, "adopting fd -1 gave %d", r);
@@ -875,9 +875,9 @@ Test(conn, adopt_bad_fd_fails)
 
 Test(conn, opts_defaults)
 {
-    sk_stream_opts o;
+    sk_conn_opts o;
     memset(&o, 0xA5, sizeof o);
-    sk_stream_opts_init(&o);
+    sk_conn_opts_init(&o);
     cr_assert_eq(o.framing, SK_FRAMING_RAW);
     cr_assert_eq(o.max_line, (size_t)SK_DEFAULT_MAX_LINE);
     cr_assert_eq(o.max_frame, (size_t)SK_DEFAULT_MAX_FRAME);
@@ -951,8 +951,8 @@ static size_t random_msg_size(uint64_t *rng)
 static void echo_random_stream(enum sk_framing framing, uint64_t seed)
 {
     int fds = unit_count_fds();
-    sk_stream_opts o;
-    sk_stream_opts_init(&o);
+    sk_conn_opts o;
+    sk_conn_opts_init(&o);
     o.framing = framing;
     o.max_frame = 2u << 20;
     o.max_line = 2u << 20;
@@ -1054,8 +1054,8 @@ static void on_start_reading(sk_timer *t, void *ud)
 static void replies_to_slow_reader(enum sk_framing framing, bool mixed)
 {
     int fds = unit_count_fds();
-    sk_stream_opts o;
-    sk_stream_opts_init(&o);
+    sk_conn_opts o;
+    sk_conn_opts_init(&o);
     o.framing = framing;
     sk_conn_callbacks cbs = base_cbs;
     cbs.on_message = mixed ? mixed_reply_message : echo_count_message;

@@ -1,5 +1,5 @@
 /* test_connect.c — connecting to a name with several addresses (Happy
- * Eyeballs v2, RFC 8305) through sk_conn_connect and sk_dial, and the small
+ * Eyeballs v2, RFC 8305) through sk_conn_connect and sk_sock_dial, and the small
  * connection guarantees next to it: keepalive on accepted TCP sockets, a
  * frame limit changed inside one read, a deadline reason that is copied.
  * The name tests run in a private mount namespace with their own /etc/hosts
@@ -278,22 +278,23 @@ Test(connect, async_reports_the_last_failure_when_all_refuse)
     cr_assert_eq(g.err, -ECONNREFUSED, "got %d", g.err);
 }
 
-/* ------------------------------------------------------- sk_dial's race */
+/* ------------------------------------------------------- sk_sock_dial's race */
 
-/* sk_dial to HE_NAME:port must reach the IPv4 listener. */
+/* sk_sock_dial to HE_NAME:port must reach the IPv4 listener. */
 static void dial_he(int port)
 {
     char text[64], err[256] = "";
     snprintf(text, sizeof text, HE_NAME ":%d", port);
     sk_addr a;
     cr_assert_eq(sk_addr_parse(text, &a, NULL, 0), 0);
-    int fd = sk_dial(&a, 5000, err, sizeof err);
-    cr_assert(fd >= 0, "sk_dial: %s", err);
+    sk_sock *sk = NULL;
+    int rc = sk_sock_dial(&a, NULL, 5000, &sk, err, sizeof err);
+    cr_assert(rc == 0, "sk_sock_dial: %s", err);
     struct sockaddr_storage ss;
     socklen_t len = sizeof ss;
-    cr_assert_eq(getpeername(fd, (struct sockaddr *)&ss, &len), 0);
+    cr_assert_eq(getpeername(sk_sock_fd(sk), (struct sockaddr *)&ss, &len), 0);
     cr_assert_eq(ss.ss_family, AF_INET, "connected to the wrong address");
-    close(fd);
+    sk_sock_close(sk);
 }
 
 Test(connect, dial_moves_on_when_the_first_address_refuses)
@@ -335,8 +336,9 @@ Test(connect, dial_timeout_covers_every_attempt)
     snprintf(text, sizeof text, HE_NAME ":%d", port);
     sk_addr a;
     cr_assert_eq(sk_addr_parse(text, &a, NULL, 0), 0);
-    int fd = sk_dial(&a, 400, err, sizeof err);
-    cr_assert_eq(fd, -ETIMEDOUT, "got %d (%s)", fd, err);
+    sk_sock *sk = NULL;
+    int rc = sk_sock_dial(&a, NULL, 400, &sk, err, sizeof err);
+    cr_assert_eq(rc, -ETIMEDOUT, "got %d (%s)", rc, err);
     cr_assert(strstr(err, "timed out after 400 ms") != NULL, "%s", err);
     blackhole_close(&hole);
 }
@@ -378,7 +380,7 @@ static void serve_one(const sk_conn_callbacks *cbs, enum sk_framing framing, con
     cr_assert_eq(sk_loop_new(&s.loop), 0);
     sk_server_opts so;
     sk_server_opts_init(&so);
-    so.stream.framing = framing;
+    so.conn.framing = framing;
     so.cbs = *cbs;
     sk_addr a;
     cr_assert_eq(sk_addr_parse("127.0.0.1:0", &a, NULL, 0), 0);

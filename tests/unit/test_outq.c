@@ -95,7 +95,7 @@ static void fx_close(sk_conn *c, int err)
 
 /* Adopts one end of a socketpair, starts the reader on the other (when
  * start_reader), runs the loop until the connection is gone. */
-static void fx_run(fx *x, const sk_stream_opts *opts, int start_reader)
+static void fx_run(fx *x, const sk_conn_opts *opts, int start_reader)
 {
     static const sk_conn_callbacks cbs = {
         .on_open = fx_open,
@@ -272,8 +272,8 @@ Test(outq, ranges_count_for_queued_and_drain)
 {
     size_t base = sk_mem_in_use();
     g_bulk = pattern_file(4u * 1024u * 1024u);
-    sk_stream_opts o;
-    sk_stream_opts_init(&o);
+    sk_conn_opts o;
+    sk_conn_opts_init(&o);
     o.out_high_water = 256 * 1024;
     o.out_low_water = 64 * 1024;
     fx x = {.on_open = hw_open, .rd = {.delay_ms = 100}};

@@ -1,11 +1,11 @@
-/* seed002_exec_server — seed 002's remote command runner ("远程执行命令") on libsockit.
+/* exec_server — a frame server that runs commands without a shell, on libsockit.
  *
  * A client sends a command line as one frame; the server runs it and answers
  * with two frames: everything the command wrote (stdout and stderr, as they
  * came), then how it ended ("exit 0", "killed by signal 9", "could not run:
- * ..."). Usage: seed002_exec_server [ADDR]   (default 127.0.0.1:8080)
+ * ..."). Usage: exec_server [ADDR]   (default 127.0.0.1:8080)
  *
- * Bugs of the seed fixed here: it ran whatever anyone sent through a shell
+ * Traps of the obvious Python version avoided here: it ran whatever anyone sent through a shell
  * (shell=True) — here the line is split at spaces and run directly, so ";",
  * "|" or "$(...)" are plain characters, and the server listens on loopback
  * or a Unix socket only (the authenticated service is `sockit serve exec`);
@@ -199,24 +199,24 @@ int main(int argc, char **argv)
     int rc;
 
     if (argc > 2 || sk_addr_parse(text, &addr, err, sizeof err) < 0) {
-        fprintf(stderr, "seed002_exec_server: %s\n", argc > 2 ? "usage: seed002_exec_server [ADDR]" : err);
+        fprintf(stderr, "exec_server: %s\n", argc > 2 ? "usage: exec_server [ADDR]" : err);
         return 2;
     }
     if (addr.kind == SK_ADDR_TCP && strcmp(addr.host, "127.0.0.1") != 0 && strcmp(addr.host, "::1") != 0 &&
         strcmp(addr.host, "localhost") != 0) {
-        fprintf(stderr, "seed002_exec_server: no authentication here: loopback or unix: only "
+        fprintf(stderr, "exec_server: no authentication here: loopback or unix: only "
                         "(use sockit serve exec)\n");
         return 2;
     }
     setvbuf(stdout, NULL, _IOLBF, 0);
     sk_server_opts_init(&opts);
-    opts.stream.framing = SK_FRAMING_FRAME;
-    opts.stream.max_frame = 4096; /* a command line, not a file */
+    opts.conn.framing = SK_FRAMING_FRAME;
+    opts.conn.max_frame = 4096; /* a command line, not a file */
     opts.cbs.on_open = on_open;
     opts.cbs.on_message = on_message;
     opts.cbs.on_close = on_close;
     rc = sk_serve(text, &opts, DRAIN_MS, on_ready, NULL, err, sizeof err);
     if (rc < 0)
-        fprintf(stderr, "seed002_exec_server: %s\n", err);
+        fprintf(stderr, "exec_server: %s\n", err);
     return rc == -EINVAL ? 2 : rc < 0 ? 1 : 0;
 }

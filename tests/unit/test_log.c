@@ -1,4 +1,4 @@
-/* test_strerror.c — sk_strerror: never NULL, sensible text for known codes, safe for odd values and from threads. */
+/* test_log.c — log.c: sk_strerror (never NULL, sensible text for known codes, safe for odd values and from threads), sk_err_name and the version. */
 #include <criterion/criterion.h>
 
 #include <errno.h>
@@ -98,4 +98,26 @@ Test(strerror, thread_safe)
         pthread_join(th[i], NULL);
     for (int i = 0; i < 4; i++)
         cr_assert_eq(bad[i], 0, "thread %d saw bad text", i);
+}
+
+Test(strerror, err_name_gives_the_symbol)
+{
+    cr_assert_str_eq(sk_err_name(-ECONNREFUSED), "ECONNREFUSED");
+    cr_assert_str_eq(sk_err_name(ECONNREFUSED), "ECONNREFUSED");
+    cr_assert_str_eq(sk_err_name(-ETIMEDOUT), "ETIMEDOUT");
+    cr_assert_str_eq(sk_err_name(-ENOBUFS), "ENOBUFS");
+    cr_assert_str_eq(sk_err_name(-EPERM), "EPERM");
+    cr_assert_str_eq(sk_err_name(0), "OK");
+    cr_assert_str_eq(sk_err_name(-99999), "UNKNOWN");
+    cr_assert_str_eq(sk_err_name(INT_MIN), "UNKNOWN");
+}
+
+Test(strerror, version_of_header_and_library_agree)
+{
+    cr_assert_str_eq(sk_version(), SK_VERSION);
+    cr_assert_str_eq(SK_VERSION, "0.2.0");
+    cr_assert_eq(sk_version_number(), (unsigned)SK_VERSION_NUMBER);
+    cr_assert_eq(SK_VERSION_NUMBER, (SK_VERSION_MAJOR << 16) | (SK_VERSION_MINOR << 8) | SK_VERSION_PATCH);
+    cr_assert_eq(SK_VERSION_MAJOR, 0);
+    cr_assert_eq(SK_VERSION_MINOR, 2);
 }
