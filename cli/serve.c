@@ -644,7 +644,7 @@ static void worker_drain(worker *w)
     for (int i = 0; i < st->nls; i++) {
         if (w->servers[i]) {
             w->draining++;
-            sk_server_drain(w->servers[i], st->cfg.drain_ms, on_drained, w);
+            sk_server_drain(w->servers[i], (int)st->cfg.drain_ms, on_drained, w);
         }
     }
     if (--w->draining == 0)

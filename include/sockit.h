@@ -1,15 +1,37 @@
-/* sockit.h — the whole public API of libsockit: event loop, addresses,
- * framing, stream connections, servers, datagrams, a blocking client,
- * TLS, token authentication and child processes.
+/* sockit.h — the whole public API of libsockit 0.2: event loop, addresses,
+ * framing, stream connections, servers, datagrams, a blocking client
+ * (sk_sock), TLS, token authentication and child processes.
+ *
+ * Each function's comment states its contract: what it does, what it
+ * returns, who owns what afterwards. How the library does it, and what it
+ * costs, is in docs/DESIGN.md.
  *
  * Conventions that hold for every function below:
  *  - Functions that can fail return 0 (or a non-negative count) on success and
  *    a negative errno-style code on failure (-EINVAL, -ECONNREFUSED, ...).
- *    sk_strerror() turns a code into text. Callers never read errno after a
- *    sockit call.
+ *    sk_strerror() turns a code into text, sk_err_name() into its symbol.
+ *    Callers never read errno after a sockit call. Codes that mean something
+ *    particular here:
+ *      -EPERM       a TLS peer's certificate was refused (the reason says why)
+ *      -ENODATA     the stream ended cleanly before a message began
+ *      -ECONNRESET  the stream ended inside a message, or the peer reset it
+ *      -EMSGSIZE    a frame or line over its maximum
+ *      -ENOBUFS     the memory budget (sk_mem_set_budget) refused a buffer
+ *      -ESHUTDOWN   a draining server closed the connection
+ *      -ETIMEDOUT   a timeout or deadline passed
+ *      -EPROTONOSUPPORT  an address of the wrong kind (stream vs datagram,
+ *                   tls:// without a TLS context)
+ *  - Timeouts: every call that waits or arms a deadline takes an int
+ *    timeout_ms, where SK_FOREVER (-1; any negative value) means no limit and
+ *    0 means no time at all (a blocking call does only what is possible at
+ *    once; an asynchronous deadline passes at the next loop iteration).
+ *    Fields of option structs (idle_timeout_ms, ...) are settings, not
+ *    waits: there, as for every field, 0 means "not set" (none, or the
+ *    default named beside it), so a zeroed struct is valid.
  *  - Ownership moves only on success: a function that fails leaves every
  *    argument as it was and allocates nothing the caller must free.
- *  - Every *_free function accepts NULL and does nothing then.
+ *  - Every *_free function (and sk_sock_close) accepts NULL and does nothing
+ *    then.
  *  - Every descriptor the library creates is close-on-exec and non-blocking
  *    (blocking client helpers use poll() with deadlines, not blocking fds).
  *  - The library never changes signal dispositions; it sends with
@@ -53,6 +75,9 @@ extern "C" {
 SK_API const char *sk_version(void);
 /* sk_version_number returns it as SK_VERSION_NUMBER does. */
 SK_API unsigned sk_version_number(void);
+
+/* The timeout_ms that means no limit (see the conventions above). */
+#define SK_FOREVER (-1)
 
 /* ------------------------------------------------------------------ errors */
 
@@ -238,8 +263,10 @@ typedef struct sk_addr {
     int abstract;
 } sk_addr;
 
-/* Parses one of the SPEC §3 forms. On failure returns -EINVAL and, if err is
- * not NULL, writes one sentence naming the bad part into err. */
+/* sk_addr_parse parses one of the text forms listed with enum sk_addr_kind
+ * (HOST:PORT, tcp://, tls://, udp://, unix:, unixgram:; an IPv6 host in
+ * brackets). Returns 0, or -EINVAL and, if err is not NULL, one sentence
+ * naming the bad part in err. */
 SK_API int sk_addr_parse(const char *text, sk_addr *out, char *err, size_t errlen);
 
 /* Formats a parsed address back to its canonical text form. Returns the
@@ -352,8 +379,8 @@ typedef struct sk_conn_callbacks {
  * the server), made by sk_tls_server_new() or sk_tls_client_new(). */
 typedef struct sk_tls_ctx sk_tls_ctx;
 
-/* How long a TLS handshake may take when sk_conn_opts says 0 (SPEC §5.1:
- * a protocol handshake must finish within 10 s however the peer trickles). */
+/* How long a TLS handshake may take when sk_conn_opts says 0: a handshake
+ * must finish in bounded time however the peer trickles its bytes. */
 #define SK_TLS_DEFAULT_HANDSHAKE_MS 10000u
 
 /* Limits and behaviour of a stream connection. Zero fields take defaults. */
@@ -445,13 +472,14 @@ SK_API void sk_conn_shutdown(sk_conn *c);
 SK_API void sk_conn_pause(sk_conn *c);
 SK_API void sk_conn_resume(sk_conn *c);
 
-/* Sets a one-off deadline ms from now (0 clears it): if it passes, the
- * connection fails (lingering close) with -ETIMEDOUT and reason (NULL: a
- * default), which is copied (its first 63 bytes): the caller's string may go
- * away at once. For protocol
- * handshakes and authentication, which must finish in bounded time however
- * the peer trickles its bytes. */
-SK_API void sk_conn_set_deadline(sk_conn *c, uint32_t ms, const char *reason);
+/* sk_conn_set_deadline sets a one-off deadline timeout_ms from now
+ * (SK_FOREVER clears it; 0 passes at the next loop iteration): if it
+ * passes, the connection fails (lingering close) with -ETIMEDOUT and
+ * reason (NULL: a default), which is copied (its first 63 bytes): the
+ * caller's string may go away at once. For protocol handshakes and
+ * authentication, which must finish in bounded time however the peer
+ * trickles its bytes. */
+SK_API void sk_conn_set_deadline(sk_conn *c, int timeout_ms, const char *reason);
 
 /* Changes the largest message this connection accepts from now on (0: back
  * to the max_frame / max_line of its options), e.g. small frames until a
@@ -474,7 +502,9 @@ SK_API uint64_t sk_conn_bytes_out(const sk_conn *c);
  * client context in opts->tls: its host is sent as SNI and verified); on_open
  * runs when connected (after the TLS handshake), on_close with the error if
  * connecting fails (-EPERM: the server's certificate was refused; the
- * reason says why). timeout_ms 0 means no connect deadline. Every address
+ * reason says why). timeout_ms bounds connecting (SK_FOREVER: no
+ * limit; 0: whatever has not connected by the next loop iteration fails
+ * with -ETIMEDOUT). Every address
  * the name resolves to is tried (Happy Eyeballs v2, RFC 8305): IPv6 and IPv4
  * alternating, the next address at once when an attempt fails and beside it
  * when one is still pending after 250 ms; the first to connect wins (the TLS
@@ -483,7 +513,7 @@ SK_API uint64_t sk_conn_bytes_out(const sk_conn *c);
  * later failure reaches on_close with the last attempt's error. Until
  * connected, sk_conn_fd() is -1. */
 SK_API int sk_conn_connect(sk_loop *loop, const sk_addr *addr, const sk_conn_opts *opts,
-                           const sk_conn_callbacks *cbs, void *ud, uint32_t timeout_ms,
+                           const sk_conn_callbacks *cbs, void *ud, int timeout_ms,
                            sk_conn **out);
 
 /* Like sk_conn_connect, on a stream socket the caller made (bound to a
@@ -497,7 +527,7 @@ SK_API int sk_conn_connect(sk_loop *loop, const sk_addr *addr, const sk_conn_opt
  * context needs no name. The same holds for sk_conn_adopt. */
 SK_API int sk_conn_connect_fd(sk_loop *loop, int fd, const struct sockaddr *sa, socklen_t salen,
                               const sk_conn_opts *opts, const sk_conn_callbacks *cbs, void *ud,
-                              uint32_t timeout_ms, sk_conn **out);
+                              int timeout_ms, sk_conn **out);
 
 /* Adopts a connected stream descriptor (made non-blocking and close-on-exec
  * here). On success the connection owns fd; on_open runs on the next loop
@@ -660,13 +690,15 @@ SK_API int sk_server_fd(const sk_server *srv);
 SK_API int sk_server_port(const sk_server *srv);
 SK_API unsigned sk_server_conn_count(const sk_server *srv);
 
-/* Graceful drain: stop accepting (the listening socket is closed), let open
- * connections finish; at timeout_ms ask those still open to close (queued
- * output is flushed, on_close gets -ESHUTDOWN), abort any left one second
- * later, then call done (may be NULL) once no connection is left — so done
- * runs at most timeout_ms + 1 s after the call. */
+/* sk_server_drain drains gracefully: stop accepting (the listening socket
+ * is closed), let open connections finish; at timeout_ms ask those still
+ * open to close (queued output is flushed, on_close gets -ESHUTDOWN), abort
+ * any left one second later, then call done (may be NULL) once no
+ * connection is left — so done runs at most timeout_ms + 1 s after the
+ * call. SK_FOREVER: never ask; done runs when the last connection has
+ * closed by itself. */
 typedef void (*sk_server_drained_cb)(sk_server *srv, void *ud);
-SK_API void sk_server_drain(sk_server *srv, uint32_t timeout_ms, sk_server_drained_cb done,
+SK_API void sk_server_drain(sk_server *srv, int timeout_ms, sk_server_drained_cb done,
                             void *ud);
 
 /* Closes the listener and aborts every connection (on_close runs for each,
@@ -674,11 +706,13 @@ SK_API void sk_server_drain(sk_server *srv, uint32_t timeout_ms, sk_server_drain
  * called from a callback of one of its own connections. */
 SK_API void sk_server_free(sk_server *srv);
 
-/* The whole life of a simple server in one call: parses addr (SPEC §3 text),
- * creates a loop, listens with opts (NULL: defaults), calls on_ready (may be NULL) with the
- * address actually bound ("127.0.0.1:40123" when given port 0), runs until
- * SIGINT or SIGTERM, then drains for up to drain_ms (a second signal stops at
- * once; connections still open then get on_close with -ECONNABORTED) and
+/* sk_serve runs the whole life of a simple server in one call: parses addr
+ * (the text forms of sk_addr_parse), creates a loop, listens with opts
+ * (NULL: defaults), calls on_ready (may be NULL) with the address actually
+ * bound ("127.0.0.1:40123" when given port 0), runs until SIGINT or
+ * SIGTERM, then drains as sk_server_drain with drain_ms (a second signal
+ * stops at once; connections still open then get on_close with
+ * -ECONNABORTED) and
  * frees everything. SIGINT and SIGTERM are blocked in the calling thread
  * while it runs (signalfd); any still pending at the end are consumed, and
  * the caller's mask is restored before it returns.
@@ -686,7 +720,7 @@ SK_API void sk_server_free(sk_server *srv);
  * part); another negative code if the server could not start or the loop
  * failed (err says why). */
 typedef void (*sk_ready_cb)(const char *bound, void *ud);
-SK_API int sk_serve(const char *addr, const sk_server_opts *opts, uint32_t drain_ms,
+SK_API int sk_serve(const char *addr, const sk_server_opts *opts, int drain_ms,
                     sk_ready_cb on_ready, void *ud, char *err, size_t errlen);
 
 /* ---------------------------------------------------------------- datagrams */
@@ -1175,13 +1209,14 @@ SK_API unsigned sk_proc_orphans(void);
 /* 1 if p runs in its own cgroup (SK_PROC_CONTAIN_CGROUP), else 0. */
 SK_API int sk_proc_contained(const sk_proc *p);
 
-/* At shutdown, with containment on: SIGKILLs every child of the process
- * (and every command cgroup), reaps them, and repeats for their orphans
- * until none is left or wait_ms have passed; then removes the cgroups and
+/* sk_proc_kill_all, at shutdown, with containment on: SIGKILLs every child
+ * of the process (and every command cgroup), reaps them, and repeats for
+ * their orphans until none is left or timeout_ms have passed (SK_FOREVER:
+ * until none is left; 0: one round); then removes the cgroups and
  * turns containment off. Handles still held answer -ESRCH afterwards.
  * Meant for after the reaper loop was freed; does nothing without
  * containment. */
-SK_API void sk_proc_kill_all(uint32_t wait_ms);
+SK_API void sk_proc_kill_all(int timeout_ms);
 
 #ifdef __cplusplus
 }

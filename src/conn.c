@@ -570,7 +570,7 @@ int sk_conn_adopt(sk_loop *loop, int fd, const sk_conn_opts *opts,
 
 int sk_conn_connect_fd(sk_loop *loop, int fd, const struct sockaddr *sa, socklen_t salen,
                        const sk_conn_opts *opts, const sk_conn_callbacks *cbs, void *ud,
-                       uint32_t timeout_ms, sk_conn **out)
+                       int timeout_ms, sk_conn **out)
 {
     if (sk__set_nonblock_cloexec(fd) < 0)
         return -errno;
@@ -591,8 +591,8 @@ int sk_conn_connect_fd(sk_loop *loop, int fd, const struct sockaddr *sa, socklen
     }
     cfg->opts.tls_host = NULL; /* the session has its copy; the caller's may go */
     (*out)->owned_cfg = cfg;
-    if (timeout_ms)
-        sk_timer_start(&(*out)->timer, timeout_ms, 0);
+    if (timeout_ms >= 0)
+        sk_timer_start(&(*out)->timer, (uint64_t)timeout_ms, 0);
     return 0;
 }
 
@@ -616,11 +616,13 @@ void sk_conn_resume(sk_conn *c)
         sk__conn_schedule_pending(c);
 }
 
-void sk_conn_set_deadline(sk_conn *c, uint32_t ms, const char *reason)
+void sk_conn_set_deadline(sk_conn *c, int timeout_ms, const char *reason)
 {
     if (c->flags & F_DEAD)
         return;
-    c->deadline = ms ? c->loop->now + ms : 0;
+    /* 0 is "none" in c->deadline; a deadline of now is now + 0, never 0
+     * (the monotonic clock is far from it). */
+    c->deadline = timeout_ms < 0 ? 0 : c->loop->now + (uint64_t)timeout_ms;
     /* Copied: a caller's buffer may be gone or reused by the time the
      * deadline passes. */
     snprintf(c->deadline_reason, sizeof c->deadline_reason, "%s",

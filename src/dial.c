@@ -189,7 +189,7 @@ static void attempt_event(sk_watch *w, uint32_t events)
 }
 
 int sk_conn_connect(sk_loop *loop, const sk_addr *addr, const sk_conn_opts *opts,
-                    const sk_conn_callbacks *cbs, void *ud, uint32_t timeout_ms, sk_conn **out)
+                    const sk_conn_callbacks *cbs, void *ud, int timeout_ms, sk_conn **out)
 {
     if (addr->kind != SK_ADDR_TCP && addr->kind != SK_ADDR_UNIX && addr->kind != SK_ADDR_TLS)
         return -EPROTONOSUPPORT;
@@ -236,8 +236,8 @@ int sk_conn_connect(sk_loop *loop, const sk_addr *addr, const sk_conn_opts *opts
         sk__conn_destroy(c, false);
         return err;
     }
-    if (timeout_ms)
-        sk_timer_start(&c->timer, timeout_ms, 0);
+    if (timeout_ms >= 0)
+        sk_timer_start(&c->timer, (uint64_t)timeout_ms, 0);
     *out = c;
     return 0;
 }

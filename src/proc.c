@@ -610,7 +610,7 @@ unsigned sk_proc_orphans(void)
 
 int sk_proc_contained(const sk_proc *p) { return p->in_cg ? 1 : 0; }
 
-void sk_proc_kill_all(uint32_t wait_ms)
+void sk_proc_kill_all(int timeout_ms)
 {
     if (!containment)
         return;
@@ -635,7 +635,7 @@ void sk_proc_kill_all(uint32_t wait_ms)
         }
         if (n == 0)
             break;
-        if (sk__now_ms() - t0 >= (uint64_t)wait_ms)
+        if (timeout_ms >= 0 && sk__now_ms() - t0 >= (uint64_t)timeout_ms)
             break;
         /* A killed child's own children reach us only once it is gone. */
         struct timespec pause = {0, 5 * 1000 * 1000};

@@ -13,7 +13,7 @@
 typedef struct serve_run {
     sk_loop *loop;
     sk_server *srv;
-    uint32_t drain_ms;
+    int drain_ms;
     int signals;
 } serve_run;
 
@@ -36,7 +36,7 @@ static void on_signal(sk_signal *s, int signo, void *ud)
            signo == SIGINT ? "SIGINT" : "SIGTERM");
 }
 
-int sk_serve(const char *addr_text, const sk_server_opts *opts, uint32_t drain_ms,
+int sk_serve(const char *addr_text, const sk_server_opts *opts, int drain_ms,
              sk_ready_cb on_ready, void *ud, char *err, size_t errlen)
 {
     char dummy[8];

@@ -450,7 +450,7 @@ static void on_drain_timer(sk_timer *t, void *ud)
     }
 }
 
-void sk_server_drain(sk_server *srv, uint32_t timeout_ms, sk_server_drained_cb done, void *ud)
+void sk_server_drain(sk_server *srv, int timeout_ms, sk_server_drained_cb done, void *ud)
 {
     if (srv->draining)
         return;
@@ -462,7 +462,8 @@ void sk_server_drain(sk_server *srv, uint32_t timeout_ms, sk_server_drained_cb d
     sk__timer_init(&srv->drain_timer, srv->loop, on_drain_timer, srv);
     srv->drain_timer.internal = false; /* keeps the loop alive while draining */
     srv->drain_stage = 1;
-    sk_timer_start(&srv->drain_timer, timeout_ms, 0);
+    if (timeout_ms >= 0)
+        sk_timer_start(&srv->drain_timer, (uint64_t)timeout_ms, 0);
     drain_check(srv);
 }
 

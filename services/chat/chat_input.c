@@ -19,7 +19,8 @@ static void track_deadline(member *m)
     if (pending == m->timed || m->quitting || !m->in_room)
         return;
     m->timed = pending;
-    sk_conn_set_deadline(m->conn, pending ? m->room->ctx->line_timeout_ms : 0,
+    uint32_t ms = m->room->ctx->line_timeout_ms;
+    sk_conn_set_deadline(m->conn, pending && ms ? (int)ms : SK_FOREVER,
                          "line not finished in time");
 }
 

@@ -47,7 +47,7 @@ static enum proto_hs_state hs_done(proto_hs *h)
 {
     h->state = PROTO_HS_DONE;
     proto_gate_close(&h->gate);
-    sk_conn_set_deadline(h->conn, 0, NULL);
+    sk_conn_set_deadline(h->conn, SK_FOREVER, NULL);
     sk_conn_set_max_msg(h->conn, 0);
     return h->state;
 }
@@ -120,7 +120,7 @@ static enum proto_hs_state on_auth(proto_hs *h, const uint8_t *msg, size_t len, 
                sk_conn_peer(h->conn), *delay_ms / 1000.0);
         h->state = PROTO_HS_DELAY;
         sk_conn_pause(h->conn);
-        sk_conn_set_deadline(h->conn, 0, NULL);
+        sk_conn_set_deadline(h->conn, SK_FOREVER, NULL);
         return h->state;
     }
     uint8_t reply[PROTO_AUTH_OK_LEN];

@@ -274,7 +274,7 @@ int proto_gate_open(proto_gate *g, proto_preauth *table, sk_conn *c, const char 
      * trickles its bytes. */
     sk_conn_set_max_msg(c, PROTO_PREAUTH_MAX);
     uint32_t hello = handshake_ms < PROTO_HELLO_MS ? handshake_ms : PROTO_HELLO_MS;
-    sk_conn_set_deadline(c, hello, "handshake timeout: no hello in time");
+    sk_conn_set_deadline(c, hello ? (int)hello : SK_FOREVER, "handshake timeout: no hello in time");
     return 0;
 }
 
@@ -282,7 +282,7 @@ void proto_gate_hello(proto_gate *g)
 {
     uint64_t spent = sk_loop_now(sk_conn_loop(g->conn)) - g->opened;
     uint32_t left = spent >= g->handshake_ms ? 1 : (uint32_t)(g->handshake_ms - spent);
-    sk_conn_set_deadline(g->conn, left, "handshake timeout");
+    sk_conn_set_deadline(g->conn, (int)left, "handshake timeout");
 }
 
 void proto_gate_close(proto_gate *g)

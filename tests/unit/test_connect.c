@@ -191,7 +191,7 @@ static void he_close(sk_conn *c, int err)
 }
 
 /* Connects to HE_NAME:port in a loop; returns through g. */
-static void he_connect(int port, uint32_t timeout_ms)
+static void he_connect(int port, int timeout_ms)
 {
     memset(&g, 0, sizeof g);
     cr_assert_eq(sk_loop_new(&g.loop), 0);
@@ -470,4 +470,47 @@ Test(connect, deadline_reason_is_copied)
     cr_assert_eq(s.closes, 1);
     cr_assert_eq(s.err, -ETIMEDOUT);
     cr_assert_str_eq(s.reason, "hello not finished in time");
+}
+
+/* ------------------------------------ deadlines follow SK_FOREVER / 0 */
+
+static sk_timer *forever_timer;
+
+static void dl_zero_open(sk_conn *c)
+{
+    sk_conn_set_deadline(c, 0, "zero means now");
+}
+
+Test(connect, deadline_zero_passes_at_once)
+{
+    memset(&s, 0, sizeof s);
+    sk_conn_callbacks cbs = {.on_open = dl_zero_open, .on_close = auth_close};
+    serve_one(&cbs, SK_FRAMING_RAW, NULL, 0);
+    cr_assert_eq(s.closes, 1);
+    cr_assert_eq(s.err, -ETIMEDOUT);
+    cr_assert_str_eq(s.reason, "zero means now");
+}
+
+static void forever_fire(sk_timer *t, void *ud)
+{
+    (void)t;
+    sk_conn_close(ud);
+}
+
+static void dl_forever_open(sk_conn *c)
+{
+    sk_conn_set_deadline(c, 20, "should have been cleared");
+    sk_conn_set_deadline(c, SK_FOREVER, NULL);
+    cr_assert_eq(sk_timer_new(sk_conn_loop(c), forever_fire, c, &forever_timer), 0);
+    sk_timer_start(forever_timer, 200, 0);
+}
+
+Test(connect, deadline_forever_clears_it)
+{
+    memset(&s, 0, sizeof s);
+    sk_conn_callbacks cbs = {.on_open = dl_forever_open, .on_close = auth_close};
+    serve_one(&cbs, SK_FRAMING_RAW, NULL, 0);
+    sk_timer_free(forever_timer);
+    cr_assert_eq(s.closes, 1);
+    cr_assert_eq(s.err, 0, "closed with %d (%s)", s.err, s.reason);
 }
