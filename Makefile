@@ -1,5 +1,5 @@
 # Makefile — builds libsockit, the sockit command and the examples; installs
-# the Debian packages the build and the tests need (SPEC §2).
+# the Debian packages the build and the tests need.
 #
 #   make            build/sockit, build/libsockit.{a,so}, build/examples/*
 #   make run        install what is missing, build, run the demo services
@@ -125,7 +125,7 @@ unit: $(BUILD)/unit-tests
 integration: all
 	SOCKIT_BUILD=$(BUILD) python3 tests/integration/run.py
 
-# --- benchmarks (bench/, issue 6): never part of `make test` -------------
+# --- benchmarks (bench/): never part of `make test` -------------
 # The paired, pinned comparison against the reference servers; installs
 # libuv, libevent, redis-server, iperf3 (benchmark-only dependencies).
 bench: all

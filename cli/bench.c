@@ -1,5 +1,5 @@
 /* bench.c — `sockit bench`: a load generator that verifies every reply byte
- * and measures throughput and latency (SPEC §7). One event loop per thread,
+ * and measures throughput and latency. One event loop per thread,
  * connections spread over the threads, closed loop by default (each
  * connection keeps --pipeline requests in flight) or open loop (--rate:
  * requests at fixed intended times, latency counted from those times, so a

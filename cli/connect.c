@@ -1,4 +1,4 @@
-/* connect.c — `sockit connect`: the seed's interactive client on a terminal
+/* connect.c — `sockit connect`: an interactive client on a terminal
  * (prompt, `q` quits; libedit, as chat, so incoming data never hides a
  * half-typed line), an nc-like pipe otherwise, frames or lines when asked,
  * and one datagram per line for udp:// and unixgram:. */
@@ -153,7 +153,7 @@ static int queue_message(stream_client *sc, const uint8_t *data, size_t len)
     return cli_pump_queue(&sc->pump, "\n", 1);
 }
 
-/* A typed line "\q" sends "q" (the seed protocol's own quit word), and
+/* A typed line "\q" sends "q" (the greeting example's own quit word), and
  * "\\q" sends "\q": one backslash before backslashes and a q is dropped. */
 static bool quit_word_escaped(const uint8_t *data, size_t len)
 {

@@ -99,7 +99,7 @@ typedef struct serve_state {
 /* The demo set's exec token: created (mode 600, random) if missing. */
 #define DEMO_TOKEN EXEC_DEMO_TOKEN
 
-/* The demo set (SPEC §5.0) and how to talk to each, printed at start. */
+/* The demo set and how to talk to each, printed at start. */
 static const char *const demo[][3] = {
     {"echo", "127.0.0.1:9000", "connect 127.0.0.1:9000   (or: nc 127.0.0.1 9000)"},
     {"upper", "127.0.0.1:9001", "connect 127.0.0.1:9001   (or: nc 127.0.0.1 9001)"},

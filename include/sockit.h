@@ -348,7 +348,9 @@ typedef struct sk_conn sk_conn;
 
 /* Callbacks of a stream connection. Every callback may call sk_conn_close(),
  * sk_conn_abort() or sk_conn_fail() on its connection: closing is deferred
- * until the callback returns, so the pointer stays valid until on_close. */
+ * until the callback returns, so the pointer stays valid until on_close.
+ * They take no user pointer: sk_conn_data() returns the one given when the
+ * connection was made (or set with sk_conn_set_data()). */
 typedef struct sk_conn_callbacks {
     /* The connection is established (accepted or connected). */
     void (*on_open)(sk_conn *c);
@@ -362,9 +364,9 @@ typedef struct sk_conn_callbacks {
      * sending what is queued, then close — what echo-style services want. */
     void (*on_eof)(sk_conn *c);
     /* A protocol error (oversize frame or line, a frame timeout) was
-     * detected; err is the
-     * code and sk_conn_reason() the text. The callback may queue a reply that
-     * explains it; the connection then closes lingering (see sk_conn_fail). */
+     * detected; err is the code and sk_conn_reason() the text. The callback
+     * may queue a reply that explains it; the connection then closes
+     * lingering (see sk_conn_fail). */
     void (*on_error)(sk_conn *c, int err);
     /* Called exactly once when the connection is gone. err is 0 for an
      * orderly close and a negative code otherwise: -ETIMEDOUT for the idle
@@ -422,12 +424,11 @@ SK_API void sk_conn_opts_init(sk_conn_opts *opts);
  * already aborted (on_close follows), so callers need do nothing more. */
 SK_API int sk_conn_send(sk_conn *c, const void *data, size_t len);
 
-/* Queues one message in the connection's framing: frame → header + payload;
- * line → payload + "\n"; raw → payload. Same returns as sk_conn_send, plus
- * -EMSGSIZE for a frame larger than UINT32_MAX. Called from on_message with
- * the very (data, len) it was given, the reply is the request's own bytes:
- * it is then sent from the read buffer once the read is decoded, without a
- * copy (an echo costs no copy); the caller sees no difference. */
+/* sk_conn_send_msg queues one message in the connection's framing: frame →
+ * header + payload; line → payload + "\n"; raw → payload. Same returns as
+ * sk_conn_send, plus -EMSGSIZE for a frame larger than UINT32_MAX. It may
+ * be called from on_message with the very (data, len) it was given (an
+ * echo). */
 SK_API int sk_conn_send_msg(sk_conn *c, const void *data, size_t len);
 
 /* Reserves room for one message of len bytes in the output queue, writes its
@@ -557,43 +558,36 @@ SK_API size_t sk_shared_len(const sk_shared *s);
 SK_API sk_shared *sk_shared_ref(sk_shared *s);
 SK_API void sk_shared_unref(sk_shared *s);
 
-/* Queues bytes [off, off+len) of s after everything already queued on c,
- * without copying them: the queue takes its own reference and drops it once
- * those bytes are written or the connection is gone, so the caller may drop
- * its reference at once. The queued bytes must not change until then; other
- * bytes of s may still be written (a buffer can be filled and queued piece by
- * piece). Back-to-back slices of one buffer are merged. Once a connection's
- * queue backs up far (1,024 slices waiting: a peer reading slowly), small
- * slices (up to 256 bytes) are copied instead, so that what it holds stays
- * close to the bytes it has not read rather than an entry per message.
- * Queued slices count in sk_conn_queued() and the water marks like copied
- * bytes, and leave in the same single write per loop iteration (sendmsg over
- * both). Returns 0, -EINVAL for a range outside s, -EPIPE if the connection
- * is closing, or -ENOBUFS (the connection is then aborted, as with
- * sk_conn_send). */
+/* sk_conn_send_shared queues bytes [off, off+len) of s after everything
+ * already queued on c, without copying them. Ownership: the queue takes its
+ * own reference and drops it once those bytes are written or the
+ * connection is gone, so the caller may drop its reference at once. The
+ * queued bytes must not change until then; other bytes of s may still be
+ * written (a buffer can be filled and queued piece by piece). Queued slices
+ * count in sk_conn_queued() and the water marks like copied bytes. Returns
+ * 0, -EINVAL for a range outside s, -EPIPE if the connection is closing, or
+ * -ENOBUFS (the connection is then aborted, as with sk_conn_send). */
 SK_API int sk_conn_send_shared(sk_conn *c, sk_shared *s, size_t off, size_t len);
 
 /* ------------------------------------------------------------- file ranges */
 
-/* Queues bytes [off, off+len) of the file open on fd after everything
- * already queued on c. They are not read now: when their turn comes (every
- * byte queued before them sent) they go with sendfile(2), from the page
- * cache to the socket without passing through user space, at most ~2 GiB a
- * call (Linux's cap; longer ranges take several). A file system that
- * refuses sendfile is read through a 64 KiB buffer instead. The library
- * holds its own duplicate of fd (close-on-exec) until the range is sent or
- * the connection is gone, so the caller may close fd at once; the file's
- * bytes must not change until then (they are read as they are sent). If the
- * file is shorter than the range when its turn comes, the connection is
- * aborted (on_close with -EIO and a reason saying so): the bytes were
- * promised and nothing can stand in for them. A range counts in
- * sk_conn_queued() and the water marks like queued bytes, so on_drain says
- * when to queue the next one, but not against the memory budget (it holds
- * no memory). Clear O_NONBLOCK on fd first where the file system honours it.
+/* sk_conn_sendfile queues bytes [off, off+len) of the file open on fd
+ * after everything already queued on c. They are read when their turn
+ * comes (every byte queued before them sent), not now, and go to the
+ * socket without passing through the caller. Ownership: the library holds
+ * its own duplicate of fd (close-on-exec) until the range is sent or the
+ * connection is gone, so the caller may close fd at once; the file's bytes
+ * must not change until then. If the file is shorter than the range when
+ * its turn comes, the connection is aborted (on_close with -EIO and a
+ * reason saying so): the bytes were promised and nothing can stand in for
+ * them. A range counts in sk_conn_queued() and the water marks like queued
+ * bytes, so on_drain says when to queue the next one, but not against the
+ * memory budget (it holds no memory). Clear O_NONBLOCK on fd first where
+ * the file system honours it.
  * Returns 0 (also for len 0), -EINVAL (fd < 0, or off + len beyond
  * INT64_MAX), -EPIPE if the connection is closing, -EMFILE or -ENFILE when
- * no descriptor is left for the duplicate (nothing queued; the connection is
- * left as it was), or -ENOBUFS (the connection is then aborted, as with
+ * no descriptor is left for the duplicate (nothing queued; the connection
+ * is left as it was), or -ENOBUFS (the connection is then aborted, as with
  * sk_conn_send). */
 SK_API int sk_conn_sendfile(sk_conn *c, int fd, uint64_t off, size_t len);
 
@@ -672,15 +666,15 @@ typedef struct sk_server_opts {
 
 SK_API void sk_server_opts_init(sk_server_opts *opts);
 
-/* Creates the listening socket for a tcp or unix address and starts
- * accepting on loop. A stale unix socket file is replaced only if nobody is
+/* sk_server_listen creates the listening socket for a tcp, tls or unix
+ * address and starts accepting on loop. opts may be NULL for the defaults
+ * of sk_server_opts_init (then every callback is NULL: a server that
+ * accepts and discards). A stale unix socket file is replaced only if nobody is
  * listening on it; the file is removed when the server is freed (if it was
  * created by this server). Accepting uses accept4 with a reserve descriptor:
  * on EMFILE/ENFILE the pending peer is shed, accepting pauses ~100 ms, and
  * the condition is logged at most once a second. err (may be NULL) receives
  * a sentence on failure. */
-/* opts may be NULL for the defaults of sk_server_opts_init (then every
- * callback is NULL: a server that accepts and discards). */
 SK_API int sk_server_listen(sk_loop *loop, const sk_addr *addr, const sk_server_opts *opts,
                             sk_server **out, char *err, size_t errlen);
 

@@ -1,4 +1,4 @@
-/* addr.c — the SPEC §3 address forms: parsing text into an sk_addr, formatting
+/* addr.c — the address forms: parsing text into an sk_addr, formatting
  * it back, resolving it into socket addresses, and printing socket addresses.
  * It opens no sockets; dialing lives in client.c, listening in server.c. */
 #include "internal.h"

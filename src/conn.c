@@ -269,7 +269,7 @@ static void tls_failed(sk_conn *c, int err, const char *why)
     sk__conn_finalize(c);
 }
 
-/* The handshake starts: its deadline runs from now (SPEC §5.1: a protocol
+/* The handshake starts: its deadline runs from now (a protocol
  * handshake must finish in bounded time however the peer trickles). */
 static void tls_begin(sk_conn *c)
 {

@@ -1,4 +1,4 @@
-/* chat_fanout.c — the chat fan-out benchmark client (issue 5): N receiving
+/* chat_fanout.c — the chat fan-out benchmark client: N receiving
  * members and T talkers on one room, driven the same way against
  * `sockit serve chat` and against a Redis pub/sub channel, so the two
  * compare on equal terms (redis-benchmark cannot drive pub/sub fan-out).

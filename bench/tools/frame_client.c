@@ -1,5 +1,5 @@
 /* frame_client.c — a second, minimal load generator, to check that
- * `sockit bench` is not what limits a measurement (SPEC §10: "checked with
+ * `sockit bench` is not what limits a measurement ("checked with
  * an independent generator"). Same traffic as `sockit bench --mode frame`:
  * C connections, D frames of S payload bytes in flight on each, every reply
  * byte compared; but nothing else — no latency histogram, no library: one

@@ -1,4 +1,4 @@
-/* echo.c — the echo service (SPEC §5.2): every message back as it came, over
+/* echo.c — the echo service: every message back as it came, over
  * streams in any framing and over datagrams. */
 #include "../services.h"
 

@@ -1,4 +1,4 @@
-/* chat.c — the chat room (SPEC §5.3): a line-based room that works from nc,
+/* chat.c — the chat room: a line-based room that works from nc,
  * telnet and `sockit chat`. One loop owns a room, so the order in which that
  * loop handles lines is the one order every member sees. A broadcast line is
  * stored once (sk_shared) and queued by reference on every member; a member

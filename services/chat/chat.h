@@ -10,7 +10,7 @@
 
 #include "../services.h"
 
-/* SPEC §5.3: 1-32 of [A-Za-z0-9_-]. */
+/* A nick: 1-32 of [A-Za-z0-9_-]. */
 #define CHAT_NICK_MAX 32
 /* Chat's own default --max-line: a chat line is a sentence, not a file, and
  * every byte of it is stored for every member that has not read it yet. */

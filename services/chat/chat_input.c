@@ -11,7 +11,7 @@
 
 #include "chat.h"
 
-/* A started line must end within --frame-timeout (SPEC §5.1: a peer that
+/* A started line must end within --frame-timeout (a peer that
  * sends a byte now and then cannot hold its buffer forever). */
 static void track_deadline(member *m)
 {

@@ -1,4 +1,4 @@
-/* exec.c — the exec service (SPEC §5.4), the seed's remote command runner
+/* exec.c — the exec service, a remote command runner
  * made safe: a hello, mutual HMAC-SHA256 authentication with a shared token,
  * then commands run directly (a shell only with --allow-shell) in their own
  * session, contained (a cgroup each, or the child subreaper's sweep: what a

@@ -1,4 +1,4 @@
-/* files.c — the files service (SPEC §5.5): its set-up (the root held open,
+/* files.c — the files service: its set-up (the root held open,
  * the token, the sweeper of expired partial uploads), one session per
  * connection, and the dispatch of each message to the handshake
  * (services/proto/handshake.c), LIST and STAT (files_list.c) or PUT and GET

@@ -27,7 +27,7 @@
  * the descriptor table is worth more than an idle client). Used unless
  * --idle-timeout is given. */
 #define FILES_DEFAULT_IDLE_S 300u
-/* The demo set's root (SPEC §5.0), created if missing. */
+/* The demo set's root, created if missing. */
 #define FILES_DEMO_ROOT "sockit-files"
 /* The demo set's token file: exec's (serve.c makes it). */
 #define FILES_DEMO_TOKEN "sockit-exec.token"

@@ -22,7 +22,7 @@
  * no more than this. */
 #define PROTO_PREAUTH_MAX 4096u
 /* The whole handshake (hello and authentication) must finish in this time
- * (SPEC §5.1), however slowly the peer trickles its bytes. */
+ * however slowly the peer trickles its bytes. */
 #define PROTO_HANDSHAKE_MS 10000u
 /* The client's hello must arrive within this time of connecting: a real
  * client sends it at once, so an idle socket is dropped early instead of

@@ -266,7 +266,7 @@ static int run_echo_via(const char *dir, const sk_tls_client_opts *o, enum via v
 }
 
 /* sk_conn_connect_fd and sk_conn_adopt check the server's name with a CA
- * context (review 2, #15): without a name they refuse, a wrong one fails the
+ * context: without a name they refuse, a wrong one fails the
  * handshake, the right one works; a pin needs no name. */
 Test(tls, connect_fd_and_adopt_check_the_host)
 {
