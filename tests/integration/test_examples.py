@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / os.environ.get('SOCKIT_BUILD', 'build') / 'examples'
 TIMEOUT = 10  # seconds; the bound of every wait in this file
 SANITIZER = re.compile(rb'Sanitizer|runtime error:')
-EXAMPLES = ('greeting', 'hello', 'upper', 'banner', 'timeout')
+NAMES = ('greeting', 'hello', 'upper', 'banner', 'timeout')
 
 
 def exe(name):
@@ -139,7 +139,7 @@ class ExampleTest(unittest.TestCase):
         return p.stdout.decode()
 
 
-class Seed000(ExampleTest):
+class Greeting(ExampleTest):
     SERVER = 'greeting_server'
 
     def test_client_session(self):
@@ -200,7 +200,7 @@ class Seed000(ExampleTest):
         self.stop(signal.SIGINT)
 
 
-class Seed001(ExampleTest):
+class Hello(ExampleTest):
     SERVER = 'hello_server'
 
     def test_client(self):
@@ -221,7 +221,7 @@ class Seed001(ExampleTest):
         self.stop()
 
 
-class Seed002(ExampleTest):
+class Upper(ExampleTest):
     SERVER = 'upper_server'
 
     def test_client(self):
@@ -256,7 +256,7 @@ class Seed002(ExampleTest):
         self.stop(signal.SIGINT)
 
 
-class Seed002Unix(unittest.TestCase):
+class UpperUnix(unittest.TestCase):
     def test_unix_socket(self):
         with tempfile.TemporaryDirectory() as tmp:
             path = os.path.join(tmp, 'upper.sock')
@@ -271,7 +271,7 @@ class Seed002Unix(unittest.TestCase):
             self.assertFalse(os.path.exists(path), 'socket file left behind')
 
 
-class Seed003(ExampleTest):
+class Banner(ExampleTest):
     SERVER = 'banner_server'
 
     def test_client(self):
@@ -287,7 +287,7 @@ class Seed003(ExampleTest):
         self.assertEqual(len(self.stop().splitlines()), 5)
 
 
-class Seed004(ExampleTest):
+class Timeout(ExampleTest):
     SERVER = 'timeout_server'
 
     def test_client_welcome(self):
@@ -332,7 +332,7 @@ class Seed004(ExampleTest):
 
 class CommonBehaviour(unittest.TestCase):
     def test_bad_address_is_a_usage_error(self):
-        for name in EXAMPLES:
+        for name in NAMES:
             for role in ('server', 'client'):
                 p = subprocess.run([exe('%s_%s' % (name, role)), '127.0.0.1:99999'],
                                    stdin=subprocess.DEVNULL, capture_output=True,
@@ -345,7 +345,7 @@ class CommonBehaviour(unittest.TestCase):
         with socket.socket() as closed:  # bound, not listening: connecting is refused
             closed.bind(('127.0.0.1', 0))
             addr = '127.0.0.1:%d' % closed.getsockname()[1]
-            for name in EXAMPLES:
+            for name in NAMES:
                 p = subprocess.run([exe(name + '_client'), addr], stdin=subprocess.DEVNULL,
                                    capture_output=True, timeout=TIMEOUT)
                 self.assertEqual(p.returncode, 1, (name, p.stderr))
@@ -356,7 +356,7 @@ class CommonBehaviour(unittest.TestCase):
     def test_port_in_use_is_one_line_and_exit_1(self):
         with socket.create_server(('127.0.0.1', 0)) as taken:
             addr = '127.0.0.1:%d' % taken.getsockname()[1]
-            for name in EXAMPLES:
+            for name in NAMES:
                 p = subprocess.run([exe(name + '_server'), addr], stdin=subprocess.DEVNULL,
                                    capture_output=True, timeout=TIMEOUT)
                 self.assertEqual(p.returncode, 1, (name, p.stderr))
