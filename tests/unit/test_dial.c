@@ -1,4 +1,4 @@
-/* test_connect.c — connecting to a name with several addresses (Happy
+/* test_dial.c — dial.c and its neighbours: connecting to a name with several addresses (Happy
  * Eyeballs v2, RFC 8305) through sk_conn_connect and sk_sock_dial, and the small
  * connection guarantees next to it: keepalive on accepted TCP sockets, a
  * frame limit changed inside one read, a deadline reason that is copied.
