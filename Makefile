@@ -179,6 +179,18 @@ check-symbols: $(BUILD)/libsockit.so
 check-cycles: $(SVC_LIB)
 	python3 tools/depcycles.py $(SVC_LIB)
 
+# One layout for every C file (.clang-format): `make format` applies it,
+# `make format-check` fails on any file that differs (run by .ci/run).
+FORMAT_SRC = $(shell find include src services cli tests examples fuzz bench/tools \
+               -name '*.[ch]' -not -path '*/corpus/*' | sort)
+.PHONY: format format-check
+format:
+	$(call install_pkgs,clang-format)
+	clang-format -i $(FORMAT_SRC)
+format-check:
+	$(call install_pkgs,clang-format)
+	clang-format --dry-run -Werror $(FORMAT_SRC)
+
 # --- fuzzing (libFuzzer, clang) -------------------------------------------
 # Every parser has a target in fuzz/ with a seed corpus in fuzz/corpus/NAME/
 # (crashing inputs found later are kept there as regression cases).
