@@ -79,7 +79,7 @@ typedef struct chat_client {
     bool stdin_open, quit_sent, peer_open;
     char last_in; /* last byte read from stdin (pipe mode) */
     uint64_t quit_at;
-    int sigfd;    /* SIGINT, SIGTERM, SIGHUP, SIGWINCH */
+    int sigfd; /* SIGINT, SIGTERM, SIGHUP, SIGWINCH */
     /* With --nick: stdin is not read until the server has said the nick
      * is ours, so that no line goes out under a guest nick. */
     const char *nick_wanted;
@@ -118,26 +118,26 @@ static int write_all(int fd, const void *data, size_t len)
 
 static void usage(FILE *out)
 {
-    fprintf(out,
-            "usage: sockit chat ADDR [--nick NAME] [--timeout SEC]\n"
-            "\n"
-            "Joins the chat room of `sockit serve chat` at ADDR (HOST:PORT, unix:PATH or\n"
-            "tls://HOST:PORT).\n"
-            "On a terminal: type a line and Enter to send it to everyone; lines from others\n"
-            "appear above the line you are typing; Up/Down recall earlier lines. /nick NAME,\n"
-            "/who, /me TEXT, /help; /quit or Ctrl-D leaves, and so does a terminal that\n"
-            "goes away or SIGHUP, SIGINT or SIGTERM.\n"
-            "Otherwise each line of stdin is sent, every line from the server is written to\n"
-            "stdout, and at the end of stdin the client sends /quit and exits when the server\n"
-            "closes.\n"
-            "  --nick NAME     take this nick after joining (1-32 of A-Z a-z 0-9 _ -);\n"
-            "                  nothing is sent before the server grants it (on a terminal\n"
-            "                  too), and a taken nick exits 1 with one line\n"
-            "  --timeout SEC   time allowed to connect and for the answer to --nick\n"
-            "                  (default 10); a pause in typing is never a timeout\n"
-            CLI_TLS_USAGE_PAD("")
-            "Exit codes: 0 left or the server closed, 1 connection failed or lost or --nick\n"
-            "refused, 2 usage, 128+N left on signal N.\n");
+    fprintf(
+        out,
+        "usage: sockit chat ADDR [--nick NAME] [--timeout SEC]\n"
+        "\n"
+        "Joins the chat room of `sockit serve chat` at ADDR (HOST:PORT, unix:PATH or\n"
+        "tls://HOST:PORT).\n"
+        "On a terminal: type a line and Enter to send it to everyone; lines from others\n"
+        "appear above the line you are typing; Up/Down recall earlier lines. /nick NAME,\n"
+        "/who, /me TEXT, /help; /quit or Ctrl-D leaves, and so does a terminal that\n"
+        "goes away or SIGHUP, SIGINT or SIGTERM.\n"
+        "Otherwise each line of stdin is sent, every line from the server is written to\n"
+        "stdout, and at the end of stdin the client sends /quit and exits when the server\n"
+        "closes.\n"
+        "  --nick NAME     take this nick after joining (1-32 of A-Z a-z 0-9 _ -);\n"
+        "                  nothing is sent before the server grants it (on a terminal\n"
+        "                  too), and a taken nick exits 1 with one line\n"
+        "  --timeout SEC   time allowed to connect and for the answer to --nick\n"
+        "                  (default 10); a pause in typing is never a timeout\n" CLI_TLS_USAGE_PAD(
+            "") "Exit codes: 0 left or the server closed, 1 connection failed or lost or --nick\n"
+                "refused, 2 usage, 128+N left on signal N.\n");
 }
 
 /* ------------------------------------------------------------ display */
@@ -551,9 +551,7 @@ int cmd_chat(int argc, char **argv)
         if (t > 0)
             continue;
         switch (ch) {
-        case 'h':
-            usage(stdout);
-            return EXIT_OK;
+        case 'h': usage(stdout); return EXIT_OK;
         case 'n':
             if (!nick_ok(optarg)) {
                 cli_err("bad nick \"%s\": use 1-32 of A-Z a-z 0-9 _ -", optarg);
@@ -568,9 +566,7 @@ int cmd_chat(int argc, char **argv)
             }
             timeout_ms = (int)ms;
             break;
-        case ':':
-            cli_err("option %s needs a value", argv[optind - 1]);
-            return EXIT_USAGE;
+        case ':': cli_err("option %s needs a value", argv[optind - 1]); return EXIT_USAGE;
         default:
             cli_err("unknown option \"%s\" (try: sockit chat --help)", argv[optind - 1]);
             return EXIT_USAGE;
@@ -603,8 +599,8 @@ int cmd_chat(int argc, char **argv)
         cli_tls_free(&tls);
         return EXIT_RUNTIME;
     }
-    chat_client c = {.sock = sock, .stdin_open = true, .peer_open = true, .status = EXIT_OK,
-                     .sigfd = -1};
+    chat_client c = {
+        .sock = sock, .stdin_open = true, .peer_open = true, .status = EXIT_OK, .sigfd = -1};
     g_client = &c;
     c.tty = isatty(STDIN_FILENO) && isatty(STDOUT_FILENO);
     c.sanitize = isatty(STDOUT_FILENO);

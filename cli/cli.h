@@ -49,13 +49,15 @@ void cli_log_to_stderr(enum sk_log_level level);
  * exit code after one line on stderr: the TLS options on a plain address,
  * several ways to verify, an unreadable CA file). */
 enum { CLI_O_CA = 1000, CLI_O_PIN, CLI_O_INSECURE };
-#define CLI_TLS_LONGOPTS                                                        \
-    {"ca", required_argument, NULL, CLI_O_CA}, {"pin", required_argument, NULL, CLI_O_PIN}, \
-        {"insecure", no_argument, NULL, CLI_O_INSECURE}
+#define CLI_TLS_LONGOPTS                                                                           \
+    {"ca", required_argument, NULL, CLI_O_CA}, {"pin", required_argument, NULL, CLI_O_PIN},        \
+    {                                                                                              \
+        "insecure", no_argument, NULL, CLI_O_INSECURE                                              \
+    }
 /* The three lines of --help, their text starting at column 18 + strlen(PAD),
  * so that they line up with each command's own options. */
-#define CLI_TLS_USAGE_PAD(PAD)                                                          \
-    "  --ca FILE       " PAD "tls://: verify the server's certificate chain and name with FILE\n" \
+#define CLI_TLS_USAGE_PAD(PAD)                                                                     \
+    "  --ca FILE       " PAD "tls://: verify the server's certificate chain and name with FILE\n"  \
     "  --pin SHA256    " PAD "tls://: accept only the certificate with this SHA-256 fingerprint\n" \
     "  --insecure      " PAD "tls://: do not verify the server at all (warns; for testing only)\n"
 #define CLI_TLS_USAGE CLI_TLS_USAGE_PAD("  ")

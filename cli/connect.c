@@ -5,8 +5,8 @@
 #include <errno.h>
 #include <getopt.h>
 #include <locale.h>
-#include <signal.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,36 +25,36 @@
 
 typedef struct connect_cfg {
     enum sk_framing framing;
-    int timeout_ms;      /* connecting, and each wait for a reply owed */
+    int timeout_ms; /* connecting, and each wait for a reply owed */
     size_t max_frame;
     cli_tls tls;
 } connect_cfg;
 
 static void usage(FILE *out)
 {
-    fprintf(out,
-            "usage: sockit connect ADDR [--framing raw|line|frame] [--timeout SEC]\n"
-            "\n"
-            "On a terminal: type a line to send it, empty lines are not sent, 'q' or Ctrl-D quits,\n"
-            "'\\q' sends a line that is exactly 'q' (and '\\\\q' sends '\\q'); whatever the server\n"
-            "sends is printed, control characters shown escaped (ESC as ^[), never run by the\n"
-            "terminal. Otherwise works like nc: stdin goes to the socket, the socket to stdout;\n"
-            "at the end of stdin the sending side is shut down and the reply is still read\n"
-            "until the server closes.\n"
-            "  --framing line    each input line is sent as a line; each line received is printed\n"
-            "  --framing frame   each input line is sent as one frame (4-byte big-endian length);\n"
-            "                    each frame received is printed on its own line\n"
-            "  --timeout SEC     time allowed to connect, and for each reply owed, counted from\n"
-            "                    the send (default 10; a pause in stdin is never a timeout;\n"
-            "                    not applied to replies on a terminal); a reply missing after\n"
-            "                    SEC is reported and the exit code is 1\n"
-            "  --max-frame BYTES largest frame accepted from the server (default 16M)\n"
-            CLI_TLS_USAGE
-            "tls://HOST:PORT needs --ca or --pin unless the system's CAs vouch for the server.\n"
-            "A HOST with several addresses: all are tried, IPv6 and IPv4 alternating, the next\n"
-            "at once after a refusal or beside one pending for 250 ms (RFC 8305).\n"
-            "Exit codes: 0 ok, 1 connection refused / timed out / no reply / certificate\n"
-            "refused, 2 usage.\n");
+    fprintf(
+        out,
+        "usage: sockit connect ADDR [--framing raw|line|frame] [--timeout SEC]\n"
+        "\n"
+        "On a terminal: type a line to send it, empty lines are not sent, 'q' or Ctrl-D quits,\n"
+        "'\\q' sends a line that is exactly 'q' (and '\\\\q' sends '\\q'); whatever the server\n"
+        "sends is printed, control characters shown escaped (ESC as ^[), never run by the\n"
+        "terminal. Otherwise works like nc: stdin goes to the socket, the socket to stdout;\n"
+        "at the end of stdin the sending side is shut down and the reply is still read\n"
+        "until the server closes.\n"
+        "  --framing line    each input line is sent as a line; each line received is printed\n"
+        "  --framing frame   each input line is sent as one frame (4-byte big-endian length);\n"
+        "                    each frame received is printed on its own line\n"
+        "  --timeout SEC     time allowed to connect, and for each reply owed, counted from\n"
+        "                    the send (default 10; a pause in stdin is never a timeout;\n"
+        "                    not applied to replies on a terminal); a reply missing after\n"
+        "                    SEC is reported and the exit code is 1\n"
+        "  --max-frame BYTES largest frame accepted from the server (default 16M)\n" CLI_TLS_USAGE
+        "tls://HOST:PORT needs --ca or --pin unless the system's CAs vouch for the server.\n"
+        "A HOST with several addresses: all are tried, IPv6 and IPv4 alternating, the next\n"
+        "at once after a refusal or beside one pending for 250 ms (RFC 8305).\n"
+        "Exit codes: 0 ok, 1 connection refused / timed out / no reply / certificate\n"
+        "refused, 2 usage.\n");
 }
 
 static uint64_t now_ms(void)
@@ -116,16 +116,16 @@ typedef struct stream_client {
     sk_sock *sock;
     bool interactive;
     bool stdin_open, shut_sent, peer_open;
-    bool awaiting;      /* sent something, nothing back yet (for --timeout) */
+    bool awaiting;       /* sent something, nothing back yet (for --timeout) */
     uint64_t owed_since; /* when awaiting became true: --timeout counts from here */
-    cli_pump pump;      /* the poll loop and what waits for the socket */
-    bytes line;         /* stdin bytes not yet forming a whole line */
-    bytes in;           /* socket bytes not yet forming a whole message */
-    bytes show;         /* on a terminal: escaped output, printed above the input */
+    cli_pump pump;       /* the poll loop and what waits for the socket */
+    bytes line;          /* stdin bytes not yet forming a whole line */
+    bytes in;            /* socket bytes not yet forming a whole message */
+    bytes show;          /* on a terminal: escaped output, printed above the input */
     sk_decoder dec;
     bool quit;
-    int stop_signal;    /* SIGINT, SIGTERM or SIGHUP read from the signalfd */
-    sigset_t old_mask;  /* the mask before the signalfd took the signals */
+    int stop_signal;   /* SIGINT, SIGTERM or SIGHUP read from the signalfd */
+    sigset_t old_mask; /* the mask before the signalfd took the signals */
 } stream_client;
 
 /* Starts the reply clock unless a reply is already owed: the wait counts
@@ -174,9 +174,8 @@ static int add_escaped(bytes *b, const uint8_t *data, size_t len)
         uint8_t c = data[i];
         bool crlf = c == '\r' && i + 1 < len && data[i + 1] == '\n';
         char esc[2] = {'^', (char)(c == 0x7f ? '?' : c + '@')};
-        int rc = (c < 0x20 && c != '\t' && c != '\n' && !crlf) || c == 0x7f
-                     ? bytes_add(b, esc, 2)
-                     : bytes_add(b, &c, 1);
+        int rc = (c < 0x20 && c != '\t' && c != '\n' && !crlf) || c == 0x7f ? bytes_add(b, esc, 2)
+                                                                            : bytes_add(b, &c, 1);
         if (rc < 0)
             return -1;
     }
@@ -522,7 +521,8 @@ static int dgram_socket(const sk_addr *addr)
     }
     if (connect(fd, (struct sockaddr *)&ss[0], sl[0]) < 0) {
         char text[200];
-        cli_err("cannot reach %s: %s", sk_sockaddr_format((struct sockaddr *)&ss[0], sl[0], text, sizeof text),
+        cli_err("cannot reach %s: %s",
+                sk_sockaddr_format((struct sockaddr *)&ss[0], sl[0], text, sizeof text),
                 strerror(errno));
         close(fd);
         return -1;
@@ -616,7 +616,8 @@ static int run_dgram(const connect_cfg *cfg, const sk_addr *addr)
             send_from++;
             n--;
         }
-        if (dgram_exchange(fd, send_from, (size_t)n, timeout, reply, interactive ? &line : NULL) < 0)
+        if (dgram_exchange(fd, send_from, (size_t)n, timeout, reply, interactive ? &line : NULL) <
+            0)
             status = EXIT_RUNTIME;
     }
     free(buf);
@@ -628,7 +629,8 @@ static int run_dgram(const connect_cfg *cfg, const sk_addr *addr)
 
 int cmd_connect(int argc, char **argv)
 {
-    connect_cfg cfg = {.framing = SK_FRAMING_RAW, .timeout_ms = CLI_TIMEOUT_MS, .max_frame = SK_DEFAULT_MAX_FRAME};
+    connect_cfg cfg = {
+        .framing = SK_FRAMING_RAW, .timeout_ms = CLI_TIMEOUT_MS, .max_frame = SK_DEFAULT_MAX_FRAME};
     static const struct option longopts[] = {
         {"framing", required_argument, NULL, 'f'},
         {"timeout", required_argument, NULL, 't'},

@@ -32,7 +32,7 @@ enum {
 };
 
 #define DEFAULT_TIMEOUT_MS CLI_TIMEOUT_MS /* connecting and authenticating, without --timeout */
-#define CHUNK (64u * 1024u)       /* one read of stdin = one STDIN frame at most */
+#define CHUNK              (64u * 1024u)  /* one read of stdin = one STDIN frame at most */
 /* Largest frame accepted from the server (its data frames are <= 64 KiB). */
 #define IN_FRAME_MAX EXEC_MAX_FRAME
 /* Beyond the server's time limit, how long we still wait for its verdict
@@ -45,38 +45,40 @@ typedef struct exec_cfg {
     uint32_t timeout_ms; /* --command-timeout; 0: no command limit requested */
     uint32_t wait_ms;    /* --timeout: connecting and authenticating */
     bool no_stdin;
-    const char *shell;   /* --sh STRING */
-    char **argv;         /* CMD ARG... (NULL-terminated), unless shell */
+    const char *shell; /* --sh STRING */
+    char **argv;       /* CMD ARG... (NULL-terminated), unless shell */
     int argc;
-    cli_tls tls;         /* tls://: --ca, --pin, --insecure */
+    cli_tls tls; /* tls://: --ca, --pin, --insecure */
 } exec_cfg;
 
 static void usage(FILE *out)
 {
-    fprintf(out,
-            "usage: sockit exec ADDR --token-file FILE [--timeout SEC] [--command-timeout SEC] [-n]\n"
-            "                   -- CMD [ARG...]\n"
-            "       sockit exec ADDR --token-file FILE [--timeout SEC] [--command-timeout SEC] [-n]\n"
-            "                   --sh 'STRING'\n"
-            "\n"
-            "Runs CMD with its arguments, exactly as given (no shell), on a `sockit serve exec`\n"
-            "server. Its stdout and stderr come back to ours byte for byte; our stdin goes to it\n"
-            "until it ends.\n"
-            "  --token-file FILE  the shared secret (the server's token file; mode 600;\n"
-            "                     make one with: sockit token FILE)\n"
-            "  --timeout SEC      time allowed to connect and authenticate (default 10); a\n"
-            "                     running command owes no answer, so it is never cut by this\n"
-            "  --command-timeout SEC  stop the command after SEC (exit 124; the server's own\n"
-            "                     serve exec --timeout still applies when shorter)\n"
-            "  -n, --no-stdin     give the command no input (it reads end-of-file at once)\n"
-            "  --sh 'STRING'      run STRING with /bin/sh -c (the server needs --allow-shell)\n"
-            CLI_TLS_USAGE_PAD("   ")
-            "Over tls:// the token authentication runs inside TLS and is bound to that TLS\n"
-            "connection, so a relay cannot use it even with --insecure.\n"
-            "Exit codes: the command's own; 128+N if a signal N killed it; 124 timed out;\n"
-            "126 not allowed by the server; 127 could not run; 255 connection, authentication\n"
-            "or protocol failure (one line on stderr says which); 2 usage (a missing,\n"
-            "non-private, short or weak token file included).\n");
+    fprintf(
+        out,
+        "usage: sockit exec ADDR --token-file FILE [--timeout SEC] [--command-timeout SEC] [-n]\n"
+        "                   -- CMD [ARG...]\n"
+        "       sockit exec ADDR --token-file FILE [--timeout SEC] [--command-timeout SEC] [-n]\n"
+        "                   --sh 'STRING'\n"
+        "\n"
+        "Runs CMD with its arguments, exactly as given (no shell), on a `sockit serve exec`\n"
+        "server. Its stdout and stderr come back to ours byte for byte; our stdin goes to it\n"
+        "until it ends.\n"
+        "  --token-file FILE  the shared secret (the server's token file; mode 600;\n"
+        "                     make one with: sockit token FILE)\n"
+        "  --timeout SEC      time allowed to connect and authenticate (default 10); a\n"
+        "                     running command owes no answer, so it is never cut by this\n"
+        "  --command-timeout SEC  stop the command after SEC (exit 124; the server's own\n"
+        "                     serve exec --timeout still applies when shorter)\n"
+        "  -n, --no-stdin     give the command no input (it reads end-of-file at once)\n"
+        "  --sh 'STRING'      run STRING with /bin/sh -c (the server needs "
+        "--allow-shell)\n" CLI_TLS_USAGE_PAD(
+            "   ") "Over tls:// the token authentication runs inside TLS and is bound to that TLS\n"
+                   "connection, so a relay cannot use it even with --insecure.\n"
+                   "Exit codes: the command's own; 128+N if a signal N killed it; 124 timed out;\n"
+                   "126 not allowed by the server; 127 could not run; 255 connection, "
+                   "authentication\n"
+                   "or protocol failure (one line on stderr says which); 2 usage (a missing,\n"
+                   "non-private, short or weak token file included).\n");
 }
 
 static uint64_t now_ms(void)
@@ -163,9 +165,7 @@ static int parse_args(exec_cfg *cfg, int argc, char **argv)
                 return -1;
             }
             break;
-        case ':':
-            cli_err("option %s needs a value", argv[optind - 1]);
-            return -1;
+        case ':': cli_err("option %s needs a value", argv[optind - 1]); return -1;
         default:
             cli_err("unknown option \"%s\" (try: sockit exec --help)", argv[optind - 1]);
             return -1;
@@ -218,8 +218,7 @@ static ssize_t recv_handshake(sk_sock *sock, uint8_t *buf, size_t cap, uint64_t 
     if (n == -ETIMEDOUT)
         cli_err("%s: no answer during %s (is it a sockit exec server?)", addr, stage);
     else if (n == -EMSGSIZE)
-        cli_err("%s: the server's answer is not a sockit message: not a sockit exec server?",
-                addr);
+        cli_err("%s: the server's answer is not a sockit message: not a sockit exec server?", addr);
     else if (n == -ENODATA || n == -ECONNRESET)
         cli_err("%s: the server closed the connection during %s", addr, stage);
     else
@@ -267,8 +266,8 @@ static ssize_t hs_recv(void *ud, uint8_t *buf, size_t cap, const char *stage)
     /* A wrong token is answered after a delay of at least a second (more
      * for repeated failures), so this wait gets a little longer than the
      * rest of the handshake. */
-    ssize_t m = recv_handshake(h->sock, buf, cap, h->deadline + (authing ? 11000 : 0), h->addr,
-                               stage);
+    ssize_t m =
+        recv_handshake(h->sock, buf, cap, h->deadline + (authing ? 11000 : 0), h->addr, stage);
     if (m < 0)
         return -1;
     if (buf[0] == PT_ERROR) {
@@ -278,8 +277,8 @@ static ssize_t hs_recv(void *ud, uint8_t *buf, size_t cap, const char *stage)
     return m;
 }
 
-static int handshake(sk_sock *sock, const exec_cfg *cfg, const uint8_t *token,
-                     size_t token_len, uint64_t deadline)
+static int handshake(sk_sock *sock, const exec_cfg *cfg, const uint8_t *token, size_t token_len,
+                     uint64_t deadline)
 {
     hs_io h = {sock, cfg->addr_text, deadline};
     proto_hs_io io = {&h, hs_send, hs_recv};
@@ -297,12 +296,12 @@ static int handshake(sk_sock *sock, const exec_cfg *cfg, const uint8_t *token,
 typedef struct client {
     sk_sock *sock;
     const char *addr;
-    cli_pump pump;     /* the poll loop; its queue: frames waiting for the socket */
-    uint8_t *in;       /* bytes from the socket not yet a whole frame */
+    cli_pump pump; /* the poll loop; its queue: frames waiting for the socket */
+    uint8_t *in;   /* bytes from the socket not yet a whole frame */
     size_t in_len, in_cap;
     bool stdin_open;
-    bool send_dead;    /* the socket stopped taking bytes; keep reading it */
-    int result;        /* exit code once decided, else -1 */
+    bool send_dead; /* the socket stopped taking bytes; keep reading it */
+    int result;     /* exit code once decided, else -1 */
 } client;
 
 static int queue(client *cl, uint8_t type, const void *data, size_t len)
@@ -328,7 +327,8 @@ static int queue_request(client *cl, const exec_cfg *cfg)
     uint8_t *body = malloc(size);
     if (body == NULL)
         return -1;
-    body[0] = (uint8_t)((cfg->shell ? PROTO_EXEC_SHELL : 0) | (cfg->no_stdin ? PROTO_EXEC_NO_STDIN : 0));
+    body[0] =
+        (uint8_t)((cfg->shell ? PROTO_EXEC_SHELL : 0) | (cfg->no_stdin ? PROTO_EXEC_NO_STDIN : 0));
     proto_put32(body + 1, cfg->timeout_ms);
     proto_put16(body + 5, (uint16_t)count);
     size_t off = 7;
@@ -366,13 +366,11 @@ static int on_frame(client *cl, const uint8_t *msg, size_t len)
         }
         return 0;
     }
-    case EXEC_REPLY_EXIT:
-        cl->result = r.status;
-        return -1;
+    case EXEC_REPLY_EXIT: cl->result = r.status; return -1;
     case EXEC_REPLY_ERROR:
         cli_err("%s: %s", cl->addr, r.text[0] ? r.text : proto_error_name(r.code));
-        cl->result = r.code == PE_TIMEOUT ? X_TIMEOUT
-                     : r.code == PE_NORUN ? X_NORUN
+        cl->result = r.code == PE_TIMEOUT  ? X_TIMEOUT
+                     : r.code == PE_NORUN  ? X_NORUN
                      : r.code == PE_DENIED ? X_DENIED
                                            : X_SOCKIT;
         return -1;

@@ -106,7 +106,8 @@ int files_cli_parse(files_cli *o, int argc, char **argv, int min_args, int max_a
         case O_PARTIAL_TTL:
             if (!is_get) {
                 cli_err("%s applies to get only (the server keeps put's partials: its own "
-                        "--partial-ttl)", ch == O_NO_RESUME ? "--no-resume" : "--partial-ttl");
+                        "--partial-ttl)",
+                        ch == O_NO_RESUME ? "--no-resume" : "--partial-ttl");
                 return -1;
             }
             if (ch == O_NO_RESUME) {
@@ -120,9 +121,7 @@ int files_cli_parse(files_cli *o, int argc, char **argv, int min_args, int max_a
                 o->partial_ttl_s = ms / 1000u;
             }
             break;
-        case ':':
-            cli_err("option %s needs a value", argv[optind - 1]);
-            return -1;
+        case ':': cli_err("option %s needs a value", argv[optind - 1]); return -1;
         default:
             cli_err("unknown option \"%s\" (try: sockit %s --help)", argv[optind - 1], o->cmd);
             return -1;
@@ -136,7 +135,10 @@ int files_cli_parse(files_cli *o, int argc, char **argv, int min_args, int max_a
     }
     if (npos < 1 + min_args) {
         cli_err("%s needs %s (try: sockit %s --help)", o->cmd,
-                min_args == 0 ? "an ADDR" : npos == 0 ? "an ADDR and a path" : "a path", o->cmd);
+                min_args == 0 ? "an ADDR"
+                : npos == 0   ? "an ADDR and a path"
+                              : "a path",
+                o->cmd);
         return -1;
     }
     o->addr_text = argv[optind];
@@ -255,7 +257,8 @@ int fc_head(fconn *c, uint8_t *type, size_t *len, const char *what)
     uint32_t n = proto_get32(p);
     if (n == 0 || n > FILES_OUT_MAX) {
         cli_err("%s: protocol error: a message of %u bytes during %s (not a sockit files "
-                "server?)", c->addr, n, what);
+                "server?)",
+                c->addr, n, what);
         return -1;
     }
     *type = p[SK_FRAME_HEADER];
@@ -353,8 +356,8 @@ int fc_send(fconn *c, uint8_t type, const void *a, size_t alen, const void *b, s
     uint8_t head[SK_FRAME_HEADER + 1];
     sk_frame_header(head, (uint32_t)(1 + alen + blen));
     head[SK_FRAME_HEADER] = type;
-    struct iovec iov[3] = {{head, sizeof head}, {(void *)(uintptr_t)a, alen},
-                           {(void *)(uintptr_t)b, blen}};
+    struct iovec iov[3] = {
+        {head, sizeof head}, {(void *)(uintptr_t)a, alen}, {(void *)(uintptr_t)b, blen}};
     struct iovec *v = iov;
     int cnt = 3;
     while (cnt > 0) {

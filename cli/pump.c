@@ -31,16 +31,14 @@ uint64_t cli_pump_now_ms(void)
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
-bool cli_pump_room(const cli_pump *p)
-{
-    return p->out_len < CLI_PUMP_OUT_MAX;
-}
+bool cli_pump_room(const cli_pump *p) { return p->out_len < CLI_PUMP_OUT_MAX; }
 
 int cli_pump_wait(cli_pump *p, bool want_stdin, uint64_t deadline_ms, cli_pump_ready *r)
 {
     memset(r, 0, sizeof *r);
     want_stdin = want_stdin && cli_pump_room(p);
-    struct pollfd pf[3] = {{.fd = sk_sock_fd(p->sock), .events = POLLIN}, {.fd = -1}, {.fd = p->sigfd}};
+    struct pollfd pf[3] = {
+        {.fd = sk_sock_fd(p->sock), .events = POLLIN}, {.fd = -1}, {.fd = p->sigfd}};
     if (p->out_len > 0)
         pf[0].events |= POLLOUT;
     if (want_stdin && !p->stdin_file)

@@ -13,23 +13,19 @@
 int cli_tls_option(cli_tls *t, int ch, const char *v)
 {
     switch (ch) {
-    case CLI_O_CA:
-        t->ca = v;
-        return 1;
+    case CLI_O_CA: t->ca = v; return 1;
     case CLI_O_PIN:
         if (sk_tls_pin_parse(v, t->pin) < 0) {
             cli_err("bad value \"%s\" for --pin (the server certificate's SHA-256: 64 hex digits, "
                     "plain or colon-separated as `sockit cert` and `openssl x509 -fingerprint "
-                    "-sha256` print it)", v);
+                    "-sha256` print it)",
+                    v);
             return -1;
         }
         t->has_pin = true;
         return 1;
-    case CLI_O_INSECURE:
-        t->insecure = true;
-        return 1;
-    default:
-        return 0;
+    case CLI_O_INSECURE: t->insecure = true; return 1;
+    default: return 0;
     }
 }
 
@@ -55,8 +51,8 @@ int cli_tls_prepare(cli_tls *t, const sk_addr *addr)
         cli_err("cannot read --ca %s: %s", t->ca, strerror(errno));
         return EXIT_USAGE;
     }
-    sk_tls_client_opts o = {.ca_file = t->ca, .pin = t->has_pin ? t->pin : NULL,
-                            .insecure = t->insecure};
+    sk_tls_client_opts o = {
+        .ca_file = t->ca, .pin = t->has_pin ? t->pin : NULL, .insecure = t->insecure};
     char err[400];
     if (sk_tls_client_new(&o, &t->ctx, err, sizeof err) < 0) {
         cli_err("%s", err);
@@ -108,17 +104,20 @@ int cli_tls_check_server_files(const char *cert, const char *key)
 {
     if (pem_kind(cert) == 'k') {
         cli_err("--cert %s holds a private key, not a certificate (give NAME.crt to --cert and "
-                "NAME.key to --key)", cert);
+                "NAME.key to --key)",
+                cert);
         return -1;
     }
     if (pem_kind(key) == 'c') {
         cli_err("--key %s holds a certificate, not a private key (give NAME.key to --key and "
-                "NAME.crt to --cert)", key);
+                "NAME.crt to --cert)",
+                key);
         return -1;
     }
     struct stat st;
     if (stat(key, &st) == 0 && (st.st_mode & (S_IRGRP | S_IROTH)))
         cli_err("WARNING: --key %s is readable by group or others: anyone who reads it can "
-                "pose as this server (run: chmod 600 %s)", key, key);
+                "pose as this server (run: chmod 600 %s)",
+                key, key);
     return 0;
 }

@@ -16,7 +16,7 @@
 #include <stdio.h>
 #include <unistd.h>
 
-#define TIMEOUT_MS 5000 /* connect and each read: a silent server is reported */
+#define TIMEOUT_MS   5000 /* connect and each read: a silent server is reported */
 #define GREETING_MAX 1024 /* the obvious version's recv(1024): a longer greeting is an error */
 
 int main(int argc, char **argv)

@@ -1,4 +1,5 @@
-/* banner_server — a server that sends one message and closes (the message ends with the connection), on libsockit.
+/* banner_server — a server that sends one message and closes (the message ends with the
+ * connection), on libsockit.
  *
  * Sends "Thank you for connecting\r\n" to each client and closes; prints
  * "Got a connection from PEER" for each. The message ends where the

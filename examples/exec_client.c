@@ -21,8 +21,8 @@
 #include <unistd.h>
 
 #define CONNECT_MS 5000
-#define ANSWER_MS 20000           /* the server stops a command after 10 s */
-#define OUTPUT_MAX (1u << 20)     /* what the server sends at most */
+#define ANSWER_MS  20000      /* the server stops a command after 10 s */
+#define OUTPUT_MAX (1u << 20) /* what the server sends at most */
 
 int main(int argc, char **argv)
 {

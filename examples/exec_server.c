@@ -24,18 +24,18 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#define DRAIN_MS 2000       /* after SIGINT/SIGTERM, how long commands may go on */
-#define LIMIT_MS 10000      /* a command's time limit */
+#define DRAIN_MS   2000       /* after SIGINT/SIGTERM, how long commands may go on */
+#define LIMIT_MS   10000      /* a command's time limit */
 #define OUTPUT_MAX (1u << 20) /* output kept per command; the rest is dropped */
-#define ARGS_MAX 64         /* words in a command line */
+#define ARGS_MAX   64         /* words in a command line */
 
 typedef struct job {
     sk_conn *c;
-    sk_proc *p;            /* NULL when no command runs */
-    int fds[2];            /* its stdout and stderr, -1 once ended */
+    sk_proc *p; /* NULL when no command runs */
+    int fds[2]; /* its stdout and stderr, -1 once ended */
     sk_io *io[2];
     sk_timer *timer;
-    char *out;             /* OUTPUT_MAX bytes */
+    char *out; /* OUTPUT_MAX bytes */
     size_t len;
     int status, exited, timed_out;
 } job;
@@ -134,7 +134,8 @@ static void on_message(sk_conn *c, const uint8_t *data, size_t len)
     argv[argc] = NULL;
     /* This loop reaps the children; the first command makes it so (sk_serve
      * owns the loop; later calls return at once). */
-    sk_proc_opts o = {.argv = (const char *const *)argv, .envp = env,
+    sk_proc_opts o = {.argv = (const char *const *)argv,
+                      .envp = env,
                       .flags = SK_PROC_NEW_PGROUP | SK_PROC_KILL_GROUP_ON_EXIT};
     if ((rc = sk_proc_init(sk_conn_loop(c))) < 0 || argc == 0 ||
         (rc = sk_proc_spawn(sk_conn_loop(c), &o, on_exit_cb, j, &j->p)) < 0) {
@@ -202,8 +203,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "exec_server: %s\n", argc > 2 ? "usage: exec_server [ADDR]" : err);
         return 2;
     }
-    if (addr.kind == SK_ADDR_TCP && strcmp(addr.host, "127.0.0.1") != 0 && strcmp(addr.host, "::1") != 0 &&
-        strcmp(addr.host, "localhost") != 0) {
+    if (addr.kind == SK_ADDR_TCP && strcmp(addr.host, "127.0.0.1") != 0 &&
+        strcmp(addr.host, "::1") != 0 && strcmp(addr.host, "localhost") != 0) {
         fprintf(stderr, "exec_server: no authentication here: loopback or unix: only "
                         "(use sockit serve exec)\n");
         return 2;

@@ -73,7 +73,8 @@ int main(int argc, char **argv)
         return 1;
     }
     if ((rc = sk_sock_send_all(sock, request, strlen(request), TIMEOUT_MS)) == 0 &&
-        (rc = sk_sock_send_all(sock, "\n", 1, TIMEOUT_MS)) == 0 && (rc = recv_line(sock, &reply)) >= 0)
+        (rc = sk_sock_send_all(sock, "\n", 1, TIMEOUT_MS)) == 0 &&
+        (rc = recv_line(sock, &reply)) >= 0)
         puts(reply);
     else if (rc == -ETIMEDOUT)
         fprintf(stderr, "timeout_client: timed out: no answer within 1 second\n");

@@ -117,8 +117,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         int who = op & 3;
         int what = (op >> 2) & 3;
         if (who < MEMBERS && peers[who] >= 0) {
-            if (what <= 1 && len > 0 && send(peers[who], data, len, MSG_DONTWAIT | MSG_NOSIGNAL) < 0 &&
-                errno != EAGAIN && errno != EPIPE && errno != ECONNRESET)
+            if (what <= 1 && len > 0 &&
+                send(peers[who], data, len, MSG_DONTWAIT | MSG_NOSIGNAL) < 0 && errno != EAGAIN &&
+                errno != EPIPE && errno != ECONNRESET)
                 abort();
             if (what == 2)
                 shutdown(peers[who], SHUT_WR);

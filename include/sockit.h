@@ -66,7 +66,7 @@ extern "C" {
 #define SK_VERSION_MAJOR 0
 #define SK_VERSION_MINOR 2
 #define SK_VERSION_PATCH 0
-#define SK_VERSION "0.2.0"
+#define SK_VERSION       "0.2.0"
 /* One number for comparisons: 0xMMmmpp (0.2.0 is 0x000200). */
 #define SK_VERSION_NUMBER ((SK_VERSION_MAJOR << 16) | (SK_VERSION_MINOR << 8) | SK_VERSION_PATCH)
 
@@ -155,32 +155,32 @@ SK_API void sk_mem_set_budget(size_t bytes);
  * count from the start of the process and never go down; conns, queued and
  * mem are current values. */
 typedef struct sk_stats {
-    uint64_t conns;        /* server connections open now */
-    uint64_t accepted;     /* server connections accepted, in total */
-    uint64_t refused;      /* peers closed at once because of max_conns/limit */
-    uint64_t shed;         /* peers closed at once because descriptors ran out
-                              (EMFILE/ENFILE) */
-    uint64_t bytes_in;     /* read from and written to every stream connection */
-    uint64_t bytes_out;    /* (servers' and clients') */
-    uint64_t msgs_in;      /* frames or lines delivered to on_message (raw
-                              framing: each chunk delivered) */
-    uint64_t msgs_out;     /* messages queued with sk_conn_send_msg,
-                              sk_conn_send_msgv or sk_conn_prepare_msg */
+    uint64_t conns;     /* server connections open now */
+    uint64_t accepted;  /* server connections accepted, in total */
+    uint64_t refused;   /* peers closed at once because of max_conns/limit */
+    uint64_t shed;      /* peers closed at once because descriptors ran out
+                           (EMFILE/ENFILE) */
+    uint64_t bytes_in;  /* read from and written to every stream connection */
+    uint64_t bytes_out; /* (servers' and clients') */
+    uint64_t msgs_in;   /* frames or lines delivered to on_message (raw
+                           framing: each chunk delivered) */
+    uint64_t msgs_out;  /* messages queued with sk_conn_send_msg,
+                           sk_conn_send_msgv or sk_conn_prepare_msg */
     /* Connections failed, by reason (each failed connection counts once): */
-    uint64_t err_protocol; /* a frame or line over the maximum, bad framing */
-    uint64_t err_idle;     /* idle_timeout_ms */
-    uint64_t err_frame;    /* frame_timeout_ms: a message not finished in time */
-    uint64_t err_deadline; /* sk_conn_set_deadline: handshakes, authentication */
-    uint64_t err_reset;    /* reset by the peer (ECONNRESET, EPIPE) */
-    uint64_t err_nobufs;   /* buffer refused by the memory budget (-ENOBUFS) */
-    uint64_t queued;       /* output bytes waiting on every connection now */
-    uint64_t mem;          /* sk_mem_in_use() */
+    uint64_t err_protocol;  /* a frame or line over the maximum, bad framing */
+    uint64_t err_idle;      /* idle_timeout_ms */
+    uint64_t err_frame;     /* frame_timeout_ms: a message not finished in time */
+    uint64_t err_deadline;  /* sk_conn_set_deadline: handshakes, authentication */
+    uint64_t err_reset;     /* reset by the peer (ECONNRESET, EPIPE) */
+    uint64_t err_nobufs;    /* buffer refused by the memory budget (-ENOBUFS) */
+    uint64_t queued;        /* output bytes waiting on every connection now */
+    uint64_t mem;           /* sk_mem_in_use() */
     uint64_t dgram_dropped; /* datagrams dropped by datagram endpoints: too
                               large, refused by sk_dgram_guard, or a reply
                               the socket would not take */
-    uint64_t refused_acl;  /* peers closed right after accept, and datagrams
-                              dropped, because an access list (sk_acl)
-                              refused their source */
+    uint64_t refused_acl;   /* peers closed right after accept, and datagrams
+                               dropped, because an access list (sk_acl)
+                               refused their source */
 } sk_stats;
 
 /* Fills *out with the counters now. Thread-safe. */
@@ -228,8 +228,8 @@ SK_API void sk_io_free(sk_io *io);
  * dispositions are left alone. The callback receives the signal number.
  * sk_signal_free() closes the signalfd but leaves the signals blocked. */
 typedef void (*sk_signal_cb)(sk_signal *s, int signo, void *ud);
-SK_API int sk_signal_new(sk_loop *loop, const int *signals, int count, sk_signal_cb cb,
-                         void *ud, sk_signal **out);
+SK_API int sk_signal_new(sk_loop *loop, const int *signals, int count, sk_signal_cb cb, void *ud,
+                         sk_signal **out);
 SK_API void sk_signal_free(sk_signal *s);
 
 /* A cross-thread wake-up: sk_async_send() from any thread makes cb run once
@@ -291,8 +291,7 @@ SK_API int sk_addr_resolve(const sk_addr *addr, unsigned flags, struct sockaddr_
 
 /* Writes "1.2.3.4:5", "[::1]:5", "unix:PATH", "unix:@NAME" or "unix:(unnamed)"
  * for a socket address. Returns buf. */
-SK_API char *sk_sockaddr_format(const struct sockaddr *sa, socklen_t len, char *buf,
-                                size_t buflen);
+SK_API char *sk_sockaddr_format(const struct sockaddr *sa, socklen_t len, char *buf, size_t buflen);
 
 /* ------------------------------------------------------------------ framing */
 
@@ -302,9 +301,9 @@ enum sk_framing {
     SK_FRAMING_FRAME    /* 4-byte big-endian length N, then N bytes */
 };
 
-#define SK_DEFAULT_MAX_LINE (64u * 1024u)
+#define SK_DEFAULT_MAX_LINE  (64u * 1024u)
 #define SK_DEFAULT_MAX_FRAME (16u * 1024u * 1024u)
-#define SK_FRAME_HEADER 4
+#define SK_FRAME_HEADER      4
 
 /* Parses "raw", "line" or "frame". Returns 0 or -EINVAL. */
 SK_API int sk_framing_parse(const char *name, enum sk_framing *out);
@@ -388,13 +387,13 @@ typedef struct sk_tls_ctx sk_tls_ctx;
 /* Limits and behaviour of a stream connection. Zero fields take defaults. */
 typedef struct sk_conn_opts {
     enum sk_framing framing;
-    size_t max_line;          /* default SK_DEFAULT_MAX_LINE */
-    size_t max_frame;         /* default SK_DEFAULT_MAX_FRAME */
-    size_t out_high_water;    /* reading pauses above this; default 1 MiB */
-    size_t out_low_water;     /* reading resumes at or below; default high/4 */
-    uint32_t idle_timeout_ms; /* no bytes either way for this long; 0 = none */
-    uint32_t frame_timeout_ms;/* a started frame/line must complete; 0 = none */
-    uint32_t linger_ms;       /* lingering close after a protocol error; default 2000 */
+    size_t max_line;           /* default SK_DEFAULT_MAX_LINE */
+    size_t max_frame;          /* default SK_DEFAULT_MAX_FRAME */
+    size_t out_high_water;     /* reading pauses above this; default 1 MiB */
+    size_t out_low_water;      /* reading resumes at or below; default high/4 */
+    uint32_t idle_timeout_ms;  /* no bytes either way for this long; 0 = none */
+    uint32_t frame_timeout_ms; /* a started frame/line must complete; 0 = none */
+    uint32_t linger_ms;        /* lingering close after a protocol error; default 2000 */
     /* TLS beneath the framing (NULL: plain bytes). A server context on a
      * server's or an adopted connection, a client context on one made by
      * sk_conn_connect (which needs one for a tls:// address). The context
@@ -514,8 +513,7 @@ SK_API uint64_t sk_conn_bytes_out(const sk_conn *c);
  * later failure reaches on_close with the last attempt's error. Until
  * connected, sk_conn_fd() is -1. */
 SK_API int sk_conn_connect(sk_loop *loop, const sk_addr *addr, const sk_conn_opts *opts,
-                           const sk_conn_callbacks *cbs, void *ud, int timeout_ms,
-                           sk_conn **out);
+                           const sk_conn_callbacks *cbs, void *ud, int timeout_ms, sk_conn **out);
 
 /* Like sk_conn_connect, on a stream socket the caller made (bound to a
  * source address, options set, ...): starts a non-blocking connect to sa.
@@ -604,9 +602,9 @@ typedef struct sk_server sk_server;
  * an IPv4 rule. Peers that are not IP (Unix sockets) are always allowed.
  * An sk_acl is read-only once built: any thread may check it. */
 typedef struct sk_cidr {
-    int family;        /* AF_INET or AF_INET6 */
-    uint8_t addr[16];  /* network byte order; IPv4 in the first 4 */
-    unsigned prefix;   /* 0-32 or 0-128 */
+    int family;       /* AF_INET or AF_INET6 */
+    uint8_t addr[16]; /* network byte order; IPv4 in the first 4 */
+    unsigned prefix;  /* 0-32 or 0-128 */
 } sk_cidr;
 
 /* Parses one rule. Returns 0 or -EINVAL (not an address or CIDR). */
@@ -641,27 +639,27 @@ SK_API unsigned sk_limit_count(const sk_limit *l);
 SK_API void sk_limit_free(sk_limit *l);
 
 typedef struct sk_server_opts {
-    sk_conn_opts conn;       /* applied to every accepted connection */
-    sk_conn_callbacks cbs;     /* copied for every accepted connection */
-    void *ud;                  /* sk_conn_data() of each accepted connection */
-    unsigned max_conns;        /* 0 = unlimited; excess peers are closed at once */
-    sk_limit *limit;           /* if set, also a cap shared with other servers
-                                  (excess peers closed the same way) */
-    const char *log_name;      /* if set, each refused peer is logged (INFO) as
-                                  "<log_name> close <peer> in=0 out=0
-                                  reason=max-conns reached" */
-    int backlog;               /* 0 = 511 */
-    int reuseport;             /* set SO_REUSEPORT (TCP workers share a port) */
-    int listen_fd;             /* >= 0: adopt this listening socket, owned by
-                                  the server once the call succeeds (workers
-                                  sharing one socket each pass a dup()); -1:
-                                  create one */
-    const sk_acl *acl;         /* if set, a peer it refuses is closed right
-                                  after accept, before a byte is read (not
-                                  counted as a connection; logged at most
-                                  once a second per source; counted in
-                                  sk_stats.refused_acl). Borrowed: must
-                                  outlive the server. Unix sockets: ignored */
+    sk_conn_opts conn;     /* applied to every accepted connection */
+    sk_conn_callbacks cbs; /* copied for every accepted connection */
+    void *ud;              /* sk_conn_data() of each accepted connection */
+    unsigned max_conns;    /* 0 = unlimited; excess peers are closed at once */
+    sk_limit *limit;       /* if set, also a cap shared with other servers
+                              (excess peers closed the same way) */
+    const char *log_name;  /* if set, each refused peer is logged (INFO) as
+                              "<log_name> close <peer> in=0 out=0
+                              reason=max-conns reached" */
+    int backlog;           /* 0 = 511 */
+    int reuseport;         /* set SO_REUSEPORT (TCP workers share a port) */
+    int listen_fd;         /* >= 0: adopt this listening socket, owned by
+                              the server once the call succeeds (workers
+                              sharing one socket each pass a dup()); -1:
+                              create one */
+    const sk_acl *acl;     /* if set, a peer it refuses is closed right
+                              after accept, before a byte is read (not
+                              counted as a connection; logged at most
+                              once a second per source; counted in
+                              sk_stats.refused_acl). Borrowed: must
+                              outlive the server. Unix sockets: ignored */
 } sk_server_opts;
 
 SK_API void sk_server_opts_init(sk_server_opts *opts);
@@ -692,8 +690,7 @@ SK_API unsigned sk_server_conn_count(const sk_server *srv);
  * call. SK_FOREVER: never ask; done runs when the last connection has
  * closed by itself. */
 typedef void (*sk_server_drained_cb)(sk_server *srv, void *ud);
-SK_API void sk_server_drain(sk_server *srv, int timeout_ms, sk_server_drained_cb done,
-                            void *ud);
+SK_API void sk_server_drain(sk_server *srv, int timeout_ms, sk_server_drained_cb done, void *ud);
 
 /* Closes the listener and aborts every connection (on_close runs for each,
  * with -ECONNABORTED unless the connection already had a reason). Must not be
@@ -955,7 +952,7 @@ SK_API void sk_tls_ctx_free(sk_tls_ctx *ctx);
  * out, and a flood from one source only evicts itself. sk_tls_handshakes() says how
  * many are unfinished now. */
 #define SK_TLS_DEFAULT_MAX_HANDSHAKES 1024u
-#define SK_TLS_HANDSHAKE_MEM (48u * 1024u)
+#define SK_TLS_HANDSHAKE_MEM          (48u * 1024u)
 SK_API void sk_tls_set_max_handshakes(unsigned max);
 SK_API unsigned sk_tls_handshakes(void);
 
@@ -1009,16 +1006,16 @@ SK_API int sk_conn_tls_exporter(const sk_conn *c, const char *label, uint8_t *ou
  * message layouts are the protocols' business (docs/PROTOCOL.md); these
  * functions are the cryptography they share. */
 
-#define SK_TOKEN_MIN 32   /* shortest acceptable token, in bytes */
+#define SK_TOKEN_MIN 32 /* shortest acceptable token, in bytes */
 /* Fewest different byte values an acceptable token has: 32 random bytes
  * written as hex show about 14 of the 16 digits; "aaaa...", "abab..." or
  * a short word repeated show a handful. */
 #define SK_TOKEN_MIN_DISTINCT 8
-#define SK_TOKEN_MAX 4096 /* longest token sk_token_load accepts */
-#define SK_AUTH_NONCE 32  /* bytes of each side's nonce */
-#define SK_AUTH_PROOF 32  /* bytes of a proof (an HMAC-SHA256) */
-#define SK_AUTH_SERVICE_MAX 32 /* longest service name a proof may bind */
-#define SK_AUTH_BINDING 32 /* bytes of TLS channel binding a proof may cover */
+#define SK_TOKEN_MAX          4096 /* longest token sk_token_load accepts */
+#define SK_AUTH_NONCE         32   /* bytes of each side's nonce */
+#define SK_AUTH_PROOF         32   /* bytes of a proof (an HMAC-SHA256) */
+#define SK_AUTH_SERVICE_MAX   32   /* longest service name a proof may bind */
+#define SK_AUTH_BINDING       32   /* bytes of TLS channel binding a proof may cover */
 
 /* Fills buf with len bytes from the kernel's CSPRNG (getrandom), waiting
  * only if the pool is not yet initialised at boot. Returns 0 or a negative

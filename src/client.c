@@ -1,10 +1,10 @@
 /* client.c — the blocking client API (sk__dial beneath sk_sock_dial,
- * sk_sock_send_all, sk_sock_recv_*, sk_sock_*_frame, sk_sock_recv_line). Descriptors stay non-blocking; every wait
- * is a poll() bounded by one absolute CLOCK_MONOTONIC deadline per call, so a
- * timeout covers the whole call however many syscalls it takes. It is not
- * part of the event loop and never touches signal dispositions. Every byte
- * goes through sk_sock_recv / sk_sock_sendv (sock.c), which take the TLS
- * path for a socket with a session and plain recv/sendmsg otherwise. */
+ * sk_sock_send_all, sk_sock_recv_*, sk_sock_*_frame, sk_sock_recv_line). Descriptors stay
+ * non-blocking; every wait is a poll() bounded by one absolute CLOCK_MONOTONIC deadline per call,
+ * so a timeout covers the whole call however many syscalls it takes. It is not part of the event
+ * loop and never touches signal dispositions. Every byte goes through sk_sock_recv / sk_sock_sendv
+ * (sock.c), which take the TLS path for a socket with a session and plain recv/sendmsg otherwise.
+ */
 #include "internal.h"
 
 #include <errno.h>
@@ -465,7 +465,7 @@ ssize_t sk_sock_recv_line(sk_line_reader *r, const char **line, int timeout_ms)
         if (r->len >= r->cap - 1)
             return -EMSGSIZE;
         ssize_t n = sk_sock_recv_wait(r->sock, r->buf + r->len, r->cap - 1 - r->len,
-                                 remaining_ms(deadline));
+                                      remaining_ms(deadline));
         if (n < 0)
             return n;
         if (n == 0)

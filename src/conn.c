@@ -3,9 +3,9 @@
  * ways to close (graceful, lingering on protocol errors, abort), and the
  * accessors. Bytes in are conn_read.c's, bytes out conn_write.c's. */
 #include <errno.h>
-#include <stdarg.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -274,8 +274,8 @@ static void tls_failed(sk_conn *c, int err, const char *why)
 static void tls_begin(sk_conn *c)
 {
     c->flags |= F_HANDSHAKE;
-    uint32_t ms = c->opts->handshake_timeout_ms ? c->opts->handshake_timeout_ms
-                                                : SK_TLS_DEFAULT_HANDSHAKE_MS;
+    uint32_t ms =
+        c->opts->handshake_timeout_ms ? c->opts->handshake_timeout_ms : SK_TLS_DEFAULT_HANDSHAKE_MS;
     c->deadline = c->loop->now + ms;
     snprintf(c->deadline_reason, sizeof c->deadline_reason, "TLS handshake not finished in time");
     sk__conn_arm_timer(c);
@@ -309,7 +309,6 @@ static void tls_step(sk_conn *c)
     if (sk__conn_out_queued(c) > 0 && !(c->flags & (F_DEAD | F_WANT_OUT)))
         sk__conn_schedule_flush(c);
 }
-
 
 /* sk_conn_connect_fd's one connect has an outcome (or a spurious wakeup). */
 static void connect_done(sk_conn *c)
@@ -396,7 +395,8 @@ static void conn_timer(sk_timer *t, void *ud)
     }
     if (c->flags & F_CLOSING) {
         /* Still flushing a close: bound it like lingering. */
-        sk__conn_set_reason(c, -ETIMEDOUT, "close timed out with %zu bytes unsent", sk__conn_out_queued(c));
+        sk__conn_set_reason(c, -ETIMEDOUT, "close timed out with %zu bytes unsent",
+                            sk__conn_out_queued(c));
         sk__conn_finalize(c);
         return;
     }
@@ -461,13 +461,12 @@ void sk__conn_set_peer(sk_conn *c, const struct sockaddr *sa, socklen_t len)
 {
     if ((sa->sa_family == AF_INET && len >= sizeof c->peer_addr.in4) ||
         (sa->sa_family == AF_INET6 && len >= sizeof c->peer_addr.in6))
-        memcpy(&c->peer_addr, sa, sa->sa_family == AF_INET ? sizeof c->peer_addr.in4
-                                                          : sizeof c->peer_addr.in6);
+        memcpy(&c->peer_addr, sa,
+               sa->sa_family == AF_INET ? sizeof c->peer_addr.in4 : sizeof c->peer_addr.in6);
 }
 
-int sk__conn_create(sk_loop *loop, int fd, const sk_conn_opts *opts,
-                    const sk_conn_callbacks *cbs, void *ud, struct sk_server *srv,
-                    bool connecting, sk_conn **out)
+int sk__conn_create(sk_loop *loop, int fd, const sk_conn_opts *opts, const sk_conn_callbacks *cbs,
+                    void *ud, struct sk_server *srv, bool connecting, sk_conn **out)
 {
     sk_conn *c = calloc(1, sizeof *c);
     if (c == NULL)
@@ -550,8 +549,8 @@ owned_cfg *sk__conn_copy_cfg(const sk_conn_opts *opts, const sk_conn_callbacks *
     return cfg;
 }
 
-int sk_conn_adopt(sk_loop *loop, int fd, const sk_conn_opts *opts,
-                  const sk_conn_callbacks *cbs, void *ud, sk_conn **out)
+int sk_conn_adopt(sk_loop *loop, int fd, const sk_conn_opts *opts, const sk_conn_callbacks *cbs,
+                  void *ud, sk_conn **out)
 {
     if (sk__set_nonblock_cloexec(fd) < 0)
         return -errno;
@@ -631,10 +630,7 @@ void sk_conn_set_deadline(sk_conn *c, int timeout_ms, const char *reason)
         sk__conn_arm_timer(c);
 }
 
-void sk_conn_set_max_msg(sk_conn *c, size_t max)
-{
-    c->dec.max = max ? max : max_for(c->opts);
-}
+void sk_conn_set_max_msg(sk_conn *c, size_t max) { c->dec.max = max ? max : max_for(c->opts); }
 
 void sk_conn_set_data(sk_conn *c, void *ud) { c->ud = ud; }
 void *sk_conn_data(const sk_conn *c) { return c->ud; }
@@ -660,7 +656,8 @@ const char *sk_conn_peer(const sk_conn *c)
     socklen_t len = sizeof ss;
     bool known = false;
     if (c->peer_addr.sa.sa_family == AF_INET || c->peer_addr.sa.sa_family == AF_INET6) {
-        len = c->peer_addr.sa.sa_family == AF_INET ? sizeof c->peer_addr.in4 : sizeof c->peer_addr.in6;
+        len = c->peer_addr.sa.sa_family == AF_INET ? sizeof c->peer_addr.in4
+                                                   : sizeof c->peer_addr.in6;
         memcpy(&ss, &c->peer_addr, len);
         known = true;
     } else {

@@ -13,23 +13,23 @@
 #include "tls.h"
 
 enum {
-    F_CONNECTING = 1u << 0,  /* non-blocking connect in progress */
-    F_OPEN_PENDING = 1u << 1,/* on_open due on the next iteration (adopted) */
-    F_PAUSED_USER = 1u << 2, /* sk_conn_pause() */
-    F_PAUSED_HW = 1u << 3,   /* output over the high-water mark */
-    F_EOF = 1u << 4,         /* the peer shut down its write side */
-    F_CLOSING = 1u << 5,     /* close requested: flush, then shut down */
-    F_SHUT_PENDING = 1u << 6,/* sk_conn_shutdown(): shut down once flushed */
+    F_CONNECTING = 1u << 0,   /* non-blocking connect in progress */
+    F_OPEN_PENDING = 1u << 1, /* on_open due on the next iteration (adopted) */
+    F_PAUSED_USER = 1u << 2,  /* sk_conn_pause() */
+    F_PAUSED_HW = 1u << 3,    /* output over the high-water mark */
+    F_EOF = 1u << 4,          /* the peer shut down its write side */
+    F_CLOSING = 1u << 5,      /* close requested: flush, then shut down */
+    F_SHUT_PENDING = 1u << 6, /* sk_conn_shutdown(): shut down once flushed */
     F_SHUT_DONE = 1u << 7,
-    F_LINGER = 1u << 8,      /* write side shut; discarding input until EOF */
-    F_DEAD = 1u << 9,        /* on the close list; no more callbacks but on_close */
-    F_WANT_OUT = 1u << 10,   /* the kernel buffer was full: EPOLLOUT armed */
+    F_LINGER = 1u << 8,    /* write side shut; discarding input until EOF */
+    F_DEAD = 1u << 9,      /* on the close list; no more callbacks but on_close */
+    F_WANT_OUT = 1u << 10, /* the kernel buffer was full: EPOLLOUT armed */
     F_IN_FLUSH = 1u << 11,
     F_IN_PENDING = 1u << 12,
-    F_CONNECTED_CB = 1u << 13,/* on_open has run: on_close is owed */
-    F_IN_CLOSE = 1u << 14,    /* on loop->close_head */
-    F_HANDSHAKE = 1u << 15,   /* TLS handshake in progress: on_open not yet run */
-    F_TLS_READ_OUT = 1u << 16 /* a TLS read waits for EPOLLOUT (it must send first) */
+    F_CONNECTED_CB = 1u << 13, /* on_open has run: on_close is owed */
+    F_IN_CLOSE = 1u << 14,     /* on loop->close_head */
+    F_HANDSHAKE = 1u << 15,    /* TLS handshake in progress: on_open not yet run */
+    F_TLS_READ_OUT = 1u << 16  /* a TLS read waits for EPOLLOUT (it must send first) */
 };
 
 /* sk_conn_set_deadline copies its reason into the connection, cut to this
@@ -47,8 +47,8 @@ struct sk_conn {
     uint32_t flags;
     int err;
     sk_buf in, out;
-    sk_outq *outq; /* shared slices and file ranges queued after or between out's bytes */
-    sk__tls *tls;  /* TLS session (tls.c), or NULL: every byte in and out goes through it */
+    sk_outq *outq;         /* shared slices and file ranges queued after or between out's bytes */
+    sk__tls *tls;          /* TLS session (tls.c), or NULL: every byte in and out goes through it */
     size_t queued_counted; /* this queue's share of sk_stats.queued */
     uint64_t last_active;
     uint64_t bytes_in, bytes_out;
@@ -57,10 +57,10 @@ struct sk_conn {
     sk_decoder dec;
     void *ud;
     struct sk_server *srv;
-    void *owned_cfg; /* cbs/opts copy for adopted and connecting connections */
+    void *owned_cfg;       /* cbs/opts copy for adopted and connecting connections */
     struct dialer *dialer; /* sk_conn_connect's race of attempts, until one wins */
     sk_timer timer;
-    uint64_t deadline;    /* sk_conn_set_deadline(), or 0 */
+    uint64_t deadline; /* sk_conn_set_deadline(), or 0 */
     char deadline_reason[DEADLINE_REASON_MAX];
     char *reason;
     char *peer;

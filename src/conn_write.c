@@ -4,9 +4,9 @@
  * flush at the end of each loop iteration; the echo run taken from rbuf
  * (sent by sk__conn_echo_flush, inline in conn.h for the read loop). */
 #include <errno.h>
-#include <stdarg.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -75,7 +75,8 @@ void sk__conn_write_out(sk_conn *c)
             /* Only a file range sends nothing: its file ended before the
              * range did. The bytes were promised (a frame header may say
              * so), and nothing else can stand in for them. */
-            sk__conn_set_reason(c, -EIO, "sendfile: the file is shorter than the range queued "
+            sk__conn_set_reason(c, -EIO,
+                                "sendfile: the file is shorter than the range queued "
                                 "(truncated while queued)");
             sk__conn_finalize(c);
             return;
@@ -138,7 +139,6 @@ void sk__conns_flush(sk_loop *loop)
  * from there once the read is decoded (sk__conn_echo_flush), before rbuf is read
  * into again. Anything else queued on the connection first copies the run
  * into the output buffer (echo_settle), so order is kept. */
-
 
 /* Whether the reply (data, len) is the next run of the read under decode;
  * if so it is taken as such. */
@@ -410,4 +410,3 @@ int sk_conn_sendfile(sk_conn *c, int fd, uint64_t off, size_t len)
 }
 
 size_t sk_conn_queued(const sk_conn *c) { return sk__conn_out_queued(c); }
-

@@ -3,9 +3,9 @@
  * graceful drain. */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,9 +30,9 @@
  * without a FIN or RST (power loss, a NAT that forgot the flow) is found
  * after 60 s of silence plus 6 unanswered probes 10 s apart, about 2 minutes,
  * instead of holding its descriptor and buffers forever. */
-#define KEEPALIVE_IDLE_S 60
+#define KEEPALIVE_IDLE_S     60
 #define KEEPALIVE_INTERVAL_S 10
-#define KEEPALIVE_PROBES 6
+#define KEEPALIVE_PROBES     6
 
 struct sk_limit {
     atomic_uint count;
@@ -50,7 +50,10 @@ int sk_limit_new(unsigned max, sk_limit **out)
     return 0;
 }
 
-unsigned sk_limit_count(const sk_limit *l) { return atomic_load(&((sk_limit *)(uintptr_t)l)->count); }
+unsigned sk_limit_count(const sk_limit *l)
+{
+    return atomic_load(&((sk_limit *)(uintptr_t)l)->count);
+}
 void sk_limit_free(sk_limit *l) { free(l); }
 
 /* Takes one slot if the cap allows; a failed take leaves the count as is. */
@@ -77,8 +80,8 @@ struct sk_server {
     ino_t unix_ino;
     sk_list *conns; /* its connections (sk__conn_srv_first/next) */
     unsigned nconns;
-    sk_timer backoff;      /* re-enables accepting after EMFILE */
-    sk__acl_log acl_log;   /* sources refused by opts.acl lately */
+    sk_timer backoff;    /* re-enables accepting after EMFILE */
+    sk__acl_log acl_log; /* sources refused by opts.acl lately */
     sk_timer drain_timer;
     int drain_stage;
     sk_server_drained_cb drained_cb;
@@ -134,9 +137,10 @@ static void out_of_descriptors(sk_server *srv, int err)
     accept_enable(srv, false);
     sk_timer_start(&srv->backoff, ACCEPT_BACKOFF_MS, 0);
     if (sk__log_due(&srv->last_emfile_log, srv->loop->now, LOG_INTERVAL_MS))
-        sk_log(SK_LOG_WARN, "out of descriptors (%s): shedding new connections (%llu so far), "
-               "retrying in %d ms", strerror(-err), (unsigned long long)srv->shed,
-               ACCEPT_BACKOFF_MS);
+        sk_log(SK_LOG_WARN,
+               "out of descriptors (%s): shedding new connections (%llu so far), "
+               "retrying in %d ms",
+               strerror(-err), (unsigned long long)srv->shed, ACCEPT_BACKOFF_MS);
 }
 
 /* Turns keepalive on for an accepted TCP socket; failure is harmless (the
@@ -213,8 +217,8 @@ static void accept_event(sk_watch *w, uint32_t events)
         if (peer.ss_family == AF_INET || peer.ss_family == AF_INET6)
             keepalive_on(fd);
         sk_conn *c;
-        int err = sk__conn_create(srv->loop, fd, &srv->opts.conn, &srv->opts.cbs, srv->opts.ud,
-                                  srv, false, &c);
+        int err = sk__conn_create(srv->loop, fd, &srv->opts.conn, &srv->opts.cbs, srv->opts.ud, srv,
+                                  false, &c);
         if (err < 0) {
             close(fd);
             if (srv->opts.limit)
@@ -252,7 +256,8 @@ static int clear_stale_unix(const char *path, char *err, size_t errlen)
     int cerr = errno;
     close(fd);
     if (r == 0 || cerr == EAGAIN) {
-        snprintf(err, errlen, "unix:%s: address already in use (a server is listening there)", path);
+        snprintf(err, errlen, "unix:%s: address already in use (a server is listening there)",
+                 path);
         return -EADDRINUSE;
     }
     if (cerr != ECONNREFUSED) {
@@ -417,7 +422,8 @@ static void close_listener(sk_server *srv)
     srv->w.fd = -1;
     if (srv->unix_path[0]) {
         struct stat st;
-        if (stat(srv->unix_path, &st) == 0 && st.st_dev == srv->unix_dev && st.st_ino == srv->unix_ino)
+        if (stat(srv->unix_path, &st) == 0 && st.st_dev == srv->unix_dev &&
+            st.st_ino == srv->unix_ino)
             unlink(srv->unix_path);
         srv->unix_path[0] = '\0';
     }

@@ -45,8 +45,8 @@ int sk_sock_adopt(int fd, sk_sock **out)
 /* Runs the client handshake on fd until it is done or deadline_ms (a
  * sk__now_ms value; UINT64_MAX: none) passes. Returns 0 or a negative code
  * with err saying why. */
-static int tls_handshake(sk__tls *t, int fd, const char *text, uint64_t deadline_ms,
-                         int timeout_ms, char *err, size_t errlen)
+static int tls_handshake(sk__tls *t, int fd, const char *text, uint64_t deadline_ms, int timeout_ms,
+                         char *err, size_t errlen)
 {
     for (;;) {
         char why[300];
@@ -78,8 +78,8 @@ static int tls_handshake(sk__tls *t, int fd, const char *text, uint64_t deadline
 
 /* The TLS half of sk_sock_dial: connects over TCP, then shakes hands with
  * ctx, all within timeout_ms. */
-static int dial_tls(const sk_addr *addr, sk_tls_ctx *ctx, int timeout_ms, sk_sock **out,
-                    char *err, size_t errlen)
+static int dial_tls(const sk_addr *addr, sk_tls_ctx *ctx, int timeout_ms, sk_sock **out, char *err,
+                    size_t errlen)
 {
     char text[SK_ADDR_HOST_MAX + 64];
     if (ctx->server) {

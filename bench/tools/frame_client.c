@@ -60,8 +60,10 @@ int main(int argc, char **argv)
     size_t size = 64;
     double dur = 5, warm = 1;
     static const struct option lo[] = {
-        {"pipeline", required_argument, NULL, 'p'}, {"size", required_argument, NULL, 's'},
-        {"warmup", required_argument, NULL, 'w'},   {NULL, 0, NULL, 0},
+        {"pipeline", required_argument, NULL, 'p'},
+        {"size", required_argument, NULL, 's'},
+        {"warmup", required_argument, NULL, 'w'},
+        {NULL, 0, NULL, 0},
     };
     int ch;
     while ((ch = getopt_long(argc, argv, "c:d:", lo, NULL)) != -1) {

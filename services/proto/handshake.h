@@ -91,8 +91,8 @@ typedef struct proto_hs_io {
  * it has one; without allow_open every server must authenticate. Returns
  * 0 (authenticated, or an open server); or -1 with the sentence to print
  * in err (err[0] == 0: io already reported it). addr prefixes messages. */
-int proto_hs_client(const proto_hs_io *io, const sk_sock *sock, const char *addr, const char *service,
-                    const uint8_t *token, size_t token_len, bool allow_open, char *err,
-                    size_t errlen);
+int proto_hs_client(const proto_hs_io *io, const sk_sock *sock, const char *addr,
+                    const char *service, const uint8_t *token, size_t token_len, bool allow_open,
+                    char *err, size_t errlen);
 
 #endif

@@ -1,4 +1,6 @@
-/* test_client.c — the blocking client (client.c: sk_sock_dial, sk_sock_send_all, sk_sock_send_frame, sk_sock_recv_exact, sk_sock_recv_wait, sk_sock_recv_frame, sk_sock_recv_line) against an in-test server thread or a socket pair. */
+/* test_client.c — the blocking client (client.c: sk_sock_dial, sk_sock_send_all,
+ * sk_sock_send_frame, sk_sock_recv_exact, sk_sock_recv_wait, sk_sock_recv_frame, sk_sock_recv_line)
+ * against an in-test server thread or a socket pair. */
 #include <criterion/criterion.h>
 
 #include <arpa/inet.h>
@@ -38,8 +40,8 @@ typedef struct srv {
     srv_fn fn;
     int nconns;
     char bad[256];
-    size_t got;       /* bytes the server received, where a scenario counts */
-    atomic_int stop;  /* set by the test to end a scenario that waits */
+    size_t got;      /* bytes the server received, where a scenario counts */
+    atomic_int stop; /* set by the test to end a scenario that waits */
 } srv;
 
 static void srv_fail(srv *s, const char *what)
@@ -58,7 +60,7 @@ static void *srv_main(void *arg)
             return NULL;
         }
         /* Never hang the test: every blocking call gives up after 5 s. */
-        struct timeval tv = { 5, 0 };
+        struct timeval tv = {5, 0};
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
         setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
         s->fn(s, fd, i);
@@ -256,7 +258,7 @@ static void fn_short_writes(srv *s, int fd, int i)
     nodelay(fd);
     uint8_t *buf = malloc(SHORT_TOTAL);
     unit_pattern(buf, SHORT_TOTAL, 17);
-    static const size_t pieces[] = { 1, 2, 1, 7, 100, 1, 1000, 3, 4000 };
+    static const size_t pieces[] = {1, 2, 1, 7, 100, 1, 1000, 3, 4000};
     size_t off = 0;
     for (size_t k = 0; off < SHORT_TOTAL; k++) {
         size_t n = k < sizeof pieces / sizeof pieces[0] ? pieces[k] : SHORT_TOTAL - off;
@@ -297,8 +299,8 @@ static void fn_frames(srv *s, int fd, int i)
         return;
     }
     if (h[0] != 0 || h[1] != 0 || h[2] != 0 || h[3] != 12) {
-        snprintf(s->bad, sizeof s->bad, "header %02x %02x %02x %02x, want 00 00 00 0c", h[0],
-                 h[1], h[2], h[3]);
+        snprintf(s->bad, sizeof s->bad, "header %02x %02x %02x %02x, want 00 00 00 0c", h[0], h[1],
+                 h[2], h[3]);
         return;
     }
     if (unit_read_exact(fd, p, 12) != 0 || memcmp(p, "ping-payload", 12) != 0) {
@@ -307,7 +309,7 @@ static void fn_frames(srv *s, int fd, int i)
     }
     uint8_t *body = malloc(5000);
     unit_pattern(body, 5000, 3);
-    uint8_t hdr[4] = { 0, 0, 0x13, 0x88 }; /* 5000 */
+    uint8_t hdr[4] = {0, 0, 0x13, 0x88}; /* 5000 */
     srv_send(s, fd, hdr, 2);
     unit_sleep_ms(5);
     srv_send(s, fd, hdr + 2, 2);
@@ -317,7 +319,7 @@ static void fn_frames(srv *s, int fd, int i)
     srv_send(s, fd, body + 1, 2999);
     unit_sleep_ms(5);
     srv_send(s, fd, body + 3000, 2000);
-    static const uint8_t empty[4] = { 0, 0, 0, 0 };
+    static const uint8_t empty[4] = {0, 0, 0, 0};
     srv_send(s, fd, empty, 4);
     free(body);
     shutdown(fd, SHUT_WR);
@@ -367,8 +369,8 @@ Test(client, recv_frame_nodata_on_immediate_close)
 /* Connection i ends inside a frame in a different place each time. */
 static void fn_close_mid_frame(srv *s, int fd, int i)
 {
-    static const uint8_t part[] = { 0, 0, 0, 100, 'a', 'b', 'c', 'd', 'e', 'f', 'g', 'h', 'i', 'j' };
-    static const size_t cut[] = { 1, 2, 3, 4, 14, 14 };
+    static const uint8_t part[] = {0, 0, 0, 100, 'a', 'b', 'c', 'd', 'e', 'f', 'g', 'h', 'i', 'j'};
+    static const size_t cut[] = {1, 2, 3, 4, 14, 14};
     nodelay(fd);
     srv_send(s, fd, part, cut[i]);
     /* Wait until the client has the bytes and is waiting for more, so the
@@ -430,7 +432,7 @@ Test(client, recv_frame_emsgsize_when_larger_than_cap)
 static void fn_silent(srv *s, int fd, int i)
 {
     if (i == 1) {
-        static const uint8_t part[] = { 0, 0, 0, 8, 'h', 'a' };
+        static const uint8_t part[] = {0, 0, 0, 8, 'h', 'a'};
         srv_send(s, fd, part, sizeof part); /* half a frame, then silence */
     }
     srv_wait_eof(s, fd);
@@ -598,15 +600,9 @@ static void unix_round_trip(int abstract)
     cr_assert_eq(unit_count_fds(), fds, "descriptor leak");
 }
 
-Test(client, unix_path_round_trip)
-{
-    unix_round_trip(0);
-}
+Test(client, unix_path_round_trip) { unix_round_trip(0); }
 
-Test(client, unix_abstract_round_trip)
-{
-    unix_round_trip(1);
-}
+Test(client, unix_abstract_round_trip) { unix_round_trip(1); }
 
 /* ------------------------------------------ sk_sock_recv_line (line reader):
  * lines split and glued across reads, "\r\n", bytes after a line kept, the

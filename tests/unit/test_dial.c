@@ -49,10 +49,7 @@ static void private_hosts(const char *lines)
         cr_skip_test("cannot bind-mount a hosts file: %s", strerror(e));
 }
 
-static void he_hosts(void)
-{
-    private_hosts("::1 " HE_NAME "\n127.0.0.1 " HE_NAME "\n");
-}
+static void he_hosts(void) { private_hosts("::1 " HE_NAME "\n127.0.0.1 " HE_NAME "\n"); }
 
 /* A listening TCP socket on the loopback of family (AF_INET or AF_INET6), port
  * (0: any); returns it, or -1 when the port is taken. */
@@ -388,7 +385,8 @@ static void serve_one(const sk_conn_callbacks *cbs, enum sk_framing framing, con
     char err[256];
     cr_assert_eq(sk_server_listen(s.loop, &a, &so, &srv, err, sizeof err), 0, "%s", err);
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    struct sockaddr_in sin = {.sin_family = AF_INET, .sin_port = htons((uint16_t)sk_server_port(srv))};
+    struct sockaddr_in sin = {.sin_family = AF_INET,
+                              .sin_port = htons((uint16_t)sk_server_port(srv))};
     sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     cr_assert_eq(connect(fd, (struct sockaddr *)&sin, sizeof sin), 0);
     /* In the socket before the server accepts: one read takes it all. */
@@ -444,8 +442,8 @@ Test(connect, max_msg_raised_by_on_message_applies_to_the_rest_of_the_read)
     static uint8_t buf[4 + 4 + 4 + 5000];
     memcpy(buf, "\0\0\0\4AUTH\0\0\x13\x88", 12);
     memset(buf + 12, 'r', 5000);
-    sk_conn_callbacks cbs = {.on_open = auth_open, .on_message = auth_message,
-                             .on_close = auth_close};
+    sk_conn_callbacks cbs = {
+        .on_open = auth_open, .on_message = auth_message, .on_close = auth_close};
     serve_one(&cbs, SK_FRAMING_FRAME, buf, sizeof buf);
     cr_assert_eq(s.msgs, 2, "the request was refused: %s", s.reason);
 }
@@ -476,10 +474,7 @@ Test(connect, deadline_reason_is_copied)
 
 static sk_timer *forever_timer;
 
-static void dl_zero_open(sk_conn *c)
-{
-    sk_conn_set_deadline(c, 0, "zero means now");
-}
+static void dl_zero_open(sk_conn *c) { sk_conn_set_deadline(c, 0, "zero means now"); }
 
 Test(connect, deadline_zero_passes_at_once)
 {

@@ -5,12 +5,12 @@
 #include <criterion/criterion.h>
 
 #include <errno.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
-#include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -149,13 +149,13 @@ static sk_shared *g_sh;
 static void order_open(fx *x, sk_conn *c)
 {
     cr_assert_eq(sk_conn_send(c, "[", 1), 0);
-    cr_assert_eq(sk_conn_sendfile(c, g_file, 0, 10), 0);     /* "0123456789" */
+    cr_assert_eq(sk_conn_sendfile(c, g_file, 0, 10), 0); /* "0123456789" */
     cr_assert_eq(sk_conn_send(c, "|", 1), 0);
-    cr_assert_eq(sk_conn_send_shared(c, g_sh, 0, 3), 0);     /* "abc" */
-    cr_assert_eq(sk_conn_sendfile(c, g_file, 20, 6), 0);     /* "klmnop" */
-    cr_assert_eq(sk_conn_sendfile(c, g_file, 4, 2), 0);      /* "45", back to back */
-    cr_assert_eq(sk_conn_sendfile(c, g_file, 0, 0), 0);      /* empty: nothing */
-    cr_assert_eq(sk_conn_send_shared(c, g_sh, 3, 2), 0);     /* "de" */
+    cr_assert_eq(sk_conn_send_shared(c, g_sh, 0, 3), 0); /* "abc" */
+    cr_assert_eq(sk_conn_sendfile(c, g_file, 20, 6), 0); /* "klmnop" */
+    cr_assert_eq(sk_conn_sendfile(c, g_file, 4, 2), 0);  /* "45", back to back */
+    cr_assert_eq(sk_conn_sendfile(c, g_file, 0, 0), 0);  /* empty: nothing */
+    cr_assert_eq(sk_conn_send_shared(c, g_sh, 3, 2), 0); /* "de" */
     cr_assert_eq(sk_conn_send(c, "]", 1), 0);
     x->queued_at_open = sk_conn_queued(c);
     sk_conn_close(c);

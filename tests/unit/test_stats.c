@@ -49,7 +49,8 @@ Test(stats, counters_follow_one_connection)
     cr_assert_eq(sk_server_listen(loop, &addr, &o, &srv, NULL, 0), 0);
 
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    struct sockaddr_in sin = {.sin_family = AF_INET, .sin_port = htons((uint16_t)sk_server_port(srv)),
+    struct sockaddr_in sin = {.sin_family = AF_INET,
+                              .sin_port = htons((uint16_t)sk_server_port(srv)),
                               .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     cr_assert_eq(connect(fd, (struct sockaddr *)&sin, sizeof sin), 0);
     sk_sock *sk;
@@ -102,7 +103,8 @@ Test(stats, format_is_key_value_and_fits)
     s.err_protocol = 1;
     s.mem = 65536;
     sk_stats_format(&s, text, sizeof text);
-    cr_assert_str_eq(text, "conns=3 accepted=0 refused=0 shed=0 bytes_in=0 bytes_out=0 msgs_in=0 "
-                           "msgs_out=0 err_protocol=1 err_idle=0 err_frame=0 err_deadline=0 "
-                           "err_reset=0 err_nobufs=0 queued=0 mem=65536 dgram_dropped=0 refused_acl=0");
+    cr_assert_str_eq(text,
+                     "conns=3 accepted=0 refused=0 shed=0 bytes_in=0 bytes_out=0 msgs_in=0 "
+                     "msgs_out=0 err_protocol=1 err_idle=0 err_frame=0 err_deadline=0 "
+                     "err_reset=0 err_nobufs=0 queued=0 mem=65536 dgram_dropped=0 refused_acl=0");
 }

@@ -43,8 +43,15 @@ Test(tls, pin_parse_rejects_and_leaves_out_alone)
     uint8_t out[SK_TLS_PIN_LEN];
     memset(out, 0xAA, sizeof out);
     char s[200];
-    const char *bad[] = {"", "AB", "AB:CD", "zz" "c8a1acba1b1a338185f5e64148cc65f74b77657bdddee20bfafcf5821ef45f",
-                         NULL, NULL, NULL, NULL};
+    const char *bad[] = {"",
+                         "AB",
+                         "AB:CD",
+                         "zz"
+                         "c8a1acba1b1a338185f5e64148cc65f74b77657bdddee20bfafcf5821ef45f",
+                         NULL,
+                         NULL,
+                         NULL,
+                         NULL};
     /* One digit short, one pair too many, a colon out of place. */
     snprintf(s, sizeof s, "%.63s", HEX64);
     bad[4] = strdup(s);
@@ -176,7 +183,8 @@ static void run_echo(const char *dir, const sk_tls_client_opts *o, const char *h
     so.cbs.on_message = srv_msg;
     sk_addr a;
     cr_assert_eq(sk_addr_parse(strcmp(host, "localhost") == 0 ? "tls://127.0.0.1:0" : "tls://*:0",
-                               &a, NULL, 0), 0);
+                               &a, NULL, 0),
+                 0);
     sk_server *srv = NULL;
     cr_assert_eq(sk_server_listen(g.loop, &a, &so, &srv, err, sizeof err), 0, "%s", err);
     snprintf(a.host, sizeof a.host, "%s", host);
@@ -232,7 +240,8 @@ static int run_echo_via(const char *dir, const sk_tls_client_opts *o, enum via v
     co.tls_host = host;
     sk_conn_callbacks cbs = {.on_open = cli_open, .on_message = cli_msg, .on_close = cli_close};
     sk_conn *c = NULL;
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)sk_server_port(srv)),
+    struct sockaddr_in sa = {.sin_family = AF_INET,
+                             .sin_port = htons((uint16_t)sk_server_port(srv)),
                              .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     int fd, rc;
     if (via == VIA_CONNECT_FD) {
