@@ -21,7 +21,7 @@
 #include <unistd.h>
 
 /* A Unix listener with a full backlog makes a non-blocking connect fail with
- * EAGAIN and gives nothing to poll on, so sk_dial retries it this often
+ * EAGAIN and gives nothing to poll on, so sk__dial retries it this often
  * until the deadline (a blocking connect would have waited the same way). */
 #define UNIX_BACKLOG_RETRY_MS 10
 

@@ -460,7 +460,7 @@ Test(client, timeouts_when_peer_is_silent)
     t0 = unit_now_ms();
     check_timeout(sk_sock_recv_exact(sk, buf, 10, 100), t0, "sk_recv_exact");
     t0 = unit_now_ms();
-    check_timeout(sk_sock_recv_wait(sk, buf, sizeof buf, 100), t0, "sk_recv_some");
+    check_timeout(sk_sock_recv_wait(sk, buf, sizeof buf, 100), t0, "sk_sock_recv_wait");
     sk_sock_close(sk);
 
     /* Half a frame arrives, the rest never does. */
@@ -549,7 +549,7 @@ Test(client, recv_some_then_eof)
     size_t have = 0;
     while (have < 3) {
         ssize_t n = sk_sock_recv_wait(sk, buf + have, sizeof buf - have, 3000);
-        cr_assert(n >= 1, "sk_recv_some returned %zd (%s) with %zu of 3 bytes", n,
+        cr_assert(n >= 1, "sk_sock_recv_wait returned %zd (%s) with %zu of 3 bytes", n,
                   sk_strerror((int)n), have);
         have += (size_t)n;
     }
@@ -675,6 +675,25 @@ Test(recv_line, longest_line_fits_and_one_more_is_refused)
     char tiny[2];
     sk_line_reader_init(&r, sk, tiny, sizeof tiny);
     cr_assert_eq(sk_sock_recv_line(&r, &line, 10), -EINVAL);
+    sk_sock_close(sk);
+    close(sv[1]);
+}
+
+/* Timeout 0 is "no time at all", as for every sockit call: what is there
+ * is taken, nothing is waited for. */
+Test(recv_line, timeout_zero_takes_what_is_there_and_never_waits)
+{
+    int sv[2];
+    sk_sock *sk;
+    pair(sv, &sk);
+    char buf[16];
+    uint64_t t0 = unit_now_ms();
+    cr_assert_eq(sk_sock_recv_wait(sk, buf, sizeof buf, 0), -ETIMEDOUT);
+    cr_assert_eq(sk_sock_recv_exact(sk, buf, 1, 0), -ETIMEDOUT);
+    cr_assert(unit_now_ms() - t0 < 500, "a zero timeout waited");
+    unit_write_all(sv[1], "ab", 2);
+    cr_assert_eq(sk_sock_recv_wait(sk, buf, sizeof buf, 0), 2);
+    cr_assert_eq(sk_sock_send_all(sk, "x", 1, 0), 0);
     sk_sock_close(sk);
     close(sv[1]);
 }
