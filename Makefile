@@ -245,7 +245,7 @@ install: all
 	ln -sf libsockit.so.0 $(DESTDIR)$(PREFIX)/lib/libsockit.so
 	install -m 0644 include/sockit.h $(DESTDIR)$(PREFIX)/include/sockit.h
 	install -m 0644 docs/sockit.1 $(DESTDIR)$(PREFIX)/share/man/man1/sockit.1
-	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|'$$(sed -n 's/#define SK_VERSION "\(.*\)"/\1/p' include/sockit.h)'|g' \
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|'$$(sed -n 's/^#define SK_VERSION  *"\(.*\)"/\1/p' include/sockit.h)'|g' \
 	  sockit.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/sockit.pc
 
 uninstall:
