@@ -1,5 +1,5 @@
 # Makefile — builds libsockit, the sockit command and the examples; installs
-# the Debian packages the build and the tests need (SPEC §2).
+# the Debian packages the build and the tests need.
 #
 #   make            build/sockit, build/libsockit.{a,so}, build/examples/*
 #   make run        install what is missing, build, run the demo services
@@ -125,7 +125,7 @@ unit: $(BUILD)/unit-tests
 integration: all
 	SOCKIT_BUILD=$(BUILD) python3 tests/integration/run.py
 
-# --- benchmarks (bench/, issue 6): never part of `make test` -------------
+# --- benchmarks (bench/): never part of `make test` -------------
 # The paired, pinned comparison against the reference servers; installs
 # libuv, libevent, redis-server, iperf3 (benchmark-only dependencies).
 bench: all
@@ -178,6 +178,18 @@ check-symbols: $(BUILD)/libsockit.so
 .PHONY: check-cycles
 check-cycles: $(SVC_LIB)
 	python3 tools/depcycles.py $(SVC_LIB)
+
+# One layout for every C file (.clang-format): `make format` applies it,
+# `make format-check` fails on any file that differs (run by .ci/run).
+FORMAT_SRC = $(shell find include src services cli tests examples fuzz bench/tools \
+               -name '*.[ch]' -not -path '*/corpus/*' | sort)
+.PHONY: format format-check
+format:
+	$(call install_pkgs,clang-format)
+	clang-format -i $(FORMAT_SRC)
+format-check:
+	$(call install_pkgs,clang-format)
+	clang-format --dry-run -Werror $(FORMAT_SRC)
 
 # --- fuzzing (libFuzzer, clang) -------------------------------------------
 # Every parser has a target in fuzz/ with a seed corpus in fuzz/corpus/NAME/
@@ -233,7 +245,7 @@ install: all
 	ln -sf libsockit.so.0 $(DESTDIR)$(PREFIX)/lib/libsockit.so
 	install -m 0644 include/sockit.h $(DESTDIR)$(PREFIX)/include/sockit.h
 	install -m 0644 docs/sockit.1 $(DESTDIR)$(PREFIX)/share/man/man1/sockit.1
-	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|'$$(sed -n 's/#define SK_VERSION "\(.*\)"/\1/p' include/sockit.h)'|g' \
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|'$$(sed -n 's/^#define SK_VERSION  *"\(.*\)"/\1/p' include/sockit.h)'|g' \
 	  sockit.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/sockit.pc
 
 uninstall:

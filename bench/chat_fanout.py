@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""bench/chat_fanout.py — chat fan-out, sockit against Redis pub/sub (issue 5).
+"""bench/chat_fanout.py — chat fan-out, sockit against Redis pub/sub.
 
 Starts `sockit serve chat` and `redis-server` on 127.0.0.1 (both pinned to
 core 0, both left running), then drives each with the same client,

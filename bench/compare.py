@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""bench/compare.py — sockit side by side with reference servers (SPEC §10,
-issue 6), paired and interleaved, pinned, on one machine.
+"""bench/compare.py — sockit side by side with reference servers, paired
+and interleaved, pinned, on one machine.
 
 Every server is started once and stays up (pinned to core 0); `sockit bench`
 (pinned to core 1) drives them. A round hits every server of a workload in

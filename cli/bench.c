@@ -1,5 +1,5 @@
 /* bench.c — `sockit bench`: a load generator that verifies every reply byte
- * and measures throughput and latency (SPEC §7). One event loop per thread,
+ * and measures throughput and latency. One event loop per thread,
  * connections spread over the threads, closed loop by default (each
  * connection keeps --pipeline requests in flight) or open loop (--rate:
  * requests at fixed intended times, latency counted from those times, so a
@@ -27,7 +27,7 @@ static const char *const mode_names[] = {"frame", "raw", "line", "connect", "idl
 /* In-flight requests one connection may have: the ring of send times. In
  * open loop a connection that falls this far behind counts errors instead of
  * queueing more. */
-#define RING 4096
+#define RING        4096
 #define MAX_THREADS 64
 /* The Redis request and reply of the redis mode (an inline PING). */
 static const char redis_req[] = "*1\r\n$4\r\nPING\r\n";
@@ -45,7 +45,7 @@ typedef struct bench_cfg {
     bool json, quiet;
     int server_pid;
     uint32_t timeout_ms; /* --timeout: connecting, and each reply owed */
-    cli_tls tls;        /* tls://: --ca, --pin or --insecure, as for every client */
+    cli_tls tls;         /* tls://: --ca, --pin or --insecure, as for every client */
 } bench_cfg;
 
 struct bthread;
@@ -55,12 +55,12 @@ typedef struct client {
     unsigned index;
     sk_conn *conn;
     sk_dgram *dgram;
-    uint64_t next_seq;  /* sequence number of the next request sent */
-    uint64_t done_seq;  /* sequence number of the next reply expected */
-    uint64_t rx_bytes;  /* raw/redis: bytes of the reply stream verified */
+    uint64_t next_seq; /* sequence number of the next request sent */
+    uint64_t done_seq; /* sequence number of the next reply expected */
+    uint64_t rx_bytes; /* raw/redis: bytes of the reply stream verified */
     uint64_t sent_at[RING];
     uint64_t last_rx_ns;
-    uint32_t source;    /* connect mode: which 127.0.0.x to bind */
+    uint32_t source; /* connect mode: which 127.0.0.x to bind */
 } client;
 
 typedef struct bthread {
@@ -70,14 +70,14 @@ typedef struct bthread {
     sk_timer *tick;
     client *clients;
     unsigned nclients;
-    uint8_t *payload;   /* scratch for building one request */
+    uint8_t *payload; /* scratch for building one request */
     histogram hist;
     uint64_t reqs, bytes, errors;
-    uint64_t issued;    /* open loop: requests issued so far */
-    uint64_t open_t0;   /* open loop: the first intended time */
+    uint64_t issued;  /* open loop: requests issued so far */
+    uint64_t open_t0; /* open loop: the first intended time */
     bool measuring, stopping;
     uint64_t t_measure, t_end;
-    char failure[300];  /* the first verification failure, fatal */
+    char failure[300]; /* the first verification failure, fatal */
     pthread_t thread;
 } bthread;
 
@@ -90,37 +90,38 @@ static uint64_t now_ns(void)
 
 static void usage(FILE *out)
 {
-    fprintf(out,
-            "usage: sockit bench ADDR [--mode MODE] [-c CONNS] [--pipeline D] [-d SEC] [--warmup SEC]\n"
-            "                         [--size BYTES] [--threads T] [--rate R] [--json]\n"
-            "                         [--server-pid PID] [--quiet] [--timeout SEC]\n"
-            "\n"
-            "modes:\n"
-            "  frame    4-byte big-endian length + payload, each reply checked (default)\n"
-            "  raw      a byte stream; every byte of the echo checked\n"
-            "  line     lines of --size letters\n"
-            "  connect  connect, one frame exchanged, close; -c connectors (source 127.0.0.x rotated)\n"
-            "  idle     open -c connections and hold them for -d seconds\n"
-            "  udp      datagrams of --size bytes (a sockit server needs --udp-rate 0)\n"
-            "  redis    Redis PING requests (+PONG replies), as redis-benchmark -t ping_inline\n"
-            "options:\n"
-            "  -c N             connections (default 50)\n"
-            "  --pipeline D     requests in flight per connection (default 1)\n"
-            "  -d SEC           measured duration (default 5)\n"
-            "  --warmup SEC     unmeasured run-in first (default 1)\n"
-            "  --size BYTES     payload size (default 64)\n"
-            "  --threads T      load-generator threads, each with its own loop (default 1)\n"
-            "  --rate R         open loop: R requests/s in total at fixed intended times;\n"
-            "                   latency counts from the intended time (no coordinated omission)\n"
-            "  --server-pid PID also report the server's resident memory (idle mode: per\n"
-            "                   connection held)\n"
-            "  --json           one JSON object on stdout instead of the table\n"
-            "  --timeout SEC    time allowed to connect, and for each reply owed, counted from\n"
-            "                   its request (default 10); past it the run fails with exit 1\n"
-            "  --ca FILE, --pin SHA256, --insecure\n"
-            "                   tls://: how to verify the server, as for sockit connect; every\n"
-            "                   connection after the first resumes the TLS session\n"
-            "Every reply byte is verified; a mismatch stops the run with exit 1.\n");
+    fprintf(
+        out,
+        "usage: sockit bench ADDR [--mode MODE] [-c CONNS] [--pipeline D] [-d SEC] [--warmup SEC]\n"
+        "                         [--size BYTES] [--threads T] [--rate R] [--json]\n"
+        "                         [--server-pid PID] [--quiet] [--timeout SEC]\n"
+        "\n"
+        "modes:\n"
+        "  frame    4-byte big-endian length + payload, each reply checked (default)\n"
+        "  raw      a byte stream; every byte of the echo checked\n"
+        "  line     lines of --size letters\n"
+        "  connect  connect, one frame exchanged, close; -c connectors (source 127.0.0.x rotated)\n"
+        "  idle     open -c connections and hold them for -d seconds\n"
+        "  udp      datagrams of --size bytes (a sockit server needs --udp-rate 0)\n"
+        "  redis    Redis PING requests (+PONG replies), as redis-benchmark -t ping_inline\n"
+        "options:\n"
+        "  -c N             connections (default 50)\n"
+        "  --pipeline D     requests in flight per connection (default 1)\n"
+        "  -d SEC           measured duration (default 5)\n"
+        "  --warmup SEC     unmeasured run-in first (default 1)\n"
+        "  --size BYTES     payload size (default 64)\n"
+        "  --threads T      load-generator threads, each with its own loop (default 1)\n"
+        "  --rate R         open loop: R requests/s in total at fixed intended times;\n"
+        "                   latency counts from the intended time (no coordinated omission)\n"
+        "  --server-pid PID also report the server's resident memory (idle mode: per\n"
+        "                   connection held)\n"
+        "  --json           one JSON object on stdout instead of the table\n"
+        "  --timeout SEC    time allowed to connect, and for each reply owed, counted from\n"
+        "                   its request (default 10); past it the run fails with exit 1\n"
+        "  --ca FILE, --pin SHA256, --insecure\n"
+        "                   tls://: how to verify the server, as for sockit connect; every\n"
+        "                   connection after the first resumes the TLS session\n"
+        "Every reply byte is verified; a mismatch stops the run with exit 1.\n");
 }
 
 /* ------------------------------------------------------------ payloads */
@@ -131,9 +132,9 @@ static void usage(FILE *out)
  * (a byte-by-byte pattern would make the generator the bottleneck at 4 KiB).
  * Line payloads use letters only. Raw mode is one stream whose byte k is
  * table[k % STREAM_PERIOD]: a prime period, so no chunking lines up with it. */
-#define STAMP 8
+#define STAMP         8
 #define STREAM_PERIOD 65521u
-static uint8_t *block;        /* cfg.size bytes */
+static uint8_t *block; /* cfg.size bytes */
 static uint8_t stream_table[STREAM_PERIOD];
 
 static void make_patterns(const bench_cfg *cfg)
@@ -220,9 +221,7 @@ static void send_request(client *cl, uint64_t intended)
         }
         break;
     }
-    case M_REDIS:
-        sk_conn_send(cl->conn, redis_req, sizeof redis_req - 1);
-        break;
+    case M_REDIS: sk_conn_send(cl->conn, redis_req, sizeof redis_req - 1); break;
     case M_UDP:
         fill_payload(t->payload, cfg->size, seq, cfg->mode);
         if (sk_dgram_send(cl->dgram, t->payload, cfg->size, NULL, 0) < 0)
@@ -288,7 +287,9 @@ static void on_message(sk_conn *c, const uint8_t *data, size_t len)
                 size_t i = 0;
                 while (data[i] == want[i])
                     i++;
-                fail(t, "reply mismatch on connection %u at stream byte %llu: expected 0x%02x, got 0x%02x",
+                fail(t,
+                     "reply mismatch on connection %u at stream byte %llu: expected 0x%02x, got "
+                     "0x%02x",
                      cl->index, (unsigned long long)(k + i), want[i], data[i]);
                 return;
             }
@@ -312,8 +313,8 @@ static void on_message(sk_conn *c, const uint8_t *data, size_t len)
     }
     uint64_t seq = cl->done_seq;
     if (len != cfg->size) {
-        fail(t, "reply mismatch on connection %u, request %llu: %zu bytes instead of %zu", cl->index,
-             (unsigned long long)seq, len, cfg->size);
+        fail(t, "reply mismatch on connection %u, request %llu: %zu bytes instead of %zu",
+             cl->index, (unsigned long long)seq, len, cfg->size);
         return;
     }
     long bad = check_payload(data, len, seq, cfg->mode);
@@ -357,8 +358,8 @@ static void on_close(sk_conn *c, int err)
         return;
     }
     t->errors++;
-    fail(t, "connection %u closed: %s", cl->index, sk_conn_reason(c)[0] ? sk_conn_reason(c)
-                                                                         : sk_strerror(err));
+    fail(t, "connection %u closed: %s", cl->index,
+         sk_conn_reason(c)[0] ? sk_conn_reason(c) : sk_strerror(err));
 }
 
 static void on_datagram(sk_dgram *d, const uint8_t *data, size_t len, const struct sockaddr *peer,
@@ -390,9 +391,9 @@ static const sk_conn_callbacks client_cbs = {
     .on_close = on_close,
 };
 
-static int stream_opts(const bench_cfg *cfg, sk_stream_opts *o)
+static int conn_opts(const bench_cfg *cfg, sk_conn_opts *o)
 {
-    sk_stream_opts_init(o);
+    sk_conn_opts_init(o);
     switch (cfg->mode) {
     case M_FRAME:
     case M_CONNECT:
@@ -412,13 +413,14 @@ static void start_connect(client *cl)
 {
     bthread *t = cl->t;
     const bench_cfg *cfg = t->cfg;
-    sk_stream_opts o;
-    stream_opts(cfg, &o);
+    sk_conn_opts o;
+    conn_opts(cfg, &o);
     cl->sent_at[cl->next_seq % RING] = now_ns();
     if (o.tls != NULL) {
         /* By address, so that the server's name is verified (and sent as
          * SNI); no source rotation then. */
-        int err = sk_conn_connect(t->loop, &cfg->addr, &o, &client_cbs, cl, (int)cfg->timeout_ms, &cl->conn);
+        int err = sk_conn_connect(t->loop, &cfg->addr, &o, &client_cbs, cl, (int)cfg->timeout_ms,
+                                  &cl->conn);
         if (err < 0)
             fail(t, "connect: %s", sk_strerror(err));
         return;
@@ -460,8 +462,8 @@ static int check_replies_owed(bthread *t, uint64_t now)
             continue;
         uint64_t since = cl->sent_at[cl->done_seq % RING];
         if (now > since && now - since > limit_ns) {
-            fail(t, "no reply within %.1f s on connection %u (--timeout)",
-                 cfg->timeout_ms / 1000.0, cl->index);
+            fail(t, "no reply within %.1f s on connection %u (--timeout)", cfg->timeout_ms / 1000.0,
+                 cl->index);
             return -1;
         }
     }
@@ -551,7 +553,8 @@ static int thread_connect(bthread *t)
     for (unsigned i = 0; i < t->nclients; i++) {
         client *cl = &t->clients[i];
         if (cfg->mode == M_UDP) {
-            int rc = sk_dgram_open(t->loop, &cfg->addr, 0, on_datagram, cl, &cl->dgram, err, sizeof err);
+            int rc =
+                sk_dgram_connect(t->loop, &cfg->addr, on_datagram, cl, &cl->dgram, err, sizeof err);
             if (rc < 0) {
                 cli_err("%s", err);
                 return rc;
@@ -561,21 +564,25 @@ static int thread_connect(bthread *t)
         } else if (cfg->tls.ctx != NULL) {
             /* TLS: connected and handshaken by the thread's loop, during
              * the warm-up. */
-            sk_stream_opts o;
-            stream_opts(cfg, &o);
-            int rc = sk_conn_connect(t->loop, &cfg->addr, &o, &client_cbs, cl, (int)cfg->timeout_ms, &cl->conn);
+            sk_conn_opts o;
+            conn_opts(cfg, &o);
+            int rc = sk_conn_connect(t->loop, &cfg->addr, &o, &client_cbs, cl, (int)cfg->timeout_ms,
+                                     &cl->conn);
             if (rc < 0) {
                 cli_err("connection %u: %s", cl->index, sk_strerror(rc));
                 return rc;
             }
         } else {
-            int fd = sk_dial(&cfg->addr, 5000, err, sizeof err);
+            sk_sock *sock = NULL;
+            int fd = sk_sock_dial(&cfg->addr, NULL, 5000, &sock, err, sizeof err);
+            if (fd == 0)
+                fd = sk_sock_release(sock);
             if (fd < 0) {
                 cli_err("connection %u: %s", cl->index, err);
                 return fd;
             }
-            sk_stream_opts o;
-            stream_opts(cfg, &o);
+            sk_conn_opts o;
+            conn_opts(cfg, &o);
             int rc = sk_conn_adopt(t->loop, fd, &o, &client_cbs, cl, &cl->conn);
             if (rc < 0) {
                 close(fd);
@@ -649,7 +656,8 @@ static void report(const bench_cfg *cfg, const histogram *h, uint64_t reqs, uint
     double rps = secs > 0 ? (double)reqs / secs : 0;
     double mbs = secs > 0 ? (double)bytes * 2 / secs / 1e6 : 0; /* both directions */
     double p50 = (double)hist_percentile(h, 50) / 1e3, p90 = (double)hist_percentile(h, 90) / 1e3;
-    double p99 = (double)hist_percentile(h, 99) / 1e3, p999 = (double)hist_percentile(h, 99.9) / 1e3;
+    double p99 = (double)hist_percentile(h, 99) / 1e3,
+           p999 = (double)hist_percentile(h, 99.9) / 1e3;
     double pmax = (double)h->max / 1e3, mean = hist_mean(h) / 1e3;
     bool srv = s0->ok && s1->ok;
     double idle_bytes = 0;
@@ -664,8 +672,8 @@ static void report(const bench_cfg *cfg, const histogram *h, uint64_t reqs, uint
                "\"latency_us\":{\"mean\":%.2f,\"p50\":%.2f,\"p90\":%.2f,\"p99\":%.2f,"
                "\"p999\":%.2f,\"max\":%.2f}",
                addr, mode_names[cfg->mode], cfg->conns, cfg->pipeline, cfg->size, cfg->threads,
-               cfg->rate, secs, (unsigned long long)reqs, rps, mbs, (unsigned long long)errors, mean,
-               p50, p90, p99, p999, pmax);
+               cfg->rate, secs, (unsigned long long)reqs, rps, mbs, (unsigned long long)errors,
+               mean, p50, p90, p99, p999, pmax);
         if (srv)
             printf(",\"server\":{\"pid\":%d,\"rss_kb\":%ld%s", cfg->server_pid, s1->rss_kb,
                    cfg->mode == M_IDLE ? "" : "}");
@@ -716,11 +724,26 @@ static const char *failure_hint(const bench_cfg *cfg, const char *failure)
 
 static int parse(bench_cfg *cfg, int argc, char **argv)
 {
-    *cfg = (bench_cfg){.mode = M_FRAME, .conns = 50, .pipeline = 1, .threads = 1,
-                       .duration_ms = 5000, .warmup_ms = 1000, .size = 64,
+    *cfg = (bench_cfg){.mode = M_FRAME,
+                       .conns = 50,
+                       .pipeline = 1,
+                       .threads = 1,
+                       .duration_ms = 5000,
+                       .warmup_ms = 1000,
+                       .size = 64,
                        .timeout_ms = CLI_TIMEOUT_MS};
-    enum { O_MODE = 256, O_PIPE, O_WARM, O_SIZE, O_THREADS, O_RATE, O_JSON, O_PID, O_QUIET,
-           O_TIMEOUT };
+    enum {
+        O_MODE = 256,
+        O_PIPE,
+        O_WARM,
+        O_SIZE,
+        O_THREADS,
+        O_RATE,
+        O_JSON,
+        O_PID,
+        O_QUIET,
+        O_TIMEOUT
+    };
     static const struct option longopts[] = {
         {"mode", required_argument, NULL, O_MODE},
         {"pipeline", required_argument, NULL, O_PIPE},
@@ -773,7 +796,10 @@ static int parse(bench_cfg *cfg, int argc, char **argv)
         case O_JSON: cfg->json = true; break;
         case O_QUIET: cfg->quiet = true; break;
         case O_TIMEOUT: bad = cli_parse_seconds(v, &cfg->timeout_ms) || cfg->timeout_ms == 0; break;
-        case O_PID: bad = cli_parse_uint(v, 1, 1u << 30, &u); cfg->server_pid = (int)u; break;
+        case O_PID:
+            bad = cli_parse_uint(v, 1, 1u << 30, &u);
+            cfg->server_pid = (int)u;
+            break;
         case ':': cli_err("option %s needs a value", argv[optind - 1]); return -1;
         default:
             cli_err("unknown option \"%s\" (try: sockit bench --help)", argv[optind - 1]);
@@ -796,7 +822,8 @@ static int parse(bench_cfg *cfg, int argc, char **argv)
     }
     bool dgram = cfg->addr.kind == SK_ADDR_UDP || cfg->addr.kind == SK_ADDR_UNIXGRAM;
     if (dgram != (cfg->mode == M_UDP)) {
-        cli_err(dgram ? "a datagram address needs --mode udp" : "--mode udp needs udp:// or unixgram:");
+        cli_err(dgram ? "a datagram address needs --mode udp"
+                      : "--mode udp needs udp:// or unixgram:");
         return -1;
     }
     if (cfg->mode == M_UDP && cfg->size > SK_DGRAM_MAX) {

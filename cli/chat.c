@@ -72,14 +72,14 @@ static void bytes_drop(bytes *b, size_t n)
 }
 
 typedef struct chat_client {
-    int fd;
+    sk_sock *sock;
     bool tty;      /* line editing on a terminal */
     bool sanitize; /* stdout is a terminal: neutralise control characters */
     bool editing;  /* the libedit handler is installed */
     bool stdin_open, quit_sent, peer_open;
     char last_in; /* last byte read from stdin (pipe mode) */
     uint64_t quit_at;
-    int sigfd;    /* SIGINT, SIGTERM, SIGHUP, SIGWINCH */
+    int sigfd; /* SIGINT, SIGTERM, SIGHUP, SIGWINCH */
     /* With --nick: stdin is not read until the server has said the nick
      * is ours, so that no line goes out under a guest nick. */
     const char *nick_wanted;
@@ -118,26 +118,26 @@ static int write_all(int fd, const void *data, size_t len)
 
 static void usage(FILE *out)
 {
-    fprintf(out,
-            "usage: sockit chat ADDR [--nick NAME] [--timeout SEC]\n"
-            "\n"
-            "Joins the chat room of `sockit serve chat` at ADDR (HOST:PORT, unix:PATH or\n"
-            "tls://HOST:PORT).\n"
-            "On a terminal: type a line and Enter to send it to everyone; lines from others\n"
-            "appear above the line you are typing; Up/Down recall earlier lines. /nick NAME,\n"
-            "/who, /me TEXT, /help; /quit or Ctrl-D leaves, and so does a terminal that\n"
-            "goes away or SIGHUP, SIGINT or SIGTERM.\n"
-            "Otherwise each line of stdin is sent, every line from the server is written to\n"
-            "stdout, and at the end of stdin the client sends /quit and exits when the server\n"
-            "closes.\n"
-            "  --nick NAME     take this nick after joining (1-32 of A-Z a-z 0-9 _ -);\n"
-            "                  nothing is sent before the server grants it (on a terminal\n"
-            "                  too), and a taken nick exits 1 with one line\n"
-            "  --timeout SEC   time allowed to connect and for the answer to --nick\n"
-            "                  (default 10); a pause in typing is never a timeout\n"
-            CLI_TLS_USAGE_PAD("")
-            "Exit codes: 0 left or the server closed, 1 connection failed or lost or --nick\n"
-            "refused, 2 usage, 128+N left on signal N.\n");
+    fprintf(
+        out,
+        "usage: sockit chat ADDR [--nick NAME] [--timeout SEC]\n"
+        "\n"
+        "Joins the chat room of `sockit serve chat` at ADDR (HOST:PORT, unix:PATH or\n"
+        "tls://HOST:PORT).\n"
+        "On a terminal: type a line and Enter to send it to everyone; lines from others\n"
+        "appear above the line you are typing; Up/Down recall earlier lines. /nick NAME,\n"
+        "/who, /me TEXT, /help; /quit or Ctrl-D leaves, and so does a terminal that\n"
+        "goes away or SIGHUP, SIGINT or SIGTERM.\n"
+        "Otherwise each line of stdin is sent, every line from the server is written to\n"
+        "stdout, and at the end of stdin the client sends /quit and exits when the server\n"
+        "closes.\n"
+        "  --nick NAME     take this nick after joining (1-32 of A-Z a-z 0-9 _ -);\n"
+        "                  nothing is sent before the server grants it (on a terminal\n"
+        "                  too), and a taken nick exits 1 with one line\n"
+        "  --timeout SEC   time allowed to connect and for the answer to --nick\n"
+        "                  (default 10); a pause in typing is never a timeout\n" CLI_TLS_USAGE_PAD(
+            "") "Exit codes: 0 left or the server closed, 1 connection failed or lost or --nick\n"
+                "refused, 2 usage, 128+N left on signal N.\n");
 }
 
 /* ------------------------------------------------------------ display */
@@ -319,7 +319,7 @@ static int nick_answer(chat_client *c, const uint8_t *line, size_t len)
 static int read_socket(chat_client *c)
 {
     uint8_t buf[CHUNK];
-    ssize_t n = sk_sock_recv(c->fd, buf, sizeof buf);
+    ssize_t n = sk_sock_recv(c->sock, buf, sizeof buf);
     if (n < 0) {
         if (n == -EAGAIN)
             return 0;
@@ -451,7 +451,7 @@ static void leave_now(chat_client *c)
         (void)cli_pump_flush(&c->pump);
     }
     uint8_t buf[CHUNK];
-    for (int i = 0; i < 16 && sk_sock_recv(c->fd, buf, sizeof buf) > 0; i++)
+    for (int i = 0; i < 16 && sk_sock_recv(c->sock, buf, sizeof buf) > 0; i++)
         ;
 }
 
@@ -551,9 +551,7 @@ int cmd_chat(int argc, char **argv)
         if (t > 0)
             continue;
         switch (ch) {
-        case 'h':
-            usage(stdout);
-            return EXIT_OK;
+        case 'h': usage(stdout); return EXIT_OK;
         case 'n':
             if (!nick_ok(optarg)) {
                 cli_err("bad nick \"%s\": use 1-32 of A-Z a-z 0-9 _ -", optarg);
@@ -568,9 +566,7 @@ int cmd_chat(int argc, char **argv)
             }
             timeout_ms = (int)ms;
             break;
-        case ':':
-            cli_err("option %s needs a value", argv[optind - 1]);
-            return EXIT_USAGE;
+        case ':': cli_err("option %s needs a value", argv[optind - 1]); return EXIT_USAGE;
         default:
             cli_err("unknown option \"%s\" (try: sockit chat --help)", argv[optind - 1]);
             return EXIT_USAGE;
@@ -597,14 +593,14 @@ int cmd_chat(int argc, char **argv)
     if (rc != 0)
         return rc;
     char derr[600];
-    int fd = cli_dial(&addr, &tls, timeout_ms, derr, sizeof derr);
-    if (fd < 0) {
+    sk_sock *sock = NULL;
+    if (cli_dial(&addr, &tls, timeout_ms, &sock, derr, sizeof derr) < 0) {
         cli_err("%s", derr);
         cli_tls_free(&tls);
         return EXIT_RUNTIME;
     }
-    chat_client c = {.fd = fd, .stdin_open = true, .peer_open = true, .status = EXIT_OK,
-                     .sigfd = -1};
+    chat_client c = {
+        .sock = sock, .stdin_open = true, .peer_open = true, .status = EXIT_OK, .sigfd = -1};
     g_client = &c;
     c.tty = isatty(STDIN_FILENO) && isatty(STDOUT_FILENO);
     c.sanitize = isatty(STDOUT_FILENO);
@@ -623,11 +619,11 @@ int cmd_chat(int argc, char **argv)
     if (c.sigfd < 0) {
         cli_err("signalfd: %s", strerror(errno));
         sigprocmask(SIG_SETMASK, &old, NULL);
-        sk_sock_close(fd);
+        sk_sock_close(sock);
         cli_tls_free(&tls);
         return EXIT_RUNTIME;
     }
-    cli_pump_init(&c.pump, fd, c.sigfd);
+    cli_pump_init(&c.pump, sock, c.sigfd);
 
     if (nick != NULL) {
         char line[64];
@@ -652,7 +648,7 @@ int cmd_chat(int argc, char **argv)
     run(&c);
     if (g_stop_signal)
         c.status = 128 + g_stop_signal; /* as a shell reports a signal */
-    sk_sock_close(fd);
+    sk_sock_close(sock);
     cli_tls_free(&tls);
     close(c.sigfd);
     sigprocmask(SIG_SETMASK, &old, NULL);

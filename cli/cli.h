@@ -49,13 +49,15 @@ void cli_log_to_stderr(enum sk_log_level level);
  * exit code after one line on stderr: the TLS options on a plain address,
  * several ways to verify, an unreadable CA file). */
 enum { CLI_O_CA = 1000, CLI_O_PIN, CLI_O_INSECURE };
-#define CLI_TLS_LONGOPTS                                                        \
-    {"ca", required_argument, NULL, CLI_O_CA}, {"pin", required_argument, NULL, CLI_O_PIN}, \
-        {"insecure", no_argument, NULL, CLI_O_INSECURE}
+#define CLI_TLS_LONGOPTS                                                                           \
+    {"ca", required_argument, NULL, CLI_O_CA}, {"pin", required_argument, NULL, CLI_O_PIN},        \
+    {                                                                                              \
+        "insecure", no_argument, NULL, CLI_O_INSECURE                                              \
+    }
 /* The three lines of --help, their text starting at column 18 + strlen(PAD),
  * so that they line up with each command's own options. */
-#define CLI_TLS_USAGE_PAD(PAD)                                                          \
-    "  --ca FILE       " PAD "tls://: verify the server's certificate chain and name with FILE\n" \
+#define CLI_TLS_USAGE_PAD(PAD)                                                                     \
+    "  --ca FILE       " PAD "tls://: verify the server's certificate chain and name with FILE\n"  \
     "  --pin SHA256    " PAD "tls://: accept only the certificate with this SHA-256 fingerprint\n" \
     "  --insecure      " PAD "tls://: do not verify the server at all (warns; for testing only)\n"
 #define CLI_TLS_USAGE CLI_TLS_USAGE_PAD("  ")
@@ -67,8 +69,9 @@ typedef struct cli_tls {
 } cli_tls;
 int cli_tls_option(cli_tls *t, int ch, const char *v);
 int cli_tls_prepare(cli_tls *t, const sk_addr *addr);
-/* sk_dial, or sk_tls_dial for tls:// (close the result with sk_sock_close). */
-int cli_dial(const sk_addr *addr, const cli_tls *t, int timeout_ms, char *err, size_t errlen);
+/* sk_sock_dial, with t's context for tls:// (close *out with sk_sock_close). */
+int cli_dial(const sk_addr *addr, const cli_tls *t, int timeout_ms, sk_sock **out, char *err,
+             size_t errlen);
 void cli_tls_free(cli_tls *t);
 /* serve's --cert and --key, before the library reads them: a key given as
  * the certificate (or the reverse) is named as such, and a key readable by

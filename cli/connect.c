@@ -1,12 +1,12 @@
-/* connect.c — `sockit connect`: the seed's interactive client on a terminal
+/* connect.c — `sockit connect`: an interactive client on a terminal
  * (prompt, `q` quits; libedit, as chat, so incoming data never hides a
  * half-typed line), an nc-like pipe otherwise, frames or lines when asked,
  * and one datagram per line for udp:// and unixgram:. */
 #include <errno.h>
 #include <getopt.h>
 #include <locale.h>
-#include <signal.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,36 +25,36 @@
 
 typedef struct connect_cfg {
     enum sk_framing framing;
-    int timeout_ms;      /* connecting, and each wait for a reply owed */
+    int timeout_ms; /* connecting, and each wait for a reply owed */
     size_t max_frame;
     cli_tls tls;
 } connect_cfg;
 
 static void usage(FILE *out)
 {
-    fprintf(out,
-            "usage: sockit connect ADDR [--framing raw|line|frame] [--timeout SEC]\n"
-            "\n"
-            "On a terminal: type a line to send it, empty lines are not sent, 'q' or Ctrl-D quits,\n"
-            "'\\q' sends a line that is exactly 'q' (and '\\\\q' sends '\\q'); whatever the server\n"
-            "sends is printed, control characters shown escaped (ESC as ^[), never run by the\n"
-            "terminal. Otherwise works like nc: stdin goes to the socket, the socket to stdout;\n"
-            "at the end of stdin the sending side is shut down and the reply is still read\n"
-            "until the server closes.\n"
-            "  --framing line    each input line is sent as a line; each line received is printed\n"
-            "  --framing frame   each input line is sent as one frame (4-byte big-endian length);\n"
-            "                    each frame received is printed on its own line\n"
-            "  --timeout SEC     time allowed to connect, and for each reply owed, counted from\n"
-            "                    the send (default 10; a pause in stdin is never a timeout;\n"
-            "                    not applied to replies on a terminal); a reply missing after\n"
-            "                    SEC is reported and the exit code is 1\n"
-            "  --max-frame BYTES largest frame accepted from the server (default 16M)\n"
-            CLI_TLS_USAGE
-            "tls://HOST:PORT needs --ca or --pin unless the system's CAs vouch for the server.\n"
-            "A HOST with several addresses: all are tried, IPv6 and IPv4 alternating, the next\n"
-            "at once after a refusal or beside one pending for 250 ms (RFC 8305).\n"
-            "Exit codes: 0 ok, 1 connection refused / timed out / no reply / certificate\n"
-            "refused, 2 usage.\n");
+    fprintf(
+        out,
+        "usage: sockit connect ADDR [--framing raw|line|frame] [--timeout SEC]\n"
+        "\n"
+        "On a terminal: type a line to send it, empty lines are not sent, 'q' or Ctrl-D quits,\n"
+        "'\\q' sends a line that is exactly 'q' (and '\\\\q' sends '\\q'); whatever the server\n"
+        "sends is printed, control characters shown escaped (ESC as ^[), never run by the\n"
+        "terminal. Otherwise works like nc: stdin goes to the socket, the socket to stdout;\n"
+        "at the end of stdin the sending side is shut down and the reply is still read\n"
+        "until the server closes.\n"
+        "  --framing line    each input line is sent as a line; each line received is printed\n"
+        "  --framing frame   each input line is sent as one frame (4-byte big-endian length);\n"
+        "                    each frame received is printed on its own line\n"
+        "  --timeout SEC     time allowed to connect, and for each reply owed, counted from\n"
+        "                    the send (default 10; a pause in stdin is never a timeout;\n"
+        "                    not applied to replies on a terminal); a reply missing after\n"
+        "                    SEC is reported and the exit code is 1\n"
+        "  --max-frame BYTES largest frame accepted from the server (default 16M)\n" CLI_TLS_USAGE
+        "tls://HOST:PORT needs --ca or --pin unless the system's CAs vouch for the server.\n"
+        "A HOST with several addresses: all are tried, IPv6 and IPv4 alternating, the next\n"
+        "at once after a refusal or beside one pending for 250 ms (RFC 8305).\n"
+        "Exit codes: 0 ok, 1 connection refused / timed out / no reply / certificate\n"
+        "refused, 2 usage.\n");
 }
 
 static uint64_t now_ms(void)
@@ -113,19 +113,19 @@ static void bytes_drop(bytes *b, size_t n)
 
 typedef struct stream_client {
     const connect_cfg *cfg;
-    int fd;
+    sk_sock *sock;
     bool interactive;
     bool stdin_open, shut_sent, peer_open;
-    bool awaiting;      /* sent something, nothing back yet (for --timeout) */
+    bool awaiting;       /* sent something, nothing back yet (for --timeout) */
     uint64_t owed_since; /* when awaiting became true: --timeout counts from here */
-    cli_pump pump;      /* the poll loop and what waits for the socket */
-    bytes line;         /* stdin bytes not yet forming a whole line */
-    bytes in;           /* socket bytes not yet forming a whole message */
-    bytes show;         /* on a terminal: escaped output, printed above the input */
+    cli_pump pump;       /* the poll loop and what waits for the socket */
+    bytes line;          /* stdin bytes not yet forming a whole line */
+    bytes in;            /* socket bytes not yet forming a whole message */
+    bytes show;          /* on a terminal: escaped output, printed above the input */
     sk_decoder dec;
     bool quit;
-    int stop_signal;    /* SIGINT, SIGTERM or SIGHUP read from the signalfd */
-    sigset_t old_mask;  /* the mask before the signalfd took the signals */
+    int stop_signal;   /* SIGINT, SIGTERM or SIGHUP read from the signalfd */
+    sigset_t old_mask; /* the mask before the signalfd took the signals */
 } stream_client;
 
 /* Starts the reply clock unless a reply is already owed: the wait counts
@@ -153,7 +153,7 @@ static int queue_message(stream_client *sc, const uint8_t *data, size_t len)
     return cli_pump_queue(&sc->pump, "\n", 1);
 }
 
-/* A typed line "\q" sends "q" (the seed protocol's own quit word), and
+/* A typed line "\q" sends "q" (the greeting example's own quit word), and
  * "\\q" sends "\q": one backslash before backslashes and a q is dropped. */
 static bool quit_word_escaped(const uint8_t *data, size_t len)
 {
@@ -174,9 +174,8 @@ static int add_escaped(bytes *b, const uint8_t *data, size_t len)
         uint8_t c = data[i];
         bool crlf = c == '\r' && i + 1 < len && data[i + 1] == '\n';
         char esc[2] = {'^', (char)(c == 0x7f ? '?' : c + '@')};
-        int rc = (c < 0x20 && c != '\t' && c != '\n' && !crlf) || c == 0x7f
-                     ? bytes_add(b, esc, 2)
-                     : bytes_add(b, &c, 1);
+        int rc = (c < 0x20 && c != '\t' && c != '\n' && !crlf) || c == 0x7f ? bytes_add(b, esc, 2)
+                                                                            : bytes_add(b, &c, 1);
         if (rc < 0)
             return -1;
     }
@@ -278,7 +277,7 @@ static int show_collected(stream_client *sc)
 static int read_socket(stream_client *sc)
 {
     uint8_t buf[CHUNK];
-    ssize_t n = sk_sock_recv(sc->fd, buf, sizeof buf);
+    ssize_t n = sk_sock_recv(sc->sock, buf, sizeof buf);
     if (n < 0) {
         if (n == -EAGAIN)
             return 0;
@@ -412,13 +411,13 @@ static int read_signals(stream_client *sc)
 static int run_stream(connect_cfg *cfg, const sk_addr *addr)
 {
     char err[600];
-    int fd = cli_dial(addr, &cfg->tls, cfg->timeout_ms, err, sizeof err);
-    if (fd < 0) {
+    sk_sock *sock = NULL;
+    if (cli_dial(addr, &cfg->tls, cfg->timeout_ms, &sock, err, sizeof err) < 0) {
         cli_err("%s", err);
         return EXIT_RUNTIME;
     }
-    stream_client sc = {.cfg = cfg, .fd = fd, .stdin_open = true, .peer_open = true};
-    cli_pump_init(&sc.pump, fd, -1);
+    stream_client sc = {.cfg = cfg, .sock = sock, .stdin_open = true, .peer_open = true};
+    cli_pump_init(&sc.pump, sock, -1);
     sc.interactive = isatty(STDIN_FILENO);
     sk_decoder_init(&sc.dec, cfg->framing, cfg->framing == SK_FRAMING_FRAME ? cfg->max_frame : 0);
     /* stdin as a regular file cannot be polled; it is always readable. */
@@ -428,12 +427,12 @@ static int run_stream(connect_cfg *cfg, const sk_addr *addr)
         char text[400];
         sk_addr_format(addr, text, sizeof text);
         char how[160] = "";
-        if (sk_sock_describe(fd, how + 2, sizeof how - 2) == 0)
+        if (sk_sock_describe(sock, how + 2, sizeof how - 2) == 0)
             memcpy(how, ", ", 2);
         fprintf(stderr, "connected to %s (%s framing%s); type q to quit\n", text,
                 sk_framing_name(cfg->framing), how);
         if (start_terminal(&sc) < 0) {
-            sk_sock_close(fd);
+            sk_sock_close(sock);
             return EXIT_RUNTIME;
         }
     }
@@ -442,7 +441,7 @@ static int run_stream(connect_cfg *cfg, const sk_addr *addr)
         if (!sc.stdin_open && sc.pump.out_len == 0 && !sc.shut_sent) {
             /* Half-close: the server sees our end of input and still sends
              * every reply it owes. */
-            sk_sock_shutdown(fd);
+            sk_sock_shutdown(sock);
             sc.shut_sent = true;
         }
         /* A reply owed is bounded by --timeout from the send it answers;
@@ -486,7 +485,7 @@ static int run_stream(connect_cfg *cfg, const sk_addr *addr)
     }
     if (sc.interactive)
         stop_terminal(&sc);
-    sk_sock_close(fd);
+    sk_sock_close(sock);
     cli_pump_free(&sc.pump);
     free(sc.line.data);
     free(sc.in.data);
@@ -522,7 +521,8 @@ static int dgram_socket(const sk_addr *addr)
     }
     if (connect(fd, (struct sockaddr *)&ss[0], sl[0]) < 0) {
         char text[200];
-        cli_err("cannot reach %s: %s", sk_sockaddr_format((struct sockaddr *)&ss[0], sl[0], text, sizeof text),
+        cli_err("cannot reach %s: %s",
+                sk_sockaddr_format((struct sockaddr *)&ss[0], sl[0], text, sizeof text),
                 strerror(errno));
         close(fd);
         return -1;
@@ -616,7 +616,8 @@ static int run_dgram(const connect_cfg *cfg, const sk_addr *addr)
             send_from++;
             n--;
         }
-        if (dgram_exchange(fd, send_from, (size_t)n, timeout, reply, interactive ? &line : NULL) < 0)
+        if (dgram_exchange(fd, send_from, (size_t)n, timeout, reply, interactive ? &line : NULL) <
+            0)
             status = EXIT_RUNTIME;
     }
     free(buf);
@@ -628,7 +629,8 @@ static int run_dgram(const connect_cfg *cfg, const sk_addr *addr)
 
 int cmd_connect(int argc, char **argv)
 {
-    connect_cfg cfg = {.framing = SK_FRAMING_RAW, .timeout_ms = CLI_TIMEOUT_MS, .max_frame = SK_DEFAULT_MAX_FRAME};
+    connect_cfg cfg = {
+        .framing = SK_FRAMING_RAW, .timeout_ms = CLI_TIMEOUT_MS, .max_frame = SK_DEFAULT_MAX_FRAME};
     static const struct option longopts[] = {
         {"framing", required_argument, NULL, 'f'},
         {"timeout", required_argument, NULL, 't'},

@@ -32,7 +32,7 @@ enum {
 };
 
 #define DEFAULT_TIMEOUT_MS CLI_TIMEOUT_MS /* connecting and authenticating, without --timeout */
-#define CHUNK (64u * 1024u)       /* one read of stdin = one STDIN frame at most */
+#define CHUNK              (64u * 1024u)  /* one read of stdin = one STDIN frame at most */
 /* Largest frame accepted from the server (its data frames are <= 64 KiB). */
 #define IN_FRAME_MAX EXEC_MAX_FRAME
 /* Beyond the server's time limit, how long we still wait for its verdict
@@ -45,38 +45,40 @@ typedef struct exec_cfg {
     uint32_t timeout_ms; /* --command-timeout; 0: no command limit requested */
     uint32_t wait_ms;    /* --timeout: connecting and authenticating */
     bool no_stdin;
-    const char *shell;   /* --sh STRING */
-    char **argv;         /* CMD ARG... (NULL-terminated), unless shell */
+    const char *shell; /* --sh STRING */
+    char **argv;       /* CMD ARG... (NULL-terminated), unless shell */
     int argc;
-    cli_tls tls;         /* tls://: --ca, --pin, --insecure */
+    cli_tls tls; /* tls://: --ca, --pin, --insecure */
 } exec_cfg;
 
 static void usage(FILE *out)
 {
-    fprintf(out,
-            "usage: sockit exec ADDR --token-file FILE [--timeout SEC] [--command-timeout SEC] [-n]\n"
-            "                   -- CMD [ARG...]\n"
-            "       sockit exec ADDR --token-file FILE [--timeout SEC] [--command-timeout SEC] [-n]\n"
-            "                   --sh 'STRING'\n"
-            "\n"
-            "Runs CMD with its arguments, exactly as given (no shell), on a `sockit serve exec`\n"
-            "server. Its stdout and stderr come back to ours byte for byte; our stdin goes to it\n"
-            "until it ends.\n"
-            "  --token-file FILE  the shared secret (the server's token file; mode 600;\n"
-            "                     make one with: sockit token FILE)\n"
-            "  --timeout SEC      time allowed to connect and authenticate (default 10); a\n"
-            "                     running command owes no answer, so it is never cut by this\n"
-            "  --command-timeout SEC  stop the command after SEC (exit 124; the server's own\n"
-            "                     serve exec --timeout still applies when shorter)\n"
-            "  -n, --no-stdin     give the command no input (it reads end-of-file at once)\n"
-            "  --sh 'STRING'      run STRING with /bin/sh -c (the server needs --allow-shell)\n"
-            CLI_TLS_USAGE_PAD("   ")
-            "Over tls:// the token authentication runs inside TLS and is bound to that TLS\n"
-            "connection, so a relay cannot use it even with --insecure.\n"
-            "Exit codes: the command's own; 128+N if a signal N killed it; 124 timed out;\n"
-            "126 not allowed by the server; 127 could not run; 255 connection, authentication\n"
-            "or protocol failure (one line on stderr says which); 2 usage (a missing,\n"
-            "non-private, short or weak token file included).\n");
+    fprintf(
+        out,
+        "usage: sockit exec ADDR --token-file FILE [--timeout SEC] [--command-timeout SEC] [-n]\n"
+        "                   -- CMD [ARG...]\n"
+        "       sockit exec ADDR --token-file FILE [--timeout SEC] [--command-timeout SEC] [-n]\n"
+        "                   --sh 'STRING'\n"
+        "\n"
+        "Runs CMD with its arguments, exactly as given (no shell), on a `sockit serve exec`\n"
+        "server. Its stdout and stderr come back to ours byte for byte; our stdin goes to it\n"
+        "until it ends.\n"
+        "  --token-file FILE  the shared secret (the server's token file; mode 600;\n"
+        "                     make one with: sockit token FILE)\n"
+        "  --timeout SEC      time allowed to connect and authenticate (default 10); a\n"
+        "                     running command owes no answer, so it is never cut by this\n"
+        "  --command-timeout SEC  stop the command after SEC (exit 124; the server's own\n"
+        "                     serve exec --timeout still applies when shorter)\n"
+        "  -n, --no-stdin     give the command no input (it reads end-of-file at once)\n"
+        "  --sh 'STRING'      run STRING with /bin/sh -c (the server needs "
+        "--allow-shell)\n" CLI_TLS_USAGE_PAD(
+            "   ") "Over tls:// the token authentication runs inside TLS and is bound to that TLS\n"
+                   "connection, so a relay cannot use it even with --insecure.\n"
+                   "Exit codes: the command's own; 128+N if a signal N killed it; 124 timed out;\n"
+                   "126 not allowed by the server; 127 could not run; 255 connection, "
+                   "authentication\n"
+                   "or protocol failure (one line on stderr says which); 2 usage (a missing,\n"
+                   "non-private, short or weak token file included).\n");
 }
 
 static uint64_t now_ms(void)
@@ -163,9 +165,7 @@ static int parse_args(exec_cfg *cfg, int argc, char **argv)
                 return -1;
             }
             break;
-        case ':':
-            cli_err("option %s needs a value", argv[optind - 1]);
-            return -1;
+        case ':': cli_err("option %s needs a value", argv[optind - 1]); return -1;
         default:
             cli_err("unknown option \"%s\" (try: sockit exec --help)", argv[optind - 1]);
             return -1;
@@ -205,10 +205,10 @@ static int parse_args(exec_cfg *cfg, int argc, char **argv)
 /* ------------------------------------------------------------ handshake */
 
 /* Receives one handshake frame; on failure prints why and returns < 0. */
-static ssize_t recv_handshake(int fd, uint8_t *buf, size_t cap, uint64_t deadline,
+static ssize_t recv_handshake(sk_sock *sock, uint8_t *buf, size_t cap, uint64_t deadline,
                               const char *addr, const char *stage)
 {
-    ssize_t n = sk_recv_frame(fd, buf, cap, left_ms(deadline));
+    ssize_t n = sk_sock_recv_frame(sock, buf, cap, left_ms(deadline));
     if (n == 0) {
         cli_err("%s: empty message during %s: not a sockit exec server?", addr, stage);
         return -1;
@@ -218,8 +218,7 @@ static ssize_t recv_handshake(int fd, uint8_t *buf, size_t cap, uint64_t deadlin
     if (n == -ETIMEDOUT)
         cli_err("%s: no answer during %s (is it a sockit exec server?)", addr, stage);
     else if (n == -EMSGSIZE)
-        cli_err("%s: the server's answer is not a sockit message: not a sockit exec server?",
-                addr);
+        cli_err("%s: the server's answer is not a sockit message: not a sockit exec server?", addr);
     else if (n == -ENODATA || n == -ECONNRESET)
         cli_err("%s: the server closed the connection during %s", addr, stage);
     else
@@ -243,7 +242,7 @@ static int print_server_error(const char *addr, const uint8_t *msg, size_t len, 
 
 /* The handshake's frame I/O (services/proto/handshake.c runs it). */
 typedef struct hs_io {
-    int fd;
+    sk_sock *sock;
     const char *addr;
     uint64_t deadline;
 } hs_io;
@@ -252,7 +251,7 @@ static int hs_send(void *ud, const uint8_t *msg, size_t len, const char *stage)
 {
     (void)stage;
     hs_io *h = ud;
-    int rc = sk_send_frame(h->fd, msg, len, left_ms(h->deadline));
+    int rc = sk_sock_send_frame(h->sock, msg, len, left_ms(h->deadline));
     if (rc < 0) {
         cli_err("%s: cannot send: %s", h->addr, sk_strerror(rc));
         return -1;
@@ -267,8 +266,8 @@ static ssize_t hs_recv(void *ud, uint8_t *buf, size_t cap, const char *stage)
     /* A wrong token is answered after a delay of at least a second (more
      * for repeated failures), so this wait gets a little longer than the
      * rest of the handshake. */
-    ssize_t m = recv_handshake(h->fd, buf, cap, h->deadline + (authing ? 11000 : 0), h->addr,
-                               stage);
+    ssize_t m =
+        recv_handshake(h->sock, buf, cap, h->deadline + (authing ? 11000 : 0), h->addr, stage);
     if (m < 0)
         return -1;
     if (buf[0] == PT_ERROR) {
@@ -278,13 +277,13 @@ static ssize_t hs_recv(void *ud, uint8_t *buf, size_t cap, const char *stage)
     return m;
 }
 
-static int handshake(int fd, const exec_cfg *cfg, const uint8_t *token, size_t token_len,
+static int handshake(sk_sock *sock, const exec_cfg *cfg, const uint8_t *token, size_t token_len,
                      uint64_t deadline)
 {
-    hs_io h = {fd, cfg->addr_text, deadline};
+    hs_io h = {sock, cfg->addr_text, deadline};
     proto_hs_io io = {&h, hs_send, hs_recv};
     char err[PROTO_ERROR_TEXT_MAX + 400];
-    if (proto_hs_client(&io, fd, cfg->addr_text, "exec", token, token_len, false, err,
+    if (proto_hs_client(&io, sock, cfg->addr_text, "exec", token, token_len, false, err,
                         sizeof err) == 0)
         return 0;
     if (err[0] != '\0')
@@ -295,14 +294,14 @@ static int handshake(int fd, const exec_cfg *cfg, const uint8_t *token, size_t t
 /* ------------------------------------------------------------ running */
 
 typedef struct client {
-    int fd;
+    sk_sock *sock;
     const char *addr;
-    cli_pump pump;     /* the poll loop; its queue: frames waiting for the socket */
-    uint8_t *in;       /* bytes from the socket not yet a whole frame */
+    cli_pump pump; /* the poll loop; its queue: frames waiting for the socket */
+    uint8_t *in;   /* bytes from the socket not yet a whole frame */
     size_t in_len, in_cap;
     bool stdin_open;
-    bool send_dead;    /* the socket stopped taking bytes; keep reading it */
-    int result;        /* exit code once decided, else -1 */
+    bool send_dead; /* the socket stopped taking bytes; keep reading it */
+    int result;     /* exit code once decided, else -1 */
 } client;
 
 static int queue(client *cl, uint8_t type, const void *data, size_t len)
@@ -328,7 +327,8 @@ static int queue_request(client *cl, const exec_cfg *cfg)
     uint8_t *body = malloc(size);
     if (body == NULL)
         return -1;
-    body[0] = (uint8_t)((cfg->shell ? PROTO_EXEC_SHELL : 0) | (cfg->no_stdin ? PROTO_EXEC_NO_STDIN : 0));
+    body[0] =
+        (uint8_t)((cfg->shell ? PROTO_EXEC_SHELL : 0) | (cfg->no_stdin ? PROTO_EXEC_NO_STDIN : 0));
     proto_put32(body + 1, cfg->timeout_ms);
     proto_put16(body + 5, (uint16_t)count);
     size_t off = 7;
@@ -366,13 +366,11 @@ static int on_frame(client *cl, const uint8_t *msg, size_t len)
         }
         return 0;
     }
-    case EXEC_REPLY_EXIT:
-        cl->result = r.status;
-        return -1;
+    case EXEC_REPLY_EXIT: cl->result = r.status; return -1;
     case EXEC_REPLY_ERROR:
         cli_err("%s: %s", cl->addr, r.text[0] ? r.text : proto_error_name(r.code));
-        cl->result = r.code == PE_TIMEOUT ? X_TIMEOUT
-                     : r.code == PE_NORUN ? X_NORUN
+        cl->result = r.code == PE_TIMEOUT  ? X_TIMEOUT
+                     : r.code == PE_NORUN  ? X_NORUN
                      : r.code == PE_DENIED ? X_DENIED
                                            : X_SOCKIT;
         return -1;
@@ -398,7 +396,7 @@ static int read_socket(client *cl)
             cl->in_cap = cap;
         }
     }
-    ssize_t n = sk_sock_recv(cl->fd, cl->in + cl->in_len, cl->in_cap - cl->in_len);
+    ssize_t n = sk_sock_recv(cl->sock, cl->in + cl->in_len, cl->in_cap - cl->in_len);
     if (n == -EAGAIN)
         return 0;
     if (n <= 0) {
@@ -523,26 +521,27 @@ int cmd_exec(int argc, char **argv)
     uint32_t limit = cfg.wait_ms ? cfg.wait_ms : DEFAULT_TIMEOUT_MS;
     uint64_t deadline = now_ms() + limit;
     char derr[600] = "";
-    int fd = cli_dial(&addr, &cfg.tls, (int)limit, derr, sizeof derr);
-    if (fd < 0) {
+    sk_sock *sock = NULL;
+    rc = cli_dial(&addr, &cfg.tls, (int)limit, &sock, derr, sizeof derr);
+    if (rc < 0) {
         OPENSSL_cleanse(token, sizeof token);
-        cli_err("%s", derr[0] ? derr : sk_strerror(fd));
+        cli_err("%s", derr[0] ? derr : sk_strerror(rc));
         cli_tls_free(&cfg.tls);
         return X_SOCKIT;
     }
-    rc = handshake(fd, &cfg, token, token_len, deadline);
+    rc = handshake(sock, &cfg, token, token_len, deadline);
     OPENSSL_cleanse(token, sizeof token);
     if (rc < 0) {
-        sk_sock_close(fd);
+        sk_sock_close(sock);
         cli_tls_free(&cfg.tls);
         return X_SOCKIT;
     }
-    client cl = {.fd = fd, .addr = cfg.addr_text, .result = -1};
-    cli_pump_init(&cl.pump, fd, -1);
+    client cl = {.sock = sock, .addr = cfg.addr_text, .result = -1};
+    cli_pump_init(&cl.pump, sock, -1);
     rc = run(&cl, &cfg);
     cli_pump_free(&cl.pump);
     free(cl.in);
-    sk_sock_close(fd);
+    sk_sock_close(sock);
     cli_tls_free(&cfg.tls);
     return rc;
 }

@@ -24,7 +24,7 @@
 
 /* The options every files command takes, and its positional arguments. */
 typedef struct files_cli {
-    const char *cmd;        /* "put", "get" or "ls" (for messages) */
+    const char *cmd; /* "put", "get" or "ls" (for messages) */
     const char *addr_text;
     sk_addr addr;
     const char *token_file; /* NULL: the server must not require one */
@@ -34,10 +34,10 @@ typedef struct files_cli {
     bool no_resume;         /* get: start over, and keep no partial on failure */
     uint32_t partial_ttl_s; /* get: partials older than this are removed */
     int timeout_ms;
-    const char *args[2];    /* the positional arguments after ADDR */
+    const char *args[2]; /* the positional arguments after ADDR */
     int nargs;
-    cli_tls tls;            /* tls://: --ca, --pin, --insecure; its context lives
-                               until the process exits */
+    cli_tls tls; /* tls://: --ca, --pin, --insecure; its context lives
+                    until the process exits */
 } files_cli;
 
 /* Parses argv (ADDR and up to max_args more, options anywhere). Returns 0,
@@ -46,9 +46,9 @@ int files_cli_parse(files_cli *o, int argc, char **argv, int min_args, int max_a
                     bool allow_json, void (*usage)(FILE *out));
 
 /* A connection to a files server: blocking calls over a non-blocking
- * descriptor, each wait bounded by the timeout. */
+ * socket, each wait bounded by the timeout. */
 typedef struct fconn {
-    int fd;
+    sk_sock *sock;
     const char *addr;
     int timeout_ms;
     uint8_t *in; /* bytes received and not yet consumed */

@@ -106,7 +106,8 @@ int files_cli_parse(files_cli *o, int argc, char **argv, int min_args, int max_a
         case O_PARTIAL_TTL:
             if (!is_get) {
                 cli_err("%s applies to get only (the server keeps put's partials: its own "
-                        "--partial-ttl)", ch == O_NO_RESUME ? "--no-resume" : "--partial-ttl");
+                        "--partial-ttl)",
+                        ch == O_NO_RESUME ? "--no-resume" : "--partial-ttl");
                 return -1;
             }
             if (ch == O_NO_RESUME) {
@@ -120,9 +121,7 @@ int files_cli_parse(files_cli *o, int argc, char **argv, int min_args, int max_a
                 o->partial_ttl_s = ms / 1000u;
             }
             break;
-        case ':':
-            cli_err("option %s needs a value", argv[optind - 1]);
-            return -1;
+        case ':': cli_err("option %s needs a value", argv[optind - 1]); return -1;
         default:
             cli_err("unknown option \"%s\" (try: sockit %s --help)", argv[optind - 1], o->cmd);
             return -1;
@@ -136,7 +135,10 @@ int files_cli_parse(files_cli *o, int argc, char **argv, int min_args, int max_a
     }
     if (npos < 1 + min_args) {
         cli_err("%s needs %s (try: sockit %s --help)", o->cmd,
-                min_args == 0 ? "an ADDR" : npos == 0 ? "an ADDR and a path" : "a path", o->cmd);
+                min_args == 0 ? "an ADDR"
+                : npos == 0   ? "an ADDR and a path"
+                              : "a path",
+                o->cmd);
         return -1;
     }
     o->addr_text = argv[optind];
@@ -184,9 +186,9 @@ int files_cli_parse(files_cli *o, int argc, char **argv, int min_args, int max_a
 static int wait_for(const fconn *c, short events)
 {
     /* TLS: a read may have to write first (and the other way round). */
-    if (events == POLLIN && sk_sock_wants(c->fd, SK_READABLE) == SK_WRITABLE)
+    if (events == POLLIN && sk_sock_wants(c->sock, SK_READABLE) == SK_WRITABLE)
         events = POLLOUT;
-    struct pollfd pf = {.fd = c->fd, .events = events};
+    struct pollfd pf = {.fd = sk_sock_fd(c->sock), .events = events};
     for (;;) {
         int n = poll(&pf, 1, c->timeout_ms);
         if (n < 0 && errno == EINTR)
@@ -221,7 +223,7 @@ static int fill(fconn *c, size_t need, const char *what)
         size_t room = c->in_cap - c->in_off - c->in_len;
         if (room > need - c->in_len + IN_AHEAD)
             room = need - c->in_len + IN_AHEAD;
-        ssize_t n = sk_sock_recv(c->fd, c->in + c->in_off + c->in_len, room);
+        ssize_t n = sk_sock_recv(c->sock, c->in + c->in_off + c->in_len, room);
         if (n > 0) {
             c->in_len += (size_t)n;
             continue;
@@ -241,9 +243,9 @@ static int fill(fconn *c, size_t need, const char *what)
 
 bool fc_pending(fconn *c)
 {
-    if (c->in_len > 0 || sk_sock_pending(c->fd))
+    if (c->in_len > 0 || sk_sock_pending(c->sock))
         return true;
-    struct pollfd pf = {.fd = c->fd, .events = POLLIN};
+    struct pollfd pf = {.fd = sk_sock_fd(c->sock), .events = POLLIN};
     return poll(&pf, 1, 0) > 0;
 }
 
@@ -255,7 +257,8 @@ int fc_head(fconn *c, uint8_t *type, size_t *len, const char *what)
     uint32_t n = proto_get32(p);
     if (n == 0 || n > FILES_OUT_MAX) {
         cli_err("%s: protocol error: a message of %u bytes during %s (not a sockit files "
-                "server?)", c->addr, n, what);
+                "server?)",
+                c->addr, n, what);
         return -1;
     }
     *type = p[SK_FRAME_HEADER];
@@ -278,7 +281,7 @@ int fc_body(fconn *c, void *buf, size_t len, const char *what)
     len -= take;
     /* The rest straight into the caller's buffer: one copy, not two. */
     while (len > 0) {
-        ssize_t n = sk_sock_recv(c->fd, out, len);
+        ssize_t n = sk_sock_recv(c->sock, out, len);
         if (n > 0) {
             out += n;
             len -= (size_t)n;
@@ -353,8 +356,8 @@ int fc_send(fconn *c, uint8_t type, const void *a, size_t alen, const void *b, s
     uint8_t head[SK_FRAME_HEADER + 1];
     sk_frame_header(head, (uint32_t)(1 + alen + blen));
     head[SK_FRAME_HEADER] = type;
-    struct iovec iov[3] = {{head, sizeof head}, {(void *)(uintptr_t)a, alen},
-                           {(void *)(uintptr_t)b, blen}};
+    struct iovec iov[3] = {
+        {head, sizeof head}, {(void *)(uintptr_t)a, alen}, {(void *)(uintptr_t)b, blen}};
     struct iovec *v = iov;
     int cnt = 3;
     while (cnt > 0) {
@@ -363,7 +366,7 @@ int fc_send(fconn *c, uint8_t type, const void *a, size_t alen, const void *b, s
             cnt--;
             continue;
         }
-        ssize_t n = sk_sock_sendv(c->fd, v, cnt);
+        ssize_t n = sk_sock_sendv(c->sock, v, cnt);
         if (n < 0) {
             int err = (int)n;
             if (err == -EAGAIN) {
@@ -427,7 +430,7 @@ static int handshake(fconn *c, const files_cli *o, const uint8_t *token, size_t 
 {
     proto_hs_io io = {c, hs_send, hs_recv};
     char err[PROTO_ERROR_TEXT_MAX + 400];
-    if (proto_hs_client(&io, c->fd, c->addr, FILES_SERVICE, o->token_file ? token : NULL,
+    if (proto_hs_client(&io, c->sock, c->addr, FILES_SERVICE, o->token_file ? token : NULL,
                         token_len, true, err, sizeof err) == 0)
         return 0;
     if (err[0] != '\0')
@@ -438,7 +441,6 @@ static int handshake(fconn *c, const files_cli *o, const uint8_t *token, size_t 
 int fc_open(fconn *c, const files_cli *o)
 {
     memset(c, 0, sizeof *c);
-    c->fd = -1;
     c->addr = o->addr_text;
     c->timeout_ms = o->timeout_ms;
     uint8_t token[SK_TOKEN_MAX];
@@ -456,23 +458,21 @@ int fc_open(fconn *c, const files_cli *o)
         return -1;
     }
     char derr[600] = "";
-    int fd = cli_dial(&o->addr, &o->tls, o->timeout_ms, derr, sizeof derr);
-    if (fd < 0) {
+    int rc = cli_dial(&o->addr, &o->tls, o->timeout_ms, &c->sock, derr, sizeof derr);
+    if (rc < 0) {
         OPENSSL_cleanse(token, sizeof token);
-        cli_err("%s", derr[0] ? derr : sk_strerror(fd));
+        cli_err("%s", derr[0] ? derr : sk_strerror(rc));
         return -1;
     }
-    c->fd = fd;
-    int rc = handshake(c, o, token, token_len);
+    rc = handshake(c, o, token, token_len);
     OPENSSL_cleanse(token, sizeof token);
     return rc;
 }
 
 void fc_close(fconn *c)
 {
-    if (c->fd >= 0)
-        sk_sock_close(c->fd);
-    c->fd = -1;
+    sk_sock_close(c->sock);
+    c->sock = NULL;
     free(c->in);
     c->in = NULL;
 }

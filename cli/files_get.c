@@ -43,31 +43,32 @@
 
 static void usage(FILE *out)
 {
-    fprintf(out,
-            "usage: sockit get ADDR REMOTE [LOCAL] [--token-file FILE] [--quiet] [--timeout SEC]\n"
-            "                  [--no-clobber] [--no-resume] [--partial-ttl SEC]\n"
-            "\n"
-            "Downloads REMOTE (a path below the server's root) to LOCAL (default: REMOTE's name\n"
-            "in the current directory; an existing directory: REMOTE's name in it). LOCAL is\n"
-            "written only whole, after the server's SHA-256 matched; an interrupted get resumes\n"
-            "when run again: Ctrl-C says what is kept. An existing LOCAL is replaced only when\n"
-            "it is a regular file. LOCAL \".\" is REMOTE's name in the current directory.\n"
-            "LOCAL \"-\" writes to standard output. A FIFO or character device (/dev/null,\n"
-            "/dev/stdout, a terminal; also through a symbolic link) is written through as the\n"
-            "bytes arrive, without resume, the SHA-256 checked at the end (exit 1 on a mismatch).\n"
-            "A socket, a block device or a symbolic link to anything else is refused: get never\n"
-            "replaces what is not a regular file.\n"
-            "  --token-file FILE  the server's token (needed unless it runs without one)\n"
-            "  --quiet            no progress bar (there is none unless stderr is a terminal)\n"
-            "  --timeout SEC      bound connecting and each wait for the server (default 10)\n"
-            "  --no-clobber       refuse to replace an existing LOCAL (exit 1)\n"
-            "  --no-resume        start over, and remove the partial download at once on\n"
-            "                     failure or Ctrl-C\n"
-            "  --partial-ttl SEC  a partial download (hidden, .sockit-partial.NAME.HASH beside\n"
-            "                     LOCAL) not resumed for SEC is removed by the next get into\n"
-            "                     that directory (default 86400, as the server's)\n"
-            CLI_TLS_USAGE_PAD("   ")
-            "Exit status: 0 downloaded and verified, 1 failure (one line says why), 2 usage.\n");
+    fprintf(
+        out,
+        "usage: sockit get ADDR REMOTE [LOCAL] [--token-file FILE] [--quiet] [--timeout SEC]\n"
+        "                  [--no-clobber] [--no-resume] [--partial-ttl SEC]\n"
+        "\n"
+        "Downloads REMOTE (a path below the server's root) to LOCAL (default: REMOTE's name\n"
+        "in the current directory; an existing directory: REMOTE's name in it). LOCAL is\n"
+        "written only whole, after the server's SHA-256 matched; an interrupted get resumes\n"
+        "when run again: Ctrl-C says what is kept. An existing LOCAL is replaced only when\n"
+        "it is a regular file. LOCAL \".\" is REMOTE's name in the current directory.\n"
+        "LOCAL \"-\" writes to standard output. A FIFO or character device (/dev/null,\n"
+        "/dev/stdout, a terminal; also through a symbolic link) is written through as the\n"
+        "bytes arrive, without resume, the SHA-256 checked at the end (exit 1 on a mismatch).\n"
+        "A socket, a block device or a symbolic link to anything else is refused: get never\n"
+        "replaces what is not a regular file.\n"
+        "  --token-file FILE  the server's token (needed unless it runs without one)\n"
+        "  --quiet            no progress bar (there is none unless stderr is a terminal)\n"
+        "  --timeout SEC      bound connecting and each wait for the server (default 10)\n"
+        "  --no-clobber       refuse to replace an existing LOCAL (exit 1)\n"
+        "  --no-resume        start over, and remove the partial download at once on\n"
+        "                     failure or Ctrl-C\n"
+        "  --partial-ttl SEC  a partial download (hidden, .sockit-partial.NAME.HASH beside\n"
+        "                     LOCAL) not resumed for SEC is removed by the next get into\n"
+        "                     that directory (default 86400, as the server's)\n" CLI_TLS_USAGE_PAD(
+            "   ") "Exit status: 0 downloaded and verified, 1 failure (one line says why), 2 "
+                   "usage.\n");
 }
 
 typedef struct get_job {
@@ -219,8 +220,11 @@ static int open_stdout(get_job *j)
 
 static const char *kind_of(mode_t m)
 {
-    return S_ISSOCK(m) ? "a socket" : S_ISBLK(m) ? "a block device" : S_ISDIR(m) ? "a directory"
-         : S_ISREG(m) ? "a regular file" : "not a regular file";
+    return S_ISSOCK(m)  ? "a socket"
+           : S_ISBLK(m) ? "a block device"
+           : S_ISDIR(m) ? "a directory"
+           : S_ISREG(m) ? "a regular file"
+                        : "not a regular file";
 }
 
 /* LOCAL exists and is not a regular file (st, not followed): a FIFO or a
@@ -231,18 +235,19 @@ static int open_through(get_job *j, const struct stat *st)
     struct stat to;
     if (S_ISLNK(st->st_mode)) {
         if (fstatat(j->dirfd, j->base, &to, 0) < 0) {
-            cli_err("%s is a symbolic link to nothing (%s): get does not replace links",
-                    j->local, strerror(errno));
+            cli_err("%s is a symbolic link to nothing (%s): get does not replace links", j->local,
+                    strerror(errno));
             return -1;
         }
         if (!S_ISFIFO(to.st_mode) && !S_ISCHR(to.st_mode)) {
             cli_err("%s is a symbolic link to %s: get does not replace links (name the file "
-                    "it points to, or - for standard output)", j->local, kind_of(to.st_mode));
+                    "it points to, or - for standard output)",
+                    j->local, kind_of(to.st_mode));
             return -1;
         }
     } else if (!S_ISFIFO(st->st_mode) && !S_ISCHR(st->st_mode)) {
-        cli_err("%s is %s: get writes only to regular files, FIFOs and character devices",
-                j->local, kind_of(st->st_mode));
+        cli_err("%s is %s: get writes only to regular files, FIFOs and character devices", j->local,
+                kind_of(st->st_mode));
         return -1;
     }
     /* Blocking, as any writer of a FIFO: waits for its reader. O_NOCTTY: a
@@ -415,7 +420,8 @@ static void arm_interrupt(const get_job *j)
     } else if (j->o->no_resume) {
         snprintf(line, sizeof line,
                  "sockit: interrupted: the partial download was removed (--no-resume); %s is "
-                 "unchanged\n", j->local);
+                 "unchanged\n",
+                 j->local);
         files_interrupt_arm(line, bar, j->dirfd, j->pname);
     } else {
         snprintf(line, sizeof line,
@@ -441,10 +447,12 @@ static void stopped(const get_job *j, uint64_t pos, uint64_t size)
 {
     if (j->through)
         cli_err("the download stopped after %llu of %llu bytes (written through to %s: no "
-                "resume)", (unsigned long long)pos, (unsigned long long)size, j->local);
+                "resume)",
+                (unsigned long long)pos, (unsigned long long)size, j->local);
     else
         cli_err("the download stopped after %llu of %llu bytes; run the same get again to "
-                "resume", (unsigned long long)pos, (unsigned long long)size);
+                "resume",
+                (unsigned long long)pos, (unsigned long long)size);
 }
 
 /* Writes n bytes received at offset pos: into the partial, or through to
@@ -621,7 +629,8 @@ static int run(get_job *j)
     if (memcmp(theirs, ours, FILES_HASH) != 0 && j->through) {
         progress_end(&j->bar, false);
         cli_err("%s: checksum mismatch: what was written to %s is not the server's %s "
-                "(damaged on the way, or the file changed)", j->c.addr, j->local, j->remote);
+                "(damaged on the way, or the file changed)",
+                j->c.addr, j->local, j->remote);
         return EXIT_RUNTIME;
     }
     if (j->through) {
@@ -632,7 +641,8 @@ static int run(get_job *j)
         progress_end(&j->bar, false);
         drop_partial(j, true);
         cli_err("%s: checksum mismatch: what arrived is not the server's %s (damaged on the way, "
-                "or the file changed); nothing was written to %s", j->c.addr, j->remote, j->local);
+                "or the file changed); nothing was written to %s",
+                j->c.addr, j->remote, j->local);
         return EXIT_RUNTIME;
     }
     /* Durable before visible: the data, then the name, then the
@@ -662,7 +672,7 @@ int cmd_get(int argc, char **argv)
     j.o = &o;
     j.remote = o.args[0];
     j.dirfd = j.fd = -1;
-    j.c.fd = -1;
+    j.c.sock = NULL;
     char why[PROTO_ERROR_TEXT_MAX];
     if (files_path_check(j.remote, strlen(j.remote), false, why, sizeof why) < 0) {
         cli_err("bad REMOTE \"%s\": %s", j.remote, why);

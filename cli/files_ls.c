@@ -22,9 +22,9 @@ static void usage(FILE *out)
             "files` server, sorted by name: regular files and directories. A file shows alone.\n"
             "  --json             one JSON array of {name, type, size, mtime, mode}\n"
             "  --token-file FILE  the server's token (needed unless it runs without one)\n"
-            "  --timeout SEC      bound connecting and each wait for the server (default 10)\n"
-            CLI_TLS_USAGE_PAD("   ")
-            "Exit status: 0 listed, 1 failure (one line says why), 2 usage.\n");
+            "  --timeout SEC      bound connecting and each wait for the server (default "
+            "10)\n" CLI_TLS_USAGE_PAD(
+                "   ") "Exit status: 0 listed, 1 failure (one line says why), 2 usage.\n");
 }
 
 typedef struct item {

@@ -53,7 +53,8 @@ static void draw(progress *p, uint64_t now)
         snprintf(eta, sizeof eta, "ETA --:--");
     }
     char tail[160];
-    int tl = snprintf(tail, sizeof tail, " %3.0f%%  %s / %s  %s/s  %s", pct, done, total, speed, eta);
+    int tl =
+        snprintf(tail, sizeof tail, " %3.0f%%  %s / %s  %s/s  %s", pct, done, total, speed, eta);
     /* The line must never reach the last column: a terminal that wraps it
      * would put every redraw on a new line. The label gives way first,
      * then the bar, and the rest is cut at the edge. */

@@ -16,22 +16,23 @@
 
 static void usage(FILE *out)
 {
-    fprintf(out,
-            "usage: sockit put ADDR LOCAL [REMOTE] [--token-file FILE] [--quiet] [--timeout SEC]\n"
-            "                  [--no-clobber]\n"
-            "\n"
-            "Uploads the file LOCAL to a `sockit serve files` server as REMOTE (a path below its\n"
-            "root; default: LOCAL's name; a REMOTE ending in '/' is a directory to put it in,\n"
-            "made if missing; a REMOTE that is an existing directory on the server gets the file\n"
-            "inside, as cp and scp do). The file appears on the server only whole, its SHA-256\n"
-            "checked; an interrupted put resumes when run again (Ctrl-C says so). An existing\n"
-            "REMOTE is replaced only when it is a regular file.\n"
-            "  --token-file FILE  the server's token (needed unless it runs without one)\n"
-            "  --quiet            no progress bar (there is none unless stderr is a terminal)\n"
-            "  --timeout SEC      bound connecting and each wait for the server (default 10)\n"
-            "  --no-clobber       refuse to replace an existing REMOTE (exit 1)\n"
-            CLI_TLS_USAGE_PAD("   ")
-            "Exit status: 0 uploaded and verified, 1 failure (one line says why), 2 usage.\n");
+    fprintf(
+        out,
+        "usage: sockit put ADDR LOCAL [REMOTE] [--token-file FILE] [--quiet] [--timeout SEC]\n"
+        "                  [--no-clobber]\n"
+        "\n"
+        "Uploads the file LOCAL to a `sockit serve files` server as REMOTE (a path below its\n"
+        "root; default: LOCAL's name; a REMOTE ending in '/' is a directory to put it in,\n"
+        "made if missing; a REMOTE that is an existing directory on the server gets the file\n"
+        "inside, as cp and scp do). The file appears on the server only whole, its SHA-256\n"
+        "checked; an interrupted put resumes when run again (Ctrl-C says so). An existing\n"
+        "REMOTE is replaced only when it is a regular file.\n"
+        "  --token-file FILE  the server's token (needed unless it runs without one)\n"
+        "  --quiet            no progress bar (there is none unless stderr is a terminal)\n"
+        "  --timeout SEC      bound connecting and each wait for the server (default 10)\n"
+        "  --no-clobber       refuse to replace an existing REMOTE (exit 1)\n" CLI_TLS_USAGE_PAD(
+            "   ") "Exit status: 0 uploaded and verified, 1 failure (one line says why), 2 "
+                   "usage.\n");
 }
 
 /* An id for this upload that is the same when the same command runs again
@@ -176,7 +177,8 @@ static int run(put_job *j)
     static char line[FILES_PATH_MAX + 200];
     snprintf(line, sizeof line,
              "sockit: interrupted: the server keeps what arrived of %s (for its --partial-ttl, "
-             "default 24 h); run the same command again to resume\n", j->remote);
+             "default 24 h); run the same command again to resume\n",
+             j->remote);
     files_interrupt_arm(line, progress_wanted(o->quiet), -1, NULL);
     if (fc_send(&j->c, FT_PUT, head, sizeof head, j->remote, strlen(j->remote)) < 0)
         return EXIT_RUNTIME;
@@ -247,9 +249,9 @@ static int run(put_job *j)
         progress_update(&j->bar, pos);
     }
     struct stat now;
-    if (fstat(j->fd, &now) == 0 && (now.st_size != j->st.st_size ||
-                                     now.st_mtim.tv_sec != j->st.st_mtim.tv_sec ||
-                                     now.st_mtim.tv_nsec != j->st.st_mtim.tv_nsec)) {
+    if (fstat(j->fd, &now) == 0 &&
+        (now.st_size != j->st.st_size || now.st_mtim.tv_sec != j->st.st_mtim.tv_sec ||
+         now.st_mtim.tv_nsec != j->st.st_mtim.tv_nsec)) {
         progress_end(&j->bar, false);
         cli_err("%s changed while it was being sent; run put again", o->args[0]);
         return EXIT_RUNTIME;
@@ -288,7 +290,7 @@ int cmd_put(int argc, char **argv)
     put_job j;
     memset(&j, 0, sizeof j);
     j.o = &o;
-    j.c.fd = -1;
+    j.c.sock = NULL;
     if (remote_path(&o, o.args[0], j.remote, sizeof j.remote) < 0)
         return EXIT_USAGE;
     j.fd = open(o.args[0], O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);

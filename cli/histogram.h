@@ -10,8 +10,8 @@
  * value, so a percentile is within ~1.6 % — and reported at the bucket's
  * midpoint, within ~0.8 %. */
 #define HIST_SUB_BITS 6
-#define HIST_SUB (1u << HIST_SUB_BITS)
-#define HIST_EXPS 42 /* up to 2^42 ns: over an hour */
+#define HIST_SUB      (1u << HIST_SUB_BITS)
+#define HIST_EXPS     42 /* up to 2^42 ns: over an hour */
 
 typedef struct histogram {
     uint64_t count;

@@ -54,20 +54,11 @@ void cli_edit_stop(void)
     rl_callback_handler_remove();
 }
 
-bool cli_edit_active(void)
-{
-    return g_active;
-}
+bool cli_edit_active(void) { return g_active; }
 
-void cli_edit_read(void)
-{
-    rl_callback_read_char();
-}
+void cli_edit_read(void) { rl_callback_read_char(); }
 
-void cli_edit_resize(void)
-{
-    rl_resize_terminal();
-}
+void cli_edit_resize(void) { rl_resize_terminal(); }
 
 /* Columns of the prompt and the typed text before the cursor, for finding
  * where the input area starts when it wraps over several rows. */

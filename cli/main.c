@@ -6,26 +6,29 @@
 
 static void usage(FILE *out)
 {
-    fprintf(out,
-            "usage: sockit COMMAND [ARGS]\n"
-            "\n"
-            "commands:\n"
-            "  serve [SERVICE[=ADDR] ...]   run services (echo, upper, greet, chat, exec, files); no service: the demo set\n"
-            "  connect ADDR                 talk to a server: interactive on a terminal, like nc otherwise\n"
-            "  chat ADDR [--nick NAME]      join a chat room (sockit serve chat)\n"
-            "  exec ADDR -- CMD [ARG...]    run a command on a sockit exec server (--token-file F)\n"
-            "  put ADDR LOCAL [REMOTE]      upload a file to a sockit files server\n"
-            "  get ADDR REMOTE [LOCAL]      download a file from a sockit files server\n"
-            "  ls ADDR [DIR] [--json]       list a directory of a sockit files server\n"
-            "  bench ADDR                   load a server and measure it, verifying every reply\n"
-            "  cert NAME [--days N]         write NAME.key and a self-signed NAME.crt for tls://\n"
-            "  token FILE                   write a new random token (mode 600) for --token-file\n"
-            "  version                      print the version\n"
-            "\n"
-            "ADDR: HOST:PORT, tcp://HOST:PORT, [IPv6]:PORT, udp://HOST:PORT, unix:PATH, unix:@NAME,\n"
-            "      unixgram:PATH, tls://HOST:PORT (serve: --cert, --key; clients: --ca or --pin)\n"
-            "Run 'sockit COMMAND --help' or 'sockit help COMMAND' for a command's options.\n"
-            "Exit codes: 0 ok, 1 runtime failure, 2 usage error.\n");
+    fprintf(
+        out,
+        "usage: sockit COMMAND [ARGS]\n"
+        "\n"
+        "commands:\n"
+        "  serve [SERVICE[=ADDR] ...]   run services (echo, upper, greet, chat, exec, files); no "
+        "service: the demo set\n"
+        "  connect ADDR                 talk to a server: interactive on a terminal, like nc "
+        "otherwise\n"
+        "  chat ADDR [--nick NAME]      join a chat room (sockit serve chat)\n"
+        "  exec ADDR -- CMD [ARG...]    run a command on a sockit exec server (--token-file F)\n"
+        "  put ADDR LOCAL [REMOTE]      upload a file to a sockit files server\n"
+        "  get ADDR REMOTE [LOCAL]      download a file from a sockit files server\n"
+        "  ls ADDR [DIR] [--json]       list a directory of a sockit files server\n"
+        "  bench ADDR                   load a server and measure it, verifying every reply\n"
+        "  cert NAME [--days N]         write NAME.key and a self-signed NAME.crt for tls://\n"
+        "  token FILE                   write a new random token (mode 600) for --token-file\n"
+        "  version                      print the version\n"
+        "\n"
+        "ADDR: HOST:PORT, tcp://HOST:PORT, [IPv6]:PORT, udp://HOST:PORT, unix:PATH, unix:@NAME,\n"
+        "      unixgram:PATH, tls://HOST:PORT (serve: --cert, --key; clients: --ca or --pin)\n"
+        "Run 'sockit COMMAND --help' or 'sockit help COMMAND' for a command's options.\n"
+        "Exit codes: 0 ok, 1 runtime failure, 2 usage error.\n");
 }
 
 const char *cli_prog = "sockit";
@@ -58,7 +61,7 @@ static int dispatch(int argc, char **argv)
 {
     const char *cmd = argv[1];
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
-        printf("sockit %s\n", SK_VERSION);
+        printf("sockit %s\n", sk_version());
         return EXIT_OK;
     }
     if (strcmp(cmd, "serve") == 0)

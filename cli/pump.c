@@ -10,10 +10,10 @@
 
 #include "cli.h"
 
-void cli_pump_init(cli_pump *p, int fd, int sigfd)
+void cli_pump_init(cli_pump *p, sk_sock *sock, int sigfd)
 {
     memset(p, 0, sizeof *p);
-    p->fd = fd;
+    p->sock = sock;
     p->sigfd = sigfd;
 }
 
@@ -31,16 +31,14 @@ uint64_t cli_pump_now_ms(void)
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
-bool cli_pump_room(const cli_pump *p)
-{
-    return p->out_len < CLI_PUMP_OUT_MAX;
-}
+bool cli_pump_room(const cli_pump *p) { return p->out_len < CLI_PUMP_OUT_MAX; }
 
 int cli_pump_wait(cli_pump *p, bool want_stdin, uint64_t deadline_ms, cli_pump_ready *r)
 {
     memset(r, 0, sizeof *r);
     want_stdin = want_stdin && cli_pump_room(p);
-    struct pollfd pf[3] = {{.fd = p->fd, .events = POLLIN}, {.fd = -1}, {.fd = p->sigfd}};
+    struct pollfd pf[3] = {
+        {.fd = sk_sock_fd(p->sock), .events = POLLIN}, {.fd = -1}, {.fd = p->sigfd}};
     if (p->out_len > 0)
         pf[0].events |= POLLOUT;
     if (want_stdin && !p->stdin_file)
@@ -49,7 +47,7 @@ int cli_pump_wait(cli_pump *p, bool want_stdin, uint64_t deadline_ms, cli_pump_r
         pf[2].events = POLLIN;
     /* TLS: bytes already decrypted sit in the library, unseen by poll();
      * a regular file as stdin cannot be polled and is always readable. */
-    bool pending = sk_sock_pending(p->fd);
+    bool pending = sk_sock_pending(p->sock);
     int wait = -1;
     if (pending || (want_stdin && p->stdin_file)) {
         wait = 0;
@@ -102,7 +100,7 @@ int cli_pump_flush(cli_pump *p)
 {
     if (p->out_len == 0)
         return 0;
-    ssize_t n = sk_sock_send(p->fd, p->out, p->out_len);
+    ssize_t n = sk_sock_send(p->sock, p->out, p->out_len);
     if (n == -EAGAIN)
         return 0;
     if (n < 0)

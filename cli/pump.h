@@ -10,12 +10,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <sockit.h>
+
 /* Bytes waiting for the socket past which stdin is not read: a server that
  * stops reading slows the client down instead of growing its memory. */
 #define CLI_PUMP_OUT_MAX (256u * 1024u)
 
 typedef struct cli_pump {
-    int fd;          /* the socket, plain or TLS (sk_sock_*) */
+    sk_sock *sock;   /* the socket, plain or TLS (borrowed) */
     int sigfd;       /* a signalfd to watch, or -1 */
     bool stdin_file; /* stdin is a regular file: always readable, never polled */
     uint8_t *out;    /* queued for the socket */
@@ -32,7 +34,7 @@ typedef struct cli_pump_ready {
     bool timeout;     /* the deadline passed */
 } cli_pump_ready;
 
-void cli_pump_init(cli_pump *p, int fd, int sigfd);
+void cli_pump_init(cli_pump *p, sk_sock *sock, int sigfd);
 void cli_pump_free(cli_pump *p);
 
 /* Monotonic milliseconds, the clock of every deadline here. */

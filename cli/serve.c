@@ -20,7 +20,7 @@
 #include "cli.h"
 
 #define MAX_LISTENERS 16
-#define MAX_WORKERS 64
+#define MAX_WORKERS   64
 /* Options of all services together, each name once. */
 #define MAX_SVC_OPTS 64
 /* Datagrams per second answered to one source over udp:// and unixgram:
@@ -33,8 +33,8 @@
  * their accept reserves, token and log files) and exec's pipes to its
  * children while they start. */
 #define FD_RESERVE 64
-#define STR_(x) #x
-#define STR(x) STR_(x)
+#define STR_(x)    #x
+#define STR(x)     STR_(x)
 
 typedef struct listener {
     const svc_def *svc;
@@ -49,9 +49,9 @@ typedef struct serve_cfg {
     bool framing_set;
     unsigned max_conns;
     bool max_conns_set;
-    unsigned udp_rate;    /* --udp-rate: replies per second per source; 0: no limit */
+    unsigned udp_rate; /* --udp-rate: replies per second per source; 0: no limit */
     uint32_t idle_ms, frame_ms, drain_ms;
-    uint32_t stats_ms;    /* --stats: print the counters this often (0: never) */
+    uint32_t stats_ms; /* --stats: print the counters this often (0: never) */
     unsigned backlog, workers;
     size_t max_frame, max_line, max_memory;
     bool max_line_set;
@@ -61,8 +61,8 @@ typedef struct serve_cfg {
     const char *message;
     bool quiet;
     enum sk_log_level level;
-    const char *cert, *key; /* tls:// listeners */
-    bool handshake_set;     /* --handshake-timeout given (exec, files or tls://) */
+    const char *cert, *key;  /* tls:// listeners */
+    bool handshake_set;      /* --handshake-timeout given (exec, files or tls://) */
     unsigned max_handshakes; /* tls://: unfinished TLS handshakes at once (0: no cap) */
     bool max_handshakes_set;
 } serve_cfg;
@@ -75,8 +75,8 @@ typedef struct worker {
     sk_loop *loop;
     sk_server *servers[MAX_LISTENERS];
     sk_dgram *dgrams[MAX_LISTENERS];
-    sk_async *cmd;       /* "drain now" from the main thread */
-    int draining;        /* servers still draining */
+    sk_async *cmd; /* "drain now" from the main thread */
+    int draining;  /* servers still draining */
     pthread_t thread;
     bool started;
 } worker;
@@ -99,7 +99,7 @@ typedef struct serve_state {
 /* The demo set's exec token: created (mode 600, random) if missing. */
 #define DEMO_TOKEN EXEC_DEMO_TOKEN
 
-/* The demo set (SPEC §5.0) and how to talk to each, printed at start. */
+/* The demo set and how to talk to each, printed at start. */
 static const char *const demo[][3] = {
     {"echo", "127.0.0.1:9000", "connect 127.0.0.1:9000   (or: nc 127.0.0.1 9000)"},
     {"upper", "127.0.0.1:9001", "connect 127.0.0.1:9001   (or: nc 127.0.0.1 9001)"},
@@ -112,55 +112,71 @@ static const char *const demo[][3] = {
 static void usage(FILE *out)
 {
     fputs("usage: sockit serve SERVICE [ADDR] [options]\n"
-            "       sockit serve SERVICE=ADDR [SERVICE=ADDR ...] [options]\n"
-            "       sockit serve [options]          (the demo set on loopback)\n"
-            "\n"
-            "services:\n",
+          "       sockit serve SERVICE=ADDR [SERVICE=ADDR ...] [options]\n"
+          "       sockit serve [options]          (the demo set on loopback)\n"
+          "\n"
+          "services:\n",
           out);
     for (size_t i = 0; svc_at(i) != NULL; i++)
         fprintf(out, "  %-8s%s\n", svc_at(i)->name, svc_at(i)->summary);
-    fputs("ADDR defaults to 127.0.0.1:9999. Forms: HOST:PORT, tcp://HOST:PORT, [IPv6]:PORT,\n"
-            "udp://HOST:PORT, unix:PATH, unix:@NAME, unixgram:PATH. Port 0 picks a free port.\n"
-            "\n"
-            "options:\n"
-            "  --framing raw|line|frame  message framing (default raw)\n"
-            "  --max-conns N             refuse peers beyond N open connections (0: no limit;\n"
-            "                            default: no limit for one stream service; with several,\n"
-            "                            each gets (descriptor limit - " STR(FD_RESERVE) ") / services)\n"
-            "  --idle-timeout SEC        close connections idle that long (0: never, the default)\n"
-            "  --frame-timeout SEC       a started frame or line must complete in time (default 30)\n"
-            "  --backlog N               listen backlog (default 511)\n"
-            "  --workers N               threads, each with its own loop (default 1)\n"
-            "  --max-frame BYTES         largest frame (default 16M)\n"
-            "  --max-line BYTES          longest line (default 64K)\n"
-            "  --max-memory BYTES        budget for all buffered client data (default 256M)\n"
-            "  --drain-timeout SEC       on SIGINT/SIGTERM, wait this long for connections (default 5)\n"
-            "  --message TEXT            greet: what to send (default \"Thank you for connecting\\r\\n\")\n"
-            "  --quiet                   no per-connection log lines\n"
-            "  --stats SEC               print the counters every SEC seconds (also on SIGUSR1)\n"
-            "  --log-level LEVEL         error, warn, info (default) or debug\n",
-          out);
+    fputs(
+        "ADDR defaults to 127.0.0.1:9999. Forms: HOST:PORT, tcp://HOST:PORT, [IPv6]:PORT,\n"
+        "udp://HOST:PORT, unix:PATH, unix:@NAME, unixgram:PATH. Port 0 picks a free port.\n"
+        "\n"
+        "options:\n"
+        "  --framing raw|line|frame  message framing (default raw)\n"
+        "  --max-conns N             refuse peers beyond N open connections (0: no limit;\n"
+        "                            default: no limit for one stream service; with several,\n"
+        "                            each gets (descriptor limit - " STR(
+            FD_RESERVE) ") / services)\n"
+                        "  --idle-timeout SEC        close connections idle that long (0: never, "
+                        "the default)\n"
+                        "  --frame-timeout SEC       a started frame or line must complete in time "
+                        "(default 30)\n"
+                        "  --backlog N               listen backlog (default 511)\n"
+                        "  --workers N               threads, each with its own loop (default 1)\n"
+                        "  --max-frame BYTES         largest frame (default 16M)\n"
+                        "  --max-line BYTES          longest line (default 64K)\n"
+                        "  --max-memory BYTES        budget for all buffered client data (default "
+                        "256M)\n"
+                        "  --drain-timeout SEC       on SIGINT/SIGTERM, wait this long for "
+                        "connections (default 5)\n"
+                        "  --message TEXT            greet: what to send (default \"Thank you for "
+                        "connecting\\r\\n\")\n"
+                        "  --quiet                   no per-connection log lines\n"
+                        "  --stats SEC               print the counters every SEC seconds (also on "
+                        "SIGUSR1)\n"
+                        "  --log-level LEVEL         error, warn, info (default) or debug\n",
+        out);
     /* In parts: C11 compilers need only take string literals of 4095 bytes. */
     fputs("network access lists (every TCP, tls:// and UDP listener; not Unix sockets):\n"
-            "  --allow CIDR[,CIDR...]    accept only peers in these networks (a bare address\n"
-            "                            is /32 or /128; IPv4 rules also match ::ffff:a.b.c.d)\n"
-            "  --deny CIDR[,CIDR...]     refuse peers in these networks (wins over --allow)\n"
-            "  --allow-file FILE, --deny-file FILE   the same, one CIDR a line, # comments\n"
-            "                            A refused peer is closed before a byte is read.\n",
+          "  --allow CIDR[,CIDR...]    accept only peers in these networks (a bare address\n"
+          "                            is /32 or /128; IPv4 rules also match ::ffff:a.b.c.d)\n"
+          "  --deny CIDR[,CIDR...]     refuse peers in these networks (wins over --allow)\n"
+          "  --allow-file FILE, --deny-file FILE   the same, one CIDR a line, # comments\n"
+          "                            A refused peer is closed before a byte is read.\n",
           out);
     fputs("  --udp-rate N              udp://, unixgram: answer one source (address and port)\n"
-            "                            at most N times a second (default " STR(DEFAULT_UDP_RATE) "; 0: no limit);\n"
-            "                            datagrams from this endpoint itself or from a source\n"
-            "                            port below 1024 are never answered\n"
-            "tls:// options (any stream service; TLS 1.2+, 1.3 preferred):\n"
-            "  --cert FILE               PEM certificate (chain) of the server (sockit cert NAME)\n"
-            "  --key FILE                PEM private key of the certificate\n"
-            "  --handshake-timeout SEC   the TLS handshake must finish in SEC (default 10)\n"
-            "  --max-handshakes N        unfinished TLS handshakes at once, all listeners (default\n"
-            "                            1024; 0: no cap); beyond it the oldest is dropped, the\n"
-            "                            newcomer's source's own first. Each counts 48K in\n"
-            "                            --max-memory until done; past that budget new\n"
-            "                            handshakes are refused\n",
+          "                            at most N times a second (default " STR(
+              DEFAULT_UDP_RATE) "; 0: no limit);\n"
+                                "                            datagrams from this endpoint itself "
+                                "or from a source\n"
+                                "                            port below 1024 are never answered\n"
+                                "tls:// options (any stream service; TLS 1.2+, 1.3 preferred):\n"
+                                "  --cert FILE               PEM certificate (chain) of the server "
+                                "(sockit cert NAME)\n"
+                                "  --key FILE                PEM private key of the certificate\n"
+                                "  --handshake-timeout SEC   the TLS handshake must finish in SEC "
+                                "(default 10)\n"
+                                "  --max-handshakes N        unfinished TLS handshakes at once, "
+                                "all listeners (default\n"
+                                "                            1024; 0: no cap); beyond it the "
+                                "oldest is dropped, the\n"
+                                "                            newcomer's source's own first. Each "
+                                "counts 48K in\n"
+                                "                            --max-memory until done; past that "
+                                "budget new\n"
+                                "                            handshakes are refused\n",
           out);
     /* Each service's section, from its own option table (registry order). */
     for (size_t i = 0; svc_at(i) != NULL; i++) {
@@ -327,9 +343,9 @@ static size_t build_longopts(const struct option *common, size_t ncommon, struct
                 seen = strcmp(out[ncommon + j].name, o->name) == 0;
             if (seen || n == MAX_SVC_OPTS)
                 continue;
-            out[ncommon + n] = (struct option){o->name, o->kind == SVC_OPT_FLAG ? no_argument
-                                                                                : required_argument,
-                                               NULL, first_val + (int)n};
+            out[ncommon + n] =
+                (struct option){o->name, o->kind == SVC_OPT_FLAG ? no_argument : required_argument,
+                                NULL, first_val + (int)n};
             n++;
         }
     }
@@ -394,11 +410,12 @@ static int check_svc_opts(const serve_state *st, const struct option *opts, size
             const svc_def *d = svc_at(i);
             bool declares = false;
             for (const svc_opt *o = d->opts; o != NULL && o->name != NULL; o++)
-                declares = declares || (o->kind != SVC_OPT_NOTE && strcmp(o->name, opts[j].name) == 0);
+                declares =
+                    declares || (o->kind != SVC_OPT_NOTE && strcmp(o->name, opts[j].name) == 0);
             if (!declares)
                 continue;
-            len += (size_t)snprintf(whose + len, sizeof whose - len, "%s%s",
-                                    count ? " and " : "", d->name);
+            len += (size_t)snprintf(whose + len, sizeof whose - len, "%s%s", count ? " and " : "",
+                                    d->name);
             count++;
             for (int l = 0; l < st->nls; l++)
                 used = used || st->ls[l].svc == d;
@@ -433,10 +450,31 @@ static int parse_args(serve_state *st, int argc, char **argv)
     cfg->exec = svc_exec.opts_store;
     cfg->files = svc_files.opts_store;
 
-    enum { O_FRAMING = 256, O_MAXCONNS, O_IDLE, O_FRAME_TO, O_BACKLOG, O_WORKERS, O_MAXFRAME,
-           O_MAXLINE, O_MAXMEM, O_DRAIN, O_MESSAGE, O_QUIET, O_LOGLEVEL, O_CERT,
-           O_KEY, O_STATS, O_UDPRATE, O_MAXHS,
-           O_NETALLOW, O_NETDENY, O_ALLOWFILE, O_DENYFILE, O_NCOMMON };
+    enum {
+        O_FRAMING = 256,
+        O_MAXCONNS,
+        O_IDLE,
+        O_FRAME_TO,
+        O_BACKLOG,
+        O_WORKERS,
+        O_MAXFRAME,
+        O_MAXLINE,
+        O_MAXMEM,
+        O_DRAIN,
+        O_MESSAGE,
+        O_QUIET,
+        O_LOGLEVEL,
+        O_CERT,
+        O_KEY,
+        O_STATS,
+        O_UDPRATE,
+        O_MAXHS,
+        O_NETALLOW,
+        O_NETDENY,
+        O_ALLOWFILE,
+        O_DENYFILE,
+        O_NCOMMON
+    };
     /* The common options; each service's own follow (svc_longopts). */
     static const struct option common[] = {
         {"framing", required_argument, NULL, O_FRAMING},
@@ -483,7 +521,7 @@ static int parse_args(serve_state *st, int argc, char **argv)
             break;
         case O_IDLE:
             bad = cli_parse_seconds(v, &cfg->idle_ms);
-            cfg->exec->idle_ms = cfg->idle_ms; /* exec: between commands */
+            cfg->exec->idle_ms = cfg->idle_ms;  /* exec: between commands */
             cfg->files->idle_ms = cfg->idle_ms; /* files has its own default otherwise */
             break;
         case O_FRAME_TO: bad = cli_parse_seconds(v, &cfg->frame_ms); break;
@@ -512,17 +550,13 @@ static int parse_args(serve_state *st, int argc, char **argv)
             break;
         case O_CERT: cfg->cert = v; break;
         case O_KEY: cfg->key = v; break;
-        case O_STATS:
-            bad = cli_parse_seconds(v, &cfg->stats_ms) < 0 || cfg->stats_ms == 0;
-            break;
+        case O_STATS: bad = cli_parse_seconds(v, &cfg->stats_ms) < 0 || cfg->stats_ms == 0; break;
         case O_UDPRATE: bad = cli_parse_uint(v, 0, 100000000, &cfg->udp_rate); break;
         case O_MAXHS:
             bad = cli_parse_uint(v, 0, 10000000, &cfg->max_handshakes);
             cfg->max_handshakes_set = true;
             break;
-        case ':':
-            cli_err("option %s needs a value", argv[optind - 1]);
-            return -1;
+        case ':': cli_err("option %s needs a value", argv[optind - 1]); return -1;
         default:
             if (ch >= O_NCOMMON && (size_t)(ch - O_NCOMMON) < nsvc) {
                 const char *name = longopts[ch - O_FRAMING].name;
@@ -644,7 +678,7 @@ static void worker_drain(worker *w)
     for (int i = 0; i < st->nls; i++) {
         if (w->servers[i]) {
             w->draining++;
-            sk_server_drain(w->servers[i], st->cfg.drain_ms, on_drained, w);
+            sk_server_drain(w->servers[i], (int)st->cfg.drain_ms, on_drained, w);
         }
     }
     if (--w->draining == 0)
@@ -714,11 +748,11 @@ static void fill_server_opts(const serve_state *st, listener *l, sk_server_opts 
     /* A one_loop service listens on worker 0 alone, with the whole limit. */
     bool spread = cfg->workers > 1 && !l->svc->one_loop;
     sk_server_opts_init(o);
-    o->stream.framing = l->svc->framing_choice ? cfg->framing : l->svc->fixed_framing;
-    o->stream.max_frame = cfg->max_frame;
-    o->stream.max_line = l->ctx.max_line;
-    o->stream.idle_timeout_ms = cfg->idle_ms;
-    o->stream.frame_timeout_ms = cfg->frame_ms;
+    o->conn.framing = l->svc->framing_choice ? cfg->framing : l->svc->fixed_framing;
+    o->conn.max_frame = cfg->max_frame;
+    o->conn.max_line = l->ctx.max_line;
+    o->conn.idle_timeout_ms = cfg->idle_ms;
+    o->conn.frame_timeout_ms = cfg->frame_ms;
     /* One cap for the whole process: workers share it through l->limit. */
     o->max_conns = 0;
     o->limit = l->limit;
@@ -728,11 +762,11 @@ static void fill_server_opts(const serve_state *st, listener *l, sk_server_opts 
     o->log_name = cfg->quiet ? NULL : l->svc->name;
     o->acl = st->acl;
     l->svc->stream(&o->cbs);
-    if (l->svc->stream_opts != NULL)
-        l->svc->stream_opts(&o->stream);
+    if (l->svc->conn_opts != NULL)
+        l->svc->conn_opts(&o->conn);
     if (l->addr.kind == SK_ADDR_TLS) {
-        o->stream.tls = st->tls;
-        o->stream.handshake_timeout_ms = cfg->exec->handshake_ms;
+        o->conn.tls = st->tls;
+        o->conn.handshake_timeout_ms = cfg->exec->handshake_ms;
     }
 }
 
@@ -743,12 +777,15 @@ static void print_listening(const listener *l, int fd)
     char text[400];
     struct sockaddr_storage ss;
     socklen_t sl = sizeof ss;
-    if ((l->addr.kind == SK_ADDR_TCP || l->addr.kind == SK_ADDR_UDP || l->addr.kind == SK_ADDR_TLS) &&
+    if ((l->addr.kind == SK_ADDR_TCP || l->addr.kind == SK_ADDR_UDP ||
+         l->addr.kind == SK_ADDR_TLS) &&
         getsockname(fd, (struct sockaddr *)&ss, &sl) == 0) {
         char bound[300];
         sk_sockaddr_format((struct sockaddr *)&ss, sl, bound, sizeof bound);
         snprintf(text, sizeof text, "%s%s",
-                 l->addr.kind == SK_ADDR_UDP ? "udp://" : l->addr.kind == SK_ADDR_TLS ? "tls://" : "",
+                 l->addr.kind == SK_ADDR_UDP   ? "udp://"
+                 : l->addr.kind == SK_ADDR_TLS ? "tls://"
+                                               : "",
                  bound);
     } else {
         sk_addr_format(&l->addr, text, sizeof text);
@@ -769,7 +806,7 @@ static int open_listener(serve_state *st, int i)
         return -1;
     }
     if (l->datagram) {
-        int rc = sk_dgram_open(st->ws[0].loop, &l->addr, 1, l->svc->datagram, &l->ctx,
+        int rc = sk_dgram_bind(st->ws[0].loop, &l->addr, l->svc->datagram, &l->ctx,
                                &st->ws[0].dgrams[i], err, sizeof err);
         if (rc < 0) {
             cli_err("%s: %s", l->svc->name, err[0] ? err : sk_strerror(rc));
@@ -836,9 +873,10 @@ static void default_max_conns(serve_state *st)
     rlim_t fds = rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur > 10000000 ? 10000000 : rl.rlim_cur;
     rlim_t share = fds > FD_RESERVE + (rlim_t)n ? (fds - FD_RESERVE) / (rlim_t)n : 1;
     st->cfg.max_conns = (unsigned)share;
-    sk_log(SK_LOG_INFO, "each service holds at most %u connections (descriptor limit %llu, "
-           "%d kept back, shared by %d services; --max-conns sets it)", st->cfg.max_conns,
-           (unsigned long long)fds, FD_RESERVE, n);
+    sk_log(SK_LOG_INFO,
+           "each service holds at most %u connections (descriptor limit %llu, "
+           "%d kept back, shared by %d services; --max-conns sets it)",
+           st->cfg.max_conns, (unsigned long long)fds, FD_RESERVE, n);
 }
 
 static void free_all(serve_state *st)
@@ -946,7 +984,7 @@ int cmd_serve(int argc, char **argv)
     status = EXIT_OK;
 out:
     free_all(st);
-    sk_tls_ctx_free(st->tls); /* after the loops: no connection uses it now */
+    sk_tls_ctx_free(st->tls);       /* after the loops: no connection uses it now */
     sk_timer_free(st->stats_timer); /* safe after its loop is gone */
     sk_acl_free(st->acl);           /* after the loops: servers borrow it */
     free(st);

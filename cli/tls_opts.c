@@ -13,23 +13,19 @@
 int cli_tls_option(cli_tls *t, int ch, const char *v)
 {
     switch (ch) {
-    case CLI_O_CA:
-        t->ca = v;
-        return 1;
+    case CLI_O_CA: t->ca = v; return 1;
     case CLI_O_PIN:
         if (sk_tls_pin_parse(v, t->pin) < 0) {
             cli_err("bad value \"%s\" for --pin (the server certificate's SHA-256: 64 hex digits, "
                     "plain or colon-separated as `sockit cert` and `openssl x509 -fingerprint "
-                    "-sha256` print it)", v);
+                    "-sha256` print it)",
+                    v);
             return -1;
         }
         t->has_pin = true;
         return 1;
-    case CLI_O_INSECURE:
-        t->insecure = true;
-        return 1;
-    default:
-        return 0;
+    case CLI_O_INSECURE: t->insecure = true; return 1;
+    default: return 0;
     }
 }
 
@@ -55,8 +51,8 @@ int cli_tls_prepare(cli_tls *t, const sk_addr *addr)
         cli_err("cannot read --ca %s: %s", t->ca, strerror(errno));
         return EXIT_USAGE;
     }
-    sk_tls_client_opts o = {.ca_file = t->ca, .pin = t->has_pin ? t->pin : NULL,
-                            .insecure = t->insecure};
+    sk_tls_client_opts o = {
+        .ca_file = t->ca, .pin = t->has_pin ? t->pin : NULL, .insecure = t->insecure};
     char err[400];
     if (sk_tls_client_new(&o, &t->ctx, err, sizeof err) < 0) {
         cli_err("%s", err);
@@ -65,18 +61,18 @@ int cli_tls_prepare(cli_tls *t, const sk_addr *addr)
     return 0;
 }
 
-int cli_dial(const sk_addr *addr, const cli_tls *t, int timeout_ms, char *err, size_t errlen)
+int cli_dial(const sk_addr *addr, const cli_tls *t, int timeout_ms, sk_sock **out, char *err,
+             size_t errlen)
 {
-    if (addr->kind != SK_ADDR_TLS)
-        return sk_dial(addr, timeout_ms, err, errlen);
-    int fd = sk_tls_dial(addr, t->ctx, timeout_ms, err, errlen);
-    if (fd == -EPERM && t->ca == NULL && !t->has_pin) {
+    sk_tls_ctx *ctx = addr->kind == SK_ADDR_TLS ? t->ctx : NULL;
+    int rc = sk_sock_dial(addr, ctx, timeout_ms, out, err, errlen);
+    if (rc == -EPERM && t->ca == NULL && !t->has_pin) {
         /* Verified against the system's CAs, and refused: say what works. */
         size_t n = strlen(err);
         snprintf(err + n, errlen > n ? errlen - n : 0,
                  " (give --ca FILE or --pin SHA256 for a server with its own certificate)");
     }
-    return fd;
+    return rc;
 }
 
 void cli_tls_free(cli_tls *t)
@@ -108,17 +104,20 @@ int cli_tls_check_server_files(const char *cert, const char *key)
 {
     if (pem_kind(cert) == 'k') {
         cli_err("--cert %s holds a private key, not a certificate (give NAME.crt to --cert and "
-                "NAME.key to --key)", cert);
+                "NAME.key to --key)",
+                cert);
         return -1;
     }
     if (pem_kind(key) == 'c') {
         cli_err("--key %s holds a certificate, not a private key (give NAME.key to --key and "
-                "NAME.crt to --cert)", key);
+                "NAME.crt to --cert)",
+                key);
         return -1;
     }
     struct stat st;
     if (stat(key, &st) == 0 && (st.st_mode & (S_IRGRP | S_IROTH)))
         cli_err("WARNING: --key %s is readable by group or others: anyone who reads it can "
-                "pose as this server (run: chmod 600 %s)", key, key);
+                "pose as this server (run: chmod 600 %s)",
+                key, key);
     return 0;
 }

@@ -7,17 +7,16 @@
 
 static void usage(FILE *out)
 {
-    fprintf(out,
-            "usage: sockit token FILE\n"
-            "\n"
-            "Writes a new token for --token-file: 32 random bytes as 64 hex digits and a\n"
-            "newline, in FILE created with mode 600. The token is the file's bytes less one\n"
-            "trailing newline (here: the 64 digits). An existing FILE is never replaced.\n"
-            "Tokens shorter than 32 bytes, or of low variety (fewer than 8 different bytes,\n"
-            "or one short pattern repeated), are refused by servers and clients alike.\n"
-            "Then: sockit serve exec 127.0.0.1:9005 --token-file FILE\n"
-            "      sockit exec 127.0.0.1:9005 --token-file FILE -- uname -a\n"
-            "(copy FILE to the client's machine over a channel you trust, e.g. scp)\n");
+    fprintf(out, "usage: sockit token FILE\n"
+                 "\n"
+                 "Writes a new token for --token-file: 32 random bytes as 64 hex digits and a\n"
+                 "newline, in FILE created with mode 600. The token is the file's bytes less one\n"
+                 "trailing newline (here: the 64 digits). An existing FILE is never replaced.\n"
+                 "Tokens shorter than 32 bytes, or of low variety (fewer than 8 different bytes,\n"
+                 "or one short pattern repeated), are refused by servers and clients alike.\n"
+                 "Then: sockit serve exec 127.0.0.1:9005 --token-file FILE\n"
+                 "      sockit exec 127.0.0.1:9005 --token-file FILE -- uname -a\n"
+                 "(copy FILE to the client's machine over a channel you trust, e.g. scp)\n");
 }
 
 int cmd_token(int argc, char **argv)

@@ -94,8 +94,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     svc_chat.stream(&chat_cbs);
     sk_conn_callbacks cbs = chat_cbs;
     cbs.on_close = on_close;
-    sk_stream_opts opts;
-    sk_stream_opts_init(&opts);
+    sk_conn_opts opts;
+    sk_conn_opts_init(&opts);
     opts.framing = svc_chat.fixed_framing;
     for (int i = 0; i < MEMBERS; i++) {
         int sv[2];
@@ -117,8 +117,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         int who = op & 3;
         int what = (op >> 2) & 3;
         if (who < MEMBERS && peers[who] >= 0) {
-            if (what <= 1 && len > 0 && send(peers[who], data, len, MSG_DONTWAIT | MSG_NOSIGNAL) < 0 &&
-                errno != EAGAIN && errno != EPIPE && errno != ECONNRESET)
+            if (what <= 1 && len > 0 &&
+                send(peers[who], data, len, MSG_DONTWAIT | MSG_NOSIGNAL) < 0 && errno != EAGAIN &&
+                errno != EPIPE && errno != ECONNRESET)
                 abort();
             if (what == 2)
                 shutdown(peers[who], SHUT_WR);

@@ -71,8 +71,7 @@ static int deliver(result *r, size_t base, size_t at, size_t len)
 
 /* conn_read.c's process_input: every whole message at the front of buf;
  * returns the bytes used, or sets r->err. */
-static size_t server_messages(sk_decoder *d, const uint8_t *buf, size_t len, size_t base,
-                              result *r)
+static size_t server_messages(sk_decoder *d, const uint8_t *buf, size_t len, size_t base, result *r)
 {
     size_t off = 0;
     while (r->err == 0 && r->n < MAX_MSGS && off < len) {

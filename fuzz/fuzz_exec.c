@@ -59,15 +59,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             break;
         case EXEC_REPLY_ERROR: {
             size_t tlen = strlen(r.text);
-            if (tlen > PROTO_ERROR_TEXT_MAX || (size > 2 && tlen != (size - 2 < PROTO_ERROR_TEXT_MAX ? size - 2 : PROTO_ERROR_TEXT_MAX)))
+            if (tlen > PROTO_ERROR_TEXT_MAX ||
+                (size > 2 &&
+                 tlen != (size - 2 < PROTO_ERROR_TEXT_MAX ? size - 2 : PROTO_ERROR_TEXT_MAX)))
                 abort();
             for (size_t i = 0; i < tlen; i++)
                 if (r.text[i] < 0x20 || r.text[i] >= 0x7f)
                     abort();
             break;
         }
-        default:
-            abort();
+        default: abort();
         }
     } else if (why[0] == '\0') {
         abort();

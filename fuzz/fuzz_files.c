@@ -65,7 +65,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     bool auth;
     if (proto_check_server_hello(data, size, service, nonce, &auth, why, sizeof why) == 0) {
         uint8_t again[PROTO_HELLO_MAX];
-        size_t n = auth ? proto_hello(again, true, service, nonce) : proto_hello_open(again, service);
+        size_t n =
+            auth ? proto_hello(again, true, service, nonce) : proto_hello_open(again, service);
         if (n != size || memcmp(again, data, size) != 0)
             abort();
     }

@@ -25,7 +25,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     char canon[96];
     sk_tls_pin_format(pin, canon, sizeof canon);
-    if (strlen(canon) != 95 || sk_tls_pin_parse(canon, back) < 0 || memcmp(pin, back, sizeof pin) != 0)
+    if (strlen(canon) != 95 || sk_tls_pin_parse(canon, back) < 0 ||
+        memcmp(pin, back, sizeof pin) != 0)
         abort();
     return 0;
 }

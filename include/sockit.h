@@ -1,15 +1,37 @@
-/* sockit.h — the whole public API of libsockit: event loop, addresses,
- * framing, stream connections, servers, datagrams, a blocking client,
- * TLS, token authentication and child processes.
+/* sockit.h — the whole public API of libsockit 0.2: event loop, addresses,
+ * framing, stream connections, servers, datagrams, a blocking client
+ * (sk_sock), TLS, token authentication and child processes.
+ *
+ * Each function's comment states its contract: what it does, what it
+ * returns, who owns what afterwards. How the library does it, and what it
+ * costs, is in docs/DESIGN.md.
  *
  * Conventions that hold for every function below:
  *  - Functions that can fail return 0 (or a non-negative count) on success and
  *    a negative errno-style code on failure (-EINVAL, -ECONNREFUSED, ...).
- *    sk_strerror() turns a code into text. Callers never read errno after a
- *    sockit call.
+ *    sk_strerror() turns a code into text, sk_err_name() into its symbol.
+ *    Callers never read errno after a sockit call. Codes that mean something
+ *    particular here:
+ *      -EPERM       a TLS peer's certificate was refused (the reason says why)
+ *      -ENODATA     the stream ended cleanly before a message began
+ *      -ECONNRESET  the stream ended inside a message, or the peer reset it
+ *      -EMSGSIZE    a frame or line over its maximum
+ *      -ENOBUFS     the memory budget (sk_mem_set_budget) refused a buffer
+ *      -ESHUTDOWN   a draining server closed the connection
+ *      -ETIMEDOUT   a timeout or deadline passed
+ *      -EPROTONOSUPPORT  an address of the wrong kind (stream vs datagram,
+ *                   tls:// without a TLS context)
+ *  - Timeouts: every call that waits or arms a deadline takes an int
+ *    timeout_ms, where SK_FOREVER (-1; any negative value) means no limit and
+ *    0 means no time at all (a blocking call does only what is possible at
+ *    once; an asynchronous deadline passes at the next loop iteration).
+ *    Fields of option structs (idle_timeout_ms, ...) are settings, not
+ *    waits: there, as for every field, 0 means "not set" (none, or the
+ *    default named beside it), so a zeroed struct is valid.
  *  - Ownership moves only on success: a function that fails leaves every
  *    argument as it was and allocates nothing the caller must free.
- *  - Every *_free function accepts NULL and does nothing then.
+ *  - Every *_free function (and sk_sock_close) accepts NULL and does nothing
+ *    then.
  *  - Every descriptor the library creates is close-on-exec and non-blocking
  *    (blocking client helpers use poll() with deadlines, not blocking fds).
  *  - The library never changes signal dispositions; it sends with
@@ -38,13 +60,36 @@ extern "C" {
 #define SK_API
 #endif
 
-#define SK_VERSION "0.1.0"
+/* The version of this header. sk_version() gives the library's, which may be
+ * newer when the shared library was upgraded without rebuilding. A 0.x minor
+ * release may change the API (see README.md, "Changes in 0.2"). */
+#define SK_VERSION_MAJOR 0
+#define SK_VERSION_MINOR 2
+#define SK_VERSION_PATCH 0
+#define SK_VERSION       "0.2.0"
+/* One number for comparisons: 0xMMmmpp (0.2.0 is 0x000200). */
+#define SK_VERSION_NUMBER ((SK_VERSION_MAJOR << 16) | (SK_VERSION_MINOR << 8) | SK_VERSION_PATCH)
+
+/* sk_version returns the version of the library running, as SK_VERSION
+ * text ("0.2.0"): static, never NULL. */
+SK_API const char *sk_version(void);
+/* sk_version_number returns it as SK_VERSION_NUMBER does. */
+SK_API unsigned sk_version_number(void);
+
+/* The timeout_ms that means no limit (see the conventions above). */
+#define SK_FOREVER (-1)
 
 /* ------------------------------------------------------------------ errors */
 
-/* Returns a static, human-readable description of a negative sockit/errno
- * code (or of 0, "success"). Never returns NULL. Thread-safe. */
+/* sk_strerror returns a static, human-readable description of a negative
+ * sockit/errno code (or of 0, "success"). Never returns NULL. Thread-safe. */
 SK_API const char *sk_strerror(int code);
+
+/* sk_err_name returns the symbolic name of a negative (or positive) errno
+ * code, as a static string: "ECONNREFUSED", "ETIMEDOUT"; "OK" for 0 and
+ * "UNKNOWN" for a number that is no errno. For logs and test messages,
+ * where the text of sk_strerror is ambiguous. Thread-safe. */
+SK_API const char *sk_err_name(int code);
 
 /* ------------------------------------------------------------------ logging */
 
@@ -110,32 +155,32 @@ SK_API void sk_mem_set_budget(size_t bytes);
  * count from the start of the process and never go down; conns, queued and
  * mem are current values. */
 typedef struct sk_stats {
-    uint64_t conns;        /* server connections open now */
-    uint64_t accepted;     /* server connections accepted, in total */
-    uint64_t refused;      /* peers closed at once because of max_conns/limit */
-    uint64_t shed;         /* peers closed at once because descriptors ran out
-                              (EMFILE/ENFILE) */
-    uint64_t bytes_in;     /* read from and written to every stream connection */
-    uint64_t bytes_out;    /* (servers' and clients') */
-    uint64_t msgs_in;      /* frames or lines delivered to on_message (raw
-                              framing: each chunk delivered) */
-    uint64_t msgs_out;     /* messages queued with sk_conn_send_msg,
-                              sk_conn_send_msgv or sk_conn_prepare_msg */
+    uint64_t conns;     /* server connections open now */
+    uint64_t accepted;  /* server connections accepted, in total */
+    uint64_t refused;   /* peers closed at once because of max_conns/limit */
+    uint64_t shed;      /* peers closed at once because descriptors ran out
+                           (EMFILE/ENFILE) */
+    uint64_t bytes_in;  /* read from and written to every stream connection */
+    uint64_t bytes_out; /* (servers' and clients') */
+    uint64_t msgs_in;   /* frames or lines delivered to on_message (raw
+                           framing: each chunk delivered) */
+    uint64_t msgs_out;  /* messages queued with sk_conn_send_msg,
+                           sk_conn_send_msgv or sk_conn_prepare_msg */
     /* Connections failed, by reason (each failed connection counts once): */
-    uint64_t err_protocol; /* a frame or line over the maximum, bad framing */
-    uint64_t err_idle;     /* idle_timeout_ms */
-    uint64_t err_frame;    /* frame_timeout_ms: a message not finished in time */
-    uint64_t err_deadline; /* sk_conn_set_deadline: handshakes, authentication */
-    uint64_t err_reset;    /* reset by the peer (ECONNRESET, EPIPE) */
-    uint64_t err_nobufs;   /* buffer refused by the memory budget (-ENOBUFS) */
-    uint64_t queued;       /* output bytes waiting on every connection now */
-    uint64_t mem;          /* sk_mem_in_use() */
+    uint64_t err_protocol;  /* a frame or line over the maximum, bad framing */
+    uint64_t err_idle;      /* idle_timeout_ms */
+    uint64_t err_frame;     /* frame_timeout_ms: a message not finished in time */
+    uint64_t err_deadline;  /* sk_conn_set_deadline: handshakes, authentication */
+    uint64_t err_reset;     /* reset by the peer (ECONNRESET, EPIPE) */
+    uint64_t err_nobufs;    /* buffer refused by the memory budget (-ENOBUFS) */
+    uint64_t queued;        /* output bytes waiting on every connection now */
+    uint64_t mem;           /* sk_mem_in_use() */
     uint64_t dgram_dropped; /* datagrams dropped by datagram endpoints: too
                               large, refused by sk_dgram_guard, or a reply
                               the socket would not take */
-    uint64_t refused_acl;  /* peers closed right after accept, and datagrams
-                              dropped, because an access list (sk_acl)
-                              refused their source */
+    uint64_t refused_acl;   /* peers closed right after accept, and datagrams
+                               dropped, because an access list (sk_acl)
+                               refused their source */
 } sk_stats;
 
 /* Fills *out with the counters now. Thread-safe. */
@@ -183,8 +228,8 @@ SK_API void sk_io_free(sk_io *io);
  * dispositions are left alone. The callback receives the signal number.
  * sk_signal_free() closes the signalfd but leaves the signals blocked. */
 typedef void (*sk_signal_cb)(sk_signal *s, int signo, void *ud);
-SK_API int sk_signal_new(sk_loop *loop, const int *signals, int count, sk_signal_cb cb,
-                         void *ud, sk_signal **out);
+SK_API int sk_signal_new(sk_loop *loop, const int *signals, int count, sk_signal_cb cb, void *ud,
+                         sk_signal **out);
 SK_API void sk_signal_free(sk_signal *s);
 
 /* A cross-thread wake-up: sk_async_send() from any thread makes cb run once
@@ -218,8 +263,10 @@ typedef struct sk_addr {
     int abstract;
 } sk_addr;
 
-/* Parses one of the SPEC §3 forms. On failure returns -EINVAL and, if err is
- * not NULL, writes one sentence naming the bad part into err. */
+/* sk_addr_parse parses one of the text forms listed with enum sk_addr_kind
+ * (HOST:PORT, tcp://, tls://, udp://, unix:, unixgram:; an IPv6 host in
+ * brackets). Returns 0, or -EINVAL and, if err is not NULL, one sentence
+ * naming the bad part in err. */
 SK_API int sk_addr_parse(const char *text, sk_addr *out, char *err, size_t errlen);
 
 /* Formats a parsed address back to its canonical text form. Returns the
@@ -227,17 +274,24 @@ SK_API int sk_addr_parse(const char *text, sk_addr *out, char *err, size_t errle
  * buflen-1 bytes and always terminated. */
 SK_API int sk_addr_format(const sk_addr *addr, char *buf, size_t buflen);
 
-/* Resolves a network address (getaddrinfo; numeric literals are not looked
- * up) or builds a sockaddr_un. passive != 0 resolves for bind (an empty or
- * "*" host means every address). Fills up to max entries of out/outlen and
- * returns how many (>= 1), or a negative code with err naming the failure. */
-SK_API int sk_addr_resolve(const sk_addr *addr, int passive, struct sockaddr_storage *out,
+/* Flags of sk_addr_resolve. */
+enum {
+    /* Resolve for bind(): an empty or "*" host means every address
+     * (without it: the loopback addresses). */
+    SK_RESOLVE_PASSIVE = 1
+};
+
+/* sk_addr_resolve resolves a network address (getaddrinfo; numeric literals
+ * are not looked up) or builds a sockaddr_un, as flags (0 or
+ * SK_RESOLVE_PASSIVE) say. Fills up to max entries of out/outlen.
+ * Returns how many (>= 1), or a negative code with err naming the failure
+ * (-EINVAL for an unknown flag). */
+SK_API int sk_addr_resolve(const sk_addr *addr, unsigned flags, struct sockaddr_storage *out,
                            socklen_t *outlen, int max, char *err, size_t errlen);
 
 /* Writes "1.2.3.4:5", "[::1]:5", "unix:PATH", "unix:@NAME" or "unix:(unnamed)"
  * for a socket address. Returns buf. */
-SK_API char *sk_sockaddr_format(const struct sockaddr *sa, socklen_t len, char *buf,
-                                size_t buflen);
+SK_API char *sk_sockaddr_format(const struct sockaddr *sa, socklen_t len, char *buf, size_t buflen);
 
 /* ------------------------------------------------------------------ framing */
 
@@ -247,9 +301,9 @@ enum sk_framing {
     SK_FRAMING_FRAME    /* 4-byte big-endian length N, then N bytes */
 };
 
-#define SK_DEFAULT_MAX_LINE (64u * 1024u)
+#define SK_DEFAULT_MAX_LINE  (64u * 1024u)
 #define SK_DEFAULT_MAX_FRAME (16u * 1024u * 1024u)
-#define SK_FRAME_HEADER 4
+#define SK_FRAME_HEADER      4
 
 /* Parses "raw", "line" or "frame". Returns 0 or -EINVAL. */
 SK_API int sk_framing_parse(const char *name, enum sk_framing *out);
@@ -293,7 +347,9 @@ typedef struct sk_conn sk_conn;
 
 /* Callbacks of a stream connection. Every callback may call sk_conn_close(),
  * sk_conn_abort() or sk_conn_fail() on its connection: closing is deferred
- * until the callback returns, so the pointer stays valid until on_close. */
+ * until the callback returns, so the pointer stays valid until on_close.
+ * They take no user pointer: sk_conn_data() returns the one given when the
+ * connection was made (or set with sk_conn_set_data()). */
 typedef struct sk_conn_callbacks {
     /* The connection is established (accepted or connected). */
     void (*on_open)(sk_conn *c);
@@ -307,9 +363,9 @@ typedef struct sk_conn_callbacks {
      * sending what is queued, then close — what echo-style services want. */
     void (*on_eof)(sk_conn *c);
     /* A protocol error (oversize frame or line, a frame timeout) was
-     * detected; err is the
-     * code and sk_conn_reason() the text. The callback may queue a reply that
-     * explains it; the connection then closes lingering (see sk_conn_fail). */
+     * detected; err is the code and sk_conn_reason() the text. The callback
+     * may queue a reply that explains it; the connection then closes
+     * lingering (see sk_conn_fail). */
     void (*on_error)(sk_conn *c, int err);
     /* Called exactly once when the connection is gone. err is 0 for an
      * orderly close and a negative code otherwise: -ETIMEDOUT for the idle
@@ -324,20 +380,20 @@ typedef struct sk_conn_callbacks {
  * the server), made by sk_tls_server_new() or sk_tls_client_new(). */
 typedef struct sk_tls_ctx sk_tls_ctx;
 
-/* How long a TLS handshake may take when sk_stream_opts says 0 (SPEC §5.1:
- * a protocol handshake must finish within 10 s however the peer trickles). */
+/* How long a TLS handshake may take when sk_conn_opts says 0: a handshake
+ * must finish in bounded time however the peer trickles its bytes. */
 #define SK_TLS_DEFAULT_HANDSHAKE_MS 10000u
 
 /* Limits and behaviour of a stream connection. Zero fields take defaults. */
-typedef struct sk_stream_opts {
+typedef struct sk_conn_opts {
     enum sk_framing framing;
-    size_t max_line;          /* default SK_DEFAULT_MAX_LINE */
-    size_t max_frame;         /* default SK_DEFAULT_MAX_FRAME */
-    size_t out_high_water;    /* reading pauses above this; default 1 MiB */
-    size_t out_low_water;     /* reading resumes at or below; default high/4 */
-    uint32_t idle_timeout_ms; /* no bytes either way for this long; 0 = none */
-    uint32_t frame_timeout_ms;/* a started frame/line must complete; 0 = none */
-    uint32_t linger_ms;       /* lingering close after a protocol error; default 2000 */
+    size_t max_line;           /* default SK_DEFAULT_MAX_LINE */
+    size_t max_frame;          /* default SK_DEFAULT_MAX_FRAME */
+    size_t out_high_water;     /* reading pauses above this; default 1 MiB */
+    size_t out_low_water;      /* reading resumes at or below; default high/4 */
+    uint32_t idle_timeout_ms;  /* no bytes either way for this long; 0 = none */
+    uint32_t frame_timeout_ms; /* a started frame/line must complete; 0 = none */
+    uint32_t linger_ms;        /* lingering close after a protocol error; default 2000 */
     /* TLS beneath the framing (NULL: plain bytes). A server context on a
      * server's or an adopted connection, a client context on one made by
      * sk_conn_connect (which needs one for a tls:// address). The context
@@ -355,10 +411,10 @@ typedef struct sk_stream_opts {
      * by CA needs it (-EINVAL without); sk_conn_connect takes the address's
      * host instead. NULL by default. */
     const char *tls_host;
-} sk_stream_opts;
+} sk_conn_opts;
 
 /* Fills opts with the defaults above. */
-SK_API void sk_stream_opts_init(sk_stream_opts *opts);
+SK_API void sk_conn_opts_init(sk_conn_opts *opts);
 
 /* Queues bytes for sending exactly as given (no framing). The bytes are
  * copied; they go out in one write/writev per connection at the end of the
@@ -367,12 +423,11 @@ SK_API void sk_stream_opts_init(sk_stream_opts *opts);
  * already aborted (on_close follows), so callers need do nothing more. */
 SK_API int sk_conn_send(sk_conn *c, const void *data, size_t len);
 
-/* Queues one message in the connection's framing: frame → header + payload;
- * line → payload + "\n"; raw → payload. Same returns as sk_conn_send, plus
- * -EMSGSIZE for a frame larger than UINT32_MAX. Called from on_message with
- * the very (data, len) it was given, the reply is the request's own bytes:
- * it is then sent from the read buffer once the read is decoded, without a
- * copy (an echo costs no copy); the caller sees no difference. */
+/* sk_conn_send_msg queues one message in the connection's framing: frame →
+ * header + payload; line → payload + "\n"; raw → payload. Same returns as
+ * sk_conn_send, plus -EMSGSIZE for a frame larger than UINT32_MAX. It may
+ * be called from on_message with the very (data, len) it was given (an
+ * echo). */
 SK_API int sk_conn_send_msg(sk_conn *c, const void *data, size_t len);
 
 /* Reserves room for one message of len bytes in the output queue, writes its
@@ -417,13 +472,14 @@ SK_API void sk_conn_shutdown(sk_conn *c);
 SK_API void sk_conn_pause(sk_conn *c);
 SK_API void sk_conn_resume(sk_conn *c);
 
-/* Sets a one-off deadline ms from now (0 clears it): if it passes, the
- * connection fails (lingering close) with -ETIMEDOUT and reason (NULL: a
- * default), which is copied (its first 63 bytes): the caller's string may go
- * away at once. For protocol
- * handshakes and authentication, which must finish in bounded time however
- * the peer trickles its bytes. */
-SK_API void sk_conn_set_deadline(sk_conn *c, uint32_t ms, const char *reason);
+/* sk_conn_set_deadline sets a one-off deadline timeout_ms from now
+ * (SK_FOREVER clears it; 0 passes at the next loop iteration): if it
+ * passes, the connection fails (lingering close) with -ETIMEDOUT and
+ * reason (NULL: a default), which is copied (its first 63 bytes): the
+ * caller's string may go away at once. For protocol handshakes and
+ * authentication, which must finish in bounded time however the peer
+ * trickles its bytes. */
+SK_API void sk_conn_set_deadline(sk_conn *c, int timeout_ms, const char *reason);
 
 /* Changes the largest message this connection accepts from now on (0: back
  * to the max_frame / max_line of its options), e.g. small frames until a
@@ -446,7 +502,9 @@ SK_API uint64_t sk_conn_bytes_out(const sk_conn *c);
  * client context in opts->tls: its host is sent as SNI and verified); on_open
  * runs when connected (after the TLS handshake), on_close with the error if
  * connecting fails (-EPERM: the server's certificate was refused; the
- * reason says why). timeout_ms 0 means no connect deadline. Every address
+ * reason says why). timeout_ms bounds connecting (SK_FOREVER: no
+ * limit; 0: whatever has not connected by the next loop iteration fails
+ * with -ETIMEDOUT). Every address
  * the name resolves to is tried (Happy Eyeballs v2, RFC 8305): IPv6 and IPv4
  * alternating, the next address at once when an attempt fails and beside it
  * when one is still pending after 250 ms; the first to connect wins (the TLS
@@ -454,9 +512,8 @@ SK_API uint64_t sk_conn_bytes_out(const sk_conn *c);
  * address fails at once, returns that error and makes no connection; a
  * later failure reaches on_close with the last attempt's error. Until
  * connected, sk_conn_fd() is -1. */
-SK_API int sk_conn_connect(sk_loop *loop, const sk_addr *addr, const sk_stream_opts *opts,
-                           const sk_conn_callbacks *cbs, void *ud, uint32_t timeout_ms,
-                           sk_conn **out);
+SK_API int sk_conn_connect(sk_loop *loop, const sk_addr *addr, const sk_conn_opts *opts,
+                           const sk_conn_callbacks *cbs, void *ud, int timeout_ms, sk_conn **out);
 
 /* Like sk_conn_connect, on a stream socket the caller made (bound to a
  * source address, options set, ...): starts a non-blocking connect to sa.
@@ -468,13 +525,13 @@ SK_API int sk_conn_connect(sk_loop *loop, const sk_addr *addr, const sk_stream_o
  * certificate the CA ever signed, for any host, pass. A --pin or insecure
  * context needs no name. The same holds for sk_conn_adopt. */
 SK_API int sk_conn_connect_fd(sk_loop *loop, int fd, const struct sockaddr *sa, socklen_t salen,
-                              const sk_stream_opts *opts, const sk_conn_callbacks *cbs, void *ud,
-                              uint32_t timeout_ms, sk_conn **out);
+                              const sk_conn_opts *opts, const sk_conn_callbacks *cbs, void *ud,
+                              int timeout_ms, sk_conn **out);
 
 /* Adopts a connected stream descriptor (made non-blocking and close-on-exec
  * here). On success the connection owns fd; on_open runs on the next loop
  * iteration. */
-SK_API int sk_conn_adopt(sk_loop *loop, int fd, const sk_stream_opts *opts,
+SK_API int sk_conn_adopt(sk_loop *loop, int fd, const sk_conn_opts *opts,
                          const sk_conn_callbacks *cbs, void *ud, sk_conn **out);
 
 /* ----------------------------------------------------------- shared buffers */
@@ -499,43 +556,36 @@ SK_API size_t sk_shared_len(const sk_shared *s);
 SK_API sk_shared *sk_shared_ref(sk_shared *s);
 SK_API void sk_shared_unref(sk_shared *s);
 
-/* Queues bytes [off, off+len) of s after everything already queued on c,
- * without copying them: the queue takes its own reference and drops it once
- * those bytes are written or the connection is gone, so the caller may drop
- * its reference at once. The queued bytes must not change until then; other
- * bytes of s may still be written (a buffer can be filled and queued piece by
- * piece). Back-to-back slices of one buffer are merged. Once a connection's
- * queue backs up far (1,024 slices waiting: a peer reading slowly), small
- * slices (up to 256 bytes) are copied instead, so that what it holds stays
- * close to the bytes it has not read rather than an entry per message.
- * Queued slices count in sk_conn_queued() and the water marks like copied
- * bytes, and leave in the same single write per loop iteration (sendmsg over
- * both). Returns 0, -EINVAL for a range outside s, -EPIPE if the connection
- * is closing, or -ENOBUFS (the connection is then aborted, as with
- * sk_conn_send). */
+/* sk_conn_send_shared queues bytes [off, off+len) of s after everything
+ * already queued on c, without copying them. Ownership: the queue takes its
+ * own reference and drops it once those bytes are written or the
+ * connection is gone, so the caller may drop its reference at once. The
+ * queued bytes must not change until then; other bytes of s may still be
+ * written (a buffer can be filled and queued piece by piece). Queued slices
+ * count in sk_conn_queued() and the water marks like copied bytes. Returns
+ * 0, -EINVAL for a range outside s, -EPIPE if the connection is closing, or
+ * -ENOBUFS (the connection is then aborted, as with sk_conn_send). */
 SK_API int sk_conn_send_shared(sk_conn *c, sk_shared *s, size_t off, size_t len);
 
 /* ------------------------------------------------------------- file ranges */
 
-/* Queues bytes [off, off+len) of the file open on fd after everything
- * already queued on c. They are not read now: when their turn comes (every
- * byte queued before them sent) they go with sendfile(2), from the page
- * cache to the socket without passing through user space, at most ~2 GiB a
- * call (Linux's cap; longer ranges take several). A file system that
- * refuses sendfile is read through a 64 KiB buffer instead. The library
- * holds its own duplicate of fd (close-on-exec) until the range is sent or
- * the connection is gone, so the caller may close fd at once; the file's
- * bytes must not change until then (they are read as they are sent). If the
- * file is shorter than the range when its turn comes, the connection is
- * aborted (on_close with -EIO and a reason saying so): the bytes were
- * promised and nothing can stand in for them. A range counts in
- * sk_conn_queued() and the water marks like queued bytes, so on_drain says
- * when to queue the next one, but not against the memory budget (it holds
- * no memory). Clear O_NONBLOCK on fd first where the file system honours it.
+/* sk_conn_sendfile queues bytes [off, off+len) of the file open on fd
+ * after everything already queued on c. They are read when their turn
+ * comes (every byte queued before them sent), not now, and go to the
+ * socket without passing through the caller. Ownership: the library holds
+ * its own duplicate of fd (close-on-exec) until the range is sent or the
+ * connection is gone, so the caller may close fd at once; the file's bytes
+ * must not change until then. If the file is shorter than the range when
+ * its turn comes, the connection is aborted (on_close with -EIO and a
+ * reason saying so): the bytes were promised and nothing can stand in for
+ * them. A range counts in sk_conn_queued() and the water marks like queued
+ * bytes, so on_drain says when to queue the next one, but not against the
+ * memory budget (it holds no memory). Clear O_NONBLOCK on fd first where
+ * the file system honours it.
  * Returns 0 (also for len 0), -EINVAL (fd < 0, or off + len beyond
  * INT64_MAX), -EPIPE if the connection is closing, -EMFILE or -ENFILE when
- * no descriptor is left for the duplicate (nothing queued; the connection is
- * left as it was), or -ENOBUFS (the connection is then aborted, as with
+ * no descriptor is left for the duplicate (nothing queued; the connection
+ * is left as it was), or -ENOBUFS (the connection is then aborted, as with
  * sk_conn_send). */
 SK_API int sk_conn_sendfile(sk_conn *c, int fd, uint64_t off, size_t len);
 
@@ -552,9 +602,9 @@ typedef struct sk_server sk_server;
  * an IPv4 rule. Peers that are not IP (Unix sockets) are always allowed.
  * An sk_acl is read-only once built: any thread may check it. */
 typedef struct sk_cidr {
-    int family;        /* AF_INET or AF_INET6 */
-    uint8_t addr[16];  /* network byte order; IPv4 in the first 4 */
-    unsigned prefix;   /* 0-32 or 0-128 */
+    int family;       /* AF_INET or AF_INET6 */
+    uint8_t addr[16]; /* network byte order; IPv4 in the first 4 */
+    unsigned prefix;  /* 0-32 or 0-128 */
 } sk_cidr;
 
 /* Parses one rule. Returns 0 or -EINVAL (not an address or CIDR). */
@@ -589,40 +639,40 @@ SK_API unsigned sk_limit_count(const sk_limit *l);
 SK_API void sk_limit_free(sk_limit *l);
 
 typedef struct sk_server_opts {
-    sk_stream_opts stream;     /* applied to every accepted connection */
-    sk_conn_callbacks cbs;     /* copied for every accepted connection */
-    void *ud;                  /* sk_conn_data() of each accepted connection */
-    unsigned max_conns;        /* 0 = unlimited; excess peers are closed at once */
-    sk_limit *limit;           /* if set, also a cap shared with other servers
-                                  (excess peers closed the same way) */
-    const char *log_name;      /* if set, each refused peer is logged (INFO) as
-                                  "<log_name> close <peer> in=0 out=0
-                                  reason=max-conns reached" */
-    int backlog;               /* 0 = 511 */
-    int reuseport;             /* set SO_REUSEPORT (TCP workers share a port) */
-    int listen_fd;             /* >= 0: adopt this listening socket, owned by
-                                  the server once the call succeeds (workers
-                                  sharing one socket each pass a dup()); -1:
-                                  create one */
-    const sk_acl *acl;         /* if set, a peer it refuses is closed right
-                                  after accept, before a byte is read (not
-                                  counted as a connection; logged at most
-                                  once a second per source; counted in
-                                  sk_stats.refused_acl). Borrowed: must
-                                  outlive the server. Unix sockets: ignored */
+    sk_conn_opts conn;     /* applied to every accepted connection */
+    sk_conn_callbacks cbs; /* copied for every accepted connection */
+    void *ud;              /* sk_conn_data() of each accepted connection */
+    unsigned max_conns;    /* 0 = unlimited; excess peers are closed at once */
+    sk_limit *limit;       /* if set, also a cap shared with other servers
+                              (excess peers closed the same way) */
+    const char *log_name;  /* if set, each refused peer is logged (INFO) as
+                              "<log_name> close <peer> in=0 out=0
+                              reason=max-conns reached" */
+    int backlog;           /* 0 = 511 */
+    int reuseport;         /* set SO_REUSEPORT (TCP workers share a port) */
+    int listen_fd;         /* >= 0: adopt this listening socket, owned by
+                              the server once the call succeeds (workers
+                              sharing one socket each pass a dup()); -1:
+                              create one */
+    const sk_acl *acl;     /* if set, a peer it refuses is closed right
+                              after accept, before a byte is read (not
+                              counted as a connection; logged at most
+                              once a second per source; counted in
+                              sk_stats.refused_acl). Borrowed: must
+                              outlive the server. Unix sockets: ignored */
 } sk_server_opts;
 
 SK_API void sk_server_opts_init(sk_server_opts *opts);
 
-/* Creates the listening socket for a tcp or unix address and starts
- * accepting on loop. A stale unix socket file is replaced only if nobody is
+/* sk_server_listen creates the listening socket for a tcp, tls or unix
+ * address and starts accepting on loop. opts may be NULL for the defaults
+ * of sk_server_opts_init (then every callback is NULL: a server that
+ * accepts and discards). A stale unix socket file is replaced only if nobody is
  * listening on it; the file is removed when the server is freed (if it was
  * created by this server). Accepting uses accept4 with a reserve descriptor:
  * on EMFILE/ENFILE the pending peer is shed, accepting pauses ~100 ms, and
  * the condition is logged at most once a second. err (may be NULL) receives
  * a sentence on failure. */
-/* opts may be NULL for the defaults of sk_server_opts_init (then every
- * callback is NULL: a server that accepts and discards). */
 SK_API int sk_server_listen(sk_loop *loop, const sk_addr *addr, const sk_server_opts *opts,
                             sk_server **out, char *err, size_t errlen);
 
@@ -632,25 +682,28 @@ SK_API int sk_server_fd(const sk_server *srv);
 SK_API int sk_server_port(const sk_server *srv);
 SK_API unsigned sk_server_conn_count(const sk_server *srv);
 
-/* Graceful drain: stop accepting (the listening socket is closed), let open
- * connections finish; at timeout_ms ask those still open to close (queued
- * output is flushed, on_close gets -ESHUTDOWN), abort any left one second
- * later, then call done (may be NULL) once no connection is left — so done
- * runs at most timeout_ms + 1 s after the call. */
+/* sk_server_drain drains gracefully: stop accepting (the listening socket
+ * is closed), let open connections finish; at timeout_ms ask those still
+ * open to close (queued output is flushed, on_close gets -ESHUTDOWN), abort
+ * any left one second later, then call done (may be NULL) once no
+ * connection is left — so done runs at most timeout_ms + 1 s after the
+ * call. SK_FOREVER: never ask; done runs when the last connection has
+ * closed by itself. */
 typedef void (*sk_server_drained_cb)(sk_server *srv, void *ud);
-SK_API void sk_server_drain(sk_server *srv, uint32_t timeout_ms, sk_server_drained_cb done,
-                            void *ud);
+SK_API void sk_server_drain(sk_server *srv, int timeout_ms, sk_server_drained_cb done, void *ud);
 
 /* Closes the listener and aborts every connection (on_close runs for each,
  * with -ECONNABORTED unless the connection already had a reason). Must not be
  * called from a callback of one of its own connections. */
 SK_API void sk_server_free(sk_server *srv);
 
-/* The whole life of a simple server in one call: parses addr (SPEC §3 text),
- * creates a loop, listens with opts (NULL: defaults), calls on_ready (may be NULL) with the
- * address actually bound ("127.0.0.1:40123" when given port 0), runs until
- * SIGINT or SIGTERM, then drains for up to drain_ms (a second signal stops at
- * once; connections still open then get on_close with -ECONNABORTED) and
+/* sk_serve runs the whole life of a simple server in one call: parses addr
+ * (the text forms of sk_addr_parse), creates a loop, listens with opts
+ * (NULL: defaults), calls on_ready (may be NULL) with the address actually
+ * bound ("127.0.0.1:40123" when given port 0), runs until SIGINT or
+ * SIGTERM, then drains as sk_server_drain with drain_ms (a second signal
+ * stops at once; connections still open then get on_close with
+ * -ECONNABORTED) and
  * frees everything. SIGINT and SIGTERM are blocked in the calling thread
  * while it runs (signalfd); any still pending at the end are consumed, and
  * the caller's mask is restored before it returns.
@@ -658,7 +711,7 @@ SK_API void sk_server_free(sk_server *srv);
  * part); another negative code if the server could not start or the loop
  * failed (err says why). */
 typedef void (*sk_ready_cb)(const char *bound, void *ud);
-SK_API int sk_serve(const char *addr, const sk_server_opts *opts, uint32_t drain_ms,
+SK_API int sk_serve(const char *addr, const sk_server_opts *opts, int drain_ms,
                     sk_ready_cb on_ready, void *ud, char *err, size_t errlen);
 
 /* ---------------------------------------------------------------- datagrams */
@@ -671,14 +724,18 @@ typedef void (*sk_dgram_cb)(sk_dgram *d, const uint8_t *data, size_t len,
 
 #define SK_DGRAM_MAX 65507 /* the largest UDP payload over IPv4 */
 
-/* Binds a udp:// or unixgram: address (bind != 0) or connects a client
- * endpoint to it (bind == 0; for unixgram the client autobinds an abstract
- * name so that replies can reach it). Receives with recvmmsg in batches;
- * datagrams larger than SK_DGRAM_MAX are detected (MSG_TRUNC) and dropped
- * with a logged warning. A unixgram path created by binding is removed when
- * the endpoint is freed. */
-SK_API int sk_dgram_open(sk_loop *loop, const sk_addr *addr, int bind, sk_dgram_cb cb, void *ud,
+/* sk_dgram_bind binds a udp:// or unixgram: address and receives what is
+ * sent to it; sk_dgram_connect connects a client endpoint to one (for
+ * unixgram the client autobinds an abstract name so that replies can reach
+ * it). Both receive with recvmmsg in batches; datagrams larger than
+ * SK_DGRAM_MAX are detected (MSG_TRUNC) and dropped with a logged warning.
+ * A unixgram path created by binding is removed when the endpoint is freed.
+ * Returns 0 with *out set, -EPROTONOSUPPORT for a stream address, or
+ * another negative code with err (may be NULL) saying why. */
+SK_API int sk_dgram_bind(sk_loop *loop, const sk_addr *addr, sk_dgram_cb cb, void *ud,
                          sk_dgram **out, char *err, size_t errlen);
+SK_API int sk_dgram_connect(sk_loop *loop, const sk_addr *addr, sk_dgram_cb cb, void *ud,
+                            sk_dgram **out, char *err, size_t errlen);
 
 /* Queues one datagram for peer (NULL peer: the connected address). Queued
  * datagrams leave together with sendmmsg at the end of the receive batch (or
@@ -718,63 +775,131 @@ SK_API void sk_dgram_free(sk_dgram *d);
 
 /* ------------------------------------------------------------ blocking client */
 
-/* A small blocking client for tools and tests. Each call takes a timeout in
- * milliseconds (-1: wait forever) that bounds the whole call; on expiry it
- * returns -ETIMEDOUT. The descriptors are non-blocking underneath and every
- * wait goes through poll(), so a timeout is never missed. */
+/* A small blocking client for tools and tests. Each waiting call takes a
+ * timeout_ms that bounds the whole call (SK_FOREVER: no limit; 0: do not
+ * wait, only what is possible at once) and returns -ETIMEDOUT when it
+ * passes. Descriptors are non-blocking underneath and every wait goes
+ * through poll(), so a timeout is never missed.
+ *
+ * An sk_sock is one connected stream socket, plain or carrying a TLS
+ * session: the type owns both, so it is closed with sk_sock_close(), never
+ * with close() on its descriptor. One thread uses an sk_sock at a time. */
+typedef struct sk_sock sk_sock;
 
-/* Connects to a tcp or unix stream address, trying every resolved address in
- * turn (a tls:// address is refused with -EPROTONOSUPPORT: use sk_tls_dial). Returns the connected descriptor (>= 0, close-on-exec, non-blocking,
- * TCP_NODELAY) or a negative code with err naming the failure. Addresses are
- * tried like sk_conn_connect's (Happy Eyeballs v2: the next one at once after
- * a failure, or beside a pending one after 250 ms; the first connected
- * wins), all within timeout_ms. */
-SK_API int sk_dial(const sk_addr *addr, int timeout_ms, char *err, size_t errlen);
+/* sk_sock_dial connects to a stream address within timeout_ms. With tls
+ * NULL: a tcp or unix address (a tls:// address is refused with
+ * -EPROTONOSUPPORT). With a client context (sk_tls_client_new): a tls:// or
+ * tcp address, and the TLS handshake completes within the same timeout.
+ * Every address the name resolves to is tried as by sk_conn_connect (Happy
+ * Eyeballs v2).
+ * Returns 0 with *out set (its descriptor close-on-exec, non-blocking,
+ * TCP_NODELAY), or a negative code with err (may be NULL) saying why in one
+ * line: -EPERM when the server's certificate is refused (err names the
+ * reason: expired, wrong host, self-signed, pin mismatch), -ETIMEDOUT, a
+ * connect error.
+ * Ownership: *out is the caller's, to free with sk_sock_close(); tls is
+ * borrowed and must outlive the socket. */
+SK_API int sk_sock_dial(const sk_addr *addr, sk_tls_ctx *tls, int timeout_ms, sk_sock **out,
+                        char *err, size_t errlen);
 
-/* Sends all len bytes. Returns 0 or a negative code. */
-SK_API int sk_send_all(int fd, const void *buf, size_t len, int timeout_ms);
+/* sk_sock_adopt wraps a connected stream descriptor the caller made (a
+ * socketpair end, an accepted socket) as a plain sk_sock, making it
+ * non-blocking and close-on-exec. Returns 0 with *out set, -EINVAL, or
+ * -ENOMEM. Ownership: on success the sk_sock owns fd (sk_sock_close closes
+ * it); on failure fd stays the caller's. */
+SK_API int sk_sock_adopt(int fd, sk_sock **out);
 
-/* Receives exactly len bytes. Returns 0, -ECONNRESET if the peer closed
- * before len bytes arrived (what the seed clients' single recv() got wrong),
- * or another negative code. */
-SK_API int sk_recv_exact(int fd, void *buf, size_t len, int timeout_ms);
+/* sk_sock_close sends close_notify where the socket carries TLS, closes the
+ * descriptor and frees s. NULL does nothing. Returns 0 or close()'s
+ * error; s is gone either way. */
+SK_API int sk_sock_close(sk_sock *s);
 
-/* Receives whatever is available (at least 1 byte). Returns the count, 0 at
- * end of stream, or a negative code. */
-SK_API ssize_t sk_recv_some(int fd, void *buf, size_t cap, int timeout_ms);
+/* sk_sock_release frees a plain s and hands its descriptor to the caller
+ * (to adopt it with sk_conn_adopt, say). Returns the descriptor, now the
+ * caller's to close; or -EINVAL for a TLS socket, which stays as it was
+ * (its session cannot leave the sk_sock). */
+SK_API int sk_sock_release(sk_sock *s);
 
-/* Sends one frame: 4-byte big-endian length, then the payload. */
-SK_API int sk_send_frame(int fd, const void *buf, size_t len, int timeout_ms);
+/* sk_sock_fd returns the descriptor, for poll() (never close() it). */
+SK_API int sk_sock_fd(const sk_sock *s);
 
-/* Receives one frame into buf (capacity cap). Returns the payload length,
- * -EMSGSIZE if the declared length exceeds cap (the stream is then out of
- * step and should be closed), -ENODATA if the stream ended cleanly before
- * the first header byte, -ECONNRESET if it ended inside a frame. A 0-length
- * frame returns 0. */
-SK_API ssize_t sk_recv_frame(int fd, void *buf, size_t cap, int timeout_ms);
+/* sk_sock_send_all sends all len bytes. Returns 0 or a negative code. */
+SK_API int sk_sock_send_all(sk_sock *s, const void *buf, size_t len, int timeout_ms);
 
-/* Reads lines from a stream for a blocking client, keeping the bytes that
- * arrive after a line for the next call. buf is the caller's storage (the
- * longest line plus 2 bytes); nothing is allocated. */
+/* sk_sock_recv_exact receives exactly len bytes. Returns 0, -ECONNRESET if
+ * the peer closed before len bytes arrived, or another negative code. */
+SK_API int sk_sock_recv_exact(sk_sock *s, void *buf, size_t len, int timeout_ms);
+
+/* sk_sock_recv_wait waits for bytes and receives what is there (at least 1
+ * byte, at most cap). Returns the count, 0 at end of stream, -EINVAL for
+ * cap 0, or a negative code. */
+SK_API ssize_t sk_sock_recv_wait(sk_sock *s, void *buf, size_t cap, int timeout_ms);
+
+/* sk_sock_send_frame sends one frame: 4-byte big-endian length, then the
+ * payload, in one write. Returns 0, -EMSGSIZE (len > UINT32_MAX), or a
+ * negative code. */
+SK_API int sk_sock_send_frame(sk_sock *s, const void *buf, size_t len, int timeout_ms);
+
+/* sk_sock_recv_frame receives one frame into buf (capacity cap). Returns
+ * the payload length (0 for an empty frame), -EMSGSIZE if the declared
+ * length exceeds cap (the stream is then out of step and should be
+ * closed), -ENODATA if the stream ended cleanly before the first header
+ * byte, -ECONNRESET if it ended inside a frame. */
+SK_API ssize_t sk_sock_recv_frame(sk_sock *s, void *buf, size_t cap, int timeout_ms);
+
+/* Reads lines from an sk_sock, keeping the bytes that arrive after a line
+ * for the next call. buf is the caller's storage (the longest line plus 2
+ * bytes); nothing is allocated. Every field is private: set them with
+ * sk_line_reader_init only. */
 typedef struct sk_line_reader {
-    int fd;
+    sk_sock *sock;
     uint8_t *buf;
     size_t cap, len, used;
 } sk_line_reader;
 
-SK_API void sk_line_reader_init(sk_line_reader *r, int fd, void *buf, size_t cap);
+/* sk_line_reader_init makes r read from s into buf (capacity cap); s and
+ * buf are borrowed and must outlive r. */
+SK_API void sk_line_reader_init(sk_line_reader *r, sk_sock *s, void *buf, size_t cap);
 
-/* Receives one line. Returns its length; *line points at it inside the
- * reader's buffer, without "\n" (and a "\r" before it), NUL-terminated and
- * valid until the next call. -ENODATA: clean end of stream before a line;
- * -ECONNRESET: end inside a line; -EMSGSIZE: longer than cap - 2 (the stream
- * is then out of step); -ETIMEDOUT; -EINVAL if cap < 3. */
-SK_API ssize_t sk_recv_line(sk_line_reader *r, const char **line, int timeout_ms);
+/* sk_sock_recv_line receives one line. Returns its length; *line points at
+ * it inside the reader's buffer, without "\n" (and a "\r" before it),
+ * NUL-terminated and valid until the next call. -ENODATA: clean end of
+ * stream before a line; -ECONNRESET: end inside a line; -EMSGSIZE: longer
+ * than cap - 2 (the stream is then out of step); -ETIMEDOUT; -EINVAL if
+ * cap < 3. */
+SK_API ssize_t sk_sock_recv_line(sk_line_reader *r, const char **line, int timeout_ms);
+
+/* Single non-blocking steps, for clients that run their own poll() loop on
+ * sk_sock_fd(). They behave like recv(MSG_DONTWAIT) /
+ * sendmsg(MSG_NOSIGNAL|MSG_DONTWAIT) — a count, 0 at the end of the stream
+ * for recv — but return negative codes (-EAGAIN: wait for the events
+ * sk_sock_wants() names), and go through TLS where the socket has a
+ * session. A TLS send that returned -EAGAIN must be retried with the same
+ * bytes first. */
+SK_API ssize_t sk_sock_recv(sk_sock *s, void *buf, size_t cap);
+SK_API ssize_t sk_sock_send(sk_sock *s, const void *buf, size_t len);
+SK_API ssize_t sk_sock_sendv(sk_sock *s, const struct iovec *iov, int iovcnt);
+/* sk_sock_wants returns, after -EAGAIN, SK_READABLE or SK_WRITABLE: what
+ * the TLS session waits for (a read may need to write); dflt for a plain
+ * socket. */
+SK_API int sk_sock_wants(const sk_sock *s, int dflt);
+/* sk_sock_pending returns 1 if decrypted bytes are already waiting: poll()
+ * cannot see them, so a poll loop must read before it waits. 0 for a plain
+ * socket. */
+SK_API int sk_sock_pending(const sk_sock *s);
+/* sk_sock_is_tls returns 1 if s carries a TLS session, else 0. */
+SK_API int sk_sock_is_tls(const sk_sock *s);
+/* sk_sock_describe writes "TLSv1.3 TLS_AES_256_GCM_SHA384[, resumed]" for a
+ * TLS socket. Returns 0, or -EINVAL (buf empty) for a plain one. */
+SK_API int sk_sock_describe(const sk_sock *s, char *buf, size_t buflen);
+/* sk_sock_shutdown half-closes: close_notify (TLS), then shutdown(SHUT_WR);
+ * reading goes on. Returns 0 or a negative code. */
+SK_API int sk_sock_shutdown(sk_sock *s);
 
 /* ---------------------------------------------------------------------- TLS */
 
 /* TLS on OpenSSL, beneath the framing: a connection with a context in
- * sk_stream_opts.tls (or a descriptor from sk_tls_dial) carries the same
+ * sk_conn_opts.tls (or an sk_sock from sk_sock_dial with a context) carries the same
  * frames, lines and bytes as a plain one. TLS 1.2 at least, 1.3 whenever
  * the peer has it; no renegotiation; sessions resume (tickets on servers, a
  * per-context cache of the last session on clients); close_notify is sent
@@ -827,7 +952,7 @@ SK_API void sk_tls_ctx_free(sk_tls_ctx *ctx);
  * out, and a flood from one source only evicts itself. sk_tls_handshakes() says how
  * many are unfinished now. */
 #define SK_TLS_DEFAULT_MAX_HANDSHAKES 1024u
-#define SK_TLS_HANDSHAKE_MEM (48u * 1024u)
+#define SK_TLS_HANDSHAKE_MEM          (48u * 1024u)
 SK_API void sk_tls_set_max_handshakes(unsigned max);
 SK_API unsigned sk_tls_handshakes(void);
 
@@ -858,37 +983,6 @@ SK_API int sk_tls_cert_pin(const char *cert_file, uint8_t out[SK_TLS_PIN_LEN], c
 SK_API int sk_tls_make_cert(const char *name, unsigned days, uint8_t pin_out[SK_TLS_PIN_LEN],
                             char *err, size_t errlen);
 
-/* The blocking client over TLS. sk_tls_dial connects like sk_dial (a tls://
- * or tcp address) and completes the handshake with ctx (a client context)
- * within timeout_ms in all. Returns a descriptor (close-on-exec,
- * non-blocking) that every blocking client call below and above
- * (sk_send_all, sk_recv_*, sk_*_frame, sk_recv_line) uses through TLS, or a
- * negative code with err saying why in one line: -EPERM when the server's
- * certificate is refused (err names the reason: expired, wrong host,
- * self-signed, pin mismatch), -ETIMEDOUT, a connect error. Close it with
- * sk_sock_close() (not close(): the session would be leaked). */
-SK_API int sk_tls_dial(const sk_addr *addr, sk_tls_ctx *ctx, int timeout_ms, char *err,
-                       size_t errlen);
-
-/* Single non-blocking steps on a descriptor from sk_dial or sk_tls_dial,
- * for clients that run their own poll() loop. They behave like
- * recv(MSG_DONTWAIT) / sendmsg(MSG_NOSIGNAL|MSG_DONTWAIT) — a count, 0 at
- * the end of the stream for recv — but return negative codes (-EAGAIN: wait
- * for the events sk_sock_wants() names), and go through TLS where the
- * descriptor has a session. A TLS send that returned -EAGAIN must be retried
- * with the same bytes first. */
-SK_API ssize_t sk_sock_recv(int fd, void *buf, size_t cap);
-SK_API ssize_t sk_sock_send(int fd, const void *buf, size_t len);
-SK_API ssize_t sk_sock_sendv(int fd, const struct iovec *iov, int iovcnt);
-/* After -EAGAIN: SK_READABLE or SK_WRITABLE, what the TLS session waits for
- * (a read may need to write); dflt for a plain descriptor. */
-SK_API int sk_sock_wants(int fd, int dflt);
-/* 1 if decrypted bytes are already waiting: poll() cannot see them, so a
- * poll loop must read before it waits. 0 for a plain descriptor. */
-SK_API int sk_sock_pending(int fd);
-/* 1 if fd carries a TLS session (from sk_tls_dial). */
-SK_API int sk_sock_is_tls(int fd);
-
 /* Channel binding (RFC 9266 "tls-exporter"): writes len bytes of keying
  * material exported from the TLS session under label (SK_TLS_EXPORTER_LABEL
  * for RFC 9266's binding) with an empty context. Both ends of one TLS
@@ -898,18 +992,10 @@ SK_API int sk_sock_is_tls(int fd);
  * -ENOTSUP for TLS 1.2 without the extended master secret (RFC 7627; the
  * binding would not be unique); -EINVAL for an empty label or len 0; -EIO
  * if OpenSSL fails. Call once the handshake is over (on_open onwards;
- * after sk_tls_dial). */
+ * after sk_sock_dial). */
 #define SK_TLS_EXPORTER_LABEL "EXPORTER-Channel-Binding"
-SK_API int sk_sock_tls_exporter(int fd, const char *label, uint8_t *out, size_t len);
+SK_API int sk_sock_tls_exporter(const sk_sock *s, const char *label, uint8_t *out, size_t len);
 SK_API int sk_conn_tls_exporter(const sk_conn *c, const char *label, uint8_t *out, size_t len);
-/* Writes "TLSv1.3 TLS_AES_256_GCM_SHA384[, resumed]" for a TLS descriptor.
- * Returns 0, or -EINVAL (buf empty) for a plain one. */
-SK_API int sk_sock_describe(int fd, char *buf, size_t buflen);
-/* Half-close: close_notify (TLS), then shutdown(SHUT_WR); reading goes on. */
-SK_API int sk_sock_shutdown(int fd);
-/* Closes the descriptor, sending close_notify and freeing the session first
- * where it has one. Returns 0 or close()'s error. */
-SK_API int sk_sock_close(int fd);
 
 /* ------------------------------------------- randomness, tokens, authentication */
 
@@ -920,16 +1006,16 @@ SK_API int sk_sock_close(int fd);
  * message layouts are the protocols' business (docs/PROTOCOL.md); these
  * functions are the cryptography they share. */
 
-#define SK_TOKEN_MIN 32   /* shortest acceptable token, in bytes */
+#define SK_TOKEN_MIN 32 /* shortest acceptable token, in bytes */
 /* Fewest different byte values an acceptable token has: 32 random bytes
  * written as hex show about 14 of the 16 digits; "aaaa...", "abab..." or
  * a short word repeated show a handful. */
 #define SK_TOKEN_MIN_DISTINCT 8
-#define SK_TOKEN_MAX 4096 /* longest token sk_token_load accepts */
-#define SK_AUTH_NONCE 32  /* bytes of each side's nonce */
-#define SK_AUTH_PROOF 32  /* bytes of a proof (an HMAC-SHA256) */
-#define SK_AUTH_SERVICE_MAX 32 /* longest service name a proof may bind */
-#define SK_AUTH_BINDING 32 /* bytes of TLS channel binding a proof may cover */
+#define SK_TOKEN_MAX          4096 /* longest token sk_token_load accepts */
+#define SK_AUTH_NONCE         32   /* bytes of each side's nonce */
+#define SK_AUTH_PROOF         32   /* bytes of a proof (an HMAC-SHA256) */
+#define SK_AUTH_SERVICE_MAX   32   /* longest service name a proof may bind */
+#define SK_AUTH_BINDING       32   /* bytes of TLS channel binding a proof may cover */
 
 /* Fills buf with len bytes from the kernel's CSPRNG (getrandom), waiting
  * only if the pool is not yet initialised at boot. Returns 0 or a negative
@@ -1114,13 +1200,14 @@ SK_API unsigned sk_proc_orphans(void);
 /* 1 if p runs in its own cgroup (SK_PROC_CONTAIN_CGROUP), else 0. */
 SK_API int sk_proc_contained(const sk_proc *p);
 
-/* At shutdown, with containment on: SIGKILLs every child of the process
- * (and every command cgroup), reaps them, and repeats for their orphans
- * until none is left or wait_ms have passed; then removes the cgroups and
+/* sk_proc_kill_all, at shutdown, with containment on: SIGKILLs every child
+ * of the process (and every command cgroup), reaps them, and repeats for
+ * their orphans until none is left or timeout_ms have passed (SK_FOREVER:
+ * until none is left; 0: one round); then removes the cgroups and
  * turns containment off. Handles still held answer -ESRCH afterwards.
  * Meant for after the reaper loop was freed; does nothing without
  * containment. */
-SK_API void sk_proc_kill_all(uint32_t wait_ms);
+SK_API void sk_proc_kill_all(int timeout_ms);
 
 #ifdef __cplusplus
 }

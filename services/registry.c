@@ -16,10 +16,7 @@ const svc_def *svc_find(const char *name)
     return NULL;
 }
 
-const svc_def *svc_at(size_t i)
-{
-    return i < sizeof all / sizeof all[0] ? all[i] : NULL;
-}
+const svc_def *svc_at(size_t i) { return i < sizeof all / sizeof all[0] ? all[i] : NULL; }
 
 const char *svc_names(void)
 {

@@ -11,17 +11,17 @@
 
 /* Per-listener context, shared read-only by the worker threads. */
 typedef struct svc_ctx {
-    const char *name;     /* service name, used in log lines */
-    bool quiet;           /* no per-connection log lines */
+    const char *name; /* service name, used in log lines */
+    bool quiet;       /* no per-connection log lines */
     enum sk_framing framing;
-    const char *message;  /* greet: what to send */
+    const char *message; /* greet: what to send */
     size_t message_len;
     /* chat (services/chat/) */
-    size_t max_line;      /* longest line accepted, without its "\n" */
+    size_t max_line;          /* longest line accepted, without its "\n" */
     uint32_t line_timeout_ms; /* a started line must end within this (--frame-timeout) */
-    size_t max_queue;     /* a member whose queued output passes this is dropped */
-    unsigned max_rate;    /* lines per second per member; 0: unlimited */
-    void *state;          /* a service's state (the chat room, files' root), set by start */
+    size_t max_queue;         /* a member whose queued output passes this is dropped */
+    unsigned max_rate;        /* lines per second per member; 0: unlimited */
+    void *state;              /* a service's state (the chat room, files' root), set by start */
     /* exec (services/exec/) */
     const struct exec_opts *exec; /* its options; the service object is state */
     /* files (services/files/) */
@@ -41,17 +41,17 @@ enum svc_opt_kind {
 };
 
 typedef struct svc_opt {
-    const char *name;   /* without "--"; NULL ends the table */
+    const char *name; /* without "--"; NULL ends the table */
     enum svc_opt_kind kind;
-    size_t off;         /* offsetof into the service's options struct */
-    unsigned min, max;  /* UINT: the range; SECONDS, BYTES: min 1 refuses 0 */
-    const char *help;   /* its --help lines, each ending in "\n"; "" if none */
+    size_t off;        /* offsetof into the service's options struct */
+    unsigned min, max; /* UINT: the range; SECONDS, BYTES: min 1 refuses 0 */
+    const char *help;  /* its --help lines, each ending in "\n"; "" if none */
 } svc_opt;
 
 typedef struct svc_def {
     const char *name;
     const char *summary;
-    bool framing_choice;  /* accepts --framing */
+    bool framing_choice; /* accepts --framing */
     /* Fills the stream callbacks (NULL if the service has no stream form). */
     void (*stream)(sk_conn_callbacks *cbs);
     /* Handles one datagram (NULL if the service has no datagram form). */
@@ -75,7 +75,7 @@ typedef struct svc_def {
     void (*stop)(svc_ctx *ctx);
     /* Adjusts the stream options of its listeners after the command line's
      * (a fixed framing, buffer marks); NULL: none. */
-    void (*stream_opts)(sk_stream_opts *o);
+    void (*conn_opts)(sk_conn_opts *o);
     /* Its command-line options, NULL if none: the table, the title of its
      * --help section, where the values go (one struct of the service's
      * own, for the whole process) and how that struct starts. */

@@ -1,4 +1,4 @@
-/* addr.c — the SPEC §3 address forms: parsing text into an sk_addr, formatting
+/* addr.c — the address forms: parsing text into an sk_addr, formatting
  * it back, resolving it into socket addresses, and printing socket addresses.
  * It opens no sockets; dialing lives in client.c, listening in server.c. */
 #include "internal.h"
@@ -141,14 +141,14 @@ static int parse_hostport(const char *hp, const char *whole, sk_addr *a, char *e
         hlen = (size_t)(colon - hp);
         if (memchr(host, ':', hlen) != NULL) {
             sk__set_err(err, errlen,
-                    "IPv6 address without brackets in \"%s\" (write it as \"[ADDR]:PORT\", "
-                    "e.g. \"[::1]:9000\")",
-                    qw);
+                        "IPv6 address without brackets in \"%s\" (write it as \"[ADDR]:PORT\", "
+                        "e.g. \"[::1]:9000\")",
+                        qw);
             return -EINVAL;
         }
         if (hlen > HOST_NAME_LIMIT) {
             sk__set_err(err, errlen, "host name too long in \"%s\" (max %d bytes)", qw,
-                    HOST_NAME_LIMIT);
+                        HOST_NAME_LIMIT);
             return -EINVAL;
         }
         int numeric = 1; /* only digits and dots: must be a dotted-quad IPv4 */
@@ -160,9 +160,9 @@ static int parse_hostport(const char *hp, const char *whole, sk_addr *a, char *e
                   (ch == '*' && hlen == 1))) {
                 quote(qp, host, hlen);
                 sk__set_err(err, errlen,
-                        "invalid character in host \"%s\" in \"%s\" (names use letters, "
-                        "digits, '-', '.' and '_')",
-                        qp, qw);
+                            "invalid character in host \"%s\" in \"%s\" (names use letters, "
+                            "digits, '-', '.' and '_')",
+                            qp, qw);
                 return -EINVAL;
             }
             if (!digit && ch != '.')
@@ -213,7 +213,7 @@ static int parse_unix(const char *p, const char *whole, sk_addr *a, char *err, s
     size_t n = strlen(p);
     if (n > UNIX_NAME_LIMIT) {
         sk__set_err(err, errlen, "unix %s too long in \"%s\" (max %d bytes)",
-                a->abstract ? "abstract name" : "path", qw, UNIX_NAME_LIMIT);
+                    a->abstract ? "abstract name" : "path", qw, UNIX_NAME_LIMIT);
         return -EINVAL;
     }
     memcpy(a->path, p, n + 1);
@@ -267,9 +267,9 @@ int sk_addr_parse(const char *text, sk_addr *out, char *err, size_t errlen)
             if (i == sizeof schemes / sizeof schemes[0]) {
                 quote(qs, text, slen);
                 sk__set_err(err, errlen,
-                        "unknown scheme \"%s\" in \"%s\" (use tcp://, udp://, tls://, unix: "
-                        "or unixgram:)",
-                        qs, qw);
+                            "unknown scheme \"%s\" in \"%s\" (use tcp://, udp://, tls://, unix: "
+                            "or unixgram:)",
+                            qs, qw);
                 return -EINVAL;
             }
             a.kind = schemes[i].kind;
@@ -281,7 +281,7 @@ int sk_addr_parse(const char *text, sk_addr *out, char *err, size_t errlen)
                 if (strncasecmp(text, schemes[i].prefix, 4) == 0 && strchr(text + 4, ':')) {
                     quote(qs, text, 4);
                     sk__set_err(err, errlen, "bad scheme \"%s\" in \"%s\" (write \"%.3s://\")", qs,
-                            qw, schemes[i].prefix);
+                                qw, schemes[i].prefix);
                     return -EINVAL;
                 }
             }
@@ -323,9 +323,7 @@ int sk_addr_format(const sk_addr *addr, char *buf, size_t buflen)
                      v6 ? "]" : "", (unsigned)addr->port);
         break;
     }
-    default:
-        n = snprintf(buf, buflen, "(bad address kind %d)", (int)addr->kind);
-        break;
+    default: n = snprintf(buf, buflen, "(bad address kind %d)", (int)addr->kind); break;
     }
     /* Like snprintf, n is the length of the whole text: n >= buflen tells
      * the caller the output was cut. */
@@ -350,16 +348,11 @@ static int gai_code(int gai, int saved_errno)
     case EAI_ADDRFAMILY:
 #endif
         return -ENOENT;
-    case EAI_AGAIN:
-        return -EAGAIN;
-    case EAI_MEMORY:
-        return -ENOMEM;
-    case EAI_FAIL:
-        return -EIO;
-    case EAI_SYSTEM:
-        return saved_errno > 0 ? -saved_errno : -EIO;
-    default:
-        return -EINVAL;
+    case EAI_AGAIN: return -EAGAIN;
+    case EAI_MEMORY: return -ENOMEM;
+    case EAI_FAIL: return -EIO;
+    case EAI_SYSTEM: return saved_errno > 0 ? -saved_errno : -EIO;
+    default: return -EINVAL;
     }
 }
 
@@ -375,7 +368,7 @@ static int resolve_unix(const sk_addr *addr, struct sockaddr_storage *out, sockl
     }
     if (n > UNIX_NAME_LIMIT) {
         sk__set_err(err, errlen, "unix %s too long (max %d bytes)",
-                addr->abstract ? "abstract name" : "path", UNIX_NAME_LIMIT);
+                    addr->abstract ? "abstract name" : "path", UNIX_NAME_LIMIT);
         return -EINVAL;
     }
     memset(&sun, 0, sizeof sun);
@@ -400,7 +393,7 @@ static int resolve_unix(const sk_addr *addr, struct sockaddr_storage *out, sockl
  * it has no address: EAI_NONAME/EAI_NODATA/EAI_ADDRFAMILY), -EAGAIN (the
  * resolver failed temporarily), -EIO (it failed for good), -ENOMEM, or the
  * errno of an EAI_SYSTEM failure. */
-int sk_addr_resolve(const sk_addr *addr, int passive, struct sockaddr_storage *out,
+int sk_addr_resolve(const sk_addr *addr, unsigned flags, struct sockaddr_storage *out,
                     socklen_t *outlen, int max, char *err, size_t errlen)
 {
     struct addrinfo hints, *res = NULL;
@@ -408,24 +401,17 @@ int sk_addr_resolve(const sk_addr *addr, int passive, struct sockaddr_storage *o
     const char *node;
     int socktype, gai, count = 0;
 
-    if (addr == NULL || out == NULL || outlen == NULL || max < 1) {
+    if (addr == NULL || out == NULL || outlen == NULL || max < 1 || (flags & ~SK_RESOLVE_PASSIVE)) {
         sk__set_err(err, errlen, "sk_addr_resolve: bad arguments");
         return -EINVAL;
     }
     switch (addr->kind) {
     case SK_ADDR_UNIX:
-    case SK_ADDR_UNIXGRAM:
-        return resolve_unix(addr, out, outlen, err, errlen);
+    case SK_ADDR_UNIXGRAM: return resolve_unix(addr, out, outlen, err, errlen);
     case SK_ADDR_TCP:
-    case SK_ADDR_TLS:
-        socktype = SOCK_STREAM;
-        break;
-    case SK_ADDR_UDP:
-        socktype = SOCK_DGRAM;
-        break;
-    default:
-        sk__set_err(err, errlen, "unknown address kind %d", (int)addr->kind);
-        return -EINVAL;
+    case SK_ADDR_TLS: socktype = SOCK_STREAM; break;
+    case SK_ADDR_UDP: socktype = SOCK_DGRAM; break;
+    default: sk__set_err(err, errlen, "unknown address kind %d", (int)addr->kind); return -EINVAL;
     }
     if (strnlen(addr->host, SK_ADDR_HOST_MAX) == SK_ADDR_HOST_MAX) {
         sk__set_err(err, errlen, "host name too long (max %d bytes)", SK_ADDR_HOST_MAX - 1);
@@ -442,7 +428,7 @@ int sk_addr_resolve(const sk_addr *addr, int passive, struct sockaddr_storage *o
     hints.ai_socktype = socktype;
     /* No AI_ADDRCONFIG: it drops loopback results on a host whose only
      * interface is lo (sandboxes, containers), so "localhost" would fail. */
-    hints.ai_flags = AI_NUMERICSERV | (passive ? AI_PASSIVE : 0);
+    hints.ai_flags = AI_NUMERICSERV | ((flags & SK_RESOLVE_PASSIVE) ? AI_PASSIVE : 0);
 
     /* Literals first with AI_NUMERICHOST so they never reach DNS; only a
      * real name falls through to a lookup. */
@@ -461,7 +447,7 @@ int sk_addr_resolve(const sk_addr *addr, int passive, struct sockaddr_storage *o
         if (gai == EAI_SYSTEM) {
             char eb[128];
             sk__set_err(err, errlen, "cannot resolve \"%s\": %s", qh,
-                    strerror_r(saved, eb, sizeof eb));
+                        strerror_r(saved, eb, sizeof eb));
         } else {
             sk__set_err(err, errlen, "cannot resolve \"%s\": %s", qh, gai_strerror(gai));
         }
@@ -506,8 +492,8 @@ static void move_entry(struct sockaddr_storage *ss, socklen_t *sl, int from, int
     sl[to] = l;
 }
 
-int sk__resolve_for_connect(const sk_addr *addr, struct sockaddr_storage *out,
-                            socklen_t *outlen, int max, char *err, size_t errlen)
+int sk__resolve_for_connect(const sk_addr *addr, struct sockaddr_storage *out, socklen_t *outlen,
+                            int max, char *err, size_t errlen)
 {
     int n = sk_addr_resolve(addr, 0, out, outlen, max, err, errlen);
     /* RFC 8305 section 4: alternate the families so that a family that is
@@ -602,9 +588,7 @@ char *sk_sockaddr_format(const struct sockaddr *sa, socklen_t len, char *buf, si
         buf[w < buflen ? w : buflen - 1] = '\0';
         return buf;
     }
-    default:
-        snprintf(buf, buflen, "(address family %d)", (int)sa->sa_family);
-        return buf;
+    default: snprintf(buf, buflen, "(address family %d)", (int)sa->sa_family); return buf;
     }
     snprintf(buf, buflen, "(short address, family %d)", (int)sa->sa_family);
     return buf;

@@ -81,8 +81,8 @@ int sk_token_check(const void *token, size_t len, char *why, size_t whylen)
         seen[b[i]] = true;
     }
     if (distinct < SK_TOKEN_MIN_DISTINCT) {
-        snprintf(why, whylen, "is of low variety (only %u different bytes; at least %d)",
-                 distinct, SK_TOKEN_MIN_DISTINCT);
+        snprintf(why, whylen, "is of low variety (only %u different bytes; at least %d)", distinct,
+                 SK_TOKEN_MIN_DISTINCT);
         return -EINVAL;
     }
     /* A pattern repeated: its length divides the token's, and the token
@@ -121,8 +121,10 @@ int sk_token_create(const char *path, char *err, size_t errlen)
     if (fd < 0) {
         int e = errno;
         if (e == EEXIST)
-            snprintf(err, errlen, "%s exists: a token file is never replaced (remove it first "
-                     "if you mean to)", path);
+            snprintf(err, errlen,
+                     "%s exists: a token file is never replaced (remove it first "
+                     "if you mean to)",
+                     path);
         else
             snprintf(err, errlen, "cannot create the token file %s: %s", path, strerror(e));
         return -e;
@@ -148,8 +150,7 @@ int sk_token_create(const char *path, char *err, size_t errlen)
     return rc;
 }
 
-int sk_token_load(const char *path, uint8_t *out, size_t cap, size_t *len, char *err,
-                  size_t errlen)
+int sk_token_load(const char *path, uint8_t *out, size_t cap, size_t *len, char *err, size_t errlen)
 {
     if (err != NULL && errlen > 0)
         err[0] = '\0';
@@ -160,7 +161,8 @@ int sk_token_load(const char *path, uint8_t *out, size_t cap, size_t *len, char 
         int e = errno;
         if (e == ELOOP)
             return token_fail(-EPERM, err, errlen,
-                              "token file %s is a symbolic link%s (name the file itself)", path, "");
+                              "token file %s is a symbolic link%s (name the file itself)", path,
+                              "");
         return token_fail(-e, err, errlen, "cannot open token file %s: %s", path, strerror(e));
     }
     /* Every check is made on the descriptor we read from: a file swapped
@@ -179,12 +181,13 @@ int sk_token_load(const char *path, uint8_t *out, size_t cap, size_t *len, char 
     } else if (st.st_mode & (S_IRGRP | S_IWGRP | S_IROTH | S_IWOTH)) {
         rc = token_fail(-EPERM, err, errlen,
                         "token file %s is readable or writable by group or others "
-                        "(run: chmod 600 %s)", path, path);
+                        "(run: chmod 600 %s)",
+                        path, path);
     } else if ((n = read_bounded(fd, buf, limit)) < 0) {
         int e = (int)n;
-        rc = e == -EFBIG ? token_fail(e, err, errlen, "token file %s is too long%s", path, "")
-                         : token_fail(e, err, errlen, "cannot read token file %s: %s", path,
-                                      strerror(-e));
+        rc = e == -EFBIG
+                 ? token_fail(e, err, errlen, "token file %s is too long%s", path, "")
+                 : token_fail(e, err, errlen, "cannot read token file %s: %s", path, strerror(-e));
     } else {
         size_t t = (size_t)n;
         if (t > 0 && buf[t - 1] == '\n') {
@@ -208,9 +211,9 @@ int sk_token_load(const char *path, uint8_t *out, size_t cap, size_t *len, char 
     return rc;
 }
 
-int sk_auth_proof(const uint8_t *token, size_t token_len, const char *role,
-                  const char *service, const uint8_t nonce_s[SK_AUTH_NONCE],
-                  const uint8_t nonce_c[SK_AUTH_NONCE], uint8_t out[SK_AUTH_PROOF])
+int sk_auth_proof(const uint8_t *token, size_t token_len, const char *role, const char *service,
+                  const uint8_t nonce_s[SK_AUTH_NONCE], const uint8_t nonce_c[SK_AUTH_NONCE],
+                  uint8_t out[SK_AUTH_PROOF])
 {
     return sk_auth_proof_bound(token, token_len, role, service, nonce_s, nonce_c, NULL, out);
 }
@@ -228,8 +231,8 @@ int sk_auth_proof_bound(const uint8_t *token, size_t token_len, const char *role
     /* label NUL role NUL service NUL nonce_s nonce_c [binding]: the NULs
      * keep the fields apart, so no two (role, service) pairs give the same
      * bytes; the fixed-size binding last, over TLS only. */
-    uint8_t msg[sizeof AUTH_LABEL + 7 + SK_AUTH_SERVICE_MAX + 1 + 2 * SK_AUTH_NONCE +
-                SK_AUTH_BINDING];
+    uint8_t
+        msg[sizeof AUTH_LABEL + 7 + SK_AUTH_SERVICE_MAX + 1 + 2 * SK_AUTH_NONCE + SK_AUTH_BINDING];
     size_t n = 0;
     memcpy(msg, AUTH_LABEL, sizeof AUTH_LABEL); /* with its NUL */
     n += sizeof AUTH_LABEL;

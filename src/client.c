@@ -1,10 +1,10 @@
-/* client.c — the blocking client API (sk_dial, sk_send_all, sk_recv_*,
- * sk_*_frame) for tools and tests. Descriptors stay non-blocking; every wait
- * is a poll() bounded by one absolute CLOCK_MONOTONIC deadline per call, so a
- * timeout covers the whole call however many syscalls it takes. It is not
- * part of the event loop and never touches signal dispositions. Every byte
- * goes through sk_sock_recv / sk_sock_sendv (tls_sock.c), which take the TLS
- * path for a descriptor from sk_tls_dial and plain recv/sendmsg otherwise. */
+/* client.c — the blocking client API (sk__dial beneath sk_sock_dial,
+ * sk_sock_send_all, sk_sock_recv_*, sk_sock_*_frame, sk_sock_recv_line). Descriptors stay
+ * non-blocking; every wait is a poll() bounded by one absolute CLOCK_MONOTONIC deadline per call,
+ * so a timeout covers the whole call however many syscalls it takes. It is not part of the event
+ * loop and never touches signal dispositions. Every byte goes through sk_sock_recv / sk_sock_sendv
+ * (sock.c), which take the TLS path for a socket with a session and plain recv/sendmsg otherwise.
+ */
 #include "internal.h"
 
 #include <errno.h>
@@ -21,7 +21,7 @@
 #include <unistd.h>
 
 /* A Unix listener with a full backlog makes a non-blocking connect fail with
- * EAGAIN and gives nothing to poll on, so sk_dial retries it this often
+ * EAGAIN and gives nothing to poll on, so sk__dial retries it this often
  * until the deadline (a blocking connect would have waited the same way). */
 #define UNIX_BACKLOG_RETRY_MS 10
 
@@ -88,26 +88,26 @@ static int nap(int ms, uint64_t deadline)
 
 /* The poll events to wait for after -EAGAIN: a TLS read may need to write
  * (and the other way round); a plain descriptor waits for what it asked. */
-static short wait_events(int fd, short events)
+static short wait_events(const sk_sock *s, short events)
 {
-    int w = sk_sock_wants(fd, events == POLLOUT ? SK_WRITABLE : SK_READABLE);
+    int w = sk_sock_wants(s, events == POLLOUT ? SK_WRITABLE : SK_READABLE);
     return w == SK_WRITABLE ? POLLOUT : POLLIN;
 }
 
 /* Sends all of iov (modified as it goes). MSG_DONTWAIT makes every call
  * non-blocking even if the caller handed us a blocking descriptor, so the
  * deadline is always honoured; MSG_NOSIGNAL keeps SIGPIPE away. */
-static int sendv_until(int fd, struct iovec *iov, int iovcnt, uint64_t deadline)
+static int sendv_until(sk_sock *s, struct iovec *iov, int iovcnt, uint64_t deadline)
 {
     while (iovcnt > 0 && iov[0].iov_len == 0) {
         iov++;
         iovcnt--;
     }
     while (iovcnt > 0) {
-        ssize_t n = sk_sock_sendv(fd, iov, iovcnt);
+        ssize_t n = sk_sock_sendv(s, iov, iovcnt);
         if (n < 0) {
             if (n == -EAGAIN) {
-                int rc = wait_fd(fd, wait_events(fd, POLLOUT), deadline);
+                int rc = wait_fd(sk_sock_fd(s), wait_events(s, POLLOUT), deadline);
                 if (rc < 0)
                     return rc;
                 continue;
@@ -131,18 +131,18 @@ static int sendv_until(int fd, struct iovec *iov, int iovcnt, uint64_t deadline)
 
 /* Receives exactly len bytes; *got counts what arrived (also on failure).
  * Returns 0, 1 at end of stream before len bytes, or a negative code. */
-static int recv_until(int fd, void *buf, size_t len, uint64_t deadline, size_t *got)
+static int recv_until(sk_sock *s, void *buf, size_t len, uint64_t deadline, size_t *got)
 {
     char *p = buf;
     *got = 0;
     while (*got < len) {
-        ssize_t n = sk_sock_recv(fd, p + *got, len - *got);
+        ssize_t n = sk_sock_recv(s, p + *got, len - *got);
         if (n > 0) {
             *got += (size_t)n;
         } else if (n == 0) {
             return 1;
         } else if (n == -EAGAIN) {
-            int rc = wait_fd(fd, wait_events(fd, POLLIN), deadline);
+            int rc = wait_fd(sk_sock_fd(s), wait_events(s, POLLIN), deadline);
             if (rc < 0)
                 return rc;
         } else {
@@ -216,7 +216,7 @@ static int dial_unix(const struct sockaddr_storage *sa, socklen_t salen, uint64_
     return rc == 1 ? -ETIMEDOUT : rc;
 }
 
-/* The connection attempts of one sk_dial in flight, for poll(). */
+/* The connection attempts of one sk__dial in flight, for poll(). */
 typedef struct race {
     struct pollfd p[SK_CONNECT_MAX_ADDRS];
     int addr[SK_CONNECT_MAX_ADDRS]; /* which address each attempt goes to */
@@ -303,7 +303,7 @@ static int dial_race(const struct sockaddr_storage *sas, const socklen_t *lens, 
     }
 }
 
-int sk_dial(const sk_addr *addr, int timeout_ms, char *err, size_t errlen)
+int sk__dial(const sk_addr *addr, int timeout_ms, char *err, size_t errlen)
 {
     struct sockaddr_storage sas[SK_CONNECT_MAX_ADDRS];
     socklen_t lens[SK_CONNECT_MAX_ADDRS];
@@ -312,15 +312,18 @@ int sk_dial(const sk_addr *addr, int timeout_ms, char *err, size_t errlen)
     int n, rc, failed = 0;
 
     if (addr == NULL) {
-        sk__set_err(err, errlen, "sk_dial: no address");
+        sk__set_err(err, errlen, "sk_sock_dial: no address");
         return -EINVAL;
     }
     if (addr->kind != SK_ADDR_TCP && addr->kind != SK_ADDR_UNIX) {
         sk_addr_format(addr, text, sizeof text);
-        /* tls:// is refused rather than dialed as plain TCP: sending
-         * cleartext to a TLS port would fail in a confusing way later. A TLS
-         * client that wants the TCP connection dials a copy with kind TCP. */
-        sk__set_err(err, errlen, "cannot dial \"%s\": not a tcp or unix stream address", text);
+        /* tls:// without a context is refused rather than dialed as plain
+         * TCP: sending cleartext to a TLS port would fail in a confusing way
+         * later. The TLS dial passes a copy with kind TCP. */
+        if (addr->kind == SK_ADDR_TLS)
+            sk__set_err(err, errlen, "cannot dial \"%s\" without a TLS client context", text);
+        else
+            sk__set_err(err, errlen, "cannot dial \"%s\": not a tcp or unix stream address", text);
         return addr->kind == SK_ADDR_TLS ? -EPROTONOSUPPORT : -EINVAL;
     }
 
@@ -345,24 +348,24 @@ int sk_dial(const sk_addr *addr, int timeout_ms, char *err, size_t errlen)
     return rc;
 }
 
-int sk_send_all(int fd, const void *buf, size_t len, int timeout_ms)
+int sk_sock_send_all(sk_sock *s, const void *buf, size_t len, int timeout_ms)
 {
     if (buf == NULL && len > 0)
         return -EINVAL;
     struct iovec iov = {.iov_base = (void *)(uintptr_t)buf, .iov_len = len};
-    return sendv_until(fd, &iov, 1, deadline_after(timeout_ms));
+    return sendv_until(s, &iov, 1, deadline_after(timeout_ms));
 }
 
-int sk_recv_exact(int fd, void *buf, size_t len, int timeout_ms)
+int sk_sock_recv_exact(sk_sock *s, void *buf, size_t len, int timeout_ms)
 {
     size_t got;
     if (buf == NULL && len > 0)
         return -EINVAL;
-    int rc = recv_until(fd, buf, len, deadline_after(timeout_ms), &got);
+    int rc = recv_until(s, buf, len, deadline_after(timeout_ms), &got);
     return rc == 1 ? -ECONNRESET : rc;
 }
 
-ssize_t sk_recv_some(int fd, void *buf, size_t cap, int timeout_ms)
+ssize_t sk_sock_recv_wait(sk_sock *s, void *buf, size_t cap, int timeout_ms)
 {
     uint64_t deadline = deadline_after(timeout_ms);
     /* cap 0 would make "0 bytes" mean both "nothing read" and "end of
@@ -370,18 +373,18 @@ ssize_t sk_recv_some(int fd, void *buf, size_t cap, int timeout_ms)
     if (buf == NULL || cap == 0)
         return -EINVAL;
     for (;;) {
-        ssize_t n = sk_sock_recv(fd, buf, cap);
+        ssize_t n = sk_sock_recv(s, buf, cap);
         if (n >= 0)
             return n;
         if (n != -EAGAIN)
             return n;
-        int rc = wait_fd(fd, wait_events(fd, POLLIN), deadline);
+        int rc = wait_fd(sk_sock_fd(s), wait_events(s, POLLIN), deadline);
         if (rc < 0)
             return rc;
     }
 }
 
-int sk_send_frame(int fd, const void *buf, size_t len, int timeout_ms)
+int sk_sock_send_frame(sk_sock *s, const void *buf, size_t len, int timeout_ms)
 {
     uint8_t hdr[SK_FRAME_HEADER];
     if (buf == NULL && len > 0)
@@ -395,10 +398,10 @@ int sk_send_frame(int fd, const void *buf, size_t len, int timeout_ms)
         {.iov_base = hdr, .iov_len = sizeof hdr},
         {.iov_base = (void *)(uintptr_t)buf, .iov_len = len},
     };
-    return sendv_until(fd, iov, 2, deadline_after(timeout_ms));
+    return sendv_until(s, iov, 2, deadline_after(timeout_ms));
 }
 
-ssize_t sk_recv_frame(int fd, void *buf, size_t cap, int timeout_ms)
+ssize_t sk_sock_recv_frame(sk_sock *s, void *buf, size_t cap, int timeout_ms)
 {
     uint64_t deadline = deadline_after(timeout_ms);
     uint8_t hdr[SK_FRAME_HEADER];
@@ -407,7 +410,7 @@ ssize_t sk_recv_frame(int fd, void *buf, size_t cap, int timeout_ms)
 
     if (buf == NULL && cap > 0)
         return -EINVAL;
-    rc = recv_until(fd, hdr, sizeof hdr, deadline, &got);
+    rc = recv_until(s, hdr, sizeof hdr, deadline, &got);
     if (rc == 1)
         return got == 0 ? -ENODATA : -ECONNRESET;
     if (rc < 0)
@@ -417,7 +420,7 @@ ssize_t sk_recv_frame(int fd, void *buf, size_t cap, int timeout_ms)
      * payload is left unread, so the stream is out of step after this. */
     if (len > cap)
         return -EMSGSIZE;
-    rc = recv_until(fd, buf, len, deadline, &got);
+    rc = recv_until(s, buf, len, deadline, &got);
     if (rc == 1)
         return -ECONNRESET;
     if (rc < 0)
@@ -425,16 +428,16 @@ ssize_t sk_recv_frame(int fd, void *buf, size_t cap, int timeout_ms)
     return (ssize_t)len;
 }
 
-void sk_line_reader_init(sk_line_reader *r, int fd, void *buf, size_t cap)
+void sk_line_reader_init(sk_line_reader *r, sk_sock *s, void *buf, size_t cap)
 {
-    r->fd = fd;
+    r->sock = s;
     r->buf = buf;
     r->cap = cap;
     r->len = 0;
     r->used = 0;
 }
 
-ssize_t sk_recv_line(sk_line_reader *r, const char **line, int timeout_ms)
+ssize_t sk_sock_recv_line(sk_line_reader *r, const char **line, int timeout_ms)
 {
     uint64_t deadline = deadline_after(timeout_ms);
     if (r->cap < 3)
@@ -461,8 +464,8 @@ ssize_t sk_recv_line(sk_line_reader *r, const char **line, int timeout_ms)
         /* The last byte is kept for the terminating NUL. */
         if (r->len >= r->cap - 1)
             return -EMSGSIZE;
-        ssize_t n = sk_recv_some(r->fd, r->buf + r->len, r->cap - 1 - r->len,
-                                 remaining_ms(deadline));
+        ssize_t n = sk_sock_recv_wait(r->sock, r->buf + r->len, r->cap - 1 - r->len,
+                                      remaining_ms(deadline));
         if (n < 0)
             return n;
         if (n == 0)

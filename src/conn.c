@@ -3,9 +3,9 @@
  * ways to close (graceful, lingering on protocol errors, abort), and the
  * accessors. Bytes in are conn_read.c's, bytes out conn_write.c's. */
 #include <errno.h>
-#include <stdarg.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -76,7 +76,7 @@ void sk__conn_update_events(sk_conn *c)
     }
 }
 
-static size_t max_for(const sk_stream_opts *o)
+static size_t max_for(const sk_conn_opts *o)
 {
     return o->framing == SK_FRAMING_LINE ? o->max_line : o->max_frame;
 }
@@ -86,7 +86,7 @@ static size_t max_for(const sk_stream_opts *o)
  * fires (it then re-arms for the real deadline): no heap work per read. */
 void sk__conn_arm_timer(sk_conn *c)
 {
-    const sk_stream_opts *o = c->opts;
+    const sk_conn_opts *o = c->opts;
     uint64_t deadline = UINT64_MAX;
     if (o->idle_timeout_ms)
         deadline = c->last_active + o->idle_timeout_ms;
@@ -225,8 +225,7 @@ void sk__conn_destroy(sk_conn *c, bool call_close_cb)
     if (call_close_cb && (c->st & CF_OPENED) && c->cbs->on_close)
         c->cbs->on_close(c, c->err);
     else if (call_close_cb && (c->st & (CS_CONNECTING | CS_HANDSHAKE | CF_DIED_OPENING)) &&
-             c->srv == NULL &&
-             c->cbs->on_close)
+             c->srv == NULL && c->cbs->on_close)
         c->cbs->on_close(c, c->err ? c->err : -ECONNABORTED);
     sk__watch_del(loop, &c->w);
     sk_timer_stop(&c->timer);
@@ -276,13 +275,13 @@ static void tls_failed(sk_conn *c, int err, const char *why)
     sk__conn_finalize(c);
 }
 
-/* The handshake starts: its deadline runs from now (SPEC §5.1: a protocol
+/* The handshake starts: its deadline runs from now (a protocol
  * handshake must finish in bounded time however the peer trickles). */
 static void tls_begin(sk_conn *c)
 {
     sk__conn_set_state(c, CS_HANDSHAKE);
-    uint32_t ms = c->opts->handshake_timeout_ms ? c->opts->handshake_timeout_ms
-                                                : SK_TLS_DEFAULT_HANDSHAKE_MS;
+    uint32_t ms =
+        c->opts->handshake_timeout_ms ? c->opts->handshake_timeout_ms : SK_TLS_DEFAULT_HANDSHAKE_MS;
     c->deadline = c->loop->now + ms;
     snprintf(c->deadline_reason, sizeof c->deadline_reason, "TLS handshake not finished in time");
     sk__conn_arm_timer(c);
@@ -316,7 +315,6 @@ static void tls_step(sk_conn *c)
     if (sk__conn_out_queued(c) > 0 && !(c->st & (CS_DEAD | CF_WANT_OUT)))
         sk__conn_schedule_flush(c);
 }
-
 
 /* sk_conn_connect_fd's one connect has an outcome (or a spurious wakeup). */
 static void connect_done(sk_conn *c)
@@ -387,7 +385,7 @@ static void conn_timer(sk_timer *t, void *ud)
     if (c->st & CS_DEAD)
         return;
     uint64_t now = c->loop->now;
-    const sk_stream_opts *o = c->opts;
+    const sk_conn_opts *o = c->opts;
     if (c->st & CS_CONNECTING) {
         sk__conn_set_reason(c, -ETIMEDOUT, "connect timed out");
         sk__conn_finalize(c);
@@ -403,7 +401,8 @@ static void conn_timer(sk_timer *t, void *ud)
     }
     if (c->st & CS_CLOSING) {
         /* Still flushing a close: bound it like lingering. */
-        sk__conn_set_reason(c, -ETIMEDOUT, "close timed out with %zu bytes unsent", sk__conn_out_queued(c));
+        sk__conn_set_reason(c, -ETIMEDOUT, "close timed out with %zu bytes unsent",
+                            sk__conn_out_queued(c));
         sk__conn_finalize(c);
         return;
     }
@@ -438,7 +437,7 @@ static void conn_timer(sk_timer *t, void *ud)
 
 /* ------------------------------------------------------------- create */
 
-void sk_stream_opts_init(sk_stream_opts *o)
+void sk_conn_opts_init(sk_conn_opts *o)
 {
     memset(o, 0, sizeof *o);
     o->framing = SK_FRAMING_RAW;
@@ -449,7 +448,7 @@ void sk_stream_opts_init(sk_stream_opts *o)
     o->linger_ms = 2000;
 }
 
-static void normalise_opts(sk_stream_opts *o)
+static void normalise_opts(sk_conn_opts *o)
 {
     if (o->max_line == 0)
         o->max_line = SK_DEFAULT_MAX_LINE;
@@ -463,19 +462,18 @@ static void normalise_opts(sk_stream_opts *o)
         o->linger_ms = 2000;
 }
 
-void sk__stream_opts_normalise(sk_stream_opts *o) { normalise_opts(o); }
+void sk__conn_opts_normalise(sk_conn_opts *o) { normalise_opts(o); }
 
 void sk__conn_set_peer(sk_conn *c, const struct sockaddr *sa, socklen_t len)
 {
     if ((sa->sa_family == AF_INET && len >= sizeof c->peer_addr.in4) ||
         (sa->sa_family == AF_INET6 && len >= sizeof c->peer_addr.in6))
-        memcpy(&c->peer_addr, sa, sa->sa_family == AF_INET ? sizeof c->peer_addr.in4
-                                                          : sizeof c->peer_addr.in6);
+        memcpy(&c->peer_addr, sa,
+               sa->sa_family == AF_INET ? sizeof c->peer_addr.in4 : sizeof c->peer_addr.in6);
 }
 
-int sk__conn_create(sk_loop *loop, int fd, const sk_stream_opts *opts,
-                    const sk_conn_callbacks *cbs, void *ud, struct sk_server *srv,
-                    bool connecting, sk_conn **out)
+int sk__conn_create(sk_loop *loop, int fd, const sk_conn_opts *opts, const sk_conn_callbacks *cbs,
+                    void *ud, struct sk_server *srv, bool connecting, sk_conn **out)
 {
     sk_conn *c = calloc(1, sizeof *c);
     if (c == NULL)
@@ -542,7 +540,7 @@ int sk__conn_create(sk_loop *loop, int fd, const sk_stream_opts *opts,
     return 0;
 }
 
-owned_cfg *sk__conn_copy_cfg(const sk_stream_opts *opts, const sk_conn_callbacks *cbs)
+owned_cfg *sk__conn_copy_cfg(const sk_conn_opts *opts, const sk_conn_callbacks *cbs)
 {
     owned_cfg *cfg = malloc(sizeof *cfg);
     if (cfg == NULL)
@@ -551,13 +549,13 @@ owned_cfg *sk__conn_copy_cfg(const sk_stream_opts *opts, const sk_conn_callbacks
     if (opts)
         cfg->opts = *opts;
     else
-        sk_stream_opts_init(&cfg->opts);
+        sk_conn_opts_init(&cfg->opts);
     normalise_opts(&cfg->opts);
     return cfg;
 }
 
-int sk_conn_adopt(sk_loop *loop, int fd, const sk_stream_opts *opts,
-                  const sk_conn_callbacks *cbs, void *ud, sk_conn **out)
+int sk_conn_adopt(sk_loop *loop, int fd, const sk_conn_opts *opts, const sk_conn_callbacks *cbs,
+                  void *ud, sk_conn **out)
 {
     if (sk__set_nonblock_cloexec(fd) < 0)
         return -errno;
@@ -575,8 +573,8 @@ int sk_conn_adopt(sk_loop *loop, int fd, const sk_stream_opts *opts,
 }
 
 int sk_conn_connect_fd(sk_loop *loop, int fd, const struct sockaddr *sa, socklen_t salen,
-                       const sk_stream_opts *opts, const sk_conn_callbacks *cbs, void *ud,
-                       uint32_t timeout_ms, sk_conn **out)
+                       const sk_conn_opts *opts, const sk_conn_callbacks *cbs, void *ud,
+                       int timeout_ms, sk_conn **out)
 {
     if (sk__set_nonblock_cloexec(fd) < 0)
         return -errno;
@@ -597,8 +595,8 @@ int sk_conn_connect_fd(sk_loop *loop, int fd, const struct sockaddr *sa, socklen
     }
     cfg->opts.tls_host = NULL; /* the session has its copy; the caller's may go */
     (*out)->owned_cfg = cfg;
-    if (timeout_ms)
-        sk_timer_start(&(*out)->timer, timeout_ms, 0);
+    if (timeout_ms >= 0)
+        sk_timer_start(&(*out)->timer, (uint64_t)timeout_ms, 0);
     return 0;
 }
 
@@ -623,11 +621,13 @@ void sk_conn_resume(sk_conn *c)
         sk__conn_schedule_pending(c);
 }
 
-void sk_conn_set_deadline(sk_conn *c, uint32_t ms, const char *reason)
+void sk_conn_set_deadline(sk_conn *c, int timeout_ms, const char *reason)
 {
     if (c->st & CS_DEAD)
         return;
-    c->deadline = ms ? c->loop->now + ms : 0;
+    /* 0 is "none" in c->deadline; a deadline of now is now + 0, never 0
+     * (the monotonic clock is far from it). */
+    c->deadline = timeout_ms < 0 ? 0 : c->loop->now + (uint64_t)timeout_ms;
     /* Copied: a caller's buffer may be gone or reused by the time the
      * deadline passes. */
     snprintf(c->deadline_reason, sizeof c->deadline_reason, "%s",
@@ -636,10 +636,7 @@ void sk_conn_set_deadline(sk_conn *c, uint32_t ms, const char *reason)
         sk__conn_arm_timer(c);
 }
 
-void sk_conn_set_max_msg(sk_conn *c, size_t max)
-{
-    c->dec.max = max ? max : max_for(c->opts);
-}
+void sk_conn_set_max_msg(sk_conn *c, size_t max) { c->dec.max = max ? max : max_for(c->opts); }
 
 void sk_conn_set_data(sk_conn *c, void *ud) { c->ud = ud; }
 void *sk_conn_data(const sk_conn *c) { return c->ud; }
@@ -665,7 +662,8 @@ const char *sk_conn_peer(const sk_conn *c)
     socklen_t len = sizeof ss;
     bool known = false;
     if (c->peer_addr.sa.sa_family == AF_INET || c->peer_addr.sa.sa_family == AF_INET6) {
-        len = c->peer_addr.sa.sa_family == AF_INET ? sizeof c->peer_addr.in4 : sizeof c->peer_addr.in6;
+        len = c->peer_addr.sa.sa_family == AF_INET ? sizeof c->peer_addr.in4
+                                                   : sizeof c->peer_addr.in6;
         memcpy(&ss, &c->peer_addr, len);
         known = true;
     } else {

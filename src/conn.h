@@ -39,31 +39,31 @@ enum conn_state {
     CS_CONNECTING = 1u << 0, /* non-blocking connect in progress (or sk_conn_connect's race) */
     CS_HANDSHAKE = 1u << 1,  /* TLS handshake in progress: on_open not yet run */
     CS_OPEN = 1u << 2,
-    CS_CLOSING = 1u << 3,    /* close requested: flush, then shut down */
-    CS_LINGER = 1u << 4,     /* write side shut; discarding input until EOF */
-    CS_DEAD = 1u << 5,       /* on the close list; no more callbacks but on_close */
+    CS_CLOSING = 1u << 3, /* close requested: flush, then shut down */
+    CS_LINGER = 1u << 4,  /* write side shut; discarding input until EOF */
+    CS_DEAD = 1u << 5,    /* on the close list; no more callbacks but on_close */
     CS_MASK = (1u << 6) - 1
 };
 
 /* What holds beside the state, in any state. */
 enum {
     /* Input gates (see the table below). */
-    CF_PAUSED_USER = 1u << 8,  /* sk_conn_pause() */
-    CF_PAUSED_HW = 1u << 9,    /* output over the high-water mark */
-    CF_PEER_EOF = 1u << 10,    /* the peer shut down its write side (stops reading only) */
+    CF_PAUSED_USER = 1u << 8, /* sk_conn_pause() */
+    CF_PAUSED_HW = 1u << 9,   /* output over the high-water mark */
+    CF_PEER_EOF = 1u << 10,   /* the peer shut down its write side (stops reading only) */
     /* Output: sk_conn_shutdown() may come in any state before CLOSING. */
-    CF_WANT_OUT = 1u << 11,    /* the kernel buffer was full: EPOLLOUT armed */
-    CF_TLS_READ_OUT = 1u << 12,/* a TLS read waits for EPOLLOUT (it must send first) */
-    CF_SHUT_ASKED = 1u << 13,  /* sk_conn_shutdown(): no more output; shut down once flushed */
-    CF_SHUT_SENT = 1u << 14,   /* our write side is shut */
+    CF_WANT_OUT = 1u << 11,     /* the kernel buffer was full: EPOLLOUT armed */
+    CF_TLS_READ_OUT = 1u << 12, /* a TLS read waits for EPOLLOUT (it must send first) */
+    CF_SHUT_ASKED = 1u << 13,   /* sk_conn_shutdown(): no more output; shut down once flushed */
+    CF_SHUT_SENT = 1u << 14,    /* our write side is shut */
     /* Callbacks owed. */
-    CF_OPEN_DUE = 1u << 15,    /* adopted: on_open runs on the next iteration */
-    CF_OPENED = 1u << 16,      /* on_open has run: on_close is owed */
-    CF_DIED_OPENING = 1u << 17,/* died CONNECTING or in HANDSHAKE: a client hears on_close */
+    CF_OPEN_DUE = 1u << 15,     /* adopted: on_open runs on the next iteration */
+    CF_OPENED = 1u << 16,       /* on_open has run: on_close is owed */
+    CF_DIED_OPENING = 1u << 17, /* died CONNECTING or in HANDSHAKE: a client hears on_close */
     /* Membership of the loop's work lists (conn.c unlinks on destroy). */
     CF_IN_FLUSH = 1u << 18,
     CF_IN_PENDING = 1u << 19,
-    CF_IN_CLOSE = 1u << 20     /* on loop->close_head */
+    CF_IN_CLOSE = 1u << 20 /* on loop->close_head */
 };
 
 /* The gates, as a table: the states and bits that stop each action (x).
@@ -82,9 +82,9 @@ enum {
  * is not the peer's doing: the frame clock stops, and restarts from zero
  * when reading resumes. */
 #define FRAME_CLOCK_STOPPED (CF_PAUSED_USER | CF_PAUSED_HW)
-#define NO_DECODE (CS_CONNECTING | CS_CLOSING | CS_LINGER | CS_DEAD | CF_PAUSED_USER | CF_PAUSED_HW)
-#define NO_QUEUE (CS_CLOSING | CS_LINGER | CS_DEAD | CF_SHUT_ASKED)
-#define NO_FLUSH (CS_CONNECTING | CS_HANDSHAKE | CS_LINGER | CS_DEAD)
+#define NO_DECODE           (CS_CONNECTING | CS_CLOSING | CS_LINGER | CS_DEAD | CF_PAUSED_USER | CF_PAUSED_HW)
+#define NO_QUEUE            (CS_CLOSING | CS_LINGER | CS_DEAD | CF_SHUT_ASKED)
+#define NO_FLUSH            (CS_CONNECTING | CS_HANDSHAKE | CS_LINGER | CS_DEAD)
 /* Closed by us: sk_conn_close() has run (or the connection died). */
 #define CS_ENDING (CS_CLOSING | CS_LINGER | CS_DEAD)
 
@@ -99,12 +99,12 @@ struct sk_conn {
     sk_watch w;
     sk_loop *loop;
     const sk_conn_callbacks *cbs;
-    const sk_stream_opts *opts;
+    const sk_conn_opts *opts;
     uint32_t st; /* one enum conn_state value | CF_ bits */
     int err;
     sk_buf in, out;
-    sk_outq *outq; /* shared slices and file ranges queued after or between out's bytes */
-    sk__tls *tls;  /* TLS session (tls.c), or NULL: every byte in and out goes through it */
+    sk_outq *outq;         /* shared slices and file ranges queued after or between out's bytes */
+    sk__tls *tls;          /* TLS session (tls.c), or NULL: every byte in and out goes through it */
     size_t queued_counted; /* this queue's share of sk_stats.queued */
     uint64_t last_active;
     uint64_t bytes_in, bytes_out;
@@ -113,10 +113,10 @@ struct sk_conn {
     sk_decoder dec;
     void *ud;
     struct sk_server *srv;
-    void *owned_cfg; /* cbs/opts copy for adopted and connecting connections */
+    void *owned_cfg;       /* cbs/opts copy for adopted and connecting connections */
     struct dialer *dialer; /* sk_conn_connect's race of attempts, until one wins */
     sk_timer timer;
-    uint64_t deadline;    /* sk_conn_set_deadline(), or 0 */
+    uint64_t deadline; /* sk_conn_set_deadline(), or 0 */
     char deadline_reason[DEADLINE_REASON_MAX];
     char *reason;
     char *peer;
@@ -134,7 +134,7 @@ struct sk_conn {
 
 typedef struct owned_cfg {
     sk_conn_callbacks cbs;
-    sk_stream_opts opts;
+    sk_conn_opts opts;
 } owned_cfg;
 
 /* The dialer of a connection being made by sk_conn_connect (dial.c). */
@@ -163,7 +163,7 @@ int sk__conn_shut_wr(sk_conn *c);
 void sk__conn_start_close(sk_conn *c);
 void sk__conn_finalize(sk_conn *c);
 void sk__conn_connected(sk_conn *c);
-owned_cfg *sk__conn_copy_cfg(const sk_stream_opts *opts, const sk_conn_callbacks *cbs);
+owned_cfg *sk__conn_copy_cfg(const sk_conn_opts *opts, const sk_conn_callbacks *cbs);
 /* conn_read.c */
 void sk__conn_read(sk_conn *c);
 void sk__conn_read_error(sk_conn *c, int err);

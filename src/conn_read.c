@@ -2,9 +2,9 @@
  * decoded in place with frame.h's rules (only a partial message is copied
  * into the connection's buffer), peer EOF, and lingering reads. */
 #include <errno.h>
-#include <stdarg.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -189,8 +189,8 @@ static void take_read(sk_conn *c, const uint8_t *src, size_t n)
 {
     size_t off = 0;
     if (c->in.len > 0) {
-        off = sk__frame_need(c->opts->framing, c->dec.max, c->in.data + c->in.off, c->in.len,
-                             src, n);
+        off =
+            sk__frame_need(c->opts->framing, c->dec.max, c->in.data + c->in.off, c->in.len, src, n);
         if (!keep_input(c, src, off) || !decode_buffered(c))
             return;
         if (c->in.len > 0) {
@@ -313,4 +313,3 @@ void sk__conns_process_pending(sk_loop *loop)
             sk__conn_read(c);
     }
 }
-

@@ -4,9 +4,9 @@
  * flush at the end of each loop iteration; the echo run taken from rbuf
  * (sent by sk__conn_echo_flush, inline in conn.h for the read loop). */
 #include <errno.h>
-#include <stdarg.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -76,7 +76,8 @@ void sk__conn_write_out(sk_conn *c)
             /* Only a file range sends nothing: its file ended before the
              * range did. The bytes were promised (a frame header may say
              * so), and nothing else can stand in for them. */
-            sk__conn_set_reason(c, -EIO, "sendfile: the file is shorter than the range queued "
+            sk__conn_set_reason(c, -EIO,
+                                "sendfile: the file is shorter than the range queued "
                                 "(truncated while queued)");
             sk__conn_finalize(c);
             return;
@@ -139,7 +140,6 @@ void sk__conns_flush(sk_loop *loop)
  * from there once the read is decoded (sk__conn_echo_flush), before rbuf is read
  * into again. Anything else queued on the connection first copies the run
  * into the output buffer (echo_settle), so order is kept. */
-
 
 /* Whether the reply (data, len) is the next run of the read under decode;
  * if so it is taken as such. */
@@ -257,8 +257,8 @@ static int queue_reserve(sk_conn *c, size_t total)
 static inline uint8_t *out_append(sk_conn *c, size_t total, int *errp)
 {
     sk_buf *b = &c->out;
-    if (b->data == NULL || b->cap - b->off - b->len < total ||
-        (c->st & NO_QUEUE) || c->loop->echo_start != NULL) {
+    if (b->data == NULL || b->cap - b->off - b->len < total || (c->st & NO_QUEUE) ||
+        c->loop->echo_start != NULL) {
         int err = queue_reserve(c, total);
         if (err < 0) {
             *errp = err;
@@ -411,4 +411,3 @@ int sk_conn_sendfile(sk_conn *c, int fd, uint64_t off, size_t len)
 }
 
 size_t sk_conn_queued(const sk_conn *c) { return sk__conn_out_queued(c); }
-

@@ -17,7 +17,7 @@
 #include "internal.h"
 
 /* Datagrams per recvmmsg call, and batches per readiness event. */
-#define RX_BATCH 16
+#define RX_BATCH  16
 #define RX_ROUNDS 4
 /* One byte more than the largest datagram we accept, so that a datagram one
  * byte too large is seen as such and not silently delivered. */
@@ -32,14 +32,14 @@
 #ifndef UDP_SEGMENT
 #define UDP_SEGMENT 103
 #endif
-#define GSO_MAX_SEGS 64
+#define GSO_MAX_SEGS  64
 #define GSO_MAX_BYTES 65000u
 /* The reply guard's table of recent sources: a fixed size, so a flood from
  * many (spoofed) sources costs no memory; it is set-associative, and the
  * least recently seen source of a set is forgotten first, so a steady flooder
  * keeps its entry (and its count) while one-off senders come and go. */
 #define GUARD_SLOTS 256
-#define GUARD_WAYS 4
+#define GUARD_WAYS  4
 /* Window of the per-source rate: counts of this second and the previous
  * one, the previous weighted by how much of it still overlaps the last
  * second (a sliding window without a log of times). */
@@ -49,18 +49,18 @@
 #define RX_CTL (CMSG_SPACE(sizeof(struct in6_pktinfo)) + CMSG_SPACE(sizeof(struct in_pktinfo)))
 
 struct guard_slot {
-    uint64_t key;        /* keyed hash of the source address and port */
-    uint64_t seen;       /* loop time of the last datagram; 0: slot unused */
-    uint64_t win_start;  /* start of the current window */
-    uint32_t prev, cur;  /* datagrams let through in the previous, current window */
+    uint64_t key;       /* keyed hash of the source address and port */
+    uint64_t seen;      /* loop time of the last datagram; 0: slot unused */
+    uint64_t win_start; /* start of the current window */
+    uint32_t prev, cur; /* datagrams let through in the previous, current window */
 };
 
 typedef struct dgram_guard {
-    unsigned rate;       /* datagrams per second per source; 0: no limit */
-    uint64_t seed;       /* hash key: sources cannot be chosen to collide */
+    unsigned rate; /* datagrams per second per source; 0: no limit */
+    uint64_t seed; /* hash key: sources cannot be chosen to collide */
     uint64_t last_log;
-    bool bound_ip;       /* bound to one address (not a wildcard) */
-    uint8_t bound[16];   /* that address, IPv4 as ::ffff:a.b.c.d */
+    bool bound_ip;     /* bound to one address (not a wildcard) */
+    uint8_t bound[16]; /* that address, IPv4 as ::ffff:a.b.c.d */
     struct guard_slot slot[GUARD_SLOTS];
 } dgram_guard;
 
@@ -74,8 +74,8 @@ struct sk_dgram {
     bool gso; /* UDP socket, and segmentation offload has not failed on it */
     int port;
     uint64_t dropped, truncated, last_trunc_log;
-    uint64_t refused; /* by the guard */
-    dgram_guard *guard; /* sk_dgram_guard; NULL: every datagram is delivered */
+    uint64_t refused;    /* by the guard */
+    dgram_guard *guard;  /* sk_dgram_guard; NULL: every datagram is delivered */
     const sk_acl *acl;   /* sources to drop (sk_dgram_set_acl) */
     sk__acl_log acl_log; /* ... and which of them were logged lately */
     char unix_path[SK_ADDR_PATH_MAX + 1];
@@ -155,7 +155,8 @@ static int group_for_gso(sk_dgram *d)
         while (seg > 0 && j < d->ntx && j - i < GSO_MAX_SEGS) {
             size_t len = d->siov[j].iov_len;
             if (len == 0 || len > seg || total + len > GSO_MAX_BYTES ||
-                (uint8_t *)d->siov[j].iov_base != (uint8_t *)d->siov[j - 1].iov_base + d->siov[j - 1].iov_len ||
+                (uint8_t *)d->siov[j].iov_base !=
+                    (uint8_t *)d->siov[j - 1].iov_base + d->siov[j - 1].iov_len ||
                 !same_peer(&d->smsg[i].msg_hdr, &d->smsg[j].msg_hdr))
                 break;
             total += len;
@@ -441,8 +442,10 @@ static void drop_refused(sk_dgram *d, const struct sockaddr *from, socklen_t len
     sk__stat_add(SK__STAT_REFUSED_ACL, 1);
     if (sk__acl_log_due(&d->acl_log, from, len, d->loop->now)) {
         char peer[160];
-        sk_log(SK_LOG_WARN, "dropped a datagram from %s: not allowed by the access list "
-               "(--allow/--deny)", sk_sockaddr_format(from, len, peer, sizeof peer));
+        sk_log(SK_LOG_WARN,
+               "dropped a datagram from %s: not allowed by the access list "
+               "(--allow/--deny)",
+               sk_sockaddr_format(from, len, peer, sizeof peer));
     }
 }
 
@@ -480,9 +483,10 @@ static void dgram_event(sk_watch *w, uint32_t events)
                 sk__stat_add(SK__STAT_DGRAM_DROPPED, 1);
                 if (sk__log_due(&d->last_trunc_log, d->loop->now, 1000)) {
                     char peer[160];
-                    sk_log(SK_LOG_WARN, "dropped a datagram from %s larger than %d bytes "
-                           "(%llu so far)", sk_sockaddr_format(h->msg_name, h->msg_namelen,
-                                                             peer, sizeof peer),
+                    sk_log(SK_LOG_WARN,
+                           "dropped a datagram from %s larger than %d bytes "
+                           "(%llu so far)",
+                           sk_sockaddr_format(h->msg_name, h->msg_namelen, peer, sizeof peer),
                            SK_DGRAM_MAX, (unsigned long long)d->truncated);
                 }
                 continue;
@@ -506,7 +510,7 @@ static int bind_or_connect(sk_dgram *d, const sk_addr *addr, int do_bind, char *
 {
     struct sockaddr_storage ss[8];
     socklen_t sl[8];
-    int n = sk_addr_resolve(addr, do_bind, ss, sl, 8, err, errlen);
+    int n = sk_addr_resolve(addr, do_bind ? SK_RESOLVE_PASSIVE : 0, ss, sl, 8, err, errlen);
     if (n < 0)
         return n;
     char text[200];
@@ -538,7 +542,8 @@ static int bind_or_connect(sk_dgram *d, const sk_addr *addr, int do_bind, char *
                     if (probe >= 0)
                         close(probe);
                     if (live) {
-                        snprintf(err, errlen, "unixgram:%s: address already in use (a server is bound there)",
+                        snprintf(err, errlen,
+                                 "unixgram:%s: address already in use (a server is bound there)",
                                  addr->path);
                         close(fd);
                         return -EADDRINUSE;
@@ -571,8 +576,9 @@ static int bind_or_connect(sk_dgram *d, const sk_addr *addr, int do_bind, char *
     return rc;
 }
 
-int sk_dgram_open(sk_loop *loop, const sk_addr *addr, int do_bind, sk_dgram_cb cb, void *ud,
-                  sk_dgram **out, char *err, size_t errlen)
+/* The body of sk_dgram_bind and sk_dgram_connect: do_bind says which. */
+static int dgram_open(sk_loop *loop, const sk_addr *addr, int do_bind, sk_dgram_cb cb, void *ud,
+                      sk_dgram **out, char *err, size_t errlen)
 {
     char dummy[8];
     if (err == NULL) {
@@ -633,6 +639,18 @@ fail:
     free(d->rx);
     free(d);
     return rc;
+}
+
+int sk_dgram_bind(sk_loop *loop, const sk_addr *addr, sk_dgram_cb cb, void *ud, sk_dgram **out,
+                  char *err, size_t errlen)
+{
+    return dgram_open(loop, addr, 1, cb, ud, out, err, errlen);
+}
+
+int sk_dgram_connect(sk_loop *loop, const sk_addr *addr, sk_dgram_cb cb, void *ud, sk_dgram **out,
+                     char *err, size_t errlen)
+{
+    return dgram_open(loop, addr, 0, cb, ud, out, err, errlen);
 }
 
 int sk_dgram_fd(const sk_dgram *d) { return d->w.fd; }

@@ -1,9 +1,9 @@
 /* dial.c — sk_conn_connect: a connection to a name, raced over its
  * addresses (Happy Eyeballs v2); the winner becomes the connection's socket. */
 #include <errno.h>
-#include <stdarg.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,7 +33,7 @@ typedef struct dialer {
     sk_conn *c;
     sk_timer delay; /* starts the next address beside a pending one */
     int n, next, pending;
-    int err, err_at; /* the last failure and the address it concerns */
+    int err, err_at;  /* the last failure and the address it concerns */
     const char *host; /* the name the certificate must carry, or NULL */
     char host_buf[SK_ADDR_HOST_MAX];
     struct sockaddr_storage ss[SK_CONNECT_MAX_ADDRS];
@@ -51,10 +51,7 @@ static void attempt_close(dialer *d, int i)
 }
 
 /* The garbage collector's end of a dialer (sk__watch_dispose). */
-static void dialer_destroy(sk_watch *w)
-{
-    free(SK_CONTAINER_OF(w, dialer, gc));
-}
+static void dialer_destroy(sk_watch *w) { free(SK_CONTAINER_OF(w, dialer, gc)); }
 
 /* Ends the race: closes what is still pending. The memory goes after the
  * current batch of events, which may still hold an attempt's watch. */
@@ -188,8 +185,8 @@ static void attempt_event(sk_watch *w, uint32_t events)
         dialer_fail(d);
 }
 
-int sk_conn_connect(sk_loop *loop, const sk_addr *addr, const sk_stream_opts *opts,
-                    const sk_conn_callbacks *cbs, void *ud, uint32_t timeout_ms, sk_conn **out)
+int sk_conn_connect(sk_loop *loop, const sk_addr *addr, const sk_conn_opts *opts,
+                    const sk_conn_callbacks *cbs, void *ud, int timeout_ms, sk_conn **out)
 {
     if (addr->kind != SK_ADDR_TCP && addr->kind != SK_ADDR_UNIX && addr->kind != SK_ADDR_TLS)
         return -EPROTONOSUPPORT;
@@ -236,9 +233,8 @@ int sk_conn_connect(sk_loop *loop, const sk_addr *addr, const sk_stream_opts *op
         sk__conn_destroy(c, false);
         return err;
     }
-    if (timeout_ms)
-        sk_timer_start(&c->timer, timeout_ms, 0);
+    if (timeout_ms >= 0)
+        sk_timer_start(&c->timer, (uint64_t)timeout_ms, 0);
     *out = c;
     return 0;
 }
-

@@ -1,4 +1,4 @@
-/* frame.c — the raw / line / frame decoders (SPEC §4): find the next complete
+/* frame.c — the raw / line / frame decoders: find the next complete
  * message in a buffer without copying it. The per-message frame step and the
  * header codec are inline in frame.h, for the read path in conn_read.c. */
 #include <errno.h>

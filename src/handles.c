@@ -66,7 +66,10 @@ int sk_io_new(sk_loop *loop, int fd, int events, sk_io_cb cb, void *ud, sk_io **
     return 0;
 }
 
-int sk_io_set_events(sk_io *io, int events) { return sk__watch_set(io->loop, &io->w, to_epoll(events)); }
+int sk_io_set_events(sk_io *io, int events)
+{
+    return sk__watch_set(io->loop, &io->w, to_epoll(events));
+}
 
 void sk_io_free(sk_io *io)
 {

@@ -10,11 +10,11 @@
 #include <sys/socket.h>
 #include <sys/types.h>
 
-#include "sockit.h"
 #include "frame.h"
 #include "list.h"
+#include "sockit.h"
 
-#define SK_CONTAINER_OF(ptr, type, member) ((type *)(void *)((char *)(ptr) - offsetof(type, member)))
+#define SK_CONTAINER_OF(ptr, type, member) ((type *)(void *)((char *)(ptr)-offsetof(type, member)))
 
 /* Reads go into a per-loop buffer of this size: large enough that a 4 KiB
  * frame workload is served by few syscalls (libevent's 4 KiB reads lose 3-6x
@@ -29,16 +29,15 @@
  * pools keep at most 4 and 8 MiB per loop: enough for the connections
  * active in one iteration of a busy loop (500 with a small buffer, 128 with
  * a large one) without hoarding memory for idle ones. */
-#define SK_BUF_SMALL (8u * 1024u)
+#define SK_BUF_SMALL      (8u * 1024u)
 #define SK_POOL_SMALL_MAX 512
 #define SK_POOL_LARGE_MAX 128
 /* Peers accepted per readiness event on a listener, for fairness. */
 #define SK_ACCEPTS_PER_EVENT 64
 
-
 /* ---- connecting to a name with several addresses (addr.c) ---- */
 
-/* Happy Eyeballs v2 (RFC 8305): sk_conn_connect and sk_dial start the next
+/* Happy Eyeballs v2 (RFC 8305): sk_conn_connect and sk_sock_dial start the next
  * address when an attempt is still pending after this long (the RFC's
  * recommended Connection Attempt Delay), and at once when one fails. */
 #define SK_CONNECT_ATTEMPT_DELAY_MS 250
@@ -48,8 +47,14 @@
 /* sk_addr_resolve for a client, with the addresses put in the order RFC 8305
  * section 4 tries them: IPv6 first, then IPv4, alternating, each family in
  * the resolver's order. Returns the count or a negative code (err says why). */
-int sk__resolve_for_connect(const sk_addr *addr, struct sockaddr_storage *out,
-                            socklen_t *outlen, int max, char *err, size_t errlen);
+int sk__resolve_for_connect(const sk_addr *addr, struct sockaddr_storage *out, socklen_t *outlen,
+                            int max, char *err, size_t errlen);
+
+/* The blocking dial beneath sk_sock_dial (client.c): connects to a tcp or
+ * unix address within timeout_ms (SK_FOREVER: no limit), trying every
+ * address as sk_conn_connect does. Returns the descriptor (close-on-exec,
+ * non-blocking, TCP_NODELAY) or a negative code with err saying why. */
+int sk__dial(const sk_addr *addr, int timeout_ms, char *err, size_t errlen);
 
 /* ---- shared buffers (shared.c; outq.c reads their bytes) ---- */
 
@@ -90,9 +95,9 @@ struct sk_timer {
     void *ud;
     uint64_t deadline;
     uint64_t repeat;
-    uint64_t seq;   /* start order: the tiebreak for equal deadlines */
-    size_t index;   /* position in the heap, SIZE_MAX when stopped */
-    bool internal;  /* embedded in another handle: does not keep the loop alive */
+    uint64_t seq;  /* start order: the tiebreak for equal deadlines */
+    size_t index;  /* position in the heap, SIZE_MAX when stopped */
+    bool internal; /* embedded in another handle: does not keep the loop alive */
 };
 
 void sk__timer_init(sk_timer *t, sk_loop *loop, sk_timer_cb cb, void *ud);
@@ -162,8 +167,8 @@ ssize_t sk__outq_send(int fd, const sk_outq *q, const sk_buf *plain, size_t *off
  * (no sendfile: the kernel cannot encrypt, as kTLS is not used). Returns
  * like sk__tls_write. */
 struct sk__tls;
-ssize_t sk__outq_send_tls(struct sk__tls *t, const sk_outq *q, const sk_buf *plain,
-                          size_t *offered, uint8_t *scratch, size_t scratch_len);
+ssize_t sk__outq_send_tls(struct sk__tls *t, const sk_outq *q, const sk_buf *plain, size_t *offered,
+                          uint8_t *scratch, size_t scratch_len);
 /* Drops n sent bytes from the front of plain bytes and slices together. */
 void sk__outq_consume(sk_outq *q, sk_loop *loop, sk_buf *plain, size_t n);
 void sk__outq_free(sk_outq *q);
@@ -176,34 +181,34 @@ typedef struct sk_pool_buf {
 
 struct sk_loop {
     int epfd;
-    sk_watch wake;          /* eventfd: sk_async_send and sk_loop_stop */
+    sk_watch wake; /* eventfd: sk_async_send and sk_loop_stop */
     atomic_bool stop;
     atomic_bool wake_pending;
     uint64_t now;
-    unsigned refs;          /* handles that keep sk_loop_run going */
+    unsigned refs; /* handles that keep sk_loop_run going */
 
     sk_timer **heap;
     size_t heap_len, heap_cap;
     uint64_t timer_seq;
 
-    uint8_t *rbuf;          /* shared read buffer, SK_READ_CHUNK bytes */
+    uint8_t *rbuf; /* shared read buffer, SK_READ_CHUNK bytes */
     /* The connection whose read in rbuf is being decoded, and the replies
      * it queued that are byte for byte a run of that read (conn_write.c: sent
      * from rbuf before it is reused, never copied). */
     sk_conn *reading;
     const uint8_t *echo_start, *echo_end;
-    sk_pool_buf *pool;      /* free SK_READ_CHUNK-sized buffers */
-    sk_pool_buf *pool_small;/* free SK_BUF_SMALL-sized buffers */
+    sk_pool_buf *pool;       /* free SK_READ_CHUNK-sized buffers */
+    sk_pool_buf *pool_small; /* free SK_BUF_SMALL-sized buffers */
     unsigned pool_len, pool_small_len;
     /* Counters not yet carried into sk_stats (sk__stats_flush). */
     bool stat_dirty;
     int64_t stat_local_queued;
     uint64_t stat_local[SK__STAT_LOCAL_COUNT];
 
-    sk_list *conns;         /* every connection of this loop (for sk_loop_free) */
-    sk_conn *flush_head;    /* connections with output to write this iteration */
-    sk_conn *pending_head;  /* connections with buffered input to decode */
-    sk_conn *close_head;    /* connections to finalise after callbacks */
+    sk_list *conns;               /* every connection of this loop (for sk_loop_free) */
+    sk_conn *flush_head;          /* connections with output to write this iteration */
+    sk_conn *pending_head;        /* connections with buffered input to decode */
+    sk_conn *close_head;          /* connections to finalise after callbacks */
     struct sk_dgram *dgram_flush; /* datagram endpoints with queued sends */
     sk_list *dgrams;
     sk_list *servers;
@@ -220,16 +225,16 @@ uint64_t sk__now_ns(void);
 
 /* Writes a formatted sentence into err (if the caller gave one): the one way
  * library calls fill a caller's message buffer (log.c). */
-void sk__set_err(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+void sk__set_err(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 void sk__loop_wake(sk_loop *loop);
 
 /* ---- connections (conn*.c, dial.c) ---- */
 
 /* Creates a connection on an open, connected, non-blocking stream fd.
  * opts and cbs must outlive the connection (server-owned) unless own_cfg. */
-int sk__conn_create(sk_loop *loop, int fd, const sk_stream_opts *opts,
-                    const sk_conn_callbacks *cbs, void *ud, struct sk_server *srv,
-                    bool connecting, sk_conn **out);
+int sk__conn_create(sk_loop *loop, int fd, const sk_conn_opts *opts, const sk_conn_callbacks *cbs,
+                    void *ud, struct sk_server *srv, bool connecting, sk_conn **out);
 /* Records the address accept() returned, for sk_conn_peer(). */
 void sk__conn_set_peer(sk_conn *c, const struct sockaddr *sa, socklen_t len);
 void sk__conns_flush(sk_loop *loop);
@@ -246,7 +251,7 @@ void sk__conns_destroy_all(sk_loop *loop);
 bool sk__conn_handshaking(const sk_conn *c);
 void sk__conn_link_srv(sk_conn *c, sk_list **head);
 void sk__conn_unlink_srv(sk_conn *c, sk_list **head);
-void sk__stream_opts_normalise(sk_stream_opts *o);
+void sk__conn_opts_normalise(sk_conn_opts *o);
 
 /* ---- servers (server.c) ---- */
 void sk__server_conn_gone(struct sk_server *srv, sk_conn *c);
@@ -293,19 +298,19 @@ int sk__proc_stat(pid_t pid, pid_t *pgid, char *state);
 int sk__cg_setup(char *where, size_t wlen);
 /* A new command cgroup: its id, and its cgroup.procs opened for writing. */
 int sk__cg_new(unsigned *id, int *procs_fd);
-void sk__cg_kill(unsigned id);   /* cgroup.kill: every process in it */
-void sk__cg_end(unsigned id);    /* kill, and remove once empty */
-void sk__cg_tidy(bool all);      /* rmdir the ended (or all) empty ones */
+void sk__cg_kill(unsigned id); /* cgroup.kill: every process in it */
+void sk__cg_end(unsigned id);  /* kill, and remove once empty */
+void sk__cg_tidy(bool all);    /* rmdir the ended (or all) empty ones */
 void sk__cg_kill_all(void);
-void sk__cg_teardown(void);      /* rmdir what can go, the base too */
+void sk__cg_teardown(void); /* rmdir what can go, the base too */
 
 /* ---- counters behind sk_stats_get (stats.c) ---- */
 enum sk__stat {
     /* Tallied per loop first (SK__STAT_LOCAL_COUNT of them): */
     SK__STAT_BYTES_IN,
     SK__STAT_BYTES_OUT,
-    SK__STAT_MSGS_IN,      /* frames/lines delivered to on_message */
-    SK__STAT_MSGS_OUT,     /* messages queued by sk_conn_send_msg & co. */
+    SK__STAT_MSGS_IN,  /* frames/lines delivered to on_message */
+    SK__STAT_MSGS_OUT, /* messages queued by sk_conn_send_msg & co. */
     /* Added to the shared counters at once: */
     SK__STAT_ACCEPTED,     /* server connections accepted */
     SK__STAT_CLOSED,       /* accepted connections gone */
@@ -316,9 +321,9 @@ enum sk__stat {
     SK__STAT_ERR_FRAME,
     SK__STAT_ERR_DEADLINE, /* sk_conn_set_deadline: handshakes, chat lines */
     SK__STAT_ERR_RESET,
-    SK__STAT_ERR_NOBUFS,   /* memory budget refusals */
+    SK__STAT_ERR_NOBUFS,    /* memory budget refusals */
     SK__STAT_DGRAM_DROPPED, /* datagrams dropped: too large, refused, reply lost */
-    SK__STAT_REFUSED_ACL,  /* peers or datagrams refused by an access list */
+    SK__STAT_REFUSED_ACL,   /* peers or datagrams refused by an access list */
     SK__STAT_COUNT
 };
 /* Relaxed atomic adds: safe from any loop's thread. For rare events. */
@@ -330,7 +335,8 @@ void sk__stat_queued(int64_t delta);
  * into the shared counters once per loop iteration: an atomic add per
  * message would bounce one cache line between the workers' cores. */
 #define sk__stat_local(loop, which, n) ((loop)->stat_local[which] += (n), (loop)->stat_dirty = true)
-#define sk__stat_local_queued(loop, delta) ((loop)->stat_local_queued += (delta), (loop)->stat_dirty = true)
+#define sk__stat_local_queued(loop, delta)                                                         \
+    ((loop)->stat_local_queued += (delta), (loop)->stat_dirty = true)
 void sk__stats_flush(sk_loop *loop);
 
 /* ---- misc ---- */

@@ -13,8 +13,8 @@ typedef struct sk_list {
 } sk_list;
 
 /* The member that holds node, or NULL for a NULL node (the end of a list). */
-#define SK_LIST_ITEM(node, type, member)                                       \
-    ((node) ? (type *)(void *)((char *)(node) - offsetof(type, member)) : (type *)NULL)
+#define SK_LIST_ITEM(node, type, member)                                                           \
+    ((node) ? (type *)(void *)((char *)(node)-offsetof(type, member)) : (type *)NULL)
 
 /* Puts n first in the list at *head. */
 static inline void sk__list_push(sk_list **head, sk_list *n)

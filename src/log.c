@@ -1,5 +1,5 @@
-/* log.c — error texts (sk_strerror, sk__set_err) and the process-wide log
- * sink. */
+/* log.c — error texts and names (sk_strerror, sk_err_name, sk__set_err),
+ * the version, and the process-wide log sink. */
 #include <errno.h>
 #include <limits.h>
 #include <stdarg.h>
@@ -39,6 +39,20 @@ const char *sk_strerror(int code)
     const char *s = strerror_r(-code, tmp, sizeof tmp);
     return s == tmp ? "unknown error" : s;
 }
+
+const char *sk_err_name(int code)
+{
+    if (code == 0)
+        return "OK";
+    if (code == INT_MIN)
+        return "UNKNOWN";
+    const char *name = strerrorname_np(code < 0 ? -code : code);
+    return name != NULL ? name : "UNKNOWN";
+}
+
+const char *sk_version(void) { return SK_VERSION; }
+
+unsigned sk_version_number(void) { return SK_VERSION_NUMBER; }
 
 void sk_set_log(sk_log_fn fn, enum sk_log_level max_level, void *ud)
 {

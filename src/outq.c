@@ -27,10 +27,10 @@
  * buffer (s set) or a range of a file (s NULL, fd our own duplicate). */
 typedef struct sk_slice {
     sk_shared *s;
-    int fd;          /* file ranges: closed once the range is sent or dropped */
-    uint64_t off;    /* where the unsent part starts, in s or in the file */
-    size_t len;      /* the part not yet sent */
-    uint64_t at;     /* plain-stream position this slice follows */
+    int fd;       /* file ranges: closed once the range is sent or dropped */
+    uint64_t off; /* where the unsent part starts, in s or in the file */
+    size_t len;   /* the part not yet sent */
+    uint64_t at;  /* plain-stream position this slice follows */
 } sk_slice;
 
 struct sk_outq {
@@ -53,10 +53,7 @@ struct sk_outq {
  * no more keeps "sent less than offered" meaning "the socket is full". */
 #define SENDFILE_MAX 0x7ffff000u
 
-static sk_slice *slot(const sk_outq *q, size_t i)
-{
-    return &q->v[(q->head + i) & (q->cap - 1)];
-}
+static sk_slice *slot(const sk_outq *q, size_t i) { return &q->v[(q->head + i) & (q->cap - 1)]; }
 
 static int ring_resize(sk_outq *q, size_t cap)
 {
@@ -108,7 +105,8 @@ int sk__outq_push(sk_outq **qp, sk_shared *s, size_t off, size_t len, size_t pla
         if (err < 0)
             return err;
     }
-    *slot(q, q->len) = (sk_slice){.s = sk_shared_ref(s), .fd = -1, .off = off, .len = len, .at = at};
+    *slot(q, q->len) =
+        (sk_slice){.s = sk_shared_ref(s), .fd = -1, .off = off, .len = len, .at = at};
     q->len++;
     q->bytes += len;
     return 0;
@@ -144,8 +142,8 @@ int sk__outq_push_file(sk_outq **qp, int fd, uint64_t off, size_t len, size_t pl
     int dup = fcntl(fd, F_DUPFD_CLOEXEC, 0);
     if (dup < 0)
         return -errno;
-    *slot(q, q->len) = (sk_slice){.s = NULL, .fd = dup, .off = off, .len = len,
-                                  .at = q->plain_sent + plain_queued};
+    *slot(q, q->len) = (sk_slice){
+        .s = NULL, .fd = dup, .off = off, .len = len, .at = q->plain_sent + plain_queued};
     q->len++;
     q->bytes += len;
     return 0;
@@ -159,14 +157,8 @@ static void slice_release(sk_slice *sl)
         close(sl->fd);
 }
 
-size_t sk__outq_bytes(const sk_outq *q)
-{
-    return q ? q->bytes : 0;
-}
-bool sk__outq_active(const sk_outq *q)
-{
-    return q != NULL && q->len > 0;
-}
+size_t sk__outq_bytes(const sk_outq *q) { return q ? q->bytes : 0; }
+bool sk__outq_active(const sk_outq *q) { return q != NULL && q->len > 0; }
 
 /* A queue that backs up far (its peer reads slowly) would hold an entry per
  * message, which for a chat line of a few bytes is several times the line:
@@ -274,8 +266,8 @@ ssize_t sk__outq_send(int fd, const sk_outq *q, const sk_buf *plain, size_t *off
     return sendmsg(fd, &msg, MSG_NOSIGNAL);
 }
 
-ssize_t sk__outq_send_tls(struct sk__tls *t, const sk_outq *q, const sk_buf *plain,
-                          size_t *offered, uint8_t *scratch, size_t scratch_len)
+ssize_t sk__outq_send_tls(struct sk__tls *t, const sk_outq *q, const sk_buf *plain, size_t *offered,
+                          uint8_t *scratch, size_t scratch_len)
 {
     const sk_slice *head = slot(q, 0);
     if (head->s == NULL && head->at == q->plain_sent) {

@@ -34,7 +34,7 @@ struct sk_proc {
     pid_t pid;
     unsigned flags;
     bool reaped;
-    bool in_cg;   /* placed in cgroup cg_id (SK_PROC_CONTAIN_CGROUP) */
+    bool in_cg; /* placed in cgroup cg_id (SK_PROC_CONTAIN_CGROUP) */
     unsigned cg_id;
     sk_proc_exit_cb cb;
     void *ud;
@@ -326,10 +326,10 @@ static void close_from_fallback(int from)
         return;
     }
     struct rlimit rl;
-    int max = getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
-                      rl.rlim_cur < INT_MAX
-                  ? (int)rl.rlim_cur
-                  : 65536;
+    int max =
+        getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < INT_MAX
+            ? (int)rl.rlim_cur
+            : 65536;
     for (int fd = from; fd < max; fd++)
         close(fd);
 }
@@ -409,13 +409,12 @@ static _Noreturn void child_main(const child_plan *pl)
             denied = true;
             continue;
         }
-        if (err == ENOENT || err == ENOTDIR || err == ESTALE || err == ENODEV ||
-            err == ETIMEDOUT)
+        if (err == ENOENT || err == ENOTDIR || err == ESTALE || err == ENODEV || err == ETIMEDOUT)
             continue;
         break;
     }
-    if (denied && (err == ENOENT || err == ENOTDIR || err == ESTALE || err == ENODEV ||
-                   err == ETIMEDOUT))
+    if (denied &&
+        (err == ENOENT || err == ENOTDIR || err == ESTALE || err == ENODEV || err == ETIMEDOUT))
         err = EACCES;
     child_fail(report, STAGE_EXEC, err);
 }
@@ -603,14 +602,11 @@ int sk_proc_contain(sk_loop *loop, char *where, size_t wlen)
     return containment;
 }
 
-unsigned sk_proc_orphans(void)
-{
-    return containment ? sweep() : 0;
-}
+unsigned sk_proc_orphans(void) { return containment ? sweep() : 0; }
 
 int sk_proc_contained(const sk_proc *p) { return p->in_cg ? 1 : 0; }
 
-void sk_proc_kill_all(uint32_t wait_ms)
+void sk_proc_kill_all(int timeout_ms)
 {
     if (!containment)
         return;
@@ -635,7 +631,7 @@ void sk_proc_kill_all(uint32_t wait_ms)
         }
         if (n == 0)
             break;
-        if (sk__now_ms() - t0 >= (uint64_t)wait_ms)
+        if (timeout_ms >= 0 && sk__now_ms() - t0 >= (uint64_t)timeout_ms)
             break;
         /* A killed child's own children reach us only once it is gone. */
         struct timespec pause = {0, 5 * 1000 * 1000};

@@ -1,19 +1,19 @@
 /* serve.c — sk_serve(): one server from address text to a drained stop, for
  * programs that want a server and not the plumbing around it. */
 #include <errno.h>
-#include <time.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 
 #include "internal.h"
 
 typedef struct serve_run {
     sk_loop *loop;
     sk_server *srv;
-    uint32_t drain_ms;
+    int drain_ms;
     int signals;
 } serve_run;
 
@@ -36,8 +36,8 @@ static void on_signal(sk_signal *s, int signo, void *ud)
            signo == SIGINT ? "SIGINT" : "SIGTERM");
 }
 
-int sk_serve(const char *addr_text, const sk_server_opts *opts, uint32_t drain_ms,
-             sk_ready_cb on_ready, void *ud, char *err, size_t errlen)
+int sk_serve(const char *addr_text, const sk_server_opts *opts, int drain_ms, sk_ready_cb on_ready,
+             void *ud, char *err, size_t errlen)
 {
     char dummy[8];
     if (err == NULL) {

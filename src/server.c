@@ -3,9 +3,9 @@
  * graceful drain. */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,9 +30,9 @@
  * without a FIN or RST (power loss, a NAT that forgot the flow) is found
  * after 60 s of silence plus 6 unanswered probes 10 s apart, about 2 minutes,
  * instead of holding its descriptor and buffers forever. */
-#define KEEPALIVE_IDLE_S 60
+#define KEEPALIVE_IDLE_S     60
 #define KEEPALIVE_INTERVAL_S 10
-#define KEEPALIVE_PROBES 6
+#define KEEPALIVE_PROBES     6
 
 struct sk_limit {
     atomic_uint count;
@@ -50,7 +50,10 @@ int sk_limit_new(unsigned max, sk_limit **out)
     return 0;
 }
 
-unsigned sk_limit_count(const sk_limit *l) { return atomic_load(&((sk_limit *)(uintptr_t)l)->count); }
+unsigned sk_limit_count(const sk_limit *l)
+{
+    return atomic_load(&((sk_limit *)(uintptr_t)l)->count);
+}
 void sk_limit_free(sk_limit *l) { free(l); }
 
 /* Takes one slot if the cap allows; a failed take leaves the count as is. */
@@ -77,8 +80,8 @@ struct sk_server {
     ino_t unix_ino;
     sk_list *conns; /* its connections (sk__conn_srv_first/next) */
     unsigned nconns;
-    sk_timer backoff;      /* re-enables accepting after EMFILE */
-    sk__acl_log acl_log;   /* sources refused by opts.acl lately */
+    sk_timer backoff;    /* re-enables accepting after EMFILE */
+    sk__acl_log acl_log; /* sources refused by opts.acl lately */
     sk_timer drain_timer;
     int drain_stage;
     sk_server_drained_cb drained_cb;
@@ -91,7 +94,7 @@ struct sk_server {
 void sk_server_opts_init(sk_server_opts *o)
 {
     memset(o, 0, sizeof *o);
-    sk_stream_opts_init(&o->stream);
+    sk_conn_opts_init(&o->conn);
     o->backlog = 511;
     o->listen_fd = -1;
 }
@@ -134,9 +137,10 @@ static void out_of_descriptors(sk_server *srv, int err)
     accept_enable(srv, false);
     sk_timer_start(&srv->backoff, ACCEPT_BACKOFF_MS, 0);
     if (sk__log_due(&srv->last_emfile_log, srv->loop->now, LOG_INTERVAL_MS))
-        sk_log(SK_LOG_WARN, "out of descriptors (%s): shedding new connections (%llu so far), "
-               "retrying in %d ms", strerror(-err), (unsigned long long)srv->shed,
-               ACCEPT_BACKOFF_MS);
+        sk_log(SK_LOG_WARN,
+               "out of descriptors (%s): shedding new connections (%llu so far), "
+               "retrying in %d ms",
+               strerror(-err), (unsigned long long)srv->shed, ACCEPT_BACKOFF_MS);
 }
 
 /* Turns keepalive on for an accepted TCP socket; failure is harmless (the
@@ -213,8 +217,8 @@ static void accept_event(sk_watch *w, uint32_t events)
         if (peer.ss_family == AF_INET || peer.ss_family == AF_INET6)
             keepalive_on(fd);
         sk_conn *c;
-        int err = sk__conn_create(srv->loop, fd, &srv->opts.stream, &srv->opts.cbs, srv->opts.ud,
-                                  srv, false, &c);
+        int err = sk__conn_create(srv->loop, fd, &srv->opts.conn, &srv->opts.cbs, srv->opts.ud, srv,
+                                  false, &c);
         if (err < 0) {
             close(fd);
             if (srv->opts.limit)
@@ -252,7 +256,8 @@ static int clear_stale_unix(const char *path, char *err, size_t errlen)
     int cerr = errno;
     close(fd);
     if (r == 0 || cerr == EAGAIN) {
-        snprintf(err, errlen, "unix:%s: address already in use (a server is listening there)", path);
+        snprintf(err, errlen, "unix:%s: address already in use (a server is listening there)",
+                 path);
         return -EADDRINUSE;
     }
     if (cerr != ECONNREFUSED) {
@@ -270,7 +275,7 @@ static int open_listener(sk_server *srv, const sk_addr *addr, char *err, size_t 
 {
     struct sockaddr_storage ss[8];
     socklen_t sl[8];
-    int n = sk_addr_resolve(addr, 1, ss, sl, 8, err, errlen);
+    int n = sk_addr_resolve(addr, SK_RESOLVE_PASSIVE, ss, sl, 8, err, errlen);
     if (n < 0)
         return n;
     if (addr->kind == SK_ADDR_UNIX && !addr->abstract) {
@@ -337,8 +342,8 @@ int sk_server_listen(sk_loop *loop, const sk_addr *addr, const sk_server_opts *o
     }
     /* tls:// is TCP with a server context in the stream options; without
      * one the listener would speak cleartext on a port announced as TLS. */
-    if (addr->kind == SK_ADDR_TLS && opts->stream.tls == NULL) {
-        snprintf(err, errlen, "a tls:// server needs a certificate and key (sk_stream_opts.tls)");
+    if (addr->kind == SK_ADDR_TLS && opts->conn.tls == NULL) {
+        snprintf(err, errlen, "a tls:// server needs a certificate and key (sk_conn_opts.tls)");
         return -EINVAL;
     }
     sk_server *srv = calloc(1, sizeof *srv);
@@ -346,7 +351,7 @@ int sk_server_listen(sk_loop *loop, const sk_addr *addr, const sk_server_opts *o
         return -ENOMEM;
     srv->loop = loop;
     srv->opts = *opts;
-    sk__stream_opts_normalise(&srv->opts.stream);
+    sk__conn_opts_normalise(&srv->opts.conn);
     srv->w.fd = -1;
     srv->w.on_event = accept_event;
     srv->reserve_fd = -1;
@@ -417,7 +422,8 @@ static void close_listener(sk_server *srv)
     srv->w.fd = -1;
     if (srv->unix_path[0]) {
         struct stat st;
-        if (stat(srv->unix_path, &st) == 0 && st.st_dev == srv->unix_dev && st.st_ino == srv->unix_ino)
+        if (stat(srv->unix_path, &st) == 0 && st.st_dev == srv->unix_dev &&
+            st.st_ino == srv->unix_ino)
             unlink(srv->unix_path);
         srv->unix_path[0] = '\0';
     }
@@ -450,7 +456,7 @@ static void on_drain_timer(sk_timer *t, void *ud)
     }
 }
 
-void sk_server_drain(sk_server *srv, uint32_t timeout_ms, sk_server_drained_cb done, void *ud)
+void sk_server_drain(sk_server *srv, int timeout_ms, sk_server_drained_cb done, void *ud)
 {
     if (srv->draining)
         return;
@@ -462,7 +468,8 @@ void sk_server_drain(sk_server *srv, uint32_t timeout_ms, sk_server_drained_cb d
     sk__timer_init(&srv->drain_timer, srv->loop, on_drain_timer, srv);
     srv->drain_timer.internal = false; /* keeps the loop alive while draining */
     srv->drain_stage = 1;
-    sk_timer_start(&srv->drain_timer, timeout_ms, 0);
+    if (timeout_ms >= 0)
+        sk_timer_start(&srv->drain_timer, (uint64_t)timeout_ms, 0);
     drain_check(srv);
 }
 

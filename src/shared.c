@@ -15,13 +15,9 @@
 #include "internal.h"
 #include "tls.h"
 
-
 /* The whole allocation is charged to the memory budget once, however many
  * queues hold a reference: that is the point of sharing. */
-static size_t shared_cost(size_t len)
-{
-    return sizeof(sk_shared) + len;
-}
+static size_t shared_cost(size_t len) { return sizeof(sk_shared) + len; }
 
 int sk_shared_new(size_t len, sk_shared **out)
 {
@@ -40,14 +36,8 @@ int sk_shared_new(size_t len, sk_shared **out)
     return 0;
 }
 
-uint8_t *sk_shared_data(sk_shared *s)
-{
-    return s->data;
-}
-size_t sk_shared_len(const sk_shared *s)
-{
-    return s->len;
-}
+uint8_t *sk_shared_data(sk_shared *s) { return s->data; }
+size_t sk_shared_len(const sk_shared *s) { return s->len; }
 
 sk_shared *sk_shared_ref(sk_shared *s)
 {

@@ -81,16 +81,15 @@ void sk_stats_get(sk_stats *out)
 
 int sk_stats_format(const sk_stats *s, char *buf, size_t len)
 {
-    int n = snprintf(buf, len,
-                     "conns=%" PRIu64 " accepted=%" PRIu64 " refused=%" PRIu64 " shed=%" PRIu64
-                     " bytes_in=%" PRIu64 " bytes_out=%" PRIu64 " msgs_in=%" PRIu64
-                     " msgs_out=%" PRIu64 " err_protocol=%" PRIu64 " err_idle=%" PRIu64
-                     " err_frame=%" PRIu64 " err_deadline=%" PRIu64 " err_reset=%" PRIu64
-                     " err_nobufs=%" PRIu64 " queued=%" PRIu64 " mem=%" PRIu64
-                     " dgram_dropped=%" PRIu64 " refused_acl=%" PRIu64,
-                     s->conns, s->accepted, s->refused, s->shed, s->bytes_in, s->bytes_out,
-                     s->msgs_in, s->msgs_out, s->err_protocol, s->err_idle, s->err_frame,
-                     s->err_deadline, s->err_reset, s->err_nobufs, s->queued, s->mem,
-                     s->dgram_dropped, s->refused_acl);
+    int n = snprintf(
+        buf, len,
+        "conns=%" PRIu64 " accepted=%" PRIu64 " refused=%" PRIu64 " shed=%" PRIu64
+        " bytes_in=%" PRIu64 " bytes_out=%" PRIu64 " msgs_in=%" PRIu64 " msgs_out=%" PRIu64
+        " err_protocol=%" PRIu64 " err_idle=%" PRIu64 " err_frame=%" PRIu64 " err_deadline=%" PRIu64
+        " err_reset=%" PRIu64 " err_nobufs=%" PRIu64 " queued=%" PRIu64 " mem=%" PRIu64
+        " dgram_dropped=%" PRIu64 " refused_acl=%" PRIu64,
+        s->conns, s->accepted, s->refused, s->shed, s->bytes_in, s->bytes_out, s->msgs_in,
+        s->msgs_out, s->err_protocol, s->err_idle, s->err_frame, s->err_deadline, s->err_reset,
+        s->err_nobufs, s->queued, s->mem, s->dgram_dropped, s->refused_acl);
     return n < 0 ? -EINVAL : n;
 }

@@ -3,16 +3,17 @@
  * stepped without blocking (WANT_READ/WANT_WRITE become epoll or poll
  * interest), reads and writes that keep recv()/send() semantics so the
  * stream code above cannot tell the difference. The blocking client's
- * descriptors (sk_tls_dial and the sk_sock_* calls) are in tls_sock.c, pins
- * and self-signed certificates in tls_cert.c. Only the tls*.c files include
- * OpenSSL's headers; conn*.c, client.c and shared.c reach them via tls.h. */
+ * sockets (sk_sock_dial and the sk_sock_* calls) are in sock.c, pins and
+ * self-signed certificates in tls_cert.c. Only tls*.c and sock.c include
+ * OpenSSL's headers (through tls_int.h); conn*.c, client.c and shared.c
+ * reach them via tls.h. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <stdarg.h>
 #include <poll.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -115,7 +116,8 @@ static sk_tls_ctx *ctx_alloc(bool server, char *err, size_t errlen)
          * extension) resume from tickets, which OpenSSL issues by default. */
         SSL_CTX_set_session_cache_mode(t->ssl, SSL_SESS_CACHE_SERVER);
     } else {
-        SSL_CTX_set_session_cache_mode(t->ssl, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
+        SSL_CTX_set_session_cache_mode(t->ssl,
+                                       SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
         SSL_CTX_sess_set_new_cb(t->ssl, new_session_cb);
         SSL_CTX_set_app_data(t->ssl, t);
     }
@@ -127,28 +129,33 @@ int sk_tls_server_new(const char *cert_file, const char *key_file, sk_tls_ctx **
 {
     char eb[160];
     if (cert_file == NULL || key_file == NULL) {
-        sk__set_err(err, errlen, "a TLS server needs a certificate and a key (--cert FILE --key FILE)");
+        sk__set_err(err, errlen,
+                    "a TLS server needs a certificate and a key (--cert FILE --key FILE)");
         return -EINVAL;
     }
     sk_tls_ctx *t = ctx_alloc(true, err, errlen);
     if (t == NULL)
         return -ENOMEM;
     if (access(cert_file, R_OK) != 0) {
-        sk__set_err(err, errlen, "cannot read certificate %s: %s", cert_file, strerror_r(errno, eb, sizeof eb));
+        sk__set_err(err, errlen, "cannot read certificate %s: %s", cert_file,
+                    strerror_r(errno, eb, sizeof eb));
         goto fail;
     }
     if (access(key_file, R_OK) != 0) {
-        sk__set_err(err, errlen, "cannot read key %s: %s", key_file, strerror_r(errno, eb, sizeof eb));
+        sk__set_err(err, errlen, "cannot read key %s: %s", key_file,
+                    strerror_r(errno, eb, sizeof eb));
         goto fail;
     }
     if (SSL_CTX_use_certificate_chain_file(t->ssl, cert_file) != 1) {
-        sk__set_err(err, errlen, "certificate %s: %s", cert_file, sk__tls_ossl_reason(eb, sizeof eb));
+        sk__set_err(err, errlen, "certificate %s: %s", cert_file,
+                    sk__tls_ossl_reason(eb, sizeof eb));
         goto fail;
     }
     if (SSL_CTX_use_PrivateKey_file(t->ssl, key_file, SSL_FILETYPE_PEM) != 1) {
         sk__tls_ossl_reason(eb, sizeof eb);
         if (strstr(eb, "mismatch") != NULL)
-            sk__set_err(err, errlen, "key %s does not belong to certificate %s", key_file, cert_file);
+            sk__set_err(err, errlen, "key %s does not belong to certificate %s", key_file,
+                        cert_file);
         else
             sk__set_err(err, errlen, "key %s: %s", key_file, eb);
         goto fail;
@@ -180,7 +187,8 @@ static int pin_verify_cb(int preverify_ok, X509_STORE_CTX *xs)
         return 1;
     X509 *leaf = X509_STORE_CTX_get_current_cert(xs);
     uint8_t d[SK_TLS_PIN_LEN];
-    if (leaf == NULL || sk__tls_cert_digest(leaf, d) < 0 || CRYPTO_memcmp(d, t->ctx->pin, sizeof d) != 0) {
+    if (leaf == NULL || sk__tls_cert_digest(leaf, d) < 0 ||
+        CRYPTO_memcmp(d, t->ctx->pin, sizeof d) != 0) {
         t->pin_mismatch = true;
         X509_STORE_CTX_set_error(xs, X509_V_ERR_APPLICATION_VERIFICATION);
         return 0;
@@ -210,10 +218,11 @@ int sk_tls_client_new(const sk_tls_client_opts *o, sk_tls_ctx **out, char *err, 
         if (ok != 1) {
             if (o != NULL && o->ca_file != NULL && access(o->ca_file, R_OK) != 0)
                 sk__set_err(err, errlen, "cannot read CA file %s: %s", o->ca_file,
-                        strerror_r(errno, eb, sizeof eb));
+                            strerror_r(errno, eb, sizeof eb));
             else
-                sk__set_err(err, errlen, "CA file %s: %s", o && o->ca_file ? o->ca_file : "(system)",
-                        sk__tls_ossl_reason(eb, sizeof eb));
+                sk__set_err(err, errlen, "CA file %s: %s",
+                            o && o->ca_file ? o->ca_file : "(system)",
+                            sk__tls_ossl_reason(eb, sizeof eb));
             sk_tls_ctx_free(t);
             return -EINVAL;
         }
@@ -307,11 +316,8 @@ static long sock_ctrl(BIO *b, int cmd, long num, void *ptr)
         if (ptr != NULL)
             *(int *)ptr = *fdp;
         return *fdp;
-    case BIO_CTRL_FLUSH:
-        return 1;
-    default:
-        (void)num;
-        return 0;
+    case BIO_CTRL_FLUSH: return 1;
+    default: (void)num; return 0;
     }
 }
 
@@ -392,7 +398,6 @@ unsigned sk_tls_handshakes(void)
     pthread_mutex_unlock(&hs_lock);
     return n;
 }
-
 
 /* The source of a server session: its peer's address, an IPv6 one cut to
  * its /64 (what one subscriber usually holds); every Unix peer is one
@@ -485,8 +490,9 @@ static int hs_admit(sk__tls *t)
         pthread_mutex_unlock(&hs_lock);
         sk__stat_add(SK__STAT_ERR_NOBUFS, 1);
         if (log)
-            sk_log(SK_LOG_WARN, "tls: refusing new handshakes: the memory budget cannot hold "
-                                "another (%u KiB each, %u unfinished)",
+            sk_log(SK_LOG_WARN,
+                   "tls: refusing new handshakes: the memory budget cannot hold "
+                   "another (%u KiB each, %u unfinished)",
                    SK_TLS_HANDSHAKE_MEM / 1024u, n);
         return -ENOBUFS;
     }
@@ -508,8 +514,10 @@ static int hs_admit(sk__tls *t)
     bool log = evicted > 0 && sk__log_due(&hs_last_evict_log, sk__now_ms(), 1000);
     pthread_mutex_unlock(&hs_lock);
     if (log)
-        sk_log(SK_LOG_WARN, "tls: %u unfinished handshakes (the maximum): dropping the oldest "
-                            "(of the newcomer's source, if it has any)", max);
+        sk_log(SK_LOG_WARN,
+               "tls: %u unfinished handshakes (the maximum): dropping the oldest "
+               "(of the newcomer's source, if it has any)",
+               max);
     return 0;
 }
 
@@ -560,7 +568,7 @@ int sk__tls_new(sk_tls_ctx *ctx, int fd, const char *host, sk__tls **out)
             /* A chain checked without a name lets any certificate the CA
              * signed, for any host, pass: fail closed. */
             sk_log(SK_LOG_WARN, "tls: a client context that verifies by CA needs the server's "
-                                "name (sk_stream_opts.tls_host, or sk_conn_connect)");
+                                "name (sk_conn_opts.tls_host, or sk_conn_connect)");
             SSL_free(t->ssl);
             free(t);
             return -EINVAL;
@@ -618,8 +626,7 @@ static ssize_t map_io_error(sk__tls *t, int rc, int e)
         t->want = SK_WRITABLE;
         errno = EAGAIN;
         return -1;
-    case SSL_ERROR_ZERO_RETURN:
-        return 0;
+    case SSL_ERROR_ZERO_RETURN: return 0;
     case SSL_ERROR_SYSCALL:
         ERR_clear_error();
         if (errno == 0 || rc == 0) /* EOF without close_notify: a TCP FIN */
@@ -711,7 +718,7 @@ int sk__tls_handshake(sk__tls *t, char *err, size_t errlen)
 {
     if (atomic_load(&t->hs_evicted)) {
         sk__set_err(err, errlen, "evicted: too many unfinished TLS handshakes (at most %u)",
-                atomic_load(&hs_max));
+                    atomic_load(&hs_max));
         return -ECONNABORTED;
     }
     ERR_clear_error();
@@ -736,7 +743,7 @@ int sk__tls_handshake(sk__tls *t, char *err, size_t errlen)
     if (!t->ctx->server && v != X509_V_OK) {
         ERR_clear_error();
         sk__set_err(err, errlen, "cannot verify the server's certificate: %s",
-                X509_verify_cert_error_string(v));
+                    X509_verify_cert_error_string(v));
         return -EPERM;
     }
     if (e == SSL_ERROR_SYSCALL || e == SSL_ERROR_ZERO_RETURN) {

@@ -4,9 +4,9 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <stdarg.h>
 #include <poll.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -92,14 +92,16 @@ static X509 *read_cert(const char *path, char *err, size_t errlen)
     FILE *f = fopen(path, "re");
     if (f == NULL) {
         char eb[128];
-        sk__set_err(err, errlen, "cannot open certificate %s: %s", path, strerror_r(errno, eb, sizeof eb));
+        sk__set_err(err, errlen, "cannot open certificate %s: %s", path,
+                    strerror_r(errno, eb, sizeof eb));
         return NULL;
     }
     X509 *x = PEM_read_X509(f, NULL, NULL, NULL);
     fclose(f);
     if (x == NULL) {
         char eb[128];
-        sk__set_err(err, errlen, "%s is not a PEM certificate (%s)", path, sk__tls_ossl_reason(eb, sizeof eb));
+        sk__set_err(err, errlen, "%s is not a PEM certificate (%s)", path,
+                    sk__tls_ossl_reason(eb, sizeof eb));
     }
     return x;
 }
@@ -155,9 +157,11 @@ static FILE *create_file(const char *path, mode_t mode, char *err, size_t errlen
     if (fd < 0) {
         char eb[128];
         if (errno == EEXIST)
-            sk__set_err(err, errlen, "%s already exists (remove it first, or pick another NAME)", path);
+            sk__set_err(err, errlen, "%s already exists (remove it first, or pick another NAME)",
+                        path);
         else
-            sk__set_err(err, errlen, "cannot create %s: %s", path, strerror_r(errno, eb, sizeof eb));
+            sk__set_err(err, errlen, "cannot create %s: %s", path,
+                        strerror_r(errno, eb, sizeof eb));
         return NULL;
     }
     (void)fchmod(fd, mode); /* the umask may have taken bits we want */
@@ -216,7 +220,8 @@ int sk_tls_make_cert(const char *name, unsigned days, uint8_t pin_out[SK_TLS_PIN
         X509_time_adj_ex(X509_getm_notAfter(x), (int)days, 0, NULL) == NULL)
         goto ossl_fail;
     X509_NAME *xn = X509_get_subject_name(x);
-    if (X509_NAME_add_entry_by_txt(xn, "CN", MBSTRING_UTF8, (const unsigned char *)base, -1, -1, 0) != 1 ||
+    if (X509_NAME_add_entry_by_txt(xn, "CN", MBSTRING_UTF8, (const unsigned char *)base, -1, -1,
+                                   0) != 1 ||
         X509_set_issuer_name(x, xn) != 1 || X509_set_pubkey(x, key) != 1)
         goto ossl_fail;
     snprintf(san, sizeof san, "DNS:localhost,IP:127.0.0.1,IP:::1%s%s",

@@ -1,4 +1,4 @@
-/* tls_int.h — private to tls.c, tls_sock.c and tls_cert.c: the OpenSSL
+/* tls_int.h — private to tls.c, sock.c and tls_cert.c: the OpenSSL
  * structures behind sk_tls_ctx and sk__tls, and the helpers they share.
  * Only these files include OpenSSL's headers. */
 #ifndef SOCKIT_TLS_INT_H
@@ -37,20 +37,20 @@ struct sk_tls_ctx {
 struct sk__tls {
     SSL *ssl;
     sk_tls_ctx *ctx;
-    int want;           /* SK_READABLE or SK_WRITABLE, after a call that waits */
-    bool pin_mismatch;  /* the handshake failed on --pin */
+    int want;          /* SK_READABLE or SK_WRITABLE, after a call that waits */
+    bool pin_mismatch; /* the handshake failed on --pin */
     bool sent_shutdown;
     char host[SK_ADDR_HOST_MAX];
     /* A server session while its handshake is unfinished: listed (and its
      * memory charged) in the handshake table below, which another thread's
      * admission may evict it from. */
     int fd;
-    bool hs_listed;            /* guarded by hs_lock, as are the links */
-    atomic_bool hs_evicted;    /* set by whichever thread evicted it */
-    sk__tls *hs_prev, *hs_next; /* all unfinished handshakes, oldest first */
+    bool hs_listed;               /* guarded by hs_lock, as are the links */
+    atomic_bool hs_evicted;       /* set by whichever thread evicted it */
+    sk__tls *hs_prev, *hs_next;   /* all unfinished handshakes, oldest first */
     sk__tls *src_prev, *src_next; /* those of the same source bucket, oldest first */
     unsigned src_bucket;
-    uint8_t src[16];           /* the peer's address (IPv6: its /64), the source */
+    uint8_t src[16]; /* the peer's address (IPv6: its /64), the source */
 };
 
 /* The most useful line of OpenSSL's error queue (its last entry), which is

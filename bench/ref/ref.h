@@ -27,7 +27,7 @@
 #include <unistd.h>
 
 /* Frames are a 4-byte big-endian length and that many bytes, as sockit's
- * frame framing (SPEC §4). The same bound as sockit's default. */
+ * frame framing. The same bound as sockit's default. */
 #define REF_MAX_FRAME (16u * 1024u * 1024u)
 /* Every reference server reads up to this much per read() call. */
 #define REF_READ_CHUNK (64u * 1024u)

@@ -18,7 +18,7 @@
 #include <time.h>
 
 #define ROUND_TRIPS 20000
-#define BATCHES 15
+#define BATCHES     15
 
 static _Alignas(64) _Atomic uint64_t line;
 static int core_b;

@@ -1,4 +1,4 @@
-/* chat_fanout.c — the chat fan-out benchmark client (issue 5): N receiving
+/* chat_fanout.c — the chat fan-out benchmark client: N receiving
  * members and T talkers on one room, driven the same way against
  * `sockit serve chat` and against a Redis pub/sub channel, so the two
  * compare on equal terms (redis-benchmark cannot drive pub/sub fan-out).
@@ -330,33 +330,18 @@ int main(int argc, char **argv)
     int ch;
     while ((ch = getopt_long(argc, argv, "n:t:d:", lo, NULL)) != -1) {
         switch (ch) {
-        case 'T':
-            cfg.target = optarg;
-            break;
+        case 'T': cfg.target = optarg; break;
         case 'a':
             parse_addr(optarg);
             have_addr = true;
             break;
-        case 'n':
-            cfg.n = (unsigned)atoi(optarg);
-            break;
-        case 't':
-            cfg.t = (unsigned)atoi(optarg);
-            break;
-        case 'd':
-            cfg.seconds = atof(optarg);
-            break;
-        case 'r':
-            cfg.rate = atof(optarg);
-            break;
-        case 'w':
-            cfg.window = (unsigned)atoi(optarg);
-            break;
-        case 's':
-            cfg.size = (unsigned)atoi(optarg);
-            break;
-        default:
-            usage();
+        case 'n': cfg.n = (unsigned)atoi(optarg); break;
+        case 't': cfg.t = (unsigned)atoi(optarg); break;
+        case 'd': cfg.seconds = atof(optarg); break;
+        case 'r': cfg.rate = atof(optarg); break;
+        case 'w': cfg.window = (unsigned)atoi(optarg); break;
+        case 's': cfg.size = (unsigned)atoi(optarg); break;
+        default: usage();
         }
     }
     cfg.redis = strcmp(cfg.target, "redis") == 0;

@@ -1,5 +1,5 @@
 /* frame_client.c — a second, minimal load generator, to check that
- * `sockit bench` is not what limits a measurement (SPEC §10: "checked with
+ * `sockit bench` is not what limits a measurement ("checked with
  * an independent generator"). Same traffic as `sockit bench --mode frame`:
  * C connections, D frames of S payload bytes in flight on each, every reply
  * byte compared; but nothing else — no latency histogram, no library: one
@@ -60,8 +60,10 @@ int main(int argc, char **argv)
     size_t size = 64;
     double dur = 5, warm = 1;
     static const struct option lo[] = {
-        {"pipeline", required_argument, NULL, 'p'}, {"size", required_argument, NULL, 's'},
-        {"warmup", required_argument, NULL, 'w'},   {NULL, 0, NULL, 0},
+        {"pipeline", required_argument, NULL, 'p'},
+        {"size", required_argument, NULL, 's'},
+        {"warmup", required_argument, NULL, 'w'},
+        {NULL, 0, NULL, 0},
     };
     int ch;
     while ((ch = getopt_long(argc, argv, "c:d:", lo, NULL)) != -1) {

@@ -103,7 +103,7 @@ int main(int argc, char **argv)
     if (strcmp(argv[1], "recv") == 0) {
         sk_server_opts o;
         sk_server_opts_init(&o);
-        o.stream.framing = SK_FRAMING_RAW;
+        o.conn.framing = SK_FRAMING_RAW;
         o.cbs.on_message = sink_message;
         char err[300];
         int rc = sk_serve(argv[2], &o, 1000, ready, NULL, err, sizeof err);
@@ -129,8 +129,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "sk_bulk: bad address or out of memory\n");
         return 1;
     }
-    sk_stream_opts so;
-    sk_stream_opts_init(&so);
+    sk_conn_opts so;
+    sk_conn_opts_init(&so);
     so.framing = SK_FRAMING_RAW;
     so.out_high_water = HIGH_WATER;
     so.out_low_water = HIGH_WATER / 2;

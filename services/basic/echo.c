@@ -1,4 +1,4 @@
-/* echo.c — the echo service (SPEC §5.2): every message back as it came, over
+/* echo.c — the echo service: every message back as it came, over
  * streams in any framing and over datagrams. */
 #include "../services.h"
 
@@ -20,8 +20,8 @@ static void echo_stream(sk_conn_callbacks *cbs)
 /* A reply is exactly the size of the request: no amplification. Datagrams
  * from ourselves, from ports below 1024 or over --udp-rate never get here:
  * serve guards every datagram listener (sk_dgram_guard). */
-static void echo_datagram(sk_dgram *d, const uint8_t *data, size_t len,
-                          const struct sockaddr *peer, socklen_t peerlen, void *ud)
+static void echo_datagram(sk_dgram *d, const uint8_t *data, size_t len, const struct sockaddr *peer,
+                          socklen_t peerlen, void *ud)
 {
     (void)ud;
     (void)sk_dgram_send(d, data, len, peer, peerlen);

@@ -1,4 +1,4 @@
-/* greet.c — the greeting service (SPEC §5.2, the seed's "Thank you for
+/* greet.c — the greeting service ("Thank you for
  * connecting"): sends --message and closes. */
 #include <string.h>
 

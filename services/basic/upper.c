@@ -1,4 +1,4 @@
-/* upper.c — the upper-case echo (SPEC §5.2): ASCII letters upper-cased, every
+/* upper.c — the upper-case echo: ASCII letters upper-cased, every
  * other byte unchanged, so UTF-8 text stays valid. */
 #include <string.h>
 

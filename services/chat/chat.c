@@ -1,4 +1,4 @@
-/* chat.c — the chat room (SPEC §5.3): a line-based room that works from nc,
+/* chat.c — the chat room: a line-based room that works from nc,
  * telnet and `sockit chat`. One loop owns a room, so the order in which that
  * loop handles lines is the one order every member sees. A broadcast line is
  * stored once (sk_shared) and queued by reference on every member; a member
@@ -12,8 +12,8 @@
  * the low mark for STALL_MS while senders wait for it (it does not read, or
  * far too slowly to let anyone speak) is stalled: it no longer holds the
  * room back, so its queue grows with the room's lines until it passes
- * --max-queue and it is dropped; it stops being stalled if it drains. A member over --max-rate is paused too,
- * until its allowance has room for a line again.
+ * --max-queue and it is dropped; it stops being stalled if it drains. A member over --max-rate is
+ * paused too, until its allowance has room for a line again.
  *
  * Not here: how members' lines are split (chat_input.c) and the nick table
  * (chat_nicks.c). The exact line protocol is in docs/PROTOCOL.md. */
@@ -48,15 +48,9 @@
 /* The room's water marks, from --max-queue: one read (64 KiB) of a flood
  * can land on top of the high mark before its sender's pause takes hold,
  * which stays well under --max-queue for its default. */
-static size_t high_mark(const chat_room *r)
-{
-    return r->ctx->max_queue / 4;
-}
+static size_t high_mark(const chat_room *r) { return r->ctx->max_queue / 4; }
 
-static size_t low_mark(const chat_room *r)
-{
-    return r->ctx->max_queue / 16;
-}
+static size_t low_mark(const chat_room *r) { return r->ctx->max_queue / 16; }
 
 static const char help_line[] =
     "*** commands: /nick NAME (change your nick: 1-32 of A-Z a-z 0-9 _ -), /who (list members), "
@@ -208,8 +202,10 @@ static void hold_tick(sk_timer *t, void *ud)
             m->over_since = now;
         } else if (!m->stalled && now - m->over_since >= STALL_MS) {
             m->stalled = true;
-            sk_log(SK_LOG_DEBUG, "%s: %s (%s) stalled: %zu bytes queued for %d ms; no longer "
-                   "waited for", r->ctx->name, m->nick, sk_conn_peer(m->conn), q, STALL_MS);
+            sk_log(SK_LOG_DEBUG,
+                   "%s: %s (%s) stalled: %zu bytes queued for %d ms; no longer "
+                   "waited for",
+                   r->ctx->name, m->nick, sk_conn_peer(m->conn), q, STALL_MS);
         }
         if (!m->stalled && q > worst)
             worst = q;
@@ -258,8 +254,8 @@ static void announce(chat_room *r, const member *except, const char *fmt, ...)
 
 /* Relays a member's text, its controls replaced (chat_text.c); true if it
  * left some queue above the high mark. */
-static bool chat_apply_message(chat_room *r, const member *from, const char *nick,
-                               size_t nick_len, const uint8_t *text, size_t len, bool action)
+static bool chat_apply_message(chat_room *r, const member *from, const char *nick, size_t nick_len,
+                               const uint8_t *text, size_t len, bool action)
 {
     if (!chat_text_clean(text, len)) {
         /* Lines are at most --max-line long, so one buffer, grown to the
@@ -306,8 +302,7 @@ static void chat_apply_rename(chat_room *r, const member *who, const char *old, 
 /* A sender whose line backed up the room stops being read until it drains. */
 static void event_message(member *m, const uint8_t *text, size_t len, bool action)
 {
-    if (chat_apply_message(m->room, m, m->nick, strlen(m->nick), text, len, action) &&
-        !m->held) {
+    if (chat_apply_message(m->room, m, m->nick, strlen(m->nick), text, len, action) && !m->held) {
         m->held = true;
         update_pause(m);
     }

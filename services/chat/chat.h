@@ -10,7 +10,7 @@
 
 #include "../services.h"
 
-/* SPEC §5.3: 1-32 of [A-Za-z0-9_-]. */
+/* A nick: 1-32 of [A-Za-z0-9_-]. */
 #define CHAT_NICK_MAX 32
 /* Chat's own default --max-line: a chat line is a sentence, not a file, and
  * every byte of it is stored for every member that has not read it yet. */
@@ -42,8 +42,8 @@ typedef struct member {
     uint8_t *partial;
     size_t partial_len, partial_cap;
     uint8_t *handed; /* a copied line handed out by chat_input_next */
-    bool skipping; /* discarding the rest of an over-long line */
-    bool timed;    /* a deadline for the started line is set */
+    bool skipping;   /* discarding the rest of an over-long line */
+    bool timed;      /* a deadline for the started line is set */
     /* --max-rate token bucket, in thousandths of a line */
     uint64_t tokens, refilled_at, rate_told_at;
     /* Backpressure (chat.c): reading is paused while this member's lines

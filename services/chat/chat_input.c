@@ -11,7 +11,7 @@
 
 #include "chat.h"
 
-/* A started line must end within --frame-timeout (SPEC §5.1: a peer that
+/* A started line must end within --frame-timeout (a peer that
  * sends a byte now and then cannot hold its buffer forever). */
 static void track_deadline(member *m)
 {
@@ -19,7 +19,8 @@ static void track_deadline(member *m)
     if (pending == m->timed || m->quitting || !m->in_room)
         return;
     m->timed = pending;
-    sk_conn_set_deadline(m->conn, pending ? m->room->ctx->line_timeout_ms : 0,
+    uint32_t ms = m->room->ctx->line_timeout_ms;
+    sk_conn_set_deadline(m->conn, pending && ms ? (int)ms : SK_FOREVER,
                          "line not finished in time");
 }
 

@@ -11,10 +11,7 @@
 
 #define INITIAL_CAP 64u
 
-static unsigned char lower(unsigned char ch)
-{
-    return ch >= 'A' && ch <= 'Z' ? ch + 32 : ch;
-}
+static unsigned char lower(unsigned char ch) { return ch >= 'A' && ch <= 'Z' ? ch + 32 : ch; }
 
 static size_t hash(const char *name, size_t len)
 {

@@ -1,4 +1,4 @@
-/* exec.c — the exec service (SPEC §5.4), the seed's remote command runner
+/* exec.c — the exec service, a remote command runner
  * made safe: a hello, mutual HMAC-SHA256 authentication with a shared token,
  * then commands run directly (a shell only with --allow-shell) in their own
  * session, contained (a cgroup each, or the child subreaper's sweep: what a
@@ -26,10 +26,10 @@
 
 #include <openssl/crypto.h>
 
-#include "exec.h"
 #include "../proto/handshake.h"
 #include "../proto/proto.h"
 #include "../services.h"
+#include "exec.h"
 
 #define SERVICE "exec"
 /* Largest STDOUT/STDERR payload: one read of a pipe (a pipe holds 64 KiB). */
@@ -53,21 +53,21 @@ struct exec_svc {
     exec_opts o;
     uint8_t token[SK_TOKEN_MAX];
     size_t token_len;
-    char **allow;   /* --allow-cmd, NULL-terminated, or NULL: any program */
-    char **envp;    /* the commands' environment, NULL-terminated */
-    proto_preauth pre; /* connections before AUTH_OK (proto/preauth.c) */
-    unsigned procs;  /* commands not yet reaped */
-    proto_penalties pen; /* failed authentications per address (proto/preauth.c) */
-    proto_hs_service hs; /* what the handshake needs (handshake.c) */
+    char **allow;         /* --allow-cmd, NULL-terminated, or NULL: any program */
+    char **envp;          /* the commands' environment, NULL-terminated */
+    proto_preauth pre;    /* connections before AUTH_OK (proto/preauth.c) */
+    unsigned procs;       /* commands not yet reaped */
+    proto_penalties pen;  /* failed authentications per address (proto/preauth.c) */
+    proto_hs_service hs;  /* what the handshake needs (handshake.c) */
     uint8_t chunk[CHUNK]; /* scratch for pipe reads: one loop, one at a time */
     struct sess *sessions;
 };
 
 enum state {
-    S_HELLO,   /* in the handshake (hello, proof, or a failed proof's delay) */
-    S_READY,   /* authenticated; waiting for a REQUEST */
-    S_RUN,     /* a command runs (or its output is still being read) */
-    S_GONE     /* the client left; waiting for the command to be reaped */
+    S_HELLO, /* in the handshake (hello, proof, or a failed proof's delay) */
+    S_READY, /* authenticated; waiting for a REQUEST */
+    S_RUN,   /* a command runs (or its output is still being read) */
+    S_GONE   /* the client left; waiting for the command to be reaped */
 };
 
 enum timer_kind { T_NONE, T_DELAY, T_DEADLINE, T_KILL, T_DRAIN, T_IDLE };
@@ -75,29 +75,29 @@ enum timer_kind { T_NONE, T_DELAY, T_DEADLINE, T_KILL, T_DRAIN, T_IDLE };
 typedef struct sess {
     exec_svc *svc;
     const svc_ctx *ctx;
-    sk_conn *conn;          /* NULL once the client has gone */
+    sk_conn *conn; /* NULL once the client has gone */
     enum state state;
-    proto_hs hs;            /* the handshake, its pre-authentication slot */
+    proto_hs hs; /* the handshake, its pre-authentication slot */
     sk_timer *timer;
     enum timer_kind tkind;
     /* the command */
-    sk_proc *proc;          /* NULL once reaped (or never) */
-    pid_t pgid;             /* its process group (the leader's pid) */
+    sk_proc *proc; /* NULL once reaped (or never) */
+    pid_t pgid;    /* its process group (the leader's pid) */
     bool exited;
     int status;
     int fd_in, fd_out, fd_err;
     sk_io *io_in, *io_out, *io_err;
-    bool pipes_paused;      /* client output over OUT_HIGH */
-    uint8_t *pend;          /* stdin bytes the pipe did not take yet */
+    bool pipes_paused; /* client output over OUT_HIGH */
+    uint8_t *pend;     /* stdin bytes the pipe did not take yet */
     size_t pend_len, pend_off;
-    bool stdin_eof;         /* close the child's stdin once pend is written */
-    bool close_after;       /* the client half-closed: close after this command */
+    bool stdin_eof;   /* close the child's stdin once pend is written */
+    bool close_after; /* the client half-closed: close after this command */
     uint64_t out_total;
     uint64_t started;
-    uint32_t limit_ms;      /* its time limit; 0: none */
-    int end_code;           /* an ERROR to send instead of EXIT, or 0 */
+    uint32_t limit_ms; /* its time limit; 0: none */
+    int end_code;      /* an ERROR to send instead of EXIT, or 0 */
     char end_text[PROTO_ERROR_TEXT_MAX];
-    char what[120];         /* the command, for the log */
+    char what[120]; /* the command, for the log */
     struct sess *prev, *next;
 } sess;
 
@@ -107,7 +107,8 @@ static void maybe_finish(sess *s);
 
 static const char *peer(const sess *s) { return s->conn ? sk_conn_peer(s->conn) : "(gone)"; }
 
-static void send_error(sess *s, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void send_error(sess *s, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 static void send_error(sess *s, int code, const char *fmt, ...)
 {
@@ -438,9 +439,12 @@ static void maybe_finish(sess *s)
  * --allow-cmd checks argv[0] only, so allowing one of these allows
  * anything (GTFOBins lists many more). A name ending in '*' is a prefix. */
 static const char *const runners[][2] = {
-    {"sh", "a shell runs any program"},     {"bash", "a shell runs any program"},
-    {"dash", "a shell runs any program"},   {"zsh", "a shell runs any program"},
-    {"ksh", "a shell runs any program"},    {"busybox", "its sh applet runs any program"},
+    {"sh", "a shell runs any program"},
+    {"bash", "a shell runs any program"},
+    {"dash", "a shell runs any program"},
+    {"zsh", "a shell runs any program"},
+    {"ksh", "a shell runs any program"},
+    {"busybox", "its sh applet runs any program"},
     {"env", "it runs the program named in its arguments"},
     {"xargs", "it runs the program named in its arguments"},
     {"nice", "it runs the program named in its arguments"},
@@ -450,12 +454,17 @@ static const char *const runners[][2] = {
     {"sudo", "it runs the program named in its arguments"},
     {"find", "-exec runs any program"},
     {"tar", "--checkpoint-action=exec= and --to-command run any program"},
-    {"awk", "system() runs any program"},   {"gawk", "system() runs any program"},
+    {"awk", "system() runs any program"},
+    {"gawk", "system() runs any program"},
     {"sed", "GNU sed's e command runs any program"},
-    {"make", "a makefile runs any program"}, {"git", "hooks and -c options run any program"},
-    {"python*", "an interpreter runs any program"}, {"perl*", "an interpreter runs any program"},
-    {"ruby*", "an interpreter runs any program"},   {"node*", "an interpreter runs any program"},
-    {"php*", "an interpreter runs any program"},    {"lua*", "an interpreter runs any program"},
+    {"make", "a makefile runs any program"},
+    {"git", "hooks and -c options run any program"},
+    {"python*", "an interpreter runs any program"},
+    {"perl*", "an interpreter runs any program"},
+    {"ruby*", "an interpreter runs any program"},
+    {"node*", "an interpreter runs any program"},
+    {"php*", "an interpreter runs any program"},
+    {"lua*", "an interpreter runs any program"},
 };
 
 /* Why allowing prog allows any program, or NULL. Looks at the base name:
@@ -480,9 +489,10 @@ static void warn_runners(const char *name, char *const *allow)
     for (size_t i = 0; allow && allow[i]; i++) {
         const char *why = runner_reason(allow[i]);
         if (why != NULL)
-            sk_log(SK_LOG_WARN, "%s: warning: --allow-cmd %s allows any program: %s "
-                   "(--allow-cmd checks the program only, not its arguments)", name, allow[i],
-                   why);
+            sk_log(SK_LOG_WARN,
+                   "%s: warning: --allow-cmd %s allows any program: %s "
+                   "(--allow-cmd checks the program only, not its arguments)",
+                   name, allow[i], why);
     }
 }
 
@@ -519,8 +529,9 @@ static void run_request(sess *s, const uint8_t *body, size_t len)
     describe(s->what, sizeof s->what, req.argv, shell);
     const svc_ctx *ctx = s->ctx;
     if (shell && !svc->o.allow_shell) {
-        send_error(s, PE_DENIED, "shell commands are not allowed on this server "
-                                 "(it would need --allow-shell)");
+        send_error(s, PE_DENIED,
+                   "shell commands are not allowed on this server "
+                   "(it would need --allow-shell)");
         sk_log(SK_LOG_WARN, "%s %s refused (no --allow-shell): %s", ctx->name, peer(s), s->what);
         goto out;
     }
@@ -528,8 +539,7 @@ static void run_request(sess *s, const uint8_t *body, size_t len)
         char prog[80];
         describe(prog, sizeof prog, (char *const[]){req.argv[0], NULL}, false);
         send_error(s, PE_DENIED, "%s is not allowed on this server (--allow-cmd)", prog);
-        sk_log(SK_LOG_WARN, "%s %s refused (not in --allow-cmd): %s", ctx->name, peer(s),
-               s->what);
+        sk_log(SK_LOG_WARN, "%s %s refused (not in --allow-cmd): %s", ctx->name, peer(s), s->what);
         goto out;
     }
     /* Processes left behind by commands that still run (a background job
@@ -539,8 +549,10 @@ static void run_request(sess *s, const uint8_t *body, size_t len)
     if (svc->procs + left >= svc->o.max_procs) {
         send_error(s, PE_BUSY, "too many commands running (--max-procs %u); try again later",
                    svc->o.max_procs);
-        sk_log(SK_LOG_WARN, "%s %s refused (max-procs %u reached: %u commands, %u processes "
-               "they left): %s", ctx->name, peer(s), svc->o.max_procs, svc->procs, left, s->what);
+        sk_log(SK_LOG_WARN,
+               "%s %s refused (max-procs %u reached: %u commands, %u processes "
+               "they left): %s",
+               ctx->name, peer(s), svc->o.max_procs, svc->procs, left, s->what);
         goto out;
     }
     sk_proc_opts po = {
@@ -629,13 +641,12 @@ static void on_timer(sk_timer *t, void *ud)
     case T_IDLE:
         if (s->conn && s->state == S_READY) {
             if (!s->ctx->quiet)
-                sk_log(SK_LOG_INFO, "%s %s idle for %.0f s between commands: closing",
-                       s->ctx->name, peer(s), s->svc->o.idle_ms / 1000.0);
+                sk_log(SK_LOG_INFO, "%s %s idle for %.0f s between commands: closing", s->ctx->name,
+                       peer(s), s->svc->o.idle_ms / 1000.0);
             sk_conn_fail(s->conn, -ETIMEDOUT, "idle timeout");
         }
         break;
-    case T_NONE:
-        break;
+    case T_NONE: break;
     }
 }
 
@@ -646,15 +657,12 @@ static void on_handshake(sess *s, const uint8_t *data, size_t len)
 {
     uint32_t delay = 0;
     switch (proto_hs_message(&s->hs, data, len, &delay)) {
-    case PROTO_HS_DELAY:
-        start_timer(s, T_DELAY, delay);
-        return;
+    case PROTO_HS_DELAY: start_timer(s, T_DELAY, delay); return;
     case PROTO_HS_DONE:
         s->state = S_READY; /* frames back to the listener's max (EXEC_MAX_FRAME) */
         arm_idle(s);
         return;
-    default:
-        return;
+    default: return;
     }
 }
 
@@ -695,11 +703,8 @@ static void exec_message(sk_conn *c, const uint8_t *data, size_t len)
         return;
     }
     switch (s->state) {
-    case S_HELLO:
-        on_handshake(s, data, len);
-        return;
-    case S_GONE:
-        return;
+    case S_HELLO: on_handshake(s, data, len); return;
+    case S_GONE: return;
     case S_READY:
         if (data[0] == PT_EXEC_REQUEST)
             run_request(s, data + 1, len - 1);
@@ -797,7 +802,7 @@ static void exec_stream(sk_conn_callbacks *cbs)
 
 /* Requests and stdin frames up to EXEC_MAX_FRAME (or less with --max-frame);
  * our own high-water mark, so that on_drain means "read the pipes again". */
-static void exec_stream_opts(sk_stream_opts *o)
+static void exec_conn_opts(sk_conn_opts *o)
 {
     if (o->max_frame == 0 || o->max_frame > EXEC_MAX_FRAME)
         o->max_frame = EXEC_MAX_FRAME;
@@ -859,7 +864,7 @@ const svc_def svc_exec = {
     .one_loop = true,
     .start = exec_start,
     .stop = exec_stop,
-    .stream_opts = exec_stream_opts,
+    .conn_opts = exec_conn_opts,
     .opts = exec_options,
     .opts_title = "exec options (frames of the exec protocol; --framing does not apply):\n",
     .opts_store = &exec_cli_opts,
@@ -867,7 +872,6 @@ const svc_def svc_exec = {
 };
 
 /* ------------------------------------------------------------ set-up */
-
 
 static void free_list(char **list)
 {
@@ -1003,8 +1007,10 @@ int exec_check_opts(const exec_opts *o, char *err, size_t errlen)
 int exec_svc_new(const exec_opts *o, exec_svc **out, char *err, size_t errlen)
 {
     if (o->token_file == NULL) {
-        snprintf(err, errlen, "exec needs --token-file FILE (a secret of at least %d bytes, "
-                 "mode 600; make one with: sockit token FILE)", SK_TOKEN_MIN);
+        snprintf(err, errlen,
+                 "exec needs --token-file FILE (a secret of at least %d bytes, "
+                 "mode 600; make one with: sockit token FILE)",
+                 SK_TOKEN_MIN);
         return -1;
     }
     if (o->allow_shell && o->allow_cmd) {
@@ -1012,7 +1018,8 @@ int exec_svc_new(const exec_opts *o, exec_svc **out, char *err, size_t errlen)
         return -1;
     }
     if (o->max_procs == 0 || o->max_unauth == 0 || o->max_unauth_per_source == 0) {
-        snprintf(err, errlen, "--max-procs, --max-unauth and --max-unauth-per-source must be "
+        snprintf(err, errlen,
+                 "--max-procs, --max-unauth and --max-unauth-per-source must be "
                  "at least 1");
         return -1;
     }
@@ -1040,11 +1047,15 @@ int exec_svc_new(const exec_opts *o, exec_svc **out, char *err, size_t errlen)
         snprintf(err, errlen, "exec: %s", why);
         goto fail;
     }
-    svc->hs = (proto_hs_service){
-        .service = SERVICE, .token = svc->token, .token_len = svc->token_len,
-        .pen = &svc->pen, .pre = &svc->pre, .handshake_ms = o->handshake_ms,
-        .per_source = o->max_unauth_per_source, .not_auth_code = PE_PROTOCOL,
-        .not_auth_text = "expected an authentication message"};
+    svc->hs = (proto_hs_service){.service = SERVICE,
+                                 .token = svc->token,
+                                 .token_len = svc->token_len,
+                                 .pen = &svc->pen,
+                                 .pre = &svc->pre,
+                                 .handshake_ms = o->handshake_ms,
+                                 .per_source = o->max_unauth_per_source,
+                                 .not_auth_code = PE_PROTOCOL,
+                                 .not_auth_text = "expected an authentication message"};
     if (o->allow_cmd && split_list(o->allow_cmd, "--allow-cmd", &svc->allow, err, errlen) < 0)
         goto fail;
     if (build_env(o, &svc->envp, err, errlen) < 0)

@@ -4,13 +4,13 @@
 #ifndef SOCKIT_EXEC_H
 #define SOCKIT_EXEC_H
 
+#include "../proto/proto.h"
+#include "../services.h"
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
-#include "../proto/proto.h"
-#include "../services.h"
 
-#define EXEC_DEFAULT_MAX_PROCS 64u
+#define EXEC_DEFAULT_MAX_PROCS  64u
 #define EXEC_DEFAULT_MAX_UNAUTH 64u
 /* A session idle between commands is closed after this (--idle-timeout):
  * long enough for a person typing the next command, short enough that
@@ -26,19 +26,19 @@
 #define EXEC_SAFE_PATH "/usr/local/bin:/usr/bin:/bin"
 
 typedef struct exec_opts {
-    const char *token_file;  /* required */
-    bool allow_shell;        /* requests may carry a /bin/sh -c string */
-    const char *allow_cmd;   /* --allow-cmd "CMD,CMD,...": the only argv[0]s allowed
-                                (the program only, not its arguments); NULL: any */
-    uint32_t timeout_ms;     /* per command; 0: none */
-    uint64_t max_output;     /* stdout + stderr bytes per command; 0: no limit */
-    unsigned max_procs;      /* commands running at once */
-    const char *cwd;         /* working directory of commands; NULL: the server's */
-    const char *pass_env;    /* "NAME,NAME,...": variables passed on */
-    unsigned max_unauth;     /* connections not yet authenticated, at once */
+    const char *token_file;         /* required */
+    bool allow_shell;               /* requests may carry a /bin/sh -c string */
+    const char *allow_cmd;          /* --allow-cmd "CMD,CMD,...": the only argv[0]s allowed
+                                       (the program only, not its arguments); NULL: any */
+    uint32_t timeout_ms;            /* per command; 0: none */
+    uint64_t max_output;            /* stdout + stderr bytes per command; 0: no limit */
+    unsigned max_procs;             /* commands running at once */
+    const char *cwd;                /* working directory of commands; NULL: the server's */
+    const char *pass_env;           /* "NAME,NAME,...": variables passed on */
+    unsigned max_unauth;            /* connections not yet authenticated, at once */
     unsigned max_unauth_per_source; /* of those, from one source address */
-    uint32_t handshake_ms;   /* hello + authentication deadline */
-    uint32_t idle_ms;        /* close a session idle that long between commands; 0: never */
+    uint32_t handshake_ms;          /* hello + authentication deadline */
+    uint32_t idle_ms;               /* close a session idle that long between commands; 0: never */
 } exec_opts;
 
 typedef struct exec_svc exec_svc;
@@ -77,11 +77,11 @@ int exec_demo_token(const char *path, char *err, size_t errlen);
 /* A parsed REQUEST (payload without its type byte). argv points into
  * storage, which the caller frees. */
 typedef struct exec_request {
-    unsigned flags;       /* PROTO_EXEC_* */
-    uint32_t timeout_ms;  /* the client's limit; 0: none */
+    unsigned flags;      /* PROTO_EXEC_* */
+    uint32_t timeout_ms; /* the client's limit; 0: none */
     size_t argc;
-    char **argv;          /* argc strings, NULL-terminated */
-    void *storage;        /* one allocation holding argv and the strings */
+    char **argv;   /* argc strings, NULL-terminated */
+    void *storage; /* one allocation holding argv and the strings */
 } exec_request;
 
 /* Parses a REQUEST body. Returns 0, or -1 with why (a sentence) for a
@@ -95,8 +95,8 @@ typedef struct exec_reply {
     enum { EXEC_REPLY_STDOUT, EXEC_REPLY_STDERR, EXEC_REPLY_EXIT, EXEC_REPLY_ERROR } kind;
     const uint8_t *data; /* output: points into the message */
     size_t len;
-    int status;          /* exit: 0-255, or 128 + signal number */
-    int code;            /* error: a PE_ code (0 if none was sent) */
+    int status; /* exit: 0-255, or 128 + signal number */
+    int code;   /* error: a PE_ code (0 if none was sent) */
     /* error: the server's text, cut to PROTO_ERROR_TEXT_MAX and made one
      * printable line (anything else becomes '?'); empty if none */
     char text[PROTO_ERROR_TEXT_MAX + 1];

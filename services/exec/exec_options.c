@@ -17,10 +17,7 @@ void exec_opts_init(exec_opts *o)
     o->idle_ms = EXEC_DEFAULT_IDLE_MS;
 }
 
-void exec_opts_init_store(void *store)
-{
-    exec_opts_init(store);
-}
+void exec_opts_init_store(void *store) { exec_opts_init(store); }
 
 /* --token-file, --max-unauth, --max-unauth-per-source and
  * --handshake-timeout are files' too (its table names them again). */

@@ -6,13 +6,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "exec.h"
 #include "../proto/proto.h"
+#include "exec.h"
 
 #define REQUEST_FIXED 7 /* flags(1) timeout_ms(4) count(2) */
 
-int exec_parse_request(const uint8_t *body, size_t len, exec_request *req, char *why,
-                       size_t whylen)
+int exec_parse_request(const uint8_t *body, size_t len, exec_request *req, char *why, size_t whylen)
 {
     memset(req, 0, sizeof *req);
     if (len < REQUEST_FIXED) {
@@ -27,8 +26,7 @@ int exec_parse_request(const uint8_t *body, size_t len, exec_request *req, char 
     uint32_t timeout_ms = proto_get32(body + 1);
     size_t count = proto_get16(body + 5);
     if (count == 0 || count > EXEC_ARGV_MAX) {
-        snprintf(why, whylen, "request has %zu arguments (1 to %u allowed)", count,
-                 EXEC_ARGV_MAX);
+        snprintf(why, whylen, "request has %zu arguments (1 to %u allowed)", count, EXEC_ARGV_MAX);
         return -1;
     }
     if ((flags & PROTO_EXEC_SHELL) && count != 1) {
@@ -123,8 +121,6 @@ int exec_parse_reply(const uint8_t *msg, size_t len, exec_reply *r, char *why, s
         r->text[tlen] = '\0';
         return 0;
     }
-    default:
-        snprintf(why, whylen, "an unexpected message type 0x%02x", msg[0]);
-        return -1;
+    default: snprintf(why, whylen, "an unexpected message type 0x%02x", msg[0]); return -1;
     }
 }

@@ -1,4 +1,4 @@
-/* files.c — the files service (SPEC §5.5): its set-up (the root held open,
+/* files.c — the files service: its set-up (the root held open,
  * the token, the sweeper of expired partial uploads), one session per
  * connection, and the dispatch of each message to the handshake
  * (services/proto/handshake.c), LIST and STAT (files_list.c) or PUT and GET
@@ -25,7 +25,6 @@
 
 /* ------------------------------------------------------------- options */
 
-
 /* True if every address the listener would bind is a loopback one, or it
  * is a Unix socket: only then may a files server go without a token. */
 static bool addr_is_local(const sk_addr *a)
@@ -36,7 +35,7 @@ static bool addr_is_local(const sk_addr *a)
         return false;
     struct sockaddr_storage ss[8];
     socklen_t sl[8];
-    int n = sk_addr_resolve(a, 1, ss, sl, 8, NULL, 0);
+    int n = sk_addr_resolve(a, SK_RESOLVE_PASSIVE, ss, sl, 8, NULL, 0);
     if (n <= 0)
         return false;
     for (int i = 0; i < n; i++) {
@@ -105,9 +104,11 @@ int files_check_opts(const files_opts *o, const sk_addr *const *addrs, int naddr
         char text[300];
         sk_addr_format(addrs[i], text, sizeof text);
         if (!addr_is_local(addrs[i])) {
-            snprintf(err, errlen, "files on %s needs --token-file FILE: without a token anyone "
+            snprintf(err, errlen,
+                     "files on %s needs --token-file FILE: without a token anyone "
                      "who can reach it could read and write below %s (only loopback and "
-                     "Unix sockets may go without)", text, o->root);
+                     "Unix sockets may go without)",
+                     text, o->root);
             return -1;
         }
         /* A Unix socket with a path has file permissions, and its peers
@@ -116,8 +117,10 @@ int files_check_opts(const files_opts *o, const sk_addr *const *addrs, int naddr
          * container in the network namespace, could reach them. */
         bool checked = addrs[i]->kind == SK_ADDR_UNIX && !addrs[i]->abstract;
         if (!checked && !o->no_auth) {
-            snprintf(err, errlen, "files on %s needs --token-file FILE, or --no-auth to let "
-                     "every local user read and write below %s", text, o->root);
+            snprintf(err, errlen,
+                     "files on %s needs --token-file FILE, or --no-auth to let "
+                     "every local user read and write below %s",
+                     text, o->root);
             return -1;
         }
     }
@@ -231,8 +234,7 @@ void files_request(fsess *s, const uint8_t *msg, size_t len)
     case FS_LIST:
         files_fail(s, "a request arrived before the answer to the last one ended");
         return;
-    case FS_HELLO:
-        return; /* handled by the caller */
+    case FS_HELLO: return; /* handled by the caller */
     }
 }
 
@@ -252,10 +254,13 @@ static bool peer_is_ours(fsess *s)
     struct ucred cred;
     socklen_t cl = sizeof cred;
     if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &cl) < 0) {
-        sk_log(SK_LOG_WARN, "%s %s refused: its user cannot be told (SO_PEERCRED: %s) and the "
-               "server has no token", s->ctx->name, peer(s), strerror(errno));
+        sk_log(SK_LOG_WARN,
+               "%s %s refused: its user cannot be told (SO_PEERCRED: %s) and the "
+               "server has no token",
+               s->ctx->name, peer(s), strerror(errno));
     } else if (cred.uid != geteuid()) {
-        sk_log(SK_LOG_WARN, "%s %s refused: peer uid %ld is not the server's (uid %ld), and "
+        sk_log(SK_LOG_WARN,
+               "%s %s refused: peer uid %ld is not the server's (uid %ld), and "
                "without a token only the server's own user is served on a Unix socket",
                s->ctx->name, peer(s), (long)cred.uid, (long)geteuid());
     } else {
@@ -309,11 +314,8 @@ static void on_handshake(fsess *s, const uint8_t *data, size_t len)
         s->tkind = FT_DELAY;
         sk_timer_start(s->timer, delay, 0);
         return;
-    case PROTO_HS_DONE:
-        s->state = FS_READY;
-        return;
-    default:
-        return;
+    case PROTO_HS_DONE: s->state = FS_READY; return;
+    default: return;
     }
 }
 
@@ -355,7 +357,8 @@ static void files_eof(sk_conn *c)
         sk_conn_close(c);
         return;
     }
-    if (s->state == FS_GET || s->state == FS_LIST || (s->state == FS_HASHING && s->kind == FX_GET)) {
+    if (s->state == FS_GET || s->state == FS_LIST ||
+        (s->state == FS_HASHING && s->kind == FX_GET)) {
         s->close_after = true;
         return;
     }
@@ -416,7 +419,7 @@ static void files_stream(sk_conn_callbacks *cbs)
 /* The protocol fixes the frame sizes (a client's DATA is up to 256 KiB),
  * whatever --max-frame says; on_drain below the low-water mark asks for
  * the next chunk of a download or batch of a listing. */
-static void files_stream_opts(sk_stream_opts *o)
+static void files_conn_opts(sk_conn_opts *o)
 {
     o->max_frame = FILES_IN_MAX;
     /* Idleness is the service's to judge (files_idle_update: between
@@ -489,9 +492,13 @@ static int files_start(svc_ctx *ctx, sk_loop *loop, char *err, size_t errlen)
         svc->auth = true;
     }
     svc->hs = (proto_hs_service){
-        .service = FILES_SERVICE, .token = svc->auth ? svc->token : NULL,
-        .token_len = svc->token_len, .pen = &svc->pen, .pre = &svc->pre,
-        .handshake_ms = svc->o.handshake_ms, .per_source = svc->o.max_unauth_per_source,
+        .service = FILES_SERVICE,
+        .token = svc->auth ? svc->token : NULL,
+        .token_len = svc->token_len,
+        .pen = &svc->pen,
+        .pre = &svc->pre,
+        .handshake_ms = svc->o.handshake_ms,
+        .per_source = svc->o.max_unauth_per_source,
         .not_auth_code = PE_AUTH,
         .not_auth_text = "this server requires authentication: give the client the server's "
                          "token (--token-file)"};
@@ -505,28 +512,35 @@ static int files_start(svc_ctx *ctx, sk_loop *loop, char *err, size_t errlen)
         if (svc->sweeper == NULL)
             goto fail;
     } else {
-        sk_log(SK_LOG_INFO, "files: read-only: nothing below the root is written or removed "
+        sk_log(SK_LOG_INFO,
+               "files: read-only: nothing below the root is written or removed "
                "(unfinished uploads are not swept; --partial-ttl applies to writable servers)");
     }
     if (svc->o.idle_ms)
-        sk_log(SK_LOG_INFO, "files: sessions idle for %.0f s are closed (--idle-timeout), "
+        sk_log(SK_LOG_INFO,
+               "files: sessions idle for %.0f s are closed (--idle-timeout), "
                "transfers stalled for %.0f s are ended (--stall-timeout), at most %u at once "
-               "per address (--max-transfers-per-source)", svc->o.idle_ms / 1000.0,
-               svc->o.stall_ms / 1000.0, svc->o.max_per_source);
+               "per address (--max-transfers-per-source)",
+               svc->o.idle_ms / 1000.0, svc->o.stall_ms / 1000.0, svc->o.max_per_source);
     else
-        sk_log(SK_LOG_INFO, "files: idle sessions are kept (--idle-timeout 0), transfers "
+        sk_log(SK_LOG_INFO,
+               "files: idle sessions are kept (--idle-timeout 0), transfers "
                "stalled for %.0f s are ended (--stall-timeout), at most %u at once per address "
-               "(--max-transfers-per-source)", svc->o.stall_ms / 1000.0, svc->o.max_per_source);
+               "(--max-transfers-per-source)",
+               svc->o.stall_ms / 1000.0, svc->o.max_per_source);
     if (!svc->auth && svc->o.no_auth)
-        sk_log(SK_LOG_WARN, "files: --no-auth: no token; every local user (and every container "
-               "sharing this network namespace) can read and write below %s", svc->o.root);
+        sk_log(SK_LOG_WARN,
+               "files: --no-auth: no token; every local user (and every container "
+               "sharing this network namespace) can read and write below %s",
+               svc->o.root);
     if (svc->root.use_openat2)
         sk_log(SK_LOG_INFO, "files: serving %s%s (confined by openat2 RESOLVE_BENEATH)",
                svc->o.root, svc->o.read_only ? " read-only" : "");
     else
-        sk_log(SK_LOG_INFO, "files: serving %s%s (%s: paths are walked one component at a "
-               "time and symbolic links are refused)", svc->o.root,
-               svc->o.read_only ? " read-only" : "", svc->root.why_fallback);
+        sk_log(SK_LOG_INFO,
+               "files: serving %s%s (%s: paths are walked one component at a "
+               "time and symbolic links are refused)",
+               svc->o.root, svc->o.read_only ? " read-only" : "", svc->root.why_fallback);
     ctx->state = svc;
     return 0;
 fail:
@@ -550,7 +564,7 @@ const svc_def svc_files = {
     .one_loop = false,
     .start = files_start,
     .stop = files_stop,
-    .stream_opts = files_stream_opts,
+    .conn_opts = files_conn_opts,
     .opts = files_options,
     .opts_title = "files options (frames of the files protocol; --framing does not apply):\n",
     .opts_store = &files_cli_opts,

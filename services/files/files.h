@@ -14,7 +14,7 @@
 #include "../services.h"
 
 #define FILES_DEFAULT_PARTIAL_TTL_S (24u * 3600u)
-#define FILES_DEFAULT_MAX_UNAUTH 64u
+#define FILES_DEFAULT_MAX_UNAUTH    64u
 /* A transfer that moves no byte (and hashes none) this long is ended:
  * otherwise a client that stops reading or writing holds its slot, its
  * descriptors and its buffer for ever. --stall-timeout. */
@@ -27,24 +27,24 @@
  * the descriptor table is worth more than an idle client). Used unless
  * --idle-timeout is given. */
 #define FILES_DEFAULT_IDLE_S 300u
-/* The demo set's root (SPEC §5.0), created if missing. */
+/* The demo set's root, created if missing. */
 #define FILES_DEMO_ROOT "sockit-files"
 /* The demo set's token file: exec's (serve.c makes it). */
 #define FILES_DEMO_TOKEN "sockit-exec.token"
 
 typedef struct files_opts {
-    const char *root;         /* required: the directory served */
-    const char *token_file;   /* NULL: no authentication (loopback and Unix only) */
-    bool no_auth;             /* --no-auth: no token even on loopback TCP (told explicitly) */
-    uint32_t stall_ms;        /* end a transfer that makes no progress this long */
-    unsigned max_per_source;  /* transfers at once from one source address */
-    uint32_t idle_ms;         /* close a session idle between requests this long; 0: never */
-    bool read_only;           /* refuse uploads; change nothing on disk */
-    uint64_t max_file_size;   /* largest upload; 0: no limit but the disk's */
-    uint32_t partial_ttl_s;   /* unfinished uploads untouched this long are removed */
-    unsigned max_unauth;      /* connections still in the handshake, at once */
+    const char *root;               /* required: the directory served */
+    const char *token_file;         /* NULL: no authentication (loopback and Unix only) */
+    bool no_auth;                   /* --no-auth: no token even on loopback TCP (told explicitly) */
+    uint32_t stall_ms;              /* end a transfer that makes no progress this long */
+    unsigned max_per_source;        /* transfers at once from one source address */
+    uint32_t idle_ms;               /* close a session idle between requests this long; 0: never */
+    bool read_only;                 /* refuse uploads; change nothing on disk */
+    uint64_t max_file_size;         /* largest upload; 0: no limit but the disk's */
+    uint32_t partial_ttl_s;         /* unfinished uploads untouched this long are removed */
+    unsigned max_unauth;            /* connections still in the handshake, at once */
     unsigned max_unauth_per_source; /* of those, from one source address */
-    uint32_t handshake_ms;    /* hello (+ authentication) deadline */
+    uint32_t handshake_ms;          /* hello (+ authentication) deadline */
 } files_opts;
 
 void files_opts_init(files_opts *o);

@@ -24,7 +24,8 @@ static void hash_now(fsess *s)
         files_get_hashed(s, rc);
 }
 
-static void get_fail(fsess *s, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void get_fail(fsess *s, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 static void get_fail(fsess *s, int code, const char *fmt, ...)
 {
@@ -105,8 +106,10 @@ void files_get(fsess *s, const uint8_t *body, size_t len)
         else if (S_ISDIR(s->st.st_mode))
             get_fail(s, FE_TYPE, "%s is a directory", what);
         else
-            get_fail(s, FE_TYPE, "%s is not a regular file (FIFOs, devices and sockets are not "
-                     "served)", what);
+            get_fail(s, FE_TYPE,
+                     "%s is not a regular file (FIFOs, devices and sockets are not "
+                     "served)",
+                     what);
         return;
     }
     int fd = reopen(s, pfd);
@@ -150,8 +153,10 @@ static void get_ready(fsess *s)
                 get_fail(s, FE_IO, "the server could not hash");
                 return;
             }
-            sk_log(SK_LOG_INFO, "%s %s get %s: the client's %llu bytes do not match the file; "
-                   "sending all of it", s->ctx->name, sk_conn_peer(s->conn), what, (unsigned long long)s->have);
+            sk_log(SK_LOG_INFO,
+                   "%s %s get %s: the client's %llu bytes do not match the file; "
+                   "sending all of it",
+                   s->ctx->name, sk_conn_peer(s->conn), what, (unsigned long long)s->have);
         }
     }
     uint8_t msg[1 + 8 + 8];
@@ -221,7 +226,8 @@ void files_get_pump(fsess *s)
     files_describe(what, sizeof what, s->path);
     struct stat now;
     if (fstat(s->fd, &now) < 0 || now.st_size != s->st.st_size ||
-        now.st_mtim.tv_sec != s->st.st_mtim.tv_sec || now.st_mtim.tv_nsec != s->st.st_mtim.tv_nsec) {
+        now.st_mtim.tv_sec != s->st.st_mtim.tv_sec ||
+        now.st_mtim.tv_nsec != s->st.st_mtim.tv_nsec) {
         get_fail(s, FE_CHANGED, "%s changed while it was being sent; run get again", what);
         return;
     }
@@ -235,12 +241,13 @@ void files_get_pump(fsess *s)
     if (!s->ctx->quiet) {
         char tag[17];
         files_hex8(tag, msg + 1);
-        sk_log(SK_LOG_INFO, "%s %s get %s: %llu bytes (%llu sent, resumed at %llu) sha256 %s... "
-               "queued in %.3f s", s->ctx->name, sk_conn_peer(s->conn), what, (unsigned long long)s->size,
+        sk_log(SK_LOG_INFO,
+               "%s %s get %s: %llu bytes (%llu sent, resumed at %llu) sha256 %s... "
+               "queued in %.3f s",
+               s->ctx->name, sk_conn_peer(s->conn), what, (unsigned long long)s->size,
                (unsigned long long)(s->size - s->from), (unsigned long long)s->from, tag,
                files_secs(s));
     }
     files_xfer_end(s, false);
     files_done(s);
 }
-

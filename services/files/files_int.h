@@ -17,11 +17,11 @@
 
 #include <openssl/evp.h>
 
-#include "files.h"
-#include "files_proto.h"
 #include "../proto/handshake.h"
 #include "../proto/proto.h"
 #include "../services.h"
+#include "files.h"
+#include "files_proto.h"
 
 /* Transfers (PUT or GET) in progress at once, all workers together; each
  * holds up to two descriptors and a read buffer. More are refused (BUSY). */
@@ -56,7 +56,7 @@
  * the most it may save up. A step beyond the budget waits for it (the
  * transfer is not refused): a real resume is slowed to 64 MiB/s at worst,
  * a source asking for hash after hash gets no more than that of one core. */
-#define FILES_HASH_RATE (64u * 1024u * 1024u)
+#define FILES_HASH_RATE  (64u * 1024u * 1024u)
 #define FILES_HASH_BURST (64u * 1024u * 1024u)
 /* Unfinished uploads one source may leave behind (kept for a resume when
  * its client vanishes) per --partial-ttl: a bucket of this many that
@@ -84,8 +84,8 @@ typedef struct files_sources {
 /* The root directory, held open for the life of the server. */
 typedef struct files_root {
     int fd;
-    bool use_openat2;          /* false: the component walk */
-    const char *why_fallback;  /* why not openat2 (for the log), or NULL */
+    bool use_openat2;         /* false: the component walk */
+    const char *why_fallback; /* why not openat2 (for the log), or NULL */
 } files_root;
 
 typedef struct files_sweeper files_sweeper;
@@ -95,15 +95,15 @@ typedef struct files_sweeper files_sweeper;
 typedef struct files_svc {
     files_opts o;
     files_root root;
-    bool auth;                 /* a token is configured */
+    bool auth; /* a token is configured */
     uint8_t token[SK_TOKEN_MAX];
     size_t token_len;
-    proto_preauth pre;         /* connections in the handshake (proto/preauth.c) */
-    atomic_uint transfers;     /* PUTs and GETs in progress */
-    files_sources sources;     /* per source address: transfers, hash budget */
-    mode_t new_mode;           /* a new file's permission bits (0666 less the umask) */
-    proto_penalties pen;       /* failed authentications per address */
-    proto_hs_service hs;       /* what the handshake needs (handshake.c) */
+    proto_preauth pre;     /* connections in the handshake (proto/preauth.c) */
+    atomic_uint transfers; /* PUTs and GETs in progress */
+    files_sources sources; /* per source address: transfers, hash budget */
+    mode_t new_mode;       /* a new file's permission bits (0666 less the umask) */
+    proto_penalties pen;   /* failed authentications per address */
+    proto_hs_service hs;   /* what the handshake needs (handshake.c) */
     files_sweeper *sweeper;
     /* Every session of every worker, so that stop can free those a loop
      * was freed under (a second signal skips the drain: no on_close). */
@@ -131,45 +131,46 @@ typedef struct fsess {
     const svc_ctx *ctx;
     sk_conn *conn;
     enum fs_state state;
-    proto_hs hs;        /* the handshake, its pre-authentication slot */
-    bool close_after;   /* the client half-closed: close once this answer is sent */
+    proto_hs hs;      /* the handshake, its pre-authentication slot */
+    bool close_after; /* the client half-closed: close once this answer is sent */
     sk_timer *timer;
     enum fs_timer tkind;
     char src[FILES_SOURCE_KEY]; /* the source address (files_source_key) */
-    bool idle_armed;    /* the idle watch runs (no request in progress) */
+    bool idle_armed;            /* the idle watch runs (no request in progress) */
     /* the watch: of the transfer in progress (--stall-timeout), or of an
      * idle session (--idle-timeout) */
     sk_timer *stall;
     bool counted_src;
-    uint64_t moved_at;  /* loop time something last moved */
+    uint64_t moved_at; /* loop time something last moved */
     uint64_t seen_in, seen_out, seen_hashed;
     /* the transfer or listing in progress */
     enum fs_kind kind;
     bool counted_xfer;
-    char *path;         /* as the client named it (NUL-terminated) */
-    int fd;             /* GET: the file; PUT: the partial; -1 */
-    int dirfd;          /* PUT: the target's directory; -1 */
-    const char *name;   /* PUT: the target's last component (in path) */
-    size_t made;        /* PUT: the directories this PUT made (files_open_parent_made) */
+    char *path;       /* as the client named it (NUL-terminated) */
+    int fd;           /* GET: the file; PUT: the partial; -1 */
+    int dirfd;        /* PUT: the target's directory; -1 */
+    const char *name; /* PUT: the target's last component (in path) */
+    size_t made;      /* PUT: the directories this PUT made (files_open_parent_made) */
     char pname[FILES_NAME_MAX + 1]; /* PUT: the partial's name */
-    uint64_t size;      /* the whole file */
-    uint64_t have;      /* bytes the receiving side already holds */
-    uint64_t from;      /* where this transfer's data starts */
-    uint64_t pos;       /* next byte to receive / send */
-    uint64_t hashed;    /* FS_HASHING: bytes of the prefix hashed so far */
-    uint64_t written_back; /* PUT: bytes handed to writeback */
-    uint8_t theirs[FILES_HASH]; /* GET: the client's hash of its prefix */
+    uint64_t size;                  /* the whole file */
+    uint64_t have;                  /* bytes the receiving side already holds */
+    uint64_t from;                  /* where this transfer's data starts */
+    uint64_t pos;                   /* next byte to receive / send */
+    uint64_t hashed;                /* FS_HASHING: bytes of the prefix hashed so far */
+    uint64_t written_back;          /* PUT: bytes handed to writeback */
+    uint8_t theirs[FILES_HASH];     /* GET: the client's hash of its prefix */
     EVP_MD_CTX *md;
-    uint8_t *buf;       /* FILES_READ_BUF bytes during a transfer */
-    struct stat st;     /* GET: the file when the transfer began */
-    uint64_t started;   /* loop time the transfer began */
-    DIR *dir;           /* LIST */
+    uint8_t *buf;     /* FILES_READ_BUF bytes during a transfer */
+    struct stat st;   /* GET: the file when the transfer began */
+    uint64_t started; /* loop time the transfer began */
+    DIR *dir;         /* LIST */
     uint64_t listed;
     struct fsess *prev, *next; /* svc->sessions */
 } fsess;
 
 /* files_session.c: the session layer below the requests */
-void files_send_error(fsess *s, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+void files_send_error(fsess *s, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 /* Sends PE_PROTOCOL with why and closes (lingering). */
 void files_fail(fsess *s, const char *why);
 /* Answers a request whose path files_path_check refused, and logs it (a

@@ -19,10 +19,7 @@ void files_opts_init(files_opts *o)
     o->idle_ms = FILES_DEFAULT_IDLE_S * 1000u;
 }
 
-void files_opts_init_store(void *store)
-{
-    files_opts_init(store);
-}
+void files_opts_init_store(void *store) { files_opts_init(store); }
 
 const svc_opt files_options[] = {
     {"root", SVC_OPT_TEXT, offsetof(files_opts, root), 0, 0,

@@ -56,8 +56,10 @@ int files_path_check(const char *path, size_t len, bool allow_root, char *why, s
         }
         if (clen >= sizeof FILES_PARTIAL_PREFIX - 1 &&
             memcmp(c, FILES_PARTIAL_PREFIX, sizeof FILES_PARTIAL_PREFIX - 1) == 0) {
-            snprintf(why, whylen, "names starting with \"%s\" are reserved for transfers "
-                     "in progress", FILES_PARTIAL_PREFIX);
+            snprintf(why, whylen,
+                     "names starting with \"%s\" are reserved for transfers "
+                     "in progress",
+                     FILES_PARTIAL_PREFIX);
             return -1;
         }
         if (++depth > FILES_DEPTH_MAX) {
@@ -252,8 +254,7 @@ int files_root_open(files_root *r, const char *dir, bool no_openat2, char *why, 
     r->fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (r->fd < 0) {
         int e = errno;
-        snprintf(why, whylen, "--root %s: %s", dir,
-                 e == ENOTDIR ? "not a directory" : strerror(e));
+        snprintf(why, whylen, "--root %s: %s", dir, e == ENOTDIR ? "not a directory" : strerror(e));
         return -e;
     }
     r->use_openat2 = false;
@@ -269,8 +270,8 @@ int files_root_open(files_root *r, const char *dir, bool no_openat2, char *why, 
         close(fd);
         r->use_openat2 = true;
     } else if (fd == -ENOSYS || fd == -EPERM || fd == -E2BIG || fd == -EINVAL) {
-        r->why_fallback = fd == -ENOSYS ? "openat2 is not available (ENOSYS)"
-                                        : "openat2 is not permitted here";
+        r->why_fallback =
+            fd == -ENOSYS ? "openat2 is not available (ENOSYS)" : "openat2 is not permitted here";
     } else {
         int e = -fd;
         snprintf(why, whylen, "--root %s: %s", dir, strerror(e));
@@ -291,16 +292,16 @@ void files_root_close(files_root *r)
 int files_open_error(int err, const char *what, char *why, size_t whylen)
 {
     switch (-err) {
-    case ENOENT:
-        snprintf(why, whylen, "%s: no such file or directory", what);
-        return FE_NOTFOUND;
+    case ENOENT: snprintf(why, whylen, "%s: no such file or directory", what); return FE_NOTFOUND;
     case EACCES:
     case EPERM:
         snprintf(why, whylen, "%s: permission denied on the server", what);
         return FE_DENIED;
     case EXDEV:
-        snprintf(why, whylen, "%s: refused: it leads out of the served directory "
-                 "(a symbolic link?)", what);
+        snprintf(why, whylen,
+                 "%s: refused: it leads out of the served directory "
+                 "(a symbolic link?)",
+                 what);
         return FE_BADPATH;
     case ELOOP:
         snprintf(why, whylen, "%s: refused: a symbolic link this server does not follow", what);
@@ -308,13 +309,9 @@ int files_open_error(int err, const char *what, char *why, size_t whylen)
     case ENOTDIR:
         snprintf(why, whylen, "%s: a component of the path is not a directory", what);
         return FE_TYPE;
-    case EISDIR:
-        snprintf(why, whylen, "%s: is a directory", what);
-        return FE_TYPE;
+    case EISDIR: snprintf(why, whylen, "%s: is a directory", what); return FE_TYPE;
     case ENOSPC:
-    case EDQUOT:
-        snprintf(why, whylen, "%s: no space left on the server", what);
-        return FE_NOSPACE;
+    case EDQUOT: snprintf(why, whylen, "%s: no space left on the server", what); return FE_NOSPACE;
     case EROFS:
         snprintf(why, whylen, "%s: the server's file system is read-only", what);
         return FE_READONLY;
@@ -325,8 +322,6 @@ int files_open_error(int err, const char *what, char *why, size_t whylen)
     case ETXTBSY:
         snprintf(why, whylen, "%s: not a regular file or directory", what);
         return FE_TYPE;
-    default:
-        snprintf(why, whylen, "%s: %s", what, strerror(-err));
-        return FE_IO;
+    default: snprintf(why, whylen, "%s: %s", what, strerror(-err)); return FE_IO;
     }
 }

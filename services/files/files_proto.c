@@ -2,8 +2,8 @@
  * build and parse alike: 64-bit fields, directory entries, error names. */
 #include <string.h>
 
-#include "files_proto.h"
 #include "../proto/proto.h"
+#include "files_proto.h"
 
 uint64_t files_get64(const uint8_t *p)
 {

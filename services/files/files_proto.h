@@ -11,14 +11,14 @@
 #include <stdint.h>
 
 #define FILES_SERVICE "files"
-#define FILES_HASH 32 /* SHA-256 */
-#define FILES_ID 16   /* a PUT's upload id */
+#define FILES_HASH    32 /* SHA-256 */
+#define FILES_ID      16 /* a PUT's upload id */
 
 /* Paths: relative, '/'-separated, at most PATH_MAX - 1 bytes, components of
  * at most NAME_MAX bytes, at most 64 of them (a bound on the work one path
  * costs; deeper trees are not what a file drop is for). */
-#define FILES_PATH_MAX 4095u
-#define FILES_NAME_MAX 255u
+#define FILES_PATH_MAX  4095u
+#define FILES_NAME_MAX  255u
 #define FILES_DEPTH_MAX 64u
 
 /* A client's DATA payload is at most this: the server holds one whole frame

@@ -120,8 +120,10 @@ static bool evict_partial(DIR *d, int dirfd, const char *keep)
               a.st_dev == b.st_dev && unlinkat(dirfd, victim, 0) == 0;
     close(fd);
     if (ok)
-        sk_log(SK_LOG_INFO, "files: %u unfinished uploads in one directory: removed the least "
-               "recently written one to make room", FILES_PARTIALS_PER_DIR);
+        sk_log(SK_LOG_INFO,
+               "files: %u unfinished uploads in one directory: removed the least "
+               "recently written one to make room",
+               FILES_PARTIALS_PER_DIR);
     return ok;
 }
 
@@ -169,16 +171,20 @@ static int open_partial(fsess *s, const char *what, char *why, size_t whylen)
         struct stat a, b;
         if (fstat(fd, &a) < 0 || !S_ISREG(a.st_mode) || !files_set_blocking(fd)) {
             close(fd);
-            snprintf(why, whylen, "%.100s: something that is not a file is in the way of its "
-                     "partial upload", what);
+            snprintf(why, whylen,
+                     "%.100s: something that is not a file is in the way of its "
+                     "partial upload",
+                     what);
             return FE_TYPE;
         }
         if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
             int e = errno;
             close(fd);
             if (e == EWOULDBLOCK) {
-                snprintf(why, whylen, "%.100s: an upload of this file from this client is already "
-                         "in progress", what);
+                snprintf(why, whylen,
+                         "%.100s: an upload of this file from this client is already "
+                         "in progress",
+                         what);
                 return PE_BUSY;
             }
             return files_open_error(-e, what, why, whylen);
@@ -194,8 +200,10 @@ static int open_partial(fsess *s, const char *what, char *why, size_t whylen)
         if (created && too_many_partials(s->dirfd, s->pname)) {
             (void)unlinkat(s->dirfd, s->pname, 0);
             close(fd);
-            snprintf(why, whylen, "too many unfinished uploads in progress in this directory "
-                     "(%u); try again later", FILES_PARTIALS_PER_DIR);
+            snprintf(why, whylen,
+                     "too many unfinished uploads in progress in this directory "
+                     "(%u); try again later",
+                     FILES_PARTIALS_PER_DIR);
             return PE_BUSY;
         }
         s->fd = fd;
@@ -251,13 +259,16 @@ void files_put(fsess *s, const uint8_t *body, size_t len)
         return;
     }
     if (svc->o.read_only) {
-        files_send_error(s, FE_READONLY, "this server is read-only (--read-only): uploads are "
+        files_send_error(s, FE_READONLY,
+                         "this server is read-only (--read-only): uploads are "
                          "refused");
         return;
     }
     if (size > (uint64_t)INT64_MAX || (svc->o.max_file_size && size > svc->o.max_file_size)) {
-        files_send_error(s, FE_TOOBIG, "%llu bytes is more than this server takes (%llu, "
-                         "--max-file-size)", (unsigned long long)size,
+        files_send_error(s, FE_TOOBIG,
+                         "%llu bytes is more than this server takes (%llu, "
+                         "--max-file-size)",
+                         (unsigned long long)size,
                          (unsigned long long)(svc->o.max_file_size ? svc->o.max_file_size
                                                                    : (uint64_t)INT64_MAX));
         return;
@@ -275,10 +286,12 @@ void files_put(fsess *s, const uint8_t *body, size_t len)
     s->dirfd = dfd;
     struct stat st;
     if (fstatat(dfd, s->name, &st, AT_SYMLINK_NOFOLLOW) == 0 && !S_ISREG(st.st_mode)) {
-        put_fail(s, false, FE_TYPE, S_ISDIR(st.st_mode)
+        put_fail(s, false, FE_TYPE,
+                 S_ISDIR(st.st_mode)
                      ? "%s is a directory"
                      : "%s exists and is not a regular file (a link, FIFO, device or socket); "
-                       "it is not replaced", what);
+                       "it is not replaced",
+                 what);
         return;
     }
     partial_name(s, id);
@@ -306,9 +319,10 @@ void files_put(fsess *s, const uint8_t *body, size_t len)
     if (fstatvfs(dfd, &vfs) == 0) {
         uint64_t avail = (uint64_t)vfs.f_bavail * vfs.f_frsize;
         if (size - s->have > avail) {
-            put_fail(s, true, FE_NOSPACE, "not enough space on the server for %s: %llu bytes "
-                     "needed, %llu available", what, (unsigned long long)(size - s->have),
-                     (unsigned long long)avail);
+            put_fail(s, true, FE_NOSPACE,
+                     "not enough space on the server for %s: %llu bytes "
+                     "needed, %llu available",
+                     what, (unsigned long long)(size - s->have), (unsigned long long)avail);
             return;
         }
     }
@@ -339,9 +353,10 @@ void files_put_from(fsess *s, const uint8_t *body, size_t len)
             put_fail(s, true, FE_IO, "%s: cannot start over: %s", what, strerror(errno));
             return;
         }
-        sk_log(SK_LOG_INFO, "%s %s put %s: the %llu bytes already here do not match the "
-               "client's file; starting over", s->ctx->name, sk_conn_peer(s->conn), what,
-               (unsigned long long)s->have);
+        sk_log(SK_LOG_INFO,
+               "%s %s put %s: the %llu bytes already here do not match the "
+               "client's file; starting over",
+               s->ctx->name, sk_conn_peer(s->conn), what, (unsigned long long)s->have);
     }
     s->from = s->pos = s->written_back = from;
     s->state = FS_PUT_DATA;
@@ -352,8 +367,10 @@ void files_put_data(fsess *s, const uint8_t *data, size_t len)
     char what[160];
     if (len > s->size - s->pos) {
         files_describe(what, sizeof what, s->path);
-        put_fail(s, true, FE_SIZE, "more data than the %llu bytes declared for %s: refused, "
-                 "nothing kept", (unsigned long long)s->size, what);
+        put_fail(s, true, FE_SIZE,
+                 "more data than the %llu bytes declared for %s: refused, "
+                 "nothing kept",
+                 (unsigned long long)s->size, what);
         return;
     }
     for (size_t off = 0; off < len;) {
@@ -364,7 +381,8 @@ void files_put_data(fsess *s, const uint8_t *data, size_t len)
             int e = n < 0 ? errno : EIO;
             files_describe(what, sizeof what, s->path);
             if (e == ENOSPC || e == EDQUOT)
-                put_fail(s, true, FE_NOSPACE, "the server's disk is full (%llu of %llu bytes of "
+                put_fail(s, true, FE_NOSPACE,
+                         "the server's disk is full (%llu of %llu bytes of "
                          "%s written): the partial file was removed",
                          (unsigned long long)(s->pos + off), (unsigned long long)s->size, what);
             else if (e == EFBIG)
@@ -397,8 +415,8 @@ static bool take_mode(fsess *s, const char *what)
 {
     struct stat st;
     mode_t mode = s->svc->new_mode;
-    bool replacing = fstatat(s->dirfd, s->name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
-                     S_ISREG(st.st_mode);
+    bool replacing =
+        fstatat(s->dirfd, s->name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode);
     if (replacing) {
         mode = st.st_mode & 07777;
         /* Only root may give a file away; for anyone else this fails and
@@ -421,9 +439,10 @@ void files_put_end(fsess *s, const uint8_t *body, size_t len)
     char what[160];
     files_describe(what, sizeof what, s->path);
     if (s->pos != s->size) {
-        put_fail(s, true, FE_SIZE, "the upload of %s ended after %llu of the %llu bytes "
-                 "declared: refused, nothing kept", what, (unsigned long long)s->pos,
-                 (unsigned long long)s->size);
+        put_fail(s, true, FE_SIZE,
+                 "the upload of %s ended after %llu of the %llu bytes "
+                 "declared: refused, nothing kept",
+                 what, (unsigned long long)s->pos, (unsigned long long)s->size);
         return;
     }
     uint8_t digest[FILES_HASH];
@@ -432,8 +451,10 @@ void files_put_end(fsess *s, const uint8_t *body, size_t len)
         return;
     }
     if (memcmp(digest, body, FILES_HASH) != 0) {
-        put_fail(s, true, FE_CHECKSUM, "%s: what arrived does not match the client's SHA-256: "
-                 "refused, nothing kept", what);
+        put_fail(s, true, FE_CHECKSUM,
+                 "%s: what arrived does not match the client's SHA-256: "
+                 "refused, nothing kept",
+                 what);
         return;
     }
     if (!take_mode(s, what))
@@ -455,10 +476,10 @@ void files_put_end(fsess *s, const uint8_t *body, size_t len)
     if (fsync(s->dirfd) < 0) {
         int e = errno;
         /* The file is whole and in place; only its durability is unsure. */
-        files_send_error(s, FE_IO, "%s is in place but its directory could not be synced: %s",
-                         what, strerror(e));
-        sk_log(SK_LOG_WARN, "%s %s put %s: fsync of the directory: %s", s->ctx->name, sk_conn_peer(s->conn),
-               what, strerror(e));
+        files_send_error(s, FE_IO, "%s is in place but its directory could not be synced: %s", what,
+                         strerror(e));
+        sk_log(SK_LOG_WARN, "%s %s put %s: fsync of the directory: %s", s->ctx->name,
+               sk_conn_peer(s->conn), what, strerror(e));
         files_xfer_end(s, false);
         files_done(s);
         return;
@@ -471,12 +492,13 @@ void files_put_end(fsess *s, const uint8_t *body, size_t len)
     if (!s->ctx->quiet) {
         char tag[17];
         files_hex8(tag, digest);
-        sk_log(SK_LOG_INFO, "%s %s put %s: %llu bytes (%llu sent, resumed at %llu) sha256 %s... "
-               "in %.3f s", s->ctx->name, sk_conn_peer(s->conn), what, (unsigned long long)s->size,
+        sk_log(SK_LOG_INFO,
+               "%s %s put %s: %llu bytes (%llu sent, resumed at %llu) sha256 %s... "
+               "in %.3f s",
+               s->ctx->name, sk_conn_peer(s->conn), what, (unsigned long long)s->size,
                (unsigned long long)(s->size - s->from), (unsigned long long)s->from, tag,
                files_secs(s));
     }
     files_xfer_end(s, false);
     files_done(s);
 }
-

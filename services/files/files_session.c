@@ -18,10 +18,7 @@ void files_send_error(fsess *s, int code, const char *fmt, ...)
     va_end(ap);
 }
 
-void files_fail(fsess *s, const char *why)
-{
-    proto_fail(s->conn, PE_PROTOCOL, -EPROTO, why);
-}
+void files_fail(fsess *s, const char *why) { proto_fail(s->conn, PE_PROTOCOL, -EPROTO, why); }
 
 void files_describe(char *out, size_t cap, const char *path)
 {
@@ -78,4 +75,3 @@ void files_done(fsess *s)
     else
         files_idle_update(s);
 }
-

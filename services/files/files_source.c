@@ -45,9 +45,8 @@ static void refill(files_source *e, uint64_t now)
     if (now <= e->refilled)
         return;
     uint64_t add = (now - e->refilled) * (FILES_HASH_RATE / 1000u);
-    e->tokens = e->tokens + add > FILES_HASH_BURST || add > FILES_HASH_BURST
-                    ? FILES_HASH_BURST
-                    : e->tokens + add;
+    e->tokens = e->tokens + add > FILES_HASH_BURST || add > FILES_HASH_BURST ? FILES_HASH_BURST
+                                                                             : e->tokens + add;
     e->refilled = now;
 }
 

@@ -58,8 +58,10 @@ static int sweep_one(const files_svc *svc, int dirfd, const char *dirpath, const
             char full[FILES_PATH_MAX + FILES_NAME_MAX + 2];
             snprintf(full, sizeof full, "%s%s%s", dirpath, dirpath[0] ? "/" : "", name);
             files_describe(what, sizeof what, full);
-            sk_log(SK_LOG_INFO, "files: removed the unfinished upload %s (%llu bytes, untouched "
-                   "for %.1f h; --partial-ttl %u s)", what, (unsigned long long)locked.st_size,
+            sk_log(SK_LOG_INFO,
+                   "files: removed the unfinished upload %s (%llu bytes, untouched "
+                   "for %.1f h; --partial-ttl %u s)",
+                   what, (unsigned long long)locked.st_size,
                    (double)(now - locked.st_mtim.tv_sec) / 3600.0, svc->o.partial_ttl_s);
         }
     }
@@ -107,8 +109,7 @@ unsigned files_sweep_once(const files_svc *svc)
             is_dir = fstatat(dirfd(d), name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode);
         }
         size_t nlen = strlen(name);
-        if (!is_dir || depth + 1 >= (int)FILES_DEPTH_MAX ||
-            plen[depth] + 1 + nlen > FILES_PATH_MAX)
+        if (!is_dir || depth + 1 >= (int)FILES_DEPTH_MAX || plen[depth] + 1 + nlen > FILES_PATH_MAX)
             continue;
         int sub = openat(dirfd(d), name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
         if (sub < 0)

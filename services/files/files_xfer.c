@@ -67,11 +67,13 @@ bool files_xfer_begin(fsess *s, enum fs_kind kind, const uint8_t *path, size_t p
     int rc = files_source_acquire(&svc->sources, s->src, svc->o.max_per_source, now);
     if (rc < 0) {
         if (rc == -EBUSY)
-            files_send_error(s, PE_BUSY, "too many transfers from your address in progress "
+            files_send_error(s, PE_BUSY,
+                             "too many transfers from your address in progress "
                              "(%u, --max-transfers-per-source); try again later",
                              svc->o.max_per_source);
         else
-            files_send_error(s, PE_BUSY, "too many clients with transfers in progress; try "
+            files_send_error(s, PE_BUSY,
+                             "too many clients with transfers in progress; try "
                              "again later");
         sk_log(SK_LOG_WARN, "%s %s transfer refused: %s", s->ctx->name, sk_conn_peer(s->conn),
                rc == -EBUSY ? "--max-transfers-per-source reached" : "no room for a new source");
@@ -127,16 +129,18 @@ static void put_vanished(fsess *s)
     }
     if (!files_source_keep(&s->svc->sources, s->src, files_now_ms(), s->svc->o.partial_ttl_s)) {
         remove_partial(s);
-        sk_log(SK_LOG_WARN, "%s put %s interrupted after %llu of %llu bytes: not kept, its "
-               "address left %u unfinished uploads within --partial-ttl", s->ctx->name, what,
-               (unsigned long long)s->pos, (unsigned long long)s->size,
+        sk_log(SK_LOG_WARN,
+               "%s put %s interrupted after %llu of %llu bytes: not kept, its "
+               "address left %u unfinished uploads within --partial-ttl",
+               s->ctx->name, what, (unsigned long long)s->pos, (unsigned long long)s->size,
                FILES_PARTIALS_PER_SOURCE);
         return;
     }
     if (!s->ctx->quiet)
-        sk_log(SK_LOG_INFO, "%s put %s interrupted after %llu of %llu bytes: the partial file "
-               "is kept for a resume (--partial-ttl)", s->ctx->name, what,
-               (unsigned long long)s->pos, (unsigned long long)s->size);
+        sk_log(SK_LOG_INFO,
+               "%s put %s interrupted after %llu of %llu bytes: the partial file "
+               "is kept for a resume (--partial-ttl)",
+               s->ctx->name, what, (unsigned long long)s->pos, (unsigned long long)s->size);
 }
 
 void files_xfer_end(fsess *s, bool gone)
@@ -219,10 +223,12 @@ void files_stall_check(fsess *s)
     }
     char what[160];
     files_describe(what, sizeof what, s->path ? s->path : "");
-    sk_log(SK_LOG_WARN, "%s %s %s %s stalled: nothing moved for %.1f s (--stall-timeout): "
-           "transfer ended after %llu of %llu bytes", s->ctx->name, sk_conn_peer(s->conn),
-           s->kind == FX_PUT ? "put" : "get", what, (double)(now - s->moved_at) / 1000.0,
-           (unsigned long long)s->pos, (unsigned long long)s->size);
+    sk_log(SK_LOG_WARN,
+           "%s %s %s %s stalled: nothing moved for %.1f s (--stall-timeout): "
+           "transfer ended after %llu of %llu bytes",
+           s->ctx->name, sk_conn_peer(s->conn), s->kind == FX_PUT ? "put" : "get", what,
+           (double)(now - s->moved_at) / 1000.0, (unsigned long long)s->pos,
+           (unsigned long long)s->size);
     /* The client is not reading (or not writing): an ERROR would wait
      * behind what it does not read. The connection goes; an upload's
      * partial stays for a resume, as when the client vanishes. The
@@ -265,10 +271,7 @@ bool files_digest_so_far(fsess *s, uint8_t out[FILES_HASH])
     return ok;
 }
 
-bool files_hash_restart(fsess *s)
-{
-    return EVP_DigestInit_ex(s->md, EVP_sha256(), NULL) == 1;
-}
+bool files_hash_restart(fsess *s) { return EVP_DigestInit_ex(s->md, EVP_sha256(), NULL) == 1; }
 
 bool files_hash_step(fsess *s, int *rc)
 {
@@ -276,9 +279,8 @@ bool files_hash_step(fsess *s, int *rc)
     if (n > FILES_HASH_STEP)
         n = FILES_HASH_STEP;
     /* The source's resume-hash budget: a step beyond it waits. */
-    uint32_t wait = n ? files_source_hash(&s->svc->sources, s->src, n,
-                                          sk_loop_now(sk_conn_loop(s->conn)))
-                      : 0;
+    uint32_t wait =
+        n ? files_source_hash(&s->svc->sources, s->src, n, sk_loop_now(sk_conn_loop(s->conn))) : 0;
     if (wait > 0) {
         files_schedule_step_in(s, wait);
         return false;

@@ -47,7 +47,7 @@ static enum proto_hs_state hs_done(proto_hs *h)
 {
     h->state = PROTO_HS_DONE;
     proto_gate_close(&h->gate);
-    sk_conn_set_deadline(h->conn, 0, NULL);
+    sk_conn_set_deadline(h->conn, SK_FOREVER, NULL);
     sk_conn_set_max_msg(h->conn, 0);
     return h->state;
 }
@@ -120,7 +120,7 @@ static enum proto_hs_state on_auth(proto_hs *h, const uint8_t *msg, size_t len, 
                sk_conn_peer(h->conn), *delay_ms / 1000.0);
         h->state = PROTO_HS_DELAY;
         sk_conn_pause(h->conn);
-        sk_conn_set_deadline(h->conn, 0, NULL);
+        sk_conn_set_deadline(h->conn, SK_FOREVER, NULL);
         return h->state;
     }
     uint8_t reply[PROTO_AUTH_OK_LEN];
@@ -137,12 +137,9 @@ enum proto_hs_state proto_hs_message(proto_hs *h, const uint8_t *msg, size_t len
                                      uint32_t *delay_ms)
 {
     switch (h->state) {
-    case PROTO_HS_HELLO:
-        return on_hello(h, msg, len);
-    case PROTO_HS_AUTH:
-        return on_auth(h, msg, len, delay_ms);
-    default:
-        return h->state; /* waiting out the penalty, or closing */
+    case PROTO_HS_HELLO: return on_hello(h, msg, len);
+    case PROTO_HS_AUTH: return on_auth(h, msg, len, delay_ms);
+    default: return h->state; /* waiting out the penalty, or closing */
     }
 }
 
@@ -152,10 +149,7 @@ void proto_hs_delay_done(proto_hs *h)
     (void)hs_fail(h, PE_AUTH, -EACCES, "authentication failed");
 }
 
-void proto_hs_close(proto_hs *h)
-{
-    proto_gate_close(&h->gate);
-}
+void proto_hs_close(proto_hs *h) { proto_gate_close(&h->gate); }
 
 /* ------------------------------------------------------------ client */
 
@@ -184,9 +178,9 @@ static int client_hello(const uint8_t *buf, size_t len, const char *addr, const 
 }
 
 /* Sends AUTH and checks the server's proof in its AUTH_OK. */
-static int client_auth(const proto_hs_io *io, int fd, const char *addr, const char *service,
-                       const uint8_t *token, size_t token_len, const uint8_t nonce_s[SK_AUTH_NONCE],
-                       char *err, size_t errlen)
+static int client_auth(const proto_hs_io *io, const sk_sock *sock, const char *addr,
+                       const char *service, const uint8_t *token, size_t token_len,
+                       const uint8_t nonce_s[SK_AUTH_NONCE], char *err, size_t errlen)
 {
     uint8_t nonce_c[SK_AUTH_NONCE], msg[PROTO_AUTH_LEN], want[SK_AUTH_PROOF], cb[SK_AUTH_BINDING];
     int rc = sk_random(nonce_c, sizeof nonce_c);
@@ -195,7 +189,7 @@ static int client_auth(const proto_hs_io *io, int fd, const char *addr, const ch
         return -1;
     }
     bool bound;
-    if (proto_binding_sock(fd, cb, &bound) < 0) {
+    if (proto_binding_sock(sock, cb, &bound) < 0) {
         snprintf(err, errlen,
                  "%s: TLS without the extended master secret: authentication "
                  "cannot be bound to it",
@@ -234,9 +228,9 @@ static int client_auth(const proto_hs_io *io, int fd, const char *addr, const ch
     return 0;
 }
 
-int proto_hs_client(const proto_hs_io *io, int fd, const char *addr, const char *service,
-                    const uint8_t *token, size_t token_len, bool allow_open, char *err,
-                    size_t errlen)
+int proto_hs_client(const proto_hs_io *io, const sk_sock *sock, const char *addr,
+                    const char *service, const uint8_t *token, size_t token_len, bool allow_open,
+                    char *err, size_t errlen)
 {
     err[0] = '\0';
     uint8_t buf[PROTO_PREAUTH_MAX], nonce_s[SK_AUTH_NONCE];
@@ -268,5 +262,5 @@ int proto_hs_client(const proto_hs_io *io, int fd, const char *addr, const char 
                  addr);
         return -1;
     }
-    return client_auth(io, fd, addr, service, token, token_len, nonce_s, err, errlen);
+    return client_auth(io, sock, addr, service, token, token_len, nonce_s, err, errlen);
 }

@@ -84,15 +84,15 @@ typedef struct proto_hs_io {
     ssize_t (*recv)(void *ud, uint8_t *buf, size_t cap, const char *stage);
 } proto_hs_io;
 
-/* Runs the client's handshake for service on fd (a connected socket, TLS
- * or not; for the channel binding) through io. token NULL: the client has
+/* Runs the client's handshake for service on sock (connected, TLS or not;
+ * for the channel binding) through io. token NULL: the client has
  * none. allow_open: a server hello without a nonce (no authentication) is
  * accepted when the client has no token, and refused as a downgrade when
  * it has one; without allow_open every server must authenticate. Returns
  * 0 (authenticated, or an open server); or -1 with the sentence to print
  * in err (err[0] == 0: io already reported it). addr prefixes messages. */
-int proto_hs_client(const proto_hs_io *io, int fd, const char *addr, const char *service,
-                    const uint8_t *token, size_t token_len, bool allow_open, char *err,
-                    size_t errlen);
+int proto_hs_client(const proto_hs_io *io, const sk_sock *sock, const char *addr,
+                    const char *service, const uint8_t *token, size_t token_len, bool allow_open,
+                    char *err, size_t errlen);
 
 #endif

@@ -18,10 +18,7 @@ void proto_penalties_init(proto_penalties *t)
     pthread_mutex_init(&t->mu, NULL);
 }
 
-void proto_penalties_destroy(proto_penalties *t)
-{
-    pthread_mutex_destroy(&t->mu);
-}
+void proto_penalties_destroy(proto_penalties *t) { pthread_mutex_destroy(&t->mu); }
 
 /* The address part of a peer's text ("1.2.3.4:5" -> "1.2.3.4", "[::1]:5"
  * -> "[::1]"; every Unix peer is one local source). */
@@ -157,8 +154,8 @@ static proto_preauth_slot *pick_victim(proto_preauth *t)
     return best;
 }
 
-int proto_preauth_enter(proto_preauth *t, const char *peer_text, void *owner,
-                        proto_evict_fn evict, proto_preauth_ticket *ticket, char *victim)
+int proto_preauth_enter(proto_preauth *t, const char *peer_text, void *owner, proto_evict_fn evict,
+                        proto_preauth_ticket *ticket, char *victim)
 {
     char name[PROTO_HOST_MAX];
     host_of(peer_text, name, sizeof name);
@@ -232,8 +229,10 @@ static void gate_evicted(sk_async *a, void *ud)
     if (g->evict == NULL || proto_preauth_held(g->table, &g->ticket))
         return;
     g->ticket.seq = 0;
-    sk_log(SK_LOG_WARN, "%s %s evicted: all --max-unauth slots in use, and its address "
-           "holds the most", g->name, sk_conn_peer(g->conn));
+    sk_log(SK_LOG_WARN,
+           "%s %s evicted: all --max-unauth slots in use, and its address "
+           "holds the most",
+           g->name, sk_conn_peer(g->conn));
     proto_send_error(g->conn, PE_BUSY, "evicted: too many connections waiting to authenticate");
     sk_conn_fail(g->conn, -EBUSY, "evicted before authenticating");
 }
@@ -267,14 +266,16 @@ int proto_gate_open(proto_gate *g, proto_preauth *table, sk_conn *c, const char 
         return rc;
     }
     if (victim[0] != '\0')
-        sk_log(SK_LOG_INFO, "%s %s admitted by evicting the oldest unauthenticated "
-               "connection from %s (--max-unauth full)", name, sk_conn_peer(c), victim);
+        sk_log(SK_LOG_INFO,
+               "%s %s admitted by evicting the oldest unauthenticated "
+               "connection from %s (--max-unauth full)",
+               name, sk_conn_peer(c), victim);
     /* Before authentication a stranger may send only small frames, must say
      * hello at once and finish the handshake in bounded time however it
      * trickles its bytes. */
     sk_conn_set_max_msg(c, PROTO_PREAUTH_MAX);
     uint32_t hello = handshake_ms < PROTO_HELLO_MS ? handshake_ms : PROTO_HELLO_MS;
-    sk_conn_set_deadline(c, hello, "handshake timeout: no hello in time");
+    sk_conn_set_deadline(c, hello ? (int)hello : SK_FOREVER, "handshake timeout: no hello in time");
     return 0;
 }
 
@@ -282,7 +283,7 @@ void proto_gate_hello(proto_gate *g)
 {
     uint64_t spent = sk_loop_now(sk_conn_loop(g->conn)) - g->opened;
     uint32_t left = spent >= g->handshake_ms ? 1 : (uint32_t)(g->handshake_ms - spent);
-    sk_conn_set_deadline(g->conn, left, "handshake timeout");
+    sk_conn_set_deadline(g->conn, (int)left, "handshake timeout");
 }
 
 void proto_gate_close(proto_gate *g)
@@ -293,4 +294,3 @@ void proto_gate_close(proto_gate *g)
     sk_async_free(g->evict);
     g->evict = NULL;
 }
-

@@ -77,8 +77,8 @@ int proto_check_hello(const uint8_t *msg, size_t len, bool from_server, char *se
     }
     uint8_t version = msg[1 + PROTO_MAGIC_LEN];
     if (version != PROTO_VERSION) {
-        snprintf(why, whylen, "protocol version %u is not supported (this side speaks %d)",
-                 version, PROTO_VERSION);
+        snprintf(why, whylen, "protocol version %u is not supported (this side speaks %d)", version,
+                 PROTO_VERSION);
         return PE_HELLO;
     }
     size_t slen = msg[1 + PROTO_MAGIC_LEN + 1];
@@ -154,14 +154,14 @@ static int binding_result(int rc, bool *bound)
 
 int proto_binding_conn(const sk_conn *c, uint8_t binding[SK_AUTH_BINDING], bool *bound)
 {
-    return binding_result(sk_conn_tls_exporter(c, SK_TLS_EXPORTER_LABEL, binding,
-                                                SK_AUTH_BINDING), bound);
+    return binding_result(sk_conn_tls_exporter(c, SK_TLS_EXPORTER_LABEL, binding, SK_AUTH_BINDING),
+                          bound);
 }
 
-int proto_binding_sock(int fd, uint8_t binding[SK_AUTH_BINDING], bool *bound)
+int proto_binding_sock(const sk_sock *sock, uint8_t binding[SK_AUTH_BINDING], bool *bound)
 {
-    return binding_result(sk_sock_tls_exporter(fd, SK_TLS_EXPORTER_LABEL, binding,
-                                                SK_AUTH_BINDING), bound);
+    return binding_result(
+        sk_sock_tls_exporter(sock, SK_TLS_EXPORTER_LABEL, binding, SK_AUTH_BINDING), bound);
 }
 
 /* ------------------------------------------------------------ ERROR */

@@ -14,15 +14,15 @@
 
 #include "sockit.h"
 
-#define PROTO_MAGIC "SKIT"
+#define PROTO_MAGIC     "SKIT"
 #define PROTO_MAGIC_LEN 4
-#define PROTO_VERSION 1
+#define PROTO_VERSION   1
 /* Largest frame either side accepts before authentication completes: a
  * hello or an auth message is < 100 bytes, so a stranger can make us hold
  * no more than this. */
 #define PROTO_PREAUTH_MAX 4096u
 /* The whole handshake (hello and authentication) must finish in this time
- * (SPEC §5.1), however slowly the peer trickles its bytes. */
+ * however slowly the peer trickles its bytes. */
 #define PROTO_HANDSHAKE_MS 10000u
 /* The client's hello must arrive within this time of connecting: a real
  * client sends it at once, so an idle socket is dropped early instead of
@@ -116,11 +116,11 @@ const char *proto_error_name(int code);
  * forgotten after a quiet minute. The table is small and fixed: when full,
  * the address that failed longest ago makes room. One table per service,
  * shared by its workers (hence the mutex). */
-#define PROTO_PENALTY_SLOTS 256
-#define PROTO_PENALTY_BASE_MS 1000u
-#define PROTO_PENALTY_MAX_MS 10000u
+#define PROTO_PENALTY_SLOTS     256
+#define PROTO_PENALTY_BASE_MS   1000u
+#define PROTO_PENALTY_MAX_MS    10000u
 #define PROTO_PENALTY_FORGET_MS 60000u
-#define PROTO_HOST_MAX 64
+#define PROTO_HOST_MAX          64
 
 typedef struct proto_penalty {
     char host[PROTO_HOST_MAX];
@@ -158,8 +158,8 @@ uint32_t proto_penalty_add(proto_penalties *t, const char *peer_text, uint64_t n
 typedef void (*proto_evict_fn)(void *owner);
 
 typedef struct proto_preauth_slot {
-    uint64_t seq;   /* order of arrival (smaller is older); 0: free */
-    uint32_t host;  /* index into hosts */
+    uint64_t seq;  /* order of arrival (smaller is older); 0: free */
+    uint32_t host; /* index into hosts */
     void *owner;
     proto_evict_fn evict;
 } proto_preauth_slot;
@@ -196,8 +196,8 @@ void proto_preauth_destroy(proto_preauth *t);
  * per_source slots (the newcomer is to be refused). When a connection was
  * evicted and victim is not NULL, the evicted source's address is written
  * there (PROTO_HOST_MAX bytes) for the log; else victim[0] is set to 0. */
-int proto_preauth_enter(proto_preauth *t, const char *peer_text, void *owner,
-                        proto_evict_fn evict, proto_preauth_ticket *ticket, char *victim);
+int proto_preauth_enter(proto_preauth *t, const char *peer_text, void *owner, proto_evict_fn evict,
+                        proto_preauth_ticket *ticket, char *victim);
 
 /* Gives the slot back (authenticated, or closing). Returns true if the
  * ticket still held it, false if the connection had been evicted (or had
@@ -214,10 +214,10 @@ bool proto_preauth_held(proto_preauth *t, const proto_preauth_ticket *ticket);
 typedef struct proto_gate {
     proto_preauth *table;
     proto_preauth_ticket ticket;
-    sk_async *evict;   /* NULL once the slot is given back */
+    sk_async *evict; /* NULL once the slot is given back */
     sk_conn *conn;
-    const char *name;  /* the listener's name, for the log */
-    uint64_t opened;   /* loop time of on_open */
+    const char *name; /* the listener's name, for the log */
+    uint64_t opened;  /* loop time of on_open */
     uint32_t handshake_ms;
 } proto_gate;
 
@@ -239,9 +239,9 @@ void proto_gate_close(proto_gate *g);
  * binding and sets *bound = true for a TLS connection, *bound = false for
  * a plain one; returns 0, or -ENOTSUP (TLS 1.2 without the extended master
  * secret: no binding can be trusted, so the handshake must fail) or -EIO.
- * The server asks of its connection, a client of its descriptor. */
+ * The server asks of its connection, a client of its socket. */
 int proto_binding_conn(const sk_conn *c, uint8_t binding[SK_AUTH_BINDING], bool *bound);
-int proto_binding_sock(int fd, uint8_t binding[SK_AUTH_BINDING], bool *bound);
+int proto_binding_sock(const sk_sock *sock, uint8_t binding[SK_AUTH_BINDING], bool *bound);
 
 /* ---- files (services/files/, cli/files*.c): a hello without a nonce ----
  * A files server without a token (allowed on loopback and Unix sockets

@@ -1,4 +1,4 @@
-"""Address forms (SPEC §3): tcp://, IPv6, unix paths (stale / live / own file
+"""Address forms: tcp://, IPv6, unix paths (stale / live / own file
 removed), abstract unix, and several services in one process."""
 
 import os

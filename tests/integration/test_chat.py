@@ -1,4 +1,4 @@
-"""The chat room (SPEC §5.3) and its client (§6): raw-socket members (welcome,
+"""The chat room and its client: raw-socket members (welcome,
 relay without echo, nick rules, /who, /me, join/leave/nick notices, one order
 for everyone), a member that never reads while others flood, over-long
 lines, --max-rate, 1,000 members, nc as a member, and `sockit chat` in pipe

@@ -9,7 +9,7 @@ class VersionHelp(SockitTestCase):
     def test_version(self):
         cp = self.sockit("version", timeout=10)
         self.assertEqual(cp.returncode, 0, cp.stderr)
-        self.assertEqual(cp.stdout, b"sockit 0.1.0\n")
+        self.assertEqual(cp.stdout, b"sockit 0.2.0\n")
         self.assertClean(cp)
 
     def test_help_of_each_command(self):

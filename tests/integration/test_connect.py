@@ -1,4 +1,4 @@
-"""`sockit connect` (SPEC §6): pipe mode like nc (raw, frame, line), datagram
+"""`sockit connect`: pipe mode like nc (raw, frame, line), datagram
 mode with missing replies, refused connections, and the interactive client
 under a pseudo-terminal."""
 

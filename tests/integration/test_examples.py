@@ -1,4 +1,4 @@
-"""Integration tests of the seed examples (examples/seedNNN_{server,client}.c).
+"""Integration tests of the examples (examples/NAME_{server,client}.c).
 
 Each test starts an example server on 127.0.0.1:0, waits for its
 "listening on ADDR" line on stderr, drives it with the example client (stdin
@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / os.environ.get('SOCKIT_BUILD', 'build') / 'examples'
 TIMEOUT = 10  # seconds; the bound of every wait in this file
 SANITIZER = re.compile(rb'Sanitizer|runtime error:')
-SEEDS = ('seed000', 'seed001', 'seed002', 'seed003', 'seed004')
+NAMES = ('greeting', 'hello', 'upper', 'banner', 'timeout')
 
 
 def exe(name):
@@ -139,16 +139,16 @@ class ExampleTest(unittest.TestCase):
         return p.stdout.decode()
 
 
-class Seed000(ExampleTest):
-    SERVER = 'seed000_server'
+class Greeting(ExampleTest):
+    SERVER = 'greeting_server'
 
     def test_client_session(self):
-        out = self.client('seed000_client', self.srv.addr, stdin='你好\n\nabc\nq\n'.encode())
+        out = self.client('greeting_client', self.srv.addr, stdin='你好\n\nabc\nq\n'.encode())
         self.assertEqual(out, '你好欢迎你\n你好好\nabc好\n')  # the empty line was not sent
         self.assertEqual(self.stop(), '你好\nabc\nq\n')
 
     def test_client_end_of_input_quits(self):
-        out = self.client('seed000_client', self.srv.addr, stdin='x\r\ny\n'.encode())
+        out = self.client('greeting_client', self.srv.addr, stdin='x\r\ny\n'.encode())
         self.assertEqual(out, '你好欢迎你\nx好\ny好\n')
         self.stop()
 
@@ -168,7 +168,7 @@ class Seed000(ExampleTest):
     def test_many_clients_at_once(self):
         socks = [connect(self.srv.port) for _ in range(3)]
         files = [s.makefile('rb') for s in socks]
-        for f in files:  # the seed greeted the second client only after the first left
+        for f in files:  # a one-client-at-a-time server greets the second client only after the first left
             self.assertEqual(f.readline().decode(), '你好欢迎你\n')
         for i in reversed(range(3)):
             socks[i].sendall(b'%d\n' % i)
@@ -200,11 +200,11 @@ class Seed000(ExampleTest):
         self.stop(signal.SIGINT)
 
 
-class Seed001(ExampleTest):
-    SERVER = 'seed001_server'
+class Hello(ExampleTest):
+    SERVER = 'hello_server'
 
     def test_client(self):
-        self.assertEqual(self.client('seed001_client', self.srv.addr), 'Received: Hello Client\n')
+        self.assertEqual(self.client('hello_client', self.srv.addr), 'Received: Hello Client\n')
         self.assertEqual(self.stop(), 'Received: Hello Server\n')
 
     def test_message_in_pieces(self):
@@ -215,24 +215,24 @@ class Seed001(ExampleTest):
         self.assertEqual(self.stop(), 'Received: Hello Server\n')
 
     def test_silent_client_blocks_nobody(self):
-        with connect(self.srv.port):  # the seed would wait in recv() on this one
-            out = self.client('seed001_client', self.srv.addr)
+        with connect(self.srv.port):  # a one-client-at-a-time server would wait in recv() on this one
+            out = self.client('hello_client', self.srv.addr)
             self.assertEqual(out, 'Received: Hello Client\n')
         self.stop()
 
 
-class Seed002(ExampleTest):
-    SERVER = 'seed002_server'
+class Upper(ExampleTest):
+    SERVER = 'upper_server'
 
     def test_client(self):
-        out = self.client('seed002_client', self.srv.addr,
+        out = self.client('upper_client', self.srv.addr,
                           stdin='hello\n\nMixed Case 123 ünï\n'.encode())
         self.assertEqual(out, 'HELLO\nMIXED CASE 123 üNï\n')  # UTF-8 stays valid
         self.assertEqual(self.stop(), 'from client: hello\nfrom client: Mixed Case 123 ünï\n')
 
     def test_client_long_message(self):
-        text = 'abc' * 2000  # longer than the seed's recv(1024)
-        out = self.client('seed002_client', self.srv.addr, stdin=(text + '\nok\n').encode())
+        text = 'abc' * 2000  # longer than one recv(1024)
+        out = self.client('upper_client', self.srv.addr, stdin=(text + '\nok\n').encode())
         self.assertEqual(out, text.upper() + '\nOK\n')
         self.stop()
 
@@ -256,13 +256,13 @@ class Seed002(ExampleTest):
         self.stop(signal.SIGINT)
 
 
-class Seed002Unix(unittest.TestCase):
+class UpperUnix(unittest.TestCase):
     def test_unix_socket(self):
         with tempfile.TemporaryDirectory() as tmp:
             path = os.path.join(tmp, 'upper.sock')
-            srv = Server('seed002_server', 'unix:' + path)
+            srv = Server('upper_server', 'unix:' + path)
             self.addCleanup(srv.kill)
-            p = subprocess.run([exe('seed002_client'), 'unix:' + path], input=b'unix\n',
+            p = subprocess.run([exe('upper_client'), 'unix:' + path], input=b'unix\n',
                                capture_output=True, timeout=TIMEOUT)
             self.assertEqual((p.returncode, p.stdout), (0, b'UNIX\n'), p.stderr)
             code, _, err = srv.stop()
@@ -271,11 +271,11 @@ class Seed002Unix(unittest.TestCase):
             self.assertFalse(os.path.exists(path), 'socket file left behind')
 
 
-class Seed003(ExampleTest):
-    SERVER = 'seed003_server'
+class Banner(ExampleTest):
+    SERVER = 'banner_server'
 
     def test_client(self):
-        self.assertEqual(self.client('seed003_client', self.srv.addr),
+        self.assertEqual(self.client('banner_client', self.srv.addr),
                          'Thank you for connecting\n')
         self.assertRegex(self.stop(), r'^Got a connection from 127\.0\.0\.1:\d+\n$')
 
@@ -287,15 +287,15 @@ class Seed003(ExampleTest):
         self.assertEqual(len(self.stop().splitlines()), 5)
 
 
-class Seed004(ExampleTest):
-    SERVER = 'seed004_server'
+class Timeout(ExampleTest):
+    SERVER = 'timeout_server'
 
     def test_client_welcome(self):
-        self.assertEqual(self.client('seed004_client', self.srv.addr), 'Welcome to server!\n')
+        self.assertEqual(self.client('timeout_client', self.srv.addr), 'Welcome to server!\n')
         self.assertEqual(self.stop(), '')
 
     def test_client_goodbye(self):
-        self.assertEqual(self.client('seed004_client', self.srv.addr, 'hello'), 'Goodbye!\n')
+        self.assertEqual(self.client('timeout_client', self.srv.addr, 'hello'), 'Goodbye!\n')
         self.stop()
 
     def test_raw_requests(self):
@@ -312,7 +312,7 @@ class Seed004(ExampleTest):
     def test_silent_client_times_out(self):
         with connect(self.srv.port) as s:
             # Meanwhile the server still serves others.
-            self.assertEqual(self.client('seed004_client', self.srv.addr), 'Welcome to server!\n')
+            self.assertEqual(self.client('timeout_client', self.srv.addr), 'Welcome to server!\n')
             try:
                 self.assertEqual(s.recv(1), b'')  # closed after the 1 s of silence
             except ConnectionResetError:
@@ -322,7 +322,7 @@ class Seed004(ExampleTest):
     def test_client_gives_up_after_one_second(self):
         with socket.create_server(('127.0.0.1', 0)) as mute:  # accepts, never answers
             start = time.monotonic()
-            out = self.client('seed004_client', '127.0.0.1:%d' % mute.getsockname()[1],
+            out = self.client('timeout_client', '127.0.0.1:%d' % mute.getsockname()[1],
                               status=1)
             self.assertLess(time.monotonic() - start, TIMEOUT)
         self.assertEqual(out, '')
@@ -332,12 +332,12 @@ class Seed004(ExampleTest):
 
 class CommonBehaviour(unittest.TestCase):
     def test_bad_address_is_a_usage_error(self):
-        for seed in SEEDS:
+        for name in NAMES:
             for role in ('server', 'client'):
-                p = subprocess.run([exe('%s_%s' % (seed, role)), '127.0.0.1:99999'],
+                p = subprocess.run([exe('%s_%s' % (name, role)), '127.0.0.1:99999'],
                                    stdin=subprocess.DEVNULL, capture_output=True,
                                    timeout=TIMEOUT)
-                self.assertEqual(p.returncode, 2, (seed, role, p.stderr))
+                self.assertEqual(p.returncode, 2, (name, role, p.stderr))
                 self.assertEqual(p.stdout, b'')
                 self.assertEqual(p.stderr.count(b'\n'), 1, p.stderr)
 
@@ -345,10 +345,10 @@ class CommonBehaviour(unittest.TestCase):
         with socket.socket() as closed:  # bound, not listening: connecting is refused
             closed.bind(('127.0.0.1', 0))
             addr = '127.0.0.1:%d' % closed.getsockname()[1]
-            for seed in SEEDS:
-                p = subprocess.run([exe(seed + '_client'), addr], stdin=subprocess.DEVNULL,
+            for name in NAMES:
+                p = subprocess.run([exe(name + '_client'), addr], stdin=subprocess.DEVNULL,
                                    capture_output=True, timeout=TIMEOUT)
-                self.assertEqual(p.returncode, 1, (seed, p.stderr))
+                self.assertEqual(p.returncode, 1, (name, p.stderr))
                 self.assertEqual(p.stdout, b'')
                 self.assertEqual(p.stderr.count(b'\n'), 1, p.stderr)
                 self.assertNotRegex(p.stderr, SANITIZER)
@@ -356,10 +356,10 @@ class CommonBehaviour(unittest.TestCase):
     def test_port_in_use_is_one_line_and_exit_1(self):
         with socket.create_server(('127.0.0.1', 0)) as taken:
             addr = '127.0.0.1:%d' % taken.getsockname()[1]
-            for seed in SEEDS:
-                p = subprocess.run([exe(seed + '_server'), addr], stdin=subprocess.DEVNULL,
+            for name in NAMES:
+                p = subprocess.run([exe(name + '_server'), addr], stdin=subprocess.DEVNULL,
                                    capture_output=True, timeout=TIMEOUT)
-                self.assertEqual(p.returncode, 1, (seed, p.stderr))
+                self.assertEqual(p.returncode, 1, (name, p.stderr))
                 self.assertEqual(p.stderr.count(b'\n'), 1, p.stderr)
                 self.assertNotRegex(p.stderr, SANITIZER)
 

@@ -1,4 +1,4 @@
-"""exec: `sockit serve exec` and `sockit exec` (SPEC §5.4), driven by the
+"""exec: `sockit serve exec` and `sockit exec`, driven by the
 sockit client, by a Python client written from docs/PROTOCOL.md alone
 (exec_client.py), and by raw sockets. Real commands run: exit codes and
 signals, byte-exact stdout/stderr, stdin, argv passed verbatim, the shell

@@ -1,7 +1,7 @@
-"""The seed 002 remote-command example (examples/seed002_exec_{server,client}.c):
+"""The remote-command example (examples/exec_{server,client}.c):
 the server on 127.0.0.1:0, driven by the example client (stdin piped) and by
-a raw Python client speaking its frames. Checks the seed's bugs stay fixed:
-long output arrives whole (the seed read one recv(1024)), commands are not
+a raw Python client speaking its frames. Checks the naive version's bugs stay fixed:
+long output arrives whole (a naive client reads one recv(1024)), commands are not
 run through a shell, a vanished client takes its command with it, and the
 server stops cleanly (exit 0, no sanitizer report) on SIGTERM.
 Every wait is bounded by TIMEOUT; readiness is the "listening on" line.
@@ -77,7 +77,7 @@ class ExecExample(unittest.TestCase):
 
     def setUp(self):
         self.tmp = tempfile.mkdtemp(prefix='skexec-')
-        self.proc = subprocess.Popen([exe('seed002_exec_server'), '127.0.0.1:0'], cwd=self.tmp,
+        self.proc = subprocess.Popen([exe('exec_server'), '127.0.0.1:0'], cwd=self.tmp,
                                      stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE)
         self.addCleanup(self.kill)
@@ -113,7 +113,7 @@ class ExecExample(unittest.TestCase):
         return out.decode()
 
     def client(self, stdin):
-        p = subprocess.run([exe('seed002_exec_client'), self.addr], input=stdin,
+        p = subprocess.run([exe('exec_client'), self.addr], input=stdin,
                            capture_output=True, timeout=TIMEOUT)
         self.assertNotRegex(p.stderr, SANITIZER)
         self.assertEqual(p.returncode, 0, p.stderr)
@@ -151,7 +151,7 @@ class ExecExample(unittest.TestCase):
         self.stop()
 
     def test_refuses_to_listen_beyond_loopback(self):
-        p = subprocess.run([exe('seed002_exec_server'), '0.0.0.0:0'], capture_output=True,
+        p = subprocess.run([exe('exec_server'), '0.0.0.0:0'], capture_output=True,
                            timeout=TIMEOUT)
         self.assertEqual(p.returncode, 2)
         self.assertIn(b'loopback', p.stderr)

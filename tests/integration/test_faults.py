@@ -1,4 +1,4 @@
-"""Fault tests (SPEC §5.1, §9): resets, oversize frames, slow readers, timeouts,
+"""Fault tests: resets, oversize frames, slow readers, timeouts,
 --max-conns, descriptor exhaustion, signals, descriptor counts after
 thousands of connections, bounded memory."""
 
@@ -360,7 +360,7 @@ class Descriptors(SockitTestCase):
             srv.wait_line(r"out of descriptors", timeout=2)
             # Logged at most once a second.
             self.assertLessEqual(logs, int(span) + 2, "%d 'out of descriptors' lines in %.1f s" % (logs, span))
-            # SPEC 5.1: the pending peer is shed (closed at once), not left hanging.
+            # The pending peer is shed (closed at once), not left hanging.
             self.assertTrue(shed, "the connection beyond the limit was left in the backlog, not shed")
         finally:
             for s in clients:

@@ -1,4 +1,4 @@
-"""files: `sockit serve files` and `sockit put` / `get` / `ls` (SPEC §5.5),
+"""files: `sockit serve files` and `sockit put` / `get` / `ls`,
 driven by the sockit clients and by a Python client written from
 docs/PROTOCOL.md alone (files_client.py).
 

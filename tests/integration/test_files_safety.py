@@ -224,7 +224,7 @@ class GetLocal(Case):
 class Partials(Case):
 
     def test_empty_puts_leave_nothing_and_do_not_block_the_directory(self):
-        """red-team review 2, #7: 64 PUTs that never send a byte."""
+        """64 PUTs that never send a byte."""
         srv = self.files_server()
         for i in range(64):
             c = self.client(srv)
@@ -436,7 +436,7 @@ class Stalls(Case):
 class HashBudget(Case):
 
     def test_wrong_resume_offers_are_rate_limited(self):
-        """red-team review 2, #17: GET with have = size and a wrong hash."""
+        """GET with have = size and a wrong hash."""
         size = 32 * MiB
         with open(os.path.join(self.root, "big.bin"), "wb") as f:
             f.write(os.urandom(size))

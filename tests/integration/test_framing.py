@@ -1,4 +1,4 @@
-"""Framing (SPEC §4): 4-byte big-endian frames and "\\n" lines, however the
+"""Framing: 4-byte big-endian frames and "\\n" lines, however the
 bytes are cut into segments, and the limits that bound them."""
 
 import os
@@ -130,7 +130,7 @@ class Limits(SockitTestCase):
 
     def test_line_error_seen_by_peer_that_keeps_sending(self):
         # The reason is delivered before a lingering close, not lost in a reset
-        # (SPEC §5.1), even though the peer sent more than the server read.
+        # even though the peer sent more than the server read.
         srv = self.serve("echo", "127.0.0.1:0", "--framing", "line", "--max-line", "100")
         s = self.connect(srv.addr)
         s.sendall(b"z" * 20000)

@@ -1,4 +1,4 @@
-"""Hardening tests (issue 8, SPEC §5.1, §5.6, §9): the counters of SIGUSR1
+"""Hardening tests: the counters of SIGUSR1
 and --stats; many concurrent connections (RSS per idle connection printed);
 a memory bomb of partial maximum-size frames under --max-memory; slowloris
 senders cut at the frame deadline while others are served; garbage,
@@ -216,7 +216,7 @@ class ManyConnections(SockitTestCase):
             print("\n    %d concurrent connections in %.1f s; server RSS %d -> %d KiB: %.0f bytes "
                   "per idle connection (%s)" % (n, time.monotonic() - t0, base_rss, rss, per,
                                                 helpers.BUILD), end=" ", flush=True)
-            # An idle connection holds no buffer (SPEC §5.6): a few KiB at most,
+            # An idle connection holds no buffer: a few KiB at most,
             # even with the sanitizers' redzones.
             self.assertLess(per, 16 * 1024, "%.0f bytes of RSS per idle connection" % per)
         finally:

@@ -1,4 +1,4 @@
-"""tls:// (SPEC §8, issue 7): a TLS echo server driven by `openssl s_client`
+"""tls://: a TLS echo server driven by `openssl s_client`
 and Python's ssl module; `sockit connect` verifying by CA, by pin (both
 spellings), refusing a wrong pin, an expired and a wrong-host certificate
 and an unverifiable server, and warning under --insecure; exec, files and
@@ -532,7 +532,7 @@ class TestHandshakeFaults(TlsBase):
 
 
 class TestPolicy(TlsBase):
-    """Key exchange groups and TLS 1.2 suites (review 2, #3 and #12), and a
+    """Key exchange groups and TLS 1.2 suites, and a
     `sockit cert` leaf that cannot sign others yet verifies as --ca (#20)."""
 
     def s_client(self, addr, *opts):
@@ -628,7 +628,7 @@ class TestPolicy(TlsBase):
 
 class TestHandshakeLimits(TlsBase):
     """Unfinished handshakes are capped (--max-handshakes: the oldest is
-    dropped) and charged to --max-memory (review 2, #11)."""
+    dropped) and charged to --max-memory ."""
 
     STALL = b"\x16\x03\x01\x40\x00" + b"\x01" + b"\x00" * 2999  # a record promising 16 KiB
 
@@ -745,7 +745,7 @@ class TestHandshakeLimits(TlsBase):
 
 
 class TestClientPolicy(TlsBase):
-    """The client side offers the same groups and suites (review 2, #3, #12),
+    """The client side offers the same groups and suites,
     seen from `openssl s_server`."""
 
     def s_server(self, *opts):

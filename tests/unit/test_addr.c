@@ -1,4 +1,5 @@
-/* test_addr.c — sk_addr_parse (good and bad forms, error text), sk_addr_format round trips, sk_addr_resolve and sk_sockaddr_format. */
+/* test_addr.c — sk_addr_parse (good and bad forms, error text), sk_addr_format round trips,
+ * sk_addr_resolve and sk_sockaddr_format. */
 #include <criterion/criterion.h>
 
 #include <arpa/inet.h>
@@ -27,30 +28,30 @@ typedef struct good_case {
 } good_case;
 
 static const good_case good[] = {
-    { "127.0.0.1:80", SK_ADDR_TCP, "127.0.0.1", 80, NULL, 0 },
-    { "tcp://127.0.0.1:80", SK_ADDR_TCP, "127.0.0.1", 80, NULL, 0 },
-    { "tcp://127.0.0.1:0", SK_ADDR_TCP, "127.0.0.1", 0, NULL, 0 },
-    { "127.0.0.1:65535", SK_ADDR_TCP, "127.0.0.1", 65535, NULL, 0 },
-    { "0.0.0.0:9999", SK_ADDR_TCP, "0.0.0.0", 9999, NULL, 0 },
-    { "localhost:9000", SK_ADDR_TCP, "localhost", 9000, NULL, 0 },
-    { "example.com:443", SK_ADDR_TCP, "example.com", 443, NULL, 0 },
-    { "my-host.example:1", SK_ADDR_TCP, "my-host.example", 1, NULL, 0 },
-    { "[::1]:8080", SK_ADDR_TCP, "::1", 8080, NULL, 0 },
-    { "tcp://[::1]:0", SK_ADDR_TCP, "::1", 0, NULL, 0 },
-    { "[fe80::1:2]:65535", SK_ADDR_TCP, "fe80::1:2", 65535, NULL, 0 },
-    { "[::]:7", SK_ADDR_TCP, "::", 7, NULL, 0 },
-    { "*:80", SK_ADDR_TCP, NULL, 80, NULL, 0 },
-    { "udp://127.0.0.1:53", SK_ADDR_UDP, "127.0.0.1", 53, NULL, 0 },
-    { "udp://[::1]:5353", SK_ADDR_UDP, "::1", 5353, NULL, 0 },
-    { "udp://localhost:0", SK_ADDR_UDP, "localhost", 0, NULL, 0 },
-    { "tls://example.org:443", SK_ADDR_TLS, "example.org", 443, NULL, 0 },
-    { "tls://[::1]:8443", SK_ADDR_TLS, "::1", 8443, NULL, 0 },
-    { "unix:/tmp/sockit.sock", SK_ADDR_UNIX, NULL, 0, "/tmp/sockit.sock", 0 },
-    { "unix:relative/dir/s", SK_ADDR_UNIX, NULL, 0, "relative/dir/s", 0 },
-    { "unix:@sockit-abstract", SK_ADDR_UNIX, NULL, 0, "sockit-abstract", 1 },
-    { "unix:/tmp/with:colon", SK_ADDR_UNIX, NULL, 0, "/tmp/with:colon", 0 },
-    { "unixgram:/tmp/g.sock", SK_ADDR_UNIXGRAM, NULL, 0, "/tmp/g.sock", 0 },
-    { "unixgram:@g", SK_ADDR_UNIXGRAM, NULL, 0, "g", 1 },
+    {"127.0.0.1:80", SK_ADDR_TCP, "127.0.0.1", 80, NULL, 0},
+    {"tcp://127.0.0.1:80", SK_ADDR_TCP, "127.0.0.1", 80, NULL, 0},
+    {"tcp://127.0.0.1:0", SK_ADDR_TCP, "127.0.0.1", 0, NULL, 0},
+    {"127.0.0.1:65535", SK_ADDR_TCP, "127.0.0.1", 65535, NULL, 0},
+    {"0.0.0.0:9999", SK_ADDR_TCP, "0.0.0.0", 9999, NULL, 0},
+    {"localhost:9000", SK_ADDR_TCP, "localhost", 9000, NULL, 0},
+    {"example.com:443", SK_ADDR_TCP, "example.com", 443, NULL, 0},
+    {"my-host.example:1", SK_ADDR_TCP, "my-host.example", 1, NULL, 0},
+    {"[::1]:8080", SK_ADDR_TCP, "::1", 8080, NULL, 0},
+    {"tcp://[::1]:0", SK_ADDR_TCP, "::1", 0, NULL, 0},
+    {"[fe80::1:2]:65535", SK_ADDR_TCP, "fe80::1:2", 65535, NULL, 0},
+    {"[::]:7", SK_ADDR_TCP, "::", 7, NULL, 0},
+    {"*:80", SK_ADDR_TCP, NULL, 80, NULL, 0},
+    {"udp://127.0.0.1:53", SK_ADDR_UDP, "127.0.0.1", 53, NULL, 0},
+    {"udp://[::1]:5353", SK_ADDR_UDP, "::1", 5353, NULL, 0},
+    {"udp://localhost:0", SK_ADDR_UDP, "localhost", 0, NULL, 0},
+    {"tls://example.org:443", SK_ADDR_TLS, "example.org", 443, NULL, 0},
+    {"tls://[::1]:8443", SK_ADDR_TLS, "::1", 8443, NULL, 0},
+    {"unix:/tmp/sockit.sock", SK_ADDR_UNIX, NULL, 0, "/tmp/sockit.sock", 0},
+    {"unix:relative/dir/s", SK_ADDR_UNIX, NULL, 0, "relative/dir/s", 0},
+    {"unix:@sockit-abstract", SK_ADDR_UNIX, NULL, 0, "sockit-abstract", 1},
+    {"unix:/tmp/with:colon", SK_ADDR_UNIX, NULL, 0, "/tmp/with:colon", 0},
+    {"unixgram:/tmp/g.sock", SK_ADDR_UNIXGRAM, NULL, 0, "/tmp/g.sock", 0},
+    {"unixgram:@g", SK_ADDR_UNIXGRAM, NULL, 0, "g", 1},
 };
 
 typedef struct bad_case {
@@ -60,26 +61,26 @@ typedef struct bad_case {
 } bad_case;
 
 static const bad_case bad[] = {
-    { "127.0.0.1:65536", { "65536" } },
-    { "127.0.0.1:-1", { "-1" } },
-    { "127.0.0.1:abc", { "abc" } },
-    { "127.0.0.1:80x", { "80x" } },
-    { "127.0.0.1:99999999999999999999", { "99999999999999999999" } },
-    { "tcp://localhost:70000", { "70000" } },
-    { "udp://127.0.0.1:65536", { "65536" } },
-    { "127.0.0.1", { "port" } },
-    { "127.0.0.1:", { "port" } },
-    { "tcp://127.0.0.1", { "port" } },
-    { "udp://localhost", { "port" } },
-    { "[::1]", { "port" } },
-    { "", { "empty", "address" } },
-    { "foo://127.0.0.1:80", { "foo" } },
-    { "http://127.0.0.1:80", { "http" } },
-    { "::1:80", { "bracket", "[", "ipv6", "::1" } },
-    { "fe80::1:443", { "bracket", "[", "ipv6", "fe80" } },
-    { "[::1:80", { "bracket", "]", "[::1" } },
-    { "unix:", { "path", "empty" } },
-    { "unixgram:", { "path", "empty" } },
+    {"127.0.0.1:65536", {"65536"}},
+    {"127.0.0.1:-1", {"-1"}},
+    {"127.0.0.1:abc", {"abc"}},
+    {"127.0.0.1:80x", {"80x"}},
+    {"127.0.0.1:99999999999999999999", {"99999999999999999999"}},
+    {"tcp://localhost:70000", {"70000"}},
+    {"udp://127.0.0.1:65536", {"65536"}},
+    {"127.0.0.1", {"port"}},
+    {"127.0.0.1:", {"port"}},
+    {"tcp://127.0.0.1", {"port"}},
+    {"udp://localhost", {"port"}},
+    {"[::1]", {"port"}},
+    {"", {"empty", "address"}},
+    {"foo://127.0.0.1:80", {"foo"}},
+    {"http://127.0.0.1:80", {"http"}},
+    {"::1:80", {"bracket", "[", "ipv6", "::1"}},
+    {"fe80::1:443", {"bracket", "[", "ipv6", "fe80"}},
+    {"[::1:80", {"bracket", "]", "[::1"}},
+    {"unix:", {"path", "empty"}},
+    {"unixgram:", {"path", "empty"}},
 };
 
 /* err must be a non-empty sentence containing one of the needles. */
@@ -150,8 +151,9 @@ Test(addr, parse_unix_path_lengths)
         path[n] = '\0';
         snprintf(text, sizeof text, "unix:%s", path);
         err[0] = '\0';
-        cr_assert_eq(sk_addr_parse(text, &a, err, sizeof err), -EINVAL, "%zu-byte path accepted", n);
-        const char *needles[4] = { "long", "108", "107", "length" };
+        cr_assert_eq(sk_addr_parse(text, &a, err, sizeof err), -EINVAL, "%zu-byte path accepted",
+                     n);
+        const char *needles[4] = {"long", "108", "107", "length"};
         check_err(text, err, needles);
         snprintf(text, sizeof text, "unixgram:%s", path);
         cr_assert_eq(sk_addr_parse(text, &a, err, sizeof err), -EINVAL, "unixgram %zu bytes", n);
@@ -241,15 +243,15 @@ Test(addr, format_canonical_text)
     static const struct {
         const char *in, *out, *alt;
     } cases[] = {
-        { "127.0.0.1:80", "127.0.0.1:80", "tcp://127.0.0.1:80" },
-        { "tcp://[::1]:9", "[::1]:9", "tcp://[::1]:9" },
-        { "udp://127.0.0.1:53", "udp://127.0.0.1:53", NULL },
-        { "udp://[::1]:53", "udp://[::1]:53", NULL },
-        { "tls://example.org:443", "tls://example.org:443", NULL },
-        { "unix:/tmp/s", "unix:/tmp/s", NULL },
-        { "unix:@abs", "unix:@abs", NULL },
-        { "unixgram:/tmp/g", "unixgram:/tmp/g", NULL },
-        { "unixgram:@g", "unixgram:@g", NULL },
+        {"127.0.0.1:80", "127.0.0.1:80", "tcp://127.0.0.1:80"},
+        {"tcp://[::1]:9", "[::1]:9", "tcp://[::1]:9"},
+        {"udp://127.0.0.1:53", "udp://127.0.0.1:53", NULL},
+        {"udp://[::1]:53", "udp://[::1]:53", NULL},
+        {"tls://example.org:443", "tls://example.org:443", NULL},
+        {"unix:/tmp/s", "unix:/tmp/s", NULL},
+        {"unix:@abs", "unix:@abs", NULL},
+        {"unixgram:/tmp/g", "unixgram:/tmp/g", NULL},
+        {"unixgram:@g", "unixgram:@g", NULL},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         sk_addr a;
@@ -292,12 +294,12 @@ static int ipv6_available(void)
     return ok;
 }
 
-static int resolve_text(const char *text, int passive, struct sockaddr_storage *ss,
-                        socklen_t *lens, int max, char *err, size_t errlen)
+static int resolve_text(const char *text, int passive, struct sockaddr_storage *ss, socklen_t *lens,
+                        int max, char *err, size_t errlen)
 {
     sk_addr a;
     cr_assert_eq(sk_addr_parse(text, &a, err, errlen), 0, "%s: %s", text, err);
-    return sk_addr_resolve(&a, passive, ss, lens, max, err, errlen);
+    return sk_addr_resolve(&a, passive ? SK_RESOLVE_PASSIVE : 0, ss, lens, max, err, errlen);
 }
 
 Test(addr, resolve_ipv4_literal)
@@ -390,6 +392,19 @@ Test(addr, resolve_passive_wildcard)
     }
 }
 
+Test(addr, resolve_refuses_unknown_flags)
+{
+    struct sockaddr_storage ss[2];
+    socklen_t lens[2];
+    char err[256] = "";
+    sk_addr a;
+    cr_assert_eq(sk_addr_parse("127.0.0.1:5000", &a, NULL, 0), 0);
+    cr_assert_eq(sk_addr_resolve(&a, SK_RESOLVE_PASSIVE << 1, ss, lens, 2, err, sizeof err),
+                 -EINVAL);
+    cr_assert_eq(sk_addr_resolve(&a, SK_RESOLVE_PASSIVE, ss, lens, 2, err, sizeof err), 1, "%s",
+                 err);
+}
+
 Test(addr, resolve_unix_path)
 {
     struct sockaddr_storage ss[2];
@@ -433,8 +448,8 @@ Test(addr, resolve_unix_abstract)
     cr_assert(memcmp(sun->sun_path + 1, "sockit-abs", 10) == 0);
     /* Every byte within the length is part of an abstract name, so the
      * length must be exact: no trailing NUL counted. */
-    cr_assert_eq(lens[0], (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + 10),
-                 "length %u", (unsigned)lens[0]);
+    cr_assert_eq(lens[0], (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + 10), "length %u",
+                 (unsigned)lens[0]);
 }
 
 /* A resolved abstract address is the same one the kernel reports: bind with

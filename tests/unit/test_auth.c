@@ -176,12 +176,14 @@ static void vec_nonces(uint8_t ns[SK_AUTH_NONCE], uint8_t nc[SK_AUTH_NONCE])
  *            + bytes(range(32)) + bytes(range(32, 64)), hashlib.sha256) */
 Test(auth, proof_matches_independent_hmac)
 {
-    static const uint8_t client[SK_AUTH_PROOF] = {
-        0x76, 0x5c, 0xf9, 0x9b, 0x52, 0x40, 0xa3, 0x46, 0x72, 0x3e, 0x6e, 0x12, 0x7a, 0xb5, 0xf4, 0x55,
-        0xaa, 0xd1, 0xd5, 0xa0, 0x50, 0x73, 0x1e, 0xa6, 0x72, 0xf7, 0xff, 0x45, 0xbc, 0x3b, 0x10, 0x57};
-    static const uint8_t server[SK_AUTH_PROOF] = {
-        0xc0, 0x42, 0xa2, 0xd6, 0x6e, 0x17, 0x3d, 0x92, 0xda, 0x69, 0xe3, 0xa1, 0x88, 0x92, 0x52, 0x97,
-        0x6d, 0x0a, 0x4c, 0x6b, 0x36, 0xc0, 0xf2, 0x45, 0xb2, 0xe9, 0xeb, 0x94, 0xbf, 0xb8, 0xb1, 0xc5};
+    static const uint8_t client[SK_AUTH_PROOF] = {0x76, 0x5c, 0xf9, 0x9b, 0x52, 0x40, 0xa3, 0x46,
+                                                  0x72, 0x3e, 0x6e, 0x12, 0x7a, 0xb5, 0xf4, 0x55,
+                                                  0xaa, 0xd1, 0xd5, 0xa0, 0x50, 0x73, 0x1e, 0xa6,
+                                                  0x72, 0xf7, 0xff, 0x45, 0xbc, 0x3b, 0x10, 0x57};
+    static const uint8_t server[SK_AUTH_PROOF] = {0xc0, 0x42, 0xa2, 0xd6, 0x6e, 0x17, 0x3d, 0x92,
+                                                  0xda, 0x69, 0xe3, 0xa1, 0x88, 0x92, 0x52, 0x97,
+                                                  0x6d, 0x0a, 0x4c, 0x6b, 0x36, 0xc0, 0xf2, 0x45,
+                                                  0xb2, 0xe9, 0xeb, 0x94, 0xbf, 0xb8, 0xb1, 0xc5};
     uint8_t ns[SK_AUTH_NONCE], nc[SK_AUTH_NONCE], out[SK_AUTH_PROOF];
     vec_nonces(ns, nc);
     cr_assert_eq(sk_auth_proof(vec_token, 16, "client", "exec", ns, nc, out), 0);
@@ -197,12 +199,14 @@ Test(auth, proof_matches_independent_hmac)
  *            hashlib.sha256) */
 Test(auth, bound_proof_matches_independent_hmac)
 {
-    static const uint8_t client[SK_AUTH_PROOF] = {
-        0xa5, 0xc1, 0xcd, 0x08, 0xba, 0x64, 0xd7, 0x61, 0x09, 0x3f, 0x99, 0x0b, 0xc7, 0x53, 0x6b, 0xbb,
-        0x0e, 0x15, 0xae, 0xf1, 0xe5, 0x8b, 0x23, 0xb2, 0x4c, 0xe5, 0xc6, 0x8e, 0x1c, 0x83, 0x63, 0x4f};
-    static const uint8_t server[SK_AUTH_PROOF] = {
-        0xf3, 0xaa, 0x46, 0xc8, 0x62, 0x86, 0x79, 0x29, 0xc8, 0x72, 0x6f, 0xb0, 0x04, 0x7a, 0xb1, 0x3b,
-        0x65, 0xbc, 0xed, 0x1d, 0x88, 0xb1, 0x1d, 0x7e, 0xa4, 0xca, 0x40, 0x4d, 0x98, 0xb7, 0x2a, 0xa4};
+    static const uint8_t client[SK_AUTH_PROOF] = {0xa5, 0xc1, 0xcd, 0x08, 0xba, 0x64, 0xd7, 0x61,
+                                                  0x09, 0x3f, 0x99, 0x0b, 0xc7, 0x53, 0x6b, 0xbb,
+                                                  0x0e, 0x15, 0xae, 0xf1, 0xe5, 0x8b, 0x23, 0xb2,
+                                                  0x4c, 0xe5, 0xc6, 0x8e, 0x1c, 0x83, 0x63, 0x4f};
+    static const uint8_t server[SK_AUTH_PROOF] = {0xf3, 0xaa, 0x46, 0xc8, 0x62, 0x86, 0x79, 0x29,
+                                                  0xc8, 0x72, 0x6f, 0xb0, 0x04, 0x7a, 0xb1, 0x3b,
+                                                  0x65, 0xbc, 0xed, 0x1d, 0x88, 0xb1, 0x1d, 0x7e,
+                                                  0xa4, 0xca, 0x40, 0x4d, 0x98, 0xb7, 0x2a, 0xa4};
     uint8_t ns[SK_AUTH_NONCE], nc[SK_AUTH_NONCE], cb[SK_AUTH_BINDING], out[SK_AUTH_PROOF];
     uint8_t plain[SK_AUTH_PROOF];
     vec_nonces(ns, nc);
@@ -228,8 +232,8 @@ Test(auth, proof_binds_every_input)
     vec_nonces(ns, nc);
     cr_assert_eq(sk_auth_proof(vec_token, 16, "client", "exec", ns, nc, base), 0);
     /* Another token, role, service, or either nonce: another proof. */
-    cr_assert_eq(sk_auth_proof((const uint8_t *)"0123456789abcdeF", 16, "client", "exec", ns, nc,
-                               other), 0);
+    cr_assert_eq(
+        sk_auth_proof((const uint8_t *)"0123456789abcdeF", 16, "client", "exec", ns, nc, other), 0);
     cr_assert(memcmp(base, other, sizeof base) != 0);
     cr_assert_eq(sk_auth_proof(vec_token, 16, "server", "exec", ns, nc, other), 0);
     cr_assert(memcmp(base, other, sizeof base) != 0);
@@ -280,19 +284,18 @@ Test(auth, token_check_refuses_short_and_low_variety)
 {
     char why[200];
     static const char *const bad[] = {
-        "0123456789abcdefghijklmnopqrstu",                                   /* 31 bytes */
-        "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",  /* one byte */
-        "abababababababababababababababababababababababab",                  /* two */
-        "passwordpasswordpasswordpassword",                                  /* 7 distinct */
-        "0123456789abcdef0123456789abcdef",                                  /* repeated */
-        "correct horse battery staple. correct horse battery staple. ",      /* repeated */
+        "0123456789abcdefghijklmnopqrstu",                                  /* 31 bytes */
+        "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", /* one byte */
+        "abababababababababababababababababababababababab",                 /* two */
+        "passwordpasswordpasswordpassword",                                 /* 7 distinct */
+        "0123456789abcdef0123456789abcdef",                                 /* repeated */
+        "correct horse battery staple. correct horse battery staple. ",     /* repeated */
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         why[0] = 0;
         cr_assert_eq(sk_token_check(bad[i], strlen(bad[i]), why, sizeof why), -EINVAL,
                      "accepted: %s", bad[i]);
-        cr_assert(strstr(why, i == 0 ? "too short" : "low variety") != NULL, "%s: %s", bad[i],
-                  why);
+        cr_assert(strstr(why, i == 0 ? "too short" : "low variety") != NULL, "%s: %s", bad[i], why);
     }
     /* What sockit token writes, and raw random bytes, always pass. */
     for (int round = 0; round < 200; round++) {
@@ -304,8 +307,8 @@ Test(auth, token_check_refuses_short_and_low_variety)
         cr_assert_eq(sk_token_check(hex, 64, why, sizeof why), 0, "%s: %s", hex, why);
         cr_assert_eq(sk_token_check(raw, sizeof raw, why, sizeof why), 0, "%s", why);
     }
-    cr_assert_eq(sk_token_check("correct horse battery staple, then some", 39, why, sizeof why),
-                 0, "%s", why);
+    cr_assert_eq(sk_token_check("correct horse battery staple, then some", 39, why, sizeof why), 0,
+                 "%s", why);
 }
 
 Test(auth, token_load_refuses_low_variety_with_a_remedy)

@@ -41,16 +41,19 @@ Test(chat_text, c0_controls_in_caret_notation)
     CHECK("\x1f\x01", "^_^A");
 }
 
-Test(chat_text, del_as_caret_question_mark)
-{
-    CHECK("del\x7f", "del^?");
-}
+Test(chat_text, del_as_caret_question_mark) { CHECK("del\x7f", "del^?"); }
 
 Test(chat_text, c1_utf8_and_raw_as_replacement_character)
 {
-    CHECK("\xc2\x9b" "31m", "\xef\xbf\xbd" "31m");
+    CHECK("\xc2\x9b"
+          "31m",
+          "\xef\xbf\xbd"
+          "31m");
     CHECK("\xc2\x80\xc2\x9f", "\xef\xbf\xbd\xef\xbf\xbd");
-    CHECK("\x9b" "31m", "\xef\xbf\xbd" "31m");
+    CHECK("\x9b"
+          "31m",
+          "\xef\xbf\xbd"
+          "31m");
     CHECK("\x85", "\xef\xbf\xbd");
     /* A lead byte cut short: its continuation 0x80-0x9F stands alone. */
     CHECK("\xe2\x80", "\xe2\xef\xbf\xbd");
@@ -58,7 +61,8 @@ Test(chat_text, c1_utf8_and_raw_as_replacement_character)
 
 Test(chat_text, utf8_and_other_bytes_untouched)
 {
-    CHECK("\xc2\xa0 \xc3\xa9 \xe6\x97\xa5 \xf0\x9f\x98\x80", "\xc2\xa0 \xc3\xa9 \xe6\x97\xa5 \xf0\x9f\x98\x80");
+    CHECK("\xc2\xa0 \xc3\xa9 \xe6\x97\xa5 \xf0\x9f\x98\x80",
+          "\xc2\xa0 \xc3\xa9 \xe6\x97\xa5 \xf0\x9f\x98\x80");
     /* U+0080-U+009F are C1; U+00A0 and U+2028 are not. */
     CHECK("\xe2\x80\xa8\xe2\x80\xae", "\xe2\x80\xa8\xe2\x80\xae");
     /* Latin-1 text (not UTF-8) passes: no 8-bit terminal obeys 0xA0-0xFF. */

@@ -1,4 +1,6 @@
-/* test_client.c — the blocking client (sk_dial, sk_send_all, sk_send_frame, sk_recv_exact, sk_recv_some, sk_recv_frame) against an in-test server thread. */
+/* test_client.c — the blocking client (client.c: sk_sock_dial, sk_sock_send_all,
+ * sk_sock_send_frame, sk_sock_recv_exact, sk_sock_recv_wait, sk_sock_recv_frame, sk_sock_recv_line)
+ * against an in-test server thread or a socket pair. */
 #include <criterion/criterion.h>
 
 #include <arpa/inet.h>
@@ -38,8 +40,8 @@ typedef struct srv {
     srv_fn fn;
     int nconns;
     char bad[256];
-    size_t got;       /* bytes the server received, where a scenario counts */
-    atomic_int stop;  /* set by the test to end a scenario that waits */
+    size_t got;      /* bytes the server received, where a scenario counts */
+    atomic_int stop; /* set by the test to end a scenario that waits */
 } srv;
 
 static void srv_fail(srv *s, const char *what)
@@ -58,7 +60,7 @@ static void *srv_main(void *arg)
             return NULL;
         }
         /* Never hang the test: every blocking call gives up after 5 s. */
-        struct timeval tv = { 5, 0 };
+        struct timeval tv = {5, 0};
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
         setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
         s->fn(s, fd, i);
@@ -122,15 +124,16 @@ static void srv_end(srv *s)
     cr_assert(s->bad[0] == '\0', "server: %s", s->bad);
 }
 
-static int dial_port(int port, int timeout_ms)
+static sk_sock *dial_port(int port, int timeout_ms)
 {
     char text[64], err[256] = "";
     sk_addr a;
     snprintf(text, sizeof text, "127.0.0.1:%d", port);
     cr_assert_eq(sk_addr_parse(text, &a, err, sizeof err), 0, "%s", err);
-    int fd = sk_dial(&a, timeout_ms, err, sizeof err);
-    cr_assert(fd >= 0, "sk_dial %s: %d %s", text, fd, err);
-    return fd;
+    sk_sock *sk = NULL;
+    int rc = sk_sock_dial(&a, NULL, timeout_ms, &sk, err, sizeof err);
+    cr_assert(rc == 0, "sk_sock_dial %s: %d %s", text, rc, err);
+    return sk;
 }
 
 /* Reads until the peer closes (the client is done). */
@@ -188,14 +191,14 @@ Test(client, dial_gives_nonblocking_cloexec_nodelay)
     int fds = unit_count_fds();
     srv s;
     srv_start_tcp(&s, fn_wait_eof, 1);
-    int fd = dial_port(s.port, 2000);
-    cr_assert(fcntl(fd, F_GETFL) & O_NONBLOCK, "dialled fd is blocking");
-    cr_assert(fcntl(fd, F_GETFD) & FD_CLOEXEC, "dialled fd not close-on-exec");
+    sk_sock *sk = dial_port(s.port, 2000);
+    cr_assert(fcntl(sk_sock_fd(sk), F_GETFL) & O_NONBLOCK, "dialled sk is blocking");
+    cr_assert(fcntl(sk_sock_fd(sk), F_GETFD) & FD_CLOEXEC, "dialled sk not close-on-exec");
     int v = 0;
     socklen_t vl = sizeof v;
-    cr_assert_eq(getsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &v, &vl), 0);
+    cr_assert_eq(getsockopt(sk_sock_fd(sk), IPPROTO_TCP, TCP_NODELAY, &v, &vl), 0);
     cr_assert(v != 0, "TCP_NODELAY not set");
-    close(fd);
+    sk_sock_close(sk);
     srv_end(&s);
     cr_assert_eq(unit_count_fds(), fds, "descriptor leak");
 }
@@ -219,7 +222,9 @@ Test(client, dial_refused)
     sk_addr a;
     cr_assert_eq(sk_addr_parse(text, &a, err, sizeof err), 0);
     memset(err, 0, sizeof err);
-    int r = sk_dial(&a, 2000, err, sizeof err);
+    sk_sock *sk = NULL;
+    int r = sk_sock_dial(&a, NULL, 2000, &sk, err, sizeof err);
+    cr_assert(sk == NULL);
     cr_assert(r < 0, "connect to a non-listening port gave %d", r);
     cr_assert_eq(r, -ECONNREFUSED, "got %d (%s)", r, sk_strerror(r));
     cr_assert(err[0] != '\0', "no error text");
@@ -235,8 +240,10 @@ Test(client, dial_unix_refused)
     snprintf(text, sizeof text, "unix:/tmp/sockit-no-such-%d.sock", (int)getpid());
     cr_assert_eq(sk_addr_parse(text, &a, err, sizeof err), 0);
     int fds = unit_count_fds();
-    int r = sk_dial(&a, 1000, err, sizeof err);
+    sk_sock *sk = NULL;
+    int r = sk_sock_dial(&a, NULL, 1000, &sk, err, sizeof err);
     cr_assert(r < 0);
+    cr_assert(sk == NULL);
     cr_assert(err[0] != '\0');
     cr_assert_eq(unit_count_fds(), fds);
 }
@@ -251,7 +258,7 @@ static void fn_short_writes(srv *s, int fd, int i)
     nodelay(fd);
     uint8_t *buf = malloc(SHORT_TOTAL);
     unit_pattern(buf, SHORT_TOTAL, 17);
-    static const size_t pieces[] = { 1, 2, 1, 7, 100, 1, 1000, 3, 4000 };
+    static const size_t pieces[] = {1, 2, 1, 7, 100, 1, 1000, 3, 4000};
     size_t off = 0;
     for (size_t k = 0; off < SHORT_TOTAL; k++) {
         size_t n = k < sizeof pieces / sizeof pieces[0] ? pieces[k] : SHORT_TOTAL - off;
@@ -269,12 +276,12 @@ Test(client, recv_exact_across_short_writes)
 {
     srv s;
     srv_start_tcp(&s, fn_short_writes, 1);
-    int fd = dial_port(s.port, 2000);
+    sk_sock *sk = dial_port(s.port, 2000);
     uint8_t *buf = malloc(SHORT_TOTAL + 16);
     memset(buf, 0, SHORT_TOTAL + 16);
-    cr_assert_eq(sk_recv_exact(fd, buf, SHORT_TOTAL, 5000), 0);
+    cr_assert_eq(sk_sock_recv_exact(sk, buf, SHORT_TOTAL, 5000), 0);
     cr_assert(unit_pattern_ok(buf, SHORT_TOTAL, 17), "data differs");
-    close(fd);
+    sk_sock_close(sk);
     free(buf);
     srv_end(&s);
 }
@@ -292,8 +299,8 @@ static void fn_frames(srv *s, int fd, int i)
         return;
     }
     if (h[0] != 0 || h[1] != 0 || h[2] != 0 || h[3] != 12) {
-        snprintf(s->bad, sizeof s->bad, "header %02x %02x %02x %02x, want 00 00 00 0c", h[0],
-                 h[1], h[2], h[3]);
+        snprintf(s->bad, sizeof s->bad, "header %02x %02x %02x %02x, want 00 00 00 0c", h[0], h[1],
+                 h[2], h[3]);
         return;
     }
     if (unit_read_exact(fd, p, 12) != 0 || memcmp(p, "ping-payload", 12) != 0) {
@@ -302,7 +309,7 @@ static void fn_frames(srv *s, int fd, int i)
     }
     uint8_t *body = malloc(5000);
     unit_pattern(body, 5000, 3);
-    uint8_t hdr[4] = { 0, 0, 0x13, 0x88 }; /* 5000 */
+    uint8_t hdr[4] = {0, 0, 0x13, 0x88}; /* 5000 */
     srv_send(s, fd, hdr, 2);
     unit_sleep_ms(5);
     srv_send(s, fd, hdr + 2, 2);
@@ -312,7 +319,7 @@ static void fn_frames(srv *s, int fd, int i)
     srv_send(s, fd, body + 1, 2999);
     unit_sleep_ms(5);
     srv_send(s, fd, body + 3000, 2000);
-    static const uint8_t empty[4] = { 0, 0, 0, 0 };
+    static const uint8_t empty[4] = {0, 0, 0, 0};
     srv_send(s, fd, empty, 4);
     free(body);
     shutdown(fd, SHUT_WR);
@@ -324,17 +331,17 @@ Test(client, frames_round_trip_then_nodata)
     int fds = unit_count_fds();
     srv s;
     srv_start_tcp(&s, fn_frames, 1);
-    int fd = dial_port(s.port, 2000);
-    cr_assert_eq(sk_send_frame(fd, "ping-payload", 12, 2000), 0);
+    sk_sock *sk = dial_port(s.port, 2000);
+    cr_assert_eq(sk_sock_send_frame(sk, "ping-payload", 12, 2000), 0);
     uint8_t *buf = malloc(8192);
-    ssize_t n = sk_recv_frame(fd, buf, 8192, 5000);
+    ssize_t n = sk_sock_recv_frame(sk, buf, 8192, 5000);
     cr_assert_eq(n, 5000, "sk_recv_frame returned %zd (%s)", n, sk_strerror((int)n));
     cr_assert(unit_pattern_ok(buf, 5000, 3));
-    n = sk_recv_frame(fd, buf, 8192, 5000);
+    n = sk_sock_recv_frame(sk, buf, 8192, 5000);
     cr_assert_eq(n, 0, "empty frame gave %zd", n);
-    n = sk_recv_frame(fd, buf, 8192, 5000);
+    n = sk_sock_recv_frame(sk, buf, 8192, 5000);
     cr_assert_eq(n, -ENODATA, "clean EOF gave %zd (%s)", n, sk_strerror((int)n));
-    close(fd);
+    sk_sock_close(sk);
     free(buf);
     srv_end(&s);
     cr_assert_eq(unit_count_fds(), fds, "descriptor leak");
@@ -351,19 +358,19 @@ Test(client, recv_frame_nodata_on_immediate_close)
 {
     srv s;
     srv_start_tcp(&s, fn_close_at_once, 1);
-    int fd = dial_port(s.port, 2000);
+    sk_sock *sk = dial_port(s.port, 2000);
     uint8_t buf[16];
-    ssize_t n = sk_recv_frame(fd, buf, sizeof buf, 3000);
+    ssize_t n = sk_sock_recv_frame(sk, buf, sizeof buf, 3000);
     cr_assert_eq(n, -ENODATA, "got %zd (%s)", n, sk_strerror((int)n));
-    close(fd);
+    sk_sock_close(sk);
     srv_end(&s);
 }
 
 /* Connection i ends inside a frame in a different place each time. */
 static void fn_close_mid_frame(srv *s, int fd, int i)
 {
-    static const uint8_t part[] = { 0, 0, 0, 100, 'a', 'b', 'c', 'd', 'e', 'f', 'g', 'h', 'i', 'j' };
-    static const size_t cut[] = { 1, 2, 3, 4, 14, 14 };
+    static const uint8_t part[] = {0, 0, 0, 100, 'a', 'b', 'c', 'd', 'e', 'f', 'g', 'h', 'i', 'j'};
+    static const size_t cut[] = {1, 2, 3, 4, 14, 14};
     nodelay(fd);
     srv_send(s, fd, part, cut[i]);
     /* Wait until the client has the bytes and is waiting for more, so the
@@ -379,16 +386,16 @@ Test(client, econnreset_when_peer_closes_mid_frame)
     srv_start_tcp(&s, fn_close_mid_frame, 6);
     uint8_t buf[256];
     for (int i = 0; i < 5; i++) {
-        int fd = dial_port(s.port, 2000);
-        ssize_t n = sk_recv_frame(fd, buf, sizeof buf, 3000);
+        sk_sock *sk = dial_port(s.port, 2000);
+        ssize_t n = sk_sock_recv_frame(sk, buf, sizeof buf, 3000);
         cr_assert_eq(n, -ECONNRESET, "connection %d: got %zd (%s)", i, n, sk_strerror((int)n));
-        close(fd);
+        sk_sock_close(sk);
     }
     /* sk_recv_exact: 10 of 14 bytes then EOF. */
-    int fd = dial_port(s.port, 2000);
-    int r = sk_recv_exact(fd, buf, 100, 3000);
+    sk_sock *sk = dial_port(s.port, 2000);
+    int r = sk_sock_recv_exact(sk, buf, 100, 3000);
     cr_assert_eq(r, -ECONNRESET, "sk_recv_exact got %d (%s)", r, sk_strerror(r));
-    close(fd);
+    sk_sock_close(sk);
     srv_end(&s);
 }
 
@@ -409,14 +416,14 @@ Test(client, recv_frame_emsgsize_when_larger_than_cap)
 {
     srv s;
     srv_start_tcp(&s, fn_big_frame, 1);
-    int fd = dial_port(s.port, 2000);
+    sk_sock *sk = dial_port(s.port, 2000);
     uint8_t buf[64];
     memset(buf, 0, sizeof buf);
-    ssize_t n = sk_recv_frame(fd, buf, 10, 3000);
+    ssize_t n = sk_sock_recv_frame(sk, buf, 10, 3000);
     cr_assert_eq(n, -EMSGSIZE, "got %zd (%s)", n, sk_strerror((int)n));
     for (size_t k = 10; k < sizeof buf; k++)
         cr_assert_eq(buf[k], 0, "wrote past cap at %zu", k);
-    close(fd);
+    sk_sock_close(sk);
     srv_end(&s);
 }
 
@@ -425,7 +432,7 @@ Test(client, recv_frame_emsgsize_when_larger_than_cap)
 static void fn_silent(srv *s, int fd, int i)
 {
     if (i == 1) {
-        static const uint8_t part[] = { 0, 0, 0, 8, 'h', 'a' };
+        static const uint8_t part[] = {0, 0, 0, 8, 'h', 'a'};
         srv_send(s, fd, part, sizeof part); /* half a frame, then silence */
     }
     srv_wait_eof(s, fd);
@@ -447,20 +454,20 @@ Test(client, timeouts_when_peer_is_silent)
     srv s;
     srv_start_tcp(&s, fn_silent, 2);
     uint8_t buf[64];
-    int fd = dial_port(s.port, 2000);
+    sk_sock *sk = dial_port(s.port, 2000);
     uint64_t t0 = unit_now_ms();
-    check_timeout(sk_recv_frame(fd, buf, sizeof buf, 100), t0, "sk_recv_frame");
+    check_timeout(sk_sock_recv_frame(sk, buf, sizeof buf, 100), t0, "sk_recv_frame");
     t0 = unit_now_ms();
-    check_timeout(sk_recv_exact(fd, buf, 10, 100), t0, "sk_recv_exact");
+    check_timeout(sk_sock_recv_exact(sk, buf, 10, 100), t0, "sk_recv_exact");
     t0 = unit_now_ms();
-    check_timeout(sk_recv_some(fd, buf, sizeof buf, 100), t0, "sk_recv_some");
-    close(fd);
+    check_timeout(sk_sock_recv_wait(sk, buf, sizeof buf, 100), t0, "sk_sock_recv_wait");
+    sk_sock_close(sk);
 
     /* Half a frame arrives, the rest never does. */
-    fd = dial_port(s.port, 2000);
+    sk = dial_port(s.port, 2000);
     t0 = unit_now_ms();
-    check_timeout(sk_recv_frame(fd, buf, sizeof buf, 100), t0, "sk_recv_frame mid-frame");
-    close(fd);
+    check_timeout(sk_sock_recv_frame(sk, buf, sizeof buf, 100), t0, "sk_recv_frame mid-frame");
+    sk_sock_close(sk);
     srv_end(&s);
 }
 
@@ -479,17 +486,17 @@ Test(client, send_all_times_out_when_peer_does_not_read)
 {
     srv s;
     srv_start_tcp(&s, fn_never_read, 1);
-    int fd = dial_port(s.port, 2000);
+    sk_sock *sk = dial_port(s.port, 2000);
     const size_t big = 64u * 1024u * 1024u;
     uint8_t *buf = calloc(1, big);
     cr_assert_not_null(buf);
     uint64_t t0 = unit_now_ms();
-    int r = sk_send_all(fd, buf, big, 200);
+    int r = sk_sock_send_all(sk, buf, big, 200);
     uint64_t took = unit_now_ms() - t0;
     atomic_store(&s.stop, 1);
     cr_assert_eq(r, -ETIMEDOUT, "got %d (%s)", r, sk_strerror(r));
     cr_assert(took >= 150 && took < 5000, "took %llu ms", (unsigned long long)took);
-    close(fd);
+    sk_sock_close(sk);
     free(buf);
     srv_end(&s);
 }
@@ -515,14 +522,14 @@ Test(client, send_all_bulk)
 {
     srv s;
     srv_start_tcp(&s, fn_read_bulk, 1);
-    int fd = dial_port(s.port, 2000);
+    sk_sock *sk = dial_port(s.port, 2000);
     uint8_t *buf = malloc(BULK);
     unit_pattern(buf, BULK, 99);
-    cr_assert_eq(sk_send_all(fd, buf, BULK, 10000), 0);
+    cr_assert_eq(sk_sock_send_all(sk, buf, BULK, 10000), 0);
     uint8_t ok[2];
-    cr_assert_eq(sk_recv_exact(fd, ok, 2, 5000), 0);
+    cr_assert_eq(sk_sock_recv_exact(sk, ok, 2, 5000), 0);
     cr_assert(memcmp(ok, "ok", 2) == 0);
-    close(fd);
+    sk_sock_close(sk);
     free(buf);
     srv_end(&s);
 }
@@ -537,20 +544,20 @@ Test(client, recv_some_then_eof)
 {
     srv s;
     srv_start_tcp(&s, fn_abc_close, 1);
-    int fd = dial_port(s.port, 2000);
+    sk_sock *sk = dial_port(s.port, 2000);
     char buf[100];
     size_t have = 0;
     while (have < 3) {
-        ssize_t n = sk_recv_some(fd, buf + have, sizeof buf - have, 3000);
-        cr_assert(n >= 1, "sk_recv_some returned %zd (%s) with %zu of 3 bytes", n,
+        ssize_t n = sk_sock_recv_wait(sk, buf + have, sizeof buf - have, 3000);
+        cr_assert(n >= 1, "sk_sock_recv_wait returned %zd (%s) with %zu of 3 bytes", n,
                   sk_strerror((int)n), have);
         have += (size_t)n;
     }
     cr_assert_eq(have, 3u);
     cr_assert(memcmp(buf, "abc", 3) == 0);
-    ssize_t n = sk_recv_some(fd, buf, sizeof buf, 3000);
+    ssize_t n = sk_sock_recv_wait(sk, buf, sizeof buf, 3000);
     cr_assert_eq(n, 0, "EOF gave %zd", n);
-    close(fd);
+    sk_sock_close(sk);
     srv_end(&s);
 }
 
@@ -578,26 +585,115 @@ static void unix_round_trip(int abstract)
     snprintf(text, sizeof text, "unix:%s%s", abstract ? "@" : "", s.path);
     sk_addr a;
     cr_assert_eq(sk_addr_parse(text, &a, err, sizeof err), 0, "%s", err);
-    int fd = sk_dial(&a, 2000, err, sizeof err);
-    cr_assert(fd >= 0, "sk_dial %s: %d %s", text, fd, err);
-    cr_assert(fcntl(fd, F_GETFL) & O_NONBLOCK);
-    cr_assert(fcntl(fd, F_GETFD) & FD_CLOEXEC);
-    cr_assert_eq(sk_send_frame(fd, "hello", 5, 2000), 0);
+    sk_sock *sk = NULL;
+    int rc = sk_sock_dial(&a, NULL, 2000, &sk, err, sizeof err);
+    cr_assert(rc == 0, "sk_sock_dial %s: %d %s", text, rc, err);
+    cr_assert(fcntl(sk_sock_fd(sk), F_GETFL) & O_NONBLOCK);
+    cr_assert(fcntl(sk_sock_fd(sk), F_GETFD) & FD_CLOEXEC);
+    cr_assert_eq(sk_sock_send_frame(sk, "hello", 5, 2000), 0);
     char buf[16];
-    ssize_t n = sk_recv_frame(fd, buf, sizeof buf, 2000);
+    ssize_t n = sk_sock_recv_frame(sk, buf, sizeof buf, 2000);
     cr_assert_eq(n, 5);
     cr_assert(memcmp(buf, "hello", 5) == 0);
-    close(fd);
+    sk_sock_close(sk);
     srv_end(&s);
     cr_assert_eq(unit_count_fds(), fds, "descriptor leak");
 }
 
-Test(client, unix_path_round_trip)
+Test(client, unix_path_round_trip) { unix_round_trip(0); }
+
+Test(client, unix_abstract_round_trip) { unix_round_trip(1); }
+
+/* ------------------------------------------ sk_sock_recv_line (line reader):
+ * lines split and glued across reads, "\r\n", bytes after a line kept, the
+ * limits and the ends of stream. */
+
+TestSuite(recv_line, .init = unit_alarm);
+
+/* A socket pair: sv[1] for the test to write, *sk (owning sv[0]) for the
+ * reader. */
+static void pair(int sv[2], sk_sock **sk)
 {
-    unix_round_trip(0);
+    cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    cr_assert_eq(sk_sock_adopt(sv[0], sk), 0);
 }
 
-Test(client, unix_abstract_round_trip)
+Test(recv_line, glued_split_and_crlf)
 {
-    unix_round_trip(1);
+    int sv[2];
+    sk_sock *sk;
+    pair(sv, &sk);
+    char buf[64];
+    sk_line_reader r;
+    sk_line_reader_init(&r, sk, buf, sizeof buf);
+    /* Two lines in one write, the second with "\r\n", and half of a third. */
+    unit_write_all(sv[1], "one\ntwo\r\nthr", 12);
+    const char *line;
+    cr_assert_eq(sk_sock_recv_line(&r, &line, 1000), 3);
+    cr_assert_str_eq(line, "one");
+    cr_assert_eq(sk_sock_recv_line(&r, &line, 1000), 3);
+    cr_assert_str_eq(line, "two");
+    unit_write_all(sv[1], "ee\n\n", 4);
+    cr_assert_eq(sk_sock_recv_line(&r, &line, 1000), 5);
+    cr_assert_str_eq(line, "three");
+    cr_assert_eq(sk_sock_recv_line(&r, &line, 1000), 0, "an empty line is a line");
+    cr_assert_str_eq(line, "");
+    close(sv[1]);
+    cr_assert_eq(sk_sock_recv_line(&r, &line, 1000), -ENODATA);
+    sk_sock_close(sk);
+}
+
+Test(recv_line, end_inside_a_line_and_timeout)
+{
+    int sv[2];
+    sk_sock *sk;
+    pair(sv, &sk);
+    char buf[64];
+    sk_line_reader r;
+    sk_line_reader_init(&r, sk, buf, sizeof buf);
+    const char *line;
+    unit_write_all(sv[1], "partial", 7);
+    cr_assert_eq(sk_sock_recv_line(&r, &line, 100), -ETIMEDOUT);
+    close(sv[1]);
+    cr_assert_eq(sk_sock_recv_line(&r, &line, 1000), -ECONNRESET);
+    sk_sock_close(sk);
+}
+
+Test(recv_line, longest_line_fits_and_one_more_is_refused)
+{
+    int sv[2];
+    sk_sock *sk;
+    pair(sv, &sk);
+    char buf[10]; /* lines of up to 8 bytes */
+    sk_line_reader r;
+    sk_line_reader_init(&r, sk, buf, sizeof buf);
+    const char *line;
+    unit_write_all(sv[1], "12345678\n123456789\n", 19);
+    cr_assert_eq(sk_sock_recv_line(&r, &line, 1000), 8);
+    cr_assert_str_eq(line, "12345678");
+    cr_assert_eq(sk_sock_recv_line(&r, &line, 1000), -EMSGSIZE);
+    char tiny[2];
+    sk_line_reader_init(&r, sk, tiny, sizeof tiny);
+    cr_assert_eq(sk_sock_recv_line(&r, &line, 10), -EINVAL);
+    sk_sock_close(sk);
+    close(sv[1]);
+}
+
+/* Timeout 0 is "no time at all", as for every sockit call: what is there
+ * is taken, nothing is waited for. */
+Test(recv_line, timeout_zero_takes_what_is_there_and_never_waits)
+{
+    int sv[2];
+    sk_sock *sk;
+    pair(sv, &sk);
+    char buf[16];
+    uint64_t t0 = unit_now_ms();
+    cr_assert_eq(sk_sock_recv_wait(sk, buf, sizeof buf, 0), -ETIMEDOUT);
+    cr_assert_eq(sk_sock_recv_exact(sk, buf, 1, 0), -ETIMEDOUT);
+    cr_assert(unit_now_ms() - t0 < 500, "a zero timeout waited");
+    unit_write_all(sv[1], "ab", 2);
+    cr_assert_eq(sk_sock_recv_wait(sk, buf, sizeof buf, 0), 2);
+    cr_assert_eq(sk_sock_send_all(sk, "x", 1, 0), 0);
+    sk_sock_close(sk);
+    close(sv[1]);
 }

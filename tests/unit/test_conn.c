@@ -1,4 +1,5 @@
-/* test_conn.c — stream connections on a socketpair adopted with sk_conn_adopt: framing, protocol errors, backpressure, graceful close, half-close. */
+/* test_conn.c — stream connections on a socketpair adopted with sk_conn_adopt: framing, protocol
+ * errors, backpressure, graceful close, half-close. */
 #include <criterion/criterion.h>
 
 #include <errno.h>
@@ -87,8 +88,8 @@ static void peer_cb(sk_io *io, int fd, int ready, void *ud)
         return;
     if ((ready & SK_WRITABLE) && p->out_off < p->out_len) {
         for (;;) {
-            ssize_t n = send(fd, p->out + p->out_off, p->out_len - p->out_off,
-                             MSG_NOSIGNAL | MSG_DONTWAIT);
+            ssize_t n =
+                send(fd, p->out + p->out_off, p->out_len - p->out_off, MSG_NOSIGNAL | MSG_DONTWAIT);
             if (n > 0) {
                 p->out_off += (size_t)n;
                 if (p->out_off == p->out_len)
@@ -246,7 +247,7 @@ static const sk_conn_callbacks base_cbs = {
 
 /* Creates the loop, the socketpair, adopts one end with opts and cbs, and
  * arms a 5 s watchdog timer. */
-static void setup(sctx *x, const sk_stream_opts *opts, const sk_conn_callbacks *cbs)
+static void setup(sctx *x, const sk_conn_opts *opts, const sk_conn_callbacks *cbs)
 {
     memset(x, 0, sizeof *x);
     cr_assert_eq(sk_loop_new(&x->loop), 0);
@@ -266,8 +267,9 @@ static void setup(sctx *x, const sk_stream_opts *opts, const sk_conn_callbacks *
 static void run(sctx *x)
 {
     cr_assert_eq(sk_loop_run(x->loop), 0);
-    cr_assert(!x->timed_out, "watchdog: the test did not finish in 5 s (msgs %d, closed %d, "
-                             "peer eof %d, peer in %zu)",
+    cr_assert(!x->timed_out,
+              "watchdog: the test did not finish in 5 s (msgs %d, closed %d, "
+              "peer eof %d, peer in %zu)",
               x->nmsgs + x->counted, x->closed, x->p.eof, x->p.in_len);
 }
 
@@ -308,7 +310,7 @@ typedef struct dribble {
 /* Piece sizes: tiny pieces first (headers split every way), then large. */
 static size_t piece_size(unsigned step)
 {
-    static const size_t small[] = { 1, 2, 3, 1, 1, 5, 7, 2, 4, 1, 3, 6 };
+    static const size_t small[] = {1, 2, 3, 1, 1, 5, 7, 2, 4, 1, 3, 6};
     if (step < 48)
         return small[step % 12];
     return 8191 + step;
@@ -336,8 +338,8 @@ static void on_dribble(sk_timer *t, void *ud)
 Test(conn, frames_written_in_pieces)
 {
     int fds = unit_count_fds();
-    sk_stream_opts o;
-    sk_stream_opts_init(&o);
+    sk_conn_opts o;
+    sk_conn_opts_init(&o);
     o.framing = SK_FRAMING_FRAME;
     sctx x;
     setup(&x, &o, &base_cbs);
@@ -352,12 +354,12 @@ Test(conn, frames_written_in_pieces)
     uint8_t *big = malloc(BIG);
     cr_assert_not_null(big);
     unit_pattern(big, BIG, 11);
-    static const uint8_t bin[] = { 0, '\n', '\r', 0xff, 0, 0, 0, 4 };
+    static const uint8_t bin[] = {0, '\n', '\r', 0xff, 0, 0, 0, 4};
     const struct {
         const void *p;
         uint32_t n;
-    } frames[] = { { "hello", 5 }, { "", 0 }, { bin, sizeof bin }, { "", 0 },
-                   { big, BIG },   { "x", 1 }, { "end", 3 } };
+    } frames[] = {{"hello", 5}, {"", 0},  {bin, sizeof bin}, {"", 0},
+                  {big, BIG},   {"x", 1}, {"end", 3}};
     const int nf = (int)(sizeof frames / sizeof frames[0]);
     uint8_t *wire = malloc(BIG + 1024);
     cr_assert_not_null(wire);
@@ -369,7 +371,7 @@ Test(conn, frames_written_in_pieces)
     x.p.reading = 1;
     x.done_needs_peer_eof = 1;
     peer_start(&x);
-    dribble d = { &x, wire, wlen, 0, 0 };
+    dribble d = {&x, wire, wlen, 0, 0};
     sk_timer *dt = NULL;
     cr_assert_eq(sk_timer_new(x.loop, on_dribble, &d, &dt), 0);
     sk_timer_start(dt, 1, 1);
@@ -399,18 +401,19 @@ Test(conn, frames_written_in_pieces)
 
 Test(conn, lines_written_in_pieces)
 {
-    sk_stream_opts o;
-    sk_stream_opts_init(&o);
+    sk_conn_opts o;
+    sk_conn_opts_init(&o);
     o.framing = SK_FRAMING_LINE;
     sctx x;
     setup(&x, &o, &base_cbs);
-    static const char wire[] = "hello\r\n\n\r\na\rb\nbin\x01\xff\n" "end\n";
-    const char *want[] = { "hello", "", "", "a\rb", "bin\x01\xff", "end" };
+    static const char wire[] = "hello\r\n\n\r\na\rb\nbin\x01\xff\n"
+                               "end\n";
+    const char *want[] = {"hello", "", "", "a\rb", "bin\x01\xff", "end"};
     x.close_after = 6;
     x.p.reading = 1;
     x.done_needs_peer_eof = 1;
     peer_start(&x);
-    dribble d = { &x, (const uint8_t *)wire, sizeof wire - 1, 0, 0 };
+    dribble d = {&x, (const uint8_t *)wire, sizeof wire - 1, 0, 0};
     sk_timer *dt = NULL;
     cr_assert_eq(sk_timer_new(x.loop, on_dribble, &d, &dt), 0);
     sk_timer_start(dt, 1, 1);
@@ -433,8 +436,8 @@ Test(conn, lines_written_in_pieces)
 Test(conn, oversize_frame_fails_connection)
 {
     int fds = unit_count_fds();
-    sk_stream_opts o;
-    sk_stream_opts_init(&o);
+    sk_conn_opts o;
+    sk_conn_opts_init(&o);
     o.framing = SK_FRAMING_FRAME;
     o.max_frame = 1024;
     o.linger_ms = 1000;
@@ -470,8 +473,8 @@ Test(conn, oversize_frame_fails_connection)
 
 Test(conn, oversize_line_fails_connection)
 {
-    sk_stream_opts o;
-    sk_stream_opts_init(&o);
+    sk_conn_opts o;
+    sk_conn_opts_init(&o);
     o.framing = SK_FRAMING_LINE;
     o.max_line = 16;
     o.linger_ms = 1000;
@@ -511,8 +514,8 @@ static void on_check_mem(sk_timer *t, void *ud)
 
 Test(conn, declared_length_not_preallocated)
 {
-    sk_stream_opts o;
-    sk_stream_opts_init(&o);
+    sk_conn_opts o;
+    sk_conn_opts_init(&o);
     o.framing = SK_FRAMING_FRAME;
     sctx x;
     setup(&x, &o, &base_cbs);
@@ -591,20 +594,20 @@ static void bp_phase2(sk_timer *t, void *ud)
 Test(conn, backpressure_pauses_reading_until_drained)
 {
     int fds = unit_count_fds();
-    sk_stream_opts o;
-    sk_stream_opts_init(&o);
+    sk_conn_opts o;
+    sk_conn_opts_init(&o);
     o.framing = SK_FRAMING_FRAME;
     o.out_high_water = HIGH;
     sk_conn_callbacks cbs = base_cbs;
     cbs.on_open = bp_on_open;
     sctx x;
-    bp b = { .x = &x };
+    bp b = {.x = &x};
     g_bp = &b;
     b.bulk = malloc(BULK);
     cr_assert_not_null(b.bulk);
     unit_pattern(b.bulk, BULK, 0);
     for (int i = 0; i < SMALL_FRAMES; i++) {
-        uint8_t payload[4] = { 'm', (uint8_t)('0' + i), '!', '\n' };
+        uint8_t payload[4] = {'m', (uint8_t)('0' + i), '!', '\n'};
         put_frame(b.frames, &b.frames_len, payload, 4);
     }
     setup(&x, &o, &cbs);
@@ -660,13 +663,13 @@ static void close_on_open(sk_conn *c)
 Test(conn, close_flushes_queued_output)
 {
     int fds = unit_count_fds();
-    sk_stream_opts o;
-    sk_stream_opts_init(&o);
+    sk_conn_opts o;
+    sk_conn_opts_init(&o);
     o.framing = SK_FRAMING_RAW;
     sk_conn_callbacks cbs = base_cbs;
     cbs.on_open = close_on_open;
     sctx x;
-    bp b = { .x = &x };
+    bp b = {.x = &x};
     g_bp = &b;
     b.bulk = malloc(BULK);
     cr_assert_not_null(b.bulk);
@@ -692,14 +695,13 @@ Test(conn, close_flushes_queued_output)
 /* -------------------------------------------------------------- half-close */
 
 /* Parses the peer's input as frames; returns how many, filling lens. */
-static int split_frames(const uint8_t *in, size_t len, size_t *lens, const uint8_t **pay,
-                        int max)
+static int split_frames(const uint8_t *in, size_t len, size_t *lens, const uint8_t **pay, int max)
 {
     int n = 0;
     size_t off = 0;
     while (off + 4 <= len && n < max) {
-        size_t fl = (size_t)in[off] << 24 | (size_t)in[off + 1] << 16 |
-                    (size_t)in[off + 2] << 8 | in[off + 3];
+        size_t fl = (size_t)in[off] << 24 | (size_t)in[off + 1] << 16 | (size_t)in[off + 2] << 8 |
+                    in[off + 3];
         if (off + 4 + fl > len)
             break;
         lens[n] = fl;
@@ -715,8 +717,8 @@ static int split_frames(const uint8_t *in, size_t len, size_t *lens, const uint8
 Test(conn, half_close_default_finishes_replies)
 {
     int fds = unit_count_fds();
-    sk_stream_opts o;
-    sk_stream_opts_init(&o);
+    sk_conn_opts o;
+    sk_conn_opts_init(&o);
     o.framing = SK_FRAMING_FRAME;
     sctx x;
     setup(&x, &o, &base_cbs);
@@ -770,8 +772,8 @@ static void eof_reply(sk_conn *c)
 
 Test(conn, half_close_on_eof_replies)
 {
-    sk_stream_opts o;
-    sk_stream_opts_init(&o);
+    sk_conn_opts o;
+    sk_conn_opts_init(&o);
     o.framing = SK_FRAMING_FRAME;
     sk_conn_callbacks cbs = base_cbs;
     cbs.on_eof = eof_reply;
@@ -809,7 +811,7 @@ static void msgv_on_open(sk_conn *c)
 {
     on_open(c);
     cr_assert_eq(sk_conn_send_msg(c, "abc", 3), 0);
-    struct iovec iov[3] = { { (void *)"de", 2 }, { (void *)"", 0 }, { (void *)"fgh", 3 } };
+    struct iovec iov[3] = {{(void *)"de", 2}, {(void *)"", 0}, {(void *)"fgh", 3}};
     cr_assert_eq(sk_conn_send_msgv(c, iov, 3), 0);
     cr_assert_eq(sk_conn_send_msg(c, "", 0), 0);
     sk_conn_close(c);
@@ -817,8 +819,8 @@ static void msgv_on_open(sk_conn *c)
 
 Test(conn, send_msg_line_framing)
 {
-    sk_stream_opts o;
-    sk_stream_opts_init(&o);
+    sk_conn_opts o;
+    sk_conn_opts_init(&o);
     o.framing = SK_FRAMING_LINE;
     sk_conn_callbacks cbs = base_cbs;
     cbs.on_open = msgv_on_open;
@@ -836,7 +838,7 @@ Test(conn, send_msg_line_framing)
 static void msgv_frame_on_open(sk_conn *c)
 {
     on_open(c);
-    struct iovec iov[2] = { { (void *)"he", 2 }, { (void *)"llo", 3 } };
+    struct iovec iov[2] = {{(void *)"he", 2}, {(void *)"llo", 3}};
     cr_assert_eq(sk_conn_send_msgv(c, iov, 2), 0);
     cr_assert_eq(sk_conn_send_msg(c, "", 0), 0);
     sk_conn_close(c);
@@ -844,8 +846,8 @@ static void msgv_frame_on_open(sk_conn *c)
 
 Test(conn, send_msgv_frame_framing)
 {
-    sk_stream_opts o;
-    sk_stream_opts_init(&o);
+    sk_conn_opts o;
+    sk_conn_opts_init(&o);
     o.framing = SK_FRAMING_FRAME;
     sk_conn_callbacks cbs = base_cbs;
     cbs.on_open = msgv_frame_on_open;
@@ -855,7 +857,7 @@ Test(conn, send_msgv_frame_framing)
     x.done_needs_peer_eof = 1;
     peer_start(&x);
     run(&x);
-    static const uint8_t want[] = { 0, 0, 0, 5, 'h', 'e', 'l', 'l', 'o', 0, 0, 0, 0 };
+    static const uint8_t want[] = {0, 0, 0, 5, 'h', 'e', 'l', 'l', 'o', 0, 0, 0, 0};
     cr_assert_eq(x.p.in_len, sizeof want, "got %zu bytes", x.p.in_len);
     cr_assert(memcmp(x.p.in, want, sizeof want) == 0);
     teardown(&x);
@@ -865,8 +867,8 @@ Test(conn, adopt_bad_fd_fails)
 {
     sk_loop *loop = NULL;
     cr_assert_eq(sk_loop_new(&loop), 0);
-    sk_stream_opts o;
-    sk_stream_opts_init(&o);
+    sk_conn_opts o;
+    sk_conn_opts_init(&o);
     sk_conn *c = (sk_conn *)0x1;
     int r = sk_conn_adopt(loop, -1, &o, &base_cbs, NULL, &c);
     cr_assert(r < 0, "adopting fd -1 gave %d", r);
@@ -876,9 +878,9 @@ Test(conn, adopt_bad_fd_fails)
 
 Test(conn, opts_defaults)
 {
-    sk_stream_opts o;
+    sk_conn_opts o;
     memset(&o, 0xA5, sizeof o);
-    sk_stream_opts_init(&o);
+    sk_conn_opts_init(&o);
     cr_assert_eq(o.framing, SK_FRAMING_RAW);
     cr_assert_eq(o.max_line, (size_t)SK_DEFAULT_MAX_LINE);
     cr_assert_eq(o.max_frame, (size_t)SK_DEFAULT_MAX_FRAME);
@@ -942,9 +944,9 @@ static void on_rdribble(sk_timer *t, void *ud)
  * buffer sizes, the 64 KiB read, a frame larger than several reads. */
 static size_t random_msg_size(uint64_t *rng)
 {
-    static const size_t sizes[] = { 0,     1,     3,     4,     60,    4092,   4096,
-                                    4100,  8187,  8188,  8192,  32767,  32768,
-                                    65531, 65532, 65536, 70000, 200000, 1 << 20 };
+    static const size_t sizes[] = {0,     1,     3,     4,      60,     4092,  4096,
+                                   4100,  8187,  8188,  8192,   32767,  32768, 65531,
+                                   65532, 65536, 70000, 200000, 1 << 20};
     uint64_t r = xorshift(rng);
     return sizes[(r >> 5) % (sizeof sizes / sizeof sizes[0])];
 }
@@ -952,8 +954,8 @@ static size_t random_msg_size(uint64_t *rng)
 static void echo_random_stream(enum sk_framing framing, uint64_t seed)
 {
     int fds = unit_count_fds();
-    sk_stream_opts o;
-    sk_stream_opts_init(&o);
+    sk_conn_opts o;
+    sk_conn_opts_init(&o);
     o.framing = framing;
     o.max_frame = 2u << 20;
     o.max_line = 2u << 20;
@@ -989,7 +991,7 @@ static void echo_random_stream(enum sk_framing framing, uint64_t seed)
     x.p.reading = 1;
     x.done_needs_peer_eof = 1;
     peer_start(&x);
-    rdribble d = { &x, wire, wlen, 0, seed * 7 + 1 };
+    rdribble d = {&x, wire, wlen, 0, seed * 7 + 1};
     sk_timer *dt = NULL;
     cr_assert_eq(sk_timer_new(x.loop, on_rdribble, &d, &dt), 0);
     sk_timer_start(dt, 1, 1);
@@ -1055,8 +1057,8 @@ static void on_start_reading(sk_timer *t, void *ud)
 static void replies_to_slow_reader(enum sk_framing framing, bool mixed)
 {
     int fds = unit_count_fds();
-    sk_stream_opts o;
-    sk_stream_opts_init(&o);
+    sk_conn_opts o;
+    sk_conn_opts_init(&o);
     o.framing = framing;
     sk_conn_callbacks cbs = base_cbs;
     cbs.on_message = mixed ? mixed_reply_message : echo_count_message;
@@ -1166,8 +1168,9 @@ Test(conn, close_while_connecting_still_reports_on_close)
     cr_assert(fd >= 0);
     sk_conn_callbacks cbs = {.on_open = cc_open, .on_close = cc_close};
     sk_conn *c = NULL;
-    cr_assert_eq(sk_conn_connect_fd(x.loop, fd, (struct sockaddr *)&sa, sizeof sa, NULL, &cbs, &x,
-                                    5000, &c), 0);
+    cr_assert_eq(
+        sk_conn_connect_fd(x.loop, fd, (struct sockaddr *)&sa, sizeof sa, NULL, &cbs, &x, 5000, &c),
+        0);
     sk_conn_close(c);
     cr_assert_eq(x.closes, 0, "on_close runs after the current batch, not inside sk_conn_close");
     unit_watchdog w;
@@ -1226,14 +1229,14 @@ static void fc_rest(sk_timer *t, void *ud)
 
 Test(conn, frame_clock_stops_while_reading_is_paused)
 {
-    sk_stream_opts o;
-    sk_stream_opts_init(&o);
+    sk_conn_opts o;
+    sk_conn_opts_init(&o);
     o.framing = SK_FRAMING_FRAME;
     o.frame_timeout_ms = 200;
     sk_conn_callbacks cbs = base_cbs;
     cbs.on_message = fc_on_message;
     sctx x;
-    fc f = { .x = &x };
+    fc f = {.x = &x};
     g_fc = &f;
     put_frame(f.out, &f.len, "one", 3);
     put_frame(f.out, &f.len, "twotwo", 6);

@@ -30,13 +30,25 @@ static int check_s(const char *p) { return check(p, strlen(p), false); }
 
 Test(files_path, checker_accepts_and_refuses)
 {
-    static const char *const good[] = {"a", "a/b", "a.b/c-d_e", ".hidden", "a/.b", "...",
-                                       "a/...", "..a", "a..", "x/y/z/w", "sp ace", "é/ü"};
+    static const char *const good[] = {"a",     "a/b", "a.b/c-d_e", ".hidden", "a/.b",   "...",
+                                       "a/...", "..a", "a..",       "x/y/z/w", "sp ace", "é/ü"};
     for (size_t i = 0; i < sizeof good / sizeof good[0]; i++)
         cr_assert_eq(check_s(good[i]), 0, "refused \"%s\"", good[i]);
-    static const char *const bad[] = {"", "/", "/a", "a/", "a//b", ".", "..", "a/..", "../a",
-                                      "a/./b", "./a", "a/.", ".sockit-partial.x",
-                                      "a/.sockit-partial.", "a/.sockit-partial.b/c"};
+    static const char *const bad[] = {"",
+                                      "/",
+                                      "/a",
+                                      "a/",
+                                      "a//b",
+                                      ".",
+                                      "..",
+                                      "a/..",
+                                      "../a",
+                                      "a/./b",
+                                      "./a",
+                                      "a/.",
+                                      ".sockit-partial.x",
+                                      "a/.sockit-partial.",
+                                      "a/.sockit-partial.b/c"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
         cr_assert_eq(check_s(bad[i]), -1, "accepted \"%s\"", bad[i]);
     cr_assert_eq(check("a\0b", 3, false), -1, "a NUL byte was accepted");

@@ -66,7 +66,8 @@ Test(files_source, a_full_table_refuses_new_sources_only)
     cr_assert_eq(files_source_acquire(t, "10.9.9.9", 4, 0), -ENOSPC);
     cr_assert_eq(files_source_acquire(t, "10.1.0.0", 4, 0), 0, "a known source still counts");
     files_source_release(t, "10.1.0.5");
-    cr_assert_eq(files_source_acquire(t, "10.9.9.9", 4, 0), 0, "a slot with nothing held is reused");
+    cr_assert_eq(files_source_acquire(t, "10.9.9.9", 4, 0), 0,
+                 "a slot with nothing held is reused");
     done(t);
 }
 

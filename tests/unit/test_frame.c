@@ -1,4 +1,6 @@
-/* test_frame.c — sk_decoder_init/sk_decoder_next/sk_frame_header for raw, line and frame framing, fed at every split point; and frame.h, the rules the read path runs (sk__frame_next, sk__frame_need, sk__frame_error_text). */
+/* test_frame.c — sk_decoder_init/sk_decoder_next/sk_frame_header for raw, line and frame framing,
+ * fed at every split point; and frame.h, the rules the read path runs (sk__frame_next,
+ * sk__frame_need, sk__frame_error_text). */
 #include <criterion/criterion.h>
 
 #include <errno.h>
@@ -56,7 +58,7 @@ static void stream_expect(stream *s, const void *payload, size_t n)
  * so a wrong header writer cannot hide a wrong reader). */
 static void stream_frame(stream *s, const void *payload, size_t n)
 {
-    uint8_t h[4] = { (uint8_t)(n >> 24), (uint8_t)(n >> 16), (uint8_t)(n >> 8), (uint8_t)n };
+    uint8_t h[4] = {(uint8_t)(n >> 24), (uint8_t)(n >> 16), (uint8_t)(n >> 8), (uint8_t)n};
     stream_put(s, h, 4);
     stream_put(s, payload, n);
     stream_expect(s, payload, n);
@@ -107,19 +109,19 @@ static void feed(enum sk_framing framing, size_t max, const stream *s, const siz
             uint8_t *view = malloc(have ? have : 1);
             cr_assert_not_null(view);
             memcpy(view, acc, have);
-            sk_msg m = { 99, 99, 99 };
+            sk_msg m = {99, 99, 99};
             size_t need = 12345;
             int r = sk_decoder_next(&d, view, have, &m, &need);
             if (r == 1) {
                 cr_assert(got < s->nmsgs, "%s: extra message (cut %zu)", what, c);
                 const expect *e = &s->msgs[got];
-                cr_assert(m.consumed > 0 && m.consumed <= have,
-                          "%s: msg %zu consumed %zu of %zu", what, got, m.consumed, have);
+                cr_assert(m.consumed > 0 && m.consumed <= have, "%s: msg %zu consumed %zu of %zu",
+                          what, got, m.consumed, have);
                 cr_assert(m.offset + m.len <= m.consumed,
-                          "%s: msg %zu offset %zu len %zu consumed %zu", what, got, m.offset,
-                          m.len, m.consumed);
-                cr_assert_eq(m.len, e->len, "%s: msg %zu len %zu, want %zu (cut at %zu)", what,
-                             got, m.len, e->len, cuts[0]);
+                          "%s: msg %zu offset %zu len %zu consumed %zu", what, got, m.offset, m.len,
+                          m.consumed);
+                cr_assert_eq(m.len, e->len, "%s: msg %zu len %zu, want %zu (cut at %zu)", what, got,
+                             m.len, e->len, cuts[0]);
                 cr_assert(m.len == 0 || memcmp(view + m.offset, e->data, m.len) == 0,
                           "%s: msg %zu payload differs (cut at %zu)", what, got, cuts[0]);
                 if (framing == SK_FRAMING_FRAME) {
@@ -140,8 +142,7 @@ static void feed(enum sk_framing framing, size_t max, const stream *s, const siz
                          what, r, sk_strerror(r), have, c);
             if (framing == SK_FRAMING_FRAME && have >= 4) {
                 cr_assert_eq(need, 4u + (size_t)be32(acc),
-                             "%s: need %zu once the header is known (have %zu)", what, need,
-                             have);
+                             "%s: need %zu once the header is known (have %zu)", what, need, have);
             } else if (framing != SK_FRAMING_RAW) {
                 cr_assert(need == 0 || need > have, "%s: need %zu with %zu bytes", what, need,
                           have);
@@ -157,11 +158,11 @@ static void feed(enum sk_framing framing, size_t max, const stream *s, const siz
 /* Runs feed() whole, split in two at every byte boundary, and byte by byte. */
 static void feed_all_splits(enum sk_framing framing, size_t max, const stream *s)
 {
-    size_t one[1] = { s->len };
+    size_t one[1] = {s->len};
     feed(framing, max, s, one, 1, "whole");
 
     for (size_t k = 1; k < s->len; k++) {
-        size_t two[2] = { k, s->len };
+        size_t two[2] = {k, s->len};
         feed(framing, max, s, two, 2, "two chunks");
     }
 
@@ -174,7 +175,7 @@ static void feed_all_splits(enum sk_framing framing, size_t max, const stream *s
     /* Three chunks, the second of 7 bytes, sliding over the whole stream:
      * exercises a header or "\r\n" split over two boundaries. */
     for (size_t k = 1; k + 7 < s->len; k++) {
-        size_t three[3] = { k, k + 7, s->len };
+        size_t three[3] = {k, k + 7, s->len};
         feed(framing, max, s, three, 3, "three chunks");
     }
     free(each);
@@ -207,20 +208,20 @@ Test(frame, frame_header_big_endian)
         uint32_t v;
         uint8_t b[4];
     } cases[] = {
-        { 0u, { 0, 0, 0, 0 } },
-        { 1u, { 0, 0, 0, 1 } },
-        { 255u, { 0, 0, 0, 0xff } },
-        { 256u, { 0, 0, 1, 0 } },
-        { 0x01020304u, { 1, 2, 3, 4 } },
-        { 16u * 1024u * 1024u, { 1, 0, 0, 0 } },
-        { 0xFFFFFFFFu, { 0xff, 0xff, 0xff, 0xff } },
-        { 0x80000001u, { 0x80, 0, 0, 1 } },
+        {0u, {0, 0, 0, 0}},
+        {1u, {0, 0, 0, 1}},
+        {255u, {0, 0, 0, 0xff}},
+        {256u, {0, 0, 1, 0}},
+        {0x01020304u, {1, 2, 3, 4}},
+        {16u * 1024u * 1024u, {1, 0, 0, 0}},
+        {0xFFFFFFFFu, {0xff, 0xff, 0xff, 0xff}},
+        {0x80000001u, {0x80, 0, 0, 1}},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        uint8_t out[SK_FRAME_HEADER + 2] = { 0xEE, 0xEE, 0xEE, 0xEE, 0xEE, 0xEE };
+        uint8_t out[SK_FRAME_HEADER + 2] = {0xEE, 0xEE, 0xEE, 0xEE, 0xEE, 0xEE};
         sk_frame_header(out, cases[i].v);
-        cr_assert(memcmp(out, cases[i].b, 4) == 0, "header of %u: %02x %02x %02x %02x",
-                  cases[i].v, out[0], out[1], out[2], out[3]);
+        cr_assert(memcmp(out, cases[i].b, 4) == 0, "header of %u: %02x %02x %02x %02x", cases[i].v,
+                  out[0], out[1], out[2], out[3]);
         cr_assert(out[4] == 0xEE && out[5] == 0xEE, "sk_frame_header wrote past 4 bytes");
     }
 }
@@ -230,15 +231,14 @@ Test(frame, framing_names)
     static const struct {
         const char *name;
         enum sk_framing f;
-    } good[] = { { "raw", SK_FRAMING_RAW }, { "line", SK_FRAMING_LINE },
-                 { "frame", SK_FRAMING_FRAME } };
+    } good[] = {{"raw", SK_FRAMING_RAW}, {"line", SK_FRAMING_LINE}, {"frame", SK_FRAMING_FRAME}};
     for (size_t i = 0; i < 3; i++) {
         enum sk_framing f = (enum sk_framing)42;
         cr_assert_eq(sk_framing_parse(good[i].name, &f), 0, "%s", good[i].name);
         cr_assert_eq(f, good[i].f, "%s", good[i].name);
         cr_assert_str_eq(sk_framing_name(good[i].f), good[i].name);
     }
-    static const char *bad[] = { "", "frames", "lin", "raw ", "json", "framex" };
+    static const char *bad[] = {"", "frames", "lin", "raw ", "json", "framex"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         enum sk_framing f = SK_FRAMING_LINE;
         cr_assert_eq(sk_framing_parse(bad[i], &f), -EINVAL, "'%s' accepted", bad[i]);
@@ -250,10 +250,10 @@ Test(frame, framing_names)
 Test(frame, frame_stream_every_split)
 {
     const size_t max = 100;
-    stream s = { 0 };
+    stream s = {0};
     uint8_t big[100];
     unit_pattern(big, sizeof big, 7);
-    static const uint8_t bin[] = { 0x00, 0x0a, 0x0d, 0xff, 0x00, 0x80, '\n', 0x00, 0x00, 0x01 };
+    static const uint8_t bin[] = {0x00, 0x0a, 0x0d, 0xff, 0x00, 0x80, '\n', 0x00, 0x00, 0x01};
 
     stream_frame(&s, "hello", 5);
     stream_frame(&s, "", 0);
@@ -262,7 +262,7 @@ Test(frame, frame_stream_every_split)
     stream_frame(&s, "", 0);
     stream_frame(&s, big, max); /* exactly the maximum */
     stream_frame(&s, "x", 1);
-    uint8_t h4[4] = { 0, 0, 0, 4 }; /* a payload that looks like a header */
+    uint8_t h4[4] = {0, 0, 0, 4}; /* a payload that looks like a header */
     stream_frame(&s, h4, 4);
     stream_frame(&s, big + 1, 99);
     stream_frame(&s, "", 0); /* a zero-length frame last of all */
@@ -274,21 +274,21 @@ Test(frame, frame_stream_every_split)
 Test(frame, line_stream_every_split)
 {
     const size_t max = 40;
-    stream s = { 0 };
+    stream s = {0};
     char full[41];
     for (size_t i = 0; i < 40; i++)
         full[i] = (char)('A' + i % 26);
     full[40] = '\n';
 
     stream_line(&s, "hello\n", 6, "hello", 5);
-    stream_line(&s, "\n", 1, "", 0);                 /* empty line */
-    stream_line(&s, "\r\n", 2, "", 0);               /* empty line, \r dropped */
-    stream_line(&s, "ab\r\n", 4, "ab", 2);           /* \r before \n dropped */
-    stream_line(&s, "a\rb\n", 4, "a\rb", 3);         /* lone \r inside kept */
-    stream_line(&s, "\r\r\n", 3, "\r", 1);           /* only the last \r dropped */
-    stream_line(&s, "\rx\n", 3, "\rx", 2);           /* leading \r kept */
+    stream_line(&s, "\n", 1, "", 0);                               /* empty line */
+    stream_line(&s, "\r\n", 2, "", 0);                             /* empty line, \r dropped */
+    stream_line(&s, "ab\r\n", 4, "ab", 2);                         /* \r before \n dropped */
+    stream_line(&s, "a\rb\n", 4, "a\rb", 3);                       /* lone \r inside kept */
+    stream_line(&s, "\r\r\n", 3, "\r", 1);                         /* only the last \r dropped */
+    stream_line(&s, "\rx\n", 3, "\rx", 2);                         /* leading \r kept */
     stream_line(&s, "b\0\xff\x01\x80\n", 6, "b\0\xff\x01\x80", 5); /* binary, NUL */
-    stream_line(&s, full, 41, full, 40);             /* exactly max bytes */
+    stream_line(&s, full, 41, full, 40);                           /* exactly max bytes */
     stream_line(&s, "\n", 1, "", 0);
     stream_line(&s, "end\r\n", 5, "end", 3);
 
@@ -304,7 +304,7 @@ Test(frame, raw_returns_everything)
     for (size_t k = 1; k < sizeof data; k++) {
         sk_decoder d;
         sk_decoder_init(&d, SK_FRAMING_RAW, 0);
-        sk_msg m = { 9, 9, 9 };
+        sk_msg m = {9, 9, 9};
         cr_assert_eq(sk_decoder_next(&d, data, k, &m, NULL), 1);
         cr_assert_eq(m.offset, 0u);
         cr_assert_eq(m.len, k);
@@ -360,7 +360,7 @@ Test(frame, frame_need_and_truncated_header)
 Test(frame, frame_oversize_at_header)
 {
     const size_t max = 1000;
-    uint8_t buf[4] = { 0, 0, 0x03, 0xe9 }; /* 1001 */
+    uint8_t buf[4] = {0, 0, 0x03, 0xe9}; /* 1001 */
     sk_decoder d;
     sk_decoder_init(&d, SK_FRAMING_FRAME, max);
     sk_msg m;
@@ -370,13 +370,13 @@ Test(frame, frame_oversize_at_header)
     cr_assert_eq(sk_decoder_next(&d, buf, 4, &m, &need), -EMSGSIZE);
 
     /* max itself is fine. */
-    uint8_t ok[4] = { 0, 0, 0x03, 0xe8 };
+    uint8_t ok[4] = {0, 0, 0x03, 0xe8};
     sk_decoder_init(&d, SK_FRAMING_FRAME, max);
     cr_assert_eq(sk_decoder_next(&d, ok, 4, &m, &need), 0);
     cr_assert_eq(need, 1004u);
 
     /* After a good frame, the oversize one is still caught. */
-    uint8_t two[4 + 3 + 4] = { 0, 0, 0, 3, 'a', 'b', 'c', 0, 0, 0x03, 0xe9 };
+    uint8_t two[4 + 3 + 4] = {0, 0, 0, 3, 'a', 'b', 'c', 0, 0, 0x03, 0xe9};
     sk_decoder_init(&d, SK_FRAMING_FRAME, max);
     cr_assert_eq(sk_decoder_next(&d, two, sizeof two, &m, &need), 1);
     cr_assert_eq(m.len, 3u);
@@ -386,7 +386,7 @@ Test(frame, frame_oversize_at_header)
 
 Test(frame, frame_header_all_ones)
 {
-    uint8_t buf[8] = { 0xff, 0xff, 0xff, 0xff, 1, 2, 3, 4 };
+    uint8_t buf[8] = {0xff, 0xff, 0xff, 0xff, 1, 2, 3, 4};
     sk_decoder d;
     sk_msg m;
     size_t need;
@@ -432,8 +432,8 @@ Test(frame, frame_default_max)
     cr_assert(unit_pattern_ok(buf + 4, n, 0));
 
     const size_t over = n + 1;
-    uint8_t h[4] = { (uint8_t)(over >> 24), (uint8_t)(over >> 16), (uint8_t)(over >> 8),
-                     (uint8_t)over };
+    uint8_t h[4] = {(uint8_t)(over >> 24), (uint8_t)(over >> 16), (uint8_t)(over >> 8),
+                    (uint8_t)over};
     sk_decoder_init(&d, SK_FRAMING_FRAME, 0);
     cr_assert_eq(sk_decoder_next(&d, h, 4, &m, &need), -EMSGSIZE);
     free(buf);

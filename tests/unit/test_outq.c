@@ -5,12 +5,12 @@
 #include <criterion/criterion.h>
 
 #include <errno.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
-#include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -95,7 +95,7 @@ static void fx_close(sk_conn *c, int err)
 
 /* Adopts one end of a socketpair, starts the reader on the other (when
  * start_reader), runs the loop until the connection is gone. */
-static void fx_run(fx *x, const sk_stream_opts *opts, int start_reader)
+static void fx_run(fx *x, const sk_conn_opts *opts, int start_reader)
 {
     static const sk_conn_callbacks cbs = {
         .on_open = fx_open,
@@ -149,13 +149,13 @@ static sk_shared *g_sh;
 static void order_open(fx *x, sk_conn *c)
 {
     cr_assert_eq(sk_conn_send(c, "[", 1), 0);
-    cr_assert_eq(sk_conn_sendfile(c, g_file, 0, 10), 0);     /* "0123456789" */
+    cr_assert_eq(sk_conn_sendfile(c, g_file, 0, 10), 0); /* "0123456789" */
     cr_assert_eq(sk_conn_send(c, "|", 1), 0);
-    cr_assert_eq(sk_conn_send_shared(c, g_sh, 0, 3), 0);     /* "abc" */
-    cr_assert_eq(sk_conn_sendfile(c, g_file, 20, 6), 0);     /* "klmnop" */
-    cr_assert_eq(sk_conn_sendfile(c, g_file, 4, 2), 0);      /* "45", back to back */
-    cr_assert_eq(sk_conn_sendfile(c, g_file, 0, 0), 0);      /* empty: nothing */
-    cr_assert_eq(sk_conn_send_shared(c, g_sh, 3, 2), 0);     /* "de" */
+    cr_assert_eq(sk_conn_send_shared(c, g_sh, 0, 3), 0); /* "abc" */
+    cr_assert_eq(sk_conn_sendfile(c, g_file, 20, 6), 0); /* "klmnop" */
+    cr_assert_eq(sk_conn_sendfile(c, g_file, 4, 2), 0);  /* "45", back to back */
+    cr_assert_eq(sk_conn_sendfile(c, g_file, 0, 0), 0);  /* empty: nothing */
+    cr_assert_eq(sk_conn_send_shared(c, g_sh, 3, 2), 0); /* "de" */
     cr_assert_eq(sk_conn_send(c, "]", 1), 0);
     x->queued_at_open = sk_conn_queued(c);
     sk_conn_close(c);
@@ -272,8 +272,8 @@ Test(outq, ranges_count_for_queued_and_drain)
 {
     size_t base = sk_mem_in_use();
     g_bulk = pattern_file(4u * 1024u * 1024u);
-    sk_stream_opts o;
-    sk_stream_opts_init(&o);
+    sk_conn_opts o;
+    sk_conn_opts_init(&o);
     o.out_high_water = 256 * 1024;
     o.out_low_water = 64 * 1024;
     fx x = {.on_open = hw_open, .rd = {.delay_ms = 100}};

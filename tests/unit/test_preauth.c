@@ -52,7 +52,7 @@ Test(preauth, full_table_evicts_oldest_of_most_represented)
     cr_assert_eq(proto_preauth_init(&t, 4, 3), 0);
     owner a[3] = {{0}}, b = {0}, c = {0}, d = {0};
     char victim[PROTO_HOST_MAX];
-    cr_assert_eq(enter(&t, "unix:/run/x", &b, NULL), 0);      /* oldest overall */
+    cr_assert_eq(enter(&t, "unix:/run/x", &b, NULL), 0); /* oldest overall */
     for (int i = 0; i < 3; i++)
         cr_assert_eq(enter(&t, "10.0.0.2:4000", &a[i], NULL), 0);
     cr_assert_eq(enter(&t, "10.0.0.1:5000", &c, victim), 0);

@@ -37,14 +37,11 @@ typedef struct run {
     sk_io *io_out, *io_err;
     char out[65536], err[65536];
     size_t out_len, err_len;
-    int free_in_exit; /* on_exit frees the proc */
+    int free_in_exit;    /* on_exit frees the proc */
     const char *stop_on; /* stop the loop once stdout contains this */
 } run;
 
-static int run_done(const run *r)
-{
-    return r->exited && r->fd_out < 0 && r->fd_err < 0;
-}
+static int run_done(const run *r) { return r->exited && r->fd_out < 0 && r->fd_err < 0; }
 
 static void on_exit_cb(sk_proc *p, int status, void *ud)
 {
@@ -181,10 +178,7 @@ static int wait_for(int (*pred)(long), long arg, unsigned ms)
     }
 }
 
-static int group_gone(long pgid)
-{
-    return kill(-(pid_t)pgid, 0) < 0 && errno == ESRCH;
-}
+static int group_gone(long pgid) { return kill(-(pid_t)pgid, 0) < 0 && errno == ESRCH; }
 
 /* group_gone, once the zombies among our own children are collected: a
  * killed orphan re-parented to us stays a zombie (and so a member of its
@@ -196,19 +190,22 @@ static int group_gone_reaped(long pgid)
     return group_gone(pgid);
 }
 
-static int pid_gone(long pid)
-{
-    return kill((pid_t)pid, 0) < 0 && errno == ESRCH;
-}
+static int pid_gone(long pid) { return kill((pid_t)pid, 0) < 0 && errno == ESRCH; }
 
 /* ------------------------------------------------------------ exits */
 
 Test(proc, exit_codes_and_signals)
 {
     sk_loop *loop = reaper_loop();
-    static const struct { const char *script; int code, sig; } cases[] = {
-        {"exit 0", 0, 0}, {"exit 7", 7, 0}, {"exit 255", 255, 0},
-        {"kill -TERM $$", -1, SIGTERM}, {"kill -KILL $$", -1, SIGKILL},
+    static const struct {
+        const char *script;
+        int code, sig;
+    } cases[] = {
+        {"exit 0", 0, 0},
+        {"exit 7", 7, 0},
+        {"exit 255", 255, 0},
+        {"kill -TERM $$", -1, SIGTERM},
+        {"kill -KILL $$", -1, SIGKILL},
         {"kill -SEGV $$", -1, SIGSEGV},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -607,8 +604,8 @@ Test(proc, leftovers_killed_when_the_leader_exits)
     end_run(r);
     /* ...with it, it is killed as the leader is reaped. */
     r = new_run(loop);
-    cr_assert_eq(start(r, argv, base_env, NULL,
-                       SK_PROC_NEW_PGROUP | SK_PROC_KILL_GROUP_ON_EXIT), 0);
+    cr_assert_eq(start(r, argv, base_env, NULL, SK_PROC_NEW_PGROUP | SK_PROC_KILL_GROUP_ON_EXIT),
+                 0);
     finish(r);
     cr_assert(WIFEXITED(r->status) && WEXITSTATUS(r->status) == 0);
     cr_assert(wait_for(group_gone, r->pid, WAIT_MS), "the background job survived");
@@ -703,11 +700,10 @@ Test(proc, contain_kills_what_left_the_group_when_the_command_ends)
     cr_log_info("containment: %s", how);
     run *r = new_run(loop);
     /* setsid leaves the group and the session; the leader does not wait. */
-    const char *argv[] = {"sh", "-c",
-                          "setsid sleep 1000.77 </dev/null >/dev/null 2>&1 & echo $!; exit 0",
-                          NULL};
-    cr_assert_eq(start(r, argv, base_env, NULL,
-                       SK_PROC_NEW_PGROUP | SK_PROC_KILL_GROUP_ON_EXIT), 0);
+    const char *argv[] = {
+        "sh", "-c", "setsid sleep 1000.77 </dev/null >/dev/null 2>&1 & echo $!; exit 0", NULL};
+    cr_assert_eq(start(r, argv, base_env, NULL, SK_PROC_NEW_PGROUP | SK_PROC_KILL_GROUP_ON_EXIT),
+                 0);
     finish(r);
     long escaped = atol(r->out);
     cr_assert(escaped > 0, "%s", r->out);
@@ -725,10 +721,12 @@ Test(proc, leftovers_of_a_running_command_count_and_go_with_it)
     run *r = new_run(loop);
     /* The subshell exits at once: its sleep is re-parented to us but stays
      * in the running command's group — kept, and counted. */
-    const char *argv[] = {"sh", "-c", "(sleep 1000.78 </dev/null >/dev/null 2>&1 &); echo go; "
-                                      "exec sleep 1000.79", NULL};
-    cr_assert_eq(start(r, argv, base_env, NULL,
-                       SK_PROC_NEW_PGROUP | SK_PROC_KILL_GROUP_ON_EXIT), 0);
+    const char *argv[] = {"sh", "-c",
+                          "(sleep 1000.78 </dev/null >/dev/null 2>&1 &); echo go; "
+                          "exec sleep 1000.79",
+                          NULL};
+    cr_assert_eq(start(r, argv, base_env, NULL, SK_PROC_NEW_PGROUP | SK_PROC_KILL_GROUP_ON_EXIT),
+                 0);
     r->stop_on = "go";
     unit_watchdog wd;
     unit_watchdog_start(&wd, loop, WAIT_MS);
@@ -752,8 +750,10 @@ Test(proc, kill_all_at_shutdown_reaches_every_session)
     sk_loop *loop = reaper_loop();
     cr_assert_gt(sk_proc_contain(loop, NULL, 0), 0);
     run *r = new_run(loop);
-    const char *argv[] = {"sh", "-c", "setsid sleep 1000.80 </dev/null >/dev/null 2>&1 & "
-                                      "echo $!; exec sleep 1000.81", NULL};
+    const char *argv[] = {"sh", "-c",
+                          "setsid sleep 1000.80 </dev/null >/dev/null 2>&1 & "
+                          "echo $!; exec sleep 1000.81",
+                          NULL};
     cr_assert_eq(start(r, argv, base_env, NULL, SK_PROC_NEW_PGROUP), 0);
     r->stop_on = "\n";
     unit_watchdog wd;

@@ -21,17 +21,20 @@ void cli_err(const char *fmt, ...)
 
 TestSuite(pump, .init = unit_alarm);
 
-static void pair(int sv[2])
+/* A socket pair: *sk (owning sv[0]) for the pump, sv[1] for the test. */
+static void pair(int sv[2], sk_sock **sk)
 {
     cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);
+    cr_assert_eq(sk_sock_adopt(sv[0], sk), 0);
 }
 
 Test(pump, deadline_passed_is_a_timeout_and_nothing_else)
 {
     int sv[2];
-    pair(sv);
+    sk_sock *sk;
+    pair(sv, &sk);
     cli_pump p;
-    cli_pump_init(&p, sv[0], -1);
+    cli_pump_init(&p, sk, -1);
     cli_pump_ready r;
     uint64_t t0 = cli_pump_now_ms();
     cr_assert_eq(cli_pump_wait(&p, false, t0 + 50, &r), 0);
@@ -40,16 +43,17 @@ Test(pump, deadline_passed_is_a_timeout_and_nothing_else)
     cr_assert_not(r.sock_write);
     cr_assert_geq(cli_pump_now_ms() - t0, 50);
     cli_pump_free(&p);
-    close(sv[0]);
+    sk_sock_close(sk);
     close(sv[1]);
 }
 
 Test(pump, readable_socket_and_queued_bytes_are_reported)
 {
     int sv[2];
-    pair(sv);
+    sk_sock *sk;
+    pair(sv, &sk);
     cli_pump p;
-    cli_pump_init(&p, sv[0], -1);
+    cli_pump_init(&p, sk, -1);
     cr_assert_eq(write(sv[1], "x", 1), 1);
     cr_assert_eq(cli_pump_queue(&p, "hello", 5), 0);
     cli_pump_ready r;
@@ -63,16 +67,17 @@ Test(pump, readable_socket_and_queued_bytes_are_reported)
     cr_assert_eq(read(sv[1], buf, sizeof buf), 5);
     cr_assert_eq(memcmp(buf, "hello", 5), 0);
     cli_pump_free(&p);
-    close(sv[0]);
+    sk_sock_close(sk);
     close(sv[1]);
 }
 
 Test(pump, a_full_queue_stops_stdin)
 {
     int sv[2];
-    pair(sv);
+    sk_sock *sk;
+    pair(sv, &sk);
     cli_pump p;
-    cli_pump_init(&p, sv[0], -1);
+    cli_pump_init(&p, sk, -1);
     static uint8_t chunk[64 * 1024];
     while (cli_pump_room(&p))
         cr_assert_eq(cli_pump_queue(&p, chunk, sizeof chunk), 0);
@@ -83,6 +88,6 @@ Test(pump, a_full_queue_stops_stdin)
     cr_assert_eq(cli_pump_wait(&p, true, cli_pump_now_ms() + 10, &r), 0);
     cr_assert_not(r.in);
     cli_pump_free(&p);
-    close(sv[0]);
+    sk_sock_close(sk);
     close(sv[1]);
 }

@@ -1,6 +1,6 @@
 /* test_serve.c — sk_serve(): a whole server in one call. Each test runs it in
  * a thread on 127.0.0.1:0 (an echo service through the opts callbacks),
- * talks to it through sk_dial, and stops it with pthread_kill(); readiness
+ * talks to it through sk_sock_dial, and stops it with pthread_kill(); readiness
  * comes from on_ready and the "draining" log line, never from sleeping. */
 #include <criterion/criterion.h>
 
@@ -105,7 +105,7 @@ static int run_start(run *r, const char *addr, uint32_t drain_ms, int block_sigi
     r->drain_ms = drain_ms;
     r->block_sigint = block_sigint;
     sk_server_opts_init(&r->opts);
-    r->opts.stream.framing = SK_FRAMING_LINE;
+    r->opts.conn.framing = SK_FRAMING_LINE;
     r->opts.cbs.on_message = on_message;
     r->opts.cbs.on_close = on_close;
     r->opts.ud = r;
@@ -148,33 +148,34 @@ static int same_mask(const sigset_t *a, const sigset_t *b)
     return 1;
 }
 
-static int dial(const char *text)
+static sk_sock *dial(const char *text)
 {
     char err[256] = "";
     sk_addr a;
     cr_assert_eq(sk_addr_parse(text, &a, err, sizeof err), 0, "%s: %s", text, err);
-    int fd = sk_dial(&a, WAIT_MS, err, sizeof err);
-    cr_assert(fd >= 0, "sk_dial %s: %d %s", text, fd, err);
-    return fd;
+    sk_sock *sk = NULL;
+    int rc = sk_sock_dial(&a, NULL, WAIT_MS, &sk, err, sizeof err);
+    cr_assert(rc == 0, "sk_sock_dial %s: %d %s", text, rc, err);
+    return sk;
 }
 
 /* Sends one line and checks that it comes back. */
-static void echo_once(int fd, const char *line)
+static void echo_once(sk_sock *sk, const char *line)
 {
     char got[64];
     size_t n = strlen(line);
     cr_assert(n < sizeof got);
-    cr_assert_eq(sk_send_all(fd, line, n, WAIT_MS), 0);
-    cr_assert_eq(sk_recv_exact(fd, got, n, WAIT_MS), 0, "no echo of %s", line);
+    cr_assert_eq(sk_sock_send_all(sk, line, n, WAIT_MS), 0);
+    cr_assert_eq(sk_sock_recv_exact(sk, got, n, WAIT_MS), 0, "no echo of %s", line);
     cr_assert(memcmp(got, line, n) == 0, "echo differs");
 }
 
 /* Reads until the server ends the connection; returns 0 at a clean end. */
-static ssize_t wait_closed(int fd)
+static ssize_t wait_closed(sk_sock *sk)
 {
     char buf[64];
     ssize_t n;
-    while ((n = sk_recv_some(fd, buf, sizeof buf, WAIT_MS)) > 0) {
+    while ((n = sk_sock_recv_wait(sk, buf, sizeof buf, WAIT_MS)) > 0) {
     }
     return n;
 }
@@ -189,10 +190,10 @@ Test(serve, ready_reports_real_port_serves_and_stops_on_sigterm)
     char rest = 0;
     cr_assert_eq(sscanf(r.bound, "127.0.0.1:%u%c", &port, &rest), 1, "bound: %s", r.bound);
     cr_assert(port > 0 && port <= 65535, "bound: %s", r.bound);
-    int fd = dial(r.bound);
-    echo_once(fd, "hello\n");
-    echo_once(fd, "again\n");
-    close(fd);
+    sk_sock *sk = dial(r.bound);
+    echo_once(sk, "hello\n");
+    echo_once(sk, "again\n");
+    sk_sock_close(sk);
 
     pthread_kill(r.th, SIGTERM);
     run_join(&r);
@@ -211,19 +212,20 @@ Test(serve, drain_lets_open_sessions_finish_then_returns_0)
     sk_set_log(on_log, SK_LOG_INFO, NULL);
     log_run = &r;
     cr_assert(run_start(&r, "127.0.0.1:0", 300, 0), "not ready: %d %s", r.rc, r.err);
-    int fd = dial(r.bound);
-    echo_once(fd, "before\n");
+    sk_sock *sk = dial(r.bound);
+    echo_once(sk, "before\n");
 
     pthread_kill(r.th, SIGTERM);
     run_wait_draining(&r);
-    echo_once(fd, "during the drain\n"); /* the open session goes on */
+    echo_once(sk, "during the drain\n"); /* the open session goes on */
     char err[256];
     sk_addr a;
     cr_assert_eq(sk_addr_parse(r.bound, &a, err, sizeof err), 0);
-    int late = sk_dial(&a, WAIT_MS, err, sizeof err);
+    sk_sock *late_sk = NULL;
+    int late = sk_sock_dial(&a, NULL, WAIT_MS, &late_sk, err, sizeof err);
     cr_assert_eq(late, -ECONNREFUSED, "a new client while draining: %d", late);
-    cr_assert_eq(wait_closed(fd), 0, "the drain deadline should close it cleanly");
-    close(fd);
+    cr_assert_eq(wait_closed(sk), 0, "the drain deadline should close it cleanly");
+    sk_sock_close(sk);
 
     run_join(&r);
     sk_set_log(NULL, SK_LOG_ERROR, NULL);
@@ -244,16 +246,16 @@ Test(serve, second_signal_stops_at_once)
     sk_set_log(on_log, SK_LOG_INFO, NULL);
     log_run = &r;
     cr_assert(run_start(&r, "127.0.0.1:0", 60000, 0), "not ready: %d %s", r.rc, r.err);
-    int fd = dial(r.bound);
-    echo_once(fd, "x\n");
+    sk_sock *sk = dial(r.bound);
+    echo_once(sk, "x\n");
 
     pthread_kill(r.th, SIGTERM);
     run_wait_draining(&r);
     pthread_kill(r.th, SIGINT);
     run_join(&r);
-    ssize_t end = wait_closed(fd);
+    ssize_t end = wait_closed(sk);
     cr_assert(end == 0 || end == -ECONNRESET, "the session should be dropped: %zd", end);
-    close(fd);
+    sk_sock_close(sk);
     sk_set_log(NULL, SK_LOG_ERROR, NULL);
     log_run = NULL;
     cr_assert_eq(r.rc, 0, "sk_serve: %d %s", r.rc, r.err);

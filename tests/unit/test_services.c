@@ -51,19 +51,19 @@ Test(services, option_tables_are_well_formed)
 /* ------------------------------------------------ the client handshake */
 
 typedef struct pipe_io {
-    int fd;
+    sk_sock *sk;
 } pipe_io;
 
 static int io_send(void *ud, const uint8_t *msg, size_t len, const char *stage)
 {
     (void)stage;
-    return sk_send_frame(((pipe_io *)ud)->fd, msg, len, 1000) < 0 ? -1 : 0;
+    return sk_sock_send_frame(((pipe_io *)ud)->sk, msg, len, 1000) < 0 ? -1 : 0;
 }
 
 static ssize_t io_recv(void *ud, uint8_t *buf, size_t cap, const char *stage)
 {
     (void)stage;
-    ssize_t n = sk_recv_frame(((pipe_io *)ud)->fd, buf, cap, 1000);
+    ssize_t n = sk_sock_recv_frame(((pipe_io *)ud)->sk, buf, cap, 1000);
     return n > 0 ? n : -1;
 }
 
@@ -74,14 +74,17 @@ static int against(const uint8_t *hello, size_t hlen, const char *service, bool 
 {
     int sv[2];
     cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
-    cr_assert_eq(sk_send_frame(sv[1], hello, hlen, 1000), 0);
-    pipe_io p = {sv[0]};
+    sk_sock *client, *server;
+    cr_assert_eq(sk_sock_adopt(sv[0], &client), 0);
+    cr_assert_eq(sk_sock_adopt(sv[1], &server), 0);
+    cr_assert_eq(sk_sock_send_frame(server, hello, hlen, 1000), 0);
+    pipe_io p = {client};
     proto_hs_io io = {&p, io_send, io_recv};
     static const uint8_t secret[32] = {1};
-    int rc = proto_hs_client(&io, sv[0], "test", service, token ? secret : NULL,
+    int rc = proto_hs_client(&io, client, "test", service, token ? secret : NULL,
                              token ? sizeof secret : 0, allow_open, err, errlen);
-    close(sv[0]);
-    close(sv[1]);
+    sk_sock_close(client);
+    sk_sock_close(server);
     return rc;
 }
 

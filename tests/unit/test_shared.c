@@ -94,7 +94,7 @@ static void fx_close(sk_conn *c, int err)
 
 /* Adopts one end of a socketpair with opts, starts the reader on the other
  * (when start_reader), runs the loop until the connection is gone. */
-static void fx_run(fx *x, const sk_stream_opts *opts, int start_reader)
+static void fx_run(fx *x, const sk_conn_opts *opts, int start_reader)
 {
     static const sk_conn_callbacks cbs = {
         .on_open = fx_open,
@@ -273,8 +273,8 @@ Test(shared, slices_count_for_queued_and_drain)
 {
     cr_assert_eq(sk_shared_new(HW_BULK, &g_bulk), 0);
     unit_pattern(sk_shared_data(g_bulk), HW_BULK, 0);
-    sk_stream_opts o;
-    sk_stream_opts_init(&o);
+    sk_conn_opts o;
+    sk_conn_opts_init(&o);
     o.out_high_water = 256 * 1024;
     o.out_low_water = 64 * 1024;
     fx x = {.on_open = hw_open, .rd = {.delay_ms = 100}};

@@ -41,24 +41,27 @@ Test(stats, counters_follow_one_connection)
     cr_assert_eq(sk_addr_parse("127.0.0.1:0", &addr, NULL, 0), 0);
     sk_server_opts o;
     sk_server_opts_init(&o);
-    o.stream.framing = SK_FRAMING_FRAME;
-    o.stream.max_frame = 100;
+    o.conn.framing = SK_FRAMING_FRAME;
+    o.conn.max_frame = 100;
     o.cbs.on_message = on_message;
     o.cbs.on_close = on_close;
     sk_server *srv;
     cr_assert_eq(sk_server_listen(loop, &addr, &o, &srv, NULL, 0), 0);
 
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    struct sockaddr_in sin = {.sin_family = AF_INET, .sin_port = htons((uint16_t)sk_server_port(srv)),
+    struct sockaddr_in sin = {.sin_family = AF_INET,
+                              .sin_port = htons((uint16_t)sk_server_port(srv)),
                               .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     cr_assert_eq(connect(fd, (struct sockaddr *)&sin, sizeof sin), 0);
-    cr_assert_eq(sk_send_frame(fd, "hello", 5, 2000), 0);
+    sk_sock *sk;
+    cr_assert_eq(sk_sock_adopt(fd, &sk), 0);
+    cr_assert_eq(sk_sock_send_frame(sk, "hello", 5, 2000), 0);
     unit_watchdog w;
     unit_watchdog_start(&w, loop, 5000);
     sk_loop_run(loop);
     cr_assert_eq(messages, 1);
     char back[16];
-    cr_assert_eq(sk_recv_frame(fd, back, sizeof back, 2000), 5);
+    cr_assert_eq(sk_sock_recv_frame(sk, back, sizeof back, 2000), 5);
 
     sk_stats_get(&s1);
     cr_assert_eq(s1.accepted - s0.accepted, 1);
@@ -71,8 +74,8 @@ Test(stats, counters_follow_one_connection)
 
     /* A frame over max_frame: a protocol error, counted once. */
     uint8_t hdr[4] = {0, 0, 1, 0};
-    cr_assert_eq(sk_send_all(fd, hdr, sizeof hdr, 2000), 0);
-    close(fd);
+    cr_assert_eq(sk_sock_send_all(sk, hdr, sizeof hdr, 2000), 0);
+    sk_sock_close(sk);
     for (int i = 0; i < 100 && closes == 0; i++)
         sk_loop_run(loop);
     cr_assert_eq(unit_watchdog_end(&w), 0, "the loop hung");
@@ -100,7 +103,8 @@ Test(stats, format_is_key_value_and_fits)
     s.err_protocol = 1;
     s.mem = 65536;
     sk_stats_format(&s, text, sizeof text);
-    cr_assert_str_eq(text, "conns=3 accepted=0 refused=0 shed=0 bytes_in=0 bytes_out=0 msgs_in=0 "
-                           "msgs_out=0 err_protocol=1 err_idle=0 err_frame=0 err_deadline=0 "
-                           "err_reset=0 err_nobufs=0 queued=0 mem=65536 dgram_dropped=0 refused_acl=0");
+    cr_assert_str_eq(text,
+                     "conns=3 accepted=0 refused=0 shed=0 bytes_in=0 bytes_out=0 msgs_in=0 "
+                     "msgs_out=0 err_protocol=1 err_idle=0 err_frame=0 err_deadline=0 "
+                     "err_reset=0 err_nobufs=0 queued=0 mem=65536 dgram_dropped=0 refused_acl=0");
 }

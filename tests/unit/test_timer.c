@@ -1,4 +1,5 @@
-/* test_timer.c — the event loop and its timers (order, ties, repeat, stop/restart, self-free), sk_async across threads, sk_loop_stop. */
+/* test_timer.c — the event loop and its timers (order, ties, repeat, stop/restart, self-free),
+ * sk_async across threads, sk_loop_stop. */
 #include <criterion/criterion.h>
 
 #include <errno.h>
@@ -28,7 +29,7 @@ typedef struct tctx {
     int count;      /* times fired */
     int stop_after; /* stop/free/loop-stop after this many (per test) */
     sk_timer *other;
-    uint64_t last;  /* sk_loop_now() at the last firing */
+    uint64_t last; /* sk_loop_now() at the last firing */
 } tctx;
 
 static void record(tctx *c)
@@ -88,8 +89,8 @@ Test(loop, empty_loop_returns)
 Test(loop, stopped_timer_does_not_keep_loop_alive)
 {
     sk_loop *loop = new_loop();
-    trace tr = { 0 };
-    tctx a = { .tr = &tr, .id = 1 }, b = { .tr = &tr, .id = 2 };
+    trace tr = {0};
+    tctx a = {.tr = &tr, .id = 1}, b = {.tr = &tr, .id = 2};
     sk_timer *ta = new_timer(loop, on_record, &a);
     sk_timer *tb = new_timer(loop, on_record, &b);
     sk_timer_start(tb, 5, 0);
@@ -107,13 +108,13 @@ Test(timer, fire_in_deadline_order)
 {
     int fds = unit_count_fds();
     sk_loop *loop = new_loop();
-    trace tr = { 0 };
-    static const unsigned delays[] = { 30, 3, 20, 12, 1, 25 };
-    static const int want[] = { 4, 1, 3, 2, 5, 0 };
+    trace tr = {0};
+    static const unsigned delays[] = {30, 3, 20, 12, 1, 25};
+    static const int want[] = {4, 1, 3, 2, 5, 0};
     tctx c[6];
     sk_timer *t[6];
     for (int i = 0; i < 6; i++) {
-        c[i] = (tctx){ .tr = &tr, .id = i };
+        c[i] = (tctx){.tr = &tr, .id = i};
         t[i] = new_timer(loop, on_record, &c[i]);
         sk_timer_start(t[i], delays[i], 0);
         cr_assert(sk_timer_active(t[i]));
@@ -136,14 +137,14 @@ Test(timer, fire_in_deadline_order)
 Test(timer, equal_deadlines_run_in_start_order)
 {
     sk_loop *loop = new_loop();
-    trace tr = { 0 };
+    trace tr = {0};
     enum { N = 40 };
     tctx c[N];
     sk_timer *t[N];
     /* Create in one order, start in another, so creation order is not what
      * breaks the tie. */
     for (int i = 0; i < N; i++) {
-        c[i] = (tctx){ .tr = &tr };
+        c[i] = (tctx){.tr = &tr};
         t[i] = new_timer(loop, on_record, &c[i]);
     }
     int order = 0;
@@ -168,8 +169,8 @@ Test(timer, equal_deadlines_run_in_start_order)
 Test(timer, restart_moves_to_end_of_ties)
 {
     sk_loop *loop = new_loop();
-    trace tr = { 0 };
-    tctx a = { .tr = &tr, .id = 1 }, b = { .tr = &tr, .id = 2 }, c = { .tr = &tr, .id = 3 };
+    trace tr = {0};
+    tctx a = {.tr = &tr, .id = 1}, b = {.tr = &tr, .id = 2}, c = {.tr = &tr, .id = 3};
     sk_timer *ta = new_timer(loop, on_record, &a);
     sk_timer *tb = new_timer(loop, on_record, &b);
     sk_timer *tc = new_timer(loop, on_record, &c);
@@ -201,9 +202,9 @@ static void on_repeat(sk_timer *t, void *ud)
 Test(timer, repeat_until_stopped)
 {
     sk_loop *loop = new_loop();
-    trace tr = { 0 };
-    tctx r = { .tr = &tr, .id = 7, .stop_after = 5 };
-    tctx late = { .tr = &tr, .id = 9 };
+    trace tr = {0};
+    tctx r = {.tr = &tr, .id = 7, .stop_after = 5};
+    tctx late = {.tr = &tr, .id = 9};
     sk_timer *tr_ = new_timer(loop, on_repeat, &r);
     sk_timer *tl = new_timer(loop, on_record, &late);
     uint64_t start = sk_loop_now(loop);
@@ -216,8 +217,7 @@ Test(timer, repeat_until_stopped)
     cr_assert(!sk_timer_active(tr_));
     /* A 2 ms repeat fired 5 times: the last firing is at least 10 ms after
      * the start by the loop's clock (a lower bound, never an exact one). */
-    cr_assert(r.last >= start + 10, "fired early: %llu ms",
-              (unsigned long long)(r.last - start));
+    cr_assert(r.last >= start + 10, "fired early: %llu ms", (unsigned long long)(r.last - start));
     sk_timer_free(tr_);
     sk_timer_free(tl);
     sk_loop_free(loop);
@@ -241,7 +241,7 @@ static void on_check_deadline(sk_timer *t, void *ud)
 
 Test(timer, not_before_deadline)
 {
-    deadline_ctx c = { 0 };
+    deadline_ctx c = {0};
     c.loop = new_loop();
     c.due = sk_loop_now(c.loop) + 15;
     sk_timer *t = NULL;
@@ -256,17 +256,17 @@ Test(timer, not_before_deadline)
 Test(timer, stop_and_restart)
 {
     sk_loop *loop = new_loop();
-    trace tr = { 0 };
-    tctx a = { .tr = &tr, .id = 1 }, b = { .tr = &tr, .id = 2 }, c = { .tr = &tr, .id = 3 };
+    trace tr = {0};
+    tctx a = {.tr = &tr, .id = 1}, b = {.tr = &tr, .id = 2}, c = {.tr = &tr, .id = 3};
     sk_timer *ta = new_timer(loop, on_record, &a);
     sk_timer *tb = new_timer(loop, on_record, &b);
     sk_timer *tc = new_timer(loop, on_record, &c);
     sk_timer_start(ta, 5, 0);
     sk_timer_start(tb, 10, 0);
     sk_timer_start(tc, 2000, 0);
-    sk_timer_stop(ta);       /* never fires */
+    sk_timer_stop(ta);        /* never fires */
     sk_timer_start(tc, 1, 0); /* moved from 2 s to 1 ms: fires first, once */
-    sk_timer_stop(ta);       /* stopping a stopped timer is harmless */
+    sk_timer_stop(ta);        /* stopping a stopped timer is harmless */
     run_bounded(loop, 1500);
     cr_assert_eq(tr.n, 2, "%d fired", tr.n);
     cr_assert_eq(tr.ids[0], 3);
@@ -296,8 +296,8 @@ static void on_restart_self(sk_timer *t, void *ud)
 Test(timer, restart_from_own_callback)
 {
     sk_loop *loop = new_loop();
-    trace tr = { 0 };
-    tctx a = { .tr = &tr, .id = 1, .stop_after = 4 };
+    trace tr = {0};
+    tctx a = {.tr = &tr, .id = 1, .stop_after = 4};
     sk_timer *ta = new_timer(loop, on_restart_self, &a);
     sk_timer_start(ta, 1, 0);
     run_bounded(loop, 3000);
@@ -321,10 +321,10 @@ Test(timer, free_self_in_callback)
 {
     int fds = unit_count_fds();
     sk_loop *loop = new_loop();
-    trace tr = { 0 };
-    tctx a = { .tr = &tr, .id = 1, .stop_after = 3 };
-    tctx b = { .tr = &tr, .id = 2, .stop_after = 1 };
-    tctx z = { .tr = &tr, .id = 3 };
+    trace tr = {0};
+    tctx a = {.tr = &tr, .id = 1, .stop_after = 3};
+    tctx b = {.tr = &tr, .id = 2, .stop_after = 1};
+    tctx z = {.tr = &tr, .id = 3};
     new_timer(loop, on_free_self, &a);
     new_timer(loop, on_free_self, &b);
     sk_timer *tz = new_timer(loop, on_record, &z);
@@ -365,10 +365,10 @@ static void on_free_other(sk_timer *t, void *ud)
 Test(timer, callback_stops_or_frees_a_due_timer)
 {
     sk_loop *loop = new_loop();
-    trace tr = { 0 };
-    tctx a = { .tr = &tr, .id = 1 }, b = { .tr = &tr, .id = 2 };
-    tctx c = { .tr = &tr, .id = 3 }, d = { .tr = &tr, .id = 4 };
-    tctx e = { .tr = &tr, .id = 5 };
+    trace tr = {0};
+    tctx a = {.tr = &tr, .id = 1}, b = {.tr = &tr, .id = 2};
+    tctx c = {.tr = &tr, .id = 3}, d = {.tr = &tr, .id = 4};
+    tctx e = {.tr = &tr, .id = 5};
     sk_timer *ta = new_timer(loop, on_stop_other, &a);
     sk_timer *tb = new_timer(loop, on_record, &b);
     sk_timer *tc = new_timer(loop, on_free_other, &c);
@@ -400,8 +400,8 @@ Test(loop, free_with_pending_timers)
 {
     int fds = unit_count_fds();
     sk_loop *loop = new_loop();
-    trace tr = { 0 };
-    tctx a = { .tr = &tr, .id = 1 };
+    trace tr = {0};
+    tctx a = {.tr = &tr, .id = 1};
     sk_timer *ta = new_timer(loop, on_record, &a);
     sk_timer_start(ta, 10000, 0);
     sk_loop_free(loop);
@@ -427,8 +427,8 @@ static void on_stop_loop(sk_timer *t, void *ud)
 Test(loop, stop_from_callback)
 {
     sk_loop *loop = new_loop();
-    trace tr = { 0 };
-    tctx a = { .tr = &tr, .id = 1, .stop_after = 3 };
+    trace tr = {0};
+    tctx a = {.tr = &tr, .id = 1, .stop_after = 3};
     sk_timer *ta = new_timer(loop, on_stop_loop, &a);
     sk_timer_start(ta, 1, 1);
     run_bounded(loop, 3000);
@@ -475,7 +475,7 @@ static void *sender_main(void *arg)
 Test(async, wakes_loop_from_another_thread)
 {
     int fds = unit_count_fds();
-    async_ctx c = { .delay_ms = 20, .sends = 1 };
+    async_ctx c = {.delay_ms = 20, .sends = 1};
     c.loop = new_loop();
     c.loop_thread = pthread_self();
     cr_assert_eq(sk_async_new(c.loop, on_async, &c, &c.async), 0);
@@ -509,7 +509,7 @@ static void on_async_finish(sk_timer *t, void *ud)
 
 Test(async, sends_coalesce)
 {
-    async_ctx c = { 0 };
+    async_ctx c = {0};
     c.loop = new_loop();
     cr_assert_eq(sk_async_new(c.loop, on_async_count, &c, &c.async), 0);
     for (int i = 0; i < 5; i++)
@@ -559,7 +559,7 @@ static void *many_sender(void *arg)
 
 Test(async, many_threads)
 {
-    many_ctx m = { 0 };
+    many_ctx m = {0};
     atomic_init(&m.finished, 0);
     m.loop = new_loop();
     m.loop_thread = pthread_self();
@@ -580,8 +580,8 @@ Test(async, many_threads)
 Test(loop, stop_from_other_thread)
 {
     sk_loop *loop = new_loop();
-    trace tr = { 0 };
-    tctx a = { .tr = &tr, .id = 1 };
+    trace tr = {0};
+    tctx a = {.tr = &tr, .id = 1};
     sk_timer *ta = new_timer(loop, on_record, &a);
     sk_timer_start(ta, 60000, 0);
     unit_watchdog w;

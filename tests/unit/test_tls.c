@@ -1,11 +1,12 @@
 /* test_tls.c — the TLS seam: the pin parser and formatter, self-signed
  * certificates, context errors, and a TLS echo inside one event loop (server
  * and client connections of the library), including a client that refuses
- * the server's certificate and a blocking sk_tls_dial client. */
+ * the server's certificate and a blocking sk_sock_dial client. */
 #include <criterion/criterion.h>
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,8 +43,15 @@ Test(tls, pin_parse_rejects_and_leaves_out_alone)
     uint8_t out[SK_TLS_PIN_LEN];
     memset(out, 0xAA, sizeof out);
     char s[200];
-    const char *bad[] = {"", "AB", "AB:CD", "zz" "c8a1acba1b1a338185f5e64148cc65f74b77657bdddee20bfafcf5821ef45f",
-                         NULL, NULL, NULL, NULL};
+    const char *bad[] = {"",
+                         "AB",
+                         "AB:CD",
+                         "zz"
+                         "c8a1acba1b1a338185f5e64148cc65f74b77657bdddee20bfafcf5821ef45f",
+                         NULL,
+                         NULL,
+                         NULL,
+                         NULL};
     /* One digit short, one pair too many, a colon out of place. */
     snprintf(s, sizeof s, "%.63s", HEX64);
     bad[4] = strdup(s);
@@ -169,19 +177,20 @@ static void run_echo(const char *dir, const sk_tls_client_opts *o, const char *h
     cr_assert_eq(sk_loop_new(&g.loop), 0);
     sk_server_opts so;
     sk_server_opts_init(&so);
-    so.stream.framing = SK_FRAMING_FRAME;
-    so.stream.tls = sctx;
+    so.conn.framing = SK_FRAMING_FRAME;
+    so.conn.tls = sctx;
     so.cbs.on_open = srv_open;
     so.cbs.on_message = srv_msg;
     sk_addr a;
     cr_assert_eq(sk_addr_parse(strcmp(host, "localhost") == 0 ? "tls://127.0.0.1:0" : "tls://*:0",
-                               &a, NULL, 0), 0);
+                               &a, NULL, 0),
+                 0);
     sk_server *srv = NULL;
     cr_assert_eq(sk_server_listen(g.loop, &a, &so, &srv, err, sizeof err), 0, "%s", err);
     snprintf(a.host, sizeof a.host, "%s", host);
     a.port = (uint16_t)sk_server_port(srv);
-    sk_stream_opts co;
-    sk_stream_opts_init(&co);
+    sk_conn_opts co;
+    sk_conn_opts_init(&co);
     co.framing = SK_FRAMING_FRAME;
     co.tls = cctx;
     sk_conn_callbacks cbs = {.on_open = cli_open, .on_message = cli_msg, .on_close = cli_close};
@@ -201,7 +210,7 @@ static void run_echo(const char *dir, const sk_tls_client_opts *o, const char *h
 enum via { VIA_CONNECT_FD, VIA_ADOPT };
 
 /* Like run_echo, with the client connection made by sk_conn_connect_fd or
- * sk_conn_adopt and host given as sk_stream_opts.tls_host. Returns what
+ * sk_conn_adopt and host given as sk_conn_opts.tls_host. Returns what
  * that call returned (the loop runs only when it succeeded). */
 static int run_echo_via(const char *dir, const sk_tls_client_opts *o, enum via via,
                         const char *host)
@@ -216,22 +225,23 @@ static int run_echo_via(const char *dir, const sk_tls_client_opts *o, enum via v
     cr_assert_eq(sk_loop_new(&g.loop), 0);
     sk_server_opts so;
     sk_server_opts_init(&so);
-    so.stream.framing = SK_FRAMING_FRAME;
-    so.stream.tls = sctx;
+    so.conn.framing = SK_FRAMING_FRAME;
+    so.conn.tls = sctx;
     so.cbs.on_open = srv_open;
     so.cbs.on_message = srv_msg;
     sk_addr a;
     cr_assert_eq(sk_addr_parse("tls://127.0.0.1:0", &a, NULL, 0), 0);
     sk_server *srv = NULL;
     cr_assert_eq(sk_server_listen(g.loop, &a, &so, &srv, err, sizeof err), 0, "%s", err);
-    sk_stream_opts co;
-    sk_stream_opts_init(&co);
+    sk_conn_opts co;
+    sk_conn_opts_init(&co);
     co.framing = SK_FRAMING_FRAME;
     co.tls = cctx;
     co.tls_host = host;
     sk_conn_callbacks cbs = {.on_open = cli_open, .on_message = cli_msg, .on_close = cli_close};
     sk_conn *c = NULL;
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)sk_server_port(srv)),
+    struct sockaddr_in sa = {.sin_family = AF_INET,
+                             .sin_port = htons((uint16_t)sk_server_port(srv)),
                              .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     int fd, rc;
     if (via == VIA_CONNECT_FD) {
@@ -242,8 +252,11 @@ static int run_echo_via(const char *dir, const sk_tls_client_opts *o, enum via v
     } else {
         a.kind = SK_ADDR_TCP;
         a.port = (uint16_t)sk_server_port(srv);
-        fd = sk_dial(&a, 5000, err, sizeof err); /* the kernel completes it: a backlog */
-        cr_assert_geq(fd, 0, "%s", err);
+        sk_sock *sk = NULL;
+        /* The kernel completes it: a backlog. */
+        cr_assert_eq(sk_sock_dial(&a, NULL, 5000, &sk, err, sizeof err), 0, "%s", err);
+        fd = sk_sock_release(sk);
+        cr_assert_geq(fd, 0);
         rc = sk_conn_adopt(g.loop, fd, &co, &cbs, NULL, &c);
     }
     if (rc < 0) {
@@ -262,7 +275,7 @@ static int run_echo_via(const char *dir, const sk_tls_client_opts *o, enum via v
 }
 
 /* sk_conn_connect_fd and sk_conn_adopt check the server's name with a CA
- * context (review 2, #15): without a name they refuse, a wrong one fails the
+ * context: without a name they refuse, a wrong one fails the
  * handshake, the right one works; a pin needs no name. */
 Test(tls, connect_fd_and_adopt_check_the_host)
 {
@@ -374,7 +387,7 @@ Test(tls, blocking_dial_frames_and_lines)
     cr_assert_eq(sk_loop_new(&d.loop), 0);
     sk_server_opts so;
     sk_server_opts_init(&so);
-    so.stream.tls = d.ctx;
+    so.conn.tls = d.ctx;
     so.cbs.on_message = dial_echo;
     sk_addr a;
     cr_assert_eq(sk_addr_parse("tls://127.0.0.1:0", &a, NULL, 0), 0);
@@ -387,40 +400,41 @@ Test(tls, blocking_dial_frames_and_lines)
     sk_tls_client_opts o = {.ca_file = crt};
     sk_tls_ctx *cctx = NULL;
     cr_assert_eq(sk_tls_client_new(&o, &cctx, err, sizeof err), 0, "%s", err);
-    cr_assert_eq(sk_dial(&a, 1000, err, sizeof err), -EPROTONOSUPPORT);
-    int fd = sk_tls_dial(&a, cctx, 5000, err, sizeof err);
-    cr_assert_geq(fd, 0, "%s", err);
+    sk_sock *fd = NULL;
+    cr_assert_eq(sk_sock_dial(&a, NULL, 1000, &fd, err, sizeof err), -EPROTONOSUPPORT);
+    cr_assert_null(fd);
+    cr_assert_eq(sk_sock_dial(&a, cctx, 5000, &fd, err, sizeof err), 0, "%s", err);
     cr_assert_eq(sk_sock_is_tls(fd), 1);
     char how[100];
     cr_assert_eq(sk_sock_describe(fd, how, sizeof how), 0);
     cr_assert_not_null(strstr(how, "TLSv1.3"), "%s", how);
-    cr_assert_eq(sk_send_frame(fd, "hello", 5, 5000), 0);
+    cr_assert_eq(sk_sock_send_frame(fd, "hello", 5, 5000), 0);
     char buf[64];
-    cr_assert_eq(sk_recv_frame(fd, buf, sizeof buf, 5000), 5);
+    cr_assert_eq(sk_sock_recv_frame(fd, buf, sizeof buf, 5000), 5);
     cr_assert_eq(memcmp(buf, "hello", 5), 0);
-    cr_assert_eq(sk_send_all(fd, "one\ntwo\n", 8, 5000), 0);
+    cr_assert_eq(sk_sock_send_all(fd, "one\ntwo\n", 8, 5000), 0);
     sk_line_reader r;
     char lb[64];
     const char *line;
     sk_line_reader_init(&r, fd, lb, sizeof lb);
-    cr_assert_eq(sk_recv_line(&r, &line, 5000), 3);
+    cr_assert_eq(sk_sock_recv_line(&r, &line, 5000), 3);
     cr_assert_str_eq(line, "one");
-    cr_assert_eq(sk_recv_line(&r, &line, 5000), 3);
+    cr_assert_eq(sk_sock_recv_line(&r, &line, 5000), 3);
     cr_assert_str_eq(line, "two");
     /* Half-close: close_notify, and the reply owed still arrives. */
-    cr_assert_eq(sk_send_all(fd, "last", 4, 5000), 0);
+    cr_assert_eq(sk_sock_send_all(fd, "last", 4, 5000), 0);
     cr_assert_eq(sk_sock_shutdown(fd), 0);
-    cr_assert_eq(sk_recv_exact(fd, buf, 4, 5000), 0);
+    cr_assert_eq(sk_sock_recv_exact(fd, buf, 4, 5000), 0);
     cr_assert_eq(memcmp(buf, "last", 4), 0);
-    cr_assert_eq(sk_recv_some(fd, buf, sizeof buf, 5000), 0);
+    cr_assert_eq(sk_sock_recv_wait(fd, buf, sizeof buf, 5000), 0);
+    /* Its session cannot leave it. */
+    cr_assert_eq(sk_sock_release(fd), -EINVAL);
     cr_assert_eq(sk_sock_close(fd), 0);
-    cr_assert_eq(sk_sock_is_tls(fd), 0);
 
     /* A second connection resumes the session the first one was given. */
-    fd = sk_tls_dial(&a, cctx, 5000, err, sizeof err);
-    cr_assert_geq(fd, 0, "%s", err);
-    cr_assert_eq(sk_send_all(fd, "x", 1, 5000), 0);
-    cr_assert_eq(sk_recv_exact(fd, buf, 1, 5000), 0);
+    cr_assert_eq(sk_sock_dial(&a, cctx, 5000, &fd, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(sk_sock_send_all(fd, "x", 1, 5000), 0);
+    cr_assert_eq(sk_sock_recv_exact(fd, buf, 1, 5000), 0);
     cr_assert_eq(sk_sock_describe(fd, how, sizeof how), 0);
     cr_assert_not_null(strstr(how, "resumed"), "%s", how);
     sk_sock_close(fd);
@@ -434,10 +448,10 @@ Test(tls, blocking_dial_frames_and_lines)
     rm_dir(dir);
 }
 
-/* A descriptor closed with close() instead of sk_sock_close, whose number a
- * plain connection then gets, must not be taken for the TLS one (review 2,
- * #14): the plain peer gets plain bytes, and the stale session is freed. */
-Test(tls, closed_descriptor_number_reused_is_plain)
+/* A plain sk_sock and a TLS one side by side: each knows its own kind (the
+ * session lives in the sk_sock, not in a table keyed by descriptor number),
+ * a plain one gets plain bytes, and only a plain one can be released. */
+Test(tls, plain_and_tls_socks_keep_their_kind)
 {
     char dir[64], name[128], crt[160], key[160], err[300];
     temp_dir(dir, sizeof dir);
@@ -450,7 +464,7 @@ Test(tls, closed_descriptor_number_reused_is_plain)
     cr_assert_eq(sk_loop_new(&d.loop), 0);
     sk_server_opts so, po;
     sk_server_opts_init(&so);
-    so.stream.tls = d.ctx;
+    so.conn.tls = d.ctx;
     so.cbs.on_message = dial_echo;
     sk_server_opts_init(&po);
     po.cbs.on_message = dial_echo;
@@ -468,38 +482,27 @@ Test(tls, closed_descriptor_number_reused_is_plain)
     sk_tls_client_opts o = {.ca_file = crt};
     sk_tls_ctx *cctx = NULL;
     cr_assert_eq(sk_tls_client_new(&o, &cctx, err, sizeof err), 0, "%s", err);
-    int fd = sk_tls_dial(&ta, cctx, 5000, err, sizeof err);
-    cr_assert_geq(fd, 0, "%s", err);
-    cr_assert_eq(sk_sock_is_tls(fd), 1);
-    close(fd); /* the mistake: not sk_sock_close */
-    int fd2 = sk_dial(&pa, 5000, err, sizeof err);
-    cr_assert_eq(fd2, fd, "the number was not reused (%d, %d)", fd2, fd);
-    cr_assert_eq(sk_sock_is_tls(fd2), 0);
+    sk_sock *t = NULL, *p = NULL;
+    cr_assert_eq(sk_sock_dial(&ta, cctx, 5000, &t, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(sk_sock_dial(&pa, NULL, 5000, &p, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(sk_sock_is_tls(t), 1);
+    cr_assert_eq(sk_sock_is_tls(p), 0);
     char how[100];
-    cr_assert_eq(sk_sock_describe(fd2, how, sizeof how), -EINVAL);
-    cr_assert_eq(sk_send_all(fd2, "hello\n", 6, 5000), 0);
+    cr_assert_eq(sk_sock_describe(p, how, sizeof how), -EINVAL);
+    cr_assert_eq(sk_sock_send_all(p, "hello\n", 6, 5000), 0);
+    cr_assert_eq(sk_sock_send_all(t, "tls\n", 4, 5000), 0);
     char buf[16];
-    cr_assert_eq(sk_recv_exact(fd2, buf, 6, 5000), 0);
+    cr_assert_eq(sk_sock_recv_exact(p, buf, 6, 5000), 0);
     cr_assert_eq(memcmp(buf, "hello\n", 6), 0);
-    cr_assert_eq(sk_sock_close(fd2), 0);
-
-    /* The same through sk_sock_close on the reused number: no close_notify
-     * of the old session goes out, and a TLS dial afterwards is TLS. */
-    fd = sk_tls_dial(&ta, cctx, 5000, err, sizeof err);
-    cr_assert_geq(fd, 0, "%s", err);
-    close(fd);
-    fd2 = sk_dial(&pa, 5000, err, sizeof err);
-    cr_assert_eq(fd2, fd);
-    cr_assert_eq(sk_send_all(fd2, "x", 1, 5000), 0);
-    cr_assert_eq(sk_sock_shutdown(fd2), 0);
-    cr_assert_eq(sk_recv_exact(fd2, buf, 1, 5000), 0);
-    cr_assert_eq(buf[0], 'x');
-    cr_assert_eq(sk_recv_some(fd2, buf, sizeof buf, 5000), 0); /* only the echo came back */
-    cr_assert_eq(sk_sock_close(fd2), 0);
-    fd = sk_tls_dial(&ta, cctx, 5000, err, sizeof err);
-    cr_assert_geq(fd, 0, "%s", err);
-    cr_assert_eq(sk_sock_is_tls(fd), 1);
-    cr_assert_eq(sk_sock_close(fd), 0);
+    cr_assert_eq(sk_sock_recv_exact(t, buf, 4, 5000), 0);
+    cr_assert_eq(memcmp(buf, "tls\n", 4), 0);
+    cr_assert_eq(sk_sock_release(t), -EINVAL);
+    cr_assert_eq(sk_sock_close(t), 0);
+    int fd = sk_sock_release(p);
+    cr_assert_geq(fd, 0);
+    cr_assert(fcntl(fd, F_GETFD) & FD_CLOEXEC);
+    cr_assert_eq(close(fd), 0);
+    cr_assert_eq(sk_sock_close(NULL), 0);
 
     sk_loop_stop(d.loop);
     pthread_join(th, NULL);

@@ -1,5 +1,5 @@
 /* test_tls_exporter.c — channel binding (sk_conn_tls_exporter on a server's
- * connection, sk_sock_tls_exporter on a blocking client's descriptor): both
+ * connection, sk_sock_tls_exporter on a blocking client's sk_sock): both
  * ends of one TLS connection export the same bytes, another connection (a
  * resumed one included) other bytes, and a plain connection none. */
 #include <criterion/criterion.h>
@@ -50,8 +50,8 @@ static sk_server *listen_on(exp_srv *d, const char *addr_text, sk_addr *a)
     char err[300];
     sk_server_opts so;
     sk_server_opts_init(&so);
-    so.stream.framing = SK_FRAMING_FRAME;
-    so.stream.tls = d->ctx;
+    so.conn.framing = SK_FRAMING_FRAME;
+    so.conn.tls = d->ctx;
     so.cbs.on_message = exp_reply;
     cr_assert_eq(sk_addr_parse(addr_text, a, NULL, 0), 0);
     sk_server *srv = NULL;
@@ -64,12 +64,12 @@ static sk_server *listen_on(exp_srv *d, const char *addr_text, sk_addr *a)
 static void one_binding(const sk_addr *a, sk_tls_ctx *cctx, uint8_t mine[SK_AUTH_BINDING])
 {
     char err[300];
-    int fd = sk_tls_dial(a, cctx, 5000, err, sizeof err);
-    cr_assert_geq(fd, 0, "%s", err);
+    sk_sock *fd = NULL;
+    cr_assert_eq(sk_sock_dial(a, cctx, 5000, &fd, err, sizeof err), 0, "%s", err);
     cr_assert_eq(sk_sock_tls_exporter(fd, SK_TLS_EXPORTER_LABEL, mine, SK_AUTH_BINDING), 0);
-    cr_assert_eq(sk_send_frame(fd, "?", 1, 5000), 0);
+    cr_assert_eq(sk_sock_send_frame(fd, "?", 1, 5000), 0);
     uint8_t theirs[64];
-    cr_assert_eq(sk_recv_frame(fd, theirs, sizeof theirs, 5000), SK_AUTH_BINDING);
+    cr_assert_eq(sk_sock_recv_frame(fd, theirs, sizeof theirs, 5000), SK_AUTH_BINDING);
     cr_assert(memcmp(mine, theirs, SK_AUTH_BINDING) == 0, "the two ends differ");
     /* Another label is another value; bad arguments are refused. */
     uint8_t other[SK_AUTH_BINDING];
@@ -107,13 +107,13 @@ Test(tls_exporter, both_ends_agree_and_connections_differ)
     cr_assert(memcmp(first, second, sizeof first) != 0, "two connections share a binding");
 
     /* Plain TCP: neither end has one. */
-    int fd = sk_dial(&plain_a, 5000, err, sizeof err);
-    cr_assert_geq(fd, 0, "%s", err);
+    sk_sock *fd = NULL;
+    cr_assert_eq(sk_sock_dial(&plain_a, NULL, 5000, &fd, err, sizeof err), 0, "%s", err);
     cr_assert_eq(sk_sock_tls_exporter(fd, SK_TLS_EXPORTER_LABEL, first, sizeof first),
                  -ENOPROTOOPT);
-    cr_assert_eq(sk_send_frame(fd, "?", 1, 5000), 0);
+    cr_assert_eq(sk_sock_send_frame(fd, "?", 1, 5000), 0);
     char text[64] = {0};
-    ssize_t n = sk_recv_frame(fd, text, sizeof text - 1, 5000);
+    ssize_t n = sk_sock_recv_frame(fd, text, sizeof text - 1, 5000);
     cr_assert_gt(n, 0);
     cr_assert_eq(atoi(text), -ENOPROTOOPT, "%s", text);
     sk_sock_close(fd);

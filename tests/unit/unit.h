@@ -27,10 +27,7 @@
  * TestSuite(name, .init = unit_alarm). */
 #define UNIT_TEST_LIMIT_S 20u
 
-static inline void unit_alarm(void)
-{
-    alarm(UNIT_TEST_LIMIT_S);
-}
+static inline void unit_alarm(void) { alarm(UNIT_TEST_LIMIT_S); }
 
 /* Number of open descriptors of this process (the directory handle used to
  * count them is not included). */
@@ -59,7 +56,7 @@ static inline uint64_t unit_now_ms(void)
 
 static inline void unit_sleep_ms(unsigned ms)
 {
-    struct timespec ts = { ms / 1000u, (long)(ms % 1000u) * 1000000L };
+    struct timespec ts = {ms / 1000u, (long)(ms % 1000u) * 1000000L};
     while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
     }
 }

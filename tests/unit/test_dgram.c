@@ -1,4 +1,4 @@
-/* test_dgram_guard.c — sk_dgram_guard, the reply filter of answering
+/* test_dgram.c — sk_dgram_bind and sk_dgram_connect; sk_dgram_guard, the reply filter of answering
  * datagram endpoints: a source over the rate is cut off while another is
  * still delivered, our own port on a loopback address and source ports
  * below 1024 are never delivered, and every refusal is counted. */
@@ -54,7 +54,8 @@ static int local_port_of(int fd)
 
 static void send_to(int fd, int port, int count)
 {
-    struct sockaddr_in to = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+    struct sockaddr_in to = {.sin_family = AF_INET,
+                             .sin_port = htons((uint16_t)port),
                              .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     for (int i = 0; i < count; i++)
         cr_assert_eq(sendto(fd, "x", 1, 0, (struct sockaddr *)&to, sizeof to), 1);
@@ -94,7 +95,7 @@ static void fixture_open(fixture *f, unsigned rate)
     stop_loop = f->loop;
     sk_addr addr;
     cr_assert_eq(sk_addr_parse("udp://127.0.0.1:0", &addr, NULL, 0), 0);
-    cr_assert_eq(sk_dgram_open(f->loop, &addr, 1, on_marker, f->s, &f->d, NULL, 0), 0);
+    cr_assert_eq(sk_dgram_bind(f->loop, &addr, on_marker, f->s, &f->d, NULL, 0), 0);
     cr_assert_eq(sk_dgram_guard(f->d, rate), 0);
     f->port = sk_dgram_port(f->d);
 }
@@ -191,4 +192,51 @@ Test(dgram_guard, source_port_below_1024_is_dropped)
     cr_assert_eq(sk_dgram_dropped(f.d), 2);
     close(low);
     fixture_close(&f);
+}
+
+/* ------------------------------------------------- bind and connect */
+
+static int bc_got;
+
+static void bc_on_datagram(sk_dgram *d, const uint8_t *data, size_t len,
+                           const struct sockaddr *peer, socklen_t peerlen, void *ud)
+{
+    (void)d;
+    (void)peer;
+    (void)peerlen;
+    if (len == 4 && memcmp(data, "ping", 4) == 0)
+        bc_got++;
+    sk_loop_stop(ud);
+}
+
+Test(dgram_guard, connect_reaches_bind)
+{
+    sk_loop *loop;
+    cr_assert_eq(sk_loop_new(&loop), 0);
+    sk_addr a;
+    cr_assert_eq(sk_addr_parse("udp://127.0.0.1:0", &a, NULL, 0), 0);
+    sk_dgram *srv = NULL, *cli = NULL;
+    char err[200] = "";
+    cr_assert_eq(sk_dgram_bind(loop, &a, bc_on_datagram, loop, &srv, err, sizeof err), 0, "%s",
+                 err);
+    a.port = (uint16_t)sk_dgram_port(srv);
+    cr_assert_eq(sk_dgram_connect(loop, &a, NULL, NULL, &cli, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(sk_dgram_send(cli, "ping", 4, NULL, 0), 0);
+    bc_got = 0;
+    unit_watchdog w;
+    unit_watchdog_start(&w, loop, 5000);
+    sk_loop_run(loop);
+    cr_assert_eq(unit_watchdog_end(&w), 0, "the loop hung");
+    cr_assert_eq(bc_got, 1);
+    /* A stream address is no datagram address, either way. */
+    sk_addr t;
+    cr_assert_eq(sk_addr_parse("127.0.0.1:1", &t, NULL, 0), 0);
+    sk_dgram *none = NULL;
+    cr_assert_eq(sk_dgram_bind(loop, &t, bc_on_datagram, NULL, &none, NULL, 0), -EPROTONOSUPPORT);
+    cr_assert_eq(sk_dgram_connect(loop, &t, bc_on_datagram, NULL, &none, NULL, 0),
+                 -EPROTONOSUPPORT);
+    cr_assert_null(none);
+    sk_dgram_free(cli);
+    sk_dgram_free(srv);
+    sk_loop_free(loop);
 }

@@ -1,12 +1,12 @@
-/* seed000_client — seed 000 (cnblogs zjltt, "客户端与服务端进行交互信息") on libsockit.
+/* greeting_client — a line client that prints a greeting, then talks line by line, on libsockit.
  *
  * Prints the server's greeting, then sends each line read from stdin and
  * prints the reply. Empty lines are not sent; "q" says goodbye and quits, as
  * does the end of stdin. The prompt appears only on a terminal, so a script
  * can drive it line by line through a pipe.
- * Usage: seed000_client [ADDR]   (default 127.0.0.1:9999, as in the seed)
+ * Usage: greeting_client [ADDR]   (default 127.0.0.1:9999)
  *
- * Bugs of the seed fixed here: an empty input went out as zero bytes and
+ * Traps of the obvious Python version avoided here: an empty input went out as zero bytes and
  * the client then waited in recv() forever for a reply that could not come;
  * recv(1024) could return the greeting glued to the first reply, or cut a
  * UTF-8 character in two so that str() raised. Here each message is a line,
@@ -24,11 +24,11 @@
 
 #define LINE_MAX_BYTES SK_DEFAULT_MAX_LINE /* the longest reply: what servers accept */
 
-/* Receives the next line from fd and points *line at it, without its "\r\n"
+/* Receives the next line from s and points *line at it, without its "\r\n"
  * and NUL-terminated, valid until the next call. Returns its length, or a
  * negative code: -ECONNRESET if the server closed first, -EMSGSIZE if the
  * line is longer than LINE_MAX_BYTES, -ETIMEDOUT after TIMEOUT_MS. */
-static int recv_line(int fd, const char **line)
+static int recv_line(sk_sock *s, const char **line)
 {
     static uint8_t buf[LINE_MAX_BYTES + 2]; /* the longest line and its "\r\n" */
     static size_t len, used;                /* bytes held; bytes of them returned last time */
@@ -42,7 +42,7 @@ static int recv_line(int fd, const char **line)
     /* The decoder says -EMSGSIZE before buf is full, so there is always room. */
     sk_decoder_init(&dec, SK_FRAMING_LINE, LINE_MAX_BYTES);
     while ((rc = sk_decoder_next(&dec, buf, len, &m, NULL)) == 0) {
-        ssize_t n = sk_recv_some(fd, buf + len, sizeof buf - len, TIMEOUT_MS);
+        ssize_t n = sk_sock_recv_wait(s, buf + len, sizeof buf - len, TIMEOUT_MS);
         if (n <= 0)
             return n == 0 ? -ECONNRESET : (int)n;
         len += (size_t)n;
@@ -63,21 +63,22 @@ int main(int argc, char **argv)
     size_t cap = 0;
     ssize_t len;
     sk_addr addr;
-    int fd, rc, tty = isatty(STDIN_FILENO);
+    sk_sock *sock = NULL;
+    int rc, tty = isatty(STDIN_FILENO);
 
     if (argc > 2 || sk_addr_parse(text, &addr, err, sizeof err) < 0) {
-        fprintf(stderr, "seed000_client: %s\n", argc > 2 ? "usage: seed000_client [ADDR]" : err);
+        fprintf(stderr, "greeting_client: %s\n", argc > 2 ? "usage: greeting_client [ADDR]" : err);
         return 2;
     }
-    if ((fd = sk_dial(&addr, TIMEOUT_MS, err, sizeof err)) < 0) {
-        fprintf(stderr, "seed000_client: %s\n", err[0] ? err : sk_strerror(fd));
+    if ((rc = sk_sock_dial(&addr, NULL, TIMEOUT_MS, &sock, err, sizeof err)) < 0) {
+        fprintf(stderr, "greeting_client: %s\n", err[0] ? err : sk_strerror(rc));
         return 1;
     }
-    if ((rc = recv_line(fd, &reply)) >= 0)
+    if ((rc = recv_line(sock, &reply)) >= 0)
         puts(reply); /* the greeting */
     while (rc >= 0) {
         if (tty) {
-            fputs("请输入信息: ", stdout); /* the seed's input() prompt */
+            fputs("请输入信息: ", stdout); /* the obvious version's input() prompt */
             fflush(stdout);
         }
         if ((len = getline(&line, &cap, stdin)) < 0)
@@ -87,17 +88,17 @@ int main(int argc, char **argv)
         if (len == 0)
             continue; /* nothing to send, so no reply to wait for */
         line[len] = '\n';
-        if ((rc = sk_send_all(fd, line, (size_t)len + 1, TIMEOUT_MS)) < 0)
+        if ((rc = sk_sock_send_all(sock, line, (size_t)len + 1, TIMEOUT_MS)) < 0)
             break;
         if (len == 1 && line[0] == 'q')
             break; /* "q" tells the server we are done */
-        if ((rc = recv_line(fd, &reply)) >= 0)
+        if ((rc = recv_line(sock, &reply)) >= 0)
             puts(reply);
     }
     if (rc < 0)
-        fprintf(stderr, "seed000_client: %s\n",
+        fprintf(stderr, "greeting_client: %s\n",
                 rc == -ECONNRESET ? "the server closed the connection" : sk_strerror(rc));
     free(line);
-    close(fd);
+    sk_sock_close(sock);
     return rc < 0 ? 1 : 0;
 }

@@ -1,13 +1,13 @@
-/* seed002_server — seed 002 ("学习python_day7", 改进版 upper-case echo) on libsockit.
+/* upper_server — a line server that upper-cases every line, on libsockit.
  *
  * Answers every line with the same line, ASCII letters upper-cased (other
  * bytes unchanged, so UTF-8 text stays valid), and prints what it got.
- * Usage: seed002_server [ADDR]   (default 127.0.0.1:8080, as in the seed)
+ * Usage: upper_server [ADDR]   (default 127.0.0.1:8080)
  *
- * Bugs of the seed fixed here: it served one client at a time; it treated
+ * Traps of the obvious Python version avoided here: it served one client at a time; it treated
  * whatever one recv(1024) returned as a message, so a long message came back
  * in pieces and the client fell out of step, reading the tail of one answer
- * as the next (the seed's own "粘包" section); its fix, a struct.pack("i")
+ * as the next (the obvious version's own "粘包" section); its fix, a struct.pack("i")
  * header, is native-endian and its reader loops with `if`, not `while`. Here
  * a message is a line, answered whole; each client is served at once.
  */
@@ -46,16 +46,16 @@ int main(int argc, char **argv)
     int rc;
 
     if (argc > 2) {
-        fprintf(stderr, "seed002_server: usage: seed002_server [ADDR]\n");
+        fprintf(stderr, "upper_server: usage: upper_server [ADDR]\n");
         return 2;
     }
     setvbuf(stdout, NULL, _IOLBF, 0); /* one line per event, even into a pipe */
     sk_server_opts_init(&opts);
-    opts.stream.framing = SK_FRAMING_LINE;
+    opts.conn.framing = SK_FRAMING_LINE;
     opts.cbs.on_message = on_message;
     rc = sk_serve(argc > 1 ? argv[1] : "127.0.0.1:8080", &opts, DRAIN_MS, on_ready, NULL, err,
                   sizeof err);
     if (rc < 0)
-        fprintf(stderr, "seed002_server: %s\n", err);
+        fprintf(stderr, "upper_server: %s\n", err);
     return rc == -EINVAL ? 2 : rc < 0 ? 1 : 0; /* -EINVAL: a bad address */
 }

@@ -1,10 +1,10 @@
-/* seed001_server — seed 001 ("Python中的Socket编程", 完整示例) on libsockit.
+/* hello_server — a line server: one request line, one answer, close, on libsockit.
  *
  * Each client sends one line ("Hello Server"); the server prints
- * "Received: LINE", answers "Hello Client" and closes, as the seed did.
- * Usage: seed001_server [ADDR]   (default 127.0.0.1:8080, as in the seed)
+ * "Received: LINE", answers "Hello Client" and closes.
+ * Usage: hello_server [ADDR]   (default 127.0.0.1:8080)
  *
- * Bugs of the seed fixed here: it took whatever one recv(1024) returned as
+ * Traps of the obvious Python version avoided here: it took whatever one recv(1024) returned as
  * the whole message (TCP may deliver it in pieces, or glued to more) and
  * answered with send(), which may send only part; and it served one client
  * at a time, so a client that connected and said nothing blocked everyone.
@@ -42,16 +42,16 @@ int main(int argc, char **argv)
     int rc;
 
     if (argc > 2) {
-        fprintf(stderr, "seed001_server: usage: seed001_server [ADDR]\n");
+        fprintf(stderr, "hello_server: usage: hello_server [ADDR]\n");
         return 2;
     }
     setvbuf(stdout, NULL, _IOLBF, 0); /* one line per event, even into a pipe */
     sk_server_opts_init(&opts);
-    opts.stream.framing = SK_FRAMING_LINE;
+    opts.conn.framing = SK_FRAMING_LINE;
     opts.cbs.on_message = on_message;
     rc = sk_serve(argc > 1 ? argv[1] : "127.0.0.1:8080", &opts, DRAIN_MS, on_ready, NULL, err,
                   sizeof err);
     if (rc < 0)
-        fprintf(stderr, "seed001_server: %s\n", err);
+        fprintf(stderr, "hello_server: %s\n", err);
     return rc == -EINVAL ? 2 : rc < 0 ? 1 : 0; /* -EINVAL: a bad address */
 }

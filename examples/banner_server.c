@@ -1,11 +1,12 @@
-/* seed003_server — seed 003 ("Python socket通信原理", 服务端) on libsockit.
+/* banner_server — a server that sends one message and closes (the message ends with the
+ * connection), on libsockit.
  *
  * Sends "Thank you for connecting\r\n" to each client and closes; prints
  * "Got a connection from PEER" for each. The message ends where the
  * connection ends, so no other framing is needed.
- * Usage: seed003_server [ADDR]   (default 127.0.0.1:8088, as in the seed)
+ * Usage: banner_server [ADDR]   (default 127.0.0.1:8088)
  *
- * Bugs of the seed fixed here: it bound to socket.gethostname(), an address
+ * Traps of the obvious Python version avoided here: it bound to socket.gethostname(), an address
  * that depends on /etc/hosts (often 127.0.1.1, sometimes none at all), so the
  * same program worked on one machine and failed on another — here the
  * address is explicit; and send() may send only part of the greeting — here
@@ -42,16 +43,16 @@ int main(int argc, char **argv)
     int rc;
 
     if (argc > 2) {
-        fprintf(stderr, "seed003_server: usage: seed003_server [ADDR]\n");
+        fprintf(stderr, "banner_server: usage: banner_server [ADDR]\n");
         return 2;
     }
     setvbuf(stdout, NULL, _IOLBF, 0); /* one line per event, even into a pipe */
     sk_server_opts_init(&opts);
-    opts.stream.framing = SK_FRAMING_RAW; /* the greeting is sent as is */
+    opts.conn.framing = SK_FRAMING_RAW; /* the greeting is sent as is */
     opts.cbs.on_open = on_open;
     rc = sk_serve(argc > 1 ? argv[1] : "127.0.0.1:8088", &opts, DRAIN_MS, on_ready, NULL, err,
                   sizeof err);
     if (rc < 0)
-        fprintf(stderr, "seed003_server: %s\n", err);
+        fprintf(stderr, "banner_server: %s\n", err);
     return rc == -EINVAL ? 2 : rc < 0 ? 1 : 0; /* -EINVAL: a bad address */
 }

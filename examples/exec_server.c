@@ -1,11 +1,11 @@
-/* seed002_exec_server — seed 002's remote command runner ("远程执行命令") on libsockit.
+/* exec_server — a frame server that runs commands without a shell, on libsockit.
  *
  * A client sends a command line as one frame; the server runs it and answers
  * with two frames: everything the command wrote (stdout and stderr, as they
  * came), then how it ended ("exit 0", "killed by signal 9", "could not run:
- * ..."). Usage: seed002_exec_server [ADDR]   (default 127.0.0.1:8080)
+ * ..."). Usage: exec_server [ADDR]   (default 127.0.0.1:8080)
  *
- * Bugs of the seed fixed here: it ran whatever anyone sent through a shell
+ * Traps of the obvious Python version avoided here: it ran whatever anyone sent through a shell
  * (shell=True) — here the line is split at spaces and run directly, so ";",
  * "|" or "$(...)" are plain characters, and the server listens on loopback
  * or a Unix socket only (the authenticated service is `sockit serve exec`);
@@ -24,18 +24,18 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#define DRAIN_MS 2000       /* after SIGINT/SIGTERM, how long commands may go on */
-#define LIMIT_MS 10000      /* a command's time limit */
+#define DRAIN_MS   2000       /* after SIGINT/SIGTERM, how long commands may go on */
+#define LIMIT_MS   10000      /* a command's time limit */
 #define OUTPUT_MAX (1u << 20) /* output kept per command; the rest is dropped */
-#define ARGS_MAX 64         /* words in a command line */
+#define ARGS_MAX   64         /* words in a command line */
 
 typedef struct job {
     sk_conn *c;
-    sk_proc *p;            /* NULL when no command runs */
-    int fds[2];            /* its stdout and stderr, -1 once ended */
+    sk_proc *p; /* NULL when no command runs */
+    int fds[2]; /* its stdout and stderr, -1 once ended */
     sk_io *io[2];
     sk_timer *timer;
-    char *out;             /* OUTPUT_MAX bytes */
+    char *out; /* OUTPUT_MAX bytes */
     size_t len;
     int status, exited, timed_out;
 } job;
@@ -134,7 +134,8 @@ static void on_message(sk_conn *c, const uint8_t *data, size_t len)
     argv[argc] = NULL;
     /* This loop reaps the children; the first command makes it so (sk_serve
      * owns the loop; later calls return at once). */
-    sk_proc_opts o = {.argv = (const char *const *)argv, .envp = env,
+    sk_proc_opts o = {.argv = (const char *const *)argv,
+                      .envp = env,
                       .flags = SK_PROC_NEW_PGROUP | SK_PROC_KILL_GROUP_ON_EXIT};
     if ((rc = sk_proc_init(sk_conn_loop(c))) < 0 || argc == 0 ||
         (rc = sk_proc_spawn(sk_conn_loop(c), &o, on_exit_cb, j, &j->p)) < 0) {
@@ -199,24 +200,24 @@ int main(int argc, char **argv)
     int rc;
 
     if (argc > 2 || sk_addr_parse(text, &addr, err, sizeof err) < 0) {
-        fprintf(stderr, "seed002_exec_server: %s\n", argc > 2 ? "usage: seed002_exec_server [ADDR]" : err);
+        fprintf(stderr, "exec_server: %s\n", argc > 2 ? "usage: exec_server [ADDR]" : err);
         return 2;
     }
-    if (addr.kind == SK_ADDR_TCP && strcmp(addr.host, "127.0.0.1") != 0 && strcmp(addr.host, "::1") != 0 &&
-        strcmp(addr.host, "localhost") != 0) {
-        fprintf(stderr, "seed002_exec_server: no authentication here: loopback or unix: only "
+    if (addr.kind == SK_ADDR_TCP && strcmp(addr.host, "127.0.0.1") != 0 &&
+        strcmp(addr.host, "::1") != 0 && strcmp(addr.host, "localhost") != 0) {
+        fprintf(stderr, "exec_server: no authentication here: loopback or unix: only "
                         "(use sockit serve exec)\n");
         return 2;
     }
     setvbuf(stdout, NULL, _IOLBF, 0);
     sk_server_opts_init(&opts);
-    opts.stream.framing = SK_FRAMING_FRAME;
-    opts.stream.max_frame = 4096; /* a command line, not a file */
+    opts.conn.framing = SK_FRAMING_FRAME;
+    opts.conn.max_frame = 4096; /* a command line, not a file */
     opts.cbs.on_open = on_open;
     opts.cbs.on_message = on_message;
     opts.cbs.on_close = on_close;
     rc = sk_serve(text, &opts, DRAIN_MS, on_ready, NULL, err, sizeof err);
     if (rc < 0)
-        fprintf(stderr, "seed002_exec_server: %s\n", err);
+        fprintf(stderr, "exec_server: %s\n", err);
     return rc == -EINVAL ? 2 : rc < 0 ? 1 : 0;
 }

@@ -1,18 +1,18 @@
-/* seed004_server — seed 004 ("一个简单的编程实例", server.py) on libsockit.
+/* timeout_server — a line server that drops a client silent for 1 second, on libsockit.
  *
  * Each client has 1 second to send its request line: "1" is answered with
  * "Welcome to server!", anything else with "Goodbye!", and the connection
  * closes. A client that stays silent for 1 second gets "socket timeout"
- * printed on the server and is disconnected — the seed's settimeout(1).
- * Usage: seed004_server [ADDR]   (default 127.0.0.1:8080, as in the seed)
+ * printed on the server and is disconnected — the obvious version's settimeout(1).
+ * Usage: timeout_server [ADDR]   (default 127.0.0.1:8080)
  *
- * Bugs of the seed fixed here: one client at a time, so a silent client held
+ * Traps of the obvious Python version avoided here: one client at a time, so a silent client held
  * every other client back for a second; the request was whatever one
  * recv(1024) returned, so a "1" typed into nc or telnet arrived as "1\n" and
  * got "Goodbye!", and a request split by TCP was misread — here a request is
  * one line. The 1-second budget is kept, as the connection's idle timeout
- * (the seed's own client slept 2 s before sending, so it always ran into it;
- * see seed004_client.c).
+ * (the obvious version's own client slept 2 s before sending, so it always ran into it;
+ * see timeout_client.c).
  */
 #include <sockit.h>
 
@@ -20,7 +20,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#define REQUEST_TIMEOUT_MS 1000 /* the seed's connection.settimeout(1) */
+#define REQUEST_TIMEOUT_MS 1000 /* the obvious version's connection.settimeout(1) */
 #define DRAIN_MS           2000 /* after SIGINT/SIGTERM, how long open sessions may go on */
 
 static void on_message(sk_conn *c, const uint8_t *data, size_t len)
@@ -53,18 +53,18 @@ int main(int argc, char **argv)
     int rc;
 
     if (argc > 2) {
-        fprintf(stderr, "seed004_server: usage: seed004_server [ADDR]\n");
+        fprintf(stderr, "timeout_server: usage: timeout_server [ADDR]\n");
         return 2;
     }
     setvbuf(stdout, NULL, _IOLBF, 0); /* one line per event, even into a pipe */
     sk_server_opts_init(&opts);
-    opts.stream.framing = SK_FRAMING_LINE;
-    opts.stream.idle_timeout_ms = REQUEST_TIMEOUT_MS;
+    opts.conn.framing = SK_FRAMING_LINE;
+    opts.conn.idle_timeout_ms = REQUEST_TIMEOUT_MS;
     opts.cbs.on_message = on_message;
     opts.cbs.on_close = on_close;
     rc = sk_serve(argc > 1 ? argv[1] : "127.0.0.1:8080", &opts, DRAIN_MS, on_ready, NULL, err,
                   sizeof err);
     if (rc < 0)
-        fprintf(stderr, "seed004_server: %s\n", err);
+        fprintf(stderr, "timeout_server: %s\n", err);
     return rc == -EINVAL ? 2 : rc < 0 ? 1 : 0; /* -EINVAL: a bad address */
 }

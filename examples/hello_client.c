@@ -1,10 +1,10 @@
-/* seed001_client — seed 001 ("Python中的Socket编程", 完整示例) on libsockit.
+/* hello_client — a line client: one request line, one answer line, on libsockit.
  *
  * Sends "Hello Server" as one line and prints the server's answer as
  * "Received: Hello Client".
- * Usage: seed001_client [ADDR]   (default 127.0.0.1:8080, as in the seed)
+ * Usage: hello_client [ADDR]   (default 127.0.0.1:8080)
  *
- * Bugs of the seed fixed here: send() may send only part of the message and
+ * Traps of the obvious Python version avoided here: send() may send only part of the message and
  * one recv(1024) may return only part of the answer (TCP keeps no message
  * boundaries); nothing bounded the waits; and it printed Python's b'...'
  * repr instead of the text. Here the message is a line, sent whole and read
@@ -19,13 +19,13 @@
 
 #define TIMEOUT_MS 5000 /* connect, send and reply: a silent server is reported */
 
-#define LINE_MAX_BYTES 1024 /* the answer is short; the seed read 1024 bytes */
+#define LINE_MAX_BYTES 1024 /* the answer is short; the obvious version read 1024 bytes */
 
-/* Receives the next line from fd and points *line at it, without its "\r\n"
+/* Receives the next line from s and points *line at it, without its "\r\n"
  * and NUL-terminated, valid until the next call. Returns its length, or a
  * negative code: -ECONNRESET if the server closed first, -EMSGSIZE if the
  * line is longer than LINE_MAX_BYTES, -ETIMEDOUT after TIMEOUT_MS. */
-static int recv_line(int fd, const char **line)
+static int recv_line(sk_sock *s, const char **line)
 {
     static uint8_t buf[LINE_MAX_BYTES + 2]; /* the longest line and its "\r\n" */
     static size_t len, used;                /* bytes held; bytes of them returned last time */
@@ -39,7 +39,7 @@ static int recv_line(int fd, const char **line)
     /* The decoder says -EMSGSIZE before buf is full, so there is always room. */
     sk_decoder_init(&dec, SK_FRAMING_LINE, LINE_MAX_BYTES);
     while ((rc = sk_decoder_next(&dec, buf, len, &m, NULL)) == 0) {
-        ssize_t n = sk_recv_some(fd, buf + len, sizeof buf - len, TIMEOUT_MS);
+        ssize_t n = sk_sock_recv_wait(s, buf + len, sizeof buf - len, TIMEOUT_MS);
         if (n <= 0)
             return n == 0 ? -ECONNRESET : (int)n;
         len += (size_t)n;
@@ -59,22 +59,23 @@ int main(int argc, char **argv)
     char err[256] = "";
     const char *reply = NULL;
     sk_addr addr;
-    int fd, rc;
+    sk_sock *sock = NULL;
+    int rc;
 
     if (argc > 2 || sk_addr_parse(text, &addr, err, sizeof err) < 0) {
-        fprintf(stderr, "seed001_client: %s\n", argc > 2 ? "usage: seed001_client [ADDR]" : err);
+        fprintf(stderr, "hello_client: %s\n", argc > 2 ? "usage: hello_client [ADDR]" : err);
         return 2;
     }
-    if ((fd = sk_dial(&addr, TIMEOUT_MS, err, sizeof err)) < 0) {
-        fprintf(stderr, "seed001_client: %s\n", err[0] ? err : sk_strerror(fd));
+    if ((rc = sk_sock_dial(&addr, NULL, TIMEOUT_MS, &sock, err, sizeof err)) < 0) {
+        fprintf(stderr, "hello_client: %s\n", err[0] ? err : sk_strerror(rc));
         return 1;
     }
-    if ((rc = sk_send_all(fd, hello, sizeof hello - 1, TIMEOUT_MS)) == 0 &&
-        (rc = recv_line(fd, &reply)) >= 0)
+    if ((rc = sk_sock_send_all(sock, hello, sizeof hello - 1, TIMEOUT_MS)) == 0 &&
+        (rc = recv_line(sock, &reply)) >= 0)
         printf("Received: %s\n", reply);
     else
-        fprintf(stderr, "seed001_client: %s\n",
+        fprintf(stderr, "hello_client: %s\n",
                 rc == -ECONNRESET ? "the server closed the connection" : sk_strerror(rc));
-    close(fd);
+    sk_sock_close(sock);
     return rc < 0 ? 1 : 0;
 }

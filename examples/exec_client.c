@@ -1,16 +1,16 @@
-/* seed002_exec_client — seed 002's remote command client on libsockit.
+/* exec_client — a frame client: a command line out, two answer frames back, on libsockit.
  *
  * Sends each line read from stdin as one frame (a command line), then prints
  * the two answer frames: the command's output, as it was written, and how
  * it ended, in brackets, on stderr. Empty lines are not sent; the end of
  * stdin (Ctrl-D) quits. The ">>:" prompt appears only on a terminal.
- * Usage: seed002_exec_client [ADDR]   (default 127.0.0.1:8080, as in the seed)
+ * Usage: exec_client [ADDR]   (default 127.0.0.1:8080)
  *
- * The seed's bug fixed here: it read the 4-byte length, then did
+ * The trap of the obvious Python version avoided here: it read the 4-byte length, then did
  * `if recv_size < data_size: recv(1024)` — one read, where a loop was
  * meant — so any output longer than what one recv returned was cut, and
  * the rest was taken as the start of the next answer (and its header was
- * native-endian, and it decoded the bytes as GBK). sk_recv_frame reads the
+ * native-endian, and it decoded the bytes as GBK). sk_sock_recv_frame reads the
  * big-endian length, checks it, then reads until every byte has arrived.
  */
 #include <sockit.h>
@@ -21,8 +21,8 @@
 #include <unistd.h>
 
 #define CONNECT_MS 5000
-#define ANSWER_MS 20000           /* the server stops a command after 10 s */
-#define OUTPUT_MAX (1u << 20)     /* what the server sends at most */
+#define ANSWER_MS  20000      /* the server stops a command after 10 s */
+#define OUTPUT_MAX (1u << 20) /* what the server sends at most */
 
 int main(int argc, char **argv)
 {
@@ -31,16 +31,17 @@ int main(int argc, char **argv)
     size_t cap = 0;
     ssize_t len, n = 0;
     sk_addr addr;
-    int fd, tty = isatty(STDIN_FILENO);
+    sk_sock *sock = NULL;
+    int rc, tty = isatty(STDIN_FILENO);
     uint8_t *out = malloc(OUTPUT_MAX);
 
     if (out == NULL || argc > 2 || sk_addr_parse(text, &addr, err, sizeof err) < 0) {
-        fprintf(stderr, "seed002_exec_client: %s\n", argc > 2 ? "usage: seed002_exec_client [ADDR]" : err);
+        fprintf(stderr, "exec_client: %s\n", argc > 2 ? "usage: exec_client [ADDR]" : err);
         free(out);
         return 2;
     }
-    if ((fd = sk_dial(&addr, CONNECT_MS, err, sizeof err)) < 0) {
-        fprintf(stderr, "seed002_exec_client: %s\n", err[0] ? err : sk_strerror(fd));
+    if ((rc = sk_sock_dial(&addr, NULL, CONNECT_MS, &sock, err, sizeof err)) < 0) {
+        fprintf(stderr, "exec_client: %s\n", err[0] ? err : sk_strerror(rc));
         free(out);
         return 1;
     }
@@ -54,24 +55,24 @@ int main(int argc, char **argv)
         while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
             len--;
         if (len == 0)
-            continue; /* the seed's `if not cmd: continue` */
+            continue; /* the obvious version's `if not cmd: continue` */
         /* One frame out; two whole frames back: the output, then the status. */
-        if ((n = sk_send_frame(fd, line, (size_t)len, CONNECT_MS)) < 0 ||
-            (n = sk_recv_frame(fd, out, OUTPUT_MAX, ANSWER_MS)) < 0)
+        if ((n = sk_sock_send_frame(sock, line, (size_t)len, CONNECT_MS)) < 0 ||
+            (n = sk_sock_recv_frame(sock, out, OUTPUT_MAX, ANSWER_MS)) < 0)
             break;
         fwrite(out, 1, (size_t)n, stdout);
         fflush(stdout);
-        if ((n = sk_recv_frame(fd, status, sizeof status - 1, ANSWER_MS)) < 0)
+        if ((n = sk_sock_recv_frame(sock, status, sizeof status - 1, ANSWER_MS)) < 0)
             break;
         status[n] = '\0';
         fprintf(stderr, "[%s]\n", status);
     }
     if (n < 0)
-        fprintf(stderr, "seed002_exec_client: %s\n",
+        fprintf(stderr, "exec_client: %s\n",
                 n == -ENODATA || n == -ECONNRESET ? "the server closed the connection"
                                                   : sk_strerror((int)n));
     free(line);
     free(out);
-    close(fd);
+    sk_sock_close(sock);
     return n < 0 ? 1 : 0;
 }

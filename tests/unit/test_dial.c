@@ -1,5 +1,5 @@
-/* test_connect.c — connecting to a name with several addresses (Happy
- * Eyeballs v2, RFC 8305) through sk_conn_connect and sk_dial, and the small
+/* test_dial.c — dial.c and its neighbours: connecting to a name with several addresses (Happy
+ * Eyeballs v2, RFC 8305) through sk_conn_connect and sk_sock_dial, and the small
  * connection guarantees next to it: keepalive on accepted TCP sockets, a
  * frame limit changed inside one read, a deadline reason that is copied.
  * The name tests run in a private mount namespace with their own /etc/hosts
@@ -49,10 +49,7 @@ static void private_hosts(const char *lines)
         cr_skip_test("cannot bind-mount a hosts file: %s", strerror(e));
 }
 
-static void he_hosts(void)
-{
-    private_hosts("::1 " HE_NAME "\n127.0.0.1 " HE_NAME "\n");
-}
+static void he_hosts(void) { private_hosts("::1 " HE_NAME "\n127.0.0.1 " HE_NAME "\n"); }
 
 /* A listening TCP socket on the loopback of family (AF_INET or AF_INET6), port
  * (0: any); returns it, or -1 when the port is taken. */
@@ -191,7 +188,7 @@ static void he_close(sk_conn *c, int err)
 }
 
 /* Connects to HE_NAME:port in a loop; returns through g. */
-static void he_connect(int port, uint32_t timeout_ms)
+static void he_connect(int port, int timeout_ms)
 {
     memset(&g, 0, sizeof g);
     cr_assert_eq(sk_loop_new(&g.loop), 0);
@@ -278,22 +275,23 @@ Test(connect, async_reports_the_last_failure_when_all_refuse)
     cr_assert_eq(g.err, -ECONNREFUSED, "got %d", g.err);
 }
 
-/* ------------------------------------------------------- sk_dial's race */
+/* ------------------------------------------------------- sk_sock_dial's race */
 
-/* sk_dial to HE_NAME:port must reach the IPv4 listener. */
+/* sk_sock_dial to HE_NAME:port must reach the IPv4 listener. */
 static void dial_he(int port)
 {
     char text[64], err[256] = "";
     snprintf(text, sizeof text, HE_NAME ":%d", port);
     sk_addr a;
     cr_assert_eq(sk_addr_parse(text, &a, NULL, 0), 0);
-    int fd = sk_dial(&a, 5000, err, sizeof err);
-    cr_assert(fd >= 0, "sk_dial: %s", err);
+    sk_sock *sk = NULL;
+    int rc = sk_sock_dial(&a, NULL, 5000, &sk, err, sizeof err);
+    cr_assert(rc == 0, "sk_sock_dial: %s", err);
     struct sockaddr_storage ss;
     socklen_t len = sizeof ss;
-    cr_assert_eq(getpeername(fd, (struct sockaddr *)&ss, &len), 0);
+    cr_assert_eq(getpeername(sk_sock_fd(sk), (struct sockaddr *)&ss, &len), 0);
     cr_assert_eq(ss.ss_family, AF_INET, "connected to the wrong address");
-    close(fd);
+    sk_sock_close(sk);
 }
 
 Test(connect, dial_moves_on_when_the_first_address_refuses)
@@ -335,8 +333,9 @@ Test(connect, dial_timeout_covers_every_attempt)
     snprintf(text, sizeof text, HE_NAME ":%d", port);
     sk_addr a;
     cr_assert_eq(sk_addr_parse(text, &a, NULL, 0), 0);
-    int fd = sk_dial(&a, 400, err, sizeof err);
-    cr_assert_eq(fd, -ETIMEDOUT, "got %d (%s)", fd, err);
+    sk_sock *sk = NULL;
+    int rc = sk_sock_dial(&a, NULL, 400, &sk, err, sizeof err);
+    cr_assert_eq(rc, -ETIMEDOUT, "got %d (%s)", rc, err);
     cr_assert(strstr(err, "timed out after 400 ms") != NULL, "%s", err);
     blackhole_close(&hole);
 }
@@ -378,7 +377,7 @@ static void serve_one(const sk_conn_callbacks *cbs, enum sk_framing framing, con
     cr_assert_eq(sk_loop_new(&s.loop), 0);
     sk_server_opts so;
     sk_server_opts_init(&so);
-    so.stream.framing = framing;
+    so.conn.framing = framing;
     so.cbs = *cbs;
     sk_addr a;
     cr_assert_eq(sk_addr_parse("127.0.0.1:0", &a, NULL, 0), 0);
@@ -386,7 +385,8 @@ static void serve_one(const sk_conn_callbacks *cbs, enum sk_framing framing, con
     char err[256];
     cr_assert_eq(sk_server_listen(s.loop, &a, &so, &srv, err, sizeof err), 0, "%s", err);
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    struct sockaddr_in sin = {.sin_family = AF_INET, .sin_port = htons((uint16_t)sk_server_port(srv))};
+    struct sockaddr_in sin = {.sin_family = AF_INET,
+                              .sin_port = htons((uint16_t)sk_server_port(srv))};
     sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     cr_assert_eq(connect(fd, (struct sockaddr *)&sin, sizeof sin), 0);
     /* In the socket before the server accepts: one read takes it all. */
@@ -442,8 +442,8 @@ Test(connect, max_msg_raised_by_on_message_applies_to_the_rest_of_the_read)
     static uint8_t buf[4 + 4 + 4 + 5000];
     memcpy(buf, "\0\0\0\4AUTH\0\0\x13\x88", 12);
     memset(buf + 12, 'r', 5000);
-    sk_conn_callbacks cbs = {.on_open = auth_open, .on_message = auth_message,
-                             .on_close = auth_close};
+    sk_conn_callbacks cbs = {
+        .on_open = auth_open, .on_message = auth_message, .on_close = auth_close};
     serve_one(&cbs, SK_FRAMING_FRAME, buf, sizeof buf);
     cr_assert_eq(s.msgs, 2, "the request was refused: %s", s.reason);
 }
@@ -468,4 +468,44 @@ Test(connect, deadline_reason_is_copied)
     cr_assert_eq(s.closes, 1);
     cr_assert_eq(s.err, -ETIMEDOUT);
     cr_assert_str_eq(s.reason, "hello not finished in time");
+}
+
+/* ------------------------------------ deadlines follow SK_FOREVER / 0 */
+
+static sk_timer *forever_timer;
+
+static void dl_zero_open(sk_conn *c) { sk_conn_set_deadline(c, 0, "zero means now"); }
+
+Test(connect, deadline_zero_passes_at_once)
+{
+    memset(&s, 0, sizeof s);
+    sk_conn_callbacks cbs = {.on_open = dl_zero_open, .on_close = auth_close};
+    serve_one(&cbs, SK_FRAMING_RAW, NULL, 0);
+    cr_assert_eq(s.closes, 1);
+    cr_assert_eq(s.err, -ETIMEDOUT);
+    cr_assert_str_eq(s.reason, "zero means now");
+}
+
+static void forever_fire(sk_timer *t, void *ud)
+{
+    (void)t;
+    sk_conn_close(ud);
+}
+
+static void dl_forever_open(sk_conn *c)
+{
+    sk_conn_set_deadline(c, 20, "should have been cleared");
+    sk_conn_set_deadline(c, SK_FOREVER, NULL);
+    cr_assert_eq(sk_timer_new(sk_conn_loop(c), forever_fire, c, &forever_timer), 0);
+    sk_timer_start(forever_timer, 200, 0);
+}
+
+Test(connect, deadline_forever_clears_it)
+{
+    memset(&s, 0, sizeof s);
+    sk_conn_callbacks cbs = {.on_open = dl_forever_open, .on_close = auth_close};
+    serve_one(&cbs, SK_FRAMING_RAW, NULL, 0);
+    sk_timer_free(forever_timer);
+    cr_assert_eq(s.closes, 1);
+    cr_assert_eq(s.err, 0, "closed with %d (%s)", s.err, s.reason);
 }

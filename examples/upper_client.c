@@ -1,13 +1,13 @@
-/* seed002_client — seed 002 ("学习python_day7", 改进版 upper-case echo) on libsockit.
+/* upper_client — a line client of the upper-case echo, on libsockit.
  *
  * Sends each line read from stdin and prints the server's upper-cased
  * answer. Empty lines are not sent; the end of stdin (Ctrl-D) quits. The
  * ">>:" prompt appears only on a terminal, so a pipe can drive it.
- * Usage: seed002_client [ADDR]   (default 127.0.0.1:8080, as in the seed)
+ * Usage: upper_client [ADDR]   (default 127.0.0.1:8080)
  *
- * Bugs of the seed fixed here: one recv(1024) per message, so an answer
+ * Traps of the obvious Python version avoided here: one recv(1024) per message, so an answer
  * longer than 1024 bytes (or split by TCP) was printed in pieces and every
- * later answer was off by one — the "粘包" problem the seed describes; the
+ * later answer was off by one — the "粘包" problem the obvious version describes; the
  * end of input raised EOFError; the waits had no bound; and it printed
  * b'...' reprs. Here each message is one line, read whole.
  */
@@ -23,11 +23,11 @@
 
 #define LINE_MAX_BYTES SK_DEFAULT_MAX_LINE /* the longest reply: what servers accept */
 
-/* Receives the next line from fd and points *line at it, without its "\r\n"
+/* Receives the next line from s and points *line at it, without its "\r\n"
  * and NUL-terminated, valid until the next call. Returns its length, or a
  * negative code: -ECONNRESET if the server closed first, -EMSGSIZE if the
  * line is longer than LINE_MAX_BYTES, -ETIMEDOUT after TIMEOUT_MS. */
-static int recv_line(int fd, const char **line)
+static int recv_line(sk_sock *s, const char **line)
 {
     static uint8_t buf[LINE_MAX_BYTES + 2]; /* the longest line and its "\r\n" */
     static size_t len, used;                /* bytes held; bytes of them returned last time */
@@ -41,7 +41,7 @@ static int recv_line(int fd, const char **line)
     /* The decoder says -EMSGSIZE before buf is full, so there is always room. */
     sk_decoder_init(&dec, SK_FRAMING_LINE, LINE_MAX_BYTES);
     while ((rc = sk_decoder_next(&dec, buf, len, &m, NULL)) == 0) {
-        ssize_t n = sk_recv_some(fd, buf + len, sizeof buf - len, TIMEOUT_MS);
+        ssize_t n = sk_sock_recv_wait(s, buf + len, sizeof buf - len, TIMEOUT_MS);
         if (n <= 0)
             return n == 0 ? -ECONNRESET : (int)n;
         len += (size_t)n;
@@ -62,19 +62,20 @@ int main(int argc, char **argv)
     size_t cap = 0;
     ssize_t len;
     sk_addr addr;
-    int fd, rc = 0, tty = isatty(STDIN_FILENO);
+    sk_sock *sock = NULL;
+    int rc = 0, tty = isatty(STDIN_FILENO);
 
     if (argc > 2 || sk_addr_parse(text, &addr, err, sizeof err) < 0) {
-        fprintf(stderr, "seed002_client: %s\n", argc > 2 ? "usage: seed002_client [ADDR]" : err);
+        fprintf(stderr, "upper_client: %s\n", argc > 2 ? "usage: upper_client [ADDR]" : err);
         return 2;
     }
-    if ((fd = sk_dial(&addr, TIMEOUT_MS, err, sizeof err)) < 0) {
-        fprintf(stderr, "seed002_client: %s\n", err[0] ? err : sk_strerror(fd));
+    if ((rc = sk_sock_dial(&addr, NULL, TIMEOUT_MS, &sock, err, sizeof err)) < 0) {
+        fprintf(stderr, "upper_client: %s\n", err[0] ? err : sk_strerror(rc));
         return 1;
     }
     for (;;) {
         if (tty) {
-            fputs(">>:", stdout); /* the seed's input() prompt */
+            fputs(">>:", stdout); /* the obvious version's input() prompt */
             fflush(stdout);
         }
         if ((len = getline(&line, &cap, stdin)) < 0)
@@ -84,15 +85,15 @@ int main(int argc, char **argv)
         if (len == 0)
             continue; /* nothing to send, so no answer to wait for */
         line[len] = '\n';
-        if ((rc = sk_send_all(fd, line, (size_t)len + 1, TIMEOUT_MS)) < 0 ||
-            (rc = recv_line(fd, &reply)) < 0)
+        if ((rc = sk_sock_send_all(sock, line, (size_t)len + 1, TIMEOUT_MS)) < 0 ||
+            (rc = recv_line(sock, &reply)) < 0)
             break;
         puts(reply);
     }
     if (rc < 0)
-        fprintf(stderr, "seed002_client: %s\n",
+        fprintf(stderr, "upper_client: %s\n",
                 rc == -ECONNRESET ? "the server closed the connection" : sk_strerror(rc));
     free(line);
-    close(fd);
+    sk_sock_close(sock);
     return rc < 0 ? 1 : 0;
 }

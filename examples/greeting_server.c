@@ -1,10 +1,10 @@
-/* seed000_server — seed 000 (cnblogs zjltt, "客户端与服务端进行交互信息") on libsockit.
+/* greeting_server — a line server that greets each client and answers every line, on libsockit.
  *
  * Greets each client with "你好欢迎你" and answers every message with the
  * message plus "好"; "q" ends that client's session. A message is a line.
- * Usage: seed000_server [ADDR]   (default 127.0.0.1:9999, as in the seed)
+ * Usage: greeting_server [ADDR]   (default 127.0.0.1:9999)
  *
- * Bugs of the seed fixed here: it served one client at a time (a second
+ * Traps of the obvious Python version avoided here: it served one client at a time (a second
  * client waited in accept() until the first typed "q"); its messages had no
  * boundaries, so one recv(1024) could return two messages glued together or
  * half of a UTF-8 character, which str() then refused (the "sticky packet"
@@ -32,7 +32,7 @@ static void on_message(sk_conn *c, const uint8_t *data, size_t len)
     struct iovec reply[2] = {{(void *)data, len}, {"好", strlen("好")}};
     int rc;
 
-    printf("%.*s\n", (int)len, (const char *)data); /* the seed prints what it gets */
+    printf("%.*s\n", (int)len, (const char *)data); /* the obvious version prints what it gets */
     if (len == 1 && data[0] == 'q') {
         sk_conn_close(c);
         return;
@@ -56,17 +56,17 @@ int main(int argc, char **argv)
     int rc;
 
     if (argc > 2) {
-        fprintf(stderr, "seed000_server: usage: seed000_server [ADDR]\n");
+        fprintf(stderr, "greeting_server: usage: greeting_server [ADDR]\n");
         return 2;
     }
     setvbuf(stdout, NULL, _IOLBF, 0); /* one line per event, even into a pipe */
     sk_server_opts_init(&opts);
-    opts.stream.framing = SK_FRAMING_LINE;
+    opts.conn.framing = SK_FRAMING_LINE;
     opts.cbs.on_open = on_open;
     opts.cbs.on_message = on_message;
     rc = sk_serve(argc > 1 ? argv[1] : "127.0.0.1:9999", &opts, DRAIN_MS, on_ready, NULL, err,
                   sizeof err);
     if (rc < 0)
-        fprintf(stderr, "seed000_server: %s\n", err);
+        fprintf(stderr, "greeting_server: %s\n", err);
     return rc == -EINVAL ? 2 : rc < 0 ? 1 : 0; /* -EINVAL: a bad address */
 }

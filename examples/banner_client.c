@@ -1,10 +1,10 @@
-/* seed003_client — seed 003 ("Python socket通信原理", 客户端) on libsockit.
+/* banner_client — a client that reads a message ending where the connection ends, on libsockit.
  *
  * Connects, reads the server's greeting up to the end of the connection and
  * prints it as one line ("Thank you for connecting").
- * Usage: seed003_client [ADDR]   (default 127.0.0.1:8088, as in the seed)
+ * Usage: banner_client [ADDR]   (default 127.0.0.1:8088)
  *
- * Bugs of the seed fixed here: one recv(1024) may return only the first
+ * Traps of the obvious Python version avoided here: one recv(1024) may return only the first
  * part of the greeting — the greeting ends where the connection ends, so
  * this client reads until end of stream (bounded in size and time); it
  * connected to socket.gethostname(), which need not be where the server
@@ -16,8 +16,8 @@
 #include <stdio.h>
 #include <unistd.h>
 
-#define TIMEOUT_MS 5000 /* connect and each read: a silent server is reported */
-#define GREETING_MAX 1024 /* the seed's recv(1024): a longer greeting is an error */
+#define TIMEOUT_MS   5000 /* connect and each read: a silent server is reported */
+#define GREETING_MAX 1024 /* the obvious version's recv(1024): a longer greeting is an error */
 
 int main(int argc, char **argv)
 {
@@ -26,24 +26,25 @@ int main(int argc, char **argv)
     size_t len = 0;
     ssize_t n;
     sk_addr addr;
-    int fd;
+    sk_sock *sock = NULL;
+    int rc;
 
     if (argc > 2 || sk_addr_parse(text, &addr, err, sizeof err) < 0) {
-        fprintf(stderr, "seed003_client: %s\n", argc > 2 ? "usage: seed003_client [ADDR]" : err);
+        fprintf(stderr, "banner_client: %s\n", argc > 2 ? "usage: banner_client [ADDR]" : err);
         return 2;
     }
-    if ((fd = sk_dial(&addr, TIMEOUT_MS, err, sizeof err)) < 0) {
-        fprintf(stderr, "seed003_client: %s\n", err[0] ? err : sk_strerror(fd));
+    if ((rc = sk_sock_dial(&addr, NULL, TIMEOUT_MS, &sock, err, sizeof err)) < 0) {
+        fprintf(stderr, "banner_client: %s\n", err[0] ? err : sk_strerror(rc));
         return 1;
     }
-    while ((n = sk_recv_some(fd, msg + len, sizeof msg - len, TIMEOUT_MS)) > 0)
+    while ((n = sk_sock_recv_wait(sock, msg + len, sizeof msg - len, TIMEOUT_MS)) > 0)
         if ((len += (size_t)n) == sizeof msg) {
             n = -EMSGSIZE;
             break;
         }
-    close(fd);
+    sk_sock_close(sock);
     if (n < 0) {
-        fprintf(stderr, "seed003_client: %s\n", sk_strerror((int)n));
+        fprintf(stderr, "banner_client: %s\n", sk_strerror((int)n));
         return 1;
     }
     while (len > 0 && (msg[len - 1] == '\n' || msg[len - 1] == '\r'))

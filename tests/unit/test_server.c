@@ -1,0 +1,116 @@
+/* test_server.c — server.c: sk_server_drain follows the one timeout
+ * convention (SK_FOREVER never asks a connection to close, 0 asks at once). */
+#include <criterion/criterion.h>
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "sockit.h"
+#include "unit.h"
+
+TestSuite(server, .init = unit_alarm);
+
+static struct {
+    sk_loop *loop;
+    int opened, closes, close_err, drained;
+    int client_fd;
+    uint64_t drained_at;
+} d;
+
+static void on_open(sk_conn *c)
+{
+    (void)c;
+    d.opened++;
+    sk_loop_stop(d.loop);
+}
+
+static void on_close(sk_conn *c, int err)
+{
+    (void)c;
+    d.closes++;
+    d.close_err = err;
+}
+
+static void on_drained(sk_server *srv, void *ud)
+{
+    (void)srv;
+    (void)ud;
+    d.drained++;
+    d.drained_at = unit_now_ms();
+    sk_loop_stop(d.loop);
+}
+
+static void hang_up(sk_timer *t, void *ud)
+{
+    (void)t;
+    (void)ud;
+    close(d.client_fd);
+    d.client_fd = -1;
+}
+
+static void run_bounded(void)
+{
+    unit_watchdog w;
+    unit_watchdog_start(&w, d.loop, 5000);
+    sk_loop_run(d.loop);
+    cr_assert_eq(unit_watchdog_end(&w), 0, "the loop hung");
+}
+
+/* A server with one accepted connection from a plain client socket. */
+static sk_server *open_one(void)
+{
+    memset(&d, 0, sizeof d);
+    cr_assert_eq(sk_loop_new(&d.loop), 0);
+    sk_server_opts so;
+    sk_server_opts_init(&so);
+    so.cbs.on_open = on_open;
+    so.cbs.on_close = on_close;
+    sk_addr a;
+    cr_assert_eq(sk_addr_parse("127.0.0.1:0", &a, NULL, 0), 0);
+    sk_server *srv = NULL;
+    cr_assert_eq(sk_server_listen(d.loop, &a, &so, &srv, NULL, 0), 0);
+    d.client_fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in sin = {.sin_family = AF_INET,
+                              .sin_port = htons((uint16_t)sk_server_port(srv)),
+                              .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    cr_assert_eq(connect(d.client_fd, (struct sockaddr *)&sin, sizeof sin), 0);
+    run_bounded();
+    cr_assert_eq(d.opened, 1);
+    return srv;
+}
+
+Test(server, drain_forever_waits_for_the_connection_to_close_itself)
+{
+    sk_server *srv = open_one();
+    sk_timer *t = NULL;
+    cr_assert_eq(sk_timer_new(d.loop, hang_up, NULL, &t), 0);
+    sk_timer_start(t, 300, 0);
+    uint64_t t0 = unit_now_ms();
+    sk_server_drain(srv, SK_FOREVER, on_drained, NULL);
+    run_bounded();
+    cr_assert_eq(d.drained, 1);
+    cr_assert_eq(d.closes, 1);
+    cr_assert_eq(d.close_err, 0, "closed with %d, not by the client", d.close_err);
+    cr_assert(d.drained_at - t0 >= 250, "drained after %llu ms, before the client left",
+              (unsigned long long)(d.drained_at - t0));
+    sk_timer_free(t);
+    sk_server_free(srv);
+    sk_loop_free(d.loop);
+}
+
+Test(server, drain_zero_asks_connections_to_close_at_once)
+{
+    sk_server *srv = open_one();
+    sk_server_drain(srv, 0, on_drained, NULL);
+    run_bounded();
+    cr_assert_eq(d.drained, 1);
+    cr_assert_eq(d.closes, 1);
+    cr_assert_eq(d.close_err, -ESHUTDOWN, "closed with %d", d.close_err);
+    close(d.client_fd);
+    sk_server_free(srv);
+    sk_loop_free(d.loop);
+}
