@@ -42,35 +42,6 @@
 #define HISTORY_MAX  500
 #define PROMPT       "> "
 
-typedef struct bytes {
-    uint8_t *data;
-    size_t len, cap;
-} bytes;
-
-static int bytes_add(bytes *b, const void *data, size_t len)
-{
-    if (len > b->cap - b->len) {
-        size_t cap = b->cap ? b->cap : 4096;
-        while (cap - b->len < len)
-            cap *= 2;
-        uint8_t *p = realloc(b->data, cap);
-        if (p == NULL)
-            return -1;
-        b->data = p;
-        b->cap = cap;
-    }
-    if (len)
-        memcpy(b->data + b->len, data, len);
-    b->len += len;
-    return 0;
-}
-
-static void bytes_drop(bytes *b, size_t n)
-{
-    memmove(b->data, b->data + n, b->len - n);
-    b->len -= n;
-}
-
 typedef struct chat_client {
     sk_sock *sock;
     bool tty;      /* line editing on a terminal */
@@ -86,7 +57,7 @@ typedef struct chat_client {
     uint64_t nick_deadline;
     int nick_wait_ms;
     cli_pump pump; /* the poll loop; its queue holds what waits for the socket */
-    bytes in, show;
+    cli_bytes in, show;
     int status;
 } chat_client;
 
@@ -187,7 +158,7 @@ static bool risky_format(uint32_t cp)
  * ?), raw bytes 0x80-0x9F that are not part of UTF-8 text (C1 controls on
  * 8-bit terminals: 0x9B is CSI; as \x9B) and the format characters above
  * (as <U+202E>). Other bytes, UTF-8 text included, pass. */
-static int add_shown(bytes *b, const uint8_t *p, size_t len)
+static int add_shown(cli_bytes *b, const uint8_t *p, size_t len)
 {
     for (size_t i = 0; i < len; i++) {
         uint8_t ch = p[i];
@@ -207,7 +178,7 @@ static int add_shown(bytes *b, const uint8_t *p, size_t len)
             n = (size_t)snprintf(esc, sizeof esc, "<U+%04X>", (unsigned)cp);
         }
         size_t used = seq > 0 ? seq : 1;
-        if ((n > 0 ? bytes_add(b, esc, n) : bytes_add(b, p + i, used)) < 0)
+        if ((n > 0 ? cli_bytes_add(b, esc, n) : cli_bytes_add(b, p + i, used)) < 0)
             return -1;
         i += used - 1;
     }
@@ -307,7 +278,7 @@ static int nick_answer(chat_client *c, const uint8_t *line, size_t len)
         fputs("\n", stdout);
         fflush(stdout);
     }
-    bytes text = {0};
+    cli_bytes text = {0};
     if (add_shown(&text, line + sizeof err - 1, len - (sizeof err - 1)) == 0)
         cli_err("%.*s; nothing was sent", (int)text.len, (const char *)text.data);
     else
@@ -334,9 +305,9 @@ static int read_socket(chat_client *c)
         if (c->in.len > 0) {
             /* A last line without "\n": show it all the same. */
             if (c->sanitize ? add_shown(&c->show, c->in.data, c->in.len)
-                            : bytes_add(&c->show, c->in.data, c->in.len))
+                            : cli_bytes_add(&c->show, c->in.data, c->in.len))
                 return -1;
-            bytes_add(&c->show, "\n", 1);
+            cli_bytes_add(&c->show, "\n", 1);
             c->in.len = 0;
         }
         show_lines(c);
@@ -345,7 +316,7 @@ static int read_socket(chat_client *c)
             cli_err("the server closed the connection");
         return 0;
     }
-    if (bytes_add(&c->in, buf, (size_t)n) < 0)
+    if (cli_bytes_add(&c->in, buf, (size_t)n) < 0)
         return -1;
     size_t start = 0;
     for (;;) {
@@ -369,12 +340,12 @@ static int read_socket(chat_client *c)
         if (answer > 0)
             c->nick_wanted = NULL;
         int rc = c->sanitize ? add_shown(&c->show, c->in.data + start, len)
-                             : bytes_add(&c->show, c->in.data + start, len);
-        if (rc < 0 || bytes_add(&c->show, "\n", 1) < 0)
+                             : cli_bytes_add(&c->show, c->in.data + start, len);
+        if (rc < 0 || cli_bytes_add(&c->show, "\n", 1) < 0)
             return -1;
         start = nl ? end + 1 : end;
     }
-    bytes_drop(&c->in, start);
+    cli_bytes_drop(&c->in, start);
     show_lines(c);
     return 0;
 }

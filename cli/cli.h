@@ -20,6 +20,18 @@ enum { EXIT_OK = 0, EXIT_RUNTIME = 1, EXIT_USAGE = 2 };
 /* How the command was invoked (argv[0]), for hints that can be pasted. */
 extern const char *cli_prog;
 
+/* A growable byte buffer of the interactive clients (input not yet a whole
+ * line or message, output waiting to be shown). */
+typedef struct cli_bytes {
+    uint8_t *data;
+    size_t len, cap;
+} cli_bytes;
+
+/* Appends len bytes (the buffer doubles as needed); -1 if out of memory. */
+int cli_bytes_add(cli_bytes *b, const void *data, size_t len);
+/* Removes the first n bytes (n <= len). */
+void cli_bytes_drop(cli_bytes *b, size_t n);
+
 /* Prints "sockit: " + the message + "\n" on stderr in one write, so lines
  * from several threads never interleave. */
 void cli_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

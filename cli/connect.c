@@ -80,35 +80,6 @@ static int write_stdout(const void *data, size_t len)
 }
 
 /* A growable byte buffer for the client side, bounded by its users. */
-typedef struct bytes {
-    uint8_t *data;
-    size_t len, cap;
-} bytes;
-
-static int bytes_add(bytes *b, const void *data, size_t len)
-{
-    if (b->len + len > b->cap) {
-        size_t cap = b->cap ? b->cap : 4096;
-        while (cap < b->len + len)
-            cap *= 2;
-        uint8_t *p = realloc(b->data, cap);
-        if (p == NULL)
-            return -1;
-        b->data = p;
-        b->cap = cap;
-    }
-    if (len)
-        memcpy(b->data + b->len, data, len);
-    b->len += len;
-    return 0;
-}
-
-static void bytes_drop(bytes *b, size_t n)
-{
-    memmove(b->data, b->data + n, b->len - n);
-    b->len -= n;
-}
-
 /* ------------------------------------------------------------ streams */
 
 typedef struct stream_client {
@@ -119,9 +90,9 @@ typedef struct stream_client {
     bool awaiting;       /* sent something, nothing back yet (for --timeout) */
     uint64_t owed_since; /* when awaiting became true: --timeout counts from here */
     cli_pump pump;       /* the poll loop and what waits for the socket */
-    bytes line;          /* stdin bytes not yet forming a whole line */
-    bytes in;            /* socket bytes not yet forming a whole message */
-    bytes show;          /* on a terminal: escaped output, printed above the input */
+    cli_bytes line;      /* stdin bytes not yet forming a whole line */
+    cli_bytes in;        /* socket bytes not yet forming a whole message */
+    cli_bytes show;      /* on a terminal: escaped output, printed above the input */
     sk_decoder dec;
     bool quit;
     int stop_signal;   /* SIGINT, SIGTERM or SIGHUP read from the signalfd */
@@ -168,14 +139,15 @@ static bool quit_word_escaped(const uint8_t *data, size_t len)
 /* Appends data to b with C0 controls (but tab, newline and the CR of CRLF)
  * and DEL as ^X, so ESC sequences from a server cannot clear the screen,
  * retitle the window or move the cursor. */
-static int add_escaped(bytes *b, const uint8_t *data, size_t len)
+static int add_escaped(cli_bytes *b, const uint8_t *data, size_t len)
 {
     for (size_t i = 0; i < len; i++) {
         uint8_t c = data[i];
         bool crlf = c == '\r' && i + 1 < len && data[i + 1] == '\n';
         char esc[2] = {'^', (char)(c == 0x7f ? '?' : c + '@')};
-        int rc = (c < 0x20 && c != '\t' && c != '\n' && !crlf) || c == 0x7f ? bytes_add(b, esc, 2)
-                                                                            : bytes_add(b, &c, 1);
+        int rc = (c < 0x20 && c != '\t' && c != '\n' && !crlf) || c == 0x7f
+                     ? cli_bytes_add(b, esc, 2)
+                     : cli_bytes_add(b, &c, 1);
         if (rc < 0)
             return -1;
     }
@@ -230,7 +202,7 @@ static int read_stdin(stream_client *sc)
         owe_reply(sc);
         return cli_pump_queue(&sc->pump, buf, (size_t)n);
     }
-    if (bytes_add(&sc->line, buf, (size_t)n) < 0)
+    if (cli_bytes_add(&sc->line, buf, (size_t)n) < 0)
         return -1;
     size_t start = 0;
     for (;;) {
@@ -244,7 +216,7 @@ static int read_stdin(stream_client *sc)
         }
         start = end + 1;
     }
-    bytes_drop(&sc->line, start);
+    cli_bytes_drop(&sc->line, start);
     if (sc->line.len > sc->cfg->max_frame) {
         cli_err("input line longer than %zu bytes", sc->cfg->max_frame);
         return -1;
@@ -267,7 +239,7 @@ static int show_collected(stream_client *sc)
 {
     if (sc->show.len == 0)
         return 0;
-    if (sc->show.data[sc->show.len - 1] != '\n' && bytes_add(&sc->show, "\n", 1) < 0)
+    if (sc->show.data[sc->show.len - 1] != '\n' && cli_bytes_add(&sc->show, "\n", 1) < 0)
         return -1;
     cli_edit_print(sc->show.data, sc->show.len);
     sc->show.len = 0;
@@ -302,7 +274,7 @@ static int read_socket(stream_client *sc)
             return -1;
         return show_collected(sc);
     }
-    if (bytes_add(&sc->in, buf, (size_t)n) < 0)
+    if (cli_bytes_add(&sc->in, buf, (size_t)n) < 0)
         return -1;
     size_t off = 0;
     for (;;) {
@@ -316,11 +288,11 @@ static int read_socket(stream_client *sc)
         if (r == 0)
             break;
         if (write_shown(sc, sc->in.data + off + m.offset, m.len) < 0 ||
-            (sc->interactive ? bytes_add(&sc->show, "\n", 1) : write_stdout("\n", 1)) < 0)
+            (sc->interactive ? cli_bytes_add(&sc->show, "\n", 1) : write_stdout("\n", 1)) < 0)
             return -1;
         off += m.consumed;
     }
-    bytes_drop(&sc->in, off);
+    cli_bytes_drop(&sc->in, off);
     return show_collected(sc);
 }
 
@@ -533,7 +505,7 @@ static int dgram_socket(const sk_addr *addr)
 /* Sends one datagram and waits for its reply, printed (through shown,
  * escaped, on a terminal). Returns 0 if a reply came. */
 static int dgram_exchange(int fd, const uint8_t *data, size_t len, int timeout_ms, uint8_t *reply,
-                          bytes *shown)
+                          cli_bytes *shown)
 {
     if (len > SK_DGRAM_MAX) {
         cli_err("line of %zu bytes is larger than a datagram (max %d)", len, SK_DGRAM_MAX);
@@ -588,7 +560,7 @@ static int run_dgram(const connect_cfg *cfg, const sk_addr *addr)
     bool interactive = isatty(STDIN_FILENO);
     int timeout = cfg->timeout_ms;
     uint8_t *reply = malloc(SK_DGRAM_MAX + 1);
-    bytes line = {0};
+    cli_bytes line = {0};
     int status = EXIT_OK;
     if (reply == NULL) {
         close(fd);
