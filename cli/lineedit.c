@@ -2,11 +2,13 @@
 #include "lineedit.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <termios.h>
 #include <unistd.h>
 #include <wchar.h>
 
@@ -15,6 +17,10 @@
 static const char *g_prompt = "";
 static void (*g_on_line)(char *line);
 static bool g_active;
+static bool g_fresh_line;      /* nothing typed since the last line */
+static bool g_eof_typed;       /* Ctrl-D on an empty line */
+static struct termios g_saved; /* the terminal as it was before the editor */
+static bool g_have_saved;
 
 static void write_all(const void *data, size_t len)
 {
@@ -30,20 +36,86 @@ static void write_all(const void *data, size_t len)
     }
 }
 
+/* Every key goes through here, so that Ctrl-D on an empty line is seen
+ * whatever libedit makes of it: with the terminal kept raw between lines
+ * (below), the readline layer no longer recognises it as end of input. */
+static int read_byte(unsigned char *c)
+{
+    for (;;) {
+        ssize_t n = read(STDIN_FILENO, c, 1);
+        if (n == 1)
+            return 0;
+        if (n < 0 && errno == EINTR)
+            continue;
+        return -1;
+    }
+}
+
+/* One character (libedit takes its value as a wide character, so a
+ * multibyte one is decoded here as libedit's own reader would). */
+static int read_key(FILE *in)
+{
+    (void)in;
+    unsigned char c;
+    if (read_byte(&c) < 0)
+        return EOF;
+    if (c == 0x04 && (g_fresh_line || rl_end == 0))
+        g_eof_typed = true;
+    g_fresh_line = false;
+    if (c < 0x80)
+        return c;
+    char seq[MB_LEN_MAX];
+    size_t len = 0;
+    mbstate_t st;
+    memset(&st, 0, sizeof st);
+    seq[len++] = (char)c;
+    for (;;) {
+        wchar_t wc;
+        memset(&st, 0, sizeof st);
+        size_t r = mbrtowc(&wc, seq, len, &st);
+        if (r == (size_t)-2 && len < sizeof seq) {
+            if (read_byte(&c) < 0)
+                return EOF;
+            seq[len++] = (char)c;
+            continue;
+        }
+        if (r == (size_t)-1 || r == (size_t)-2)
+            return (unsigned char)seq[0]; /* not a valid sequence: the byte as it is */
+        return (int)wc;
+    }
+}
+
+static void deliver_line(char *line)
+{
+    g_fresh_line = true;
+    g_on_line(line);
+}
+
 void cli_edit_start(const char *prompt, void (*on_line)(char *line))
 {
     g_prompt = prompt;
     g_on_line = on_line;
     /* The loop handles signals (a signalfd); libedit must not install its own. */
     rl_catch_signals = 0;
-    rl_callback_handler_install(g_prompt, g_on_line);
+    g_have_saved = tcgetattr(STDIN_FILENO, &g_saved) == 0;
+    rl_getc_function = read_key;
+    g_fresh_line = true;
+    g_eof_typed = false;
+    rl_callback_handler_install(g_prompt, deliver_line); /* initialises libedit */
+    /* In callback mode libedit puts the terminal back in its normal
+     * (canonical, echoing) mode after each line and raw again before the
+     * next: a key that lands in between is cooked by the kernel (a Ctrl-D
+     * there becomes a NUL byte, and libedit then blocks in read() waiting
+     * for more). Its "execute" mode is kept raw too, so there is no such
+     * instant; the terminal as it was is restored by cli_edit_stop. */
+    rl_parse_and_bind("setty -x -icanon -echo");
     g_active = true;
 }
 
 void cli_edit_again(void)
 {
     if (g_active)
-        rl_callback_handler_install(g_prompt, g_on_line);
+        rl_callback_handler_install(g_prompt, deliver_line);
 }
 
 void cli_edit_stop(void)
@@ -52,11 +124,21 @@ void cli_edit_stop(void)
         return;
     g_active = false;
     rl_callback_handler_remove();
+    if (g_have_saved)
+        tcsetattr(STDIN_FILENO, TCSADRAIN, &g_saved);
 }
 
 bool cli_edit_active(void) { return g_active; }
 
-void cli_edit_read(void) { rl_callback_read_char(); }
+void cli_edit_read(void)
+{
+    rl_callback_read_char();
+    if (g_eof_typed) {
+        g_eof_typed = false;
+        if (g_active) /* libedit did not hand it over itself */
+            deliver_line(NULL);
+    }
+}
 
 void cli_edit_resize(void) { rl_resize_terminal(); }
 
