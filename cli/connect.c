@@ -23,6 +23,12 @@
 #include "pump.h"
 
 #define CHUNK (64u * 1024u)
+/* After the server's end of stream, stdin still goes out (the server may
+ * only have half-closed, as nc -N does, and still read): until stdin ends,
+ * or until it has had nothing to give for this long with nothing queued,
+ * which is how a server that closed for good (a greeting, then goodbye)
+ * ends a session whose stdin stays open but idle. */
+#define PEER_EOF_IDLE_MS 1000
 
 typedef struct connect_cfg {
     enum sk_framing framing;
@@ -101,6 +107,7 @@ typedef struct stream_client {
     bool stdin_open, shut_sent, peer_open;
     bool awaiting;       /* sent something, nothing back yet (for --timeout) */
     uint64_t owed_since; /* when awaiting became true: --timeout counts from here */
+    uint64_t input_at;   /* the last stdin bytes, or the server's end of stream */
     cli_pump pump;       /* the poll loop and what waits for the socket */
     cli_bytes line;      /* stdin bytes not yet forming a whole line */
     cli_bytes in;        /* socket bytes not yet forming a whole message */
@@ -217,6 +224,7 @@ static int read_stdin(stream_client *sc)
             sc->quit = true;
         return 0;
     }
+    sc->input_at = now_ms();
     if (!sc->interactive && sc->cfg->framing == SK_FRAMING_RAW) {
         owe_reply(sc);
         return queue_bytes(sc, buf, (size_t)n);
@@ -277,6 +285,7 @@ static int read_socket(stream_client *sc)
     }
     if (n == 0) {
         sc->peer_open = false;
+        sc->input_at = now_ms();
         if (sc->interactive) {
             cli_edit_stop();
             write_stdout("\n", 1); /* the message below on a line of its own */
@@ -429,23 +438,43 @@ static int run_stream(connect_cfg *cfg, const sk_addr *addr)
         }
     }
     int status = EXIT_OK;
-    while (sc.peer_open && !sc.quit) {
+    while (!sc.quit) {
         if (!sc.stdin_open && sc.pump.out_len == 0 && !sc.shut_sent) {
             /* Half-close: the server sees our end of input and still sends
              * every reply it owes. */
             sk_sock_shutdown(sock);
             sc.shut_sent = true;
         }
+        if (!sc.peer_open) {
+            if (sc.interactive || (sc.shut_sent && sc.pump.out_len == 0))
+                break; /* both directions done */
+            if (sc.pump.out_len == 0 && now_ms() - sc.input_at >= PEER_EOF_IDLE_MS)
+                break;
+            sc.pump.sock_eof = true;
+            sc.awaiting = false; /* nothing more can come */
+        }
         /* A reply owed is bounded by --timeout from the send it answers;
          * bytes still queued are not yet owed anything. */
         uint64_t deadline = 0;
         if (sc.awaiting && !sc.interactive)
             deadline = sc.owed_since + (uint64_t)cfg->timeout_ms;
+        if (!sc.peer_open && sc.pump.out_len == 0)
+            deadline = sc.input_at + PEER_EOF_IDLE_MS;
         cli_pump_ready r;
         if (cli_pump_wait(&sc.pump, sc.stdin_open, deadline, &r) < 0) {
             status = EXIT_RUNTIME;
             break;
         }
+        if (r.gone) {
+            if (sc.pump.out_len > 0) {
+                cli_err("the server closed the connection with %zu bytes not sent",
+                        sc.pump.out_len);
+                status = EXIT_RUNTIME;
+            }
+            break;
+        }
+        if (!sc.peer_open && r.timeout)
+            continue; /* idle after the server's end: the check above ends it */
         if (r.timeout && !r.sock && sc.pump.out_len == 0) {
             cli_err("no reply within %.1f s", cfg->timeout_ms / 1000.0);
             status = EXIT_RUNTIME;

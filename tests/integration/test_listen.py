@@ -552,6 +552,40 @@ class ClientOptions(SockitTestCase):
         self.assertIn(b"address", cp.stderr.lower())
 
 
+class ConnectHalfClose(SockitTestCase):
+    """sockit connect after the server's end of stream: a half-close, so
+    stdin still goes out whole (nc -N -l finishing its side first)."""
+
+    def test_server_half_closes_first(self):
+        srv = self.track(socket.socket())
+        srv.bind(("127.0.0.1", 0))
+        srv.listen(1)
+        srv.settimeout(IO_TIMEOUT)
+        got = {}
+
+        def serve():
+            c, _ = srv.accept()
+            c.settimeout(30)
+            c.sendall(b"short answer")
+            c.shutdown(socket.SHUT_WR)
+            got["data"] = recv_until_eof(c)
+            c.close()
+        t = threading.Thread(target=serve, daemon=True)
+        t.start()
+        data = os.urandom(20 * 1024 * 1024)
+        f = self.path("in")
+        with open(f, "wb") as fh:
+            fh.write(data)
+        with open(f, "rb") as fin:
+            cp = subprocess.run([SOCKIT, "connect", "127.0.0.1:%d" % srv.getsockname()[1]],
+                                stdin=fin, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                timeout=60, env=child_env())
+        t.join(30)
+        self.assertEqual(cp.returncode, 0, cp.stderr)
+        self.assertEqual(cp.stdout, b"short answer")
+        self.assertTrue(got.get("data") == data, "the server did not get all of stdin")
+
+
 class HexDump(SockitTestCase):
 
     LINE_RE = re.compile(rb"^([<>]) ([0-9a-f]{8})  ((?:[0-9a-f ]{2} ){8}) ((?:[0-9a-f ]{2} ){8}) "
