@@ -15,15 +15,42 @@
 /* An address with a port is at most "[" + 45 + "%" + 15 + "]:65535". */
 #define SOURCE_TEXT_MAX 80
 
-int sk_dial_source_parse(const char *text, sk_dial_opts *o, char *err, size_t errlen)
+/* The text for a message: at most SOURCE_TEXT_MAX bytes, anything not
+ * printable as '?', so that an error stays one line. */
+static const char *shown(const char *text, char *buf)
+{
+    size_t i = 0;
+    for (; text[i] != '\0' && i + 1 < SOURCE_TEXT_MAX; i++)
+        buf[i] = text[i] >= 0x20 && text[i] < 0x7f ? text[i] : '?';
+    buf[i] = '\0';
+    return buf;
+}
+
+static int source_parse(const char *text, sk_dial_opts *o, char *err, size_t errlen);
+
+int sk_dial_source_parse(const char *in, sk_dial_opts *o, char *err, size_t errlen)
+{
+    char text[SOURCE_TEXT_MAX];
+    size_t len = in ? strlen(in) : 0;
+    if (len == 0 || len >= sizeof text) {
+        sk__set_err(err, errlen, "bad source address \"%s\" (ADDR or ADDR:PORT)",
+                    in ? shown(in, text) : "");
+        return -EINVAL;
+    }
+    /* Parsed from the text as given; only messages show the escaped copy. */
+    shown(in, text);
+    if (strcmp(text, in) != 0) {
+        sk__set_err(err, errlen, "bad source address \"%s\" (ADDR or ADDR:PORT)", text);
+        return -EINVAL;
+    }
+    return source_parse(in, o, err, errlen);
+}
+
+static int source_parse(const char *text, sk_dial_opts *o, char *err, size_t errlen)
 {
     char host[SOURCE_TEXT_MAX];
     const char *port = NULL;
-    size_t len = text ? strlen(text) : 0;
-    if (len == 0 || len >= sizeof host) {
-        sk__set_err(err, errlen, "bad source address \"%s\" (ADDR or ADDR:PORT)", text ? text : "");
-        return -EINVAL;
-    }
+    size_t len = strlen(text);
     if (text[0] == '[') {
         const char *close = strchr(text, ']');
         if (close == NULL || (close[1] != '\0' && close[1] != ':')) {

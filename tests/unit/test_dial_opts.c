@@ -62,6 +62,9 @@ Test(dial_opts, source_refusals)
         cr_assert(err[0] != '\0', "no sentence for %s", bad[i]);
     }
     cr_assert_eq(o.source.ss_family, AF_UNSPEC, "a refused source was kept");
+    /* The text is quoted in the sentence, never a second line. */
+    cr_assert_eq(sk_dial_source_parse("1.2.3.4\nx", &o, err, sizeof err), -EINVAL);
+    cr_assert(strchr(err, '\n') == NULL, "%s", err);
     o.family = AF_INET6;
     cr_assert_eq(sk_dial_source_parse("127.0.0.1", &o, err, sizeof err), -EINVAL);
     cr_assert(strstr(err, "not an IPv6 address") != NULL, "%s", err);
