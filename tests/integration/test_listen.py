@@ -263,6 +263,18 @@ class ListenPipe(SockitTestCase):
         self.assertEqual(lst.out.text(), b"six")
         self.assertRegex(lst.err.text(), rb"connection from \[::1\]:\d+")
 
+    def test_family_flags(self):
+        lst = Listener(self, ["-4", "127.0.0.1:0"], stdin=subprocess.DEVNULL)
+        self.assertTrue(lst.addr.startswith("127.0.0.1:"), lst.addr)
+        conn(socket.AF_INET, ("127.0.0.1", lst.port())).close()
+        self.assertEqual(lst.wait(), 0)
+        cp = self.sockit("listen", "-4", "[::1]:0")
+        self.assertEqual(cp.returncode, 1, cp.stderr)
+        self.assertIn(b"has no IPv4 address", cp.stderr)
+        cp = self.sockit("listen", "-6", "udp://127.0.0.1:0")
+        self.assertEqual(cp.returncode, 1, cp.stderr)
+        self.assertIn(b"has no IPv6 address", cp.stderr)
+
     def test_usage_errors(self):
         for args, needle in (([], b"listen needs an address"),
                              (["udp://127.0.0.1:0", "x"], b"one address"),
