@@ -329,12 +329,12 @@ static int run_dgram(listen_cfg *cfg, const sk_addr *addr)
         return EXIT_RUNTIME;
     struct sockaddr_storage me;
     socklen_t ml = sizeof me;
-    char text[300];
+    char text[300], bound[200];
     if (addr->kind == SK_ADDR_UNIXGRAM || getsockname(fd, (struct sockaddr *)&me, &ml) < 0)
         sk_addr_format(addr, text, sizeof text);
     else
         snprintf(text, sizeof text, "udp://%s",
-                 sk_sockaddr_format((struct sockaddr *)&me, ml, text + 100, sizeof text - 100));
+                 sk_sockaddr_format((struct sockaddr *)&me, ml, bound, sizeof bound));
     cli_err("listening on %s", text);
     uint8_t *buf = malloc(SK_DGRAM_MAX + 1);
     cli_bytes line = {0};
