@@ -84,13 +84,39 @@ int cli_tls_prepare(cli_tls *t, const sk_addr *addr);
 /* sk_sock_dial, with t's context for tls:// (close *out with sk_sock_close). */
 int cli_dial(const sk_addr *addr, const cli_tls *t, int timeout_ms, sk_sock **out, char *err,
              size_t errlen);
+/* cli_dial with a family and source address (-4, -6, --source; NULL: none). */
+int cli_dial_opts(const sk_addr *addr, const cli_tls *t, const sk_dial_opts *dial, int timeout_ms,
+                  sk_sock **out, char *err, size_t errlen);
 void cli_tls_free(cli_tls *t);
 /* serve's --cert and --key, before the library reads them: a key given as
  * the certificate (or the reverse) is named as such, and a key readable by
  * group or others is warned about. Returns 0, or -1 after one line. */
 int cli_tls_check_server_files(const char *cert, const char *key);
 
+/* Network access lists of the commands that listen (cli/acl_opts.c):
+ * --allow, --deny, --allow-file, --deny-file into *acl (made on first use).
+ * cli_acl_option: 1 when ch was one of them, 0 when not, -1 after one line
+ * on stderr (exit 2). allow_hint: what a bad --allow value is told instead
+ * of the parse error (serve's pointer to --allow-cmd), or NULL. */
+enum { CLI_O_ALLOW = 1100, CLI_O_DENY, CLI_O_ALLOW_FILE, CLI_O_DENY_FILE };
+#define CLI_ACL_LONGOPTS                                                                           \
+    {"allow", required_argument, NULL, CLI_O_ALLOW},                                               \
+        {"deny", required_argument, NULL, CLI_O_DENY},                                             \
+        {"allow-file", required_argument, NULL, CLI_O_ALLOW_FILE},                                 \
+    {                                                                                              \
+        "deny-file", required_argument, NULL, CLI_O_DENY_FILE                                      \
+    }
+#define CLI_ACL_USAGE                                                                              \
+    "  --allow CIDR[,CIDR...]    accept only peers in these networks (a bare address\n"            \
+    "                            is /32 or /128; IPv4 rules also match ::ffff:a.b.c.d)\n"          \
+    "  --deny CIDR[,CIDR...]     refuse peers in these networks (wins over --allow)\n"             \
+    "  --allow-file FILE, --deny-file FILE   the same, one CIDR a line, # comments\n"              \
+    "                            A refused peer is closed before a byte is read.\n"
+int cli_acl_add(sk_acl **acl, bool deny, bool file, const char *v, const char *allow_hint);
+int cli_acl_option(sk_acl **acl, int ch, const char *v);
+
 int cmd_serve(int argc, char **argv);
+int cmd_listen(int argc, char **argv);
 int cmd_cert(int argc, char **argv);
 int cmd_token(int argc, char **argv);
 int cmd_connect(int argc, char **argv);

@@ -18,23 +18,35 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "hexdump.h"
 #include "lineedit.h"
 #include "pump.h"
 
 #define CHUNK (64u * 1024u)
+/* After the server's end of stream, stdin still goes out (the server may
+ * only have half-closed, as nc -N does, and still read): until stdin ends,
+ * or until it has had nothing to give for this long with nothing queued,
+ * which is how a server that closed for good (a greeting, then goodbye)
+ * ends a session whose stdin stays open but idle. */
+#define PEER_EOF_IDLE_MS 1000
 
 typedef struct connect_cfg {
     enum sk_framing framing;
     int timeout_ms; /* connecting, and each wait for a reply owed */
     size_t max_frame;
     cli_tls tls;
+    sk_dial_opts dial; /* -4, -6, --source */
+    bool hex;          /* --hex, --hex-file */
+    const char *hex_file;
+    cli_hexdump *dump;
 } connect_cfg;
 
 static void usage(FILE *out)
 {
     fprintf(
         out,
-        "usage: sockit connect ADDR [--framing raw|line|frame] [--timeout SEC]\n"
+        "usage: sockit connect ADDR [--framing raw|line|frame] [--timeout SEC] [-4|-6]\n"
+        "                      [--source ADDR[:PORT]] [--hex] [--hex-file FILE]\n"
         "\n"
         "On a terminal: type a line to send it, empty lines are not sent, 'q' or Ctrl-D quits,\n"
         "'\\q' sends a line that is exactly 'q' (and '\\\\q' sends '\\q'); whatever the server\n"
@@ -49,7 +61,13 @@ static void usage(FILE *out)
         "                    the send (default 10; a pause in stdin is never a timeout;\n"
         "                    not applied to replies on a terminal); a reply missing after\n"
         "                    SEC is reported and the exit code is 1\n"
-        "  --max-frame BYTES largest frame accepted from the server (default 16M)\n" CLI_TLS_USAGE
+        "  --max-frame BYTES largest frame accepted from the server (default 16M)\n"
+        "  -4, -6            connect to the name's IPv4 (IPv6) addresses only\n"
+        "  --source ADDR[:PORT]  connect from this local address (and port; numeric,\n"
+        "                    [IPv6]:PORT with a port)\n"
+        "  --hex             a hex dump of both directions on stderr ('>' sent, '<'\n"
+        "                    received, with offset, hex and ASCII)\n"
+        "  --hex-file FILE   the hex dump into FILE instead\n" CLI_TLS_USAGE
         "tls://HOST:PORT needs --ca or --pin unless the system's CAs vouch for the server.\n"
         "A HOST with several addresses: all are tried, IPv6 and IPv4 alternating, the next\n"
         "at once after a refusal or beside one pending for 250 ms (RFC 8305).\n"
@@ -89,6 +107,7 @@ typedef struct stream_client {
     bool stdin_open, shut_sent, peer_open;
     bool awaiting;       /* sent something, nothing back yet (for --timeout) */
     uint64_t owed_since; /* when awaiting became true: --timeout counts from here */
+    uint64_t input_at;   /* the last stdin bytes, or the server's end of stream */
     cli_pump pump;       /* the poll loop and what waits for the socket */
     cli_bytes line;      /* stdin bytes not yet forming a whole line */
     cli_bytes in;        /* socket bytes not yet forming a whole message */
@@ -108,6 +127,13 @@ static void owe_reply(stream_client *sc)
     sc->awaiting = true;
 }
 
+/* Queues bytes for the socket, shown in the hex dump if there is one. */
+static int queue_bytes(stream_client *sc, const void *data, size_t len)
+{
+    cli_hexdump_write(sc->cfg->dump, CLI_HEX_OUT, data, len);
+    return cli_pump_queue(&sc->pump, data, len);
+}
+
 static int queue_message(stream_client *sc, const uint8_t *data, size_t len)
 {
     if (sc->cfg->framing == SK_FRAMING_FRAME) {
@@ -115,13 +141,13 @@ static int queue_message(stream_client *sc, const uint8_t *data, size_t len)
             return -1;
         uint8_t hdr[SK_FRAME_HEADER];
         sk_frame_header(hdr, (uint32_t)len);
-        if (cli_pump_queue(&sc->pump, hdr, sizeof hdr) < 0)
+        if (queue_bytes(sc, hdr, sizeof hdr) < 0)
             return -1;
-        return cli_pump_queue(&sc->pump, data, len);
+        return queue_bytes(sc, data, len);
     }
-    if (cli_pump_queue(&sc->pump, data, len) < 0)
+    if (queue_bytes(sc, data, len) < 0)
         return -1;
-    return cli_pump_queue(&sc->pump, "\n", 1);
+    return queue_bytes(sc, "\n", 1);
 }
 
 /* A typed line "\q" sends "q" (the greeting example's own quit word), and
@@ -198,9 +224,10 @@ static int read_stdin(stream_client *sc)
             sc->quit = true;
         return 0;
     }
+    sc->input_at = now_ms();
     if (!sc->interactive && sc->cfg->framing == SK_FRAMING_RAW) {
         owe_reply(sc);
-        return cli_pump_queue(&sc->pump, buf, (size_t)n);
+        return queue_bytes(sc, buf, (size_t)n);
     }
     if (cli_bytes_add(&sc->line, buf, (size_t)n) < 0)
         return -1;
@@ -258,6 +285,7 @@ static int read_socket(stream_client *sc)
     }
     if (n == 0) {
         sc->peer_open = false;
+        sc->input_at = now_ms();
         if (sc->interactive) {
             cli_edit_stop();
             write_stdout("\n", 1); /* the message below on a line of its own */
@@ -269,6 +297,7 @@ static int read_socket(stream_client *sc)
         return 0;
     }
     sc->awaiting = false;
+    cli_hexdump_write(sc->cfg->dump, CLI_HEX_IN, buf, (size_t)n);
     if (sc->cfg->framing == SK_FRAMING_RAW) {
         if (write_shown(sc, buf, (size_t)n) < 0)
             return -1;
@@ -384,7 +413,7 @@ static int run_stream(connect_cfg *cfg, const sk_addr *addr)
 {
     char err[600];
     sk_sock *sock = NULL;
-    if (cli_dial(addr, &cfg->tls, cfg->timeout_ms, &sock, err, sizeof err) < 0) {
+    if (cli_dial_opts(addr, &cfg->tls, &cfg->dial, cfg->timeout_ms, &sock, err, sizeof err) < 0) {
         cli_err("%s", err);
         return EXIT_RUNTIME;
     }
@@ -409,23 +438,43 @@ static int run_stream(connect_cfg *cfg, const sk_addr *addr)
         }
     }
     int status = EXIT_OK;
-    while (sc.peer_open && !sc.quit) {
+    while (!sc.quit) {
         if (!sc.stdin_open && sc.pump.out_len == 0 && !sc.shut_sent) {
             /* Half-close: the server sees our end of input and still sends
              * every reply it owes. */
             sk_sock_shutdown(sock);
             sc.shut_sent = true;
         }
+        if (!sc.peer_open) {
+            if (sc.interactive || (sc.shut_sent && sc.pump.out_len == 0))
+                break; /* both directions done */
+            if (sc.pump.out_len == 0 && now_ms() - sc.input_at >= PEER_EOF_IDLE_MS)
+                break;
+            sc.pump.sock_eof = true;
+            sc.awaiting = false; /* nothing more can come */
+        }
         /* A reply owed is bounded by --timeout from the send it answers;
          * bytes still queued are not yet owed anything. */
         uint64_t deadline = 0;
         if (sc.awaiting && !sc.interactive)
             deadline = sc.owed_since + (uint64_t)cfg->timeout_ms;
+        if (!sc.peer_open && sc.pump.out_len == 0)
+            deadline = sc.input_at + PEER_EOF_IDLE_MS;
         cli_pump_ready r;
         if (cli_pump_wait(&sc.pump, sc.stdin_open, deadline, &r) < 0) {
             status = EXIT_RUNTIME;
             break;
         }
+        if (r.gone) {
+            if (sc.pump.out_len > 0) {
+                cli_err("the server closed the connection with %zu bytes not sent",
+                        sc.pump.out_len);
+                status = EXIT_RUNTIME;
+            }
+            break;
+        }
+        if (!sc.peer_open && r.timeout)
+            continue; /* idle after the server's end: the check above ends it */
         if (r.timeout && !r.sock && sc.pump.out_len == 0) {
             cli_err("no reply within %.1f s", cfg->timeout_ms / 1000.0);
             status = EXIT_RUNTIME;
@@ -467,7 +516,7 @@ static int run_stream(connect_cfg *cfg, const sk_addr *addr)
 
 /* ---------------------------------------------------------- datagrams */
 
-static int dgram_socket(const sk_addr *addr)
+static int dgram_socket(const connect_cfg *cfg, const sk_addr *addr)
 {
     struct sockaddr_storage ss[4];
     socklen_t sl[4];
@@ -477,9 +526,33 @@ static int dgram_socket(const sk_addr *addr)
         cli_err("%s", err);
         return -1;
     }
+    /* -4, -6, --source: the first address of the family they ask. */
+    int want =
+        cfg->dial.source.ss_family != AF_UNSPEC ? cfg->dial.source.ss_family : cfg->dial.family;
+    int i = 0;
+    while (i < n && want != AF_UNSPEC && ss[i].ss_family != want)
+        i++;
+    if (i == n) {
+        cli_err("%s has no %s address", addr->host, want == AF_INET ? "IPv4" : "IPv6");
+        return -1;
+    }
+    if (i > 0) {
+        ss[0] = ss[i];
+        sl[0] = sl[i];
+    }
     int fd = socket(ss[0].ss_family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
     if (fd < 0) {
         cli_err("socket: %s", strerror(errno));
+        return -1;
+    }
+    if (cfg->dial.source.ss_family != AF_UNSPEC &&
+        bind(fd, (struct sockaddr *)&cfg->dial.source, cfg->dial.source_len) < 0) {
+        char text[200];
+        cli_err("cannot bind the source address %s: %s",
+                sk_sockaddr_format((struct sockaddr *)&cfg->dial.source, cfg->dial.source_len, text,
+                                   sizeof text),
+                strerror(errno));
+        close(fd);
         return -1;
     }
     if (addr->kind == SK_ADDR_UNIXGRAM) {
@@ -504,13 +577,14 @@ static int dgram_socket(const sk_addr *addr)
 
 /* Sends one datagram and waits for its reply, printed (through shown,
  * escaped, on a terminal). Returns 0 if a reply came. */
-static int dgram_exchange(int fd, const uint8_t *data, size_t len, int timeout_ms, uint8_t *reply,
-                          cli_bytes *shown)
+static int dgram_exchange(const connect_cfg *cfg, int fd, const uint8_t *data, size_t len,
+                          int timeout_ms, uint8_t *reply, cli_bytes *shown)
 {
     if (len > SK_DGRAM_MAX) {
         cli_err("line of %zu bytes is larger than a datagram (max %d)", len, SK_DGRAM_MAX);
         return -1;
     }
+    cli_hexdump_write(cfg->dump, CLI_HEX_OUT, data, len);
     if (send(fd, data, len, 0) < 0) {
         cli_err("send: %s", strerror(errno));
         return -1;
@@ -539,6 +613,7 @@ static int dgram_exchange(int fd, const uint8_t *data, size_t len, int timeout_m
             cli_err("dropped a reply larger than %d bytes", SK_DGRAM_MAX);
             continue;
         }
+        cli_hexdump_write(cfg->dump, CLI_HEX_IN, reply, (size_t)r);
         if (shown != NULL) {
             /* On a terminal: escaped, as for streams. */
             shown->len = 0;
@@ -554,7 +629,7 @@ static int dgram_exchange(int fd, const uint8_t *data, size_t len, int timeout_m
 
 static int run_dgram(const connect_cfg *cfg, const sk_addr *addr)
 {
-    int fd = dgram_socket(addr);
+    int fd = dgram_socket(cfg, addr);
     if (fd < 0)
         return EXIT_RUNTIME;
     bool interactive = isatty(STDIN_FILENO);
@@ -588,8 +663,8 @@ static int run_dgram(const connect_cfg *cfg, const sk_addr *addr)
             send_from++;
             n--;
         }
-        if (dgram_exchange(fd, send_from, (size_t)n, timeout, reply, interactive ? &line : NULL) <
-            0)
+        if (dgram_exchange(cfg, fd, send_from, (size_t)n, timeout, reply,
+                           interactive ? &line : NULL) < 0)
             status = EXIT_RUNTIME;
     }
     free(buf);
@@ -607,6 +682,9 @@ int cmd_connect(int argc, char **argv)
         {"framing", required_argument, NULL, 'f'},
         {"timeout", required_argument, NULL, 't'},
         {"max-frame", required_argument, NULL, 'm'},
+        {"source", required_argument, NULL, 's'},
+        {"hex", no_argument, NULL, 'x'},
+        {"hex-file", required_argument, NULL, 'X'},
         CLI_TLS_LONGOPTS,
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
@@ -614,7 +692,8 @@ int cmd_connect(int argc, char **argv)
     opterr = 0;
     optind = 1;
     int ch;
-    while ((ch = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
+    const char *source = NULL;
+    while ((ch = getopt_long(argc, argv, ":h46", longopts, NULL)) != -1) {
         uint32_t ms;
         int t = cli_tls_option(&cfg.tls, ch, optarg);
         if (t < 0)
@@ -642,6 +721,21 @@ int cmd_connect(int argc, char **argv)
                 return EXIT_USAGE;
             }
             break;
+        case '4':
+        case '6':
+            if (cfg.dial.family != AF_UNSPEC &&
+                cfg.dial.family != (ch == '4' ? AF_INET : AF_INET6)) {
+                cli_err("give -4 or -6, not both");
+                return EXIT_USAGE;
+            }
+            cfg.dial.family = ch == '4' ? AF_INET : AF_INET6;
+            break;
+        case 's': source = optarg; break;
+        case 'x': cfg.hex = true; break;
+        case 'X':
+            cfg.hex = true;
+            cfg.hex_file = optarg;
+            break;
         case ':': cli_err("option %s needs a value", argv[optind - 1]); return EXIT_USAGE;
         default:
             cli_err("unknown option \"%s\" (try: sockit connect --help)", argv[optind - 1]);
@@ -660,12 +754,28 @@ int cmd_connect(int argc, char **argv)
         cli_err("bad address: %s%s", err, cli_addr_hint(argv[optind]));
         return EXIT_USAGE;
     }
+    /* After the loop: -6 --source 10.0.0.1 is refused whatever the order. */
+    if (source != NULL && sk_dial_source_parse(source, &cfg.dial, err, sizeof err) < 0) {
+        cli_err("--source: %s", err);
+        return EXIT_USAGE;
+    }
+    bool ip = addr.kind == SK_ADDR_TCP || addr.kind == SK_ADDR_TLS || addr.kind == SK_ADDR_UDP;
+    if (!ip && (cfg.dial.family != AF_UNSPEC || source != NULL)) {
+        cli_err("-4, -6 and --source apply to IP addresses only");
+        return EXIT_USAGE;
+    }
     int rc = cli_tls_prepare(&cfg.tls, &addr);
     if (rc != 0)
         return rc;
+    if (cfg.hex && cli_hexdump_open(cfg.hex_file, &cfg.dump) < 0) {
+        cli_tls_free(&cfg.tls);
+        return EXIT_RUNTIME;
+    }
     if (addr.kind == SK_ADDR_UDP || addr.kind == SK_ADDR_UNIXGRAM)
-        return run_dgram(&cfg, &addr);
-    rc = run_stream(&cfg, &addr);
+        rc = run_dgram(&cfg, &addr);
+    else
+        rc = run_stream(&cfg, &addr);
+    cli_hexdump_close(cfg.dump);
     cli_tls_free(&cfg.tls);
     return rc;
 }

@@ -15,6 +15,7 @@ static void usage(FILE *out)
         "service: the demo set\n"
         "  connect ADDR                 talk to a server: interactive on a terminal, like nc "
         "otherwise\n"
+        "  listen ADDR [-k]             wait for a peer and pipe it to stdin/stdout, like nc -l\n"
         "  chat ADDR [--nick NAME]      join a chat room (sockit serve chat)\n"
         "  exec ADDR -- CMD [ARG...]    run a command on a sockit exec server (--token-file F)\n"
         "  put ADDR LOCAL [REMOTE]      upload a file to a sockit files server\n"
@@ -68,6 +69,8 @@ static int dispatch(int argc, char **argv)
         return cmd_serve(argc - 1, argv + 1);
     if (strcmp(cmd, "connect") == 0)
         return cmd_connect(argc - 1, argv + 1);
+    if (strcmp(cmd, "listen") == 0)
+        return cmd_listen(argc - 1, argv + 1);
     if (strcmp(cmd, "chat") == 0)
         return cmd_chat(argc - 1, argv + 1);
     if (strcmp(cmd, "bench") == 0)

@@ -37,8 +37,9 @@ int cli_pump_wait(cli_pump *p, bool want_stdin, uint64_t deadline_ms, cli_pump_r
 {
     memset(r, 0, sizeof *r);
     want_stdin = want_stdin && cli_pump_room(p);
-    struct pollfd pf[3] = {
-        {.fd = sk_sock_fd(p->sock), .events = POLLIN}, {.fd = -1}, {.fd = p->sigfd}};
+    struct pollfd pf[3] = {{.fd = sk_sock_fd(p->sock), .events = p->sock_eof ? 0 : POLLIN},
+                           {.fd = -1},
+                           {.fd = p->sigfd}};
     if (p->out_len > 0)
         pf[0].events |= POLLOUT;
     if (want_stdin && !p->stdin_file)
@@ -47,7 +48,7 @@ int cli_pump_wait(cli_pump *p, bool want_stdin, uint64_t deadline_ms, cli_pump_r
         pf[2].events = POLLIN;
     /* TLS: bytes already decrypted sit in the library, unseen by poll();
      * a regular file as stdin cannot be polled and is always readable. */
-    bool pending = sk_sock_pending(p->sock);
+    bool pending = !p->sock_eof && sk_sock_pending(p->sock);
     int wait = -1;
     if (pending || (want_stdin && p->stdin_file)) {
         wait = 0;
@@ -68,8 +69,9 @@ int cli_pump_wait(cli_pump *p, bool want_stdin, uint64_t deadline_ms, cli_pump_r
         cli_err("poll: %s", strerror(errno));
         return -1;
     }
-    r->sock = pending || (pf[0].revents & (POLLIN | POLLHUP | POLLERR));
+    r->sock = !p->sock_eof && (pending || (pf[0].revents & (POLLIN | POLLHUP | POLLERR)));
     r->sock_write = (pf[0].revents & (POLLOUT | POLLERR)) && p->out_len > 0;
+    r->gone = p->sock_eof && (pf[0].revents & (POLLHUP | POLLERR));
     r->in_revents = pf[1].fd >= 0 ? pf[1].revents : 0;
     r->in = want_stdin && (p->stdin_file || r->in_revents != 0);
     r->sig = p->sigfd >= 0 && (pf[2].revents & POLLIN);

@@ -20,6 +20,8 @@ typedef struct cli_pump {
     sk_sock *sock;   /* the socket, plain or TLS (borrowed) */
     int sigfd;       /* a signalfd to watch, or -1 */
     bool stdin_file; /* stdin is a regular file: always readable, never polled */
+    bool sock_eof;   /* the peer's end of stream was read: the socket is no
+                        longer watched for reading (it would always be ready) */
     uint8_t *out;    /* queued for the socket */
     size_t out_len, out_cap;
 } cli_pump;
@@ -31,6 +33,7 @@ typedef struct cli_pump_ready {
     bool in;          /* stdin has input, or hung up (see in_revents) */
     short in_revents; /* poll's revents for stdin (0 for a regular file) */
     bool sig;         /* the signalfd has a signal to read */
+    bool gone;        /* after sock_eof: the socket hung up or failed (a reset) */
     bool timeout;     /* the deadline passed */
 } cli_pump_ready;
 

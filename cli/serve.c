@@ -149,12 +149,8 @@ static void usage(FILE *out)
                         "  --log-level LEVEL         error, warn, info (default) or debug\n",
         out);
     /* In parts: C11 compilers need only take string literals of 4095 bytes. */
-    fputs("network access lists (every TCP, tls:// and UDP listener; not Unix sockets):\n"
-          "  --allow CIDR[,CIDR...]    accept only peers in these networks (a bare address\n"
-          "                            is /32 or /128; IPv4 rules also match ::ffff:a.b.c.d)\n"
-          "  --deny CIDR[,CIDR...]     refuse peers in these networks (wins over --allow)\n"
-          "  --allow-file FILE, --deny-file FILE   the same, one CIDR a line, # comments\n"
-          "                            A refused peer is closed before a byte is read.\n",
+    fputs("network access lists (every TCP, tls:// and UDP listener; not Unix "
+          "sockets):\n" CLI_ACL_USAGE,
           out);
     fputs("  --udp-rate N              udp://, unixgram: answer one source (address and port)\n"
           "                            at most N times a second (default " STR(
@@ -304,27 +300,7 @@ static int prepare_files(serve_state *st)
  * address says where that went. */
 static int add_acl(serve_state *st, bool deny, bool file, const char *v)
 {
-    if (st->acl == NULL && sk_acl_new(&st->acl) < 0) {
-        cli_err("out of memory");
-        return -1;
-    }
-    char err[400];
-    if (file) {
-        if (sk_acl_add_file(st->acl, deny, v, err, sizeof err) < 0) {
-            cli_err("--%s: %s", deny ? "deny-file" : "allow-file", err);
-            return -1;
-        }
-        return 0;
-    }
-    if (sk_acl_add(st->acl, deny, v, err, sizeof err) < 0) {
-        if (deny)
-            cli_err("--deny takes network addresses (CIDR): %s", err);
-        else
-            cli_err("--allow takes network addresses (CIDR); to limit exec's programs use "
-                    "--allow-cmd");
-        return -1;
-    }
-    return 0;
+    return cli_acl_add(&st->acl, deny, file, v, "; to limit exec's programs use --allow-cmd");
 }
 
 /* The getopt table: the common options, then every service's own from

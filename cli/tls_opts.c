@@ -64,8 +64,14 @@ int cli_tls_prepare(cli_tls *t, const sk_addr *addr)
 int cli_dial(const sk_addr *addr, const cli_tls *t, int timeout_ms, sk_sock **out, char *err,
              size_t errlen)
 {
+    return cli_dial_opts(addr, t, NULL, timeout_ms, out, err, errlen);
+}
+
+int cli_dial_opts(const sk_addr *addr, const cli_tls *t, const sk_dial_opts *dial, int timeout_ms,
+                  sk_sock **out, char *err, size_t errlen)
+{
     sk_tls_ctx *ctx = addr->kind == SK_ADDR_TLS ? t->ctx : NULL;
-    int rc = sk_sock_dial(addr, ctx, timeout_ms, out, err, errlen);
+    int rc = sk_sock_dial_opts(addr, ctx, dial, timeout_ms, out, err, errlen);
     if (rc == -EPERM && t->ca == NULL && !t->has_pin) {
         /* Verified against the system's CAs, and refused: say what works. */
         size_t n = strlen(err);

@@ -411,6 +411,10 @@ typedef struct sk_conn_opts {
      * by CA needs it (-EINVAL without); sk_conn_connect takes the address's
      * host instead. NULL by default. */
     const char *tls_host;
+    /* sk_conn_connect only: the address family to use and a source address
+     * to bind (see sk_dial_opts). Copied when the call is made; NULL: any
+     * family, the kernel's choice of source. */
+    const struct sk_dial_opts *dial;
 } sk_conn_opts;
 
 /* Fills opts with the defaults above. */
@@ -802,12 +806,79 @@ typedef struct sk_sock sk_sock;
 SK_API int sk_sock_dial(const sk_addr *addr, sk_tls_ctx *tls, int timeout_ms, sk_sock **out,
                         char *err, size_t errlen);
 
+/* How a client chooses its end of a TCP connection (nc's -4, -6 and -s):
+ * family AF_INET or AF_INET6 tries only the name's addresses of that family
+ * (AF_UNSPEC, 0: all of them); a source whose ss_family is not AF_UNSPEC is
+ * bound before connecting (port 0: any port), and then only addresses of
+ * its family are tried. A name left with no address to try fails with
+ * -EADDRNOTAVAIL. Unix addresses refuse both with -EINVAL. A zeroed struct
+ * asks for nothing. */
+typedef struct sk_dial_opts {
+    int family;
+    struct sockaddr_storage source;
+    socklen_t source_len;
+} sk_dial_opts;
+
+/* Parses "ADDR", "ADDR:PORT", "[IPV6]" or "[IPV6]:PORT" (numeric addresses
+ * only; a bare IPv6 address needs no brackets when it has no port) into
+ * o->source. Returns 0, or -EINVAL with a sentence in err (may be NULL);
+ * -EINVAL too when o->family is set and differs from the address's. */
+SK_API int sk_dial_source_parse(const char *text, sk_dial_opts *o, char *err, size_t errlen);
+
+/* sk_sock_dial with dial options (NULL: none, exactly sk_sock_dial). */
+SK_API int sk_sock_dial_opts(const sk_addr *addr, sk_tls_ctx *tls, const sk_dial_opts *dial,
+                             int timeout_ms, sk_sock **out, char *err, size_t errlen);
+
 /* sk_sock_adopt wraps a connected stream descriptor the caller made (a
  * socketpair end, an accepted socket) as a plain sk_sock, making it
  * non-blocking and close-on-exec. Returns 0 with *out set, -EINVAL, or
  * -ENOMEM. Ownership: on success the sk_sock owns fd (sk_sock_close closes
  * it); on failure fd stays the caller's. */
 SK_API int sk_sock_adopt(int fd, sk_sock **out);
+
+/* A blocking listener, the server side of the blocking client (nc -l):
+ * peers are accepted one call at a time, each as an sk_sock, and wait in
+ * the kernel's backlog meanwhile. One thread uses an sk_listener at a
+ * time. */
+typedef struct sk_listener sk_listener;
+typedef struct sk_listener_opts {
+    /* A server context (sk_tls_server_new): every peer's TLS handshake
+     * runs inside sk_listener_accept. Needed for tls://. Borrowed: must
+     * outlive the listener and its sockets. */
+    sk_tls_ctx *tls;
+    /* A peer it refuses is closed right after accept, before a byte is
+     * read, logged (WARN) at most once a second per source and counted in
+     * sk_stats.refused_acl; Unix peers are never refused. Borrowed. */
+    const sk_acl *acl;
+    int family;                    /* AF_INET or AF_INET6: bind only such an
+                                      address of the name; 0: the first */
+    int backlog;                   /* 0: 511 */
+    uint32_t handshake_timeout_ms; /* 0: SK_TLS_DEFAULT_HANDSHAKE_MS */
+} sk_listener_opts;
+
+/* Binds and listens on a tcp, tls or unix address (opts NULL: plain, no
+ * access list). A stale Unix socket file nobody answers on is replaced; the
+ * file is removed by sk_listener_close if it is still the one made here.
+ * Returns 0 with *out set, or a negative code with err (may be NULL). */
+SK_API int sk_listener_open(const sk_addr *addr, const sk_listener_opts *opts, sk_listener **out,
+                            char *err, size_t errlen);
+SK_API int sk_listener_fd(const sk_listener *l);
+/* The bound port (useful with port 0); 0 for a Unix socket. */
+SK_API int sk_listener_port(const sk_listener *l);
+/* Waits up to timeout_ms (SK_FOREVER: no limit) for a peer the access list
+ * allows and, for TLS, completes its handshake (bounded by the handshake
+ * timeout). Returns 0 with *out set (close-on-exec, non-blocking; the
+ * caller's, to free with sk_sock_close) and, if peer is not NULL, its
+ * address in peer/peerlen; -ETIMEDOUT; -EINTR when a signal arrived while
+ * waiting (the caller checks its flags and calls again); or another
+ * negative code with err saying why, for one peer whose handshake failed
+ * (the listener is still good: call again). */
+SK_API int sk_listener_accept(sk_listener *l, int timeout_ms, sk_sock **out,
+                              struct sockaddr_storage *peer, socklen_t *peerlen, char *err,
+                              size_t errlen);
+/* Closes the listening socket (and removes its Unix socket file). NULL:
+ * nothing. Sockets it accepted are not affected. */
+SK_API void sk_listener_close(sk_listener *l);
 
 /* sk_sock_close sends close_notify where the socket carries TLS, closes the
  * descriptor and frees s. NULL does nothing. Returns 0 or close()'s

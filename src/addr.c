@@ -317,6 +317,11 @@ int sk_addr_format(const sk_addr *addr, char *buf, size_t buflen)
         const char *scheme = addr->kind == SK_ADDR_UDP   ? "udp://"
                              : addr->kind == SK_ADDR_TLS ? "tls://"
                                                          : "";
+        /* A host named unix or unixgram would read back as a Unix path
+         * ("unix:9"): spell the scheme out (found by fuzz_addr). */
+        if (addr->kind == SK_ADDR_TCP &&
+            (strcasecmp(addr->host, "unix") == 0 || strcasecmp(addr->host, "unixgram") == 0))
+            scheme = "tcp://";
         size_t hlen = strnlen(addr->host, sizeof addr->host);
         int v6 = memchr(addr->host, ':', hlen) != NULL;
         n = snprintf(buf, buflen, "%s%s%.*s%s:%u", scheme, v6 ? "[" : "", (int)hlen, addr->host,

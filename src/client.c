@@ -155,12 +155,18 @@ static int recv_until(sk_sock *s, void *buf, size_t len, uint64_t deadline, size
 /* Starts a non-blocking connect of a new socket to one address. Returns the
  * descriptor (connected, or connecting in the background) or a negative
  * code. */
-static int start_connect(const struct sockaddr_storage *sa, socklen_t salen)
+static int start_connect(const struct sockaddr_storage *sa, socklen_t salen,
+                         const sk_dial_opts *dial)
 {
     int family = sa->ss_family;
     int fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return -errno;
+    int brc = sk__dial_opts_bind(dial, fd);
+    if (brc < 0) {
+        close(fd);
+        return brc;
+    }
     if (family == AF_INET || family == AF_INET6) {
         /* Request/reply tools send small messages; Nagle would hold each
          * one back for the previous reply's ACK. Failure here is harmless. */
@@ -198,7 +204,7 @@ static int dial_unix(const struct sockaddr_storage *sa, socklen_t salen, uint64_
 {
     int fd, rc;
     for (;;) {
-        fd = start_connect(sa, salen);
+        fd = start_connect(sa, salen, NULL);
         if (fd != -EAGAIN)
             break;
         rc = nap(UNIX_BACKLOG_RETRY_MS, deadline);
@@ -245,7 +251,7 @@ static void race_close_all(race *r)
  * keeps the first that connects. Returns its descriptor or the last
  * failure's code, with *failed the address that failure concerns. */
 static int dial_race(const struct sockaddr_storage *sas, const socklen_t *lens, int n,
-                     uint64_t deadline, int *failed)
+                     const sk_dial_opts *dial, uint64_t deadline, int *failed)
 {
     race r = {.n = 0};
     int next = 0, rc = -ECONNREFUSED;
@@ -253,7 +259,7 @@ static int dial_race(const struct sockaddr_storage *sas, const socklen_t *lens, 
     *failed = 0;
     for (;;) {
         while (next < n && (r.n == 0 || sk__now_ns() >= next_start)) {
-            int fd = start_connect(&sas[next], lens[next]);
+            int fd = start_connect(&sas[next], lens[next], dial);
             if (fd < 0) {
                 rc = fd;
                 *failed = next++;
@@ -303,7 +309,8 @@ static int dial_race(const struct sockaddr_storage *sas, const socklen_t *lens, 
     }
 }
 
-int sk__dial(const sk_addr *addr, int timeout_ms, char *err, size_t errlen)
+int sk__dial(const sk_addr *addr, const sk_dial_opts *dial, int timeout_ms, char *err,
+             size_t errlen)
 {
     struct sockaddr_storage sas[SK_CONNECT_MAX_ADDRS];
     socklen_t lens[SK_CONNECT_MAX_ADDRS];
@@ -327,13 +334,18 @@ int sk__dial(const sk_addr *addr, int timeout_ms, char *err, size_t errlen)
         return addr->kind == SK_ADDR_TLS ? -EPROTONOSUPPORT : -EINVAL;
     }
 
+    rc = sk__dial_opts_check(dial, addr, err, errlen);
+    if (rc < 0)
+        return rc;
     n = sk__resolve_for_connect(addr, sas, lens, SK_CONNECT_MAX_ADDRS, err, errlen);
+    if (n >= 0)
+        n = sk__dial_opts_filter(dial, addr, sas, lens, n, err, errlen);
     if (n < 0)
         return n;
     if (sas[0].ss_family == AF_UNIX)
         rc = dial_unix(&sas[0], lens[0], deadline);
     else
-        rc = dial_race(sas, lens, n, deadline, &failed);
+        rc = dial_race(sas, lens, n, dial, deadline, &failed);
     if (rc >= 0)
         return rc;
     sk_sockaddr_format((const struct sockaddr *)&sas[failed], lens[failed], text, sizeof text);

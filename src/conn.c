@@ -551,6 +551,7 @@ owned_cfg *sk__conn_copy_cfg(const sk_conn_opts *opts, const sk_conn_callbacks *
     else
         sk_conn_opts_init(&cfg->opts);
     normalise_opts(&cfg->opts);
+    cfg->opts.dial = NULL; /* read during sk_conn_connect only; the caller's may go */
     return cfg;
 }
 

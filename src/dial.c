@@ -33,8 +33,9 @@ typedef struct dialer {
     sk_conn *c;
     sk_timer delay; /* starts the next address beside a pending one */
     int n, next, pending;
-    int err, err_at;  /* the last failure and the address it concerns */
-    const char *host; /* the name the certificate must carry, or NULL */
+    int err, err_at;   /* the last failure and the address it concerns */
+    const char *host;  /* the name the certificate must carry, or NULL */
+    sk_dial_opts opts; /* family and source (sk_conn_opts.dial), copied */
     char host_buf[SK_ADDR_HOST_MAX];
     struct sockaddr_storage ss[SK_CONNECT_MAX_ADDRS];
     socklen_t sl[SK_CONNECT_MAX_ADDRS];
@@ -86,6 +87,11 @@ static int attempt_start(dialer *d, int i)
     int fd = socket(d->ss[i].ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return -errno;
+    int brc = sk__dial_opts_bind(&d->opts, fd);
+    if (brc < 0) {
+        close(fd);
+        return brc;
+    }
     /* Success at once (Unix) is reported by EPOLLOUT like the rest; EINTR
      * leaves the connect going on in the background. */
     if (connect(fd, (struct sockaddr *)&d->ss[i], d->sl[i]) < 0 && errno != EINPROGRESS &&
@@ -194,10 +200,17 @@ int sk_conn_connect(sk_loop *loop, const sk_addr *addr, const sk_conn_opts *opts
      * too (the caller asked for it). */
     if (addr->kind == SK_ADDR_TLS && (opts == NULL || opts->tls == NULL))
         return -EINVAL;
+    const sk_dial_opts *dopts = opts ? opts->dial : NULL;
+    if (sk__dial_opts_check(dopts, addr, NULL, 0) < 0)
+        return -EINVAL;
     dialer *d = calloc(1, sizeof *d);
     if (d == NULL)
         return -ENOMEM;
+    if (dopts != NULL)
+        d->opts = *dopts;
     d->n = sk__resolve_for_connect(addr, d->ss, d->sl, SK_CONNECT_MAX_ADDRS, NULL, 0);
+    if (d->n >= 0)
+        d->n = sk__dial_opts_filter(dopts, addr, d->ss, d->sl, d->n, NULL, 0);
     if (d->n < 0) {
         int err = d->n;
         free(d);

@@ -54,7 +54,18 @@ int sk__resolve_for_connect(const sk_addr *addr, struct sockaddr_storage *out, s
  * unix address within timeout_ms (SK_FOREVER: no limit), trying every
  * address as sk_conn_connect does. Returns the descriptor (close-on-exec,
  * non-blocking, TCP_NODELAY) or a negative code with err saying why. */
-int sk__dial(const sk_addr *addr, int timeout_ms, char *err, size_t errlen);
+int sk__dial(const sk_addr *addr, const sk_dial_opts *dial, int timeout_ms, char *err,
+             size_t errlen);
+
+/* sk_dial_opts (dial_opts.c). Check: 0, or -EINVAL with err for options
+ * that cannot apply to addr (a unix: address, mixed families). Filter: keeps
+ * the resolved addresses of the family asked; their count, or
+ * -EADDRNOTAVAIL with err when none is left. Bind: binds fd to the source,
+ * if any (0 or a negative errno). o may be NULL in all three. */
+int sk__dial_opts_check(const sk_dial_opts *o, const sk_addr *addr, char *err, size_t errlen);
+int sk__dial_opts_filter(const sk_dial_opts *o, const sk_addr *addr, struct sockaddr_storage *ss,
+                         socklen_t *sl, int n, char *err, size_t errlen);
+int sk__dial_opts_bind(const sk_dial_opts *o, int fd);
 
 /* ---- shared buffers (shared.c; outq.c reads their bytes) ---- */
 
@@ -272,6 +283,29 @@ void sk__asyncs_dispatch(sk_loop *loop);
 /* Forgets every sk_proc if loop is the process's reaper, and stops it being
  * the reaper; nothing otherwise. */
 void sk__procs_free_all(sk_loop *loop);
+
+/* ---- listening sockets (server.c; sk_server and sk_listener) ---- */
+
+/* The Unix socket file a listener made, removed at the end only if it is
+ * still that file (another server may have replaced it since). */
+typedef struct sk__unix_file {
+    char path[SK_ADDR_PATH_MAX + 1]; /* "" when none */
+    dev_t dev;
+    ino_t ino;
+} sk__unix_file;
+/* Binds and listens on a tcp, tls or unix address (a stale Unix socket
+ * file nobody answers on is replaced), the first of its addresses of family
+ * (AF_UNSPEC: any) that works. Returns the descriptor (non-blocking,
+ * close-on-exec) or a negative code with err saying why. */
+int sk__listen_open(const sk_addr *addr, int family, int backlog, bool reuseport,
+                    sk__unix_file *made, char *err, size_t errlen);
+void sk__unix_file_remove(sk__unix_file *f);
+
+/* The server side of a TLS session on an accepted fd (sock.c): the
+ * handshake within timeout_ms, then an sk_sock that owns fd. On failure fd
+ * is still the caller's and err says why (what names the peer). */
+int sk__sock_accept_tls(int fd, sk_tls_ctx *ctx, int timeout_ms, const char *what, sk_sock **out,
+                        char *err, size_t errlen);
 
 /* ---- access lists (acl.c) ---- */
 

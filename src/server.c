@@ -75,10 +75,8 @@ struct sk_server {
     bool draining;
     int reserve_fd;
     int port;
-    char unix_path[SK_ADDR_PATH_MAX + 1]; /* to remove at exit, if we made it */
-    dev_t unix_dev;
-    ino_t unix_ino;
-    sk_list *conns; /* its connections (sk__conn_srv_first/next) */
+    sk__unix_file unix_file; /* to remove at exit, if we made it */
+    sk_list *conns;          /* its connections (sk__conn_srv_first/next) */
     unsigned nconns;
     sk_timer backoff;    /* re-enables accepting after EMFILE */
     sk__acl_log acl_log; /* sources refused by opts.acl lately */
@@ -271,10 +269,12 @@ static int clear_stale_unix(const char *path, char *err, size_t errlen)
     return 0;
 }
 
-static int open_listener(sk_server *srv, const sk_addr *addr, char *err, size_t errlen)
+int sk__listen_open(const sk_addr *addr, int family, int backlog, bool reuseport,
+                    sk__unix_file *made, char *err, size_t errlen)
 {
     struct sockaddr_storage ss[8];
     socklen_t sl[8];
+    made->path[0] = '\0';
     int n = sk_addr_resolve(addr, SK_RESOLVE_PASSIVE, ss, sl, 8, err, errlen);
     if (n < 0)
         return n;
@@ -285,7 +285,12 @@ static int open_listener(sk_server *srv, const sk_addr *addr, char *err, size_t 
     }
     char text[200];
     int rc = -EADDRNOTAVAIL;
+    if (family != AF_UNSPEC)
+        snprintf(err, errlen, "%s has no %s address", addr->host,
+                 family == AF_INET ? "IPv4" : "IPv6");
     for (int i = 0; i < n; i++) {
+        if (family != AF_UNSPEC && ss[i].ss_family != family)
+            continue;
         int fd = socket(ss[i].ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
         if (fd < 0) {
             rc = -errno;
@@ -295,11 +300,11 @@ static int open_listener(sk_server *srv, const sk_addr *addr, char *err, size_t 
         int one = 1;
         if (ss[i].ss_family != AF_UNIX) {
             setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-            if (srv->opts.reuseport)
+            if (reuseport)
                 setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
         }
         if (bind(fd, (struct sockaddr *)&ss[i], sl[i]) < 0 ||
-            listen(fd, srv->opts.backlog > 0 ? srv->opts.backlog : 511) < 0) {
+            listen(fd, backlog > 0 ? backlog : 511) < 0) {
             rc = -errno;
             snprintf(err, errlen, "cannot listen on %s: %s",
                      sk_sockaddr_format((struct sockaddr *)&ss[i], sl[i], text, sizeof text),
@@ -307,19 +312,38 @@ static int open_listener(sk_server *srv, const sk_addr *addr, char *err, size_t 
             close(fd);
             continue;
         }
-        srv->w.fd = fd;
-        srv->owns_fd = true;
         if (addr->kind == SK_ADDR_UNIX && !addr->abstract) {
             struct stat st;
             if (stat(addr->path, &st) == 0) {
-                snprintf(srv->unix_path, sizeof srv->unix_path, "%s", addr->path);
-                srv->unix_dev = st.st_dev;
-                srv->unix_ino = st.st_ino;
+                snprintf(made->path, sizeof made->path, "%s", addr->path);
+                made->dev = st.st_dev;
+                made->ino = st.st_ino;
             }
         }
-        return 0;
+        return fd;
     }
     return rc;
+}
+
+void sk__unix_file_remove(sk__unix_file *f)
+{
+    if (f->path[0]) {
+        struct stat st;
+        if (stat(f->path, &st) == 0 && st.st_dev == f->dev && st.st_ino == f->ino)
+            unlink(f->path);
+        f->path[0] = '\0';
+    }
+}
+
+static int open_listener(sk_server *srv, const sk_addr *addr, char *err, size_t errlen)
+{
+    int fd = sk__listen_open(addr, AF_UNSPEC, srv->opts.backlog, srv->opts.reuseport != 0,
+                             &srv->unix_file, err, errlen);
+    if (fd < 0)
+        return fd;
+    srv->w.fd = fd;
+    srv->owns_fd = true;
+    return 0;
 }
 
 int sk_server_listen(sk_loop *loop, const sk_addr *addr, const sk_server_opts *opts,
@@ -400,8 +424,8 @@ fail:
         close(srv->reserve_fd);
     if (srv->owns_fd && srv->w.fd >= 0) {
         close(srv->w.fd);
-        if (srv->unix_path[0])
-            unlink(srv->unix_path);
+        if (srv->unix_file.path[0])
+            unlink(srv->unix_file.path);
     }
     free(srv);
     return rc;
@@ -420,13 +444,7 @@ static void close_listener(sk_server *srv)
     sk__watch_del(srv->loop, &srv->w);
     close(srv->w.fd);
     srv->w.fd = -1;
-    if (srv->unix_path[0]) {
-        struct stat st;
-        if (stat(srv->unix_path, &st) == 0 && st.st_dev == srv->unix_dev &&
-            st.st_ino == srv->unix_ino)
-            unlink(srv->unix_path);
-        srv->unix_path[0] = '\0';
-    }
+    sk__unix_file_remove(&srv->unix_file);
 }
 
 static void drain_check(sk_server *srv)

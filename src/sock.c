@@ -78,8 +78,8 @@ static int tls_handshake(sk__tls *t, int fd, const char *text, uint64_t deadline
 
 /* The TLS half of sk_sock_dial: connects over TCP, then shakes hands with
  * ctx, all within timeout_ms. */
-static int dial_tls(const sk_addr *addr, sk_tls_ctx *ctx, int timeout_ms, sk_sock **out, char *err,
-                    size_t errlen)
+static int dial_tls(const sk_addr *addr, sk_tls_ctx *ctx, const sk_dial_opts *dial, int timeout_ms,
+                    sk_sock **out, char *err, size_t errlen)
 {
     char text[SK_ADDR_HOST_MAX + 64];
     if (ctx->server) {
@@ -94,7 +94,7 @@ static int dial_tls(const sk_addr *addr, sk_tls_ctx *ctx, int timeout_ms, sk_soc
     uint64_t deadline = timeout_ms < 0 ? UINT64_MAX : sk__now_ms() + (uint64_t)timeout_ms;
     sk_addr tcp = *addr;
     tcp.kind = SK_ADDR_TCP;
-    int fd = sk__dial(&tcp, timeout_ms, err, errlen);
+    int fd = sk__dial(&tcp, dial, timeout_ms, err, errlen);
     if (fd < 0)
         return fd;
     sk__tls *t = NULL;
@@ -115,16 +115,44 @@ static int dial_tls(const sk_addr *addr, sk_tls_ctx *ctx, int timeout_ms, sk_soc
     return rc;
 }
 
+int sk__sock_accept_tls(int fd, sk_tls_ctx *ctx, int timeout_ms, const char *what, sk_sock **out,
+                        char *err, size_t errlen)
+{
+    if (!ctx->server) {
+        sk__set_err(err, errlen, "accepting TLS needs a server context");
+        return -EINVAL;
+    }
+    uint64_t deadline = timeout_ms < 0 ? UINT64_MAX : sk__now_ms() + (uint64_t)timeout_ms;
+    sk__tls *t = NULL;
+    int rc = sk__tls_new(ctx, fd, NULL, &t);
+    if (rc < 0) {
+        sk__set_err(err, errlen, "%s: cannot start a TLS session: %s", what, sk_strerror(rc));
+        return rc;
+    }
+    rc = tls_handshake(t, fd, what, deadline, timeout_ms, err, errlen);
+    if (rc == 0)
+        rc = sock_wrap(fd, t, out);
+    if (rc < 0)
+        sk__tls_free(t);
+    return rc;
+}
+
 int sk_sock_dial(const sk_addr *addr, sk_tls_ctx *tls, int timeout_ms, sk_sock **out, char *err,
                  size_t errlen)
+{
+    return sk_sock_dial_opts(addr, tls, NULL, timeout_ms, out, err, errlen);
+}
+
+int sk_sock_dial_opts(const sk_addr *addr, sk_tls_ctx *tls, const sk_dial_opts *dial,
+                      int timeout_ms, sk_sock **out, char *err, size_t errlen)
 {
     if (addr == NULL || out == NULL) {
         sk__set_err(err, errlen, "sk_sock_dial: needs an address and somewhere to put the socket");
         return -EINVAL;
     }
     if (tls != NULL)
-        return dial_tls(addr, tls, timeout_ms, out, err, errlen);
-    int fd = sk__dial(addr, timeout_ms, err, errlen);
+        return dial_tls(addr, tls, dial, timeout_ms, out, err, errlen);
+    int fd = sk__dial(addr, dial, timeout_ms, err, errlen);
     if (fd < 0)
         return fd;
     int rc = sock_wrap(fd, NULL, out);

@@ -1,0 +1,132 @@
+/* hexdump.c — the hex dump of --hex / --hex-file (see hexdump.h). */
+#include "hexdump.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli.h"
+
+/* Bytes per line, as hexdump -C and xxd. */
+#define PER_LINE 16
+/* "> 00000000  " + 16 * "hh " + 2 + "|" + 16 + "|\n" is 81 bytes; lines are
+ * gathered up to this much and written in one go. */
+#define LINE_MAX_LEN 96 /* 81, and room for offsets past 4 GiB */
+#define OUT_BUF      (64 * LINE_MAX_LEN)
+
+struct cli_hexdump {
+    int fd;
+    bool own_fd;
+    pthread_mutex_t lock; /* the offsets, and one write at a time */
+    uint64_t off[2];      /* per direction */
+};
+
+int cli_hexdump_open(const char *path, cli_hexdump **out)
+{
+    cli_hexdump *h = calloc(1, sizeof *h);
+    if (h == NULL) {
+        cli_err("out of memory");
+        return -1;
+    }
+    h->fd = STDERR_FILENO;
+    if (path != NULL) {
+        h->fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOCTTY, 0600);
+        if (h->fd < 0) {
+            cli_err("cannot open --hex-file %s: %s", path, strerror(errno));
+            free(h);
+            return -1;
+        }
+        h->own_fd = true;
+    }
+    pthread_mutex_init(&h->lock, NULL);
+    *out = h;
+    return 0;
+}
+
+static void write_all(int fd, const char *p, size_t len)
+{
+    while (len > 0) {
+        ssize_t n = write(fd, p, len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return; /* a dump that cannot be written must not stop the traffic */
+        p += n;
+        len -= (size_t)n;
+    }
+}
+
+/* Formats one line of up to PER_LINE bytes into line; returns its length. */
+static size_t format_line(char *line, char mark, uint64_t off, const uint8_t *p, size_t n)
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t w = (size_t)snprintf(line, LINE_MAX_LEN, "%c %08llx  ", mark, (unsigned long long)off);
+    for (size_t i = 0; i < PER_LINE; i++) {
+        if (i < n) {
+            line[w++] = hex[p[i] >> 4];
+            line[w++] = hex[p[i] & 15];
+        } else {
+            line[w++] = ' ';
+            line[w++] = ' ';
+        }
+        line[w++] = ' ';
+        if (i == 7)
+            line[w++] = ' ';
+    }
+    line[w++] = ' ';
+    line[w++] = '|';
+    for (size_t i = 0; i < n; i++)
+        line[w++] = p[i] >= 0x20 && p[i] < 0x7f ? (char)p[i] : '.';
+    line[w++] = '|';
+    line[w++] = '\n';
+    return w;
+}
+
+void cli_hexdump_write(cli_hexdump *h, enum cli_hex_dir dir, const void *data, size_t len)
+{
+    if (h == NULL || len == 0)
+        return;
+    const uint8_t *p = data;
+    char buf[OUT_BUF];
+    size_t used = 0;
+    pthread_mutex_lock(&h->lock);
+    uint64_t off = h->off[dir];
+    h->off[dir] += len;
+    for (size_t i = 0; i < len; i += PER_LINE) {
+        size_t n = len - i < PER_LINE ? len - i : PER_LINE;
+        if (used + LINE_MAX_LEN > sizeof buf) {
+            write_all(h->fd, buf, used);
+            used = 0;
+        }
+        used += format_line(buf + used, dir == CLI_HEX_OUT ? '>' : '<', off + i, p + i, n);
+    }
+    write_all(h->fd, buf, used);
+    pthread_mutex_unlock(&h->lock);
+}
+
+void cli_hexdump_mark(cli_hexdump *h, const char *what)
+{
+    if (h == NULL)
+        return;
+    char line[300];
+    int n = snprintf(line, sizeof line, "# %s\n", what);
+    pthread_mutex_lock(&h->lock);
+    h->off[0] = h->off[1] = 0;
+    write_all(h->fd, line, n < 0 ? 0 : (size_t)n < sizeof line ? (size_t)n : sizeof line - 1);
+    pthread_mutex_unlock(&h->lock);
+}
+
+void cli_hexdump_close(cli_hexdump *h)
+{
+    if (h == NULL)
+        return;
+    if (h->own_fd)
+        close(h->fd);
+    pthread_mutex_destroy(&h->lock);
+    free(h);
+}
