@@ -91,6 +91,7 @@ void cli_tls_free(cli_tls *t);
 int cli_tls_check_server_files(const char *cert, const char *key);
 
 int cmd_serve(int argc, char **argv);
+int cmd_relay(int argc, char **argv);
 int cmd_cert(int argc, char **argv);
 int cmd_token(int argc, char **argv);
 int cmd_connect(int argc, char **argv);
