@@ -651,6 +651,13 @@ static int parse_args(serve_state *st, int argc, char **argv)
             return -1;
         }
     }
+    for (int i = 0; i < st->nls; i++) {
+        char err[400];
+        if (st->ls[i].svc == &svc_relay && relay_check_opts(cfg->quiet, err, sizeof err) < 0) {
+            cli_err("%s", err);
+            return -1;
+        }
+    }
     /* exec first: the demo set's token file it makes serves files too. */
     if (prepare_exec(st) < 0)
         return -1;

@@ -20,6 +20,8 @@ static bool g_started;
 /* --idle-timeout as the command line gave it: the pair keeps it itself,
  * since a spliced connection's bytes never pass the library's counters. */
 static uint32_t g_idle_ms;
+static uint8_t g_pin[SK_TLS_PIN_LEN];
+static bool g_checked;
 
 static int check_tls_opts(const relay_opts *o, char *err, size_t errlen, uint8_t *pin)
 {
@@ -51,13 +53,10 @@ static int check_tls_opts(const relay_opts *o, char *err, size_t errlen, uint8_t
     return 0;
 }
 
-static int relay_start(svc_ctx *ctx, sk_loop *loop, char *err, size_t errlen)
+int relay_check_opts(bool quiet, char *err, size_t errlen)
 {
-    (void)loop;
-    ctx->state = &g_cfg;
-    if (g_started)
-        return 0;
     const relay_opts *o = &relay_cli_opts;
+    memset(&g_cfg, 0, sizeof g_cfg);
     if (o->target == NULL) {
         snprintf(err, errlen, "the relay needs a TARGET (sockit relay LISTEN TARGET)");
         return -1;
@@ -83,17 +82,31 @@ static int relay_start(svc_ctx *ctx, sk_loop *loop, char *err, size_t errlen)
         snprintf(err, errlen, "bad value \"%s\" for --proxy-protocol (v1 or v2)", o->proxy);
         return -1;
     }
-    uint8_t pin[SK_TLS_PIN_LEN];
-    if (check_tls_opts(o, err, errlen, pin) < 0)
+    if (check_tls_opts(o, err, errlen, g_pin) < 0)
         return -1;
+    g_cfg.connect_ms = (int)o->connect_ms;
+    g_cfg.quiet = quiet;
+    g_checked = true;
+    return 0;
+}
+
+/* The TLS context is made here, not when checking: a usage error later
+ * on the command line then has nothing to free. */
+static int relay_start(svc_ctx *ctx, sk_loop *loop, char *err, size_t errlen)
+{
+    (void)loop;
+    ctx->state = &g_cfg;
+    if (g_started)
+        return 0;
+    if (!g_checked && relay_check_opts(ctx->quiet, err, errlen) < 0)
+        return -1;
+    const relay_opts *o = &relay_cli_opts;
     if (g_cfg.target.kind == SK_ADDR_TLS) {
         sk_tls_client_opts to = {
-            .ca_file = o->ca, .pin = o->pin ? pin : NULL, .insecure = o->insecure};
+            .ca_file = o->ca, .pin = o->pin ? g_pin : NULL, .insecure = o->insecure};
         if (sk_tls_client_new(&to, &g_cfg.tls, err, errlen) < 0)
             return -1;
     }
-    g_cfg.connect_ms = (int)o->connect_ms;
-    g_cfg.quiet = ctx->quiet;
     g_started = true;
     return 0;
 }
@@ -105,7 +118,7 @@ static void relay_stop(svc_ctx *ctx)
         return;
     sk_tls_ctx_free(g_cfg.tls);
     g_cfg.tls = NULL;
-    g_started = false;
+    g_started = g_checked = false;
 }
 
 /* After the command line's options: raw bytes, the relay's water mark, and
@@ -216,7 +229,7 @@ static void client_open(sk_conn *c)
     if (rc < 0) {
         p->target = NULL;
         relay_pair_reason(p, "target %s: %s", p->cfg->target_text, sk_strerror(rc));
-        sk_conn_close(c);
+        relay_conn_end(c, false);
     }
 }
 

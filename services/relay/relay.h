@@ -39,6 +39,11 @@ extern relay_opts relay_cli_opts;
 extern const svc_opt relay_options[];
 void relay_opts_init_store(void *store);
 
+/* Checks the options (TARGET, --proxy-protocol, --ca/--pin/--insecure)
+ * before anything starts, so that a mistake is a usage error: 0, or -1
+ * with one sentence in err. */
+int relay_check_opts(bool quiet, char *err, size_t errlen);
+
 /* Directions: UP is client to target, DOWN target to client. */
 enum { RELAY_UP = 0, RELAY_DOWN = 1 };
 

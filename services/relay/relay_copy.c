@@ -83,7 +83,7 @@ static void target_close(sk_conn *c, int err)
         const char *why = sk_conn_reason(c);
         relay_pair_reason(p, "target %s: %s", p->cfg->target_text,
                           why[0] ? why : sk_strerror(err ? err : -ECONNREFUSED));
-        sk_conn_close(p->client);
+        relay_conn_end(p->client, false);
         return;
     }
     if (err != 0)

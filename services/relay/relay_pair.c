@@ -30,6 +30,9 @@ void relay_pair_count(relay_pair *p, int dir, size_t len)
 void relay_conn_end(sk_conn *c, bool reset)
 {
     if (!reset) {
+        /* A paused connection could not read its peer's FIN while it
+         * lingers: it would wait out the whole linger time. */
+        sk_conn_resume(c);
         sk_conn_close(c);
         return;
     }
