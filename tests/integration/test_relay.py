@@ -258,6 +258,60 @@ class TestHalfCloseAndReset(RelayBase):
         srv.stop_checked(self)
 
 
+class TestCopyModeTlsTarget(RelayBase):
+    """The same half-close and reset rules in copy mode: a plain client,
+    a tls:// target (a Python ssl server), so bytes pass the library's TLS."""
+
+    def setUp(self):
+        super().setUp()
+        cp = self.sockit("cert", self.path("t"))
+        self.assertEqual(cp.returncode, 0, cp.stderr)
+        self.fpr = FPR_RE.search(cp.stdout).group(1).decode()
+        self.sctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.sctx.load_cert_chain(self.path("t.crt"), self.path("t.key"))
+
+    def tls_target(self, handler):
+        def wrapped(c):
+            return handler(self.sctx.wrap_socket(c, server_side=True))
+        return self.target(wrapped)
+
+    def test_half_close_through_tls(self):
+        answer = os.urandom(1 << 20)
+
+        def handler(c):
+            d = read_to_eof(c)  # ends at the relay's close_notify
+            c.sendall(answer)
+            c.unwrap()
+            return d
+        t = self.tls_target(handler)
+        srv = self.relay("127.0.0.1:0", "tls://" + t.addr, "--pin", self.fpr)
+        s = self.connect(srv.addr)
+        port = s.getsockname()[1]
+        s.sendall(b"question")
+        s.shutdown(socket.SHUT_WR)
+        self.assertEqual(read_to_eof(s), answer)
+        self.assertTrue(wait_until(lambda: t.results, IO_TIMEOUT))
+        self.assertEqual(t.results, [b"question"])
+        m = self.close_line(srv, port)
+        self.assertEqual((int(m.group(3)), int(m.group(4))), (8, len(answer)))
+        s.close()
+        srv.stop_checked(self)
+
+    def test_target_reset_through_tls(self):
+        def handler(c):
+            c.recv(10)
+            c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            return "reset"
+        t = self.tls_target(handler)
+        srv = self.relay("127.0.0.1:0", "tls://" + t.addr, "--pin", self.fpr)
+        s = self.connect(srv.addr)
+        s.sendall(b"x")
+        with self.assertRaises(ConnectionResetError, msg=srv.stderr_text()):
+            s.recv(10)
+        s.close()
+        srv.stop_checked(self)
+
+
 class TestTarget(RelayBase):
 
     def test_target_down_closes_client_cleanly_and_relay_goes_on(self):
