@@ -199,6 +199,7 @@ static int relay_dial(relay_pair *p)
     o.out_high_water = RELAY_HIGH_WATER;
     o.out_low_water = RELAY_HIGH_WATER / 4;
     o.tls = p->cfg->target.kind == SK_ADDR_TLS ? p->cfg->tls : NULL;
+    o.handshake_timeout_ms = (uint32_t)p->cfg->connect_ms; /* a slow TLS target is slow */
     sk_conn_callbacks cbs = {0};
     relay_copy_target_cbs(&cbs);
     cbs.on_open = target_open;
