@@ -38,12 +38,18 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
+def free_ports(names):
+    """Distinct free ports: every socket stays bound until all are chosen,
+    so the kernel cannot hand out one port twice."""
+    socks = []
+    for _ in names:
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        socks.append(s)
+    ports = {n: s.getsockname()[1] for n, s in zip(names, socks)}
+    for s in socks:
+        s.close()
+    return ports
 
 
 def wait_port(port, timeout=10.0):
@@ -126,8 +132,8 @@ def main():
         pem = os.path.join(tmp, "b.pem")
         with open(pem, "w") as f:
             f.write(open(crt).read() + open(key).read())
-        p = {k: free_port() for k in ("echo", "sockit", "sockit_tls", "haproxy", "haproxy_tls",
-                                      "socat", "stunnel")}
+        p = free_ports(("echo", "sockit", "sockit_tls", "haproxy", "haproxy_tls", "socat",
+                        "stunnel"))
         echo = "127.0.0.1:%d" % p["echo"]
         procs.append(start(1, [sockit, "serve", "echo", echo, "--quiet"]))
         wait_port(p["echo"])

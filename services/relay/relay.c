@@ -56,7 +56,11 @@ static int check_tls_opts(const relay_opts *o, char *err, size_t errlen, uint8_t
 int relay_check_opts(bool quiet, char *err, size_t errlen)
 {
     const relay_opts *o = &relay_cli_opts;
+    relay_tap_fn tap = g_cfg.tap;
+    void *tap_ud = g_cfg.tap_ud;
     memset(&g_cfg, 0, sizeof g_cfg);
+    g_cfg.tap = tap;
+    g_cfg.tap_ud = tap_ud;
     if (o->target == NULL) {
         snprintf(err, errlen, "the relay needs a TARGET (sockit relay LISTEN TARGET)");
         return -1;
@@ -109,6 +113,12 @@ static int relay_start(svc_ctx *ctx, sk_loop *loop, char *err, size_t errlen)
     }
     g_started = true;
     return 0;
+}
+
+void relay_set_tap(relay_tap_fn tap, void *ud)
+{
+    g_cfg.tap = tap;
+    g_cfg.tap_ud = ud;
 }
 
 static void relay_stop(svc_ctx *ctx)

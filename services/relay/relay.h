@@ -52,6 +52,10 @@ enum { RELAY_UP = 0, RELAY_DOWN = 1 };
  * user space. */
 typedef void (*relay_tap_fn)(int dir, const uint8_t *data, size_t len, void *ud);
 
+/* Installs the tap (before the listeners start; NULL: none). With a tap
+ * every pair is relayed in copy mode. */
+void relay_set_tap(relay_tap_fn tap, void *ud);
+
 /* What the whole process's relay listeners share, read-only once started. */
 typedef struct relay_cfg {
     sk_addr target;

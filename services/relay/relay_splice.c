@@ -6,6 +6,8 @@
  * holds at most one pipe (64 KiB) whatever its destination does. */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -40,6 +42,32 @@ struct relay_splice {
  * holds no pipe at all. */
 static _Thread_local int pool[POOL_MAX][2];
 static _Thread_local int pool_len, live_pairs;
+/* splice(2) has no MSG_NOSIGNAL: writing to a socket whose peer is gone
+ * raises SIGPIPE, which would kill the process. The splicing thread keeps
+ * SIGPIPE blocked (the library's own writes never raise it, and a child
+ * gets a clean mask from sk_proc), and takes back the one an EPIPE left
+ * pending. Per thread, once: not a mask change per call on the hot path. */
+static _Thread_local bool pipe_blocked;
+
+static void block_sigpipe(void)
+{
+    if (pipe_blocked)
+        return;
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGPIPE);
+    pipe_blocked = pthread_sigmask(SIG_BLOCK, &set, NULL) == 0;
+}
+
+static void take_sigpipe(void)
+{
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGPIPE);
+    static const struct timespec now = {0, 0};
+    while (sigtimedwait(&set, NULL, &now) < 0 && errno == EINTR) {
+    }
+}
 
 static int pipe_get(int out[2])
 {
@@ -116,6 +144,7 @@ static int pump(relay_splice *s, int dir)
             }
             if (n <= 0) {
                 int e = n < 0 ? errno : EPIPE;
+                take_sigpipe();
                 relay_pair_reason(p, "%s reset (%s)", dir == RELAY_UP ? "target" : "client",
                                   sk_strerror(-e));
                 finish(s, true);
@@ -151,6 +180,10 @@ static int pump(relay_splice *s, int dir)
             d->eof = true;
         d->inpipe = (size_t)n;
     }
+    /* Out of rounds with bytes still in the pipe: the destination's
+     * readiness (at once, if it has room) brings us back for them. */
+    if (d->inpipe > 0)
+        d->want_out = true;
     if (d->eof && d->inpipe == 0 && !d->shut) {
         pipe_put(d->pipe, true);
         /* The source ended: pass its FIN on, keep the other way open. */
@@ -208,6 +241,7 @@ int relay_splice_start(relay_pair *p)
         s->d[i].pipe[0] = s->d[i].pipe[1] = -1;
     p->sp = s;
     live_pairs++;
+    block_sigpipe();
     /* Duplicates: the paused connections keep their own descriptors (and
      * close them when they end); epoll tells the two apart. */
     sk_conn *c[2] = {p->client, p->target};

@@ -258,6 +258,39 @@ class TestHalfCloseAndReset(RelayBase):
         srv.stop_checked(self)
 
 
+class TestPeerGone(RelayBase):
+
+    def test_client_gone_mid_flood_relay_survives(self):
+        """Writing to a client that is gone fails with EPIPE, and splice(2)
+        raises SIGPIPE doing so: the relay must live on and serve."""
+        def handler(c):
+            chunk = b"z" * (1 << 16)
+            try:
+                for _ in range(2000):
+                    c.sendall(chunk)
+            except OSError:
+                return "stopped"
+            return "done"
+        t = self.target(handler)
+        srv = self.relay("127.0.0.1:0", t.addr)
+        for _ in range(3):
+            s = self.connect(srv.addr)
+            self.assertEqual(len(helpers.recv_exact(s, 1000)), 1000)
+            # A FIN first puts the relay's socket in CLOSE_WAIT, where the
+            # reset that follows makes its next write fail with EPIPE.
+            s.shutdown(socket.SHUT_WR)
+            time.sleep(0.2)  # not readiness: time for the FIN to be taken in
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            s.close()
+        self.assertTrue(wait_until(lambda: len(t.results) == 3, 10), t.results)
+        self.assertEqual(t.results, ["stopped"] * 3)
+        self.assertTrue(srv.running())
+        s = self.connect(srv.addr)
+        self.assertEqual(len(helpers.recv_exact(s, 10)), 10)
+        s.close()
+        srv.stop_checked(self)
+
+
 class TestCopyModeTlsTarget(RelayBase):
     """The same half-close and reset rules in copy mode: a plain client,
     a tls:// target (a Python ssl server), so bytes pass the library's TLS."""
