@@ -137,21 +137,17 @@ def main():
         echo = "127.0.0.1:%d" % p["echo"]
         procs.append(start(1, [sockit, "serve", "echo", echo, "--quiet"]))
         wait_port(p["echo"])
-        pids = {}
         pr = start(0, [sockit, "relay", "127.0.0.1:%d" % p["sockit"], echo, "--quiet"])
         procs.append(pr)
-        pids["sockit"] = pr.pid
         pr = start(0, [sockit, "relay", "tls://127.0.0.1:%d" % p["sockit_tls"], echo,
                        "--cert", crt, "--key", key, "--quiet"])
         procs.append(pr)
-        pids["sockit tls"] = pr.pid
         cfg = os.path.join(tmp, "haproxy.cfg")
         with open(cfg, "w") as f:
             f.write(HAPROXY_CFG.format(plain=p["haproxy"], tls=p["haproxy_tls"], pem=pem,
                                        echo=p["echo"]))
         pr = start(0, ["haproxy", "-db", "-f", cfg], os.path.join(tmp, "haproxy.log"))
         procs.append(pr)
-        pids["haproxy"] = pr.pid
         procs.append(start(0, ["socat", "TCP-LISTEN:%d,reuseaddr,fork,backlog=1024" % p["socat"],
                                "TCP:" + echo]))
         scfg = os.path.join(tmp, "stunnel.conf")
@@ -183,18 +179,39 @@ def main():
                                   ("TLS new conns/s", conn, "req_per_s")):
             for who, port in tls:
                 cells.append((work, who, "tls://localhost:%d" % p[port], extra + ca, key_))
-        for who, port, pid in (("sockit relay", "sockit", "sockit"),
-                               ("haproxy", "haproxy", "haproxy")):
-            cells.append(("RSS per idle pair", who, "127.0.0.1:%d" % p[port],
-                          ["--mode", "idle", "-c", str(args.idle), "--server-pid",
-                           str(pids[pid])], "rss_per_conn"))
+        for who in ("sockit relay", "haproxy"):
+            cells.append(("RSS per idle pair", who, None,
+                          ["--mode", "idle", "-c", str(args.idle)], "rss_per_conn"))
+
+        def fresh_relay(who):
+            """A new relay process for the RSS cell: a process that served
+            the other cells has memory to reuse, and would show ~0."""
+            ports = free_ports(("r", "t"))
+            if who == "haproxy":
+                c = os.path.join(tmp, "idle.cfg")
+                with open(c, "w") as f:
+                    f.write(HAPROXY_CFG.format(plain=ports["r"], tls=ports["t"], pem=pem,
+                                               echo=p["echo"]))
+                pr = start(0, ["haproxy", "-db", "-f", c])
+            else:
+                pr = start(0, [sockit, "relay", "127.0.0.1:%d" % ports["r"], echo, "--quiet"])
+            wait_port(ports["r"])
+            return pr, ports["r"]
+
         results = {i: [] for i in range(len(cells))}
         for r in range(args.rounds):
             for i, (work, who, addr, extra, key_) in enumerate(cells):
-                out = bench(sockit, addr, extra, args.seconds)
                 if key_ == "rss_per_conn":
+                    pr, port = fresh_relay(who)
+                    try:
+                        out = bench(sockit, "127.0.0.1:%d" % port,
+                                    extra + ["--server-pid", str(pr.pid)], args.seconds)
+                    finally:
+                        pr.terminate()
+                        pr.wait(timeout=10)
                     v = out["server"]["rss_bytes_per_idle_conn"]
                 else:
+                    out = bench(sockit, addr, extra, args.seconds)
                     v = out[key_]
                 results[i].append(v)
                 print("round %d  %-18s %-14s %12.1f %s" % (r + 1, work, who, v, key_),
