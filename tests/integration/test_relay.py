@@ -761,6 +761,29 @@ class TestServerOptions(RelayBase):
         srv.stop_checked(self)  # SIGTERM with a pair open: drains, exits 0
         self.assertLess(time.monotonic() - t0, 8)
 
+    def test_workers_and_serve_form(self):
+        """--workers spreads pairs over threads (each with its own pipe
+        pool); `sockit serve relay ADDR --target T` is the same relay."""
+        _, target = self.echo_unix()
+        srv = self.relay("127.0.0.1:0", target, "--workers", "2", "--stats", "0.5")
+        socks = [self.connect(srv.addr) for _ in range(8)]
+        for i, s in enumerate(socks):
+            s.sendall(b"w%d" % i)
+        for i, s in enumerate(socks):
+            self.assertEqual(helpers.recv_exact(s, 2), b"w%d" % i)
+            s.close()
+        srv.wait_line(r"^sockit: stats conns=\d+ accepted=8 ", timeout=5)
+        srv.stop_checked(self)
+        srv2 = self.serve("relay", "127.0.0.1:0", "--target", target)
+        s = self.connect(srv2.addr)
+        s.sendall(b"serve form")
+        self.assertEqual(helpers.recv_exact(s, 10), b"serve form")
+        s.close()
+        srv2.stop_checked(self)
+        cp = self.sockit("serve", "relay", "127.0.0.1:0", timeout=10)
+        self.assertEqual(cp.returncode, 2)
+        self.assertIn(b"needs a TARGET", cp.stderr)
+
     def test_usage_errors(self):
         for args, needle in (
                 (["127.0.0.1:0"], b"usage"),
