@@ -48,8 +48,6 @@ static int check_tls_opts(const relay_opts *o, char *err, size_t errlen, uint8_t
         snprintf(err, errlen, "cannot read --ca %s: %s", o->ca, strerror(errno));
         return -1;
     }
-    if (o->insecure)
-        sk_log(SK_LOG_WARN, "WARNING: --insecure: the target's certificate is NOT verified");
     return 0;
 }
 
@@ -105,6 +103,9 @@ static int relay_start(svc_ctx *ctx, sk_loop *loop, char *err, size_t errlen)
     if (!g_checked && relay_check_opts(ctx->quiet, err, errlen) < 0)
         return -1;
     const relay_opts *o = &relay_cli_opts;
+    if (o->insecure) /* here, not when checking: the log reaches stderr by now */
+        sk_log(SK_LOG_WARN, "WARNING: --insecure: the target's certificate is NOT verified; "
+                            "anyone on the path can read and change the relayed bytes");
     if (g_cfg.target.kind == SK_ADDR_TLS) {
         sk_tls_client_opts to = {
             .ca_file = o->ca, .pin = o->pin ? g_pin : NULL, .insecure = o->insecure};

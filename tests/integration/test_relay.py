@@ -602,6 +602,16 @@ class TestTls(RelayBase):
         self.assertRegex(m.group(6), r"(?i)certificate|pin|verif")
         srv.stop_checked(self)
 
+    def test_tls_target_insecure_warns(self):
+        echo = self.serve("echo", "tls://127.0.0.1:0", "--cert", self.crt, "--key", self.key)
+        srv = self.relay("127.0.0.1:0", echo.addr, "--insecure")
+        srv.wait_line(r"WARNING: --insecure")
+        s = self.connect(srv.addr)
+        s.sendall(b"unverified")
+        self.assertEqual(helpers.recv_exact(s, 10), b"unverified")
+        s.close()
+        srv.stop_checked(self)
+
     def test_tls_target_verified_by_default(self):
         """No --ca/--pin: the system store is used, which does not know our
         self-signed certificate: refused."""
