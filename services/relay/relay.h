@@ -107,6 +107,9 @@ void relay_conn_end(sk_conn *c, bool reset);
 /* Ends both connections: gracefully (reset false), or with a reset (RST on
  * TCP) to each side still open when a peer reset its side. */
 void relay_pair_end(relay_pair *p, bool reset);
+/* Ends a pair whose both directions have ended (each source's end of
+ * stream read, each FIN passed on): both closed at once. */
+void relay_pair_done(relay_pair *p);
 /* The one log line of a finished pair, then frees it (called from the
  * client's on_close, after the splice and copy parts let go of it). */
 void relay_pair_free(relay_pair *p);

@@ -50,6 +50,15 @@ void relay_pair_end(relay_pair *p, bool reset)
     relay_conn_end(p->client, reset);
 }
 
+void relay_pair_done(relay_pair *p)
+{
+    /* Both ends of stream read and both FINs sent: nothing is left to
+     * send or to read, so no lingering close either. */
+    if (p->target != NULL)
+        sk_conn_abort(p->target, 0);
+    sk_conn_abort(p->client, 0);
+}
+
 void relay_pair_free(relay_pair *p)
 {
     if (p->idle != NULL)

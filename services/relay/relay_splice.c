@@ -224,7 +224,9 @@ static void on_ready(sk_io *io, int fd, int ready, void *ud)
         done += r;
     }
     if (done == 2) {
-        finish(s, false);
+        relay_pair *p = s->p;
+        relay_splice_stop(p);
+        relay_pair_done(p);
         return;
     }
     update(s);
