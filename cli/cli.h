@@ -117,6 +117,7 @@ int cli_acl_option(sk_acl **acl, int ch, const char *v);
 
 int cmd_serve(int argc, char **argv);
 int cmd_listen(int argc, char **argv);
+int cmd_relay(int argc, char **argv);
 int cmd_cert(int argc, char **argv);
 int cmd_token(int argc, char **argv);
 int cmd_connect(int argc, char **argv);

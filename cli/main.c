@@ -16,6 +16,8 @@ static void usage(FILE *out)
         "  connect ADDR                 talk to a server: interactive on a terminal, like nc "
         "otherwise\n"
         "  listen ADDR [-k]             wait for a peer and pipe it to stdin/stdout, like nc -l\n"
+        "  relay LISTEN TARGET          relay every connection on LISTEN to TARGET (TLS either "
+        "side)\n"
         "  chat ADDR [--nick NAME]      join a chat room (sockit serve chat)\n"
         "  exec ADDR -- CMD [ARG...]    run a command on a sockit exec server (--token-file F)\n"
         "  put ADDR LOCAL [REMOTE]      upload a file to a sockit files server\n"
@@ -67,6 +69,8 @@ static int dispatch(int argc, char **argv)
     }
     if (strcmp(cmd, "serve") == 0)
         return cmd_serve(argc - 1, argv + 1);
+    if (strcmp(cmd, "relay") == 0)
+        return cmd_relay(argc - 1, argv + 1);
     if (strcmp(cmd, "connect") == 0)
         return cmd_connect(argc - 1, argv + 1);
     if (strcmp(cmd, "listen") == 0)

@@ -16,6 +16,7 @@
 #include "../services/chat/chat.h"
 #include "../services/exec/exec.h"
 #include "../services/files/files.h"
+#include "../services/relay/relay.h"
 #include "../services/services.h"
 #include "cli.h"
 
@@ -557,6 +558,11 @@ static int parse_args(serve_state *st, int argc, char **argv)
         for (size_t i = 0; i < sizeof demo / sizeof demo[0]; i++)
             if (add_listener(st, demo[i][0], demo[i][1]) < 0)
                 return -1;
+    } else if (npos == 3 && strcmp(pos[0], "relay") == 0) {
+        /* `sockit relay LISTEN TARGET` arrives here as `relay LISTEN TARGET`. */
+        relay_cli_opts.target = pos[2];
+        if (add_listener(st, pos[0], pos[1]) < 0)
+            return -1;
     } else if (strchr(pos[0], '=') == NULL) {
         if (npos > 2) {
             cli_err("unexpected argument \"%s\" (several services: SERVICE=ADDR ...)", pos[2]);
@@ -617,6 +623,13 @@ static int parse_args(serve_state *st, int argc, char **argv)
     if (tls) {
         char err[600];
         if (sk_tls_server_new(cfg->cert, cfg->key, &st->tls, err, sizeof err) < 0) {
+            cli_err("%s", err);
+            return -1;
+        }
+    }
+    for (int i = 0; i < st->nls; i++) {
+        char err[400];
+        if (st->ls[i].svc == &svc_relay && relay_check_opts(cfg->quiet, err, sizeof err) < 0) {
             cli_err("%s", err);
             return -1;
         }

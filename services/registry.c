@@ -5,8 +5,8 @@
 
 #include "services.h"
 
-static const svc_def *const all[] = {&svc_echo, &svc_upper, &svc_greet,
-                                     &svc_chat, &svc_exec,  &svc_files};
+static const svc_def *const all[] = {&svc_echo, &svc_upper, &svc_greet, &svc_chat,
+                                     &svc_exec, &svc_files, &svc_relay};
 
 const svc_def *svc_find(const char *name)
 {

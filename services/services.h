@@ -106,5 +106,6 @@ extern const svc_def svc_echo, svc_upper, svc_greet;
 extern const svc_def svc_chat;
 extern const svc_def svc_exec;
 extern const svc_def svc_files;
+extern const svc_def svc_relay;
 
 #endif

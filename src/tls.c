@@ -629,7 +629,11 @@ static ssize_t map_io_error(sk__tls *t, int rc, int e)
     case SSL_ERROR_ZERO_RETURN: return 0;
     case SSL_ERROR_SYSCALL:
         ERR_clear_error();
-        if (errno == 0 || rc == 0) /* EOF without close_notify: a TCP FIN */
+        /* EOF without close_notify (a TCP FIN) leaves errno 0 (sock_read).
+         * Not rc: SSL_read_ex returns 0 on every failure, and a reset read
+         * as an end of stream could not be passed on as a reset. */
+        (void)rc;
+        if (errno == 0)
             return 0;
         return -1; /* errno from the socket call (ECONNRESET, EPIPE, ...) */
     default:

@@ -17,13 +17,13 @@ TestSuite(services, .init = unit_alarm);
 
 Test(services, names_come_from_the_registry)
 {
-    cr_assert_str_eq(svc_names(), "echo, upper, greet, chat, exec, files");
+    cr_assert_str_eq(svc_names(), "echo, upper, greet, chat, exec, files, relay");
     size_t n = 0;
     while (svc_at(n) != NULL) {
         cr_assert_eq(svc_find(svc_at(n)->name), svc_at(n));
         n++;
     }
-    cr_assert_eq(n, 6);
+    cr_assert_eq(n, 7);
     cr_assert_null(svc_find("redis"));
 }
 

@@ -1,0 +1,255 @@
+#!/usr/bin/env python3
+"""relay_bench.py — `sockit relay` against HAProxy (TCP mode) and socat
+(`TCP-LISTEN:…,fork`), and for TLS termination against HAProxy and stunnel4,
+all in front of the same echo target, measured by the same generator
+(`sockit bench`, every reply byte verified).
+
+    python3 bench/relay_bench.py [--build build] [--seconds 3] [--rounds 3]
+                                 [--idle 1000] [--json]
+
+Cells: bulk over one stream (raw, 256 KiB writes, 8 in flight); 100
+connections x 16 pipelined 64-byte frames; new connections per second
+(connect, one frame, close; 4 connectors); the same bulk and connection
+rate with TLS terminated by the relay (same `sockit cert` EC P-256
+certificate for all, TLS 1.3 with OpenSSL's default suite, AES-256-GCM
+here); and the relay's resident memory per idle relayed pair (--idle pairs
+held, `sockit bench --mode idle --server-pid`).
+
+Placement (/work/shared/BENCHMARKING.md): every relay runs pinned to CPU 0,
+one process or thread (HAProxy nbthread 1), the echo target and the
+generator on CPU 1. The cells run interleaved, round after round, so each
+round compares the contenders under the same conditions; the table shows
+each cell's median and range, and the ratio of medians to sockit's row.
+socat forks a process per connection, so it has no RSS-per-pair row.
+Packages: haproxy, socat, stunnel4 (Debian; `make -C bench deps`).
+"""
+
+import argparse
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+
+
+def free_ports(names):
+    """Distinct free ports: every socket stays bound until all are chosen,
+    so the kernel cannot hand out one port twice."""
+    socks = []
+    for _ in names:
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        socks.append(s)
+    ports = {n: s.getsockname()[1] for n, s in zip(names, socks)}
+    for s in socks:
+        s.close()
+    return ports
+
+
+def wait_port(port, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise SystemExit("nothing listens on port %d" % port)
+
+
+def start(cpu, argv, log=None):
+    err = open(log, "wb") if log else subprocess.DEVNULL
+    return subprocess.Popen(["taskset", "-c", str(cpu)] + argv, stdin=subprocess.DEVNULL,
+                            stdout=err, stderr=err)
+
+
+def bench(sockit, addr, extra, seconds):
+    argv = ["taskset", "-c", "1", sockit, "bench", addr, "-d", str(seconds), "--warmup", "1",
+            "--json", "--quiet"] + extra
+    cp = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=seconds + 90)
+    if cp.returncode != 0:
+        raise SystemExit("%s failed: %s" % (" ".join(argv), cp.stderr.decode()[-500:]))
+    return json.loads(cp.stdout)
+
+
+def median(v):
+    v = sorted(v)
+    return v[len(v) // 2]
+
+
+HAPROXY_CFG = """global
+    maxconn 8000
+    nbthread 1
+defaults
+    mode tcp
+    timeout connect 10s
+    timeout client 5m
+    timeout server 5m
+frontend plain
+    bind 127.0.0.1:{plain}
+    default_backend echo
+frontend tls
+    bind 127.0.0.1:{tls} ssl crt {pem}
+    default_backend echo
+backend echo
+    server e 127.0.0.1:{echo}
+"""
+
+STUNNEL_CFG = """foreground = yes
+pid =
+[relay]
+accept = 127.0.0.1:{port}
+connect = 127.0.0.1:{echo}
+cert = {crt}
+key = {key}
+"""
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--build", default=os.path.join(ROOT, "build"))
+    ap.add_argument("--seconds", type=float, default=3)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--idle", type=int, default=1000, help="pairs held for the RSS cell")
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+    sockit = os.path.join(args.build, "sockit")
+    for tool in ("taskset", "socat", "haproxy", "stunnel4"):
+        if shutil.which(tool) is None:
+            raise SystemExit("%s is needed (make -C bench deps)" % tool)
+    tmp = tempfile.mkdtemp(prefix="relay-bench-")
+    procs = []
+    try:
+        subprocess.run([sockit, "cert", os.path.join(tmp, "b")], check=True,
+                       stdout=subprocess.DEVNULL)
+        crt, key = os.path.join(tmp, "b.crt"), os.path.join(tmp, "b.key")
+        pem = os.path.join(tmp, "b.pem")
+        with open(pem, "w") as f:
+            f.write(open(crt).read() + open(key).read())
+        p = free_ports(("echo", "sockit", "sockit_tls", "haproxy", "haproxy_tls", "socat",
+                        "stunnel"))
+        echo = "127.0.0.1:%d" % p["echo"]
+        procs.append(start(1, [sockit, "serve", "echo", echo, "--quiet"]))
+        wait_port(p["echo"])
+        pr = start(0, [sockit, "relay", "127.0.0.1:%d" % p["sockit"], echo, "--quiet"])
+        procs.append(pr)
+        pr = start(0, [sockit, "relay", "tls://127.0.0.1:%d" % p["sockit_tls"], echo,
+                       "--cert", crt, "--key", key, "--quiet"])
+        procs.append(pr)
+        cfg = os.path.join(tmp, "haproxy.cfg")
+        with open(cfg, "w") as f:
+            f.write(HAPROXY_CFG.format(plain=p["haproxy"], tls=p["haproxy_tls"], pem=pem,
+                                       echo=p["echo"]))
+        pr = start(0, ["haproxy", "-db", "-f", cfg], os.path.join(tmp, "haproxy.log"))
+        procs.append(pr)
+        procs.append(start(0, ["socat", "TCP-LISTEN:%d,reuseaddr,fork,backlog=1024" % p["socat"],
+                               "TCP:" + echo]))
+        scfg = os.path.join(tmp, "stunnel.conf")
+        with open(scfg, "w") as f:
+            f.write(STUNNEL_CFG.format(port=p["stunnel"], echo=p["echo"], crt=crt, key=key))
+        procs.append(start(0, ["stunnel4", scfg], os.path.join(tmp, "stunnel.log")))
+        for name, port in p.items():
+            try:
+                wait_port(port)
+            except SystemExit:
+                for log in ("haproxy.log", "stunnel.log"):
+                    with open(os.path.join(tmp, log), errors="replace") as f:
+                        sys.stderr.write(log + ": " + f.read()[-1500:] + "\n")
+                raise SystemExit("%s: nothing listens on port %d" % (name, port))
+        ca = ["--ca", crt]
+        bulk = ["--mode", "raw", "-c", "1", "--pipeline", "8", "--size", "262144"]
+        frames = ["--mode", "frame", "-c", "100", "--pipeline", "16", "--size", "64"]
+        conn = ["--mode", "connect", "-c", "4"]
+        plain = [("sockit relay", "sockit"), ("haproxy", "haproxy"), ("socat", "socat")]
+        tls = [("sockit relay", "sockit_tls"), ("haproxy", "haproxy_tls"),
+               ("stunnel4", "stunnel")]
+        cells = []
+        for work, extra, key_ in (("bulk 1 stream", bulk, "mb_per_s"),
+                                  ("100 x 16 x 64 B", frames, "req_per_s"),
+                                  ("new conns/s", conn, "req_per_s")):
+            for who, port in plain:
+                cells.append((work, who, "127.0.0.1:%d" % p[port], extra, key_))
+        for work, extra, key_ in (("TLS bulk 1 stream", bulk, "mb_per_s"),
+                                  ("TLS new conns/s", conn, "req_per_s")):
+            for who, port in tls:
+                cells.append((work, who, "tls://localhost:%d" % p[port], extra + ca, key_))
+        for who in ("sockit relay", "haproxy"):
+            cells.append(("RSS per idle pair", who, None,
+                          ["--mode", "idle", "-c", str(args.idle)], "rss_per_conn"))
+
+        def fresh_relay(who):
+            """A new relay process for the RSS cell: a process that served
+            the other cells has memory to reuse, and would show ~0."""
+            ports = free_ports(("r", "t"))
+            if who == "haproxy":
+                c = os.path.join(tmp, "idle.cfg")
+                with open(c, "w") as f:
+                    f.write(HAPROXY_CFG.format(plain=ports["r"], tls=ports["t"], pem=pem,
+                                               echo=p["echo"]))
+                pr = start(0, ["haproxy", "-db", "-f", c])
+            else:
+                pr = start(0, [sockit, "relay", "127.0.0.1:%d" % ports["r"], echo, "--quiet"])
+            wait_port(ports["r"])
+            return pr, ports["r"]
+
+        results = {i: [] for i in range(len(cells))}
+        for r in range(args.rounds):
+            for i, (work, who, addr, extra, key_) in enumerate(cells):
+                if key_ == "rss_per_conn":
+                    pr, port = fresh_relay(who)
+                    try:
+                        out = bench(sockit, "127.0.0.1:%d" % port,
+                                    extra + ["--server-pid", str(pr.pid)], args.seconds)
+                    finally:
+                        pr.terminate()
+                        pr.wait(timeout=10)
+                    v = out["server"]["rss_bytes_per_idle_conn"]
+                else:
+                    out = bench(sockit, addr, extra, args.seconds)
+                    v = out[key_]
+                results[i].append(v)
+                print("round %d  %-18s %-14s %12.1f %s" % (r + 1, work, who, v, key_),
+                      file=sys.stderr)
+        rows = []
+        for i, (work, who, addr, extra, key_) in enumerate(cells):
+            v = results[i]
+            rows.append({"work": work, "relay": who, "metric": key_, "median": median(v),
+                         "min": min(v), "max": max(v), "args": " ".join(extra)})
+        if args.json:
+            print(json.dumps(rows, indent=1))
+            return
+        base = {r["work"]: r["median"] for r in rows if r["relay"] == "sockit relay"}
+        print("| work | relay | median of %d | range | sockit / this |" % args.rounds)
+        print("| --- | --- | ---: | ---: | ---: |")
+        for row in rows:
+            if row["metric"] == "mb_per_s":
+                # sockit bench counts both directions; one direction in GB/s:
+                f = lambda x: "%.2f GB/s" % (x / 2 / 1000)
+            elif row["metric"] == "rss_per_conn":
+                f = lambda x: "%.0f B" % x
+            else:
+                f = lambda x: "%.0f/s" % x
+            ratio = base[row["work"]] / row["median"] if row["median"] else float("nan")
+            print("| %s | %s | %s | %s – %s | %.2f |" % (row["work"], row["relay"],
+                                                        f(row["median"]), f(row["min"]),
+                                                        f(row["max"]), ratio))
+    finally:
+        for pr in procs:
+            if pr.poll() is None:
+                pr.terminate()
+        for pr in procs:
+            try:
+                pr.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                pr.kill()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
