@@ -919,6 +919,11 @@ static void exec_eof(sk_conn *c)
         s->close_after = true;
         close_stdin(s);
         s->stdin_eof = true;
+        /* A terminal is hung up, as when a modem line drops: the kernel
+         * sends SIGHUP to its session, which interactive shells (deaf to
+         * SIGTERM) obey. What they would still print has nowhere to go. */
+        if (s->pty)
+            close_fd(&s->fd_out, &s->io_out);
         if (s->tkind != T_KILL)
             kill_command(s);
         return;
