@@ -864,6 +864,16 @@ static void exec_message(sk_conn *c, const uint8_t *data, size_t len)
     case S_RUN:
         if (data[0] == PT_EXEC_STDIN) {
             feed_stdin(s, data + 1, len - 1);
+        } else if (data[0] == PT_EXEC_STDIN_EOF && len == 1 && s->pty) {
+            /* A terminal has no end of input to close; its EOF character
+             * is how a reader in line mode learns it (a shell fed from a
+             * pipe then exits). In raw mode it would be a key: send none. */
+            struct termios t;
+            if (s->pend == NULL && s->fd_in >= 0 && tcgetattr(s->fd_in, &t) == 0 &&
+                (t.c_lflag & ICANON)) {
+                uint8_t veof = t.c_cc[VEOF];
+                feed_stdin(s, &veof, 1);
+            }
         } else if (data[0] == PT_EXEC_STDIN_EOF && len == 1) {
             s->stdin_eof = true;
             if (s->pend == NULL)

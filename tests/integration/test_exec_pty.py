@@ -241,6 +241,13 @@ class Terminal(PtyCase):
         self.assertEqual(cp.returncode, 0, cp.stderr)
         self.assertEqual(cp.stdout, b"24 80\r\n")
 
+    def test_piped_input_to_a_terminal_shell_ends_it(self):
+        srv = self.exec_server("--allow-shell")
+        cp = self.run_cmd([SOCKIT, "exec", "-t", srv.addr, "--token-file", self.token_file],
+                          input=b"tty\n")
+        self.assertEqual(cp.returncode, 0, cp.stderr)
+        self.assertRegex(cp.stdout, rb"/dev/pts/\d+\r\n")
+
     def test_T_forces_no_terminal_and_plain_commands_have_none(self):
         srv = self.exec_server("--allow-shell")
         for args in (["-T"], []):
