@@ -85,12 +85,12 @@ static void usage(FILE *out)
         "  -t, --tty          run it on a terminal on the server (TERM, window size, raw\n"
         "                     keys: ^C ^Z ^\\ reach it); without CMD: the server's shell\n"
         "  -T, --no-tty       no terminal, even for the shell without CMD\n"
-        "Without a terminal, SIGINT, SIGTERM, SIGHUP and SIGQUIT are passed on to the\n"
-        "command.\n"
         "  --sh 'STRING'      run STRING with /bin/sh -c (the server needs "
         "--allow-shell)\n" CLI_TLS_USAGE_PAD(
             "   ") "Over tls:// the token authentication runs inside TLS and is bound to that TLS\n"
                    "connection, so a relay cannot use it even with --insecure.\n"
+                   "Without a terminal, SIGINT, SIGTERM, SIGHUP and SIGQUIT are passed on to the\n"
+                   "command.\n"
                    "Exit codes: the command's own; 128+N if a signal N killed it; 124 timed out;\n"
                    "126 not allowed by the server; 127 could not run; 255 connection, "
                    "authentication\n"
@@ -195,7 +195,7 @@ static int parse_args(exec_cfg *cfg, int argc, char **argv)
     if (cfg->addr_text == NULL && optind < argc)
         cfg->addr_text = argv[optind++];
     if (cfg->addr_text == NULL) {
-        cli_err("exec needs an ADDR and a command (try: sockit exec --help)");
+        cli_err("exec needs an ADDR (try: sockit exec --help)");
         return -1;
     }
     cfg->argv = argv + optind;
