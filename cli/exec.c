@@ -524,10 +524,10 @@ static int read_stdin(client *cl, uint8_t *buf)
 }
 
 /* Signals from the signalfd: with a terminal, a new window size goes to
- * the server, SIGINT and SIGQUIT go to the command (our terminal is raw, so
- * they came from kill, not from keys) and SIGTERM and SIGHUP end us (the
- * server then hangs the terminal up); without one, all four go to the
- * command's group and we wait for its verdict. Returns -1 when we stop. */
+ * the server and SIGINT and SIGQUIT go to the command (our terminal is
+ * raw, so they came from kill, not from keys); without one, SIGINT,
+ * SIGTERM, SIGHUP and SIGQUIT go to the command's group and we wait for
+ * its verdict. Returns -1 when we stop. */
 static int on_signals(client *cl, const exec_cfg *cfg)
 {
     struct signalfd_siginfo si[8];
@@ -547,12 +547,6 @@ static int on_signals(client *cl, const exec_cfg *cfg)
             if (queue(cl, PT_EXEC_WINCH, b, sizeof b) < 0)
                 return -1;
             continue;
-        }
-        if (cfg->pty && (sig == SIGTERM || sig == SIGHUP)) {
-            exec_term_restore();
-            cli_err("%s: stopped by %s", cl->addr, strsignal(sig));
-            cl->result = 128 + sig;
-            return -1;
         }
         /* The wire numbers are the traditional ones (1 2 3 15), Linux's. */
         uint8_t b = (uint8_t)sig;
@@ -687,13 +681,22 @@ int cmd_exec(int argc, char **argv)
     client cl = {.sock = sock, .addr = cfg.addr_text, .result = -1, .sigfd = -1};
     /* Version 2: the signals are ours to pass on (or, with a terminal, to
      * handle), read from a signalfd in the poll loop; version 1 keeps the
-     * default dispositions, as before. */
+     * default dispositions, as before. With a terminal, SIGTERM and SIGHUP
+     * end the client through exec_term_exit_on instead. */
     sigset_t sigs, old;
     sigemptyset(&sigs);
+    if (cfg.pty) {
+        /* Ours to obey, not to forward: end the client, the server then
+         * hangs the terminal up. */
+        exec_term_exit_on(SIGTERM);
+        exec_term_exit_on(SIGHUP);
+    }
     if (version >= 2) {
         sigaddset(&sigs, SIGINT);
-        sigaddset(&sigs, SIGTERM);
-        sigaddset(&sigs, SIGHUP);
+        if (!cfg.pty) {
+            sigaddset(&sigs, SIGTERM);
+            sigaddset(&sigs, SIGHUP);
+        }
         sigaddset(&sigs, SIGQUIT);
         sigaddset(&sigs, SIGWINCH);
         sigprocmask(SIG_BLOCK, &sigs, &old);

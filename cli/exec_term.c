@@ -1,9 +1,11 @@
 /* exec_term.c — the client's terminal for `sockit exec -t` (exec_term.h).
  * Raw mode is entered once and undone by exec_term_restore, which every
  * way out of `sockit exec` calls (normal end, remote end, lost connection,
- * SIGTERM and SIGHUP, which arrive through the client's signalfd, and
- * errors); atexit covers an exit() from anywhere else. */
+ * errors); atexit covers an exit() from anywhere else, and SIGTERM and
+ * SIGHUP get a handler (exec_term_exit_on) that restores and exits even
+ * while the client is blocked writing to a terminal nobody reads. */
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,7 +17,7 @@
 #include "exec_term.h"
 
 static struct termios saved;
-static bool raw_on;
+static volatile sig_atomic_t raw_on;
 static bool hooked;
 
 void exec_term_restore(void)
@@ -23,9 +25,32 @@ void exec_term_restore(void)
     if (!raw_on)
         return;
     raw_on = false;
-    /* TCSADRAIN: what we wrote is shown first, then the settings return. */
-    while (tcsetattr(STDIN_FILENO, TCSADRAIN, &saved) < 0 && errno == EINTR) {
+    /* TCSANOW, not TCSADRAIN: draining waits for whoever reads the
+     * terminal, and one that stopped reading would keep us here. */
+    while (tcsetattr(STDIN_FILENO, TCSANOW, &saved) < 0 && errno == EINTR) {
     }
+}
+
+/* Async-signal-safe: tcsetattr, write and _exit are. */
+static void on_fatal(int sig)
+{
+    if (raw_on)
+        (void)tcsetattr(STDIN_FILENO, TCSANOW, &saved);
+    static const char term[] = "sockit: stopped by SIGTERM\n",
+                      hup[] = "sockit: stopped by SIGHUP\n";
+    ssize_t w = sig == SIGHUP ? write(STDERR_FILENO, hup, sizeof hup - 1)
+                              : write(STDERR_FILENO, term, sizeof term - 1);
+    (void)w;
+    _exit(128 + sig);
+}
+
+void exec_term_exit_on(int sig)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_fatal;
+    sigfillset(&sa.sa_mask);
+    sigaction(sig, &sa, NULL);
 }
 
 int exec_term_raw(void)
@@ -45,7 +70,7 @@ int exec_term_raw(void)
         atexit(exec_term_restore);
     }
     raw_on = true;
-    if (tcsetattr(STDIN_FILENO, TCSADRAIN, &raw) < 0) {
+    if (tcsetattr(STDIN_FILENO, TCSANOW, &raw) < 0) {
         raw_on = false;
         cli_err("cannot put the terminal in raw mode: %s", strerror(errno));
         return -1;

@@ -17,6 +17,11 @@ int exec_term_raw(void);
  * number of times and from every way out. */
 void exec_term_restore(void);
 
+/* Makes sig (SIGTERM, SIGHUP) put the terminal back and end the client
+ * with 128 + sig at once, wherever it is: a handler, because the client
+ * may be blocked writing output that nobody reads. */
+void exec_term_exit_on(int sig);
+
 /* The window of stdin's terminal (else stdout's); 80x24 without one. */
 void exec_term_size(exec_winsize *ws);
 

@@ -324,8 +324,11 @@ class Bounds(PtyCase):
         with open("/proc/%d/stat" % pid) as f:
             state = f.read().rsplit(")", 1)[1].split()[0]
         self.assertIn(state, ("S", "D"))
-        t.proc.kill()
-        t.proc.wait(timeout=WAIT)
+        # SIGTERM ends the client even while it is blocked writing to a
+        # terminal nobody reads, and puts the terminal back.
+        t.proc.send_signal(signal.SIGTERM)
+        self.assertEqual(t.proc.wait(timeout=WAIT), 128 + signal.SIGTERM)
+        self.assertEqual(t.settings(), t.before)
         self.assertTrue(wait_until(lambda: not procs_with(b"flood-line"), WAIT))
         self.assertNoChildren(srv)
 
