@@ -31,16 +31,12 @@ void exec_term_restore(void)
     }
 }
 
-/* Async-signal-safe: tcsetattr, write and _exit are. */
+/* Async-signal-safe: tcsetattr and _exit are. No message: stderr is
+ * usually the same terminal, and one nobody reads would block the write. */
 static void on_fatal(int sig)
 {
     if (raw_on)
         (void)tcsetattr(STDIN_FILENO, TCSANOW, &saved);
-    static const char term[] = "sockit: stopped by SIGTERM\n",
-                      hup[] = "sockit: stopped by SIGHUP\n";
-    ssize_t w = sig == SIGHUP ? write(STDERR_FILENO, hup, sizeof hup - 1)
-                              : write(STDERR_FILENO, term, sizeof term - 1);
-    (void)w;
     _exit(128 + sig);
 }
 
