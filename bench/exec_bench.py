@@ -14,6 +14,10 @@ status):
                    script pays)
   ssh              a new `ssh 127.0.0.1 true` for every command (key auth)
   ssh-mux          ssh through one ControlMaster connection (ssh's best case)
+  echo-sockit-t    keystroke echo through `sockit exec -t ADDR -- cat`: one byte
+                   typed on the client's terminal (a pty we hold), the time until
+                   the remote terminal's echo of it shows there (--samples each)
+  echo-ssh-t       the same through `ssh -tt 127.0.0.1 cat`
 
 The server is the build's `sockit serve exec` pinned to CPU 0; the load is
 generated from CPU 1 (taskset), per bench/BENCHMARKING notes. The Python
@@ -26,11 +30,13 @@ installed; otherwise those modes are skipped with a note.
 import argparse
 import json
 import os
+import select
 import shutil
 import socket
 import subprocess
 import sys
 import tempfile
+import termios
 import threading
 import time
 
@@ -236,6 +242,84 @@ def ssh_each(sshd, seconds, mux=False):
                      "one ControlMaster connection" if mux else "a new ssh connection per command")
 
 
+# ----------------------------------------------------------- keystrokes
+
+def echo_latency(name, argv, samples, note):
+    """Runs argv (a client that runs `cat` on a remote terminal) on a pty
+    of ours, as a person's terminal; types one byte at a time and times
+    until its echo comes back to that terminal. The remote terminal echoes
+    (cooked mode), so this is the client, the network path and the server
+    twice, the same work for sockit and ssh. A carriage return every 200
+    bytes (untimed) keeps the remote line short."""
+    master, slave = os.openpty()
+    p = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, start_new_session=True)
+
+    def wait_for(byte, timeout):
+        end = time.monotonic() + timeout
+        seen = b""
+        while byte not in seen:
+            left = end - time.monotonic()
+            if left <= 0 or p.poll() is not None:
+                return False
+            r, _, _ = select.select([master], [], [], left)
+            if r:
+                try:
+                    seen = os.read(master, 4096)
+                except OSError:
+                    return False
+        return True
+    try:
+        # Ready once the client has made our terminal raw (before that, the
+        # local terminal would echo by itself) and a typed byte comes back.
+        deadline = time.monotonic() + 15
+        while termios.tcgetattr(slave)[3] & termios.ECHO:
+            if time.monotonic() > deadline or p.poll() is not None:
+                raise SystemExit("%s: the client never made its terminal raw" % name)
+            time.sleep(0.01)
+        while True:
+            os.write(master, b"R")
+            if wait_for(b"R", 0.2):
+                break
+            if time.monotonic() > deadline:
+                raise SystemExit("%s: no echo from %s" % (name, " ".join(argv[:3])))
+        os.write(master, b"\r")
+        wait_for(b"\n", 5)
+        lat = []
+        t0 = time.monotonic()
+        for i in range(samples):
+            if i % 200 == 199:
+                os.write(master, b"\r")
+                wait_for(b"\n", 5)
+            s = time.perf_counter()
+            os.write(master, b"x")
+            if not wait_for(b"x", 5):
+                raise SystemExit("%s: echo lost at sample %d" % (name, i))
+            lat.append(time.perf_counter() - s)
+        el = time.monotonic() - t0
+    finally:
+        os.write(master, b"\x03")  # ^C: the remote cat ends, and the session
+        try:
+            p.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+        os.close(master)
+        os.close(slave)
+    r = summarize(name, lat, el, note)
+    r["commands"] = len(lat)
+    return r
+
+
+def sockit_echo(srv, samples):
+    argv = [srv.sockit, "exec", "-t", srv.addr, "--token-file", srv.token_file, "--", "cat"]
+    return echo_latency("echo-sockit-t", argv, samples, "keystroke echo, sockit exec -t")
+
+
+def ssh_echo(sshd, samples):
+    argv = [a for a in sshd.base if a != "-T"] + ["-tt", "127.0.0.1", "cat"]
+    return echo_latency("echo-ssh-t", argv, samples, "keystroke echo, ssh -tt")
+
+
 # -------------------------------------------------------------------- main
 
 def main():
@@ -245,16 +329,22 @@ def main():
     ap.add_argument("--conns", type=int, default=8)
     ap.add_argument("--ssh", choices=("auto", "no"), default="auto")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--samples", type=int, default=1000, help="keystrokes per echo mode")
+    ap.add_argument("--only", choices=("all", "rate", "echo"), default="all",
+                    help="commands per second, keystroke echo, or both")
     a = ap.parse_args()
     pin(1)
     tmp = tempfile.mkdtemp(prefix="skexecbench-")
     results, notes = [], []
     srv = SockitServer(a.build, tmp)
     try:
-        results.append(sockit_one_conn(srv, a.seconds))
-        results.append(sockit_many_conns(srv, a.seconds, a.conns))
-        results.append(sockit_connect_each(srv, a.seconds))
-        results.append(sockit_cli(srv, a.seconds))
+        if a.only != "echo":
+            results.append(sockit_one_conn(srv, a.seconds))
+            results.append(sockit_many_conns(srv, a.seconds, a.conns))
+            results.append(sockit_connect_each(srv, a.seconds))
+            results.append(sockit_cli(srv, a.seconds))
+        if a.only != "rate":
+            results.append(sockit_echo(srv, a.samples))
     finally:
         srv.stop()
     if a.ssh == "auto":
@@ -267,8 +357,11 @@ def main():
                 notes.append("ssh skipped: %s" % e)
             else:
                 try:
-                    results.append(ssh_each(sshd, a.seconds))
-                    results.append(ssh_each(sshd, a.seconds, mux=True))
+                    if a.only != "echo":
+                        results.append(ssh_each(sshd, a.seconds))
+                        results.append(ssh_each(sshd, a.seconds, mux=True))
+                    if a.only != "rate":
+                        results.append(ssh_echo(sshd, a.samples))
                 finally:
                     sshd.stop()
     shutil.rmtree(tmp, ignore_errors=True)

@@ -4,13 +4,20 @@
  * remote stdout and stderr byte for byte to ours, and exits with the remote
  * exit code. A blocking client: one poll() loop over the socket and stdin,
  * which always keeps reading the socket so that neither side can wedge the
- * other (a command that writes a lot while we are still sending it input). */
+ * other (a command that writes a lot while we are still sending it input).
+ * With -t the command runs on a terminal on the server (protocol version
+ * 2): our terminal goes raw, keystrokes go as they are, SIGWINCH sends the
+ * new size. Without one, SIGINT, SIGTERM, SIGHUP and SIGQUIT are forwarded
+ * to the command's process group (version 2 servers; with an older one we
+ * die of them as before, which drops the connection and the command). */
 #include <errno.h>
 #include <getopt.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -21,6 +28,7 @@
 #include "../services/proto/handshake.h"
 #include "../services/proto/proto.h"
 #include "cli.h"
+#include "exec_term.h"
 #include "pump.h"
 
 /* Exit codes of `sockit exec` besides the remote command's own. */
@@ -45,6 +53,9 @@ typedef struct exec_cfg {
     uint32_t timeout_ms; /* --command-timeout; 0: no command limit requested */
     uint32_t wait_ms;    /* --timeout: connecting and authenticating */
     bool no_stdin;
+    bool tty, no_tty;  /* -t, -T */
+    bool login;        /* no command: the server's --shell */
+    bool pty;          /* the command runs on a terminal */
     const char *shell; /* --sh STRING */
     char **argv;       /* CMD ARG... (NULL-terminated), unless shell */
     int argc;
@@ -55,8 +66,9 @@ static void usage(FILE *out)
 {
     fprintf(
         out,
-        "usage: sockit exec ADDR --token-file FILE [--timeout SEC] [--command-timeout SEC] [-n]\n"
-        "                   -- CMD [ARG...]\n"
+        "usage: sockit exec [-t|-T] ADDR --token-file FILE [--timeout SEC]\n"
+        "                   [--command-timeout SEC] [-n] -- CMD [ARG...]\n"
+        "       sockit exec -t ADDR --token-file FILE     (the server's shell, interactive)\n"
         "       sockit exec ADDR --token-file FILE [--timeout SEC] [--command-timeout SEC] [-n]\n"
         "                   --sh 'STRING'\n"
         "\n"
@@ -70,10 +82,15 @@ static void usage(FILE *out)
         "  --command-timeout SEC  stop the command after SEC (exit 124; the server's own\n"
         "                     serve exec --timeout still applies when shorter)\n"
         "  -n, --no-stdin     give the command no input (it reads end-of-file at once)\n"
+        "  -t, --tty          run it on a terminal on the server (TERM, window size, raw\n"
+        "                     keys: ^C ^Z ^\\ reach it); without CMD: the server's shell\n"
+        "  -T, --no-tty       no terminal, even for the shell without CMD\n"
         "  --sh 'STRING'      run STRING with /bin/sh -c (the server needs "
         "--allow-shell)\n" CLI_TLS_USAGE_PAD(
             "   ") "Over tls:// the token authentication runs inside TLS and is bound to that TLS\n"
                    "connection, so a relay cannot use it even with --insecure.\n"
+                   "Without a terminal, SIGINT, SIGTERM, SIGHUP and SIGQUIT are passed on to the\n"
+                   "command.\n"
                    "Exit codes: the command's own; 128+N if a signal N killed it; 124 timed out;\n"
                    "126 not allowed by the server; 127 could not run; 255 connection, "
                    "authentication\n"
@@ -125,6 +142,8 @@ static int parse_args(exec_cfg *cfg, int argc, char **argv)
         {"timeout", required_argument, NULL, O_TIMEOUT},
         {"command-timeout", required_argument, NULL, O_CMD_TIMEOUT},
         {"no-stdin", no_argument, NULL, 'n'},
+        {"tty", no_argument, NULL, 't'},
+        {"no-tty", no_argument, NULL, 'T'},
         {"sh", required_argument, NULL, O_SH},
         CLI_TLS_LONGOPTS,
         {"help", no_argument, NULL, 'h'},
@@ -135,7 +154,7 @@ static int parse_args(exec_cfg *cfg, int argc, char **argv)
     /* "+": options stop at the command, so `sockit exec A --token-file F ls -l`
      * passes -l to ls. ADDR may come before or after the options. */
     for (;;) {
-        int ch = getopt_long(argc, argv, "+:hn", longopts, NULL);
+        int ch = getopt_long(argc, argv, "+:hntT", longopts, NULL);
         if (ch == -1) {
             if (cfg->addr_text == NULL && optind < argc && strcmp(argv[optind - 1], "--") != 0) {
                 cfg->addr_text = argv[optind++];
@@ -151,6 +170,8 @@ static int parse_args(exec_cfg *cfg, int argc, char **argv)
         switch (ch) {
         case 'h': usage(stdout); return 1;
         case 'n': cfg->no_stdin = true; break;
+        case 't': cfg->tty = true; break;
+        case 'T': cfg->no_tty = true; break;
         case O_TOKEN: cfg->token_file = optarg; break;
         case O_SH: cfg->shell = optarg; break;
         case O_TIMEOUT:
@@ -174,7 +195,7 @@ static int parse_args(exec_cfg *cfg, int argc, char **argv)
     if (cfg->addr_text == NULL && optind < argc)
         cfg->addr_text = argv[optind++];
     if (cfg->addr_text == NULL) {
-        cli_err("exec needs an ADDR and a command (try: sockit exec --help)");
+        cli_err("exec needs an ADDR (try: sockit exec --help)");
         return -1;
     }
     cfg->argv = argv + optind;
@@ -187,11 +208,13 @@ static int parse_args(exec_cfg *cfg, int argc, char **argv)
         cli_err("give either --sh 'STRING' or a command, not both (\"%s\")", cfg->argv[0]);
         return -1;
     }
-    if (!cfg->shell && cfg->argc == 0) {
-        cli_err("exec needs a command: sockit exec ADDR --token-file F -- CMD [ARG...]");
+    if (cfg->tty && cfg->no_tty) {
+        cli_err("give -t or -T, not both");
         return -1;
     }
-    if (!cfg->shell && cfg->argv[0][0] == '\0') {
+    cfg->login = !cfg->shell && cfg->argc == 0;
+    cfg->pty = cfg->tty || (cfg->login && !cfg->no_tty);
+    if (!cfg->shell && !cfg->login && cfg->argv[0][0] == '\0') {
         cli_err("the command name is empty");
         return -1;
     }
@@ -245,6 +268,9 @@ typedef struct hs_io {
     sk_sock *sock;
     const char *addr;
     uint64_t deadline;
+    bool probing; /* we offered a version above 1 */
+    bool old;     /* ... and the server refused the hello: an older server? */
+    char old_text[PROTO_ERROR_TEXT_MAX + 1];
 } hs_io;
 
 static int hs_send(void *ud, const uint8_t *msg, size_t len, const char *stage)
@@ -271,21 +297,42 @@ static ssize_t hs_recv(void *ud, uint8_t *buf, size_t cap, const char *stage)
     if (m < 0)
         return -1;
     if (buf[0] == PT_ERROR) {
+        exec_reply r;
+        char why[128];
+        if (h->probing && !authing && exec_parse_reply(buf, (size_t)m, &r, why, sizeof why) == 0 &&
+            r.code == PE_HELLO) {
+            /* Said by a version-1 server of our version-2 hello; the caller
+             * decides (retry with version 1, or "no -t there"). */
+            h->old = true;
+            snprintf(h->old_text, sizeof h->old_text, "%s", r.text);
+            return -1;
+        }
         print_server_error(h->addr, buf, (size_t)m, authing);
         return -1;
     }
     return m;
 }
 
+/* Runs the handshake offering version `offer`; *version gets the one both
+ * speak. Returns 0; -2 when a version-1 server refused our hello (its text
+ * in old_text, nothing printed); or -1 after one line on stderr. */
 static int handshake(sk_sock *sock, const exec_cfg *cfg, const uint8_t *token, size_t token_len,
-                     uint64_t deadline)
+                     uint64_t deadline, uint8_t offer, uint8_t *version, char *old_text,
+                     size_t old_cap)
 {
-    hs_io h = {sock, cfg->addr_text, deadline};
+    hs_io h = {.sock = sock,
+               .addr = cfg->addr_text,
+               .deadline = deadline,
+               .probing = offer > PROTO_VERSION};
     proto_hs_io io = {&h, hs_send, hs_recv};
     char err[PROTO_ERROR_TEXT_MAX + 400];
-    if (proto_hs_client(&io, sock, cfg->addr_text, "exec", token, token_len, false, err,
-                        sizeof err) == 0)
+    if (proto_hs_client_v(&io, sock, cfg->addr_text, "exec", token, token_len, false, offer,
+                          version, err, sizeof err) == 0)
         return 0;
+    if (h.old) {
+        snprintf(old_text, old_cap, "%s", h.old_text);
+        return -2;
+    }
     if (err[0] != '\0')
         cli_err("%s", err);
     return -1;
@@ -302,6 +349,7 @@ typedef struct client {
     bool stdin_open;
     bool send_dead; /* the socket stopped taking bytes; keep reading it */
     int result;     /* exit code once decided, else -1 */
+    int sigfd;      /* forwarded and handled signals (version 2), or -1 */
 } client;
 
 static int queue(client *cl, uint8_t type, const void *data, size_t len)
@@ -314,21 +362,43 @@ static int queue(client *cl, uint8_t type, const void *data, size_t len)
     return cli_pump_queue(&cl->pump, data, len);
 }
 
+/* The terminal part of a PTY_REQUEST: size, then TERM. Returns its length
+ * (at most 9 + EXEC_TERM_MAX). */
+static size_t pty_header(uint8_t *p)
+{
+    exec_winsize ws;
+    exec_term_size(&ws);
+    const char *term = exec_term_name();
+    size_t tlen = strlen(term);
+    proto_put16(p, ws.rows);
+    proto_put16(p + 2, ws.cols);
+    proto_put16(p + 4, ws.xpixel);
+    proto_put16(p + 6, ws.ypixel);
+    p[8] = (uint8_t)tlen;
+    memcpy(p + 9, term, tlen);
+    return 9 + tlen;
+}
+
 static int queue_request(client *cl, const exec_cfg *cfg)
 {
     size_t count = cfg->shell ? 1 : (size_t)cfg->argc;
-    size_t size = 1 + 4 + 2;
+    uint8_t head[9 + EXEC_TERM_MAX];
+    size_t hlen = cfg->pty ? pty_header(head) : 0;
+    size_t size = hlen + 1 + 4 + 2;
     for (size_t i = 0; i < count; i++)
         size += 4 + strlen(cfg->shell ? cfg->shell : cfg->argv[i]);
     if (size > EXEC_MAX_FRAME - 1) {
         cli_err("the command line is too long (%zu bytes; at most %u)", size, EXEC_MAX_FRAME - 2);
         return -1;
     }
-    uint8_t *body = malloc(size);
-    if (body == NULL)
+    uint8_t *msg = malloc(size);
+    if (msg == NULL)
         return -1;
+    memcpy(msg, head, hlen);
+    uint8_t *body = msg + hlen;
     body[0] =
-        (uint8_t)((cfg->shell ? PROTO_EXEC_SHELL : 0) | (cfg->no_stdin ? PROTO_EXEC_NO_STDIN : 0));
+        (uint8_t)((cfg->shell ? PROTO_EXEC_SHELL : 0) | (cfg->no_stdin ? PROTO_EXEC_NO_STDIN : 0) |
+                  (cfg->login ? PROTO_EXEC_LOGIN : 0));
     proto_put32(body + 1, cfg->timeout_ms);
     proto_put16(body + 5, (uint16_t)count);
     size_t off = 7;
@@ -339,8 +409,8 @@ static int queue_request(client *cl, const exec_cfg *cfg)
         memcpy(body + off + 4, a, len);
         off += 4 + len;
     }
-    int rc = queue(cl, PT_EXEC_REQUEST, body, size);
-    free(body);
+    int rc = queue(cl, cfg->pty ? PT_EXEC_PTY_REQUEST : PT_EXEC_REQUEST, msg, size);
+    free(msg);
     return rc;
 }
 
@@ -368,6 +438,7 @@ static int on_frame(client *cl, const uint8_t *msg, size_t len)
     }
     case EXEC_REPLY_EXIT: cl->result = r.status; return -1;
     case EXEC_REPLY_ERROR:
+        exec_term_restore();
         cli_err("%s: %s", cl->addr, r.text[0] ? r.text : proto_error_name(r.code));
         cl->result = r.code == PE_TIMEOUT  ? X_TIMEOUT
                      : r.code == PE_NORUN  ? X_NORUN
@@ -400,6 +471,7 @@ static int read_socket(client *cl)
     if (n == -EAGAIN)
         return 0;
     if (n <= 0) {
+        exec_term_restore();
         cli_err("%s: the server closed the connection before the command finished%s", cl->addr,
                 n < 0 ? " (reset)" : "");
         cl->result = X_SOCKIT;
@@ -451,6 +523,39 @@ static int read_stdin(client *cl, uint8_t *buf)
     return queue(cl, PT_EXEC_STDIN_EOF, NULL, 0);
 }
 
+/* Signals from the signalfd: with a terminal, a new window size goes to
+ * the server and SIGINT and SIGQUIT go to the command (our terminal is
+ * raw, so they came from kill, not from keys); without one, SIGINT,
+ * SIGTERM, SIGHUP and SIGQUIT go to the command's group and we wait for
+ * its verdict. Returns -1 when we stop. */
+static int on_signals(client *cl, const exec_cfg *cfg)
+{
+    struct signalfd_siginfo si[8];
+    ssize_t n = read(cl->sigfd, si, sizeof si);
+    for (ssize_t i = 0; n > 0 && i < n / (ssize_t)sizeof si[0]; i++) {
+        int sig = (int)si[i].ssi_signo;
+        if (sig == SIGWINCH) {
+            if (!cfg->pty)
+                continue;
+            exec_winsize ws;
+            exec_term_size(&ws);
+            uint8_t b[8];
+            proto_put16(b, ws.rows);
+            proto_put16(b + 2, ws.cols);
+            proto_put16(b + 4, ws.xpixel);
+            proto_put16(b + 6, ws.ypixel);
+            if (queue(cl, PT_EXEC_WINCH, b, sizeof b) < 0)
+                return -1;
+            continue;
+        }
+        /* The wire numbers are the traditional ones (1 2 3 15), Linux's. */
+        uint8_t b = (uint8_t)sig;
+        if (queue(cl, PT_EXEC_SIGNAL, &b, 1) < 0)
+            return -1;
+    }
+    return 0;
+}
+
 static int run(client *cl, const exec_cfg *cfg)
 {
     uint8_t *buf = malloc(CHUNK);
@@ -478,6 +583,11 @@ static int run(client *cl, const exec_cfg *cfg)
             write_socket(cl);
         if (r.sock && read_socket(cl) < 0)
             break;
+        if (r.sig && on_signals(cl, cfg) < 0) {
+            if (cl->result < 0)
+                cl->result = X_SOCKIT;
+            break;
+        }
         if (r.in && cl->stdin_open && read_stdin(cl, buf) < 0) {
             cli_err("out of memory");
             cl->result = X_SOCKIT;
@@ -485,6 +595,46 @@ static int run(client *cl, const exec_cfg *cfg)
     }
     free(buf);
     return cl->result;
+}
+
+/* Dials and authenticates, offering protocol version 2. A version-1
+ * server refuses that hello: then -t (and a shell without a command) is
+ * reported as unsupported, and anything else dials again offering 1.
+ * Returns 0 with *sock and *version, or -1 after one line on stderr. */
+static int open_session(const sk_addr *addr, exec_cfg *cfg, const uint8_t *token, size_t token_len,
+                        uint32_t limit, uint64_t deadline, sk_sock **sock, uint8_t *version)
+{
+    uint8_t offer = PROTO_EXEC_VERSION;
+    for (;;) {
+        char derr[600] = "", old[PROTO_ERROR_TEXT_MAX + 1] = "";
+        int rc = cli_dial(addr, &cfg->tls, (int)limit, sock, derr, sizeof derr);
+        if (rc < 0) {
+            cli_err("%s", derr[0] ? derr : sk_strerror(rc));
+            return -1;
+        }
+        rc = handshake(*sock, cfg, token, token_len, deadline, offer, version, old, sizeof old);
+        if (rc == 0 && *version < 2 && (cfg->pty || cfg->login))
+            rc = -2; /* a server that chose version 1 */
+        if (rc == 0)
+            return 0;
+        sk_sock_close(*sock);
+        *sock = NULL;
+        if (rc == -1)
+            return -1;
+        if (old[0] && strstr(old, "version") == NULL) {
+            /* Not about the version (a wrong service): say what it said. */
+            cli_err("%s: %s", cfg->addr_text, old);
+            return -1;
+        }
+        if (cfg->pty || cfg->login) {
+            cli_err("%s: the server does not support -t%s (it speaks an older exec protocol)",
+                    cfg->addr_text, cfg->pty ? "" : " or a shell without a command");
+            return -1;
+        }
+        if (offer == PROTO_VERSION)
+            return -1;
+        offer = PROTO_VERSION;
+    }
 }
 
 int cmd_exec(int argc, char **argv)
@@ -520,26 +670,54 @@ int cmd_exec(int argc, char **argv)
     }
     uint32_t limit = cfg.wait_ms ? cfg.wait_ms : DEFAULT_TIMEOUT_MS;
     uint64_t deadline = now_ms() + limit;
-    char derr[600] = "";
     sk_sock *sock = NULL;
-    rc = cli_dial(&addr, &cfg.tls, (int)limit, &sock, derr, sizeof derr);
-    if (rc < 0) {
-        OPENSSL_cleanse(token, sizeof token);
-        cli_err("%s", derr[0] ? derr : sk_strerror(rc));
-        cli_tls_free(&cfg.tls);
-        return X_SOCKIT;
-    }
-    rc = handshake(sock, &cfg, token, token_len, deadline);
+    uint8_t version = PROTO_VERSION;
+    rc = open_session(&addr, &cfg, token, token_len, limit, deadline, &sock, &version);
     OPENSSL_cleanse(token, sizeof token);
     if (rc < 0) {
-        sk_sock_close(sock);
         cli_tls_free(&cfg.tls);
         return X_SOCKIT;
     }
-    client cl = {.sock = sock, .addr = cfg.addr_text, .result = -1};
-    cli_pump_init(&cl.pump, sock, -1);
+    client cl = {.sock = sock, .addr = cfg.addr_text, .result = -1, .sigfd = -1};
+    /* Version 2: the signals are ours to pass on (or, with a terminal, to
+     * handle), read from a signalfd in the poll loop; version 1 keeps the
+     * default dispositions, as before. With a terminal, SIGTERM and SIGHUP
+     * end the client through exec_term_exit_on instead. */
+    sigset_t sigs, old;
+    sigemptyset(&sigs);
+    if (cfg.pty) {
+        /* Ours to obey, not to forward: end the client, the server then
+         * hangs the terminal up. */
+        exec_term_exit_on(SIGTERM);
+        exec_term_exit_on(SIGHUP);
+    }
+    if (version >= 2) {
+        sigaddset(&sigs, SIGINT);
+        if (!cfg.pty) {
+            sigaddset(&sigs, SIGTERM);
+            sigaddset(&sigs, SIGHUP);
+        }
+        sigaddset(&sigs, SIGQUIT);
+        sigaddset(&sigs, SIGWINCH);
+        sigprocmask(SIG_BLOCK, &sigs, &old);
+        cl.sigfd = signalfd(-1, &sigs, SFD_NONBLOCK | SFD_CLOEXEC);
+        if (cl.sigfd < 0) {
+            cli_err("signalfd: %s", strerror(errno));
+            rc = X_SOCKIT;
+            goto out;
+        }
+    }
+    if (cfg.pty && exec_term_raw() < 0) {
+        rc = X_SOCKIT;
+        goto out;
+    }
+    cli_pump_init(&cl.pump, sock, cl.sigfd);
     rc = run(&cl, &cfg);
     cli_pump_free(&cl.pump);
+out:
+    exec_term_restore();
+    if (cl.sigfd >= 0)
+        close(cl.sigfd);
     free(cl.in);
     sk_sock_close(sock);
     cli_tls_free(&cfg.tls);

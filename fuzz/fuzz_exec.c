@@ -2,7 +2,8 @@
  * REQUEST body (what is accepted re-encodes to exactly the input), the
  * hello of both directions (what is accepted names a valid service) and the
  * server's replies as the client reads them (output stays inside the
- * message, an exit status is 0-383, an error text is one printable line). */
+ * message, an exit status is 0-383, an error text is one printable line),
+ * and version 2's terminal request, window change and signal. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,7 +17,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     char why[PROTO_ERROR_TEXT_MAX];
     exec_request req;
     int rc = exec_parse_request(data, size, &req, why, sizeof why);
-    if (rc == 0) {
+    if (rc == 0 && (req.flags & PROTO_EXEC_LOGIN)) {
+        /* A login request: no arguments, nothing after the fixed part. */
+        if (req.argc != 0 || req.argv[0] != NULL || size != 7 || (req.flags & PROTO_EXEC_SHELL))
+            abort();
+        free(req.storage);
+    } else if (rc == 0) {
         if (req.argc == 0 || req.argc > EXEC_ARGV_MAX || req.argv[req.argc] != NULL ||
             req.argv[0][0] == '\0')
             abort();
@@ -44,6 +50,23 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     } else if (rc != -1 || req.storage != NULL || why[0] == '\0') {
         abort();
     }
+    /* A terminal request: a sane size and TERM, then a request as above. */
+    why[0] = '\0';
+    rc = exec_parse_pty_request(data, size, &req, why, sizeof why);
+    if (rc == 0) {
+        if (!req.pty || req.ws.rows == 0 || req.ws.cols == 0 || req.ws.rows > EXEC_WIN_MAX ||
+            req.ws.cols > EXEC_WIN_MAX || req.term[0] == '\0' || strlen(req.term) > EXEC_TERM_MAX)
+            abort();
+        free(req.storage);
+    } else if (rc != -1 || req.storage != NULL || why[0] == '\0') {
+        abort();
+    }
+    exec_winsize ws;
+    if (exec_parse_winch(data, size, &ws, why, sizeof why) == 0 && size != 8)
+        abort();
+    int sig = exec_parse_signal(data, size, why, sizeof why);
+    if (sig != -1 && sig != 1 && sig != 2 && sig != 3 && sig != 15)
+        abort();
     exec_reply r;
     why[0] = '\0';
     if (exec_parse_reply(data, size, &r, why, sizeof why) == 0) {

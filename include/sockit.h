@@ -1180,7 +1180,15 @@ enum {
     /* With SK_PROC_NEW_PGROUP: when the leader is reaped, SIGKILL whatever
      * is left of its group (background jobs it did not wait for) before
      * on_exit runs — at that moment the group id cannot have been reused. */
-    SK_PROC_KILL_GROUP_ON_EXIT = 2
+    SK_PROC_KILL_GROUP_ON_EXIT = 2,
+    /* With SK_PROC_NEW_PGROUP: the child's stdin, stdout and stderr are
+     * opts->pty_fd, the slave side of a pseudo-terminal the caller opened
+     * (posix_openpt, grantpt, unlockpt, then the slave with O_NOCTTY), and
+     * it becomes the new session's controlling terminal (TIOCSCTTY), so
+     * the terminal's Ctrl-C and hangup reach the command. No pipes are
+     * made: stdin_fd, stdout_fd and stderr_fd are set to -1, the caller
+     * talks to the master and still owns pty_fd (close it after the spawn). */
+    SK_PROC_PTY = 4
 };
 
 typedef struct sk_proc_opts {
@@ -1192,6 +1200,7 @@ typedef struct sk_proc_opts {
     const char *const *envp; /* the complete environment; NULL: empty */
     const char *cwd;         /* working directory of the child; NULL: inherit */
     unsigned flags;          /* SK_PROC_* */
+    int pty_fd;              /* with SK_PROC_PTY: the terminal's slave side (borrowed) */
     /* Set on success: the parent's ends of the child's stdin (write end),
      * stdout and stderr (read ends), non-blocking and close-on-exec, owned
      * by the caller (close them; watch them with sk_io). Writing to stdin

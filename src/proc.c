@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
@@ -214,7 +215,7 @@ typedef struct child_failure {
     int err;   /* its errno */
 } child_failure;
 
-enum { STAGE_PGROUP = 1, STAGE_FDS, STAGE_CHDIR, STAGE_EXEC };
+enum { STAGE_PGROUP = 1, STAGE_FDS, STAGE_CHDIR, STAGE_EXEC, STAGE_TTY };
 
 static const char *find_path(const char *const *envp)
 {
@@ -389,6 +390,11 @@ static _Noreturn void child_main(const child_plan *pl)
     if (dup3(fds[3], 3, O_CLOEXEC) < 0)
         child_fail(report, STAGE_FDS, errno);
     report = 3;
+    /* The session leader opens no terminal by itself (the slave was opened
+     * O_NOCTTY, in the parent); this makes it the controlling one, so its
+     * ^C, ^Z and hangup become signals for the session's foreground. */
+    if ((pl->flags & SK_PROC_PTY) && ioctl(0, TIOCSCTTY, 0) < 0)
+        child_fail(report, STAGE_TTY, errno);
     /* Everything else goes: listening sockets, other clients' connections,
      * files of the parent that lack close-on-exec (made by other code). */
     if (close_range(4, ~0U, 0) < 0)
@@ -464,15 +470,29 @@ int sk_proc_spawn(sk_loop *loop, sk_proc_opts *opts, sk_proc_exit_cb on_exit, vo
         p->in_cg = true;
     /* All four close-on-exec: the child keeps only what it dup2s onto 0-2,
      * and the exec-error pipe closes by itself when exec succeeds. */
-    if (pipe2(in, O_CLOEXEC) < 0 || pipe2(outp, O_CLOEXEC) < 0 || pipe2(errp, O_CLOEXEC) < 0 ||
-        pipe2(rep, O_CLOEXEC) < 0) {
+    bool pty = opts->flags & SK_PROC_PTY;
+    if (pty && (!(opts->flags & SK_PROC_NEW_PGROUP) || opts->pty_fd < 0)) {
+        err = -EINVAL;
+        goto fail;
+    }
+    if (pty) {
+        /* The child's three are the terminal: dup'd (close-on-exec) so the
+         * code below closes its copies as it closes pipe ends. */
+        if ((in[0] = fcntl(opts->pty_fd, F_DUPFD_CLOEXEC, 0)) < 0 ||
+            (outp[1] = fcntl(opts->pty_fd, F_DUPFD_CLOEXEC, 0)) < 0 ||
+            (errp[1] = fcntl(opts->pty_fd, F_DUPFD_CLOEXEC, 0)) < 0 || pipe2(rep, O_CLOEXEC) < 0) {
+            err = -errno;
+            goto fail;
+        }
+    } else if (pipe2(in, O_CLOEXEC) < 0 || pipe2(outp, O_CLOEXEC) < 0 ||
+               pipe2(errp, O_CLOEXEC) < 0 || pipe2(rep, O_CLOEXEC) < 0) {
         err = -errno;
         goto fail;
     }
     /* Only the parent's ends are non-blocking: the child gets the ordinary
      * blocking pipes every program expects on its stdio. */
-    if ((err = set_nonblock(in[1])) < 0 || (err = set_nonblock(outp[0])) < 0 ||
-        (err = set_nonblock(errp[0])) < 0)
+    if (!pty && ((err = set_nonblock(in[1])) < 0 || (err = set_nonblock(outp[0])) < 0 ||
+                 (err = set_nonblock(errp[0])) < 0))
         goto fail;
     child_plan pl = {
         .cands = cands,

@@ -11,7 +11,10 @@
  * reaps (sk_proc_init), and the work is in the children, not in the loop.
  * Memory per connection is bounded: output waits in the child's pipe (we
  * stop reading it) while the client is slow, and at most one stdin frame
- * waits for the child's stdin pipe (we stop reading the client). */
+ * waits for the child's stdin pipe (we stop reading the client). A command
+ * on a pseudo-terminal (exec -t, protocol version 2) is the same with the
+ * master in place of the pipes: one output stream, read only while the
+ * client keeps up. */
 #include <errno.h>
 #include <fcntl.h>
 #include <pwd.h>
@@ -20,8 +23,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <termios.h>
 #include <unistd.h>
 
 #include <openssl/crypto.h>
@@ -85,6 +90,7 @@ typedef struct sess {
     pid_t pgid;    /* its process group (the leader's pid) */
     bool exited;
     int status;
+    bool pty; /* the command runs on a terminal: fd_out is its master, fd_in a dup of it */
     int fd_in, fd_out, fd_err;
     sk_io *io_in, *io_out, *io_err;
     bool pipes_paused; /* client output over OUT_HIGH */
@@ -429,6 +435,7 @@ static void maybe_finish(sess *s)
     s->out_total = 0;
     s->pipes_paused = false;
     s->stdin_eof = false;
+    s->pty = false;
     if (s->close_after)
         sk_conn_close(s->conn);
     else
@@ -509,12 +516,86 @@ static bool allowed(const exec_svc *svc, const char *prog)
     return false;
 }
 
-static void run_request(sess *s, const uint8_t *body, size_t len)
+/* Opens a pseudo-terminal of size ws: the master (non-blocking) in *master,
+ * the slave (for the child, O_NOCTTY: never the server's own terminal) in
+ * *slave, both close-on-exec. Returns 0 or a negative errno. */
+static int open_pty(const exec_winsize *ws, int *master, int *slave)
+{
+    *master = *slave = -1;
+    int m = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC | O_NONBLOCK);
+    char name[64];
+    int rc = 0;
+    if (m < 0)
+        return -errno;
+    if (grantpt(m) < 0 || unlockpt(m) < 0 || ptsname_r(m, name, sizeof name) != 0) {
+        rc = -errno;
+        goto fail;
+    }
+    struct winsize w = {
+        .ws_row = ws->rows, .ws_col = ws->cols, .ws_xpixel = ws->xpixel, .ws_ypixel = ws->ypixel};
+    if (ioctl(m, TIOCSWINSZ, &w) < 0) {
+        rc = -errno;
+        goto fail;
+    }
+    int sl = open(name, O_RDWR | O_NOCTTY | O_CLOEXEC);
+    if (sl < 0) {
+        rc = -errno;
+        goto fail;
+    }
+    *master = m;
+    *slave = sl;
+    return 0;
+fail:
+    close(m);
+    return rc ? rc : -EIO;
+}
+
+/* "IP PORT" of a TCP peer as sk_conn_peer writes it ("1.2.3.4:5",
+ * "[::1]:5"), like ssh's SSH_CLIENT; false for a Unix peer (no address). */
+static bool client_text(const char *peer_text, char *out, size_t cap)
+{
+    const char *colon = strrchr(peer_text, ':');
+    if (colon == NULL || strncmp(peer_text, "unix:", 5) == 0)
+        return false;
+    const char *host = peer_text;
+    size_t hlen = (size_t)(colon - peer_text);
+    if (hlen >= 2 && host[0] == '[' && host[hlen - 1] == ']') {
+        host++;
+        hlen -= 2;
+    }
+    return snprintf(out, cap, "SOCKIT_CLIENT=%.*s %s", (int)hlen, host, colon + 1) < (int)cap;
+}
+
+/* The command's environment: the service's, less any TERM or
+ * SOCKIT_CLIENT there, plus TERM (a terminal's) and SOCKIT_CLIENT. envp
+ * has room for the service's entries and 3 more. */
+static void request_env(const sess *s, const exec_request *req, const char **envp, char *term,
+                        size_t termcap, char *client, size_t clientcap)
+{
+    size_t n = 0;
+    for (char **e = s->svc->envp; *e; e++) {
+        if ((req->pty && strncmp(*e, "TERM=", 5) == 0) || strncmp(*e, "SOCKIT_CLIENT=", 14) == 0)
+            continue;
+        envp[n++] = *e;
+    }
+    if (req->pty) {
+        snprintf(term, termcap, "TERM=%s", req->term);
+        envp[n++] = term;
+    }
+    if (client_text(peer(s), client, clientcap))
+        envp[n++] = client;
+    envp[n] = NULL;
+}
+
+static void run_request(sess *s, const uint8_t *body, size_t len, bool pty)
 {
     exec_svc *svc = s->svc;
     exec_request req;
     char why[PROTO_ERROR_TEXT_MAX];
-    int rc = exec_parse_request(body, len, &req, why, sizeof why);
+    int master = -1, slave = -1;
+    const char **envp = NULL;
+    int rc = pty ? exec_parse_pty_request(body, len, &req, why, sizeof why)
+                 : exec_parse_request(body, len, &req, why, sizeof why);
     if (rc == -2) {
         fail(s, PE_PROTOCOL, -ENOMEM, "server out of memory");
         return;
@@ -524,10 +605,27 @@ static void run_request(sess *s, const uint8_t *body, size_t len)
         return;
     }
     bool shell = req.flags & PROTO_EXEC_SHELL;
+    bool login = req.flags & PROTO_EXEC_LOGIN;
     char *sh_argv[4] = {"/bin/sh", "-c", req.argv[0], NULL};
-    char *const *argv = shell ? sh_argv : req.argv;
-    describe(s->what, sizeof s->what, req.argv, shell);
+    /* A login shell by its -l option: the program run is argv[0]. */
+    char *login_argv[3] = {(char *)(svc->o.shell ? svc->o.shell : EXEC_DEFAULT_SHELL), "-l", NULL};
+    char *const *argv = login ? login_argv : shell ? sh_argv : req.argv;
+    describe(s->what, sizeof s->what, login ? login_argv : req.argv, shell);
     const svc_ctx *ctx = s->ctx;
+    if (req.pty && svc->o.no_pty) {
+        send_error(s, PE_DENIED,
+                   "terminals are not allowed on this server (--no-pty); "
+                   "run without -t");
+        sk_log(SK_LOG_WARN, "%s %s refused (--no-pty): %s", ctx->name, peer(s), s->what);
+        goto out;
+    }
+    if (login && !svc->o.allow_shell) {
+        send_error(s, PE_DENIED,
+                   "an interactive shell is not allowed on this server "
+                   "(it would need --allow-shell); give a command");
+        sk_log(SK_LOG_WARN, "%s %s refused (shell without --allow-shell)", ctx->name, peer(s));
+        goto out;
+    }
     if (shell && !svc->o.allow_shell) {
         send_error(s, PE_DENIED,
                    "shell commands are not allowed on this server "
@@ -535,7 +633,7 @@ static void run_request(sess *s, const uint8_t *body, size_t len)
         sk_log(SK_LOG_WARN, "%s %s refused (no --allow-shell): %s", ctx->name, peer(s), s->what);
         goto out;
     }
-    if (!shell && !allowed(svc, req.argv[0])) {
+    if (!shell && !login && !allowed(svc, req.argv[0])) {
         char prog[80];
         describe(prog, sizeof prog, (char *const[]){req.argv[0], NULL}, false);
         send_error(s, PE_DENIED, "%s is not allowed on this server (--allow-cmd)", prog);
@@ -555,14 +653,50 @@ static void run_request(sess *s, const uint8_t *body, size_t len)
                ctx->name, peer(s), svc->o.max_procs, svc->procs, left, s->what);
         goto out;
     }
+    size_t nenv = 0;
+    while (svc->envp[nenv])
+        nenv++;
+    char term[EXEC_TERM_MAX + 8], client[PROTO_HOST_MAX + 40];
+    envp = calloc(nenv + 3, sizeof *envp);
+    if (envp == NULL) {
+        fail(s, PE_PROTOCOL, -ENOMEM, "server out of memory");
+        goto out;
+    }
+    request_env(s, &req, envp, term, sizeof term, client, sizeof client);
     sk_proc_opts po = {
         .argv = (const char *const *)argv,
-        .envp = (const char *const *)svc->envp,
+        .envp = envp,
         .cwd = svc->o.cwd,
         .flags = SK_PROC_NEW_PGROUP | SK_PROC_KILL_GROUP_ON_EXIT,
+        .pty_fd = -1,
     };
+    if (req.pty) {
+        rc = open_pty(&req.ws, &master, &slave);
+        if (rc < 0) {
+            send_error(s, PE_NORUN, "could not open a terminal: %s", sk_strerror(rc));
+            sk_log(SK_LOG_WARN, "%s %s could not open a terminal: %s", ctx->name, peer(s),
+                   sk_strerror(rc));
+            goto out;
+        }
+        po.flags |= SK_PROC_PTY;
+        po.pty_fd = slave;
+    }
     sk_loop *loop = sk_conn_loop(s->conn);
     rc = sk_proc_spawn(loop, &po, on_exit_cb, s, &s->proc);
+    if (slave >= 0) {
+        /* Only the command holds the terminal now: when it (and what it
+         * started) is gone, reading the master ends (EIO). */
+        close(slave);
+        slave = -1;
+    }
+    if (rc == 0 && req.pty) {
+        po.stdout_fd = master;
+        po.stderr_fd = -1;
+        /* A second descriptor for writing, so that ending the input
+         * (close_stdin) never closes the output. */
+        po.stdin_fd = fcntl(master, F_DUPFD_CLOEXEC, 0);
+        master = -1;
+    }
     if (rc < 0) {
         char prog[80];
         describe(prog, sizeof prog, (char *const[]){argv[0], NULL}, false);
@@ -575,6 +709,7 @@ static void run_request(sess *s, const uint8_t *body, size_t len)
     svc->procs++;
     s->pgid = sk_proc_pid(s->proc);
     s->state = S_RUN;
+    s->pty = req.pty;
     s->started = sk_loop_now(loop);
     s->fd_in = po.stdin_fd;
     s->fd_out = po.stdout_fd;
@@ -584,7 +719,7 @@ static void run_request(sess *s, const uint8_t *body, size_t len)
     sk_log(SK_LOG_DEBUG, "%s pid %d contained by %s", ctx->name, (int)s->pgid,
            sk_proc_contained(s->proc) ? "its own cgroup v2" : "the child subreaper");
     if (sk_io_new(loop, s->fd_out, SK_READABLE, on_pipe, s, &s->io_out) < 0 ||
-        sk_io_new(loop, s->fd_err, SK_READABLE, on_pipe, s, &s->io_err) < 0) {
+        (s->fd_err >= 0 && sk_io_new(loop, s->fd_err, SK_READABLE, on_pipe, s, &s->io_err) < 0)) {
         /* Cannot watch its output: stop it rather than let it block. */
         close_fd(&s->fd_out, &s->io_out);
         close_fd(&s->fd_err, &s->io_err);
@@ -603,6 +738,11 @@ static void run_request(sess *s, const uint8_t *body, size_t len)
     else
         stop_timer(s); /* the idle timer: a running command is not idle */
 out:
+    if (master >= 0)
+        close(master);
+    if (slave >= 0)
+        close(slave);
+    free(envp);
     free(req.storage);
 }
 
@@ -702,13 +842,20 @@ static void exec_message(sk_conn *c, const uint8_t *data, size_t len)
         fail(s, PE_PROTOCOL, -EPROTO, "empty message");
         return;
     }
+    /* Terminals, window changes and signals exist from version 2 on: to a
+     * version-1 client they are unknown types, as they were. */
+    bool v2 = s->hs.version >= 2;
+    char why[PROTO_ERROR_TEXT_MAX];
     switch (s->state) {
     case S_HELLO: on_handshake(s, data, len); return;
     case S_GONE: return;
     case S_READY:
         if (data[0] == PT_EXEC_REQUEST)
-            run_request(s, data + 1, len - 1);
-        else if (data[0] != PT_EXEC_STDIN && data[0] != PT_EXEC_STDIN_EOF)
+            run_request(s, data + 1, len - 1, false);
+        else if (data[0] == PT_EXEC_PTY_REQUEST && v2)
+            run_request(s, data + 1, len - 1, true);
+        else if (data[0] != PT_EXEC_STDIN && data[0] != PT_EXEC_STDIN_EOF &&
+                 !(v2 && (data[0] == PT_EXEC_WINCH || data[0] == PT_EXEC_SIGNAL)))
             fail(s, PE_PROTOCOL, -EPROTO, "expected a request");
         /* stdin left over from a command that already ended: dropped */
         if (s->state == S_READY && s->tkind == T_IDLE)
@@ -717,10 +864,41 @@ static void exec_message(sk_conn *c, const uint8_t *data, size_t len)
     case S_RUN:
         if (data[0] == PT_EXEC_STDIN) {
             feed_stdin(s, data + 1, len - 1);
+        } else if (data[0] == PT_EXEC_STDIN_EOF && len == 1 && s->pty) {
+            /* A terminal has no end of input to close; its EOF character
+             * is how a reader in line mode learns it (a shell fed from a
+             * pipe then exits). In raw mode it would be a key: send none. */
+            struct termios t;
+            if (s->pend == NULL && s->fd_in >= 0 && tcgetattr(s->fd_in, &t) == 0 &&
+                (t.c_lflag & ICANON)) {
+                uint8_t veof = t.c_cc[VEOF];
+                feed_stdin(s, &veof, 1);
+            }
         } else if (data[0] == PT_EXEC_STDIN_EOF && len == 1) {
             s->stdin_eof = true;
             if (s->pend == NULL)
                 close_stdin(s);
+        } else if (v2 && data[0] == PT_EXEC_WINCH) {
+            exec_winsize ws;
+            if (exec_parse_winch(data + 1, len - 1, &ws, why, sizeof why) < 0) {
+                fail(s, PE_PROTOCOL, -EPROTO, why);
+                return;
+            }
+            /* The kernel sends SIGWINCH to the terminal's foreground. */
+            struct winsize w = {.ws_row = ws.rows,
+                                .ws_col = ws.cols,
+                                .ws_xpixel = ws.xpixel,
+                                .ws_ypixel = ws.ypixel};
+            if (s->pty && s->fd_out >= 0)
+                (void)ioctl(s->fd_out, TIOCSWINSZ, &w);
+        } else if (v2 && data[0] == PT_EXEC_SIGNAL) {
+            int sig = exec_parse_signal(data + 1, len - 1, why, sizeof why);
+            if (sig < 0) {
+                fail(s, PE_PROTOCOL, -EPROTO, why);
+                return;
+            }
+            if (s->proc && !s->exited)
+                (void)sk_proc_kill(s->proc, sig);
         } else {
             fail(s, PE_PROTOCOL, -EPROTO, "unexpected message while a command runs");
         }
@@ -751,6 +929,11 @@ static void exec_eof(sk_conn *c)
         s->close_after = true;
         close_stdin(s);
         s->stdin_eof = true;
+        /* A terminal is hung up, as when a modem line drops: the kernel
+         * sends SIGHUP to its session, which interactive shells (deaf to
+         * SIGTERM) obey. What they would still print has nowhere to go. */
+        if (s->pty)
+            close_fd(&s->fd_out, &s->io_out);
         if (s->tkind != T_KILL)
             kill_command(s);
         return;
@@ -1017,6 +1200,10 @@ int exec_svc_new(const exec_opts *o, exec_svc **out, char *err, size_t errlen)
         snprintf(err, errlen, "--allow-shell and --allow-cmd do not mix: a shell runs any program");
         return -1;
     }
+    if (o->shell != NULL && o->shell[0] != '/') {
+        snprintf(err, errlen, "--shell %s: give the shell's absolute path", o->shell);
+        return -1;
+    }
     if (o->max_procs == 0 || o->max_unauth == 0 || o->max_unauth_per_source == 0) {
         snprintf(err, errlen,
                  "--max-procs, --max-unauth and --max-unauth-per-source must be "
@@ -1055,7 +1242,8 @@ int exec_svc_new(const exec_opts *o, exec_svc **out, char *err, size_t errlen)
                                  .handshake_ms = o->handshake_ms,
                                  .per_source = o->max_unauth_per_source,
                                  .not_auth_code = PE_PROTOCOL,
-                                 .not_auth_text = "expected an authentication message"};
+                                 .not_auth_text = "expected an authentication message",
+                                 .max_version = PROTO_EXEC_VERSION};
     if (o->allow_cmd && split_list(o->allow_cmd, "--allow-cmd", &svc->allow, err, errlen) < 0)
         goto fail;
     if (build_env(o, &svc->envp, err, errlen) < 0)

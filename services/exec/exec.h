@@ -22,6 +22,14 @@
 #define EXEC_MAX_FRAME (1024u * 1024u)
 /* Arguments in one request (each costs a pointer in the child's argv). */
 #define EXEC_ARGV_MAX 4096u
+/* The longest TERM a client may ask for: terminfo names are short
+ * ("xterm-256color"); the bound keeps the environment entry small. */
+#define EXEC_TERM_MAX 64u
+/* A window size beyond this is a protocol error (a terminal of 10,000
+ * columns is not a terminal; the kernel would take any 16-bit value). */
+#define EXEC_WIN_MAX 10000u
+/* The shell of `sockit exec -t ADDR` without a command (--shell). */
+#define EXEC_DEFAULT_SHELL "/bin/sh"
 /* The fixed PATH of every command unless --pass-env PATH. */
 #define EXEC_SAFE_PATH "/usr/local/bin:/usr/bin:/bin"
 
@@ -39,6 +47,9 @@ typedef struct exec_opts {
     unsigned max_unauth_per_source; /* of those, from one source address */
     uint32_t handshake_ms;          /* hello + authentication deadline */
     uint32_t idle_ms;               /* close a session idle that long between commands; 0: never */
+    bool no_pty;                    /* --no-pty: refuse terminals (PTY_REQUEST) */
+    const char *shell;              /* --shell PATH: the login shell of a request without a
+                                       command (only with --allow-shell) */
 } exec_opts;
 
 typedef struct exec_svc exec_svc;
@@ -76,9 +87,17 @@ int exec_demo_token(const char *path, char *err, size_t errlen);
 
 /* A parsed REQUEST (payload without its type byte). argv points into
  * storage, which the caller frees. */
+/* A terminal's size, as TIOCSWINSZ takes it (pixels 0 when unknown). */
+typedef struct exec_winsize {
+    uint16_t rows, cols, xpixel, ypixel;
+} exec_winsize;
+
 typedef struct exec_request {
-    unsigned flags;      /* PROTO_EXEC_* */
-    uint32_t timeout_ms; /* the client's limit; 0: none */
+    bool pty;                     /* came as a PTY_REQUEST */
+    exec_winsize ws;              /* pty: the client's window */
+    char term[EXEC_TERM_MAX + 1]; /* pty: TERM */
+    unsigned flags;               /* PROTO_EXEC_* */
+    uint32_t timeout_ms;          /* the client's limit; 0: none */
     size_t argc;
     char **argv;   /* argc strings, NULL-terminated */
     void *storage; /* one allocation holding argv and the strings */
@@ -88,6 +107,16 @@ typedef struct exec_request {
  * malformed one; -2 if out of memory. */
 int exec_parse_request(const uint8_t *body, size_t len, exec_request *req, char *why,
                        size_t whylen);
+/* Parses a PTY_REQUEST body: the terminal (size, TERM), then a REQUEST
+ * body. Returns as exec_parse_request; req->pty is set. */
+int exec_parse_pty_request(const uint8_t *body, size_t len, exec_request *req, char *why,
+                           size_t whylen);
+/* Parses a WINCH body (8 bytes: rows, columns, x and y pixels). Returns 0,
+ * or -1 with why. */
+int exec_parse_winch(const uint8_t *body, size_t len, exec_winsize *ws, char *why, size_t whylen);
+/* Parses a SIGNAL body (one byte: 1 HUP, 2 INT, 3 QUIT or 15 TERM, the
+ * only signals a client may send). Returns the signal, or -1 with why. */
+int exec_parse_signal(const uint8_t *body, size_t len, char *why, size_t whylen);
 
 /* One message from an exec server after the handshake, as the client
  * reads it: output bytes, the exit status, or an error. */

@@ -15,6 +15,7 @@ void exec_opts_init(exec_opts *o)
     o->max_unauth_per_source = PROTO_DEFAULT_UNAUTH_PER_SOURCE;
     o->handshake_ms = PROTO_HANDSHAKE_MS;
     o->idle_ms = EXEC_DEFAULT_IDLE_MS;
+    o->shell = EXEC_DEFAULT_SHELL;
 }
 
 void exec_opts_init_store(void *store) { exec_opts_init(store); }
@@ -30,7 +31,13 @@ const svc_opt exec_options[] = {
      "                            the program only, not its arguments: env, find, xargs,\n"
      "                            tar, shells and interpreters run anything (warned)\n"},
     {"allow-shell", SVC_OPT_FLAG, offsetof(exec_opts, allow_shell), 0, 0,
-     "  --allow-shell             clients may run 'sockit exec --sh STRING' (/bin/sh -c)\n"},
+     "  --allow-shell             clients may run 'sockit exec --sh STRING' (/bin/sh -c)\n"
+     "                            and 'sockit exec -t ADDR' (the --shell, interactive)\n"},
+    {"shell", SVC_OPT_TEXT, offsetof(exec_opts, shell), 0, 0,
+     "  --shell PATH              the login shell of 'sockit exec -t ADDR' without a\n"
+     "                            command (default " EXEC_DEFAULT_SHELL ", run as PATH -l)\n"},
+    {"no-pty", SVC_OPT_FLAG, offsetof(exec_opts, no_pty), 0, 0,
+     "  --no-pty                  refuse 'sockit exec -t' (commands get no terminal)\n"},
     {"timeout", SVC_OPT_SECONDS, offsetof(exec_opts, timeout_ms), 0, 0,
      "  --timeout SEC             stop a command after SEC (TERM, then KILL; default none)\n"},
     {"max-output", SVC_OPT_BYTES, offsetof(exec_opts, max_output), 0, 0,

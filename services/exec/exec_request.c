@@ -19,12 +19,27 @@ int exec_parse_request(const uint8_t *body, size_t len, exec_request *req, char 
         return -1;
     }
     unsigned flags = body[0];
-    if (flags & ~(unsigned)(PROTO_EXEC_SHELL | PROTO_EXEC_NO_STDIN)) {
+    if (flags & ~(unsigned)(PROTO_EXEC_SHELL | PROTO_EXEC_NO_STDIN | PROTO_EXEC_LOGIN)) {
         snprintf(why, whylen, "request has unknown flags 0x%02x", flags);
         return -1;
     }
     uint32_t timeout_ms = proto_get32(body + 1);
     size_t count = proto_get16(body + 5);
+    if (flags & PROTO_EXEC_LOGIN) {
+        /* The server's shell, no arguments: nothing for the client to name. */
+        if (count != 0 || (flags & PROTO_EXEC_SHELL) || len != REQUEST_FIXED) {
+            snprintf(why, whylen, "a login request carries no arguments and no shell string");
+            return -1;
+        }
+        char **argv = calloc(1, sizeof *argv);
+        if (argv == NULL)
+            return -2;
+        req->flags = flags;
+        req->timeout_ms = proto_get32(body + 1);
+        req->argv = argv;
+        req->storage = argv;
+        return 0;
+    }
     if (count == 0 || count > EXEC_ARGV_MAX) {
         snprintf(why, whylen, "request has %zu arguments (1 to %u allowed)", count, EXEC_ARGV_MAX);
         return -1;
@@ -83,6 +98,80 @@ int exec_parse_request(const uint8_t *body, size_t len, exec_request *req, char 
     req->argv = argv;
     req->storage = argv;
     return 0;
+}
+
+#define PTY_FIXED 9 /* rows(2) cols(2) xpixel(2) ypixel(2) term length(1) */
+
+static int parse_size(const uint8_t *p, exec_winsize *ws, char *why, size_t whylen)
+{
+    ws->rows = proto_get16(p);
+    ws->cols = proto_get16(p + 2);
+    ws->xpixel = proto_get16(p + 4);
+    ws->ypixel = proto_get16(p + 6);
+    if (ws->rows == 0 || ws->cols == 0 || ws->rows > EXEC_WIN_MAX || ws->cols > EXEC_WIN_MAX) {
+        snprintf(why, whylen, "bad window size %ux%u (1 to %u each)", ws->cols, ws->rows,
+                 EXEC_WIN_MAX);
+        return -1;
+    }
+    return 0;
+}
+
+int exec_parse_pty_request(const uint8_t *body, size_t len, exec_request *req, char *why,
+                           size_t whylen)
+{
+    memset(req, 0, sizeof *req);
+    exec_winsize ws;
+    if (len < PTY_FIXED) {
+        snprintf(why, whylen, "terminal request too short (%zu bytes)", len);
+        return -1;
+    }
+    if (parse_size(body, &ws, why, whylen) < 0)
+        return -1;
+    size_t tlen = body[8];
+    if (tlen == 0 || tlen > EXEC_TERM_MAX || tlen > len - PTY_FIXED) {
+        snprintf(why, whylen, "bad TERM length %zu (1 to %u)", tlen, EXEC_TERM_MAX);
+        return -1;
+    }
+    /* A terminfo name: it goes into the environment, so nothing that
+     * could be read as a second word or a path trick. */
+    char term[EXEC_TERM_MAX + 1];
+    for (size_t i = 0; i < tlen; i++) {
+        uint8_t c = body[PTY_FIXED + i];
+        bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                  c == '-' || c == '_' || c == '.' || c == '+';
+        if (!ok) {
+            snprintf(why, whylen, "TERM has a byte 0x%02x that is not in a terminal name", c);
+            return -1;
+        }
+        term[i] = (char)c;
+    }
+    term[tlen] = '\0';
+    size_t off = PTY_FIXED + tlen;
+    int rc = exec_parse_request(body + off, len - off, req, why, whylen);
+    if (rc < 0)
+        return rc;
+    req->pty = true;
+    req->ws = ws;
+    memcpy(req->term, term, tlen + 1);
+    return 0;
+}
+
+int exec_parse_winch(const uint8_t *body, size_t len, exec_winsize *ws, char *why, size_t whylen)
+{
+    if (len != 8) {
+        snprintf(why, whylen, "a window change carries 8 bytes, not %zu", len);
+        return -1;
+    }
+    return parse_size(body, ws, why, whylen);
+}
+
+int exec_parse_signal(const uint8_t *body, size_t len, char *why, size_t whylen)
+{
+    /* The numbers are the traditional ones, the same on every Unix. */
+    if (len == 1 && (body[0] == 1 || body[0] == 2 || body[0] == 3 || body[0] == 15))
+        return body[0];
+    snprintf(why, whylen, "a signal message carries one of 1, 2, 3, 15");
+    return -1;
 }
 
 int exec_parse_reply(const uint8_t *msg, size_t len, exec_reply *r, char *why, size_t whylen)

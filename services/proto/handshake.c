@@ -56,7 +56,9 @@ static enum proto_hs_state on_hello(proto_hs *h, const uint8_t *msg, size_t len)
 {
     const char *name = h->svc->service;
     char service[SK_AUTH_SERVICE_MAX + 1], why[PROTO_ERROR_TEXT_MAX];
-    int code = proto_check_hello(msg, len, false, service, NULL, why, sizeof why);
+    uint8_t max = h->svc->max_version ? h->svc->max_version : PROTO_VERSION;
+    int code =
+        proto_check_hello_v(msg, len, false, max, service, NULL, &h->version, why, sizeof why);
     if (code != 0)
         return hs_fail(h, code, -EPROTO, why);
     if (strcmp(service, name) != 0) {
@@ -72,7 +74,7 @@ static enum proto_hs_state on_hello(proto_hs *h, const uint8_t *msg, size_t len)
     }
     if (sk_random(h->nonce_s, sizeof h->nonce_s) < 0)
         return hs_fail(h, PE_PROTOCOL, -EIO, "server cannot draw a random nonce");
-    size_t n = proto_hello(hello, true, name, h->nonce_s);
+    size_t n = proto_hello_v(hello, true, name, h->nonce_s, h->version);
     (void)sk_conn_send_msg(h->conn, hello, n);
     h->state = PROTO_HS_AUTH;
     proto_gate_hello(&h->gate);
@@ -155,8 +157,8 @@ void proto_hs_close(proto_hs *h) { proto_gate_close(&h->gate); }
 
 /* Checks the server's hello; sets *auth (false: an open server). */
 static int client_hello(const uint8_t *buf, size_t len, const char *addr, const char *service,
-                        bool allow_open, uint8_t nonce_s[SK_AUTH_NONCE], bool *auth, char *err,
-                        size_t errlen)
+                        bool allow_open, uint8_t version, uint8_t *agreed,
+                        uint8_t nonce_s[SK_AUTH_NONCE], bool *auth, char *err, size_t errlen)
 {
     char name[SK_AUTH_SERVICE_MAX + 1], why[PROTO_ERROR_TEXT_MAX];
     int code;
@@ -164,7 +166,7 @@ static int client_hello(const uint8_t *buf, size_t len, const char *addr, const 
     if (allow_open)
         code = proto_check_server_hello(buf, len, name, nonce_s, auth, why, sizeof why);
     else
-        code = proto_check_hello(buf, len, true, name, nonce_s, why, sizeof why);
+        code = proto_check_hello_v(buf, len, true, version, name, nonce_s, agreed, why, sizeof why);
     if (code != 0) {
         snprintf(err, errlen, "%s: %s", addr, why);
         return -1;
@@ -232,16 +234,27 @@ int proto_hs_client(const proto_hs_io *io, const sk_sock *sock, const char *addr
                     const char *service, const uint8_t *token, size_t token_len, bool allow_open,
                     char *err, size_t errlen)
 {
+    uint8_t agreed;
+    return proto_hs_client_v(io, sock, addr, service, token, token_len, allow_open, PROTO_VERSION,
+                             &agreed, err, errlen);
+}
+
+int proto_hs_client_v(const proto_hs_io *io, const sk_sock *sock, const char *addr,
+                      const char *service, const uint8_t *token, size_t token_len, bool allow_open,
+                      uint8_t version, uint8_t *agreed, char *err, size_t errlen)
+{
     err[0] = '\0';
+    *agreed = PROTO_VERSION;
     uint8_t buf[PROTO_PREAUTH_MAX], nonce_s[SK_AUTH_NONCE];
-    size_t n = proto_hello(buf, false, service, NULL);
+    size_t n = proto_hello_v(buf, false, service, NULL, version);
     if (io->send(io->ud, buf, n, "the hello") < 0)
         return -1;
     ssize_t m = io->recv(io->ud, buf, sizeof buf, "the hello");
     if (m < 0)
         return -1;
     bool auth;
-    if (client_hello(buf, (size_t)m, addr, service, allow_open, nonce_s, &auth, err, errlen) < 0)
+    if (client_hello(buf, (size_t)m, addr, service, allow_open, version, agreed, nonce_s, &auth,
+                     err, errlen) < 0)
         return -1;
     if (!auth) {
         if (token == NULL)

@@ -30,6 +30,8 @@ typedef struct proto_hs_service {
      * files answer differently, and clients rely on it). */
     int not_auth_code;
     const char *not_auth_text;
+    /* The highest protocol version the service speaks (0: PROTO_VERSION). */
+    uint8_t max_version;
 } proto_hs_service;
 
 enum proto_hs_state {
@@ -49,6 +51,7 @@ typedef struct proto_hs {
     enum proto_hs_state state;
     proto_gate gate; /* its pre-authentication slot and deadlines */
     uint8_t nonce_s[SK_AUTH_NONCE];
+    uint8_t version; /* agreed in the hello: the lower of the client's and ours */
 } proto_hs;
 
 /* From on_open, the one prologue of a typed service's connection: logs
@@ -94,5 +97,10 @@ typedef struct proto_hs_io {
 int proto_hs_client(const proto_hs_io *io, const sk_sock *sock, const char *addr,
                     const char *service, const uint8_t *token, size_t token_len, bool allow_open,
                     char *err, size_t errlen);
+/* The same, offering protocol version `version` in the hello; *agreed gets
+ * the version the server answered with (1 to version). */
+int proto_hs_client_v(const proto_hs_io *io, const sk_sock *sock, const char *addr,
+                      const char *service, const uint8_t *token, size_t token_len, bool allow_open,
+                      uint8_t version, uint8_t *agreed, char *err, size_t errlen);
 
 #endif

@@ -36,6 +36,12 @@ void proto_put32(uint8_t *p, uint32_t v)
 size_t proto_hello(uint8_t *buf, bool server, const char *service,
                    const uint8_t nonce[SK_AUTH_NONCE])
 {
+    return proto_hello_v(buf, server, service, nonce, PROTO_VERSION);
+}
+
+size_t proto_hello_v(uint8_t *buf, bool server, const char *service,
+                     const uint8_t nonce[SK_AUTH_NONCE], uint8_t version)
+{
     size_t slen = strlen(service);
     if (slen > SK_AUTH_SERVICE_MAX)
         slen = SK_AUTH_SERVICE_MAX;
@@ -43,7 +49,7 @@ size_t proto_hello(uint8_t *buf, bool server, const char *service,
     buf[n++] = server ? PT_HELLO_SERVER : PT_HELLO_CLIENT;
     memcpy(buf + n, PROTO_MAGIC, PROTO_MAGIC_LEN);
     n += PROTO_MAGIC_LEN;
-    buf[n++] = PROTO_VERSION;
+    buf[n++] = version;
     buf[n++] = (uint8_t)slen;
     memcpy(buf + n, service, slen);
     n += slen;
@@ -56,6 +62,14 @@ size_t proto_hello(uint8_t *buf, bool server, const char *service,
 
 int proto_check_hello(const uint8_t *msg, size_t len, bool from_server, char *service,
                       uint8_t nonce[SK_AUTH_NONCE], char *why, size_t whylen)
+{
+    return proto_check_hello_v(msg, len, from_server, PROTO_VERSION, service, nonce, NULL, why,
+                               whylen);
+}
+
+int proto_check_hello_v(const uint8_t *msg, size_t len, bool from_server, uint8_t max_version,
+                        char *service, uint8_t nonce[SK_AUTH_NONCE], uint8_t *version_out,
+                        char *why, size_t whylen)
 {
     uint8_t want = from_server ? PT_HELLO_SERVER : PT_HELLO_CLIENT;
     /* Magic first: whatever else is wrong, a peer that does not speak this
@@ -76,9 +90,16 @@ int proto_check_hello(const uint8_t *msg, size_t len, bool from_server, char *se
         return PE_PROTOCOL;
     }
     uint8_t version = msg[1 + PROTO_MAGIC_LEN];
-    if (version != PROTO_VERSION) {
+    /* Version 1 speakers demand exactly 1 (so a newer peer must offer 1
+     * to them, see PROTO_EXEC_VERSION). A side that speaks more takes any
+     * version from 1 up from a client (they agree on the lower) and, from
+     * a server, one up to what it offered. */
+    bool ok = max_version <= PROTO_VERSION
+                  ? version == PROTO_VERSION
+                  : version >= 1 && (!from_server || version <= max_version);
+    if (!ok) {
         snprintf(why, whylen, "protocol version %u is not supported (this side speaks %d)", version,
-                 PROTO_VERSION);
+                 max_version);
         return PE_HELLO;
     }
     size_t slen = msg[1 + PROTO_MAGIC_LEN + 1];
@@ -98,6 +119,8 @@ int proto_check_hello(const uint8_t *msg, size_t len, bool from_server, char *se
     service[slen] = '\0';
     if (from_server)
         memcpy(nonce, name + slen, SK_AUTH_NONCE);
+    if (version_out != NULL)
+        *version_out = version < max_version ? version : max_version;
     return 0;
 }
 

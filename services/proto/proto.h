@@ -17,6 +17,10 @@
 #define PROTO_MAGIC     "SKIT"
 #define PROTO_MAGIC_LEN 4
 #define PROTO_VERSION   1
+/* exec's highest version: 2 adds terminals, window changes and signals
+ * (docs/PROTOCOL.md 7.2). A client offers it; a server answers with the
+ * lower of the client's and its own, so version-1 peers never see a 2. */
+#define PROTO_EXEC_VERSION 2
 /* Largest frame either side accepts before authentication completes: a
  * hello or an auth message is < 100 bytes, so a stranger can make us hold
  * no more than this. */
@@ -58,6 +62,10 @@ enum proto_type {
     PT_EXEC_STDOUT = 0x20,
     PT_EXEC_STDERR = 0x21,
     PT_EXEC_EXIT = 0x30,
+    /* exec version 2 */
+    PT_EXEC_PTY_REQUEST = 0x13, /* a REQUEST run on a terminal: TERM, size, then the request */
+    PT_EXEC_WINCH = 0x14,       /* the client's window changed: its new size */
+    PT_EXEC_SIGNAL = 0x15,      /* a signal for the command's process group */
 };
 
 /* ERROR codes. Before authentication has completed, the server closes the
@@ -74,13 +82,16 @@ enum proto_error {
 };
 
 /* exec REQUEST flags */
-enum { PROTO_EXEC_SHELL = 1, PROTO_EXEC_NO_STDIN = 2 };
+enum { PROTO_EXEC_SHELL = 1, PROTO_EXEC_NO_STDIN = 2, PROTO_EXEC_LOGIN = 4 };
 
 /* Writes a hello (a client's, or a server's with its nonce) into buf (at
  * least PROTO_HELLO_MAX bytes); returns its length. service is at most
  * SK_AUTH_SERVICE_MAX bytes. */
 size_t proto_hello(uint8_t *buf, bool server, const char *service,
                    const uint8_t nonce[SK_AUTH_NONCE]);
+/* The same with another version byte (exec's negotiation). */
+size_t proto_hello_v(uint8_t *buf, bool server, const char *service,
+                     const uint8_t nonce[SK_AUTH_NONCE], uint8_t version);
 
 /* Checks a hello received from the other side (server: a client hello;
  * client: a server hello, whose nonce is copied to nonce). On success
@@ -89,6 +100,13 @@ size_t proto_hello(uint8_t *buf, bool server, const char *service,
  * and writes why, one sentence, into why. */
 int proto_check_hello(const uint8_t *msg, size_t len, bool from_server, char *service,
                       uint8_t nonce[SK_AUTH_NONCE], char *why, size_t whylen);
+/* The same for a side that speaks up to max_version: with max_version 1
+ * only version 1 passes (as above); with more, a client hello of any
+ * version and a server hello of 1 to max_version pass, and *version_out
+ * (if not NULL) gets the version both speak, the lower of the two. */
+int proto_check_hello_v(const uint8_t *msg, size_t len, bool from_server, uint8_t max_version,
+                        char *service, uint8_t nonce[SK_AUTH_NONCE], uint8_t *version_out,
+                        char *why, size_t whylen);
 
 /* Sends one ERROR frame (type, code, text cut to PROTO_ERROR_TEXT_MAX) on
  * c; nothing if c is NULL. Failing to queue it is ignored: the connection

@@ -274,7 +274,7 @@ class Policy(ExecCase):
               "A=B"], b"--pass-env"),
             (["serve", "echo", "127.0.0.1:0", "--allow-shell"], b"exec"),
             (["exec", "127.0.0.1:1", "--", "true"], b"--token-file"),
-            (["exec", "127.0.0.1:1", "--token-file", self.token_file], b"command"),
+            (["exec", "-t", "-T", "127.0.0.1:1", "--token-file", self.token_file], b"not both"),
             (["exec", "127.0.0.1:1", "--token-file", self.token_file, "--sh", "x", "--", "y"],
              b"either"),
             (["exec", "udp://127.0.0.1:1", "--token-file", self.token_file, "--", "true"], b"udp"),
@@ -416,6 +416,8 @@ class ChildState(ExecCase):
                                     "LANG": "C.UTF-8"})
         cp = self.run_exec(srv, "--", "env")
         env = dict(l.split("=", 1) for l in cp.stdout.decode().splitlines())
+        # SOCKIT_CLIENT: the client's "IP PORT", as ssh's SSH_CLIENT (issue 17).
+        self.assertRegex(env.pop("SOCKIT_CLIENT", ""), r"^127\.0\.0\.1 \d+$")
         self.assertEqual(env, {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": "/home/sk",
                                "LANG": "C.UTF-8", "SK_PASSED": "yes"})
         srv.stop_checked(self)
@@ -784,7 +786,7 @@ class Interop(ExecCase):
         self.assertIn(b"refused", cp.stderr.lower())
         # The server side says so too, to a client of another service.
         for hello, word in ((b"\x01SKIT\x01\x05files", b"wrong service: this is exec, not files"),
-                            (b"\x01SKIT\x02\x04exec", b"version 2"),
+                            (b"\x01SKIT\x00\x04exec", b"version 0"),
                             (b"\x01SKIP\x01\x04exec", b"not a sockit client")):
             s = self.connect(srv.addr)
             s.sendall(frame(hello))

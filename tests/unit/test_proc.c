@@ -774,3 +774,45 @@ Test(proc, kill_all_at_shutdown_reaches_every_session)
     cr_assert(pid_gone(escaped), "its setsid child survived");
     cr_assert_eq(sk_proc_orphans(), 0);
 }
+
+/* SK_PROC_PTY: the slave is the child's stdin, stdout, stderr and its
+ * controlling terminal (only then can it open /dev/tty); no pipes come
+ * back; and the flag needs a new session. */
+typedef struct pty_run {
+    sk_loop *loop;
+    int status;
+} pty_run;
+
+static void on_pty_exit(sk_proc *p, int status, void *ud)
+{
+    pty_run *r = ud;
+    r->status = status;
+    sk_proc_free(p);
+    sk_loop_stop(r->loop);
+}
+
+Test(proc, pty_is_stdio_and_controlling_terminal)
+{
+    pty_run r = {reaper_loop(), -1};
+    int master = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
+    cr_assert_geq(master, 0);
+    cr_assert_eq(grantpt(master), 0);
+    cr_assert_eq(unlockpt(master), 0);
+    int slave = open(ptsname(master), O_RDWR | O_NOCTTY | O_CLOEXEC);
+    cr_assert_geq(slave, 0);
+    const char *argv[] = {"sh", "-c",
+                          "test -t 0 && test -t 1 && test -t 2 && : </dev/tty && exit 7", NULL};
+    sk_proc_opts o = {.argv = argv, .envp = base_env, .flags = SK_PROC_PTY, .pty_fd = slave};
+    sk_proc *p = NULL;
+    cr_assert_eq(sk_proc_spawn(r.loop, &o, on_pty_exit, &r, &p), -EINVAL, "PTY without a session");
+    o.flags = SK_PROC_PTY | SK_PROC_NEW_PGROUP;
+    cr_assert_eq(sk_proc_spawn(r.loop, &o, on_pty_exit, &r, &p), 0);
+    cr_assert_eq(o.stdin_fd, -1);
+    cr_assert_eq(o.stdout_fd, -1);
+    cr_assert_eq(o.stderr_fd, -1);
+    close(slave);
+    cr_assert_eq(sk_loop_run(r.loop), 0);
+    cr_assert(WIFEXITED(r.status) && WEXITSTATUS(r.status) == 7, "status %#x", r.status);
+    close(master);
+    sk_loop_free(r.loop);
+}

@@ -114,3 +114,37 @@ Test(services, client_refuses_the_wrong_service_and_asks_for_a_token)
     cr_assert_str_eq(err, "test: the server requires authentication: give --token-file FILE "
                           "(the server's token)");
 }
+
+/* The hello's version (docs/PROTOCOL.md 7.2): a side that speaks up to 2
+ * takes a client's 1, 2 or higher and agrees on the lower; from a server
+ * it takes 1 to what it offered; a version-1 side takes exactly 1, as
+ * sockit 0.1 did, so it refuses a 2 with ERROR 02 (PE_HELLO). */
+Test(services, hello_versions_agree_on_the_lower)
+{
+    uint8_t hello[PROTO_HELLO_MAX], nonce[SK_AUTH_NONCE] = {1};
+    char service[SK_AUTH_SERVICE_MAX + 1], why[PROTO_ERROR_TEXT_MAX];
+    static const struct {
+        uint8_t sent, max;
+        bool from_server;
+        int code;
+        uint8_t agreed;
+    } cases[] = {
+        {1, 2, false, 0, 1},        {2, 2, false, 0, 2}, {3, 2, false, 0, 2},
+        {0, 2, false, PE_HELLO, 0}, {1, 1, false, 0, 1}, {2, 1, false, PE_HELLO, 0},
+        {1, 2, true, 0, 1},         {2, 2, true, 0, 2},  {3, 2, true, PE_HELLO, 0},
+        {2, 1, true, PE_HELLO, 0},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        size_t n = proto_hello_v(hello, cases[i].from_server, "exec", nonce, cases[i].sent);
+        cr_assert_eq(hello[5], cases[i].sent);
+        uint8_t agreed = 0, got_nonce[SK_AUTH_NONCE];
+        why[0] = '\0';
+        int code = proto_check_hello_v(hello, n, cases[i].from_server, cases[i].max, service,
+                                       got_nonce, &agreed, why, sizeof why);
+        cr_assert_eq(code, cases[i].code, "case %zu: %d (%s)", i, code, why);
+        if (code == 0)
+            cr_assert_eq(agreed, cases[i].agreed, "case %zu: agreed %u", i, agreed);
+        else
+            cr_assert(strstr(why, "version") != NULL, "case %zu: %s", i, why);
+    }
+}
