@@ -284,9 +284,12 @@ int cmd_put(int argc, char **argv)
     files_cli o;
     memset(&o, 0, sizeof o);
     o.cmd = "put";
-    int rc = files_cli_parse(&o, argc, argv, 1, 2, false, usage);
+    int rc = files_cli_parse(&o, argc, argv, 1, -1, false, usage);
     if (rc != 0)
         return rc > 0 ? EXIT_OK : EXIT_USAGE;
+    /* Trees, several files, and what only they take: files_tree.c. */
+    if (o.recursive || o.nargs > 2 || o.delete_extra || o.dry_run || o.checksum || o.json)
+        return files_tree_put(&o);
     put_job j;
     memset(&j, 0, sizeof j);
     j.o = &o;
