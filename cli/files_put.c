@@ -288,7 +288,8 @@ int cmd_put(int argc, char **argv)
     if (rc != 0)
         return rc > 0 ? EXIT_OK : EXIT_USAGE;
     /* Trees, several files, and what only they take: files_tree.c. */
-    if (o.recursive || o.nargs > 2 || o.delete_extra || o.dry_run || o.checksum || o.json)
+    if (o.recursive || o.nargs > 2 || o.delete_extra || o.dry_run || o.checksum || o.json ||
+        strcmp(o.args[0], "-") == 0)
         return files_tree_put(&o);
     put_job j;
     memset(&j, 0, sizeof j);

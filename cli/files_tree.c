@@ -21,6 +21,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <openssl/rand.h>
+
 #include "files.h"
 
 /* Entries of one directory held at once (each side's listing of it, for
@@ -929,16 +931,20 @@ static int job_start(tjob *j, files_cli *o)
     return 0;
 }
 
-static int job_end(tjob *j, bool started)
+/* Ends a run: the summary (print) and the exit status (started: the
+ * connection was made, so a clean count means the destination matches). */
+static int job_end_as(tjob *j, bool started, bool print)
 {
     progress_end(&j->bar, j->failed == 0 && !j->broken);
-    if (started)
+    if (started && print)
         summary(j);
     fc_close(&j->c);
     EVP_MD_CTX_free(j->md);
     free(j->buf);
     return started && j->failed == 0 && !j->broken ? EXIT_OK : EXIT_RUNTIME;
 }
+
+static int job_end(tjob *j, bool started) { return job_end_as(j, started, started); }
 
 /* REMOTE as a path: "." and "" are the root. */
 static int remote_arg(const char *r, char *out, size_t cap)
@@ -960,8 +966,83 @@ static int remote_arg(const char *r, char *out, size_t cap)
     return 0;
 }
 
+/* `put ADDR - REMOTE`: standard input streamed (a PUT of FILES_SIZE_STREAM
+ * with a fresh id: nothing to resume), verified by the SHA-256 at the end. */
+static int put_stdin(files_cli *o)
+{
+    char rp[FILES_PATH_MAX + 1];
+    if (o->nargs != 2 || remote_arg(o->args[1], rp, sizeof rp) < 0 || rp[0] == '\0' ||
+        o->args[1][strlen(o->args[1]) - 1] == '/') {
+        cli_err("put - needs a REMOTE file name: sockit put ADDR - REMOTE");
+        return EXIT_USAGE;
+    }
+    tjob j;
+    bool started = job_start(&j, o) == 0;
+    if (!started)
+        return job_end(&j, false);
+    uint8_t head[8 + FILES_ID], msg[64], type;
+    size_t len;
+    int code = 0;
+    files_put64(head, FILES_SIZE_STREAM);
+    if (RAND_bytes(head + 8, FILES_ID) != 1 || EVP_DigestInit_ex(j.md, EVP_sha256(), NULL) != 1 ||
+        fc_send(&j.c, FT_PUT, head, sizeof head, rp, strlen(rp)) != 0)
+        goto broken;
+    int rc = fc_msg(&j.c, &type, msg, sizeof msg, &len, &code, "the answer to PUT");
+    if (rc == -2) {
+        j.failed++;
+        return job_end_as(&j, true, o->json);
+    }
+    uint8_t zero[8] = {0};
+    if (rc < 0 || type != FT_PUT_READY || fc_send(&j.c, FT_PUT_FROM, zero, 8, NULL, 0) != 0)
+        goto broken;
+    for (;;) {
+        ssize_t n = read(STDIN_FILENO, j.buf, FILES_PUT_CHUNK);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            cli_err("cannot read standard input: %s", strerror(errno));
+            goto broken;
+        }
+        if (n == 0)
+            break;
+        if (EVP_DigestUpdate(j.md, j.buf, (size_t)n) != 1)
+            goto broken;
+        rc = fc_pending(&j.c) ? 1 : fc_send(&j.c, FT_DATA, j.buf, (size_t)n, NULL, 0);
+        if (rc != 0) {
+            if (rc > 0 && fc_msg(&j.c, &type, msg, sizeof msg, &len, &code, "the upload") == -2) {
+                j.failed++;
+                return job_end_as(&j, true, o->json);
+            }
+            goto broken;
+        }
+        j.bytes += (uint64_t)n;
+        progress_update(&j.bar, j.bytes);
+    }
+    uint8_t digest[FILES_HASH];
+    if (EVP_DigestFinal_ex(j.md, digest, NULL) != 1 ||
+        fc_send(&j.c, FT_PUT_END, digest, sizeof digest, NULL, 0) != 0)
+        goto broken;
+    rc = fc_msg(&j.c, &type, msg, sizeof msg, &len, &code, "the server's check of the upload");
+    if (rc == -2) {
+        j.failed++;
+        return job_end_as(&j, true, o->json);
+    }
+    if (rc < 0 || type != FT_PUT_OK || len != 8 + FILES_HASH || files_get64(msg) != j.bytes ||
+        memcmp(msg + 8, digest, FILES_HASH) != 0) {
+        cli_err("%s: the server's confirmation does not match what was sent", j.c.addr);
+        goto broken;
+    }
+    j.sent = 1;
+    return job_end_as(&j, true, o->json);
+broken:
+    j.broken = true;
+    return job_end_as(&j, true, o->json);
+}
+
 int files_tree_put(files_cli *o)
 {
+    if (strcmp(o->args[0], "-") == 0 && !o->recursive)
+        return put_stdin(o);
     const char *last = o->args[o->nargs - 1];
     bool many = o->nargs > 2 || (o->nargs == 2 && !o->recursive && last[strlen(last) - 1] == '/');
     int nsrc = o->recursive ? 1 : (many ? o->nargs - 1 : 1);

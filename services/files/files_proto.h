@@ -13,6 +13,9 @@
 #define FILES_SERVICE "files"
 #define FILES_HASH    32 /* SHA-256 */
 #define FILES_ID      16 /* a PUT's upload id */
+/* A PUT of this size streams: the length is known only at PUT_END (stdin);
+ * there is no resume and no space check up front (section 9.5). */
+#define FILES_SIZE_STREAM UINT64_MAX
 
 /* Paths: relative, '/'-separated, at most PATH_MAX - 1 bytes, components of
  * at most NAME_MAX bytes, at most 64 of them (a bound on the work one path

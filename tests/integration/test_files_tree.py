@@ -74,7 +74,17 @@ def snapshot(top, skip=("fifo",)):
     return out
 
 
+def fc_partials(top):
+    return [os.path.join(d, n) for d, _, fs in os.walk(top) for n in fs
+            if n.startswith(".sockit-partial.")]
+
+
 class TreeCase(FilesCase):
+
+    def run_files(self, *args, input=None, timeout=120):
+        cp = self.sockit(*args, input=input, timeout=timeout)
+        self.assertClean(cp)
+        return cp
 
     def addr(self, srv):
         return srv.addr
@@ -174,6 +184,25 @@ class TreeRoundTrip(TreeCase):
                            code=1)
         self.assertIn(b"in/nope", cp.stderr)
         self.assertTrue(os.path.exists(os.path.join(out, "two.txt")))
+        self.stop(srv)
+
+    def test_stdin_streams_and_is_verified(self):
+        srv = self.files_server()
+        data = os.urandom(3 * 1024 * 1024 + 17)
+        cp = self.run_files("put", srv.addr, "-", "s/in.bin", "--quiet", input=data)
+        self.assertEqual(cp.returncode, 0, cp.stderr)
+        with open(os.path.join(self.root, "s", "in.bin"), "rb") as f:
+            self.assertEqual(f.read(), data)
+        cp = self.run_files("get", srv.addr, "s/in.bin", "-", "--quiet")
+        self.assertEqual(cp.returncode, 0, cp.stderr)
+        self.assertEqual(cp.stdout, data)
+        # a stream over --max-file-size is refused, nothing kept
+        self.stop(srv)
+        srv = self.files_server("--max-file-size", "1000")
+        cp = self.run_files("put", srv.addr, "-", "s/big", "--quiet", input=b"x" * 5000)
+        self.assertEqual(cp.returncode, 1)
+        self.assertFalse(os.path.exists(os.path.join(self.root, "s", "big")))
+        self.assertEqual(fc_partials(self.root), [])
         self.stop(srv)
 
     def test_stdout_and_old_single_file_still_work(self):
