@@ -650,21 +650,35 @@ static void get_file(tjob *j, int dfd, const char *name, const char *path, const
 {
     char pname[FILES_NAME_MAX + 1];
     snprintf(pname, sizeof pname, "%s%.200s.get", FILES_PARTIAL_PREFIX, name);
-    int fd = openat(dfd, pname, O_RDWR | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
-    if (fd < 0) {
-        fail(j, "cannot write %s: %s", shown, strerror(errno));
+    int fd = openat(dfd, pname, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+    struct stat pst;
+    if (fd < 0 || fstat(fd, &pst) < 0 || !S_ISREG(pst.st_mode)) {
+        fail(j, "cannot write %s: %s", shown, fd < 0 ? strerror(errno) : "not a regular file");
+        if (fd >= 0)
+            close(fd);
         return;
     }
     bool ok = false;
+    /* A partial left by a cut run is offered to the server by its hash:
+     * it answers from = have when the bytes are right, else 0 (all again). */
+    uint64_t have = (uint64_t)pst.st_size <= e->size ? (uint64_t)pst.st_size : 0;
     uint8_t head[8 + FILES_HASH];
-    files_put64(head, 0);
-    unsigned dl = 0;
-    (void)EVP_Digest("", 0, head + 8, &dl, EVP_sha256(), NULL);
+    files_put64(head, have);
     if (EVP_DigestInit_ex(j->md, EVP_sha256(), NULL) != 1 ||
+        files_hash_prefix(fd, have, j->md, j->buf, FILES_GET_CHUNK) != 0) {
+        have = 0;
+        files_put64(head, 0);
+        (void)EVP_DigestInit_ex(j->md, EVP_sha256(), NULL);
+    }
+    EVP_MD_CTX *tmp = EVP_MD_CTX_new();
+    if (tmp == NULL || EVP_MD_CTX_copy_ex(tmp, j->md) != 1 ||
+        EVP_DigestFinal_ex(tmp, head + 8, NULL) != 1 ||
         fc_send(&j->c, FT_GET, head, sizeof head, path, strlen(path)) != 0) {
+        EVP_MD_CTX_free(tmp);
         j->broken = true;
         goto out;
     }
+    EVP_MD_CTX_free(tmp);
     uint64_t size = 0, pos = 0;
     bool ready = false;
     for (;;) {
@@ -680,9 +694,16 @@ static void get_file(tjob *j, int dfd, const char *name, const char *path, const
             j->failed++;
             goto out;
         }
-        if (!ready && type == FT_GET_READY && len == 16 && files_get64(j->buf + 8) == 0) {
+        if (!ready && type == FT_GET_READY && len == 16 &&
+            (files_get64(j->buf + 8) == 0 || files_get64(j->buf + 8) == have)) {
             size = files_get64(j->buf);
+            pos = files_get64(j->buf + 8);
             ready = true;
+            if (pos == 0 && have > 0 &&
+                (ftruncate(fd, 0) < 0 || EVP_DigestInit_ex(j->md, EVP_sha256(), NULL) != 1)) {
+                j->broken = true;
+                goto out;
+            }
         } else if (ready && type == FT_DATA && len <= size - pos) {
             for (size_t w = 0; w < len;) {
                 ssize_t n = pwrite(fd, j->buf + w, len - w, (off_t)(pos + w));
@@ -735,7 +756,9 @@ static void get_file(tjob *j, int dfd, const char *name, const char *path, const
     j->done_bytes += size;
 out:
     close(fd);
-    if (!ok)
+    /* A cut connection keeps the partial for the next run to resume;
+     * a refused or corrupt file leaves nothing. */
+    if (!ok && !j->broken)
         (void)unlinkat(dfd, pname, 0);
 }
 

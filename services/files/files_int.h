@@ -265,7 +265,7 @@ void files_stat(fsess *s, const uint8_t *body, size_t len);
 void files_list_step(fsess *s);
 void files_list_end(fsess *s);
 
-/* files_tree.c: MKDIR, SYMLINK, META, DELETE (section 9.10) */
+/* files_tree.c: MKDIR, SYMLINK, META, DELETE (section 9.9) */
 void files_tree_op(fsess *s, uint8_t type, const uint8_t *body, size_t len);
 
 /* files_source.c */

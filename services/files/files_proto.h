@@ -51,7 +51,7 @@ enum files_type {
     FT_PUT_FROM = 0x44, /* offset (8): 0 or the server's "have" */
     FT_DATA = 0x45,     /* file bytes (both directions) */
     FT_PUT_END = 0x46,  /* SHA-256 of the whole file (32) */
-    /* trees (section 9.10): a server that predates them answers ERROR 01 */
+    /* trees (section 9.9): a server that predates them answers ERROR 01 */
     FT_TREE = 0x47,    /* path of a directory: its entries as TREE_ENTRIES */
     FT_MKDIR = 0x48,   /* mode (2), path: make it (and its parents) */
     FT_SYMLINK = 0x49, /* target length (2), target, path: make a link */

@@ -1,5 +1,5 @@
 /* files_tree.c — the requests that make a tree what the client's is
- * (docs/PROTOCOL.md 9.10): MKDIR, SYMLINK, META (permission bits and the
+ * (docs/PROTOCOL.md 9.9): MKDIR, SYMLINK, META (permission bits and the
  * mtime to the nanosecond) and DELETE. Every path is walked from the root
  * one component at a time without following a link (files_walk.c), so a
  * link a client made is only ever an entry, never a way somewhere. Each
