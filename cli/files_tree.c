@@ -53,10 +53,88 @@ typedef struct tjob {
     uint64_t sent, skipped, deleted, failed, bytes;
     uint64_t t0;
     EVP_MD_CTX *md;
-    uint8_t *buf; /* FILES_GET_CHUNK bytes */
-    progress bar;
-    uint64_t done_bytes;
+    uint8_t *buf;        /* FILES_GET_CHUNK bytes */
+    uint64_t done_bytes; /* bytes of the files finished (sent or received) */
+    /* the progress line: on a terminal without --quiet */
+    bool tp_on, tp_drawn;
+    uint64_t tp_files, tp_bytes; /* totals (put -r counts first; 0: unknown) */
+    uint64_t tp_last;            /* ms of the last redraw */
+    const char *tp_name;         /* the file in transfer */
 } tjob;
+
+/* Redraws of the progress line at most this often (ten a second). */
+#define TREE_DRAW_MS 100u
+
+static void human(char *out, size_t cap, double v)
+{
+    const char *u[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+    int i = 0;
+    while (v >= 1024 && i < 4) {
+        v /= 1024;
+        i++;
+    }
+    snprintf(out, cap, i ? "%.1f %s" : "%.0f %s", v, u[i]);
+}
+
+/* One line on stderr for the whole run: files done / total, bytes, rate,
+ * time left (when the total is known), the current file's name. */
+static void tp_draw(tjob *j, uint64_t in_file, bool force)
+{
+    if (!j->tp_on)
+        return;
+    uint64_t now = files_now_ms();
+    if (!force && now - j->tp_last < TREE_DRAW_MS)
+        return;
+    j->tp_last = now;
+    uint64_t done = j->done_bytes + in_file;
+    double secs = (double)(now - j->t0) / 1000.0;
+    double rate = secs > 0.05 ? (double)done / secs : 0;
+    char b[24], r[24], eta[32] = "";
+    human(b, sizeof b, (double)done);
+    human(r, sizeof r, rate);
+    if (j->tp_bytes > done && rate > 0) {
+        unsigned long left = (unsigned long)((double)(j->tp_bytes - done) / rate + 0.5);
+        snprintf(eta, sizeof eta, "  ETA %lu:%02lu", left / 60, left % 60);
+    }
+    char total[32] = "";
+    if (j->tp_files)
+        snprintf(total, sizeof total, "/%llu", (unsigned long long)j->tp_files);
+    fprintf(stderr, "\r\033[K%llu%s files  %s  %s/s%s  %.60s",
+            (unsigned long long)(j->sent + j->skipped), total, b, r, eta,
+            j->tp_name ? j->tp_name : "");
+    fflush(stderr);
+    j->tp_drawn = true;
+}
+
+/* put -r's totals for the progress line: regular files and their bytes. */
+static void tp_count(tjob *j, int dfd, int depth)
+{
+    int fd = fcntl(dfd, F_DUPFD_CLOEXEC, 0);
+    DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+    if (d == NULL) {
+        if (fd >= 0)
+            close(fd);
+        return;
+    }
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        struct stat st;
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0 ||
+            fstatat(dfd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+            continue;
+        if (S_ISREG(st.st_mode) || S_ISLNK(st.st_mode)) {
+            j->tp_files++;
+            j->tp_bytes += S_ISREG(st.st_mode) ? (uint64_t)st.st_size : 0;
+        } else if (S_ISDIR(st.st_mode) && depth < (int)FILES_DEPTH_MAX) {
+            int sub = files_walk_dir(dfd, e->d_name, false);
+            if (sub >= 0) {
+                tp_count(j, sub, depth + 1);
+                close(sub);
+            }
+        }
+    }
+    closedir(d);
+}
 
 static void ents_free(ents *l)
 {
@@ -113,6 +191,8 @@ static void fail(tjob *j, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(line, sizeof line, fmt, ap);
     va_end(ap);
+    if (j->tp_drawn)
+        fputs("\r\033[K", stderr); /* the line goes above the progress line */
     cli_err("%s", line);
     j->failed++;
 }
@@ -469,7 +549,7 @@ static int put_fd(tjob *j, int fd, const struct stat *st, const char *path, cons
         }
         pos += (uint64_t)n;
         j->bytes += (uint64_t)n;
-        progress_update(&j->bar, j->done_bytes + pos);
+        tp_draw(j, pos, false);
     }
     struct stat now;
     bool changed =
@@ -501,6 +581,8 @@ gone:
 /* Sends the local file dfd/name to path, then its mode and mtime. */
 static void put_file(tjob *j, int dfd, const char *name, const char *path, const char *shown)
 {
+    j->tp_name = path;
+    tp_draw(j, 0, false);
     for (int attempt = 0; attempt < 2; attempt++) {
         int fd = openat(dfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
         struct stat st;
@@ -572,6 +654,8 @@ static bool put_dir(tjob *j, int dfd, const char *rpath, const char *lpath, bool
         if (l->type == 0) {
             struct stat st;
             mode_t m = fstatat(dfd, l->name, &st, AT_SYMLINK_NOFOLLOW) == 0 ? st.st_mode : 0;
+            if (j->tp_drawn)
+                fputs("\r\033[K", stderr);
             cli_err("warning: skipping %s: %s", lp, kind_name(m));
             continue;
         }
@@ -648,6 +732,8 @@ out:
 static void get_file(tjob *j, int dfd, const char *name, const char *path, const ent *e,
                      const char *shown)
 {
+    j->tp_name = shown;
+    tp_draw(j, 0, false);
     char pname[FILES_NAME_MAX + 1];
     snprintf(pname, sizeof pname, "%s%.200s.get", FILES_PARTIAL_PREFIX, name);
     int fd = openat(dfd, pname, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
@@ -725,7 +811,7 @@ static void get_file(tjob *j, int dfd, const char *name, const char *path, const
                 goto out;
             pos += len;
             j->bytes += len;
-            progress_update(&j->bar, j->done_bytes + pos);
+            tp_draw(j, pos, false);
         } else if (type == FT_GET_END && len == FILES_HASH) {
             if (pos == UINT64_MAX)
                 goto out; /* a write failed: reported */
@@ -950,7 +1036,7 @@ static int job_start(tjob *j, files_cli *o)
     }
     if (fc_open(&j->c, o) < 0)
         return -1;
-    progress_start(&j->bar, progress_wanted(o->quiet), o->recursive ? "tree" : "files", 0, 0);
+    j->tp_on = progress_wanted(o->quiet) && !o->dry_run;
     return 0;
 }
 
@@ -958,7 +1044,11 @@ static int job_start(tjob *j, files_cli *o)
  * connection was made, so a clean count means the destination matches). */
 static int job_end_as(tjob *j, bool started, bool print)
 {
-    progress_end(&j->bar, j->failed == 0 && !j->broken);
+    if (j->tp_drawn) {
+        j->tp_name = NULL;
+        tp_draw(j, 0, true);
+        fputc('\n', stderr);
+    }
     if (started && print)
         summary(j);
     fc_close(&j->c);
@@ -1039,7 +1129,7 @@ static int put_stdin(files_cli *o)
             goto broken;
         }
         j.bytes += (uint64_t)n;
-        progress_update(&j.bar, j.bytes);
+        tp_draw(&j, j.bytes, false);
     }
     uint8_t digest[FILES_HASH];
     if (EVP_DigestFinal_ex(j.md, digest, NULL) != 1 ||
@@ -1074,7 +1164,8 @@ int files_tree_put(files_cli *o)
         return EXIT_USAGE;
     }
     if (o->nargs > 2 && last[strlen(last) - 1] != '/') {
-        cli_err("several files go into a REMOTE_DIR/ (the last argument ends in '/')");
+        cli_err("\"%s\": several files go into a REMOTE_DIR/ (the last argument ends in '/')",
+                last);
         return EXIT_USAGE;
     }
     char rdir[FILES_PATH_MAX + 1];
@@ -1109,6 +1200,8 @@ int files_tree_put(files_cli *o)
                 if (ex == 0 && !o->dry_run && r_mkdir(&j, rdir, 0700) != 0) {
                     /* reported */
                 } else {
+                    if (j.tp_on)
+                        tp_count(&j, dfd, 0);
                     put_dir(&j, dfd, rdir, o->args[0], ex == 1, 0);
                     if (rdir[0] && !o->dry_run && !j.broken)
                         (void)r_meta(&j, rdir, (uint16_t)(st.st_mode & 07777), &st.st_mtim);
@@ -1144,7 +1237,7 @@ int files_tree_get(files_cli *o)
         return EXIT_USAGE;
     }
     if (o->nargs > 2 && last[strlen(last) - 1] != '/') {
-        cli_err("several files go into a LOCAL_DIR/ (the last argument ends in '/')");
+        cli_err("\"%s\": several files go into a LOCAL_DIR/ (the last argument ends in '/')", last);
         return EXIT_USAGE;
     }
     char rdir[FILES_PATH_MAX + 1];
