@@ -113,9 +113,15 @@ int files_walk_dir(int base, const char *path, bool create)
             }
             next = open_one(fd, name, O_RDONLY | O_DIRECTORY);
         }
+        if (next == -ENOTDIR) {
+            /* O_NOFOLLOW | O_DIRECTORY on a link may say ENOTDIR: name it. */
+            struct stat st;
+            if (fstatat(fd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISLNK(st.st_mode))
+                next = -ELOOP;
+        }
         close(fd);
         if (next < 0)
-            return next == -ENOTDIR ? -ENOTDIR : next; /* -ELOOP: a link on the way */
+            return next; /* -ELOOP: a link on the way */
         fd = next;
         p += n;
         if (*p == '/')
