@@ -382,7 +382,8 @@ def main():
     work = args.dir
     if work is None:
         mounted = tempfile.mkdtemp(prefix="sk-files-bench-")
-        tmpfs = "size=%dM" % (3 * args.size // (1 << 20) + 256)
+        need = args.size if not args.tree else args.tree * (64 << 10) + args.tree_big * args.size
+        tmpfs = "size=%dM" % (3 * need // (1 << 20) + 256)
         if subprocess.run(["mount", "-t", "tmpfs", "-o", tmpfs, "none", mounted]).returncode:
             sys.exit("files_bench: cannot mount a tmpfs (needs root); use --dir DIR")
         work = os.path.join(mounted, "w")

@@ -1169,8 +1169,12 @@ int files_tree_put(files_cli *o)
         return EXIT_USAGE;
     }
     char rdir[FILES_PATH_MAX + 1];
-    char base[FILES_NAME_MAX + 1];
+    char base[FILES_NAME_MAX + 1], real[PATH_MAX];
     files_basename(o->args[0], base, sizeof base);
+    /* "put -r ADDR ." is the directory's own name, not the server's root. */
+    if ((strcmp(base, ".") == 0 || strcmp(base, "..") == 0 || base[0] == '\0') &&
+        realpath(o->args[0], real) != NULL)
+        files_basename(real, base, sizeof base);
     if (o->nargs >= 2 && remote_arg(last, rdir, sizeof rdir) < 0)
         return EXIT_USAGE;
     if (o->nargs < 2 && remote_arg(o->recursive ? base : "", rdir, sizeof rdir) < 0)
