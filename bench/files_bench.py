@@ -241,8 +241,14 @@ class Bench:
         secs, ccpu, rc = run_timed(pinned(CLIENT_CPU, [self.rsync, "-W", self.src,
                                                        "rsync://127.0.0.1:%d/m/dst/rs.bin"
                                                        % self.rsync_port]))
-        time.sleep(0.05)  # the daemon's child finishes writing after the client exits
-        self.check(os.path.join(self.dst_dir, "rs.bin"))
+        # The daemon's child finishes writing (and renames) after the client
+        # exits: up to seconds on a busy machine.
+        dst = os.path.join(self.dst_dir, "rs.bin")
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and (not os.path.exists(dst) or
+                                               os.path.getsize(dst) != self.size):
+            time.sleep(0.01)
+        self.check(dst)
         return secs, cpu_of(self.rsync_srv.pid) - before, ccpu
 
     def sockit_get(self):

@@ -77,6 +77,11 @@ bool fc_pending(fconn *c);
  * message is waiting. Returns 0, 1, or -1 after printing one line. */
 int fc_send(fconn *c, uint8_t type, const void *a, size_t alen, const void *b, size_t blen);
 
+/* fc_send that waits for room however long the server talks meanwhile
+ * (what it says stays queued for later reads): for a pipelined batch whose
+ * answers are read after it is all sent. Returns 0 or -1 (printed). */
+int fc_send_all(fconn *c, uint8_t type, const void *a, size_t alen, const void *b, size_t blen);
+
 /* Receives the header of the next message: its type and the length of its
  * body (without the type byte). Returns 0 or -1 after printing a line
  * (what names the stage: "the answer to PUT"). */

@@ -382,7 +382,21 @@ int fc_msg(fconn *c, uint8_t *type, uint8_t *body, size_t cap, size_t *len, int 
 
 /* ------------------------------------------------------------- sending */
 
+static int send_msg(fconn *c, bool stop_on_input, uint8_t type, const void *a, size_t alen,
+                    const void *b, size_t blen);
+
 int fc_send(fconn *c, uint8_t type, const void *a, size_t alen, const void *b, size_t blen)
+{
+    return send_msg(c, true, type, a, alen, b, blen);
+}
+
+int fc_send_all(fconn *c, uint8_t type, const void *a, size_t alen, const void *b, size_t blen)
+{
+    return send_msg(c, false, type, a, alen, b, blen) == 0 ? 0 : -1;
+}
+
+static int send_msg(fconn *c, bool stop_on_input, uint8_t type, const void *a, size_t alen,
+                    const void *b, size_t blen)
 {
     uint8_t head[SK_FRAME_HEADER + 1];
     sk_frame_header(head, (uint32_t)(1 + alen + blen));
@@ -401,8 +415,8 @@ int fc_send(fconn *c, uint8_t type, const void *a, size_t alen, const void *b, s
         if (n < 0) {
             int err = (int)n;
             if (err == -EAGAIN) {
-                int r = wait_for(c, POLLOUT | POLLIN);
-                if (r >= 0 && (r & POLLIN))
+                int r = wait_for(c, stop_on_input ? POLLOUT | POLLIN : POLLOUT);
+                if (r >= 0 && (r & POLLIN) && stop_on_input)
                     return 1; /* the server spoke up: an ERROR, most likely */
                 if (r >= 0)
                     continue;

@@ -307,7 +307,11 @@ void files_put(fsess *s, const uint8_t *body, size_t len)
         return;
     }
     s->have = (uint64_t)st.st_size;
-    if (s->have > size || (stream && s->have > 0)) {
+    /* An all-zero id asks for no resume (a tree's small files, sent
+     * without waiting for PUT_READY): a partial of that name starts over. */
+    static const uint8_t fresh_id[FILES_ID];
+    bool fresh = stream || memcmp(id, fresh_id, FILES_ID) == 0;
+    if (s->have > size || (fresh && s->have > 0)) {
         /* Longer than the file now coming: left by another version. */
         if (ftruncate(s->fd, 0) < 0) {
             put_fail(s, true, FE_IO, "%s: %s", what, strerror(errno));
