@@ -278,6 +278,83 @@ class DeleteDryRun(TreeCase):
         self.stop(srv)
 
 
+class TreeFailures(TreeCase):
+
+    def test_failed_files_are_named_and_the_rest_goes(self):
+        src = self.path("src")
+        os.makedirs(os.path.join(src, "d"))
+        for i in range(150):  # more than one pipelined batch
+            with open(os.path.join(src, "d", "f%03d" % i), "wb") as f:
+                f.write(b"x" * (50 if i % 7 else 500))
+        srv = self.files_server("--max-file-size", "100")
+        cp = self.run_files("put", "-r", srv.addr, src, "t", "--quiet", "--json")
+        self.assertEqual(cp.returncode, 1, cp.stderr)
+        s = json.loads(cp.stdout)
+        big = [i for i in range(150) if i % 7 == 0]
+        self.assertEqual((s["sent"], s["failed"]), (150 - len(big), len(big)))
+        err = cp.stderr.decode()
+        self.assertEqual(err.count("--max-file-size"), len(big), err)
+        got = sorted(os.listdir(os.path.join(self.root, "t", "d")))
+        self.assertEqual(got, ["f%03d" % i for i in range(150) if i % 7])
+        self.assertEqual(fc_partials(self.root), [])
+        # the server serves on, and a re-run sends only the failed ones again
+        cp = self.run_files("put", "-r", srv.addr, src, "t", "--quiet", "--json")
+        s = json.loads(cp.stdout)
+        self.assertEqual((s["sent"], s["skipped"], s["failed"]),
+                         (0, 150 - len(big), len(big)))
+        self.stop(srv)
+
+    def test_disk_full_on_a_small_tmpfs(self):
+        small = self.path("small")
+        os.mkdir(small)
+        cp = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "none", small],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        if cp.returncode != 0:
+            self.skipTest("cannot mount a 2 MiB tmpfs: %s" % cp.stderr.decode().strip())
+        try:
+            src = self.path("src")
+            os.mkdir(src)
+            for i in range(6):
+                with open(os.path.join(src, "f%d" % i), "wb") as f:
+                    f.write(os.urandom(600 * 1024))
+            srv = self.files_server(root=small)
+            cp = self.run_files("put", "-r", srv.addr, src, "t", "--quiet", "--json")
+            self.assertEqual(cp.returncode, 1)
+            self.assertIn(b"space", cp.stderr)
+            s = json.loads(cp.stdout)
+            self.assertGreater(s["failed"], 0)
+            # every file there is whole; no partial is left
+            for n in os.listdir(os.path.join(small, "t")):
+                with open(os.path.join(small, "t", n), "rb") as a, \
+                        open(os.path.join(src, n), "rb") as b:
+                    self.assertEqual(a.read(), b.read(), n)
+            self.assertEqual(fc_partials(small), [])
+            self.client(srv).list("")  # still serving
+            self.stop(srv)
+        finally:
+            subprocess.run(["umount", "-l", small])
+
+    def test_no_descriptor_growth_after_thousands_of_files(self):
+        src = self.path("src")
+        for i in range(2000):
+            d = os.path.join(src, "d%02d" % (i % 20))
+            os.makedirs(d, exist_ok=True)
+            with open(os.path.join(d, "f%d" % i), "wb") as f:
+                f.write(b"%d" % i)
+        srv = self.files_server()
+        c = self.client(srv)
+        c.list("")
+        c.close()
+        base = srv.stable_fd_count()
+        self.tree_cmd("put", "-r", srv.addr, src, "t", "--quiet")
+        self.tree_cmd("get", "-r", srv.addr, "t", self.path("back"), "--quiet")
+        self.tree_cmd("put", "-r", srv.addr, src, "t", "--quiet", "--delete")
+        self.assertLessEqual(srv.wait_fds_at_most(base), base,
+                             "descriptors grew: %d -> %d" % (base, srv.fd_count()))
+        self.assertSameTree(src, self.path("back"))
+        self.stop(srv)
+
+
 class TreeResume(TreeCase):
     """A tree transfer cut by a relay, then run again: what arrived whole
     stays, the cut file resumes, and the second run moves less than all."""
