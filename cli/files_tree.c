@@ -1386,7 +1386,10 @@ int files_tree_put(files_cli *o)
             const char *l = o->args[i];
             char b[FILES_NAME_MAX + 1], p[FILES_PATH_MAX + 1];
             files_basename(l, b, sizeof b);
-            if (join(p, sizeof p, rdir, b) < 0) {
+            if (!many && o->nargs == 2) {
+                /* put ADDR LOCAL REMOTE (--json, --dry-run...): REMOTE itself */
+                memcpy(p, rdir, strlen(rdir) + 1);
+            } else if (join(p, sizeof p, rdir, b) < 0) {
                 fail(&j, "%s: the remote path is too long", l);
                 continue;
             }
@@ -1417,6 +1420,23 @@ int files_tree_get(files_cli *o)
     char base[FILES_NAME_MAX + 1];
     files_basename(rdir[0] ? rdir : ".", base, sizeof base);
     const char *ldir = o->nargs >= 2 ? last : (o->recursive ? base : ".");
+    /* get ADDR REMOTE LOCAL (--json, --dry-run...): LOCAL is the file's
+     * name unless it is a directory. */
+    char lparent[PATH_MAX], lname[FILES_NAME_MAX + 1] = "";
+    struct stat lst;
+    if (!o->recursive && !many && o->nargs == 2 &&
+        (stat(last, &lst) < 0 || !S_ISDIR(lst.st_mode))) {
+        files_basename(last, lname, sizeof lname);
+        snprintf(lparent, sizeof lparent, "%s", last);
+        char *sl = strrchr(lparent, '/');
+        if (sl == NULL)
+            snprintf(lparent, sizeof lparent, ".");
+        else if (sl == lparent)
+            sl[1] = '\0';
+        else
+            *sl = '\0';
+        ldir = lparent;
+    }
     if (o->recursive && !o->dry_run && mkdir(ldir, 0700) < 0 && errno != EEXIST) {
         cli_err("cannot make the directory %s: %s", ldir, strerror(errno));
         return EXIT_RUNTIME;
@@ -1490,11 +1510,12 @@ int files_tree_get(files_cli *o)
                 if (r == NULL || r->type != 'f') {
                     fail(&j, "%s: %s on the server", rp, r ? "not a regular file" : "not found");
                 } else {
+                    const char *to = lname[0] ? lname : nm;
                     char lp[PATH_MAX];
-                    (void)join(lp, sizeof lp, ldir, nm);
+                    (void)join(lp, sizeof lp, ldir, to);
                     plan(&j, "receive", lp);
                     if (!o->dry_run)
-                        get_file(&j, dfd, nm, rp, r, lp);
+                        get_file(&j, dfd, to, rp, r, lp);
                 }
             } else {
                 fail(&j, "%s: not found on the server", rp);

@@ -205,6 +205,21 @@ class TreeRoundTrip(TreeCase):
         self.assertEqual(fc_partials(self.root), [])
         self.stop(srv)
 
+    def test_single_file_with_json_keeps_its_names(self):
+        p = self.path("a.txt")
+        with open(p, "wb") as f:
+            f.write(b"abc")
+        srv = self.files_server()
+        cp = self.tree_cmd("put", srv.addr, p, "x/b.txt", "--json")
+        self.assertEqual(json.loads(cp.stdout)["sent"], 1)
+        self.assertEqual(os.listdir(os.path.join(self.root, "x")), ["b.txt"])
+        out = self.path("c.txt")
+        cp = self.tree_cmd("get", srv.addr, "x/b.txt", out, "--json")
+        self.assertEqual(json.loads(cp.stdout)["bytes"], 3)
+        with open(out, "rb") as f:
+            self.assertEqual(f.read(), b"abc")
+        self.stop(srv)
+
     def test_stdout_and_old_single_file_still_work(self):
         srv = self.files_server()
         p = self.path("f")
