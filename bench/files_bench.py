@@ -6,6 +6,13 @@ and rsync in daemon mode.
 
     python3 bench/files_bench.py [--build build] [--size 2G] [--rounds 3]
                                  [--tmpfs|--dir DIR] [--json]
+    python3 bench/files_bench.py --tree 10000 [--tree-big 3] [--rounds 5]
+
+--tree N compares trees instead: N files of 1-64 KiB in 100 directories
+(plus --tree-big files of --size bytes), `sockit put -r` against `rsync -a`
+to an rsync daemon, paired and interleaved: per round each makes a fresh
+copy (first copy), then runs again with nothing changed (re-run); the
+table gives the median wall seconds of each and sockit's ratio to rsync.
 
 Every contender moves the same file of --size random bytes between two
 directories on one file system (by default a tmpfs mounted for the run, so
@@ -234,8 +241,14 @@ class Bench:
         secs, ccpu, rc = run_timed(pinned(CLIENT_CPU, [self.rsync, "-W", self.src,
                                                        "rsync://127.0.0.1:%d/m/dst/rs.bin"
                                                        % self.rsync_port]))
-        time.sleep(0.05)  # the daemon's child finishes writing after the client exits
-        self.check(os.path.join(self.dst_dir, "rs.bin"))
+        # The daemon's child finishes writing (and renames) after the client
+        # exits: up to seconds on a busy machine.
+        dst = os.path.join(self.dst_dir, "rs.bin")
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and (not os.path.exists(dst) or
+                                               os.path.getsize(dst) != self.size):
+            time.sleep(0.01)
+        self.check(dst)
         return secs, cpu_of(self.rsync_srv.pid) - before, ccpu
 
     def sockit_get(self):
@@ -269,6 +282,79 @@ class Bench:
         return m
 
 
+def make_tree(top, n, big, size):
+    """n small files (1-64 KiB, in 100 directories) and big files of size."""
+    rnd = os.urandom(64 << 10)
+    for i in range(n):
+        d = os.path.join(top, "d%02d" % (i % 100))
+        os.makedirs(d, exist_ok=True)
+        k = 1024 + (i * 7919) % (63 << 10)
+        with open(os.path.join(d, "f%05d" % i), "wb") as f:
+            f.write(rnd[:k])
+    for i in range(big):
+        with open(os.path.join(top, "big%d.bin" % i), "wb") as f:
+            left = size
+            while left:
+                m = min(left, 64 << 20)
+                f.write(os.urandom(m))
+                left -= m
+
+
+def run_tree(args, work):
+    """--tree: sockit put -r against rsync -a, first copy and re-run."""
+    rsync = shutil.which("rsync")
+    if rsync is None:
+        sys.exit("files_bench: rsync is missing (make -C bench deps)")
+    b = Bench.__new__(Bench)
+    b.args, b.work, b.servers = args, work, []
+    b.sockit = os.path.join(ROOT, args.build, "sockit")
+    src = os.path.join(work, "tree")
+    make_tree(src, args.tree, args.tree_big, args.size)
+    os.makedirs(os.path.join(work, "dst"))
+    b.setup()
+    addr = "127.0.0.1:%d" % b.files_port
+    res = {}
+
+    def timed(argv):
+        t0 = time.monotonic()
+        subprocess.run(pinned(CLIENT_CPU, argv), check=True, stdout=subprocess.DEVNULL)
+        return time.monotonic() - t0
+
+    def sk():
+        return [b.sockit, "put", "-r", addr, src, "dst/sk", "--quiet"]
+
+    def rs():
+        return [rsync, "-a", src + "/", "rsync://127.0.0.1:%d/m/dst/rs/" % b.rsync_port]
+
+    try:
+        for r in range(args.rounds):
+            for name, argv in (("sockit", sk), ("rsync", rs)) if r % 2 == 0 else \
+                    (("rsync", rs), ("sockit", sk)):
+                shutil.rmtree(os.path.join(work, "dst", "sk" if name == "sockit" else "rs"),
+                              ignore_errors=True)
+                first = timed(argv())
+                again = timed(argv())
+                res.setdefault(name, []).append((first, again))
+                print("round %d  %-6s first copy %6.2f s  re-run %6.2f s" % (r + 1, name, first,
+                                                                             again),
+                      file=sys.stderr)
+            d = subprocess.run(["diff", "-r", src, os.path.join(work, "dst", "sk")])
+            if d.returncode != 0:
+                raise RuntimeError("the sockit copy differs")
+    finally:
+        b.stop_all()
+    sk_first = median([x[0] for x in res["sockit"]])
+    rs_first = median([x[0] for x in res["rsync"]])
+    sk_again = median([x[1] for x in res["sockit"]])
+    rs_again = median([x[1] for x in res["rsync"]])
+    print("| %d files (+%d of %d MiB), %d rounds | sockit put -r | rsync -a | sockit / rsync |"
+          % (args.tree, args.tree_big, args.size >> 20, args.rounds))
+    print("| --- | ---: | ---: | ---: |")
+    print("| first copy, s | %.2f | %.2f | %.2f |" % (sk_first, rs_first, sk_first / rs_first))
+    print("| re-run, nothing changed, s | %.2f | %.2f | %.2f |" % (sk_again, rs_again,
+                                                                 sk_again / rs_again))
+
+
 def sha256_ceiling():
     import hashlib
     buf = os.urandom(64 << 20)
@@ -290,22 +376,35 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--dir", help="work in DIR instead of a tmpfs")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--tree", type=int, default=0, help="compare trees of N small files")
+    ap.add_argument("--tree-big", type=int, default=0, help="with --tree: big files of --size")
     ap.add_argument("--cold", action="store_true",
                     help="no warm-up write before each mode (see the module's note)")
     args = ap.parse_args()
-    for tool in ("taskset", "iperf3", "nc"):
+    for tool in ("taskset", "rsync") if args.tree else ("taskset", "iperf3", "nc"):
         if not shutil.which(tool):
             sys.exit("files_bench: %s is missing (make -C bench deps)" % tool)
     mounted = None
     work = args.dir
     if work is None:
         mounted = tempfile.mkdtemp(prefix="sk-files-bench-")
-        tmpfs = "size=%dM" % (3 * args.size // (1 << 20) + 256)
+        need = args.size if not args.tree else args.tree * (64 << 10) + args.tree_big * args.size
+        tmpfs = "size=%dM" % (3 * need // (1 << 20) + 256)
         if subprocess.run(["mount", "-t", "tmpfs", "-o", tmpfs, "none", mounted]).returncode:
             sys.exit("files_bench: cannot mount a tmpfs (needs root); use --dir DIR")
         work = os.path.join(mounted, "w")
     else:
         work = tempfile.mkdtemp(prefix="sk-files-bench-", dir=work)
+    if args.tree:
+        try:
+            run_tree(args, work)
+        finally:
+            if mounted:
+                subprocess.run(["umount", mounted])
+                os.rmdir(mounted)
+            else:
+                shutil.rmtree(work, ignore_errors=True)
+        return
     b = Bench(args, work)
     results = {}
     try:

@@ -34,13 +34,19 @@ typedef struct files_cli {
     bool no_resume;         /* get: start over, and keep no partial on failure */
     uint32_t partial_ttl_s; /* get: partials older than this are removed */
     int timeout_ms;
-    const char *args[2]; /* the positional arguments after ADDR */
+    bool recursive;    /* put, get: -r, a whole tree */
+    bool delete_extra; /* put, get -r: --delete */
+    bool dry_run;      /* put, get -r: --dry-run */
+    bool checksum;     /* put, get -r: --checksum */
+    bool keep_special; /* get -r: --keep-special-bits */
+    char **args;       /* the positional arguments after ADDR (in argv) */
     int nargs;
     cli_tls tls; /* tls://: --ca, --pin, --insecure; its context lives
                     until the process exits */
 } files_cli;
 
-/* Parses argv (ADDR and up to max_args more, options anywhere). Returns 0,
+/* Parses argv (ADDR and up to max_args more, -1: any number; options
+ * anywhere). Returns 0,
  * 1 after --help (usage printed), or -1 after a usage error (printed). */
 int files_cli_parse(files_cli *o, int argc, char **argv, int min_args, int max_args,
                     bool allow_json, void (*usage)(FILE *out));
@@ -70,6 +76,11 @@ bool fc_pending(fconn *c);
  * that ends an upload early) stops it: the return is then 1 and the
  * message is waiting. Returns 0, 1, or -1 after printing one line. */
 int fc_send(fconn *c, uint8_t type, const void *a, size_t alen, const void *b, size_t blen);
+
+/* fc_send that waits for room however long the server talks meanwhile
+ * (what it says stays queued for later reads): for a pipelined batch whose
+ * answers are read after it is all sent. Returns 0 or -1 (printed). */
+int fc_send_all(fconn *c, uint8_t type, const void *a, size_t alen, const void *b, size_t blen);
 
 /* Receives the header of the next message: its type and the length of its
  * body (without the type byte). Returns 0 or -1 after printing a line
@@ -115,5 +126,10 @@ uint64_t files_now_ms(void);
  * when not NULL; then exit 128+N, as a shell reports a signal. */
 void files_interrupt_arm(const char *line, bool bar, int dirfd, const char *unlink_name);
 void files_interrupt_disarm(void);
+
+/* files_tree.c: put and get of several files or (-r) whole trees, with a
+ * summary at the end. Returns the exit status. */
+int files_tree_put(files_cli *o);
+int files_tree_get(files_cli *o);
 
 #endif

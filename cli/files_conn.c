@@ -50,7 +50,18 @@ uint64_t files_now_ms(void)
 int files_cli_parse(files_cli *o, int argc, char **argv, int min_args, int max_args,
                     bool allow_json, void (*usage)(FILE *out))
 {
-    enum { O_TOKEN = 256, O_TIMEOUT, O_JSON, O_NO_CLOBBER, O_NO_RESUME, O_PARTIAL_TTL };
+    enum {
+        O_TOKEN = 256,
+        O_TIMEOUT,
+        O_JSON,
+        O_NO_CLOBBER,
+        O_NO_RESUME,
+        O_PARTIAL_TTL,
+        O_DELETE,
+        O_DRY_RUN,
+        O_CHECKSUM,
+        O_KEEP_SPECIAL
+    };
     static const struct option longopts[] = {
         {"token-file", required_argument, NULL, O_TOKEN},
         {"timeout", required_argument, NULL, O_TIMEOUT},
@@ -59,6 +70,11 @@ int files_cli_parse(files_cli *o, int argc, char **argv, int min_args, int max_a
         {"no-clobber", no_argument, NULL, O_NO_CLOBBER},
         {"no-resume", no_argument, NULL, O_NO_RESUME},
         {"partial-ttl", required_argument, NULL, O_PARTIAL_TTL},
+        {"recursive", no_argument, NULL, 'r'},
+        {"delete", no_argument, NULL, O_DELETE},
+        {"dry-run", no_argument, NULL, O_DRY_RUN},
+        {"checksum", no_argument, NULL, O_CHECKSUM},
+        {"keep-special-bits", no_argument, NULL, O_KEEP_SPECIAL},
         CLI_TLS_LONGOPTS,
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
@@ -69,7 +85,8 @@ int files_cli_parse(files_cli *o, int argc, char **argv, int min_args, int max_a
     opterr = 0;
     optind = 1;
     int ch;
-    while ((ch = getopt_long(argc, argv, ":hq", longopts, NULL)) != -1) {
+    while ((ch = getopt_long(argc, argv, is_get || is_put ? ":hqr" : ":hq", longopts, NULL)) !=
+           -1) {
         int t = cli_tls_option(&o->tls, ch, optarg);
         if (t < 0)
             return -1;
@@ -88,9 +105,24 @@ int files_cli_parse(files_cli *o, int argc, char **argv, int min_args, int max_a
             o->timeout_ms = (int)ms;
             break;
         }
+        case 'r':
+        case O_DELETE:
+        case O_DRY_RUN:
+        case O_CHECKSUM:
+        case O_KEEP_SPECIAL:
+            if (!is_get && !is_put) {
+                cli_err("%s applies to put and get only", argv[optind - 1]);
+                return -1;
+            }
+            o->recursive |= ch == 'r';
+            o->delete_extra |= ch == O_DELETE;
+            o->dry_run |= ch == O_DRY_RUN;
+            o->checksum |= ch == O_CHECKSUM;
+            o->keep_special |= ch == O_KEEP_SPECIAL;
+            break;
         case O_JSON:
-            if (!allow_json) {
-                cli_err("--json applies to ls only");
+            if (!allow_json && !is_get && !is_put) {
+                cli_err("--json applies to ls, put and get only");
                 return -1;
             }
             o->json = true;
@@ -128,7 +160,7 @@ int files_cli_parse(files_cli *o, int argc, char **argv, int min_args, int max_a
         }
     }
     int npos = argc - optind;
-    if (npos > 1 + max_args) {
+    if (max_args >= 0 && npos > 1 + max_args) {
         cli_err("unexpected argument \"%s\" (try: sockit %s --help)", argv[optind + 1 + max_args],
                 o->cmd);
         return -1;
@@ -176,8 +208,7 @@ int files_cli_parse(files_cli *o, int argc, char **argv, int min_args, int max_a
         atexit(files_tls_free);
     }
     o->nargs = npos - 1;
-    for (int i = 0; i < o->nargs; i++)
-        o->args[i] = argv[optind + 1 + i];
+    o->args = argv + optind + 1;
     return 0;
 }
 
@@ -351,7 +382,21 @@ int fc_msg(fconn *c, uint8_t *type, uint8_t *body, size_t cap, size_t *len, int 
 
 /* ------------------------------------------------------------- sending */
 
+static int send_msg(fconn *c, bool stop_on_input, uint8_t type, const void *a, size_t alen,
+                    const void *b, size_t blen);
+
 int fc_send(fconn *c, uint8_t type, const void *a, size_t alen, const void *b, size_t blen)
+{
+    return send_msg(c, true, type, a, alen, b, blen);
+}
+
+int fc_send_all(fconn *c, uint8_t type, const void *a, size_t alen, const void *b, size_t blen)
+{
+    return send_msg(c, false, type, a, alen, b, blen) == 0 ? 0 : -1;
+}
+
+static int send_msg(fconn *c, bool stop_on_input, uint8_t type, const void *a, size_t alen,
+                    const void *b, size_t blen)
 {
     uint8_t head[SK_FRAME_HEADER + 1];
     sk_frame_header(head, (uint32_t)(1 + alen + blen));
@@ -370,8 +415,8 @@ int fc_send(fconn *c, uint8_t type, const void *a, size_t alen, const void *b, s
         if (n < 0) {
             int err = (int)n;
             if (err == -EAGAIN) {
-                int r = wait_for(c, POLLOUT | POLLIN);
-                if (r >= 0 && (r & POLLIN))
+                int r = wait_for(c, stop_on_input ? POLLOUT | POLLIN : POLLOUT);
+                if (r >= 0 && (r & POLLIN) && stop_on_input)
                     return 1; /* the server spoke up: an ERROR, most likely */
                 if (r >= 0)
                     continue;

@@ -47,6 +47,8 @@ static void usage(FILE *out)
         out,
         "usage: sockit get ADDR REMOTE [LOCAL] [--token-file FILE] [--quiet] [--timeout SEC]\n"
         "                  [--no-clobber] [--no-resume] [--partial-ttl SEC]\n"
+        "       sockit get ADDR REMOTE... LOCAL_DIR/     several files into LOCAL_DIR\n"
+        "       sockit get -r ADDR REMOTE_DIR [LOCAL_DIR] [--delete] [--dry-run] [--checksum]\n"
         "\n"
         "Downloads REMOTE (a path below the server's root) to LOCAL (default: REMOTE's name\n"
         "in the current directory; an existing directory: REMOTE's name in it). LOCAL is\n"
@@ -62,6 +64,11 @@ static void usage(FILE *out)
         "  --quiet            no progress bar (there is none unless stderr is a terminal)\n"
         "  --timeout SEC      bound connecting and each wait for the server (default 10)\n"
         "  --no-clobber       refuse to replace an existing LOCAL (exit 1)\n"
+        "  -r, --recursive    make LOCAL_DIR (default: REMOTE_DIR's name) a copy of the\n"
+        "                     tree REMOTE_DIR; names are opened beneath LOCAL_DIR without\n"
+        "                     following links, so a server cannot write outside it\n"
+        "  --delete, --dry-run, --checksum, --json   as for put -r\n"
+        "  --keep-special-bits  keep setuid, setgid and sticky bits (default: dropped)\n"
         "  --no-resume        start over, and remove the partial download at once on\n"
         "                     failure or Ctrl-C\n"
         "  --partial-ttl SEC  a partial download (hidden, .sockit-partial.NAME.HASH beside\n"
@@ -664,9 +671,13 @@ int cmd_get(int argc, char **argv)
     files_cli o;
     memset(&o, 0, sizeof o);
     o.cmd = "get";
-    int rc = files_cli_parse(&o, argc, argv, 1, 2, false, usage);
+    int rc = files_cli_parse(&o, argc, argv, 1, -1, false, usage);
     if (rc != 0)
         return rc > 0 ? EXIT_OK : EXIT_USAGE;
+    /* Trees, several files, and what only they take: files_tree.c. */
+    if (o.recursive || o.nargs > 2 || o.delete_extra || o.dry_run || o.checksum ||
+        (o.json && strcmp(o.args[o.nargs - 1], "-") != 0))
+        return files_tree_get(&o);
     get_job j;
     memset(&j, 0, sizeof j);
     j.o = &o;

@@ -20,6 +20,9 @@ static void usage(FILE *out)
         out,
         "usage: sockit put ADDR LOCAL [REMOTE] [--token-file FILE] [--quiet] [--timeout SEC]\n"
         "                  [--no-clobber]\n"
+        "       sockit put ADDR LOCAL... REMOTE_DIR/     several files into REMOTE_DIR\n"
+        "       sockit put -r ADDR LOCAL_DIR [REMOTE_DIR] [--delete] [--dry-run] [--checksum]\n"
+        "       sockit put ADDR - REMOTE                 standard input, streamed\n"
         "\n"
         "Uploads the file LOCAL to a `sockit serve files` server as REMOTE (a path below its\n"
         "root; default: LOCAL's name; a REMOTE ending in '/' is a directory to put it in,\n"
@@ -30,7 +33,14 @@ static void usage(FILE *out)
         "  --token-file FILE  the server's token (needed unless it runs without one)\n"
         "  --quiet            no progress bar (there is none unless stderr is a terminal)\n"
         "  --timeout SEC      bound connecting and each wait for the server (default 10)\n"
-        "  --no-clobber       refuse to replace an existing REMOTE (exit 1)\n" CLI_TLS_USAGE_PAD(
+        "  --no-clobber       refuse to replace an existing REMOTE (exit 1)\n"
+        "  -r, --recursive    make REMOTE_DIR (default: LOCAL_DIR's name) a copy of the tree\n"
+        "                     LOCAL_DIR: files, directories, links as links, modes, mtimes\n"
+        "                     (ns); a re-run sends only what changed (size or mtime)\n"
+        "  --delete           also remove what REMOTE_DIR has and LOCAL_DIR has not\n"
+        "  --dry-run          print the plan (send, skip, mkdir, link, delete); change nothing\n"
+        "  --checksum         compare contents (SHA-256) instead of size and mtime\n"
+        "  --json             the summary line as one JSON object\n" CLI_TLS_USAGE_PAD(
             "   ") "Exit status: 0 uploaded and verified, 1 failure (one line says why), 2 "
                    "usage.\n");
 }
@@ -284,9 +294,13 @@ int cmd_put(int argc, char **argv)
     files_cli o;
     memset(&o, 0, sizeof o);
     o.cmd = "put";
-    int rc = files_cli_parse(&o, argc, argv, 1, 2, false, usage);
+    int rc = files_cli_parse(&o, argc, argv, 1, -1, false, usage);
     if (rc != 0)
         return rc > 0 ? EXIT_OK : EXIT_USAGE;
+    /* Trees, several files, and what only they take: files_tree.c. */
+    if (o.recursive || o.nargs > 2 || o.delete_extra || o.dry_run || o.checksum || o.json ||
+        strcmp(o.args[0], "-") == 0)
+        return files_tree_put(&o);
     put_job j;
     memset(&j, 0, sizeof j);
     j.o = &o;

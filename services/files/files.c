@@ -200,7 +200,12 @@ void files_request(fsess *s, const uint8_t *msg, size_t len)
     case FS_PUT_SKIP:
     case FS_READY:
         switch (type) {
-        case FT_LIST: files_list(s, body, blen); return;
+        case FT_LIST: files_list(s, body, blen, false); return;
+        case FT_TREE: files_list(s, body, blen, true); return;
+        case FT_MKDIR:
+        case FT_SYMLINK:
+        case FT_META:
+        case FT_DELETE: files_tree_op(s, type, body, blen); return;
         case FT_STAT: files_stat(s, body, blen); return;
         case FT_PUT: files_put(s, body, blen); return;
         case FT_GET: files_get(s, body, blen); return;

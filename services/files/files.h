@@ -40,6 +40,7 @@ typedef struct files_opts {
     unsigned max_per_source;        /* transfers at once from one source address */
     uint32_t idle_ms;               /* close a session idle between requests this long; 0: never */
     bool read_only;                 /* refuse uploads; change nothing on disk */
+    bool keep_special_bits;         /* META keeps setuid, setgid and sticky */
     uint64_t max_file_size;         /* largest upload; 0: no limit but the disk's */
     uint32_t partial_ttl_s;         /* unfinished uploads untouched this long are removed */
     unsigned max_unauth;            /* connections still in the handshake, at once */

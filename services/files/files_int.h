@@ -165,6 +165,7 @@ typedef struct fsess {
     uint64_t started; /* loop time the transfer began */
     DIR *dir;         /* LIST */
     uint64_t listed;
+    bool tree;                 /* LIST: TREE's entries (links as links) */
     struct fsess *prev, *next; /* svc->sessions */
 } fsess;
 
@@ -259,10 +260,13 @@ void files_get_hashed(fsess *s, int rc);
 void files_get_pump(fsess *s);
 
 /* files_list.c */
-void files_list(fsess *s, const uint8_t *body, size_t len);
+void files_list(fsess *s, const uint8_t *body, size_t len, bool tree);
 void files_stat(fsess *s, const uint8_t *body, size_t len);
 void files_list_step(fsess *s);
 void files_list_end(fsess *s);
+
+/* files_tree.c: MKDIR, SYMLINK, META, DELETE (section 9.9) */
+void files_tree_op(fsess *s, uint8_t type, const uint8_t *body, size_t len);
 
 /* files_source.c */
 void files_sources_init(files_sources *t);

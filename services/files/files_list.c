@@ -35,6 +35,40 @@ static bool visible(const files_svc *svc, int dirfd, const char *dirpath, const 
     return ok;
 }
 
+/* Appends dir/name as a tree entry (by lstat: a link is sent as its text)
+ * at frame + *off. FIFOs, sockets and devices are left out. */
+static bool tree_entry(int dirfd, const char *name, uint8_t *frame, size_t *off)
+{
+    struct stat st;
+    char target[FILES_LINK_MAX + 1];
+    if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+        return false;
+    files_tentry e;
+    memset(&e, 0, sizeof e);
+    if (S_ISLNK(st.st_mode)) {
+        ssize_t n = readlinkat(dirfd, name, target, FILES_LINK_MAX);
+        if (n <= 0 || (size_t)n >= FILES_LINK_MAX)
+            return false;
+        e.type = 'l';
+        e.target = (const uint8_t *)target;
+        e.target_len = (size_t)n;
+    } else if (S_ISREG(st.st_mode)) {
+        e.type = 'f';
+        e.size = (uint64_t)st.st_size;
+    } else if (S_ISDIR(st.st_mode)) {
+        e.type = 'd';
+    } else {
+        return false;
+    }
+    e.mtime = (int64_t)st.st_mtim.tv_sec;
+    e.mtime_ns = (uint32_t)st.st_mtim.tv_nsec;
+    e.mode = (uint16_t)(st.st_mode & 07777);
+    e.name = (const uint8_t *)name;
+    e.name_len = strlen(name);
+    *off += files_tentry_put(frame + *off, &e);
+    return true;
+}
+
 static void fill_entry(files_entry *e, const struct stat *st, const char *name)
 {
     e->type = S_ISDIR(st->st_mode) ? 'd' : 'f';
@@ -106,13 +140,15 @@ void files_list_end(fsess *s)
         s->tkind = FT_NONE;
 }
 
-void files_list(fsess *s, const uint8_t *body, size_t len)
+void files_list(fsess *s, const uint8_t *body, size_t len, bool tree)
 {
     char path[FILES_PATH_MAX + 1], what[160], why[PROTO_ERROR_TEXT_MAX];
-    if (!take_path(s, "list", body, len, path))
+    if (!take_path(s, tree ? "tree" : "list", body, len, path))
         return;
     files_describe(what, sizeof what, path[0] ? path : ".");
-    int fd = files_open(&s->svc->root, path, O_RDONLY | O_DIRECTORY, 0);
+    /* A tree is walked without following any link: they are entries. */
+    int fd = tree ? files_walk_dir(s->svc->root.fd, path, false)
+                  : files_open(&s->svc->root, path, O_RDONLY | O_DIRECTORY, 0);
     if (fd < 0) {
         int code = files_open_error(fd, what, why, sizeof why);
         if (fd == -ENOTDIR)
@@ -131,6 +167,7 @@ void files_list(fsess *s, const uint8_t *body, size_t len)
         return;
     }
     s->listed = 0;
+    s->tree = tree;
     s->state = FS_LIST;
     files_list_step(s);
 }
@@ -147,7 +184,7 @@ void files_list_step(fsess *s)
     while (!done && seen < FILES_LIST_STEP) {
         size_t off = 3;
         unsigned count = 0;
-        while (off + FILES_ENTRY_FIXED + FILES_NAME_MAX <= FILES_LIST_FRAME &&
+        while (off + FILES_TENTRY_FIXED + FILES_NAME_MAX + FILES_LINK_MAX <= FILES_LIST_FRAME &&
                seen < FILES_LIST_STEP) {
             errno = 0;
             struct dirent *d = readdir(s->dir);
@@ -162,6 +199,11 @@ void files_list_step(fsess *s)
                 strncmp(name, FILES_PARTIAL_PREFIX, sizeof FILES_PARTIAL_PREFIX - 1) == 0)
                 continue;
             struct stat st;
+            if (s->tree) {
+                if (tree_entry(dirfd(s->dir), name, frame, &off))
+                    count++;
+                continue;
+            }
             if (!visible(s->svc, dirfd(s->dir), s->path, name, &st))
                 continue;
             files_entry e;
@@ -170,7 +212,7 @@ void files_list_step(fsess *s)
             count++;
         }
         if (count > 0) {
-            frame[0] = FT_ENTRIES;
+            frame[0] = s->tree ? FT_TREE_ENTRIES : FT_ENTRIES;
             proto_put16(frame + 1, (uint16_t)count);
             if (sk_conn_send_msg(s->conn, frame, off) < 0)
                 return; /* closing: on_close ends the listing */

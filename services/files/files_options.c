@@ -42,6 +42,9 @@ const svc_opt files_options[] = {
      "                            (default 300; 0: never)\n"},
     {"read-only", SVC_OPT_FLAG, offsetof(files_opts, read_only), 0, 0,
      "  --read-only               refuse uploads (get and ls only)\n"},
+    {"keep-special-bits", SVC_OPT_FLAG, offsetof(files_opts, keep_special_bits), 0, 0,
+     "  --keep-special-bits       keep setuid, setgid and sticky bits a put -r sends\n"
+     "                            (default: dropped)\n"},
     {"max-file-size", SVC_OPT_BYTES, offsetof(files_opts, max_file_size), 1, 0,
      "  --max-file-size BYTES     largest upload (default: no limit but the disk's)\n"},
     /* Whole seconds, up to a year: a TTL is counted in hours and days. */

@@ -13,6 +13,9 @@
 #define FILES_SERVICE "files"
 #define FILES_HASH    32 /* SHA-256 */
 #define FILES_ID      16 /* a PUT's upload id */
+/* A PUT of this size streams: the length is known only at PUT_END (stdin);
+ * there is no resume and no space check up front (section 9.5). */
+#define FILES_SIZE_STREAM UINT64_MAX
 
 /* Paths: relative, '/'-separated, at most PATH_MAX - 1 bytes, components of
  * at most NAME_MAX bytes, at most 64 of them (a bound on the work one path
@@ -48,14 +51,22 @@ enum files_type {
     FT_PUT_FROM = 0x44, /* offset (8): 0 or the server's "have" */
     FT_DATA = 0x45,     /* file bytes (both directions) */
     FT_PUT_END = 0x46,  /* SHA-256 of the whole file (32) */
+    /* trees (section 9.9): a server that predates them answers ERROR 01 */
+    FT_TREE = 0x47,    /* path of a directory: its entries as TREE_ENTRIES */
+    FT_MKDIR = 0x48,   /* mode (2), path: make it (and its parents) */
+    FT_SYMLINK = 0x49, /* target length (2), target, path: make a link */
+    FT_META = 0x4a,    /* mode (2), mtime seconds (8), nanoseconds (4), path */
+    FT_DELETE = 0x4b,  /* path: remove a file, link or whole directory */
     /* server to client */
-    FT_ENTRIES = 0x50,   /* count (2), then count entries */
-    FT_LIST_END = 0x51,  /* total entries (8) */
-    FT_STAT_OK = 0x52,   /* one entry */
-    FT_PUT_READY = 0x53, /* have (8), SHA-256 of the partial's first have bytes (32) */
-    FT_PUT_OK = 0x54,    /* size (8), SHA-256 (32) */
-    FT_GET_READY = 0x55, /* size (8), from (8) */
-    FT_GET_END = 0x56,   /* SHA-256 of the whole file (32) */
+    FT_ENTRIES = 0x50,      /* count (2), then count entries */
+    FT_LIST_END = 0x51,     /* total entries (8) */
+    FT_STAT_OK = 0x52,      /* one entry */
+    FT_PUT_READY = 0x53,    /* have (8), SHA-256 of the partial's first have bytes (32) */
+    FT_PUT_OK = 0x54,       /* size (8), SHA-256 (32) */
+    FT_GET_READY = 0x55,    /* size (8), from (8) */
+    FT_GET_END = 0x56,      /* SHA-256 of the whole file (32) */
+    FT_TREE_ENTRIES = 0x57, /* count (2), then count tree entries */
+    FT_DONE = 0x58,         /* MKDIR, SYMLINK, META, DELETE succeeded */
 };
 
 /* ERROR codes of the files protocol; 1-4 are the typed protocols' own
@@ -98,6 +109,44 @@ size_t files_entry_put(uint8_t *out, const files_entry *e);
 /* Reads one entry from p[0..len); returns the bytes it took, or 0 if it is
  * malformed (short, bad type, over-long or empty name, a '/' or NUL in it). */
 size_t files_entry_get(const uint8_t *p, size_t len, files_entry *e);
+
+/* A tree entry, as TREE_ENTRIES carries it (lstat: links are not followed):
+ *   type (1: 'f', 'd' or 'l' a symbolic link) | size (8) | mtime (8, signed
+ *   seconds) | mtime nanoseconds (4) | mode (2) | name length (2) | name |
+ *   target length (2) | target (a link's text; empty for the others) */
+#define FILES_TENTRY_FIXED 27u
+#define FILES_LINK_MAX     4095u
+typedef struct files_tentry {
+    uint8_t type;
+    uint64_t size;
+    int64_t mtime;
+    uint32_t mtime_ns;
+    uint16_t mode;
+    const uint8_t *name;
+    size_t name_len;
+    const uint8_t *target;
+    size_t target_len;
+} files_tentry;
+
+/* As files_entry_put and files_entry_get, for tree entries; _get also
+ * refuses a name that is "." or "..", a NUL in a target, a target of a
+ * non-link, an over-long target. */
+size_t files_tentry_put(uint8_t *out, const files_tentry *e);
+size_t files_tentry_get(const uint8_t *p, size_t len, files_tentry *e);
+
+/* Opens the directory path (checked by files_path_check; "" is base itself)
+ * beneath base one component at a time, never following a symbolic link
+ * (openat2 RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS where the kernel has it,
+ * else openat O_NOFOLLOW of single, checked names). create: missing
+ * directories are made (0755 before the caller's chmod). Returns a
+ * descriptor (O_DIRECTORY, CLOEXEC) or a negative errno. */
+int files_walk_dir(int base, const char *path, bool create);
+/* Splits path into its directory (opened as files_walk_dir does) and *name,
+ * its last component (a pointer into path). */
+int files_walk_parent(int base, const char *path, bool create, const char **name);
+/* Removes name in dirfd: a file or link, or a directory and all it holds,
+ * never following a link. Returns 0 or a negative errno. */
+int files_remove_tree(int dirfd, const char *name);
 
 uint64_t files_get64(const uint8_t *p);
 void files_put64(uint8_t *p, uint64_t v);

@@ -264,7 +264,9 @@ void files_put(fsess *s, const uint8_t *body, size_t len)
                          "refused");
         return;
     }
-    if (size > (uint64_t)INT64_MAX || (svc->o.max_file_size && size > svc->o.max_file_size)) {
+    bool stream = size == FILES_SIZE_STREAM;
+    if (!stream &&
+        (size > (uint64_t)INT64_MAX || (svc->o.max_file_size && size > svc->o.max_file_size))) {
         files_send_error(s, FE_TOOBIG,
                          "%llu bytes is more than this server takes (%llu, "
                          "--max-file-size)",
@@ -305,7 +307,11 @@ void files_put(fsess *s, const uint8_t *body, size_t len)
         return;
     }
     s->have = (uint64_t)st.st_size;
-    if (s->have > size) {
+    /* An all-zero id asks for no resume (a tree's small files, sent
+     * without waiting for PUT_READY): a partial of that name starts over. */
+    static const uint8_t fresh_id[FILES_ID];
+    bool fresh = stream || memcmp(id, fresh_id, FILES_ID) == 0;
+    if (s->have > size || (fresh && s->have > 0)) {
         /* Longer than the file now coming: left by another version. */
         if (ftruncate(s->fd, 0) < 0) {
             put_fail(s, true, FE_IO, "%s: %s", what, strerror(errno));
@@ -316,7 +322,7 @@ void files_put(fsess *s, const uint8_t *body, size_t len)
     /* Refuse now what cannot fit rather than fail near the end; the write
      * path still handles a disk that fills up meanwhile. */
     struct statvfs vfs;
-    if (fstatvfs(dfd, &vfs) == 0) {
+    if (!stream && fstatvfs(dfd, &vfs) == 0) {
         uint64_t avail = (uint64_t)vfs.f_bavail * vfs.f_frsize;
         if (size - s->have > avail) {
             put_fail(s, true, FE_NOSPACE,
@@ -365,6 +371,12 @@ void files_put_from(fsess *s, const uint8_t *body, size_t len)
 void files_put_data(fsess *s, const uint8_t *data, size_t len)
 {
     char what[160];
+    uint64_t cap = s->svc->o.max_file_size;
+    if (s->size == FILES_SIZE_STREAM && cap && len > cap - (s->pos < cap ? s->pos : cap)) {
+        files_describe(what, sizeof what, s->path);
+        put_fail(s, true, FE_TOOBIG, "%s: more than this server takes (--max-file-size)", what);
+        return;
+    }
     if (len > s->size - s->pos) {
         files_describe(what, sizeof what, s->path);
         put_fail(s, true, FE_SIZE,
@@ -438,6 +450,8 @@ void files_put_end(fsess *s, const uint8_t *body, size_t len)
     }
     char what[160];
     files_describe(what, sizeof what, s->path);
+    if (s->size == FILES_SIZE_STREAM)
+        s->size = s->pos; /* a stream ends where its data ends */
     if (s->pos != s->size) {
         put_fail(s, true, FE_SIZE,
                  "the upload of %s ended after %llu of the %llu bytes "

@@ -922,7 +922,7 @@ class Errors(FilesCase):
                  (["get", "127.0.0.1:1"], "path"), (["ls"], "ADDR"),
                  (["put", "bogus:addr:1", "x"], "bogus"), (["get", "127.0.0.1:1", "a", "b", "c"], "c"),
                  (["put", "127.0.0.1:1", "x", "a//b"], "empty"), (["get", "127.0.0.1:1", "/etc/x"], "absolute"),
-                 (["ls", "127.0.0.1:1", "../up"], ".."), (["put", "127.0.0.1:1", "x", "--json"], "--json"),
+                 (["ls", "127.0.0.1:1", "../up"], ".."), (["put", "127.0.0.1:1", "x", "--partial-ttl", "5"], "--partial-ttl"),
                  (["get", "127.0.0.1:1", "x", "--timeout", "never"], "never"),
                  (["serve", "files", "127.0.0.1:0"], "--root"),
                  (["serve", "files", "127.0.0.1:0", "--root", "/nonexistent/dir"], "/nonexistent/dir"),
