@@ -82,21 +82,6 @@ static uint64_t now_ms(void)
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
-static int write_stdout(const void *data, size_t len)
-{
-    const char *p = data;
-    while (len > 0) {
-        ssize_t n = write(STDOUT_FILENO, p, len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            return -1;
-        p += n;
-        len -= (size_t)n;
-    }
-    return 0;
-}
-
 /* A growable byte buffer for the client side, bounded by its users. */
 /* ------------------------------------------------------------ streams */
 
@@ -256,7 +241,7 @@ static int read_stdin(stream_client *sc)
 static int write_shown(stream_client *sc, const uint8_t *data, size_t len)
 {
     if (!sc->interactive)
-        return write_stdout(data, len);
+        return cli_write_all(STDOUT_FILENO, data, len);
     return add_escaped(&sc->show, data, len);
 }
 
@@ -288,7 +273,7 @@ static int read_socket(stream_client *sc)
         sc->input_at = now_ms();
         if (sc->interactive) {
             cli_edit_stop();
-            write_stdout("\n", 1); /* the message below on a line of its own */
+            cli_write_all(STDOUT_FILENO, "\n", 1); /* the message below on a line of its own */
         }
         if (sc->in.len > 0)
             cli_err("connection closed in the middle of a message (%zu bytes dropped)", sc->in.len);
@@ -317,7 +302,8 @@ static int read_socket(stream_client *sc)
         if (r == 0)
             break;
         if (write_shown(sc, sc->in.data + off + m.offset, m.len) < 0 ||
-            (sc->interactive ? cli_bytes_add(&sc->show, "\n", 1) : write_stdout("\n", 1)) < 0)
+            (sc->interactive ? cli_bytes_add(&sc->show, "\n", 1)
+                             : cli_write_all(STDOUT_FILENO, "\n", 1)) < 0)
             return -1;
         off += m.consumed;
     }
@@ -385,7 +371,7 @@ static void stop_terminal(stream_client *sc)
     bool was = cli_edit_active();
     cli_edit_stop();
     if (was)
-        write_stdout("\n", 1); /* the shell's prompt on a line of its own */
+        cli_write_all(STDOUT_FILENO, "\n", 1); /* the shell's prompt on a line of its own */
     if (sc->pump.sigfd >= 0) {
         close(sc->pump.sigfd);
         sc->pump.sigfd = -1;
@@ -618,11 +604,11 @@ static int dgram_exchange(const connect_cfg *cfg, int fd, const uint8_t *data, s
             /* On a terminal: escaped, as for streams. */
             shown->len = 0;
             if (add_escaped(shown, reply, (size_t)r) == 0)
-                write_stdout(shown->data, shown->len);
+                cli_write_all(STDOUT_FILENO, shown->data, shown->len);
         } else {
-            write_stdout(reply, (size_t)r);
+            cli_write_all(STDOUT_FILENO, reply, (size_t)r);
         }
-        write_stdout("\n", 1);
+        cli_write_all(STDOUT_FILENO, "\n", 1);
         return 0;
     }
 }
@@ -646,7 +632,7 @@ static int run_dgram(const connect_cfg *cfg, const sk_addr *addr)
     size_t cap = 0;
     for (;;) {
         if (interactive)
-            write_stdout("> ", 2);
+            cli_write_all(STDOUT_FILENO, "> ", 2);
         ssize_t n = getline(&buf, &cap, in);
         if (n < 0)
             break;

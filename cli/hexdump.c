@@ -48,19 +48,6 @@ int cli_hexdump_open(const char *path, cli_hexdump **out)
     return 0;
 }
 
-static void write_all(int fd, const char *p, size_t len)
-{
-    while (len > 0) {
-        ssize_t n = write(fd, p, len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            return; /* a dump that cannot be written must not stop the traffic */
-        p += n;
-        len -= (size_t)n;
-    }
-}
-
 /* Formats one line of up to PER_LINE bytes into line; returns its length. */
 static size_t format_line(char *line, char mark, uint64_t off, const uint8_t *p, size_t n)
 {
@@ -100,12 +87,13 @@ void cli_hexdump_write(cli_hexdump *h, enum cli_hex_dir dir, const void *data, s
     for (size_t i = 0; i < len; i += PER_LINE) {
         size_t n = len - i < PER_LINE ? len - i : PER_LINE;
         if (used + LINE_MAX_LEN > sizeof buf) {
-            write_all(h->fd, buf, used);
+            /* a dump that cannot be written must not stop the traffic */
+            (void)cli_write_all(h->fd, buf, used);
             used = 0;
         }
         used += format_line(buf + used, dir == CLI_HEX_OUT ? '>' : '<', off + i, p + i, n);
     }
-    write_all(h->fd, buf, used);
+    (void)cli_write_all(h->fd, buf, used);
     pthread_mutex_unlock(&h->lock);
 }
 
@@ -117,7 +105,10 @@ void cli_hexdump_mark(cli_hexdump *h, const char *what)
     int n = snprintf(line, sizeof line, "# %s\n", what);
     pthread_mutex_lock(&h->lock);
     h->off[0] = h->off[1] = 0;
-    write_all(h->fd, line, n < 0 ? 0 : (size_t)n < sizeof line ? (size_t)n : sizeof line - 1);
+    (void)cli_write_all(h->fd, line,
+                        n < 0                     ? 0
+                        : (size_t)n < sizeof line ? (size_t)n
+                                                  : sizeof line - 1);
     pthread_mutex_unlock(&h->lock);
 }
 

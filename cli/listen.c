@@ -68,21 +68,6 @@ static void usage(FILE *out)
         "128+N after signal N.\n");
 }
 
-static int write_stdout(const void *data, size_t len)
-{
-    const char *p = data;
-    while (len > 0) {
-        ssize_t n = write(STDOUT_FILENO, p, len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            return -1;
-        p += n;
-        len -= (size_t)n;
-    }
-    return 0;
-}
-
 /* ------------------------------------------------------------ streams */
 
 /* stdin outlives one peer under -k: once it has ended, every later peer
@@ -128,7 +113,7 @@ static int session(listen_cfg *cfg, sk_sock *sock)
                 pump.sock_eof = true;
             } else if (n > 0) {
                 cli_hexdump_write(cfg->dump, CLI_HEX_IN, buf, (size_t)n);
-                if (write_stdout(buf, (size_t)n) < 0) {
+                if (cli_write_all(STDOUT_FILENO, buf, (size_t)n) < 0) {
                     cli_err("write to stdout: %s", strerror(errno));
                     status = 1;
                     break;
@@ -385,7 +370,7 @@ static int run_dgram(listen_cfg *cfg, const sk_addr *addr)
                                                                         fl, text, sizeof text));
                     }
                     cli_hexdump_write(cfg->dump, CLI_HEX_IN, buf, (size_t)n);
-                    if (write_stdout(buf, (size_t)n) < 0) {
+                    if (cli_write_all(STDOUT_FILENO, buf, (size_t)n) < 0) {
                         cli_err("write to stdout: %s", strerror(errno));
                         status = EXIT_RUNTIME;
                         break;
