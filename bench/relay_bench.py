@@ -5,7 +5,7 @@ all in front of the same echo target, measured by the same generator
 (`sockit bench`, every reply byte verified).
 
     python3 bench/relay_bench.py [--build build] [--seconds 3] [--rounds 3]
-                                 [--idle 1000] [--json]
+                                 [--idle 1000] [--json] [--baseline DIR] [--plain]
 
 Cells: bulk over one stream (raw, 256 KiB writes, 8 in flight); 100
 connections x 16 pipelined 64-byte frames; new connections per second
@@ -20,6 +20,9 @@ one process or thread (HAProxy nbthread 1), the echo target and the
 generator on CPU 1. The cells run interleaved, round after round, so each
 round compares the contenders under the same conditions; the table shows
 each cell's median and range, and the ratio of medians to sockit's row.
+--baseline DIR adds DIR/sockit's relay as one more contender of the plain
+cells, in the same rounds (a paired before/after of a change); --plain
+runs the plain cells only (no TLS, no RSS).
 socat forks a process per connection, so it has no RSS-per-pair row.
 Packages: haproxy, socat, stunnel4 (Debian; `make -C bench deps`).
 """
@@ -118,6 +121,8 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--idle", type=int, default=1000, help="pairs held for the RSS cell")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--baseline", help="a build dir whose sockit relay runs beside, plain cells")
+    ap.add_argument("--plain", action="store_true", help="plain cells only (no TLS, no RSS)")
     args = ap.parse_args()
     sockit = os.path.join(args.build, "sockit")
     for tool in ("taskset", "socat", "haproxy", "stunnel4"):
@@ -133,12 +138,17 @@ def main():
         with open(pem, "w") as f:
             f.write(open(crt).read() + open(key).read())
         p = free_ports(("echo", "sockit", "sockit_tls", "haproxy", "haproxy_tls", "socat",
-                        "stunnel"))
+                        "stunnel", "baseline"))
+        if not args.baseline:
+            del p["baseline"]
         echo = "127.0.0.1:%d" % p["echo"]
         procs.append(start(1, [sockit, "serve", "echo", echo, "--quiet"]))
         wait_port(p["echo"])
         pr = start(0, [sockit, "relay", "127.0.0.1:%d" % p["sockit"], echo, "--quiet"])
         procs.append(pr)
+        if args.baseline:
+            procs.append(start(0, [os.path.join(args.baseline, "sockit"), "relay",
+                                   "127.0.0.1:%d" % p["baseline"], echo, "--quiet"]))
         pr = start(0, [sockit, "relay", "tls://127.0.0.1:%d" % p["sockit_tls"], echo,
                        "--cert", crt, "--key", key, "--quiet"])
         procs.append(pr)
@@ -167,6 +177,8 @@ def main():
         frames = ["--mode", "frame", "-c", "100", "--pipeline", "16", "--size", "64"]
         conn = ["--mode", "connect", "-c", "4"]
         plain = [("sockit relay", "sockit"), ("haproxy", "haproxy"), ("socat", "socat")]
+        if args.baseline:
+            plain.insert(1, ("sockit baseline", "baseline"))
         tls = [("sockit relay", "sockit_tls"), ("haproxy", "haproxy_tls"),
                ("stunnel4", "stunnel")]
         cells = []
@@ -175,11 +187,11 @@ def main():
                                   ("new conns/s", conn, "req_per_s")):
             for who, port in plain:
                 cells.append((work, who, "127.0.0.1:%d" % p[port], extra, key_))
-        for work, extra, key_ in (("TLS bulk 1 stream", bulk, "mb_per_s"),
-                                  ("TLS new conns/s", conn, "req_per_s")):
+        for work, extra, key_ in () if args.plain else (
+                ("TLS bulk 1 stream", bulk, "mb_per_s"), ("TLS new conns/s", conn, "req_per_s")):
             for who, port in tls:
                 cells.append((work, who, "tls://localhost:%d" % p[port], extra + ca, key_))
-        for who in ("sockit relay", "haproxy"):
+        for who in () if args.plain else ("sockit relay", "haproxy"):
             cells.append(("RSS per idle pair", who, None,
                           ["--mode", "idle", "-c", str(args.idle)], "rss_per_conn"))
 

@@ -121,6 +121,11 @@ int cli_write_all(int fd, const void *data, size_t len);
 int cmd_serve(int argc, char **argv);
 int cmd_listen(int argc, char **argv);
 int cmd_relay(int argc, char **argv);
+/* relay_hex.c: the relay's --hex/--hex-file tap, installed after the
+ * command line is parsed (0, or -1 after one line) and removed after the
+ * loops are gone. */
+int cli_relay_hex_start(void);
+void cli_relay_hex_stop(void);
 int cmd_cert(int argc, char **argv);
 int cmd_token(int argc, char **argv);
 int cmd_connect(int argc, char **argv);

@@ -74,19 +74,14 @@ static size_t format_line(char *line, char mark, uint64_t off, const uint8_t *p,
     return w;
 }
 
-void cli_hexdump_write(cli_hexdump *h, enum cli_hex_dir dir, const void *data, size_t len)
+/* Writes the lines of len bytes starting at offset off; the caller holds
+ * the lock. buf gathers lines (a label line may be in it already). */
+static void dump_locked(cli_hexdump *h, enum cli_hex_dir dir, uint64_t off, const uint8_t *p,
+                        size_t len, char *buf, size_t used)
 {
-    if (h == NULL || len == 0)
-        return;
-    const uint8_t *p = data;
-    char buf[OUT_BUF];
-    size_t used = 0;
-    pthread_mutex_lock(&h->lock);
-    uint64_t off = h->off[dir];
-    h->off[dir] += len;
     for (size_t i = 0; i < len; i += PER_LINE) {
         size_t n = len - i < PER_LINE ? len - i : PER_LINE;
-        if (used + LINE_MAX_LEN > sizeof buf) {
+        if (used + LINE_MAX_LEN > OUT_BUF) {
             /* a dump that cannot be written must not stop the traffic */
             (void)cli_write_all(h->fd, buf, used);
             used = 0;
@@ -94,6 +89,35 @@ void cli_hexdump_write(cli_hexdump *h, enum cli_hex_dir dir, const void *data, s
         used += format_line(buf + used, dir == CLI_HEX_OUT ? '>' : '<', off + i, p + i, n);
     }
     (void)cli_write_all(h->fd, buf, used);
+}
+
+void cli_hexdump_write(cli_hexdump *h, enum cli_hex_dir dir, const void *data, size_t len)
+{
+    if (h == NULL || len == 0)
+        return;
+    char buf[OUT_BUF];
+    pthread_mutex_lock(&h->lock);
+    uint64_t off = h->off[dir];
+    h->off[dir] += len;
+    dump_locked(h, dir, off, data, len, buf, 0);
+    pthread_mutex_unlock(&h->lock);
+}
+
+void cli_hexdump_chunk(cli_hexdump *h, enum cli_hex_dir dir, uint64_t off, const char *label,
+                       const void *data, size_t len)
+{
+    if (h == NULL || len == 0)
+        return;
+    char buf[OUT_BUF];
+    /* The label is bounded so that it and one line always fit. */
+    int n = snprintf(buf, OUT_BUF - LINE_MAX_LEN, "# %s\n", label);
+    size_t used = n < 0 ? 0 : (size_t)n;
+    if (used >= OUT_BUF - LINE_MAX_LEN) {
+        used = OUT_BUF - LINE_MAX_LEN - 1;
+        buf[used - 1] = '\n';
+    }
+    pthread_mutex_lock(&h->lock);
+    dump_locked(h, dir, off, data, len, buf, used);
     pthread_mutex_unlock(&h->lock);
 }
 
@@ -105,10 +129,7 @@ void cli_hexdump_mark(cli_hexdump *h, const char *what)
     int n = snprintf(line, sizeof line, "# %s\n", what);
     pthread_mutex_lock(&h->lock);
     h->off[0] = h->off[1] = 0;
-    (void)cli_write_all(h->fd, line,
-                        n < 0                     ? 0
-                        : (size_t)n < sizeof line ? (size_t)n
-                                                  : sizeof line - 1);
+    (void)cli_write_all(h->fd, line, n < 0 ? 0 : (size_t)n < sizeof line ? (size_t)n : sizeof line - 1);
     pthread_mutex_unlock(&h->lock);
 }
 

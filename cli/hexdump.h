@@ -10,6 +10,7 @@
 #define SOCKIT_CLI_HEXDUMP_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 enum cli_hex_dir { CLI_HEX_OUT = 0, CLI_HEX_IN = 1 };
 
@@ -24,6 +25,14 @@ int cli_hexdump_open(const char *path, cli_hexdump **out);
  * Lines are written whole (one write per call), so dumps from several
  * threads never interleave inside a line. h NULL: does nothing. */
 void cli_hexdump_write(cli_hexdump *h, enum cli_hex_dir dir, const void *data, size_t len);
+
+/* Dumps one chunk of a connection among several (the relay's workers):
+ * a "# label" line, then its lines at offsets from off (the caller's count
+ * for that connection and direction; the dump's own offsets untouched).
+ * The whole chunk is written under the dump's lock, so chunks of different
+ * connections follow each other but never mix. h NULL: does nothing. */
+void cli_hexdump_chunk(cli_hexdump *h, enum cli_hex_dir dir, uint64_t off, const char *label,
+                       const void *data, size_t len);
 
 /* Starts both offsets again at 0 (a new peer), with a line saying so. */
 void cli_hexdump_mark(cli_hexdump *h, const char *what);

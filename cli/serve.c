@@ -483,11 +483,22 @@ static int parse_args(serve_state *st, int argc, char **argv)
     opterr = 0;
     optind = 1;
     int ch;
-    while ((ch = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
+    while ((ch = getopt_long(argc, argv, ":h46", longopts, NULL)) != -1) {
         const char *v = optarg;
         int bad = 0;
         switch (ch) {
         case 'h': usage(stdout); return 1;
+        case '4':
+        case '6': {
+            /* The relay's -4/-6: its table's --ipv4/--ipv6, so that the
+             * "applies to the relay service only" check covers them. */
+            const char *name = ch == '4' ? "ipv4" : "ipv6";
+            for (size_t j = 0; j < nsvc; j++)
+                if (strcmp(longopts[(O_NCOMMON - O_FRAMING) + j].name, name) == 0)
+                    given[j] = true;
+            (void)set_svc_opt(name, NULL);
+            break;
+        }
         case O_FRAMING:
             bad = sk_framing_parse(v, &cfg->framing) < 0;
             cfg->framing_set = true;
@@ -896,6 +907,12 @@ int cmd_serve(int argc, char **argv)
         free(st);
         return rc > 0 ? EXIT_OK : EXIT_USAGE;
     }
+    if (cli_relay_hex_start() < 0) {
+        sk_tls_ctx_free(st->tls);
+        sk_acl_free(st->acl);
+        free(st);
+        return EXIT_RUNTIME;
+    }
     cli_log_to_stderr(st->cfg.level);
     sk_mem_set_budget(st->cfg.max_memory);
     sk_tls_set_max_handshakes(st->cfg.max_handshakes);
@@ -976,6 +993,7 @@ out:
     sk_tls_ctx_free(st->tls);       /* after the loops: no connection uses it now */
     sk_timer_free(st->stats_timer); /* safe after its loop is gone */
     sk_acl_free(st->acl);           /* after the loops: servers borrow it */
+    cli_relay_hex_stop();           /* after the loops: pairs write to it */
     free(st);
     return status;
 }

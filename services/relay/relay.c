@@ -4,7 +4,9 @@
  * sockets, through the library's buffers (and TLS) otherwise. The server
  * side is `sockit serve`'s, so --max-conns, --workers, --max-memory, drain
  * and the access lists apply unchanged. */
+#include <arpa/inet.h>
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +24,8 @@ static bool g_started;
 static uint32_t g_idle_ms;
 static uint8_t g_pin[SK_TLS_PIN_LEN];
 static bool g_checked;
+/* With a tap: the pairs' numbers, shared by every worker. */
+static atomic_uint_fast64_t g_next_id;
 
 static int check_tls_opts(const relay_opts *o, char *err, size_t errlen, uint8_t *pin)
 {
@@ -46,6 +50,42 @@ static int check_tls_opts(const relay_opts *o, char *err, size_t errlen, uint8_t
     }
     if (o->ca != NULL && access(o->ca, R_OK) != 0) {
         snprintf(err, errlen, "cannot read --ca %s: %s", o->ca, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+/* -4, -6 and --source: checked here so that a mistake is a usage error,
+ * including a numeric TARGET of the other family. */
+static int check_dial_opts(const relay_opts *o, char *err, size_t errlen)
+{
+    sk_dial_opts *d = &g_cfg.dial;
+    if (o->ipv4 && o->ipv6) {
+        snprintf(err, errlen, "give -4 or -6, not both");
+        return -1;
+    }
+    d->family = o->ipv4 ? AF_INET : o->ipv6 ? AF_INET6 : AF_UNSPEC;
+    char why[256];
+    if (o->source != NULL && sk_dial_source_parse(o->source, d, why, sizeof why) < 0) {
+        snprintf(err, errlen, "--source: %s", why);
+        return -1;
+    }
+    g_cfg.dial_set = d->family != AF_UNSPEC || d->source.ss_family != AF_UNSPEC;
+    if (!g_cfg.dial_set)
+        return 0;
+    if (g_cfg.target.kind == SK_ADDR_UNIX) {
+        snprintf(err, errlen, "-4, -6 and --source apply to an IP TARGET only, not %s",
+                 g_cfg.target_text);
+        return -1;
+    }
+    int want = d->source.ss_family != AF_UNSPEC ? d->source.ss_family : d->family;
+    uint8_t bin[16];
+    int numeric = inet_pton(AF_INET, g_cfg.target.host, bin) == 1    ? AF_INET
+                  : inet_pton(AF_INET6, g_cfg.target.host, bin) == 1 ? AF_INET6
+                                                                     : AF_UNSPEC;
+    if (numeric != AF_UNSPEC && numeric != want) {
+        snprintf(err, errlen, "TARGET %s is not an %s address (-4, -6 or --source ask for one)",
+                 g_cfg.target_text, want == AF_INET ? "IPv4" : "IPv6");
         return -1;
     }
     return 0;
@@ -84,7 +124,7 @@ int relay_check_opts(bool quiet, char *err, size_t errlen)
         snprintf(err, errlen, "bad value \"%s\" for --proxy-protocol (v1 or v2)", o->proxy);
         return -1;
     }
-    if (check_tls_opts(o, err, errlen, g_pin) < 0)
+    if (check_tls_opts(o, err, errlen, g_pin) < 0 || check_dial_opts(o, err, errlen) < 0)
         return -1;
     g_cfg.connect_ms = (int)o->connect_ms;
     g_cfg.quiet = quiet;
@@ -200,8 +240,8 @@ static void target_open(sk_conn *t)
     relay_copy_start(p);
 }
 
-/* The target dial, in one place (where -4/-6/--source would choose the
- * family and bind the source). */
+/* The target dial, in one place: -4/-6/--source choose the family and
+ * bind the source (the library's dial options). */
 static int relay_dial(relay_pair *p)
 {
     sk_conn_opts o;
@@ -211,6 +251,7 @@ static int relay_dial(relay_pair *p)
     o.out_low_water = RELAY_HIGH_WATER / 4;
     o.tls = p->cfg->target.kind == SK_ADDR_TLS ? p->cfg->tls : NULL;
     o.handshake_timeout_ms = (uint32_t)p->cfg->connect_ms; /* a slow TLS target is slow */
+    o.dial = p->cfg->dial_set ? &p->cfg->dial : NULL;
     sk_conn_callbacks cbs = {0};
     relay_copy_target_cbs(&cbs);
     cbs.on_open = target_open;
@@ -230,6 +271,8 @@ static void client_open(sk_conn *c)
     p->cfg = ctx->state;
     p->client = c;
     p->started = p->last_active = sk_loop_now(sk_conn_loop(c));
+    if (p->cfg->tap != NULL)
+        p->id = atomic_fetch_add_explicit(&g_next_id, 1, memory_order_relaxed) + 1;
     sk_conn_set_data(c, p);
     sk_conn_pause(c); /* nothing is read before the target answers */
     if (g_idle_ms) {

@@ -25,14 +25,21 @@
 /* The longest PROXY header: v1 is at most 107 bytes, v2 with IPv6 is 52. */
 #define RELAY_PROXY_MAX 108
 
+/* Directions: UP is client to target, DOWN target to client. */
+enum { RELAY_UP = 0, RELAY_DOWN = 1 };
+
 /* The command-line options (services.h's svc_opt table fills them). */
 typedef struct relay_opts {
-    const char *target;  /* TARGET: where every connection goes */
-    uint32_t connect_ms; /* --connect-timeout */
-    const char *proxy;   /* --proxy-protocol v1|v2, or NULL */
-    const char *ca;      /* tls:// target: --ca FILE */
-    const char *pin;     /* tls:// target: --pin SHA256 */
-    bool insecure;       /* tls:// target: --insecure */
+    const char *target;   /* TARGET: where every connection goes */
+    uint32_t connect_ms;  /* --connect-timeout */
+    const char *proxy;    /* --proxy-protocol v1|v2, or NULL */
+    const char *ca;       /* tls:// target: --ca FILE */
+    const char *pin;      /* tls:// target: --pin SHA256 */
+    bool insecure;        /* tls:// target: --insecure */
+    bool ipv4, ipv6;      /* -4, -6: the target's addresses of that family only */
+    const char *source;   /* --source ADDR[:PORT]: bound before dialing the target */
+    bool hex;             /* --hex: both directions dumped (cli/relay_hex.c) */
+    const char *hex_file; /* --hex-file F: the dump into F (implies --hex) */
 } relay_opts;
 
 extern relay_opts relay_cli_opts;
@@ -44,13 +51,18 @@ void relay_opts_init_store(void *store);
  * with one sentence in err. */
 int relay_check_opts(bool quiet, char *err, size_t errlen);
 
-/* Directions: UP is client to target, DOWN target to client. */
-enum { RELAY_UP = 0, RELAY_DOWN = 1 };
-
 /* One place every relayed chunk passes in copy mode (a hex dump hooks
  * here); a relay with a tap never splices, since spliced bytes never reach
- * user space. */
-typedef void (*relay_tap_fn)(int dir, const uint8_t *data, size_t len, void *ud);
+ * user space. The tap runs on the worker thread of the pair, so several
+ * threads call it at once: what it writes must be whole per call. */
+typedef struct relay_tap_chunk {
+    uint64_t id;        /* the pair's number (1, 2, ... in accept order, all workers) */
+    const char *client; /* the client's address, as in the log line */
+    const char *target; /* the target's */
+    int dir;            /* RELAY_UP or RELAY_DOWN */
+    uint64_t off;       /* where the chunk starts within its direction */
+} relay_tap_chunk;
+typedef void (*relay_tap_fn)(const relay_tap_chunk *c, const uint8_t *data, size_t len, void *ud);
 
 /* Installs the tap (before the listeners start; NULL: none). With a tap
  * every pair is relayed in copy mode. */
@@ -68,6 +80,8 @@ typedef struct relay_cfg {
     bool listen_tls; /* the listening side terminates TLS */
     relay_tap_fn tap;
     void *tap_ud;
+    sk_dial_opts dial; /* -4, -6, --source for the target */
+    bool dial_set;
 } relay_cfg;
 
 typedef struct relay_splice relay_splice;
@@ -78,6 +92,7 @@ typedef struct relay_pair {
     const relay_cfg *cfg;
     sk_conn *client, *target; /* target NULL once it is gone */
     uint64_t bytes[2];        /* relayed, per direction */
+    uint64_t id;              /* with a tap: its number in the dump */
     uint64_t started, last_active;
     bool eof[2];      /* the direction's source ended */
     bool paused[2];   /* copy mode: the direction's source paused by us */

@@ -27,8 +27,14 @@ static void on_message(sk_conn *c, const uint8_t *data, size_t len)
     sk_conn *o = other(p, c);
     if (o == NULL)
         return;
-    if (p->cfg->tap != NULL)
-        p->cfg->tap(dir, data, len, p->cfg->tap_ud);
+    if (p->cfg->tap != NULL) {
+        relay_tap_chunk tc = {.id = p->id,
+                              .client = sk_conn_peer(p->client),
+                              .target = p->target_peer[0] ? p->target_peer : p->cfg->target_text,
+                              .dir = dir,
+                              .off = p->bytes[dir]};
+        p->cfg->tap(&tc, data, len, p->cfg->tap_ud);
+    }
     relay_pair_count(p, dir, len);
     if (sk_conn_send(o, data, len) < 0)
         return; /* o is closing (its on_close ends the pair) */

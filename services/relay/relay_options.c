@@ -29,5 +29,17 @@ const svc_opt relay_options[] = {
      "  --pin SHA256              tls:// target: accept only this certificate fingerprint\n"},
     {"insecure", SVC_OPT_FLAG, offsetof(relay_opts, insecure), 0, 0,
      "  --insecure                tls:// target: do not verify it (warns; testing only)\n"},
+    {"ipv4", SVC_OPT_FLAG, offsetof(relay_opts, ipv4), 0, 0,
+     "  -4, -6                    dial the target's IPv4 (IPv6) addresses only\n"},
+    {"ipv6", SVC_OPT_FLAG, offsetof(relay_opts, ipv6), 0, 0, ""},
+    {"source", SVC_OPT_TEXT, offsetof(relay_opts, source), 0, 0,
+     "  --source ADDR[:PORT]      dial the target from this local address (numeric;\n"
+     "                            port 0 or none: any port)\n"},
+    {"hex", SVC_OPT_FLAG, offsetof(relay_opts, hex), 0, 0,
+     "  --hex                     hex dump of both directions on stderr, each chunk\n"
+     "                            under a '# conn N' line ('>' client to target, '<'\n"
+     "                            back); relays by copying, never splice(2)\n"},
+    {"hex-file", SVC_OPT_TEXT, offsetof(relay_opts, hex_file), 0, 0,
+     "  --hex-file FILE           the hex dump into FILE instead (created, mode 600)\n"},
     {NULL, SVC_OPT_NOTE, 0, 0, 0, NULL},
 };

@@ -19,6 +19,11 @@
 /* Pipes kept for reuse per thread: enough for the pairs busy at one
  * moment of a loaded loop; more are closed when they come back. */
 #define POOL_MAX 32
+/* A read below this emptied the socket (a splice from a socket may return
+ * less than asked only because the pipe's 16 slots filled with small
+ * fragments, so a read just under PIPE_BYTES says nothing; one this small
+ * does in practice, and if not, the level-triggered watch calls again). */
+#define SMALL_READ (16 * 1024)
 /* Rounds of read-then-write per direction per event, so one fast pair
  * cannot starve the others on its loop (as the library's 8 reads). */
 #define ROUNDS 8
@@ -119,6 +124,7 @@ static int pump(relay_splice *s, int dir)
     dir_state *d = &s->d[dir];
     int src = s->fd[dir == RELAY_UP ? 0 : 1], dst = s->fd[dir == RELAY_UP ? 1 : 0];
     relay_pair *p = s->p;
+    bool short_read = false;
     d->want_out = false;
     while (dir == RELAY_UP && s->prefix_off < p->prefix_len) {
         ssize_t n = send(dst, p->prefix + s->prefix_off, p->prefix_len - s->prefix_off,
@@ -156,6 +162,10 @@ static int pump(relay_splice *s, int dir)
         }
         if (d->eof)
             break;
+        if (short_read) {
+            pipe_put(d->pipe, true);
+            break;
+        }
         if (d->pipe[0] < 0) {
             int rc = pipe_get(d->pipe);
             if (rc < 0) {
@@ -179,6 +189,12 @@ static int pump(relay_splice *s, int dir)
         if (n == 0)
             d->eof = true;
         d->inpipe = (size_t)n;
+        /* A small read emptied the socket: once these bytes are out, the
+         * next read would only say EAGAIN. The watches are level-triggered,
+         * so bytes that come meanwhile wake us again; small exchanges save
+         * that syscall, bulk (large reads) loops on as before. */
+        if (n > 0 && n < SMALL_READ)
+            short_read = true;
     }
     /* Out of rounds with bytes still in the pipe: the destination's
      * readiness (at once, if it has room) brings us back for them. */
@@ -210,20 +226,24 @@ static void update(relay_splice *s)
     }
 }
 
+/* Pumps the directions an event concerns: a socket readable feeds the
+ * direction it is the source of, a socket writable drains the one it is
+ * the destination of (the other direction's splice would only say EAGAIN).
+ * An error, or the start (io NULL), pumps both. */
 static void on_ready(sk_io *io, int fd, int ready, void *ud)
 {
-    (void)io;
     (void)fd;
-    (void)ready;
     relay_splice *s = ud;
-    int done = 0;
-    for (int dir = 0; dir < 2; dir++) {
-        int r = pump(s, dir);
-        if (r < 0)
-            return; /* s is gone */
-        done += r;
+    bool want[2] = {true, true};
+    if (io != NULL && !(ready & SK_ERROR)) {
+        int in_dir = io == s->io[0] ? RELAY_UP : RELAY_DOWN; /* what this socket feeds */
+        want[in_dir] = (ready & SK_READABLE) != 0;
+        want[1 - in_dir] = (ready & SK_WRITABLE) != 0;
     }
-    if (done == 2) {
+    for (int dir = 0; dir < 2; dir++)
+        if (want[dir] && pump(s, dir) < 0)
+            return; /* s is gone */
+    if (s->d[RELAY_UP].shut && s->d[RELAY_DOWN].shut) {
         relay_pair *p = s->p;
         relay_splice_stop(p);
         relay_pair_done(p);

@@ -814,5 +814,250 @@ class TestServerOptions(RelayBase):
             self.assertIn(opt, cp.stdout)
 
 
+
+def peer_target(family=socket.AF_INET, host="127.0.0.1", port=0):
+    """A listener that reports the peer address of each connection, then
+    echoes one read back. Returns (socket, port)."""
+    s = socket.socket(family, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind((host, port))
+    s.listen(8)
+    s.settimeout(IO_TIMEOUT)
+    return s, s.getsockname()[1]
+
+
+def free_port_both():
+    """A port free on both 127.0.0.1 and ::1 (bounded tries)."""
+    for _ in range(50):
+        a, port = peer_target()
+        try:
+            b, _ = peer_target(socket.AF_INET6, "::1", port)
+        except OSError:
+            a.close()
+            continue
+        return a, b, port
+    raise AssertionError("no port free on both 127.0.0.1 and ::1")
+
+
+class TestDialOptions(RelayBase):
+    """-4 / -6 / --source for the relay's target: the target sees the source
+    address and port it was given, and only the family asked is dialed."""
+
+    def through(self, srv, lst, payload=b"ping"):
+        """One client through srv; returns the peer address lst saw."""
+        c = self.connect(srv.addr)
+        c.sendall(payload)
+        t, peer = lst.accept()
+        with t:
+            t.settimeout(IO_TIMEOUT)
+            self.assertEqual(helpers.recv_exact(t, len(payload)), payload)
+            t.sendall(payload.upper())
+            self.assertEqual(helpers.recv_exact(c, len(payload)), payload.upper())
+        c.close()
+        return peer
+
+    def test_source_address_and_port(self):
+        lst, port = peer_target()
+        self.addCleanup(lst.close)
+        srv = self.relay("127.0.0.1:0", "127.0.0.1:%d" % port, "--source", "127.0.0.2")
+        self.assertEqual(self.through(srv, lst)[0], "127.0.0.2")
+        srv.stop_checked(self)
+        # A fixed source port too (one found free just now).
+        probe = socket.socket()
+        probe.bind(("127.0.0.3", 0))
+        sport = probe.getsockname()[1]
+        probe.close()
+        srv = self.relay("127.0.0.1:0", "127.0.0.1:%d" % port, "--source", "127.0.0.3:%d" % sport)
+        self.assertEqual(self.through(srv, lst), ("127.0.0.3", sport))
+        srv.stop_checked(self)
+
+    def test_serve_relay_form_with_source(self):
+        lst, port = peer_target()
+        self.addCleanup(lst.close)
+        srv = self.serve("relay", "127.0.0.1:0", "--target", "127.0.0.1:%d" % port, "-4",
+                         "--source", "127.0.0.4")
+        self.assertEqual(self.through(srv, lst)[0], "127.0.0.4")
+        srv.stop_checked(self)
+
+    def test_source_not_bindable_closes_client_and_relay_goes_on(self):
+        lst, port = peer_target()
+        self.addCleanup(lst.close)
+        # 192.0.2.1 (TEST-NET-1) is on no interface here: bind fails.
+        srv = self.relay("127.0.0.1:0", "127.0.0.1:%d" % port, "--source", "192.0.2.1")
+        c = self.connect(srv.addr)
+        c.settimeout(IO_TIMEOUT)
+        self.assertEqual(read_to_eof(c), b"")
+        srv.wait_line(r"^sockit: relay close .* reason=target 127\.0\.0\.1:%d: " % port)
+        c2 = self.connect(srv.addr)
+        self.assertEqual(read_to_eof(c2), b"")
+        srv.stop_checked(self)
+
+    def hosts_relay(self, *args):
+        """The relay with a private /etc/hosts where NAME lists ::1 then
+        127.0.0.1 (unshare -m, root only)."""
+        if os.geteuid() != 0:
+            self.skipTest("needs root for a private mount namespace (unshare -m)")
+        if not helpers.ipv6_loopback_available():
+            self.skipTest("no IPv6 loopback here")
+        if subprocess.run(["unshare", "-m", "true"], stdout=subprocess.DEVNULL,
+                          stderr=subprocess.DEVNULL, timeout=10).returncode != 0:
+            self.skipTest("unshare -m is not permitted here")
+        hosts = self.path("hosts")
+        with open(hosts, "w") as f:
+            f.write("::1 sockit-both\n127.0.0.1 sockit-both\n")
+        script = 'mount --bind "$1" /etc/hosts && shift && exec "$@"'
+        srv = Server(list(args))
+        srv.argv = (["unshare", "-m", "--propagation", "private", "sh", "-c", script, "sh",
+                     hosts] + helpers.SERVER_WRAPPER + [SOCKIT, "relay"] + list(args))
+        self._servers.append(srv)
+        srv.start()
+        return srv
+
+    def test_family_of_a_name_with_both(self):
+        v4, v6, port = free_port_both()
+        self.addCleanup(v4.close)
+        self.addCleanup(v6.close)
+        target = "sockit-both:%d" % port
+        srv = self.hosts_relay("127.0.0.1:0", target, "-6")
+        self.assertEqual(self.through(srv, v6)[0], "::1")
+        srv.stop_checked(self)
+        srv = self.hosts_relay("127.0.0.1:0", target, "-4")
+        self.assertEqual(self.through(srv, v4)[0], "127.0.0.1")
+        srv.stop_checked(self)
+        # --source of one family picks that family too.
+        srv = self.hosts_relay("127.0.0.1:0", target, "--source", "::1")
+        self.assertEqual(self.through(srv, v6)[0], "::1")
+        srv.stop_checked(self)
+
+    def test_ipv6_numeric_target(self):
+        if not helpers.ipv6_loopback_available():
+            self.skipTest("no IPv6 loopback here")
+        lst, port = peer_target(socket.AF_INET6, "::1")
+        self.addCleanup(lst.close)
+        srv = self.relay("127.0.0.1:0", "[::1]:%d" % port, "-6", "--source", "[::1]")
+        self.assertEqual(self.through(srv, lst)[0], "::1")
+        srv.stop_checked(self)
+
+    def test_usage_errors(self):
+        for args, needle in (
+                (["127.0.0.1:0", "127.0.0.1:1", "-4", "-6"], b"give -4 or -6, not both"),
+                (["127.0.0.1:0", "127.0.0.1:1", "-6"], b"not an IPv6 address"),
+                (["127.0.0.1:0", "[::1]:1", "-4"], b"not an IPv4 address"),
+                (["127.0.0.1:0", "127.0.0.1:1", "--source", "::1"], b"not an IPv6 address"),
+                (["127.0.0.1:0", "127.0.0.1:1", "--source", "nohost"], b"--source"),
+                (["127.0.0.1:0", "127.0.0.1:1", "-6", "--source", "10.0.0.1"], b"--source"),
+                (["127.0.0.1:0", "unix:/tmp/x.sock", "--source", "127.0.0.2"],
+                 b"IP TARGET only"),
+                (["127.0.0.1:0", "unix:/tmp/x.sock", "-4"], b"IP TARGET only")):
+            with self.subTest(args=args):
+                cp = self.sockit("relay", *args, timeout=10)
+                self.assertEqual(cp.returncode, 2, cp.stderr)
+                self.assertIn(needle, cp.stderr)
+                self.assertEqual(len(cp.stderr.strip().splitlines()), 1, cp.stderr)
+        cp = self.sockit("serve", "echo", "127.0.0.1:0", "-6", timeout=10)
+        self.assertEqual(cp.returncode, 2, cp.stderr)
+        self.assertIn(b"--ipv6 applies to the relay service only", cp.stderr)
+
+
+HEX_LINE = re.compile(r"^([<>]) ([0-9a-f]{8})  ((?:[0-9a-f]{2} ){1,8}(?: (?:[0-9a-f]{2} ){0,8})?) *"
+                      r"\|(.{1,16})\|$")
+CHUNK_RE = re.compile(r"^# conn (\d+) (up|down) (\S+) -> (\S+) \((\d+) bytes\)$")
+
+
+def parse_dump(text):
+    """{(conn, '>' or '<'): bytes} rebuilt from a relay dump; checks each
+    chunk's header, lengths, offsets and the ASCII column on the way."""
+    out = {}
+    peers = {}
+    chunk = None
+    for line in text.splitlines():
+        m = CHUNK_RE.match(line)
+        if m:
+            if chunk is not None:
+                assert chunk[2] == 0, "chunk short by %d bytes" % chunk[2]
+            conn, way = int(m.group(1)), m.group(2)
+            mark = ">" if way == "up" else "<"
+            client, target = (m.group(3), m.group(4)) if way == "up" else (m.group(4), m.group(3))
+            assert peers.setdefault(conn, (client, target)) == (client, target), line
+            chunk = [conn, mark, int(m.group(5))]
+            continue
+        m = HEX_LINE.match(line)
+        if not m:
+            assert line[:2] not in ("> ", "< "), "bad dump line: %r" % line
+            continue    # a log line between chunks
+        assert chunk is not None and m.group(1) == chunk[1], line
+        data = bytes.fromhex(m.group(3).replace(" ", ""))
+        key = (chunk[0], chunk[1])
+        got = out.setdefault(key, bytearray())
+        assert int(m.group(2), 16) == len(got), "offset %s after %d bytes" % (m.group(2), len(got))
+        ascii_col = "".join(chr(b) if 0x20 <= b < 0x7f else "." for b in data)
+        assert m.group(4) == ascii_col, line
+        got += data
+        chunk[2] -= len(data)
+    assert chunk is None or chunk[2] == 0
+    return {k: bytes(v) for k, v in out.items()}, peers
+
+
+class TestHex(RelayBase):
+    """--hex / --hex-file on the relay: the dump format of connect and
+    listen, each chunk under a '# conn N' line naming its pair."""
+
+    def test_hex_file_two_workers(self):
+        _, target = self.echo_unix()
+        dump = self.path("dump.txt")
+        srv = self.relay("127.0.0.1:0", target, "--workers", "2", "--hex-file", dump)
+        socks = [self.connect(srv.addr) for _ in range(6)]
+        sent = {}
+        for rnd in range(3):
+            for i, s in enumerate(socks):
+                b = bytes((i * 37 + rnd * 11 + k) % 256 for k in range(20 + i * 7 + rnd))
+                s.sendall(b)
+                self.assertEqual(helpers.recv_exact(s, len(b)), b)
+                sent.setdefault(s.getsockname()[1], bytearray()).extend(b)
+        for s in socks:
+            s.close()
+        srv.wait_line(r"^sockit: relay close ", count=6)
+        srv.stop_checked(self)
+        self.assertEqual(os.stat(dump).st_mode & 0o777, 0o600)
+        with open(dump) as f:
+            streams, peers = parse_dump(f.read())
+        self.assertEqual(sorted(peers), list(range(1, 7)))
+        for conn, (client, tgt) in peers.items():
+            port = int(client.rpartition(":")[2])
+            self.assertIn(port, sent)
+            self.assertEqual(streams[(conn, ">")], bytes(sent[port]))
+            self.assertEqual(streams[(conn, "<")], bytes(sent[port]))  # an echo
+        # Nothing on stderr but log lines: the dump went to the file.
+        self.assertFalse([l for l in srv.lines() if HEX_LINE.match(l)])
+
+    def test_hex_stderr_format(self):
+        def handler(c):
+            got = helpers.recv_exact(c, 5)
+            c.sendall(b"\x00\x01ok\n")
+            return got
+        t = self.target(handler)
+        srv = self.relay("127.0.0.1:0", t.addr, "--hex")
+        c = self.connect(srv.addr)
+        c.sendall(b"hello")
+        self.assertEqual(helpers.recv_exact(c, 5), b"\x00\x01ok\n")
+        c.close()
+        # Five bytes, then the columns of eleven missing bytes (and the gap
+        # after the eighth): 36 spaces before the ASCII column.
+        srv.wait_line(r"^< 00000000  00 01 6f 6b 0a {36}\|\.\.ok\.\|$")
+        srv.wait_line(r"^> 00000000  68 65 6c 6c 6f {36}\|hello\|$")
+        srv.wait_line(r"^# conn 1 up 127\.0\.0\.1:\d+ -> %s \(5 bytes\)$" % re.escape(t.addr))
+        srv.wait_line(r"^# conn 1 down %s -> 127\.0\.0\.1:\d+ \(5 bytes\)$" % re.escape(t.addr))
+        srv.stop_checked(self)
+
+    def test_hex_only_for_relay(self):
+        cp = self.sockit("serve", "echo", "127.0.0.1:0", "--hex", timeout=10)
+        self.assertEqual(cp.returncode, 2, cp.stderr)
+        self.assertIn(b"--hex applies to the relay service only", cp.stderr)
+        cp = self.sockit("relay", "127.0.0.1:0", "127.0.0.1:1", "--hex-file",
+                         self.path("no/such/dir/f"), timeout=10)
+        self.assertNotEqual(cp.returncode, 0)
+        self.assertIn(b"--hex-file", cp.stderr)
+
+
 if __name__ == "__main__":
     unittest.main()
