@@ -119,11 +119,12 @@ enum fs_state {
     FS_PUT_DATA, /* receiving DATA until PUT_END */
     FS_PUT_SKIP, /* a PUT failed: its DATA and PUT_END are ignored */
     FS_GET,      /* sending DATA */
-    FS_LIST      /* sending ENTRIES */
+    FS_LIST,     /* sending ENTRIES */
+    FS_CHUNKS    /* hashing a file's chunks for CHUNKS */
 };
 
 enum fs_timer { FT_NONE, FT_DELAY, FT_STEP };
-enum fs_kind { FX_NONE, FX_PUT, FX_GET, FX_LIST };
+enum fs_kind { FX_NONE, FX_PUT, FX_GET, FX_LIST, FX_CHUNKS };
 
 /* One connection. */
 typedef struct fsess {
@@ -166,6 +167,10 @@ typedef struct fsess {
     DIR *dir;         /* LIST */
     uint64_t listed;
     bool tree;                 /* LIST: TREE's entries (links as links) */
+    EVP_MD_CTX *cmd;           /* CHUNKS: the hash of the chunk in progress */
+    uint8_t *hashes;           /* CHUNKS: hashes not yet sent (FILES_HASHES_PER_FRAME) */
+    uint64_t chunk;            /* CHUNKS: the index of the next chunk */
+    uint64_t sent_from;        /* CHUNKS: the index of hashes[0] */
     struct fsess *prev, *next; /* svc->sessions */
 } fsess;
 
@@ -254,6 +259,10 @@ void files_put_end(fsess *s, const uint8_t *body, size_t len);
 void files_put_hashed(fsess *s, int rc);
 
 /* files_get.c */
+/* Opens s->path for reading if it is a regular file (looked at first with
+ * O_PATH, which opens nothing); *st gets its stat. Returns a descriptor,
+ * or -1 with an ERROR code in *code and a sentence in why. */
+int files_open_regular(fsess *s, struct stat *st, int *code, char *why, size_t whylen);
 void files_get(fsess *s, const uint8_t *body, size_t len);
 void files_get_hashed(fsess *s, int rc);
 /* Queues the next chunks of a download (on_drain brings it back). */
@@ -264,6 +273,11 @@ void files_list(fsess *s, const uint8_t *body, size_t len, bool tree);
 void files_stat(fsess *s, const uint8_t *body, size_t len);
 void files_list_step(fsess *s);
 void files_list_end(fsess *s);
+
+/* files_chunks.c: CHUNKS (section 9.10), a file's chunk hashes */
+void files_chunks(fsess *s, const uint8_t *body, size_t len);
+/* The next chunk (a loop step). */
+void files_chunks_step(fsess *s);
 
 /* files_tree.c: MKDIR, SYMLINK, META, DELETE (section 9.9) */
 void files_tree_op(fsess *s, uint8_t type, const uint8_t *body, size_t len);
