@@ -31,6 +31,53 @@ static void chunks_fail(fsess *s, int code, const char *fmt, ...)
     files_done(s);
 }
 
+/* The slot of chunk i's hash. */
+static uint8_t *slot(fsess *s, uint64_t i)
+{
+    return s->hashes + (size_t)(s->keep_all ? i : i - s->sent_from) * FILES_HASH;
+}
+
+/* Sends the hashes made since the last frame (if any), in frames of at
+ * most FILES_HASHES_PER_FRAME. */
+static void flush_hashes(fsess *s)
+{
+    while (s->sent_from < s->chunk) {
+        uint64_t n = s->chunk - s->sent_from;
+        if (n > FILES_HASHES_PER_FRAME)
+            n = FILES_HASHES_PER_FRAME;
+        s->frame[0] = FT_CHUNK_HASHES;
+        files_put64(s->frame + 1, s->sent_from);
+        memcpy(s->frame + 9, slot(s, s->sent_from), (size_t)n * FILES_HASH);
+        (void)sk_conn_send_msg(s->conn, s->frame, 9 + (size_t)n * FILES_HASH);
+        s->sent_from += n;
+        if (!s->keep_all)
+            memmove(s->hashes, slot(s, s->sent_from),
+                    (size_t)(s->chunk - s->sent_from) * FILES_HASH);
+    }
+}
+
+static void send_end(fsess *s, const uint8_t whole[FILES_HASH], bool cached)
+{
+    uint8_t msg[1 + 8 + 4 + 8 + FILES_HASH];
+    msg[0] = FT_CHUNKS_END;
+    files_put64(msg + 1, s->size);
+    proto_put32(msg + 9, FILES_CHUNK);
+    files_put64(msg + 13, s->chunk);
+    memcpy(msg + 21, whole, FILES_HASH);
+    (void)sk_conn_send_msg(s->conn, msg, sizeof msg);
+    if (!s->ctx->quiet) {
+        char tag[17], what[160];
+        files_hex8(tag, whole);
+        files_describe(what, sizeof what, s->path);
+        sk_log(SK_LOG_INFO, "%s %s chunks %s: %llu bytes, %llu chunks %s, sha256 %s... in %.3f s",
+               s->ctx->name, sk_conn_peer(s->conn), what, (unsigned long long)s->size,
+               (unsigned long long)s->chunk,
+               cached ? "from the hash cache (no data read)" : "hashed", tag, files_secs(s));
+    }
+    files_xfer_end(s, false);
+    files_done(s);
+}
+
 void files_chunks(fsess *s, const uint8_t *body, size_t len)
 {
     char why[PROTO_ERROR_TEXT_MAX];
@@ -40,14 +87,6 @@ void files_chunks(fsess *s, const uint8_t *body, size_t len)
     }
     if (!files_xfer_begin(s, FX_CHUNKS, body, len))
         return;
-    s->cmd = EVP_MD_CTX_new();
-    s->hashes = malloc((size_t)FILES_HASHES_PER_FRAME * FILES_HASH + 9);
-    s->buf = malloc(FILES_READ_BUF);
-    if (s->cmd == NULL || s->hashes == NULL || s->buf == NULL ||
-        EVP_DigestInit_ex(s->cmd, EVP_sha256(), NULL) != 1) {
-        chunks_fail(s, FE_IO, "server out of memory");
-        return;
-    }
     int code = 0;
     int fd = files_open_regular(s, &s->st, &code, why, sizeof why);
     if (fd < 0) {
@@ -57,23 +96,34 @@ void files_chunks(fsess *s, const uint8_t *body, size_t len)
     s->fd = fd;
     s->size = (uint64_t)s->st.st_size;
     s->chunk = s->sent_from = 0;
+    uint64_t count = (s->size + FILES_CHUNK - 1) / FILES_CHUNK;
+    s->keep_all = count <= FILES_HCACHE_MAX_CHUNKS;
+    s->frame = malloc(9 + (size_t)FILES_HASHES_PER_FRAME * FILES_HASH);
+    if (s->frame == NULL) {
+        chunks_fail(s, FE_IO, "server out of memory");
+        return;
+    }
+    files_hlist hit;
+    if (files_hcache_get(s->svc, &s->st, &hit)) {
+        /* Unchanged since it was hashed: not a byte of it is read. */
+        s->hashes = hit.hashes;
+        s->keep_all = true;
+        s->chunk = hit.count;
+        flush_hashes(s);
+        send_end(s, hit.whole, true);
+        return;
+    }
+    s->cmd = EVP_MD_CTX_new();
+    s->hashes =
+        malloc((size_t)(s->keep_all ? (count ? count : 1) : FILES_HASHES_PER_FRAME) * FILES_HASH);
+    s->buf = malloc(FILES_READ_BUF);
+    if (s->cmd == NULL || s->hashes == NULL || s->buf == NULL ||
+        EVP_DigestInit_ex(s->cmd, EVP_sha256(), NULL) != 1) {
+        chunks_fail(s, FE_IO, "server out of memory");
+        return;
+    }
     s->state = FS_CHUNKS;
     files_chunks_step(s);
-}
-
-/* Sends the hashes made since the last frame (if any). */
-static void flush_hashes(fsess *s)
-{
-    uint64_t n = s->chunk - s->sent_from;
-    if (n == 0)
-        return;
-    /* hashes[0..8] is room for the type and the index, before the hashes */
-    uint8_t *msg = s->hashes;
-    memmove(msg + 9, msg, (size_t)n * FILES_HASH);
-    msg[0] = FT_CHUNK_HASHES;
-    files_put64(msg + 1, s->sent_from);
-    (void)sk_conn_send_msg(s->conn, msg, 9 + (size_t)n * FILES_HASH);
-    s->sent_from = s->chunk;
 }
 
 /* Reads [off, off+n) into both hashes: the whole file's and the chunk's.
@@ -112,26 +162,14 @@ static void finish(fsess *s)
         chunks_fail(s, FE_CHANGED, "%s changed while it was being hashed; ask again", what);
         return;
     }
-    uint8_t msg[1 + 8 + 4 + 8 + FILES_HASH];
-    msg[0] = FT_CHUNKS_END;
-    files_put64(msg + 1, s->size);
-    proto_put32(msg + 9, FILES_CHUNK);
-    files_put64(msg + 13, s->chunk);
-    if (EVP_DigestFinal_ex(s->md, msg + 21, NULL) != 1) {
+    uint8_t whole[FILES_HASH];
+    if (EVP_DigestFinal_ex(s->md, whole, NULL) != 1) {
         chunks_fail(s, FE_IO, "the server could not hash");
         return;
     }
-    (void)sk_conn_send_msg(s->conn, msg, sizeof msg);
-    if (!s->ctx->quiet) {
-        char tag[17];
-        files_hex8(tag, msg + 21);
-        sk_log(SK_LOG_INFO,
-               "%s %s chunks %s: %llu bytes, %llu chunks hashed, sha256 %s... in %.3f s",
-               s->ctx->name, sk_conn_peer(s->conn), what, (unsigned long long)s->size,
-               (unsigned long long)s->chunk, tag, files_secs(s));
-    }
-    files_xfer_end(s, false);
-    files_done(s);
+    if (s->keep_all)
+        files_hcache_put(s->svc, &s->st, s->hashes, s->chunk, whole);
+    send_end(s, whole, false);
 }
 
 void files_chunks_step(fsess *s)
@@ -160,8 +198,7 @@ void files_chunks_step(fsess *s)
             chunks_fail(s, FE_IO, "reading %s: %s", what, strerror(-rc));
         return;
     }
-    uint8_t *slot = s->hashes + (size_t)(s->chunk - s->sent_from) * FILES_HASH;
-    if (EVP_DigestFinal_ex(s->cmd, slot, NULL) != 1 ||
+    if (EVP_DigestFinal_ex(s->cmd, slot(s, s->chunk), NULL) != 1 ||
         EVP_DigestInit_ex(s->cmd, EVP_sha256(), NULL) != 1) {
         chunks_fail(s, FE_IO, "the server could not hash");
         return;

@@ -67,6 +67,20 @@
  * --stall-timeout: a stall is noticed within 1/4 of it after it is due. */
 #define FILES_STALL_CHECKS 4u
 
+/* The hash cache's hidden index, beneath the root (files_hcache.c): its
+ * name has the partials' prefix, so no client can list or name it. */
+#define FILES_HCACHE_DIR FILES_PARTIAL_PREFIX "chunks"
+/* Files of more chunks than this (1 TiB) are hashed but not cached: their
+ * list would cost a session 8 MiB or more to hold. */
+#define FILES_HCACHE_MAX_CHUNKS (256u * 1024u)
+
+/* A file's chunk hashes, from the cache. */
+typedef struct files_hlist {
+    uint8_t *hashes; /* count * FILES_HASH (malloc) */
+    uint64_t count;
+    uint8_t whole[FILES_HASH];
+} files_hlist;
+
 typedef struct files_source {
     char key[FILES_SOURCE_KEY]; /* "": a free slot */
     unsigned transfers;         /* in progress, all connections together */
@@ -166,12 +180,16 @@ typedef struct fsess {
     uint64_t started; /* loop time the transfer began */
     DIR *dir;         /* LIST */
     uint64_t listed;
-    bool tree;                 /* LIST: TREE's entries (links as links) */
-    EVP_MD_CTX *cmd;           /* CHUNKS: the hash of the chunk in progress */
-    uint8_t *hashes;           /* CHUNKS: hashes not yet sent (FILES_HASHES_PER_FRAME) */
-    uint64_t chunk;            /* CHUNKS: the index of the next chunk */
-    uint64_t sent_from;        /* CHUNKS: the index of hashes[0] */
-    struct fsess *prev, *next; /* svc->sessions */
+    bool tree;                  /* LIST: TREE's entries (links as links) */
+    EVP_MD_CTX *cmd;            /* CHUNKS: the hash of the chunk in progress */
+    uint8_t *hashes;            /* CHUNKS: hashes not yet sent (FILES_HASHES_PER_FRAME) */
+    uint64_t chunk;             /* CHUNKS: the index of the next chunk */
+    uint64_t sent_from;         /* CHUNKS: the first index not yet sent */
+    uint8_t *frame;             /* CHUNKS: a CHUNK_HASHES frame being built */
+    bool keep_all;              /* CHUNKS: hashes holds them all (to be cached) */
+    bool cache_hit;             /* GET: the offered hash matched the cache */
+    uint8_t cached[FILES_HASH]; /* GET: the cached whole-file hash */
+    struct fsess *prev, *next;  /* svc->sessions */
 } fsess;
 
 /* files_session.c: the session layer below the requests */
@@ -278,6 +296,14 @@ void files_list_end(fsess *s);
 void files_chunks(fsess *s, const uint8_t *body, size_t len);
 /* The next chunk (a loop step). */
 void files_chunks_step(fsess *s);
+
+/* files_hcache.c: the hash cache */
+/* The chunk hashes of the file st describes, if the index holds them for
+ * exactly its device, inode, size, mtime and ctime. */
+bool files_hcache_get(const files_svc *svc, const struct stat *st, files_hlist *out);
+/* Records them (nothing on a --read-only server, or on any failure). */
+void files_hcache_put(const files_svc *svc, const struct stat *st, const uint8_t *hashes,
+                      uint64_t count, const uint8_t whole[FILES_HASH]);
 
 /* files_tree.c: MKDIR, SYMLINK, META, DELETE (section 9.9) */
 void files_tree_op(fsess *s, uint8_t type, const uint8_t *body, size_t len);

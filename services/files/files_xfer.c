@@ -161,6 +161,9 @@ void files_xfer_end(fsess *s, bool gone)
     s->cmd = NULL;
     free(s->hashes);
     s->hashes = NULL;
+    free(s->frame);
+    s->frame = NULL;
+    s->keep_all = s->cache_hit = false;
     s->chunk = s->sent_from = 0;
     free(s->path);
     free(s->buf);
