@@ -39,6 +39,8 @@ typedef struct files_cli {
     bool dry_run;      /* put, get -r: --dry-run */
     bool checksum;     /* put, get -r: --checksum */
     bool keep_special; /* get -r: --keep-special-bits */
+    uint8_t offer;     /* the protocol version to offer (0: 1); an older
+                          server is dialled again with version 1 */
     char **args;       /* the positional arguments after ADDR (in argv) */
     int nargs;
     cli_tls tls; /* tls://: --ca, --pin, --insecure; its context lives
@@ -59,7 +61,10 @@ typedef struct fconn {
     int timeout_ms;
     uint8_t *in; /* bytes received and not yet consumed */
     size_t in_off, in_len, in_cap;
-    bool auth_hint; /* authenticating: an ERROR 03 also asks about --token-file */
+    bool auth_hint;  /* authenticating: an ERROR 03 also asks about --token-file */
+    uint8_t version; /* agreed in the hello: 2 has CHUNKS (files_chunks_get) */
+    bool probing;    /* offering a version above 1 */
+    bool old;        /* ... and the server refused that hello (ERROR 02) */
 } fconn;
 
 /* Connects and runs the handshake (hello; authentication when the server
@@ -94,6 +99,22 @@ int fc_msg(fconn *c, uint8_t *type, uint8_t *body, size_t cap, size_t *len, int 
            const char *what);
 /* Prints an ERROR body (code, text) as one line; returns its code. */
 int fc_print_error(const fconn *c, const uint8_t *body, size_t len);
+
+/* A file's chunk hashes (CHUNKS, protocol version 2): FILES_CHUNK bytes
+ * each, the last one shorter, and the SHA-256 of the whole file. */
+typedef struct files_chunk_list {
+    uint64_t size;
+    uint32_t chunk_size;
+    uint64_t count;
+    uint8_t *hashes; /* count * FILES_HASH bytes (malloc) */
+    uint8_t whole[FILES_HASH];
+} files_chunk_list;
+
+/* Asks the server for path's chunk hashes (c->version must be 2). Returns
+ * 0, -2 after an ERROR (printed; its code in *code, the connection still
+ * usable), or -1 after one line. */
+int files_chunks_get(fconn *c, const char *path, files_chunk_list *out, int *code);
+void files_chunk_list_free(files_chunk_list *l);
 
 /* Hashes [0, len) of fd into md (already initialised). Returns 0, 1 if the
  * file is shorter, or -errno. buf is a scratch of cap bytes. */

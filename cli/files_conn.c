@@ -462,6 +462,28 @@ static ssize_t hs_recv(void *ud, uint8_t *buf, size_t cap, const char *stage)
     uint8_t type;
     size_t len;
     int code;
+    if (c->probing && strcmp(stage, "the hello") == 0) {
+        /* A version-1 server refuses a version-2 hello with ERROR 02:
+         * noted, not printed; fc_open dials again offering 1. */
+        if (fc_head(c, &type, &len, stage) < 0)
+            return -1;
+        if (len > cap - 1) {
+            cli_err("%s: protocol error: an over-long answer to the hello", c->addr);
+            return -1;
+        }
+        if (fc_body(c, buf + 1, len, stage) < 0)
+            return -1;
+        if (type == PT_ERROR && len >= 1 && buf[1] == PE_HELLO) {
+            c->old = true;
+            return -1;
+        }
+        if (type == PT_ERROR) {
+            (void)fc_print_error(c, buf + 1, len);
+            return -1;
+        }
+        buf[0] = type;
+        return (ssize_t)len + 1;
+    }
     c->auth_hint = strcmp(stage, "authentication") == 0;
     int rc = fc_msg(c, &type, buf + 1, cap - 1, &len, &code, stage);
     c->auth_hint = false;
@@ -474,10 +496,13 @@ static ssize_t hs_recv(void *ud, uint8_t *buf, size_t cap, const char *stage)
 static int handshake(fconn *c, const files_cli *o, const uint8_t *token, size_t token_len)
 {
     proto_hs_io io = {c, hs_send, hs_recv};
-    char err[PROTO_ERROR_TEXT_MAX + 400];
-    if (proto_hs_client(&io, c->sock, c->addr, FILES_SERVICE, o->token_file ? token : NULL,
-                        token_len, true, err, sizeof err) == 0)
+    char err[PROTO_ERROR_TEXT_MAX + 400] = "";
+    uint8_t offer = c->probing ? o->offer : PROTO_VERSION;
+    if (proto_hs_client_v(&io, c->sock, c->addr, FILES_SERVICE, o->token_file ? token : NULL,
+                          token_len, true, offer, &c->version, err, sizeof err) == 0)
         return 0;
+    if (c->old)
+        return -2;
     if (err[0] != '\0')
         cli_err("%s", err);
     return -1;
@@ -502,16 +527,26 @@ int fc_open(fconn *c, const files_cli *o)
         cli_err("out of memory");
         return -1;
     }
-    char derr[600] = "";
-    int rc = cli_dial(&o->addr, &o->tls, o->timeout_ms, &c->sock, derr, sizeof derr);
-    if (rc < 0) {
-        OPENSSL_cleanse(token, sizeof token);
-        cli_err("%s", derr[0] ? derr : sk_strerror(rc));
-        return -1;
+    c->probing = o->offer > PROTO_VERSION;
+    for (;;) {
+        char derr[600] = "";
+        int rc = cli_dial(&o->addr, &o->tls, o->timeout_ms, &c->sock, derr, sizeof derr);
+        if (rc < 0) {
+            OPENSSL_cleanse(token, sizeof token);
+            cli_err("%s", derr[0] ? derr : sk_strerror(rc));
+            return -1;
+        }
+        rc = handshake(c, o, token, token_len);
+        if (rc != -2 || !c->probing) {
+            OPENSSL_cleanse(token, sizeof token);
+            return rc < 0 ? -1 : 0;
+        }
+        /* An older server: again, offering version 1. */
+        sk_sock_close(c->sock);
+        c->sock = NULL;
+        c->in_off = c->in_len = 0;
+        c->probing = c->old = false;
     }
-    rc = handshake(c, o, token, token_len);
-    OPENSSL_cleanse(token, sizeof token);
-    return rc;
 }
 
 void fc_close(fconn *c)

@@ -20,7 +20,9 @@ static void usage(FILE *out)
             "\n"
             "Lists DIR (a path below the server's root; default: the root) of a `sockit serve\n"
             "files` server, sorted by name: regular files and directories. A file shows alone.\n"
-            "  --json             one JSON array of {name, type, size, mtime, mode}\n"
+            "  --json             one JSON array of {name, type, size, mtime, mode}, files\n"
+            "                     also with sha256, chunk_size and chunks (the SHA-256 of\n"
+            "                     each 4 MiB chunk, as split -b 4M and sha256sum give them)\n"
             "  --token-file FILE  the server's token (needed unless it runs without one)\n"
             "  --timeout SEC      bound connecting and each wait for the server (default "
             "10)\n" CLI_TLS_USAGE_PAD(
@@ -29,7 +31,9 @@ static void usage(FILE *out)
 
 typedef struct item {
     files_entry e;
-    char *name; /* NUL-terminated copy */
+    char *name;          /* NUL-terminated copy */
+    files_chunk_list ch; /* --json, a file: its chunk hashes (ch.hashes may be NULL) */
+    bool has_ch;
 } item;
 
 static int by_name(const void *a, const void *b)
@@ -88,6 +92,27 @@ static void print_json_name(FILE *out, const char *s, size_t len)
     fputc('"', out);
 }
 
+static void print_hex(const uint8_t *h)
+{
+    for (int k = 0; k < FILES_HASH; k++)
+        printf("%02x", h[k]);
+}
+
+/* The chunk size, the whole file's SHA-256 and each chunk's, as `split -b
+ * 4M FILE part. && sha256sum part.*` lists them. */
+static void print_chunks(const files_chunk_list *l)
+{
+    printf(", \"sha256\": \"");
+    print_hex(l->whole);
+    printf("\", \"chunk_size\": %u, \"chunks\": [", l->chunk_size);
+    for (uint64_t k = 0; k < l->count; k++) {
+        fputs(k ? ", \"" : "\"", stdout);
+        print_hex(l->hashes + k * FILES_HASH);
+        fputc('"', stdout);
+    }
+    fputc(']', stdout);
+}
+
 static void print_items(const item *v, size_t n, bool json)
 {
     if (json) {
@@ -96,9 +121,12 @@ static void print_items(const item *v, size_t n, bool json)
             const files_entry *e = &v[i].e;
             fputs(i ? ",\n  {\"name\": " : "\n  {\"name\": ", stdout);
             print_json_name(stdout, v[i].name, e->name_len);
-            printf(", \"type\": \"%s\", \"size\": %llu, \"mtime\": %lld, \"mode\": \"%04o\"}",
+            printf(", \"type\": \"%s\", \"size\": %llu, \"mtime\": %lld, \"mode\": \"%04o\"",
                    e->type == 'd' ? "dir" : "file", (unsigned long long)e->size,
                    (long long)e->mtime, e->mode);
+            if (v[i].has_ch)
+                print_chunks(&v[i].ch);
+            fputs("}", stdout);
         }
         fputs(n ? "\n]\n" : "]\n", stdout);
         return;
@@ -143,8 +171,38 @@ static int add(item **v, size_t *n, size_t *cap, const files_entry *e)
     memcpy(it->name, e->name, e->name_len);
     it->name[e->name_len] = '\0';
     it->e.name = (const uint8_t *)it->name;
+    it->has_ch = false;
+    memset(&it->ch, 0, sizeof it->ch);
     (*n)++;
     return 0;
+}
+
+/* --json: each file's chunk hashes (CHUNKS, from a version-2 server; an
+ * older one has none to give, and the fields are left out). path is the
+ * file itself (single) or the directory of the items. */
+static int with_chunks(fconn *c, const files_cli *o, const char *path, bool single, item *v,
+                       size_t n)
+{
+    if (!o->json || c->version < 2)
+        return EXIT_OK;
+    for (size_t i = 0; i < n; i++) {
+        if (v[i].e.type != 'f')
+            continue;
+        char full[FILES_PATH_MAX + FILES_NAME_MAX + 2];
+        if (single)
+            snprintf(full, sizeof full, "%s", path);
+        else
+            snprintf(full, sizeof full, "%s%s%s", path, path[0] ? "/" : "", v[i].name);
+        int code = 0;
+        int rc = files_chunks_get(c, full, &v[i].ch, &code);
+        if (rc == -1)
+            return EXIT_RUNTIME;
+        if (rc == 0)
+            v[i].has_ch = true;
+        else if (code != FE_NOTFOUND && code != FE_CHANGED && code != FE_TYPE)
+            return EXIT_RUNTIME; /* printed; gone or replaced since the listing: left bare */
+    }
+    return EXIT_OK;
 }
 
 static int run(const files_cli *o, const char *path, item **v, size_t *n, size_t *cap)
@@ -168,7 +226,9 @@ static int run(const files_cli *o, const char *path, item **v, size_t *n, size_t
         goto done;
     }
     if (e.type == 'f') {
-        status = add(v, n, cap, &e) < 0 ? EXIT_RUNTIME : EXIT_OK;
+        if (add(v, n, cap, &e) < 0)
+            goto done;
+        status = with_chunks(&c, o, path, true, *v, *n);
         goto done;
     }
     if (fc_send(&c, FT_LIST, path, strlen(path), NULL, 0) < 0)
@@ -182,7 +242,7 @@ static int run(const files_cli *o, const char *path, item **v, size_t *n, size_t
                         c.addr, (unsigned long long)files_get64(body), *n);
                 goto done;
             }
-            status = EXIT_OK;
+            status = with_chunks(&c, o, path, false, *v, *n);
             goto done;
         }
         if (type != FT_ENTRIES || len < 2) {
@@ -227,6 +287,8 @@ int cmd_ls(int argc, char **argv)
     int rc = files_cli_parse(&o, argc, argv, 0, 1, true, usage);
     if (rc != 0)
         return rc > 0 ? EXIT_OK : EXIT_USAGE;
+    if (o.json)
+        o.offer = FILES_VERSION; /* the chunk hashes need version 2 */
     /* "", "." and "/" name the root; "dir/" is "dir". */
     char path[FILES_PATH_MAX + 2] = "";
     if (o.nargs > 0 && strcmp(o.args[0], ".") != 0) {
@@ -250,8 +312,10 @@ int cmd_ls(int argc, char **argv)
         if (fflush(stdout) != 0)
             status = EXIT_RUNTIME;
     }
-    for (size_t i = 0; i < n; i++)
+    for (size_t i = 0; i < n; i++) {
         free(v[i].name);
+        files_chunk_list_free(&v[i].ch);
+    }
     free(v);
     return status;
 }

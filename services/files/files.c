@@ -177,6 +177,8 @@ static void on_timer(sk_timer *t, void *ud)
             files_get_pump(s);
         else if (s->state == FS_HASHING)
             hash_step(s);
+        else if (s->state == FS_CHUNKS)
+            files_chunks_step(s);
     }
 }
 
@@ -209,6 +211,12 @@ void files_request(fsess *s, const uint8_t *msg, size_t len)
         case FT_STAT: files_stat(s, body, blen); return;
         case FT_PUT: files_put(s, body, blen); return;
         case FT_GET: files_get(s, body, blen); return;
+        case FT_CHUNKS:
+            if (s->hs.version >= 2) {
+                files_chunks(s, body, blen);
+                return;
+            }
+            break; /* a version-1 session: unknown, as to an old server */
         case FT_DATA:
         case FT_PUT_FROM:
         case FT_PUT_END: files_fail(s, "no upload is in progress"); return;
@@ -237,6 +245,7 @@ void files_request(fsess *s, const uint8_t *msg, size_t len)
     case FS_HASHING:
     case FS_GET:
     case FS_LIST:
+    case FS_CHUNKS:
         files_fail(s, "a request arrived before the answer to the last one ended");
         return;
     case FS_HELLO: return; /* handled by the caller */
@@ -362,7 +371,7 @@ static void files_eof(sk_conn *c)
         sk_conn_close(c);
         return;
     }
-    if (s->state == FS_GET || s->state == FS_LIST ||
+    if (s->state == FS_GET || s->state == FS_LIST || s->state == FS_CHUNKS ||
         (s->state == FS_HASHING && s->kind == FX_GET)) {
         s->close_after = true;
         return;
@@ -504,6 +513,7 @@ static int files_start(svc_ctx *ctx, sk_loop *loop, char *err, size_t errlen)
         .pre = &svc->pre,
         .handshake_ms = svc->o.handshake_ms,
         .per_source = svc->o.max_unauth_per_source,
+        .max_version = FILES_VERSION,
         .not_auth_code = PE_AUTH,
         .not_auth_text = "this server requires authentication: give the client the server's "
                          "token (--token-file)"};

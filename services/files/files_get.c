@@ -72,6 +72,41 @@ static int reopen(fsess *s, int pfd)
     return fd;
 }
 
+/* Opens s->path for reading if it is a regular file, looked at first
+ * with O_PATH (which opens nothing: no device driver's open, no FIFO
+ * waiting for a writer, no terminal becoming ours); *st gets its stat.
+ * Returns a descriptor, or -1 with an ERROR code and a sentence. */
+int files_open_regular(fsess *s, struct stat *st, int *code, char *why, size_t whylen)
+{
+    char what[160];
+    files_describe(what, sizeof what, s->path);
+    int pfd = files_open(&s->svc->root, s->path, O_PATH, 0);
+    if (pfd < 0) {
+        *code = files_open_error(pfd, what, why, whylen);
+        return -1;
+    }
+    int fe = fstat(pfd, st) < 0 ? errno : 0;
+    if (fe != 0 || !S_ISREG(st->st_mode)) {
+        close(pfd);
+        *code = fe != 0 ? FE_IO : FE_TYPE;
+        if (fe != 0)
+            snprintf(why, whylen, "%s: %s", what, strerror(fe));
+        else if (S_ISDIR(st->st_mode))
+            snprintf(why, whylen, "%s is a directory", what);
+        else
+            snprintf(why, whylen,
+                     "%s is not a regular file (FIFOs, devices and sockets are not served)", what);
+        return -1;
+    }
+    int fd = reopen(s, pfd);
+    close(pfd);
+    if (fd < 0) {
+        *code = files_open_error(fd, what, why, whylen);
+        return -1;
+    }
+    return fd;
+}
+
 void files_get(fsess *s, const uint8_t *body, size_t len)
 {
     if (len < 8 + FILES_HASH) {
@@ -81,41 +116,16 @@ void files_get(fsess *s, const uint8_t *body, size_t len)
     uint64_t have = files_get64(body);
     const uint8_t *path = body + 8 + FILES_HASH;
     size_t plen = len - 8 - FILES_HASH;
-    char why[PROTO_ERROR_TEXT_MAX], what[160];
+    char why[PROTO_ERROR_TEXT_MAX];
     if (files_path_check((const char *)path, plen, false, why, sizeof why) < 0) {
         files_refuse_path(s, "get", why);
         return;
     }
     if (!files_xfer_begin(s, FX_GET, path, plen))
         return;
-    files_describe(what, sizeof what, s->path);
-    /* Looked at before it is opened: O_PATH opens nothing (no device
-     * driver's open, no FIFO waiting for a writer, no terminal becoming
-     * ours); only a regular file is then opened for reading. */
-    int pfd = files_open(&s->svc->root, s->path, O_PATH, 0);
-    if (pfd < 0) {
-        int code = files_open_error(pfd, what, why, sizeof why);
-        get_fail(s, code, "%s", why);
-        return;
-    }
-    int fe = fstat(pfd, &s->st) < 0 ? errno : 0;
-    if (fe != 0 || !S_ISREG(s->st.st_mode)) {
-        close(pfd);
-        if (fe != 0)
-            get_fail(s, FE_IO, "%s: %s", what, strerror(fe));
-        else if (S_ISDIR(s->st.st_mode))
-            get_fail(s, FE_TYPE, "%s is a directory", what);
-        else
-            get_fail(s, FE_TYPE,
-                     "%s is not a regular file (FIFOs, devices and sockets are not "
-                     "served)",
-                     what);
-        return;
-    }
-    int fd = reopen(s, pfd);
-    close(pfd);
+    int code = 0;
+    int fd = files_open_regular(s, &s->st, &code, why, sizeof why);
     if (fd < 0) {
-        int code = files_open_error(fd, what, why, sizeof why);
         get_fail(s, code, "%s", why);
         return;
     }

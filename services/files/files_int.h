@@ -67,6 +67,20 @@
  * --stall-timeout: a stall is noticed within 1/4 of it after it is due. */
 #define FILES_STALL_CHECKS 4u
 
+/* The hash cache's hidden index, beneath the root (files_hcache.c): its
+ * name has the partials' prefix, so no client can list or name it. */
+#define FILES_HCACHE_DIR FILES_PARTIAL_PREFIX "chunks"
+/* Files of more chunks than this (1 TiB) are hashed but not cached: their
+ * list would cost a session 8 MiB or more to hold. */
+#define FILES_HCACHE_MAX_CHUNKS (256u * 1024u)
+
+/* A file's chunk hashes, from the cache. */
+typedef struct files_hlist {
+    uint8_t *hashes; /* count * FILES_HASH (malloc) */
+    uint64_t count;
+    uint8_t whole[FILES_HASH];
+} files_hlist;
+
 typedef struct files_source {
     char key[FILES_SOURCE_KEY]; /* "": a free slot */
     unsigned transfers;         /* in progress, all connections together */
@@ -119,11 +133,12 @@ enum fs_state {
     FS_PUT_DATA, /* receiving DATA until PUT_END */
     FS_PUT_SKIP, /* a PUT failed: its DATA and PUT_END are ignored */
     FS_GET,      /* sending DATA */
-    FS_LIST      /* sending ENTRIES */
+    FS_LIST,     /* sending ENTRIES */
+    FS_CHUNKS    /* hashing a file's chunks for CHUNKS */
 };
 
 enum fs_timer { FT_NONE, FT_DELAY, FT_STEP };
-enum fs_kind { FX_NONE, FX_PUT, FX_GET, FX_LIST };
+enum fs_kind { FX_NONE, FX_PUT, FX_GET, FX_LIST, FX_CHUNKS };
 
 /* One connection. */
 typedef struct fsess {
@@ -165,8 +180,16 @@ typedef struct fsess {
     uint64_t started; /* loop time the transfer began */
     DIR *dir;         /* LIST */
     uint64_t listed;
-    bool tree;                 /* LIST: TREE's entries (links as links) */
-    struct fsess *prev, *next; /* svc->sessions */
+    bool tree;                  /* LIST: TREE's entries (links as links) */
+    EVP_MD_CTX *cmd;            /* CHUNKS: the hash of the chunk in progress */
+    uint8_t *hashes;            /* CHUNKS: hashes not yet sent (FILES_HASHES_PER_FRAME) */
+    uint64_t chunk;             /* CHUNKS: the index of the next chunk */
+    uint64_t sent_from;         /* CHUNKS: the first index not yet sent */
+    uint8_t *frame;             /* CHUNKS: a CHUNK_HASHES frame being built */
+    bool keep_all;              /* CHUNKS: hashes holds them all (to be cached) */
+    bool cache_hit;             /* GET: the offered hash matched the cache */
+    uint8_t cached[FILES_HASH]; /* GET: the cached whole-file hash */
+    struct fsess *prev, *next;  /* svc->sessions */
 } fsess;
 
 /* files_session.c: the session layer below the requests */
@@ -254,6 +277,10 @@ void files_put_end(fsess *s, const uint8_t *body, size_t len);
 void files_put_hashed(fsess *s, int rc);
 
 /* files_get.c */
+/* Opens s->path for reading if it is a regular file (looked at first with
+ * O_PATH, which opens nothing); *st gets its stat. Returns a descriptor,
+ * or -1 with an ERROR code in *code and a sentence in why. */
+int files_open_regular(fsess *s, struct stat *st, int *code, char *why, size_t whylen);
 void files_get(fsess *s, const uint8_t *body, size_t len);
 void files_get_hashed(fsess *s, int rc);
 /* Queues the next chunks of a download (on_drain brings it back). */
@@ -264,6 +291,19 @@ void files_list(fsess *s, const uint8_t *body, size_t len, bool tree);
 void files_stat(fsess *s, const uint8_t *body, size_t len);
 void files_list_step(fsess *s);
 void files_list_end(fsess *s);
+
+/* files_chunks.c: CHUNKS (section 9.10), a file's chunk hashes */
+void files_chunks(fsess *s, const uint8_t *body, size_t len);
+/* The next chunk (a loop step). */
+void files_chunks_step(fsess *s);
+
+/* files_hcache.c: the hash cache */
+/* The chunk hashes of the file st describes, if the index holds them for
+ * exactly its device, inode, size, mtime and ctime. */
+bool files_hcache_get(const files_svc *svc, const struct stat *st, files_hlist *out);
+/* Records them (nothing on a --read-only server, or on any failure). */
+void files_hcache_put(const files_svc *svc, const struct stat *st, const uint8_t *hashes,
+                      uint64_t count, const uint8_t whole[FILES_HASH]);
 
 /* files_tree.c: MKDIR, SYMLINK, META, DELETE (section 9.9) */
 void files_tree_op(fsess *s, uint8_t type, const uint8_t *body, size_t len);

@@ -16,6 +16,15 @@
 /* A PUT of this size streams: the length is known only at PUT_END (stdin);
  * there is no resume and no space check up front (section 9.5). */
 #define FILES_SIZE_STREAM UINT64_MAX
+/* The files protocol's highest version: 2 adds CHUNKS (section 9.10). A
+ * version-2 server answers a version-1 hello with 1, and a version-1
+ * session never sees a version-2 request. */
+#define FILES_VERSION 2
+/* Files are hashed in chunks of this many bytes (the last one shorter):
+ * SHA-256 of each, as `split -b 4M` cuts them. */
+#define FILES_CHUNK (4u * 1024u * 1024u)
+/* A CHUNK_HASHES frame carries at most this many hashes (8 KiB). */
+#define FILES_HASHES_PER_FRAME 256u
 
 /* Paths: relative, '/'-separated, at most PATH_MAX - 1 bytes, components of
  * at most NAME_MAX bytes, at most 64 of them (a bound on the work one path
@@ -57,6 +66,8 @@ enum files_type {
     FT_SYMLINK = 0x49, /* target length (2), target, path: make a link */
     FT_META = 0x4a,    /* mode (2), mtime seconds (8), nanoseconds (4), path */
     FT_DELETE = 0x4b,  /* path: remove a file, link or whole directory */
+    /* version 2 (section 9.10): a version-1 session answers ERROR 01 */
+    FT_CHUNKS = 0x4c, /* path: the file's chunk hashes */
     /* server to client */
     FT_ENTRIES = 0x50,      /* count (2), then count entries */
     FT_LIST_END = 0x51,     /* total entries (8) */
@@ -67,6 +78,8 @@ enum files_type {
     FT_GET_END = 0x56,      /* SHA-256 of the whole file (32) */
     FT_TREE_ENTRIES = 0x57, /* count (2), then count tree entries */
     FT_DONE = 0x58,         /* MKDIR, SYMLINK, META, DELETE succeeded */
+    FT_CHUNK_HASHES = 0x59, /* first index (8), then SHA-256s of chunks (32 each) */
+    FT_CHUNKS_END = 0x5a,   /* size (8), chunk size (4), count (8), SHA-256 of the file (32) */
 };
 
 /* ERROR codes of the files protocol; 1-4 are the typed protocols' own

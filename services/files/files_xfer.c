@@ -145,7 +145,7 @@ static void put_vanished(fsess *s)
 
 void files_xfer_end(fsess *s, bool gone)
 {
-    if (s->kind != FX_PUT && s->kind != FX_GET)
+    if (s->kind != FX_PUT && s->kind != FX_GET && s->kind != FX_CHUNKS)
         return;
     if (gone && s->kind == FX_PUT)
         put_vanished(s);
@@ -157,6 +157,14 @@ void files_xfer_end(fsess *s, bool gone)
     s->made = FILES_MADE_NONE;
     EVP_MD_CTX_free(s->md);
     s->md = NULL;
+    EVP_MD_CTX_free(s->cmd);
+    s->cmd = NULL;
+    free(s->hashes);
+    s->hashes = NULL;
+    free(s->frame);
+    s->frame = NULL;
+    s->keep_all = s->cache_hit = false;
+    s->chunk = s->sent_from = 0;
     free(s->path);
     free(s->buf);
     s->path = NULL;
@@ -209,7 +217,7 @@ static void idle_check(fsess *s, uint64_t now)
 void files_stall_check(fsess *s)
 {
     uint64_t now = sk_loop_now(sk_conn_loop(s->conn));
-    if (s->kind != FX_PUT && s->kind != FX_GET) {
+    if (s->kind != FX_PUT && s->kind != FX_GET && s->kind != FX_CHUNKS) {
         if (s->idle_armed && (s->state == FS_READY || s->state == FS_PUT_SKIP))
             idle_check(s, now);
         return;
@@ -226,8 +234,11 @@ void files_stall_check(fsess *s)
     sk_log(SK_LOG_WARN,
            "%s %s %s %s stalled: nothing moved for %.1f s (--stall-timeout): "
            "transfer ended after %llu of %llu bytes",
-           s->ctx->name, sk_conn_peer(s->conn), s->kind == FX_PUT ? "put" : "get", what,
-           (double)(now - s->moved_at) / 1000.0, (unsigned long long)s->pos,
+           s->ctx->name, sk_conn_peer(s->conn),
+           s->kind == FX_PUT   ? "put"
+           : s->kind == FX_GET ? "get"
+                               : "chunks",
+           what, (double)(now - s->moved_at) / 1000.0, (unsigned long long)s->pos,
            (unsigned long long)s->size);
     /* The client is not reading (or not writing): an ERROR would wait
      * behind what it does not read. The connection goes; an upload's

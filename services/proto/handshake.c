@@ -69,6 +69,7 @@ static enum proto_hs_state on_hello(proto_hs *h, const uint8_t *msg, size_t len)
     if (h->svc->token == NULL) {
         /* No token: a hello without a nonce says so, and that is all. */
         size_t n = proto_hello_open(hello, name);
+        hello[1 + PROTO_MAGIC_LEN] = h->version; /* the agreed one, as with a nonce */
         (void)sk_conn_send_msg(h->conn, hello, n);
         return hs_done(h);
     }
@@ -164,7 +165,8 @@ static int client_hello(const uint8_t *buf, size_t len, const char *addr, const 
     int code;
     *auth = true;
     if (allow_open)
-        code = proto_check_server_hello(buf, len, name, nonce_s, auth, why, sizeof why);
+        code = proto_check_server_hello_v(buf, len, version, name, nonce_s, auth, agreed, why,
+                                          sizeof why);
     else
         code = proto_check_hello_v(buf, len, true, version, name, nonce_s, agreed, why, sizeof why);
     if (code != 0) {

@@ -153,6 +153,14 @@ size_t proto_hello_open(uint8_t *buf, const char *service)
 int proto_check_server_hello(const uint8_t *msg, size_t len, char *service,
                              uint8_t nonce[SK_AUTH_NONCE], bool *auth, char *why, size_t whylen)
 {
+    return proto_check_server_hello_v(msg, len, PROTO_VERSION, service, nonce, auth, NULL, why,
+                                      whylen);
+}
+
+int proto_check_server_hello_v(const uint8_t *msg, size_t len, uint8_t max_version, char *service,
+                               uint8_t nonce[SK_AUTH_NONCE], bool *auth, uint8_t *version_out,
+                               char *why, size_t whylen)
+{
     size_t base = 1 + PROTO_MAGIC_LEN + 2;
     *auth = true;
     if (len >= base && len == base + msg[base - 1] && len + SK_AUTH_NONCE <= PROTO_HELLO_MAX) {
@@ -162,9 +170,11 @@ int proto_check_server_hello(const uint8_t *msg, size_t len, char *service,
         memcpy(full, msg, len);
         memset(full + len, 0, SK_AUTH_NONCE);
         *auth = false;
-        return proto_check_hello(full, len + SK_AUTH_NONCE, true, service, nonce, why, whylen);
+        return proto_check_hello_v(full, len + SK_AUTH_NONCE, true, max_version, service, nonce,
+                                   version_out, why, whylen);
     }
-    return proto_check_hello(msg, len, true, service, nonce, why, whylen);
+    return proto_check_hello_v(msg, len, true, max_version, service, nonce, version_out, why,
+                               whylen);
 }
 
 /* ------------------------------------------------------------ channel binding */

@@ -277,5 +277,10 @@ size_t proto_hello_open(uint8_t *buf, const char *service);
  * server requires authentication), false if not. */
 int proto_check_server_hello(const uint8_t *msg, size_t len, char *service,
                              uint8_t nonce[SK_AUTH_NONCE], bool *auth, char *why, size_t whylen);
+/* The same for a client that offered max_version (files' CHUNKS: 2);
+ * *version_out (if not NULL) gets the server's, 1 to max_version. */
+int proto_check_server_hello_v(const uint8_t *msg, size_t len, uint8_t max_version, char *service,
+                               uint8_t nonce[SK_AUTH_NONCE], bool *auth, uint8_t *version_out,
+                               char *why, size_t whylen);
 
 #endif

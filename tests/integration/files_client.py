@@ -7,6 +7,7 @@ library only: socket, struct, hmac, hashlib, os).
     c.list("a")        -> [entry, ...]
     c.put("a/b.txt", data)      -> (sha256, resumed_from)
     c.get("a/b.txt", have=b"")  -> (data_from_offset, size, from_offset, sha256)
+    c.chunks("a/b.txt")         -> (size, chunk_size, [sha256 per chunk], sha256)  (version 2)
     c.close()
 
 The pieces (put_begin, put_from, send_data, put_end, ...) are exposed so the
@@ -23,6 +24,7 @@ HELLO_C, HELLO_S, AUTH, AUTH_OK, ERROR = 0x01, 0x02, 0x03, 0x04, 0x7F
 LIST, STAT, PUT, GET, PUT_FROM, DATA, PUT_END = 0x40, 0x41, 0x42, 0x43, 0x44, 0x45, 0x46
 ENTRIES, LIST_END, STAT_OK, PUT_READY, PUT_OK, GET_READY, GET_END = (
     0x50, 0x51, 0x52, 0x53, 0x54, 0x55, 0x56)
+CHUNKS, CHUNK_HASHES, CHUNKS_END = 0x4C, 0x59, 0x5A
 PUT_CHUNK = 256 * 1024
 MAX_FRAME = 1 + 4 * 1024 * 1024
 
@@ -60,9 +62,10 @@ class FilesClient:
         self.sock = sock
         self.buf = b""
         self.auth = None
+        self.version = 1
 
     @classmethod
-    def connect(cls, sockaddr, token=None, family=socket.AF_INET, timeout=10.0):
+    def connect(cls, sockaddr, token=None, family=socket.AF_INET, timeout=10.0, version=1):
         s = socket.socket(family, socket.SOCK_STREAM)
         s.settimeout(timeout)
         s.connect(sockaddr)
@@ -71,7 +74,7 @@ class FilesClient:
             # wait for the server's delayed ACK (Nagle).
             s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         c = cls(s)
-        c.handshake(token)
+        c.handshake(token, version)
         return c
 
     def close(self):
@@ -107,11 +110,12 @@ class FilesClient:
         return t, body
 
     # -- section 9.2: hello, then authentication if the server has a token
-    def handshake(self, token):
-        self.send(HELLO_C, b"SKIT\x01\x05files")
+    def handshake(self, token, version=1):
+        self.send(HELLO_C, b"SKIT" + bytes([version]) + b"\x05files")
         t, body = self.expect(HELLO_S)
-        if body[:5] != b"SKIT\x01" or body[6:6 + body[5]] != b"files":
+        if body[:4] != b"SKIT" or not 1 <= body[4] <= version or body[6:6 + body[5]] != b"files":
             raise ProtocolError("not a files server: %r" % body)
+        self.version = body[4]
         rest = body[6 + body[5]:]
         if len(rest) == 0:
             self.auth = False          # no nonce: no authentication
@@ -207,3 +211,19 @@ class FilesClient:
         if hashlib.sha256(whole).digest() != digest:
             raise ProtocolError("checksum mismatch")
         return data, size, start, digest
+
+    # -- section 9.10 (version 2)
+    def chunks(self, path):
+        self.send(CHUNKS, path if isinstance(path, bytes) else path.encode())
+        hashes = []
+        while True:
+            t, body = self.expect(CHUNK_HASHES, CHUNKS_END)
+            if t == CHUNKS_END:
+                size, csize, count = struct.unpack_from("!QIQ", body)
+                if count != len(hashes):
+                    raise ProtocolError("CHUNKS_END says %d chunks, %d came" % (count, len(hashes)))
+                return size, csize, hashes, body[20:52].hex()
+            (first,) = struct.unpack_from("!Q", body)
+            if first != len(hashes) or (len(body) - 8) % 32:
+                raise ProtocolError("CHUNK_HASHES out of order")
+            hashes += [body[i:i + 32].hex() for i in range(8, len(body), 32)]

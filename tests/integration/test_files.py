@@ -241,8 +241,11 @@ class RoundTrip(FilesCase):
         self.assertTrue(lines[names.index("a/")].startswith("d"))
         cp = self.run_files("ls", srv.addr, "dir", "--json")
         entries = json.loads(cp.stdout)
+        odd = os.path.join(self.root, "dir/odd.bin")
         self.assertEqual(entries, [{"name": "odd.bin", "type": "file", "size": 256 * 1024 + 7,
-                                    "mtime": entries[0]["mtime"], "mode": "0644"}])
+                                    "mtime": entries[0]["mtime"], "mode": "0644",
+                                    "sha256": sha_file(odd), "chunk_size": 4 * MiB,
+                                    "chunks": [sha_file(odd)]}])
         cp = self.run_files("ls", srv.addr, "a/b/c/small.bin", "--json")
         self.assertEqual(json.loads(cp.stdout)[0]["size"], 1000)
         self.assertEqual(partials(self.root), [])
