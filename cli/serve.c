@@ -616,6 +616,7 @@ static int parse_args(serve_state *st, int argc, char **argv)
         l->ctx.line_timeout_ms = cfg->frame_ms;
         l->ctx.max_queue = chat_cli_opts.max_queue;
         l->ctx.max_rate = chat_cli_opts.max_rate;
+        l->ctx.max_memory = cfg->max_memory;
         /* The demo set applies --framing to the services that take one. */
         if (cfg->framing_set && !l->svc->framing_choice && !st->demo_set) {
             cli_err("service %s has a fixed framing; --framing does not apply", l->svc->name);

@@ -15,25 +15,31 @@
 /* Chat's own default --max-line: a chat line is a sentence, not a file, and
  * every byte of it is stored for every member that has not read it yet. */
 #define CHAT_DEFAULT_MAX_LINE 4096u
+/* Lines of a room replayed to a member who joins it (--history). */
+#define CHAT_DEFAULT_HISTORY 50u
 
 /* chat_options.c: the options of `sockit serve` for chat (copied into
  * each chat listener's svc_ctx). */
 typedef struct chat_opts {
     uint64_t max_queue; /* --max-queue */
     unsigned max_rate;  /* --max-rate */
+    unsigned history;   /* --history */
 } chat_opts;
 extern chat_opts chat_cli_opts;
 extern const svc_opt chat_options[];
 void chat_opts_init(void *store);
 
 typedef struct chat_room chat_room;
+typedef struct chat_chan chat_chan;
 
 typedef struct member {
     sk_conn *conn;
-    chat_room *room;
-    struct member *prev, *next; /* room->head: every member still connected, join order */
-    struct member *hnext;       /* nick table chain */
-    struct member *drop_next;   /* room->drops */
+    chat_room *room;              /* the server's state (all rooms) */
+    chat_chan *chan;              /* the room it is in; NULL once it left */
+    struct member *prev, *next;   /* room->head: every member still connected, join order */
+    struct member *cprev, *cnext; /* chan->head: the members of its room, join order */
+    struct member *hnext;         /* nick table chain */
+    struct member *drop_next;     /* room->drops */
     char nick[CHAT_NICK_MAX + 1];
     bool in_room;  /* joined and not left: receives broadcasts, holds its nick */
     bool dropping; /* queue over --max-queue: dropped after this broadcast */
@@ -56,13 +62,32 @@ typedef struct member {
     bool stalled;        /* over it for STALL_MS: senders no longer wait for it */
 } member;
 
+/* A room: its members and its last --history lines (chat_rooms.c). */
+struct chat_chan {
+    chat_room *room;
+    chat_chan *next;              /* room->chans, in the order created */
+    char name[CHAT_NICK_MAX + 1]; /* without "#", as first named */
+    member *head, *tail;          /* members in it, join order */
+    unsigned joined;              /* members in it */
+    sk_shared **hist;             /* ring of room->history whole lines ("\n" included) */
+    unsigned hist_start, hist_len;
+    size_t worst; /* hold_tick: its largest queue not stalled */
+};
+
+/* The chat server of one listener: every member and every room. */
 struct chat_room {
     svc_ctx *ctx;
     sk_loop *loop;
     member *head, *tail;
     unsigned joined;  /* members in_room */
-    member **nicks;   /* nick table: lower-cased FNV-1a, chained */
-    size_t nicks_cap; /* a power of two */
+    chat_chan *chans; /* every room, lobby first */
+    chat_chan *lobby;
+    unsigned nchans;
+    unsigned history;  /* --history */
+    size_t hist_bytes; /* held in the histories of all rooms */
+    size_t hist_max;   /* a quarter of --max-memory */
+    member **nicks;    /* nick table: lower-cased FNV-1a, chained */
+    size_t nicks_cap;  /* a power of two */
     uint64_t next_guest;
     member *drops;    /* to drop once the current broadcast ends */
     int broadcasting; /* depth of chat_broadcast calls */
@@ -84,7 +109,7 @@ typedef struct chat_part {
  * once and queued by reference. Members pushed over --max-queue are dropped
  * after it. Returns true if some member's queue is left above the room's
  * high-water mark (its sender should be paused). */
-bool chat_broadcast(chat_room *r, const member *except, const chat_part *parts, int nparts);
+bool chat_broadcast(chat_chan *c, const member *except, const chat_part *parts, int nparts);
 void chat_check_queue(member *m);
 void chat_run_drops(chat_room *r);
 void chat_leave(member *m, const char *why);
@@ -127,5 +152,21 @@ void chat_nick_guest(chat_room *r, member *m);
 /* Renames m (in the table) to a valid name no one else holds. */
 void chat_nick_set(chat_room *r, member *m, const char *name, size_t len);
 void chat_nick_remove(chat_room *r, member *m);
+
+/* chat_rooms.c: rooms by name, their lifetime and their history. */
+int chat_rooms_init(chat_room *r); /* creates the lobby */
+void chat_rooms_free(chat_room *r);
+bool chat_room_name_valid(const char *name, size_t len);
+/* The room of that name ("#" optional, case ignored), or NULL. */
+chat_chan *chat_chan_find(chat_room *r, const char *name, size_t len);
+/* The room of that name, created if new; NULL if the name is invalid or no
+ * room can be made (memory, or too many rooms none of them idle). */
+chat_chan *chat_chan_get(chat_room *r, const char *name, size_t len);
+/* Frees c if it has no member and no history (never the lobby). */
+void chat_chan_release(chat_chan *c);
+/* Keeps a reference to a broadcast line (a whole line with its "\n"). */
+void chat_history_add(chat_chan *c, sk_shared *s);
+/* Queues c's history on conn, each line marked "[history] ". */
+void chat_history_replay(chat_chan *c, sk_conn *conn);
 
 #endif

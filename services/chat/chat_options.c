@@ -13,6 +13,7 @@ void chat_opts_init(void *store)
     /* Beyond what people type or paste, well under what a script floods;
      * its one-second bucket still lets a 20-line paste through. */
     o->max_rate = 20;
+    o->history = CHAT_DEFAULT_HISTORY;
 }
 
 const svc_opt chat_options[] = {
@@ -25,5 +26,8 @@ const svc_opt chat_options[] = {
     {"max-rate", SVC_OPT_UINT, offsetof(chat_opts, max_rate), 0, 1000000,
      "  --max-rate N              lines per second per member (default 20; 0: unlimited);\n"
      "                            more are refused with a notice, the sender paused\n"},
+    {"history", SVC_OPT_UINT, offsetof(chat_opts, history), 0, 10000,
+     "  --history N               last lines of a room sent to who joins it, marked\n"
+     "                            \"[history] \" (default 50; 0: none)\n"},
     {NULL, SVC_OPT_NOTE, 0, 0, 0, NULL},
 };
