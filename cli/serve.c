@@ -625,6 +625,12 @@ static int parse_args(serve_state *st, int argc, char **argv)
     }
     if (check_svc_opts(st, longopts + (O_NCOMMON - O_FRAMING), nsvc, given, tls) < 0)
         return -1;
+    char rerr[300];
+    if (chat && chat_cli_opts.redis != NULL &&
+        chat_redis_check_url(chat_cli_opts.redis, rerr, sizeof rerr) < 0) {
+        cli_err("%s", rerr);
+        return -1;
+    }
     if (tls && (cfg->cert == NULL || cfg->key == NULL)) {
         cli_err("a tls:// address needs --cert FILE and --key FILE (try: sockit cert NAME)");
         return -1;

@@ -125,8 +125,10 @@ void chat_run_drops(chat_room *r)
     }
 }
 
-/* Queues the whole line s on every member of c but `except`. */
-static bool broadcast_shared(chat_chan *c, const member *except, sk_shared *s)
+/* Queues the whole line s on every member of c but `except` (and, for a
+ * room event from Redis numbered seq, those who got it in their history or
+ * wait for it). */
+static bool broadcast_seq(chat_chan *c, const member *except, sk_shared *s, uint64_t seq)
 {
     chat_room *r = c->room;
     size_t len = sk_shared_len(s);
@@ -135,6 +137,8 @@ static bool broadcast_shared(chat_chan *c, const member *except, sk_shared *s)
     r->broadcasting++;
     for (member *m = c->head; m != NULL; m = m->cnext) {
         if (!m->in_room || m->dropping || m == except)
+            continue;
+        if (seq != 0 && (m->catching_up || m->min_seq >= seq))
             continue;
         if (sk_conn_send_shared(m->conn, s, 0, len) == 0) {
             chat_check_queue(m);
@@ -147,6 +151,11 @@ static bool broadcast_shared(chat_chan *c, const member *except, sk_shared *s)
     r->broadcasting--;
     chat_run_drops(r);
     return backed_up;
+}
+
+static bool broadcast_shared(chat_chan *c, const member *except, sk_shared *s)
+{
+    return broadcast_seq(c, except, s, 0);
 }
 
 /* The parts + "\n" in one new shared buffer; NULL (logged) out of budget. */
@@ -182,6 +191,12 @@ bool chat_broadcast(chat_chan *c, const member *except, const chat_part *parts, 
     sk_shared *s = make_line(c->room, parts, nparts);
     if (s == NULL)
         return false;
+    if (c->room->redis != NULL) {
+        /* Relayed here, too, only as it comes back from Redis. */
+        (void)chat_cluster_publish(c, except, false, sk_shared_data(s), sk_shared_len(s) - 1);
+        sk_shared_unref(s);
+        return false;
+    }
     bool backed_up = broadcast_shared(c, except, s);
     sk_shared_unref(s);
     return backed_up;
@@ -319,6 +334,13 @@ static bool chat_apply_message(chat_chan *c, const member *from, const char *nic
     }
     if (s == NULL)
         return false;
+    if (r->redis != NULL) {
+        if (!chat_cluster_publish(c, from, true, sk_shared_data(s), sk_shared_len(s) - 1))
+            tell((member *)from, "*** error: the chat network (Redis) is unavailable; your line "
+                                 "was not delivered");
+        sk_shared_unref(s);
+        return false; /* a sender is held when its line comes back (chat_deliver) */
+    }
     chat_history_add(c, s);
     bool backed_up = broadcast_shared(c, from, s);
     sk_shared_unref(s);
@@ -389,9 +411,43 @@ static chat_chan *chan_exit(member *m)
     return c;
 }
 
+void chat_arrived(member *m)
+{
+    chat_room *r = m->room;
+    chat_nick_set(r, m, m->nick, strlen(m->nick));
+    m->in_room = true;
+    r->joined++;
+    chan_enter(m, r->lobby);
+    m->arriving = true;
+    tell(m,
+         "*** welcome to the chat, you are %s (commands: /nick NAME, /who, /me TEXT, /quit, "
+         "/help)",
+         m->nick);
+    if (!chat_redis_up(r->redis)) {
+        m->told_cut = true;
+        tell(m, "*** the chat network (Redis) is unavailable; lines you send are refused until "
+                "it is back");
+    }
+    chat_apply_join(m->chan, m, m->nick);
+    chat_cluster_enter(m, m->chan);
+    chat_run_drops(r);
+}
+
+void chat_entered(member *m, unsigned count)
+{
+    if (m->arriving)
+        m->arriving = false;
+    else
+        tell(m, "*** you joined %s (%u member%s)", m->chan->name, count, count == 1 ? "" : "s");
+}
+
 static void join(member *m)
 {
     chat_room *r = m->room;
+    if (r->redis != NULL) {
+        chat_cluster_arrive(m);
+        return;
+    }
     chat_nick_guest(r, m);
     m->in_room = true;
     r->joined++;
@@ -413,6 +469,8 @@ void chat_leave(member *m, const char *why)
     m->in_room = false;
     r->joined--;
     chat_nick_remove(r, m);
+    if (r->redis != NULL)
+        chat_cluster_leave(m);
     chat_chan *c = chan_exit(m);
     chat_apply_leave(c, m->nick, why);
     chat_chan_release(c);
@@ -429,6 +487,12 @@ static void move_to(member *m, chat_chan *c)
     chat_apply_leave(old, m->nick, NULL);
     chat_chan_release(old);
     chan_enter(m, c);
+    if (m->room->redis != NULL) {
+        /* Told, with its history from Redis, when that arrives. */
+        chat_apply_join(c, m, m->nick);
+        chat_cluster_enter(m, c);
+        return;
+    }
     tell(m, "*** you joined %s (%u member%s)", c->name, c->joined, c->joined == 1 ? "" : "s");
     chat_history_replay(c, m->conn);
     chat_check_queue(m);
@@ -454,9 +518,34 @@ static void cmd_nick(member *m, const char *arg, size_t len)
         tell(m, "*** you are already %s", m->nick);
         return;
     }
+    if (r->redis != NULL) {
+        if (!chat_redis_up(r->redis))
+            tell(m, "*** error: the chat network (Redis) is unavailable; try again later");
+        else
+            chat_cluster_rename(m, arg, len); /* Redis says whether it is free */
+        return;
+    }
     char old[CHAT_NICK_MAX + 1];
     memcpy(old, m->nick, sizeof old);
     chat_nick_set(r, m, arg, len);
+    tell(m, "*** you are now %s", m->nick);
+    chat_apply_rename(m->chan, m, old, m->nick);
+}
+
+void chat_renamed(member *m, const char *nick)
+{
+    chat_room *r = m->room;
+    size_t len = strlen(nick);
+    member *other = chat_nick_find(r, nick, len);
+    if (other != NULL && other != m) {
+        tell(m, "*** error: nick %s is taken", nick);
+        return;
+    }
+    char old[CHAT_NICK_MAX + 1];
+    memcpy(old, m->nick, sizeof old);
+    if (strcasecmp(old, nick) != 0)
+        chat_cluster_leave(m); /* its old nick, given back */
+    chat_nick_set(r, m, nick, len);
     tell(m, "*** you are now %s", m->nick);
     chat_apply_rename(m->chan, m, old, m->nick);
 }
@@ -466,6 +555,13 @@ static void cmd_nick(member *m, const char *arg, size_t len)
 static void cmd_who(member *m)
 {
     chat_chan *c = m->chan;
+    if (m->room->redis != NULL) {
+        if (!chat_redis_up(m->room->redis))
+            tell(m, "*** error: the chat network (Redis) is unavailable; try again later");
+        else
+            chat_cluster_who(m);
+        return;
+    }
     char line[WHO_LINE + CHAT_NICK_MAX + 40];
     int head = snprintf(line, sizeof line, "*** members (%u):", c->joined);
     size_t n = (size_t)head;
@@ -507,6 +603,13 @@ static void cmd_join(member *m, const char *arg, size_t len)
 static void cmd_rooms(member *m)
 {
     chat_room *r = m->room;
+    if (r->redis != NULL) {
+        if (!chat_redis_up(r->redis))
+            tell(m, "*** error: the chat network (Redis) is unavailable; try again later");
+        else
+            chat_cluster_rooms(m);
+        return;
+    }
     unsigned count = 0;
     for (chat_chan *c = r->chans; c != NULL; c = c->next)
         count += c->joined > 0 || c == r->lobby;
@@ -542,6 +645,21 @@ static void cmd_msg(member *m, const char *arg, size_t len)
     size_t tl = (size_t)(arg + len - text);
     if (nl == 0 || tl == 0) {
         tell(m, "*** error: /msg needs a nick and some text, as in: /msg bob hello");
+        return;
+    }
+    if (m->room->redis != NULL) {
+        const uint8_t *ct = (const uint8_t *)text;
+        size_t ctl = tl;
+        char line[3 * 4096 + 100];
+        if (!chat_redis_up(m->room->redis) || !clean_text(m->room, &ct, &ctl) ||
+            ctl + 50 > sizeof line) {
+            tell(m, "*** error: the chat network (Redis) is unavailable; your line was not "
+                    "delivered");
+            return;
+        }
+        int hl = snprintf(line, sizeof line, "[private] %s: ", m->nick);
+        memcpy(line + hl, ct, ctl);
+        chat_cluster_msg(m, arg, nl, line, (size_t)hl + ctl);
         return;
     }
     member *to = chat_nick_find(m->room, arg, nl);
@@ -677,6 +795,107 @@ void chat_line_too_long(member *m)
     tell(m, "*** error: line longer than %zu bytes; not delivered", m->room->ctx->max_line);
 }
 
+/* ------------------------------------------------- for chat_cluster.c */
+
+void chat_tell_line(member *m, const char *line) { tell(m, "%s", line); }
+
+void chat_tell_linef(member *m, const char *fmt, ...)
+{
+    char line[1100];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    tell(m, "%s", line);
+}
+
+void chat_tell_raw(member *m, const char *line, size_t len)
+{
+    if (sk_conn_send(m->conn, line, len) == 0)
+        (void)sk_conn_send(m->conn, "\n", 1);
+    chat_check_queue(m);
+}
+
+void chat_chan_notice(chat_chan *c, const char *fmt, ...)
+{
+    char line[1100];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    for (member *m = c->head; m != NULL; m = m->cnext)
+        if (m->in_room && !m->catching_up)
+            tell(m, "%s", line);
+    chat_run_drops(c->room);
+}
+
+void chat_replay_line(chat_chan *c, member *m, const char *line, size_t len)
+{
+    static const char mark[] = "[history] ";
+    for (member *o = m ? m : c->head; o != NULL; o = m ? NULL : o->cnext) {
+        if (!o->in_room || (m == NULL && o->catching_up))
+            continue;
+        if (sk_conn_send(o->conn, mark, sizeof mark - 1) == 0)
+            chat_tell_raw(o, line, len);
+    }
+    chat_run_drops(c->room);
+}
+
+void chat_deliver(chat_chan *c, uint64_t seq, uint64_t from, const char *line, size_t len)
+{
+    member *origin = NULL;
+    for (member *m = from ? c->head : NULL; m != NULL && origin == NULL; m = m->cnext)
+        if (m->id == from)
+            origin = m;
+    chat_part part = {line, len};
+    sk_shared *s = make_line(c->room, &part, 1);
+    if (s == NULL)
+        return;
+    bool backed_up = broadcast_seq(c, origin, s, seq);
+    sk_shared_unref(s);
+    if (backed_up && origin != NULL && !origin->held) {
+        origin->held = true;
+        update_pause(origin);
+    }
+}
+
+void chat_tell_items(member *m, bool who, const char *const *items, const size_t *lens, size_t n)
+{
+    char line[WHO_LINE + 2 * CHAT_NICK_MAX + 40];
+    unsigned count = (unsigned)(who ? n : n / 2);
+    bool lobby = false;
+    for (size_t i = 0; !who && i + 1 < n; i += 2)
+        lobby |= lens[i] == 5 && memcmp(items[i], "lobby", 5) == 0;
+    if (!who && !lobby)
+        count++; /* the lobby is always listed */
+    int head = snprintf(line, sizeof line, who ? "*** members (%u):" : "*** rooms (%u):", count);
+    size_t len = (size_t)head;
+    if (!who && !lobby) {
+        memcpy(line + len, " lobby (0)", 10);
+        len += 10;
+    }
+    for (size_t i = 0; i < n; i += who ? 1 : 2) {
+        char item[2 * CHAT_NICK_MAX + 20];
+        int il =
+            who ? snprintf(item, sizeof item, " %.*s",
+                           (int)(lens[i] > CHAT_NICK_MAX ? CHAT_NICK_MAX : lens[i]), items[i])
+                : (i + 1 < n ? snprintf(item, sizeof item, " %.*s (%.*s)",
+                                        (int)(lens[i] > CHAT_NICK_MAX ? CHAT_NICK_MAX : lens[i]),
+                                        items[i], (int)(lens[i + 1] > 10 ? 10 : lens[i + 1]),
+                                        items[i + 1])
+                             : 0);
+        if (il <= 0)
+            continue;
+        if (len + (size_t)il > WHO_LINE && len > (size_t)head) {
+            tell(m, "%.*s", (int)len, line);
+            len = (size_t)head;
+        }
+        memcpy(line + len, item, (size_t)il);
+        len += (size_t)il;
+    }
+    tell(m, "%.*s", (int)len, line);
+}
+
 /* ---------------------------------------------------------- callbacks */
 
 static void chat_open(sk_conn *c)
@@ -694,6 +913,7 @@ static void chat_open(sk_conn *c)
     }
     m->conn = c;
     m->room = r;
+    m->id = ++r->next_id;
     m->tokens = (uint64_t)ctx->max_rate * 1000u;
     m->refilled_at = sk_loop_now(r->loop);
     m->prev = r->tail;
@@ -707,12 +927,24 @@ static void chat_open(sk_conn *c)
     chat_run_drops(r);
 }
 
-static void chat_message(sk_conn *c, const uint8_t *data, size_t len)
+/* Handles what m sent, line by line. A line may make it wait for Redis (a
+ * /nick): the rest is kept, in order, for when the answer is in. */
+static void take_input(member *m, const uint8_t *data, size_t len)
 {
-    member *m = sk_conn_data(c);
     size_t off = 0, n;
     const uint8_t *line;
     for (;;) {
+        if (m->waiting) {
+            if (off < len) {
+                uint8_t *b = malloc(len - off);
+                if (b != NULL)
+                    memcpy(b, data + off, len - off);
+                free(m->backlog); /* data may be the old backlog: copied first */
+                m->backlog = b;
+                m->backlog_len = b ? len - off : 0;
+            }
+            break;
+        }
         enum chat_piece k = chat_input_next(m, data, len, &off, &line, &n);
         if (k == CHAT_NONE)
             break;
@@ -721,6 +953,27 @@ static void chat_message(sk_conn *c, const uint8_t *data, size_t len)
         else
             chat_line_too_long(m);
     }
+}
+
+void chat_input_resume(member *m)
+{
+    m->waiting = false;
+    if (!m->paused)
+        sk_conn_resume(m->conn);
+    uint8_t *b = m->backlog;
+    size_t len = m->backlog_len;
+    m->backlog = NULL;
+    m->backlog_len = 0;
+    if (b != NULL && m->in_room)
+        take_input(m, b, len);
+    free(b);
+    chat_run_drops(m->room);
+}
+
+static void chat_message(sk_conn *c, const uint8_t *data, size_t len)
+{
+    member *m = sk_conn_data(c);
+    take_input(m, data, len);
     chat_run_drops(m->room);
 }
 
@@ -762,6 +1015,7 @@ static void chat_close(sk_conn *c, int err)
     else
         r->tail = m->prev;
     chat_input_free(m);
+    free(m->backlog);
     free(m);
     sk_conn_set_data(c, r->ctx);
     svc_log_close(c, err);
@@ -789,6 +1043,7 @@ static int chat_start(svc_ctx *ctx, sk_loop *loop, char *err, size_t errlen)
     r->loop = loop;
     r->next_guest = 1;
     r->history = chat_cli_opts.history;
+    r->next_guest = 1;
     r->hist_max = ctx->max_memory ? ctx->max_memory / 4 : SIZE_MAX;
     if (chat_nicks_init(r) < 0 || chat_rooms_init(r) < 0) {
         chat_rooms_free(r);
@@ -802,6 +1057,15 @@ static int chat_start(svc_ctx *ctx, sk_loop *loop, char *err, size_t errlen)
         chat_nicks_free(r);
         free(r);
         snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    if (chat_cli_opts.redis != NULL &&
+        chat_cluster_start(r, chat_cli_opts.redis, chat_cli_opts.redis_nick_ttl_ms, err, errlen) <
+            0) {
+        sk_timer_free(r->hold_timer);
+        chat_rooms_free(r);
+        chat_nicks_free(r);
+        free(r);
         return -1;
     }
     ctx->state = r;
@@ -826,6 +1090,7 @@ static void chat_drain(svc_ctx *ctx)
         sk_conn_close(m->conn);
     }
     r->drops = NULL; /* all of them are closing anyway */
+    chat_cluster_stop(r, true);
 }
 
 static void chat_stop(svc_ctx *ctx)
@@ -838,8 +1103,10 @@ static void chat_stop(svc_ctx *ctx)
         member *m = r->head;
         r->head = m->next;
         chat_input_free(m);
+        free(m->backlog);
         free(m);
     }
+    chat_cluster_stop(r, false);
     chat_rooms_free(r);
     chat_nicks_free(r);
     sk_timer_free(r->hold_timer);

@@ -67,6 +67,7 @@ static void chan_free(chat_room *r, chat_chan *c)
     while (c->hist_len > 0)
         history_drop_oldest(r, c);
     free(c->hist);
+    chat_recent_free(c);
     chat_chan **pp = &r->chans;
     while (*pp != c)
         pp = &(*pp)->next;
@@ -79,7 +80,7 @@ static void chan_free(chat_room *r, chat_chan *c)
 static bool evict_idle(chat_room *r)
 {
     for (chat_chan *c = r->chans; c != NULL; c = c->next) {
-        if (c->joined == 0 && c != r->lobby) {
+        if (c->joined == 0 && c->busy == 0 && c != r->lobby) {
             chan_free(r, c);
             return true;
         }
@@ -129,7 +130,7 @@ void chat_rooms_free(chat_room *r)
 void chat_chan_release(chat_chan *c)
 {
     chat_room *r = c->room;
-    if (c->joined == 0 && c->hist_len == 0 && c != r->lobby)
+    if (c->joined == 0 && c->hist_len == 0 && c->busy == 0 && c != r->lobby)
         chan_free(r, c);
 }
 
