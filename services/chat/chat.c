@@ -543,8 +543,6 @@ void chat_renamed(member *m, const char *nick)
     }
     char old[CHAT_NICK_MAX + 1];
     memcpy(old, m->nick, sizeof old);
-    if (strcasecmp(old, nick) != 0)
-        chat_cluster_leave(m); /* its old nick, given back */
     chat_nick_set(r, m, nick, len);
     tell(m, "*** you are now %s", m->nick);
     chat_apply_rename(m->chan, m, old, m->nick);

@@ -17,6 +17,8 @@
 #define CHAT_DEFAULT_MAX_LINE 4096u
 /* Lines of a room replayed to a member who joins it (--history). */
 #define CHAT_DEFAULT_HISTORY 50u
+/* Nicks remembered to give back to Redis after an outage. */
+#define CHAT_UNRELEASED_MAX 1024u
 
 /* chat_options.c: the options of `sockit serve` for chat (copied into
  * each chat listener's svc_ctx). */
@@ -59,8 +61,9 @@ typedef struct member {
     char nick[CHAT_NICK_MAX + 1];
     uint64_t id; /* unique in this server: Redis replies find members by it */
     /* --redis (chat_cluster.c) */
-    bool waiting;     /* a nick is being granted: not read meanwhile */
-    uint8_t *backlog; /* what it sent after the line that made it wait */
+    bool waiting;                     /* a nick is being granted: not read meanwhile */
+    char claiming[CHAT_NICK_MAX + 1]; /* that nick; "" if none */
+    uint8_t *backlog;                 /* what it sent after the line that made it wait */
     size_t backlog_len;
     bool arriving;    /* its first room is the lobby it connected to */
     bool catching_up; /* its room's history is on the way: live lines wait */
@@ -126,6 +129,9 @@ struct chat_room {
     uint32_t nick_ttl_ms;
     sk_timer *renew_timer;
     bool stopping;
+    /* Nicks that left while Redis was away, released when it is back. */
+    char (*unreleased)[CHAT_NICK_MAX + 1];
+    unsigned unreleased_len;
     member **nicks;   /* nick table: lower-cased FNV-1a, chained */
     size_t nicks_cap; /* a power of two */
     uint64_t next_guest;

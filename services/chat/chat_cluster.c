@@ -39,16 +39,23 @@ static const char pub_lua[] = "local seq = redis.call('INCR', '" KEY "room:'..AR
                               "return seq\n";
 
 /* Claims a nick for a server: 1, or 0 if another server holds it. Records
- * it in the server's hash. ARGV: server, lower nick, ttl ms, room, nick. */
-static const char claim_lua[] = "local k = '" KEY "nick:'..ARGV[2]\n"
-                                "local cur = redis.call('GET', k)\n"
-                                "if cur and cur ~= ARGV[1] then return 0 end\n"
-                                "redis.call('SET', k, ARGV[1], 'PX', ARGV[3])\n"
-                                "local s = '" KEY "srv:'..ARGV[1]\n"
-                                "redis.call('HSET', s, ARGV[2], ARGV[4]..' '..ARGV[5])\n"
-                                "redis.call('PEXPIRE', s, ARGV[3])\n"
-                                "redis.call('SADD', '" KEY "servers', ARGV[1])\n"
-                                "return 1\n";
+ * it in the server's hash. ARGV: server, lower nick, ttl ms, room, nick, the old lower nick
+ * to give back ("" if none). */
+static const char claim_lua[] =
+    "local k = '" KEY "nick:'..ARGV[2]\n"
+    "local cur = redis.call('GET', k)\n"
+    "if cur and cur ~= ARGV[1] then return 0 end\n"
+    "redis.call('SET', k, ARGV[1], 'PX', ARGV[3])\n"
+    "local s = '" KEY "srv:'..ARGV[1]\n"
+    "redis.call('HSET', s, ARGV[2], ARGV[4]..' '..ARGV[5])\n"
+    "redis.call('PEXPIRE', s, ARGV[3])\n"
+    "redis.call('SADD', '" KEY "servers', ARGV[1])\n"
+    "if ARGV[6] ~= '' and ARGV[6] ~= ARGV[2] then\n"
+    "  local o = '" KEY "nick:'..ARGV[6]\n"
+    "  if redis.call('GET', o) == ARGV[1] then redis.call('DEL', o) end\n"
+    "  redis.call('HDEL', s, ARGV[6])\n"
+    "end\n"
+    "return 1\n";
 
 /* The next free guestN, claimed. ARGV: server, ttl ms, room. */
 static const char guest_lua[] =
@@ -73,9 +80,10 @@ static const char release_lua[] =
 
 /* Renews every nick of a server (and takes back those that expired while
  * it was away, unless someone else took them). ARGV: server, ttl ms, then
- * lower nick, "ROOM NICK" pairs. */
+ * lower nick, "ROOM NICK" pairs. Entries are only added: a member's entry
+ * goes with release_lua, so a renewal crossing a claim in flight (a guest
+ * being granted) cannot drop it. */
 static const char renew_lua[] = "local s = '" KEY "srv:'..ARGV[1]\n"
-                                "redis.call('DEL', s)\n"
                                 "for i = 3, #ARGV, 2 do\n"
                                 "  local k = '" KEY "nick:'..ARGV[i]\n"
                                 "  local cur = redis.call('GET', k)\n"
@@ -237,8 +245,13 @@ static void claim(chat_room *r, const member *m, req *q)
     lower_copy(low, nick, strlen(nick));
     lower_copy(room, m->chan ? m->chan->name : "lobby", strlen(m->chan ? m->chan->name : "lobby"));
     ttl_text(r, ttl, sizeof ttl);
-    const char *argv[5] = {r->srvid, low, ttl, room, nick};
-    (void)eval(r, claim_lua, q, 5, argv, NULL);
+    /* A rename gives the old nick back in the same step, so that no
+     * /who sees both. */
+    char old[CHAT_NICK_MAX + 1] = "";
+    if (q != NULL)
+        lower_copy(old, m->nick, strlen(m->nick));
+    const char *argv[6] = {r->srvid, low, ttl, room, nick, old};
+    (void)eval(r, claim_lua, q, 6, argv, NULL);
 }
 
 static void release(chat_room *r, const char *nick)
@@ -246,7 +259,13 @@ static void release(chat_room *r, const char *nick)
     char low[CHAT_NICK_MAX + 1];
     lower_copy(low, nick, strlen(nick));
     const char *argv[2] = {r->srvid, low};
-    (void)eval(r, release_lua, NULL, 2, argv, NULL);
+    if (eval(r, release_lua, NULL, 2, argv, NULL) == 0)
+        return;
+    /* Redis away: given back when it returns (the nick key expires anyway;
+     * the entry in this server's list would not). Beyond the bound, only
+     * the entry outlives its member, until this server stops. */
+    if (r->unreleased != NULL && r->unreleased_len < CHAT_UNRELEASED_MAX)
+        memcpy(r->unreleased[r->unreleased_len++], nick, strlen(nick) + 1);
 }
 
 /* ------------------------------------------------------- member events */
@@ -304,6 +323,7 @@ void chat_cluster_rename(member *m, const char *name, size_t len)
     /* Its next lines wait for the answer, so that they carry the new nick
      * and follow the rename in every order. */
     m->waiting = true;
+    memcpy(m->claiming, q->name, len + 1);
     sk_conn_pause(m->conn);
     claim(m->room, m, q);
 }
@@ -344,7 +364,7 @@ static void renew(chat_room *r)
         return;
     size_t n = 0;
     for (member *m = r->head; m != NULL; m = m->next)
-        n += m->in_room;
+        n += m->in_room ? 1 + (m->claiming[0] != 0) : 0;
     const char **argv = calloc(2 + 2 * n, sizeof *argv);
     char *store = malloc(n * 2 * (CHAT_NICK_MAX + 1) * 2 + 1);
     char ttl[16];
@@ -358,19 +378,24 @@ static void renew(chat_room *r)
     argv[1] = ttl;
     size_t k = 2;
     char *p = store;
+    /* A nick being claimed is listed too: this renewal replaces the
+     * server's whole list, and may land between the claim and its answer. */
     for (member *m = r->head; m != NULL; m = m->next) {
-        if (!m->in_room)
-            continue;
-        size_t nl = strlen(m->nick);
-        lower_copy(p, m->nick, nl);
-        argv[k++] = p;
-        p += nl + 1;
-        char room[CHAT_NICK_MAX + 1];
-        lower_copy(room, m->chan->name, strlen(m->chan->name));
-        p[0] = '\0';
-        strcat(strcat(strcat(p, room), " "), m->nick);
-        argv[k++] = p;
-        p += strlen(p) + 1;
+        for (int which = 0; m->in_room && which < 2; which++) {
+            const char *nick = which ? m->claiming : m->nick;
+            if (nick[0] == '\0')
+                continue;
+            size_t nl = strlen(nick);
+            lower_copy(p, nick, nl);
+            argv[k++] = p;
+            p += nl + 1;
+            char room[CHAT_NICK_MAX + 1];
+            lower_copy(room, m->chan->name, strlen(m->chan->name));
+            p[0] = '\0';
+            strcat(strcat(strcat(p, room), " "), nick);
+            argv[k++] = p;
+            p += strlen(p) + 1;
+        }
     }
     /* EVAL's argv array: the script's own and these. */
     const char **av = calloc(k + 3, sizeof *av);
@@ -539,6 +564,7 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *priv)
                 release(r, q->name);
             break;
         }
+        m->claiming[0] = '\0';
         if (rep == NULL || rep->type != REDIS_REPLY_INTEGER)
             chat_tell_line(m, "*** error: the chat network did not answer; try again");
         else if (rep->integer == 0)
@@ -675,6 +701,11 @@ static void on_message(chat_room *r, const char *msg, size_t len)
 
 static void link_up(chat_room *r)
 {
+    unsigned n = r->unreleased_len;
+    r->unreleased_len = 0;
+    for (unsigned i = 0; i < n; i++)
+        if (chat_nick_find(r, r->unreleased[i], strlen(r->unreleased[i])) == NULL)
+            release(r, r->unreleased[i]);
     renew(r);
     for (chat_chan *c = r->chans; c != NULL; c = c->next) {
         if (c->joined == 0 || !c->was_cut)
@@ -732,7 +763,10 @@ int chat_cluster_start(chat_room *r, const char *url, uint32_t nick_ttl_ms, char
      * away: guest<srvnum><n>, unlike any INCR'd guestN soon. */
     r->srvnum = 100 + rnd[0] % 900;
     r->nick_ttl_ms = nick_ttl_ms;
-    if (sk_timer_new(r->loop, renew_tick, r, &r->renew_timer) < 0) {
+    r->unreleased = calloc(CHAT_UNRELEASED_MAX, sizeof *r->unreleased);
+    if (r->unreleased == NULL || sk_timer_new(r->loop, renew_tick, r, &r->renew_timer) < 0) {
+        free(r->unreleased);
+        r->unreleased = NULL;
         snprintf(err, errlen, "out of memory");
         return -1;
     }
@@ -742,6 +776,8 @@ int chat_cluster_start(chat_room *r, const char *url, uint32_t nick_ttl_ms, char
     if (chat_redis_start(r, url, &ev, &r->redis, err, errlen) < 0) {
         sk_timer_free(r->renew_timer);
         r->renew_timer = NULL;
+        free(r->unreleased);
+        r->unreleased = NULL;
         return -1;
     }
     return 0;
@@ -756,4 +792,6 @@ void chat_cluster_stop(chat_room *r, bool loop_alive)
     r->redis = NULL;
     sk_timer_free(r->renew_timer);
     r->renew_timer = NULL;
+    free(r->unreleased);
+    r->unreleased = NULL;
 }
