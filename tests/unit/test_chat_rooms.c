@@ -125,3 +125,36 @@ Test(chat_rooms, history_zero_keeps_nothing)
     cr_assert_null(r.lobby->hist);
     chat_rooms_free(&r);
 }
+
+/* --redis URLs: checked before anything starts (a usage error). */
+Test(chat_rooms, redis_urls)
+{
+    char err[300];
+    static const char *const good[] = {
+        "redis://127.0.0.1:6379",
+        "redis://localhost:6379/2",
+        "redis://[::1]:6379",
+        "unix:/run/redis/redis.sock",
+    };
+    static const char *const bad[] = {
+        "http://127.0.0.1:6379",
+        "redis://127.0.0.1",
+        "redis://:6379",
+        "redis://127.0.0.1:0",
+        "redis://127.0.0.1:70000",
+        "redis://127.0.0.1:6379/x",
+        "redis://127.0.0.1:6379/",
+        "redis://u@host:6379",
+        "unix:",
+        "redis://h:6379x",
+        "",
+    };
+    for (size_t i = 0; i < sizeof good / sizeof *good; i++)
+        cr_assert_eq(chat_redis_check_url(good[i], err, sizeof err), 0, "%s: %s", good[i], err);
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        err[0] = '\0';
+        cr_assert_eq(chat_redis_check_url(bad[i], err, sizeof err), -1, "%s accepted", bad[i]);
+        cr_assert(strstr(err, "--redis") != NULL, "%s", err);
+        cr_assert(strchr(err, '\n') == NULL);
+    }
+}
