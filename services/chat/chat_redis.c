@@ -254,6 +254,12 @@ static void on_sub_reply(redisAsyncContext *ac, void *reply, void *priv)
     (void)priv;
     chat_redis *r = ac->data;
     redisReply *rep = reply;
+    if (rep != NULL && rep->type == REDIS_REPLY_ERROR) {
+        /* NOAUTH (a password is required), a wrong DB...: the link is of no
+         * use; said once, retried with backoff like a refused connection. */
+        link_down(r, rep->str);
+        return;
+    }
     if (rep == NULL || rep->type != REDIS_REPLY_ARRAY || rep->elements < 3 ||
         rep->element[0]->type != REDIS_REPLY_STRING)
         return;

@@ -276,6 +276,23 @@ class Outage(RedisCase):
         # The line about the outage was written once, not once per retry.
         self.assertEqual(len(srv.find(r"unavailable")), 1)
 
+    def test_redis_refusing_us_is_one_line_then_retries(self):
+        self.stop_redis()
+        self.redis = subprocess.Popen(
+            ["redis-server", "--port", str(self.redis_port), "--bind", "127.0.0.1",
+             "--save", "", "--appendonly", "no", "--requirepass", "secret"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        srv = self.chat("--redis", self.url())
+        srv.wait_line(r"chat: redis at 127\.0\.0\.1:%d unavailable \(NOAUTH.*\); retrying "
+                      r"with backoff" % self.redis_port)
+        m = Member(self, srv.addr)
+        m.expect(CUT)
+        m.send("hello?")
+        m.expect(REFUSED)
+        time.sleep(1.5)                                # several retries, still one line
+        self.assertEqual(len(srv.find(r"unavailable")), 1)
+        self.assertIsNone(srv.proc.poll())
+
     def test_bad_redis_url_is_a_usage_error(self):
         for bad in ("http://127.0.0.1:6379", "redis://127.0.0.1", "redis://:6379",
                     "redis://127.0.0.1:0", "redis://127.0.0.1:6379/x", "unix:"):
