@@ -23,6 +23,9 @@ override CFLAGS += -std=c11 -D_GNU_SOURCE -fPIC -fvisibility=hidden $(WARN) -Iin
 # libedit: line editing in the chat client (BSD-licensed readline API).
 LDLIBS   += -lssl -lcrypto -lpthread
 CLI_LIBS := -ledit
+# The services' own libraries (chat's Redis client), for what links them;
+# never libsockit.so.
+SVC_LIBS := -lhiredis
 ifeq ($(SAN),1)
 override CFLAGS += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 LDFLAGS  += -fsanitize=address,undefined
@@ -46,9 +49,9 @@ EX_BIN   := $(EX_SRC:examples/%.c=$(BUILD)/examples/%)
 UNIT_OBJ := $(UNIT_SRC:%.c=$(BUILD)/obj/%.o)
 
 # Debian packages: what building needs, and what the tests drive sockit with.
-BUILD_PKGS := gcc make libc6-dev pkg-config libssl-dev libedit-dev
+BUILD_PKGS := gcc make libc6-dev pkg-config libssl-dev libedit-dev libhiredis-dev
 TEST_PKGS  := libcriterion-dev python3 netcat-openbsd socat procps util-linux iproute2 \
-              clang libclang-rt-14-dev openssl
+              clang libclang-rt-14-dev openssl redis-server
 
 .PHONY: all run test deps deps-test install uninstall clean unit integration check-symbols \
         fuzz fuzz-smoke bench bench-quick soak valgrind
@@ -73,7 +76,7 @@ $(SVC_LIB): $(SVC_OBJ)
 	rm -f $@ && ar rcs $@ $^
 
 $(BUILD)/sockit: $(CLI_OBJ) $(SVC_LIB) $(BUILD)/libsockit.a
-	$(CC) $(LDFLAGS) -o $@ $(CLI_OBJ) $(SVC_LIB) $(BUILD)/libsockit.a $(CLI_LIBS) $(LDLIBS)
+	$(CC) $(LDFLAGS) -o $@ $(CLI_OBJ) $(SVC_LIB) $(BUILD)/libsockit.a $(CLI_LIBS) $(SVC_LIBS) $(LDLIBS)
 
 # Examples use only the public header, as a user's program would.
 $(BUILD)/examples/%: examples/%.c include/sockit.h $(BUILD)/libsockit.a
@@ -81,7 +84,7 @@ $(BUILD)/examples/%: examples/%.c include/sockit.h $(BUILD)/libsockit.a
 	$(CC) $(filter-out -Isrc,$(CFLAGS)) $(LDFLAGS) -o $@ $< $(BUILD)/libsockit.a $(LDLIBS)
 
 $(BUILD)/unit-tests: $(UNIT_OBJ) $(SVC_LIB) $(BUILD)/libsockit.a
-	$(CC) $(LDFLAGS) -o $@ $(UNIT_OBJ) $(SVC_LIB) $(BUILD)/libsockit.a -lcriterion $(LDLIBS)
+	$(CC) $(LDFLAGS) -o $@ $(UNIT_OBJ) $(SVC_LIB) $(BUILD)/libsockit.a -lcriterion $(SVC_LIBS) $(LDLIBS)
 
 # --- set-up ---------------------------------------------------------------
 # Installs the missing packages of a list; as non-root prints the exact line.
@@ -214,7 +217,7 @@ $(FUZZ_SVC_LIB): $(SVC_SRC:%.c=build/fuzz/obj/%.o)
 	rm -f $@ && ar rcs $@ $^
 
 build/fuzz/fuzz_%: fuzz/fuzz_%.c $(FUZZ_OBJ) $(FUZZ_SVC_LIB)
-	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $< $(FUZZ_SVC_LIB) $(FUZZ_OBJ) $(LDLIBS)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $< $(FUZZ_SVC_LIB) $(FUZZ_OBJ) $(SVC_LIBS) $(LDLIBS)
 
 # `make fuzz` runs every target for FUZZ_SECONDS on a scratch copy of its corpus.
 fuzz: deps-test $(FUZZ_BIN)

@@ -609,6 +609,7 @@ static int parse_args(serve_state *st, int argc, char **argv)
         l->ctx.line_timeout_ms = cfg->frame_ms;
         l->ctx.max_queue = chat_cli_opts.max_queue;
         l->ctx.max_rate = chat_cli_opts.max_rate;
+        l->ctx.max_memory = cfg->max_memory;
         /* The demo set applies --framing to the services that take one. */
         if (cfg->framing_set && !l->svc->framing_choice && !st->demo_set) {
             cli_err("service %s has a fixed framing; --framing does not apply", l->svc->name);
@@ -617,6 +618,12 @@ static int parse_args(serve_state *st, int argc, char **argv)
     }
     if (check_svc_opts(st, longopts + (O_NCOMMON - O_FRAMING), nsvc, given, tls) < 0)
         return -1;
+    char rerr[300];
+    if (chat && chat_cli_opts.redis != NULL &&
+        chat_redis_check_url(chat_cli_opts.redis, rerr, sizeof rerr) < 0) {
+        cli_err("%s", rerr);
+        return -1;
+    }
     if (tls && (cfg->cert == NULL || cfg->key == NULL)) {
         cli_err("a tls:// address needs --cert FILE and --key FILE (try: sockit cert NAME)");
         return -1;

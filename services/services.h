@@ -21,6 +21,7 @@ typedef struct svc_ctx {
     uint32_t line_timeout_ms; /* a started line must end within this (--frame-timeout) */
     size_t max_queue;         /* a member whose queued output passes this is dropped */
     unsigned max_rate;        /* lines per second per member; 0: unlimited */
+    size_t max_memory;        /* --max-memory (chat: its history takes at most a quarter) */
     void *state;              /* a service's state (the chat room, files' root), set by start */
     /* exec (services/exec/) */
     const struct exec_opts *exec; /* its options; the service object is state */

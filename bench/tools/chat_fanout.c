@@ -6,6 +6,10 @@
  *   chat_fanout --target chat|redis --addr HOST:PORT -n N [-t T] [-d SEC]
  *               [--rate MSGS_PER_SEC | --window W] [--size BYTES]
  *
+ * --addr may be given up to 8 times (chat servers sharing rooms through
+ * Redis): peers are spread over the addresses in turn, receiver i and
+ * talker j on address i (j) modulo their count.
+ *
  * Each message carries "@SEQ:SENDNS;" (CLOCK_MONOTONIC nanoseconds) padded
  * with 'x' to --size; every receiver finds the tokens in what it reads, so
  * the same scanner works on chat lines ("guest7: @12:345;xxx\n") and on RESP
@@ -123,8 +127,9 @@ typedef struct peer {
 
 static struct {
     const char *target;
-    struct sockaddr_storage sa;
-    socklen_t salen;
+    struct sockaddr_storage sa[8];
+    socklen_t salen[8];
+    unsigned naddr;
     unsigned n, t, window;
     double rate, seconds;
     unsigned size;
@@ -138,12 +143,13 @@ static uint64_t deliveries, completed, sync_seen_by;
 static bool measuring;
 static unsigned talker_of_seq_bits = 8; /* seq = talker_seq << bits | talker */
 
-static int dial(void)
+static int dial(unsigned i)
 {
-    int fd = socket(cfg.sa.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    i %= cfg.naddr;
+    int fd = socket(cfg.sa[i].ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0)
         die("socket");
-    if (connect(fd, (struct sockaddr *)&cfg.sa, cfg.salen) < 0)
+    if (connect(fd, (struct sockaddr *)&cfg.sa[i], cfg.salen[i]) < 0)
         die("connect");
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
@@ -305,7 +311,7 @@ static void parse_addr(const char *text)
 {
     char host[256];
     const char *colon = strrchr(text, ':');
-    if (colon == NULL || (size_t)(colon - text) >= sizeof host)
+    if (colon == NULL || (size_t)(colon - text) >= sizeof host || cfg.naddr == 8)
         usage();
     memcpy(host, text, (size_t)(colon - text));
     host[colon - text] = '\0';
@@ -314,8 +320,8 @@ static void parse_addr(const char *text)
         fprintf(stderr, "chat_fanout: cannot resolve %s\n", text);
         exit(2);
     }
-    memcpy(&cfg.sa, ai->ai_addr, ai->ai_addrlen);
-    cfg.salen = ai->ai_addrlen;
+    memcpy(&cfg.sa[cfg.naddr], ai->ai_addr, ai->ai_addrlen);
+    cfg.salen[cfg.naddr++] = ai->ai_addrlen;
     freeaddrinfo(ai);
 }
 
@@ -364,7 +370,7 @@ int main(int argc, char **argv)
      * read and discard what they get: chat lines, PUBLISH replies). */
     for (unsigned i = 0; i < cfg.n + cfg.t; i++) {
         peer *p = &peers[i];
-        p->fd = dial();
+        p->fd = dial(i < cfg.n ? i : i - cfg.n);
         p->talker = i >= cfg.n;
         if (cfg.redis && !p->talker)
             send_all(p->fd, "SUBSCRIBE " CHANNEL "\r\n", strlen("SUBSCRIBE " CHANNEL "\r\n"));

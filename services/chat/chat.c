@@ -15,8 +15,13 @@
  * --max-queue and it is dropped; it stops being stalled if it drains. A member over --max-rate is
  * paused too, until its allowance has room for a line again.
  *
- * Not here: how members' lines are split (chat_input.c) and the nick table
- * (chat_nicks.c). The exact line protocol is in docs/PROTOCOL.md. */
+ * Rooms: every member is in one room (lobby first); a line goes to the
+ * members of its sender's room, and everything above holds per room: the
+ * water marks and the stall are measured among a room's members.
+ *
+ * Not here: how members' lines are split (chat_input.c), the nick table
+ * (chat_nicks.c), rooms by name and their history (chat_rooms.c). The exact line protocol is in
+ * docs/PROTOCOL.md. */
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -53,8 +58,10 @@ static size_t high_mark(const chat_room *r) { return r->ctx->max_queue / 4; }
 static size_t low_mark(const chat_room *r) { return r->ctx->max_queue / 16; }
 
 static const char help_line[] =
-    "*** commands: /nick NAME (change your nick: 1-32 of A-Z a-z 0-9 _ -), /who (list members), "
-    "/me TEXT (an action), /quit (leave), /help (this); any other line goes to everyone "
+    "*** commands: /nick NAME (change your nick: 1-32 of A-Z a-z 0-9 _ -), /join ROOM (go to "
+    "a room, made on first use), /part (back to lobby), /rooms (rooms and member counts), "
+    "/who (this room's members), /msg NICK TEXT (a private line), /me TEXT (an action), "
+    "/quit (leave), /help (this); any other line goes to everyone in your room "
     "(start it with // to send a line that begins with /)";
 
 /* ------------------------------------------------------------ sending */
@@ -118,7 +125,41 @@ void chat_run_drops(chat_room *r)
     }
 }
 
-bool chat_broadcast(chat_room *r, const member *except, const chat_part *parts, int nparts)
+/* Queues the whole line s on every member of c but `except` (and, for a
+ * room event from Redis numbered seq, those who got it in their history or
+ * wait for it). */
+static bool broadcast_seq(chat_chan *c, const member *except, sk_shared *s, uint64_t seq)
+{
+    chat_room *r = c->room;
+    size_t len = sk_shared_len(s);
+    bool backed_up = false;
+    size_t high = high_mark(r);
+    r->broadcasting++;
+    for (member *m = c->head; m != NULL; m = m->cnext) {
+        if (!m->in_room || m->dropping || m == except)
+            continue;
+        if (seq != 0 && (m->catching_up || m->min_seq >= seq))
+            continue;
+        if (sk_conn_send_shared(m->conn, s, 0, len) == 0) {
+            chat_check_queue(m);
+            size_t q = sk_conn_queued(m->conn);
+            if (m->stalled && q <= low_mark(r))
+                m->stalled = false; /* it reads again */
+            backed_up |= !m->dropping && !m->stalled && q > high;
+        }
+    }
+    r->broadcasting--;
+    chat_run_drops(r);
+    return backed_up;
+}
+
+static bool broadcast_shared(chat_chan *c, const member *except, sk_shared *s)
+{
+    return broadcast_seq(c, except, s, 0);
+}
+
+/* The parts + "\n" in one new shared buffer; NULL (logged) out of budget. */
+static sk_shared *make_line(chat_room *r, const chat_part *parts, int nparts)
 {
     size_t len = 1; /* the "\n" */
     for (int i = 0; i < nparts; i++)
@@ -133,7 +174,7 @@ bool chat_broadcast(chat_room *r, const member *except, const chat_part *parts, 
             sk_log(SK_LOG_WARN, "%s: a broadcast line was dropped: %s", r->ctx->name,
                    sk_strerror(err));
         }
-        return false;
+        return NULL;
     }
     uint8_t *p = sk_shared_data(s);
     for (int i = 0; i < nparts; i++) {
@@ -142,23 +183,22 @@ bool chat_broadcast(chat_room *r, const member *except, const chat_part *parts, 
         p += parts[i].len;
     }
     *p = '\n';
-    bool backed_up = false;
-    size_t high = high_mark(r);
-    r->broadcasting++;
-    for (member *m = r->head; m != NULL; m = m->next) {
-        if (!m->in_room || m->dropping || m == except)
-            continue;
-        if (sk_conn_send_shared(m->conn, s, 0, len) == 0) {
-            chat_check_queue(m);
-            size_t q = sk_conn_queued(m->conn);
-            if (m->stalled && q <= low_mark(r))
-                m->stalled = false; /* it reads again */
-            backed_up |= !m->dropping && !m->stalled && q > high;
-        }
+    return s;
+}
+
+bool chat_broadcast(chat_chan *c, const member *except, const chat_part *parts, int nparts)
+{
+    sk_shared *s = make_line(c->room, parts, nparts);
+    if (s == NULL)
+        return false;
+    if (c->room->redis != NULL) {
+        /* Relayed here, too, only as it comes back from Redis. */
+        (void)chat_cluster_publish(c, except, false, sk_shared_data(s), sk_shared_len(s) - 1);
+        sk_shared_unref(s);
+        return false;
     }
-    r->broadcasting--;
+    bool backed_up = broadcast_shared(c, except, s);
     sk_shared_unref(s);
-    chat_run_drops(r);
     return backed_up;
 }
 
@@ -190,7 +230,9 @@ static void hold_tick(sk_timer *t, void *ud)
 {
     chat_room *r = ud;
     uint64_t now = sk_loop_now(r->loop);
-    size_t low = low_mark(r), worst = 0;
+    size_t low = low_mark(r);
+    for (chat_chan *c = r->chans; c != NULL; c = c->next)
+        c->worst = 0;
     for (member *m = r->head; m != NULL; m = m->next) {
         if (!m->in_room || m->dropping)
             continue;
@@ -207,12 +249,13 @@ static void hold_tick(sk_timer *t, void *ud)
                    "waited for",
                    r->ctx->name, m->nick, sk_conn_peer(m->conn), q, STALL_MS);
         }
-        if (!m->stalled && q > worst)
-            worst = q;
+        if (!m->stalled && q > m->chan->worst)
+            m->chan->worst = q;
     }
     bool any = false;
     for (member *m = r->head; m != NULL; m = m->next) {
-        if (m->held && worst <= low)
+        /* Held by its own room only (one that left is no longer held). */
+        if (m->held && (m->chan == NULL || m->chan->worst <= low))
             m->held = false;
         if (m->rate_until != 0 && now >= m->rate_until)
             m->rate_until = 0;
@@ -227,11 +270,11 @@ static void hold_tick(sk_timer *t, void *ud)
     sk_timer_stop(t);
 }
 
-/* A notice to everyone but `except`: "*** " + text. */
-static void announce(chat_room *r, const member *except, const char *fmt, ...)
+/* A notice to everyone in c but `except`: "*** " + text. */
+static void announce(chat_chan *c, const member *except, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
-static void announce(chat_room *r, const member *except, const char *fmt, ...)
+static void announce(chat_chan *c, const member *except, const char *fmt, ...)
 {
     char text[300];
     va_list ap;
@@ -243,7 +286,7 @@ static void announce(chat_room *r, const member *except, const char *fmt, ...)
     if ((size_t)n >= sizeof text)
         n = (int)sizeof text - 1;
     chat_part parts[2] = {{"*** ", 4}, {text, (size_t)n}};
-    chat_broadcast(r, except, parts, 2);
+    chat_broadcast(c, except, parts, 2);
 }
 
 /* ------------------------------------------------------ room events */
@@ -252,57 +295,82 @@ static void announce(chat_room *r, const member *except, const char *fmt, ...)
  * seam where servers sharing a room through Redis (docs/DESIGN.md) would
  * publish the event and apply it when Redis hands it back. */
 
-/* Relays a member's text, its controls replaced (chat_text.c); true if it
- * left some queue above the high mark. */
-static bool chat_apply_message(chat_room *r, const member *from, const char *nick, size_t nick_len,
+/* A member's text with its controls replaced (chat_text.c), in place or in
+ * the room's scratch buffer; false out of memory. */
+static bool clean_text(chat_room *r, const uint8_t **text, size_t *len)
+{
+    if (chat_text_clean(*text, *len))
+        return true;
+    /* Lines are at most --max-line long, so one buffer, grown to the
+     * longest line seen, serves every line of the room. */
+    size_t need = CHAT_TEXT_GROWTH * *len;
+    if (need > r->scratch_cap) {
+        uint8_t *p = realloc(r->scratch, need);
+        if (p == NULL)
+            return false;
+        r->scratch = p;
+        r->scratch_cap = need;
+    }
+    *len = chat_text_sanitize(*text, *len, r->scratch);
+    *text = r->scratch;
+    return true;
+}
+
+/* Relays a member's text to its room and keeps it in the room's history;
+ * true if it left some queue above the high mark. */
+static bool chat_apply_message(chat_chan *c, const member *from, const char *nick, size_t nick_len,
                                const uint8_t *text, size_t len, bool action)
 {
-    if (!chat_text_clean(text, len)) {
-        /* Lines are at most --max-line long, so one buffer, grown to the
-         * longest line seen, serves every line of the room. */
-        size_t need = CHAT_TEXT_GROWTH * len;
-        if (need > r->scratch_cap) {
-            uint8_t *p = realloc(r->scratch, need);
-            if (p == NULL)
-                return false; /* lost for everyone alike, as a broadcast out of budget */
-            r->scratch = p;
-            r->scratch_cap = need;
-        }
-        len = chat_text_sanitize(text, len, r->scratch);
-        text = r->scratch;
-    }
+    chat_room *r = c->room;
+    if (!clean_text(r, &text, &len))
+        return false; /* lost for everyone alike, as a broadcast out of budget */
+    sk_shared *s;
     if (action) {
         chat_part parts[4] = {{"* ", 2}, {nick, nick_len}, {" ", 1}, {text, len}};
-        return chat_broadcast(r, from, parts, 4);
+        s = make_line(r, parts, 4);
+    } else {
+        chat_part parts[3] = {{nick, nick_len}, {": ", 2}, {text, len}};
+        s = make_line(r, parts, 3);
     }
-    chat_part parts[3] = {{nick, nick_len}, {": ", 2}, {text, len}};
-    return chat_broadcast(r, from, parts, 3);
+    if (s == NULL)
+        return false;
+    if (r->redis != NULL) {
+        if (!chat_cluster_publish(c, from, true, sk_shared_data(s), sk_shared_len(s) - 1))
+            tell((member *)from, "*** error: the chat network (Redis) is unavailable; your line "
+                                 "was not delivered");
+        sk_shared_unref(s);
+        return false; /* a sender is held when its line comes back (chat_deliver) */
+    }
+    chat_history_add(c, s);
+    bool backed_up = broadcast_shared(c, from, s);
+    sk_shared_unref(s);
+    return backed_up;
 }
 
-static void chat_apply_join(chat_room *r, const member *who, const char *nick)
+static void chat_apply_join(chat_chan *c, const member *who, const char *nick)
 {
-    announce(r, who, "%s joined", nick);
+    announce(c, who, "%s joined", nick);
 }
 
-static void chat_apply_leave(chat_room *r, const char *nick, const char *why)
+static void chat_apply_leave(chat_chan *c, const char *nick, const char *why)
 {
-    if (r->closing)
+    if (c->room->closing)
         return; /* everyone is leaving: no one to tell */
     if (why != NULL)
-        announce(r, NULL, "%s left (%s)", nick, why);
+        announce(c, NULL, "%s left (%s)", nick, why);
     else
-        announce(r, NULL, "%s left", nick);
+        announce(c, NULL, "%s left", nick);
 }
 
-static void chat_apply_rename(chat_room *r, const member *who, const char *old, const char *nick)
+static void chat_apply_rename(chat_chan *c, const member *who, const char *old, const char *nick)
 {
-    announce(r, who, "%s is now %s", old, nick);
+    announce(c, who, "%s is now %s", old, nick);
 }
 
 /* A sender whose line backed up the room stops being read until it drains. */
 static void event_message(member *m, const uint8_t *text, size_t len, bool action)
 {
-    if (chat_apply_message(m->room, m, m->nick, strlen(m->nick), text, len, action) && !m->held) {
+    if (chat_apply_message(m->chan, m, m->nick, strlen(m->nick), text, len, action) && !m->held) {
         m->held = true;
         update_pause(m);
     }
@@ -310,17 +378,87 @@ static void event_message(member *m, const uint8_t *text, size_t len, bool actio
 
 /* ------------------------------------------------------ membership */
 
-static void join(member *m)
+/* Puts m last among c's members. */
+static void chan_enter(member *m, chat_chan *c)
+{
+    m->chan = c;
+    m->cnext = NULL;
+    m->cprev = c->tail;
+    if (c->tail)
+        c->tail->cnext = m;
+    else
+        c->head = m;
+    c->tail = m;
+    c->joined++;
+}
+
+/* Takes m out of its room, which it returns (for its leave notice). Never
+ * inside a broadcast, which walks the room's members. */
+static chat_chan *chan_exit(member *m)
+{
+    chat_chan *c = m->chan;
+    if (m->cprev)
+        m->cprev->cnext = m->cnext;
+    else
+        c->head = m->cnext;
+    if (m->cnext)
+        m->cnext->cprev = m->cprev;
+    else
+        c->tail = m->cprev;
+    m->cprev = m->cnext = NULL;
+    m->chan = NULL;
+    c->joined--;
+    return c;
+}
+
+void chat_arrived(member *m)
 {
     chat_room *r = m->room;
-    chat_nick_guest(r, m);
+    chat_nick_set(r, m, m->nick, strlen(m->nick));
     m->in_room = true;
     r->joined++;
+    chan_enter(m, r->lobby);
+    m->arriving = true;
     tell(m,
          "*** welcome to the chat, you are %s (commands: /nick NAME, /who, /me TEXT, /quit, "
          "/help)",
          m->nick);
-    chat_apply_join(r, m, m->nick);
+    if (!chat_redis_up(r->redis)) {
+        m->told_cut = true;
+        tell(m, "*** the chat network (Redis) is unavailable; lines you send are refused until "
+                "it is back");
+    }
+    chat_apply_join(m->chan, m, m->nick);
+    chat_cluster_enter(m, m->chan);
+    chat_run_drops(r);
+}
+
+void chat_entered(member *m, unsigned count)
+{
+    if (m->arriving)
+        m->arriving = false;
+    else
+        tell(m, "*** you joined %s (%u member%s)", m->chan->name, count, count == 1 ? "" : "s");
+}
+
+static void join(member *m)
+{
+    chat_room *r = m->room;
+    if (r->redis != NULL) {
+        chat_cluster_arrive(m);
+        return;
+    }
+    chat_nick_guest(r, m);
+    m->in_room = true;
+    r->joined++;
+    chan_enter(m, r->lobby);
+    tell(m,
+         "*** welcome to the chat, you are %s (commands: /nick NAME, /who, /me TEXT, /quit, "
+         "/help)",
+         m->nick);
+    chat_history_replay(m->chan, m->conn);
+    chat_check_queue(m);
+    chat_apply_join(m->chan, m, m->nick);
 }
 
 void chat_leave(member *m, const char *why)
@@ -331,7 +469,34 @@ void chat_leave(member *m, const char *why)
     m->in_room = false;
     r->joined--;
     chat_nick_remove(r, m);
-    chat_apply_leave(r, m->nick, why);
+    if (r->redis != NULL)
+        chat_cluster_leave(m);
+    chat_chan *c = chan_exit(m);
+    chat_apply_leave(c, m->nick, why);
+    chat_chan_release(c);
+}
+
+/* Moves m from its room to c: a leave there, its history and a join here. */
+static void move_to(member *m, chat_chan *c)
+{
+    if (c == m->chan) {
+        tell(m, "*** you are already in %s", c->name);
+        return;
+    }
+    chat_chan *old = chan_exit(m);
+    chat_apply_leave(old, m->nick, NULL);
+    chat_chan_release(old);
+    chan_enter(m, c);
+    if (m->room->redis != NULL) {
+        /* Told, with its history from Redis, when that arrives. */
+        chat_apply_join(c, m, m->nick);
+        chat_cluster_enter(m, c);
+        return;
+    }
+    tell(m, "*** you joined %s (%u member%s)", c->name, c->joined, c->joined == 1 ? "" : "s");
+    chat_history_replay(c, m->conn);
+    chat_check_queue(m);
+    chat_apply_join(c, m, m->nick);
 }
 
 /* ------------------------------------------------------------ commands */
@@ -353,22 +518,52 @@ static void cmd_nick(member *m, const char *arg, size_t len)
         tell(m, "*** you are already %s", m->nick);
         return;
     }
+    if (r->redis != NULL) {
+        if (!chat_redis_up(r->redis))
+            tell(m, "*** error: the chat network (Redis) is unavailable; try again later");
+        else
+            chat_cluster_rename(m, arg, len); /* Redis says whether it is free */
+        return;
+    }
     char old[CHAT_NICK_MAX + 1];
     memcpy(old, m->nick, sizeof old);
     chat_nick_set(r, m, arg, len);
     tell(m, "*** you are now %s", m->nick);
-    chat_apply_rename(r, m, old, m->nick);
+    chat_apply_rename(m->chan, m, old, m->nick);
+}
+
+void chat_renamed(member *m, const char *nick)
+{
+    chat_room *r = m->room;
+    size_t len = strlen(nick);
+    member *other = chat_nick_find(r, nick, len);
+    if (other != NULL && other != m) {
+        tell(m, "*** error: nick %s is taken", nick);
+        return;
+    }
+    char old[CHAT_NICK_MAX + 1];
+    memcpy(old, m->nick, sizeof old);
+    chat_nick_set(r, m, nick, len);
+    tell(m, "*** you are now %s", m->nick);
+    chat_apply_rename(m->chan, m, old, m->nick);
 }
 
 /* /who: "*** members (N): a b c", split over several lines of the same form
  * when long, so a client collects lines until it has N nicks. */
 static void cmd_who(member *m)
 {
-    chat_room *r = m->room;
+    chat_chan *c = m->chan;
+    if (m->room->redis != NULL) {
+        if (!chat_redis_up(m->room->redis))
+            tell(m, "*** error: the chat network (Redis) is unavailable; try again later");
+        else
+            chat_cluster_who(m);
+        return;
+    }
     char line[WHO_LINE + CHAT_NICK_MAX + 40];
-    int head = snprintf(line, sizeof line, "*** members (%u):", r->joined);
+    int head = snprintf(line, sizeof line, "*** members (%u):", c->joined);
     size_t n = (size_t)head;
-    for (member *o = r->head; o != NULL; o = o->next) {
+    for (member *o = c->head; o != NULL; o = o->cnext) {
         if (!o->in_room)
             continue;
         size_t nl = strlen(o->nick);
@@ -381,6 +576,104 @@ static void cmd_who(member *m)
         n += nl;
     }
     tell(m, "%.*s", (int)n, line);
+}
+
+static void cmd_join(member *m, const char *arg, size_t len)
+{
+    if (!chat_room_name_valid(arg, len)) {
+        tell(m,
+             "*** error: invalid room \"%.*s%s\": use 1-%d of A-Z a-z 0-9 _ -, with an optional "
+             "leading #",
+             (int)(len > 40 ? 40 : len), arg, len > 40 ? "..." : "", CHAT_NICK_MAX);
+        return;
+    }
+    chat_chan *c = chat_chan_get(m->room, arg, len);
+    if (c == NULL) {
+        tell(m, "*** error: no room can be made now (too many rooms); try again later");
+        return;
+    }
+    move_to(m, c);
+}
+
+/* /rooms: "*** rooms (N): lobby (3) dev (1)", the lobby and every room
+ * with members, in the order they were made; long lists continue on more
+ * lines of the same form, as /who's. */
+static void cmd_rooms(member *m)
+{
+    chat_room *r = m->room;
+    if (r->redis != NULL) {
+        if (!chat_redis_up(r->redis))
+            tell(m, "*** error: the chat network (Redis) is unavailable; try again later");
+        else
+            chat_cluster_rooms(m);
+        return;
+    }
+    unsigned count = 0;
+    for (chat_chan *c = r->chans; c != NULL; c = c->next)
+        count += c->joined > 0 || c == r->lobby;
+    char line[WHO_LINE + CHAT_NICK_MAX + 40];
+    int head = snprintf(line, sizeof line, "*** rooms (%u):", count);
+    size_t n = (size_t)head;
+    for (chat_chan *c = r->chans; c != NULL; c = c->next) {
+        if (c->joined == 0 && c != r->lobby)
+            continue;
+        char item[CHAT_NICK_MAX + 20];
+        int il = snprintf(item, sizeof item, " %s (%u)", c->name, c->joined);
+        if (n + (size_t)il > WHO_LINE && n > (size_t)head) {
+            tell(m, "%.*s", (int)n, line);
+            n = (size_t)head;
+        }
+        memcpy(line + n, item, (size_t)il);
+        n += (size_t)il;
+    }
+    tell(m, "%.*s", (int)n, line);
+}
+
+/* /msg NICK TEXT: "[private] FROM: TEXT" to NICK alone, in whatever room. */
+static void cmd_msg(member *m, const char *arg, size_t len)
+{
+    size_t nl = 0;
+    while (nl < len && arg[nl] != ' ')
+        nl++;
+    const char *text = arg + nl;
+    while (text < arg + len && *text == ' ')
+        text++;
+    /* The text runs to the end of the line as sent (arg's end drops
+     * trailing blanks; a message keeps them). */
+    size_t tl = (size_t)(arg + len - text);
+    if (nl == 0 || tl == 0) {
+        tell(m, "*** error: /msg needs a nick and some text, as in: /msg bob hello");
+        return;
+    }
+    if (m->room->redis != NULL) {
+        const uint8_t *ct = (const uint8_t *)text;
+        size_t ctl = tl;
+        char line[3 * 4096 + 100];
+        if (!chat_redis_up(m->room->redis) || !clean_text(m->room, &ct, &ctl) ||
+            ctl + 50 > sizeof line) {
+            tell(m, "*** error: the chat network (Redis) is unavailable; your line was not "
+                    "delivered");
+            return;
+        }
+        int hl = snprintf(line, sizeof line, "[private] %s: ", m->nick);
+        memcpy(line + hl, ct, ctl);
+        chat_cluster_msg(m, arg, nl, line, (size_t)hl + ctl);
+        return;
+    }
+    member *to = chat_nick_find(m->room, arg, nl);
+    if (to == NULL || !to->in_room) {
+        tell(m, "*** error: no such nick %.*s", (int)(nl > 40 ? 40 : nl), arg);
+        return;
+    }
+    const uint8_t *t = (const uint8_t *)text;
+    if (!clean_text(m->room, &t, &tl))
+        return;
+    static const char mark[] = "[private] ";
+    if (sk_conn_send(to->conn, mark, sizeof mark - 1) == 0 &&
+        sk_conn_send(to->conn, m->nick, strlen(m->nick)) == 0 &&
+        sk_conn_send(to->conn, ": ", 2) == 0 && sk_conn_send(to->conn, t, tl) == 0)
+        (void)sk_conn_send(to->conn, "\n", 1);
+    chat_check_queue(to);
 }
 
 static void cmd_quit(member *m)
@@ -418,6 +711,14 @@ static void command(member *m, const char *line, size_t len)
         cmd_nick(m, arg, alen);
     } else if (is_cmd(line, len, "/who", &arg, &alen)) {
         cmd_who(m);
+    } else if (is_cmd(line, len, "/join", &arg, &alen)) {
+        cmd_join(m, arg, alen);
+    } else if (is_cmd(line, len, "/part", &arg, &alen)) {
+        move_to(m, m->room->lobby);
+    } else if (is_cmd(line, len, "/rooms", &arg, &alen)) {
+        cmd_rooms(m);
+    } else if (is_cmd(line, len, "/msg", &arg, &alen)) {
+        cmd_msg(m, arg, (size_t)(line + len - arg));
     } else if (is_cmd(line, len, "/me", &arg, &alen)) {
         if (alen == 0)
             tell(m, "*** error: /me needs some text, as in: /me waves");
@@ -492,6 +793,107 @@ void chat_line_too_long(member *m)
     tell(m, "*** error: line longer than %zu bytes; not delivered", m->room->ctx->max_line);
 }
 
+/* ------------------------------------------------- for chat_cluster.c */
+
+void chat_tell_line(member *m, const char *line) { tell(m, "%s", line); }
+
+void chat_tell_linef(member *m, const char *fmt, ...)
+{
+    char line[1100];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    tell(m, "%s", line);
+}
+
+void chat_tell_raw(member *m, const char *line, size_t len)
+{
+    if (sk_conn_send(m->conn, line, len) == 0)
+        (void)sk_conn_send(m->conn, "\n", 1);
+    chat_check_queue(m);
+}
+
+void chat_chan_notice(chat_chan *c, const char *fmt, ...)
+{
+    char line[1100];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    for (member *m = c->head; m != NULL; m = m->cnext)
+        if (m->in_room && !m->catching_up)
+            tell(m, "%s", line);
+    chat_run_drops(c->room);
+}
+
+void chat_replay_line(chat_chan *c, member *m, const char *line, size_t len)
+{
+    static const char mark[] = "[history] ";
+    for (member *o = m ? m : c->head; o != NULL; o = m ? NULL : o->cnext) {
+        if (!o->in_room || (m == NULL && o->catching_up))
+            continue;
+        if (sk_conn_send(o->conn, mark, sizeof mark - 1) == 0)
+            chat_tell_raw(o, line, len);
+    }
+    chat_run_drops(c->room);
+}
+
+void chat_deliver(chat_chan *c, uint64_t seq, uint64_t from, const char *line, size_t len)
+{
+    member *origin = NULL;
+    for (member *m = from ? c->head : NULL; m != NULL && origin == NULL; m = m->cnext)
+        if (m->id == from)
+            origin = m;
+    chat_part part = {line, len};
+    sk_shared *s = make_line(c->room, &part, 1);
+    if (s == NULL)
+        return;
+    bool backed_up = broadcast_seq(c, origin, s, seq);
+    sk_shared_unref(s);
+    if (backed_up && origin != NULL && !origin->held) {
+        origin->held = true;
+        update_pause(origin);
+    }
+}
+
+void chat_tell_items(member *m, bool who, const char *const *items, const size_t *lens, size_t n)
+{
+    char line[WHO_LINE + 2 * CHAT_NICK_MAX + 40];
+    unsigned count = (unsigned)(who ? n : n / 2);
+    bool lobby = false;
+    for (size_t i = 0; !who && i + 1 < n; i += 2)
+        lobby |= lens[i] == 5 && memcmp(items[i], "lobby", 5) == 0;
+    if (!who && !lobby)
+        count++; /* the lobby is always listed */
+    int head = snprintf(line, sizeof line, who ? "*** members (%u):" : "*** rooms (%u):", count);
+    size_t len = (size_t)head;
+    if (!who && !lobby) {
+        memcpy(line + len, " lobby (0)", 10);
+        len += 10;
+    }
+    for (size_t i = 0; i < n; i += who ? 1 : 2) {
+        char item[2 * CHAT_NICK_MAX + 20];
+        int il =
+            who ? snprintf(item, sizeof item, " %.*s",
+                           (int)(lens[i] > CHAT_NICK_MAX ? CHAT_NICK_MAX : lens[i]), items[i])
+                : (i + 1 < n ? snprintf(item, sizeof item, " %.*s (%.*s)",
+                                        (int)(lens[i] > CHAT_NICK_MAX ? CHAT_NICK_MAX : lens[i]),
+                                        items[i], (int)(lens[i + 1] > 10 ? 10 : lens[i + 1]),
+                                        items[i + 1])
+                             : 0);
+        if (il <= 0)
+            continue;
+        if (len + (size_t)il > WHO_LINE && len > (size_t)head) {
+            tell(m, "%.*s", (int)len, line);
+            len = (size_t)head;
+        }
+        memcpy(line + len, item, (size_t)il);
+        len += (size_t)il;
+    }
+    tell(m, "%.*s", (int)len, line);
+}
+
 /* ---------------------------------------------------------- callbacks */
 
 static void chat_open(sk_conn *c)
@@ -509,6 +911,7 @@ static void chat_open(sk_conn *c)
     }
     m->conn = c;
     m->room = r;
+    m->id = ++r->next_id;
     m->tokens = (uint64_t)ctx->max_rate * 1000u;
     m->refilled_at = sk_loop_now(r->loop);
     m->prev = r->tail;
@@ -522,12 +925,24 @@ static void chat_open(sk_conn *c)
     chat_run_drops(r);
 }
 
-static void chat_message(sk_conn *c, const uint8_t *data, size_t len)
+/* Handles what m sent, line by line. A line may make it wait for Redis (a
+ * /nick): the rest is kept, in order, for when the answer is in. */
+static void take_input(member *m, const uint8_t *data, size_t len)
 {
-    member *m = sk_conn_data(c);
     size_t off = 0, n;
     const uint8_t *line;
     for (;;) {
+        if (m->waiting) {
+            if (off < len) {
+                uint8_t *b = malloc(len - off);
+                if (b != NULL)
+                    memcpy(b, data + off, len - off);
+                free(m->backlog); /* data may be the old backlog: copied first */
+                m->backlog = b;
+                m->backlog_len = b ? len - off : 0;
+            }
+            break;
+        }
         enum chat_piece k = chat_input_next(m, data, len, &off, &line, &n);
         if (k == CHAT_NONE)
             break;
@@ -536,6 +951,27 @@ static void chat_message(sk_conn *c, const uint8_t *data, size_t len)
         else
             chat_line_too_long(m);
     }
+}
+
+void chat_input_resume(member *m)
+{
+    m->waiting = false;
+    if (!m->paused)
+        sk_conn_resume(m->conn);
+    uint8_t *b = m->backlog;
+    size_t len = m->backlog_len;
+    m->backlog = NULL;
+    m->backlog_len = 0;
+    if (b != NULL && m->in_room)
+        take_input(m, b, len);
+    free(b);
+    chat_run_drops(m->room);
+}
+
+static void chat_message(sk_conn *c, const uint8_t *data, size_t len)
+{
+    member *m = sk_conn_data(c);
+    take_input(m, data, len);
     chat_run_drops(m->room);
 }
 
@@ -577,6 +1013,7 @@ static void chat_close(sk_conn *c, int err)
     else
         r->tail = m->prev;
     chat_input_free(m);
+    free(m->backlog);
     free(m);
     sk_conn_set_data(c, r->ctx);
     svc_log_close(c, err);
@@ -603,15 +1040,30 @@ static int chat_start(svc_ctx *ctx, sk_loop *loop, char *err, size_t errlen)
     r->ctx = ctx;
     r->loop = loop;
     r->next_guest = 1;
-    if (chat_nicks_init(r) < 0) {
+    r->history = chat_cli_opts.history;
+    r->next_guest = 1;
+    r->hist_max = ctx->max_memory ? ctx->max_memory / 4 : SIZE_MAX;
+    if (chat_nicks_init(r) < 0 || chat_rooms_init(r) < 0) {
+        chat_rooms_free(r);
+        chat_nicks_free(r);
         free(r);
         snprintf(err, errlen, "out of memory");
         return -1;
     }
     if (sk_timer_new(loop, hold_tick, r, &r->hold_timer) < 0) {
+        chat_rooms_free(r);
         chat_nicks_free(r);
         free(r);
         snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    if (chat_cli_opts.redis != NULL &&
+        chat_cluster_start(r, chat_cli_opts.redis, chat_cli_opts.redis_nick_ttl_ms, err, errlen) <
+            0) {
+        sk_timer_free(r->hold_timer);
+        chat_rooms_free(r);
+        chat_nicks_free(r);
+        free(r);
         return -1;
     }
     ctx->state = r;
@@ -636,6 +1088,7 @@ static void chat_drain(svc_ctx *ctx)
         sk_conn_close(m->conn);
     }
     r->drops = NULL; /* all of them are closing anyway */
+    chat_cluster_stop(r, true);
 }
 
 static void chat_stop(svc_ctx *ctx)
@@ -648,8 +1101,11 @@ static void chat_stop(svc_ctx *ctx)
         member *m = r->head;
         r->head = m->next;
         chat_input_free(m);
+        free(m->backlog);
         free(m);
     }
+    chat_cluster_stop(r, false);
+    chat_rooms_free(r);
     chat_nicks_free(r);
     sk_timer_free(r->hold_timer);
     free(r->scratch);

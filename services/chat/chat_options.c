@@ -13,6 +13,11 @@ void chat_opts_init(void *store)
     /* Beyond what people type or paste, well under what a script floods;
      * its one-second bucket still lets a 20-line paste through. */
     o->max_rate = 20;
+    o->history = CHAT_DEFAULT_HISTORY;
+    o->redis = NULL;
+    /* Renewed every third of it: a server that misses two renewals (a
+     * 3 s stall) still keeps its nicks. */
+    o->redis_nick_ttl_ms = 10000;
 }
 
 const svc_opt chat_options[] = {
@@ -25,5 +30,14 @@ const svc_opt chat_options[] = {
     {"max-rate", SVC_OPT_UINT, offsetof(chat_opts, max_rate), 0, 1000000,
      "  --max-rate N              lines per second per member (default 20; 0: unlimited);\n"
      "                            more are refused with a notice, the sender paused\n"},
+    {"history", SVC_OPT_UINT, offsetof(chat_opts, history), 0, 10000,
+     "  --history N               last lines of a room sent to who joins it, marked\n"
+     "                            \"[history] \" (default 50; 0: none)\n"},
+    {"redis", SVC_OPT_TEXT, offsetof(chat_opts, redis), 0, 0,
+     "  --redis URL               share rooms with other servers through Redis:\n"
+     "                            redis://HOST:PORT[/DB] or unix:PATH\n"},
+    {"redis-nick-ttl", SVC_OPT_SECONDS, offsetof(chat_opts, redis_nick_ttl_ms), 1, 0,
+     "  --redis-nick-ttl SEC      a crashed server's nicks are free after this\n"
+     "                            (default 10; renewed every third of it)\n"},
     {NULL, SVC_OPT_NOTE, 0, 0, 0, NULL},
 };

@@ -471,6 +471,8 @@ class Scale(ChatCase):
                          "descriptors not back to baseline after %d members left" % n)
         last = Member(self, srv.addr)
         self.assertEqual(last.nick, "guest%d" % (n + 1))
+        # The lobby's history (--history, default 50) comes before anything else.
+        last.expect("[history] guest1: hello, thousand")
         self.assertEqual(last.who(), [last.nick])
 
     def test_workers_share_one_room(self):
