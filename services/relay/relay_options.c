@@ -30,7 +30,7 @@ const svc_opt relay_options[] = {
     {"insecure", SVC_OPT_FLAG, offsetof(relay_opts, insecure), 0, 0,
      "  --insecure                tls:// target: do not verify it (warns; testing only)\n"},
     {"ipv4", SVC_OPT_FLAG, offsetof(relay_opts, ipv4), 0, 0,
-     "  -4, -6                    dial the target's IPv4 (IPv6) addresses only\n"},
+     "  --ipv4, --ipv6 (-4, -6)   dial the target's IPv4 (IPv6) addresses only\n"},
     {"ipv6", SVC_OPT_FLAG, offsetof(relay_opts, ipv6), 0, 0, ""},
     {"source", SVC_OPT_TEXT, offsetof(relay_opts, source), 0, 0,
      "  --source ADDR[:PORT]      dial the target from this local address (numeric;\n"
