@@ -72,21 +72,6 @@ static uint64_t now_ms(void)
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
-static int write_all(int fd, const void *data, size_t len)
-{
-    const char *p = data;
-    while (len > 0) {
-        ssize_t n = write(fd, p, len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            return -1;
-        p += n;
-        len -= (size_t)n;
-    }
-    return 0;
-}
-
 static void usage(FILE *out)
 {
     fprintf(
@@ -414,7 +399,7 @@ static void leave_now(chat_client *c)
 {
     show_lines(c);
     if (c->editing)
-        (void)write_all(STDOUT_FILENO, "\n", 1); /* the shell's prompt on a line of its own */
+        (void)cli_write_all(STDOUT_FILENO, "\n", 1); /* the shell's prompt on a line of its own */
     stop_editing(c);
     if (!c->quit_sent) {
         c->pump.out_len = 0;

@@ -115,7 +115,8 @@ enum { CLI_O_ALLOW = 1100, CLI_O_DENY, CLI_O_ALLOW_FILE, CLI_O_DENY_FILE };
 int cli_acl_add(sk_acl **acl, bool deny, bool file, const char *v, const char *allow_hint);
 int cli_acl_option(sk_acl **acl, int ch, const char *v);
 
-/* Writes all of data to fd (retrying short writes and EINTR); 0, or -1. */
+/* Writes all of data to fd (retrying short writes and EINTR, waiting when fd
+ * is non-blocking); 0, or -1 with errno set. */
 int cli_write_all(int fd, const void *data, size_t len);
 
 int cmd_serve(int argc, char **argv);

@@ -111,27 +111,6 @@ static int left_ms(uint64_t deadline)
     return now >= deadline ? 0 : (int)(deadline - now);
 }
 
-/* Writes all of buf to fd (our stdout or stderr), waiting if it happens to
- * be non-blocking. Returns 0 or -1. */
-static int write_all(int fd, const uint8_t *buf, size_t len)
-{
-    while (len > 0) {
-        ssize_t n = write(fd, buf, len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-            struct pollfd pf = {.fd = fd, .events = POLLOUT};
-            (void)poll(&pf, 1, -1);
-            continue;
-        }
-        if (n < 0)
-            return -1;
-        buf += n;
-        len -= (size_t)n;
-    }
-    return 0;
-}
-
 /* ------------------------------------------------------------ arguments */
 
 static int parse_args(exec_cfg *cfg, int argc, char **argv)
@@ -428,7 +407,7 @@ static int on_frame(client *cl, const uint8_t *msg, size_t len)
     case EXEC_REPLY_STDOUT:
     case EXEC_REPLY_STDERR: {
         int fd = r.kind == EXEC_REPLY_STDOUT ? STDOUT_FILENO : STDERR_FILENO;
-        if (write_all(fd, r.data, r.len) < 0) {
+        if (cli_write_all(fd, r.data, r.len) < 0) {
             cli_err("cannot write the command's %s: %s",
                     fd == STDOUT_FILENO ? "output" : "error output", strerror(errno));
             cl->result = X_SOCKIT;

@@ -274,22 +274,6 @@ static int open_through(get_job *j, const struct stat *st)
     return 0;
 }
 
-/* Writes all of buf to a FIFO or device (no offsets there). Returns 0 or
- * -errno. */
-static int write_all(int fd, const uint8_t *buf, size_t n)
-{
-    while (n > 0) {
-        ssize_t w = write(fd, buf, n);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            return w < 0 ? -errno : -EIO;
-        buf += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
-
 /* LOCAL from the arguments, split into its directory (opened) and name. */
 static int local_path(get_job *j)
 {
@@ -467,7 +451,7 @@ static void stopped(const get_job *j, uint64_t pos, uint64_t size)
 static int store(get_job *j, const uint8_t *buf, size_t n, uint64_t pos)
 {
     if (j->through) {
-        int we = write_all(j->fd, buf, n);
+        int we = cli_write_all(j->fd, buf, n) < 0 ? -errno : 0;
         if (we < 0)
             cli_err("cannot write to %s: %s", j->local,
                     we == -EPIPE ? "its reader went away" : strerror(-we));

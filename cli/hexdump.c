@@ -129,7 +129,10 @@ void cli_hexdump_mark(cli_hexdump *h, const char *what)
     int n = snprintf(line, sizeof line, "# %s\n", what);
     pthread_mutex_lock(&h->lock);
     h->off[0] = h->off[1] = 0;
-    (void)cli_write_all(h->fd, line, n < 0 ? 0 : (size_t)n < sizeof line ? (size_t)n : sizeof line - 1);
+    (void)cli_write_all(h->fd, line,
+                        n < 0                     ? 0
+                        : (size_t)n < sizeof line ? (size_t)n
+                                                  : sizeof line - 1);
     pthread_mutex_unlock(&h->lock);
 }
 

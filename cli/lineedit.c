@@ -14,6 +14,8 @@
 
 #include <editline/readline.h>
 
+#include "cli.h"
+
 static const char *g_prompt = "";
 static void (*g_on_line)(char *line);
 static bool g_active;
@@ -21,20 +23,6 @@ static bool g_fresh_line;      /* nothing typed since the last line */
 static bool g_eof_typed;       /* Ctrl-D on an empty line */
 static struct termios g_saved; /* the terminal as it was before the editor */
 static bool g_have_saved;
-
-static void write_all(const void *data, size_t len)
-{
-    const char *p = data;
-    while (len > 0) {
-        ssize_t n = write(STDOUT_FILENO, p, len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            return;
-        p += n;
-        len -= (size_t)n;
-    }
-}
 
 /* Every key goes through here, so that Ctrl-D on an empty line is seen
  * whatever libedit makes of it: with the terminal kept raw between lines
@@ -190,9 +178,9 @@ void cli_edit_print(const void *data, size_t len)
         } else {
             n = snprintf(clear, sizeof clear, "\r");
         }
-        write_all(clear, (size_t)n);
+        (void)cli_write_all(STDOUT_FILENO, clear, (size_t)n);
     }
-    write_all(data, len);
+    (void)cli_write_all(STDOUT_FILENO, data, len);
     if (g_active)
         rl_forced_update_display();
 }

@@ -1,5 +1,6 @@
 /* util.c — option value parsing and the stderr log sink of the command. */
 #include <errno.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -155,8 +156,17 @@ int cli_write_all(int fd, const void *data, size_t len)
         ssize_t n = write(fd, p, len);
         if (n < 0 && errno == EINTR)
             continue;
-        if (n <= 0)
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            /* our stdout may be a descriptor someone else made non-blocking */
+            struct pollfd pf = {.fd = fd, .events = POLLOUT};
+            (void)poll(&pf, 1, -1);
+            continue;
+        }
+        if (n <= 0) {
+            if (n == 0)
+                errno = EIO;
             return -1;
+        }
         p += n;
         len -= (size_t)n;
     }
