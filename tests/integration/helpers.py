@@ -365,6 +365,18 @@ class Server:
         for t in self._threads:
             t.join(timeout=5)
 
+    def _close_pipes(self):
+        """The runner is one process for every test: a server's pipes are
+        closed when it is done, or the runner runs out of descriptors."""
+        for t in self._threads:
+            if t.is_alive():
+                return  # still reading (a child holds the pipe); left to exit
+        for f in (self.proc.stdout, self.proc.stderr):
+            try:
+                f.close()
+            except OSError:
+                pass
+
     def stderr_text(self):
         with self.cond:
             return "\n".join(self.err)
@@ -392,6 +404,7 @@ class Server:
             problems.append("server exited with %d after %s (expected 0)"
                             % (rc, signal.Signals(sig).name))
         self._join_readers()
+        self._close_pipes()
         hits = self.sanitizer_report()
         if hits:
             problems.append("sanitizer report in server stderr (%s)" % ", ".join(hits))
@@ -411,6 +424,10 @@ class Server:
                 self.proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 pass
+        if self.proc is not None:
+            for t in self._threads:
+                t.join(timeout=2)
+            self._close_pipes()
         self.stopped = True
 
     # -- log

@@ -81,11 +81,13 @@ class Streams(SockitTestCase):
     def test_frame_clock_restarts_with_each_message(self):
         # Each 100 KB frame completes quickly; the stream as a whole lasts
         # longer than --frame-timeout and must not be cut.
-        srv = self.serve("echo", "127.0.0.1:0", "--framing", "frame", "--frame-timeout", "0.5")
+        # (1 s per frame and a 3 s stream: a loaded machine may stall one
+        # frame for a few hundred ms.)
+        srv = self.serve("echo", "127.0.0.1:0", "--framing", "frame", "--frame-timeout", "1")
         s = self.connect(srv.addr)
         s.settimeout(30)
         frame = struct.pack("!I", 100000) + b"z" * 100000
-        sent, got = pump(s, frame, 1.5)
+        sent, got = pump(s, frame, 3.0)
         self.assertEqual(got, sent * len(frame))
         self.assertEqual(srv.close_line(s.getsockname()[1])[2], "peer closed")
 
