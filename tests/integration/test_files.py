@@ -64,7 +64,10 @@ def write_random(path, size, seed=None):
 
 
 def partials(directory):
-    return sorted(glob.glob(os.path.join(directory, "**", ".sockit-partial.*"), recursive=True))
+    # (the server's chunk-hash index, .sockit-partial.chunks, is not a partial)
+    return sorted(p for p in glob.glob(os.path.join(directory, "**", ".sockit-partial.*"),
+                                       recursive=True)
+                  if os.path.basename(p) != ".sockit-partial.chunks")
 
 
 class Relay(threading.Thread):
