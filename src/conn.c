@@ -517,9 +517,10 @@ int sk__conn_create(sk_loop *loop, int fd, const sk_conn_opts *opts, const sk_co
         free(c);
         return err;
     }
-    if (fd >= 0) {
+    if (fd >= 0 && srv == NULL) {
         int one = 1;
-        /* Ignored for Unix sockets, where it fails harmlessly. */
+        /* Ignored for Unix sockets, where it fails harmlessly. An accepted
+         * socket has it from its listener already (server.c). */
         (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     }
     sk__list_push(&loop->conns, &c->link);

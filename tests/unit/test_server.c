@@ -1,10 +1,13 @@
 /* test_server.c — server.c: sk_server_drain follows the one timeout
- * convention (SK_FOREVER never asks a connection to close, 0 asks at once). */
+ * convention (SK_FOREVER never asks a connection to close, 0 asks at once);
+ * an accepted TCP socket carries keepalive and TCP_NODELAY (from its
+ * listener). */
 #include <criterion/criterion.h>
 
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -19,11 +22,23 @@ static struct {
     int opened, closes, close_err, drained;
     int client_fd;
     uint64_t drained_at;
+    int keepalive, keepidle, keepintvl, keepcnt, nodelay; /* of the accepted socket */
 } d;
+
+static int sockopt(sk_conn *c, int level, int name)
+{
+    int v = -1;
+    socklen_t len = sizeof v;
+    return getsockopt(sk_conn_fd(c), level, name, &v, &len) == 0 ? v : -1;
+}
 
 static void on_open(sk_conn *c)
 {
-    (void)c;
+    d.keepalive = sockopt(c, SOL_SOCKET, SO_KEEPALIVE);
+    d.keepidle = sockopt(c, IPPROTO_TCP, TCP_KEEPIDLE);
+    d.keepintvl = sockopt(c, IPPROTO_TCP, TCP_KEEPINTVL);
+    d.keepcnt = sockopt(c, IPPROTO_TCP, TCP_KEEPCNT);
+    d.nodelay = sockopt(c, IPPROTO_TCP, TCP_NODELAY);
     d.opened++;
     sk_loop_stop(d.loop);
 }
@@ -110,6 +125,20 @@ Test(server, drain_zero_asks_connections_to_close_at_once)
     cr_assert_eq(d.drained, 1);
     cr_assert_eq(d.closes, 1);
     cr_assert_eq(d.close_err, -ESHUTDOWN, "closed with %d", d.close_err);
+    close(d.client_fd);
+    sk_server_free(srv);
+    sk_loop_free(d.loop);
+}
+
+Test(server, accepted_tcp_socket_has_keepalive_and_nodelay)
+{
+    sk_server *srv = open_one();
+    cr_assert_eq(d.keepalive, 1, "SO_KEEPALIVE %d", d.keepalive);
+    cr_assert_eq(d.keepidle, 60, "TCP_KEEPIDLE %d", d.keepidle);
+    cr_assert_eq(d.keepintvl, 10, "TCP_KEEPINTVL %d", d.keepintvl);
+    cr_assert_eq(d.keepcnt, 6, "TCP_KEEPCNT %d", d.keepcnt);
+    cr_assert_neq(d.nodelay, 0, "TCP_NODELAY %d", d.nodelay);
+    cr_assert_neq(d.nodelay, -1);
     close(d.client_fd);
     sk_server_free(srv);
     sk_loop_free(d.loop);
