@@ -415,6 +415,11 @@ typedef struct sk_conn_opts {
      * to bind (see sk_dial_opts). Copied when the call is made; NULL: any
      * family, the kernel's choice of source. */
     const struct sk_dial_opts *dial;
+    /* Opens paused, as if sk_conn_pause() had been called before on_open:
+     * no byte is read (nor the socket watched) until sk_conn_resume(). A
+     * relay that dials a target first spares the watch it would drop at
+     * once. A TLS handshake still runs. 0 (off) by default. */
+    int start_paused;
 } sk_conn_opts;
 
 /* Fills opts with the defaults above. */
