@@ -202,8 +202,12 @@ static int pump(relay_splice *s, int dir)
         d->want_out = true;
     if (d->eof && d->inpipe == 0 && !d->shut) {
         pipe_put(d->pipe, true);
-        /* The source ended: pass its FIN on, keep the other way open. */
-        (void)shutdown(dst, SHUT_WR);
+        /* The source ended: pass its FIN on, keep the other way open.
+         * When the other way has ended too, the pair closes at once
+         * (on_ready): that close sends the FIN, both sockets having
+         * nothing left unread, and saves the shutdown. */
+        if (!s->d[1 - dir].shut)
+            (void)shutdown(dst, SHUT_WR);
         d->shut = true;
         p->eof[dir] = true;
     }
