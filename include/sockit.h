@@ -222,6 +222,11 @@ typedef void (*sk_io_cb)(sk_io *io, int fd, int ready, void *ud);
 SK_API int sk_io_new(sk_loop *loop, int fd, int events, sk_io_cb cb, void *ud, sk_io **out);
 SK_API int sk_io_set_events(sk_io *io, int events);
 SK_API void sk_io_free(sk_io *io);
+/* sk_io_free for a descriptor that is closed before the loop waits again
+ * and has no duplicate (here or in a child): that close takes it out of
+ * epoll, so no epoll_ctl is made. One left open would keep reporting to
+ * freed memory. */
+SK_API void sk_io_free_closing(sk_io *io);
 
 /* Delivers the given signals through a signalfd. The signals are blocked in
  * the calling thread's mask (threads created afterwards inherit the block);

@@ -110,6 +110,8 @@ static void pool_drop(void)
     }
 }
 
+static void splice_free(relay_pair *p, bool closing);
+
 static void finish(relay_splice *s, bool reset)
 {
     relay_pair *p = s->p;
@@ -249,7 +251,7 @@ static void on_ready(sk_io *io, int fd, int ready, void *ud)
             return; /* s is gone */
     if (s->d[RELAY_UP].shut && s->d[RELAY_DOWN].shut) {
         relay_pair *p = s->p;
-        relay_splice_stop(p);
+        splice_free(p, true);
         relay_pair_done(p);
         return;
     }
@@ -286,14 +288,18 @@ int relay_splice_start(relay_pair *p)
     return 0;
 }
 
-void relay_splice_stop(relay_pair *p)
+/* closing: both connections close in this loop iteration (relay_pair_done
+ * aborts both), and that close takes their descriptors out of epoll. */
+static void splice_free(relay_pair *p, bool closing)
 {
     relay_splice *s = p->sp;
     if (s == NULL)
         return;
     p->sp = NULL;
     for (int i = 0; i < 2; i++) {
-        if (s->io[i] != NULL)
+        if (closing)
+            sk_io_free_closing(s->io[i]);
+        else
             sk_io_free(s->io[i]);
         pipe_put(s->d[i].pipe, s->d[i].inpipe == 0);
     }
@@ -301,3 +307,5 @@ void relay_splice_stop(relay_pair *p)
     if (--live_pairs == 0)
         pool_drop();
 }
+
+void relay_splice_stop(relay_pair *p) { splice_free(p, false); }
