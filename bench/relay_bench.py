@@ -23,6 +23,11 @@ each cell's median and range, and the ratio of medians to sockit's row.
 --baseline DIR adds DIR/sockit's relay as one more contender of the plain
 cells, in the same rounds (a paired before/after of a change); --plain
 runs the plain cells only (no TLS, no RSS).
+The relay's CPU per unit (µs per request, or per MB counted both ways as
+`sockit bench` counts them) is its /proc utime+stime (threads, and reaped
+children: socat's forks) over the cell's warm-up and run divided by the
+units at the measured rate: steadier than rates on a shared machine, and
+what a rate cell cannot show when the generator's core is the limit.
 socat forks a process per connection, so it has no RSS-per-pair row.
 Packages: haproxy, socat, stunnel4 (Debian; `make -C bench deps`).
 """
@@ -79,6 +84,14 @@ def bench(sockit, addr, extra, seconds):
     if cp.returncode != 0:
         raise SystemExit("%s failed: %s" % (" ".join(argv), cp.stderr.decode()[-500:]))
     return json.loads(cp.stdout)
+
+
+def cpu_seconds(pid):
+    """CPU time of a process so far: all its threads, and its children
+    once reaped (socat's per-connection forks)."""
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return sum(int(x) for x in fields[11:15]) / os.sysconf("SC_CLK_TCK")
 
 
 def median(v):
@@ -144,26 +157,33 @@ def main():
         echo = "127.0.0.1:%d" % p["echo"]
         procs.append(start(1, [sockit, "serve", "echo", echo, "--quiet"]))
         wait_port(p["echo"])
+        pid = {}  # port name -> the relay process serving it (CPU per unit)
         pr = start(0, [sockit, "relay", "127.0.0.1:%d" % p["sockit"], echo, "--quiet"])
         procs.append(pr)
+        pid["sockit"] = pr.pid
         if args.baseline:
             procs.append(start(0, [os.path.join(args.baseline, "sockit"), "relay",
                                    "127.0.0.1:%d" % p["baseline"], echo, "--quiet"]))
+            pid["baseline"] = procs[-1].pid
         pr = start(0, [sockit, "relay", "tls://127.0.0.1:%d" % p["sockit_tls"], echo,
                        "--cert", crt, "--key", key, "--quiet"])
         procs.append(pr)
+        pid["sockit_tls"] = pr.pid
         cfg = os.path.join(tmp, "haproxy.cfg")
         with open(cfg, "w") as f:
             f.write(HAPROXY_CFG.format(plain=p["haproxy"], tls=p["haproxy_tls"], pem=pem,
                                        echo=p["echo"]))
         pr = start(0, ["haproxy", "-db", "-f", cfg], os.path.join(tmp, "haproxy.log"))
         procs.append(pr)
-        procs.append(start(0, ["socat", "TCP-LISTEN:%d,reuseaddr,fork,backlog=1024" % p["socat"],
+        pid["haproxy"] = pid["haproxy_tls"] = pr.pid
+        procs.append(start(0, ["socat", "TCP-LISTEN:%d,bind=127.0.0.1,reuseaddr,fork,backlog=1024" % p["socat"],
                                "TCP:" + echo]))
         scfg = os.path.join(tmp, "stunnel.conf")
         with open(scfg, "w") as f:
             f.write(STUNNEL_CFG.format(port=p["stunnel"], echo=p["echo"], crt=crt, key=key))
+        pid["socat"] = procs[-1].pid
         procs.append(start(0, ["stunnel4", scfg], os.path.join(tmp, "stunnel.log")))
+        pid["stunnel"] = procs[-1].pid
         for name, port in p.items():
             try:
                 wait_port(port)
@@ -186,14 +206,14 @@ def main():
                                   ("100 x 16 x 64 B", frames, "req_per_s"),
                                   ("new conns/s", conn, "req_per_s")):
             for who, port in plain:
-                cells.append((work, who, "127.0.0.1:%d" % p[port], extra, key_))
+                cells.append((work, who, "127.0.0.1:%d" % p[port], extra, key_, port))
         for work, extra, key_ in () if args.plain else (
                 ("TLS bulk 1 stream", bulk, "mb_per_s"), ("TLS new conns/s", conn, "req_per_s")):
             for who, port in tls:
-                cells.append((work, who, "tls://localhost:%d" % p[port], extra + ca, key_))
+                cells.append((work, who, "tls://localhost:%d" % p[port], extra + ca, key_, port))
         for who in () if args.plain else ("sockit relay", "haproxy"):
             cells.append(("RSS per idle pair", who, None,
-                          ["--mode", "idle", "-c", str(args.idle)], "rss_per_conn"))
+                          ["--mode", "idle", "-c", str(args.idle)], "rss_per_conn", None))
 
         def fresh_relay(who):
             """A new relay process for the RSS cell: a process that served
@@ -211,8 +231,9 @@ def main():
             return pr, ports["r"]
 
         results = {i: [] for i in range(len(cells))}
+        cpu = {i: [] for i in range(len(cells))}  # the relay's CPU us per unit
         for r in range(args.rounds):
-            for i, (work, who, addr, extra, key_) in enumerate(cells):
+            for i, (work, who, addr, extra, key_, port) in enumerate(cells):
                 if key_ == "rss_per_conn":
                     pr, port = fresh_relay(who)
                     try:
@@ -223,22 +244,32 @@ def main():
                         pr.wait(timeout=10)
                     v = out["server"]["rss_bytes_per_idle_conn"]
                 else:
+                    c0 = cpu_seconds(pid[port])
                     out = bench(sockit, addr, extra, args.seconds)
                     v = out[key_]
+                    time.sleep(0.3)  # socat reaps the child that served the cell
+                    # The warm-up's work is in the CPU time too: per unit
+                    # over warm-up and measurement, at the measured rate.
+                    units = v * (args.seconds + 1)
+                    cpu[i].append((cpu_seconds(pid[port]) - c0) * 1e6 / units if units else 0)
                 results[i].append(v)
-                print("round %d  %-18s %-14s %12.1f %s" % (r + 1, work, who, v, key_),
+                print("round %d  %-18s %-14s %12.1f %s  cpu %s" %
+                      (r + 1, work, who, v, key_, "%.1f us/unit" % cpu[i][-1] if cpu[i] else "-"),
                       file=sys.stderr)
         rows = []
-        for i, (work, who, addr, extra, key_) in enumerate(cells):
+        for i, (work, who, addr, extra, key_, port) in enumerate(cells):
             v = results[i]
             rows.append({"work": work, "relay": who, "metric": key_, "median": median(v),
-                         "min": min(v), "max": max(v), "args": " ".join(extra)})
+                         "min": min(v), "max": max(v), "args": " ".join(extra),
+                         "cpu_us_per_unit": median(cpu[i]) if cpu[i] else None})
         if args.json:
             print(json.dumps(rows, indent=1))
             return
         base = {r["work"]: r["median"] for r in rows if r["relay"] == "sockit relay"}
-        print("| work | relay | median of %d | range | sockit / this |" % args.rounds)
-        print("| --- | --- | ---: | ---: | ---: |")
+        base_cpu = {r["work"]: r["cpu_us_per_unit"] for r in rows if r["relay"] == "sockit relay"}
+        print("| work | relay | median of %d | range | sockit / this | relay CPU per unit "
+              "| this / sockit |" % args.rounds)
+        print("| --- | --- | ---: | ---: | ---: | ---: | ---: |")
         for row in rows:
             if row["metric"] == "mb_per_s":
                 # sockit bench counts both directions; one direction in GB/s:
@@ -248,9 +279,14 @@ def main():
             else:
                 f = lambda x: "%.0f/s" % x
             ratio = base[row["work"]] / row["median"] if row["median"] else float("nan")
-            print("| %s | %s | %s | %s – %s | %.2f |" % (row["work"], row["relay"],
-                                                        f(row["median"]), f(row["min"]),
-                                                        f(row["max"]), ratio))
+            c, bc = row["cpu_us_per_unit"], base_cpu[row["work"]]
+            unit = "MB" if row["metric"] == "mb_per_s" else "req"
+            cpu_text = ("%.2f µs/%s" if c is not None and c < 10 else "%.0f µs/%s") % (c, unit) \
+                if c is not None else "–"
+            cpu_ratio = "%.2f" % (c / bc) if c is not None and bc else "–"
+            print("| %s | %s | %s | %s – %s | %.2f | %s | %s |" %
+                  (row["work"], row["relay"], f(row["median"]), f(row["min"]), f(row["max"]),
+                   ratio, cpu_text, cpu_ratio))
     finally:
         for pr in procs:
             if pr.poll() is None:

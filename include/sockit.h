@@ -222,6 +222,11 @@ typedef void (*sk_io_cb)(sk_io *io, int fd, int ready, void *ud);
 SK_API int sk_io_new(sk_loop *loop, int fd, int events, sk_io_cb cb, void *ud, sk_io **out);
 SK_API int sk_io_set_events(sk_io *io, int events);
 SK_API void sk_io_free(sk_io *io);
+/* sk_io_free for a descriptor that is closed before the loop waits again
+ * and has no duplicate (here or in a child): that close takes it out of
+ * epoll, so no epoll_ctl is made. One left open would keep reporting to
+ * freed memory. */
+SK_API void sk_io_free_closing(sk_io *io);
 
 /* Delivers the given signals through a signalfd. The signals are blocked in
  * the calling thread's mask (threads created afterwards inherit the block);
@@ -415,6 +420,11 @@ typedef struct sk_conn_opts {
      * to bind (see sk_dial_opts). Copied when the call is made; NULL: any
      * family, the kernel's choice of source. */
     const struct sk_dial_opts *dial;
+    /* Opens paused, as if sk_conn_pause() had been called before on_open:
+     * no byte is read (nor the socket watched) until sk_conn_resume(). A
+     * relay that dials a target first spares the watch it would drop at
+     * once. A TLS handshake still runs. 0 (off) by default. */
+    int start_paused;
 } sk_conn_opts;
 
 /* Fills opts with the defaults above. */

@@ -490,6 +490,8 @@ int sk__conn_create(sk_loop *loop, int fd, const sk_conn_opts *opts, const sk_co
     sk__timer_init(&c->timer, loop, conn_timer, c);
     /* Accepted or adopted, a TLS connection becomes HANDSHAKE below. */
     sk__conn_set_state(c, connecting ? CS_CONNECTING : CS_OPEN);
+    if (opts->start_paused)
+        c->st |= CF_PAUSED_USER;
     int err = 0;
     /* fd < 0: sk_conn_connect's race, which sets up TLS and the watch on the
      * socket that wins. */
@@ -509,7 +511,7 @@ int sk__conn_create(sk_loop *loop, int fd, const sk_conn_opts *opts, const sk_co
         /* Connecting: wait for writability. Adopted: on_open runs on the next
          * iteration, and reading starts then. */
         err = connecting && fd >= 0 ? sk__watch_set(loop, &c->w, EPOLLOUT) : 0;
-    } else {
+    } else if (!opts->start_paused) {
         err = sk__watch_set(loop, &c->w, EPOLLIN);
     }
     if (err < 0) {
@@ -517,9 +519,10 @@ int sk__conn_create(sk_loop *loop, int fd, const sk_conn_opts *opts, const sk_co
         free(c);
         return err;
     }
-    if (fd >= 0) {
+    if (fd >= 0 && srv == NULL) {
         int one = 1;
-        /* Ignored for Unix sockets, where it fails harmlessly. */
+        /* Ignored for Unix sockets, where it fails harmlessly. An accepted
+         * socket has it from its listener already (server.c). */
         (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     }
     sk__list_push(&loop->conns, &c->link);

@@ -151,6 +151,8 @@ static void dialer_win(dialer *d, int i)
     sk_tls_ctx *tls = c->opts->tls;
     sk__conn_dialer_free(c); /* the losers */
     c->w.fd = fd;
+    /* The peer's text then needs no getpeername (sk_conn_peer). */
+    sk__conn_set_peer(c, (struct sockaddr *)&d->ss[i], d->sl[i]);
     int one = 1;
     /* Ignored for Unix sockets, where it fails harmlessly. */
     (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);

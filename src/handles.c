@@ -80,6 +80,14 @@ void sk_io_free(sk_io *io)
     sk__watch_dispose(io->loop, &io->w);
 }
 
+void sk_io_free_closing(sk_io *io)
+{
+    if (io == NULL)
+        return;
+    io->w.events = 0; /* unregistered by the close that follows: no EPOLL_CTL_DEL */
+    sk_io_free(io);
+}
+
 /* ------------------------------------------------------------ sk_signal */
 
 struct sk_signal {

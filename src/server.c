@@ -73,6 +73,7 @@ struct sk_server {
     sk_server_opts opts;
     bool owns_fd;
     bool draining;
+    bool tcp_inherit; /* the listener carries keepalive and TCP_NODELAY (see listener_tcp_opts) */
     int reserve_fd;
     int port;
     sk__unix_file unix_file; /* to remove at exit, if we made it */
@@ -152,6 +153,19 @@ static void keepalive_on(int fd)
     (void)setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof on);
 }
 
+/* Linux copies a listening socket's options into every socket it
+ * accepts: keepalive and TCP_NODELAY set once here spare five setsockopt
+ * calls per accepted connection. true when every one took. */
+static bool listener_tcp_opts(int fd)
+{
+    int on = 1, idle = KEEPALIVE_IDLE_S, intvl = KEEPALIVE_INTERVAL_S, cnt = KEEPALIVE_PROBES;
+    return setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof idle) == 0 &&
+           setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof intvl) == 0 &&
+           setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof cnt) == 0 &&
+           setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof on) == 0 &&
+           setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof on) == 0;
+}
+
 /* A source the access list refuses: closed before a byte is read, and
  * never counted as a connection (max-conns, stats.accepted). */
 static void refuse_acl(sk_server *srv, int fd, const struct sockaddr *peer, socklen_t len)
@@ -212,8 +226,11 @@ static void accept_event(sk_watch *w, uint32_t events)
                        srv->opts.limit ? srv->opts.limit->max : srv->opts.max_conns);
             continue;
         }
-        if (peer.ss_family == AF_INET || peer.ss_family == AF_INET6)
+        if (!srv->tcp_inherit && (peer.ss_family == AF_INET || peer.ss_family == AF_INET6)) {
+            int one = 1;
             keepalive_on(fd);
+            (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        }
         sk_conn *c;
         int err = sk__conn_create(srv->loop, fd, &srv->opts.conn, &srv->opts.cbs, srv->opts.ud, srv,
                                   false, &c);
@@ -414,6 +431,8 @@ int sk_server_listen(sk_loop *loop, const sk_addr *addr, const sk_server_opts *o
             srv->port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
         else if (ss.ss_family == AF_INET6)
             srv->port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+        if (ss.ss_family == AF_INET || ss.ss_family == AF_INET6)
+            srv->tcp_inherit = listener_tcp_opts(srv->w.fd);
     }
     sk__list_push(&loop->servers, &srv->link);
     loop->refs++;

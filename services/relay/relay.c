@@ -179,6 +179,7 @@ static void relay_conn_opts(sk_conn_opts *o)
     o->framing = SK_FRAMING_RAW;
     o->out_high_water = RELAY_HIGH_WATER;
     o->out_low_water = RELAY_HIGH_WATER / 4;
+    o->start_paused = 1; /* nothing is read before the target answers */
     if (o->idle_timeout_ms)
         g_idle_ms = o->idle_timeout_ms;
     o->idle_timeout_ms = 0;
@@ -228,15 +229,14 @@ static void target_open(sk_conn *t)
                                            (struct sockaddr *)&dst, p->prefix);
     }
     if (p->cfg->tap == NULL && is_plain(p->client) && is_plain(t)) {
-        sk_conn_pause(t);
         int rc = relay_splice_start(p);
         if (rc == 0)
             return;
-        /* No descriptor for the duplicates: the pair is still whole, so
+        /* No memory or watch for splicing: the pair is still whole, so
          * copy mode carries it. */
         sk_log(SK_LOG_WARN, "relay: splice unavailable (%s); copying", sk_strerror(rc));
-        sk_conn_resume(t);
     }
+    sk_conn_resume(t); /* opened paused (relay_dial) */
     relay_copy_start(p);
 }
 
@@ -252,6 +252,7 @@ static int relay_dial(relay_pair *p)
     o.tls = p->cfg->target.kind == SK_ADDR_TLS ? p->cfg->tls : NULL;
     o.handshake_timeout_ms = (uint32_t)p->cfg->connect_ms; /* a slow TLS target is slow */
     o.dial = p->cfg->dial_set ? &p->cfg->dial : NULL;
+    o.start_paused = 1; /* splice or copy mode starts it (target_open) */
     sk_conn_callbacks cbs = {0};
     relay_copy_target_cbs(&cbs);
     cbs.on_open = target_open;
@@ -274,7 +275,7 @@ static void client_open(sk_conn *c)
     if (p->cfg->tap != NULL)
         p->id = atomic_fetch_add_explicit(&g_next_id, 1, memory_order_relaxed) + 1;
     sk_conn_set_data(c, p);
-    sk_conn_pause(c); /* nothing is read before the target answers */
+    sk_conn_pause(c); /* opened paused already (relay_conn_opts): a no-op then */
     if (g_idle_ms) {
         int rc = sk_timer_new(sk_conn_loop(c), on_idle, p, &p->idle);
         if (rc == 0)

@@ -133,7 +133,8 @@ void relay_pair_free(relay_pair *p);
  * connections are plain and paused by the caller, with nothing queued).
  * 0, or a negative code (the caller ends the pair). */
 int relay_splice_start(relay_pair *p);
-/* Stops splicing (idempotent): watches, duplicates and pipes let go. */
+/* Stops splicing (idempotent): watches and pipes let go. Called before
+ * either connection closes (its descriptor is watched here meanwhile). */
 void relay_splice_stop(relay_pair *p);
 
 /* relay_copy.c: the callbacks of both connections. */

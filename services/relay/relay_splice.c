@@ -36,7 +36,7 @@ typedef struct dir_state {
 
 struct relay_splice {
     relay_pair *p;
-    int fd[2];    /* duplicates: [0] the client's socket, [1] the target's */
+    int fd[2];    /* [0] the client's socket, [1] the target's (the connections own them) */
     sk_io *io[2]; /* their watches */
     dir_state d[2];
     size_t prefix_off; /* bytes of the PROXY header already sent */
@@ -109,6 +109,8 @@ static void pool_drop(void)
         close(pool[pool_len][1]);
     }
 }
+
+static void splice_free(relay_pair *p, bool closing);
 
 static void finish(relay_splice *s, bool reset)
 {
@@ -202,8 +204,12 @@ static int pump(relay_splice *s, int dir)
         d->want_out = true;
     if (d->eof && d->inpipe == 0 && !d->shut) {
         pipe_put(d->pipe, true);
-        /* The source ended: pass its FIN on, keep the other way open. */
-        (void)shutdown(dst, SHUT_WR);
+        /* The source ended: pass its FIN on, keep the other way open.
+         * When the other way has ended too, the pair closes at once
+         * (on_ready): that close sends the FIN, both sockets having
+         * nothing left unread, and saves the shutdown. */
+        if (!s->d[1 - dir].shut)
+            (void)shutdown(dst, SHUT_WR);
         d->shut = true;
         p->eof[dir] = true;
     }
@@ -245,7 +251,7 @@ static void on_ready(sk_io *io, int fd, int ready, void *ud)
             return; /* s is gone */
     if (s->d[RELAY_UP].shut && s->d[RELAY_DOWN].shut) {
         relay_pair *p = s->p;
-        relay_splice_stop(p);
+        splice_free(p, true);
         relay_pair_done(p);
         return;
     }
@@ -264,16 +270,14 @@ int relay_splice_start(relay_pair *p)
     p->sp = s;
     live_pairs++;
     block_sigpipe();
-    /* Duplicates: the paused connections keep their own descriptors (and
-     * close them when they end); epoll tells the two apart. */
+    /* The connections' own descriptors: both are paused, so the library
+     * watches neither, and each is closed by its connection only after
+     * relay_splice_stop (every end of a pair stops splicing first, and so
+     * does each on_close) took our watch off it. No duplicate: two
+     * descriptors fewer to make and close per pair. */
     sk_conn *c[2] = {p->client, p->target};
     for (int i = 0; i < 2; i++) {
-        s->fd[i] = fcntl(sk_conn_fd(c[i]), F_DUPFD_CLOEXEC, 0);
-        if (s->fd[i] < 0) {
-            int e = -errno;
-            relay_splice_stop(p);
-            return e;
-        }
+        s->fd[i] = sk_conn_fd(c[i]);
         int rc = sk_io_new(sk_conn_loop(p->client), s->fd[i], 0, on_ready, s, &s->io[i]);
         if (rc < 0) {
             relay_splice_stop(p);
@@ -284,20 +288,24 @@ int relay_splice_start(relay_pair *p)
     return 0;
 }
 
-void relay_splice_stop(relay_pair *p)
+/* closing: both connections close in this loop iteration (relay_pair_done
+ * aborts both), and that close takes their descriptors out of epoll. */
+static void splice_free(relay_pair *p, bool closing)
 {
     relay_splice *s = p->sp;
     if (s == NULL)
         return;
     p->sp = NULL;
     for (int i = 0; i < 2; i++) {
-        if (s->io[i] != NULL)
+        if (closing)
+            sk_io_free_closing(s->io[i]);
+        else
             sk_io_free(s->io[i]);
-        if (s->fd[i] >= 0)
-            close(s->fd[i]);
         pipe_put(s->d[i].pipe, s->d[i].inpipe == 0);
     }
     free(s);
     if (--live_pairs == 0)
         pool_drop();
 }
+
+void relay_splice_stop(relay_pair *p) { splice_free(p, false); }
