@@ -179,6 +179,8 @@ static void on_timer(sk_timer *t, void *ud)
             hash_step(s);
         else if (s->state == FS_CHUNKS)
             files_chunks_step(s);
+        else if (s->state == FS_PATCH_BASE)
+            files_patch_step(s);
     }
 }
 
@@ -192,7 +194,7 @@ void files_request(fsess *s, const uint8_t *msg, size_t len)
     if (s->state == FS_PUT_SKIP) {
         /* A failed upload's tail: its DATA and PUT_END are dropped; any
          * other message is the next request. */
-        if (type == FT_DATA || type == FT_PUT_FROM)
+        if (type == FT_DATA || type == FT_PUT_FROM || type == FT_PUT_AT)
             return;
         s->state = FS_READY;
         if (type == FT_PUT_END)
@@ -217,6 +219,23 @@ void files_request(fsess *s, const uint8_t *msg, size_t len)
                 return;
             }
             break; /* a version-1 session: unknown, as to an old server */
+        case FT_PATCH:
+            if (s->hs.version >= 3) {
+                files_patch(s, body, blen);
+                return;
+            }
+            break;
+        case FT_GET_RANGE:
+            if (s->hs.version >= 3) {
+                files_get_range(s, body, blen);
+                return;
+            }
+            break;
+        case FT_PUT_AT:
+            if (s->hs.version < 3)
+                break;
+            files_fail(s, "no upload is in progress");
+            return;
         case FT_DATA:
         case FT_PUT_FROM:
         case FT_PUT_END: files_fail(s, "no upload is in progress"); return;
@@ -237,6 +256,8 @@ void files_request(fsess *s, const uint8_t *msg, size_t len)
     case FS_PUT_DATA:
         if (type == FT_DATA)
             files_put_data(s, body, blen);
+        else if (type == FT_PUT_AT && s->patch)
+            files_patch_at(s, body, blen);
         else if (type == FT_PUT_END)
             files_put_end(s, body, blen);
         else
@@ -246,6 +267,7 @@ void files_request(fsess *s, const uint8_t *msg, size_t len)
     case FS_GET:
     case FS_LIST:
     case FS_CHUNKS:
+    case FS_PATCH_BASE:
         files_fail(s, "a request arrived before the answer to the last one ended");
         return;
     case FS_HELLO: return; /* handled by the caller */

@@ -164,6 +164,9 @@ void files_xfer_end(fsess *s, bool gone)
     free(s->frame);
     s->frame = NULL;
     s->keep_all = s->cache_hit = false;
+    s->patch = s->at_set = s->verifying = false;
+    s->hashed_to = s->moved = s->kept = s->end = 0;
+    s->range = false;
     s->chunk = s->sent_from = 0;
     free(s->path);
     free(s->buf);
@@ -255,8 +258,13 @@ int files_hash_range(fsess *s, uint64_t off, uint64_t len)
 {
     if (s->buf == NULL && (s->buf = malloc(FILES_READ_BUF)) == NULL)
         return -ENOMEM;
+    /* A patched upload's check also makes its chunk list (for the hash
+     * cache): no read crosses a chunk's end. */
+    bool chunks = s->verifying && s->hashes != NULL && s->cmd != NULL;
     while (len > 0) {
         size_t want = len < FILES_READ_BUF ? (size_t)len : FILES_READ_BUF;
+        if (chunks && want > FILES_CHUNK - off % FILES_CHUNK)
+            want = (size_t)(FILES_CHUNK - off % FILES_CHUNK);
         ssize_t n = pread(s->fd, s->buf, want, (off_t)off);
         if (n < 0 && errno == EINTR)
             continue;
@@ -266,6 +274,17 @@ int files_hash_range(fsess *s, uint64_t off, uint64_t len)
             return 1;
         if (EVP_DigestUpdate(s->md, s->buf, (size_t)n) != 1)
             return -EIO;
+        if (chunks) {
+            uint64_t end = off + (uint64_t)n;
+            if (EVP_DigestUpdate(s->cmd, s->buf, (size_t)n) != 1)
+                return -EIO;
+            if ((end % FILES_CHUNK == 0 || end == s->size) &&
+                (EVP_DigestFinal_ex(s->cmd,
+                                    s->hashes + (size_t)((end - 1) / FILES_CHUNK) * FILES_HASH,
+                                    NULL) != 1 ||
+                 EVP_DigestInit_ex(s->cmd, EVP_sha256(), NULL) != 1))
+                return -EIO;
+        }
         off += (uint64_t)n;
         len -= (uint64_t)n;
     }
