@@ -181,6 +181,8 @@ static void on_timer(sk_timer *t, void *ud)
             files_chunks_step(s);
         else if (s->state == FS_PATCH_BASE)
             files_patch_step(s);
+        else
+            files_hold_flush(s); /* the input at hand is done: commit */
     }
 }
 
@@ -191,6 +193,17 @@ void files_request(fsess *s, const uint8_t *msg, size_t len)
     uint8_t type = msg[0];
     const uint8_t *body = msg + 1;
     size_t blen = len - 1;
+    if (s->nhold > 0) {
+        /* Held answers go before the answer to anything but the next
+         * pipelined upload. */
+        static const uint8_t zero[FILES_ID];
+        bool next =
+            type == FT_DATA || type == FT_PUT_FROM || type == FT_PUT_END ||
+            (type == FT_PUT && blen > 8 + FILES_ID && files_get64(body) != FILES_SIZE_STREAM &&
+             memcmp(body + 8, zero, FILES_ID) == 0);
+        if (!next)
+            files_hold_flush(s);
+    }
     if (s->state == FS_PUT_SKIP) {
         /* A failed upload's tail: its DATA and PUT_END are dropped; any
          * other message is the next request. */
@@ -400,6 +413,7 @@ static void files_eof(sk_conn *c)
     }
     if (s->kind == FX_PUT)
         files_xfer_end(s, true);
+    files_hold_flush(s); /* what was verified is answered before the close */
     sk_conn_close(c);
 }
 
@@ -415,6 +429,7 @@ static void files_error_cb(sk_conn *c, int err)
 
 static void sess_free(fsess *s)
 {
+    files_hold_drop(s);
     files_xfer_end(s, true);
     files_list_end(s);
     sk_timer_free(s->timer);

@@ -67,6 +67,10 @@
  * --stall-timeout: a stall is noticed within 1/4 of it after it is due. */
 #define FILES_STALL_CHECKS 4u
 
+/* Pipelined small uploads (all-zero id) waiting to be made durable and
+ * answered together (files_commit.c). */
+#define FILES_HOLD_MAX 64u
+
 /* The hash cache's hidden index, beneath the root (files_hcache.c): its
  * name has the partials' prefix, so no client can list or name it. */
 #define FILES_HCACHE_DIR FILES_PARTIAL_PREFIX "chunks"
@@ -93,6 +97,7 @@ typedef struct files_root {
 } files_root;
 
 typedef struct files_sweeper files_sweeper;
+typedef struct files_hold files_hold;
 
 /* The service, shared by every worker's loop: read-only after start but
  * for the atomic counters and the mutex-guarded penalty table. */
@@ -171,20 +176,27 @@ typedef struct fsess {
     uint64_t started; /* loop time the transfer began */
     DIR *dir;         /* LIST */
     uint64_t listed;
-    bool tree;                  /* LIST: TREE's entries (links as links) */
-    EVP_MD_CTX *cmd;            /* CHUNKS: the hash of the chunk in progress */
-    uint8_t *hashes;            /* CHUNKS: hashes not yet sent (FILES_HASHES_PER_FRAME) */
-    uint64_t chunk;             /* CHUNKS: the index of the next chunk */
-    uint64_t sent_from;         /* CHUNKS: the first index not yet sent */
-    uint8_t *frame;             /* CHUNKS: a CHUNK_HASHES frame being built */
-    bool keep_all;              /* CHUNKS: hashes holds them all (to be cached) */
-    bool patch;                 /* PUT by PATCH: DATA goes where PUT_AT says */
-    bool at_set;                /* PATCH: a PUT_AT has come */
-    bool verifying;             /* PATCH: PUT_END came, the partial is being hashed */
-    uint64_t hashed_to;         /* PATCH: md covers the partial's [0, hashed_to) */
-    uint64_t moved;             /* PATCH: DATA bytes received */
-    uint64_t kept;              /* PATCH: chunks of the base the client kept */
-    uint64_t end;               /* GET: where its DATA ends (size, or a range's end) */
+    bool tree;          /* LIST: TREE's entries (links as links) */
+    EVP_MD_CTX *cmd;    /* CHUNKS: the hash of the chunk in progress */
+    uint8_t *hashes;    /* CHUNKS: hashes not yet sent (FILES_HASHES_PER_FRAME) */
+    uint64_t chunk;     /* CHUNKS: the index of the next chunk */
+    uint64_t sent_from; /* CHUNKS: the first index not yet sent */
+    uint8_t *frame;     /* CHUNKS: a CHUNK_HASHES frame being built */
+    bool keep_all;      /* CHUNKS: hashes holds them all (to be cached) */
+    bool patch;         /* PUT by PATCH: DATA goes where PUT_AT says */
+    bool at_set;        /* PATCH: a PUT_AT has come */
+    bool verifying;     /* PATCH: PUT_END came, the partial is being hashed */
+    uint64_t hashed_to; /* PATCH: md covers the partial's [0, hashed_to) */
+    uint64_t moved;     /* PATCH: DATA bytes received */
+    uint64_t kept;      /* PATCH: chunks of the base the client kept */
+    uint64_t end;       /* GET: where its DATA ends (size, or a range's end) */
+    bool meta_set;      /* PUT_END carried mode and mtime (version 3) */
+    bool fresh;         /* PUT: an all-zero upload id (or a stream): no resume */
+    bool batchable;     /* PUT: an all-zero id, not a stream: committed in batches */
+    files_hold *holds;  /* answers (and uploads) waiting for the batch's commit */
+    unsigned nhold;
+    uint16_t meta_mode;
+    struct timespec meta_mtime;
     bool range;                 /* GET by GET_RANGE: GET_END hashes the range */
     bool cache_hit;             /* GET: the offered hash matched the cache */
     uint8_t cached[FILES_HASH]; /* GET: the cached whole-file hash */
@@ -326,6 +338,17 @@ bool files_hcache_get(const files_svc *svc, const struct stat *st, files_hlist *
 /* Records them (nothing on a --read-only server, or on any failure). */
 void files_hcache_put(const files_svc *svc, const struct stat *st, const uint8_t *hashes,
                       uint64_t count, const uint8_t whole[FILES_HASH]);
+
+/* files_commit.c: a batch of pipelined small uploads made durable at once */
+/* Holds a fresh PUT's PUT_READY behind the answers already held. */
+bool files_hold_ready(fsess *s);
+/* Holds a verified upload (its partial, mode and mtime set) for the
+ * commit, taking its descriptors; false: not held (commit it now). */
+bool files_hold_put(fsess *s, const uint8_t digest[FILES_HASH]);
+/* syncfs, the renames, one fsync per directory, then the answers. */
+void files_hold_flush(fsess *s);
+/* The client is gone: the held uploads are removed, unanswered. */
+void files_hold_drop(fsess *s);
 
 /* files_tree.c: MKDIR, SYMLINK, META, DELETE (section 9.9) */
 void files_tree_op(fsess *s, uint8_t type, const uint8_t *body, size_t len);

@@ -17,9 +17,9 @@
  * there is no resume and no space check up front (section 9.5). */
 #define FILES_SIZE_STREAM UINT64_MAX
 /* The files protocol's highest version: 2 adds CHUNKS (section 9.10), 3
- * PATCH, PUT_AT and GET_RANGE (9.11). A server answers a hello with the
- * lower of its version and the client's, and a session never sees a
- * request of a higher version than the one agreed. */
+ * PATCH, PUT_AT and GET_RANGE (9.11) and mode and mtime on PUT_END (9.9). A server answers a hello
+ * with the lower of its version and the client's, and a session never sees a request of a higher
+ * version than the one agreed. */
 #define FILES_VERSION 3
 /* Files are hashed in chunks of this many bytes (the last one shorter):
  * SHA-256 of each, as `split -b 4M` cuts them. */
@@ -60,7 +60,7 @@ enum files_type {
     FT_GET = 0x43,      /* have (8), SHA-256 of those bytes (32), path */
     FT_PUT_FROM = 0x44, /* offset (8): 0 or the server's "have" */
     FT_DATA = 0x45,     /* file bytes (both directions) */
-    FT_PUT_END = 0x46,  /* SHA-256 of the whole file (32) */
+    FT_PUT_END = 0x46,  /* SHA-256 of the whole file (32); v3: + mode (2), mtime (8 + 4) */
     /* trees (section 9.9): a server that predates them answers ERROR 01 */
     FT_TREE = 0x47,    /* path of a directory: its entries as TREE_ENTRIES */
     FT_MKDIR = 0x48,   /* mode (2), path: make it (and its parents) */

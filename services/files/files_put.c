@@ -147,16 +147,17 @@ static bool too_many_partials(int dirfd, const char *keep)
     return full;
 }
 
-/* Opens (or creates) and locks the partial. Returns 0, or an ERROR code
- * with why filled. */
-static int open_partial(fsess *s, const char *what, char *why, size_t whylen)
+/* Opens (or creates: *made) and locks the partial. Returns 0, or an
+ * ERROR code with why filled. */
+static int open_partial(fsess *s, const char *what, char *why, size_t whylen, bool *made)
 {
     for (int attempt = 0; attempt < 3; attempt++) {
         bool created = true;
         /* O_NOFOLLOW: a link planted under the partial's name must not
-         * lead our writes anywhere. O_NONBLOCK: nor may a FIFO hang us. */
-        int fd = openat(s->dirfd, s->pname,
-                        O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0600);
+         * lead our writes anywhere. A file we create is a regular file:
+         * no O_NONBLOCK needed (nor a look at what it is). */
+        int fd =
+            openat(s->dirfd, s->pname, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
         if (fd < 0 && errno == EEXIST) {
             created = false;
             fd = openat(s->dirfd, s->pname, O_RDWR | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
@@ -166,7 +167,9 @@ static int open_partial(fsess *s, const char *what, char *why, size_t whylen)
         if (fd < 0)
             return files_open_error(-errno, what, why, whylen);
         struct stat a, b;
-        if (fstat(fd, &a) < 0 || !S_ISREG(a.st_mode) || !files_set_blocking(fd)) {
+        /* O_NONBLOCK (a FIFO must not hang us) is on only for one we
+         * found. */
+        if (fstat(fd, &a) < 0 || !S_ISREG(a.st_mode) || (!created && !files_set_blocking(fd))) {
             close(fd);
             snprintf(why, whylen,
                      "%.100s: something that is not a file is in the way of its "
@@ -194,7 +197,10 @@ static int open_partial(fsess *s, const char *what, char *why, size_t whylen)
             close(fd);
             continue;
         }
-        if (created && too_many_partials(s->dirfd, s->pname)) {
+        /* A fresh upload's partial (no resume) lives only while it is
+         * written (files_xfer_end removes it if the client goes): it
+         * takes no place among the directory's waiting partials. */
+        if (created && !s->fresh && too_many_partials(s->dirfd, s->pname)) {
             (void)unlinkat(s->dirfd, s->pname, 0);
             close(fd);
             snprintf(why, whylen,
@@ -204,6 +210,7 @@ static int open_partial(fsess *s, const char *what, char *why, size_t whylen)
             return PE_BUSY;
         }
         s->fd = fd;
+        *made = created;
         return 0;
     }
     snprintf(why, whylen, "%.100s: its partial upload kept changing; try again", what);
@@ -299,20 +306,23 @@ bool files_put_open(fsess *s, const uint8_t *body, size_t len, bool patch)
         return false;
     }
     partial_name(s, id);
-    int code = open_partial(s, what, why, sizeof why);
-    if (code != 0) {
-        files_put_fail(s, false, code, "%s", why);
-        return false;
-    }
-    if (fstat(s->fd, &st) < 0) {
-        files_put_fail(s, false, FE_IO, "%s: %s", what, strerror(errno));
-        return false;
-    }
-    s->have = (uint64_t)st.st_size;
     /* An all-zero id asks for no resume (a tree's small files, sent
      * without waiting for PUT_READY): a partial of that name starts over. */
     static const uint8_t fresh_id[FILES_ID];
     bool fresh = !patch && (stream || memcmp(id, fresh_id, FILES_ID) == 0);
+    s->fresh = fresh;
+    s->batchable = fresh && !stream;
+    bool made = false;
+    int code = open_partial(s, what, why, sizeof why, &made);
+    if (code != 0) {
+        files_put_fail(s, false, code, "%s", why);
+        return false;
+    }
+    if (!made && fstat(s->fd, &st) < 0) {
+        files_put_fail(s, false, FE_IO, "%s: %s", what, strerror(errno));
+        return false;
+    }
+    s->have = made ? 0 : (uint64_t)st.st_size;
     /* A PATCH with nothing kept starts from a copy of the file it replaces:
      * only the chunks that differ will come. */
     if (patch && s->have == 0 && !files_patch_base(s, what))
@@ -351,6 +361,11 @@ void files_put(fsess *s, const uint8_t *body, size_t len)
         s->state = FS_HASHING;
         s->hashed = 0;
         hash_now(s);
+        return;
+    }
+    if (s->batchable && s->nhold > 0 && files_hold_ready(s)) {
+        /* Behind the answers held for the batch's commit. */
+        s->state = FS_PUT_FROM;
         return;
     }
     put_ready(s);
@@ -472,9 +487,29 @@ static bool take_mode(fsess *s, const char *what)
     return true;
 }
 
+/* A version-3 PUT_END may carry the file's mode (2) and mtime (8 + 4)
+ * after its hash: set on the partial before the rename, so the file
+ * appears with them (no META after it). */
+static bool take_meta(fsess *s, const uint8_t *body, size_t len)
+{
+    if (len == FILES_HASH)
+        return true;
+    if (len != FILES_HASH + 14 || s->hs.version < 3)
+        return false;
+    const uint8_t *m = body + FILES_HASH;
+    uint32_t ns = (uint32_t)m[10] << 24 | (uint32_t)m[11] << 16 | (uint32_t)m[12] << 8 | m[13];
+    if (ns >= 1000000000u)
+        return false;
+    s->meta_set = true;
+    s->meta_mode = proto_get16(m) & (s->svc->o.keep_special_bits ? 07777 : 0777);
+    s->meta_mtime.tv_sec = (time_t)(int64_t)files_get64(m + 2);
+    s->meta_mtime.tv_nsec = (long)ns;
+    return true;
+}
+
 void files_put_end(fsess *s, const uint8_t *body, size_t len)
 {
-    if (len != FILES_HASH) {
+    if (!take_meta(s, body, len)) {
         files_fail(s, "malformed PUT_END");
         return;
     }
@@ -512,8 +547,25 @@ void files_put_finish(fsess *s, const uint8_t digest[FILES_HASH], const uint8_t 
                        what);
         return;
     }
-    if (!take_mode(s, what))
+    if (s->meta_set) {
+        struct timespec ts[2] = {{0, UTIME_OMIT}, s->meta_mtime};
+        if (fchmod(s->fd, s->meta_mode) < 0 || futimens(s->fd, ts) < 0) {
+            files_put_fail(s, true, FE_IO, "%s: cannot set its mode and mtime: %s", what,
+                           strerror(errno));
+            return;
+        }
+    } else if (!take_mode(s, what)) {
         return;
+    }
+    if (s->batchable && !s->patch && files_hold_put(s, digest)) {
+        /* Made durable and answered with the others of its batch. */
+        files_xfer_end(s, false);
+        files_done(s);
+        /* Committed once the input at hand is done (a 0 ms step). */
+        if (s->nhold > 0 && s->tkind == FT_NONE)
+            files_schedule_step(s);
+        return;
+    }
     /* Durable before visible: the data, then the name, then the name's
      * directory entry. */
     if (fsync(s->fd) < 0) {

@@ -120,6 +120,14 @@ static void put_vanished(fsess *s)
         return;
     char what[300];
     files_describe(what, sizeof what, s->path);
+    if (s->fresh) {
+        /* No resume was asked for: nothing is kept. */
+        remove_partial(s);
+        if (!s->ctx->quiet)
+            sk_log(SK_LOG_INFO, "%s put %s interrupted (no resume asked for): nothing kept",
+                   s->ctx->name, what);
+        return;
+    }
     if (fstat(s->fd, &st) == 0 && st.st_size == 0) {
         remove_partial(s);
         if (!s->ctx->quiet)
@@ -166,7 +174,7 @@ void files_xfer_end(fsess *s, bool gone)
     s->keep_all = s->cache_hit = false;
     s->patch = s->at_set = s->verifying = false;
     s->hashed_to = s->moved = s->kept = s->end = 0;
-    s->range = false;
+    s->range = s->meta_set = s->fresh = false;
     s->chunk = s->sent_from = 0;
     free(s->path);
     free(s->buf);

@@ -215,3 +215,73 @@ class Delta(FilesCase):
                 self.assertGreaterEqual(relay.down, want)
                 self.assertEqual(partials(self.local), [])
         self.stop(srv)
+
+
+class TreeBatch(FilesCase):
+    """put -r's small files: mode and mtime ride on PUT_END (version 3),
+    and the server makes a run of them durable together (one syncfs, the
+    renames, one fsync per directory) before it answers."""
+
+    def test_small_files_committed_in_batches(self):
+        src = os.path.join(self.local, "src")
+        want = {}
+        for d in range(3):
+            os.makedirs(os.path.join(src, "d%d" % d))
+            for i in range(100):
+                p = write_random(os.path.join(src, "d%d" % d, "f%03d" % i), 1 + i * 37)
+                mode = (0o600, 0o644, 0o755, 0o4755)[i % 4]
+                os.chmod(p, mode)
+                os.utime(p, ns=(1, 1_600_000_000_123_456_789 + i))
+                want["d%d/f%03d" % (d, i)] = (mode & 0o777, 1_600_000_000_123_456_789 + i)
+        srv = self.files_server()
+        cp = self.run_files("put", "-r", srv.addr, src, "dst", "--json")
+        self.assertEqual(cp.returncode, 0, cp.stderr)
+        self.assertEqual(json.loads(cp.stdout)["sent"], 300)
+        for rel, (mode, mtime) in want.items():
+            st = os.stat(os.path.join(self.root, "dst", rel))
+            self.assertEqual((st.st_mode & 0o7777, st.st_mtime_ns), (mode, mtime), rel)
+            self.assertEqual(sha_file(os.path.join(self.root, "dst", rel)),
+                             sha_file(os.path.join(src, rel)))
+        counts = [int(m.group(1)) for m in srv.find(r"put dst/\S+: .* \(committed with (\d+)\)")]
+        self.assertEqual(len(counts), 300)
+        self.assertGreater(max(counts), 1, "every upload was committed alone")
+        self.assertEqual(partials(self.root), [])
+        # a re-run skips them all: the mtimes (to the ns) made it
+        cp = self.run_files("put", "-r", srv.addr, src, "dst", "--json")
+        self.assertEqual(json.loads(cp.stdout)["skipped"], 300)
+        self.stop(srv)
+
+    def test_put_end_with_mode_and_mtime_needs_version_3(self):
+        import hashlib
+        import struct
+        import files_client as fc
+        srv = self.files_server()
+        fam, _, sa = helpers.parse_addr(srv.addr)
+        data = b"hello, meta\n"
+        digest = hashlib.sha256(data).digest()
+        meta = struct.pack("!HqI", 0o4711, 1_234_567_890, 987_654_321)
+        c3 = fc.FilesClient.connect(sa, family=fam, version=3)
+        self._socks.append(c3.sock)
+        have, _ = c3.put_begin("m.txt", len(data), bytes(16))
+        self.assertEqual(have, 0)
+        c3.put_from(0)
+        c3.send_data(data)
+        c3.send(fc.PUT_END, digest + meta)
+        t, body = c3.expect(fc.PUT_OK)
+        self.assertEqual(body[8:40], digest)
+        st = os.stat(os.path.join(self.root, "m.txt"))
+        # setuid dropped (no --keep-special-bits), the rest kept, to the ns
+        self.assertEqual((st.st_mode & 0o7777, st.st_mtime_ns),
+                         (0o711, 1_234_567_890_987_654_321))
+        # a version-2 session knows no such PUT_END: a protocol error
+        c2 = fc.FilesClient.connect(sa, family=fam, version=2)
+        self._socks.append(c2.sock)
+        c2.put_begin("m2.txt", len(data), bytes(16))
+        c2.put_from(0)
+        c2.send_data(data)
+        c2.send(fc.PUT_END, digest + meta)
+        with self.assertRaises(fc.ServerError) as cm:
+            c2.expect(fc.PUT_OK)
+        self.assertEqual(cm.exception.code, fc.E_PROTOCOL)
+        self.assertFalse(os.path.exists(os.path.join(self.root, "m2.txt")))
+        self.stop(srv)
