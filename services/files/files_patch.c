@@ -107,15 +107,19 @@ bool files_patch_base(fsess *s, const char *what)
     return true;
 }
 
-/* Sends the partial's chunk hashes and CHUNKS_END, then takes DATA. */
-static void patch_ready(fsess *s)
+/* Sends the chunk hashes made and not yet sent (s->sent_from on): while
+ * a large partial is hashed within the budget they go as they are made,
+ * so the client sees progress. false: out of memory (told). */
+static bool send_hashes(fsess *s)
 {
+    if (s->sent_from >= s->chunk)
+        return true;
     uint8_t *frame = malloc(9 + (size_t)FILES_HASHES_PER_FRAME * FILES_HASH);
     if (frame == NULL) {
         files_put_fail(s, false, FE_IO, "server out of memory");
-        return;
+        return false;
     }
-    for (uint64_t i = 0; i < s->chunk;) {
+    for (uint64_t i = s->sent_from; i < s->chunk;) {
         uint64_t n = s->chunk - i < FILES_HASHES_PER_FRAME ? s->chunk - i : FILES_HASHES_PER_FRAME;
         frame[0] = FT_CHUNK_HASHES;
         files_put64(frame + 1, i);
@@ -123,7 +127,17 @@ static void patch_ready(fsess *s)
         (void)sk_conn_send_msg(s->conn, frame, 9 + (size_t)n * FILES_HASH);
         i += n;
     }
+    s->sent_from = s->chunk;
     free(frame);
+    return true;
+}
+
+/* Sends the rest of the partial's chunk hashes and CHUNKS_END, then takes
+ * DATA. */
+static void patch_ready(fsess *s)
+{
+    if (!send_hashes(s))
+        return;
     uint8_t end[1 + 8 + 4 + 8 + FILES_HASH];
     memset(end, 0, sizeof end);
     end[0] = FT_CHUNKS_END;
@@ -149,6 +163,7 @@ static void patch_ready(fsess *s)
 void files_patch(fsess *s, const uint8_t *body, size_t len)
 {
     s->patch = true;
+    s->sent_from = 0;
     if (!files_put_open(s, body, len, true)) {
         s->patch = false;
         return;
@@ -182,7 +197,8 @@ void files_patch_step(fsess *s)
     uint32_t wait =
         files_source_hash(&s->svc->sources, s->src, n, sk_loop_now(sk_conn_loop(s->conn)));
     if (wait > 0) {
-        files_schedule_step_in(s, wait);
+        if (send_hashes(s))
+            files_schedule_step_in(s, wait);
         return;
     }
     if (s->buf == NULL && (s->buf = malloc(FILES_READ_BUF)) == NULL) {

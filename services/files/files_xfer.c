@@ -316,9 +316,13 @@ bool files_hash_step(fsess *s, int *rc)
     uint64_t n = s->have - s->hashed;
     if (n > FILES_HASH_STEP)
         n = FILES_HASH_STEP;
-    /* The source's resume-hash budget: a step beyond it waits. */
-    uint32_t wait =
-        n ? files_source_hash(&s->svc->sources, s->src, n, sk_loop_now(sk_conn_loop(s->conn))) : 0;
+    /* The source's resume-hash budget: a step beyond it waits. A patched
+     * upload's final check is not charged: it is the upload's own
+     * verification, as a PUT's running hash is (and reads what the
+     * client's PATCH declared, like a GET). */
+    uint32_t wait = n && !s->verifying ? files_source_hash(&s->svc->sources, s->src, n,
+                                                           sk_loop_now(sk_conn_loop(s->conn)))
+                                       : 0;
     if (wait > 0) {
         files_schedule_step_in(s, wait);
         return false;
