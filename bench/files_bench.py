@@ -176,8 +176,10 @@ class Bench:
         if self.rsync:
             conf = os.path.join(self.work, "rsyncd.conf")
             with open(conf, "w") as f:
-                f.write("use chroot = no\nuid = 0\ngid = 0\n[m]\npath = %s\nread only = no\n"
-                        % self.work)
+                # bound to loopback IPv4 itself: left to pick, rsyncd has been
+                # seen to listen on [::] only, refusing 127.0.0.1
+                f.write("address = 127.0.0.1\nuse chroot = no\nuid = 0\ngid = 0\n[m]\n"
+                        "path = %s\nread only = no\n" % self.work)
             self.rsync_port = free_port()
             self.rsync_srv = self.start([self.rsync, "--daemon", "--no-detach", "--port",
                                          str(self.rsync_port), "--config", conf],

@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <sys/stat.h>
 
 #include <openssl/evp.h>
 
@@ -115,6 +116,41 @@ typedef struct files_chunk_list {
  * usable), or -1 after one line. */
 int files_chunks_get(fconn *c, const char *path, files_chunk_list *out, int *code);
 void files_chunk_list_free(files_chunk_list *l);
+/* The answer alone (CHUNK_HASHES..., CHUNKS_END), as CHUNKS and PATCH
+ * have it; returns as files_chunks_get. */
+int files_chunks_recv(fconn *c, files_chunk_list *out, int *code);
+
+/* The local file fd's chunk hashes (st: its fstat), from the client's
+ * hash cache ($XDG_CACHE_HOME/sockit/chunks, else ~/.cache/sockit/chunks;
+ * records keyed as the server's) or hashed and recorded. buf: a scratch
+ * of FILES_PUT_CHUNK bytes. Returns 0, 1 if the file changed while it was
+ * read, or -errno. */
+int files_local_chunks(int fd, const struct stat *st, uint8_t *buf, files_chunk_list *out);
+
+/* An upload by PATCH (protocol version 2, section 9.11): only the chunks
+ * the server's partial (what a cut upload left, or a copy of the file it
+ * replaces) lacks or holds wrong are sent. moved: DATA bytes sent. Returns
+ * 0, 1 after an ERROR (printed; the connection still usable), 2 if the
+ * local file changed meanwhile (nothing replaced), -1 when the connection
+ * is lost (printed). */
+int files_patch_put(fconn *c, int fd, const struct stat *st, const char *remote,
+                    const uint8_t id[FILES_ID], uint8_t *buf, uint64_t *moved);
+
+/* A download that moves only the chunks missing here (section 9.11): the
+ * partial fd holds what a cut run kept, or (empty) is filled with a copy
+ * of base (the local file it will replace; -1: none); both are checked
+ * chunk by chunk against the server's CHUNKS list (*R, filled), and only
+ * the runs of chunks that differ are fetched with GET_RANGE, each chunk
+ * checked as it lands; then the whole partial is read back and its
+ * SHA-256 compared. moved: bytes received. Returns 0 (the partial is the
+ * file, not yet renamed), 1 after an ERROR (printed; the connection
+ * usable), 3 after a local error or a mismatch (printed), -1 when the
+ * connection is lost (printed). */
+int files_patch_get(fconn *c, const char *remote, int fd, int base, uint8_t *buf, size_t cap,
+                    uint64_t *moved, files_chunk_list *R);
+/* Records R as the chunk hashes of the file fd now is (a download just
+ * put in place), in the client's hash cache. */
+void files_local_chunks_record(int fd, const files_chunk_list *R);
 
 /* Hashes [0, len) of fd into md (already initialised). Returns 0, 1 if the
  * file is shorter, or -errno. buf is a scratch of cap bytes. */

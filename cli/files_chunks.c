@@ -20,6 +20,14 @@ void files_chunk_list_free(files_chunk_list *l)
 int files_chunks_get(fconn *c, const char *path, files_chunk_list *out, int *code)
 {
     memset(out, 0, sizeof *out);
+    if (fc_send(c, FT_CHUNKS, path, strlen(path), NULL, 0) != 0)
+        return -1;
+    return files_chunks_recv(c, out, code);
+}
+
+int files_chunks_recv(fconn *c, files_chunk_list *out, int *code)
+{
+    memset(out, 0, sizeof *out);
     size_t cap = 9 + (size_t)FILES_HASHES_PER_FRAME * FILES_HASH;
     uint8_t *body = malloc(cap);
     if (body == NULL) {
@@ -28,8 +36,6 @@ int files_chunks_get(fconn *c, const char *path, files_chunk_list *out, int *cod
     }
     int rc = -1;
     size_t have_cap = 0;
-    if (fc_send(c, FT_CHUNKS, path, strlen(path), NULL, 0) != 0)
-        goto done;
     for (;;) {
         uint8_t type;
         size_t len;

@@ -532,12 +532,54 @@ out:
     return status;
 }
 
+/* The download by chunks (section 9.11), when there is something here to
+ * start from: what a cut run kept, or the local file it replaces. Returns
+ * an exit status, or -1 when it does not apply. */
+static int run_patch(get_job *j, uint64_t have)
+{
+    int base = openat(j->dirfd, j->base, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    struct stat bst;
+    bool usable = base >= 0 && fstat(base, &bst) == 0 && S_ISREG(bst.st_mode) && bst.st_size > 0;
+    if (have == 0 && !usable) {
+        if (base >= 0)
+            close(base);
+        return -1;
+    }
+    files_chunk_list R;
+    uint64_t moved = 0;
+    int rc =
+        files_patch_get(&j->c, j->remote, j->fd, usable ? base : -1, j->buf, READ_STEP, &moved, &R);
+    if (base >= 0)
+        close(base);
+    if (rc == 0 && (fsync(j->fd) < 0 || renameat(j->dirfd, j->pname, j->dirfd, j->base) < 0 ||
+                    fsync(j->dirfd) < 0)) {
+        cli_err("cannot put %s in place: %s", j->local, strerror(errno));
+        rc = 3;
+    }
+    if (rc == 0) {
+        files_local_chunks_record(j->fd, &R);
+        close(j->fd);
+        j->fd = -1; /* renamed: nothing left to drop */
+    }
+    files_chunk_list_free(&R);
+    return rc == 0 ? EXIT_OK : EXIT_RUNTIME;
+}
+
 static int run(get_job *j)
 {
     const files_cli *o = j->o;
     struct stat st;
     if (fstat(j->fd, &st) < 0)
         return EXIT_RUNTIME;
+    if (!j->through) {
+        if (fc_open(&j->c, o) < 0)
+            return EXIT_RUNTIME;
+        if (j->c.version >= 3) {
+            int prc = run_patch(j, (uint64_t)st.st_size);
+            if (prc >= 0)
+                return prc;
+        }
+    }
     /* Written through: nothing here to resume from. */
     uint64_t have = j->through ? 0 : (uint64_t)st.st_size;
     uint8_t req[8 + FILES_HASH];
@@ -552,7 +594,7 @@ static int run(get_job *j)
                 rc < 0 ? strerror(-rc) : "hashing failed");
         return EXIT_RUNTIME;
     }
-    if (fc_open(&j->c, o) < 0)
+    if (j->through && fc_open(&j->c, o) < 0)
         return EXIT_RUNTIME;
     if (fc_send(&j->c, FT_GET, req, sizeof req, j->remote, strlen(j->remote)) < 0)
         return EXIT_RUNTIME;
@@ -662,6 +704,7 @@ int cmd_get(int argc, char **argv)
     if (o.recursive || o.nargs > 2 || o.delete_extra || o.dry_run || o.checksum ||
         (o.json && strcmp(o.args[o.nargs - 1], "-") != 0))
         return files_tree_get(&o);
+    o.offer = FILES_VERSION; /* the chunk lists of section 9.11 need version 3 */
     get_job j;
     memset(&j, 0, sizeof j);
     j.o = &o;

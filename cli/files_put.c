@@ -190,6 +190,17 @@ static int run(put_job *j)
              "default 24 h); run the same command again to resume\n",
              j->remote);
     files_interrupt_arm(line, progress_wanted(o->quiet), -1, NULL);
+    if (j->c.version >= 3 && size > FILES_CHUNK) {
+        /* Only the chunks the server lacks (a changed file of the same
+         * size, a cut upload): section 9.11. */
+        uint64_t moved = 0;
+        progress_start(&j->bar, progress_wanted(o->quiet), j->remote, size, 0);
+        int rc = files_patch_put(&j->c, j->fd, &j->st, j->remote, head + 8, j->buf, &moved);
+        progress_end(&j->bar, rc == 0);
+        if (rc == 2)
+            cli_err("%s changed while it was being sent; run put again", o->args[0]);
+        return rc == 0 ? EXIT_OK : EXIT_RUNTIME;
+    }
     if (fc_send(&j->c, FT_PUT, head, sizeof head, j->remote, strlen(j->remote)) < 0)
         return EXIT_RUNTIME;
     uint8_t msg[64], type;
@@ -301,6 +312,7 @@ int cmd_put(int argc, char **argv)
     if (o.recursive || o.nargs > 2 || o.delete_extra || o.dry_run || o.checksum || o.json ||
         strcmp(o.args[0], "-") == 0)
         return files_tree_put(&o);
+    o.offer = FILES_VERSION; /* PATCH needs version 3; an older server gets 1 */
     put_job j;
     memset(&j, 0, sizeof j);
     j.o = &o;

@@ -60,7 +60,11 @@ typedef struct tjob {
     uint64_t tp_files, tp_bytes; /* totals (put -r counts first; 0: unknown) */
     uint64_t tp_last;            /* ms of the last redraw */
     const char *tp_name;         /* the file in transfer */
+    struct batch *pb;            /* put: requests sent whose answers are owed */
+    unsigned dirgen;             /* put: changes whenever put_dir's directory does */
 } tjob;
+
+static void batch_flush(tjob *j);
 
 /* Redraws of the progress line at most this often (ten a second). */
 #define TREE_DRAW_MS 100u
@@ -255,6 +259,7 @@ static int answer(tjob *j, const char *what)
 static int req(tjob *j, uint8_t type, const void *a, size_t alen, const char *path,
                const char *what)
 {
+    batch_flush(j); /* the answers owed come first */
     if (fc_send(&j->c, type, a, alen, path, strlen(path)) != 0) {
         j->broken = true;
         return -1;
@@ -301,6 +306,7 @@ static int r_symlink(tjob *j, const char *path, const char *target)
 static int r_list(tjob *j, const char *path, ents *out, bool *notdir)
 {
     *notdir = false;
+    batch_flush(j);
     if (fc_send(&j->c, FT_TREE, path, strlen(path), NULL, 0) != 0) {
         j->broken = true;
         return -1;
@@ -458,6 +464,7 @@ static int hash_fd(tjob *j, int fd, uint64_t size, uint8_t out[FILES_HASH])
  * server answers from = size only when its hash is the same. */
 static int same_content(tjob *j, int fd, uint64_t size, const char *path)
 {
+    batch_flush(j);
     uint8_t head[8 + FILES_HASH];
     files_put64(head, size);
     if (hash_fd(j, fd, size, head + 8) < 0)
@@ -512,10 +519,24 @@ static void upload_id(const char *path, const struct stat *st, uint8_t id[FILES_
  * 2: the file changed while it was read (the caller tries once more). */
 static int put_fd(tjob *j, int fd, const struct stat *st, const char *path, const char *shown)
 {
+    batch_flush(j);
     uint64_t size = (uint64_t)st->st_size;
     uint8_t head[8 + FILES_ID];
     files_put64(head, size);
     upload_id(path, st, head + 8);
+    if (j->c.version >= 3 && size > FILES_CHUNK) {
+        /* Only the chunks the server lacks (section 9.11). */
+        uint64_t moved = 0;
+        int rc = files_patch_put(&j->c, fd, st, path, head + 8, j->buf, &moved);
+        j->bytes += moved;
+        if (rc == 0)
+            j->done_bytes += size;
+        else if (rc == 1)
+            j->failed++;
+        else if (rc < 0)
+            j->broken = true;
+        return rc;
+    }
     if (fc_send(&j->c, FT_PUT, head, sizeof head, path, strlen(path)) != 0)
         goto gone;
     uint8_t msg[64], type;
@@ -629,16 +650,22 @@ static void put_file(tjob *j, int dfd, const char *name, const char *path, const
     fail(j, "%s changed while it was being sent (tried twice)", shown);
 }
 
-/* Small files go in batches: each one's PUT, PUT_FROM, DATA and PUT_END
- * are sent without waiting for PUT_READY (an all-zero upload id: no resume,
- * so the server goes straight on), then the answers of the whole batch are
- * read, then the METAs of those that arrived. Two round trips per batch
- * instead of three per file; a larger file goes alone (and resumes). */
+/* Small files are pipelined: each one's PUT, PUT_FROM, DATA and PUT_END
+ * go as soon as the file is read, without waiting for PUT_READY (an
+ * all-zero upload id: no resume, so the server goes straight on), and so
+ * do a new directory's MKDIR and its META; their answers are owed, and read
+ * in order when 64 are owed or before any request that is answered at
+ * once. With version 3 the mode and mtime ride on PUT_END; before it, the
+ * METAs of the files that arrived follow their answers. The server works
+ * through one file while the client reads the next; a larger file goes
+ * alone (and resumes). */
 #define BATCH_FILES    64u
 #define BATCH_FILE_MAX (1024u * 1024u)
 
 typedef struct pend {
-    const ent *l;
+    char name[FILES_NAME_MAX + 1]; /* in its directory (dfd[dir]); "": a DONE owed */
+    unsigned dir;
+    const char *what; /* a DONE owed: the request's name */
     char path[FILES_PATH_MAX + 1];
     char shown[PATH_MAX];
     struct stat st;
@@ -649,12 +676,28 @@ typedef struct pend {
 typedef struct batch {
     pend v[BATCH_FILES];
     unsigned n;
+    int dfd[BATCH_FILES]; /* dups of the directories the files are read from */
+    unsigned ndfd;
+    unsigned gen; /* j->dirgen when dfd[ndfd - 1] was taken */
 } batch;
+
+/* META's fields (and a version-3 PUT_END's tail): mode (2), mtime
+ * seconds (8), nanoseconds (4). */
+static void meta_put(uint8_t m[14], uint16_t mode, const struct timespec *t)
+{
+    proto_put16(m, mode);
+    files_put64(m + 2, (uint64_t)(int64_t)t->tv_sec);
+    uint32_t ns = (uint32_t)t->tv_nsec;
+    m[10] = (uint8_t)(ns >> 24);
+    m[11] = (uint8_t)(ns >> 16);
+    m[12] = (uint8_t)(ns >> 8);
+    m[13] = (uint8_t)ns;
+}
 
 /* Sends one file of the batch. false: the connection is gone. */
 static bool batch_send(tjob *j, int dfd, pend *p)
 {
-    int fd = openat(dfd, p->l->name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+    int fd = openat(dfd, p->name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
     if (fd < 0 || fstat(fd, &p->st) < 0 || !S_ISREG(p->st.st_mode)) {
         fail(j, "cannot read %s: %s", p->shown, fd < 0 ? strerror(errno) : "not a regular file");
         p->state = P_FAILED;
@@ -690,11 +733,18 @@ static bool batch_send(tjob *j, int dfd, pend *p)
                    !same_time(&now.st_mtim, &p->st.st_mtim);
     close(fd);
     ok = ok && EVP_DigestFinal_ex(j->md, p->digest, NULL) == 1;
-    uint8_t sent[FILES_HASH];
+    uint8_t sent[FILES_HASH + 14];
     memcpy(sent, p->digest, FILES_HASH);
     if (changed)
         sent[0] ^= 1; /* refused by the server; tried again alone */
-    ok = ok && fc_send_all(&j->c, FT_PUT_END, sent, FILES_HASH, NULL, 0) == 0;
+    size_t elen = FILES_HASH;
+    if (j->c.version >= 3) {
+        /* Mode and mtime ride on PUT_END (version 3): the file appears
+         * with them, and no META follows. */
+        meta_put(sent + FILES_HASH, (uint16_t)(p->st.st_mode & 07777), &p->st.st_mtim);
+        elen += 14;
+    }
+    ok = ok && fc_send_all(&j->c, FT_PUT_END, sent, elen, NULL, 0) == 0;
     p->state = changed ? P_CHANGED : P_SENT;
     if (!ok)
         j->broken = true;
@@ -734,36 +784,31 @@ static void batch_answer(tjob *j, pend *p)
     j->done_bytes += (uint64_t)p->st.st_size;
 }
 
-static void batch_flush(tjob *j, int dfd, batch *b)
+/* Reads every answer owed, in order; then the METAs of a version-2
+ * server; then sends again, alone, each file that changed while it was
+ * read (once). */
+static void batch_flush(tjob *j)
 {
-    unsigned sent = 0;
-    for (unsigned i = 0; i < b->n && !j->broken; i++) {
-        j->tp_name = b->v[i].path;
-        tp_draw(j, 0, false);
-        if (!batch_send(j, dfd, &b->v[i]))
-            break;
-        sent = i + 1;
-    }
-    for (unsigned i = 0; i < sent && !j->broken; i++) {
+    batch *b = j->pb;
+    if (b == NULL || b->n == 0)
+        return;
+    unsigned n = b->n;
+    for (unsigned i = 0; i < n && !j->broken; i++) {
         pend *p = &b->v[i];
-        /* a file that grew past the batch size was not sent: no answer */
-        if (p->state == P_SENT ||
-            (p->state == P_CHANGED && (uint64_t)p->st.st_size <= BATCH_FILE_MAX))
+        if (p->name[0] == '\0')
+            (void)answer(j, p->what);
+        else if (p->state == P_SENT ||
+                 (p->state == P_CHANGED && (uint64_t)p->st.st_size <= BATCH_FILE_MAX))
+            /* a file that grew past the batch size was not sent: no answer */
             batch_answer(j, p);
     }
     unsigned metas = 0;
-    for (unsigned i = 0; i < sent && !j->broken; i++) {
+    for (unsigned i = 0; i < n && !j->broken && j->c.version < 3; i++) {
         pend *p = &b->v[i];
-        if (p->state != P_OK)
+        if (p->name[0] == '\0' || p->state != P_OK)
             continue;
         uint8_t m[14];
-        proto_put16(m, (uint16_t)(p->st.st_mode & 07777));
-        files_put64(m + 2, (uint64_t)(int64_t)p->st.st_mtim.tv_sec);
-        uint32_t ns = (uint32_t)p->st.st_mtim.tv_nsec;
-        m[10] = (uint8_t)(ns >> 24);
-        m[11] = (uint8_t)(ns >> 16);
-        m[12] = (uint8_t)(ns >> 8);
-        m[13] = (uint8_t)ns;
+        meta_put(m, (uint16_t)(p->st.st_mode & 07777), &p->st.st_mtim);
         if (fc_send_all(&j->c, FT_META, m, sizeof m, p->path, strlen(p->path)) != 0) {
             j->broken = true;
             break;
@@ -772,11 +817,86 @@ static void batch_flush(tjob *j, int dfd, batch *b)
     }
     for (unsigned i = 0; i < metas && !j->broken; i++)
         (void)answer(j, "META");
-    /* A file that changed while it was read goes again, alone (once). */
-    for (unsigned i = 0; i < sent && !j->broken; i++)
-        if (b->v[i].state == P_CHANGED)
-            put_file(j, dfd, b->v[i].l->name, b->v[i].path, b->v[i].shown);
+    /* Emptied before the files go again (put_file flushes, finding none). */
     b->n = 0;
+    unsigned ndfd = b->ndfd;
+    int dfd[BATCH_FILES];
+    memcpy(dfd, b->dfd, sizeof dfd);
+    b->ndfd = 0;
+    for (unsigned i = 0; i < n && !j->broken; i++) {
+        pend *p = &b->v[i];
+        if (p->name[0] != '\0' && p->state == P_CHANGED) {
+            char name[FILES_NAME_MAX + 1], path[FILES_PATH_MAX + 1], shown[PATH_MAX];
+            snprintf(name, sizeof name, "%s", p->name);
+            snprintf(path, sizeof path, "%s", p->path);
+            snprintf(shown, sizeof shown, "%s", p->shown);
+            put_file(j, dfd[p->dir], name, path, shown);
+        }
+    }
+    for (unsigned i = 0; i < ndfd; i++)
+        close(dfd[i]);
+}
+
+/* Room for one more owed answer (flushing when full). */
+static pend *batch_slot(tjob *j)
+{
+    if (j->pb == NULL && (j->pb = calloc(1, sizeof *j->pb)) == NULL) {
+        fail(j, "out of memory");
+        return NULL;
+    }
+    if (j->pb->n == BATCH_FILES)
+        batch_flush(j);
+    if (j->broken)
+        return NULL;
+    pend *p = &j->pb->v[j->pb->n];
+    memset(p->name, 0, sizeof p->name);
+    p->what = NULL;
+    return p;
+}
+
+/* Sends a small file of the directory dfd now; its answer is owed. */
+static void batch_file(tjob *j, int dfd, const ent *l, const char *path, const char *shown)
+{
+    pend *p = batch_slot(j);
+    if (p == NULL)
+        return;
+    batch *b = j->pb;
+    if (b->ndfd == 0 || b->gen != j->dirgen) {
+        int d = fcntl(dfd, F_DUPFD_CLOEXEC, 3);
+        if (d < 0) {
+            fail(j, "cannot send %s: %s", shown, strerror(errno));
+            return;
+        }
+        b->dfd[b->ndfd++] = d;
+        b->gen = j->dirgen;
+    }
+    snprintf(p->name, sizeof p->name, "%s", l->name);
+    p->dir = b->ndfd - 1;
+    snprintf(p->path, sizeof p->path, "%s", path);
+    snprintf(p->shown, sizeof p->shown, "%s", shown);
+    b->n++;
+    j->tp_name = p->path;
+    tp_draw(j, 0, false);
+    (void)batch_send(j, b->dfd[p->dir], p);
+}
+
+/* Sends MKDIR (mode, m: 2 bytes) or META (14 bytes) now; its DONE is owed. */
+static void batch_req(tjob *j, uint8_t type, const uint8_t *m, size_t mlen, const char *path)
+{
+    pend *p = batch_slot(j);
+    if (p == NULL)
+        return;
+    p->what = type == FT_MKDIR ? "MKDIR" : "META";
+    j->pb->n++;
+    if (fc_send_all(&j->c, type, m, mlen, path, strlen(path)) != 0)
+        j->broken = true;
+}
+
+static void owe_meta(tjob *j, const char *path, uint16_t mode, const struct timespec *t)
+{
+    uint8_t m[14];
+    meta_put(m, mode, t);
+    batch_req(j, FT_META, m, sizeof m, path);
 }
 
 /* Makes the server's dir rpath match the local directory dfd. Returns true
@@ -784,11 +904,7 @@ static void batch_flush(tjob *j, int dfd, batch *b)
 static bool put_dir(tjob *j, int dfd, const char *rpath, const char *lpath, bool exists, int depth)
 {
     ents L = {0}, R = {0};
-    batch *b = calloc(1, sizeof *b);
-    if (b == NULL) {
-        fail(j, "out of memory");
-        return false;
-    }
+    j->dirgen++; /* files from here on are read through dfd */
     bool changed = false;
     int lr = l_list(dfd, &L);
     if (lr < 0) {
@@ -849,7 +965,7 @@ static bool put_dir(tjob *j, int dfd, const char *rpath, const char *lpath, bool
                 plan(j, "skip", p);
                 j->skipped++;
                 if (r->mode != l->mode && !j->o->dry_run)
-                    (void)r_meta(j, p, l->mode, &l->mtime);
+                    owe_meta(j, p, l->mode, &l->mtime);
                 continue;
             }
             plan(j, "send", p);
@@ -858,18 +974,11 @@ static bool put_dir(tjob *j, int dfd, const char *rpath, const char *lpath, bool
                 j->sent++;
                 j->bytes += l->size;
             } else if (l->size <= BATCH_FILE_MAX) {
-                pend *q = &b->v[b->n++];
-                q->l = l;
-                memcpy(q->path, p, strlen(p) + 1);
-                snprintf(q->shown, sizeof q->shown, "%s", lp);
-                if (b->n == BATCH_FILES)
-                    batch_flush(j, dfd, b);
+                batch_file(j, dfd, l, p, lp);
             } else {
-                batch_flush(j, dfd, b);
-                put_file(j, dfd, l->name, p, lp);
+                put_file(j, dfd, l->name, p, lp); /* alone (it flushes what is owed) */
             }
         } else if (l->type == 'l') {
-            batch_flush(j, dfd, b);
             if (r != NULL && r->type == 'l' && strcmp(r->target, l->target) == 0 &&
                 same_time(&r->mtime, &l->mtime)) {
                 plan(j, "skip", p);
@@ -880,9 +989,8 @@ static bool put_dir(tjob *j, int dfd, const char *rpath, const char *lpath, bool
             changed = true;
             j->sent++;
             if (!j->o->dry_run && r_symlink(j, p, l->target) == 0)
-                (void)r_meta(j, p, 0, &l->mtime);
+                owe_meta(j, p, 0, &l->mtime);
         } else {
-            batch_flush(j, dfd, b);
             if (depth >= (int)TREE_DEPTH) {
                 fail(j, "%s: deeper than %u directories", lp, TREE_DEPTH);
                 continue;
@@ -895,21 +1003,23 @@ static bool put_dir(tjob *j, int dfd, const char *rpath, const char *lpath, bool
             if (r == NULL) {
                 plan(j, "mkdir", p);
                 changed = true;
-                if (!j->o->dry_run && r_mkdir(j, p, 0700) != 0) {
-                    close(sub);
-                    continue;
+                if (!j->o->dry_run) {
+                    /* Not waited for: what goes into it follows at once
+                     * (a failure is reported when its answer is read). */
+                    uint8_t m[2];
+                    proto_put16(m, 0700);
+                    batch_req(j, FT_MKDIR, m, sizeof m, p);
                 }
             }
             bool inner = put_dir(j, sub, p, lp, r != NULL, depth + 1);
             close(sub);
+            j->dirgen++; /* back to dfd */
             if (!j->o->dry_run && !j->broken &&
                 (inner || r == NULL || r->mode != l->mode || !same_time(&r->mtime, &l->mtime)))
-                (void)r_meta(j, p, l->mode, &l->mtime);
+                owe_meta(j, p, l->mode, &l->mtime);
         }
     }
-    batch_flush(j, dfd, b);
 out:
-    free(b);
     ents_free(&L);
     ents_free(&R);
     return changed;
@@ -935,6 +1045,34 @@ static void get_file(tjob *j, int dfd, const char *name, const char *path, const
         return;
     }
     bool ok = false;
+    uint64_t size = 0, pos = 0;
+    struct stat tst;
+    int base = -1;
+    if (j->c.version >= 3 && e->size > FILES_CHUNK &&
+        (pst.st_size > 0 ||
+         (fstatat(dfd, name, &tst, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(tst.st_mode) &&
+          (uint64_t)tst.st_size == e->size &&
+          (base = openat(dfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)) >= 0))) {
+        /* A cut run's partial, or a same-size local file: only the chunks
+         * that differ come (section 9.11). */
+        files_chunk_list R;
+        uint64_t moved = 0;
+        int rc = files_patch_get(&j->c, path, fd, base, j->buf, FILES_GET_CHUNK, &moved, &R);
+        if (base >= 0)
+            close(base);
+        j->bytes += moved;
+        if (rc == 0) {
+            size = R.size;
+            files_chunk_list_free(&R);
+            goto place;
+        }
+        files_chunk_list_free(&R);
+        if (rc < 0)
+            j->broken = true;
+        else
+            j->failed++;
+        goto out;
+    }
     /* A partial left by a cut run is offered to the server by its hash:
      * it answers from = have when the bytes are right, else 0 (all again). */
     uint64_t have = (uint64_t)pst.st_size <= e->size ? (uint64_t)pst.st_size : 0;
@@ -955,7 +1093,6 @@ static void get_file(tjob *j, int dfd, const char *name, const char *path, const
         goto out;
     }
     EVP_MD_CTX_free(tmp);
-    uint64_t size = 0, pos = 0;
     bool ready = false;
     for (;;) {
         uint8_t type;
@@ -1020,6 +1157,7 @@ static void get_file(tjob *j, int dfd, const char *name, const char *path, const
             goto out;
         }
     }
+place:;
     uint16_t mask = j->o->keep_special ? 07777 : 0777;
     struct timespec ts[2] = {{0, UTIME_OMIT}, e->mtime};
     if (fchmod(fd, e->mode & mask) < 0 || fsync(fd) < 0 || futimens(fd, ts) < 0 ||
@@ -1224,6 +1362,9 @@ static int job_start(tjob *j, files_cli *o)
         cli_err("out of memory");
         return -1;
     }
+    /* Version 3 for PATCH and GET_RANGE (section 9.11); an older server is dialled
+     * again with 1 and gets whole files. */
+    o->offer = FILES_VERSION;
     if (fc_open(&j->c, o) < 0)
         return -1;
     j->tp_on = progress_wanted(o->quiet) && !o->dry_run;
@@ -1234,6 +1375,9 @@ static int job_start(tjob *j, files_cli *o)
  * connection was made, so a clean count means the destination matches). */
 static int job_end_as(tjob *j, bool started, bool print)
 {
+    batch_flush(j); /* the last answers owed (or, when broken, the directories held) */
+    free(j->pb);
+    j->pb = NULL;
     if (j->tp_drawn) {
         j->tp_name = NULL;
         tp_draw(j, 0, true);
@@ -1397,6 +1541,7 @@ int files_tree_put(files_cli *o)
                     if (j.tp_on)
                         tp_count(&j, dfd, 0);
                     put_dir(&j, dfd, rdir, o->args[0], ex == 1, 0);
+                    batch_flush(&j);
                     if (rdir[0] && !o->dry_run && !j.broken)
                         (void)r_meta(&j, rdir, (uint16_t)(st.st_mode & 07777), &st.st_mtim);
                 }

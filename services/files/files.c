@@ -179,6 +179,10 @@ static void on_timer(sk_timer *t, void *ud)
             hash_step(s);
         else if (s->state == FS_CHUNKS)
             files_chunks_step(s);
+        else if (s->state == FS_PATCH_BASE)
+            files_patch_step(s);
+        else
+            files_hold_flush(s); /* the input at hand is done: commit */
     }
 }
 
@@ -189,10 +193,21 @@ void files_request(fsess *s, const uint8_t *msg, size_t len)
     uint8_t type = msg[0];
     const uint8_t *body = msg + 1;
     size_t blen = len - 1;
+    if (s->nhold > 0) {
+        /* Held answers go before the answer to anything but the next
+         * pipelined upload. */
+        static const uint8_t zero[FILES_ID];
+        bool next =
+            type == FT_DATA || type == FT_PUT_FROM || type == FT_PUT_END ||
+            (type == FT_PUT && blen > 8 + FILES_ID && files_get64(body) != FILES_SIZE_STREAM &&
+             memcmp(body + 8, zero, FILES_ID) == 0);
+        if (!next)
+            files_hold_flush(s);
+    }
     if (s->state == FS_PUT_SKIP) {
         /* A failed upload's tail: its DATA and PUT_END are dropped; any
          * other message is the next request. */
-        if (type == FT_DATA || type == FT_PUT_FROM)
+        if (type == FT_DATA || type == FT_PUT_FROM || type == FT_PUT_AT)
             return;
         s->state = FS_READY;
         if (type == FT_PUT_END)
@@ -217,6 +232,23 @@ void files_request(fsess *s, const uint8_t *msg, size_t len)
                 return;
             }
             break; /* a version-1 session: unknown, as to an old server */
+        case FT_PATCH:
+            if (s->hs.version >= 3) {
+                files_patch(s, body, blen);
+                return;
+            }
+            break;
+        case FT_GET_RANGE:
+            if (s->hs.version >= 3) {
+                files_get_range(s, body, blen);
+                return;
+            }
+            break;
+        case FT_PUT_AT:
+            if (s->hs.version < 3)
+                break;
+            files_fail(s, "no upload is in progress");
+            return;
         case FT_DATA:
         case FT_PUT_FROM:
         case FT_PUT_END: files_fail(s, "no upload is in progress"); return;
@@ -237,6 +269,8 @@ void files_request(fsess *s, const uint8_t *msg, size_t len)
     case FS_PUT_DATA:
         if (type == FT_DATA)
             files_put_data(s, body, blen);
+        else if (type == FT_PUT_AT && s->patch)
+            files_patch_at(s, body, blen);
         else if (type == FT_PUT_END)
             files_put_end(s, body, blen);
         else
@@ -246,6 +280,7 @@ void files_request(fsess *s, const uint8_t *msg, size_t len)
     case FS_GET:
     case FS_LIST:
     case FS_CHUNKS:
+    case FS_PATCH_BASE:
         files_fail(s, "a request arrived before the answer to the last one ended");
         return;
     case FS_HELLO: return; /* handled by the caller */
@@ -378,6 +413,7 @@ static void files_eof(sk_conn *c)
     }
     if (s->kind == FX_PUT)
         files_xfer_end(s, true);
+    files_hold_flush(s); /* what was verified is answered before the close */
     sk_conn_close(c);
 }
 
@@ -393,6 +429,7 @@ static void files_error_cb(sk_conn *c, int err)
 
 static void sess_free(fsess *s)
 {
+    files_hold_drop(s);
     files_xfer_end(s, true);
     files_list_end(s);
     sk_timer_free(s->timer);

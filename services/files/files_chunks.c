@@ -185,6 +185,9 @@ void files_chunks_step(fsess *s)
     uint32_t wait =
         files_source_hash(&s->svc->sources, s->src, n, sk_loop_now(sk_conn_loop(s->conn)));
     if (wait > 0) {
+        /* What is hashed goes now: the client sees progress while the
+         * budget paces a large file. */
+        flush_hashes(s);
         files_schedule_step_in(s, wait);
         return;
     }

@@ -175,7 +175,53 @@ static void get_ready(fsess *s)
     files_put64(msg + 9, s->from);
     (void)sk_conn_send_msg(s->conn, msg, sizeof msg);
     s->pos = s->from;
+    s->end = s->size;
     s->state = FS_GET;
+}
+
+void files_get_range(fsess *s, const uint8_t *body, size_t len)
+{
+    if (len < 16) {
+        files_fail(s, "malformed GET_RANGE");
+        return;
+    }
+    uint64_t off = files_get64(body), n = files_get64(body + 8);
+    const uint8_t *path = body + 16;
+    size_t plen = len - 16;
+    char why[PROTO_ERROR_TEXT_MAX];
+    if (files_path_check((const char *)path, plen, false, why, sizeof why) < 0) {
+        files_refuse_path(s, "get", why);
+        return;
+    }
+    if (!files_xfer_begin(s, FX_GET, path, plen))
+        return;
+    int code = 0;
+    int fd = files_open_regular(s, &s->st, &code, why, sizeof why);
+    if (fd < 0) {
+        get_fail(s, code, "%s", why);
+        return;
+    }
+    s->fd = fd;
+    s->size = (uint64_t)s->st.st_size;
+    if (off > s->size || n > s->size - off) {
+        char what[160];
+        files_describe(what, sizeof what, s->path);
+        get_fail(s, FE_CHANGED,
+                 "%s has %llu bytes now: the range asked for is past its end; "
+                 "run get again",
+                 what, (unsigned long long)s->size);
+        return;
+    }
+    s->range = true;
+    s->from = s->pos = off;
+    s->end = off + n;
+    uint8_t msg[1 + 8 + 8];
+    msg[0] = FT_GET_READY;
+    files_put64(msg + 1, s->size);
+    files_put64(msg + 9, off);
+    (void)sk_conn_send_msg(s->conn, msg, sizeof msg);
+    s->state = FS_GET;
+    files_get_pump(s);
 }
 
 void files_get_hashed(fsess *s, int rc)
@@ -200,8 +246,8 @@ void files_get_hashed(fsess *s, int rc)
 void files_get_pump(fsess *s)
 {
     char what[160];
-    while (s->pos < s->size && sk_conn_queued(s->conn) <= FILES_QUEUE_HIGH) {
-        uint64_t n = s->size - s->pos;
+    while (s->pos < s->end && sk_conn_queued(s->conn) <= FILES_QUEUE_HIGH) {
+        uint64_t n = s->end - s->pos;
         if (n > FILES_GET_CHUNK)
             n = FILES_GET_CHUNK;
         int rc = files_hash_range(s, s->pos, n);
@@ -231,7 +277,7 @@ void files_get_pump(fsess *s)
         }
         s->pos += n;
     }
-    if (s->pos < s->size)
+    if (s->pos < s->end)
         return;
     files_describe(what, sizeof what, s->path);
     struct stat now;
@@ -248,7 +294,11 @@ void files_get_pump(fsess *s)
         return;
     }
     (void)sk_conn_send_msg(s->conn, msg, sizeof msg);
-    if (!s->ctx->quiet) {
+    if (!s->ctx->quiet && s->range) {
+        sk_log(SK_LOG_INFO, "%s %s get %s: bytes %llu to %llu of %llu sent", s->ctx->name,
+               sk_conn_peer(s->conn), what, (unsigned long long)s->from, (unsigned long long)s->end,
+               (unsigned long long)s->size);
+    } else if (!s->ctx->quiet) {
         char tag[17];
         files_hex8(tag, msg + 1);
         sk_log(SK_LOG_INFO,

@@ -17,6 +17,8 @@
 
 #include <openssl/rand.h>
 
+#include <openssl/evp.h>
+
 #include "files_int.h"
 
 static const uint8_t MAGIC[8] = {'S', 'K', 'C', 'H', 'U', 'N', 'K', '1'};
@@ -61,16 +63,23 @@ static void put_head(uint8_t *p, const struct stat *st, uint64_t count, const ui
 bool files_hcache_get(const files_svc *svc, const struct stat *st, files_hlist *out)
 {
     memset(out, 0, sizeof out[0]);
-    uint64_t count = ((uint64_t)st->st_size + FILES_CHUNK - 1) / FILES_CHUNK;
-    if (count > FILES_HCACHE_MAX_CHUNKS)
-        return false;
     int dfd = index_dir(svc, false);
     if (dfd < 0)
+        return false;
+    bool ok = files_hrec_get(dfd, st, out);
+    close(dfd);
+    return ok;
+}
+
+bool files_hrec_get(int dfd, const struct stat *st, files_hlist *out)
+{
+    memset(out, 0, sizeof out[0]);
+    uint64_t count = ((uint64_t)st->st_size + FILES_CHUNK - 1) / FILES_CHUNK;
+    if (count > FILES_HCACHE_MAX_CHUNKS)
         return false;
     char name[64];
     record_name(name, st);
     int fd = openat(dfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
-    close(dfd);
     if (fd < 0)
         return false;
     size_t len = HEAD + (size_t)count * FILES_HASH + FILES_HASH;
@@ -116,13 +125,20 @@ void files_hcache_put(const files_svc *svc, const struct stat *st, const uint8_t
     int dfd = index_dir(svc, true);
     if (dfd < 0)
         return;
+    files_hrec_put(dfd, st, hashes, count, whole);
+    close(dfd);
+}
+
+void files_hrec_put(int dfd, const struct stat *st, const uint8_t *hashes, uint64_t count,
+                    const uint8_t whole[FILES_HASH])
+{
+    if (count > FILES_HCACHE_MAX_CHUNKS)
+        return;
     char name[64], tmp[96];
     uint8_t rnd[8];
     record_name(name, st);
-    if (RAND_bytes(rnd, sizeof rnd) != 1) {
-        close(dfd);
+    if (RAND_bytes(rnd, sizeof rnd) != 1)
         return;
-    }
     snprintf(tmp, sizeof tmp, ".tmp.%s.%02x%02x%02x%02x%02x%02x%02x%02x", name, rnd[0], rnd[1],
              rnd[2], rnd[3], rnd[4], rnd[5], rnd[6], rnd[7]);
     size_t len = HEAD + (size_t)count * FILES_HASH + FILES_HASH;
@@ -154,5 +170,4 @@ void files_hcache_put(const files_svc *svc, const struct stat *st, const uint8_t
     if (!ok && fd >= 0)
         (void)unlinkat(dfd, tmp, 0);
     free(rec);
-    close(dfd);
 }

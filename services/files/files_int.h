@@ -67,19 +67,13 @@
  * --stall-timeout: a stall is noticed within 1/4 of it after it is due. */
 #define FILES_STALL_CHECKS 4u
 
+/* Pipelined small uploads (all-zero id) waiting to be made durable and
+ * answered together (files_commit.c). */
+#define FILES_HOLD_MAX 64u
+
 /* The hash cache's hidden index, beneath the root (files_hcache.c): its
  * name has the partials' prefix, so no client can list or name it. */
 #define FILES_HCACHE_DIR FILES_PARTIAL_PREFIX "chunks"
-/* Files of more chunks than this (1 TiB) are hashed but not cached: their
- * list would cost a session 8 MiB or more to hold. */
-#define FILES_HCACHE_MAX_CHUNKS (256u * 1024u)
-
-/* A file's chunk hashes, from the cache. */
-typedef struct files_hlist {
-    uint8_t *hashes; /* count * FILES_HASH (malloc) */
-    uint64_t count;
-    uint8_t whole[FILES_HASH];
-} files_hlist;
 
 typedef struct files_source {
     char key[FILES_SOURCE_KEY]; /* "": a free slot */
@@ -103,6 +97,7 @@ typedef struct files_root {
 } files_root;
 
 typedef struct files_sweeper files_sweeper;
+typedef struct files_hold files_hold;
 
 /* The service, shared by every worker's loop: read-only after start but
  * for the atomic counters and the mutex-guarded penalty table. */
@@ -126,15 +121,16 @@ typedef struct files_svc {
 } files_svc;
 
 enum fs_state {
-    FS_HELLO,    /* in the handshake (hello, proof, or a failed proof's delay) */
-    FS_READY,    /* waiting for a request */
-    FS_HASHING,  /* hashing a prefix before answering a PUT or GET */
-    FS_PUT_FROM, /* PUT_READY sent; waiting for PUT_FROM */
-    FS_PUT_DATA, /* receiving DATA until PUT_END */
-    FS_PUT_SKIP, /* a PUT failed: its DATA and PUT_END are ignored */
-    FS_GET,      /* sending DATA */
-    FS_LIST,     /* sending ENTRIES */
-    FS_CHUNKS    /* hashing a file's chunks for CHUNKS */
+    FS_HELLO,     /* in the handshake (hello, proof, or a failed proof's delay) */
+    FS_READY,     /* waiting for a request */
+    FS_HASHING,   /* hashing a prefix before answering a PUT or GET */
+    FS_PUT_FROM,  /* PUT_READY sent; waiting for PUT_FROM */
+    FS_PUT_DATA,  /* receiving DATA until PUT_END */
+    FS_PUT_SKIP,  /* a PUT failed: its DATA and PUT_END are ignored */
+    FS_GET,       /* sending DATA */
+    FS_LIST,      /* sending ENTRIES */
+    FS_CHUNKS,    /* hashing a file's chunks for CHUNKS */
+    FS_PATCH_BASE /* PATCH: hashing the chunks of what the partial holds */
 };
 
 enum fs_timer { FT_NONE, FT_DELAY, FT_STEP };
@@ -180,13 +176,28 @@ typedef struct fsess {
     uint64_t started; /* loop time the transfer began */
     DIR *dir;         /* LIST */
     uint64_t listed;
-    bool tree;                  /* LIST: TREE's entries (links as links) */
-    EVP_MD_CTX *cmd;            /* CHUNKS: the hash of the chunk in progress */
-    uint8_t *hashes;            /* CHUNKS: hashes not yet sent (FILES_HASHES_PER_FRAME) */
-    uint64_t chunk;             /* CHUNKS: the index of the next chunk */
-    uint64_t sent_from;         /* CHUNKS: the first index not yet sent */
-    uint8_t *frame;             /* CHUNKS: a CHUNK_HASHES frame being built */
-    bool keep_all;              /* CHUNKS: hashes holds them all (to be cached) */
+    bool tree;          /* LIST: TREE's entries (links as links) */
+    EVP_MD_CTX *cmd;    /* CHUNKS: the hash of the chunk in progress */
+    uint8_t *hashes;    /* CHUNKS: hashes not yet sent (FILES_HASHES_PER_FRAME) */
+    uint64_t chunk;     /* CHUNKS: the index of the next chunk */
+    uint64_t sent_from; /* CHUNKS: the first index not yet sent */
+    uint8_t *frame;     /* CHUNKS: a CHUNK_HASHES frame being built */
+    bool keep_all;      /* CHUNKS: hashes holds them all (to be cached) */
+    bool patch;         /* PUT by PATCH: DATA goes where PUT_AT says */
+    bool at_set;        /* PATCH: a PUT_AT has come */
+    bool verifying;     /* PATCH: PUT_END came, the partial is being hashed */
+    uint64_t hashed_to; /* PATCH: md covers the partial's [0, hashed_to) */
+    uint64_t moved;     /* PATCH: DATA bytes received */
+    uint64_t kept;      /* PATCH: chunks of the base the client kept */
+    uint64_t end;       /* GET: where its DATA ends (size, or a range's end) */
+    bool meta_set;      /* PUT_END carried mode and mtime (version 3) */
+    bool fresh;         /* PUT: an all-zero upload id (or a stream): no resume */
+    bool batchable;     /* PUT: an all-zero id, not a stream: committed in batches */
+    files_hold *holds;  /* answers (and uploads) waiting for the batch's commit */
+    unsigned nhold;
+    uint16_t meta_mode;
+    struct timespec meta_mtime;
+    bool range;                 /* GET by GET_RANGE: GET_END hashes the range */
     bool cache_hit;             /* GET: the offered hash matched the cache */
     uint8_t cached[FILES_HASH]; /* GET: the cached whole-file hash */
     struct fsess *prev, *next;  /* svc->sessions */
@@ -270,6 +281,15 @@ double files_secs(const fsess *s);
 
 /* files_put.c */
 void files_put(fsess *s, const uint8_t *body, size_t len);
+/* What PUT and PATCH share: checks the request, opens and locks the
+ * partial (a PATCH's made from the file it replaces when nothing is
+ * kept), s->have its length. false: refused (the client was told). */
+bool files_put_open(fsess *s, const uint8_t *body, size_t len, bool patch);
+void files_put_fail(fsess *s, bool remove, int code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+/* The partial's hash is digest; theirs the client's: if they agree, the
+ * partial is made durable and renamed over its target, and PUT_OK sent. */
+void files_put_finish(fsess *s, const uint8_t digest[FILES_HASH], const uint8_t *theirs);
 void files_put_from(fsess *s, const uint8_t *body, size_t len);
 void files_put_data(fsess *s, const uint8_t *data, size_t len);
 void files_put_end(fsess *s, const uint8_t *body, size_t len);
@@ -283,6 +303,8 @@ void files_put_hashed(fsess *s, int rc);
 int files_open_regular(fsess *s, struct stat *st, int *code, char *why, size_t whylen);
 void files_get(fsess *s, const uint8_t *body, size_t len);
 void files_get_hashed(fsess *s, int rc);
+/* GET_RANGE (section 9.11): one range of a file, its SHA-256 at the end. */
+void files_get_range(fsess *s, const uint8_t *body, size_t len);
 /* Queues the next chunks of a download (on_drain brings it back). */
 void files_get_pump(fsess *s);
 
@@ -297,6 +319,18 @@ void files_chunks(fsess *s, const uint8_t *body, size_t len);
 /* The next chunk (a loop step). */
 void files_chunks_step(fsess *s);
 
+/* files_patch.c: PATCH and PUT_AT (section 9.11), an upload that sends
+ * only the chunks the server's copy lacks */
+void files_patch(fsess *s, const uint8_t *body, size_t len);
+/* Fills the new partial with a copy of the target (a reflink where the
+ * file system has them). false: failed (told). */
+bool files_patch_base(fsess *s, const char *what);
+void files_patch_step(fsess *s);
+void files_patch_at(fsess *s, const uint8_t *body, size_t len);
+void files_patch_end(fsess *s, const uint8_t *theirs);
+/* The partial has been hashed whole after PUT_END (rc as files_hash_range's). */
+void files_patch_verified(fsess *s, int rc);
+
 /* files_hcache.c: the hash cache */
 /* The chunk hashes of the file st describes, if the index holds them for
  * exactly its device, inode, size, mtime and ctime. */
@@ -304,6 +338,17 @@ bool files_hcache_get(const files_svc *svc, const struct stat *st, files_hlist *
 /* Records them (nothing on a --read-only server, or on any failure). */
 void files_hcache_put(const files_svc *svc, const struct stat *st, const uint8_t *hashes,
                       uint64_t count, const uint8_t whole[FILES_HASH]);
+
+/* files_commit.c: a batch of pipelined small uploads made durable at once */
+/* Holds a fresh PUT's PUT_READY behind the answers already held. */
+bool files_hold_ready(fsess *s);
+/* Holds a verified upload (its partial, mode and mtime set) for the
+ * commit, taking its descriptors; false: not held (commit it now). */
+bool files_hold_put(fsess *s, const uint8_t digest[FILES_HASH]);
+/* syncfs, the renames, one fsync per directory, then the answers. */
+void files_hold_flush(fsess *s);
+/* The client is gone: the held uploads are removed, unanswered. */
+void files_hold_drop(fsess *s);
 
 /* files_tree.c: MKDIR, SYMLINK, META, DELETE (section 9.9) */
 void files_tree_op(fsess *s, uint8_t type, const uint8_t *body, size_t len);

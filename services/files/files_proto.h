@@ -16,10 +16,11 @@
 /* A PUT of this size streams: the length is known only at PUT_END (stdin);
  * there is no resume and no space check up front (section 9.5). */
 #define FILES_SIZE_STREAM UINT64_MAX
-/* The files protocol's highest version: 2 adds CHUNKS (section 9.10). A
- * version-2 server answers a version-1 hello with 1, and a version-1
- * session never sees a version-2 request. */
-#define FILES_VERSION 2
+/* The files protocol's highest version: 2 adds CHUNKS (section 9.10), 3
+ * PATCH, PUT_AT and GET_RANGE (9.11) and mode and mtime on PUT_END (9.9). A server answers a hello
+ * with the lower of its version and the client's, and a session never sees a request of a higher
+ * version than the one agreed. */
+#define FILES_VERSION 3
 /* Files are hashed in chunks of this many bytes (the last one shorter):
  * SHA-256 of each, as `split -b 4M` cuts them. */
 #define FILES_CHUNK (4u * 1024u * 1024u)
@@ -59,7 +60,7 @@ enum files_type {
     FT_GET = 0x43,      /* have (8), SHA-256 of those bytes (32), path */
     FT_PUT_FROM = 0x44, /* offset (8): 0 or the server's "have" */
     FT_DATA = 0x45,     /* file bytes (both directions) */
-    FT_PUT_END = 0x46,  /* SHA-256 of the whole file (32) */
+    FT_PUT_END = 0x46,  /* SHA-256 of the whole file (32); v3: + mode (2), mtime (8 + 4) */
     /* trees (section 9.9): a server that predates them answers ERROR 01 */
     FT_TREE = 0x47,    /* path of a directory: its entries as TREE_ENTRIES */
     FT_MKDIR = 0x48,   /* mode (2), path: make it (and its parents) */
@@ -67,7 +68,10 @@ enum files_type {
     FT_META = 0x4a,    /* mode (2), mtime seconds (8), nanoseconds (4), path */
     FT_DELETE = 0x4b,  /* path: remove a file, link or whole directory */
     /* version 2 (section 9.10): a version-1 session answers ERROR 01 */
-    FT_CHUNKS = 0x4c, /* path: the file's chunk hashes */
+    FT_CHUNKS = 0x4c,    /* path: the file's chunk hashes */
+    FT_PATCH = 0x4d,     /* as PUT: answered with the chunk hashes of the partial */
+    FT_PUT_AT = 0x4e,    /* offset (8, a multiple of FILES_CHUNK): a PATCH's next DATA */
+    FT_GET_RANGE = 0x4f, /* offset (8), length (8), path: answered as GET, the range only */
     /* server to client */
     FT_ENTRIES = 0x50,      /* count (2), then count entries */
     FT_LIST_END = 0x51,     /* total entries (8) */
@@ -160,6 +164,27 @@ int files_walk_parent(int base, const char *path, bool create, const char **name
 /* Removes name in dirfd: a file or link, or a directory and all it holds,
  * never following a link. Returns 0 or a negative errno. */
 int files_remove_tree(int dirfd, const char *name);
+
+/* Files of more chunks than this (1 TiB) are hashed but not cached: their
+ * list would cost 8 MiB or more to hold. */
+#define FILES_HCACHE_MAX_CHUNKS (256u * 1024u)
+
+/* A file's chunk hashes, from a hash cache. */
+typedef struct files_hlist {
+    uint8_t *hashes; /* count * FILES_HASH (malloc) */
+    uint64_t count;
+    uint8_t whole[FILES_HASH];
+} files_hlist;
+
+struct stat;
+/* A hash cache's records in the directory dfd (files_hcache.c; the server's
+ * index beneath its root, the client's under $XDG_CACHE_HOME/sockit):
+ * the chunk hashes of the file st describes, if a record holds them for
+ * exactly its device, inode, size, mtime and ctime, self-checked by its
+ * own SHA-256; and the record made (replaced by rename). */
+bool files_hrec_get(int dfd, const struct stat *st, files_hlist *out);
+void files_hrec_put(int dfd, const struct stat *st, const uint8_t *hashes, uint64_t count,
+                    const uint8_t whole[FILES_HASH]);
 
 uint64_t files_get64(const uint8_t *p);
 void files_put64(uint8_t *p, uint64_t v);

@@ -12,6 +12,7 @@ static const char *peer(const fsess *s) { return sk_conn_peer(s->conn); }
 
 void files_send_error(fsess *s, int code, const char *fmt, ...)
 {
+    files_hold_flush(s); /* the answers held go first, in order */
     va_list ap;
     va_start(ap, fmt);
     proto_send_verror(s->conn, code, fmt, ap);
@@ -70,8 +71,9 @@ void files_idle_update(fsess *s)
 void files_done(fsess *s)
 {
     s->state = FS_READY;
-    if (s->close_after)
+    if (s->close_after) {
+        files_hold_flush(s);
         sk_conn_close(s->conn);
-    else
+    } else
         files_idle_update(s);
 }

@@ -87,7 +87,10 @@ static int open_one(int dirfd, const char *name, int flags)
 
 int files_walk_dir(int base, const char *path, bool create)
 {
-    int fd = fcntl(base, F_DUPFD_CLOEXEC, 0);
+    /* A fresh open of base, never a dup: a dup shares its file offset, so
+     * one listing read to the end would leave base (the server's root)
+     * empty for every later listing. */
+    int fd = openat(base, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0)
         return -errno;
     char name[FILES_NAME_MAX + 1];

@@ -120,6 +120,14 @@ static void put_vanished(fsess *s)
         return;
     char what[300];
     files_describe(what, sizeof what, s->path);
+    if (s->fresh) {
+        /* No resume was asked for: nothing is kept. */
+        remove_partial(s);
+        if (!s->ctx->quiet)
+            sk_log(SK_LOG_INFO, "%s put %s interrupted (no resume asked for): nothing kept",
+                   s->ctx->name, what);
+        return;
+    }
     if (fstat(s->fd, &st) == 0 && st.st_size == 0) {
         remove_partial(s);
         if (!s->ctx->quiet)
@@ -164,6 +172,9 @@ void files_xfer_end(fsess *s, bool gone)
     free(s->frame);
     s->frame = NULL;
     s->keep_all = s->cache_hit = false;
+    s->patch = s->at_set = s->verifying = false;
+    s->hashed_to = s->moved = s->kept = s->end = 0;
+    s->range = s->meta_set = s->fresh = false;
     s->chunk = s->sent_from = 0;
     free(s->path);
     free(s->buf);
@@ -255,8 +266,13 @@ int files_hash_range(fsess *s, uint64_t off, uint64_t len)
 {
     if (s->buf == NULL && (s->buf = malloc(FILES_READ_BUF)) == NULL)
         return -ENOMEM;
+    /* A patched upload's check also makes its chunk list (for the hash
+     * cache): no read crosses a chunk's end. */
+    bool chunks = s->verifying && s->hashes != NULL && s->cmd != NULL;
     while (len > 0) {
         size_t want = len < FILES_READ_BUF ? (size_t)len : FILES_READ_BUF;
+        if (chunks && want > FILES_CHUNK - off % FILES_CHUNK)
+            want = (size_t)(FILES_CHUNK - off % FILES_CHUNK);
         ssize_t n = pread(s->fd, s->buf, want, (off_t)off);
         if (n < 0 && errno == EINTR)
             continue;
@@ -266,6 +282,17 @@ int files_hash_range(fsess *s, uint64_t off, uint64_t len)
             return 1;
         if (EVP_DigestUpdate(s->md, s->buf, (size_t)n) != 1)
             return -EIO;
+        if (chunks) {
+            uint64_t end = off + (uint64_t)n;
+            if (EVP_DigestUpdate(s->cmd, s->buf, (size_t)n) != 1)
+                return -EIO;
+            if ((end % FILES_CHUNK == 0 || end == s->size) &&
+                (EVP_DigestFinal_ex(s->cmd,
+                                    s->hashes + (size_t)((end - 1) / FILES_CHUNK) * FILES_HASH,
+                                    NULL) != 1 ||
+                 EVP_DigestInit_ex(s->cmd, EVP_sha256(), NULL) != 1))
+                return -EIO;
+        }
         off += (uint64_t)n;
         len -= (uint64_t)n;
     }
@@ -289,9 +316,13 @@ bool files_hash_step(fsess *s, int *rc)
     uint64_t n = s->have - s->hashed;
     if (n > FILES_HASH_STEP)
         n = FILES_HASH_STEP;
-    /* The source's resume-hash budget: a step beyond it waits. */
-    uint32_t wait =
-        n ? files_source_hash(&s->svc->sources, s->src, n, sk_loop_now(sk_conn_loop(s->conn))) : 0;
+    /* The source's resume-hash budget: a step beyond it waits. A patched
+     * upload's final check is not charged: it is the upload's own
+     * verification, as a PUT's running hash is (and reads what the
+     * client's PATCH declared, like a GET). */
+    uint32_t wait = n && !s->verifying ? files_source_hash(&s->svc->sources, s->src, n,
+                                                           sk_loop_now(sk_conn_loop(s->conn)))
+                                       : 0;
     if (wait > 0) {
         files_schedule_step_in(s, wait);
         return false;

@@ -64,10 +64,11 @@ def write_random(path, size, seed=None):
 
 
 def partials(directory):
-    # (the server's chunk-hash index, .sockit-partial.chunks, is not a partial)
+    """Partial transfers below directory (not the server's hash cache index,
+    .sockit-partial.chunks/, which is meant to stay)."""
     return sorted(p for p in glob.glob(os.path.join(directory, "**", ".sockit-partial.*"),
                                        recursive=True)
-                  if os.path.basename(p) != ".sockit-partial.chunks")
+                  if ".sockit-partial.chunks" not in p)
 
 
 class Relay(threading.Thread):
@@ -513,7 +514,9 @@ class Resume(FilesCase):
                                 "the resumed upload sent %d of %d bytes (cut at %d)"
                                 % (relay.up, size, cut))
                 self.assertEqual(partials(self.root), [])
-        srv.wait_line(r"put r/up2.bin: %d bytes \(\d+ sent, resumed at [1-9]" % size)
+        # resumed by PATCH (section 9.11): the kept chunks checked one by one
+        srv.wait_line(r"put r/up2.bin: %d bytes \(\d+ sent, patched over [1-9]\d* kept chunks"
+                      % size)
         self.stop(srv)
 
     def test_get_cut_at_random_points_then_resumed(self):
@@ -564,7 +567,10 @@ class Resume(FilesCase):
         self.assertEqual(cp.returncode, 0, cp.stderr)
         self.assertGreaterEqual(relay.up, size, "the tampered prefix was trusted")
         self.assertEqual(sha_file(os.path.join(self.root, "t.bin")), sha_file(src))
-        srv.wait_line(r"put t.bin: the \d+ bytes already here do not match the client's file")
+        # checked chunk by chunk (PATCH, section 9.11): the tampered first
+        # chunk and the short second one came again
+        srv.wait_line(r"put t.bin: %d bytes \(%d sent, patched over 2 kept chunks of 4\)"
+                      % (size, size))
         # Download: our own partial is changed.
         dst = os.path.join(self.local, "t.back")
         relay = Relay(helpers.parse_addr(srv.addr)[2], cut_down=8 * MiB)
@@ -580,7 +586,9 @@ class Resume(FilesCase):
         self.assertEqual(cp.returncode, 0, cp.stderr)
         self.assertGreaterEqual(relay.down, size, "the tampered prefix was trusted")
         self.assertEqual(sha_file(dst), sha_file(src))
-        srv.wait_line(r"get t.bin: the client's \d+ bytes do not match the file")
+        # checked chunk by chunk (GET_RANGE, section 9.11): the tampered
+        # first chunk, the short second one and the rest came again
+        srv.wait_line(r"get t.bin: bytes 0 to %d of %d sent" % (size, size))
         self.assertEqual(partials(self.local) + partials(self.root), [])
         self.stop(srv)
 
