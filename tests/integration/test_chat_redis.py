@@ -6,12 +6,14 @@ uniqueness span servers; history on join comes from Redis; killing Redis
 mid-conversation and starting it again keeps every member connected, tells
 them, refuses what they type meanwhile and resumes in one order; a SIGKILLed
 server's nicks are free after --redis-nick-ttl; a bad URL is a usage error;
-a Redis down at start is one line, then retries."""
+a Redis down at start is one line, then retries; a Redis that stops
+answering (SIGSTOP) cannot stall a server; unix:PATH and /DB URLs."""
 
 import os
 import re
 import select
 import shutil
+import signal
 import socket
 import subprocess
 import threading
@@ -292,6 +294,82 @@ class Outage(RedisCase):
         time.sleep(1.5)                                # several retries, still one line
         self.assertEqual(len(srv.find(r"unavailable")), 1)
         self.assertIsNone(srv.proc.poll())
+
+    def test_redis_that_stops_answering_cannot_stall_the_server(self):
+        # SIGSTOP: Redis keeps the connection open and never answers.
+        srvs = self.servers(2)
+        a, b = self.named(srvs[0], "ann"), self.named(srvs[1], "bob")
+        a.send("/who")
+        self.assertEqual(a.skip_until(re.compile(r"^\*\*\* members "))[1][:16],
+                         "*** members (2):")
+        a.send("before")
+        b.skip_until("ann: before")
+        os.kill(self.redis.pid, signal.SIGSTOP)
+        try:
+            b.send("into the void")                    # no reply will come
+            for m in (a, b):
+                m.skip_until(CUT, timeout=10)          # the command timed out
+            b.send("typed while silent")
+            b.skip_until(REFUSED)
+            # The loop is not stuck: a newcomer is welcomed and /who is
+            # answered (that the network is away, or by a Redis command
+            # that gets its answer or times out).
+            c = Member(self, srvs[0].addr, timeout=10)
+            c.send("/who")
+            c.skip_until(re.compile(r"^\*\*\* (members |error: the chat network)"), timeout=10)
+            for s in srvs:
+                self.assertIsNone(s.proc.poll(), "a server exited")
+        finally:
+            os.kill(self.redis.pid, signal.SIGCONT)
+        for m in (a, b):
+            m.skip_until(BACK, timeout=15)
+        a.send("after")
+        # Live, or replayed as history when b's server catches up on what
+        # it missed after "after" was published (both are right).
+        b.skip_until(re.compile(r"^(\[history\] )?ann: after$"))
+        # What was refused never reached the room: not in its history.
+        hist = subprocess.run(["redis-cli", "-p", str(self.redis_port), "LRANGE",
+                               "sockit:chat:room:lobby:history", "0", "-1"],
+                              stdout=subprocess.PIPE, timeout=10).stdout.decode()
+        self.assertIn("ann: after", hist)
+        self.assertNotIn("typed while silent", hist)
+
+    def test_unix_socket_url(self):
+        self.stop_redis()
+        sock = self.path("redis.sock")
+        self.redis = subprocess.Popen(
+            ["redis-server", "--port", "0", "--unixsocket", sock, "--save", "",
+             "--appendonly", "no", "--dir", self.tmp],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while not os.path.exists(sock):
+            self.assertLess(time.monotonic(), deadline, "redis-server did not start")
+            time.sleep(0.05)
+        srvs = [self.chat("--redis", "unix:" + sock) for _ in range(2)]
+        for s in srvs:
+            s.wait_line(r"chat: redis at unix:%s: connected" % re.escape(sock))
+        a, b = self.named(srvs[0], "ann"), self.named(srvs[1], "bob")
+        a.send("/who")
+        self.assertEqual(a.skip_until(re.compile(r"^\*\*\* members "))[1][:16],
+                         "*** members (2):")
+        a.send("over a unix socket")
+        b.skip_until("ann: over a unix socket")
+
+    @unittest.skipIf(shutil.which("redis-cli") is None, "redis-cli is not installed")
+    def test_database_number_in_the_url_is_used(self):
+        srv = self.chat("--redis", self.url() + "/3")
+        srv.wait_line(UP_RE)
+        m = self.named(srv, "dee")
+        m.send("kept in db 3")
+        m.send("/who")
+        m.skip_until(re.compile(r"^\*\*\* members "))
+
+        def keys(db):
+            cp = subprocess.run(["redis-cli", "-p", str(self.redis_port), "-n", str(db),
+                                 "DBSIZE"], stdout=subprocess.PIPE, timeout=10)
+            return int(cp.stdout.decode().strip() or "0")
+        self.assertGreater(keys(3), 0)
+        self.assertEqual(keys(0), 0)
 
     def test_bad_redis_url_is_a_usage_error(self):
         for bad in ("http://127.0.0.1:6379", "redis://127.0.0.1", "redis://:6379",
