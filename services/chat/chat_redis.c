@@ -402,20 +402,25 @@ bool chat_redis_up(const chat_redis *r) { return r != NULL && r->up; }
 
 bool chat_redis_busy(const chat_redis *r) { return r->pending >= MAX_PENDING - 16; }
 
-int chat_redis_command(chat_redis *r, redisCallbackFn *fn, void *priv, const char *fmt, ...)
+/* A request slot for the next command, or NULL (no link, too many in
+ * flight, out of memory). */
+static cmd_req *cmd_new(chat_redis *r, redisCallbackFn *fn, void *priv)
 {
     if (r->cmd == NULL || r->pending >= MAX_PENDING)
-        return -1;
+        return NULL;
     cmd_req *q = malloc(sizeof *q);
     if (q == NULL)
-        return -1;
+        return NULL;
     q->r = r;
     q->fn = fn;
     q->priv = priv;
-    va_list ap;
-    va_start(ap, fmt);
-    int rc = redisvAsyncCommand(r->cmd, cmd_done, q, fmt, ap);
-    va_end(ap);
+    return q;
+}
+
+/* Queued by hiredis (rc REDIS_OK): its send time joins the FIFO that
+ * watch_tick checks against CMD_TIMEOUT_MS. Returns 0 or -1. */
+static int cmd_queued(chat_redis *r, cmd_req *q, int rc)
+{
     if (rc != REDIS_OK) {
         free(q);
         return -1;
@@ -425,24 +430,25 @@ int chat_redis_command(chat_redis *r, redisCallbackFn *fn, void *priv, const cha
     return 0;
 }
 
+int chat_redis_command(chat_redis *r, redisCallbackFn *fn, void *priv, const char *fmt, ...)
+{
+    cmd_req *q = cmd_new(r, fn, priv);
+    if (q == NULL)
+        return -1;
+    va_list ap;
+    va_start(ap, fmt);
+    int rc = redisvAsyncCommand(r->cmd, cmd_done, q, fmt, ap);
+    va_end(ap);
+    return cmd_queued(r, q, rc);
+}
+
 int chat_redis_argv(chat_redis *r, redisCallbackFn *fn, void *priv, int argc, const char **argv,
                     const size_t *lens)
 {
-    if (r->cmd == NULL || r->pending >= MAX_PENDING)
-        return -1;
-    cmd_req *q = malloc(sizeof *q);
+    cmd_req *q = cmd_new(r, fn, priv);
     if (q == NULL)
         return -1;
-    q->r = r;
-    q->fn = fn;
-    q->priv = priv;
-    if (redisAsyncCommandArgv(r->cmd, cmd_done, q, argc, argv, lens) != REDIS_OK) {
-        free(q);
-        return -1;
-    }
-    r->sent_at[(r->head + r->pending) % MAX_PENDING] = sk_loop_now(r->loop);
-    r->pending++;
-    return 0;
+    return cmd_queued(r, q, redisAsyncCommandArgv(r->cmd, cmd_done, q, argc, argv, lens));
 }
 
 /* ------------------------------------------------------------ lifetime */
