@@ -51,7 +51,7 @@ UNIT_OBJ := $(UNIT_SRC:%.c=$(BUILD)/obj/%.o)
 # Debian packages: what building needs, and what the tests drive sockit with.
 BUILD_PKGS := gcc make libc6-dev pkg-config libssl-dev libedit-dev libhiredis-dev
 TEST_PKGS  := libcriterion-dev python3 netcat-openbsd socat procps util-linux iproute2 \
-              clang libclang-rt-14-dev openssl redis-server
+              clang libclang-rt-14-dev openssl redis-server redis-tools
 
 .PHONY: all run test deps deps-test install uninstall clean unit integration check-symbols \
         fuzz fuzz-smoke bench bench-quick soak valgrind

@@ -274,16 +274,19 @@ static int r_mkdir(tjob *j, const char *path, uint16_t mode)
     return req(j, FT_MKDIR, m, 2, path, "MKDIR");
 }
 
+/* META's fields (and a version-3 PUT_END's tail): mode (2), mtime
+ * seconds (8), nanoseconds (4). */
+static void meta_put(uint8_t m[14], uint16_t mode, const struct timespec *t)
+{
+    proto_put16(m, mode);
+    files_put64(m + 2, (uint64_t)(int64_t)t->tv_sec);
+    proto_put32(m + 10, (uint32_t)t->tv_nsec);
+}
+
 static int r_meta(tjob *j, const char *path, uint16_t mode, const struct timespec *t)
 {
     uint8_t m[14];
-    proto_put16(m, mode);
-    files_put64(m + 2, (uint64_t)(int64_t)t->tv_sec);
-    uint32_t ns = (uint32_t)t->tv_nsec;
-    m[10] = (uint8_t)(ns >> 24);
-    m[11] = (uint8_t)(ns >> 16);
-    m[12] = (uint8_t)(ns >> 8);
-    m[13] = (uint8_t)ns;
+    meta_put(m, mode, t);
     return req(j, FT_META, m, sizeof m, path, "META");
 }
 
@@ -680,19 +683,6 @@ typedef struct batch {
     unsigned ndfd;
     unsigned gen; /* j->dirgen when dfd[ndfd - 1] was taken */
 } batch;
-
-/* META's fields (and a version-3 PUT_END's tail): mode (2), mtime
- * seconds (8), nanoseconds (4). */
-static void meta_put(uint8_t m[14], uint16_t mode, const struct timespec *t)
-{
-    proto_put16(m, mode);
-    files_put64(m + 2, (uint64_t)(int64_t)t->tv_sec);
-    uint32_t ns = (uint32_t)t->tv_nsec;
-    m[10] = (uint8_t)(ns >> 24);
-    m[11] = (uint8_t)(ns >> 16);
-    m[12] = (uint8_t)(ns >> 8);
-    m[13] = (uint8_t)ns;
-}
 
 /* Sends one file of the batch. false: the connection is gone. */
 static bool batch_send(tjob *j, int dfd, pend *p)

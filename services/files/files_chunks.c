@@ -13,24 +13,6 @@
 
 #include "files_int.h"
 
-static void chunks_fail(fsess *s, int code, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void chunks_fail(fsess *s, int code, const char *fmt, ...)
-{
-    char text[PROTO_ERROR_TEXT_MAX];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(text, sizeof text, fmt, ap);
-    va_end(ap);
-    files_send_error(s, code, "%s", text);
-    if (!s->ctx->quiet || code != FE_NOTFOUND)
-        sk_log(code == FE_NOTFOUND ? SK_LOG_INFO : SK_LOG_WARN, "%s %s chunks refused: %s",
-               s->ctx->name, sk_conn_peer(s->conn), text);
-    files_xfer_end(s, false);
-    files_done(s);
-}
-
 /* The slot of chunk i's hash. */
 static uint8_t *slot(fsess *s, uint64_t i)
 {
@@ -80,27 +62,14 @@ static void send_end(fsess *s, const uint8_t whole[FILES_HASH], bool cached)
 
 void files_chunks(fsess *s, const uint8_t *body, size_t len)
 {
-    char why[PROTO_ERROR_TEXT_MAX];
-    if (files_path_check((const char *)body, len, false, why, sizeof why) < 0) {
-        files_refuse_path(s, "chunks", why);
+    if (!files_xfer_open_source(s, "chunks", FX_CHUNKS, body, len))
         return;
-    }
-    if (!files_xfer_begin(s, FX_CHUNKS, body, len))
-        return;
-    int code = 0;
-    int fd = files_open_regular(s, &s->st, &code, why, sizeof why);
-    if (fd < 0) {
-        chunks_fail(s, code, "%s", why);
-        return;
-    }
-    s->fd = fd;
-    s->size = (uint64_t)s->st.st_size;
     s->chunk = s->sent_from = 0;
     uint64_t count = (s->size + FILES_CHUNK - 1) / FILES_CHUNK;
     s->keep_all = count <= FILES_HCACHE_MAX_CHUNKS;
     s->frame = malloc(9 + (size_t)FILES_HASHES_PER_FRAME * FILES_HASH);
     if (s->frame == NULL) {
-        chunks_fail(s, FE_IO, "server out of memory");
+        files_xfer_refuse(s, "chunks", FE_IO, "server out of memory");
         return;
     }
     files_hlist hit;
@@ -119,7 +88,7 @@ void files_chunks(fsess *s, const uint8_t *body, size_t len)
     s->buf = malloc(FILES_READ_BUF);
     if (s->cmd == NULL || s->hashes == NULL || s->buf == NULL ||
         EVP_DigestInit_ex(s->cmd, EVP_sha256(), NULL) != 1) {
-        chunks_fail(s, FE_IO, "server out of memory");
+        files_xfer_refuse(s, "chunks", FE_IO, "server out of memory");
         return;
     }
     s->state = FS_CHUNKS;
@@ -159,12 +128,13 @@ static void finish(fsess *s)
         now.st_mtim.tv_nsec != s->st.st_mtim.tv_nsec ||
         now.st_ctim.tv_sec != s->st.st_ctim.tv_sec ||
         now.st_ctim.tv_nsec != s->st.st_ctim.tv_nsec) {
-        chunks_fail(s, FE_CHANGED, "%s changed while it was being hashed; ask again", what);
+        files_xfer_refuse(s, "chunks", FE_CHANGED,
+                          "%s changed while it was being hashed; ask again", what);
         return;
     }
     uint8_t whole[FILES_HASH];
     if (EVP_DigestFinal_ex(s->md, whole, NULL) != 1) {
-        chunks_fail(s, FE_IO, "the server could not hash");
+        files_xfer_refuse(s, "chunks", FE_IO, "the server could not hash");
         return;
     }
     if (s->keep_all)
@@ -196,14 +166,15 @@ void files_chunks_step(fsess *s)
         char what[160];
         files_describe(what, sizeof what, s->path);
         if (rc > 0)
-            chunks_fail(s, FE_CHANGED, "%s shrank while it was being hashed; ask again", what);
+            files_xfer_refuse(s, "chunks", FE_CHANGED,
+                              "%s shrank while it was being hashed; ask again", what);
         else
-            chunks_fail(s, FE_IO, "reading %s: %s", what, strerror(-rc));
+            files_xfer_refuse(s, "chunks", FE_IO, "reading %s: %s", what, strerror(-rc));
         return;
     }
     if (EVP_DigestFinal_ex(s->cmd, slot(s, s->chunk), NULL) != 1 ||
         EVP_DigestInit_ex(s->cmd, EVP_sha256(), NULL) != 1) {
-        chunks_fail(s, FE_IO, "the server could not hash");
+        files_xfer_refuse(s, "chunks", FE_IO, "the server could not hash");
         return;
     }
     s->chunk++;

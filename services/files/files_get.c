@@ -24,24 +24,6 @@ static void hash_now(fsess *s)
         files_get_hashed(s, rc);
 }
 
-static void get_fail(fsess *s, int code, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void get_fail(fsess *s, int code, const char *fmt, ...)
-{
-    char text[PROTO_ERROR_TEXT_MAX];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(text, sizeof text, fmt, ap);
-    va_end(ap);
-    files_send_error(s, code, "%s", text);
-    if (!s->ctx->quiet || code != FE_NOTFOUND)
-        sk_log(code == FE_NOTFOUND ? SK_LOG_INFO : SK_LOG_WARN, "%s %s get refused: %s",
-               s->ctx->name, sk_conn_peer(s->conn), text);
-    files_xfer_end(s, false);
-    files_done(s);
-}
-
 /* Opens for reading the very file an O_PATH descriptor names (checked to
  * be a regular file), through /proc/self/fd: no second path lookup that a
  * name swapped meanwhile could redirect. Without /proc, the path is opened
@@ -114,23 +96,8 @@ void files_get(fsess *s, const uint8_t *body, size_t len)
         return;
     }
     uint64_t have = files_get64(body);
-    const uint8_t *path = body + 8 + FILES_HASH;
-    size_t plen = len - 8 - FILES_HASH;
-    char why[PROTO_ERROR_TEXT_MAX];
-    if (files_path_check((const char *)path, plen, false, why, sizeof why) < 0) {
-        files_refuse_path(s, "get", why);
+    if (!files_xfer_open_source(s, "get", FX_GET, body + 8 + FILES_HASH, len - 8 - FILES_HASH))
         return;
-    }
-    if (!files_xfer_begin(s, FX_GET, path, plen))
-        return;
-    int code = 0;
-    int fd = files_open_regular(s, &s->st, &code, why, sizeof why);
-    if (fd < 0) {
-        get_fail(s, code, "%s", why);
-        return;
-    }
-    s->fd = fd;
-    s->size = (uint64_t)s->st.st_size;
     s->have = have;
     memcpy(s->theirs, body + 8, FILES_HASH);
     if (have > 0 && have <= s->size) {
@@ -151,7 +118,7 @@ static void get_ready(fsess *s)
     if (s->have > 0) {
         uint8_t ours[FILES_HASH];
         if (!files_digest_so_far(s, ours)) {
-            get_fail(s, FE_IO, "the server could not hash");
+            files_xfer_refuse(s, "get", FE_IO, "the server could not hash");
             return;
         }
         if (memcmp(ours, s->theirs, FILES_HASH) == 0) {
@@ -160,7 +127,7 @@ static void get_ready(fsess *s)
             char what[160];
             files_describe(what, sizeof what, s->path);
             if (!files_hash_restart(s)) {
-                get_fail(s, FE_IO, "the server could not hash");
+                files_xfer_refuse(s, "get", FE_IO, "the server could not hash");
                 return;
             }
             sk_log(SK_LOG_INFO,
@@ -186,30 +153,15 @@ void files_get_range(fsess *s, const uint8_t *body, size_t len)
         return;
     }
     uint64_t off = files_get64(body), n = files_get64(body + 8);
-    const uint8_t *path = body + 16;
-    size_t plen = len - 16;
-    char why[PROTO_ERROR_TEXT_MAX];
-    if (files_path_check((const char *)path, plen, false, why, sizeof why) < 0) {
-        files_refuse_path(s, "get", why);
+    if (!files_xfer_open_source(s, "get", FX_GET, body + 16, len - 16))
         return;
-    }
-    if (!files_xfer_begin(s, FX_GET, path, plen))
-        return;
-    int code = 0;
-    int fd = files_open_regular(s, &s->st, &code, why, sizeof why);
-    if (fd < 0) {
-        get_fail(s, code, "%s", why);
-        return;
-    }
-    s->fd = fd;
-    s->size = (uint64_t)s->st.st_size;
     if (off > s->size || n > s->size - off) {
         char what[160];
         files_describe(what, sizeof what, s->path);
-        get_fail(s, FE_CHANGED,
-                 "%s has %llu bytes now: the range asked for is past its end; "
-                 "run get again",
-                 what, (unsigned long long)s->size);
+        files_xfer_refuse(s, "get", FE_CHANGED,
+                          "%s has %llu bytes now: the range asked for is past its end; "
+                          "run get again",
+                          what, (unsigned long long)s->size);
         return;
     }
     s->range = true;
@@ -230,9 +182,10 @@ void files_get_hashed(fsess *s, int rc)
         char what[160];
         files_describe(what, sizeof what, s->path);
         if (rc > 0)
-            get_fail(s, FE_CHANGED, "%s shrank while it was being read; run get again", what);
+            files_xfer_refuse(s, "get", FE_CHANGED,
+                              "%s shrank while it was being read; run get again", what);
         else
-            get_fail(s, FE_IO, "reading %s: %s", what, strerror(-rc));
+            files_xfer_refuse(s, "get", FE_IO, "reading %s: %s", what, strerror(-rc));
         return;
     }
     get_ready(s);
@@ -254,9 +207,10 @@ void files_get_pump(fsess *s)
         if (rc != 0) {
             files_describe(what, sizeof what, s->path);
             if (rc > 0)
-                get_fail(s, FE_CHANGED, "%s shrank while it was being sent; run get again", what);
+                files_xfer_refuse(s, "get", FE_CHANGED,
+                                  "%s shrank while it was being sent; run get again", what);
             else
-                get_fail(s, FE_IO, "reading %s: %s", what, strerror(-rc));
+                files_xfer_refuse(s, "get", FE_IO, "reading %s: %s", what, strerror(-rc));
             return;
         }
         uint8_t head[SK_FRAME_HEADER + 1];
@@ -284,13 +238,14 @@ void files_get_pump(fsess *s)
     if (fstat(s->fd, &now) < 0 || now.st_size != s->st.st_size ||
         now.st_mtim.tv_sec != s->st.st_mtim.tv_sec ||
         now.st_mtim.tv_nsec != s->st.st_mtim.tv_nsec) {
-        get_fail(s, FE_CHANGED, "%s changed while it was being sent; run get again", what);
+        files_xfer_refuse(s, "get", FE_CHANGED, "%s changed while it was being sent; run get again",
+                          what);
         return;
     }
     uint8_t msg[1 + FILES_HASH];
     msg[0] = FT_GET_END;
     if (EVP_DigestFinal_ex(s->md, msg + 1, NULL) != 1) {
-        get_fail(s, FE_IO, "the server could not hash");
+        files_xfer_refuse(s, "get", FE_IO, "the server could not hash");
         return;
     }
     (void)sk_conn_send_msg(s->conn, msg, sizeof msg);

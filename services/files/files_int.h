@@ -260,6 +260,16 @@ bool files_xfer_begin(fsess *s, enum fs_kind kind, const uint8_t *path, size_t p
  * left (an upload's partial is kept for a resume; nothing touches the
  * connection, which may be gone with its loop). */
 void files_xfer_end(fsess *s, bool gone);
+/* Refuses the transfer in progress (op: "get", "chunks"): the client
+ * gets ERROR code with the text, the log a line (not-found at INFO, and
+ * not at all with --quiet), and the session is ready for the next request. */
+void files_xfer_refuse(fsess *s, const char *op, int code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+/* The start of every request that reads a file (GET, GET_RANGE, CHUNKS):
+ * checks path, begins a transfer of kind and opens the regular file into
+ * s->fd, s->st and s->size. False: the client has been answered. */
+bool files_xfer_open_source(fsess *s, const char *op, enum fs_kind kind, const uint8_t *path,
+                            size_t plen);
 /* One step of hashing the prefix of a resume (state FS_HASHING): false
  * while more steps are scheduled; true when done, with *rc as
  * files_hash_range's (the caller hands it to files_put_hashed or

@@ -12,6 +12,7 @@
  * sending a file go in steps between which the loop serves everyone else. */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -335,5 +336,41 @@ bool files_hash_step(fsess *s, int *rc)
             return false;
         }
     }
+    return true;
+}
+
+void files_xfer_refuse(fsess *s, const char *op, int code, const char *fmt, ...)
+{
+    char text[PROTO_ERROR_TEXT_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof text, fmt, ap);
+    va_end(ap);
+    files_send_error(s, code, "%s", text);
+    if (!s->ctx->quiet || code != FE_NOTFOUND)
+        sk_log(code == FE_NOTFOUND ? SK_LOG_INFO : SK_LOG_WARN, "%s %s %s refused: %s",
+               s->ctx->name, sk_conn_peer(s->conn), op, text);
+    files_xfer_end(s, false);
+    files_done(s);
+}
+
+bool files_xfer_open_source(fsess *s, const char *op, enum fs_kind kind, const uint8_t *path,
+                            size_t plen)
+{
+    char why[PROTO_ERROR_TEXT_MAX];
+    if (files_path_check((const char *)path, plen, false, why, sizeof why) < 0) {
+        files_refuse_path(s, op, why);
+        return false;
+    }
+    if (!files_xfer_begin(s, kind, path, plen))
+        return false;
+    int code = 0;
+    int fd = files_open_regular(s, &s->st, &code, why, sizeof why);
+    if (fd < 0) {
+        files_xfer_refuse(s, op, code, "%s", why);
+        return false;
+    }
+    s->fd = fd;
+    s->size = (uint64_t)s->st.st_size;
     return true;
 }
