@@ -34,6 +34,36 @@ CLOSE_RE = (r"^sockit: relay close (\S+) -> (\S+) up=(\d+) down=(\d+) time=(\d+\
             r"reason=(.*)$")
 
 
+def tls_send_and_read(s, data, want, deadline):
+    """Send all of data on the TLS socket s while reading what comes back,
+    until `want` bytes have arrived, the peer closes, or the deadline passes."""
+    s.setblocking(False)
+    sent, got = 0, bytearray()
+    poller = select.poll()
+    while len(got) < want and time.monotonic() < deadline:
+        events = select.POLLIN | (select.POLLOUT if sent < len(data) else 0)
+        poller.register(s.fileno(), events)
+        ready = select.POLLIN if s.pending() else 0   # decrypted bytes already held
+        if not ready:
+            for _, ev in poller.poll(500):
+                ready |= ev
+        if sent < len(data) and ready & select.POLLOUT:
+            try:
+                sent += s.send(data[sent:sent + 65536])
+            except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+                pass
+        if ready & (select.POLLIN | select.POLLHUP | select.POLLERR):
+            try:
+                b = s.recv(1 << 16)
+            except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+                continue
+            if not b:
+                break
+            got += b
+    s.setblocking(True)
+    return bytes(got)
+
+
 class Target(threading.Thread):
     """A Python TCP or Unix target: accepts connections and runs handler(conn)
     for each in its own thread; records what each handler returns."""
@@ -540,18 +570,10 @@ class TestTls(RelayBase):
         raw = socket.create_connection(("127.0.0.1", port), timeout=IO_TIMEOUT)
         s = self.track(ctx.wrap_socket(raw, server_hostname="localhost"))
         data = os.urandom(2 << 20)
-        got = bytearray()
-
-        def reader():
-            while len(got) < len(data):
-                b = s.recv(1 << 16)
-                if not b:
-                    break
-                got.extend(b)
-        t = threading.Thread(target=reader)
-        t.start()
-        s.sendall(data)
-        t.join(timeout=30)
+        # One thread drives both directions: an SSL object must never be read
+        # and written from two threads at once (OpenSSL does not allow it, and
+        # CPython releases the GIL inside SSL_read/SSL_write).
+        got = tls_send_and_read(s, data, len(data), deadline=time.monotonic() + 30)
         self.assertEqual(bytes(got), data)
         s.close()
         srv.stop_checked(self)
