@@ -4,7 +4,8 @@ the feature tests leave implicit: relay's --connect-timeout defaults to 10 s
 reason logged); a peer refused by the access list is never dialed through
 to the target, each source gets its own log line, and the refusals are
 counted; `sockit listen` exits 0 on a clean end, 1 on a listen error and 2
-on a usage error, each with one line.
+on a usage error, each with one line; so
+does `sockit relay` without its two addresses.
 
 Real peers only (Python sockets); loopback, port 0; bounded waits."""
 
@@ -75,6 +76,17 @@ class RelayAccess(RelayBase):
         srv.wait_line(r"stats .*refused_acl=6\b")
         s.close()
         srv.stop_checked(self)
+
+
+class RelayUsage(RelayBase):
+
+    def test_missing_addresses_are_one_line_exit_2(self):
+        for argv in ([], ["127.0.0.1:0"], ["127.0.0.1:0", "--connect-timeout", "5"]):
+            with self.subTest(argv=argv):
+                cp = self.sockit("relay", *argv, timeout=10)
+                self.assertEqual(cp.returncode, 2, cp.stderr)
+                self.assertEqual(cp.stderr.count(b"\n"), 1, cp.stderr)
+                self.assertIn(b"sockit relay LISTEN TARGET", cp.stderr)
 
 
 class ListenExit(SockitTestCase):
