@@ -52,7 +52,9 @@ int cmd_relay(int argc, char **argv)
     for (int i = 1; i < argc; i++)
         npos += argv[i][0] != '-';
     if (argc < 3 || npos < 2) {
-        usage(stderr);
+        /* One line, like every usage error; the full text is --help's. */
+        cli_err("relay needs LISTEN and TARGET (usage: sockit relay LISTEN TARGET [options]; "
+                "try: sockit relay --help)");
         return EXIT_USAGE;
     }
     /* serve's parser with "relay" as the service: argv[0] stays ours. */
