@@ -188,12 +188,19 @@ typedef struct fsess {
     bool verifying;     /* PATCH: PUT_END came, the partial is being hashed */
     uint64_t hashed_to; /* PATCH: md covers the partial's [0, hashed_to) */
     uint64_t moved;     /* PATCH: DATA bytes received */
-    uint64_t kept;      /* PATCH: chunks of the base the client kept */
-    uint64_t end;       /* GET: where its DATA ends (size, or a range's end) */
-    bool meta_set;      /* PUT_END carried mode and mtime (version 3) */
-    bool fresh;         /* PUT: an all-zero upload id (or a stream): no resume */
-    bool batchable;     /* PUT: an all-zero id, not a stream: committed in batches */
-    files_hold *holds;  /* answers (and uploads) waiting for the batch's commit */
+    /* PUT: the chunk hashes of the partial's [0, precorded), made as it is
+     * written, recorded in the hash cache if the client goes (a resume
+     * then checks the kept part from the record, reading none of it) */
+    EVP_MD_CTX *pmd;
+    uint8_t *phashes;
+    uint64_t precorded;
+    bool precording;
+    uint64_t kept;     /* PATCH: chunks of the base the client kept */
+    uint64_t end;      /* GET: where its DATA ends (size, or a range's end) */
+    bool meta_set;     /* PUT_END carried mode and mtime (version 3) */
+    bool fresh;        /* PUT: an all-zero upload id (or a stream): no resume */
+    bool batchable;    /* PUT: an all-zero id, not a stream: committed in batches */
+    files_hold *holds; /* answers (and uploads) waiting for the batch's commit */
     unsigned nhold;
     uint16_t meta_mode;
     struct timespec meta_mtime;
@@ -335,9 +342,23 @@ void files_patch_verified(fsess *s, int rc);
 /* The chunk hashes of the file st describes, if the index holds them for
  * exactly its device, inode, size, mtime and ctime. */
 bool files_hcache_get(const files_svc *svc, const struct stat *st, files_hlist *out);
+/* The record of a partial upload (its whole hash all zero: it is no file's
+ * yet), as files_partial_record wrote it. */
+bool files_hcache_get_partial(const files_svc *svc, const struct stat *st, files_hlist *out);
 /* Records them (nothing on a --read-only server, or on any failure). */
 void files_hcache_put(const files_svc *svc, const struct stat *st, const uint8_t *hashes,
                       uint64_t count, const uint8_t whole[FILES_HASH]);
+
+/* files_precord.c: the chunk hashes of a partial upload as it is written */
+/* Starts the record from a PATCH's base: count hashes of its have bytes. */
+void files_precord_begin(fsess *s, const uint8_t *hashes, uint64_t count, uint64_t have);
+/* A PUT_AT to at: the record goes back to it (or stops, past its end). */
+void files_precord_at(fsess *s, uint64_t at);
+/* len bytes were written at at (a plain upload's first at 0 starts it). */
+void files_precord_data(fsess *s, uint64_t at, const uint8_t *data, size_t len);
+/* The client went and the partial is kept: record its chunk hashes. */
+void files_precord_save(fsess *s);
+void files_precord_free(fsess *s);
 
 /* files_commit.c: a batch of pipelined small uploads made durable at once */
 /* Holds a fresh PUT's PUT_READY behind the answers already held. */

@@ -442,6 +442,7 @@ void files_put_data(fsess *s, const uint8_t *data, size_t len)
         }
         off += (size_t)n;
     }
+    files_precord_data(s, s->pos, data, len);
     /* A PATCH's running hash holds only while its data comes in order
      * from the start; else the whole partial is hashed at PUT_END. */
     bool in_order = !s->patch || s->pos == s->hashed_to;
