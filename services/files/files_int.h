@@ -349,6 +349,21 @@ bool files_hcache_get_partial(const files_svc *svc, const struct stat *st, files
 void files_hcache_put(const files_svc *svc, const struct stat *st, const uint8_t *hashes,
                       uint64_t count, const uint8_t whole[FILES_HASH]);
 
+/* files_hsweep.c: the hash cache's stale records go after each sweep */
+typedef struct {
+    uint64_t dev, ino;
+} files_ino;
+typedef struct {
+    files_ino *keys;
+    size_t n, cap;
+    bool overflow; /* too many (or out of memory): nothing is pruned */
+} files_inoset;
+bool files_inoset_add(files_inoset *set, dev_t dev, ino_t ino);
+void files_inoset_free(files_inoset *set);
+/* Removes the records whose inode is not in seen (the files the walk
+ * begun at started found) and old temporary records; returns how many. */
+unsigned files_hcache_prune(const files_svc *svc, files_inoset *seen, time_t started);
+
 /* files_precord.c: the chunk hashes of a partial upload as it is written */
 /* Starts the record from a PATCH's base: count hashes of its have bytes. */
 void files_precord_begin(fsess *s, const uint8_t *hashes, uint64_t count, uint64_t have);
