@@ -66,7 +66,8 @@ unsigned files_hcache_prune(const files_svc *svc, files_inoset *seen, time_t sta
         close(dfd);
         return 0;
     }
-    qsort(seen->keys, seen->n, sizeof seen->keys[0], cmp);
+    if (seen->n > 0)
+        qsort(seen->keys, seen->n, sizeof seen->keys[0], cmp);
     time_t now = time(NULL);
     unsigned removed = 0;
     struct dirent *e;
@@ -87,7 +88,7 @@ unsigned files_hcache_prune(const files_svc *svc, files_inoset *seen, time_t sta
                 name[used] != '\0')
                 continue; /* not a record: not ours to remove */
             stale = st.st_mtim.tv_sec < started &&
-                    bsearch(&k, seen->keys, seen->n, sizeof k, cmp) == NULL;
+                    (seen->n == 0 || bsearch(&k, seen->keys, seen->n, sizeof k, cmp) == NULL);
         }
         if (stale && unlinkat(dirfd(d), name, 0) == 0)
             removed++;
