@@ -101,6 +101,16 @@ typedef struct files_hold files_hold;
 
 /* The service, shared by every worker's loop: read-only after start but
  * for the atomic counters and the mutex-guarded penalty table. */
+/* The whole-file hash of a kept partial at its last chunk border: a resume
+ * of that partial, unchanged, goes on hashing from there instead of reading
+ * the kept part again at PUT_END (files_precord.c). In memory only. */
+#define FILES_MIDS 16
+typedef struct {
+    uint64_t key[5]; /* the partial's dev, ino, size, mtime ns, ctime ns */
+    uint64_t len;    /* md covers the partial's [0, len) */
+    EVP_MD_CTX *md;
+} files_mid;
+
 typedef struct files_svc {
     files_opts o;
     files_root root;
@@ -118,6 +128,9 @@ typedef struct files_svc {
      * was freed under (a second signal skips the drain: no on_close). */
     pthread_mutex_t sess_mu;
     struct fsess *sessions;
+    pthread_mutex_t mid_mu;
+    files_mid mids[FILES_MIDS];
+    unsigned mid_next;
 } files_svc;
 
 enum fs_state {
@@ -195,6 +208,8 @@ typedef struct fsess {
     uint8_t *phashes;
     uint64_t precorded;
     bool precording;
+    EVP_MD_CTX *pmid; /* PUT: a copy of md at the last chunk border */
+    uint64_t pmid_len;
     uint64_t kept;     /* PATCH: chunks of the base the client kept */
     uint64_t end;      /* GET: where its DATA ends (size, or a range's end) */
     bool meta_set;     /* PUT_END carried mode and mtime (version 3) */
@@ -369,8 +384,13 @@ unsigned files_hcache_prune(const files_svc *svc, files_inoset *seen, time_t sta
 void files_precord_begin(fsess *s, const uint8_t *hashes, uint64_t count, uint64_t have);
 /* A PUT_AT to at: the record goes back to it (or stops, past its end). */
 void files_precord_at(fsess *s, uint64_t at);
-/* len bytes were written at at (a plain upload's first at 0 starts it). */
-void files_precord_data(fsess *s, uint64_t at, const uint8_t *data, size_t len);
+/* len bytes were written at at (a plain upload's first at 0 starts it);
+ * md takes them too when in_order. false: the server could not hash. */
+bool files_precord_data(fsess *s, uint64_t at, const uint8_t *data, size_t len, bool in_order);
+/* A resume whose partial is unchanged: md goes on from the kept running
+ * hash if one was left (true). */
+bool files_precord_resume(fsess *s, const struct stat *st);
+void files_mids_free(files_svc *svc);
 /* The client went and the partial is kept: record its chunk hashes. */
 void files_precord_save(fsess *s);
 void files_precord_free(fsess *s);

@@ -191,6 +191,9 @@ void files_patch(fsess *s, const uint8_t *body, size_t len)
         s->hashes = hit.hashes;
         s->chunk = hit.count;
         patch_ready(s);
+        if (s->state == FS_PUT_DATA && files_precord_resume(s, &st) && !s->ctx->quiet)
+            sk_log(SK_LOG_INFO, "%s %s put: the whole-file hash goes on from %llu bytes",
+                   s->ctx->name, sk_conn_peer(s->conn), (unsigned long long)s->hashed_to);
         return;
     }
     /* What a cut upload left (or a copy no cache speaks for): hashed

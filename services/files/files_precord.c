@@ -19,6 +19,9 @@ void files_precord_free(fsess *s)
     s->phashes = NULL;
     s->precorded = 0;
     s->precording = false;
+    EVP_MD_CTX_free(s->pmid);
+    s->pmid = NULL;
+    s->pmid_len = 0;
 }
 
 /* Ready to record a partial of s->size bytes: false if it cannot be (a
@@ -76,37 +79,127 @@ void files_precord_at(fsess *s, uint64_t at)
     }
 }
 
-void files_precord_data(fsess *s, uint64_t at, const uint8_t *data, size_t len)
+/* Hashes n bytes into the chunk record (if it is kept) and md (if
+ * in_order); at a chunk border, md's state is copied for a later resume. */
+static bool feed(fsess *s, const uint8_t *data, size_t n, bool in_order)
 {
-    if (!s->precording) {
+    if (in_order && EVP_DigestUpdate(s->md, data, n) != 1)
+        return false;
+    if (!s->precording)
+        return true;
+    if (EVP_DigestUpdate(s->pmd, data, n) != 1) {
+        files_precord_free(s);
+        return true;
+    }
+    s->precorded += n;
+    if (s->precorded % FILES_CHUNK != 0)
+        return true;
+    uint64_t i = s->precorded / FILES_CHUNK - 1;
+    if (EVP_DigestFinal_ex(s->pmd, s->phashes + (size_t)i * FILES_HASH, NULL) != 1 ||
+        EVP_DigestInit_ex(s->pmd, EVP_sha256(), NULL) != 1) {
+        files_precord_free(s);
+        return true;
+    }
+    if (in_order && (s->pmid != NULL || (s->pmid = EVP_MD_CTX_new()) != NULL) &&
+        EVP_MD_CTX_copy_ex(s->pmid, s->md) == 1)
+        s->pmid_len = s->precorded;
+    else
+        s->pmid_len = 0;
+    return true;
+}
+
+bool files_precord_data(fsess *s, uint64_t at, const uint8_t *data, size_t len, bool in_order)
+{
+    if (!s->precording && at == 0 && !s->patch && prepare(s)) {
         /* A plain upload is recorded from its first byte on. */
-        if (at != 0 || s->patch || !prepare(s))
-            return;
         s->precorded = 0;
         s->precording = true;
     }
-    if (at != s->precorded) {
+    if (s->precording && at != s->precorded)
         files_precord_free(s);
-        return;
-    }
+    if (!s->precording)
+        return !in_order || EVP_DigestUpdate(s->md, data, len) == 1;
+    /* md is the whole file's hash of [0, at) only if every byte so far
+     * came in order from the start (a PATCH's hashed_to == at). */
+    in_order = in_order && (!s->patch || s->hashed_to == at);
     while (len > 0) {
         uint64_t room = FILES_CHUNK - s->precorded % FILES_CHUNK;
         size_t n = len < room ? len : (size_t)room;
-        if (EVP_DigestUpdate(s->pmd, data, n) != 1) {
-            files_precord_free(s);
-            return;
-        }
-        s->precorded += n;
+        if (!feed(s, data, n, in_order))
+            return false;
         data += n;
         len -= n;
-        if (s->precorded % FILES_CHUNK == 0) {
-            uint64_t i = s->precorded / FILES_CHUNK - 1;
-            if (EVP_DigestFinal_ex(s->pmd, s->phashes + (size_t)i * FILES_HASH, NULL) != 1 ||
-                EVP_DigestInit_ex(s->pmd, EVP_sha256(), NULL) != 1) {
-                files_precord_free(s);
-                return;
-            }
+        if (!s->precording && len > 0)
+            return !in_order || EVP_DigestUpdate(s->md, data, len) == 1;
+    }
+    return true;
+}
+
+static void key_of(uint64_t key[5], const struct stat *st)
+{
+    key[0] = (uint64_t)st->st_dev;
+    key[1] = (uint64_t)st->st_ino;
+    key[2] = (uint64_t)st->st_size;
+    key[3] = (uint64_t)st->st_mtim.tv_sec * 1000000000u + (uint64_t)st->st_mtim.tv_nsec;
+    key[4] = (uint64_t)st->st_ctim.tv_sec * 1000000000u + (uint64_t)st->st_ctim.tv_nsec;
+}
+
+/* Leaves md's state at the last chunk border for a resume of the partial
+ * st (the oldest of FILES_MIDS goes). */
+static void keep_mid(fsess *s, const struct stat *st)
+{
+    if (s->pmid == NULL || s->pmid_len == 0 || s->pmid_len > s->precorded)
+        return;
+    files_svc *svc = s->svc;
+    pthread_mutex_lock(&svc->mid_mu);
+    files_mid *m = &svc->mids[svc->mid_next++ % FILES_MIDS];
+    EVP_MD_CTX_free(m->md);
+    key_of(m->key, st);
+    m->len = s->pmid_len;
+    m->md = s->pmid;
+    s->pmid = NULL;
+    pthread_mutex_unlock(&svc->mid_mu);
+}
+
+bool files_precord_resume(fsess *s, const struct stat *st)
+{
+    uint64_t key[5];
+    key_of(key, st);
+    files_svc *svc = s->svc;
+    EVP_MD_CTX *md = NULL;
+    uint64_t len = 0;
+    pthread_mutex_lock(&svc->mid_mu);
+    for (unsigned i = 0; i < FILES_MIDS; i++) {
+        files_mid *m = &svc->mids[i];
+        if (m->md != NULL && memcmp(m->key, key, sizeof key) == 0) {
+            md = m->md;
+            len = m->len;
+            m->md = NULL;
+            break;
         }
+    }
+    pthread_mutex_unlock(&svc->mid_mu);
+    if (md == NULL)
+        return false;
+    bool ok = len <= s->precorded && len % FILES_CHUNK == 0 && s->precorded == len &&
+              EVP_MD_CTX_copy_ex(s->md, md) == 1;
+    if (ok) {
+        s->hashed_to = len; /* the kept part is in md: not read again */
+        EVP_MD_CTX_free(s->pmid);
+        s->pmid = md;
+        s->pmid_len = len;
+    } else {
+        EVP_MD_CTX_free(md);
+        (void)files_hash_restart(s);
+    }
+    return ok;
+}
+
+void files_mids_free(files_svc *svc)
+{
+    for (unsigned i = 0; i < FILES_MIDS; i++) {
+        EVP_MD_CTX_free(svc->mids[i].md);
+        svc->mids[i].md = NULL;
     }
 }
 
@@ -128,4 +221,5 @@ void files_precord_save(fsess *s)
     }
     static const uint8_t none[FILES_HASH];
     files_hcache_put(s->svc, &st, s->phashes, count, none);
+    keep_mid(s, &st);
 }

@@ -192,8 +192,9 @@ class Delta(FilesCase):
     def test_resumed_put_checks_the_kept_part_from_its_record(self):
         # The server records a partial's chunk hashes as it writes it: a
         # resume compares them with the client's without reading the kept
-        # part (it is read once, for the final whole-file check); a
-        # touched partial no longer matches its record and is hashed.
+        # part, and its final whole-file check goes on from the running
+        # hash kept at the last chunk border (read: < 0.1x the kept part);
+        # a touched partial no longer matches its record and is hashed.
         size = 64 * MiB
         src = write_random(os.path.join(self.local, "big.bin"), size)
         srv = self.files_server()
@@ -228,8 +229,11 @@ class Delta(FilesCase):
                     self.assertGreaterEqual(reads[touched], size + kept)
                 else:
                     self.assertNotEqual(srv.find(line), [])
-                    # the kept part is read once only: by the final check
-                    self.assertLessEqual(reads[touched], size + SLACK)
+                    # nor for the final check: its hash goes on from the
+                    # running hash kept at the last chunk border
+                    self.assertNotEqual(srv.find(r"put: the whole-file hash goes on from %d bytes"
+                                                 % (kept // CHUNK * CHUNK)), [])
+                    self.assertLess(reads[touched], kept // 10)
         self.stop(srv)
 
     def test_resumed_get_moves_the_rest_and_only_bad_chunks(self):
