@@ -97,11 +97,11 @@ def main():
             wall = time.monotonic() - t
             r.join(60)
             read = rchar(srv.pid) - before
-            print("%s partial: kept %d MiB; resume read %d MiB on the server (%d MiB beyond the "
-                  "final whole-file check of %d MiB), sent %d MiB, %.2f s, exit %d; rehashing "
-                  "the kept part takes %.2f s" %
-                  ("touched" if touched else "recorded", kept >> 20, read >> 20,
-                   (read - size) >> 20, size >> 20, r.up >> 20, wall, cp.returncode, rehash))
+            print("%s partial: kept %d MiB; the resume read %.1f MiB on the server "
+                  "(%.4fx the kept part), sent %d MiB, %.2f s, exit %d; hashlib rehashes the "
+                  "kept part in %.2f s" %
+                  ("touched" if touched else "recorded", kept >> 20, read / 2**20, read / kept,
+                   r.up >> 20, wall, cp.returncode, rehash))
         srv.terminate()
         srv.wait(10)
     finally:
