@@ -501,6 +501,8 @@ static void svc_free(files_svc *svc)
     files_sources_destroy(&svc->sources);
     proto_preauth_destroy(&svc->pre);
     pthread_mutex_destroy(&svc->sess_mu);
+    files_mids_free(svc);
+    pthread_mutex_destroy(&svc->mid_mu);
     free(svc);
 }
 
@@ -517,6 +519,7 @@ static int files_start(svc_ctx *ctx, sk_loop *loop, char *err, size_t errlen)
     proto_penalties_init(&svc->pen);
     files_sources_init(&svc->sources);
     pthread_mutex_init(&svc->sess_mu, NULL);
+    pthread_mutex_init(&svc->mid_mu, NULL);
     /* A new file gets what open(0666) would give it under the umask; read
      * here, before the workers start (umask can only be read by setting it). */
     mode_t mask = umask(022);

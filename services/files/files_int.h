@@ -101,6 +101,16 @@ typedef struct files_hold files_hold;
 
 /* The service, shared by every worker's loop: read-only after start but
  * for the atomic counters and the mutex-guarded penalty table. */
+/* The whole-file hash of a kept partial at its last chunk border: a resume
+ * of that partial, unchanged, goes on hashing from there instead of reading
+ * the kept part again at PUT_END (files_precord.c). In memory only. */
+#define FILES_MIDS 16
+typedef struct {
+    uint64_t key[5]; /* the partial's dev, ino, size, mtime ns, ctime ns */
+    uint64_t len;    /* md covers the partial's [0, len) */
+    EVP_MD_CTX *md;
+} files_mid;
+
 typedef struct files_svc {
     files_opts o;
     files_root root;
@@ -118,6 +128,9 @@ typedef struct files_svc {
      * was freed under (a second signal skips the drain: no on_close). */
     pthread_mutex_t sess_mu;
     struct fsess *sessions;
+    pthread_mutex_t mid_mu;
+    files_mid mids[FILES_MIDS];
+    unsigned mid_next;
 } files_svc;
 
 enum fs_state {
@@ -188,12 +201,21 @@ typedef struct fsess {
     bool verifying;     /* PATCH: PUT_END came, the partial is being hashed */
     uint64_t hashed_to; /* PATCH: md covers the partial's [0, hashed_to) */
     uint64_t moved;     /* PATCH: DATA bytes received */
-    uint64_t kept;      /* PATCH: chunks of the base the client kept */
-    uint64_t end;       /* GET: where its DATA ends (size, or a range's end) */
-    bool meta_set;      /* PUT_END carried mode and mtime (version 3) */
-    bool fresh;         /* PUT: an all-zero upload id (or a stream): no resume */
-    bool batchable;     /* PUT: an all-zero id, not a stream: committed in batches */
-    files_hold *holds;  /* answers (and uploads) waiting for the batch's commit */
+    /* PUT: the chunk hashes of the partial's [0, precorded), made as it is
+     * written, recorded in the hash cache if the client goes (a resume
+     * then checks the kept part from the record, reading none of it) */
+    EVP_MD_CTX *pmd;
+    uint8_t *phashes;
+    uint64_t precorded;
+    bool precording;
+    EVP_MD_CTX *pmid; /* PUT: a copy of md at the last chunk border */
+    uint64_t pmid_len;
+    uint64_t kept;     /* PATCH: chunks of the base the client kept */
+    uint64_t end;      /* GET: where its DATA ends (size, or a range's end) */
+    bool meta_set;     /* PUT_END carried mode and mtime (version 3) */
+    bool fresh;        /* PUT: an all-zero upload id (or a stream): no resume */
+    bool batchable;    /* PUT: an all-zero id, not a stream: committed in batches */
+    files_hold *holds; /* answers (and uploads) waiting for the batch's commit */
     unsigned nhold;
     uint16_t meta_mode;
     struct timespec meta_mtime;
@@ -345,9 +367,43 @@ void files_patch_verified(fsess *s, int rc);
 /* The chunk hashes of the file st describes, if the index holds them for
  * exactly its device, inode, size, mtime and ctime. */
 bool files_hcache_get(const files_svc *svc, const struct stat *st, files_hlist *out);
+/* The record of a partial upload (its whole hash all zero: it is no file's
+ * yet), as files_partial_record wrote it. */
+bool files_hcache_get_partial(const files_svc *svc, const struct stat *st, files_hlist *out);
 /* Records them (nothing on a --read-only server, or on any failure). */
 void files_hcache_put(const files_svc *svc, const struct stat *st, const uint8_t *hashes,
                       uint64_t count, const uint8_t whole[FILES_HASH]);
+
+/* files_hsweep.c: the hash cache's stale records go after each sweep */
+typedef struct {
+    uint64_t dev, ino;
+} files_ino;
+typedef struct {
+    files_ino *keys;
+    size_t n, cap;
+    bool overflow; /* too many (or out of memory): nothing is pruned */
+} files_inoset;
+bool files_inoset_add(files_inoset *set, dev_t dev, ino_t ino);
+void files_inoset_free(files_inoset *set);
+/* Removes the records whose inode is not in seen (the files the walk
+ * begun at started found) and old temporary records; returns how many. */
+unsigned files_hcache_prune(const files_svc *svc, files_inoset *seen, time_t started);
+
+/* files_precord.c: the chunk hashes of a partial upload as it is written */
+/* Starts the record from a PATCH's base: count hashes of its have bytes. */
+void files_precord_begin(fsess *s, const uint8_t *hashes, uint64_t count, uint64_t have);
+/* A PUT_AT to at: the record goes back to it (or stops, past its end). */
+void files_precord_at(fsess *s, uint64_t at);
+/* len bytes were written at at (a plain upload's first at 0 starts it);
+ * md takes them too when in_order. false: the server could not hash. */
+bool files_precord_data(fsess *s, uint64_t at, const uint8_t *data, size_t len, bool in_order);
+/* A resume whose partial is unchanged: md goes on from the kept running
+ * hash if one was left (true). */
+bool files_precord_resume(fsess *s, const struct stat *st);
+void files_mids_free(files_svc *svc);
+/* The client went and the partial is kept: record its chunk hashes. */
+void files_precord_save(fsess *s);
+void files_precord_free(fsess *s);
 
 /* files_commit.c: a batch of pipelined small uploads made durable at once */
 /* Holds a fresh PUT's PUT_READY behind the answers already held. */

@@ -138,6 +138,8 @@ static void patch_ready(fsess *s)
 {
     if (!send_hashes(s))
         return;
+    /* What the partial holds now is recorded on from here. */
+    files_precord_begin(s, s->hashes, s->chunk, s->have);
     uint8_t end[1 + 8 + 4 + 8 + FILES_HASH];
     memset(end, 0, sizeof end);
     end[0] = FT_CHUNKS_END;
@@ -170,6 +172,28 @@ void files_patch(fsess *s, const uint8_t *body, size_t len)
     }
     if (s->hashes != NULL || s->have == 0) {
         patch_ready(s); /* from the hash cache, or nothing to compare */
+        return;
+    }
+    /* A cut upload's partial still as it was left: its record speaks for
+     * it, and none of it is read. */
+    files_hlist hit;
+    struct stat st;
+    if (fstat(s->fd, &st) == 0 && (uint64_t)st.st_size == s->have &&
+        files_hcache_get_partial(s->svc, &st, &hit)) {
+        if (!s->ctx->quiet) {
+            char what[160];
+            files_describe(what, sizeof what, s->path);
+            sk_log(SK_LOG_INFO,
+                   "%s %s put %s: the %llu bytes kept checked from their chunk record "
+                   "(not read)",
+                   s->ctx->name, sk_conn_peer(s->conn), what, (unsigned long long)s->have);
+        }
+        s->hashes = hit.hashes;
+        s->chunk = hit.count;
+        patch_ready(s);
+        if (s->state == FS_PUT_DATA && files_precord_resume(s, &st) && !s->ctx->quiet)
+            sk_log(SK_LOG_INFO, "%s %s put: the whole-file hash goes on from %llu bytes",
+                   s->ctx->name, sk_conn_peer(s->conn), (unsigned long long)s->hashed_to);
         return;
     }
     /* What a cut upload left (or a copy no cache speaks for): hashed
@@ -245,6 +269,7 @@ void files_patch_at(fsess *s, const uint8_t *body, size_t len)
     }
     s->pos = s->written_back = at;
     s->at_set = true;
+    files_precord_at(s, at);
 }
 
 void files_patch_end(fsess *s, const uint8_t *theirs)

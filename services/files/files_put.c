@@ -445,7 +445,7 @@ void files_put_data(fsess *s, const uint8_t *data, size_t len)
     /* A PATCH's running hash holds only while its data comes in order
      * from the start; else the whole partial is hashed at PUT_END. */
     bool in_order = !s->patch || s->pos == s->hashed_to;
-    if (in_order && EVP_DigestUpdate(s->md, data, len) != 1) {
+    if (!files_precord_data(s, s->pos, data, len, in_order)) {
         files_put_fail(s, true, FE_IO, "the server could not hash");
         return;
     }

@@ -5,7 +5,9 @@
  * It never follows a symbolic link (O_NOFOLLOW at every step, from the
  * root descriptor), and never removes a partial that an upload holds: each
  * is locked (flock) while it is written, and the sweeper removes only what
- * it could lock and what is still, under its name, the file it locked. */
+ * it could lock and what is still, under its name, the file it locked.
+ * The walk also notes every file's inode, for the hash cache's pruning
+ * (files_hsweep.c). */
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -69,6 +71,14 @@ static int sweep_one(const files_svc *svc, int dirfd, const char *dirpath, const
     return removed;
 }
 
+/* Adds dir/name's (device, inode) to seen if it is a regular file. */
+static void note_file(files_inoset *seen, int dirfd, const char *name)
+{
+    struct stat st;
+    if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode))
+        files_inoset_add(seen, st.st_dev, st.st_ino);
+}
+
 unsigned files_sweep_once(const files_svc *svc)
 {
     DIR *stack[FILES_DEPTH_MAX + 1];
@@ -76,6 +86,9 @@ unsigned files_sweep_once(const files_svc *svc)
     char path[FILES_PATH_MAX + 1] = "";
     unsigned removed = 0;
     time_t now = time(NULL);
+    /* Every file's (device, inode), for the hash cache's pruning; a walk
+     * cut short (a directory it could not open, too deep) prunes nothing. */
+    files_inoset seen = {0};
     int fd = openat(svc->root.fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0)
         return 0;
@@ -100,7 +113,10 @@ unsigned files_sweep_once(const files_svc *svc)
         if (strcmp(name, ".") == 0 || strcmp(name, "..") == 0)
             continue;
         if (strncmp(name, FILES_PARTIAL_PREFIX, sizeof FILES_PARTIAL_PREFIX - 1) == 0) {
-            removed += (unsigned)sweep_one(svc, dirfd(d), path, name, now);
+            if (sweep_one(svc, dirfd(d), path, name, now) == 1)
+                removed++;
+            else
+                note_file(&seen, dirfd(d), name); /* a kept partial's record stays */
             continue;
         }
         bool is_dir = e->d_type == DT_DIR;
@@ -108,15 +124,20 @@ unsigned files_sweep_once(const files_svc *svc)
             struct stat st;
             is_dir = fstatat(dirfd(d), name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode);
         }
+        if (!is_dir && (e->d_type == DT_REG || e->d_type == DT_UNKNOWN))
+            note_file(&seen, dirfd(d), name);
         size_t nlen = strlen(name);
+        if (is_dir &&
+            (depth + 1 >= (int)FILES_DEPTH_MAX || plen[depth] + 1 + nlen > FILES_PATH_MAX))
+            seen.overflow = true;
         if (!is_dir || depth + 1 >= (int)FILES_DEPTH_MAX || plen[depth] + 1 + nlen > FILES_PATH_MAX)
             continue;
         int sub = openat(dirfd(d), name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-        if (sub < 0)
-            continue;
-        DIR *sd = fdopendir(sub);
+        DIR *sd = sub >= 0 ? fdopendir(sub) : NULL;
         if (sd == NULL) {
-            close(sub);
+            if (sub >= 0)
+                close(sub);
+            seen.overflow = true;
             continue;
         }
         size_t at = plen[depth];
@@ -127,6 +148,8 @@ unsigned files_sweep_once(const files_svc *svc)
         stack[depth] = sd;
         plen[depth] = at + nlen;
     }
+    files_hcache_prune(svc, &seen, now);
+    files_inoset_free(&seen);
     return removed;
 }
 

@@ -145,6 +145,7 @@ static void put_vanished(fsess *s)
                FILES_PARTIALS_PER_SOURCE);
         return;
     }
+    files_precord_save(s);
     if (!s->ctx->quiet)
         sk_log(SK_LOG_INFO,
                "%s put %s interrupted after %llu of %llu bytes: the partial file "
@@ -172,6 +173,7 @@ void files_xfer_end(fsess *s, bool gone)
     s->hashes = NULL;
     free(s->frame);
     s->frame = NULL;
+    files_precord_free(s);
     s->keep_all = s->cache_hit = false;
     s->patch = s->at_set = s->verifying = false;
     s->hashed_to = s->moved = s->kept = s->end = 0;

@@ -14,9 +14,11 @@ import os
 
 import helpers
 from helpers import SOCKIT
+from test_files_hcache import rchar
 from test_files import MiB, FilesCase, Relay, partials, sha_file, write_random
 
 CHUNK = 4 * MiB
+CACHE = ".sockit-partial.chunks"
 SLACK = 64 * 1024  # frames, hellos, chunk lists: protocol overhead
 
 
@@ -185,6 +187,53 @@ class Delta(FilesCase):
                 m = srv.find(r"put %s: %d bytes \((\d+) sent, patched over" % (name, size))[-1]
                 self.assertLessEqual(int(m.group(1)), want + CHUNK)
                 self.assertEqual(partials(self.root), [])
+        self.stop(srv)
+
+    def test_resumed_put_checks_the_kept_part_from_its_record(self):
+        # The server records a partial's chunk hashes as it writes it: a
+        # resume compares them with the client's without reading the kept
+        # part, and its final whole-file check goes on from the running
+        # hash kept at the last chunk border (read: < 0.1x the kept part);
+        # a touched partial no longer matches its record and is hashed.
+        size = 64 * MiB
+        src = write_random(os.path.join(self.local, "big.bin"), size)
+        srv = self.files_server()
+        reads = {}
+        for touched in (False, True):
+            with self.subTest(touched=touched):
+                name = "big%d.bin" % touched
+                part = self.cut_put(srv, src, name, 41 * MiB + 4321)
+                kept = os.path.getsize(part)
+                self.assertGreaterEqual(kept, 8 * CHUNK)
+                st = os.stat(part)
+                self.assertIn("%x-%x" % (st.st_dev, st.st_ino),
+                              os.listdir(os.path.join(self.root, CACHE)))
+                want = size - kept // CHUNK * CHUNK
+                if touched:
+                    flip(part, 3 * CHUNK + 99)  # chunk 3: a new ctime, a bad chunk
+                    want += CHUNK
+                before = rchar(srv.pid)
+                relay = self.via(srv)
+                cp = self.files("put", relay.addr, src, name, "--quiet")
+                relay.join(30)
+                self.assertEqual(cp.returncode, 0, cp.stderr)
+                self.assertEqual(sha_file(os.path.join(self.root, name)), sha_file(src))
+                srv.wait_line(r"put %s: %d bytes \(" % (name, size))
+                reads[touched] = rchar(srv.pid) - before
+                self.assertLessEqual(relay.up, want + CHUNK + SLACK)
+                self.assertGreaterEqual(relay.up, want)
+                line = r"put %s: the %d bytes kept checked from their chunk record" % (name, kept)
+                if touched:
+                    self.assertEqual(srv.find(line), [])
+                    # hashed chunk by chunk, then read again whole at the end
+                    self.assertGreaterEqual(reads[touched], size + kept)
+                else:
+                    self.assertNotEqual(srv.find(line), [])
+                    # nor for the final check: its hash goes on from the
+                    # running hash kept at the last chunk border
+                    self.assertNotEqual(srv.find(r"put: the whole-file hash goes on from %d bytes"
+                                                 % (kept // CHUNK * CHUNK)), [])
+                    self.assertLess(reads[touched], kept // 10)
         self.stop(srv)
 
     def test_resumed_get_moves_the_rest_and_only_bad_chunks(self):

@@ -214,7 +214,44 @@ class HashCache(FilesCase):
         srv.wait_line(r"chunks top.bin")
         time.sleep(2.5)
         self.assertTrue(os.path.isdir(os.path.join(self.root, CACHE)))
-        self.assertEqual(len(self.records()), 2)
+        # ... but not the records of the files --delete removed (swept)
+        deadline = time.monotonic() + 10
+        while self.records() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        self.assertEqual(self.records(), [])
+        self.stop(srv)
+
+    def test_stale_records_and_crash_leftovers_are_swept(self):
+        # Disk use stays bounded: the sweep (--partial-ttl) removes the
+        # records of deleted and renamed-over files and the temporary
+        # record files a crash left; live files keep theirs.
+        for n in "abcd":
+            write_random(os.path.join(self.root, n + ".bin"), 100 * 1024 + ord(n))
+        srv = self.files_server("--partial-ttl", "1")
+        c = self.v2(srv)
+        for n in "abcd":
+            c.chunks(n + ".bin")
+        recs = {n: os.path.basename(self.record_of(os.path.join(self.root, n + ".bin")))
+                for n in "abcd"}
+        idx = os.path.join(self.root, CACHE)
+        old_tmp = os.path.join(idx, ".tmp.%s.0011223344556677" % recs["a"])
+        new_tmp = os.path.join(idx, ".tmp.%s.8899aabbccddeeff" % recs["b"])
+        for t in (old_tmp, new_tmp):
+            with open(t, "wb") as f:
+                f.write(b"torn")
+        os.utime(old_tmp, (time.time() - 3600, time.time() - 3600))
+        os.unlink(os.path.join(self.root, "a.bin"))  # deleted
+        os.rename(os.path.join(self.root, "c.bin"), os.path.join(self.root, "b.bin"))  # b renamed over
+        want = sorted([".tmp.%s.8899aabbccddeeff" % recs["b"], recs["c"], recs["d"]])
+        deadline = time.monotonic() + 15
+        while self.records() != want and time.monotonic() < deadline:
+            time.sleep(0.2)
+        self.assertEqual(self.records(), want)
+        srv.wait_line(r"files: removed \d+ stale hash cache records")
+        # a live untouched file's record still answers: nothing read
+        hashes, whole, read = self.chunks_read(srv, c, "d.bin")
+        self.assertEqual(whole, sha_file(os.path.join(self.root, "d.bin")))
+        self.assertLess(read, 64 * 1024)
         self.stop(srv)
 
     def test_read_only_server_writes_no_index(self):
