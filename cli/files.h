@@ -109,6 +109,9 @@ typedef struct files_chunk_list {
     uint64_t count;
     uint8_t *hashes; /* count * FILES_HASH bytes (malloc) */
     uint8_t whole[FILES_HASH];
+    /* A PATCH answered PATCH_RESUME (version 4): no hashes; the server's
+     * partial holds size bytes whose SHA-256 is whole. */
+    bool resume;
 } files_chunk_list;
 
 /* Asks the server for path's chunk hashes (c->version must be 2). Returns
@@ -117,8 +120,9 @@ typedef struct files_chunk_list {
 int files_chunks_get(fconn *c, const char *path, files_chunk_list *out, int *code);
 void files_chunk_list_free(files_chunk_list *l);
 /* The answer alone (CHUNK_HASHES..., CHUNKS_END), as CHUNKS and PATCH
- * have it; returns as files_chunks_get. */
-int files_chunks_recv(fconn *c, files_chunk_list *out, int *code);
+ * have it, or a PATCH's PATCH_RESUME when patch (version 4: out->resume);
+ * returns as files_chunks_get. */
+int files_chunks_recv(fconn *c, files_chunk_list *out, int *code, bool patch);
 
 /* The local file fd's chunk hashes (st: its fstat), from the client's
  * hash cache ($XDG_CACHE_HOME/sockit/chunks, else ~/.cache/sockit/chunks;

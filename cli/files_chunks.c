@@ -22,10 +22,10 @@ int files_chunks_get(fconn *c, const char *path, files_chunk_list *out, int *cod
     memset(out, 0, sizeof *out);
     if (fc_send(c, FT_CHUNKS, path, strlen(path), NULL, 0) != 0)
         return -1;
-    return files_chunks_recv(c, out, code);
+    return files_chunks_recv(c, out, code, false);
 }
 
-int files_chunks_recv(fconn *c, files_chunk_list *out, int *code)
+int files_chunks_recv(fconn *c, files_chunk_list *out, int *code, bool patch)
 {
     memset(out, 0, sizeof *out);
     size_t cap = 9 + (size_t)FILES_HASHES_PER_FRAME * FILES_HASH;
@@ -42,6 +42,15 @@ int files_chunks_recv(fconn *c, files_chunk_list *out, int *code)
         int r = fc_msg(c, &type, body, cap, &len, code, "the answer to CHUNKS");
         if (r != 0) {
             rc = r;
+            goto done;
+        }
+        if (type == FT_PATCH_RESUME && patch && c->version >= 4 && out->count == 0 &&
+            len == 8 + FILES_HASH) {
+            out->size = files_get64(body);
+            out->chunk_size = FILES_CHUNK;
+            memcpy(out->whole, body + 8, FILES_HASH);
+            out->resume = true;
+            rc = 0;
             goto done;
         }
         if (type == FT_CHUNKS_END && len == 20 + FILES_HASH) {

@@ -60,33 +60,15 @@ static void put_head(uint8_t *p, const struct stat *st, uint64_t count, const ui
     memcpy(p + 60, whole, FILES_HASH);
 }
 
-/* A record whose whole hash is all zero is a partial upload's (no file's
- * hash is that): each kind is found only by its own look-up. */
-static bool hcache_get(const files_svc *svc, const struct stat *st, files_hlist *out, bool partial)
+bool files_hcache_get(const files_svc *svc, const struct stat *st, files_hlist *out)
 {
-    static const uint8_t none[FILES_HASH];
     memset(out, 0, sizeof out[0]);
     int dfd = index_dir(svc, false);
     if (dfd < 0)
         return false;
     bool ok = files_hrec_get(dfd, st, out);
     close(dfd);
-    if (ok && (memcmp(out->whole, none, FILES_HASH) == 0) != partial) {
-        free(out->hashes);
-        memset(out, 0, sizeof out[0]);
-        ok = false;
-    }
     return ok;
-}
-
-bool files_hcache_get(const files_svc *svc, const struct stat *st, files_hlist *out)
-{
-    return hcache_get(svc, st, out, false);
-}
-
-bool files_hcache_get_partial(const files_svc *svc, const struct stat *st, files_hlist *out)
-{
-    return hcache_get(svc, st, out, true);
 }
 
 bool files_hrec_get(int dfd, const struct stat *st, files_hlist *out)

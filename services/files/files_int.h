@@ -201,15 +201,11 @@ typedef struct fsess {
     bool verifying;     /* PATCH: PUT_END came, the partial is being hashed */
     uint64_t hashed_to; /* PATCH: md covers the partial's [0, hashed_to) */
     uint64_t moved;     /* PATCH: DATA bytes received */
-    /* PUT: the chunk hashes of the partial's [0, precorded), made as it is
-     * written, recorded in the hash cache if the client goes (a resume
-     * then checks the kept part from the record, reading none of it) */
-    EVP_MD_CTX *pmd;
-    uint8_t *phashes;
-    uint64_t precorded;
-    bool precording;
-    EVP_MD_CTX *pmid; /* PUT: a copy of md at the last chunk border */
+    /* PUT: a copy of md at the last chunk border, [0, pmid_len) of the
+     * partial, kept for a resume if the client goes (files_precord.c) */
+    EVP_MD_CTX *pmid;
     uint64_t pmid_len;
+    bool precording; /* an upload that can be resumed: borders are kept */
     uint64_t kept;     /* PATCH: chunks of the base the client kept */
     uint64_t end;      /* GET: where its DATA ends (size, or a range's end) */
     bool meta_set;     /* PUT_END carried mode and mtime (version 3) */
@@ -367,9 +363,6 @@ void files_patch_verified(fsess *s, int rc);
 /* The chunk hashes of the file st describes, if the index holds them for
  * exactly its device, inode, size, mtime and ctime. */
 bool files_hcache_get(const files_svc *svc, const struct stat *st, files_hlist *out);
-/* The record of a partial upload (its whole hash all zero: it is no file's
- * yet), as files_partial_record wrote it. */
-bool files_hcache_get_partial(const files_svc *svc, const struct stat *st, files_hlist *out);
 /* Records them (nothing on a --read-only server, or on any failure). */
 void files_hcache_put(const files_svc *svc, const struct stat *st, const uint8_t *hashes,
                       uint64_t count, const uint8_t whole[FILES_HASH]);
@@ -389,19 +382,21 @@ void files_inoset_free(files_inoset *set);
  * begun at started found) and old temporary records; returns how many. */
 unsigned files_hcache_prune(const files_svc *svc, files_inoset *seen, time_t started);
 
-/* files_precord.c: the chunk hashes of a partial upload as it is written */
-/* Starts the record from a PATCH's base: count hashes of its have bytes. */
-void files_precord_begin(fsess *s, const uint8_t *hashes, uint64_t count, uint64_t have);
-/* A PUT_AT to at: the record goes back to it (or stops, past its end). */
+/* files_precord.c: a partial upload's running hash, kept for its resume */
+/* An upload starts: its running hash is kept at chunk borders if it can
+ * be resumed (not fresh, not a stream). */
+void files_precord_begin(fsess *s);
+/* DATA is about to go to at (a PUT_AT): a kept border past it goes. */
 void files_precord_at(fsess *s, uint64_t at);
-/* len bytes were written at at (a plain upload's first at 0 starts it);
- * md takes them too when in_order. false: the server could not hash. */
+/* len bytes were written at at; md takes them when in_order (and its
+ * state is copied at each chunk border). false: the server could not hash. */
 bool files_precord_data(fsess *s, uint64_t at, const uint8_t *data, size_t len, bool in_order);
-/* A resume whose partial is unchanged: md goes on from the kept running
- * hash if one was left (true). */
-bool files_precord_resume(fsess *s, const struct stat *st);
+/* A PATCH of the partial st: if its running hash was kept when its client
+ * went, md is set to it and its length (a multiple of the chunk size,
+ * under the upload's size) is returned; else 0. */
+uint64_t files_precord_resume(fsess *s, const struct stat *st);
 void files_mids_free(files_svc *svc);
-/* The client went and the partial is kept: record its chunk hashes. */
+/* The client went and the partial is kept: keep its running hash. */
 void files_precord_save(fsess *s);
 void files_precord_free(fsess *s);
 

@@ -138,8 +138,7 @@ static void patch_ready(fsess *s)
 {
     if (!send_hashes(s))
         return;
-    /* What the partial holds now is recorded on from here. */
-    files_precord_begin(s, s->hashes, s->chunk, s->have);
+    files_precord_begin(s);
     uint8_t end[1 + 8 + 4 + 8 + FILES_HASH];
     memset(end, 0, sizeof end);
     end[0] = FT_CHUNKS_END;
@@ -162,6 +161,40 @@ static void patch_ready(fsess *s)
     s->state = FS_PUT_DATA;
 }
 
+/* Answers PATCH_RESUME: md already covers the partial's [0, len), kept
+ * from the cut upload; the client checks its own first len bytes against
+ * their hash and sends the rest (or everything, from PUT_AT 0). */
+static void patch_resume(fsess *s, uint64_t len)
+{
+    uint8_t msg[1 + 8 + FILES_HASH];
+    msg[0] = FT_PATCH_RESUME;
+    files_put64(msg + 1, len);
+    EVP_MD_CTX *c = EVP_MD_CTX_new();
+    bool ok = c != NULL && EVP_MD_CTX_copy_ex(c, s->md) == 1 &&
+              EVP_DigestFinal_ex(c, msg + 9, NULL) == 1;
+    EVP_MD_CTX_free(c);
+    if (!ok) {
+        files_put_fail(s, false, FE_IO, "the server could not hash");
+        return;
+    }
+    (void)sk_conn_send_msg(s->conn, msg, sizeof msg);
+    s->precording = true; /* files_precord_resume left pmid at len */
+    s->kept = len / FILES_CHUNK;
+    s->chunk = s->kept;
+    s->hashed_to = len;
+    s->pos = s->from = s->written_back = 0;
+    s->at_set = false;
+    s->state = FS_PUT_DATA;
+    if (!s->ctx->quiet) {
+        char what[160];
+        files_describe(what, sizeof what, s->path);
+        sk_log(SK_LOG_INFO,
+               "%s %s put %s: resuming after the %llu bytes kept, their hash kept from the cut "
+               "upload (not read)",
+               s->ctx->name, sk_conn_peer(s->conn), what, (unsigned long long)len);
+    }
+}
+
 void files_patch(fsess *s, const uint8_t *body, size_t len)
 {
     s->patch = true;
@@ -174,26 +207,13 @@ void files_patch(fsess *s, const uint8_t *body, size_t len)
         patch_ready(s); /* from the hash cache, or nothing to compare */
         return;
     }
-    /* A cut upload's partial still as it was left: its record speaks for
-     * it, and none of it is read. */
-    files_hlist hit;
+    /* A cut upload's partial still as it was left, its running hash kept
+     * (version 4): none of it is read. */
     struct stat st;
-    if (fstat(s->fd, &st) == 0 && (uint64_t)st.st_size == s->have &&
-        files_hcache_get_partial(s->svc, &st, &hit)) {
-        if (!s->ctx->quiet) {
-            char what[160];
-            files_describe(what, sizeof what, s->path);
-            sk_log(SK_LOG_INFO,
-                   "%s %s put %s: the %llu bytes kept checked from their chunk record "
-                   "(not read)",
-                   s->ctx->name, sk_conn_peer(s->conn), what, (unsigned long long)s->have);
-        }
-        s->hashes = hit.hashes;
-        s->chunk = hit.count;
-        patch_ready(s);
-        if (s->state == FS_PUT_DATA && files_precord_resume(s, &st) && !s->ctx->quiet)
-            sk_log(SK_LOG_INFO, "%s %s put: the whole-file hash goes on from %llu bytes",
-                   s->ctx->name, sk_conn_peer(s->conn), (unsigned long long)s->hashed_to);
+    uint64_t kept;
+    if (s->hs.version >= 4 && fstat(s->fd, &st) == 0 && (uint64_t)st.st_size == s->have &&
+        (kept = files_precord_resume(s, &st)) > 0) {
+        patch_resume(s, kept);
         return;
     }
     /* What a cut upload left (or a copy no cache speaks for): hashed
@@ -266,6 +286,15 @@ void files_patch_at(fsess *s, const uint8_t *body, size_t len)
     if (at % FILES_CHUNK != 0 || at >= s->size) {
         files_fail(s, "PUT_AT must name the start of a chunk of the file");
         return;
+    }
+    if (at == 0 && s->hashed_to != 0) {
+        /* The client starts over from the first byte (a resume it did not
+         * take): the running hash does too. */
+        if (!files_hash_restart(s)) {
+            files_put_fail(s, false, FE_IO, "the server could not hash");
+            return;
+        }
+        s->hashed_to = 0;
     }
     s->pos = s->written_back = at;
     s->at_set = true;

@@ -17,10 +17,11 @@
  * there is no resume and no space check up front (section 9.5). */
 #define FILES_SIZE_STREAM UINT64_MAX
 /* The files protocol's highest version: 2 adds CHUNKS (section 9.10), 3
- * PATCH, PUT_AT and GET_RANGE (9.11) and mode and mtime on PUT_END (9.9). A server answers a hello
+ * PATCH, PUT_AT and GET_RANGE (9.11) and mode and mtime on PUT_END (9.9),
+ * 4 PATCH_RESUME (9.12). A server answers a hello
  * with the lower of its version and the client's, and a session never sees a request of a higher
  * version than the one agreed. */
-#define FILES_VERSION 3
+#define FILES_VERSION 4
 /* Files are hashed in chunks of this many bytes (the last one shorter):
  * SHA-256 of each, as `split -b 4M` cuts them. */
 #define FILES_CHUNK (4u * 1024u * 1024u)
@@ -84,6 +85,7 @@ enum files_type {
     FT_DONE = 0x58,         /* MKDIR, SYMLINK, META, DELETE succeeded */
     FT_CHUNK_HASHES = 0x59, /* first index (8), then SHA-256s of chunks (32 each) */
     FT_CHUNKS_END = 0x5a,   /* size (8), chunk size (4), count (8), SHA-256 of the file (32) */
+    FT_PATCH_RESUME = 0x5b, /* kept (8), SHA-256 of the partial's first kept bytes (32) */
 };
 
 /* ERROR codes of the files protocol; 1-4 are the typed protocols' own

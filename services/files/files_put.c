@@ -395,6 +395,7 @@ void files_put_from(fsess *s, const uint8_t *body, size_t len)
                s->ctx->name, sk_conn_peer(s->conn), what, (unsigned long long)s->have);
     }
     s->from = s->pos = s->written_back = from;
+    files_precord_begin(s);
     s->state = FS_PUT_DATA;
 }
 

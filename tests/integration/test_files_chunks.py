@@ -98,10 +98,10 @@ class Chunks(FilesCase):
         self.assertServerError(fc.E_NOTFOUND, c2.chunks, "nope.bin")
         self.assertServerError(fc.E_BADPATH, c2.chunks, "../etc/passwd")
         self.assertEqual(c2.chunks("f.bin")[2], hashes)
-        # a version-4 hello is answered with 3, the highest the server has
-        c3 = fc.FilesClient.connect(sa, family=fam, version=4)
-        self._socks.append(c3.sock)
-        self.assertEqual(c3.version, 3)
+        # a version-5 hello is answered with 4, the highest the server has
+        c4 = fc.FilesClient.connect(sa, family=fam, version=5)
+        self._socks.append(c4.sock)
+        self.assertEqual(c4.version, 4)
         # a version-1 session has no CHUNKS: a protocol error, then a close
         c1 = fc.FilesClient.connect(sa, family=fam, version=1)
         self._socks.append(c1.sock)
@@ -153,7 +153,7 @@ class Chunks(FilesCase):
         th.join(15)
         self.assertEqual(cp.returncode, 0, cp.stderr)
         self.assertEqual(cp.stderr, b"")
-        self.assertEqual(hellos, [3, 1])
+        self.assertEqual(hellos, [4, 1])
         self.assertEqual(json.loads(cp.stdout), [{"name": "x.bin", "type": "file", "size": 5,
                                                   "mtime": 1700000000, "mode": "0644"}])
 

@@ -18,7 +18,6 @@ from test_files_hcache import rchar
 from test_files import MiB, FilesCase, Relay, partials, sha_file, write_random
 
 CHUNK = 4 * MiB
-CACHE = ".sockit-partial.chunks"
 SLACK = 64 * 1024  # frames, hellos, chunk lists: protocol overhead
 
 
@@ -189,29 +188,38 @@ class Delta(FilesCase):
                 self.assertEqual(partials(self.root), [])
         self.stop(srv)
 
-    def test_resumed_put_checks_the_kept_part_from_its_record(self):
-        # The server records a partial's chunk hashes as it writes it: a
-        # resume compares them with the client's without reading the kept
-        # part, and its final whole-file check goes on from the running
-        # hash kept at the last chunk border (read: < 0.1x the kept part);
-        # a touched partial no longer matches its record and is hashed.
+    def test_resumed_put_reads_none_of_the_kept_part(self):
+        # The server keeps a cut upload's running hash at its last chunk
+        # border: a resume is answered with the hash of the kept prefix
+        # (PATCH_RESUME), the client checks its own bytes against it, and
+        # the final whole-file check goes on from the kept hash: the server
+        # reads < 0.1x the kept part. A touched partial no longer matches
+        # and is hashed chunk by chunk (only its bad chunk moves again); a
+        # source changed since the cut (its mtime put back) fails the check
+        # and moves whole, and the result is the source.
         size = 64 * MiB
         src = write_random(os.path.join(self.local, "big.bin"), size)
         srv = self.files_server()
-        reads = {}
-        for touched in (False, True):
-            with self.subTest(touched=touched):
-                name = "big%d.bin" % touched
+        for case in ("kept", "touched", "changed"):
+            with self.subTest(case=case):
+                name = "big-%s.bin" % case
+                if case == "changed":
+                    write_random(src, size)
                 part = self.cut_put(srv, src, name, 41 * MiB + 4321)
                 kept = os.path.getsize(part)
-                self.assertGreaterEqual(kept, 8 * CHUNK)
-                st = os.stat(part)
-                self.assertIn("%x-%x" % (st.st_dev, st.st_ino),
-                              os.listdir(os.path.join(self.root, CACHE)))
-                want = size - kept // CHUNK * CHUNK
-                if touched:
+                border = kept // CHUNK * CHUNK
+                self.assertGreaterEqual(border, 8 * CHUNK)
+                want = size - border
+                if case == "touched":
                     flip(part, 3 * CHUNK + 99)  # chunk 3: a new ctime, a bad chunk
                     want += CHUNK
+                if case == "changed":
+                    # the source, inside the kept part, its mtime put back
+                    # (the upload id, hence the partial, stays the same)
+                    st = os.stat(src)
+                    flip(src, 2 * CHUNK + 7)
+                    os.utime(src, ns=(st.st_atime_ns, st.st_mtime_ns))
+                    want = size
                 before = rchar(srv.pid)
                 relay = self.via(srv)
                 cp = self.files("put", relay.addr, src, name, "--quiet")
@@ -219,21 +227,19 @@ class Delta(FilesCase):
                 self.assertEqual(cp.returncode, 0, cp.stderr)
                 self.assertEqual(sha_file(os.path.join(self.root, name)), sha_file(src))
                 srv.wait_line(r"put %s: %d bytes \(" % (name, size))
-                reads[touched] = rchar(srv.pid) - before
+                read = rchar(srv.pid) - before
                 self.assertLessEqual(relay.up, want + CHUNK + SLACK)
                 self.assertGreaterEqual(relay.up, want)
-                line = r"put %s: the %d bytes kept checked from their chunk record" % (name, kept)
-                if touched:
+                line = (r"put %s: resuming after the %d bytes kept, their hash kept from the cut "
+                        r"upload \(not read\)" % (name, border))
+                if case == "touched":
                     self.assertEqual(srv.find(line), [])
                     # hashed chunk by chunk, then read again whole at the end
-                    self.assertGreaterEqual(reads[touched], size + kept)
+                    self.assertGreaterEqual(read, size + kept)
                 else:
                     self.assertNotEqual(srv.find(line), [])
-                    # nor for the final check: its hash goes on from the
-                    # running hash kept at the last chunk border
-                    self.assertNotEqual(srv.find(r"put: the whole-file hash goes on from %d bytes"
-                                                 % (kept // CHUNK * CHUNK)), [])
-                    self.assertLess(reads[touched], kept // 10)
+                    self.assertLess(read, border // 10)
+                self.assertEqual(partials(self.root), [])
         self.stop(srv)
 
     def test_resumed_get_moves_the_rest_and_only_bad_chunks(self):
@@ -333,4 +339,67 @@ class TreeBatch(FilesCase):
             c2.expect(fc.PUT_OK)
         self.assertEqual(cm.exception.code, fc.E_PROTOCOL)
         self.assertFalse(os.path.exists(os.path.join(self.root, "m2.txt")))
+        self.stop(srv)
+
+
+class ResumeProtocol(FilesCase):
+    """PATCH_RESUME (docs/PROTOCOL.md 9.12), spoken by a client written from
+    the document: only to version-4 sessions, with the SHA-256 of the kept
+    prefix; a version-3 session gets the chunk hashes as before."""
+
+    def test_patch_resume_only_for_version_4(self):
+        import hashlib
+        import struct
+        import files_client as fc
+        PATCH, PUT_AT, PATCH_RESUME = 0x4D, 0x4E, 0x5B
+        srv = self.files_server()
+        fam, _, sa = helpers.parse_addr(srv.addr)
+        data = os.urandom(3 * CHUNK + 1000)
+        uid = bytes(range(1, 17))
+        head = struct.pack("!Q", len(data)) + uid + b"r.bin"
+
+        def session(version):
+            c = fc.FilesClient.connect(sa, family=fam, version=version)
+            self._socks.append(c.sock)
+            self.assertEqual(c.version, version)
+            c.send(PATCH, head)
+            return c
+
+        # a version-4 upload cut after 2 chunks and 5,000 bytes
+        c = session(4)
+        t, body = c.expect(fc.CHUNKS_END)  # nothing kept yet
+        self.assertEqual(struct.unpack("!Q", body[:8])[0], 0)
+        c.send(PUT_AT, struct.pack("!Q", 0))
+        c.send_data(data[:2 * CHUNK + 5000])
+        c.close()
+        srv.wait_line(r"put r.bin interrupted after %d of %d bytes" % (2 * CHUNK + 5000, len(data)))
+        # version 3: the kept part's chunk hashes, read from the partial
+        c = session(3)
+        port = c.sock.getsockname()[1]
+        hashes = b""
+        while True:
+            t, body = c.expect(fc.CHUNK_HASHES, fc.CHUNKS_END)
+            if t == fc.CHUNKS_END:
+                break
+            hashes += body[8:]
+        self.assertEqual(hashes, b"".join(hashlib.sha256(p).digest() for p in (
+            data[:CHUNK], data[CHUNK:2 * CHUNK], data[2 * CHUNK:2 * CHUNK + 5000])))
+        self.assertEqual(struct.unpack("!Q", body[:8])[0], 2 * CHUNK + 5000)
+        c.close()
+        srv.close_line(port)
+        # version 4: the hash of the first 2 chunks, as kept from the cut
+        c = session(4)
+        t, body = c.expect(PATCH_RESUME)
+        self.assertEqual(len(body), 40)
+        self.assertEqual(struct.unpack("!Q", body[:8])[0], 2 * CHUNK)
+        self.assertEqual(body[8:], hashlib.sha256(data[:2 * CHUNK]).digest())
+        c.send(PUT_AT, struct.pack("!Q", 2 * CHUNK))
+        c.send_data(data[2 * CHUNK:])
+        digest = hashlib.sha256(data).digest()
+        c.send(fc.PUT_END, digest)
+        t, body = c.expect(fc.PUT_OK)
+        self.assertEqual(body[8:40], digest)
+        with open(os.path.join(self.root, "r.bin"), "rb") as f:
+            self.assertEqual(f.read(), data)
+        srv.wait_line(r"put r.bin: resuming after the %d bytes kept" % (2 * CHUNK))
         self.stop(srv)
