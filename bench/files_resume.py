@@ -2,10 +2,10 @@
 """files: what a resumed upload reads on the server (issue 15).
 
 An upload of one SIZE file is cut (by a relay) after CUT bytes, then run
-again: once with the partial as the server left it (its chunk hashes come
-from the record made as it was written) and once with the partial touched
-(one byte flipped: the record no longer matches, the kept part is hashed
-chunk by chunk). Prints, for each, the server's read bytes (/proc/PID/io
+again: once with the partial as the server left it (the server kept its
+running hash at the last 4 MiB border: PATCH_RESUME, nothing of the kept
+part read) and once with the partial touched (one byte flipped: its stat no
+longer matches, the kept part is hashed chunk by chunk). Prints, for each, the server's read bytes (/proc/PID/io
 rchar) during the resume, the bytes sent and the wall time, and the time
 Python's hashlib takes to hash the kept part in 4 MiB chunks (a rehash).
 
@@ -54,9 +54,10 @@ def main():
             for _ in range(size // CHUNK):
                 f.write(os.urandom(CHUNK))
         port = free_port()
+        log = open(os.path.join(work, "server.log"), "w+")
         srv = subprocess.Popen([a.sockit, "serve", "files", "127.0.0.1:%d" % port, "--root",
-                                root, "--no-auth", "--quiet"], stdin=subprocess.DEVNULL,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                root, "--no-auth"], stdin=subprocess.DEVNULL,
+                               stdout=subprocess.DEVNULL, stderr=log)
         wait_listening(port, srv)
         env = dict(os.environ, XDG_CACHE_HOME=os.path.join(work, "cache"))
         for touched in (False, True):
@@ -66,11 +67,11 @@ def main():
             r.join(60)
             deadline = time.monotonic() + 20
             while True:  # the server notices the cut and keeps the partial
+                log.seek(0)
+                cuts = log.read().count(" interrupted after ")
                 found = [p for p in os.listdir(root) if p.startswith(".sockit-partial.") and
                          p != ".sockit-partial.chunks"]
-                idx = os.path.join(root, ".sockit-partial.chunks")
-                recs = len(os.listdir(idx)) if os.path.isdir(idx) else 0
-                if found and recs > (1 if touched else 0) or time.monotonic() > deadline:
+                if found and cuts > (1 if touched else 0) or time.monotonic() > deadline:
                     break
                 time.sleep(0.05)
             (part,) = found
@@ -100,10 +101,11 @@ def main():
             print("%s partial: kept %d MiB; the resume read %.1f MiB on the server "
                   "(%.4fx the kept part), sent %d MiB, %.2f s, exit %d; hashlib rehashes the "
                   "kept part in %.2f s" %
-                  ("touched" if touched else "recorded", kept >> 20, read / 2**20, read / kept,
+                  ("touched" if touched else "as left", kept >> 20, read / 2**20, read / kept,
                    r.up >> 20, wall, cp.returncode, rehash))
         srv.terminate()
         srv.wait(10)
+        log.close()
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
