@@ -23,18 +23,10 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "tests", "integration"))
 from test_files import Relay  # noqa: E402
+from test_files_hcache import rchar  # noqa: E402
 from files_bench import free_port, parse_size, wait_listening  # noqa: E402
 
 CHUNK = 4 << 20
-
-
-def rchar(pid):
-    with open("/proc/%d/io" % pid) as f:
-        for line in f:
-            k, v = line.split(":")
-            if k == "rchar":
-                return int(v)
-    raise RuntimeError("no rchar")
 
 
 def main():

@@ -156,9 +156,9 @@ int files_patch_get(fconn *c, const char *remote, int fd, int base, uint8_t *buf
  * put in place), in the client's hash cache. */
 void files_local_chunks_record(int fd, const files_chunk_list *R);
 
-/* Hashes [0, len) of fd into md (already initialised). Returns 0, 1 if the
- * file is shorter, or -errno. buf is a scratch of cap bytes. */
-int files_hash_prefix(int fd, uint64_t len, EVP_MD_CTX *md, uint8_t *buf, size_t cap);
+/* Hashes [off, off+len) of fd into md (already initialised). Returns 0, 1
+ * if the file is shorter, or -errno. buf is a scratch of cap bytes. */
+int files_hash_span(int fd, uint64_t off, uint64_t len, EVP_MD_CTX *md, uint8_t *buf, size_t cap);
 
 /* The last component of a path ("a/b/" -> "b"), into out. */
 void files_basename(const char *path, char *out, size_t cap);

@@ -559,12 +559,11 @@ void fc_close(fconn *c)
 
 /* ------------------------------------------------------------- helpers */
 
-int files_hash_prefix(int fd, uint64_t len, EVP_MD_CTX *md, uint8_t *buf, size_t cap)
+int files_hash_span(int fd, uint64_t off, uint64_t len, EVP_MD_CTX *md, uint8_t *buf, size_t cap)
 {
-    uint64_t off = 0;
-    while (off < len) {
-        size_t want = len - off < cap ? (size_t)(len - off) : cap;
-        ssize_t n = pread(fd, buf, want, (off_t)off);
+    for (uint64_t done = 0; done < len;) {
+        size_t want = len - done < cap ? (size_t)(len - done) : cap;
+        ssize_t n = pread(fd, buf, want, (off_t)(off + done));
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0)
@@ -573,7 +572,7 @@ int files_hash_prefix(int fd, uint64_t len, EVP_MD_CTX *md, uint8_t *buf, size_t
             return 1;
         if (EVP_DigestUpdate(md, buf, (size_t)n) != 1)
             return -EIO;
-        off += (uint64_t)n;
+        done += (uint64_t)n;
     }
     return 0;
 }

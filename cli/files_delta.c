@@ -116,62 +116,6 @@ int files_local_chunks(int fd, const struct stat *st, uint8_t *buf, files_chunk_
  * into md when md is not NULL. Returns 0, 1 when the server spoke (an
  * ERROR waits), 2 when the file is shorter, -1 (printed). */
 static int send_range(fconn *c, int fd, uint64_t off, uint64_t n, uint8_t *buf, EVP_MD_CTX *md,
-                      bool at);
-
-/* Feeds [off, off+n) of fd to m. Returns 0, 1 (shorter) or -errno. */
-static int hash_into(int fd, uint64_t off, uint64_t n, uint8_t *buf, size_t cap, EVP_MD_CTX *m)
-{
-    for (uint64_t done = 0; done < n;) {
-        size_t want = n - done < cap ? (size_t)(n - done) : cap;
-        ssize_t got = pread(fd, buf, want, (off_t)(off + done));
-        if (got < 0 && errno == EINTR)
-            continue;
-        if (got < 0)
-            return -errno;
-        if (got == 0)
-            return 1;
-        if (EVP_DigestUpdate(m, buf, (size_t)got) != 1)
-            return -ENOMEM;
-        done += (uint64_t)got;
-    }
-    return 0;
-}
-
-/* A PATCH answered PATCH_RESUME: the server's partial holds `kept` bytes
- * of a cut upload and the hash of them. Ours are hashed into md (the whole
- * file's hash, so nothing is read twice) and, if they match, only the
- * rest is sent; else the whole file, from PUT_AT 0. Returns as send_range,
- * with 2 when the file cannot be read. */
-static int resume_put(fconn *c, int fd, uint64_t size, const files_chunk_list *base, uint8_t *buf,
-                      EVP_MD_CTX *md, uint64_t *moved)
-{
-    uint64_t kept = base->size;
-    if (kept == 0 || kept % FILES_CHUNK != 0 || kept >= size) {
-        cli_err("%s: protocol error: PATCH_RESUME at %llu of a %llu-byte file", c->addr,
-                (unsigned long long)kept, (unsigned long long)size);
-        return -1;
-    }
-    uint8_t ours[FILES_HASH];
-    EVP_MD_CTX *copy = EVP_MD_CTX_new();
-    int rc = copy == NULL ? -ENOMEM : hash_into(fd, 0, kept, buf, FILES_PUT_CHUNK, md);
-    if (rc == 0 && (EVP_MD_CTX_copy_ex(copy, md) != 1 || EVP_DigestFinal_ex(copy, ours, NULL) != 1))
-        rc = -ENOMEM;
-    EVP_MD_CTX_free(copy);
-    if (rc != 0)
-        return rc == -ENOMEM ? -1 : 2;
-    if (memcmp(ours, base->whole, FILES_HASH) != 0) {
-        /* The file changed since the cut: the kept bytes are not ours. */
-        if (EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1)
-            return -1;
-        kept = 0;
-    }
-    rc = send_range(c, fd, kept, size - kept, buf, md, true);
-    if (rc == 0)
-        *moved = size - kept;
-    return rc;
-}
-
-static int send_range(fconn *c, int fd, uint64_t off, uint64_t n, uint8_t *buf, EVP_MD_CTX *md,
                       bool at)
 {
     if (at) {
@@ -196,6 +140,44 @@ static int send_range(fconn *c, int fd, uint64_t off, uint64_t n, uint8_t *buf, 
         done += (uint64_t)got;
     }
     return 0;
+}
+
+/* A PATCH answered PATCH_RESUME: the server's partial holds `kept` bytes
+ * of a cut upload and the hash of them. Ours are hashed into md (the whole
+ * file's hash, so nothing is read twice) and, if they match, only the
+ * rest is sent; else the whole file, from PUT_AT 0. Returns as send_range,
+ * with 2 when the file cannot be read. */
+static int resume_put(fconn *c, int fd, uint64_t size, const files_chunk_list *base, uint8_t *buf,
+                      EVP_MD_CTX *md, uint64_t *moved)
+{
+    uint64_t kept = base->size;
+    if (kept == 0 || kept % FILES_CHUNK != 0 || kept >= size) {
+        cli_err("%s: protocol error: PATCH_RESUME at %llu of a %llu-byte file", c->addr,
+                (unsigned long long)kept, (unsigned long long)size);
+        return -1;
+    }
+    uint8_t ours[FILES_HASH];
+    EVP_MD_CTX *copy = EVP_MD_CTX_new();
+    if (copy == NULL) {
+        cli_err("out of memory");
+        return -1;
+    }
+    int rc = files_hash_span(fd, 0, kept, md, buf, FILES_PUT_CHUNK);
+    bool ok =
+        rc == 0 && EVP_MD_CTX_copy_ex(copy, md) == 1 && EVP_DigestFinal_ex(copy, ours, NULL) == 1;
+    EVP_MD_CTX_free(copy);
+    if (!ok)
+        return 2; /* unreadable or shrunk: the upload cannot be this file */
+    if (memcmp(ours, base->whole, FILES_HASH) != 0) {
+        /* The file changed since the cut: the kept bytes are not ours. */
+        if (EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1)
+            return -1;
+        kept = 0;
+    }
+    rc = send_range(c, fd, kept, size - kept, buf, md, true);
+    if (rc == 0)
+        *moved = size - kept;
+    return rc;
 }
 
 int files_patch_put(fconn *c, int fd, const struct stat *st, const char *remote,
@@ -343,7 +325,7 @@ static int hash_range(int fd, uint64_t off, uint64_t n, uint8_t *buf, size_t cap
 {
     if (EVP_DigestInit_ex(m, EVP_sha256(), NULL) != 1)
         return -ENOMEM;
-    int rc = hash_into(fd, off, n, buf, cap, m);
+    int rc = files_hash_span(fd, off, n, m, buf, cap);
     if (rc != 0)
         return rc;
     return EVP_DigestFinal_ex(m, out, NULL) == 1 ? 0 : -ENOMEM;

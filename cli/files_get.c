@@ -584,7 +584,7 @@ static int run(get_job *j)
     uint64_t have = j->through ? 0 : (uint64_t)st.st_size;
     uint8_t req[8 + FILES_HASH];
     files_put64(req, have);
-    int rc = files_hash_prefix(j->fd, have, j->md, j->buf, READ_STEP);
+    int rc = files_hash_span(j->fd, 0, have, j->md, j->buf, READ_STEP);
     EVP_MD_CTX *tmp = EVP_MD_CTX_new();
     bool ok = rc == 0 && tmp && EVP_MD_CTX_copy_ex(tmp, j->md) == 1 &&
               EVP_DigestFinal_ex(tmp, req + 8, NULL) == 1;

@@ -217,7 +217,7 @@ static int run(put_job *j)
     bool show = progress_wanted(o->quiet);
     if (have > 0 && have <= size) {
         uint8_t ours[FILES_HASH];
-        int rc = files_hash_prefix(j->fd, have, j->md, j->buf, FILES_PUT_CHUNK);
+        int rc = files_hash_span(j->fd, 0, have, j->md, j->buf, FILES_PUT_CHUNK);
         EVP_MD_CTX *tmp = EVP_MD_CTX_new();
         bool ok = rc == 0 && tmp && EVP_MD_CTX_copy_ex(tmp, j->md) == 1 &&
                   EVP_DigestFinal_ex(tmp, ours, NULL) == 1;

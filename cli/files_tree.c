@@ -456,7 +456,7 @@ static int hash_fd(tjob *j, int fd, uint64_t size, uint8_t out[FILES_HASH])
 {
     if (EVP_DigestInit_ex(j->md, EVP_sha256(), NULL) != 1)
         return -ENOMEM;
-    int rc = files_hash_prefix(fd, size, j->md, j->buf, FILES_GET_CHUNK);
+    int rc = files_hash_span(fd, 0, size, j->md, j->buf, FILES_GET_CHUNK);
     if (rc != 0)
         return rc < 0 ? rc : -EAGAIN;
     return EVP_DigestFinal_ex(j->md, out, NULL) == 1 ? 0 : -ENOMEM;
@@ -558,7 +558,7 @@ static int put_fd(tjob *j, int fd, const struct stat *st, const char *path, cons
     if (have > 0 && have <= size) {
         uint8_t ours[FILES_HASH];
         EVP_MD_CTX *tmp = EVP_MD_CTX_new();
-        bool ok = files_hash_prefix(fd, have, j->md, j->buf, FILES_PUT_CHUNK) == 0 && tmp &&
+        bool ok = files_hash_span(fd, 0, have, j->md, j->buf, FILES_PUT_CHUNK) == 0 && tmp &&
                   EVP_MD_CTX_copy_ex(tmp, j->md) == 1 && EVP_DigestFinal_ex(tmp, ours, NULL) == 1 &&
                   memcmp(ours, msg + 8, FILES_HASH) == 0;
         EVP_MD_CTX_free(tmp);
@@ -1069,7 +1069,7 @@ static void get_file(tjob *j, int dfd, const char *name, const char *path, const
     uint8_t head[8 + FILES_HASH];
     files_put64(head, have);
     if (EVP_DigestInit_ex(j->md, EVP_sha256(), NULL) != 1 ||
-        files_hash_prefix(fd, have, j->md, j->buf, FILES_GET_CHUNK) != 0) {
+        files_hash_span(fd, 0, have, j->md, j->buf, FILES_GET_CHUNK) != 0) {
         have = 0;
         files_put64(head, 0);
         (void)EVP_DigestInit_ex(j->md, EVP_sha256(), NULL);

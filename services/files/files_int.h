@@ -205,7 +205,7 @@ typedef struct fsess {
      * partial, kept for a resume if the client goes (files_precord.c) */
     EVP_MD_CTX *pmid;
     uint64_t pmid_len;
-    bool precording; /* an upload that can be resumed: borders are kept */
+    bool precording;   /* an upload that can be resumed: borders are kept */
     uint64_t kept;     /* PATCH: chunks of the base the client kept */
     uint64_t end;      /* GET: where its DATA ends (size, or a range's end) */
     bool meta_set;     /* PUT_END carried mode and mtime (version 3) */

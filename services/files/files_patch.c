@@ -170,8 +170,8 @@ static void patch_resume(fsess *s, uint64_t len)
     msg[0] = FT_PATCH_RESUME;
     files_put64(msg + 1, len);
     EVP_MD_CTX *c = EVP_MD_CTX_new();
-    bool ok = c != NULL && EVP_MD_CTX_copy_ex(c, s->md) == 1 &&
-              EVP_DigestFinal_ex(c, msg + 9, NULL) == 1;
+    bool ok =
+        c != NULL && EVP_MD_CTX_copy_ex(c, s->md) == 1 && EVP_DigestFinal_ex(c, msg + 9, NULL) == 1;
     EVP_MD_CTX_free(c);
     if (!ok) {
         files_put_fail(s, false, FE_IO, "the server could not hash");

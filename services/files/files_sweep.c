@@ -116,7 +116,7 @@ unsigned files_sweep_once(const files_svc *svc)
             if (sweep_one(svc, dirfd(d), path, name, now) == 1)
                 removed++;
             else
-                note_file(&seen, dirfd(d), name); /* a kept partial's record stays */
+                note_file(&seen, dirfd(d), name); /* kept: a file like any other */
             continue;
         }
         bool is_dir = e->d_type == DT_DIR;
@@ -127,11 +127,12 @@ unsigned files_sweep_once(const files_svc *svc)
         if (!is_dir && (e->d_type == DT_REG || e->d_type == DT_UNKNOWN))
             note_file(&seen, dirfd(d), name);
         size_t nlen = strlen(name);
-        if (is_dir &&
-            (depth + 1 >= (int)FILES_DEPTH_MAX || plen[depth] + 1 + nlen > FILES_PATH_MAX))
-            seen.overflow = true;
-        if (!is_dir || depth + 1 >= (int)FILES_DEPTH_MAX || plen[depth] + 1 + nlen > FILES_PATH_MAX)
+        if (!is_dir)
             continue;
+        if (depth + 1 >= (int)FILES_DEPTH_MAX || plen[depth] + 1 + nlen > FILES_PATH_MAX) {
+            seen.overflow = true; /* not walked: its files are not noted */
+            continue;
+        }
         int sub = openat(dirfd(d), name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
         DIR *sd = sub >= 0 ? fdopendir(sub) : NULL;
         if (sd == NULL) {
