@@ -6,6 +6,7 @@ all in front of the same echo target, measured by the same generator
 
     python3 bench/relay_bench.py [--build build] [--seconds 3] [--rounds 3]
                                  [--idle 1000] [--json] [--baseline DIR] [--plain]
+                                 [--quota PCT] [--only WORK]
 
 Cells: bulk over one stream (raw, 256 KiB writes, 8 in flight); 100
 connections x 16 pipelined 64-byte frames; new connections per second
@@ -29,6 +30,13 @@ children: socat's forks) over the cell's warm-up and run divided by the
 units at the measured rate: steadier than rates on a shared machine, and
 what a rate cell cannot show when the generator's core is the limit.
 socat forks a process per connection, so it has no RSS-per-pair row.
+--quota PCT puts every relay in a CPU cgroup of its own allowed PCT % of
+one core (cpu.cfs_quota_us, or cpu.max on cgroup v2; socat's forks
+inherit it): the relay is then the bottleneck by construction, and each
+rate is the work its share of CPU buys. Without it, on a machine of two
+cores the generator's core is often the limit and equal rates say only
+that both relays kept up. --only WORK runs the cells whose work name
+contains WORK (e.g. "conns").
 Packages: haproxy, socat, stunnel4 (Debian; `make -C bench deps`).
 """
 
@@ -71,10 +79,16 @@ def wait_port(port, timeout=10.0):
     raise SystemExit("nothing listens on port %d" % port)
 
 
+QUOTA = None  # the Quota every relay (CPU 0) joins, with --quota
+
+
 def start(cpu, argv, log=None):
     err = open(log, "wb") if log else subprocess.DEVNULL
-    return subprocess.Popen(["taskset", "-c", str(cpu)] + argv, stdin=subprocess.DEVNULL,
-                            stdout=err, stderr=err)
+    pr = subprocess.Popen(["taskset", "-c", str(cpu)] + argv, stdin=subprocess.DEVNULL,
+                          stdout=err, stderr=err)
+    if cpu == 0 and QUOTA is not None:
+        QUOTA.add(pr.pid)  # before it listens: every fork it makes inherits
+    return pr
 
 
 def bench(sockit, addr, extra, seconds):
@@ -92,6 +106,50 @@ def cpu_seconds(pid):
     with open("/proc/%d/stat" % pid) as f:
         fields = f.read().rsplit(")", 1)[1].split()
     return sum(int(x) for x in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
+
+class Quota:
+    """A CPU cgroup per relay, each allowed pct % of one core (v1 cpu
+    controller or v2 cpu.max); removed at the end."""
+
+    def __init__(self, pct):
+        self.pct, self.dirs = pct, []
+        v1 = "/sys/fs/cgroup/cpu"
+        self.v2 = not os.path.isfile(os.path.join(v1, "cpu.cfs_quota_us"))
+        self.root = "/sys/fs/cgroup" if self.v2 else v1
+        if self.v2 and not os.path.isfile(os.path.join(self.root, "cgroup.subtree_control")):
+            raise SystemExit("--quota: no CPU cgroup controller found under /sys/fs/cgroup")
+
+    def add(self, pid):
+        d = os.path.join(self.root, "relay-bench-%d-%d" % (os.getpid(), len(self.dirs)))
+        try:
+            os.mkdir(d)
+            self.dirs.append(d)
+            if self.v2:
+                with open(os.path.join(d, "cpu.max"), "w") as f:
+                    f.write("%d 100000" % (self.pct * 1000))
+            else:
+                with open(os.path.join(d, "cpu.cfs_period_us"), "w") as f:
+                    f.write("100000")
+                with open(os.path.join(d, "cpu.cfs_quota_us"), "w") as f:
+                    f.write(str(self.pct * 1000))
+            with open(os.path.join(d, "cgroup.procs"), "w") as f:
+                f.write(str(pid))
+        except OSError as e:
+            raise SystemExit("--quota: cannot set up a CPU cgroup (%s); run as root" % e)
+
+    def remove(self):
+        for d in self.dirs:
+            try:
+                with open(os.path.join(d, "cgroup.procs")) as f:
+                    pids = f.read().split()
+                with open(os.path.join(os.path.dirname(d), "cgroup.procs"), "w") as f:
+                    for pid in pids:
+                        f.write(pid)
+                        f.flush()
+                os.rmdir(d)
+            except OSError:
+                pass
 
 
 def median(v):
@@ -136,13 +194,20 @@ def main():
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--baseline", help="a build dir whose sockit relay runs beside, plain cells")
     ap.add_argument("--plain", action="store_true", help="plain cells only (no TLS, no RSS)")
+    ap.add_argument("--quota", type=int, metavar="PCT",
+                    help="limit every relay to PCT %% of one core (a CPU cgroup)")
+    ap.add_argument("--only", metavar="WORK", help="the cells whose work name contains WORK")
     args = ap.parse_args()
     sockit = os.path.join(args.build, "sockit")
     for tool in ("taskset", "socat", "haproxy", "stunnel4"):
         if shutil.which(tool) is None:
             raise SystemExit("%s is needed (make -C bench deps)" % tool)
+    if args.quota is not None and not 1 <= args.quota <= 100:
+        raise SystemExit("--quota takes a percentage of one core, 1 to 100")
     tmp = tempfile.mkdtemp(prefix="relay-bench-")
     procs = []
+    global QUOTA
+    QUOTA = Quota(args.quota) if args.quota else None
     try:
         subprocess.run([sockit, "cert", os.path.join(tmp, "b")], check=True,
                        stdout=subprocess.DEVNULL)
@@ -214,6 +279,10 @@ def main():
         for who in () if args.plain else ("sockit relay", "haproxy"):
             cells.append(("RSS per idle pair", who, None,
                           ["--mode", "idle", "-c", str(args.idle)], "rss_per_conn", None))
+        if args.only:
+            cells = [c for c in cells if args.only in c[0]]
+            if not cells:
+                raise SystemExit("--only %s: no cell's work name contains it" % args.only)
 
         def fresh_relay(who):
             """A new relay process for the RSS cell: a process that served
@@ -296,6 +365,8 @@ def main():
                 pr.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 pr.kill()
+        if QUOTA is not None:
+            QUOTA.remove()
         shutil.rmtree(tmp, ignore_errors=True)
 
 
