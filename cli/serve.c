@@ -620,8 +620,13 @@ static int parse_args(serve_state *st, int argc, char **argv)
         return -1;
     char rerr[300];
     if (chat && chat_cli_opts.redis != NULL &&
-        chat_redis_check_url(chat_cli_opts.redis, rerr, sizeof rerr) < 0) {
+        chat_redis_check(chat_cli_opts.redis, chat_cli_opts.redis_password_file, rerr,
+                         sizeof rerr) < 0) {
         cli_err("%s", rerr);
+        return -1;
+    }
+    if (chat && chat_cli_opts.redis == NULL && chat_cli_opts.redis_password_file != NULL) {
+        cli_err("--redis-password-file applies with --redis URL only");
         return -1;
     }
     if (tls && (cfg->cert == NULL || cfg->key == NULL)) {

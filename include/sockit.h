@@ -1131,6 +1131,17 @@ SK_API int sk_token_create(const char *path, char *err, size_t errlen);
 SK_API int sk_token_load(const char *path, uint8_t *out, size_t cap, size_t *len, char *err,
                          size_t errlen);
 
+/* Reads a secret that is not a sockit token (a password another program
+ * chose, such as Redis's) under the same file rules as sk_token_load, with
+ * no check of its strength: a regular file, not a symbolic link, neither
+ * readable nor writable by group or others; the secret is the file's
+ * bytes less one trailing "\n" (or "\r\n"), at most cap and SK_TOKEN_MAX
+ * bytes. what names the file in err ("password file"). Returns 0 and sets
+ * *len, or -EPERM, -EFBIG or another negative code with a sentence in err;
+ * on failure out is left untouched. */
+SK_API int sk_secret_load(const char *path, const char *what, uint8_t *out, size_t cap, size_t *len,
+                          char *err, size_t errlen);
+
 /* Computes a proof of knowledge of the token for one handshake:
  *   HMAC-SHA256(key = token,
  *               "sockit-auth-v1" 0x00 role 0x00 service 0x00 nonce_s nonce_c)

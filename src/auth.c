@@ -3,6 +3,7 @@
  * constant-time compare. Message layouts live with the protocols. */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
@@ -38,11 +39,17 @@ int sk_random(void *buf, size_t len)
     return 0;
 }
 
-static int token_fail(int code, char *err, size_t errlen, const char *fmt, const char *path,
-                      const char *detail)
+static int token_fail(int code, char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static int token_fail(int code, char *err, size_t errlen, const char *fmt, ...)
 {
-    if (err != NULL && errlen > 0)
-        snprintf(err, errlen, fmt, path, detail);
+    if (err != NULL && errlen > 0) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err, errlen, fmt, ap);
+        va_end(ap);
+    }
     return code;
 }
 
@@ -150,7 +157,8 @@ int sk_token_create(const char *path, char *err, size_t errlen)
     return rc;
 }
 
-int sk_token_load(const char *path, uint8_t *out, size_t cap, size_t *len, char *err, size_t errlen)
+int sk_secret_load(const char *path, const char *what, uint8_t *out, size_t cap, size_t *len,
+                   char *err, size_t errlen)
 {
     if (err != NULL && errlen > 0)
         err[0] = '\0';
@@ -161,33 +169,30 @@ int sk_token_load(const char *path, uint8_t *out, size_t cap, size_t *len, char 
         int e = errno;
         if (e == ELOOP)
             return token_fail(-EPERM, err, errlen,
-                              "token file %s is a symbolic link%s (name the file itself)", path,
-                              "");
-        return token_fail(-e, err, errlen, "cannot open token file %s: %s", path, strerror(e));
+                              "%s %s is a symbolic link (name the file itself)", what, path);
+        return token_fail(-e, err, errlen, "cannot open %s %s: %s", what, path, strerror(e));
     }
     /* Every check is made on the descriptor we read from: a file swapped
      * after a path-based check could not slip through. */
-    uint8_t buf[SK_TOKEN_MAX + 2]; /* the longest token and a "\r\n" */
+    uint8_t buf[SK_TOKEN_MAX + 2]; /* the longest secret and a "\r\n" */
     size_t limit = (cap < SK_TOKEN_MAX ? cap : SK_TOKEN_MAX) + 2;
     struct stat st;
     int rc = 0;
     ssize_t n = 0;
-    char why[120];
     if (fstat(fd, &st) < 0) {
         int e = errno;
-        rc = token_fail(-e, err, errlen, "cannot stat token file %s: %s", path, strerror(e));
+        rc = token_fail(-e, err, errlen, "cannot stat %s %s: %s", what, path, strerror(e));
     } else if (!S_ISREG(st.st_mode)) {
-        rc = token_fail(-EPERM, err, errlen, "token file %s is not a regular file%s", path, "");
+        rc = token_fail(-EPERM, err, errlen, "%s %s is not a regular file", what, path);
     } else if (st.st_mode & (S_IRGRP | S_IWGRP | S_IROTH | S_IWOTH)) {
         rc = token_fail(-EPERM, err, errlen,
-                        "token file %s is readable or writable by group or others "
-                        "(run: chmod 600 %s)",
-                        path, path);
+                        "%s %s is readable or writable by group or others (run: chmod 600 %s)",
+                        what, path, path);
     } else if ((n = read_bounded(fd, buf, limit)) < 0) {
         int e = (int)n;
         rc = e == -EFBIG
-                 ? token_fail(e, err, errlen, "token file %s is too long%s", path, "")
-                 : token_fail(e, err, errlen, "cannot read token file %s: %s", path, strerror(-e));
+                 ? token_fail(e, err, errlen, "%s %s is too long", what, path)
+                 : token_fail(e, err, errlen, "cannot read %s %s: %s", what, path, strerror(-e));
     } else {
         size_t t = (size_t)n;
         if (t > 0 && buf[t - 1] == '\n') {
@@ -196,10 +201,7 @@ int sk_token_load(const char *path, uint8_t *out, size_t cap, size_t *len, char 
                 t--;
         }
         if (t > cap || t > SK_TOKEN_MAX) {
-            rc = token_fail(-EFBIG, err, errlen, "token file %s is too long%s", path, "");
-        } else if (sk_token_check(buf, t, why, sizeof why) < 0) {
-            rc = token_fail(-EINVAL, err, errlen, "token in %s %s (run: sockit token FILE)", path,
-                            why);
+            rc = token_fail(-EFBIG, err, errlen, "%s %s is too long", what, path);
         } else {
             memcpy(out, buf, t);
             *len = t;
@@ -208,6 +210,23 @@ int sk_token_load(const char *path, uint8_t *out, size_t cap, size_t *len, char 
     /* The secret must not linger on the stack. */
     OPENSSL_cleanse(buf, sizeof buf);
     close(fd);
+    return rc;
+}
+
+int sk_token_load(const char *path, uint8_t *out, size_t cap, size_t *len, char *err, size_t errlen)
+{
+    uint8_t tok[SK_TOKEN_MAX];
+    size_t t = 0;
+    int rc = sk_secret_load(path, "token file", tok, cap < sizeof tok ? cap : sizeof tok, &t, err,
+                            errlen);
+    char why[120];
+    if (rc == 0 && sk_token_check(tok, t, why, sizeof why) < 0)
+        rc = token_fail(-EINVAL, err, errlen, "token in %s %s (run: sockit token FILE)", path, why);
+    if (rc == 0) {
+        memcpy(out, tok, t);
+        *len = t;
+    }
+    OPENSSL_cleanse(tok, sizeof tok);
     return rc;
 }
 

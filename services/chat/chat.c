@@ -1058,8 +1058,8 @@ static int chat_start(svc_ctx *ctx, sk_loop *loop, char *err, size_t errlen)
         return -1;
     }
     if (chat_cli_opts.redis != NULL &&
-        chat_cluster_start(r, chat_cli_opts.redis, chat_cli_opts.redis_nick_ttl_ms, err, errlen) <
-            0) {
+        chat_cluster_start(r, chat_cli_opts.redis, chat_cli_opts.redis_password_file,
+                           chat_cli_opts.redis_nick_ttl_ms, err, errlen) < 0) {
         sk_timer_free(r->hold_timer);
         chat_rooms_free(r);
         chat_nicks_free(r);

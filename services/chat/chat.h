@@ -23,14 +23,17 @@
 /* chat_options.c: the options of `sockit serve` for chat (copied into
  * each chat listener's svc_ctx). */
 typedef struct chat_opts {
-    uint64_t max_queue;         /* --max-queue */
-    unsigned max_rate;          /* --max-rate */
-    unsigned history;           /* --history */
-    const char *redis;          /* --redis URL, NULL: one process */
-    uint32_t redis_nick_ttl_ms; /* --redis-nick-ttl */
+    uint64_t max_queue;              /* --max-queue */
+    unsigned max_rate;               /* --max-rate */
+    unsigned history;                /* --history */
+    const char *redis;               /* --redis URL, NULL: one process */
+    const char *redis_password_file; /* --redis-password-file */
+    uint32_t redis_nick_ttl_ms;      /* --redis-nick-ttl */
 } chat_opts;
-/* A --redis URL's syntax (no lookup): 0, or -1 with err filled. */
-int chat_redis_check_url(const char *url, char *err, size_t errlen);
+/* A --redis URL's syntax (no lookup) and its password's one source (the
+ * URL or password_file, not both; a user needs one): 0, or -1 with err
+ * filled. */
+int chat_redis_check(const char *url, const char *password_file, char *err, size_t errlen);
 extern chat_opts chat_cli_opts;
 extern const svc_opt chat_options[];
 void chat_opts_init(void *store);
@@ -233,8 +236,8 @@ void chat_tell_items(member *m, bool who, const char *const *items, const size_t
 bool chat_redis_up(const chat_redis *r);
 
 /* chat_cluster.c: --redis */
-int chat_cluster_start(chat_room *r, const char *url, uint32_t nick_ttl_ms, char *err,
-                       size_t errlen);
+int chat_cluster_start(chat_room *r, const char *url, const char *password_file,
+                       uint32_t nick_ttl_ms, char *err, size_t errlen);
 void chat_cluster_stop(chat_room *r, bool loop_alive);
 void chat_cluster_arrive(member *m);
 void chat_cluster_enter(member *m, chat_chan *c);

@@ -750,8 +750,8 @@ static void link_down(chat_room *r)
 
 /* ------------------------------------------------------------- lifetime */
 
-int chat_cluster_start(chat_room *r, const char *url, uint32_t nick_ttl_ms, char *err,
-                       size_t errlen)
+int chat_cluster_start(chat_room *r, const char *url, const char *password_file,
+                       uint32_t nick_ttl_ms, char *err, size_t errlen)
 {
     uint32_t rnd[2] = {0, 0};
     if (getrandom(rnd, sizeof rnd, 0) != (ssize_t)sizeof rnd) {
@@ -773,7 +773,7 @@ int chat_cluster_start(chat_room *r, const char *url, uint32_t nick_ttl_ms, char
     uint32_t every = nick_ttl_ms / 3 ? nick_ttl_ms / 3 : 1;
     sk_timer_start(r->renew_timer, every, every);
     chat_redis_events ev = {.up = link_up, .down = link_down, .message = on_message};
-    if (chat_redis_start(r, url, &ev, &r->redis, err, errlen) < 0) {
+    if (chat_redis_start(r, url, password_file, &ev, &r->redis, err, errlen) < 0) {
         sk_timer_free(r->renew_timer);
         r->renew_timer = NULL;
         free(r->unreleased);

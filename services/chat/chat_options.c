@@ -15,6 +15,7 @@ void chat_opts_init(void *store)
     o->max_rate = 20;
     o->history = CHAT_DEFAULT_HISTORY;
     o->redis = NULL;
+    o->redis_password_file = NULL;
     /* Renewed every third of it: a server that misses two renewals (a
      * 3 s stall) still keeps its nicks. */
     o->redis_nick_ttl_ms = 10000;
@@ -35,7 +36,11 @@ const svc_opt chat_options[] = {
      "                            \"[history] \" (default 50; 0: none)\n"},
     {"redis", SVC_OPT_TEXT, offsetof(chat_opts, redis), 0, 0,
      "  --redis URL               share rooms with other servers through Redis:\n"
-     "                            redis://HOST:PORT[/DB] or unix:PATH\n"},
+     "                            redis://[[USER]:PASSWORD@]HOST:PORT[/DB] or unix:PATH\n"},
+    {"redis-password-file", SVC_OPT_TEXT, offsetof(chat_opts, redis_password_file), 0, 0,
+     "  --redis-password-file FILE\n"
+     "                            Redis's password (requirepass, or the URL's USER's)\n"
+     "                            from FILE (mode 600); ps shows a URL's, not this\n"},
     {"redis-nick-ttl", SVC_OPT_SECONDS, offsetof(chat_opts, redis_nick_ttl_ms), 1, 0,
      "  --redis-nick-ttl SEC      a crashed server's nicks are free after this\n"
      "                            (default 10; renewed every third of it)\n"},

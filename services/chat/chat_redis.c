@@ -20,6 +20,7 @@
 
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
+#include <openssl/crypto.h>
 
 #include "chat.h"
 #include "chat_redis.h"
@@ -43,8 +44,13 @@ struct chat_redis {
     int port;
     char path[108];
     int db;
+    /* AUTH [USER] PASSWORD before anything else, when a password is given
+     * (the URL's userinfo or --redis-password-file). Never logged. */
+    char user[128];
+    char pass[SK_TOKEN_MAX + 1];
     redisAsyncContext *cmd, *sub;
     bool cmd_ok, sub_ok;           /* connected (and, for sub, subscribed) */
+    int setup_left;                /* AUTH and SELECT not yet answered on cmd */
     bool up;                       /* both, and the server was told */
     uint64_t sent_at[MAX_PENDING]; /* FIFO of the command connection's sends */
     unsigned head, pending;
@@ -125,19 +131,86 @@ static int attach(redisAsyncContext *ac, sk_loop *loop)
 
 /* ---------------------------------------------------------------- URL */
 
+#define URL_FORM "use redis://[[USER]:PASSWORD@]HOST:PORT[/DB] or unix:PATH"
+
 static int parse_url(const char *url, chat_redis *r, char *err, size_t errlen);
 
-int chat_redis_check_url(const char *url, char *err, size_t errlen)
+int chat_redis_check(const char *url, const char *password_file, char *err, size_t errlen)
 {
-    chat_redis tmp;
-    return parse_url(url, &tmp, err, errlen);
+    chat_redis *tmp = calloc(1, sizeof *tmp);
+    if (tmp == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    int rc = parse_url(url, tmp, err, errlen);
+    if (rc == 0 && tmp->pass[0] && password_file != NULL) {
+        snprintf(err, errlen,
+                 "give Redis's password in the --redis URL or in "
+                 "--redis-password-file, not both");
+        rc = -1;
+    } else if (rc == 0 && tmp->user[0] && !tmp->pass[0] && password_file == NULL) {
+        snprintf(err, errlen,
+                 "--redis names the user %s but gives no password (USER:PASSWORD@ "
+                 "in the URL, or --redis-password-file)",
+                 tmp->user);
+        rc = -1;
+    }
+    OPENSSL_cleanse(tmp->pass, sizeof tmp->pass);
+    free(tmp);
+    return rc;
 }
 
-/* redis://HOST:PORT[/DB] or unix:PATH into r (host unresolved yet). */
+/* The URL as it may be shown: a password in it becomes "***". */
+static const char *shown(const char *url, char *buf, size_t len)
+{
+    const char *auth = strncmp(url, "redis://", 8) == 0 ? url + 8 : NULL;
+    const char *at = auth ? strrchr(auth, '@') : NULL;
+    const char *colon = at ? memchr(auth, ':', (size_t)(at - auth)) : NULL;
+    if (colon == NULL)
+        snprintf(buf, len, "%s", url);
+    else
+        snprintf(buf, len, "%.*s***%s", (int)(colon + 1 - url), url, at);
+    return buf;
+}
+
+static int hex_digit(char c)
+{
+    return c >= '0' && c <= '9'   ? c - '0'
+           : c >= 'a' && c <= 'f' ? c - 'a' + 10
+           : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                  : -1;
+}
+
+/* Percent-decodes n bytes of a URL's userinfo into out (cap bytes with
+ * the NUL). -1: a bad %XX, a decoded NUL, or too long. */
+static int url_decode(const char *in, size_t n, char *out, size_t cap)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        int c = (unsigned char)in[i];
+        if (c == '%') {
+            int hi = i + 2 < n ? hex_digit(in[i + 1]) : -1;
+            int lo = hi >= 0 ? hex_digit(in[i + 2]) : -1;
+            if (lo < 0)
+                return -1;
+            c = hi * 16 + lo;
+            i += 2;
+        }
+        if (c == 0 || o + 1 >= cap)
+            return -1;
+        out[o++] = (char)c;
+    }
+    out[o] = '\0';
+    return 0;
+}
+
+/* redis://[[USER]:PASSWORD@]HOST:PORT[/DB] or unix:PATH into r (host
+ * unresolved yet); USER and PASSWORD percent-encoded as in any URL. */
 static int parse_url(const char *url, chat_redis *r, char *err, size_t errlen)
 {
+    char show[600];
     memset(r->host, 0, sizeof r->host);
-    r->path[0] = '\0';
+    r->path[0] = r->user[0] = r->pass[0] = '\0';
     r->port = 0;
     r->db = 0;
     if (strncmp(url, "unix:", 5) == 0) {
@@ -150,10 +223,26 @@ static int parse_url(const char *url, chat_redis *r, char *err, size_t errlen)
         return 0;
     }
     if (strncmp(url, "redis://", 8) != 0) {
-        snprintf(err, errlen, "bad --redis %s: use redis://HOST:PORT[/DB] or unix:PATH", url);
+        snprintf(err, errlen, "bad --redis %s: " URL_FORM, shown(url, show, sizeof show));
         return -1;
     }
-    const char *h = url + 8, *colon = strrchr(h, ':');
+    const char *h = url + 8, *at = strrchr(h, '@');
+    if (at != NULL) {
+        /* USER:PASSWORD, :PASSWORD (the default user) or USER alone. */
+        const char *colon = memchr(h, ':', (size_t)(at - h));
+        size_t ul = colon ? (size_t)(colon - h) : (size_t)(at - h);
+        if (url_decode(h, ul, r->user, sizeof r->user) < 0 ||
+            (colon &&
+             url_decode(colon + 1, (size_t)(at - colon - 1), r->pass, sizeof r->pass) < 0) ||
+            (colon && r->pass[0] == '\0')) {
+            OPENSSL_cleanse(r->pass, sizeof r->pass);
+            snprintf(err, errlen, "bad --redis %s: a bad USER:PASSWORD@ part; " URL_FORM,
+                     shown(url, show, sizeof show));
+            return -1;
+        }
+        h = at + 1;
+    }
+    const char *colon = strrchr(h, ':');
     const char *slash = colon ? strchr(colon, '/') : NULL;
     size_t hl = colon ? (size_t)(colon - h) : 0;
     if (hl >= 2 && h[0] == '[' && h[hl - 1] == ']') { /* [::1] */
@@ -171,9 +260,9 @@ static int parse_url(const char *url, chat_redis *r, char *err, size_t errlen)
         db = strtol(slash + 1, &dend, 10);
         db_ok = dend != slash + 1 && *dend == '\0' && db >= 0 && db < 100000;
     }
-    if (hl == 0 || hl >= sizeof r->host || memchr(h, '/', hl) || memchr(h, '@', hl) || !port_ok ||
-        !db_ok) {
-        snprintf(err, errlen, "bad --redis %s: use redis://HOST:PORT[/DB] or unix:PATH", url);
+    if (hl == 0 || hl >= sizeof r->host || memchr(h, '/', hl) || !port_ok || !db_ok) {
+        OPENSSL_cleanse(r->pass, sizeof r->pass);
+        snprintf(err, errlen, "bad --redis %s: " URL_FORM, shown(url, show, sizeof show));
         return -1;
     }
     memcpy(r->host, h, hl);
@@ -216,7 +305,8 @@ static void on_cmd_connect(const redisAsyncContext *ac, int status)
         link_down(r, ac->errstr);
         return;
     }
-    r->cmd_ok = true;
+    /* Up once AUTH and SELECT said OK too (on_setup_reply). */
+    r->cmd_ok = r->setup_left == 0;
     maybe_up(r);
 }
 
@@ -273,6 +363,23 @@ static void on_sub_reply(redisAsyncContext *ac, void *reply, void *priv)
     }
 }
 
+/* The answer to AUTH or SELECT on the command connection: an error
+ * (WRONGPASS, DB index out of range) makes the link useless. */
+static void on_setup_reply(redisAsyncContext *ac, void *reply, void *priv)
+{
+    (void)priv;
+    chat_redis *r = ac->data;
+    redisReply *rep = reply;
+    if (rep == NULL)
+        return; /* the link went down first */
+    if (rep->type == REDIS_REPLY_ERROR) {
+        link_down(r, rep->str);
+    } else if (--r->setup_left == 0) {
+        r->cmd_ok = true;
+        maybe_up(r);
+    }
+}
+
 static redisAsyncContext *open_one(chat_redis *r)
 {
     redisAsyncContext *ac =
@@ -304,9 +411,22 @@ static void connect_both(chat_redis *r)
     redisAsyncSetConnectCallback(r->sub, on_sub_connect);
     redisAsyncSetDisconnectCallback(r->sub, on_sub_disconnect);
     /* Both queue their first commands now; hiredis sends them once
-     * connected. SELECT first, so a bad DB fails the link at once. */
+     * connected. AUTH, then SELECT, first: a wrong password or a bad DB
+     * fails the link at once, with Redis's reason. */
+    r->setup_left = (r->pass[0] != '\0') + (r->db != 0);
+    bool unsent = false;
+    if (r->pass[0]) {
+        const char *av[3] = {"AUTH", r->user[0] ? r->user : r->pass, r->pass};
+        int n = r->user[0] ? 3 : 2;
+        unsent |= chat_redis_argv(r, on_setup_reply, NULL, n, av, NULL) < 0;
+        unsent |= redisAsyncCommandArgv(r->sub, on_sub_reply, NULL, n, av, NULL) != REDIS_OK;
+    }
     if (r->db != 0)
-        chat_redis_command(r, NULL, NULL, "SELECT %d", r->db);
+        unsent |= chat_redis_command(r, on_setup_reply, NULL, "SELECT %d", r->db) < 0;
+    if (unsent) {
+        link_down(r, "out of memory");
+        return;
+    }
     r->sub_since = sk_loop_now(r->loop);
     redisAsyncCommand(r->sub, on_sub_reply, NULL, "SUBSCRIBE %s", CHAT_REDIS_CHANNEL);
 }
@@ -453,33 +573,57 @@ int chat_redis_argv(chat_redis *r, redisCallbackFn *fn, void *priv, int argc, co
 
 /* ------------------------------------------------------------ lifetime */
 
-int chat_redis_start(chat_room *room, const char *url, const chat_redis_events *ev,
-                     chat_redis **out, char *err, size_t errlen)
+static void redis_free(chat_redis *r)
+{
+    OPENSSL_cleanse(r->pass, sizeof r->pass);
+    free(r);
+}
+
+int chat_redis_start(chat_room *room, const char *url, const char *password_file,
+                     const chat_redis_events *ev, chat_redis **out, char *err, size_t errlen)
 {
     chat_redis *r = calloc(1, sizeof *r);
     if (r == NULL) {
         snprintf(err, errlen, "out of memory");
         return -1;
     }
+    char show[600];
     if (parse_url(url, r, err, errlen) < 0) {
-        free(r);
+        redis_free(r);
         return -1;
+    }
+    if (password_file != NULL) {
+        size_t n = 0;
+        if (sk_secret_load(password_file, "password file", (uint8_t *)r->pass, sizeof r->pass - 1,
+                           &n, err, errlen) < 0) {
+            redis_free(r);
+            return -1;
+        }
+        r->pass[n] = '\0';
+        if (n == 0 || memchr(r->pass, '\0', n) != NULL) {
+            snprintf(err, errlen, "password file %s: %s", password_file,
+                     n == 0 ? "empty" : "holds a NUL byte");
+            redis_free(r);
+            return -1;
+        }
     }
     if (r->host[0]) {
         /* Resolved once, here, before the loop runs: getaddrinfo blocks. */
         struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *ai = NULL;
         int rc = getaddrinfo(r->host, NULL, &hints, &ai);
         if (rc != 0) {
-            snprintf(err, errlen, "--redis %s: %s", url, gai_strerror(rc));
-            free(r);
+            snprintf(err, errlen, "--redis %s: %s", shown(url, show, sizeof show),
+                     gai_strerror(rc));
+            redis_free(r);
             return -1;
         }
         char num[NI_MAXHOST];
         rc = getnameinfo(ai->ai_addr, ai->ai_addrlen, num, sizeof num, NULL, 0, NI_NUMERICHOST);
         freeaddrinfo(ai);
         if (rc != 0 || strlen(num) >= sizeof r->host) {
-            snprintf(err, errlen, "--redis %s: cannot use this address", url);
-            free(r);
+            snprintf(err, errlen, "--redis %s: cannot use this address",
+                     shown(url, show, sizeof show));
+            redis_free(r);
             return -1;
         }
         strcpy(r->host, num);
@@ -488,7 +632,7 @@ int chat_redis_start(chat_room *room, const char *url, const chat_redis_events *
     r->loop = room->loop;
     r->ev = *ev;
     if (sk_timer_new(r->loop, watch_tick, r, &r->watch) < 0) {
-        free(r);
+        redis_free(r);
         snprintf(err, errlen, "out of memory");
         return -1;
     }
@@ -517,5 +661,5 @@ void chat_redis_stop(chat_redis *r, bool loop_alive)
         redisAsyncFree(acs[i]);
     }
     sk_timer_free(r->watch);
-    free(r);
+    redis_free(r);
 }

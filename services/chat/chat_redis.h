@@ -8,9 +8,11 @@
 #include "chat.h"
 
 /* Starts connecting (retrying with backoff on its own); err is filled for
- * what cannot work at all (the URL, a name that does not resolve). */
-int chat_redis_start(chat_room *room, const char *url, const chat_redis_events *ev,
-                     chat_redis **out, char *err, size_t errlen);
+ * what cannot work at all (the URL, a name that does not resolve, an
+ * unreadable password file). password_file: NULL, or Redis's password
+ * (--redis-password-file; the URL then holds none). */
+int chat_redis_start(chat_room *room, const char *url, const char *password_file,
+                     const chat_redis_events *ev, chat_redis **out, char *err, size_t errlen);
 /* Closes both connections; loop_alive false once the loop is freed. */
 void chat_redis_stop(chat_redis *r, bool loop_alive);
 /* Too many commands in flight to take another line. */

@@ -7,7 +7,8 @@ mid-conversation and starting it again keeps every member connected, tells
 them, refuses what they type meanwhile and resumes in one order; a SIGKILLed
 server's nicks are free after --redis-nick-ttl; a bad URL is a usage error;
 a Redis down at start is one line, then retries; a Redis that stops
-answering (SIGSTOP) cannot stall a server; unix:PATH and /DB URLs."""
+answering (SIGSTOP) cannot stall a server; unix:PATH and /DB URLs; a Redis
+with a password (requirepass, an ACL user) given in the URL or a file."""
 
 import os
 import re
@@ -44,17 +45,17 @@ class RedisCase(ChatCase):
         finally:
             self.stop_redis()
 
-    def start_redis(self):
+    def start_redis(self, *extra):
         self.redis = subprocess.Popen(
             ["redis-server", "--port", str(self.redis_port), "--bind", "127.0.0.1",
-             "--save", "", "--appendonly", "no", "--dir", self.tmp],
+             "--save", "", "--appendonly", "no", "--dir", self.tmp] + list(extra),
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 10
-        while True:                              # ready: it answers PING
+        while True:                              # ready: it answers PING (or NOAUTH)
             try:
                 with socket.create_connection(("127.0.0.1", self.redis_port), 1) as s:
                     s.sendall(b"PING\r\n")
-                    if s.recv(16).startswith(b"+PONG"):
+                    if s.recv(16).startswith((b"+PONG", b"-NOAUTH")):
                         return
             except OSError:
                 pass
@@ -280,10 +281,7 @@ class Outage(RedisCase):
 
     def test_redis_refusing_us_is_one_line_then_retries(self):
         self.stop_redis()
-        self.redis = subprocess.Popen(
-            ["redis-server", "--port", str(self.redis_port), "--bind", "127.0.0.1",
-             "--save", "", "--appendonly", "no", "--requirepass", "secret"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.start_redis("--requirepass", "secret")   # ready: it answers NOAUTH
         srv = self.chat("--redis", self.url())
         srv.wait_line(r"chat: redis at 127\.0\.0\.1:%d unavailable \(NOAUTH.*\); retrying "
                       r"with backoff" % self.redis_port)
@@ -379,6 +377,118 @@ class Outage(RedisCase):
             err = cp.stderr.decode().strip().splitlines()
             self.assertEqual(len(err), 1, err)
             self.assertIn("--redis", err[0])
+
+
+class Auth(RedisCase):
+    """A Redis that asks for a password: requirepass (the default user)
+    and an ACL user, given in the URL (percent-encoded) or in
+    --redis-password-file; never shown in a log line or an error."""
+
+    PASSWORD = "p@ss:w rd/%1"      # every character a URL must encode
+    ENCODED = "p%40ss%3Aw%20rd%2F%251"
+
+    def setUp(self):
+        super().setUp()
+        self.stop_redis()
+        self.start_redis("--requirepass", self.PASSWORD,
+                         "--user", "alice", "on", ">al1ce-pw", "~*", "&*", "+@all")
+
+    def url_with(self, userinfo, db=""):
+        return "redis://%s@127.0.0.1:%d%s" % (userinfo, self.redis_port, db)
+
+    def shared_line(self, *srvs):
+        for s in srvs:
+            s.wait_line(UP_RE)
+        a, b = self.named(srvs[0], "ann"), self.named(srvs[1], "bob")
+        a.send("/who")
+        self.assertEqual(a.skip_until(re.compile(r"^\*\*\* members "))[1][:16],
+                         "*** members (2):")
+        a.send("through an authenticated redis")
+        b.skip_until("ann: through an authenticated redis")
+
+    def assertNotLogged(self, srv, secret):
+        self.assertEqual(srv.find(re.escape(secret)), [], "the password was logged")
+
+    def test_password_in_the_url(self):
+        url = self.url_with(":" + self.ENCODED)
+        srvs = [self.chat("--redis", url) for _ in range(2)]
+        self.shared_line(*srvs)
+        for s in srvs:
+            self.assertNotLogged(s, self.ENCODED)
+            self.assertNotLogged(s, self.PASSWORD)
+
+    def test_acl_user_in_the_url_with_a_database(self):
+        srvs = [self.chat("--redis", self.url_with("alice:al1ce-pw", "/4")) for _ in range(2)]
+        self.shared_line(*srvs)
+        cp = subprocess.run(["redis-cli", "-p", str(self.redis_port), "--user", "alice",
+                             "--pass", "al1ce-pw", "--no-auth-warning", "-n", "4", "DBSIZE"],
+                            stdout=subprocess.PIPE, timeout=10)
+        self.assertGreater(int(cp.stdout.decode().strip() or "0"), 0)
+
+    def test_password_file(self):
+        pw = self.path("redis.pw")
+        with open(pw, "w") as f:
+            f.write(self.PASSWORD + "\n")
+        os.chmod(pw, 0o600)
+        srvs = [self.chat("--redis", self.url(), "--redis-password-file", pw) for _ in range(2)]
+        self.shared_line(*srvs)
+        # A user named in the URL takes its password from the file.
+        with open(pw, "w") as f:
+            f.write("al1ce-pw\n")
+        srv = self.chat("--redis", self.url_with("alice"), "--redis-password-file", pw)
+        srv.wait_line(UP_RE)
+
+    def test_password_file_readable_by_others_is_refused(self):
+        pw = self.path("redis.pw")
+        with open(pw, "w") as f:
+            f.write(self.PASSWORD + "\n")
+        os.chmod(pw, 0o644)
+        cp = self.sockit("serve", "chat", "127.0.0.1:0", "--redis", self.url(),
+                         "--redis-password-file", pw)
+        self.assertNotEqual(cp.returncode, 0)
+        self.assertIn("chmod 600", cp.stderr.decode())
+
+    def test_wrong_password_is_one_line_that_hides_it_then_retries(self):
+        srv = self.chat("--redis", self.url_with("alice:not-the-one"))
+        srv.wait_line(r"chat: redis at 127\.0\.0\.1:%d unavailable \(WRONGPASS.*\); retrying "
+                      r"with backoff" % self.redis_port)
+        m = Member(self, srv.addr)
+        m.expect(CUT)
+        time.sleep(1.5)                                # several retries, still one line
+        self.assertEqual(len(srv.find(r"unavailable")), 1)
+        self.assertEqual(srv.find(r"connected"), [])
+        self.assertNotLogged(srv, "not-the-one")
+        self.assertIsNone(srv.proc.poll())
+
+    def test_database_out_of_range_is_never_connected(self):
+        srv = self.chat("--redis", self.url_with("alice:al1ce-pw", "/99"))
+        srv.wait_line(r"unavailable \(ERR DB index is out of range\)")
+        time.sleep(1)
+        self.assertEqual(srv.find(r"connected"), [])
+        self.assertEqual(len(srv.find(r"unavailable")), 1)
+
+    def test_usage_errors_never_show_the_password(self):
+        pw = self.path("redis.pw")
+        with open(pw, "w") as f:
+            f.write("whatever\n")
+        os.chmod(pw, 0o600)
+        cases = [
+            (["--redis", "redis://:hunter2@127.0.0.1"], "hunter2"),          # no port
+            (["--redis", "redis://:hun%2@127.0.0.1:1"], "hun"),              # a bad %XX
+            (["--redis", "redis://:@127.0.0.1:1"], None),                     # empty password
+            (["--redis", "redis://:hunter2@127.0.0.1:1", "--redis-password-file", pw],
+             "hunter2"),                                                      # two sources
+            (["--redis", "redis://alice@127.0.0.1:1"], None),                 # user, no password
+            (["--redis-password-file", pw], None),                            # no --redis
+        ]
+        for args, secret in cases:
+            cp = self.sockit("serve", "chat", "127.0.0.1:0", *args)
+            self.assertEqual(cp.returncode, 2, args)
+            err = cp.stderr.decode().strip().splitlines()
+            self.assertEqual(len(err), 1, err)
+            self.assertIn("redis", err[0])
+            if secret:
+                self.assertNotIn(secret, err[0])
 
 
 if __name__ == "__main__":

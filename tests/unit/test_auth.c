@@ -1,5 +1,5 @@
-/* test_auth.c — sk_random, sk_token_load (permissions, symlinks, length,
- * line endings), sk_auth_proof against vectors computed independently
+/* test_auth.c — sk_random, sk_token_load and sk_secret_load (permissions,
+ * symlinks, length, line endings, strength), sk_auth_proof against vectors computed independently
  * (Python's hmac module), and sk_auth_equal. */
 #include <criterion/criterion.h>
 
@@ -92,6 +92,41 @@ Test(auth, token_load_accepts_private_file_and_strips_one_newline)
     cr_assert_eq(sk_token_load(p, out, sizeof out, &len, err, sizeof err), 0, "%s", err);
     cr_assert_eq(len, sizeof bin);
     cr_assert(memcmp(out, bin, sizeof bin) == 0);
+    remove_dir();
+}
+
+Test(auth, secret_load_takes_a_weak_password_under_the_same_file_rules)
+{
+    make_dir();
+    uint8_t out[64];
+    size_t len = 0;
+    char err[256] = "x";
+    /* A password another program chose: short and plain is its business. */
+    const char *p = write_file("pw", "hunter2\n", 8, 0600);
+    cr_assert_eq(sk_secret_load(p, "password file", out, sizeof out, &len, err, sizeof err), 0,
+                 "%s", err);
+    cr_assert_eq(len, 7);
+    cr_assert(memcmp(out, "hunter2", 7) == 0);
+    cr_assert_str_empty(err);
+    /* ... which a token is not. */
+    cr_assert_eq(sk_token_load(p, out, sizeof out, &len, err, sizeof err), -EINVAL);
+    /* The file rules hold, named as the caller says. */
+    p = write_file("pw2", "hunter2\n", 8, 0640);
+    memset(out, 0xAA, sizeof out);
+    len = 99;
+    cr_assert_eq(sk_secret_load(p, "password file", out, sizeof out, &len, err, sizeof err),
+                 -EPERM);
+    cr_assert(strstr(err, "password file") != NULL && strstr(err, "chmod 600") != NULL, "%s", err);
+    cr_assert_eq(len, 99);
+    cr_assert_eq(out[0], 0xAA);
+    char link[160];
+    snprintf(link, sizeof link, "%s/ln", dir);
+    cr_assert_eq(symlink(p, link), 0);
+    cr_assert_eq(sk_secret_load(link, "password file", out, sizeof out, &len, err, sizeof err),
+                 -EPERM);
+    /* Longer than the caller's room: refused, not cut. */
+    p = write_file("pw3", "0123456789", 10, 0600);
+    cr_assert_eq(sk_secret_load(p, "password file", out, 9, &len, err, sizeof err), -EFBIG);
     remove_dir();
 }
 

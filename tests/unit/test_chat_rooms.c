@@ -135,6 +135,9 @@ Test(chat_rooms, redis_urls)
         "redis://localhost:6379/2",
         "redis://[::1]:6379",
         "unix:/run/redis/redis.sock",
+        "redis://:secret@127.0.0.1:6379",
+        "redis://alice:s%40c%3Aret@[::1]:6379/3",
+        "redis://al%20ice:x@host:6379",
     };
     static const char *const bad[] = {
         "http://127.0.0.1:6379",
@@ -148,13 +151,26 @@ Test(chat_rooms, redis_urls)
         "unix:",
         "redis://h:6379x",
         "",
+        "redis://:@host:6379",     /* an empty password */
+        "redis://:pw%4@host:6379", /* a cut %XX */
+        "redis://:pw%zzsecret@host:6379",
+        "redis://:pw%00x@host:6379", /* a NUL */
+        "redis://:secret@host",      /* no port: the error hides the password */
     };
     for (size_t i = 0; i < sizeof good / sizeof *good; i++)
-        cr_assert_eq(chat_redis_check_url(good[i], err, sizeof err), 0, "%s: %s", good[i], err);
+        cr_assert_eq(chat_redis_check(good[i], NULL, err, sizeof err), 0, "%s: %s", good[i], err);
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         err[0] = '\0';
-        cr_assert_eq(chat_redis_check_url(bad[i], err, sizeof err), -1, "%s accepted", bad[i]);
+        cr_assert_eq(chat_redis_check(bad[i], NULL, err, sizeof err), -1, "%s accepted", bad[i]);
         cr_assert(strstr(err, "--redis") != NULL, "%s", err);
         cr_assert(strchr(err, '\n') == NULL);
+        cr_assert(strstr(err, "secret") == NULL, "the password is shown: %s", err);
     }
+    /* One source of the password: a user takes it from the file; a URL
+     * with one and a file too is refused. */
+    cr_assert_eq(chat_redis_check("redis://u@host:6379", "/pw", err, sizeof err), 0, "%s", err);
+    cr_assert_eq(chat_redis_check("redis://host:6379", "/pw", err, sizeof err), 0, "%s", err);
+    cr_assert_eq(chat_redis_check("unix:/run/r.sock", "/pw", err, sizeof err), 0, "%s", err);
+    cr_assert_eq(chat_redis_check("redis://:secret@host:6379", "/pw", err, sizeof err), -1);
+    cr_assert(strstr(err, "not both") != NULL && strstr(err, "secret") == NULL, "%s", err);
 }
