@@ -119,6 +119,12 @@ class Quota:
         self.root = "/sys/fs/cgroup" if self.v2 else v1
         if self.v2 and not os.path.isfile(os.path.join(self.root, "cgroup.subtree_control")):
             raise SystemExit("--quota: no CPU cgroup controller found under /sys/fs/cgroup")
+        if self.v2:
+            try:  # the children's cpu.max exists only with the controller enabled
+                with open(os.path.join(self.root, "cgroup.subtree_control"), "w") as f:
+                    f.write("+cpu")
+            except OSError:
+                pass  # already on, or not allowed: add() says so if it matters
 
     def add(self, pid):
         d = os.path.join(self.root, "relay-bench-%d-%d" % (os.getpid(), len(self.dirs)))
