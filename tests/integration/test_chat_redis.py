@@ -84,6 +84,17 @@ class RedisCase(ChatCase):
         m.nick = nick
         return m
 
+    def ann_to_bob(self, srvs, line):
+        """ann on srvs[0] and bob on srvs[1] see each other (/who counts
+        2), and ann's line reaches bob; returns (ann, bob)."""
+        a, b = self.named(srvs[0], "ann"), self.named(srvs[1], "bob")
+        a.send("/who")
+        self.assertEqual(a.skip_until(re.compile(r"^\*\*\* members "))[1][:16],
+                         "*** members (2):")
+        a.send(line)
+        b.skip_until("ann: " + line)
+        return a, b
+
 
 class Cluster(RedisCase):
 
@@ -296,12 +307,7 @@ class Outage(RedisCase):
     def test_redis_that_stops_answering_cannot_stall_the_server(self):
         # SIGSTOP: Redis keeps the connection open and never answers.
         srvs = self.servers(2)
-        a, b = self.named(srvs[0], "ann"), self.named(srvs[1], "bob")
-        a.send("/who")
-        self.assertEqual(a.skip_until(re.compile(r"^\*\*\* members "))[1][:16],
-                         "*** members (2):")
-        a.send("before")
-        b.skip_until("ann: before")
+        a, b = self.ann_to_bob(srvs, "before")
         os.kill(self.redis.pid, signal.SIGSTOP)
         try:
             b.send("into the void")                    # no reply will come
@@ -346,12 +352,7 @@ class Outage(RedisCase):
         srvs = [self.chat("--redis", "unix:" + sock) for _ in range(2)]
         for s in srvs:
             s.wait_line(r"chat: redis at unix:%s: connected" % re.escape(sock))
-        a, b = self.named(srvs[0], "ann"), self.named(srvs[1], "bob")
-        a.send("/who")
-        self.assertEqual(a.skip_until(re.compile(r"^\*\*\* members "))[1][:16],
-                         "*** members (2):")
-        a.send("over a unix socket")
-        b.skip_until("ann: over a unix socket")
+        self.ann_to_bob(srvs, "over a unix socket")
 
     @unittest.skipIf(shutil.which("redis-cli") is None, "redis-cli is not installed")
     def test_database_number_in_the_url_is_used(self):
@@ -399,12 +400,7 @@ class Auth(RedisCase):
     def shared_line(self, *srvs):
         for s in srvs:
             s.wait_line(UP_RE)
-        a, b = self.named(srvs[0], "ann"), self.named(srvs[1], "bob")
-        a.send("/who")
-        self.assertEqual(a.skip_until(re.compile(r"^\*\*\* members "))[1][:16],
-                         "*** members (2):")
-        a.send("through an authenticated redis")
-        b.skip_until("ann: through an authenticated redis")
+        self.ann_to_bob(srvs, "through an authenticated redis")
 
     def assertNotLogged(self, srv, secret):
         self.assertEqual(srv.find(re.escape(secret)), [], "the password was logged")
