@@ -3,7 +3,6 @@
  * constant-time compare. Message layouts live with the protocols. */
 #include <errno.h>
 #include <fcntl.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
@@ -39,19 +38,9 @@ int sk_random(void *buf, size_t len)
     return 0;
 }
 
-static int token_fail(int code, char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-
-static int token_fail(int code, char *err, size_t errlen, const char *fmt, ...)
-{
-    if (err != NULL && errlen > 0) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return code;
-}
+/* A failed load: its sentence into the caller's err (sk__set_err, the
+ * library's one way to fill it), and its code as the value. */
+#define LOAD_FAIL(code, ...) (sk__set_err(err, errlen, __VA_ARGS__), (code))
 
 /* Reads the whole file (at most cap bytes) into buf; returns the count, or
  * a negative code, -EFBIG if there is more. */
@@ -168,9 +157,8 @@ int sk_secret_load(const char *path, const char *what, uint8_t *out, size_t cap,
     if (fd < 0) {
         int e = errno;
         if (e == ELOOP)
-            return token_fail(-EPERM, err, errlen,
-                              "%s %s is a symbolic link (name the file itself)", what, path);
-        return token_fail(-e, err, errlen, "cannot open %s %s: %s", what, path, strerror(e));
+            return LOAD_FAIL(-EPERM, "%s %s is a symbolic link (name the file itself)", what, path);
+        return LOAD_FAIL(-e, "cannot open %s %s: %s", what, path, strerror(e));
     }
     /* Every check is made on the descriptor we read from: a file swapped
      * after a path-based check could not slip through. */
@@ -181,18 +169,17 @@ int sk_secret_load(const char *path, const char *what, uint8_t *out, size_t cap,
     ssize_t n = 0;
     if (fstat(fd, &st) < 0) {
         int e = errno;
-        rc = token_fail(-e, err, errlen, "cannot stat %s %s: %s", what, path, strerror(e));
+        rc = LOAD_FAIL(-e, "cannot stat %s %s: %s", what, path, strerror(e));
     } else if (!S_ISREG(st.st_mode)) {
-        rc = token_fail(-EPERM, err, errlen, "%s %s is not a regular file", what, path);
+        rc = LOAD_FAIL(-EPERM, "%s %s is not a regular file", what, path);
     } else if (st.st_mode & (S_IRGRP | S_IWGRP | S_IROTH | S_IWOTH)) {
-        rc = token_fail(-EPERM, err, errlen,
-                        "%s %s is readable or writable by group or others (run: chmod 600 %s)",
-                        what, path, path);
+        rc = LOAD_FAIL(-EPERM,
+                       "%s %s is readable or writable by group or others (run: chmod 600 %s)", what,
+                       path, path);
     } else if ((n = read_bounded(fd, buf, limit)) < 0) {
         int e = (int)n;
-        rc = e == -EFBIG
-                 ? token_fail(e, err, errlen, "%s %s is too long", what, path)
-                 : token_fail(e, err, errlen, "cannot read %s %s: %s", what, path, strerror(-e));
+        rc = e == -EFBIG ? LOAD_FAIL(e, "%s %s is too long", what, path)
+                         : LOAD_FAIL(e, "cannot read %s %s: %s", what, path, strerror(-e));
     } else {
         size_t t = (size_t)n;
         if (t > 0 && buf[t - 1] == '\n') {
@@ -201,7 +188,7 @@ int sk_secret_load(const char *path, const char *what, uint8_t *out, size_t cap,
                 t--;
         }
         if (t > cap || t > SK_TOKEN_MAX) {
-            rc = token_fail(-EFBIG, err, errlen, "%s %s is too long", what, path);
+            rc = LOAD_FAIL(-EFBIG, "%s %s is too long", what, path);
         } else {
             memcpy(out, buf, t);
             *len = t;
@@ -221,7 +208,7 @@ int sk_token_load(const char *path, uint8_t *out, size_t cap, size_t *len, char 
                             errlen);
     char why[120];
     if (rc == 0 && sk_token_check(tok, t, why, sizeof why) < 0)
-        rc = token_fail(-EINVAL, err, errlen, "token in %s %s (run: sockit token FILE)", path, why);
+        rc = LOAD_FAIL(-EINVAL, "token in %s %s (run: sockit token FILE)", path, why);
     if (rc == 0) {
         memcpy(out, tok, t);
         *len = t;
